@@ -1,0 +1,184 @@
+"""The exceptions canaryflow raises, rooted in one base error.
+
+Split first by what the caller does next (retry later, or give up), then by domain::
+
+    CanaryflowError                      root: `except CanaryflowError` catches everything of ours
+    ├── TransientError                   retry later (carries `retry_after` seconds when known)
+    │   ├── ClusterUnavailableError      API server timeout / 5xx / connection refused
+    │   ├── MetricsUnavailableError      Prometheus timeout / 5xx / connection refused
+    │   └── TriggerUnavailableError      the Prefect API cannot be reached to start a rollout
+    └── PermanentError                   retrying the same call will not help
+        ├── SpecError                    a rollout spec or routes file is invalid (every problem listed)
+        ├── ObservationLogError          an observation log is malformed (names the place)
+        ├── ClusterError                 Kubernetes said no
+        │   ├── NotFoundError            the target, its Service or a track does not exist
+        │   ├── ConflictError            a write lost a race (409) and retries ran out
+        │   ├── ForbiddenError           RBAC forbids the operation
+        │   ├── RolloutInProgressError   the target is already in a rollout by another id
+        │   ├── ProgressDeadlineError    pods did not become ready within the progress deadline
+        │   └── WeightError              a weight cannot be reached at this capacity
+        ├── MetricsError                 the metrics source answered, but not with an observation
+        │   ├── NoDataError              no samples (or NaN) for the window: a domain outcome, not a failure
+        │   └── QueryError               the query is wrong (bad PromQL, bad template); carries the query
+        ├── RolloutAborted               a person or a newer rollout stopped this one
+        └── NotImplementedYetError       the command's capability has not landed yet
+
+`NoDataError` is deliberately not a `TransientError`: the judge treats "no data" as an observation
+(no verdict), not as a reason to retry the query. Adapters translate library errors at the edge into
+the most specific of these, chained with ``raise ... from exc``, and carry context (target, query).
+
+Exit codes (the CLI maps each class to one; see `exit_code_for`): 1 generic failure or an invalid spec,
+2 usage or not implemented yet, 3 cluster, 4 metrics, 5 transient, 6 aborted.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CanaryflowError",
+    "ClusterError",
+    "ClusterUnavailableError",
+    "ConflictError",
+    "ForbiddenError",
+    "MetricsError",
+    "MetricsUnavailableError",
+    "NoDataError",
+    "NotFoundError",
+    "NotImplementedYetError",
+    "ObservationLogError",
+    "PermanentError",
+    "ProgressDeadlineError",
+    "QueryError",
+    "RolloutAborted",
+    "RolloutInProgressError",
+    "SpecError",
+    "TransientError",
+    "TriggerUnavailableError",
+    "WeightError",
+    "exit_code_for",
+]
+
+
+class CanaryflowError(Exception):
+    """Root of every error canaryflow raises on purpose."""
+
+    exit_code: int = 1
+
+
+class TransientError(CanaryflowError):
+    """Retrying later may succeed. `retry_after` is a hint in seconds, when the source gave one."""
+
+    exit_code = 5
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(CanaryflowError):
+    """Retrying the same call will not help; fix the input or the environment."""
+
+
+class ClusterUnavailableError(TransientError):
+    """The Kubernetes API did not answer in time, or answered with a server error."""
+
+
+class MetricsUnavailableError(TransientError):
+    """The metrics backend did not answer in time, or answered with a server error."""
+
+    def __init__(self, message: str, *, query: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.query = query
+
+
+class TriggerUnavailableError(TransientError):
+    """The orchestrator (Prefect API) cannot be reached to start or steer a rollout."""
+
+
+class SpecError(PermanentError):
+    """A spec file is invalid. `problems` lists every one as "file:line path: message"."""
+
+    def __init__(self, message: str, *, problems: list[str] | None = None) -> None:
+        self.problems = list(problems or [])
+        full = message if not self.problems else message + "\n" + "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(full)
+
+
+class ObservationLogError(PermanentError):
+    """An observation log is malformed; the message names the place (e.g. ``intervals[3]...``)."""
+
+    exit_code = 2
+
+
+class ClusterError(PermanentError):
+    """Kubernetes refused or failed an operation. `target` names the workload when known."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, target: str | None = None) -> None:
+        super().__init__(message)
+        self.target = target
+
+
+class NotFoundError(ClusterError):
+    """The target Deployment, its Service, or a canary/baseline Deployment does not exist."""
+
+
+class ConflictError(ClusterError):
+    """A write kept losing optimistic-concurrency races (HTTP 409) after its retries."""
+
+
+class ForbiddenError(ClusterError):
+    """RBAC forbids the operation for the identity canaryflow runs as."""
+
+
+class RolloutInProgressError(ClusterError):
+    """The target is already being rolled out by another rollout id."""
+
+    def __init__(self, message: str, *, target: str | None = None, rollout_id: str | None = None) -> None:
+        super().__init__(message, target=target)
+        self.rollout_id = rollout_id
+
+
+class ProgressDeadlineError(ClusterError):
+    """Pods did not become ready within the progress deadline."""
+
+
+class WeightError(ClusterError):
+    """A requested weight cannot be approximated at this capacity; lists what is reachable."""
+
+
+class MetricsError(PermanentError):
+    """The metrics backend answered, but not with a usable observation."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, query: str | None = None) -> None:
+        super().__init__(message)
+        self.query = query
+
+
+class NoDataError(MetricsError):
+    """The query returned no samples (or only NaN) for the window. Never a pass."""
+
+
+class QueryError(MetricsError):
+    """The query itself is wrong (bad PromQL, bad template variable)."""
+
+
+class RolloutAborted(PermanentError):  # noqa: N818 - an outcome, named like one
+    """A person (reject, abort) or a newer rollout (supersede) stopped this rollout."""
+
+    exit_code = 6
+
+
+class NotImplementedYetError(PermanentError):
+    """The capability behind a command has not landed yet. Never answered with a fake result."""
+
+    exit_code = 2
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The process exit code the CLI uses for `exc` (1 for anything that is not ours)."""
+    if isinstance(exc, CanaryflowError):
+        return exc.exit_code
+    return 1
