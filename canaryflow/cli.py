@@ -147,22 +147,62 @@ def webhook_serve(
     _not_yet("webhook serve", "the git-push triggers")
 
 
+KubeDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--dir", help="State directory (default: $CANARYFLOW_KUBE_DIR or ~/.local/state/canaryflow/kube)."
+    ),
+]
+
+
 @kube_app.command("up")
-def kube_up() -> None:
-    """Start the local control plane and write its kubeconfig."""
-    _not_yet("dev kube up", "the local Kubernetes control plane")
+def kube_up(
+    directory: KubeDir = None,
+    nodes: Annotated[int, typer.Option(min=1, max=50, help="Fake nodes managed by kwok.")] = 3,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 60.0,
+) -> None:
+    """Start the local control plane and write its kubeconfig (idempotent)."""
+    from canaryflow import devkube
+
+    where = directory or devkube.default_directory()
+    binaries = devkube.find_binaries()
+    assert binaries is not None  # required=True raises instead
+    plane = devkube.LocalControlPlane(where, binaries=binaries, nodes=nodes, say=_say).up(timeout=timeout)
+    typer.echo(f"export KUBECONFIG={plane.kubeconfig}")
+    typer.echo(f"export PATH={binaries}:$PATH")
+    _say("watch it with: kubectl get deploy -w")
 
 
 @kube_app.command("down")
-def kube_down() -> None:
+def kube_down(directory: KubeDir = None) -> None:
     """Stop the local control plane and every process it started."""
-    _not_yet("dev kube down", "the local Kubernetes control plane")
+    from canaryflow import devkube
+
+    where = directory or devkube.default_directory()
+    stopped = devkube.LocalControlPlane(where, binaries=Path()).down()
+    _say("stopped" if stopped else "nothing was running")
 
 
 @kube_app.command("env")
-def kube_env() -> None:
+def kube_env(directory: KubeDir = None) -> None:
     """Print `export KUBECONFIG=...` for the running local control plane."""
-    _not_yet("dev kube env", "the local Kubernetes control plane")
+    from canaryflow import devkube
+    from canaryflow.errors import LocalClusterError
+
+    where = directory or devkube.default_directory()
+    plane = devkube.running_control_plane(where)
+    if plane is None:
+        raise LocalClusterError(
+            f"no local control plane is running in {where}: start it with `canaryflow dev kube up`"
+        )
+    typer.echo(f"export KUBECONFIG={plane.kubeconfig}")
+    binaries = devkube.find_binaries(required=False)
+    if binaries is not None:
+        typer.echo(f"export PATH={binaries}:$PATH")
+
+
+def _say(message: str) -> None:
+    typer.echo(message, err=True)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -20,6 +20,7 @@ Split first by what the caller does next (retry later, or give up), then by doma
         ├── MetricsError                 the metrics source answered, but not with an observation
         │   ├── NoDataError              no samples (or NaN) for the window: a domain outcome, not a failure
         │   └── QueryError               the query is wrong (bad PromQL, bad template); carries the query
+        ├── LocalClusterError            the local development control plane failed to start
         ├── RolloutAborted               a person or a newer rollout stopped this one
         └── NotImplementedYetError       the command's capability has not landed yet
 
@@ -39,6 +40,7 @@ __all__ = [
     "ClusterUnavailableError",
     "ConflictError",
     "ForbiddenError",
+    "LocalClusterError",
     "MetricsError",
     "MetricsUnavailableError",
     "NoDataError",
@@ -163,6 +165,12 @@ class NoDataError(MetricsError):
 
 class QueryError(MetricsError):
     """The query itself is wrong (bad PromQL, bad template variable)."""
+
+
+class LocalClusterError(PermanentError):
+    """The local development control plane (`canaryflow dev kube`) failed to start or answer."""
+
+    exit_code = 3
 
 
 class RolloutAborted(PermanentError):  # noqa: N818 - an outcome, named like one

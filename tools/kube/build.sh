@@ -30,7 +30,13 @@ log "etcd ${ETCD_VERSION}"
 log "kwok ${KWOK_VERSION}"
 ( cd "$here/kwok" && go build -o "$dir/bin.partial/kwok" sigs.k8s.io/kwok/cmd/kwok )
 log "kubernetes ${KUBERNETES_VERSION} (apiserver, controller-manager, scheduler, kubectl)"
-( cd "$here/kubernetes" && go build -o "$dir/bin.partial/" \
+minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
+version_ldflags="-X k8s.io/component-base/version.gitVersion=${KUBERNETES_VERSION} \
+ -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor} \
+ -X k8s.io/component-base/version.gitTreeState=clean \
+ -X k8s.io/client-go/pkg/version.gitVersion=${KUBERNETES_VERSION} \
+ -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=${minor}"
+( cd "$here/kubernetes" && go build -ldflags "$version_ldflags" -o "$dir/bin.partial/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl )
 

@@ -1,0 +1,26 @@
+"""A real Kubernetes control plane on loopback, for tests and the demo (`canaryflow dev kube`).
+
+Belongs here: generating its certificates, starting and stopping its processes, the kubeconfig,
+and locating the binaries `tools/kube/build.sh` builds into a cache outside the repository.
+Not here: anything a rollout does to a cluster (that is `canaryflow.cluster`), and the `kubernetes`
+client (it lives in the cluster adapter only; this package speaks plain HTTPS).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from canaryflow.devkube.binaries import find_binaries
+from canaryflow.devkube.controlplane import ControlPlane, LocalControlPlane, running_control_plane
+
+__all__ = ["ControlPlane", "LocalControlPlane", "default_directory", "find_binaries", "running_control_plane"]
+
+
+def default_directory() -> Path:
+    """Where `canaryflow dev kube up` keeps its state: $CANARYFLOW_KUBE_DIR, else XDG state."""
+    explicit = os.environ.get("CANARYFLOW_KUBE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "canaryflow" / "kube"

@@ -1,0 +1,339 @@
+"""Start and stop a real Kubernetes control plane on loopback as local processes.
+
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (which fakes the nodes and
+makes scheduled pods Running and Ready) run from the binaries `tools/kube/build.sh` built. Each
+runs in its own session, writes its log next to the state file, and is recorded by pid so that
+`down` (from any process) can stop it. With ``die_with_parent`` (the test fixture) every process
+also gets SIGKILL from the kernel when the process that started it dies, so an interrupted test run
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from canaryflow.devkube import apiclient
+from canaryflow.devkube.pki import Pki, write_pki
+from canaryflow.errors import LocalClusterError
+
+__all__ = ["ControlPlane", "LocalControlPlane", "running_control_plane"]
+
+_STATE = "state.json"
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ControlPlane:
+    """A running local control plane: where to reach it and which processes are its."""
+
+    directory: Path
+    kubeconfig: Path
+    server: str
+    etcd_url: str
+    pids: dict[str, int]
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["directory"] = str(self.directory)
+        data["kubeconfig"] = str(self.kubeconfig)
+        return json.dumps(data, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ControlPlane:
+        data = json.loads(text)
+        return cls(
+            directory=Path(data["directory"]),
+            kubeconfig=Path(data["kubeconfig"]),
+            server=data["server"],
+            etcd_url=data["etcd_url"],
+            pids={k: int(v) for k, v in data["pids"].items()},
+        )
+
+
+class LocalControlPlane:
+    """Bring a control plane up in `directory` and down again.
+
+    Parameters
+    ----------
+    directory
+        Where the certificates, the etcd data, the logs, the kubeconfig and ``state.json`` live.
+    binaries
+        The directory with etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and
+        ``stages.yaml``.
+    nodes
+        How many fake nodes kwok manages.
+    die_with_parent
+        Ask the kernel to kill every process when the calling process dies (for tests).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        binaries: Path,
+        nodes: int = 3,
+        die_with_parent: bool = False,
+        say: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.directory = directory
+        self.binaries = binaries
+        self.nodes = nodes
+        self.die_with_parent = die_with_parent
+        self._say = say
+        # Handles of the processes this object started, kept so that they are reaped (and no
+        # ResourceWarning says they were dropped while running). `down` works from pids alone.
+        self._processes: dict[int, subprocess.Popen[bytes]] = {}
+
+    def up(self, *, timeout: float = 60.0) -> ControlPlane:
+        """Start everything and wait until the API is ready and the nodes are Ready.
+
+        Idempotent: a control plane already running in `directory` is returned as it is.
+        """
+        existing = running_control_plane(self.directory)
+        if existing is not None:
+            self._say(f"already running: {existing.server}")
+            return existing
+        self.down()
+        deadline = time.monotonic() + timeout
+        pki = write_pki(self.directory / "pki")
+        pids: dict[str, int] = {}
+        try:
+            etcd_url = self._start_etcd(pids, deadline)
+            port = _free_port()
+            server = f"https://127.0.0.1:{port}"
+            kubeconfig = apiclient.write_kubeconfig(self.directory / "kubeconfig", server=server, pki=pki)
+            self._start("kube-apiserver", self._apiserver_args(pki, etcd_url, port), pids)
+            api = apiclient.ApiClient.from_kubeconfig(kubeconfig)
+            _wait(lambda: api.ready(), deadline, "kube-apiserver /readyz", self._log("kube-apiserver"))
+            self._start("kube-controller-manager", self._controller_manager_args(pki, kubeconfig), pids)
+            self._start("kube-scheduler", self._scheduler_args(kubeconfig), pids)
+            self._start("kwok", self._kwok_args(kubeconfig), pids)
+            for i in range(self.nodes):
+                api.create_fake_node(f"kwok-node-{i}")
+            _wait(lambda: api.ready_nodes() >= self.nodes, deadline, "kwok nodes Ready", self._log("kwok"))
+            self._check_alive(pids)
+        except BaseException:
+            _stop_all(pids)
+            self._reap_children()
+            raise
+        plane = ControlPlane(self.directory, kubeconfig, server, etcd_url, pids)
+        (self.directory / _STATE).write_text(plane.to_json())
+        self._say(f"up: {server} (kubeconfig {kubeconfig})")
+        return plane
+
+    def down(self) -> bool:
+        """Stop every process recorded in `directory`. Returns whether anything was running."""
+        state = self.directory / _STATE
+        if not state.exists():
+            return False
+        plane = ControlPlane.from_json(state.read_text())
+        _stop_all(plane.pids)
+        self._reap_children()
+        state.unlink(missing_ok=True)
+        self._say("down")
+        return True
+
+    # --- processes -------------------------------------------------------------------------
+
+    def _start(self, name: str, args: list[str], pids: dict[str, int]) -> None:
+        log = (self.directory / "logs" / f"{name}.log").open("ab")
+        preexec = _die_with_parent if self.die_with_parent else None
+        proc = subprocess.Popen(
+            [str(self.binaries / name), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=preexec,
+            cwd=self.directory,
+        )
+        log.close()
+        self._processes[proc.pid] = proc
+        pids[name] = proc.pid
+        self._say(f"started {name} (pid {proc.pid})")
+
+    def _reap_children(self) -> None:
+        for proc in self._processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        self._processes = {pid: p for pid, p in self._processes.items() if p.returncode is None}
+
+    def _log(self, name: str) -> Path:
+        return self.directory / "logs" / f"{name}.log"
+
+    def _check_alive(self, pids: dict[str, int]) -> None:
+        for name, pid in pids.items():
+            if not _alive(pid):
+                raise LocalClusterError(
+                    f"{name} exited during start-up; last lines:\n{_tail(self._log(name))}"
+                )
+
+    def _start_etcd(self, pids: dict[str, int], deadline: float) -> str:
+        (self.directory / "logs").mkdir(parents=True, exist_ok=True)
+        client, peer = _free_port(), _free_port()
+        url = f"http://127.0.0.1:{client}"
+        peer_url = f"http://127.0.0.1:{peer}"
+        args = [
+            "--name=local",
+            f"--data-dir={self.directory / 'etcd'}",
+            f"--listen-client-urls={url}",
+            f"--advertise-client-urls={url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=local={peer_url}",
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+        ]
+        self._start("etcd", args, pids)
+        _wait(lambda: apiclient.etcd_healthy(url), deadline, "etcd /health", self._log("etcd"))
+        return url
+
+    def _apiserver_args(self, pki: Pki, etcd_url: str, port: int) -> list[str]:
+        return [
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",  # mandatory here: there may be no default route
+            f"--secure-port={port}",
+            f"--cert-dir={self.directory / 'pki'}",
+            f"--tls-cert-file={pki.serving_cert}",
+            f"--tls-private-key-file={pki.serving_key}",
+            f"--client-ca-file={pki.ca_cert}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki.service_account_pub}",
+            f"--service-account-signing-key-file={pki.service_account_key}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--authorization-mode=RBAC",
+            "--endpoint-reconciler-type=none",
+            "--disable-admission-plugins=ServiceAccount",
+            "--enable-priority-and-fairness=false",
+            "--v=0",
+        ]
+
+    def _controller_manager_args(self, pki: Pki, kubeconfig: Path) -> list[str]:
+        return [
+            f"--kubeconfig={kubeconfig}",
+            "--controllers=deployment-controller,replicaset-controller,garbage-collector-controller,"
+            "namespace-controller,serviceaccount-controller,serviceaccount-token-controller,"
+            "endpointslice-controller,pod-garbage-collector-controller,node-lifecycle-controller",
+            "--leader-elect=false",
+            "--secure-port=0",
+            f"--service-account-private-key-file={pki.service_account_key}",
+            f"--root-ca-file={pki.ca_cert}",
+            "--concurrent-deployment-syncs=10",
+            "--concurrent-replicaset-syncs=10",
+            "--v=0",
+        ]
+
+    def _scheduler_args(self, kubeconfig: Path) -> list[str]:
+        return [f"--kubeconfig={kubeconfig}", "--leader-elect=false", "--secure-port=0", "--v=0"]
+
+    def _kwok_args(self, kubeconfig: Path) -> list[str]:
+        return [
+            f"--kubeconfig={kubeconfig}",
+            "--manage-all-nodes=true",
+            "--node-lease-duration-seconds=40",
+            f"--config={self.binaries / 'stages.yaml'}",
+            "--cidr=10.244.0.0/16",
+            "--node-ip=127.0.0.1",
+        ]
+
+
+def running_control_plane(directory: Path) -> ControlPlane | None:
+    """The control plane recorded in `directory` if all its processes live and the API is ready."""
+    state = directory / _STATE
+    if not state.exists():
+        return None
+    try:
+        plane = ControlPlane.from_json(state.read_text())
+    except (ValueError, KeyError):
+        return None
+    if not all(_alive(pid) for pid in plane.pids.values()):
+        return None
+    try:
+        ready = apiclient.ApiClient.from_kubeconfig(plane.kubeconfig).ready()
+    except LocalClusterError:
+        ready = False
+    return plane if ready else None
+
+
+def _wait(check: Callable[[], bool], deadline: float, what: str, log: Path) -> None:
+    delay = 0.05
+    while True:
+        with contextlib.suppress(LocalClusterError):
+            if check():
+                return
+        if time.monotonic() > deadline:
+            raise LocalClusterError(f"timed out waiting for {what}; last lines of {log.name}:\n{_tail(log)}")
+        time.sleep(delay)  # polling a process we do not control: there is no event to await
+        delay = min(delay * 1.5, 0.5)
+
+
+def _stop_all(pids: dict[str, int], *, grace: float = 10.0) -> None:
+    """SIGTERM every process group (newest first), SIGKILL what is left after `grace` seconds."""
+    for name in reversed(list(pids)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pids[name], signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for pid in pids.values():
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # a process we may not be the parent of: no event to await
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        kill_deadline = time.monotonic() + 5
+        while _alive(pid) and time.monotonic() < kill_deadline:
+            time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    _reap(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@contextlib.contextmanager
+def started(directory: Path, *, binaries: Path, nodes: int = 3) -> Iterator[ControlPlane]:
+    """A control plane for the duration of a ``with`` block (killed with the caller if it dies)."""
+    plane = LocalControlPlane(directory, binaries=binaries, nodes=nodes, die_with_parent=True)
+    try:
+        yield plane.up()
+    finally:
+        plane.down()
