@@ -143,8 +143,13 @@ def webhook_serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
 ) -> None:
-    """Serve POST /hooks/github and /hooks/gitlab, starting rollouts for pushes."""
-    _not_yet("webhook serve", "the git-push triggers")
+    """Serve POST /hooks/github and /hooks/gitlab, starting rollouts for pushes.
+
+    Secrets come from CANARYFLOW_GITHUB_SECRET / CANARYFLOW_GITLAB_TOKEN (or *_FILE naming a file).
+    """
+    from canaryflow.webhooks.serve import serve
+
+    serve(config, host=host, port=port)
 
 
 KubeDir = Annotated[

@@ -9,6 +9,9 @@ Split first by what the caller does next (retry later, or give up), then by doma
     │   └── TriggerUnavailableError      the Prefect API cannot be reached to start a rollout
     └── PermanentError                   retrying the same call will not help
         ├── SpecError                    a rollout spec or routes file is invalid (every problem listed)
+        ├── TriggerError                 a webhook delivery cannot start a rollout
+        │   ├── PayloadError             the body is not a push payload we can read (names the field)
+        │   └── ImageRenderError         the image template cannot be rendered for this push
         ├── ObservationLogError          an observation log is malformed (names the place)
         ├── ClusterError                 Kubernetes said no
         │   ├── NotFoundError            the target, its Service or a track does not exist
@@ -40,6 +43,7 @@ __all__ = [
     "ClusterUnavailableError",
     "ConflictError",
     "ForbiddenError",
+    "ImageRenderError",
     "LocalClusterError",
     "MetricsError",
     "MetricsUnavailableError",
@@ -47,6 +51,7 @@ __all__ = [
     "NotFoundError",
     "NotImplementedYetError",
     "ObservationLogError",
+    "PayloadError",
     "PermanentError",
     "ProgressDeadlineError",
     "QueryError",
@@ -54,6 +59,7 @@ __all__ = [
     "RolloutInProgressError",
     "SpecError",
     "TransientError",
+    "TriggerError",
     "TriggerUnavailableError",
     "WeightError",
     "exit_code_for",
@@ -103,6 +109,18 @@ class SpecError(PermanentError):
         self.problems = list(problems or [])
         full = message if not self.problems else message + "\n" + "\n".join(f"  {p}" for p in self.problems)
         super().__init__(full)
+
+
+class TriggerError(PermanentError):
+    """A webhook delivery cannot start a rollout (answered with a 4xx, nothing started)."""
+
+
+class PayloadError(TriggerError):
+    """A delivery's body is not a push payload we can read; the message names the field."""
+
+
+class ImageRenderError(TriggerError):
+    """An image template cannot be rendered for this push (a value or the result is not valid)."""
 
 
 class ObservationLogError(PermanentError):

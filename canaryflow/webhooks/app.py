@@ -1,0 +1,87 @@
+"""The FastAPI app: ``POST /hooks/github``, ``POST /hooks/gitlab``, ``GET /healthz``, ``GET /metrics``.
+
+Thin on purpose: it refuses bodies over the size limit (413, before reading more than the limit),
+hands headers and the raw body to `DeliveryHandler` in a worker thread, and turns its `Reply` into
+a JSON response. Everything it needs is passed to `create_app`; nothing is built at import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
+
+from canaryflow.routes import RoutesConfig
+from canaryflow.triggers.port import RolloutStarter
+from canaryflow.webhooks.deliveries import DeliveryStore
+from canaryflow.webhooks.handling import DeliveryHandler, Reply, WebhookMetrics, WebhookSecrets
+from canaryflow.webhooks.pushes import Provider
+
+__all__ = ["MAX_BODY_BYTES", "create_app"]
+
+#: Deliveries with a larger body are refused with 413 (GitHub caps payloads at 25 MB; pushes are small).
+MAX_BODY_BYTES = 1024 * 1024
+
+_Handle = Callable[[Mapping[str, str], bytes], Reply]
+
+
+def create_app(
+    *,
+    routes: RoutesConfig,
+    secrets: WebhookSecrets,
+    store: DeliveryStore,
+    starter: RolloutStarter,
+    metrics: WebhookMetrics | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """The webhook receiver for `routes`, authenticating with `secrets`, remembering deliveries in
+    `store` and starting rollouts with `starter`."""
+    handler = DeliveryHandler(routes=routes, secrets=secrets, store=store, starter=starter, metrics=metrics)
+    app = FastAPI(title="canaryflow webhooks", docs_url=None, redoc_url=None, openapi_url=None)
+
+    async def deliver(request: Request, provider: Provider, handle: _Handle) -> Response:
+        body = await _read_limited(request, max_body_bytes)
+        if body is None:
+            too_large = Reply(
+                413, {"status": "too_large", "error": f"the body is over {max_body_bytes} bytes"}
+            )
+            reply = handler.count(provider, too_large)
+        else:
+            reply = await run_in_threadpool(handle, request.headers, body)
+        return JSONResponse(reply.body, status_code=reply.status_code, headers=dict(reply.headers))
+
+    @app.post("/hooks/github")
+    async def github(request: Request) -> Response:
+        return await deliver(request, "github", handler.handle_github)
+
+    @app.post("/hooks/gitlab")
+    async def gitlab(request: Request) -> Response:
+        return await deliver(request, "gitlab", handler.handle_gitlab)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(handler.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or `None` as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

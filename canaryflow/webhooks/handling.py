@@ -1,0 +1,256 @@
+"""`DeliveryHandler`: one webhook delivery (headers and raw body) in, one `Reply` out.
+
+The whole protocol without a web framework: authenticate, read the event, parse the push, route
+it, claim the delivery id, start the rollouts, record the delivery as handled. The FastAPI app
+(`canaryflow.webhooks.app`) only limits the body size and turns a `Reply` into a response.
+Every refusal is decided before anything is claimed or started, so it has no side effect:
+
+====  ================  =====================================================================
+code  status            when
+====  ================  =====================================================================
+200   pong, duplicate   a GitHub ping; a delivery id that already started its rollouts
+202   started, ignored  rollouts started (with their flow run ids); nothing to do (with why)
+400   bad_request       not JSON, not a push payload, no usable delivery id
+401   unauthorized      missing or wrong signature or token
+404   not_configured    no secret is configured for this provider
+409   in_progress       the same delivery is being started by a concurrent request
+415   unsupported_media the body is not ``application/json``
+422   unprocessable     a matching route renders an image that is not a valid OCI reference
+503   unavailable       the orchestrator cannot be reached; the delivery is not recorded
+====  ================  =====================================================================
+
+`handle_*` methods block (SQLite, the starter): call them from a worker thread.
+Secrets and request headers are never logged; delivery ids only once validated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+from canaryflow.errors import ImageRenderError, PayloadError, TriggerUnavailableError
+from canaryflow.routes import RoutesConfig
+from canaryflow.triggers.port import RolloutStarter
+from canaryflow.webhooks.deliveries import Claimed, DeliveryStore, Duplicate, InProgress
+from canaryflow.webhooks.pushes import Provider, PushEvent, parse_github_push, parse_gitlab_push
+from canaryflow.webhooks.routing import Ignore, PlannedRollout, route_push
+from canaryflow.webhooks.signatures import (
+    GITHUB_SECRET_ENV,
+    GITLAB_TOKEN_ENV,
+    Secret,
+    load_secret,
+    verify_github_signature,
+    verify_gitlab_token,
+)
+
+__all__ = ["DeliveryHandler", "Reply", "WebhookMetrics", "WebhookSecrets"]
+
+logger = logging.getLogger(__name__)
+
+_DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
+_EVENT_NAME = re.compile(r"[A-Za-z_ ]{1,50}")
+_RETRY_AFTER = {"Retry-After": "10"}
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The answer to a delivery: HTTP status, JSON body (always with ``status``), extra headers."""
+
+    status_code: int
+    body: dict[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def outcome(self) -> str:
+        """The word in ``status`` (``started``, ``ignored``, ``unauthorized``, ...)."""
+        return str(self.body["status"])
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSecrets:
+    """The shared secrets; a provider without one is refused with 404."""
+
+    github: Secret | None = None
+    gitlab: Secret | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> WebhookSecrets:
+        """Read ``CANARYFLOW_GITHUB_SECRET`` and ``CANARYFLOW_GITLAB_TOKEN`` (or their ``_FILE``)."""
+        return cls(load_secret(GITHUB_SECRET_ENV, environ), load_secret(GITLAB_TOKEN_ENV, environ))
+
+
+class WebhookMetrics:
+    """The receiver's own counters, in their own registry (served at ``GET /metrics``)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.deliveries = Counter(
+            "canaryflow_webhook_deliveries",
+            "Webhook deliveries received, by provider and outcome.",
+            ["provider", "outcome"],
+            registry=self.registry,
+        )
+        self.rollouts_started = Counter(
+            "canaryflow_webhook_rollouts_started",
+            "Rollout flow runs requested from the orchestrator, by provider.",
+            ["provider"],
+            registry=self.registry,
+        )
+
+    def exposition(self) -> bytes:
+        """The counters in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+def _reply(status_code: int, status: str, **fields: Any) -> Reply:
+    headers = dict(_RETRY_AFTER) if status_code in (409, 503) else {}
+    return Reply(status_code, {"status": status, **fields}, headers)
+
+
+class DeliveryHandler:
+    """Handles GitHub and GitLab deliveries with the given routes, secrets, store and starter."""
+
+    def __init__(
+        self,
+        *,
+        routes: RoutesConfig,
+        secrets: WebhookSecrets,
+        store: DeliveryStore,
+        starter: RolloutStarter,
+        metrics: WebhookMetrics | None = None,
+    ) -> None:
+        self.routes = routes
+        self.secrets = secrets
+        self.store = store
+        self.starter = starter
+        self.metrics = metrics or WebhookMetrics()
+
+    def count(self, provider: Provider, reply: Reply) -> Reply:
+        """Count `reply` in the metrics and return it."""
+        self.metrics.deliveries.labels(provider=provider, outcome=reply.outcome).inc()
+        return reply
+
+    def handle_github(self, headers: Mapping[str, str], body: bytes) -> Reply:
+        """A delivery to ``POST /hooks/github``. `headers` are looked up by lowercase name."""
+        return self.count("github", self._github(headers, body))
+
+    def handle_gitlab(self, headers: Mapping[str, str], body: bytes) -> Reply:
+        """A delivery to ``POST /hooks/gitlab``. `headers` are looked up by lowercase name."""
+        return self.count("gitlab", self._gitlab(headers, body))
+
+    def _github(self, headers: Mapping[str, str], body: bytes) -> Reply:
+        if self.secrets.github is None:
+            return _reply(
+                404, "not_configured", error=f"GitHub deliveries are off ({GITHUB_SECRET_ENV} unset)"
+            )
+        if not verify_github_signature(self.secrets.github, body, headers.get("x-hub-signature-256")):
+            return _reply(401, "unauthorized", error="missing or wrong X-Hub-Signature-256")
+        event = headers.get("x-github-event", "")
+        if event not in ("ping", "push"):
+            return _reply(202, "ignored", reason=f"{_event_name(event)} events start nothing")
+        payload = _json_object(headers, body)
+        if isinstance(payload, Reply):
+            return payload
+        if event == "ping":
+            return _reply(200, "pong")
+        delivery_id = _delivery_id(headers.get("x-github-delivery"), "X-GitHub-Delivery")
+        if isinstance(delivery_id, Reply):
+            return delivery_id
+        try:
+            push = parse_github_push(payload)
+        except PayloadError as exc:
+            return _reply(400, "bad_request", error=f"not a push payload: {exc}")
+        return self._push(delivery_id, push)
+
+    def _gitlab(self, headers: Mapping[str, str], body: bytes) -> Reply:
+        if self.secrets.gitlab is None:
+            return _reply(
+                404, "not_configured", error=f"GitLab deliveries are off ({GITLAB_TOKEN_ENV} unset)"
+            )
+        if not verify_gitlab_token(self.secrets.gitlab, headers.get("x-gitlab-token")):
+            return _reply(401, "unauthorized", error="missing or wrong X-Gitlab-Token")
+        event = headers.get("x-gitlab-event", "")
+        if event not in ("Push Hook", "Tag Push Hook"):
+            return _reply(202, "ignored", reason=f"{_event_name(event)} events start nothing")
+        payload = _json_object(headers, body)
+        if isinstance(payload, Reply):
+            return payload
+        raw_id = headers.get("idempotency-key") or headers.get("x-gitlab-event-uuid")
+        delivery_id = _delivery_id(raw_id, "Idempotency-Key or X-Gitlab-Event-UUID")
+        if isinstance(delivery_id, Reply):
+            return delivery_id
+        try:
+            push = parse_gitlab_push(payload)
+        except PayloadError as exc:
+            return _reply(400, "bad_request", error=f"not a push payload: {exc}")
+        return self._push(delivery_id, push)
+
+    def _push(self, delivery_id: str, push: PushEvent) -> Reply:
+        key = f"{push.provider}:{delivery_id}"
+        try:
+            decision = route_push(push, self.routes.routes, delivery_id=delivery_id)
+        except ImageRenderError as exc:
+            return _reply(422, "unprocessable", error=str(exc))
+        if isinstance(decision, Ignore):
+            return _reply(202, "ignored", reason=decision.reason)
+        claim = self.store.claim(key)
+        if isinstance(claim, Duplicate):
+            return _duplicate(claim)
+        if isinstance(claim, InProgress):
+            return _reply(409, "in_progress", error="this delivery is being handled; retry later")
+        return self._start(key, claim, push.provider, decision.rollouts)
+
+    def _start(
+        self, key: str, claim: Claimed, provider: Provider, rollouts: tuple[PlannedRollout, ...]
+    ) -> Reply:
+        flow_run_ids: list[str] = []
+        try:
+            for planned in rollouts:
+                flow_run_ids.append(
+                    self.starter.start(planned.request, idempotency_key=f"{key}:{planned.route.rollout}")
+                )
+        except TriggerUnavailableError as exc:
+            self.store.release(key, claim)
+            logger.warning("delivery %s not started: %s", key, exc)
+            return _reply(503, "unavailable", error=str(exc))
+        except BaseException:
+            self.store.release(key, claim)
+            raise
+        self.store.complete(key, claim, flow_run_ids)
+        self.metrics.rollouts_started.labels(provider=provider).inc(len(flow_run_ids))
+        logger.info("delivery %s started flow runs %s", key, ", ".join(flow_run_ids))
+        return _reply(202, "started", flow_run_id=flow_run_ids[0], flow_run_ids=flow_run_ids)
+
+
+def _duplicate(handled: Duplicate) -> Reply:
+    ids = list(handled.flow_run_ids)
+    return _reply(200, "duplicate", flow_run_id=ids[0] if ids else None, flow_run_ids=ids)
+
+
+def _event_name(event: str) -> str:
+    return repr(event) if _EVENT_NAME.fullmatch(event) else "unnamed or unreadable"
+
+
+def _delivery_id(value: str | None, header: str) -> str | Reply:
+    if value is None or _DELIVERY_ID.fullmatch(value) is None:
+        return _reply(400, "bad_request", error=f"missing or malformed {header} header")
+    return value
+
+
+def _json_object(headers: Mapping[str, str], body: bytes) -> dict[str, Any] | Reply:
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        return _reply(415, "unsupported_media", error="send the payload as application/json")
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return _reply(400, "bad_request", error="the body is not valid JSON")
+    if not isinstance(payload, dict):
+        return _reply(400, "bad_request", error="the body is not a JSON object")
+    return payload

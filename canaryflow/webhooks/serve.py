@@ -1,0 +1,51 @@
+"""`serve`: the entry point of ``canaryflow webhook serve`` (builds every dependency, runs uvicorn).
+
+The routes file is loaded, the secrets read from the environment, the delivery store opened at the
+file the routes name (relative to the working directory) and the Prefect starter built for the
+routes' deployment; then the app is served until interrupted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from canaryflow.errors import SpecError
+from canaryflow.routes import load_routes
+from canaryflow.triggers.port import RolloutStarter
+from canaryflow.webhooks.app import create_app
+from canaryflow.webhooks.deliveries import DeliveryStore
+from canaryflow.webhooks.handling import WebhookSecrets
+from canaryflow.webhooks.signatures import GITHUB_SECRET_ENV, GITLAB_TOKEN_ENV
+
+__all__ = ["build_app", "serve"]
+
+
+def build_app(
+    config: Path, *, environ: Mapping[str, str] | None = None, starter: RolloutStarter | None = None
+) -> FastAPI:
+    """The receiver for the routes file `config`; `starter` defaults to the Prefect starter.
+
+    Raises
+    ------
+    SpecError
+        When the routes file is invalid, a secret cannot be read, or no secret is set at all.
+    """
+    routes = load_routes(config)
+    secrets = WebhookSecrets.from_environ(environ)
+    if secrets.github is None and secrets.gitlab is None:
+        raise SpecError(f"no webhook secret: set {GITHUB_SECRET_ENV} or {GITLAB_TOKEN_ENV} (or their _FILE)")
+    store = DeliveryStore(Path(routes.deliveries))
+    if starter is None:
+        from canaryflow.triggers.prefect_runs import PrefectRolloutStarter
+
+        starter = PrefectRolloutStarter(routes.deployment)
+    return create_app(routes=routes, secrets=secrets, store=store, starter=starter)
+
+
+def serve(config: Path, *, host: str, port: int) -> None:
+    """Serve the receiver for the routes file `config` on `host`:`port` until interrupted."""
+    uvicorn.run(build_app(config), host=host, port=port, log_level="info")

@@ -1,0 +1,99 @@
+"""Authenticating deliveries: GitHub's HMAC signature, GitLab's token, and the secrets behind them.
+
+Pure functions over bytes, plus `load_secret`, which reads a secret from the environment
+(``NAME``) or from the file named by ``NAME_FILE``. A `Secret` never shows its value in `repr`,
+`str` or a log line; only `reveal` returns it. Comparisons are constant-time
+(`hmac.compare_digest`; GitLab tokens are hashed first, so not even their length leaks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from canaryflow.errors import SpecError
+
+__all__ = [
+    "GITHUB_SECRET_ENV",
+    "GITLAB_TOKEN_ENV",
+    "Secret",
+    "github_signature",
+    "load_secret",
+    "verify_github_signature",
+    "verify_gitlab_token",
+]
+
+GITHUB_SECRET_ENV = "CANARYFLOW_GITHUB_SECRET"
+GITLAB_TOKEN_ENV = "CANARYFLOW_GITLAB_TOKEN"
+_PREFIX = "sha256="
+
+
+class Secret:
+    """A shared secret. Its value is shown by nothing but `reveal`."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytes) -> None:
+        if not value:
+            raise ValueError("a secret cannot be empty")
+        self._value = value
+
+    def reveal(self) -> bytes:
+        """The secret's bytes, for computing or comparing a signature."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+
+def github_signature(secret: Secret, body: bytes) -> str:
+    """The ``X-Hub-Signature-256`` value GitHub sends for `body`: ``sha256=<hex HMAC-SHA256>``."""
+    return _PREFIX + hmac.new(secret.reveal(), body, hashlib.sha256).hexdigest()
+
+
+def verify_github_signature(secret: Secret, body: bytes, header: str | None) -> bool:
+    """Whether `header` (``X-Hub-Signature-256``) is the HMAC-SHA256 of the raw `body` under `secret`."""
+    if header is None or not header.startswith(_PREFIX):
+        return False
+    expected = github_signature(secret, body).encode("ascii")
+    return hmac.compare_digest(expected, header.encode("utf-8", errors="replace"))
+
+
+def verify_gitlab_token(secret: Secret, header: str | None) -> bool:
+    """Whether `header` (``X-Gitlab-Token``) equals the secret token."""
+    if header is None:
+        return False
+    given = hashlib.sha256(header.encode("utf-8", errors="replace")).digest()
+    return hmac.compare_digest(hashlib.sha256(secret.reveal()).digest(), given)
+
+
+def load_secret(name: str, environ: Mapping[str, str] | None = None) -> Secret | None:
+    """The secret in environment variable `name`, or in the file named by ``{name}_FILE``.
+
+    Returns `None` when neither is set. A trailing newline of the file is not part of the secret.
+
+    Raises
+    ------
+    SpecError
+        When both are set, the file cannot be read, or the secret is empty (the message names the
+        variable, never the value).
+    """
+    env = os.environ if environ is None else environ
+    value, file = env.get(name), env.get(f"{name}_FILE")
+    if value is not None and file is not None:
+        raise SpecError(f"set {name} or {name}_FILE, not both")
+    if file is not None:
+        try:
+            value = Path(file).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(f"{name}_FILE: cannot read the secret file: {type(exc).__name__}") from exc
+    if value is None:
+        return None
+    if not value:
+        raise SpecError(f"{name} is empty")
+    return Secret(value.encode("utf-8"))

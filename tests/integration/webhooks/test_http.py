@@ -1,0 +1,323 @@
+"""The receiver over real HTTP (uvicorn on loopback) with an in-memory starter: each answer, each effect."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from canaryflow.triggers import InMemoryRolloutStarter
+from canaryflow.webhooks.handling import WebhookSecrets
+from canaryflow.webhooks.signatures import Secret
+from tests.integration.webhooks.conftest import AppFactory, serving
+from tests.unit.webhooks import payloads as p
+
+
+@contextlib.contextmanager
+def _client(app: Any) -> Iterator[httpx.Client]:
+    with serving(app) as base_url, httpx.Client(base_url=base_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def client(make_app: AppFactory) -> Iterator[httpx.Client]:
+    with _client(make_app()) as client:
+        yield client
+
+
+def _github(client: httpx.Client, payload: dict[str, Any] | bytes, **headers: Any) -> Any:
+    body = payload if isinstance(payload, bytes) else p.body_of(payload)
+    return client.post("/hooks/github", content=body, headers=p.github_headers(body, **headers))
+
+
+def _gitlab(client: httpx.Client, payload: dict[str, Any], **headers: Any) -> Any:
+    return client.post("/hooks/gitlab", content=p.body_of(payload), headers=p.gitlab_headers(**headers))
+
+
+def test_a_signed_push_starts_the_rollout(client: httpx.Client, starter: InMemoryRolloutStarter) -> None:
+    response = _github(client, p.github_push(), delivery="72d3162e-cc78-11e3-81ab-4c9367dc0958")
+    assert response.status_code == 202
+    (started,) = starter.started
+    assert response.json() == {
+        "status": "started",
+        "flow_run_id": started.flow_run_id,
+        "flow_run_ids": [started.flow_run_id],
+    }
+    assert started.request.spec == "config/rollouts/web.yaml"
+    assert started.request.image == f"registry.example.com/hello/world:{p.AFTER}"
+    assert started.idempotency_key == "github:72d3162e-cc78-11e3-81ab-4c9367dc0958:config/rollouts/web.yaml"
+
+
+def test_ping_is_answered_and_starts_nothing(client: httpx.Client, starter: InMemoryRolloutStarter) -> None:
+    response = _github(client, p.github_ping(), event="ping")
+    assert (response.status_code, response.json()) == (200, {"status": "pong"})
+    assert starter.started == []
+
+
+def test_other_events_are_ignored_with_the_reason(
+    client: httpx.Client, starter: InMemoryRolloutStarter
+) -> None:
+    response = _github(client, {"action": "opened"}, event="issues")
+    assert response.status_code == 202
+    assert response.json() == {"status": "ignored", "reason": "'issues' events start nothing"}
+    assert starter.started == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Hub-Signature-256": None},
+        {"X-Hub-Signature-256": "sha256=" + "0" * 64},
+        {"X-Hub-Signature-256": "sha1=0123"},
+    ],
+)
+def test_missing_or_wrong_signatures_are_refused(
+    client: httpx.Client, starter: InMemoryRolloutStarter, headers: dict[str, str | None]
+) -> None:
+    body = p.body_of(p.github_push())
+    sent = {k: v for k, v in {**p.github_headers(body), **headers}.items() if v is not None}
+    response = client.post("/hooks/github", content=body, headers=sent)
+    assert response.status_code == 401
+    assert response.json()["status"] == "unauthorized"
+    assert starter.started == []
+
+
+def test_a_signature_made_with_another_secret_is_refused(client: httpx.Client) -> None:
+    assert _github(client, p.github_push(), secret="not the secret").status_code == 401
+
+
+def test_a_signature_of_another_body_is_refused(client: httpx.Client) -> None:
+    signed = p.body_of(p.github_push())
+    tampered = p.body_of(p.github_push(after="1" * 40))
+    response = client.post("/hooks/github", content=tampered, headers=p.github_headers(signed))
+    assert response.status_code == 401
+
+
+def test_bodies_over_the_limit_are_refused_declared_or_streamed(
+    make_app: AppFactory, starter: InMemoryRolloutStarter
+) -> None:
+    with _client(make_app(max_body_bytes=1000)) as client:
+        big = p.body_of(p.github_push(commits=[p.commit(p.AFTER, added=tuple(f"f{i}" for i in range(200)))]))
+        assert len(big) > 1000
+        declared = client.post("/hooks/github", content=big, headers=p.github_headers(big))
+        assert declared.status_code == 413
+        streamed = client.post(
+            "/hooks/github", content=iter([big[:600], big[600:]]), headers=p.github_headers(big)
+        )
+        assert streamed.status_code == 413
+        assert streamed.json()["status"] == "too_large"
+    assert starter.started == []
+
+
+def test_the_default_limit_is_one_mebibyte(client: httpx.Client) -> None:
+    body = b'{"pad":"' + b"x" * (1024 * 1024) + b'"}'
+    assert _github(client, body).status_code == 413
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b'"push"', b"\xff\xfe", b"[" * 100_000])
+def test_malformed_json_is_a_bad_request(client: httpx.Client, body: bytes) -> None:
+    response = _github(client, body)
+    assert response.status_code == 400
+    assert response.json()["status"] == "bad_request"
+
+
+def test_a_push_payload_missing_fields_is_a_bad_request(client: httpx.Client) -> None:
+    response = _github(client, {"ref": "refs/heads/master"})
+    assert response.status_code == 400
+    assert "not a push payload" in response.json()["error"]
+
+
+def test_a_form_encoded_delivery_is_refused_with_415(client: httpx.Client) -> None:
+    body = b"payload=%7B%7D"
+    headers = {**p.github_headers(body), "Content-Type": "application/x-www-form-urlencoded"}
+    assert client.post("/hooks/github", content=body, headers=headers).status_code == 415
+
+
+@pytest.mark.parametrize("delivery", ["", "has space", "x" * 200, "semi;colon"])
+def test_missing_or_odd_delivery_ids_are_bad_requests(client: httpx.Client, delivery: str) -> None:
+    body = p.body_of(p.github_push())
+    headers = {**p.github_headers(body), "X-GitHub-Delivery": delivery}
+    assert client.post("/hooks/github", content=body, headers=headers).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (p.github_push(repository="Codertocat/Unknown"), "no route for this repository"),
+        (p.github_push(ref="refs/heads/develop"), "no route for this branch"),
+        (p.github_push(ref="refs/tags/release-1"), "no route for this tag"),
+        (p.github_push(after=p.NULL_SHA, deleted=True), "deletes the branch"),
+        (p.github_push(ref="refs/tags/v1.0", after=p.NULL_SHA, deleted=True), "deletes the tag"),
+    ],
+)
+def test_pushes_without_a_route_are_ignored(
+    client: httpx.Client, starter: InMemoryRolloutStarter, payload: dict[str, Any], reason: str
+) -> None:
+    response = _github(client, payload)
+    assert response.status_code == 202
+    assert response.json()["status"] == "ignored"
+    assert reason in response.json()["reason"]
+    assert starter.started == []
+
+
+def test_tag_and_forced_pushes_start_rollouts(client: httpx.Client, starter: InMemoryRolloutStarter) -> None:
+    assert _github(client, p.github_push(ref="refs/tags/v1.4.0")).status_code == 202
+    assert _github(client, p.github_push(forced=True, after="2" * 40)).status_code == 202
+    assert [s.request.image for s in starter.started] == [
+        "registry.example.com/hello/world:v1.4.0",
+        f"registry.example.com/hello/world:{'2' * 40}",
+    ]
+
+
+def test_the_same_delivery_twice_starts_one_rollout_even_after_a_restart(
+    make_app: AppFactory, starter: InMemoryRolloutStarter
+) -> None:
+    body = p.body_of(p.github_push())
+    headers = p.github_headers(body, delivery="same-delivery")
+    with _client(make_app()) as client:
+        first = client.post("/hooks/github", content=body, headers=headers)
+        second = client.post("/hooks/github", content=body, headers=headers)
+    with _client(make_app(starter=InMemoryRolloutStarter())) as restarted:
+        third = restarted.post("/hooks/github", content=body, headers=headers)
+    assert first.status_code == 202
+    flow_run_id = first.json()["flow_run_id"]
+    for again in (second, third):
+        assert again.status_code == 200
+        assert again.json() == {
+            "status": "duplicate",
+            "flow_run_id": flow_run_id,
+            "flow_run_ids": [flow_run_id],
+        }
+    assert len(starter.started) == 1
+
+
+def test_an_invalid_rendered_image_is_unprocessable_and_not_recorded(
+    client: httpx.Client, starter: InMemoryRolloutStarter
+) -> None:
+    payload = p.github_push(ref="refs/heads/feature/login")
+    response = _github(client, payload, delivery="d-422")
+    assert response.status_code == 422
+    assert "not a valid OCI reference" in response.json()["error"]
+    assert starter.started == []
+    again = _github(client, payload, delivery="d-422")
+    assert again.status_code == 422
+
+
+def test_orchestrator_down_is_503_and_the_retry_succeeds(
+    client: httpx.Client, starter: InMemoryRolloutStarter
+) -> None:
+    starter.available = False
+    body = p.body_of(p.github_push())
+    headers = p.github_headers(body, delivery="retry-me")
+    down = client.post("/hooks/github", content=body, headers=headers)
+    assert down.status_code == 503
+    assert down.headers["Retry-After"] == "10"
+    assert down.json()["status"] == "unavailable"
+    assert starter.started == []
+    starter.available = True
+    retried = client.post("/hooks/github", content=body, headers=headers)
+    assert retried.status_code == 202
+    assert len(starter.started) == 1
+
+
+def test_gitlab_push_hook_starts_the_rollout(client: httpx.Client, starter: InMemoryRolloutStarter) -> None:
+    response = _gitlab(client, p.gitlab_push(), delivery="gl-1")
+    assert response.status_code == 202
+    (started,) = starter.started
+    assert started.request.image == "registry.example.com/mike/diaspora:da15608"
+    assert started.idempotency_key == "gitlab:gl-1:config/rollouts/diaspora.yaml"
+    assert _gitlab(client, p.gitlab_push(), delivery="gl-1").json()["status"] == "duplicate"
+
+
+def test_gitlab_refusals_and_ignored_events(client: httpx.Client, starter: InMemoryRolloutStarter) -> None:
+    assert _gitlab(client, p.gitlab_push(), token="wrong").status_code == 401
+    no_token = {k: v for k, v in p.gitlab_headers().items() if k != "X-Gitlab-Token"}
+    assert (
+        client.post("/hooks/gitlab", content=p.body_of(p.gitlab_push()), headers=no_token).status_code == 401
+    )
+    tag = _gitlab(client, p.gitlab_push(kind="tag_push", ref="refs/tags/v1"), event="Tag Push Hook")
+    assert (tag.status_code, tag.json()["status"]) == (202, "ignored")
+    deleted = _gitlab(client, p.gitlab_push(after=p.NULL_SHA))
+    assert (deleted.status_code, deleted.json()["status"]) == (202, "ignored")
+    merge = _gitlab(client, {"object_kind": "merge_request"}, event="Merge Request Hook")
+    assert merge.json() == {"status": "ignored", "reason": "'Merge Request Hook' events start nothing"}
+    no_id = {
+        k: v for k, v in p.gitlab_headers().items() if k not in ("Idempotency-Key", "X-Gitlab-Event-UUID")
+    }
+    assert client.post("/hooks/gitlab", content=p.body_of(p.gitlab_push()), headers=no_id).status_code == 400
+    assert starter.started == []
+
+
+def test_a_provider_without_a_secret_is_off(make_app: AppFactory, starter: InMemoryRolloutStarter) -> None:
+    with _client(make_app(secrets=WebhookSecrets(github=Secret(b"only-github")))) as client:
+        response = _gitlab(client, p.gitlab_push())
+    assert response.status_code == 404
+    assert "CANARYFLOW_GITLAB_TOKEN" in response.json()["error"]
+    assert starter.started == []
+
+
+def test_healthz_and_metrics_count_deliveries_and_rollouts(client: httpx.Client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    _github(client, p.github_push())
+    _github(client, p.github_push(), secret="wrong")
+    _github(client, p.github_push(repository="a/b"))
+    text = client.get("/metrics").text
+    assert 'canaryflow_webhook_deliveries_total{outcome="started",provider="github"} 1.0' in text
+    assert 'canaryflow_webhook_deliveries_total{outcome="unauthorized",provider="github"} 1.0' in text
+    assert 'canaryflow_webhook_deliveries_total{outcome="ignored",provider="github"} 1.0' in text
+    assert 'canaryflow_webhook_rollouts_started_total{provider="github"} 1.0' in text
+
+
+def test_secrets_never_reach_the_logs(client: httpx.Client, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    _github(client, p.github_push())
+    _github(client, p.github_push(), secret="wrong")
+    _gitlab(client, p.gitlab_push())
+    _gitlab(client, p.gitlab_push(), token="a-wrong-token")
+    logged = caplog.text + json.dumps([r.args for r in caplog.records], default=str)
+    assert caplog.records
+    for secret in (p.GITHUB_SECRET, p.GITLAB_TOKEN, "a-wrong-token"):
+        assert secret not in logged
+
+
+class GatedStarter(InMemoryRolloutStarter):
+    """Blocks inside `start` until released, so copies of a delivery arrive while it is starting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def start(self, request: Any, *, idempotency_key: str) -> Any:
+        self.entered.set()
+        assert self.release.wait(timeout=30)
+        return super().start(request, idempotency_key=idempotency_key)
+
+
+def test_copies_arriving_while_a_delivery_starts_are_409_and_start_nothing(make_app: AppFactory) -> None:
+    gated = GatedStarter()
+    body = p.body_of(p.github_push())
+    headers = p.github_headers(body, delivery="concurrent")
+    first: list[httpx.Response] = []
+    with _client(make_app(starter=gated)) as client:
+        sender = threading.Thread(
+            target=lambda: first.append(client.post("/hooks/github", content=body, headers=headers))
+        )
+        sender.start()
+        assert gated.entered.wait(timeout=30)
+        copies = [client.post("/hooks/github", content=body, headers=headers) for _ in range(3)]
+        gated.release.set()
+        sender.join(timeout=30)
+        after = client.post("/hooks/github", content=body, headers=headers)
+    assert [c.status_code for c in copies] == [409, 409, 409]
+    assert copies[0].json()["status"] == "in_progress"
+    assert copies[0].headers["Retry-After"] == "10"
+    assert first[0].status_code == 202
+    assert (after.status_code, after.json()["status"]) == (200, "duplicate")
+    assert len(gated.started) == 1

@@ -1,0 +1,166 @@
+"""Signed pushes over real HTTP start flow runs of a real Prefect deployment (the test run's API).
+
+The rollout flow itself lands later; a stand-in flow named ``rollout`` with the same parameter
+(``request: RolloutRequest``) is deployed here, and a created flow run is executed in-process the
+way a worker would, so the parameters are shown to reach the flow as a `RolloutRequest`.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from canaryflow.requests import RolloutRequest
+from canaryflow.triggers.prefect_runs import PrefectRolloutStarter
+from tests.integration.webhooks.conftest import AppFactory, serving, unused_loopback_url
+from tests.unit.webhooks import payloads as p
+
+DEPLOYMENT = "rollout/webhook-test"
+SPEC = "config/rollouts/web.yaml"
+
+
+@dataclass(frozen=True)
+class Deployed:
+    flow: Any
+    id: uuid.UUID
+    api_url: str
+
+
+@pytest.fixture(scope="module")
+def deployed(prefect_harness: Any) -> Deployed:
+    from prefect import flow
+
+    @flow(name="rollout")
+    def rollout(request: RolloutRequest) -> str:
+        return f"rolled out {request.image} per {request.spec}"
+
+    deployment_id = rollout.to_deployment(name="webhook-test").apply()
+    return Deployed(rollout, deployment_id, prefect_harness.api.url)
+
+
+def _flow_runs(deployed: Deployed, delivery: str) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployed.id]))
+        )
+    return [run for run in runs if run.idempotency_key == f"github:{delivery}:{SPEC}"]
+
+
+def _push(base_url: str, delivery: str) -> httpx.Response:
+    body = p.body_of(p.github_push())
+    headers = p.github_headers(body, delivery=delivery)
+    return httpx.post(f"{base_url}/hooks/github", content=body, headers=headers, timeout=30)
+
+
+def test_a_signed_push_runs_the_rollout_deployment(deployed: Deployed, make_app: AppFactory) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.flow_engine import run_flow
+
+    delivery = str(uuid.uuid4())
+    starter = PrefectRolloutStarter(DEPLOYMENT, api_url=deployed.api_url)
+    with serving(make_app(starter=starter, deployment=DEPLOYMENT)) as base_url:
+        response = _push(base_url, delivery)
+    assert response.status_code == 202, response.text
+    (run,) = _flow_runs(deployed, delivery)
+    assert response.json()["flow_run_id"] == str(run.id)
+    expected = RolloutRequest(
+        spec=SPEC,
+        image=f"registry.example.com/hello/world:{p.AFTER}",
+        triggered_by=f"github push {p.AFTER[:7]} (delivery {delivery})",
+    )
+    assert run.parameters == {"request": expected.model_dump(mode="json")}
+    assert run.deployment_id == deployed.id
+    assert run.state is not None
+    assert run.state.is_scheduled()
+
+    state = run_flow(deployed.flow, flow_run=run, return_type="state")  # what a worker would do
+    assert state.result() == f"rolled out {expected.image} per {SPEC}"
+    with get_client(sync_client=True) as client:
+        finished = client.read_flow_run(run.id)
+    assert finished.state is not None
+    assert finished.state.is_completed()
+
+
+def test_prefect_down_is_503_then_the_retried_delivery_starts_the_rollout(
+    deployed: Deployed, make_app: AppFactory
+) -> None:
+    delivery = str(uuid.uuid4())
+    starter = PrefectRolloutStarter(DEPLOYMENT, api_url=unused_loopback_url())
+    with serving(make_app(starter=starter, deployment=DEPLOYMENT)) as base_url:
+        down = _push(base_url, delivery)
+        assert down.status_code == 503
+        assert down.headers["Retry-After"] == "10"
+        assert "cannot be reached" in down.json()["error"]
+        assert _flow_runs(deployed, delivery) == []
+        starter.api_url = deployed.api_url  # Prefect is back
+        retried = _push(base_url, delivery)
+    assert retried.status_code == 202, retried.text
+    (run,) = _flow_runs(deployed, delivery)
+    assert retried.json()["flow_run_id"] == str(run.id)
+
+
+def test_a_missing_deployment_is_503_and_nothing_is_recorded(
+    deployed: Deployed, make_app: AppFactory
+) -> None:
+    delivery = str(uuid.uuid4())
+    starter = PrefectRolloutStarter("rollout/not-deployed", api_url=deployed.api_url)
+    with serving(make_app(starter=starter, deployment="rollout/not-deployed")) as base_url:
+        first = _push(base_url, delivery)
+        second = _push(base_url, delivery)
+    assert (first.status_code, second.status_code) == (503, 503)
+    assert "does not exist" in first.json()["error"]
+
+
+def test_the_same_delivery_twice_is_one_flow_run(
+    deployed: Deployed, make_app: AppFactory, tmp_path: Any
+) -> None:
+    delivery = str(uuid.uuid4())
+    starter = PrefectRolloutStarter(DEPLOYMENT, api_url=deployed.api_url)
+    with serving(make_app(starter=starter, deployment=DEPLOYMENT)) as base_url:
+        first = _push(base_url, delivery)
+        second = _push(base_url, delivery)
+    assert first.status_code == 202
+    assert second.status_code == 200
+    assert second.json()["status"] == "duplicate"
+    assert second.json()["flow_run_id"] == first.json()["flow_run_id"]
+    # Even a receiver that lost its delivery store gets the same flow run: the idempotency key.
+    assert (
+        starter.start(
+            RolloutRequest(spec=SPEC, image="registry.example.com/hello/world:other"),
+            idempotency_key=f"github:{delivery}:{SPEC}",
+        )
+        == first.json()["flow_run_id"]
+    )
+    assert len(_flow_runs(deployed, delivery)) == 1
+
+
+def test_concurrent_copies_of_a_delivery_start_one_flow_run(deployed: Deployed, make_app: AppFactory) -> None:
+    delivery = str(uuid.uuid4())
+    starter = PrefectRolloutStarter(DEPLOYMENT, api_url=deployed.api_url)
+    barrier = threading.Barrier(6)
+    statuses: list[int] = []
+    lock = threading.Lock()
+    with serving(make_app(starter=starter, deployment=DEPLOYMENT)) as base_url:
+
+        def send() -> None:
+            barrier.wait()
+            status = _push(base_url, delivery).status_code
+            with lock:
+                statuses.append(status)
+
+        threads = [threading.Thread(target=send) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert statuses.count(202) == 1, statuses
+    assert set(statuses) <= {202, 200, 409}, statuses
+    assert len(_flow_runs(deployed, delivery)) == 1

@@ -1,0 +1,102 @@
+"""`build_app`, what `canaryflow webhook serve` runs: secrets from the environment, routes from a file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from canaryflow.errors import SpecError
+from canaryflow.triggers import InMemoryRolloutStarter
+from canaryflow.webhooks.serve import build_app
+from tests.integration.webhooks.conftest import serving, unused_loopback_url
+from tests.unit.webhooks import payloads as p
+
+
+@pytest.fixture
+def routes_file(tmp_path: Path) -> Path:
+    path = tmp_path / "routes.yaml"
+    path.write_text(p.routes_yaml(deliveries=str(tmp_path / "state" / "deliveries.sqlite3")))
+    return path
+
+
+def test_build_app_reads_secrets_from_the_environment_and_files(routes_file: Path, tmp_path: Path) -> None:
+    token_file = tmp_path / "gitlab-token"
+    token_file.write_text(p.GITLAB_TOKEN + "\n")
+    environ = {"CANARYFLOW_GITHUB_SECRET": p.GITHUB_SECRET, "CANARYFLOW_GITLAB_TOKEN_FILE": str(token_file)}
+    starter = InMemoryRolloutStarter()
+    with serving(build_app(routes_file, environ=environ, starter=starter)) as base_url:
+        body = p.body_of(p.github_push())
+        github = httpx.post(f"{base_url}/hooks/github", content=body, headers=p.github_headers(body))
+        gitlab = httpx.post(
+            f"{base_url}/hooks/gitlab", content=p.body_of(p.gitlab_push()), headers=p.gitlab_headers()
+        )
+    assert (github.status_code, gitlab.status_code) == (202, 202)
+    assert len(starter.started) == 2
+    assert (tmp_path / "state" / "deliveries.sqlite3").exists()
+
+
+def test_build_app_without_any_secret_refuses_to_start(routes_file: Path) -> None:
+    with pytest.raises(SpecError, match="no webhook secret"):
+        build_app(routes_file, environ={}, starter=InMemoryRolloutStarter())
+
+
+def test_build_app_reports_an_invalid_routes_file(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        "routes:\n  - repository: a/b\n    branch: main\n    rollout: r.yaml\n    image: 'x:{nope}'\n"
+    )
+    with pytest.raises(SpecError) as info:
+        build_app(path, environ={"CANARYFLOW_GITHUB_SECRET": "s"})
+    assert info.value.problems == [
+        f"{path}:5 routes[0].image: Value error, unknown placeholder {{nope}} "
+        "(allowed: sha, short_sha, ref_name)"
+    ]
+
+
+def test_serve_runs_the_receiver_with_the_prefect_starter(routes_file: Path, tmp_path: Path) -> None:
+    """`serve` as the CLI calls it, in its own process: an unreachable Prefect API makes a push 503."""
+    port = int(unused_loopback_url().split(":")[2].split("/")[0])
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom canaryflow.webhooks.serve import serve\n"
+        f"serve(Path(sys.argv[1]), host='127.0.0.1', port={port})\n"
+    )
+    env = {
+        **os.environ,
+        "CANARYFLOW_GITHUB_SECRET": p.GITHUB_SECRET,
+        "PREFECT_API_URL": unused_loopback_url(),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(routes_file)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    try:
+        output = []
+        for line in process.stdout:  # uvicorn says when it listens
+            output.append(line)
+            if "Uvicorn running on" in line:
+                break
+        assert "Uvicorn running on" in "".join(output), "".join(output)
+        base_url = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base_url}/healthz").json() == {"status": "ok"}
+        body = p.body_of(p.github_push())
+        response = httpx.post(
+            f"{base_url}/hooks/github", content=body, headers=p.github_headers(body), timeout=30
+        )
+        assert response.status_code == 503
+        assert "'rollout/rollout'" in response.json()["error"]
+    finally:
+        process.terminate()
+        rest, _ = process.communicate(timeout=30)
+    logged = "".join(output) + rest
+    assert "POST /hooks/github" in logged
+    assert p.GITHUB_SECRET not in logged

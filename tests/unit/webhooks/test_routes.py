@@ -1,0 +1,150 @@
+"""The routes file: validated models, every problem reported at once with file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from canaryflow.errors import SpecError
+from canaryflow.routes import (
+    DEFAULT_DEPLOYMENT,
+    ImageRenderError,
+    is_valid_ref_name,
+    load_routes,
+    render_image,
+)
+from tests.unit.webhooks import payloads as p
+
+ROOT = Path(__file__).resolve().parents[3]
+SHA = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "routes.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_example_routes_file_is_valid() -> None:
+    config = load_routes(ROOT / "config" / "routes.yaml")
+    assert config.deployment == DEFAULT_DEPLOYMENT
+    assert config.routes[0].repository == "Codertocat/Hello-World"
+    assert config.routes[0].rollout == "config/rollouts/web.yaml"
+
+
+def test_defaults_and_the_test_routes(tmp_path: Path) -> None:
+    config = load_routes(
+        _write(tmp_path, "routes:\n  - {repository: a/b, branch: main, rollout: r.yaml, image: x}\n")
+    )
+    assert config.deployment == "rollout/rollout"
+    assert config.deliveries == ".canaryflow/webhook-deliveries.sqlite3"
+    assert config.routes[0].paths == ()
+    assert len(load_routes(_write(tmp_path, p.routes_yaml())).routes) == 4
+
+
+def test_every_problem_is_reported_with_its_line_and_path(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        """\
+deployment: not-a-deployment-name
+routes:
+  - repository: Codertocat/Hello-World
+    branch: master
+    rollout: /etc/rollout.yaml
+    image: registry.example.com/hello/world:{commit}
+  - repository: "not a repository"
+    branch: main
+    tag: "v*"
+    rollout: web.yaml
+    image: "REGISTRY.example.com/Hello:{sha}"
+    colour: blue
+""",
+    )
+    with pytest.raises(SpecError) as info:
+        load_routes(path)
+    problems = info.value.problems
+    expected = [
+        f"{path}:1 deployment:",
+        f"{path}:5 routes[0].rollout:",
+        f"{path}:6 routes[0].image:",
+        f"{path}:7 routes[1].repository:",
+        f"{path}:9 routes[1].tag:",
+        f"{path}:11 routes[1].image:",
+        f"{path}:12 routes[1].colour:",
+    ]
+    assert [problem.split(" ", 2)[0] + " " + problem.split(" ", 2)[1] for problem in problems] == expected
+    assert "unknown placeholder {commit}" in problems[2]
+    assert "exactly one of branch" in problems[4]
+    assert "Extra inputs" in problems[6]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("routes: [\n", 2, "not valid YAML"),
+        ("routes:\n  - a: 1\n  a: 2\n", 3, "not valid YAML"),
+        ("- a\n", 1, "invalid"),
+        ("routes: []\n", 1, "invalid"),
+        ("routes:\n  - repository: a/b\n    rollout: r.yaml\n    image: x\n", 2, "invalid"),
+    ],
+)
+def test_broken_files_name_the_line(tmp_path: Path, text: str, line: int, message: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(SpecError, match=message) as info:
+        load_routes(path)
+    assert info.value.problems
+    assert info.value.problems[0].startswith(f"{path}:{line} ")
+
+
+def test_a_missing_file_is_a_spec_error(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="cannot read"):
+        load_routes(tmp_path / "missing.yaml")
+
+
+def test_render_image_placeholders() -> None:
+    assert render_image("registry.example.com/w:{sha}", sha=SHA, ref_name="main").endswith(f":{SHA}")
+    assert render_image("registry.example.com/w:{short_sha}", sha=SHA, ref_name="main").endswith(":0d1a26e")
+    assert render_image("registry.example.com/w:{ref_name}-{short_sha}", sha=SHA, ref_name="v1.2") == (
+        "registry.example.com/w:v1.2-0d1a26e"
+    )
+
+
+@pytest.mark.parametrize(
+    ("template", "sha", "ref_name", "message"),
+    [
+        ("registry.example.com/w:{sha}", "HEAD", "main", "40 hex digits"),
+        ("registry.example.com/w:{sha}", SHA.upper(), "main", "40 hex digits"),
+        ("registry.example.com/w:{ref_name}", SHA, "feature/login", "not a valid OCI reference"),
+        ("registry.example.com/w:{ref_name}", SHA, "a;rm -rf /", "not allowed"),
+        ("registry.example.com/w:{ref_name}", SHA, "$(id)", "not allowed"),
+        ("registry.example.com/w:{ref_name}", SHA, "x..y", "not allowed"),
+        ("registry.example.com/w:{ref_name}", SHA, "-rf", "not allowed"),
+        ("registry.example.com/w:{tag}", SHA, "main", "unknown placeholder"),
+        ("registry.example.com/w:{sha", SHA, "main", "unbalanced"),
+    ],
+)
+def test_render_image_refuses_bad_values_and_bad_results(
+    template: str, sha: str, ref_name: str, message: str
+) -> None:
+    with pytest.raises(ImageRenderError, match=message):
+        render_image(template, sha=sha, ref_name=ref_name)
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [
+        ("main", True),
+        ("release/1.2", True),
+        ("v1.2.3+build", True),
+        ("", False),
+        ("a b", False),
+        ("a/", False),
+        ("a.lock", False),
+        ("a//b", False),
+        ("ünïcode", False),
+        ("x" * 201, False),
+    ],
+)
+def test_ref_names(name: str, valid: bool) -> None:
+    assert is_valid_ref_name(name) is valid
