@@ -1,7 +1,9 @@
 """Settings of the judge: per-metric direction, tolerance, weight, and the overall error budget.
 
 These are pydantic models so that a rollout spec can embed them (the spec's metric entries extend
-`MetricSettings` with their queries) and `canaryflow replay --config` can reuse them.
+`MetricSettings` with their queries) and `canaryflow replay --config` can reuse them. Every field
+has a default; the defaults are the ones users get, chosen so that the decision benchmark in
+``bench/decisions.py`` meets its targets (see ``BENCHMARKS.md``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from analysis.observations import MetricType
 
-__all__ = ["AnalysisSettings", "Direction", "MetricSettings"]
+__all__ = ["AnalysisSettings", "Direction", "KayentaSettings", "MetricSettings"]
 
 #: Which change on the canary is bad: an ``increase`` (errors, latency), a ``decrease``
 #: (throughput, conversions) or ``either``.
@@ -24,7 +26,18 @@ class MetricSettings(BaseModel):
 
     ``tolerance`` is relative: 0.2 means the canary may be up to 20 % worse than the baseline
     (in the metric's bad direction) and still count as within tolerance. ``None`` takes the
-    default for the metric's type from `AnalysisSettings`.
+    default for the metric's type from `AnalysisSettings`. What "20 % worse" measures depends on
+    the type: the rate for ``ratio`` metrics, every well-resolved quantile (a scale shift of the
+    distribution) for ``histogram`` metrics, the mean for ``samples`` metrics. For ``decrease``
+    the bound is symmetric on the log scale: within tolerance means at least baseline / (1 + tol).
+
+    ``critical``: a regression on this metric rolls back at once. A regression on a non-critical
+    metric rolls back once the regressed non-critical metrics carry at least
+    `AnalysisSettings.rollback_share` of the total weight (and in any case blocks promotion).
+    ``weight`` is the metric's share of the error budget ``alpha`` (weighted Bonferroni) and of
+    that weight sum. ``min_intervals`` and ``min_count`` are the minimum evidence before the metric
+    gives any verdict: intervals with data, and the total of the per-track denominators (requests
+    for ``ratio`` and ``histogram``, observations for ``samples``) on each track.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -35,12 +48,69 @@ class MetricSettings(BaseModel):
     tolerance: float | None = Field(default=None, ge=0.0, le=10.0)
     critical: bool = False
     weight: float = Field(default=1.0, gt=0.0)
+    min_intervals: int | None = Field(default=None, ge=1, le=10_000)
+    min_count: float = Field(default=0.0, ge=0.0)
+
+
+class KayentaSettings(BaseModel):
+    """Settings of the ``kayenta`` judge (a re-implementation of Spinnaker Kayenta's NetflixACAJudge).
+
+    The defaults are Kayenta's: Mann-Whitney with the Hodges-Lehmann interval at 98 % and a
+    tolerance of 25 % of the estimate, effect size ``meanRatio`` with allowed increase and decrease
+    1.0, and score thresholds marginal 75 / pass 95. ``checkpoint_seconds`` is how often the
+    canary stage asks the judge (Spinnaker's interval); ``histogram_quantile`` is the per-interval
+    point taken from a histogram (``histogram_quantile()`` in PromQL).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    confidence: float = Field(default=0.98, gt=0.5, lt=1.0)
+    tolerance: float = Field(default=0.25, ge=0.0)
+    allowed_increase: float = Field(default=1.0, ge=1.0)
+    allowed_decrease: float = Field(default=1.0, gt=0.0, le=1.0)
+    marginal_score: float = Field(default=75.0, ge=0.0, le=100.0)
+    pass_score: float = Field(default=95.0, ge=0.0, le=100.0)
+    checkpoint_seconds: float = Field(default=300.0, gt=0.0)
+    histogram_quantile: float = Field(default=0.99, gt=0.0, lt=1.0)
 
 
 class AnalysisSettings(BaseModel):
-    """The judge's settings for one analysis (all metrics together)."""
+    """The judge's settings for one analysis (all metrics together).
+
+    ``alpha`` bounds the probability of rolling back a canary that behaves like its baseline,
+    over the whole analysis, all metrics and all looks together. ``beta`` bounds, per metric, the
+    probability of calling a metric within tolerance when it is worse than its tolerance (so the
+    probability of promoting such a canary). ``max_duration_seconds`` ends the analysis
+    (inconclusive unless decided); ``min_exposure_seconds`` is the earliest promotion.
+    ``metrics`` may be empty: then the metrics come from the observation log's header with the
+    per-type defaults below.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
     metrics: tuple[MetricSettings, ...] = ()
+    beta: float = Field(default=0.05, gt=0.0, lt=0.5)
+    max_duration_seconds: float = Field(default=1200.0, gt=0.0)
+    min_exposure_seconds: float = Field(default=300.0, ge=0.0)
+    min_intervals: int = Field(default=3, ge=1, le=10_000)
+    ratio_tolerance: float = Field(default=0.5, ge=0.0, le=10.0)
+    histogram_tolerance: float = Field(default=0.1, ge=0.0, le=10.0)
+    samples_tolerance: float = Field(default=0.2, ge=0.0, le=10.0)
+    rollback_share: float = Field(default=0.25, gt=0.0, le=1.0)
+    kayenta: KayentaSettings = KayentaSettings()
+
+    def tolerance_for(self, metric: MetricSettings) -> float:
+        """The metric's tolerance, or the default for its type."""
+        if metric.tolerance is not None:
+            return metric.tolerance
+        defaults = {
+            "ratio": self.ratio_tolerance,
+            "histogram": self.histogram_tolerance,
+            "samples": self.samples_tolerance,
+        }
+        return defaults[metric.type]
+
+    def min_intervals_for(self, metric: MetricSettings) -> int:
+        """The metric's minimum number of intervals with data before any verdict."""
+        return metric.min_intervals if metric.min_intervals is not None else self.min_intervals

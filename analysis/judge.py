@@ -1,0 +1,261 @@
+"""The sequential judge: continue, promote or roll back after every interval.
+
+`SequentialJudge` is the object the rollout flow and ``canaryflow replay`` use::
+
+    judge = SequentialJudge(settings, interval_seconds=30)
+    for observations in intervals:
+        verdict = judge.update(observations)
+        if verdict.final:
+            break
+    else:
+        verdict = judge.finish()
+
+All state transitions happen in one pure function, `advance` (and `conclude` at the end);
+the class only holds the current state.
+
+Decision rule (after interval ``t``, with per-metric evidence from `analysis.evidence`):
+
+1. **rollback** when a critical metric regressed, or the regressed non-critical metrics carry at
+   least ``rollback_share`` of the total weight. A metric regresses when its e-value against
+   "no worse than the baseline" reaches ``1/alpha_m`` with ``alpha_m = alpha * weight / sum of
+   weights`` (weighted Bonferroni), after its minimum evidence. Ville's inequality bounds the
+   probability of any false rollback, over all metrics and all looks, by ``alpha``.
+2. **promote** when every metric is within its tolerance (its e-value against "worse than the
+   tolerance" reached ``1/beta``), the analysis ran at least ``min_exposure_seconds``, and
+   every metric had data in this interval (no promotion on a scrape gap).
+3. **inconclusive** at ``max_duration_seconds`` (or when the caller calls `finish`), or
+   **rollback** then if some metric regressed without reaching the share in 1.
+4. otherwise **continue**. An interval without data for a metric adds nothing to its evidence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from analysis.evidence import MetricHistory, MetricPlan, assess
+from analysis.observations import (
+    HistogramCounts,
+    IntervalObservations,
+    PairedObservation,
+    RatioCounts,
+    Samples,
+)
+from analysis.settings import AnalysisSettings
+from analysis.verdicts import Decision, MetricEvidence, Verdict
+
+__all__ = ["JudgePlan", "JudgeState", "SequentialJudge", "advance", "conclude", "plan_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class JudgePlan:
+    """Everything the judge needs from the settings, resolved once."""
+
+    metrics: tuple[MetricPlan, ...]
+    min_exposure_intervals: int
+    max_intervals: int
+    rollback_share: float
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeState:
+    """The judge's state after ``interval`` intervals; ``decision`` is final once not ``continue``."""
+
+    interval: int
+    histories: tuple[MetricHistory, ...]
+    decision: Decision = "continue"
+
+    @classmethod
+    def initial(cls, plan: JudgePlan) -> JudgeState:
+        """The state before the first interval."""
+        return cls(interval=0, histories=tuple(MetricHistory() for _ in plan.metrics))
+
+
+def plan_for(
+    settings: AnalysisSettings, *, interval_seconds: float, units: Mapping[str, str] | None = None
+) -> JudgePlan:
+    """Resolve `settings` (which must list its metrics) for intervals of `interval_seconds`."""
+    if not settings.metrics:
+        raise ValueError("the analysis settings list no metrics")
+    total_weight = sum(m.weight for m in settings.metrics)
+    plans = tuple(
+        MetricPlan(
+            name=m.name,
+            type=m.type,
+            direction=m.direction,
+            tolerance=settings.tolerance_for(m),
+            critical=m.critical,
+            weight=m.weight,
+            alpha=settings.alpha * m.weight / total_weight,
+            beta=settings.beta,
+            min_intervals=settings.min_intervals_for(m),
+            min_count=m.min_count,
+            unit=(units or {}).get(m.name, ""),
+        )
+        for m in settings.metrics
+    )
+    return JudgePlan(
+        metrics=plans,
+        min_exposure_intervals=max(1, math.ceil(settings.min_exposure_seconds / interval_seconds - 1e-9)),
+        max_intervals=max(1, math.floor(settings.max_duration_seconds / interval_seconds + 1e-9)),
+        rollback_share=settings.rollback_share,
+    )
+
+
+def _record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) -> MetricHistory:
+    """Append one interval's observation to the metric's history (type-checked)."""
+    c, b = pair.canary, pair.baseline
+    if plan.type == "ratio" and isinstance(c, RatioCounts) and isinstance(b, RatioCounts):
+        return replace(
+            history,
+            canary=(*history.canary, (c.bad, c.total)),
+            baseline=(*history.baseline, (b.bad, b.total)),
+        )
+    if plan.type == "histogram" and isinstance(c, HistogramCounts) and isinstance(b, HistogramCounts):
+        if c.le != b.le or (history.le and history.le != c.le):
+            raise ValueError(f"{plan.name}: bucket bounds (le) differ between tracks or intervals")
+        return replace(
+            history, canary=(*history.canary, c.counts), baseline=(*history.baseline, b.counts), le=c.le
+        )
+    if plan.type == "samples" and isinstance(c, Samples) and isinstance(b, Samples):
+        return replace(history, canary=(*history.canary, c.values), baseline=(*history.baseline, b.values))
+    raise ValueError(f"{plan.name}: expected {plan.type} observations, got {type(c).__name__}")
+
+
+def _has_data(plan: MetricPlan, pair: PairedObservation | None) -> bool:
+    if pair is None:
+        return False
+    c, b = pair.canary, pair.baseline
+    if isinstance(c, RatioCounts) and isinstance(b, RatioCounts):
+        return c.total > 0 and b.total > 0
+    if isinstance(c, HistogramCounts) and isinstance(b, HistogramCounts):
+        return c.total > 0 and b.total > 0
+    if isinstance(c, Samples) and isinstance(b, Samples):
+        return bool(c.values) and bool(b.values)
+    raise ValueError(f"{plan.name}: mismatched observation types {type(c).__name__}/{type(b).__name__}")
+
+
+def _decide(
+    plan: JudgePlan, interval: int, evidence: Mapping[str, MetricEvidence], complete: bool
+) -> tuple[Decision, str]:
+    regressed = [m for m in plan.metrics if evidence[m.name].status == "regressed"]
+    critical = [m.name for m in regressed if m.critical]
+    total_weight = sum(m.weight for m in plan.metrics)
+    share = sum(m.weight for m in regressed if not m.critical) / total_weight
+    if critical or (regressed and share >= plan.rollback_share - 1e-12):
+        names = critical or [m.name for m in regressed]
+        return "rollback", "Roll back: " + " ".join(evidence[n].reason for n in names)
+    within = all(evidence[m.name].status == "within" for m in plan.metrics)
+    if within and complete and interval >= plan.min_exposure_intervals:
+        return "promote", f"Promote: every metric is within its tolerance after {interval} intervals."
+    if interval >= plan.max_intervals:
+        return _at_the_end(plan, interval, evidence)
+    waiting = [m.name for m in plan.metrics if evidence[m.name].status != "within"]
+    if within and not complete:
+        return "continue", "Continue: no promotion on an interval with missing data."
+    if within:
+        return (
+            "continue",
+            "Continue: every metric is within tolerance; minimum exposure is "
+            f"{plan.min_exposure_intervals} intervals.",
+        )
+    return "continue", "Continue: waiting for " + ", ".join(waiting) + "."
+
+
+def _at_the_end(
+    plan: JudgePlan, interval: int, evidence: Mapping[str, MetricEvidence]
+) -> tuple[Decision, str]:
+    regressed = [m.name for m in plan.metrics if evidence[m.name].status == "regressed"]
+    if regressed:
+        return "rollback", f"Roll back at the end ({interval} intervals): " + " ".join(
+            evidence[n].reason for n in regressed
+        )
+    if all(evidence[m.name].status == "no_data" for m in plan.metrics):
+        return "inconclusive", f"Inconclusive: no data in {interval} intervals."
+    open_ = [m.name for m in plan.metrics if evidence[m.name].status != "within"]
+    return (
+        "inconclusive",
+        f"Inconclusive after {interval} intervals: not shown within tolerance: {', '.join(open_)}.",
+    )
+
+
+def _evidence(state: JudgeState) -> dict[str, MetricEvidence]:
+    return {h.last.name: h.last for h in state.histories if h.last is not None}
+
+
+def advance(
+    plan: JudgePlan, state: JudgeState, observations: IntervalObservations
+) -> tuple[JudgeState, Verdict]:
+    """One interval: record what came in, reassess the metrics that got data, decide.
+
+    Pure: returns the next state and the verdict; `state` is not modified.
+    """
+    if state.decision != "continue":
+        raise ValueError(f"the analysis is over ({state.decision} after {state.interval} intervals)")
+    interval = state.interval + 1
+    histories: list[MetricHistory] = []
+    evidence: dict[str, MetricEvidence] = {}
+    complete = True
+    for metric, history in zip(plan.metrics, state.histories, strict=True):
+        pair = observations.get(metric.name)
+        if _has_data(metric, pair):
+            assert pair is not None
+            history = _record(metric, history, pair)
+            history, evidence[metric.name] = assess(metric, history)
+        else:
+            complete = False
+            if history.last is None:
+                history, evidence[metric.name] = assess(metric, history)
+            else:
+                evidence[metric.name] = history.last
+        histories.append(history)
+    decision, reason = _decide(plan, interval, evidence, complete)
+    next_state = JudgeState(interval=interval, histories=tuple(histories), decision=decision)
+    return next_state, Verdict(decision=decision, interval=interval, reason=reason, metrics=evidence)
+
+
+def conclude(plan: JudgePlan, state: JudgeState) -> tuple[JudgeState, Verdict]:
+    """End the analysis now (maximum duration, or the log ended): inconclusive unless decided."""
+    evidence = {
+        m.name: (h.last if h.last is not None else assess(m, h)[1])
+        for m, h in zip(plan.metrics, state.histories, strict=True)
+    }
+    if state.decision != "continue":
+        return state, Verdict(
+            decision=state.decision, interval=state.interval, reason="Already decided.", metrics=evidence
+        )
+    decision, reason = _at_the_end(plan, state.interval, evidence)
+    return replace(state, decision=decision), Verdict(
+        decision=decision, interval=state.interval, reason=reason, metrics=evidence
+    )
+
+
+class SequentialJudge:
+    """The anytime-valid sequential judge (see the module docstring for the rule).
+
+    Parameters
+    ----------
+    settings : AnalysisSettings
+        Must list its metrics (use `analysis.replaying.settings_for_log` to take them from a log).
+    interval_seconds : float
+        Length of one interval; converts the durations in `settings` into intervals.
+    units : mapping, optional
+        Metric name -> unit, used in the reasons.
+    """
+
+    def __init__(
+        self, settings: AnalysisSettings, *, interval_seconds: float, units: Mapping[str, str] | None = None
+    ) -> None:
+        self.plan = plan_for(settings, interval_seconds=interval_seconds, units=units)
+        self.state = JudgeState.initial(self.plan)
+
+    def update(self, observations: IntervalObservations) -> Verdict:
+        """Judge after one more interval."""
+        self.state, verdict = advance(self.plan, self.state, observations)
+        return verdict
+
+    def finish(self) -> Verdict:
+        """End the analysis (the maximum duration was reached or the data ended)."""
+        self.state, verdict = conclude(self.plan, self.state)
+        return verdict

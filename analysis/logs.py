@@ -1,0 +1,303 @@
+"""The observation log, format ``canaryflow/observations@1`` (a public contract, DESIGN.md §4).
+
+`parse_log` turns the decoded JSON (or its text) into an `ObservationLog`; `dump_log` does the
+reverse. Parsing is strict about what the judge relies on and lenient about the rest:
+
+- unknown keys are ignored (at every level), so later versions can add fields;
+- a metric missing from an interval, a ``null`` metric and a ``null`` track mean "no data";
+- ``null`` entries inside a samples list are missing samples and are dropped;
+- everything else that is wrong raises `LogFormatError` naming the place, e.g.
+  ``intervals[3].latency.canary.counts: not cumulative`` (indices are 0-based, as in JSON paths).
+
+Pure: no file access here (the caller reads the file), no logging.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+
+from analysis.observations import (
+    HistogramCounts,
+    IntervalObservations,
+    MetricType,
+    PairedObservation,
+    RatioCounts,
+    Samples,
+    TrackObservation,
+)
+
+__all__ = ["FORMAT", "LogFormatError", "MetricHeader", "ObservationLog", "dump_log", "parse_log"]
+
+#: The format identifier this module reads and writes.
+FORMAT = "canaryflow/observations@1"
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_TYPES: tuple[MetricType, ...] = ("ratio", "histogram", "samples")
+_TRACKS = ("baseline", "canary")
+
+
+class LogFormatError(ValueError):
+    """A malformed observation log. ``path`` names the place, ``problem`` says what is wrong."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}" if path else problem)
+        self.path = path
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class MetricHeader:
+    """A metric as declared in the log header: its type, unit and (histograms) bucket bounds."""
+
+    type: MetricType
+    unit: str | None = None
+    le: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationLog:
+    """A parsed log: the interval length, the metric headers and one mapping per interval."""
+
+    interval_seconds: float
+    metrics: Mapping[str, MetricHeader]
+    intervals: tuple[IntervalObservations, ...]
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _count(value: object, path: str) -> float:
+    if not _is_number(value):
+        raise LogFormatError(path, f"expected a number, got {_describe(value)}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise LogFormatError(path, "not a finite number")
+    if number < 0:
+        raise LogFormatError(path, "negative count")
+    return number
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return f"the string {json.dumps(value)}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _object(value: object, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise LogFormatError(path, f"expected an object, got {_describe(value)}")
+    return value
+
+
+def _le(value: object, path: str) -> tuple[float, ...]:
+    if not isinstance(value, list) or not value:
+        raise LogFormatError(path, 'expected a non-empty list of bucket bounds ending with "+Inf"')
+    bounds: list[float] = []
+    for index, item in enumerate(value):
+        if isinstance(item, str) and item.strip().lower() in {"+inf", "inf"}:
+            bounds.append(math.inf)
+        elif _is_number(item) and not math.isnan(float(item)):
+            bounds.append(float(item))
+        else:
+            raise LogFormatError(f"{path}[{index}]", f'expected a number or "+Inf", got {_describe(item)}')
+    if bounds[-1] != math.inf:
+        raise LogFormatError(path, 'must end with "+Inf"')
+    if any(b >= a for a, b in zip(bounds[1:], bounds[:-1], strict=True)):
+        raise LogFormatError(path, "bucket bounds must be strictly increasing")
+    if bounds[0] < 0:
+        raise LogFormatError(path, "bucket bounds must not be negative")
+    return tuple(bounds)
+
+
+def _header(name: str, value: object) -> MetricHeader:
+    path = f"metrics.{name}"
+    if not _NAME.match(name) or len(name) > 63:
+        raise LogFormatError(path, "invalid metric name (letters, digits, '_', '.', '-'; at most 63)")
+    spec = _object(value, path)
+    kind = spec.get("type")
+    if kind not in _TYPES:
+        raise LogFormatError(
+            f"{path}.type", f"expected one of ratio, histogram, samples, got {_describe(kind)}"
+        )
+    unit = spec.get("unit")
+    if unit is not None and not isinstance(unit, str):
+        raise LogFormatError(f"{path}.unit", f"expected a string, got {_describe(unit)}")
+    le = _le(spec.get("le"), f"{path}.le") if kind == "histogram" else None
+    return MetricHeader(type=kind, unit=unit, le=le)
+
+
+def _ratio(value: object, path: str) -> RatioCounts:
+    track = _object(value, path)
+    for key in ("bad", "total"):
+        if key not in track:
+            raise LogFormatError(path, f'missing "{key}"')
+    bad = _count(track["bad"], f"{path}.bad")
+    total = _count(track["total"], f"{path}.total")
+    if bad > total * (1 + 1e-9) + 1e-9:
+        raise LogFormatError(path, "bad exceeds total")
+    return RatioCounts(bad=min(bad, total), total=total)
+
+
+def _histogram(value: object, path: str, le: tuple[float, ...]) -> HistogramCounts:
+    track = _object(value, path)
+    raw = track.get("counts")
+    if not isinstance(raw, list):
+        raise LogFormatError(f"{path}.counts", f"expected a list of cumulative counts, got {_describe(raw)}")
+    if len(raw) != len(le):
+        raise LogFormatError(f"{path}.counts", f"expected {len(le)} counts (one per le), got {len(raw)}")
+    counts = tuple(_count(item, f"{path}.counts[{i}]") for i, item in enumerate(raw))
+    for previous, current in itertools.pairwise(counts):
+        if current < previous - 1e-9 * max(1.0, previous):
+            raise LogFormatError(f"{path}.counts", "not cumulative")
+    return HistogramCounts(le=le, counts=counts)
+
+
+def _samples(value: object, path: str) -> Samples:
+    if not isinstance(value, list):
+        raise LogFormatError(path, f"expected a list of numbers, got {_describe(value)}")
+    values: list[float] = []
+    for index, item in enumerate(value):
+        if item is None:
+            continue
+        if not _is_number(item):
+            raise LogFormatError(f"{path}[{index}]", f"expected a number, got {_describe(item)}")
+        number = float(item)
+        if math.isnan(number):
+            continue
+        if math.isinf(number):
+            raise LogFormatError(f"{path}[{index}]", "not a finite number")
+        values.append(number)
+    return Samples(values=tuple(values))
+
+
+def _track(value: object, path: str, header: MetricHeader) -> TrackObservation | None:
+    if value is None:
+        return None
+    if header.type == "ratio":
+        return _ratio(value, path)
+    if header.type == "histogram":
+        assert header.le is not None
+        return _histogram(value, path, header.le)
+    samples = _samples(value, path)
+    return samples if samples.values else None
+
+
+def _pair(value: object, path: str, header: MetricHeader) -> PairedObservation | None:
+    if value is None:
+        return None
+    pair = _object(value, path)
+    tracks: dict[str, TrackObservation | None] = {}
+    for track in _TRACKS:
+        if track not in pair:
+            raise LogFormatError(path, f'missing "{track}"')
+        tracks[track] = _track(pair[track], f"{path}.{track}", header)
+    baseline, canary = tracks["baseline"], tracks["canary"]
+    if baseline is None or canary is None:
+        return None
+    return PairedObservation(baseline=baseline, canary=canary)
+
+
+def _interval(value: object, index: int, headers: Mapping[str, MetricHeader]) -> IntervalObservations:
+    path = f"intervals[{index}]"
+    if value is None:
+        return dict.fromkeys(headers)
+    row = _object(value, path)
+    return {name: _pair(row.get(name), f"{path}.{name}", header) for name, header in headers.items()}
+
+
+def parse_log(source: str | bytes | Mapping[str, Any]) -> ObservationLog:
+    """Parse and validate a ``canaryflow/observations@1`` log.
+
+    Parameters
+    ----------
+    source
+        The log's JSON text, or the already decoded JSON object.
+
+    Returns
+    -------
+    ObservationLog
+        Every header metric appears in every interval (``None`` when it had no data).
+
+    Raises
+    ------
+    LogFormatError
+        When the log is malformed; the message names the place.
+    """
+    if isinstance(source, str | bytes):
+        try:
+            source = json.loads(source)
+        except json.JSONDecodeError as exc:
+            raise LogFormatError("", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    document = _object(source, "$")
+    if document.get("format") != FORMAT:
+        raise LogFormatError("format", f'expected "{FORMAT}", got {_describe(document.get("format"))}')
+    seconds = document.get("interval_seconds")
+    if not _is_number(seconds) or not math.isfinite(float(seconds)) or float(seconds) <= 0:
+        raise LogFormatError("interval_seconds", f"expected a positive number, got {_describe(seconds)}")
+    declared = _object(document.get("metrics"), "metrics")
+    headers = {name: _header(name, value) for name, value in declared.items()}
+    rows = document.get("intervals")
+    if not isinstance(rows, list):
+        raise LogFormatError("intervals", f"expected a list, got {_describe(rows)}")
+    intervals = tuple(_interval(row, index, headers) for index, row in enumerate(rows))
+    return ObservationLog(interval_seconds=float(seconds), metrics=headers, intervals=intervals)
+
+
+def _number_out(value: float) -> float | int | str:
+    value = float(value)
+    if math.isinf(value):
+        return "+Inf"
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+def _track_out(track: TrackObservation) -> object:
+    if isinstance(track, RatioCounts):
+        return {"bad": _number_out(track.bad), "total": _number_out(track.total)}
+    if isinstance(track, HistogramCounts):
+        return {"counts": [_number_out(c) for c in track.counts]}
+    return [_number_out(v) for v in track.values]
+
+
+def _header_out(header: MetricHeader) -> dict[str, object]:
+    out: dict[str, object] = {"type": header.type}
+    if header.unit is not None:
+        out["unit"] = header.unit
+    if header.le is not None:
+        out["le"] = [_number_out(b) for b in header.le]
+    return out
+
+
+def dump_log(log: ObservationLog) -> dict[str, object]:
+    """The JSON object of `log` (``json.dumps`` it to write the file); `parse_log` reads it back."""
+    intervals: list[dict[str, object]] = []
+    for row in log.intervals:
+        out: dict[str, object] = {}
+        for name in log.metrics:
+            pair = row.get(name)
+            out[name] = (
+                None
+                if pair is None
+                else {"baseline": _track_out(pair.baseline), "canary": _track_out(pair.canary)}
+            )
+        intervals.append(out)
+    return {
+        "format": FORMAT,
+        "interval_seconds": _number_out(log.interval_seconds),
+        "metrics": {name: _header_out(header) for name, header in log.metrics.items()},
+        "intervals": intervals,
+    }

@@ -1,0 +1,107 @@
+"""The histogram test: tail and median regressions, tolerance on quantiles, calibration."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from analysis.histogram import histogram_test, interpolate_cumulative
+
+LE = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, math.inf)
+
+
+def _cumulative(scale: float, tail_share: float = 0.0, tail_seconds: float = 0.6) -> np.ndarray:
+    le = np.array(LE[:-1])
+    body = stats.lognorm.cdf(le, 0.5, scale=0.1 * scale)
+    tail = stats.lognorm.cdf(np.maximum(le - tail_seconds, 1e-12), 0.5, scale=0.1 * scale) * (
+        le > tail_seconds
+    )
+    return np.append((1 - tail_share) * body + tail_share * tail, 1.0)
+
+
+def _draw(rng: np.random.Generator, intervals: int, requests: float, cumulative: np.ndarray) -> np.ndarray:
+    cells = np.diff(np.concatenate([[0.0], cumulative]))
+    rows = [np.cumsum(rng.multinomial(rng.poisson(requests), cells)) for _ in range(intervals)]
+    return np.array(rows, dtype=float)
+
+
+def test_interpolation_is_linear_in_the_first_bucket_and_log_linear_after() -> None:
+    le = (0.1, 0.25, 0.5, math.inf)
+    counts = np.array([[50.0, 80.0, 95.0, 100.0]])
+    assert interpolate_cumulative(le, counts, 0.05)[0] == pytest.approx(25.0)
+    assert interpolate_cumulative(le, counts, 0.2)[0] == pytest.approx(50 + 30 * math.log(2) / math.log(2.5))
+    assert interpolate_cumulative(le, counts, 0.25)[0] == pytest.approx(80.0)
+    assert interpolate_cumulative(le, counts, 0.7)[0] == 95.0  # beyond the last finite bound: conservative
+
+
+def test_a_tail_only_regression_is_caught_at_the_tail() -> None:
+    rng = np.random.default_rng(1)
+    base = _draw(rng, 10, 300, _cumulative(1.0))
+    tail = _draw(rng, 10, 300, _cumulative(1.0, tail_share=0.05))
+    r = histogram_test(LE, tail, base, alpha=0.025)
+    assert r.evalue >= 40
+    assert r.threshold in (0.5, 1.0)
+    assert r.estimate > 5
+
+
+def test_a_median_shift_is_caught_and_not_called_within_tolerance() -> None:
+    rng = np.random.default_rng(2)
+    base = _draw(rng, 8, 300, _cumulative(1.0))
+    slow = _draw(rng, 8, 300, _cumulative(1.25))
+    r = histogram_test(LE, slow, base, tolerance=0.1, alpha=0.025)
+    assert r.evalue >= 40
+    assert r.promote_evalue < 1
+
+
+def test_a_good_canary_is_shown_within_tolerance_at_high_traffic() -> None:
+    rng = np.random.default_rng(3)
+    base = _draw(rng, 10, 1500, _cumulative(1.0))
+    same = _draw(rng, 10, 1500, _cumulative(1.0))
+    r = histogram_test(LE, same, base, tolerance=0.1)
+    assert r.promote_evalue >= 20
+    assert r.evalue < 20
+
+
+def test_a_canary_slower_than_the_tolerance_is_not_shown_within_it() -> None:
+    rng = np.random.default_rng(4)
+    base = _draw(rng, 40, 1500, _cumulative(1.0))
+    slow = _draw(rng, 40, 1500, _cumulative(1.15))
+    assert histogram_test(LE, slow, base, tolerance=0.1).promote_evalue < 1
+
+
+def test_swapping_tracks_flips_the_direction() -> None:
+    rng = np.random.default_rng(5)
+    base = _draw(rng, 6, 300, _cumulative(1.0))
+    slow = _draw(rng, 6, 300, _cumulative(1.3))
+    up = histogram_test(LE, slow, base, direction="increase")
+    down = histogram_test(LE, base, slow, direction="decrease")
+    assert down.evalue == pytest.approx(up.evalue, rel=1e-6)
+    assert histogram_test(LE, base, slow, direction="increase").evalue < 1
+
+
+@pytest.mark.parametrize(
+    ("requests", "jitter"), [(300.0, 0.0), (1500.0, 0.03)], ids=["10 rps", "50 rps jittery"]
+)
+def test_aa_false_alarms_stay_below_alpha(requests: float, jitter: float) -> None:
+    rng = np.random.default_rng(6)
+    alpha, crossed = 0.05, 0
+    reps = 60
+    for _ in range(reps):
+        shared = rng.lognormal(0.0, 0.1, 30)
+        rows_c, rows_b = [], []
+        for s in shared:
+            rows_c.append(
+                _draw(rng, 1, requests, _cumulative(s * rng.lognormal(0.0, jitter) if jitter else s))[0]
+            )
+            rows_b.append(
+                _draw(rng, 1, requests, _cumulative(s * rng.lognormal(0.0, jitter) if jitter else s))[0]
+            )
+        c, b = np.array(rows_c), np.array(rows_b)
+        for t in range(3, 31, 3):
+            if histogram_test(LE, c[:t], b[:t]).evalue >= 1 / alpha:
+                crossed += 1
+                break
+    assert crossed / reps <= alpha

@@ -1,0 +1,181 @@
+"""The public observation log, ``canaryflow/observations@1`` (DESIGN.md §4): parse, validate, write."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from typing import Any
+
+import pytest
+
+from analysis.logs import FORMAT, LogFormatError, dump_log, parse_log
+from analysis.observations import HistogramCounts, RatioCounts, Samples
+
+# The example of DESIGN.md §4 (one line wrapped, nothing else changed).
+EXAMPLE = """
+{
+  "format": "canaryflow/observations@1",
+  "interval_seconds": 30,
+  "metrics": {
+    "error-rate": {"type": "ratio"},
+    "latency": {"type": "histogram", "unit": "seconds", "le": [0.05, 0.1, 0.25, 0.5, 1.0, "+Inf"]},
+    "cpu": {"type": "samples"}
+  },
+  "intervals": [
+    {
+      "error-rate": {"baseline": {"bad": 3, "total": 600}, "canary": {"bad": 4, "total": 598}},
+      "latency": {"baseline": {"counts": [300, 500, 580, 597, 600, 600]},
+                  "canary": {"counts": [280, 490, 577, 595, 598, 598]}},
+      "cpu": {"baseline": [0.21, 0.25], "canary": [0.22, 0.31]}
+    },
+    {"error-rate": null, "latency": null, "cpu": null}
+  ]
+}
+"""
+
+
+def example() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(EXAMPLE)
+    return document
+
+
+def test_the_design_example_parses() -> None:
+    log = parse_log(EXAMPLE)
+    assert log.interval_seconds == 30
+    assert [(name, h.type) for name, h in log.metrics.items()] == [
+        ("error-rate", "ratio"),
+        ("latency", "histogram"),
+        ("cpu", "samples"),
+    ]
+    assert log.metrics["latency"].le == (0.05, 0.1, 0.25, 0.5, 1.0, math.inf)
+    assert log.metrics["latency"].unit == "seconds"
+    first, second = log.intervals
+    ratio = first["error-rate"]
+    assert ratio is not None
+    assert ratio.canary == RatioCounts(bad=4, total=598)
+    latency = first["latency"]
+    assert latency is not None
+    assert isinstance(latency.baseline, HistogramCounts)
+    assert latency.baseline.total == 600
+    cpu = first["cpu"]
+    assert cpu is not None
+    assert cpu.canary == Samples(values=(0.22, 0.31))
+    assert dict(second) == {"error-rate": None, "latency": None, "cpu": None}
+
+
+def test_dump_then_parse_round_trips() -> None:
+    log = parse_log(EXAMPLE)
+    again = parse_log(json.dumps(dump_log(log)))
+    assert again == log
+    assert dump_log(again)["format"] == FORMAT
+    assert dump_log(again)["metrics"]["latency"]["le"][-1] == "+Inf"  # type: ignore[index]
+
+
+def test_unknown_keys_are_ignored_everywhere() -> None:
+    document = example()
+    document["recorded_by"] = "someone"
+    document["metrics"]["cpu"]["help"] = "per-pod CPU"
+    document["intervals"][0]["start"] = "2026-01-01T00:00:00Z"
+    document["intervals"][0]["error-rate"]["canary"]["scrape"] = {"ok": True}
+    document["intervals"][0]["not-declared"] = {"baseline": 1, "canary": 2}
+    assert parse_log(document) == parse_log(EXAMPLE)
+
+
+def test_missing_metrics_null_tracks_and_null_samples_mean_no_data() -> None:
+    document = example()
+    del document["intervals"][0]["cpu"]
+    document["intervals"][0]["latency"]["canary"] = None
+    document["intervals"][1] = None
+    log = parse_log(document)
+    assert log.intervals[0]["cpu"] is None
+    assert log.intervals[0]["latency"] is None
+    assert dict(log.intervals[1]) == {"error-rate": None, "latency": None, "cpu": None}
+
+
+def test_fractional_counts_and_missing_samples_are_accepted() -> None:
+    document = example()
+    document["intervals"][0]["error-rate"]["canary"] = {"bad": 3.7, "total": 597.9}
+    document["intervals"][0]["cpu"]["canary"] = [0.2, None, 0.3]
+    log = parse_log(document)
+    pair = log.intervals[0]["error-rate"]
+    assert pair is not None
+    assert pair.canary == RatioCounts(bad=3.7, total=597.9)
+    cpu = log.intervals[0]["cpu"]
+    assert cpu is not None
+    assert cpu.canary == Samples(values=(0.2, 0.3))
+
+
+def _break(path: str, value: object) -> dict[str, Any]:
+    document = example()
+    *parents, last = path.split("/")
+    node: Any = document
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return document
+
+
+MALFORMED = [
+    ("format", "canaryflow/observations@2", 'format: expected "canaryflow/observations@1", got the string'),
+    ("interval_seconds", 0, "interval_seconds: expected a positive number"),
+    ("interval_seconds", "30s", "interval_seconds: expected a positive number"),
+    ("metrics/cpu/type", "gauge", "metrics.cpu.type: expected one of ratio, histogram, samples"),
+    (
+        "metrics/latency/le",
+        [0.1, 0.05, "+Inf"],
+        "metrics.latency.le: bucket bounds must be strictly increasing",
+    ),
+    ("metrics/latency/le", [0.1, 0.5], 'metrics.latency.le: must end with "+Inf"'),
+    ("intervals", {"0": {}}, "intervals: expected a list, got an object"),
+    ("intervals/0/error-rate/canary/bad", 700, "intervals[0].error-rate.canary: bad exceeds total"),
+    ("intervals/0/error-rate/canary/bad", -1, "intervals[0].error-rate.canary.bad: negative count"),
+    ("intervals/0/error-rate/canary/total", "598", "intervals[0].error-rate.canary.total: expected a number"),
+    ("intervals/0/error-rate/baseline", {"bad": 3}, 'intervals[0].error-rate.baseline: missing "total"'),
+    (
+        "intervals/0/error-rate",
+        {"canary": {"bad": 1, "total": 2}},
+        'intervals[0].error-rate: missing "baseline"',
+    ),
+    (
+        "intervals/0/latency/canary/counts",
+        [280, 490, 477, 595, 598, 598],
+        "intervals[0].latency.canary.counts: not cumulative",
+    ),
+    ("intervals/0/latency/canary/counts", [1, 2, 3], "intervals[0].latency.canary.counts: expected 6 counts"),
+    ("intervals/0/cpu/canary", [0.2, "high"], "intervals[0].cpu.canary[1]: expected a number"),
+    ("intervals/0/cpu/canary", {"values": [0.2]}, "intervals[0].cpu.canary: expected a list of numbers"),
+    ("intervals/1", [1, 2], "intervals[1]: expected an object, got a list"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "message"), MALFORMED, ids=[m[2].split(":")[0] for m in MALFORMED])
+def test_malformed_logs_name_the_place(path: str, value: object, message: str) -> None:
+    with pytest.raises(LogFormatError) as caught:
+        parse_log(_break(path, value))
+    assert str(caught.value).startswith(message)
+    assert caught.value.path == message.split(": ")[0]
+
+
+def test_not_cumulative_in_a_later_interval_names_that_interval() -> None:
+    document = example()
+    document["intervals"].append(copy.deepcopy(document["intervals"][0]))
+    document["intervals"].append(copy.deepcopy(document["intervals"][0]))
+    document["intervals"].append(copy.deepcopy(document["intervals"][0]))
+    document["intervals"][3]["latency"]["canary"]["counts"] = [280, 490, 577, 595, 598, 597]
+    with pytest.raises(LogFormatError, match=r"^intervals\[3\]\.latency\.canary\.counts: not cumulative$"):
+        parse_log(document)
+
+
+def test_text_that_is_not_json_is_rejected_with_its_position() -> None:
+    with pytest.raises(LogFormatError, match=r"not JSON: .* line 1 column"):
+        parse_log("{format: 1}")
+
+
+def test_a_log_with_no_intervals_is_valid() -> None:
+    document = example()
+    document["intervals"] = []
+    assert parse_log(document).intervals == ()
