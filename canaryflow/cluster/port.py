@@ -4,16 +4,37 @@ Adapters: `KubernetesCluster` (the official client) and `SimulatedCluster` (in m
 factory knows them; callers hold a `Cluster`. The port speaks in tracks: the **stable** Deployment
 (the target), and the **canary** and **baseline** Deployments the rollout creates next to it,
 all selected by the target's Service so that traffic splits by ready replicas.
+
+Six methods, in Flagger's spirit of small ports: `read`, `apply_split`, `wait_ready`, `promote`,
+`rollback`, `pods`. The values they exchange are frozen dataclasses defined here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeAlias
+from datetime import datetime, timedelta
+from typing import Literal, NewType, Protocol, TypeAlias
 
-__all__ = ["Cluster", "PodInfo", "Track"]
+from canaryflow.replicas import Split
+
+__all__ = [
+    "Cluster",
+    "Phase",
+    "PodInfo",
+    "RolloutId",
+    "RolloutState",
+    "TargetRef",
+    "TargetStatus",
+    "Track",
+    "TrackStatus",
+]
 
 Track: TypeAlias = Literal["stable", "canary", "baseline"]
+#: Where a rollout stands: splitting traffic, or converging to one of its two ends.
+Phase: TypeAlias = Literal["progressing", "promoting", "rolling-back"]
+#: Identifies one rollout of one target (e.g. ``web-3f9a2c1``); a DNS label.
+RolloutId = NewType("RolloutId", str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +47,162 @@ class PodInfo:
     ready: bool
 
 
+@dataclass(frozen=True, slots=True)
+class TargetRef:
+    """The stable Deployment, the container whose image changes, and the Service in front of it."""
+
+    namespace: str
+    deployment: str
+    container: str
+    service: str
+
+    @property
+    def app(self) -> str:
+        """Value of the ``app`` label of the target's pods (the Deployment's name by convention)."""
+        return self.deployment
+
+    def track_name(self, track: Track) -> str:
+        """Deployment name of a track: ``web``, ``web-canary``, ``web-baseline``."""
+        return self.deployment if track == "stable" else f"{self.deployment}-{track}"
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.deployment}"
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutState:
+    """What the cluster remembers of a rollout (annotations on the canary Deployment).
+
+    ``step`` is the index of the spec step that set the current split, ``weight`` its requested
+    weight; ``stable_replicas`` is the stable's capacity before the rollout (restored by rollback).
+    """
+
+    rollout_id: RolloutId
+    step: int
+    weight: int
+    canary_image: str
+    stable_image: str
+    stable_replicas: int
+    started_at: datetime
+    phase: Phase
+
+
+@dataclass(frozen=True, slots=True)
+class TrackStatus:
+    """One Deployment of a target as last observed."""
+
+    track: Track
+    name: str
+    image: str
+    replicas: int
+    current: int
+    updated: int
+    ready: int
+    available: int
+    generation: int
+    observed_generation: int
+    labels: Mapping[str, str]
+    deadline_exceeded: bool = False
+
+    @property
+    def rolled_out(self) -> bool:
+        """The controller saw the latest spec and every wanted pod runs it, Ready and available."""
+        want = self.replicas
+        return (
+            self.observed_generation >= self.generation
+            and self.updated == want
+            and self.ready == want
+            and self.available == want
+            and self.current == want
+        )
+
+    def describe(self) -> str:
+        """E.g. ``web-canary 1/2 ready (2 updated, generation 3 observed 3)``."""
+        return (
+            f"{self.name} {self.ready}/{self.replicas} ready ({self.updated} updated, "
+            f"{self.current} current, generation {self.generation} observed {self.observed_generation})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStatus:
+    """A target and its tracks; ``state`` is None when no rollout is under way."""
+
+    target: TargetRef
+    stable: TrackStatus
+    canary: TrackStatus | None
+    baseline: TrackStatus | None
+    hpa_replicas: int | None
+    state: RolloutState | None
+
+    @property
+    def capacity(self) -> int:
+        """``N``: the HPA's current replicas when one owns the stable, else the pre-rollout size."""
+        if self.hpa_replicas is not None:
+            return self.hpa_replicas
+        return self.state.stable_replicas if self.state is not None else self.stable.replicas
+
+    @property
+    def tracks(self) -> tuple[TrackStatus, ...]:
+        return tuple(t for t in (self.stable, self.canary, self.baseline) if t is not None)
+
+    @property
+    def rolled_out(self) -> bool:
+        return all(t.rolled_out for t in self.tracks)
+
+    @property
+    def effective_weight(self) -> float:
+        """The canary's share of the Ready pods, in percent (0 when nothing is Ready)."""
+        ready = sum(t.ready for t in self.tracks)
+        return 100.0 * self.canary.ready / ready if self.canary is not None and ready else 0.0
+
+
 class Cluster(Protocol):
-    """Port to a cluster. The full method set is defined with the adapters (rollout spec issue);
-    `pods` is what the traffic simulator follows."""
+    """Port to a cluster. Every method raises our errors (`canaryflow.errors`), never a library's.
+
+    Writes are idempotent: calling one again after a crash converges to the same end state.
+    """
+
+    def read(self, target: TargetRef) -> TargetStatus:
+        """The target's tracks, its HPA's replicas and the rollout state. NotFoundError without the stable."""
+        ...
+
+    def apply_split(
+        self,
+        target: TargetRef,
+        split: Split,
+        *,
+        rollout_id: RolloutId,
+        image: str,
+        step: int,
+        progress_deadline: timedelta,
+    ) -> TargetStatus:
+        """Bring the tracks to `split` with the canary running `image`, recording the rollout state.
+
+        Grows first and waits until Ready, then shrinks, so capacity never drops below the split's.
+        Creates canary and baseline from the stable's pod template when missing. With an HPA on the
+        stable, the stable's replicas are left to it. Raises NotFoundError (target, container or a
+        selecting Service missing), RolloutInProgressError (another rollout id holds the target),
+        ProgressDeadlineError (pods not Ready in time), ConflictError (409s outlasted the retries).
+        """
+        ...
+
+    def wait_ready(self, target: TargetRef, *, timeout: timedelta) -> TargetStatus:
+        """Wait until every track is rolled out; ProgressDeadlineError after `timeout` or on the
+        Deployment controller's ProgressDeadlineExceeded."""
+        ...
+
+    def promote(
+        self, target: TargetRef, *, rollout_id: RolloutId, progress_deadline: timedelta
+    ) -> TargetStatus:
+        """The stable takes the canary's image at full size and rolls out; then baseline and canary go."""
+        ...
+
+    def rollback(
+        self, target: TargetRef, *, rollout_id: RolloutId, progress_deadline: timedelta
+    ) -> TargetStatus:
+        """The stable is back on its image at full size; then baseline and canary go."""
+        ...
 
     def pods(self, namespace: str, app: str) -> list[PodInfo]:
         """Every pod of the app (all tracks), Ready or not."""

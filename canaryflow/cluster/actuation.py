@@ -1,0 +1,384 @@
+"""The `Cluster` port implemented once, on top of `Workloads` primitives, for every adapter.
+
+Order of writes (so that capacity never drops and a crash at any point leaves a state that the
+next call converges from):
+
+- `apply_split`: canary first (it carries the rollout state), then baseline, then growing the
+  stable; wait until Ready; then shrink whatever is above its share; wait again.
+- `promote` / `rollback`: mark the phase on the canary, set the stable's image (canary's or the
+  original) and full size, wait until the stable is rolled out, delete the baseline, delete the
+  canary last (with it goes the state).
+
+Every write carries the resourceVersion it was based on; a 409 re-reads and retries a few times.
+Nothing here knows Kubernetes or the simulation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Literal, TypeVar
+
+from canaryflow.cluster.annotations import ROLLOUT_ID, TARGET_LABEL, TRACK_LABEL, decode_state, encode_state
+from canaryflow.cluster.clock import Clock
+from canaryflow.cluster.port import (
+    PodInfo,
+    RolloutId,
+    RolloutState,
+    TargetRef,
+    TargetStatus,
+    Track,
+    TrackStatus,
+)
+from canaryflow.cluster.workloads import DeploymentRecord, NewTrack, Workloads
+from canaryflow.errors import (
+    ClusterError,
+    ConflictError,
+    NotFoundError,
+    ProgressDeadlineError,
+    RolloutInProgressError,
+)
+from canaryflow.replicas import Split
+
+__all__ = ["ReplicaActuator"]
+
+_T = TypeVar("_T")
+_ALL: tuple[Track, ...] = ("stable", "canary", "baseline")
+_STABLE: tuple[Track, ...] = ("stable",)
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    status: TargetStatus
+    records: Mapping[Track, DeploymentRecord]
+
+
+class ReplicaActuator:
+    """Replica-weight canaries on any `Workloads`; adapters subclass it and pass theirs in."""
+
+    def __init__(
+        self, workloads: Workloads, *, clock: Clock, poll_interval: float = 0.5, conflict_attempts: int = 5
+    ) -> None:
+        if poll_interval <= 0 or conflict_attempts < 1:
+            raise ValueError("poll_interval must be > 0 and conflict_attempts >= 1")
+        self._workloads = workloads
+        self._clock = clock
+        self._poll = poll_interval
+        self._attempts = conflict_attempts
+
+    # -- the port -------------------------------------------------------------------------------
+
+    def read(self, target: TargetRef) -> TargetStatus:
+        return self._snapshot(target).status
+
+    def pods(self, namespace: str, app: str) -> list[PodInfo]:
+        return self._workloads.list_pods(namespace, app)
+
+    def apply_split(
+        self,
+        target: TargetRef,
+        split: Split,
+        *,
+        rollout_id: RolloutId,
+        image: str,
+        step: int,
+        progress_deadline: timedelta,
+    ) -> TargetStatus:
+        deadline = max(1, round(progress_deadline.total_seconds()))
+        self._retrying(target, lambda: self._grow(target, split, rollout_id, image, step, deadline))
+        self._wait(target, _ALL, progress_deadline)
+        self._retrying(target, lambda: self._shrink(target, split, rollout_id))
+        return self._wait(target, _ALL, progress_deadline)
+
+    def wait_ready(self, target: TargetRef, *, timeout: timedelta) -> TargetStatus:
+        return self._wait(target, _ALL, timeout)
+
+    def promote(
+        self, target: TargetRef, *, rollout_id: RolloutId, progress_deadline: timedelta
+    ) -> TargetStatus:
+        return self._finish(target, rollout_id, "promoting", progress_deadline)
+
+    def rollback(
+        self, target: TargetRef, *, rollout_id: RolloutId, progress_deadline: timedelta
+    ) -> TargetStatus:
+        return self._finish(target, rollout_id, "rolling-back", progress_deadline)
+
+    # -- reading and checking -------------------------------------------------------------------
+
+    def _snapshot(self, target: TargetRef) -> _Snapshot:
+        ns = target.namespace
+        records: dict[Track, DeploymentRecord] = {}
+        for track in _ALL:
+            record = self._workloads.get_deployment(ns, target.track_name(track))
+            if record is not None:
+                records[track] = record
+        if "stable" not in records:
+            raise NotFoundError(f"Deployment {target} does not exist", target=str(target))
+        if target.container not in records["stable"].images:
+            containers = ", ".join(sorted(records["stable"].images)) or "none"
+            raise NotFoundError(
+                f"Deployment {target} has no container {target.container!r} (containers: {containers})",
+                target=str(target),
+            )
+        canary = records.get("canary")
+        state = decode_state(canary.annotations, where=f"{ns}/{canary.name}") if canary else None
+        tracks = {track: _track_status(rec, track, target.container) for track, rec in records.items()}
+        status = TargetStatus(
+            target=target,
+            stable=tracks["stable"],
+            canary=tracks.get("canary"),
+            baseline=tracks.get("baseline"),
+            hpa_replicas=self._workloads.hpa_replicas(ns, target.deployment),
+            state=state,
+        )
+        return _Snapshot(status=status, records=records)
+
+    def _owned(self, target: TargetRef, rollout_id: RolloutId) -> _Snapshot:
+        """A snapshot in which nothing belongs to another rollout or to somebody else."""
+        snap = self._snapshot(target)
+        state = snap.status.state
+        canary, baseline = snap.records.get("canary"), snap.records.get("baseline")
+        if canary is not None and state is None:
+            raise ClusterError(
+                f"Deployment {target.namespace}/{canary.name} exists without canaryflow annotations; "
+                "it is not ours to change",
+                target=str(target),
+            )
+        holder = state.rollout_id if state is not None else None
+        if baseline is not None:
+            owner = baseline.annotations.get(ROLLOUT_ID)
+            if owner is None:
+                raise ClusterError(
+                    f"Deployment {target.namespace}/{baseline.name} exists without canaryflow annotations; "
+                    "it is not ours to change",
+                    target=str(target),
+                )
+            holder = holder or RolloutId(owner)
+        if holder is not None and holder != rollout_id:
+            raise RolloutInProgressError(
+                f"{target} is in rollout {holder}; roll it back or promote it before starting {rollout_id}",
+                target=str(target),
+                rollout_id=holder,
+            )
+        return snap
+
+    def _check_service(self, target: TargetRef, stable: TrackStatus) -> None:
+        where = f"Service {target.namespace}/{target.service}"
+        selector = self._workloads.service_selector(target.namespace, target.service)
+        if selector is None:
+            raise NotFoundError(
+                f"{where} does not exist; it must select the pods of {target}", target=str(target)
+            )
+        if TRACK_LABEL in selector:
+            raise ClusterError(
+                f"{where} selects on label {TRACK_LABEL!r}, so canary and baseline pods would get no "
+                "traffic; remove it from the selector",
+                target=str(target),
+            )
+        if not selector or any(stable.labels.get(k) != v for k, v in selector.items()):
+            raise NotFoundError(
+                f"{where} does not select the pods of Deployment {target} "
+                f"(selector {_labels(selector)}; pod labels {_labels(stable.labels)})",
+                target=str(target),
+            )
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def _grow(
+        self, target: TargetRef, split: Split, rollout_id: RolloutId, image: str, step: int, deadline: int
+    ) -> None:
+        snap = self._owned(target, rollout_id)
+        status, records = snap.status, snap.records
+        self._check_service(target, status.stable)
+        state = status.state
+        if state is not None and state.phase != "progressing":
+            raise ClusterError(
+                f"rollout {rollout_id} of {target} is {state.phase}; finish it first", target=str(target)
+            )
+        ns, fixed = target.namespace, status.hpa_replicas is not None
+        if state is None:
+            state = RolloutState(
+                rollout_id=rollout_id,
+                step=step,
+                weight=split.requested_weight,
+                canary_image=image,
+                stable_image=status.stable.image,
+                stable_replicas=status.capacity,
+                started_at=self._clock.now(),
+                phase="progressing",
+            )
+            self._create(target, "canary", image, split.canary, encode_state(state), deadline)
+        else:
+            wanted = replace(state, step=step, weight=split.requested_weight, canary_image=image)
+            canary = records["canary"]
+            self._workloads.patch_deployment(
+                ns,
+                canary.name,
+                resource_version=canary.resource_version,
+                replicas=split.canary if split.canary > canary.replicas else None,
+                image=(target.container, image) if canary.images.get(target.container) != image else None,
+                annotations=encode_state(wanted) if wanted != state else None,
+            )
+        baseline = records.get("baseline")
+        if split.baseline > 0 and baseline is None:
+            self._create(
+                target, "baseline", state.stable_image, split.baseline, {ROLLOUT_ID: rollout_id}, deadline
+            )
+        elif baseline is not None and split.baseline > baseline.replicas:
+            self._patch_replicas(ns, baseline, split.baseline)
+        if not fixed and split.stable > records["stable"].replicas:
+            self._patch_replicas(ns, records["stable"], split.stable)
+
+    def _shrink(self, target: TargetRef, split: Split, rollout_id: RolloutId) -> None:
+        snap = self._owned(target, rollout_id)
+        wanted: dict[Track, int] = {"canary": split.canary, "baseline": split.baseline}
+        if snap.status.hpa_replicas is None:
+            wanted["stable"] = split.stable
+        for track, replicas in wanted.items():
+            record = snap.records.get(track)
+            if record is not None and replicas < record.replicas:
+                self._patch_replicas(target.namespace, record, replicas)
+
+    def _finish(
+        self,
+        target: TargetRef,
+        rollout_id: RolloutId,
+        phase: Literal["promoting", "rolling-back"],
+        progress_deadline: timedelta,
+    ) -> TargetStatus:
+        state = self._retrying(target, lambda: self._mark(target, rollout_id, phase))
+        if state is not None:
+            image = state.canary_image if phase == "promoting" else state.stable_image
+            self._retrying(target, lambda: self._restore_stable(target, state, image))
+            self._wait(target, _STABLE, progress_deadline)
+        self._retrying(target, lambda: self._remove_tracks(target, rollout_id))
+        return self.read(target)
+
+    def _mark(
+        self, target: TargetRef, rollout_id: RolloutId, phase: Literal["promoting", "rolling-back"]
+    ) -> RolloutState | None:
+        snap = self._owned(target, rollout_id)
+        state = snap.status.state
+        if state is None or state.phase == phase:
+            return state
+        marked = replace(state, phase=phase)
+        canary = snap.records["canary"]
+        self._workloads.patch_deployment(
+            target.namespace,
+            canary.name,
+            resource_version=canary.resource_version,
+            annotations=encode_state(marked),
+        )
+        return marked
+
+    def _restore_stable(self, target: TargetRef, state: RolloutState, image: str) -> None:
+        snap = self._owned(target, state.rollout_id)
+        stable = snap.records["stable"]
+        size = (
+            None
+            if snap.status.hpa_replicas is not None or stable.replicas == state.stable_replicas
+            else state.stable_replicas
+        )
+        new_image = None if stable.images.get(target.container) == image else (target.container, image)
+        if size is not None or new_image is not None:
+            self._workloads.patch_deployment(
+                target.namespace,
+                stable.name,
+                resource_version=stable.resource_version,
+                replicas=size,
+                image=new_image,
+            )
+
+    def _remove_tracks(self, target: TargetRef, rollout_id: RolloutId) -> None:
+        snap = self._owned(target, rollout_id)
+        for track in ("baseline", "canary"):
+            if track in snap.records:
+                self._workloads.delete_deployment(target.namespace, snap.records[track].name)
+
+    def _create(
+        self,
+        target: TargetRef,
+        track: Track,
+        image: str,
+        replicas: int,
+        annotations: Mapping[str, str],
+        deadline: int,
+    ) -> None:
+        new = NewTrack(
+            source=target.deployment,
+            name=target.track_name(track),
+            track=track,
+            container=target.container,
+            image=image,
+            replicas=replicas,
+            annotations=dict(annotations),
+            labels={TRACK_LABEL: track, TARGET_LABEL: target.deployment},
+            progress_deadline_seconds=deadline,
+        )
+        self._workloads.create_track(target.namespace, new)
+
+    def _patch_replicas(self, namespace: str, record: DeploymentRecord, replicas: int) -> None:
+        self._workloads.patch_deployment(
+            namespace, record.name, resource_version=record.resource_version, replicas=replicas
+        )
+
+    # -- waiting and retrying -------------------------------------------------------------------
+
+    def _wait(self, target: TargetRef, tracks: Collection[Track], timeout: timedelta) -> TargetStatus:
+        """Poll until the watched tracks are rolled out; bounded by `timeout` on the injected clock."""
+        deadline = self._clock.monotonic() + timeout.total_seconds()
+        while True:
+            status = self.read(target)
+            watched = [t for t in status.tracks if t.track in tracks]
+            stuck = [t for t in watched if t.deadline_exceeded]
+            if stuck:
+                raise ProgressDeadlineError(
+                    f"{target}: ProgressDeadlineExceeded: " + "; ".join(t.describe() for t in stuck),
+                    target=str(target),
+                )
+            pending = [t for t in watched if not t.rolled_out]
+            if not pending:
+                return status
+            remaining = deadline - self._clock.monotonic()
+            if remaining <= 0:
+                raise ProgressDeadlineError(
+                    f"{target}: not ready within {timeout}: " + "; ".join(t.describe() for t in pending),
+                    target=str(target),
+                )
+            self._clock.sleep(min(self._poll, remaining))
+
+    def _retrying(self, target: TargetRef, attempt: Callable[[], _T]) -> _T:
+        """Run `attempt` (which reads afresh) again after each 409, a bounded number of times."""
+        for number in range(1, self._attempts + 1):
+            try:
+                return attempt()
+            except ConflictError as exc:
+                if number == self._attempts:
+                    raise ConflictError(
+                        f"{target}: still conflicting after {self._attempts} attempts: {exc}",
+                        target=str(target),
+                    ) from exc
+                self._clock.sleep(0.05 * number)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _track_status(record: DeploymentRecord, track: Track, container: str) -> TrackStatus:
+    return TrackStatus(
+        track=track,
+        name=record.name,
+        image=record.images.get(container, ""),
+        replicas=record.replicas,
+        current=record.current,
+        updated=record.updated,
+        ready=record.ready,
+        available=record.available,
+        generation=record.generation,
+        observed_generation=record.observed_generation,
+        labels=dict(record.template_labels),
+        deadline_exceeded=record.deadline_exceeded,
+    )
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "(none)"

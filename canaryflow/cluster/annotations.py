@@ -1,0 +1,107 @@
+"""The labels and annotations canaryflow puts on Deployments, and the rollout state they encode.
+
+Labels (on the pod templates of the Deployments canaryflow creates): ``track: canary`` or
+``track: baseline``, next to every label of the stable's pod template, so the Service (whose
+selector must not use ``track``) selects them and metrics can tell the tracks apart. The stable's
+labels are never changed: a ``track: stable`` label is there only if the app's manifest has it
+(the example app does); pods without a ``track`` label count as stable.
+
+Annotations (on the canary Deployment) record the rollout so that another process can resume or
+clean up: ``canaryflow/rollout-id``, ``step``, ``weight``, ``canary-image``, ``stable-image``,
+``stable-replicas``, ``started-at`` (ISO 8601) and ``phase``. The baseline carries the rollout id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from canaryflow.cluster.port import Phase, RolloutId, RolloutState, Track
+from canaryflow.errors import ClusterError
+
+__all__ = [
+    "PREFIX",
+    "ROLLOUT_ID",
+    "TARGET_LABEL",
+    "TRACK_LABEL",
+    "decode_state",
+    "encode_state",
+    "track_of",
+]
+
+PREFIX = "canaryflow/"
+#: Pod label telling the tracks apart (also a label of the canary and baseline Deployments).
+TRACK_LABEL = "track"
+#: Label of the canary and baseline Deployments: the stable Deployment they belong to.
+TARGET_LABEL = PREFIX + "target"
+ROLLOUT_ID = PREFIX + "rollout-id"
+_STEP = PREFIX + "step"
+_WEIGHT = PREFIX + "weight"
+_CANARY_IMAGE = PREFIX + "canary-image"
+_STABLE_IMAGE = PREFIX + "stable-image"
+_STABLE_REPLICAS = PREFIX + "stable-replicas"
+_STARTED_AT = PREFIX + "started-at"
+_PHASE = PREFIX + "phase"
+_PHASES: dict[str, Phase] = {
+    "progressing": "progressing",
+    "promoting": "promoting",
+    "rolling-back": "rolling-back",
+}
+
+
+def encode_state(state: RolloutState) -> dict[str, str]:
+    """The canary Deployment's annotations for `state`."""
+    return {
+        ROLLOUT_ID: state.rollout_id,
+        _STEP: str(state.step),
+        _WEIGHT: str(state.weight),
+        _CANARY_IMAGE: state.canary_image,
+        _STABLE_IMAGE: state.stable_image,
+        _STABLE_REPLICAS: str(state.stable_replicas),
+        _STARTED_AT: state.started_at.isoformat(),
+        _PHASE: state.phase,
+    }
+
+
+def decode_state(annotations: Mapping[str, str], *, where: str) -> RolloutState | None:
+    """The rollout state in `annotations`, or None when there is no rollout id.
+
+    Raises
+    ------
+    ClusterError
+        An annotation is missing or malformed; `where` (e.g. ``shop/web-canary``) names the object.
+    """
+    if ROLLOUT_ID not in annotations:
+        return None
+
+    def value(key: str) -> str:
+        if key not in annotations:
+            raise ClusterError(
+                f"{where}: annotation {key} is missing; cannot tell the rollout state", target=where
+            )
+        return annotations[key]
+
+    try:
+        phase = _PHASES.get(value(_PHASE))
+        if phase is None:
+            raise ValueError(f"unknown phase {annotations[_PHASE]!r}")
+        return RolloutState(
+            rollout_id=RolloutId(value(ROLLOUT_ID)),
+            step=int(value(_STEP)),
+            weight=int(value(_WEIGHT)),
+            canary_image=value(_CANARY_IMAGE),
+            stable_image=value(_STABLE_IMAGE),
+            stable_replicas=int(value(_STABLE_REPLICAS)),
+            started_at=datetime.fromisoformat(value(_STARTED_AT)),
+            phase=phase,
+        )
+    except ValueError as exc:
+        raise ClusterError(f"{where}: malformed canaryflow annotations: {exc}", target=where) from exc
+
+
+def track_of(labels: Mapping[str, str]) -> Track:
+    """The track a pod with `labels` belongs to (no or an unknown ``track`` label: stable)."""
+    value = labels.get(TRACK_LABEL)
+    if value == "canary":
+        return "canary"
+    return "baseline" if value == "baseline" else "stable"

@@ -1,0 +1,330 @@
+"""`KubernetesCluster`: the `Cluster` port on a real API server, through the official client.
+
+Only this module imports `kubernetes`. It uses the client's `ApiClient` (configuration, auth, TLS,
+one per kubeconfig context, never the process-wide default) and speaks raw JSON to the REST paths
+instead of the generated models: a Deployment is read as the server sent it, the canary's pod template
+is a deep copy of the stable's, and writes are strategic-merge patches of the few fields that change.
+Nothing is ever read, modified and replaced whole, so fields this client does not know are never
+dropped. Every patch carries the resourceVersion it was based on (409 when stale; the actuator
+re-reads and retries). `ApiException` and urllib3 errors become our errors here, chained.
+
+RBAC this adapter needs (see deployments/kubernetes/rbac.yaml): deployments get/create/patch/delete,
+services get, horizontalpodautoscalers list, pods list (and deployments get on the HPA's target).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Mapping
+from typing import Any, cast
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from canaryflow.cluster.actuation import ReplicaActuator
+from canaryflow.cluster.annotations import TRACK_LABEL, track_of
+from canaryflow.cluster.clock import Clock, SystemClock
+from canaryflow.cluster.port import PodInfo
+from canaryflow.cluster.workloads import DeploymentRecord, NewTrack
+from canaryflow.errors import (
+    ClusterError,
+    ClusterUnavailableError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+)
+
+__all__ = ["KubernetesCluster", "KubernetesWorkloads", "new_api_client"]
+
+_DEPLOYMENTS = "/apis/apps/v1/namespaces/{namespace}/deployments"
+_DEPLOYMENT = _DEPLOYMENTS + "/{name}"
+_SERVICE = "/api/v1/namespaces/{namespace}/services/{name}"
+_HPAS = "/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"
+_PODS = "/api/v1/namespaces/{namespace}/pods"
+_COPIED_SPEC_FIELDS = ("minReadySeconds", "revisionHistoryLimit", "strategy")
+Json = dict[str, Any]
+
+
+def new_api_client(
+    kubeconfig: str | os.PathLike[str] | None = None, *, context: str | None = None, in_cluster: bool = False
+) -> client.ApiClient:
+    """A new `ApiClient` for one kubeconfig context (default: the current one), or the pod's
+    service account with `in_cluster`. Nothing global is configured; close it when done."""
+    try:
+        if in_cluster:
+            configuration = client.Configuration()
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            return client.ApiClient(configuration)
+        path = os.fspath(kubeconfig) if kubeconfig is not None else None
+        loaded = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=path, context=context, persist_config=False
+        )
+        return cast(client.ApiClient, loaded)
+    except (ConfigException, OSError) as exc:
+        where = "in-cluster configuration" if in_cluster else f"kubeconfig {kubeconfig or '(default)'}"
+        raise ClusterError(f"cannot load {where}{f' context {context}' if context else ''}: {exc}") from exc
+
+
+class KubernetesWorkloads:
+    """`Workloads` over the Kubernetes REST API (raw JSON, explicit request timeouts)."""
+
+    def __init__(self, api_client: client.ApiClient, *, request_timeout: float = 10.0) -> None:
+        self._api = api_client
+        self._timeout = request_timeout
+
+    def get_deployment(self, namespace: str, name: str) -> DeploymentRecord | None:
+        raw = self._request("GET", _DEPLOYMENT, namespace=namespace, name=name, missing_ok=True)
+        return None if raw is None else _record(raw)
+
+    def create_track(self, namespace: str, new: NewTrack) -> None:
+        source = self._request("GET", _DEPLOYMENT, namespace=namespace, name=new.source)
+        assert source is not None
+        body = _track_body(source, namespace, new)
+        self._request("POST", _DEPLOYMENTS, namespace=namespace, name=new.name, body=body)
+
+    def patch_deployment(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str,
+        replicas: int | None = None,
+        image: tuple[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+    ) -> None:
+        metadata: Json = {"resourceVersion": resource_version}
+        if annotations:
+            metadata["annotations"] = dict(annotations)
+        spec: Json = {}
+        if replicas is not None:
+            spec["replicas"] = replicas
+        if image is not None:
+            spec["template"] = {"spec": {"containers": [{"name": image[0], "image": image[1]}]}}
+        body: Json = {"metadata": metadata, **({"spec": spec} if spec else {})}
+        self._request(
+            "PATCH",
+            _DEPLOYMENT,
+            namespace=namespace,
+            name=name,
+            body=body,
+            content_type="application/strategic-merge-patch+json",
+        )
+
+    def delete_deployment(self, namespace: str, name: str) -> None:
+        self._request(
+            "DELETE",
+            _DEPLOYMENT,
+            namespace=namespace,
+            name=name,
+            query={"propagationPolicy": "Background"},
+            missing_ok=True,
+        )
+
+    def service_selector(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        raw = self._request("GET", _SERVICE, namespace=namespace, name=name, missing_ok=True)
+        if raw is None:
+            return None
+        return dict(raw.get("spec", {}).get("selector") or {})
+
+    def hpa_replicas(self, namespace: str, deployment: str) -> int | None:
+        raw = self._request("GET", _HPAS, namespace=namespace, name="")
+        for hpa in (raw or {}).get("items", []):
+            ref = hpa.get("spec", {}).get("scaleTargetRef", {})
+            if ref.get("kind") == "Deployment" and ref.get("name") == deployment:
+                current = hpa.get("status", {}).get("currentReplicas")
+                if current is not None:
+                    return int(current)
+                record = self.get_deployment(namespace, deployment)  # the HPA has not acted yet
+                return record.replicas if record is not None else None
+        return None
+
+    def list_pods(self, namespace: str, app: str) -> list[PodInfo]:
+        raw = self._request("GET", _PODS, namespace=namespace, name="", query={"labelSelector": f"app={app}"})
+        return [_pod_info(pod, app) for pod in (raw or {}).get("items", [])]
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        namespace: str,
+        name: str,
+        body: Json | None = None,
+        query: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+        missing_ok: bool = False,
+    ) -> Json | None:
+        """One API call; raw JSON back (None for a 404 when `missing_ok`), our errors on failure."""
+        what = f"{method} {path.format(namespace=namespace, name=name).rstrip('/')}"
+        try:
+            request = self._api.param_serialize(
+                method=method,
+                resource_path=path,
+                path_params={"namespace": namespace, "name": name},
+                query_params=list((query or {}).items()),
+                header_params={"Accept": "application/json", "Content-Type": content_type},
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            response = self._api.call_api(*request, _request_timeout=(self._timeout, self._timeout))
+            data = response.read()  # type: ignore[no-untyped-call]
+            if not 200 <= response.status <= 299:
+                raise ApiException(http_resp=response)
+        except ApiException as exc:
+            if exc.status == 404 and missing_ok:
+                return None
+            raise _translate(exc, what, f"{namespace}/{name}".rstrip("/")) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise ClusterUnavailableError(f"{what}: the API server did not answer: {exc}") from exc
+        parsed: Json = json.loads(data) if data else {}
+        return parsed
+
+
+def _translate(exc: ApiException, what: str, target: str) -> Exception:
+    """The most specific of our errors for an API error response."""
+    status = int(exc.status or 0)
+    message = _server_message(exc)
+    text = f"{what}: {status} {message}"
+    if status == 404:
+        return NotFoundError(text, target=target)
+    if status in (401, 403):
+        return ForbiddenError(text, target=target)
+    if status == 409:
+        return ConflictError(text, target=target)
+    if status == 429 or status >= 500 or status == 0:
+        retry_after = (exc.headers or {}).get("Retry-After") if exc.headers else None
+        delay = float(retry_after) if retry_after and str(retry_after).isdigit() else None
+        return ClusterUnavailableError(text, retry_after=delay)
+    return ClusterError(text, target=target)
+
+
+def _server_message(exc: ApiException) -> str:
+    try:
+        body = json.loads(exc.body or "{}")
+    except ValueError:
+        return str(exc.reason or "")
+    return str(body.get("message") or exc.reason or "") if isinstance(body, dict) else str(exc.reason or "")
+
+
+def _record(raw: Json) -> DeploymentRecord:
+    meta, spec, status = raw["metadata"], raw.get("spec", {}), raw.get("status", {})
+    template = spec.get("template", {})
+    generation = int(meta.get("generation", 0))
+    observed = int(status.get("observedGeneration", 0))
+    conditions = {c.get("type"): c for c in status.get("conditions", [])}
+    progressing = conditions.get("Progressing", {})
+    return DeploymentRecord(
+        name=meta["name"],
+        resource_version=meta["resourceVersion"],
+        generation=generation,
+        observed_generation=observed,
+        replicas=int(spec.get("replicas", 1)),
+        current=int(status.get("replicas", 0)),
+        updated=int(status.get("updatedReplicas", 0)),
+        ready=int(status.get("readyReplicas", 0)),
+        available=int(status.get("availableReplicas", 0)),
+        template_labels=dict(template.get("metadata", {}).get("labels") or {}),
+        images={c["name"]: c.get("image", "") for c in template.get("spec", {}).get("containers", [])},
+        annotations=dict(meta.get("annotations") or {}),
+        deadline_exceeded=observed >= generation and progressing.get("reason") == "ProgressDeadlineExceeded",
+    )
+
+
+def _track_body(source: Json, namespace: str, new: NewTrack) -> Json:
+    """A Deployment for a canary or baseline: the stable's pod template, deep-copied, with the track
+    label added (to pods and selector) and the container's image replaced."""
+    spec = source["spec"]
+    template = copy.deepcopy(spec["template"])
+    metadata = template.setdefault("metadata", {})
+    metadata["labels"] = {**(metadata.get("labels") or {}), TRACK_LABEL: new.track}
+    for container in template["spec"]["containers"]:
+        if container["name"] == new.container:
+            container["image"] = new.image
+    selector = copy.deepcopy(spec["selector"])
+    selector["matchLabels"] = {**(selector.get("matchLabels") or {}), TRACK_LABEL: new.track}
+    copied = {key: copy.deepcopy(spec[key]) for key in _COPIED_SPEC_FIELDS if key in spec}
+    labels = {**(source["metadata"].get("labels") or {}), **new.labels}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": new.name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": dict(new.annotations),
+        },
+        "spec": {
+            **copied,
+            "replicas": new.replicas,
+            "selector": selector,
+            "template": template,
+            "progressDeadlineSeconds": new.progress_deadline_seconds,
+        },
+    }
+
+
+def _pod_info(pod: Json, app: str) -> PodInfo:
+    meta, spec, status = pod["metadata"], pod.get("spec", {}), pod.get("status", {})
+    containers = spec.get("containers", [])
+    named = [c for c in containers if c.get("name") == app]
+    image = (named or containers or [{}])[0].get("image", "")
+    ready = meta.get("deletionTimestamp") is None and any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", [])
+    )
+    return PodInfo(name=meta["name"], track=track_of(meta.get("labels") or {}), image=image, ready=ready)
+
+
+class KubernetesCluster(ReplicaActuator):
+    """The `Cluster` port on a Kubernetes API server.
+
+    Give it an `ApiClient` (see `new_api_client`), or build one with `from_kubeconfig` /
+    `in_cluster`, in which case `close` closes it.
+    """
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        *,
+        clock: Clock | None = None,
+        request_timeout: float = 10.0,
+        poll_interval: float = 0.5,
+        conflict_attempts: int = 5,
+    ) -> None:
+        self.api_client = api_client
+        self._owns_client = False
+        super().__init__(
+            KubernetesWorkloads(api_client, request_timeout=request_timeout),
+            clock=clock or SystemClock(),
+            poll_interval=poll_interval,
+            conflict_attempts=conflict_attempts,
+        )
+
+    @classmethod
+    def from_kubeconfig(
+        cls,
+        kubeconfig: str | os.PathLike[str] | None = None,
+        *,
+        context: str | None = None,
+        in_cluster: bool = False,
+        clock: Clock | None = None,
+        request_timeout: float = 10.0,
+    ) -> KubernetesCluster:
+        """An adapter with its own `ApiClient` (closed by `close`)."""
+        api_client = new_api_client(kubeconfig, context=context, in_cluster=in_cluster)
+        cluster = cls(api_client, clock=clock, request_timeout=request_timeout)
+        cluster._owns_client = True
+        return cluster
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.api_client.close()  # type: ignore[no-untyped-call]
+
+    def __enter__(self) -> KubernetesCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,367 @@
+"""`SimulatedCluster`: the `Cluster` port in memory, with the semantics of the Kubernetes adapter.
+
+A `SimulatedWorld` holds Deployments, Services, HPAs and pods, and a clock (a `ManualClock` by
+default, so waiting takes no real time). Several `SimulatedCluster` objects may share one world,
+which is how tests "restart the controller": a fresh adapter finds the rollout state in the canary's
+annotations. Pods become Ready `pod_ready_delay` seconds after they start; per image, pods can be
+made slower, never Ready, or to crash after running a while. API faults: the next N calls time out
+(`ClusterUnavailableError`) or the next N writes conflict (409), and a hook runs before every write.
+
+What must not be here: any Kubernetes client import, Prefect, real time unless a clock says so.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from canaryflow.cluster.actuation import ReplicaActuator
+from canaryflow.cluster.annotations import TRACK_LABEL, track_of
+from canaryflow.cluster.clock import Clock, ManualClock
+from canaryflow.cluster.port import PodInfo
+from canaryflow.cluster.workloads import DeploymentRecord, NewTrack
+from canaryflow.errors import ClusterUnavailableError, ConflictError, NotFoundError
+
+__all__ = ["ImageBehaviour", "SimulatedCluster", "SimulatedWorld"]
+
+#: Hook called before every write with (verb, namespace, name); it may raise to inject a failure.
+WriteHook = Callable[[str, str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageBehaviour:
+    """How pods of one image behave: seconds until Ready (None: the world's default), never Ready,
+    or Ready and then failing after `crash_after` seconds (not Ready from then on)."""
+
+    ready_after: float | None = None
+    never_ready: bool = False
+    crash_after: float | None = None
+
+
+@dataclass
+class _Pod:
+    name: str
+    revision: int
+    labels: dict[str, str]
+    images: dict[str, str]
+    started: float
+    held: bool = False
+
+
+@dataclass
+class _Deployment:
+    name: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    template_labels: dict[str, str]
+    images: dict[str, str]
+    replicas: int
+    progress_deadline: float
+    changed_at: float
+    generation: int = 1
+    revision: int = 1
+    resource_version: int = 1
+    pods: list[_Pod] = field(default_factory=list)
+
+
+class SimulatedWorld:
+    """The in-memory cluster state shared by `SimulatedCluster` adapters."""
+
+    def __init__(self, *, clock: Clock | None = None, pod_ready_delay: float = 2.0) -> None:
+        self.clock: Clock = clock or ManualClock()
+        self.pod_ready_delay = pod_ready_delay
+        self.timeouts = 0
+        self.conflicts = 0
+        self.before_write: WriteHook | None = None
+        #: While True, pods that start are never Ready (as when a quota or a full node blocks them).
+        self.hold_new_pods = False
+        self._images: dict[str, ImageBehaviour] = {}
+        self._deployments: dict[tuple[str, str], _Deployment] = {}
+        self._services: dict[tuple[str, str], dict[str, str]] = {}
+        self._hpas: dict[tuple[str, str], int] = {}
+        self._versions = itertools.count(2)
+        self._pod_ids = itertools.count(1)
+
+    # -- setting the scene ----------------------------------------------------------------------
+
+    def add_deployment(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        image: str,
+        replicas: int,
+        container: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        ready: bool = True,
+    ) -> None:
+        """A stable Deployment (pod labels default to ``app: <name>``); its pods start Ready."""
+        now = self.clock.monotonic()
+        dep = _Deployment(
+            name=name,
+            labels={},
+            annotations={},
+            template_labels=dict(labels or {"app": name}),
+            images={container or name: image},
+            replicas=replicas,
+            progress_deadline=600.0,
+            changed_at=now,
+        )
+        self._deployments[namespace, name] = dep
+        started = now - self._ready_after(image) - 1 if ready else now
+        dep.pods = [self._pod(dep, started) for _ in range(replicas)]
+
+    def add_service(self, namespace: str, name: str, selector: Mapping[str, str]) -> None:
+        self._services[namespace, name] = dict(selector)
+
+    def set_hpa(self, namespace: str, deployment: str, current_replicas: int | None) -> None:
+        """An HPA scaling `deployment` at `current_replicas` (None removes it); like the real HPA
+        controller, it sets the Deployment's replicas."""
+        if current_replicas is None:
+            self._hpas.pop((namespace, deployment), None)
+            return
+        self._hpas[namespace, deployment] = current_replicas
+        dep = self._get(namespace, deployment)
+        if dep is not None and dep.replicas != current_replicas:
+            self._change(dep, replicas=current_replicas)
+
+    def set_image_behaviour(self, image: str, behaviour: ImageBehaviour) -> None:
+        self._images[image] = behaviour
+
+    def touch(self, namespace: str, name: str) -> None:
+        """A concurrent writer: changes the Deployment's resourceVersion (and nothing else)."""
+        dep = self._require(namespace, name)
+        dep.resource_version = next(self._versions)
+
+    def deployment_names(self, namespace: str) -> list[str]:
+        return sorted(name for ns, name in self._deployments if ns == namespace)
+
+    # -- the primitives (called by `_SimulatedWorkloads`) -------------------------------------
+
+    def call(self) -> None:
+        """Every API call passes here: an injected timeout fails it."""
+        if self.timeouts > 0:
+            self.timeouts -= 1
+            raise ClusterUnavailableError("simulated API timeout")
+
+    def write(self, verb: str, namespace: str, name: str) -> None:
+        self.call()
+        if self.before_write is not None:
+            self.before_write(verb, namespace, name)
+        if self.conflicts > 0:
+            self.conflicts -= 1
+            raise ConflictError(
+                f"simulated conflict on {verb} {namespace}/{name}", target=f"{namespace}/{name}"
+            )
+
+    def record(self, namespace: str, name: str) -> DeploymentRecord | None:
+        dep = self._get(namespace, name)
+        if dep is None:
+            return None
+        now = self.clock.monotonic()
+        self._settle(dep, now)
+        updated = [p for p in dep.pods if p.revision == dep.revision]
+        ready = sum(1 for p in dep.pods if self._ready(p, now))
+        complete = len(updated) == dep.replicas == len(dep.pods) and ready == dep.replicas
+        return DeploymentRecord(
+            name=dep.name,
+            resource_version=str(dep.resource_version),
+            generation=dep.generation,
+            observed_generation=dep.generation,
+            replicas=dep.replicas,
+            current=len(dep.pods),
+            updated=len(updated),
+            ready=ready,
+            available=ready,
+            template_labels=dict(dep.template_labels),
+            images=dict(dep.images),
+            annotations=dict(dep.annotations),
+            deadline_exceeded=not complete and now - dep.changed_at > dep.progress_deadline,
+        )
+
+    def create(self, namespace: str, new: NewTrack) -> None:
+        source = self._require(namespace, new.source)
+        if (namespace, new.name) in self._deployments:
+            raise ConflictError(
+                f"Deployment {namespace}/{new.name} already exists", target=f"{namespace}/{new.name}"
+            )
+        images = dict(source.images)
+        images[new.container] = new.image
+        self._deployments[namespace, new.name] = _Deployment(
+            name=new.name,
+            labels=dict(new.labels),
+            annotations=dict(new.annotations),
+            template_labels={**source.template_labels, TRACK_LABEL: new.track},
+            images=images,
+            replicas=new.replicas,
+            progress_deadline=float(new.progress_deadline_seconds),
+            changed_at=self.clock.monotonic(),
+        )
+
+    def patch(
+        self,
+        namespace: str,
+        name: str,
+        resource_version: str,
+        replicas: int | None,
+        image: tuple[str, str] | None,
+        annotations: Mapping[str, str] | None,
+    ) -> None:
+        dep = self._require(namespace, name)
+        if str(dep.resource_version) != resource_version:
+            raise ConflictError(
+                f"Deployment {namespace}/{name} changed since it was read (409)", target=f"{namespace}/{name}"
+            )
+        if annotations:
+            dep.annotations.update(annotations)
+            dep.resource_version = next(self._versions)
+        if replicas is not None or image is not None:
+            self._change(dep, replicas=replicas, image=image)
+
+    def delete(self, namespace: str, name: str) -> None:
+        self._deployments.pop((namespace, name), None)
+
+    def service_selector(self, namespace: str, name: str) -> dict[str, str] | None:
+        selector = self._services.get((namespace, name))
+        return None if selector is None else dict(selector)
+
+    def hpa_replicas(self, namespace: str, deployment: str) -> int | None:
+        return self._hpas.get((namespace, deployment))
+
+    def pods(self, namespace: str, app: str) -> list[PodInfo]:
+        now = self.clock.monotonic()
+        found = []
+        for (ns, _), dep in sorted(self._deployments.items()):
+            if ns != namespace:
+                continue
+            self._settle(dep, now)
+            for pod in dep.pods:
+                if pod.labels.get("app") == app:
+                    image = pod.images.get(app) or next(iter(pod.images.values()))
+                    found.append(PodInfo(pod.name, track_of(pod.labels), image, self._ready(pod, now)))
+        return found
+
+    # -- the simulated controllers ------------------------------------------------------------
+
+    def _change(
+        self, dep: _Deployment, *, replicas: int | None = None, image: tuple[str, str] | None = None
+    ) -> None:
+        dep.generation += 1
+        dep.resource_version = next(self._versions)
+        dep.changed_at = self.clock.monotonic()
+        if image is not None and dep.images.get(image[0]) != image[1]:
+            dep.images[image[0]] = image[1]
+            dep.revision += 1
+        if replicas is not None:
+            dep.replicas = replicas
+        self._settle(dep, dep.changed_at)
+
+    def _settle(self, dep: _Deployment, now: float) -> None:
+        """Deployment + ReplicaSet controllers: the current revision gets `replicas` pods; old
+        pods stay until every new one is Ready (a surge rollout with no unavailability)."""
+        new = [p for p in dep.pods if p.revision == dep.revision]
+        old = [p for p in dep.pods if p.revision != dep.revision]
+        if len(new) < dep.replicas:
+            new += [self._pod(dep, now) for _ in range(dep.replicas - len(new))]
+        elif len(new) > dep.replicas:
+            new.sort(key=lambda p: (self._ready(p, now), -p.started))
+            new = new[len(new) - dep.replicas :]
+        if old and all(self._ready(p, now) for p in new):
+            old = []
+        dep.pods = old + new
+
+    def _pod(self, dep: _Deployment, started: float) -> _Pod:
+        return _Pod(
+            name=f"{dep.name}-r{dep.revision}-{next(self._pod_ids)}",
+            revision=dep.revision,
+            labels=dict(dep.template_labels),
+            images=dict(dep.images),
+            started=started,
+            held=self.hold_new_pods,
+        )
+
+    def _ready_after(self, image: str) -> float:
+        behaviour = self._images.get(image, ImageBehaviour())
+        return self.pod_ready_delay if behaviour.ready_after is None else behaviour.ready_after
+
+    def _ready(self, pod: _Pod, now: float) -> bool:
+        if pod.held or any(self._images.get(i, ImageBehaviour()).never_ready for i in pod.images.values()):
+            return False
+        up_at = pod.started + max(self._ready_after(i) for i in pod.images.values())
+        crashes = [
+            b.crash_after
+            for i in pod.images.values()
+            if (b := self._images.get(i)) and b.crash_after is not None
+        ]
+        if crashes and now >= up_at + min(crashes):
+            return False
+        return now >= up_at
+
+    def _get(self, namespace: str, name: str) -> _Deployment | None:
+        return self._deployments.get((namespace, name))
+
+    def _require(self, namespace: str, name: str) -> _Deployment:
+        dep = self._get(namespace, name)
+        if dep is None:
+            raise NotFoundError(f"Deployment {namespace}/{name} does not exist", target=f"{namespace}/{name}")
+        return dep
+
+
+class _SimulatedWorkloads:
+    """`Workloads` over a `SimulatedWorld`, with its faults and hooks."""
+
+    def __init__(self, world: SimulatedWorld) -> None:
+        self._world = world
+
+    def get_deployment(self, namespace: str, name: str) -> DeploymentRecord | None:
+        self._world.call()
+        return self._world.record(namespace, name)
+
+    def create_track(self, namespace: str, new: NewTrack) -> None:
+        self._world.write("create", namespace, new.name)
+        self._world.create(namespace, new)
+
+    def patch_deployment(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str,
+        replicas: int | None = None,
+        image: tuple[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+    ) -> None:
+        self._world.write("patch", namespace, name)
+        self._world.patch(namespace, name, resource_version, replicas, image, annotations)
+
+    def delete_deployment(self, namespace: str, name: str) -> None:
+        self._world.write("delete", namespace, name)
+        self._world.delete(namespace, name)
+
+    def service_selector(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        self._world.call()
+        return self._world.service_selector(namespace, name)
+
+    def hpa_replicas(self, namespace: str, deployment: str) -> int | None:
+        self._world.call()
+        return self._world.hpa_replicas(namespace, deployment)
+
+    def list_pods(self, namespace: str, app: str) -> list[PodInfo]:
+        self._world.call()
+        return self._world.pods(namespace, app)
+
+
+class SimulatedCluster(ReplicaActuator):
+    """The `Cluster` port on a `SimulatedWorld` (a fresh world when none is given)."""
+
+    def __init__(
+        self, world: SimulatedWorld | None = None, *, poll_interval: float = 0.5, conflict_attempts: int = 5
+    ) -> None:
+        self.world = world or SimulatedWorld()
+        super().__init__(
+            _SimulatedWorkloads(self.world),
+            clock=self.world.clock,
+            poll_interval=poll_interval,
+            conflict_attempts=conflict_attempts,
+        )

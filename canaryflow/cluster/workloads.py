@@ -1,0 +1,95 @@
+"""The seam under both adapters: a few primitive reads and writes of Deployments, Services and HPAs.
+
+`canaryflow.cluster.actuation` implements the whole `Cluster` port once, on top of a `Workloads`;
+the Kubernetes adapter and the simulation each provide one. So the order of writes, the conflict
+retries, the readiness checks and the rollout state are the same code on a real and a simulated
+cluster, and the contract suite checks the primitives underneath.
+
+Every method raises our errors: `NotFoundError`, `ForbiddenError`, `ConflictError` (a 409: lost
+race or already exists), `ClusterUnavailableError`; never a library's exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from canaryflow.cluster.port import PodInfo, Track
+
+__all__ = ["DeploymentRecord", "NewTrack", "Workloads"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentRecord:
+    """A Deployment as read: spec, status, pod-template labels and images, annotations."""
+
+    name: str
+    resource_version: str
+    generation: int
+    observed_generation: int
+    replicas: int
+    current: int
+    updated: int
+    ready: int
+    available: int
+    template_labels: Mapping[str, str]
+    images: Mapping[str, str]
+    annotations: Mapping[str, str]
+    deadline_exceeded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewTrack:
+    """A canary or baseline Deployment to create from the stable's pod template."""
+
+    source: str
+    name: str
+    track: Track
+    container: str
+    image: str
+    replicas: int
+    annotations: Mapping[str, str]
+    labels: Mapping[str, str]
+    progress_deadline_seconds: int
+
+
+class Workloads(Protocol):
+    def get_deployment(self, namespace: str, name: str) -> DeploymentRecord | None:
+        """The Deployment, or None when it does not exist."""
+        ...
+
+    def create_track(self, namespace: str, new: NewTrack) -> None:
+        """Create `new.name` from the pod template of `new.source` (``track`` label set, image of
+        `new.container` replaced, selector narrowed by the track). ConflictError when it exists."""
+        ...
+
+    def patch_deployment(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str,
+        replicas: int | None = None,
+        image: tuple[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+    ) -> None:
+        """Patch only what is given (`image` is ``(container, image)``); ConflictError when the object
+        changed since `resource_version` was read."""
+        ...
+
+    def delete_deployment(self, namespace: str, name: str) -> None:
+        """Delete it; a Deployment that is already gone is fine."""
+        ...
+
+    def service_selector(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        """The Service's selector ({} when it has none), or None when there is no such Service."""
+        ...
+
+    def hpa_replicas(self, namespace: str, deployment: str) -> int | None:
+        """Current replicas of the HPA that scales `deployment`, or None when no HPA does."""
+        ...
+
+    def list_pods(self, namespace: str, app: str) -> list[PodInfo]:
+        """Pods labelled ``app=<app>``; the image is the container named `app`'s, else the first's."""
+        ...

@@ -1,0 +1,171 @@
+"""Replica math of a replica-weight canary: how many pods each track gets for a requested weight.
+
+Pure functions, no I/O. With a stable capacity of ``N`` pods and a requested weight ``w`` (percent),
+`plan_split` chooses canary ``c``, baseline ``b`` and stable ``s`` replicas such that
+
+- the canary's share ``c / (c + b + s)`` is as close to ``w`` as integers allow,
+- capacity never drops: ``c + b + s >= N``,
+- ``c >= 1`` whenever ``w > 0``, and ``b == c`` when a baseline runs (``b == 0`` otherwise),
+- the stable never grows (``s <= N``) and the canary is never larger than the stable was (``c <= N``),
+- when an HPA owns the stable's replicas, ``s == N``: canary and baseline come on top, the HPA is not
+  fought.
+
+Among equally close splits the one with the fewest pods wins. The weight actually reached is reported
+as `Split.effective_weight` next to the requested one; a weight farther than the tolerance (5 points)
+from anything reachable raises `WeightError` naming the reachable weights, never a silent change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from canaryflow.errors import WeightError
+
+__all__ = ["DEFAULT_TOLERANCE", "Split", "plan_split", "reachable_weights"]
+
+#: How far (in percentage points) the effective weight may be from the requested one.
+DEFAULT_TOLERANCE = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """Replicas per track for one weight; `effective_weight` is what the pods really give."""
+
+    stable: int
+    canary: int
+    baseline: int
+    requested_weight: int
+
+    def __post_init__(self) -> None:
+        if min(self.stable, self.canary, self.baseline) < 0 or self.total < 1:
+            raise ValueError(f"replica counts must be >= 0 with at least one pod: {self}")
+
+    @property
+    def total(self) -> int:
+        return self.stable + self.canary + self.baseline
+
+    @property
+    def effective_weight(self) -> float:
+        """The canary's share of all pods, in percent (once all of them are ready)."""
+        return 100.0 * self.canary / self.total
+
+    def describe(self) -> str:
+        """E.g. ``canary 1, baseline 1, stable 8: 10.0% (requested 10%)``."""
+        return (
+            f"canary {self.canary}, baseline {self.baseline}, stable {self.stable}: "
+            f"{self.effective_weight:.1f}% (requested {self.requested_weight}%)"
+        )
+
+
+def plan_split(
+    capacity: int,
+    weight: int,
+    *,
+    baseline: bool,
+    stable_fixed: bool = False,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> Split:
+    """The split for `weight` percent at a stable capacity of `capacity` pods.
+
+    Parameters
+    ----------
+    capacity
+        ``N``: the stable's replicas before the rollout (an HPA's current replicas when one owns it).
+    weight
+        Requested canary weight in percent, 0 to 100 (0: no canary, the stable at full size).
+    baseline
+        Whether a baseline of the canary's size runs next to it.
+    stable_fixed
+        The stable's replicas must stay at `capacity` (an HPA owns them).
+    tolerance
+        Largest accepted distance, in percentage points, between requested and effective weight.
+
+    Raises
+    ------
+    WeightError
+        No split comes within `tolerance` of `weight`; the message lists the reachable weights.
+    ValueError
+        `weight` outside 0..100.
+    """
+    if not 0 <= weight <= 100:
+        raise ValueError(f"weight must be between 0 and 100, not {weight}")
+    if capacity < 1:
+        raise WeightError(f"cannot split a stable of {capacity} replicas: it needs at least one")
+    if weight == 0:
+        return Split(stable=capacity, canary=0, baseline=0, requested_weight=0)
+    best = _best(capacity, weight, baseline=baseline, stable_fixed=stable_fixed)
+    if best is None or abs(best.effective_weight - weight) > tolerance:
+        raise WeightError(_unreachable(capacity, weight, best, baseline, stable_fixed, tolerance))
+    return best
+
+
+def reachable_weights(
+    capacity: int, *, baseline: bool, stable_fixed: bool = False, tolerance: float = DEFAULT_TOLERANCE
+) -> list[int]:
+    """Every whole weight 1..100 that `plan_split` accepts at this capacity."""
+    reachable = []
+    for weight in range(1, 101):
+        best = _best(capacity, weight, baseline=baseline, stable_fixed=stable_fixed)
+        if best is not None and abs(best.effective_weight - weight) <= tolerance:
+            reachable.append(weight)
+    return reachable
+
+
+def _best(capacity: int, weight: int, *, baseline: bool, stable_fixed: bool) -> Split | None:
+    """The closest split (fewest pods among equally close ones), or None when none is allowed.
+
+    Distances are compared exactly, in integers: ``|100 c / T - w| = |100 c - w T| / T``.
+    """
+    best: tuple[int, int, int, int] | None = None  # (|100c - wT|, T, canary, stable)
+    for canary in range(1, capacity + 1):
+        base = canary if baseline else 0
+        low = capacity if stable_fixed else max(0, capacity - canary - base)
+        for stable in _stable_candidates(canary, base, weight, low, capacity):
+            total = canary + base + stable
+            gap = abs(100 * canary - weight * total)
+            if (
+                best is None
+                or gap * best[1] < best[0] * total
+                or (gap * best[1] == best[0] * total and total < best[1])
+            ):
+                best = (gap, total, canary, stable)
+    if best is None:
+        return None
+    _, _, canary, stable = best
+    return Split(stable=stable, canary=canary, baseline=canary if baseline else 0, requested_weight=weight)
+
+
+def _stable_candidates(canary: int, base: int, weight: int, low: int, high: int) -> set[int]:
+    """Stable counts around the exact solution of ``100 c / (c + b + s) = w``, clamped to [low, high]."""
+    floor = (100 * canary) // weight - canary - base
+    return {min(high, max(low, s)) for s in (floor, floor + 1)}
+
+
+def _unreachable(
+    capacity: int, weight: int, best: Split | None, baseline: bool, stable_fixed: bool, tolerance: float
+) -> str:
+    setting = f"{capacity} stable replica(s)" + (" and a baseline" if baseline else "")
+    if stable_fixed:
+        setting += " (held by an HPA)"
+    nearest = f" (nearest: {best.describe()})" if best is not None else ""
+    reachable = _ranges(
+        reachable_weights(capacity, baseline=baseline, stable_fixed=stable_fixed, tolerance=tolerance)
+    )
+    return (
+        f"weight {weight}% cannot be reached within {tolerance:g} points with {setting}{nearest}; "
+        f"reachable weights: {reachable or 'none'}"
+    )
+
+
+def _ranges(values: list[int]) -> str:
+    """[1, 2, 3, 5, 10, 11] -> "1-3, 5, 10-11"."""
+    parts: list[str] = []
+    start = previous = None
+    for value in [*values, None]:
+        if value is not None and previous is not None and value == previous + 1:
+            previous = value
+            continue
+        if start is not None:
+            parts.append(f"{start}" if start == previous else f"{start}-{previous}")
+        start = previous = value
+    return ", ".join(parts)

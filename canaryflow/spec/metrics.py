@@ -1,0 +1,111 @@
+"""Metric entries of a rollout spec: the judge's `MetricSettings` plus Prometheus query templates.
+
+One class per metric type, told apart by ``type``:
+
+- ``ratio``: ``bad`` and ``total``, each a template that returns one number (events in the window);
+- ``histogram``: ``query`` returns series by ``le`` (cumulative bucket counts in the window);
+- ``samples``: ``query`` returns a vector, one value per series (e.g. per pod).
+
+Templates use ``{namespace} {app} {track} {interval}`` (see `canaryflow.querytemplates`); an unknown
+variable is an error, and so is a template without ``{track}``, which could not tell the canary from
+the baseline. Nothing here queries anything.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, TypeAlias
+
+from pydantic import AfterValidator, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from analysis.settings import MetricSettings
+from canaryflow.querytemplates import VARIABLES, unknown_variables, variables
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "HistogramMetric",
+    "MetricSpec",
+    "QueryTemplate",
+    "RatioMetric",
+    "SamplesMetric",
+]
+
+
+def _check_template(template: str) -> str:
+    unknown = unknown_variables(template)
+    if unknown:
+        names = ", ".join("{" + name + "}" for name in unknown)
+        allowed = " ".join("{" + name + "}" for name in sorted(VARIABLES))
+        raise ValueError(f"unknown template variable {names} (allowed: {allowed})")
+    if "track" not in variables(template):
+        raise ValueError("must select by {track}, or canary and baseline cannot be told apart")
+    return template
+
+
+#: A PromQL template; its variables are checked when the spec is loaded.
+QueryTemplate = Annotated[str, Field(min_length=1), AfterValidator(_check_template)]
+
+_CONFIG = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel)
+
+
+class RatioMetric(MetricSettings):
+    """``bad`` events out of ``total`` events per window (e.g. 5xx responses out of all responses)."""
+
+    model_config = _CONFIG
+
+    type: Literal["ratio"]
+    bad: QueryTemplate
+    total: QueryTemplate
+
+    def templates(self) -> dict[str, str]:
+        """Role -> query template (``bad``, ``total``)."""
+        return {"bad": self.bad, "total": self.total}
+
+
+class HistogramMetric(MetricSettings):
+    """Cumulative bucket counts per ``le`` in the window (e.g. request latency)."""
+
+    model_config = _CONFIG
+
+    type: Literal["histogram"]
+    query: QueryTemplate
+    unit: str = Field(default="seconds", min_length=1, max_length=32)
+
+    def templates(self) -> dict[str, str]:
+        """Role -> query template (``query``)."""
+        return {"query": self.query}
+
+
+class SamplesMetric(MetricSettings):
+    """A few values per window, one per series (e.g. CPU seconds per second of each pod)."""
+
+    model_config = _CONFIG
+
+    type: Literal["samples"]
+    query: QueryTemplate
+
+    def templates(self) -> dict[str, str]:
+        """Role -> query template (``query``)."""
+        return {"query": self.query}
+
+
+#: One metric entry of a spec, chosen by its ``type``.
+MetricSpec: TypeAlias = Annotated[RatioMetric | HistogramMetric | SamplesMetric, Field(discriminator="type")]
+
+_SELECTOR = 'namespace="{namespace}", app="{app}", track="{track}"'
+
+#: The metrics every app instrumented like the example app (and the traffic simulator) exposes.
+DEFAULT_METRICS: tuple[RatioMetric | HistogramMetric | SamplesMetric, ...] = (
+    RatioMetric(
+        name="error-rate",
+        type="ratio",
+        critical=True,
+        bad=f'sum(increase(http_requests_total{{{_SELECTOR}, code=~"5.."}}[{{interval}}]))',
+        total=f"sum(increase(http_requests_total{{{_SELECTOR}}}[{{interval}}]))",
+    ),
+    HistogramMetric(
+        name="latency",
+        type="histogram",
+        query=f"sum by (le) (increase(http_request_duration_seconds_bucket{{{_SELECTOR}}}[{{interval}}]))",
+    ),
+)

@@ -1,0 +1,300 @@
+"""The rollout spec: pydantic models of one YAML document, validated as a whole.
+
+Keys are camelCase in YAML (``setWeight``, ``maxDuration``), attributes snake_case. Every model is
+frozen and forbids unknown keys, so a misspelt key is an error rather than a silent default.
+Checks that span several fields (weights with a baseline, analyze before any canary) run once
+the parts are valid; `canaryflow.spec.loading` reports them with their exact path.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from analysis.settings import AnalysisSettings, KayentaSettings, MetricSettings
+from canaryflow.spec.durations import Duration
+from canaryflow.spec.metrics import DEFAULT_METRICS, MetricSpec
+
+__all__ = [
+    "API_VERSION",
+    "COLLECT_CROSS_CHECKS",
+    "AnalysisSpec",
+    "Analyze",
+    "FailurePolicy",
+    "KayentaSpec",
+    "Metadata",
+    "Pause",
+    "RolloutBody",
+    "RolloutSpec",
+    "Step",
+    "Target",
+    "cross_check",
+    "dotted_path",
+]
+
+API_VERSION = "canaryflow/v1"
+#: Validation-context key: a list to which the root validator appends ``(loc, message)`` pairs of
+#: cross-field problems instead of raising one combined error (the loader wants each with its path).
+COLLECT_CROSS_CHECKS = "collect_cross_checks"
+#: With a baseline of the canary's size, the canary can have at most half of the pods.
+MAX_WEIGHT_WITH_BASELINE = 50
+
+_DNS_LABEL = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+
+
+def _between(low: int, high: int) -> AfterValidator:
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return AfterValidator(check)
+
+
+#: A canary weight in percent of the ready pods.
+Weight = Annotated[StrictInt, _between(1, 100), Field(json_schema_extra={"minimum": 1, "maximum": 100})]
+
+
+class SpecModel(BaseModel):
+    """Base of every spec model: frozen, unknown keys forbidden, camelCase keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel)
+
+
+class Metadata(SpecModel):
+    """Name of the rollout spec (a DNS label) and free-form labels."""
+
+    name: str = Field(pattern=_DNS_LABEL, max_length=63)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Target(SpecModel):
+    """The stable Deployment, the container whose image changes, and the Service that selects it.
+
+    The canary and baseline Deployments are named ``<deployment>-canary`` and ``<deployment>-baseline``,
+    hence at most 54 characters for the name.
+    """
+
+    namespace: str = Field(pattern=_DNS_LABEL, max_length=63)
+    deployment: str = Field(pattern=_DNS_LABEL, max_length=54)
+    container: str = Field(pattern=_DNS_LABEL, max_length=63)
+    service: str = Field(pattern=_DNS_LABEL, max_length=63)
+
+    @property
+    def app(self) -> str:
+        """The ``app`` label value of the target's pods (the Deployment's name by convention)."""
+        return self.deployment
+
+
+class Pause(SpecModel):
+    """Wait a ``duration``, or until a person approves (``approval: true``) within ``timeout``."""
+
+    duration: Duration | None = None
+    approval: bool = False
+    timeout: Duration | None = Field(
+        default=None,
+        description="Only with approval: how long to wait (default 24h); then the failure policy.",
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Pause:
+        if self.approval and self.duration is not None:
+            raise ValueError("a pause has either a duration or approval: true, not both")
+        if not self.approval and self.duration is None:
+            raise ValueError("a pause needs a duration (e.g. 5m) or approval: true")
+        if not self.approval and self.timeout is not None:
+            raise ValueError("timeout applies to approval pauses only; use duration")
+        return self
+
+    @property
+    def approval_timeout(self) -> timedelta:
+        """How long an approval pause waits (24h when not given)."""
+        return self.timeout or timedelta(hours=24)
+
+
+class Analyze(SpecModel):
+    """Query the metrics every ``interval`` and ask the judge, for at most ``maxDuration``."""
+
+    interval: Duration = timedelta(seconds=30)
+    max_duration: Duration = timedelta(minutes=10)
+
+
+class Step(SpecModel):
+    """One step: exactly one of ``setWeight``, ``pause``, ``analyze``."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
+    set_weight: Weight | None = None
+    pause: Pause | None = None
+    analyze: Analyze | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Step:
+        given = [k for k in ("setWeight", "pause", "analyze") if getattr(self, _ATTR[k]) is not None]
+        if len(given) != 1:
+            raise ValueError("a step has exactly one of setWeight, pause, analyze")
+        return self
+
+    @property
+    def kind(self) -> Literal["setWeight", "pause", "analyze"]:
+        """Which of the three this step is."""
+        if self.set_weight is not None:
+            return "setWeight"
+        return "pause" if self.pause is not None else "analyze"
+
+
+_ATTR = {"setWeight": "set_weight", "pause": "pause", "analyze": "analyze"}
+
+
+class FailurePolicy(SpecModel):
+    """What happens when the rollout cannot go on.
+
+    ``onFailure``: a rollback verdict, a missed progress deadline or an approval timeout either rolls
+    back at once (``rollback``) or holds the split and waits for a person (``pause``).
+    ``onInconclusive``: an analyze step that reaches ``maxDuration`` without a verdict rolls back
+    (``rollback``) or goes on to the next step (``continue``).
+    """
+
+    on_failure: Literal["rollback", "pause"] = "rollback"
+    on_inconclusive: Literal["rollback", "continue"] = "rollback"
+
+
+class KayentaSpec(KayentaSettings):
+    """`analysis.settings.KayentaSettings` with camelCase keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel)
+
+
+class AnalysisSpec(AnalysisSettings):
+    """The judge's settings (`analysis.settings.AnalysisSettings`) with query templates per metric.
+
+    Without ``metrics`` the defaults apply: ``error-rate`` (5xx share of ``http_requests_total``) and
+    ``latency`` (``http_request_duration_seconds_bucket``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel)
+
+    metrics: tuple[MetricSpec, ...] = Field(default=DEFAULT_METRICS, min_length=1)
+    kayenta: KayentaSpec = KayentaSpec()
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_names(cls, metrics: tuple[MetricSettings, ...]) -> tuple[MetricSettings, ...]:
+        seen: set[str] = set()
+        for metric in metrics:
+            if metric.name in seen:
+                raise ValueError(f"metric name {metric.name!r} appears more than once")
+            seen.add(metric.name)
+        return metrics
+
+
+class RolloutBody(SpecModel):
+    """The ``spec`` section: what to roll out, how, and how to judge it."""
+
+    target: Target
+    baseline: bool = Field(default=True, description="Run a baseline of the canary's size to compare with.")
+    steps: tuple[Step, ...] = Field(min_length=1)
+    analysis: AnalysisSpec = AnalysisSpec()
+    progress_deadline: Duration = Field(
+        default=timedelta(minutes=10), description="How long pods may take to become ready after a change."
+    )
+    failure_policy: FailurePolicy = FailurePolicy()
+
+
+class RolloutSpec(SpecModel):
+    """A rollout spec document (``apiVersion: canaryflow/v1``, ``kind: Rollout``)."""
+
+    api_version: Literal["canaryflow/v1"]
+    kind: Literal["Rollout"]
+    metadata: Metadata
+    spec: RolloutBody
+
+    @model_validator(mode="after")
+    def _cross_checks(self, info: ValidationInfo) -> RolloutSpec:
+        problems = cross_check(self)
+        sink = info.context.get(COLLECT_CROSS_CHECKS) if isinstance(info.context, dict) else None
+        if isinstance(sink, list):
+            sink.extend(problems)
+        elif problems:
+            raise ValueError("; ".join(f"{dotted_path(loc)}: {message}" for loc, message in problems))
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def target(self) -> Target:
+        return self.spec.target
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return self.spec.steps
+
+    def analysis_settings(self, analyze: Analyze | None = None) -> AnalysisSettings:
+        """The judge's settings built from this spec (query templates left out).
+
+        With `analyze` (one of the spec's analyze steps), its ``maxDuration`` bounds the analysis.
+        """
+        analysis = self.spec.analysis
+        data = analysis.model_dump(exclude={"metrics"})
+        keep = set(MetricSettings.model_fields)
+        data["metrics"] = [metric.model_dump(include=keep) for metric in analysis.metrics]
+        if analyze is not None and "max_duration_seconds" in AnalysisSettings.model_fields:
+            data["max_duration_seconds"] = analyze.max_duration.total_seconds()
+        return AnalysisSettings.model_validate(data)
+
+    def metric(self, name: str) -> MetricSpec:
+        """The metric entry called `name` (its templates: ``.templates()``). KeyError if there is none."""
+        for metric in self.spec.analysis.metrics:
+            if metric.name == name:
+                return metric
+        raise KeyError(name)
+
+
+Loc = tuple[str | int, ...]
+
+
+def cross_check(spec: RolloutSpec) -> list[tuple[Loc, str]]:
+    """Problems that span fields, each with its location (camelCase keys) from the document root."""
+    problems: list[tuple[Loc, str]] = []
+    body = spec.spec
+    canary_seen = False
+    for index, step in enumerate(body.steps):
+        here: Loc = ("spec", "steps", index)
+        if step.set_weight is not None:
+            canary_seen = True
+            if body.baseline and step.set_weight > MAX_WEIGHT_WITH_BASELINE:
+                problems.append(
+                    (
+                        (*here, "setWeight"),
+                        f"must be at most {MAX_WEIGHT_WITH_BASELINE} with a baseline (canary and baseline "
+                        "have the same size); set baseline: false for higher weights",
+                    )
+                )
+        elif step.analyze is not None:
+            if not canary_seen:
+                problems.append(((*here, "analyze"), "needs a canary: put a setWeight step before it"))
+            if step.analyze.max_duration < step.analyze.interval:
+                problems.append(((*here, "analyze", "maxDuration"), "must be at least the interval"))
+    return problems
+
+
+def dotted_path(loc: Loc) -> str:
+    """``('spec', 'steps', 2, 'setWeight')`` -> ``spec.steps[2].setWeight``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text

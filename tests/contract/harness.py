@@ -1,0 +1,331 @@
+"""What the contract suite needs from each adapter's world, behind one small interface.
+
+A harness sets the scene (an app: Deployment + Service; an HPA; pods that cannot start), injects
+faults (a hook before every write; a concurrent writer), builds fresh adapters (as a restarted
+controller would), and observes Deployments by its own means, not through the adapter under test.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from canaryflow.cluster.clock import ManualClock, SystemClock
+from canaryflow.cluster.port import Cluster, TargetRef
+from canaryflow.cluster.simulated import SimulatedCluster, SimulatedWorld
+
+#: Called before every write the adapter makes, with ("create" | "patch" | "delete", deployment name).
+WriteHook = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A Deployment as the harness sees it."""
+
+    replicas: int
+    images: Mapping[str, str]
+    annotations: Mapping[str, str]
+    pod_labels: Mapping[str, str]
+
+
+class Harness(Protocol):
+    kind: str
+    namespace: str
+    write_hook: WriteHook | None
+
+    def cluster(self) -> Cluster: ...
+
+    def create_app(
+        self,
+        name: str,
+        *,
+        image: str,
+        replicas: int,
+        track_label: bool = True,
+        service_selector: Mapping[str, str] | None = None,
+    ) -> TargetRef: ...
+
+    def set_hpa(self, deployment: str, replicas: int) -> None: ...
+
+    def block_new_pods(self) -> None: ...
+
+    def concurrent_write(self, deployment: str) -> None: ...
+
+    def observe(self, deployment: str) -> Observed | None: ...
+
+    def deployments(self) -> list[str]: ...
+
+    def eventually(self, check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+        """Wait (bounded) until `check()` holds: controllers and garbage collection take a moment."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _pod_labels(name: str, track_label: bool) -> dict[str, str]:
+    return {"app": name, "track": "stable"} if track_label else {"app": name}
+
+
+class SimulatedHarness:
+    kind = "simulated"
+
+    def __init__(self) -> None:
+        self.namespace = "shop"
+        self.clock = ManualClock()
+        self.world = SimulatedWorld(clock=self.clock, pod_ready_delay=2.0)
+        self.world.before_write = self._before_write
+        self.write_hook: WriteHook | None = None
+
+    def _before_write(self, verb: str, namespace: str, name: str) -> None:
+        if self.write_hook is not None:
+            self.write_hook(verb, name)
+
+    def cluster(self) -> Cluster:
+        return SimulatedCluster(self.world, poll_interval=0.5)
+
+    def create_app(
+        self,
+        name: str,
+        *,
+        image: str,
+        replicas: int,
+        track_label: bool = True,
+        service_selector: Mapping[str, str] | None = None,
+    ) -> TargetRef:
+        labels = _pod_labels(name, track_label)
+        self.world.add_deployment(self.namespace, name, image=image, replicas=replicas, labels=labels)
+        self.world.add_service(self.namespace, name, service_selector or {"app": name})
+        return TargetRef(namespace=self.namespace, deployment=name, container=name, service=name)
+
+    def set_hpa(self, deployment: str, replicas: int) -> None:
+        self.world.set_hpa(self.namespace, deployment, replicas)
+        self.clock.advance(10)
+
+    def block_new_pods(self) -> None:
+        self.world.hold_new_pods = True
+
+    def concurrent_write(self, deployment: str) -> None:
+        self.world.touch(self.namespace, deployment)
+
+    def observe(self, deployment: str) -> Observed | None:
+        record = self.world.record(self.namespace, deployment)
+        if record is None:
+            return None
+        return Observed(record.replicas, record.images, record.annotations, record.template_labels)
+
+    def deployments(self) -> list[str]:
+        return self.world.deployment_names(self.namespace)
+
+    def eventually(self, check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+        deadline = self.clock.monotonic() + timeout
+        while not check():
+            if self.clock.monotonic() >= deadline:
+                raise AssertionError(f"not within {timeout} s: {what}")
+            self.clock.advance(0.5)
+
+    def close(self) -> None:
+        self.world.before_write = None
+
+
+class KubernetesHarness:
+    """A namespace of its own on a real API server; pods are made Ready by kwok."""
+
+    kind = "kubernetes"
+
+    def __init__(self, kubeconfig: Path) -> None:
+        from kubernetes import client, config
+
+        self._client_mod = client
+        self._kubeconfig = kubeconfig
+        self._configuration = client.Configuration()
+        config.load_kube_config(
+            config_file=str(kubeconfig), client_configuration=self._configuration, persist_config=False
+        )
+        self._admin = client.ApiClient(self._configuration)
+        self._apps = client.AppsV1Api(self._admin)
+        self._core = client.CoreV1Api(self._admin)
+        self._autoscaling = client.AutoscalingV2Api(self._admin)
+        self._clients: list[Any] = []
+        self.write_hook: WriteHook | None = None
+        self.namespace = f"cf-{uuid.uuid4().hex[:10]}"
+        self._core.create_namespace({"metadata": {"name": self.namespace}})
+
+    def cluster(self) -> Cluster:
+        from canaryflow.cluster.kubernetes import KubernetesCluster
+
+        api_client = _hooked_api_client(self._client_mod, self._configuration, self)
+        self._clients.append(api_client)
+        return KubernetesCluster(api_client, clock=SystemClock(), poll_interval=0.2, request_timeout=15)
+
+    def create_app(
+        self,
+        name: str,
+        *,
+        image: str,
+        replicas: int,
+        track_label: bool = True,
+        service_selector: Mapping[str, str] | None = None,
+    ) -> TargetRef:
+        labels = _pod_labels(name, track_label)
+        body = {
+            "metadata": {"name": name, "labels": {"app": name}},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [{"name": name, "image": image, "ports": [{"containerPort": 8080}]}]
+                    },
+                },
+            },
+        }
+        self._apps.create_namespaced_deployment(self.namespace, body)
+        service = {
+            "metadata": {"name": name},
+            "spec": {
+                "selector": dict(service_selector or {"app": name}),
+                "ports": [{"port": 80, "targetPort": 8080}],
+            },
+        }
+        self._core.create_namespaced_service(self.namespace, service)
+        self._wait_ready(name)
+        return TargetRef(namespace=self.namespace, deployment=name, container=name, service=name)
+
+    def set_hpa(self, deployment: str, replicas: int) -> None:
+        """An HPA pinned at `replicas`; its status is written as the HPA controller (not run by the
+        local control plane) would, and the Deployment scaled to match."""
+        hpa = {
+            "metadata": {"name": deployment},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+                "minReplicas": replicas,
+                "maxReplicas": replicas,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 80},
+                        },
+                    }
+                ],
+            },
+        }
+        self._autoscaling.create_namespaced_horizontal_pod_autoscaler(self.namespace, hpa)
+        self._apps.patch_namespaced_deployment(deployment, self.namespace, {"spec": {"replicas": replicas}})
+        status = {"status": {"currentReplicas": replicas, "desiredReplicas": replicas}}
+        self._autoscaling.patch_namespaced_horizontal_pod_autoscaler_status(
+            deployment, self.namespace, status
+        )
+        self._wait_ready(deployment)
+
+    def cluster_as_service_account(self, rules: list[dict[str, Any]]) -> Cluster:
+        """An adapter acting as ServiceAccount ``canaryflow`` of this namespace, bound to a Role with
+        `rules` (the admin client impersonates it, as the API server allows cluster admins)."""
+        from kubernetes import client
+
+        rbac = client.RbacAuthorizationV1Api(self._admin)
+        self._core.create_namespaced_service_account(self.namespace, {"metadata": {"name": "canaryflow"}})
+        rbac.create_namespaced_role(
+            self.namespace, {"metadata": {"name": "canaryflow-rollouts"}, "rules": rules}
+        )
+        binding = {
+            "metadata": {"name": "canaryflow-rollouts"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "canaryflow-rollouts",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "canaryflow", "namespace": self.namespace}],
+        }
+        rbac.create_namespaced_role_binding(self.namespace, binding)
+        cluster = self.cluster()
+        user = f"system:serviceaccount:{self.namespace}:canaryflow"
+        cluster.api_client.set_default_header("Impersonate-User", user)  # type: ignore[attr-defined]
+        return cluster
+
+    def block_new_pods(self) -> None:
+        """Containers without requests get 5000 CPUs by default: new pods stay Pending."""
+        limit_range = {
+            "metadata": {"name": "no-room"},
+            "spec": {
+                "limits": [
+                    {"type": "Container", "defaultRequest": {"cpu": "5000"}, "default": {"cpu": "5000"}}
+                ]
+            },
+        }
+        self._core.create_namespaced_limit_range(self.namespace, limit_range)
+
+    def concurrent_write(self, deployment: str) -> None:
+        patch = {"metadata": {"annotations": {"contract-test/touched": uuid.uuid4().hex}}}
+        self._apps.patch_namespaced_deployment(deployment, self.namespace, patch)
+
+    def observe(self, deployment: str) -> Observed | None:
+        try:
+            dep = self._apps.read_namespaced_deployment(deployment, self.namespace)
+        except self._client_mod.exceptions.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        containers = dep.spec.template.spec.containers
+        return Observed(
+            replicas=dep.spec.replicas,
+            images={c.name: c.image for c in containers},
+            annotations=dict(dep.metadata.annotations or {}),
+            pod_labels=dict(dep.spec.template.metadata.labels or {}),
+        )
+
+    def deployments(self) -> list[str]:
+        return sorted(d.metadata.name for d in self._apps.list_namespaced_deployment(self.namespace).items)
+
+    def eventually(self, check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"not within {timeout} s: {what}")
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        try:
+            self._core.delete_namespace(self.namespace)
+        finally:
+            for api_client in [*self._clients, self._admin]:
+                api_client.close()
+
+    def _wait_ready(self, name: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dep = self._apps.read_namespaced_deployment(name, self.namespace)
+            status, want = dep.status, dep.spec.replicas
+            if (
+                (status.observed_generation or 0) >= dep.metadata.generation
+                and (status.ready_replicas or 0) == want
+                and (status.updated_replicas or 0) == want
+                and (status.replicas or 0) == want
+            ):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{self.namespace}/{name} not ready within {timeout} s")
+
+
+def _hooked_api_client(client: Any, configuration: Any, harness: KubernetesHarness) -> Any:
+    """An ApiClient that calls the harness's write hook before every create, patch and delete."""
+    verbs = {"POST": "create", "PATCH": "patch", "DELETE": "delete"}
+
+    class HookedApiClient(client.ApiClient):  # type: ignore[misc]
+        def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            hook = harness.write_hook
+            if hook is not None and method in verbs and "/deployments" in url:
+                body = kwargs.get("body", args[1] if len(args) > 1 else None)
+                name = url.split("?")[0].rsplit("/deployments", 1)[1].strip("/")
+                if not name and isinstance(body, dict):
+                    name = body.get("metadata", {}).get("name", "")
+                hook(verbs[method], name)
+            return super().call_api(method, url, *args, **kwargs)
+
+    return HookedApiClient(configuration)

@@ -1,0 +1,94 @@
+"""The Role in deployments/kubernetes/rbac.yaml is exactly what the Kubernetes adapter needs.
+
+A whole rollout (read, split, pods, promote; split, roll back) runs as the ServiceAccount bound to
+that Role; then, one at a time, each verb is taken away and the same rollout must be refused with
+`ForbiddenError`. So the Role neither lacks a verb nor grants one the adapter never uses.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from canaryflow.cluster.port import Cluster, RolloutId, TargetRef
+from canaryflow.errors import ForbiddenError
+from canaryflow.replicas import plan_split
+from tests.contract.harness import KubernetesHarness
+
+pytestmark = [pytest.mark.kube, pytest.mark.slow]
+
+RBAC = Path(__file__).resolve().parents[2] / "deployments" / "kubernetes" / "rbac.yaml"
+DEADLINE = timedelta(seconds=60)
+
+
+def _role_rules() -> list[dict[str, Any]]:
+    documents = list(YAML(typ="safe").load_all(RBAC.read_text(encoding="utf-8")))
+    (role,) = [d for d in documents if d["kind"] == "Role"]
+    rules: list[dict[str, Any]] = role["rules"]
+    return rules
+
+
+def _without(rules: list[dict[str, Any]], resource: str, verb: str) -> list[dict[str, Any]]:
+    reduced = copy.deepcopy(rules)
+    for rule in reduced:
+        if resource in rule["resources"]:
+            rule["verbs"].remove(verb)
+    return [rule for rule in reduced if rule["verbs"]]
+
+
+def _grants() -> list[tuple[str, str]]:
+    return [
+        (resource, verb) for rule in _role_rules() for resource in rule["resources"] for verb in rule["verbs"]
+    ]
+
+
+@pytest.fixture
+def kube(request: pytest.FixtureRequest) -> Iterator[KubernetesHarness]:
+    try:
+        local_kube = request.getfixturevalue("local_kube")
+    except pytest.FixtureLookupError:
+        pytest.skip("the local_kube fixture (tests/fixtures/kube.py) is not available")
+    harness = KubernetesHarness(local_kube.kubeconfig)
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+def _rollouts(cluster: Cluster, target: TargetRef) -> None:
+    cluster.read(target)
+    split = plan_split(4, 25, baseline=True)
+    cluster.apply_split(
+        target, split, rollout_id=RolloutId("web-v2"), image="web:2", step=0, progress_deadline=DEADLINE
+    )
+    assert cluster.pods(target.namespace, "web")
+    cluster.promote(target, rollout_id=RolloutId("web-v2"), progress_deadline=DEADLINE)
+    cluster.apply_split(
+        target, split, rollout_id=RolloutId("web-v3"), image="web:3", step=0, progress_deadline=DEADLINE
+    )
+    cluster.rollback(target, rollout_id=RolloutId("web-v3"), progress_deadline=DEADLINE)
+
+
+def test_the_role_is_enough_for_a_whole_rollout(kube: KubernetesHarness) -> None:
+    target = kube.create_app("web", image="web:1", replicas=4)
+    cluster = kube.cluster_as_service_account(_role_rules())
+
+    _rollouts(cluster, target)
+
+    status = cluster.read(target)
+    assert (status.stable.image, status.canary, status.baseline) == ("web:2", None, None)
+
+
+@pytest.mark.parametrize(("resource", "verb"), _grants(), ids=lambda value: str(value))
+def test_every_verb_of_the_role_is_needed(kube: KubernetesHarness, resource: str, verb: str) -> None:
+    target = kube.create_app("web", image="web:1", replicas=4)
+    cluster = kube.cluster_as_service_account(_without(_role_rules(), resource, verb))
+
+    with pytest.raises(ForbiddenError, match="403"):
+        _rollouts(cluster, target)

@@ -1,0 +1,32 @@
+"""`make_cluster`: the only place that knows the adapters; unknown kinds are errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from canaryflow.cluster.clock import ManualClock
+from canaryflow.cluster.factory import make_cluster
+from canaryflow.cluster.simulated import SimulatedCluster, SimulatedWorld
+from canaryflow.errors import ClusterError, PermanentError
+
+
+@pytest.mark.parametrize("kind", ["simulated", "sim"])
+def test_simulated(kind: str) -> None:
+    world = SimulatedWorld(clock=ManualClock())
+    cluster = make_cluster(kind, world=world)
+    assert isinstance(cluster, SimulatedCluster)
+    assert cluster.world is world
+
+
+def test_unknown_kind_is_an_error_not_a_fallback() -> None:
+    with pytest.raises(
+        PermanentError, match="unknown cluster kind 'k8s'; choose one of: kube, kubernetes, sim"
+    ):
+        make_cluster("k8s")
+
+
+def test_kubernetes_without_a_kubeconfig_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ClusterError, match="cannot load kubeconfig"):
+        make_cluster("kube", kubeconfig=tmp_path / "none")

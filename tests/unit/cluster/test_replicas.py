@@ -1,0 +1,141 @@
+"""Replica math: properties checked against a brute-force search over every allowed split."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from canaryflow.errors import WeightError
+from canaryflow.replicas import DEFAULT_TOLERANCE, Split, plan_split, reachable_weights
+
+
+def _allowed(capacity: int, baseline: bool, fixed: bool) -> list[tuple[int, int, int]]:
+    """Every (canary, baseline, stable) the rules allow, by enumeration."""
+    splits = []
+    for canary in range(1, capacity + 1):
+        base = canary if baseline else 0
+        for stable in range(capacity + 1):
+            if fixed and stable != capacity:
+                continue
+            if canary + base + stable >= capacity:
+                splits.append((canary, base, stable))
+    return splits
+
+
+def _error(canary: int, total: int, weight: int) -> Fraction:
+    return abs(Fraction(100 * canary, total) - weight)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    capacity=st.integers(1, 24),
+    weight=st.integers(1, 100),
+    baseline=st.booleans(),
+    fixed=st.booleans(),
+)
+def test_the_plan_is_the_closest_allowed_split_or_an_error(
+    capacity: int, weight: int, baseline: bool, fixed: bool
+) -> None:
+    allowed = _allowed(capacity, baseline, fixed)
+    best = min(_error(c, c + b + s, weight) for c, b, s in allowed)
+    if best > DEFAULT_TOLERANCE:
+        with pytest.raises(WeightError, match="reachable weights"):
+            plan_split(capacity, weight, baseline=baseline, stable_fixed=fixed)
+        assert weight not in reachable_weights(capacity, baseline=baseline, stable_fixed=fixed)
+        return
+    split = plan_split(capacity, weight, baseline=baseline, stable_fixed=fixed)
+    assert (split.canary, split.baseline, split.stable) in allowed
+    assert split.total >= capacity
+    assert split.canary >= 1
+    assert split.baseline == (split.canary if baseline else 0)
+    assert split.stable == capacity if fixed else split.stable <= capacity
+    assert abs(split.effective_weight - weight) <= DEFAULT_TOLERANCE
+    assert _error(split.canary, split.total, weight) == best
+    fewest = min(c + b + s for c, b, s in allowed if _error(c, c + b + s, weight) == best)
+    assert split.total == fewest
+
+
+@settings(max_examples=200, deadline=None)
+@given(capacity=st.integers(1, 400), weight=st.integers(0, 100), baseline=st.booleans())
+def test_invariants_hold_at_any_capacity(capacity: int, weight: int, baseline: bool) -> None:
+    try:
+        split = plan_split(capacity, weight, baseline=baseline)
+    except WeightError:
+        assert weight > 0
+        return
+    assert split.total >= capacity
+    assert split.stable <= capacity
+    assert (split.canary >= 1) == (weight > 0)
+    assert split.requested_weight == weight
+    assert abs(split.effective_weight - weight) <= DEFAULT_TOLERANCE
+
+
+@settings(max_examples=25, deadline=None)
+@given(capacity=st.integers(1, 20), baseline=st.booleans(), fixed=st.booleans())
+def test_reachable_weights_are_exactly_the_ones_plan_accepts(
+    capacity: int, baseline: bool, fixed: bool
+) -> None:
+    reachable = set(reachable_weights(capacity, baseline=baseline, stable_fixed=fixed))
+    for weight in range(1, 101):
+        try:
+            plan_split(capacity, weight, baseline=baseline, stable_fixed=fixed)
+        except WeightError:
+            assert weight not in reachable
+        else:
+            assert weight in reachable
+
+
+@pytest.mark.parametrize(
+    ("capacity", "weight", "baseline", "expected"),
+    [
+        (10, 10, True, (1, 1, 8)),
+        (10, 50, True, (5, 5, 0)),
+        (5, 50, True, (3, 3, 0)),  # capacity 6 >= 5: odd sizes round up, never down
+        (10, 90, False, (9, 0, 1)),
+        (1, 100, False, (1, 0, 0)),
+        (4, 25, True, (1, 1, 2)),
+    ],
+)
+def test_known_splits(capacity: int, weight: int, baseline: bool, expected: tuple[int, int, int]) -> None:
+    split = plan_split(capacity, weight, baseline=baseline)
+    assert (split.canary, split.baseline, split.stable) == expected
+
+
+def test_the_effective_weight_is_reported_next_to_the_requested_one() -> None:
+    split = plan_split(5, 10, baseline=True)  # 10 % of 5 pods is not a pod
+    assert (split.canary, split.baseline, split.stable) == (1, 1, 5)
+    assert split.requested_weight == 10
+    assert split.effective_weight == pytest.approx(100 / 7)
+    assert split.describe() == "canary 1, baseline 1, stable 5: 14.3% (requested 10%)"
+
+
+def test_an_unreachable_weight_says_which_weights_are_reachable() -> None:
+    with pytest.raises(WeightError) as caught:
+        plan_split(5, 10, baseline=False)
+    assert str(caught.value) == (
+        "weight 10% cannot be reached within 5 points with 5 stable replica(s) "
+        "(nearest: canary 1, baseline 0, stable 5: 16.7% (requested 10%)); reachable weights: 12-88, 95-100"
+    )
+
+
+def test_with_an_hpa_canary_and_baseline_come_on_top_and_half_is_out_of_reach() -> None:
+    split = plan_split(10, 20, baseline=True, stable_fixed=True)
+    assert (split.canary, split.baseline, split.stable) == (3, 3, 10)
+    with pytest.raises(WeightError, match=r"held by an HPA.*reachable weights: 4-38"):
+        plan_split(10, 50, baseline=True, stable_fixed=True)
+
+
+def test_weight_zero_is_the_stable_alone() -> None:
+    assert plan_split(3, 0, baseline=True) == Split(stable=3, canary=0, baseline=0, requested_weight=0)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="between 0 and 100"):
+        plan_split(4, 101, baseline=True)
+    with pytest.raises(WeightError, match="at least one"):
+        plan_split(0, 10, baseline=True)
+    with pytest.raises(ValueError, match="at least one pod"):
+        Split(stable=0, canary=0, baseline=0, requested_weight=0)

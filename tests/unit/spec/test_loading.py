@@ -1,0 +1,179 @@
+"""Loading specs: every problem at once, each with file, line and path."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from canaryflow.errors import SpecError
+from canaryflow.spec import json_schema, load_spec, load_spec_text, validate_files
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLES = sorted((ROOT / "config" / "rollouts").glob("*.yaml"))
+WEB = ROOT / "config" / "rollouts" / "web.yaml"
+
+MINIMAL = """\
+apiVersion: canaryflow/v1
+kind: Rollout
+metadata:
+  name: web
+spec:
+  target: {namespace: shop, deployment: web, container: web, service: web}
+  steps:
+    - setWeight: 10
+"""
+
+
+def _problems(text: str, source: str = "x.yaml") -> list[str]:
+    with pytest.raises(SpecError) as caught:
+        load_spec_text(text, source=source)
+    return caught.value.problems
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_specs_are_valid(path: Path) -> None:
+    spec = load_spec(path)
+    assert spec.steps
+
+
+def test_the_issue_example_message_exactly() -> None:
+    text = WEB.read_text(encoding="utf-8").replace("- setWeight: 50", "- setWeight: 120")
+    assert _problems(text, source="config/rollouts/web.yaml") == [
+        "config/rollouts/web.yaml:14 spec.steps[2].setWeight: must be between 1 and 100"
+    ]
+
+
+def test_every_problem_is_reported_at_once_sorted_by_line() -> None:
+    text = """\
+apiVersion: canaryflow/v1
+kind: Rollout
+metadata:
+  name: Web
+spec:
+  target: {namespace: shop, deployment: web, container: web}
+  progresDeadline: 5m
+  steps:
+    - setWeight: 0
+    - pause: {duration: 30}
+    - setWeight: 10
+      pause: {duration: 1m}
+  analysis:
+    metrics:
+      - name: errors
+        type: ratio
+        bad: 'sum(x{track="{track}", zone="{zone}"})'
+      - name: lat
+        type: histo
+        query: x
+"""
+    assert _problems(text) == [
+        "x.yaml:4 metadata.name: must be lowercase letters, digits and '-', "
+        "starting and ending with a letter or digit",
+        "x.yaml:6 spec.target.service: is required",
+        "x.yaml:7 spec.progresDeadline: unknown key (did you mean progressDeadline?)",
+        "x.yaml:9 spec.steps[0].setWeight: must be between 1 and 100",
+        "x.yaml:10 spec.steps[1].pause.duration: must be a duration like 30s, 5m or 1h, with its unit",
+        "x.yaml:11 spec.steps[2]: a step has exactly one of setWeight, pause, analyze",
+        "x.yaml:15 spec.analysis.metrics[0].total: is required",
+        "x.yaml:17 spec.analysis.metrics[0].bad: unknown template variable {zone} "
+        "(allowed: {app} {interval} {namespace} {track})",
+        "x.yaml:19 spec.analysis.metrics[1].type: "
+        "must be one of: 'ratio', 'histogram', 'samples' (got 'histo')",
+    ]
+
+
+def test_misspelt_keys_are_errors_with_a_suggestion() -> None:
+    text = MINIMAL.replace("- setWeight: 10", "- setweight: 10")
+    assert _problems(text) == ["x.yaml:8 spec.steps[0].setweight: unknown key (did you mean setWeight?)"]
+
+
+def test_a_key_of_another_metric_type_is_not_allowed_here() -> None:
+    text = (
+        MINIMAL
+        + "  analysis:\n    metrics:\n      - {name: cpu, type: samples, bad: 'x{track=\"{track}\"}'}\n"
+    )
+    assert _problems(text) == [
+        "x.yaml:11 spec.analysis.metrics[0].query: is required",
+        "x.yaml:11 spec.analysis.metrics[0].bad: not allowed here",
+    ]
+
+
+def test_a_template_without_track_cannot_tell_canary_from_baseline() -> None:
+    text = (
+        MINIMAL + "  analysis:\n    metrics:\n      - name: cpu\n        type: samples\n        query: up\n"
+    )
+    assert _problems(text) == [
+        "x.yaml:13 spec.analysis.metrics[0].query: must select by {track}, or canary and baseline cannot be "
+        "told apart"
+    ]
+
+
+def test_cross_field_problems_name_their_own_place() -> None:
+    text = MINIMAL.replace(
+        "    - setWeight: 10\n",
+        "    - analyze: {interval: 1m, maxDuration: 30s}\n    - setWeight: 60\n",
+    )
+    assert _problems(text) == [
+        "x.yaml:8 spec.steps[0].analyze: needs a canary: put a setWeight step before it",
+        "x.yaml:8 spec.steps[0].analyze.maxDuration: must be at least the interval",
+        "x.yaml:9 spec.steps[1].setWeight: must be at most 50 with a baseline "
+        "(canary and baseline have the same size); set baseline: false for higher weights",
+    ]
+
+
+def test_a_sound_order_of_steps_passes_the_cross_checks() -> None:
+    text = MINIMAL.replace(
+        "    - setWeight: 10\n", "    - setWeight: 50\n    - analyze: {interval: 1m, maxDuration: 5m}\n"
+    )
+    spec = load_spec_text(text)
+    assert [step.kind for step in spec.steps] == ["setWeight", "analyze"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("a: [1, 2\n", "x.yaml:2 "),
+        ("", "x.yaml:1 the file holds no document"),
+        ("a: 1\na: 2\n", "x.yaml:2 "),
+        ("- 1\n", "x.yaml:1 (document): must be a mapping"),
+    ],
+    ids=["syntax", "empty", "duplicate-key", "not-a-mapping"],
+)
+def test_broken_yaml_names_the_line(text: str, problem: str) -> None:
+    problems = _problems(text)
+    assert len(problems) == 1
+    assert problems[0].startswith(problem)
+
+
+def test_an_unreadable_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(SpecError) as caught:
+        load_spec(missing)
+    assert caught.value.problems == [f"{missing}: No such file or directory"]
+
+
+def test_validate_files_prints_problems_and_returns_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(MINIMAL.replace("setWeight: 10", "setWeight: 101"), encoding="utf-8")
+    out = io.StringIO()
+
+    assert validate_files([WEB, bad], out) == 1
+    assert out.getvalue().splitlines() == [
+        f"{WEB}: ok",
+        f"{bad}:8 spec.steps[0].setWeight: must be between 1 and 100",
+    ]
+    assert validate_files([WEB], io.StringIO()) == 0
+
+
+def test_json_schema_uses_the_yaml_keys_and_forbids_unknown_ones() -> None:
+    schema = json_schema()
+    json.dumps(schema)  # serialisable as is
+    defs = schema["$defs"]
+    assert set(defs["Step"]["properties"]) == {"setWeight", "pause", "analyze"}
+    assert defs["Step"]["additionalProperties"] is False
+    assert defs["Analyze"]["properties"]["maxDuration"]["type"] == "string"
+    assert "progressDeadline" in defs["RolloutBody"]["properties"]
+    assert defs["RatioMetric"]["required"] == ["name", "type", "bad", "total"]

@@ -1,0 +1,161 @@
+"""The spec models: defaults, the judge's settings built from a spec, and direct construction."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from pydantic import ValidationError
+
+import canaryflow.spec as spec_package
+from analysis.settings import AnalysisSettings, MetricSettings
+from canaryflow.querytemplates import render
+from canaryflow.spec import DEFAULT_METRICS, RatioMetric, RolloutSpec, load_spec_text
+
+MINIMAL = """\
+apiVersion: canaryflow/v1
+kind: Rollout
+metadata:
+  name: web
+spec:
+  target: {namespace: shop, deployment: web, container: web, service: web}
+  steps:
+    - setWeight: 10
+    - analyze: {interval: 1m, maxDuration: 20m}
+    - pause: {approval: true}
+"""
+
+WITH_ANALYSIS = """\
+  analysis:
+    alpha: 0.01
+    minExposureSeconds: 120
+    kayenta: {passScore: 90}
+    metrics:
+      - name: errors
+        type: ratio
+        tolerance: 0.3
+        critical: true
+        minIntervals: 4
+        bad: 'sum(increase(x{track="{track}", code=~"5.."}[{interval}]))'
+        total: 'sum(increase(x{track="{track}"}[{interval}]))'
+      - name: cpu
+        type: samples
+        direction: either
+        query: 'rate(cpu{app="{app}", track="{track}"}[{interval}])'
+"""
+
+
+def test_defaults() -> None:
+    spec = load_spec_text(MINIMAL)
+    body = spec.spec
+    assert body.baseline is True
+    assert body.progress_deadline == timedelta(minutes=10)
+    assert (body.failure_policy.on_failure, body.failure_policy.on_inconclusive) == ("rollback", "rollback")
+    assert body.analysis.metrics == DEFAULT_METRICS
+    assert spec.steps[1].analyze is not None
+    assert (spec.steps[1].analyze.interval, spec.steps[1].analyze.max_duration) == (
+        timedelta(minutes=1),
+        timedelta(minutes=20),
+    )
+    pause = spec.steps[2].pause
+    assert pause is not None
+    assert pause.approval_timeout == timedelta(hours=24)
+    assert (spec.name, spec.target.app) == ("web", "web")
+
+
+def test_analysis_settings_are_the_judges_own_models_without_templates() -> None:
+    spec = load_spec_text(MINIMAL + WITH_ANALYSIS)
+
+    settings = spec.analysis_settings()
+
+    assert type(settings) is AnalysisSettings
+    assert all(type(m) is MetricSettings for m in settings.metrics)
+    assert (settings.alpha, settings.min_exposure_seconds, settings.kayenta.pass_score) == (0.01, 120.0, 90.0)
+    errors, cpu = settings.metrics
+    assert (errors.name, errors.type, errors.tolerance, errors.critical, errors.min_intervals) == (
+        "errors",
+        "ratio",
+        0.3,
+        True,
+        4,
+    )
+    assert (cpu.type, cpu.direction) == ("samples", "either")
+
+
+def test_an_analyze_step_bounds_the_analysis() -> None:
+    spec = load_spec_text(MINIMAL)
+    analyze = spec.steps[1].analyze
+    assert spec.analysis_settings(analyze).max_duration_seconds == 1200.0
+
+
+def test_templates_stay_reachable_per_metric() -> None:
+    spec = load_spec_text(MINIMAL + WITH_ANALYSIS)
+    metric = spec.metric("errors")
+    assert isinstance(metric, RatioMetric)
+    assert set(metric.templates()) == {"bad", "total"}
+    assert spec.metric("cpu").templates() == {"query": 'rate(cpu{app="{app}", track="{track}"}[{interval}])'}
+    with pytest.raises(KeyError):
+        spec.metric("latency")
+
+
+def test_default_metrics_render_to_promql() -> None:
+    values = {"namespace": "shop", "app": "web", "track": "canary", "interval": "30s"}
+    error_rate, latency = DEFAULT_METRICS
+    assert render(error_rate.templates()["bad"], values) == (
+        'sum(increase(http_requests_total{namespace="shop", app="web", track="canary", code=~"5.."}[30s]))'
+    )
+    assert render(latency.templates()["query"], values) == (
+        "sum by (le) (increase(http_request_duration_seconds_bucket"
+        '{namespace="shop", app="web", track="canary"}[30s]))'
+    )
+
+
+def test_models_are_frozen() -> None:
+    spec = load_spec_text(MINIMAL)
+    with pytest.raises(ValidationError):
+        spec.spec.baseline = False  # type: ignore[misc]
+
+
+def test_direct_construction_runs_the_cross_checks_too() -> None:
+    data = {
+        "apiVersion": "canaryflow/v1",
+        "kind": "Rollout",
+        "metadata": {"name": "web"},
+        "spec": {
+            "target": {"namespace": "shop", "deployment": "web", "container": "web", "service": "web"},
+            "steps": [{"setWeight": 80}],
+        },
+    }
+    with pytest.raises(ValidationError, match=r"spec.steps\[0\].setWeight: must be at most 50"):
+        RolloutSpec.model_validate(data)
+    data["spec"]["baseline"] = False  # type: ignore[index]
+    assert RolloutSpec.model_validate(data).steps[0].set_weight == 80
+
+
+@pytest.mark.parametrize(
+    ("pause", "message"),
+    [
+        ("{duration: 1m, approval: true}", "either a duration or approval: true, not both"),
+        ("{timeout: 1h}", "needs a duration"),
+        ("{duration: 1m, timeout: 1h}", "timeout applies to approval pauses only"),
+    ],
+)
+def test_pause_kinds(pause: str, message: str) -> None:
+    with pytest.raises(Exception, match=message):
+        load_spec_text(MINIMAL.replace("{approval: true}", pause))
+
+
+def test_a_true_is_not_a_weight() -> None:
+    with pytest.raises(Exception, match="must be a whole number"):
+        load_spec_text(MINIMAL.replace("setWeight: 10", "setWeight: true"))
+
+
+def test_metric_names_are_unique() -> None:
+    text = MINIMAL + WITH_ANALYSIS.replace("name: cpu", "name: errors")
+    with pytest.raises(Exception, match="metric name 'errors' appears more than once"):
+        load_spec_text(text)
+
+
+def test_public_names_exist() -> None:
+    for name in spec_package.__all__:
+        assert hasattr(spec_package, name), name
