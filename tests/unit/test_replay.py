@@ -1,0 +1,145 @@
+"""``canaryflow replay``'s runner: JSON lines per interval, the final line, errors that name the place."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from canaryflow.errors import ObservationLogError, exit_code_for
+from canaryflow.replay import ReplayUsageError, run_replay
+
+EXAMPLE: dict[str, Any] = {
+    "format": "canaryflow/observations@1",
+    "interval_seconds": 30,
+    "metrics": {
+        "error-rate": {"type": "ratio"},
+        "latency": {"type": "histogram", "unit": "seconds", "le": [0.05, 0.1, 0.25, 0.5, 1.0, "+Inf"]},
+        "cpu": {"type": "samples"},
+    },
+    "intervals": [
+        {
+            "error-rate": {"baseline": {"bad": 3, "total": 600}, "canary": {"bad": 4, "total": 598}},
+            "latency": {
+                "baseline": {"counts": [300, 500, 580, 597, 600, 600]},
+                "canary": {"counts": [280, 490, 577, 595, 598, 598]},
+            },
+            "cpu": {"baseline": [0.21, 0.25], "canary": [0.22, 0.31]},
+        },
+        {"error-rate": None, "latency": None, "cpu": None},
+    ],
+}
+
+
+def _write(tmp_path: Path, name: str, document: dict[str, Any]) -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(document))
+    return path
+
+
+def _outage(intervals: int) -> dict[str, Any]:
+    document = json.loads(json.dumps(EXAMPLE))
+    row = {"error-rate": {"baseline": {"bad": 3, "total": 600}, "canary": {"bad": 300, "total": 600}}}
+    document["intervals"] = [row] * intervals
+    return document
+
+
+def _lines(out: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_the_design_example_replays_to_an_inconclusive_final_line(tmp_path: Path) -> None:
+    out = io.StringIO()
+    assert run_replay([_write(tmp_path, "a.json", EXAMPLE)], config=None, judge="sequential", out=out) == 0
+    lines = _lines(out)
+    assert [line["interval"] for line in lines] == [1, 2]
+    assert [line["final"] for line in lines] == [False, True]
+    assert lines[-1]["decision"] == "inconclusive"
+    assert "log" not in lines[0]
+    assert set(lines[0]["metrics"]) == {"error-rate", "latency", "cpu"}
+    evidence = lines[0]["metrics"]["error-rate"]
+    for key in ("estimate", "interval", "evalue", "pvalue", "canary_count", "baseline_count", "reason"):
+        assert key in evidence
+
+
+def test_the_judge_stops_at_its_decision_and_several_logs_are_labelled(tmp_path: Path) -> None:
+    first = _write(tmp_path, "outage.json", _outage(20))
+    second = _write(tmp_path, "example.json", EXAMPLE)
+    out = io.StringIO()
+    run_replay([first, second], config=None, judge="sequential", out=out)
+    lines = _lines(out)
+    assert all("log" in line for line in lines)
+    outage = [line for line in lines if line["log"] == str(first)]
+    assert outage[-1] == {**outage[-1], "final": True, "decision": "rollback", "interval": 3}
+    assert [line["final"] for line in outage] == [False, False, True]
+    assert [line for line in lines if line["log"] == str(second)][-1]["final"] is True
+
+
+def test_the_kayenta_judge_replays_too(tmp_path: Path) -> None:
+    out = io.StringIO()
+    run_replay([_write(tmp_path, "outage.json", _outage(40))], config=None, judge="kayenta", out=out)
+    lines = _lines(out)
+    assert lines[-1]["decision"] == "rollback"
+    assert lines[-1]["interval"] == 10
+    assert lines[-1]["judge"] == "kayenta"
+    assert lines[-1]["score"] < 75
+
+
+def test_a_malformed_log_exits_2_and_names_the_place(tmp_path: Path) -> None:
+    document = json.loads(json.dumps(EXAMPLE))
+    document["intervals"] = [document["intervals"][0]] * 4
+    document["intervals"][3] = json.loads(json.dumps(document["intervals"][0]))
+    document["intervals"][3]["latency"]["canary"]["counts"] = [280, 490, 477, 595, 598, 598]
+    path = _write(tmp_path, "bad.json", document)
+    out = io.StringIO()
+    with pytest.raises(ObservationLogError) as caught:
+        run_replay([path], config=None, judge="sequential", out=out)
+    assert str(caught.value) == f"{path}: intervals[3].latency.canary.counts: not cumulative"
+    assert exit_code_for(caught.value) == 2
+    assert out.getvalue() == ""
+
+
+def test_unreadable_logs_and_unknown_judges_are_usage_errors(tmp_path: Path) -> None:
+    with pytest.raises(ObservationLogError, match="cannot read"):
+        run_replay([tmp_path / "missing.json"], config=None, judge="sequential", out=io.StringIO())
+    with pytest.raises(ReplayUsageError) as caught:
+        run_replay([_write(tmp_path, "a.json", EXAMPLE)], config=None, judge="flagger", out=io.StringIO())
+    assert exit_code_for(caught.value) == 2
+
+
+def test_a_spec_names_the_metrics_and_their_settings(tmp_path: Path) -> None:
+    spec = tmp_path / "web.yaml"
+    spec.write_text(
+        "apiVersion: canaryflow/v1\nkind: Rollout\nmetadata: {name: web}\nspec:\n"
+        "  target: {namespace: shop, deployment: web, container: web, service: web}\n"
+        "  steps:\n    - setWeight: 10\n    - analyze: {interval: 30s, maxDuration: 10m}\n"
+        "  analysis:\n    metrics:\n      - name: error-rate\n        type: ratio\n        critical: true\n"
+        "        bad: 'sum(increase(errors{track=\"{track}\"}[{interval}]))'\n"
+        "        total: 'sum(increase(requests{track=\"{track}\"}[{interval}]))'\n"
+    )
+    pytest.importorskip("canaryflow.spec")
+    out = io.StringIO()
+    run_replay([_write(tmp_path, "outage.json", _outage(10))], config=spec, judge="sequential", out=out)
+    lines = _lines(out)
+    assert set(lines[-1]["metrics"]) == {"error-rate"}
+    assert lines[-1]["decision"] == "rollback"
+
+
+def test_replay_stays_light(tmp_path: Path) -> None:
+    path = _write(tmp_path, "outage.json", _outage(40))
+    code = (
+        "import io, sys, pathlib\n"
+        "from canaryflow.replay import run_replay\n"
+        f"run_replay([pathlib.Path({str(path)!r})], config=None, judge='sequential', out=io.StringIO())\n"
+        "heavy = {'prefect', 'kubernetes', 'fastapi', 'starlette', 'uvicorn', 'scipy', 'httpx'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
