@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.kube"]
+pytest_plugins = ["tests.fixtures.prometheus", "tests.fixtures.kube"]
 
 # Before Prefect is imported anywhere: no telemetry, no analytics, no phone-home.
 os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -4,4 +4,103 @@ Adapters: Prometheus (queries rendered from the spec's templates) and simulated 
 simulator directly; the embedded default when no Prometheus is installed). An adapter never returns
 a number it did not get: no samples is `NoDataError`, a bad query `QueryError`, an unreachable or
 failing backend `MetricsUnavailableError` (retryable).
+
+A `MetricQuery` carries the spec's templates by name, per type:
+
+- ``ratio``: ``bad`` and ``total`` (each one series: the bad events and all events in the window);
+- ``histogram``: ``query`` (one series per ``le``, cumulative bucket counts in the window);
+- ``samples``: ``query`` (a vector, one value per series).
+
+Templates use ``{namespace} {app} {track} {interval}``; ``{interval}`` is the window as a PromQL
+duration (``30s``). Queries are evaluated at the window end.
 """
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Literal, Protocol, TypeAlias
+
+from analysis.observations import MetricType, TrackObservation
+from canaryflow.querytemplates import unknown_variables
+
+__all__ = ["TEMPLATE_NAMES", "AnalysisTrack", "MetricQuery", "MetricsSource", "check_window"]
+
+#: The tracks an analysis compares.
+AnalysisTrack: TypeAlias = Literal["canary", "baseline"]
+
+#: Which templates each metric type needs.
+TEMPLATE_NAMES: Mapping[MetricType, frozenset[str]] = MappingProxyType(
+    {"ratio": frozenset({"bad", "total"}), "histogram": frozenset({"query"}), "samples": frozenset({"query"})}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricQuery:
+    """One metric of an analysis: its name, type, query templates by name, and unit (for the log)."""
+
+    name: str
+    type: MetricType
+    templates: Mapping[str, str]
+    unit: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in TEMPLATE_NAMES:
+            raise ValueError(f"metric {self.name!r}: unknown type {self.type!r} (ratio, histogram, samples)")
+        expected = TEMPLATE_NAMES[self.type]
+        if set(self.templates) != expected:
+            raise ValueError(
+                f"metric {self.name!r} ({self.type}) needs templates {sorted(expected)}, "
+                f"got {sorted(self.templates)}"
+            )
+        for key, template in self.templates.items():
+            unknown = unknown_variables(template)
+            if unknown:
+                raise ValueError(f"metric {self.name!r} template {key!r}: unknown variable(s) {unknown}")
+        object.__setattr__(self, "templates", MappingProxyType(dict(self.templates)))
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.type, tuple(sorted(self.templates.items())), self.unit))
+
+
+class MetricsSource(Protocol):
+    """Port to a metrics backend."""
+
+    def observe(
+        self,
+        query: MetricQuery,
+        *,
+        namespace: str,
+        app: str,
+        track: AnalysisTrack,
+        end: datetime,
+        window: timedelta,
+    ) -> TrackObservation:
+        """What `track` of `app` did for `query` in the window ``(end - window, end]``.
+
+        Returns `RatioCounts` (ratio), `HistogramCounts` (histogram) or `Samples` (samples).
+
+        Raises
+        ------
+        NoDataError
+            No samples, only NaN, or no events at all in the window.
+        QueryError
+            The backend rejected the query (its message and the rendered query attached).
+        MetricsUnavailableError
+            Timeout, connection failure or server error after the adapter's retries (retryable).
+        """
+        ...
+
+    def is_online(self) -> bool:
+        """Whether the backend answers now (never raises)."""
+        ...
+
+
+def check_window(end: datetime, window: timedelta) -> None:
+    """Reject a naive `end` or a non-positive `window` (programming errors, not metrics outcomes)."""
+    if end.tzinfo is None or end.utcoffset() is None:
+        raise ValueError(f"end must be timezone-aware, got {end!r}")
+    if window <= timedelta(0):
+        raise ValueError(f"window must be positive, got {window!r}")

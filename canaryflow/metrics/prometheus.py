@@ -1,0 +1,229 @@
+"""The Prometheus adapter of `MetricsSource` (the only home of prometheus_api_client).
+
+Configured for a controller: an explicit timeout per attempt, bounded retries with exponential
+backoff (connection errors, read timeouts, 429 and 5xx answers; urllib3's `Retry`, with
+``Retry-After`` not obeyed so that a server cannot stall a rollout), bearer-token or basic auth,
+custom headers (``X-Scope-OrgID`` for Mimir, Cortex and Thanos tenants), TLS verification with a CA
+file or a client certificate. Queries are instant queries (``/api/v1/query``) at the window end.
+
+Errors are translated at this edge, chained ``from`` the library's exception, with the rendered query:
+
+- timeout, connection refused, 429 or 5xx after the retries -> `MetricsUnavailableError` (retryable);
+- 400 ``bad_data`` or 422 (the query cannot run) -> `QueryError` with Prometheus' own message;
+- any other refusal (401, 403, 404, TLS verification, an answer that is not the API) -> `MetricsError`;
+- empty results or NaN -> `NoDataError` (see `canaryflow.metrics.vectors` for every rule).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.util.retry import Retry
+
+from analysis.observations import TrackObservation
+from canaryflow.errors import MetricsError, MetricsUnavailableError, QueryError
+from canaryflow.metrics.port import AnalysisTrack, MetricQuery, check_window
+from canaryflow.metrics.vectors import histogram_from_result, ratio_from_results, samples_from_result
+from canaryflow.querytemplates import render
+
+__all__ = ["PrometheusConfig", "PrometheusMetricsSource", "promql_duration"]
+
+_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_STATUS = re.compile(r"^HTTP Status Code (\d+) \((b(?:'.*'|\".*\"))\)$", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class PrometheusConfig:
+    """How to reach one Prometheus-compatible API.
+
+    `timeout` bounds each attempt (connect and read, seconds); at most ``1 + retries`` attempts are
+    made, with urllib3's exponential backoff (``backoff * 2**(n-1)`` seconds before attempt n+1, the
+    first retry immediate, each wait capped at `backoff_max`). `worst_case_seconds` is the bound.
+    """
+
+    url: str
+    timeout: float = 10.0
+    retries: int = 2
+    backoff: float = 0.5
+    backoff_max: float = 5.0
+    bearer_token: str | None = field(default=None, repr=False)
+    basic_auth: tuple[str, str] | None = field(default=None, repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    verify_tls: bool = True
+    ca_file: str | None = None
+    client_cert: tuple[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"Prometheus url must start with http:// or https://, got {self.url!r}")
+        if self.timeout <= 0 or self.retries < 0 or self.backoff < 0 or self.backoff_max < 0:
+            raise ValueError("timeout must be > 0; retries, backoff and backoff_max >= 0")
+        if self.bearer_token is not None and self.basic_auth is not None:
+            raise ValueError("give a bearer token or basic auth, not both")
+
+    @property
+    def worst_case_seconds(self) -> float:
+        """Longest a query can take before it raises (attempts times timeout plus the backoff waits)."""
+        waits: float = sum(
+            min(self.backoff_max, self.backoff * 2 ** (n - 1)) for n in range(2, self.retries + 1)
+        )
+        return (1 + self.retries) * self.timeout + waits
+
+
+def promql_duration(window: timedelta) -> str:
+    """`window` as a PromQL duration: whole seconds as ``30s``, anything finer in ``ms``."""
+    ms = round(window / timedelta(milliseconds=1))
+    if ms <= 0:
+        raise ValueError(f"window must be at least 1 ms, got {window!r}")
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+def _session(config: PrometheusConfig) -> requests.Session:
+    session = requests.Session()
+    session.verify = config.ca_file if (config.verify_tls and config.ca_file) else config.verify_tls
+    if config.client_cert is not None:
+        session.cert = config.client_cert
+    return session
+
+
+def _retry(config: PrometheusConfig) -> Retry:
+    return Retry(
+        total=config.retries,
+        connect=config.retries,
+        read=config.retries,
+        status=config.retries,
+        other=0,
+        redirect=2,
+        allowed_methods=frozenset({"GET"}),
+        status_forcelist=_RETRY_STATUS,
+        backoff_factor=config.backoff,
+        backoff_max=config.backoff_max,
+        raise_on_status=False,  # the last answer comes back, so its status and message can be read
+        respect_retry_after_header=False,
+    )
+
+
+class PrometheusMetricsSource:
+    """`MetricsSource` over the Prometheus HTTP API. Close it (or use ``with``) to release connections."""
+
+    def __init__(self, config: PrometheusConfig) -> None:
+        self.config = config
+        headers = dict(config.headers)
+        if config.bearer_token is not None:
+            headers["Authorization"] = f"Bearer {config.bearer_token}"
+        self._client: Any = PrometheusConnect(
+            url=config.url.rstrip("/"),
+            headers=headers or None,
+            retry=_retry(config),
+            auth=config.basic_auth,
+            session=_session(config),
+            timeout=config.timeout,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def is_online(self) -> bool:
+        try:
+            return bool(self._client.check_prometheus_connection())
+        except requests.RequestException:
+            return False
+
+    def observe(
+        self,
+        query: MetricQuery,
+        *,
+        namespace: str,
+        app: str,
+        track: AnalysisTrack,
+        end: datetime,
+        window: timedelta,
+    ) -> TrackObservation:
+        check_window(end, window)
+        values = {"namespace": namespace, "app": app, "track": track, "interval": promql_duration(window)}
+        rendered = {name: _render(template, values) for name, template in query.templates.items()}
+        at = end.timestamp()
+        if query.type == "ratio":
+            total = self.instant(rendered["total"], at=at)
+            bad = self.instant(rendered["bad"], at=at) if total else []
+            return ratio_from_results(bad, total, bad_query=rendered["bad"], total_query=rendered["total"])
+        result = self.instant(rendered["query"], at=at)
+        if query.type == "histogram":
+            return histogram_from_result(result, query=rendered["query"])
+        return samples_from_result(result, query=rendered["query"])
+
+    def instant(self, promql: str, *, at: float) -> Any:
+        """``data.result`` of an instant query at `at` (seconds since the epoch), or our error."""
+        params = {"time": f"{at:.3f}", "timeout": f"{self.config.timeout:g}"}  # seconds
+        try:
+            return self._client.custom_query(query=promql, params=params)
+        except PrometheusApiClientException as exc:
+            raise _http_error(exc, promql, self.config.url) from exc
+        except requests.exceptions.SSLError as exc:
+            raise MetricsError(f"TLS to {self.config.url} failed: {exc}", query=promql) from exc
+        except (requests.Timeout, requests.ConnectionError, requests.exceptions.RetryError) as exc:
+            raise MetricsUnavailableError(
+                f"Prometheus at {self.config.url} did not answer ({type(exc).__name__}) after "
+                f"{1 + self.config.retries} attempt(s): {promql}",
+                query=promql,
+                retry_after=self.config.timeout,
+            ) from exc
+        except (ValueError, KeyError, TypeError, requests.RequestException) as exc:
+            raise MetricsError(
+                f"{self.config.url} did not answer like the Prometheus API ({exc}): {promql}", query=promql
+            ) from exc
+
+
+def _render(template: str, values: Mapping[str, str]) -> str:
+    try:
+        return render(template, values)
+    except KeyError as exc:
+        raise QueryError(f"cannot render {template!r}: {exc.args[0]}", query=template) from exc
+
+
+def _http_error(
+    exc: PrometheusApiClientException, promql: str, url: str
+) -> MetricsError | MetricsUnavailableError:
+    """Our error for a non-200 answer, with Prometheus' own message when it gave one."""
+    status, message = _status_and_message(str(exc))
+    if status in _RETRY_STATUS or (status is not None and status >= 500):
+        return MetricsUnavailableError(f"Prometheus answered {status}: {message}: {promql}", query=promql)
+    if status in (400, 422):
+        return QueryError(f"Prometheus rejected the query ({message}): {promql}", query=promql)
+    return MetricsError(f"Prometheus at {url} answered {status}: {message}: {promql}", query=promql)
+
+
+def _status_and_message(text: str) -> tuple[int | None, str]:
+    """Parse the client's ``HTTP Status Code 400 (b'{...}')`` into the status and the API's error."""
+    match = _STATUS.match(text)
+    if match is None:
+        return None, text
+    status = int(match.group(1))
+    try:
+        body = ast.literal_eval(match.group(2))
+        payload = json.loads(body)
+    except (ValueError, SyntaxError):
+        raw = match.group(2)
+        return status, raw[:500]
+    if isinstance(payload, dict) and "error" in payload:
+        kind = payload.get("errorType")
+        return status, f"{kind}: {payload['error']}" if kind else str(payload["error"])
+    return status, str(payload)[:500]

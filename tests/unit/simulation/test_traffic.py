@@ -1,0 +1,153 @@
+"""The traffic simulator: deterministic under a seed, follows pods, real counter semantics."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from canaryflow.cluster.port import PodInfo, Track
+from canaryflow.simulation import AppRef, BehaviourProfile, ManualClock, TrafficSimulator
+
+APP = AppRef("shop", "web")
+
+
+class Pods:
+    """A mutable pod list for one app."""
+
+    def __init__(self, *pods: PodInfo) -> None:
+        self.current = list(pods)
+
+    def pods(self, namespace: str, app: str) -> list[PodInfo]:
+        return list(self.current) if (namespace, app) == ("shop", "web") else []
+
+
+def pod(name: str, track: Track = "stable", image: str = "web:v1", ready: bool = True) -> PodInfo:
+    return PodInfo(name, track, image, ready)
+
+
+def make(pods: Pods, clock: ManualClock, *, seed: int = 1, **kwargs: object) -> TrafficSimulator:
+    return TrafficSimulator(pods, [APP], clock=clock, seed=seed, **kwargs)  # type: ignore[arg-type]
+
+
+def run(seed: int) -> list[object]:
+    clock = ManualClock()
+    sim = make(Pods(pod("a"), pod("b", "canary", "web:v2")), clock, seed=seed, rate_per_pod=50.0)
+    for _ in range(5):
+        clock.advance(3.0)
+        sim.sync()
+    return list(sim.series())
+
+
+def test_same_seed_and_clock_moves_give_the_same_counts() -> None:
+    assert run(3) == run(3)
+    assert run(3) != run(4)
+
+
+def test_counts_follow_rate_error_rate_and_ready_pods() -> None:
+    clock = ManualClock()
+    pods = Pods(pod("s0"), pod("s1"), pod("c0", "canary", "web:v2"), pod("b0", "baseline", ready=False))
+    profiles = {"web:v2": BehaviourProfile(error_rate=0.2)}
+    sim = make(
+        pods, clock, rate_per_pod=100.0, profiles=profiles, default_profile=BehaviourProfile(error_rate=0.01)
+    )
+    clock.advance(600.0)
+    sim.sync()
+    start, end = clock.now() - 600.0, clock.now()
+    stable = sim.track_counts("shop", "web", "stable", start=start, end=end)
+    canary = sim.track_counts("shop", "web", "canary", start=start, end=end)
+    baseline = sim.track_counts("shop", "web", "baseline", start=start, end=end)
+    assert abs(stable.requests - 120_000) < 5 * np.sqrt(120_000)
+    assert abs(canary.requests - 60_000) < 5 * np.sqrt(60_000)
+    assert baseline.requests == 0  # not ready: no traffic
+    assert canary.errors / canary.requests == pytest.approx(0.2, abs=0.01)
+    assert stable.errors / stable.requests == pytest.approx(0.01, abs=0.002)
+    assert canary.buckets[-1] == canary.requests
+    assert list(canary.buckets) == sorted(canary.buckets)
+    assert canary.latency_sum / canary.requests == pytest.approx(0.127, rel=0.02)  # lognormal mean
+
+
+def test_a_window_is_the_difference_of_the_counters_at_its_ends() -> None:
+    clock = ManualClock()
+    sim = make(Pods(pod("a")), clock, rate_per_pod=20.0)
+    t0 = clock.now()
+    for _ in range(10):
+        clock.advance(1.0)
+        sim.sync()
+    whole = sim.track_counts("shop", "web", "stable", start=t0, end=t0 + 10)
+    first = sim.track_counts("shop", "web", "stable", start=t0, end=t0 + 4)
+    rest = sim.track_counts("shop", "web", "stable", start=t0 + 4, end=t0 + 10)
+    assert whole.requests == first.requests + rest.requests
+    assert whole.buckets == tuple(a + b for a, b in zip(first.buckets, rest.buckets, strict=True))
+    before_start = sim.track_counts("shop", "web", "stable", start=t0 - 100, end=t0)
+    assert before_start.requests == 0
+    with pytest.raises(LookupError, match="after the simulated time"):
+        sim.track_counts("shop", "web", "stable", start=t0, end=t0 + 11)
+
+
+def test_a_pod_that_comes_back_starts_from_zero_but_the_track_keeps_its_counts() -> None:
+    clock = ManualClock()
+    pods = Pods(pod("a"), pod("b"))
+    sim = make(pods, clock, rate_per_pod=100.0)
+    t0 = clock.now()
+    clock.advance(10.0)
+    sim.sync()
+    before = {s.pod: s for s in sim.series()}
+    pods.current = [pod("a")]
+    clock.advance(1.0)
+    sim.sync()
+    assert [s.pod for s in sim.series()] == ["a"]
+    pods.current = [pod("a"), pod("b")]
+    clock.advance(1.0)
+    sim.sync()
+    after = {s.pod: s for s in sim.series()}
+    assert after["b"].ok + after["b"].errors < before["b"].ok + before["b"].errors  # a counter reset
+    assert after["a"].ok >= before["a"].ok  # monotonic
+    total = sim.track_counts("shop", "web", "stable", start=t0, end=clock.now())
+    assert total.requests >= before["a"].ok + before["b"].ok + before["b"].errors
+
+
+def test_per_pod_counts_cover_the_pods_alive_at_the_window_end() -> None:
+    clock = ManualClock()
+    pods = Pods(pod("c0", "canary"), pod("c1", "canary"), pod("s0"))
+    sim = make(pods, clock, rate_per_pod=10.0)
+    clock.advance(5.0)
+    sim.sync()
+    counts = sim.pod_counts("shop", "web", "canary", start=clock.now() - 5.0, end=clock.now())
+    assert [c.pod for c in counts] == ["c0", "c1"]
+    assert (
+        sum(c.requests for c in counts)
+        == sim.track_counts("shop", "web", "canary", start=clock.now() - 5.0, end=clock.now()).requests
+    )
+
+
+def test_history_is_trimmed_to_its_horizon() -> None:
+    clock = ManualClock()
+    sim = make(Pods(pod("a")), clock, history_seconds=60.0)
+    t0 = clock.now()
+    clock.advance(300.0)
+    sim.sync()
+    with pytest.raises(LookupError, match="older than"):
+        sim.track_counts("shop", "web", "stable", start=t0 + 10, end=clock.now())
+    assert sim.track_counts("shop", "web", "stable", start=clock.now() - 30, end=clock.now()).requests > 0
+
+
+def test_an_hour_of_traffic_takes_well_under_a_second() -> None:
+    clock = ManualClock()
+    sim = make(Pods(*(pod(f"p{i}") for i in range(10))), clock, rate_per_pod=100.0)
+    begun = time.perf_counter()
+    clock.advance(3600.0)
+    sim.sync()
+    elapsed = time.perf_counter() - begun
+    assert sim.simulated_requests > 3_500_000
+    assert elapsed < 2.0
+
+
+def test_invalid_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="buckets"):
+        make(Pods(), ManualClock(), buckets=(0.2, 0.1))
+    with pytest.raises(ValueError, match="rate_per_pod"):
+        make(Pods(), ManualClock(), rate_per_pod=-1.0)
+    with pytest.raises(ValueError, match="backwards"):
+        ManualClock().advance(-1.0)
