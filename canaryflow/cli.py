@@ -110,12 +110,7 @@ def rollout(
     resume: Annotated[bool, typer.Option(help="Resume or clean up an interrupted rollout.")] = False,
 ) -> None:
     """Roll out a new image of the spec's target, step by step, judged by the analysis."""
-    from flows.commands import run_rollout
-
-    outcome = run_rollout(spec, image, resume=resume)
-    typer.echo(f"{outcome.rollout_id} {outcome.result}: {outcome.reason}")
-    typer.echo(f"report: {outcome.report}")
-    raise typer.Exit(0 if outcome.result == "promoted" else 1)
+    _not_yet("rollout", "the rollout flow")
 
 
 @app.command()
@@ -123,24 +118,13 @@ def status(
     rollout_id: Annotated[str | None, typer.Argument(help="Rollout id (default: all).")] = None,
 ) -> None:
     """Show rollouts: step, weights, the latest verdict and its evidence."""
-    import os
-
-    from rich.console import Console
-
-    from flows.commands import render_status
-
-    reports = Path(os.environ.get("CANARYFLOW_REPORTS_DIR", "reports"))
-    if render_status(reports, rollout_id, Console()) == 0:
-        _say(f"no rollouts reported in {reports}")
+    _not_yet("status", "the rollout flow")
 
 
 @app.command()
 def promote(rollout_id: Annotated[str, typer.Argument(help="Rollout id.")]) -> None:
     """Approve a rollout waiting in a pause (same as approving in the Prefect UI)."""
-    from flows.commands import answer
-
-    run = answer(rollout_id, "approve", "approved with canaryflow promote")
-    typer.echo(f"approved {rollout_id} (flow run {run})")
+    _not_yet("promote", "the rollout flow")
 
 
 @app.command()
@@ -149,10 +133,7 @@ def abort(
     reason: Annotated[str, typer.Option(help="Why, recorded with the rollback.")] = "aborted",
 ) -> None:
     """Reject a rollout: roll its canary back."""
-    from flows.commands import answer
-
-    run = answer(rollout_id, "reject", reason)
-    typer.echo(f"rejected {rollout_id} (flow run {run}): its canary is rolled back")
+    _not_yet("abort", "the rollout flow")
 
 
 @app.command()
@@ -161,9 +142,7 @@ def demo(
     ui: Annotated[bool, typer.Option(help="Also start `prefect server` to watch the runs.")] = False,
 ) -> None:
     """Run a good and a bad rollout on the embedded stack and show what was decided."""
-    from canaryflow.demo import run_demo
-
-    raise typer.Exit(run_demo(cluster=cluster, ui=ui))
+    _not_yet("demo", "the rollout flow")
 
 
 @webhook_app.command("serve")
