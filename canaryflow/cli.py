@@ -110,7 +110,12 @@ def rollout(
     resume: Annotated[bool, typer.Option(help="Resume or clean up an interrupted rollout.")] = False,
 ) -> None:
     """Roll out a new image of the spec's target, step by step, judged by the analysis."""
-    _not_yet("rollout", "the rollout flow")
+    from flows.commands import run_rollout
+
+    outcome = run_rollout(spec, image, resume=resume)
+    typer.echo(f"{outcome.rollout_id} {outcome.result}: {outcome.reason}")
+    typer.echo(f"report: {outcome.report}")
+    raise typer.Exit(0 if outcome.result == "promoted" else 1)
 
 
 @app.command()
@@ -118,13 +123,24 @@ def status(
     rollout_id: Annotated[str | None, typer.Argument(help="Rollout id (default: all).")] = None,
 ) -> None:
     """Show rollouts: step, weights, the latest verdict and its evidence."""
-    _not_yet("status", "the rollout flow")
+    import os
+
+    from rich.console import Console
+
+    from flows.commands import render_status
+
+    reports = Path(os.environ.get("CANARYFLOW_REPORTS_DIR", "reports"))
+    if render_status(reports, rollout_id, Console()) == 0:
+        _say(f"no rollouts reported in {reports}")
 
 
 @app.command()
 def promote(rollout_id: Annotated[str, typer.Argument(help="Rollout id.")]) -> None:
     """Approve a rollout waiting in a pause (same as approving in the Prefect UI)."""
-    _not_yet("promote", "the rollout flow")
+    from flows.commands import answer
+
+    run = answer(rollout_id, "approve", "approved with canaryflow promote")
+    typer.echo(f"approved {rollout_id} (flow run {run})")
 
 
 @app.command()
@@ -133,7 +149,10 @@ def abort(
     reason: Annotated[str, typer.Option(help="Why, recorded with the rollback.")] = "aborted",
 ) -> None:
     """Reject a rollout: roll its canary back."""
-    _not_yet("abort", "the rollout flow")
+    from flows.commands import answer
+
+    run = answer(rollout_id, "reject", reason)
+    typer.echo(f"rejected {rollout_id} (flow run {run}): its canary is rolled back")
 
 
 @app.command()
@@ -142,7 +161,9 @@ def demo(
     ui: Annotated[bool, typer.Option(help="Also start `prefect server` to watch the runs.")] = False,
 ) -> None:
     """Run a good and a bad rollout on the embedded stack and show what was decided."""
-    _not_yet("demo", "the rollout flow")
+    from canaryflow.demo import run_demo
+
+    raise typer.Exit(run_demo(cluster=cluster, ui=ui))
 
 
 @webhook_app.command("serve")

@@ -1,0 +1,100 @@
+"""Manual approval: a paused flow run with a typed form, and the same from the terminal.
+
+``pause: {approval: true}`` pauses the flow run with `Approval` as its input: the Prefect UI shows a
+form (approve or reject, and a reason) and the server validates what is sent. ``canaryflow promote``
+and ``canaryflow abort`` find the rollout's paused flow run by its name (the rollout id) and resume
+it with the same input. A pause that times out is a rejection: it never promotes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterName,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run, resume_flow_run
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+from prefect.states import Running
+from pydantic import Field
+
+from canaryflow.errors import NotFoundError
+from flows.runtime import current_runtime
+
+__all__ = ["Answer", "Approval", "answer_paused_rollout", "paused_run_of", "wait_for_approval"]
+
+
+class Approval(RunInput):
+    """Go on with the rollout, or reject it (the canary is rolled back)."""
+
+    decision: Literal["approve", "reject"] = Field(
+        description="approve: go on with the rollout; reject: roll the canary back."
+    )
+    reason: str = Field(default="", max_length=500, description="Why (recorded with the decision).")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What came of a pause: approved, rejected (with the reason) or timed out."""
+
+    approved: bool
+    reason: str
+
+
+def wait_for_approval(timeout_seconds: float, *, key: str, what: str) -> Answer:
+    """Pause the current flow run until somebody answers, at most `timeout_seconds`.
+
+    `key` names this pause among the run's pauses (lowercase letters, digits and dashes).
+    """
+    try:
+        approval = pause_flow_run(
+            wait_for_input=Approval,
+            timeout=max(1, round(timeout_seconds)),
+            poll_interval=current_runtime().approval_poll_seconds,
+            key=key,
+        )
+    except FlowPauseTimeout:
+        _running_again()  # the run rolls back next; the server still has it paused
+        return Answer(approved=False, reason=f"nobody approved {what} within {timeout_seconds:g} s")
+    if approval.decision == "approve":
+        return Answer(approved=True, reason=approval.reason or "approved")
+    return Answer(approved=False, reason=approval.reason or "rejected")
+
+
+def _running_again() -> None:
+    run_id = flow_run.get_id()
+    if run_id is None:
+        return
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run_id, Running(message="approval timed out"), force=True)
+
+
+def paused_run_of(rollout_id: str) -> UUID | None:
+    """The id of the paused flow run of `rollout_id` (its flow run name), if one waits."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                name=FlowRunFilterName(any_=[rollout_id]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
+            ),
+            limit=1,
+        )
+    return runs[0].id if runs else None
+
+
+def answer_paused_rollout(rollout_id: str, decision: Literal["approve", "reject"], reason: str = "") -> UUID:
+    """Resume the paused run of `rollout_id` with `decision`; NotFoundError when none waits."""
+    run_id = paused_run_of(rollout_id)
+    if run_id is None:
+        raise NotFoundError(f"no paused rollout {rollout_id!r} is waiting for approval")
+    resume_flow_run(run_id, run_input={"decision": decision, "reason": reason})
+    return run_id

@@ -1,0 +1,78 @@
+"""One analyze step: every interval, observe canary and baseline, ask the judge, record what was seen.
+
+Each interval ends at the runtime clock's now after waiting the step's interval, and its window is
+the interval. A metrics backend that is down (`MetricsUnavailableError` after the observe task's
+retry) counts as an interval without data: the judge waits and never promotes on it. The step ends
+on the judge's first final verdict, or at ``maxDuration`` with `SequentialJudge.finish`
+(inconclusive unless decided). Every interval is appended to the step's observation log
+(``observations-step<N>.json``, written after each interval, so a killed run leaves it behind).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+from analysis.judge import SequentialJudge
+from analysis.observations import PairedObservation
+from analysis.verdicts import Verdict
+from canaryflow.errors import MetricsUnavailableError
+from canaryflow.metrics import ObservationRecorder
+from flows.charts import render_chart
+from flows.plan import RolloutPlan
+from flows.reporting import Reporter
+from flows.steps import hold, observe
+
+__all__ = ["analyze"]
+
+#: Called between intervals; raises (e.g. `RolloutAborted`) to stop the analysis.
+Checkpoint = Callable[[], None]
+
+
+def analyze(plan: RolloutPlan, index: int, reporter: Reporter, checkpoint: Checkpoint) -> Verdict:
+    """Run the analyze step `index` of `plan` to its verdict (promote, rollback or inconclusive)."""
+    step = plan.analyze_step(index)
+    interval = step.interval.total_seconds()
+    queries = plan.queries()
+    units = {q.name: q.unit for q in queries if q.unit}
+    judge = SequentialJudge(plan.spec.analysis_settings(step), interval_seconds=interval, units=units)
+    recorder = ObservationRecorder(queries, interval_seconds=interval)
+    log = reporter.directory / f"observations-step{index + 1}.json"
+    observe_io = observe.with_options(retries=1, retry_delay_seconds=min(interval / 4, 5.0))
+    intervals = max(1, math.floor(step.max_duration.total_seconds() / interval + 1e-9))
+    verdict: Verdict | None = None
+    for _ in range(intervals):
+        checkpoint()
+        end = hold(interval, why=f"analysis interval of {plan.rollout_id}")
+        try:
+            observed = observe_io(
+                queries, namespace=plan.target.namespace, app=plan.target.app, end=end, window=step.interval
+            )
+        except MetricsUnavailableError as exc:
+            reporter.say("metrics unavailable, counted as an interval without data: %s", exc)
+            observed = dict.fromkeys((q.name for q in queries), None)
+        verdict = _judge(judge, recorder, observed, log)
+        reporter.interval(index, observed, verdict, log)
+        if verdict.final:
+            break
+    if verdict is None or not verdict.final:
+        verdict = judge.finish()
+    reporter.verdict(index, verdict, log, chart=_chart(reporter, recorder, log))
+    return verdict
+
+
+def _judge(
+    judge: SequentialJudge,
+    recorder: ObservationRecorder,
+    observed: dict[str, PairedObservation | None],
+    log: Path,
+) -> Verdict:
+    recorder.record(observed)
+    recorder.write(log)
+    return judge.update(observed)
+
+
+def _chart(reporter: Reporter, recorder: ObservationRecorder, log: Path) -> str | None:
+    """The step's chart as a markdown image (None when nothing was observed)."""
+    return render_chart(recorder.log(), log.with_suffix(".png"))

@@ -1,0 +1,100 @@
+"""What one rollout is about, resolved once from its request: spec, target, rollout id, queries.
+
+Pure: no Prefect, no cluster calls. The flow and its tasks pass a `RolloutPlan` around instead of
+re-reading the spec; the outcome of a rollout is a `RolloutOutcome`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from canaryflow.cluster.port import RolloutId, TargetRef
+from canaryflow.metrics import MetricQuery
+from canaryflow.requests import RolloutRequest
+from canaryflow.spec import Analyze, RolloutSpec, load_spec
+
+__all__ = ["RolloutOutcome", "RolloutPlan", "plan_rollout", "rollout_id_for", "slot_name"]
+
+
+@dataclass(frozen=True)
+class RolloutPlan:
+    """A request with its loaded spec, its target and its rollout id."""
+
+    request: RolloutRequest
+    spec: RolloutSpec
+    rollout_id: RolloutId
+    target: TargetRef
+
+    @property
+    def image(self) -> str:
+        return self.request.image
+
+    def queries(self) -> list[MetricQuery]:
+        """The spec's metrics as the metrics port's queries (with their templates and units)."""
+        return [
+            MetricQuery(name=m.name, type=m.type, templates=m.templates(), unit=getattr(m, "unit", None))
+            for m in self.spec.spec.analysis.metrics
+        ]
+
+    def describe_step(self, index: int) -> str:
+        """E.g. ``step 2/5 analyze (every 30s, at most 10m)``."""
+        step = self.spec.steps[index]
+        where = f"step {index + 1}/{len(self.spec.steps)}"
+        if step.set_weight is not None:
+            return f"{where} setWeight {step.set_weight}%"
+        if step.pause is not None:
+            if step.pause.approval:
+                return f"{where} pause for approval (at most {step.pause.approval_timeout})"
+            return f"{where} pause {step.pause.duration}"
+        assert step.analyze is not None
+        return f"{where} analyze (every {step.analyze.interval}, at most {step.analyze.max_duration})"
+
+    def analyze_step(self, index: int) -> Analyze:
+        step = self.spec.steps[index].analyze
+        if step is None:
+            raise ValueError(f"step {index} is not an analyze step")
+        return step
+
+
+class RolloutOutcome(BaseModel):
+    """How a rollout ended: ``promoted``, ``rolled-back`` or ``superseded``, and why, in words."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rollout_id: str
+    target: str
+    image: str
+    result: Literal["promoted", "rolled-back", "superseded"]
+    reason: str
+    report: str
+
+
+def rollout_id_for(spec: RolloutSpec, image: str) -> RolloutId:
+    """The default rollout id: the target's name and a digest of the image (a DNS label).
+
+    The same image on the same target gives the same id, so re-running an interrupted rollout
+    finds its own state in the cluster and resumes it.
+    """
+    digest = hashlib.sha256(f"{spec.target.namespace}/{spec.target.deployment}@{image}".encode()).hexdigest()
+    return RolloutId(f"{spec.target.deployment[:50]}-{digest[:8]}")
+
+
+def slot_name(target: TargetRef) -> str:
+    """The name of the global concurrency limit that allows one rollout per target at a time."""
+    return "rollout-" + re.sub(r"[^a-z0-9-]", "-", f"{target.namespace}-{target.deployment}")
+
+
+def plan_rollout(request: RolloutRequest) -> RolloutPlan:
+    """Load the request's spec and resolve its target and rollout id (SpecError when invalid)."""
+    spec = load_spec(request.spec)
+    t = spec.target
+    target = TargetRef(
+        namespace=t.namespace, deployment=t.deployment, container=t.container, service=t.service
+    )
+    rollout_id = RolloutId(request.rollout_id) if request.rollout_id else rollout_id_for(spec, request.image)
+    return RolloutPlan(request=request, spec=spec, rollout_id=rollout_id, target=target)

@@ -1,0 +1,81 @@
+"""The simulated stack for flow-level tests: cluster, traffic and metrics on one manual clock.
+
+Every test gets a fresh `SimulatedStack` (the example target ``shop/web``, 10 replicas of the
+stable image) on a `ManualClock`, and a `Runtime` over it that never waits for real: retries are
+immediate and the analysis intervals pass on the manual clock. `rollout_of` runs the real flow
+under the session's Prefect test harness and returns its final state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from canaryflow.cluster.clock import ManualClock
+from canaryflow.demo import SimulatedStack, simulated_stack
+from canaryflow.requests import RolloutRequest
+
+DEMO_SPEC = "config/rollouts/demo.yaml"
+
+SPEC_HEAD = """\
+apiVersion: canaryflow/v1
+kind: Rollout
+metadata: {{name: web-test}}
+spec:
+  target: {{namespace: shop, deployment: web, container: web, service: web}}
+  progressDeadline: 1m
+  failurePolicy: {{onFailure: {on_failure}, onInconclusive: {on_inconclusive}}}
+  analysis: {{minExposureSeconds: 15, minIntervals: 3}}
+  steps:
+"""
+
+
+def write_spec(
+    directory: Path,
+    steps: list[str],
+    *,
+    on_failure: str = "rollback",
+    on_inconclusive: str = "rollback",
+    name: str = "spec.yaml",
+) -> str:
+    """A spec for shop/web with `steps` (YAML flow mappings, e.g. ``{setWeight: 20}``)."""
+    text = SPEC_HEAD.format(on_failure=on_failure, on_inconclusive=on_inconclusive)
+    text += "".join(f"    - {step}\n" for step in steps)
+    path = directory / name
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.fixture
+def stack() -> SimulatedStack:
+    return simulated_stack(ManualClock(), rate_per_pod=200.0)
+
+
+@pytest.fixture
+def runtime(stack: SimulatedStack, tmp_path: Path) -> Any:
+    from flows import Runtime
+
+    return Runtime(
+        cluster=stack.cluster,
+        metrics=stack.metrics,
+        clock=stack.clock,
+        reports_dir=tmp_path / "reports",
+        retry_delays=(0.0, 0.0),
+        approval_poll_seconds=1,
+        slot_lease_seconds=60.0,
+    )
+
+
+@pytest.fixture
+def rollout_of(prefect_harness: Any, runtime: Any) -> Callable[..., Any]:
+    """Run the rollout flow for an image (and a spec) on this test's runtime; return its state."""
+    from flows import rollout, use_runtime
+
+    def run(image: str, spec: str = DEMO_SPEC, **request: Any) -> Any:
+        with use_runtime(runtime):
+            return rollout(RolloutRequest(spec=spec, image=image, **request), return_state=True)
+
+    return run

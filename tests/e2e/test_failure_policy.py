@@ -1,0 +1,119 @@
+"""Failure policy end to end: no metrics is never a pass, Kubernetes errors are retried then rolled back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analysis.observations import TrackObservation
+from canaryflow.demo import GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
+from canaryflow.errors import ClusterUnavailableError, MetricsUnavailableError
+from canaryflow.metrics import MetricQuery, MetricsSource
+from tests.e2e.conftest import write_spec
+
+
+class FlakyMetrics:
+    """A metrics source that is down (`MetricsUnavailableError`) for the first `down_calls` calls."""
+
+    def __init__(self, inner: MetricsSource, *, down_calls: float) -> None:
+        self.inner = inner
+        self.down_calls = down_calls
+        self.calls = 0
+
+    def is_online(self) -> bool:
+        return self.calls >= self.down_calls
+
+    def observe(self, query: MetricQuery, **kwargs: Any) -> TrackObservation:
+        self.calls += 1
+        if self.calls <= self.down_calls:
+            raise MetricsUnavailableError("connection refused (Prometheus is down)")
+        return self.inner.observe(query, **kwargs)
+
+
+@pytest.fixture
+def with_metrics(runtime: Any) -> Callable[[MetricsSource], None]:
+    def swap(metrics: MetricsSource) -> None:
+        object.__setattr__(runtime, "metrics", metrics)
+
+    return swap
+
+
+def test_prometheus_down_for_the_whole_analysis_rolls_back_never_promotes(
+    stack: SimulatedStack, rollout_of: Callable[..., Any], with_metrics: Callable[[MetricsSource], None]
+) -> None:
+    with_metrics(FlakyMetrics(stack.metrics, down_calls=float("inf")))
+
+    outcome = rollout_of(GOOD_IMAGE).result()
+
+    assert outcome.result == "rolled-back"
+    assert "Inconclusive: no data" in outcome.reason
+    assert stack.cluster.read(stack.target).stable.image == STABLE_IMAGE
+
+
+def test_the_judge_waits_while_prometheus_is_down_then_promotes(
+    stack: SimulatedStack, rollout_of: Callable[..., Any], with_metrics: Callable[[MetricsSource], None]
+) -> None:
+    flaky = FlakyMetrics(
+        stack.metrics, down_calls=4
+    )  # two intervals: each tries twice (the task retries once)
+    with_metrics(flaky)
+
+    outcome = rollout_of(GOOD_IMAGE).result()
+
+    assert outcome.result == "promoted"
+    assert flaky.calls > 4
+    status = (Path(outcome.report) / "observations-step2.json").read_text()
+    assert '"error-rate": null' in status  # the down intervals are recorded as no data
+
+
+def test_inconclusive_with_on_inconclusive_continue_still_never_promotes_without_evidence(
+    stack: SimulatedStack,
+    rollout_of: Callable[..., Any],
+    with_metrics: Callable[[MetricsSource], None],
+    tmp_path: Path,
+) -> None:
+    spec = write_spec(
+        tmp_path,
+        ["{setWeight: 20}", "{analyze: {interval: 5s, maxDuration: 20s}}"],
+        on_inconclusive="continue",
+    )
+    with_metrics(FlakyMetrics(stack.metrics, down_calls=float("inf")))
+
+    outcome = rollout_of(GOOD_IMAGE, spec=spec).result()
+
+    assert outcome.result == "rolled-back"
+    assert "never promote without evidence" in outcome.reason
+
+
+def test_kubernetes_timeouts_are_retried(stack: SimulatedStack, rollout_of: Callable[..., Any]) -> None:
+    stack.world.timeouts = 2  # the first two API calls time out; the task's retries get through
+
+    outcome = rollout_of(GOOD_IMAGE).result()
+
+    assert outcome.result == "promoted"
+    assert stack.world.timeouts == 0
+
+
+def test_a_kubernetes_error_that_outlasts_the_retries_rolls_back(
+    stack: SimulatedStack, rollout_of: Callable[..., Any], with_metrics: Callable[[MetricsSource], None]
+) -> None:
+    metrics = FlakyMetrics(stack.metrics, down_calls=0)
+    with_metrics(metrics)
+    failures = {"left": 3}  # once the analysis has run, the next three writes (every attempt) time out
+
+    def before_write(verb: str, namespace: str, name: str) -> None:
+        if metrics.calls > 0 and failures["left"] > 0:
+            failures["left"] -= 1
+            raise ClusterUnavailableError("simulated API timeout")
+
+    stack.world.before_write = before_write
+    outcome = rollout_of(GOOD_IMAGE).result()
+
+    assert outcome.result == "rolled-back"
+    assert outcome.reason == "ClusterUnavailableError: simulated API timeout"
+    status = stack.cluster.read(stack.target)
+    assert status.stable.image == STABLE_IMAGE
+    assert status.canary is None

@@ -1,0 +1,66 @@
+"""The rollout flow end to end on the simulated stack: promote, roll back, and what it leaves behind."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from analysis.logs import parse_log
+from canaryflow.demo import BAD_IMAGE, GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
+
+
+def _assert_clean(stack: SimulatedStack, image: str, replicas: int = 10) -> None:
+    """Only the stable is left, at full size, on `image`, every pod Ready."""
+    status = stack.cluster.read(stack.target)
+    assert status.canary is None
+    assert status.baseline is None
+    assert status.state is None
+    assert status.stable.image == image
+    assert status.stable.replicas == replicas
+    assert status.stable.ready == replicas
+
+
+def test_a_good_canary_is_promoted(stack: SimulatedStack, rollout_of: Callable[..., Any]) -> None:
+    state = rollout_of(GOOD_IMAGE)
+
+    assert state.is_completed()
+    outcome = state.result()
+    assert outcome.result == "promoted"
+    assert "within its tolerance" in outcome.reason
+    _assert_clean(stack, GOOD_IMAGE)
+
+
+def test_a_bad_canary_is_rolled_back_at_the_first_analysis(
+    stack: SimulatedStack, rollout_of: Callable[..., Any]
+) -> None:
+    seen_weights: list[int] = []
+
+    def before_write(verb: str, namespace: str, name: str) -> None:
+        if name == "web-canary" and verb == "patch":
+            seen_weights.append(stack.world.record(namespace, name).replicas)  # type: ignore[union-attr]
+
+    stack.world.before_write = before_write
+    outcome = rollout_of(BAD_IMAGE).result()
+
+    assert outcome.result == "rolled-back"
+    assert outcome.reason.startswith("Roll back: error-rate")
+    _assert_clean(stack, STABLE_IMAGE)
+    # The 50 % step was never reached: the canary never grew beyond its 20 % size (2 of 10 pods).
+    assert max(seen_weights, default=2) <= 2
+
+
+def test_the_report_holds_status_and_a_replayable_observation_log(
+    stack: SimulatedStack, rollout_of: Callable[..., Any]
+) -> None:
+    outcome = rollout_of(BAD_IMAGE).result()
+
+    report = Path(outcome.report)
+    status = json.loads((report / "status.json").read_text())
+    assert status["result"] == "rolled-back"
+    assert status["verdict"]["decision"] == "rollback"
+    log = parse_log(json.loads((report / "observations-step2.json").read_text()))
+    assert len(log.intervals) == status["verdict"]["interval"]
+    assert set(log.metrics) == {"error-rate", "latency"}
+    assert (report / "observations-step2.png").read_bytes().startswith(b"\x89PNG")

@@ -1,0 +1,44 @@
+"""A newer image supersedes the running rollout of the same target: it rolls back and ends Cancelled."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from canaryflow.demo import BAD_IMAGE, GOOD_IMAGE, SimulatedStack
+from tests.e2e.conftest import write_spec
+
+
+def test_a_newer_image_supersedes_a_paused_rollout(
+    stack: SimulatedStack, rollout_of: Callable[..., Any], tmp_path: Path
+) -> None:
+    from flows.approval import paused_run_of
+
+    waiting = write_spec(
+        tmp_path, ["{setWeight: 20}", "{pause: {approval: true, timeout: 1m}}"], name="old.yaml"
+    )
+    newer = write_spec(tmp_path, ["{setWeight: 20}", "{pause: {duration: 10s}}"], name="new.yaml")
+    states: list[Any] = []
+
+    def old_rollout() -> None:
+        states.append(rollout_of(GOOD_IMAGE, spec=waiting, rollout_id="web-old"))
+
+    old = threading.Thread(target=contextvars.copy_context().run, args=(old_rollout,), daemon=True)
+    old.start()
+    deadline = time.monotonic() + 60
+    while paused_run_of("web-old") is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # polling the Prefect API until the old run waits in its pause
+
+    new_state = rollout_of(BAD_IMAGE, spec=newer, rollout_id="web-new")
+    old.join(timeout=60)
+
+    assert states[0].is_cancelled()
+    assert states[0].message == f"superseded by {BAD_IMAGE}"
+    outcome = new_state.result()
+    assert outcome.rollout_id == "web-new"
+    assert outcome.result == "promoted"  # no analysis in this spec: the steps alone decide
+    assert stack.cluster.read(stack.target).stable.image == BAD_IMAGE

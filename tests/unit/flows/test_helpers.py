@@ -1,0 +1,121 @@
+"""Flow helpers without Prefect's engine: ids, slot names, runtime from the environment, charts, tasks."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from analysis.observations import HistogramCounts, PairedObservation, RatioCounts
+from canaryflow.cluster.clock import ManualClock
+from canaryflow.cluster.port import TargetRef
+from canaryflow.demo import GOOD_IMAGE, simulated_stack
+from canaryflow.errors import PermanentError
+from canaryflow.metrics import ObservationRecorder
+from canaryflow.replicas import plan_split
+from canaryflow.requests import RolloutRequest
+from flows.charts import render_chart
+from flows.plan import plan_rollout, rollout_id_for, slot_name
+from flows.reporting import quantile
+from flows.runtime import Runtime, current_runtime, runtime_from_env, use_runtime
+from flows.steps import hold, observe
+
+SPEC = "config/rollouts/demo.yaml"
+
+
+def test_the_rollout_id_depends_on_target_and_image_only() -> None:
+    plan = plan_rollout(RolloutRequest(spec=SPEC, image=GOOD_IMAGE))
+    again = plan_rollout(RolloutRequest(spec=SPEC, image=GOOD_IMAGE, triggered_by="webhook"))
+    other = plan_rollout(RolloutRequest(spec=SPEC, image="registry.example.com/shop/web:9"))
+    assert plan.rollout_id == again.rollout_id == rollout_id_for(plan.spec, GOOD_IMAGE)
+    assert plan.rollout_id != other.rollout_id
+    assert plan.rollout_id.startswith("web-")
+    explicit = plan_rollout(RolloutRequest(spec=SPEC, image=GOOD_IMAGE, rollout_id="web-1"))
+    assert explicit.rollout_id == "web-1"
+
+
+def test_slot_names_are_per_target() -> None:
+    assert slot_name(TargetRef("shop", "web", "web", "web")) == "rollout-shop-web"
+    assert slot_name(TargetRef("shop", "api", "api", "api")) != slot_name(
+        TargetRef("shop", "web", "web", "web")
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CANARYFLOW_CLUSTER": "openshift"}, "not a cluster kind"),
+        ({"CANARYFLOW_CLUSTER": "simulated"}, "needs a runtime injected"),
+        ({"CANARYFLOW_CLUSTER": "kubernetes"}, "CANARYFLOW_PROMETHEUS_URL is not set"),
+    ],
+)
+def test_runtime_from_env_refuses_what_it_cannot_build(env: dict[str, str], message: str) -> None:
+    with pytest.raises(PermanentError, match=message):
+        runtime_from_env(env)
+
+
+def test_an_injected_runtime_is_current_only_inside_the_block(tmp_path: Path) -> None:
+    stack = simulated_stack(ManualClock())
+    runtime = Runtime(cluster=stack.cluster, metrics=stack.metrics, clock=stack.clock, reports_dir=tmp_path)
+    with use_runtime(runtime):
+        assert current_runtime() is runtime
+    with pytest.raises(PermanentError):
+        current_runtime()  # from the (empty) environment of this test: no Prometheus configured
+
+
+def test_hold_and_observe_tasks_use_the_runtime_clock_and_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CANARYFLOW_PROMETHEUS_URL", raising=False)
+    clock = ManualClock()
+    stack = simulated_stack(clock)
+    runtime = Runtime(cluster=stack.cluster, metrics=stack.metrics, clock=clock, reports_dir=tmp_path)
+    plan = plan_rollout(RolloutRequest(spec=SPEC, image=GOOD_IMAGE))
+    with use_runtime(runtime):
+        stack.cluster.apply_split(
+            stack.target,
+            plan_split(10, 20, baseline=True),
+            rollout_id=plan.rollout_id,
+            image=GOOD_IMAGE,
+            step=0,
+            progress_deadline=timedelta(minutes=1),
+        )
+        start = clock.monotonic()
+        end = hold.fn(10.0, why="test")
+        assert clock.monotonic() - start == 10.0
+        observed = observe.fn(
+            plan.queries(), namespace="shop", app="web", end=end, window=timedelta(seconds=10)
+        )
+    error_rate = observed["error-rate"]
+    assert isinstance(error_rate, PairedObservation)
+    assert isinstance(error_rate.canary, RatioCounts)
+    assert error_rate.canary.total > 0
+
+
+def test_quantile_interpolates_within_the_bucket_like_promql() -> None:
+    histogram = HistogramCounts(le=(0.1, 0.2, math.inf), counts=(50.0, 100.0, 100.0))
+    assert quantile(histogram, 0.5) == pytest.approx(0.1)
+    assert quantile(histogram, 0.75) == pytest.approx(0.15)
+    assert quantile(HistogramCounts(le=(0.1, math.inf), counts=(0.0, 0.0)), 0.5) is None
+
+
+def test_the_chart_is_a_png_and_a_markdown_image(tmp_path: Path) -> None:
+    plan = plan_rollout(RolloutRequest(spec=SPEC, image=GOOD_IMAGE))
+    recorder = ObservationRecorder(plan.queries(), interval_seconds=5)
+    le = (0.1, math.inf)
+    for errors in (1, 3, None):
+        if errors is None:
+            recorder.record({"error-rate": None, "latency": None})
+            continue
+        recorder.record(
+            {
+                "error-rate": PairedObservation(RatioCounts(1, 100), RatioCounts(errors, 100)),
+                "latency": PairedObservation(HistogramCounts(le, (90, 100)), HistogramCounts(le, (80, 100))),
+            }
+        )
+    markdown = render_chart(recorder.log(), tmp_path / "chart.png")
+    assert markdown is not None
+    assert markdown.startswith("![canary vs baseline](data:image/png;base64,")
+    assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
