@@ -10,6 +10,7 @@ clients. This is the only package besides the deployment starter that imports Pr
 
 from __future__ import annotations
 
+from flows.cleanup import cleanup
 from flows.plan import RolloutOutcome, RolloutPlan, plan_rollout
 from flows.rollout import rollout
 from flows.runtime import Runtime, current_runtime, runtime_from_env, use_runtime
@@ -18,6 +19,7 @@ __all__ = [
     "RolloutOutcome",
     "RolloutPlan",
     "Runtime",
+    "cleanup",
     "current_runtime",
     "plan_rollout",
     "rollout",

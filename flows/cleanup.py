@@ -1,0 +1,169 @@
+"""The cleanup flow: converge one target to a safe state after a rollout run died.
+
+    take the target's slot (so that no live rollout is touched)
+    read the rollout state from the canary's annotations
+    nothing there: nothing to do
+    promoting: finish the promotion (the decision was made; the stable may already run the canary)
+    progressing or rolling-back: roll back (the stable keeps, or gets back, its image)
+
+It is what the crash automation of ``deployments/prefect.yaml`` runs when a rollout run ends
+Crashed (the automation passes the crashed run's spec and rollout id), and what a person runs from
+the Prefect UI for a target given by name. Running it again changes nothing: every cluster write
+is idempotent and a clean target is left as it is. With ``rollout_id`` set, a target that another
+rollout holds is left alone; that rollout (live, or its next run) converges it itself.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from datetime import timedelta
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
+from prefect.runtime import flow_run
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from canaryflow.cluster.port import RolloutId, RolloutState, TargetRef
+from canaryflow.errors import CanaryflowError
+from canaryflow.spec import load_spec
+from flows.plan import slot_name
+from flows.runtime import current_runtime
+from flows.steps import promote_canary, read_target, roll_back_canary, with_retries
+
+__all__ = ["CleanupAction", "CleanupOutcome", "CleanupRequest", "cleanup", "next_action"]
+
+CleanupAction = Literal["nothing", "promote", "roll-back", "leave"]
+_NAMED = ("namespace", "deployment", "container", "service")
+
+
+class CleanupRequest(BaseModel):
+    """The target to clean up: the one of a rollout spec, or one given by name (not both)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spec: str | None = Field(
+        default=None, description="Path of a rollout spec (YAML) whose target to clean up."
+    )
+    namespace: str | None = Field(default=None, description="Namespace of the target (without a spec).")
+    deployment: str | None = Field(default=None, description="The stable Deployment (without a spec).")
+    container: str | None = Field(default=None, description="The container whose image changes.")
+    service: str | None = Field(default=None, description="The Service in front of the target.")
+    rollout_id: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        description="Only clean up this rollout; leave the target alone if another one holds it.",
+    )
+    progress_deadline_seconds: int = Field(
+        default=600, ge=1, le=24 * 3600, description="How long pods may take to be Ready (without a spec)."
+    )
+    slot_timeout_seconds: int = Field(
+        default=3600,
+        ge=0,
+        le=24 * 3600,
+        description="How long to wait for the target's slot; a run holding it longer converges it itself.",
+    )
+
+    @model_validator(mode="after")
+    def _spec_or_names(self) -> CleanupRequest:
+        named = [getattr(self, name) for name in _NAMED]
+        if self.spec is not None and any(value is not None for value in named):
+            raise ValueError("give either a spec or namespace, deployment, container and service, not both")
+        if self.spec is None and any(value is None for value in named):
+            missing = ", ".join(name for name in _NAMED if getattr(self, name) is None)
+            raise ValueError(f"without a spec, name the target in full (missing: {missing})")
+        return self
+
+    def resolve(self) -> tuple[TargetRef, timedelta]:
+        """The target and the progress deadline (the spec's when there is a spec)."""
+        if self.spec is None:
+            namespace, deployment, container, service = (str(getattr(self, name)) for name in _NAMED)
+            target = TargetRef(
+                namespace=namespace, deployment=deployment, container=container, service=service
+            )
+            return target, timedelta(seconds=self.progress_deadline_seconds)
+        spec = load_spec(self.spec)
+        t = spec.target
+        target = TargetRef(
+            namespace=t.namespace, deployment=t.deployment, container=t.container, service=t.service
+        )
+        return target, spec.spec.progress_deadline
+
+
+class CleanupOutcome(BaseModel):
+    """What the cleanup did to the target (``action``) and to which rollout, in words."""
+
+    model_config = ConfigDict(frozen=True)
+
+    target: str
+    action: CleanupAction
+    rollout_id: str | None
+    reason: str
+
+
+def next_action(state: RolloutState | None, *, only: str | None = None) -> CleanupAction:
+    """What converges a target whose canary carries `state` (pure; `only`: the rollout to clean)."""
+    if state is None:
+        return "nothing"
+    if only is not None and state.rollout_id != only:
+        return "leave"
+    return "promote" if state.phase == "promoting" else "roll-back"
+
+
+def run_name() -> str:
+    raw: Any = flow_run.parameters.get("target")
+    try:
+        request = raw if isinstance(raw, CleanupRequest) else CleanupRequest.model_validate(raw)
+        target, _ = request.resolve()
+    except (ValueError, CanaryflowError):
+        return "cleanup"
+    return f"cleanup-{target.namespace}-{target.deployment}"
+
+
+@flow(name="cleanup", flow_run_name=run_name, persist_result=False)
+def cleanup(target: CleanupRequest) -> CleanupOutcome:
+    """Converge `target` to a safe state: finish a promotion, roll back anything else left."""
+    ref, deadline = target.resolve()
+    logger = get_run_logger()
+    name = slot_name(ref)
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, 1)
+    with ExitStack() as slot:
+        try:
+            slot.enter_context(
+                concurrency(
+                    name,
+                    occupy=1,
+                    timeout_seconds=target.slot_timeout_seconds,
+                    lease_duration=current_runtime().slot_lease_seconds,
+                    strict=True,
+                )
+            )
+        except TimeoutError:
+            reason = f"a live run held {ref} for {target.slot_timeout_seconds} s; it converges the target"
+            logger.warning("%s", reason)
+            return CleanupOutcome(target=str(ref), action="leave", rollout_id=None, reason=reason)
+        return _converge(ref, deadline, only=target.rollout_id)
+
+
+def _converge(ref: TargetRef, deadline: timedelta, *, only: str | None) -> CleanupOutcome:
+    logger = get_run_logger()
+    state = with_retries(read_target)(ref).state
+    action = next_action(state, only=only)
+    if state is None:
+        reason = f"no rollout on {ref}: nothing to do"
+    elif action == "leave":
+        reason = f"{ref} is in rollout {state.rollout_id}, not {only}: left to that rollout"
+    else:
+        rollout_id = RolloutId(state.rollout_id)
+        if action == "promote":
+            with_retries(promote_canary)(ref, rollout_id=rollout_id, progress_deadline=deadline)
+            reason = f"finished the interrupted promotion of {state.canary_image}"
+        else:
+            with_retries(roll_back_canary)(ref, rollout_id=rollout_id, progress_deadline=deadline)
+            reason = f"rolled back {state.canary_image} ({state.phase} at weight {state.weight}%)"
+    logger.info("%s: %s", ref, reason)
+    return CleanupOutcome(
+        target=str(ref), action=action, rollout_id=state.rollout_id if state else None, reason=reason
+    )
