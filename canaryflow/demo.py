@@ -1,15 +1,17 @@
 """`canaryflow demo`: a good and a bad rollout on an embedded stack, start to finish, in minutes.
 
-The stack (`simulated_stack`): a `SimulatedCluster` seeded with the example target (namespace
-``shop``, Deployment and Service ``web``, 10 replicas of ``registry.example.com/shop/web:1.0.0``),
-a `TrafficSimulator` that follows its pods, with a good and a bad behaviour profile, and a metrics
-source: a real Prometheus scraping the simulator's ``/metrics`` when the ``prometheus`` binary is
-installed, the simulated source otherwise. Tests build the same stack on a manual clock.
+The stacks live in `canaryflow.demostack`: ``--cluster sim`` (the default) rolls out on a
+`SimulatedCluster`; ``--cluster kube`` applies the example app to a real API server (the running
+local control plane, else a temporary one stopped at the end) and rolls out there, with the
+simulated traffic following the real pods. Metrics come from a real Prometheus scraping the
+simulator's ``/metrics`` when the ``prometheus`` binary is installed, else from the simulated source.
 
-The demo runs the rollout flow under Prefect's ephemeral API (settings through the environment of
-this process only), rolls out the good image (promoted) and then the bad one (rolled back) with a
-live display, and ends with a summary table and where the reports are. This module and the CLI are
-the only parts of ``canaryflow`` that may import ``flows``; they do so inside functions.
+The demo runs the rollout flow under Prefect's ephemeral API, or with ``--ui`` under a
+``prefect server`` of its own (`canaryflow.prefectserver`; kept up after the rollouts until Ctrl-C),
+with settings through the environment of this process only. It rolls out the good image (promoted)
+and then the bad one (rolled back) with a live display, and ends with a summary table and where the
+reports are. This module and the CLI are the only parts of ``canaryflow`` that may import ``flows``;
+they do so inside functions.
 """
 
 from __future__ import annotations
@@ -17,144 +19,124 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from canaryflow.cluster.clock import Clock, SystemClock
-from canaryflow.cluster.port import TargetRef
-from canaryflow.cluster.simulated import SimulatedCluster, SimulatedWorld
-from canaryflow.errors import NotImplementedYetError
-from canaryflow.metrics import MetricsSource, create_metrics_source
-from canaryflow.simulation import AppRef, BehaviourProfile, MetricsServer, RealTimeDriver, TrafficSimulator
+from canaryflow.cluster.clock import SystemClock
+from canaryflow.cluster.factory import CLUSTER_KINDS
+from canaryflow.demostack import (
+    BAD_IMAGE,
+    DEMO_SPEC,
+    GOOD_IMAGE,
+    PROFILES,
+    STABLE_IMAGE,
+    DemoKubernetes,
+    DemoStack,
+    SimulatedStack,
+    demo_kubernetes,
+    demo_metrics,
+    kube_stack,
+    simulated_stack,
+)
+from canaryflow.errors import PermanentError
+from canaryflow.simulation import RealTimeDriver
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from canaryflow.metrics import MetricsSource
+    from canaryflow.prefectserver import PrefectServer
+
 __all__ = [
     "BAD_IMAGE",
+    "DEMO_RATE_PER_POD",
     "DEMO_SPEC",
     "GOOD_IMAGE",
     "PROFILES",
     "STABLE_IMAGE",
     "SimulatedStack",
+    "demo_stack",
     "run_demo",
+    "run_rollouts",
     "simulated_stack",
 ]
 
-STABLE_IMAGE = "registry.example.com/shop/web:1.0.0"
-GOOD_IMAGE = "registry.example.com/shop/web:1.1.0"
-BAD_IMAGE = "registry.example.com/shop/web:1.2.0"
-#: The demo's rollout spec, in the source tree next to the package.
-DEMO_SPEC = Path(__file__).resolve().parents[1] / "config" / "rollouts" / "demo.yaml"
-TARGET = TargetRef(namespace="shop", deployment="web", container="web", service="web")
-
-_NORMAL = BehaviourProfile(error_rate=0.01, latency_median=0.08, latency_p99=0.4)
-#: The stable and the good image behave alike; the bad one fails five times as often and is slower.
-PROFILES = {
-    STABLE_IMAGE: _NORMAL,
-    GOOD_IMAGE: _NORMAL,
-    BAD_IMAGE: BehaviourProfile(error_rate=0.05, latency_median=0.12, latency_p99=0.8),
-}
+#: Requests per second per Ready pod in the demo: enough that a canary that behaves like its
+#: baseline is shown to be within tolerance inside the spec's minute of analysis.
+DEMO_RATE_PER_POD = 1000.0
+#: What the demo expects of each image.
+_EXPECTED = {GOOD_IMAGE: "promoted", BAD_IMAGE: "rolled-back"}
 
 
-class _EpochClock:
-    """A cluster clock as the simulator's clock (seconds since the epoch)."""
-
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-
-    def now(self) -> float:
-        return self._clock.now().timestamp()
-
-
-@dataclass
-class SimulatedStack:
-    """The simulated cluster with the example target, its traffic, and a metrics source over it."""
-
-    clock: Clock
-    world: SimulatedWorld
-    cluster: SimulatedCluster
-    simulator: TrafficSimulator
-    metrics: MetricsSource
-    target: TargetRef = TARGET
-
-
-def simulated_stack(
-    clock: Clock,
+def run_demo(
     *,
-    replicas: int = 10,
-    rate_per_pod: float = 200.0,
-    seed: int = 7,
-    pod_ready_delay: float = 1.0,
-) -> SimulatedStack:
-    """The example target on a simulated cluster, its simulated traffic and the simulated source.
+    cluster: str = "sim",
+    ui: bool = False,
+    reports_dir: Path = Path("reports"),
+    kubeconfig: Path | None = None,
+    images: Sequence[str] = (GOOD_IMAGE, BAD_IMAGE),
+) -> int:
+    """Run the demo; return the process exit code (0 when every image ended as expected: the good
+    one promoted, the bad one rolled back).
 
-    The cluster and the simulator follow `clock` (a `ManualClock` in tests, `SystemClock` in the demo).
+    `cluster` is ``sim`` or ``kube`` (see `canaryflow.cluster.factory.CLUSTER_KINDS`); `kubeconfig`
+    picks the API server for ``kube`` (default: the running local control plane, else a temporary
+    one). With `ui`, a Prefect server shows the runs and stays up after them until Ctrl-C.
     """
-    world = SimulatedWorld(clock=clock, pod_ready_delay=pod_ready_delay)
-    labels = {"app": TARGET.app, "track": "stable"}
-    world.add_deployment(
-        TARGET.namespace, TARGET.deployment, image=STABLE_IMAGE, replicas=replicas, labels=labels
-    )
-    world.add_service(TARGET.namespace, TARGET.service, {"app": TARGET.app})
-    cluster = SimulatedCluster(world, poll_interval=0.25)
-    simulator = TrafficSimulator(
-        cluster,
-        [AppRef(TARGET.namespace, TARGET.app)],
-        clock=_EpochClock(clock),
-        seed=seed,
-        rate_per_pod=rate_per_pod,
-        profiles=PROFILES,
-        default_profile=_NORMAL,
-    )
-    metrics = create_metrics_source("simulated", simulator=simulator)
-    return SimulatedStack(clock=clock, world=world, cluster=cluster, simulator=simulator, metrics=metrics)
-
-
-@contextmanager
-def _metrics_for_demo(stack: SimulatedStack, console: Console) -> Iterator[tuple[MetricsSource, str]]:
-    """A real Prometheus scraping the simulator when installed, else the embedded source."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        console.print("Prometheus not installed: using the embedded metrics source")
-        yield stack.metrics, "embedded (simulated)"
-        return
-    from canaryflow.metrics.localprometheus import LocalPrometheus
-    from canaryflow.metrics.prometheus import PrometheusConfig
-
-    with MetricsServer(stack.simulator) as server, LocalPrometheus.start(binary) as prometheus:
-        prometheus.add_targets("simulator", [server.target])
-        console.print(f"Prometheus {prometheus.url} scrapes the simulator at {server.url}")
-        yield (
-            create_metrics_source("prometheus", prometheus=PrometheusConfig(url=prometheus.url)),
-            prometheus.url,
-        )
-
-
-def run_demo(*, cluster: str = "sim", ui: bool = False, reports_dir: Path = Path("reports")) -> int:
-    """Run the demo; return the process exit code (0 when good was promoted and bad rolled back)."""
-    if cluster not in ("sim", "simulated"):
-        raise NotImplementedYetError(f"demo --cluster {cluster}: not implemented yet; use --cluster sim")
+    kind = CLUSTER_KINDS.get(cluster)
+    if kind is None:
+        known = ", ".join(sorted(CLUSTER_KINDS))
+        raise PermanentError(f"demo --cluster {cluster}: unknown cluster kind; choose one of: {known}")
     from rich.console import Console
 
     console = Console()
-    started = time.monotonic()
-    with ExitStack() as stack:
-        _prefect_environment(stack, ui=ui, console=console)
-        sim = simulated_stack(SystemClock())
-        stack.enter_context(RealTimeDriver(sim.simulator, tick=0.25))
-        metrics, where = stack.enter_context(_metrics_for_demo(sim, console))
-        outcomes = run_rollouts(sim, metrics, reports_dir=reports_dir, console=console)
-    return _summary(console, outcomes, where, reports_dir, time.monotonic() - started)
+    with ExitStack() as resources:
+        server = _prefect_environment(resources, ui=ui, console=console)
+        started = time.monotonic()
+        with ExitStack() as stack:
+            demo = stack.enter_context(demo_stack(kind, kubeconfig=kubeconfig, console=console))
+            stack.enter_context(RealTimeDriver(demo.simulator, tick=0.25))
+            metrics, where = stack.enter_context(demo_metrics(demo, say=console.print))
+            outcomes = run_rollouts(demo, metrics, images=images, reports_dir=reports_dir, console=console)
+        code = _summary(console, outcomes, where, reports_dir, time.monotonic() - started)
+        if server is not None:
+            _serve_until_interrupted(server, console)
+    return code
+
+
+@contextmanager
+def demo_stack(kind: str, *, kubeconfig: Path | None, console: Console) -> Iterator[DemoStack]:
+    """The simulated stack, or the example app on a Kubernetes API server (with how to watch it)."""
+    if kind == "simulated":
+        yield simulated_stack(SystemClock(), rate_per_pod=DEMO_RATE_PER_POD)
+        return
+    with demo_kubernetes(kubeconfig, say=console.print) as kube:
+        console.print(f"Applying the example app (deployments/kubernetes/example-app.yaml) on {STABLE_IMAGE}")
+        with kube_stack(kube.kubeconfig, kubectl=kube.kubectl, rate_per_pod=DEMO_RATE_PER_POD) as stack:
+            _how_to_watch(console, kube)
+            yield stack
+
+
+def _how_to_watch(console: Console, kube: DemoKubernetes) -> None:
+    kubectl = "kubectl" if shutil.which("kubectl") == str(kube.kubectl) else str(kube.kubectl)
+    lasts = " (it is stopped when the demo ends)" if kube.temporary else ""
+    console.print(f"Watch the Deployments from another terminal{lasts}:")
+    console.print(f"  export KUBECONFIG={kube.kubeconfig}", soft_wrap=True, highlight=False)
+    console.print(f"  {kubectl} get deploy -n shop -L track -w", soft_wrap=True, highlight=False)
 
 
 def run_rollouts(
-    sim: SimulatedStack, metrics: MetricsSource, *, reports_dir: Path, console: Console
+    stack: DemoStack,
+    metrics: MetricsSource,
+    *,
+    reports_dir: Path,
+    console: Console,
+    images: Sequence[str] = (GOOD_IMAGE, BAD_IMAGE),
 ) -> list[Any]:
-    """Roll out the good image, then the bad one, with a live display; return their outcomes."""
+    """Roll out each of `images` in turn (the good one, then the bad one) with a live display on
+    `console`; return their outcomes."""
     from rich.live import Live
 
     from canaryflow.requests import RolloutRequest
@@ -163,12 +145,12 @@ def run_rollouts(
 
     board = _Board()
     runtime = Runtime(
-        cluster=sim.cluster, metrics=metrics, clock=sim.clock, reports_dir=reports_dir, events=board.event
+        cluster=stack.cluster, metrics=metrics, clock=stack.clock, reports_dir=reports_dir, events=board.event
     )
     outcomes = []
     with Live(board.render(), console=console, refresh_per_second=4) as live:
         board.live = live
-        for image in (GOOD_IMAGE, BAD_IMAGE):
+        for image in images:
             with use_runtime(runtime):
                 state = rollout(
                     RolloutRequest(spec=str(DEMO_SPEC), image=image, triggered_by="demo"), return_state=True
@@ -210,16 +192,35 @@ class _Board:
         return table
 
 
-def _prefect_environment(stack: ExitStack, *, ui: bool, console: Console) -> None:
-    """Prefect settings for this process only: the ephemeral API, or a `prefect server` with --ui."""
+def _prefect_environment(stack: ExitStack, *, ui: bool, console: Console) -> PrefectServer | None:
+    """Prefect settings for this process only, set before Prefect is imported: the ephemeral API,
+    or with `ui` a `prefect server` of the demo's own (stopped when `stack` closes)."""
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     if not ui:
         os.environ.pop("PREFECT_API_URL", None)
         os.environ["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "true"
-        return
-    raise NotImplementedYetError("demo --ui: not implemented yet")
+        return None
+    from canaryflow.prefectserver import prefect_server
+
+    console.print("Starting a Prefect server (prefect server start) for the UI ...")
+    server = stack.enter_context(prefect_server())
+    os.environ["PREFECT_API_URL"] = server.api_url
+    os.environ["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "false"
+    console.print(f"Prefect UI: {server.ui_url}/runs (the rollouts' flow runs appear there)")
+    return server
+
+
+def _serve_until_interrupted(server: PrefectServer, console: Console) -> None:
+    """Keep the Prefect server up until Ctrl-C (or until it exits by itself)."""
+    console.print(f"The Prefect server stays up at {server.ui_url}: press Ctrl-C to stop it")
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        console.print("Stopping the Prefect server")
+    else:
+        console.print(f"The Prefect server exited ({server.process.returncode})")
 
 
 def _summary(console: Console, outcomes: list[Any], where: str, reports_dir: Path, seconds: float) -> int:
@@ -232,5 +233,5 @@ def _summary(console: Console, outcomes: list[Any], where: str, reports_dir: Pat
         table.add_row(outcome.rollout_id, outcome.image, outcome.result, outcome.reason)
     console.print(table)
     console.print(f"Reports (status, observation logs, charts): {reports_dir.resolve()}")
-    results = [o.result for o in outcomes]
-    return 0 if results == ["promoted", "rolled-back"] else 1
+    as_expected = all(o.result == _EXPECTED.get(o.image, o.result) for o in outcomes)
+    return 0 if outcomes and as_expected else 1
