@@ -92,3 +92,24 @@ def test_every_verb_of_the_role_is_needed(kube: KubernetesHarness, resource: str
 
     with pytest.raises(ForbiddenError, match="403"):
         _rollouts(cluster, target)
+
+
+def test_operations_outside_the_role_are_forbidden(kube: KubernetesHarness) -> None:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    target = kube.create_app("web", image="web:1", replicas=2)
+    cluster = kube.cluster_as_service_account(_role_rules())
+    core = client.CoreV1Api(cluster.api_client)  # type: ignore[attr-defined]
+    outside = {
+        "delete the Service": lambda: core.delete_namespaced_service(target.service, target.namespace),
+        "read a Secret": lambda: core.list_namespaced_secret(target.namespace),
+        "list nodes": lambda: core.list_node(),
+        "list pods in another namespace": lambda: core.list_namespaced_pod("default"),
+    }
+    for what, call in outside.items():
+        with pytest.raises(ApiException) as refused:
+            call()
+        assert refused.value.status == 403, what
+    admin = client.CoreV1Api(kube.cluster().api_client)  # type: ignore[attr-defined]
+    assert admin.read_namespaced_service(target.service, target.namespace).metadata.name == target.service
