@@ -50,8 +50,9 @@ class Runtime:
     a `ManualClock` in tests. ``retry_delays`` are the seconds between attempts of the tasks that
     talk to the cluster or the metrics backend. ``approval_poll_seconds`` is how often a paused run
     checks whether it was resumed. ``slot_lease_seconds`` is the lease of the target's
-    concurrency slot (renewed while the run lives; how long a killed run blocks the next one).
-    Prefect accepts leases of 60 s or more. ``events`` receives progress events (optional).
+    concurrency slot (renewed while the run lives; how long a killed run blocks the next one when
+    it cannot be shown dead, see `flows.slots`). Prefect accepts leases of 60 s or more.
+    ``events`` receives progress events (optional).
     """
 
     cluster: Cluster

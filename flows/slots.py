@@ -2,33 +2,58 @@
 
 The slot is a global concurrency limit of 1 named after the target (`flows.plan.slot_name`), held
 for the whole rollout, pauses included (a deployment's concurrency limit would be given up by a
-paused run). Its lease is renewed in the background while the run lives; a killed run's lease
-expires after ``slot_lease_seconds`` and the next run gets the slot.
+paused run). Its lease is renewed in the background while the run lives; if renewing fails because
+the lease is gone, the run stops at its next checkpoint (`SlotLost`) and rolls back.
 
-Superseding: a Prefect variable of the same name records the holder (flow run id, image) and the
-newest image that asked for the target. A run with a newer image writes its image there before it
-waits for the slot, and resumes the holder with a rejection if the holder is paused. The holder
-checks the variable between steps and intervals (`Superseded` from `check_superseded`), rolls back
-its canary and ends Cancelled; then the new run gets the slot.
+A killed run cannot give its lease back, and Prefect keeps a lease for at least 60 s. So the
+holder records itself (flow run id, lease id, host, process) in a Prefect variable named after the
+slot, and a run that finds the slot taken looks at that holder: when its flow run has ended
+(a worker marks a killed run Crashed) or its process on this host is gone (``canaryflow rollout
+--resume`` after ``kill -9``), the waiting run releases the dead holder's lease, marks its flow run
+Crashed and takes the slot; the cluster's annotations then tell `flows.rollout.prepare` whether to
+resume or roll back. A holder that may be alive (another host, a run still Running) is waited for
+until its lease expires.
+
+Superseding: the same variable records the newest image that asked for the target. A run with a
+newer image writes its image there before it waits for the slot, and resumes the holder with a
+rejection if the holder is paused. The holder checks the variable between steps and intervals
+(`Superseded` from `check_superseded`), rolls back its canary and ends Cancelled; then the new run
+gets the slot.
 """
 
 from __future__ import annotations
 
+import contextvars
+import os
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+from uuid import UUID
 
-from prefect.client.orchestration import get_client
-from prefect.concurrency.sync import concurrency
+from prefect import get_run_logger
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.flow_runs import resume_flow_run
 from prefect.runtime import flow_run
+from prefect.states import Crashed
 from prefect.variables import Variable
 
 from canaryflow.errors import RolloutAborted
 from flows.plan import RolloutPlan, slot_name
 from flows.runtime import current_runtime
 
-__all__ = ["Superseded", "check_superseded", "request_target", "target_slot"]
+__all__ = ["SlotLost", "Superseded", "check_superseded", "request_target", "target_slot"]
+
+_LOCKED = 423
+_GONE = 410
+#: Longest wait between two attempts to take a busy slot (the server suggests one with Retry-After).
+_MAX_RETRY_SECONDS = 5.0
 
 
 class Superseded(RolloutAborted):
@@ -37,6 +62,16 @@ class Superseded(RolloutAborted):
     def __init__(self, image: str) -> None:
         super().__init__(f"superseded by {image}")
         self.image = image
+
+
+class SlotLost(RolloutAborted):
+    """The target's slot was lost (its lease expired or was revoked): another run may take it."""
+
+
+#: Set by the lease renewal of the current run's slot when the lease is gone.
+_LOST: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "canaryflow_slot_lost", default=None
+)
 
 
 def _read(name: str) -> dict[str, Any]:
@@ -66,7 +101,11 @@ def request_target(plan: RolloutPlan) -> None:
 
 
 def check_superseded(plan: RolloutPlan) -> None:
-    """Raise `Superseded` when a rollout with another image asked for this target."""
+    """Raise `Superseded` when a rollout with another image asked for this target, `SlotLost` when
+    this run's lease on the target's slot is gone."""
+    lost = _LOST.get()
+    if lost is not None and lost.is_set():
+        raise SlotLost(f"the slot of {plan.target} was lost (its lease expired or was revoked)")
     newer = _read(slot_name(plan.target)).get("superseded_by")
     if newer and newer != plan.image:
         raise Superseded(newer)
@@ -76,23 +115,144 @@ def check_superseded(plan: RolloutPlan) -> None:
 def target_slot(plan: RolloutPlan) -> Iterator[None]:
     """Hold the target's slot (waiting for it) and record this run as its holder."""
     name = slot_name(plan.target)
+    seconds = current_runtime().slot_lease_seconds
+    run_id = str(flow_run.get_id() or "")
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(name, 1)
-    lease = current_runtime().slot_lease_seconds
-    with concurrency(name, occupy=1, lease_duration=lease, strict=True):
-        record = _read(name)
-        superseded_by = record.get("superseded_by")
-        holder = {
-            "flow_run_id": str(flow_run.get_id() or ""),
-            "image": plan.image,
-            "rollout_id": plan.rollout_id,
-        }
-        _write(
-            name, {"holder": holder, "superseded_by": None if superseded_by == plan.image else superseded_by}
-        )
-        try:
-            yield
-        finally:
+        lease_id = _acquire(client, name, seconds, run_id)
+    try:
+        with _renewing(lease_id, seconds):
             record = _read(name)
-            if (record.get("holder") or {}).get("flow_run_id") == holder["flow_run_id"]:
-                _write(name, {**record, "holder": None})
+            superseded_by = record.get("superseded_by")
+            holder = {
+                "flow_run_id": run_id,
+                "image": plan.image,
+                "rollout_id": plan.rollout_id,
+                "lease_id": str(lease_id),
+                **_this_process(),
+            }
+            newest = None if superseded_by == plan.image else superseded_by
+            _write(name, {"holder": holder, "superseded_by": newest})
+            try:
+                yield
+            finally:
+                record = _read(name)
+                if (record.get("holder") or {}).get("lease_id") == holder["lease_id"]:
+                    _write(name, {**record, "holder": None})
+    finally:
+        with get_client(sync_client=True) as client:
+            client.release_concurrency_slots_with_lease(lease_id)
+
+
+def _acquire(client: SyncPrefectClient, name: str, seconds: float, run_id: str) -> UUID:
+    """Take the slot with a lease of `seconds`, waiting while a live holder has it."""
+    holder = ConcurrencyLeaseHolder(type="flow_run", id=UUID(run_id)) if run_id else None
+    while True:
+        try:
+            response = client.increment_concurrency_slots_with_lease(
+                names=[name], slots=1, mode="concurrency", lease_duration=seconds, holder=holder
+            )
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code != _LOCKED:
+                raise
+            if not _release_dead_holder(client, name):
+                retry_after = float(exc.response.headers.get("Retry-After", 1.0))
+                time.sleep(min(max(retry_after, 0.1), _MAX_RETRY_SECONDS))
+            continue
+        granted = ConcurrencyLimitWithLeaseResponse.model_validate(response.json())
+        if not granted.limits:
+            raise RuntimeError(f"the global concurrency limit {name!r} does not exist")
+        return granted.lease_id
+
+
+def _release_dead_holder(client: SyncPrefectClient, name: str) -> bool:
+    """Release the lease of the slot's recorded holder if that holder is dead; True if released."""
+    record = _read(name)
+    holder = record.get("holder") or {}
+    if not holder.get("lease_id"):
+        return False
+    why = _why_dead(client, holder)
+    if why is None:
+        return False
+    message = f"the holder of slot {name} is dead ({why}); released its lease"
+    get_run_logger().warning("%s: %s", holder.get("rollout_id"), message)
+    client.release_concurrency_slots_with_lease(UUID(holder["lease_id"]))
+    run_id = holder.get("flow_run_id")
+    if run_id:
+        run = client.read_flow_run(run_id)
+        if run.state is None or not run.state.is_final():
+            client.set_flow_run_state(run_id, Crashed(message=message), force=True)
+    _write(name, {**record, "holder": None})
+    return True
+
+
+def _why_dead(client: SyncPrefectClient, holder: dict[str, Any]) -> str | None:
+    """Why the recorded `holder` is certainly dead, or None when it may be alive."""
+    run_id = holder.get("flow_run_id")
+    if run_id:
+        try:
+            run = client.read_flow_run(run_id)
+        except ObjectNotFound:
+            return f"flow run {run_id} does not exist"
+        if run.state is not None and run.state.is_final():
+            return f"flow run {run_id} is {run.state.name}"
+    if holder.get("host") == socket.gethostname() and holder.get("pid"):
+        pid = int(holder["pid"])
+        if _process_started(pid) != holder.get("started"):
+            return f"process {pid} on {holder['host']} is gone"
+    return None
+
+
+def _this_process() -> dict[str, Any]:
+    """This process, so that a later run on the same host can tell whether it is still alive."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "started": _process_started(pid)}
+
+
+def _process_started(pid: int) -> str | None:
+    """When process `pid` started (clock ticks after boot, from /proc), or None when it does not
+    run (or has exited and awaits its parent). Without /proc: ``"running"`` while `pid` exists."""
+    if not Path("/proc/self/stat").exists():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return "running"
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # After the command: the state (field 3 of proc(5)), ..., the start time (field 22).
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+@contextmanager
+def _renewing(lease_id: UUID, seconds: float) -> Iterator[None]:
+    """Renew the lease every half lease in a background thread; mark the slot lost when it is gone."""
+    stop, lost = threading.Event(), threading.Event()
+    token = _LOST.set(lost)
+
+    def renew() -> None:
+        with get_client(sync_client=True) as client:
+            while not stop.wait(seconds / 2):
+                try:
+                    client.renew_concurrency_lease(lease_id=lease_id, lease_duration=seconds)
+                except PrefectHTTPStatusError as exc:
+                    if exc.response.status_code == _GONE:
+                        lost.set()
+                        return
+                except Exception:  # a later renewal may still succeed within the lease
+                    continue
+
+    thread = threading.Thread(
+        target=contextvars.copy_context().run, args=(renew,), name="slot-lease", daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        _LOST.reset(token)
+        thread.join(timeout=seconds)
