@@ -1,6 +1,7 @@
 """A live set-up shared by the Prometheus integration tests of this folder.
 
-A `TrafficSimulator` on the real clock serves ``/metrics`` for two apps in namespace ``shop``:
+A `TrafficSimulator` on the real clock serves ``/metrics`` for two apps in namespace
+``metrics-live`` (its own: other tests leave ``shop`` series in the shared Prometheus):
 ``web`` (2 stable, 1 baseline on v1; 1 canary on v2, which fails 10x more and is twice as slow) and
 ``api`` (whose canary pod ``api-canary-0`` disappears for 1.5 s and comes back under the same name:
 a counter reset). The shared test Prometheus scrapes it every second; the fixture returns once enough
@@ -60,13 +61,13 @@ RESTART_AT, RESTART_GAP = 12.0, 1.5
 
 
 class LivePods:
-    """The pods of shop/web and shop/api; api-canary-0 is away during the restart gap."""
+    """The pods of metrics-live/web and metrics-live/api; api-canary-0 is away during the restart gap."""
 
     def __init__(self, started: float) -> None:
         self._started = started
 
     def pods(self, namespace: str, app: str) -> list[PodInfo]:
-        if namespace != "shop":
+        if namespace != "metrics-live":
             return []
         if app == "web":
             return [
@@ -100,7 +101,7 @@ def live(prometheus: PrometheusServer) -> Iterator[Live]:
     started = time.time()
     simulator = TrafficSimulator(
         LivePods(started),
-        [AppRef("shop", "web"), AppRef("shop", "api")],
+        [AppRef("metrics-live", "web"), AppRef("metrics-live", "api")],
         clock=SystemClock(),
         seed=7,
         rate_per_pod=RATE_PER_POD,
@@ -116,5 +117,5 @@ def live(prometheus: PrometheusServer) -> Iterator[Live]:
         PrometheusMetricsSource(config) as source,
     ):
         prometheus.add_targets("simulator", [server.target])
-        prometheus.wait_for_samples('http_requests_total{namespace="shop"}', SAMPLES_NEEDED)
+        prometheus.wait_for_samples('http_requests_total{namespace="metrics-live"}', SAMPLES_NEEDED)
         yield Live(prometheus, simulator, source, started)

@@ -47,8 +47,8 @@ def _at(ts: float) -> datetime:
 
 def _bracket(live: Live, app: str, track: str, end: float) -> tuple[TrackCounts, TrackCounts, float]:
     start = end - WINDOW
-    low = live.simulator.track_counts("shop", app, track, start=start + SKEW, end=end - SKEW)
-    high = live.simulator.track_counts("shop", app, track, start=start, end=end + SKEW)
+    low = live.simulator.track_counts("metrics-live", app, track, start=start + SKEW, end=end - SKEW)
+    high = live.simulator.track_counts("metrics-live", app, track, start=start, end=end + SKEW)
     return low, high, WINDOW / (WINDOW - 2 * SKEW)
 
 
@@ -56,7 +56,12 @@ def _bracket(live: Live, app: str, track: str, end: float) -> tuple[TrackCounts,
 def test_ratio_matches_the_simulators_counts_within_one_scrape(live: Live, track: AnalysisTrack) -> None:
     end = live.safe_end()
     observed = live.source.observe(
-        ERROR_RATE, namespace="shop", app="web", track=track, end=_at(end), window=timedelta(seconds=WINDOW)
+        ERROR_RATE,
+        namespace="metrics-live",
+        app="web",
+        track=track,
+        end=_at(end),
+        window=timedelta(seconds=WINDOW),
     )
     assert isinstance(observed, RatioCounts)
     low, high, factor = _bracket(live, "web", track, end)
@@ -69,10 +74,10 @@ def test_canary_error_ratio_is_the_profiles(live: Live) -> None:
     window = timedelta(seconds=WINDOW)
     end = _at(live.safe_end())
     canary = live.source.observe(
-        ERROR_RATE, namespace="shop", app="web", track="canary", end=end, window=window
+        ERROR_RATE, namespace="metrics-live", app="web", track="canary", end=end, window=window
     )
     baseline = live.source.observe(
-        ERROR_RATE, namespace="shop", app="web", track="baseline", end=end, window=window
+        ERROR_RATE, namespace="metrics-live", app="web", track="baseline", end=end, window=window
     )
     assert isinstance(canary, RatioCounts)
     assert isinstance(baseline, RatioCounts)
@@ -83,7 +88,12 @@ def test_canary_error_ratio_is_the_profiles(live: Live) -> None:
 def test_histogram_matches_the_simulators_buckets_within_one_scrape(live: Live) -> None:
     end = live.safe_end()
     observed = live.source.observe(
-        LATENCY, namespace="shop", app="web", track="canary", end=_at(end), window=timedelta(seconds=WINDOW)
+        LATENCY,
+        namespace="metrics-live",
+        app="web",
+        track="canary",
+        end=_at(end),
+        window=timedelta(seconds=WINDOW),
     )
     assert isinstance(observed, HistogramCounts)
     low, high, factor = _bracket(live, "web", "canary", end)
@@ -99,10 +109,10 @@ def test_samples_give_one_value_per_pod(live: Live) -> None:
     window = timedelta(seconds=WINDOW)
     end = _at(live.safe_end())
     canary = live.source.observe(
-        POD_ERROR_RATIO, namespace="shop", app="api", track="canary", end=end, window=window
+        POD_ERROR_RATIO, namespace="metrics-live", app="api", track="canary", end=end, window=window
     )
     web = live.source.observe(
-        POD_ERROR_RATIO, namespace="shop", app="web", track="canary", end=end, window=window
+        POD_ERROR_RATIO, namespace="metrics-live", app="web", track="canary", end=end, window=window
     )
     assert isinstance(canary, Samples)
     assert isinstance(web, Samples)
@@ -118,7 +128,7 @@ def test_a_counter_reset_inside_the_window_is_handled(live: Live) -> None:
     assert end <= live.safe_end(), "the fixture did not wait long enough for the restart window"
     observed = live.source.observe(
         ERROR_RATE,
-        namespace="shop",
+        namespace="metrics-live",
         app="api",
         track="canary",
         end=_at(end),
@@ -136,7 +146,7 @@ def test_an_app_without_traffic_is_no_data(live: Live) -> None:
     with pytest.raises(NoDataError) as info:
         live.source.observe(
             ERROR_RATE,
-            namespace="shop",
+            namespace="metrics-live",
             app="ghost",
             track="canary",
             end=_at(live.safe_end()),
@@ -153,7 +163,7 @@ def test_bad_promql_is_a_query_error_with_prometheus_message(live: Live) -> None
     with pytest.raises(QueryError) as info:
         live.source.observe(
             broken,
-            namespace="shop",
+            namespace="metrics-live",
             app="web",
             track="canary",
             end=_at(time.time()),
@@ -174,7 +184,7 @@ def test_a_stopped_prometheus_is_retryable_within_the_timeout() -> None:
             with pytest.raises(MetricsUnavailableError) as info:
                 source.observe(
                     ERROR_RATE,
-                    namespace="shop",
+                    namespace="metrics-live",
                     app="web",
                     track="canary",
                     end=_at(time.time()),

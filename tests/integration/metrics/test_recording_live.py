@@ -41,7 +41,12 @@ def _record(live: Live, path: Path) -> tuple[ObservationRecorder, Path]:
         end = datetime.fromtimestamp(last_end - k * INTERVAL, tz=UTC)
         recorder.record(
             observe_interval(
-                live.source, QUERIES, namespace="shop", app="web", end=end, window=timedelta(seconds=INTERVAL)
+                live.source,
+                QUERIES,
+                namespace="metrics-live",
+                app="web",
+                end=end,
+                window=timedelta(seconds=INTERVAL),
             )
         )
     return recorder, recorder.write(path)
