@@ -11,28 +11,7 @@ import pytest
 
 from analysis.logs import FORMAT, LogFormatError, dump_log, parse_log
 from analysis.observations import HistogramCounts, RatioCounts, Samples
-
-# The example of DESIGN.md §4 (one line wrapped, nothing else changed).
-EXAMPLE = """
-{
-  "format": "canaryflow/observations@1",
-  "interval_seconds": 30,
-  "metrics": {
-    "error-rate": {"type": "ratio"},
-    "latency": {"type": "histogram", "unit": "seconds", "le": [0.05, 0.1, 0.25, 0.5, 1.0, "+Inf"]},
-    "cpu": {"type": "samples"}
-  },
-  "intervals": [
-    {
-      "error-rate": {"baseline": {"bad": 3, "total": 600}, "canary": {"bad": 4, "total": 598}},
-      "latency": {"baseline": {"counts": [300, 500, 580, 597, 600, 600]},
-                  "canary": {"counts": [280, 490, 577, 595, 598, 598]}},
-      "cpu": {"baseline": [0.21, 0.25], "canary": [0.22, 0.31]}
-    },
-    {"error-rate": null, "latency": null, "cpu": null}
-  ]
-}
-"""
+from tests.fixtures.observation_log import DESIGN_EXAMPLE_TEXT as EXAMPLE
 
 
 def example() -> dict[str, Any]:

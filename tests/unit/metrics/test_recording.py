@@ -12,33 +12,12 @@ from analysis.logs import parse_log
 from analysis.observations import HistogramCounts, PairedObservation, RatioCounts, Samples
 from canaryflow.errors import ObservationLogError
 from canaryflow.metrics import MetricQuery, ObservationRecorder
+from tests.fixtures.observation_log import DESIGN_EXAMPLE
 
 ERRORS = MetricQuery("error-rate", "ratio", {"bad": "b", "total": "t"})
 LATENCY = MetricQuery("latency", "histogram", {"query": "q"}, unit="seconds")
 CPU = MetricQuery("cpu", "samples", {"query": "q"})
 LE = (0.05, 0.1, 0.25, 0.5, 1.0, math.inf)
-
-#: The example of DESIGN.md §4, verbatim.
-DESIGN_EXAMPLE = json.loads("""
-{
-  "format": "canaryflow/observations@1",
-  "interval_seconds": 30,
-  "metrics": {
-    "error-rate": {"type": "ratio"},
-    "latency": {"type": "histogram", "unit": "seconds", "le": [0.05, 0.1, 0.25, 0.5, 1.0, "+Inf"]},
-    "cpu": {"type": "samples"}
-  },
-  "intervals": [
-    {
-      "error-rate": {"baseline": {"bad": 3, "total": 600}, "canary": {"bad": 4, "total": 598}},
-      "latency": {"baseline": {"counts": [300, 500, 580, 597, 600, 600]},
-                  "canary": {"counts": [280, 490, 577, 595, 598, 598]}},
-      "cpu": {"baseline": [0.21, 0.25], "canary": [0.22, 0.31]}
-    },
-    {"error-rate": null, "latency": null, "cpu": null}
-  ]
-}
-""")
 
 
 def example_recorder() -> ObservationRecorder:
