@@ -8,7 +8,7 @@ point in the middle of a step and says so on stdout; the parent checks through t
 that the target is in that half-done state, kills the child with SIGKILL and runs the flow again
 in this process, with fresh adapters. The resumed run must take over the target's slot from the
 dead run (without waiting for its lease to expire) and converge the target: the good image
-promoted, at full size, with no canary or baseline left.
+promoted, or the bad image rolled back, at full size, with no canary or baseline left.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import pytest
 from canaryflow.cluster.clock import SystemClock
 from canaryflow.cluster.kubernetes import KubernetesCluster, new_api_client
 from canaryflow.cluster.port import RolloutState, TargetRef, TargetStatus
-from canaryflow.demo import GOOD_IMAGE, PROFILES, STABLE_IMAGE
+from canaryflow.demo import BAD_IMAGE, GOOD_IMAGE, PROFILES, STABLE_IMAGE
 from canaryflow.metrics import create_metrics_source
 from canaryflow.requests import RolloutRequest
 from canaryflow.simulation import AppRef, RealTimeDriver, TrafficSimulator
@@ -105,7 +105,8 @@ class Stop:
     ``setWeight``: in step 3 (setWeight 50), after the canary took the step's annotations and size,
     before the baseline grows. ``analyze``: in step 2, while waiting for the third interval (two
     are judged and logged). ``promote``: after the canary is marked ``promoting``, before the
-    stable takes the new image.
+    stable takes the new image. ``rollback``: after the canary is marked ``rolling-back``, before
+    the stable is restored and the canary and baseline are deleted.
     """
 
     def __init__(self, point: str) -> None:
@@ -120,7 +121,11 @@ class Stop:
     def before_write(self, body: Any) -> None:
         if self.armed:
             self.halt()
-        wanted = {"setWeight": ("canaryflow/step", "2"), "promote": ("canaryflow/phase", "promoting")}
+        wanted = {
+            "setWeight": ("canaryflow/step", "2"),
+            "promote": ("canaryflow/phase", "promoting"),
+            "rollback": ("canaryflow/phase", "rolling-back"),
+        }
         if self.point in wanted:
             key, value = wanted[self.point]
             annotations = (body or {}).get("metadata", {}).get("annotations") or {}
@@ -174,7 +179,7 @@ def child(arguments: str) -> None:
         ) as runtime,
         use_runtime(runtime),
     ):
-        outcome = rollout(RolloutRequest(spec=args["spec"], image=GOOD_IMAGE, triggered_by="test"))
+        outcome = rollout(RolloutRequest(spec=args["spec"], image=args["image"], triggered_by="test"))
     print(f"finished without stopping: {outcome!r}", flush=True)
 
 
@@ -282,9 +287,14 @@ def _mid_step(point: str, status: TargetStatus, reports: Path) -> None:
         logs = list(reports.glob("*/observations-step2.json"))
         (log,) = logs
         assert len(json.loads(log.read_text())["intervals"]) == 2
-    else:
+    elif point == "promote":
         assert state.phase == "promoting"
         assert status.stable.image == STABLE_IMAGE  # the stable has not taken the new image yet
+    else:
+        assert (state.step, state.weight, state.phase) == (0, 20, "rolling-back")
+        assert status.canary is not None  # not deleted yet
+        assert status.baseline is not None
+        assert status.stable.replicas < 10  # not restored yet
 
 
 def _clean(status: TargetStatus, image: str) -> None:
@@ -305,13 +315,16 @@ def _holder(target: TargetRef) -> dict[str, Any]:
     return dict(record.get("holder") or {})
 
 
-def _kill_at(point: str, app: App, spec: str, tmp_path: Path, api_url: str) -> str:
+def _kill_at(
+    point: str, app: App, spec: str, tmp_path: Path, api_url: str, *, image: str = GOOD_IMAGE
+) -> str:
     """Run the child to `point`, check the half-done target, SIGKILL it; the dead run's flow run id."""
     reports = tmp_path / "child-reports"
     arguments = {
         "kubeconfig": str(app.kubeconfig),
         "namespace": app.namespace,
         "spec": spec,
+        "image": image,
         "reports": str(reports),
         "point": point,
     }
@@ -358,6 +371,29 @@ def test_a_rollout_killed_mid_step_is_resumed_to_promotion_by_the_next_run(
     dead = _run_state(dead_run)
     assert dead.is_crashed()
     assert "is dead" in (dead.message or "")
+
+
+@pytest.mark.parametrize("point", ["analyze", "rollback"])
+def test_a_bad_rollout_killed_mid_step_is_rolled_back_by_the_next_run(
+    point: str, app: App, prefect_harness: Any, tmp_path: Path
+) -> None:
+    from flows import rollout, use_runtime
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC.format(namespace=app.namespace))
+    dead_run = _kill_at(point, app, str(spec), tmp_path, str(prefect_harness.api.url), image=BAD_IMAGE)
+
+    with kube_runtime(app.kubeconfig, app.namespace, tmp_path / "reports") as runtime, use_runtime(runtime):
+        state = rollout(RolloutRequest(spec=str(spec), image=BAD_IMAGE), return_state=True)
+
+    outcome = state.result()
+    assert outcome.result == "rolled-back"
+    if point == "rollback":
+        assert outcome.reason == "resumed an interrupted rollback"
+    else:  # the resumed analysis judged the bad canary itself
+        assert outcome.reason.startswith("Roll back: error-rate: canary rate"), outcome.reason
+    _clean(app.read(), STABLE_IMAGE)
+    assert _run_state(dead_run).is_crashed()
 
 
 def test_canaryflow_rollout_resume_converges_a_target_left_by_a_killed_run(
