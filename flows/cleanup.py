@@ -1,6 +1,6 @@
 """The cleanup flow: converge one target to a safe state after a rollout run died.
 
-    take the target's slot (so that no live rollout is touched)
+    take the target's slot (so that no live rollout is touched; a dead holder's is released)
     read the rollout state from the canary's annotations
     nothing there: nothing to do
     promoting: finish the promotion (the decision was made; the stable may already run the canary)
@@ -20,16 +20,13 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
-from prefect.client.orchestration import get_client
-from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from canaryflow.cluster.port import RolloutId, RolloutState, TargetRef
 from canaryflow.errors import CanaryflowError
 from canaryflow.spec import load_spec
-from flows.plan import slot_name
-from flows.runtime import current_runtime
+from flows.slots import cleanup_slot
 from flows.steps import promote_canary, read_target, roll_back_canary, with_retries
 
 __all__ = ["CleanupAction", "CleanupOutcome", "CleanupRequest", "cleanup", "next_action"]
@@ -126,20 +123,9 @@ def cleanup(target: CleanupRequest) -> CleanupOutcome:
     """Converge `target` to a safe state: finish a promotion, roll back anything else left."""
     ref, deadline = target.resolve()
     logger = get_run_logger()
-    name = slot_name(ref)
-    with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(name, 1)
     with ExitStack() as slot:
         try:
-            slot.enter_context(
-                concurrency(
-                    name,
-                    occupy=1,
-                    timeout_seconds=target.slot_timeout_seconds,
-                    lease_duration=current_runtime().slot_lease_seconds,
-                    strict=True,
-                )
-            )
+            slot.enter_context(cleanup_slot(ref, timeout_seconds=target.slot_timeout_seconds))
         except TimeoutError:
             reason = f"a live run held {ref} for {target.slot_timeout_seconds} s; it converges the target"
             logger.warning("%s", reason)

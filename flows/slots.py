@@ -14,6 +14,10 @@ Crashed and takes the slot; the cluster's annotations then tell `flows.rollout.p
 resume or roll back. A holder that may be alive (another host, a run still Running) is waited for
 until its lease expires.
 
+The cleanup flow takes the same slot with `cleanup_slot`: it releases a dead holder's lease the same
+way (the crash automation starts it as soon as a rollout run is marked Crashed, well within the
+lease) and waits at most a given time for a live one.
+
 Superseding: the same variable records the newest image that asked for the target. A run with a
 newer image writes its image there before it waits for the slot, and resumes the holder with a
 rejection if the holder is paused. The holder checks the variable between steps and intervals
@@ -44,11 +48,12 @@ from prefect.runtime import flow_run
 from prefect.states import Crashed
 from prefect.variables import Variable
 
+from canaryflow.cluster.port import TargetRef
 from canaryflow.errors import RolloutAborted
 from flows.plan import RolloutPlan, slot_name
 from flows.runtime import current_runtime
 
-__all__ = ["SlotLost", "Superseded", "check_superseded", "request_target", "target_slot"]
+__all__ = ["SlotLost", "Superseded", "check_superseded", "cleanup_slot", "request_target", "target_slot"]
 
 _LOCKED = 423
 _GONE = 410
@@ -144,8 +149,34 @@ def target_slot(plan: RolloutPlan) -> Iterator[None]:
             client.release_concurrency_slots_with_lease(lease_id)
 
 
-def _acquire(client: SyncPrefectClient, name: str, seconds: float, run_id: str) -> UUID:
-    """Take the slot with a lease of `seconds`, waiting while a live holder has it."""
+@contextmanager
+def cleanup_slot(target: TargetRef, *, timeout_seconds: float) -> Iterator[None]:
+    """Hold `target`'s slot to converge it, releasing a dead holder's lease (not recorded as holder).
+
+    Raises
+    ------
+    TimeoutError
+        A live holder kept the slot for `timeout_seconds`.
+    """
+    name = slot_name(target)
+    seconds = current_runtime().slot_lease_seconds
+    run_id = str(flow_run.get_id() or "")
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, 1)
+        lease_id = _acquire(client, name, seconds, run_id, deadline=time.monotonic() + timeout_seconds)
+    try:
+        with _renewing(lease_id, seconds):
+            yield
+    finally:
+        with get_client(sync_client=True) as client:
+            client.release_concurrency_slots_with_lease(lease_id)
+
+
+def _acquire(
+    client: SyncPrefectClient, name: str, seconds: float, run_id: str, *, deadline: float | None = None
+) -> UUID:
+    """Take the slot with a lease of `seconds`, waiting while a live holder has it (TimeoutError
+    past the monotonic `deadline`, if given)."""
     holder = ConcurrencyLeaseHolder(type="flow_run", id=UUID(run_id)) if run_id else None
     while True:
         try:
@@ -156,8 +187,12 @@ def _acquire(client: SyncPrefectClient, name: str, seconds: float, run_id: str) 
             if exc.response.status_code != _LOCKED:
                 raise
             if not _release_dead_holder(client, name):
-                retry_after = float(exc.response.headers.get("Retry-After", 1.0))
-                time.sleep(min(max(retry_after, 0.1), _MAX_RETRY_SECONDS))
+                retry_after = min(
+                    max(float(exc.response.headers.get("Retry-After", 1.0)), 0.1), _MAX_RETRY_SECONDS
+                )
+                if deadline is not None and time.monotonic() + retry_after > deadline:
+                    raise TimeoutError(f"the slot {name} stayed taken by a live holder") from exc
+                time.sleep(retry_after)
             continue
         granted = ConcurrencyLimitWithLeaseResponse.model_validate(response.json())
         if not granted.limits:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -140,6 +141,80 @@ def test_another_rollout_is_left_alone(stack: SimulatedStack, cleanup_of: Callab
     outcome = cleanup_of(rollout_id="web-crashed").result()
 
     assert (outcome.action, outcome.rollout_id) == ("leave", LEFT)
+    assert stack.cluster.read(stack.target) == before
+
+
+@pytest.fixture
+def slot_held_by_a_rollout_run(
+    prefect_harness: Any, stack: SimulatedStack
+) -> Iterator[Callable[[Any], None]]:
+    """Lease the target's slot to a rollout run in a given state, recorded as the slot's holder by
+    a process on another host (so only the run's state tells whether the holder is alive). The
+    lease and the record are given back afterwards: later tests use the same target."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
+    from prefect.variables import Variable
+
+    from flows.plan import slot_name
+
+    @flow(name="rollout")
+    def stand_in() -> None:
+        """Never runs: its flow run stands for the rollout run that holds the slot."""
+
+    name = slot_name(stack.target)
+    leases: list[UUID] = []
+
+    def hold(state: Any) -> None:
+        with get_client(sync_client=True) as client:
+            run = client.create_flow_run(stand_in, name=LEFT, state=state)
+            client.upsert_global_concurrency_limit_by_name(name, 1)
+            response = client.increment_concurrency_slots_with_lease(
+                names=[name], slots=1, mode="concurrency", lease_duration=300
+            )
+        leases.append(ConcurrencyLimitWithLeaseResponse.model_validate(response.json()).lease_id)
+        holder = {
+            "flow_run_id": str(run.id),
+            "lease_id": str(leases[-1]),
+            "rollout_id": LEFT,
+            "host": "elsewhere",
+        }
+        Variable.set(name, {"holder": holder, "superseded_by": None}, overwrite=True)
+
+    yield hold
+    with get_client(sync_client=True) as client:
+        for lease in leases:
+            client.release_concurrency_slots_with_lease(lease)  # a no-op for a lease already released
+    Variable.set(name, {"holder": None, "superseded_by": None}, overwrite=True)
+
+
+def test_the_slot_of_a_crashed_rollout_run_is_taken_at_once(
+    stack: SimulatedStack, cleanup_of: Callable[..., Any], slot_held_by_a_rollout_run: Callable[[Any], None]
+) -> None:
+    from prefect.states import Crashed
+
+    _left_mid_split(stack)
+    slot_held_by_a_rollout_run(Crashed(message="its process was killed"))
+
+    outcome = cleanup_of(spec=DEMO_SPEC, slot_timeout_seconds=5).result()
+
+    assert (outcome.action, outcome.rollout_id) == ("roll-back", LEFT)
+    _assert_only_stable(stack, STABLE_IMAGE)
+
+
+def test_a_live_holder_keeps_the_slot_and_the_target(
+    stack: SimulatedStack, cleanup_of: Callable[..., Any], slot_held_by_a_rollout_run: Callable[[Any], None]
+) -> None:
+    from prefect.states import Running
+
+    _left_mid_split(stack)
+    slot_held_by_a_rollout_run(Running())
+    before = stack.cluster.read(stack.target)
+
+    outcome = cleanup_of(spec=DEMO_SPEC, slot_timeout_seconds=1).result()
+
+    assert outcome.action == "leave"
+    assert "a live run held shop/web for 1 s" in outcome.reason
     assert stack.cluster.read(stack.target) == before
 
 
