@@ -70,13 +70,20 @@ class PrefectServer:
             return "(no log)"
 
 
-def server_environment(home: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+def server_environment(home: Path, port: int, base: dict[str, str] | None = None) -> dict[str, str]:
     """The server's environment: `base` (default: ours) without any ``PREFECT_*`` setting, with
-    `home` as ``PREFECT_HOME`` and analytics off."""
+    `home` as ``PREFECT_HOME``, 127.0.0.1:`port` as its address, and analytics off.
+
+    The address goes in the environment, not only on the command line: the UI asks the server for
+    the API's URL (``/ui-settings``), and the server answers from its settings, so with ``--port``
+    alone the browser would call the API on Prefect's default port 4200.
+    """
     env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith("PREFECT_")}
     env.update(
         {
             "PREFECT_HOME": str(home),
+            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+            "PREFECT_SERVER_API_PORT": str(port),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1",
         }
@@ -114,7 +121,7 @@ def prefect_server(
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=server_environment(home),
+                env=server_environment(home, port),
                 cwd=home,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,

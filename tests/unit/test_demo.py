@@ -40,11 +40,13 @@ def test_the_server_inherits_no_prefect_setting(tmp_path: Path) -> None:
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": "postgresql+asyncpg://example.com/prefect",
     }
 
-    env = server_environment(tmp_path, base)
+    env = server_environment(tmp_path, 4321, base)
 
     assert env == {
         "PATH": "/usr/bin",
         "PREFECT_HOME": str(tmp_path),
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": "4321",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
     }
@@ -64,6 +66,9 @@ def test_the_prefect_server_answers_and_leaves_nothing_behind() -> None:
         health = httpx.get(f"{server.api_url}/health", timeout=5)
         assert health.status_code == 200
         assert health.json() is True
+        # The UI in a browser calls the API where the server says it is: this server, not :4200.
+        ui_settings = httpx.get(f"{server.url}/ui-settings", timeout=5).json()
+        assert ui_settings["api_url"] == server.api_url
         assert server.home.is_dir()
         pid = server.process.pid
         assert os.getpgid(pid) == pid  # detached: a Ctrl-C reaches the demo, not it
