@@ -1,22 +1,30 @@
-"""The simulated stack for flow-level tests: cluster, traffic and metrics on one manual clock.
+"""The stacks of the flow-level tests: the simulated one, and an app on the local control plane.
 
 Every test gets a fresh `SimulatedStack` (the example target ``shop/web``, 10 replicas of the
 stable image) on a `ManualClock`, and a `Runtime` over it that never waits for real: retries are
 immediate and the analysis intervals pass on the manual clock. `rollout_of` runs the real flow
 under the session's Prefect test harness and returns its final state.
+
+`app` is the same example target (``web``, 10 pods of the stable image) on the real local control
+plane (`local_kube`), in a namespace of its own, for tests whose cluster must outlive a process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from canaryflow.cluster.clock import ManualClock
-from canaryflow.demo import SimulatedStack, simulated_stack
+from canaryflow.cluster.port import TargetRef, TargetStatus
+from canaryflow.demo import STABLE_IMAGE, SimulatedStack, simulated_stack
 from canaryflow.requests import RolloutRequest
+
+if TYPE_CHECKING:
+    from tests.contract.harness import KubernetesHarness
 
 DEMO_SPEC = "config/rollouts/demo.yaml"
 
@@ -79,3 +87,35 @@ def rollout_of(prefect_harness: Any, runtime: Any) -> Callable[..., Any]:
             return rollout(RolloutRequest(spec=spec, image=image, **request), return_state=True)
 
     return run
+
+
+@dataclass(frozen=True)
+class App:
+    """The example target in a namespace of its own, and the kubeconfig of its API server."""
+
+    harness: KubernetesHarness
+    kubeconfig: Path
+    target: TargetRef
+
+    @property
+    def namespace(self) -> str:
+        return self.target.namespace
+
+    def read(self) -> TargetStatus:
+        """The target as a fresh adapter sees it."""
+        from canaryflow.cluster.kubernetes import KubernetesCluster
+
+        with KubernetesCluster.from_kubeconfig(self.kubeconfig) as cluster:
+            return cluster.read(self.target)
+
+
+@pytest.fixture
+def app(local_kube: Any) -> Iterator[App]:
+    from tests.contract.harness import KubernetesHarness
+
+    harness = KubernetesHarness(local_kube.kubeconfig)
+    try:
+        target = harness.create_app("web", image=STABLE_IMAGE, replicas=10)
+        yield App(harness, local_kube.kubeconfig, target)
+    finally:
+        harness.close()

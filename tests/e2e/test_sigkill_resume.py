@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -38,7 +37,7 @@ from canaryflow.metrics import create_metrics_source
 from canaryflow.requests import RolloutRequest
 from canaryflow.simulation import AppRef, RealTimeDriver, TrafficSimulator
 from canaryflow.simulation import SystemClock as EpochClock
-from tests.contract.harness import KubernetesHarness
+from tests.e2e.conftest import App
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
 
@@ -244,34 +243,6 @@ class Child:
 
     def _tail(self) -> str:
         return "\n".join(self.stderr.read_text().splitlines()[-40:])
-
-
-@dataclass(frozen=True)
-class App:
-    """The example target in a namespace of its own, and the kubeconfig of its API server."""
-
-    harness: KubernetesHarness
-    kubeconfig: Path
-    target: TargetRef
-
-    @property
-    def namespace(self) -> str:
-        return self.target.namespace
-
-    def read(self) -> TargetStatus:
-        """The target as a fresh adapter sees it."""
-        with KubernetesCluster.from_kubeconfig(self.kubeconfig) as cluster:
-            return cluster.read(self.target)
-
-
-@pytest.fixture
-def app(local_kube: Any) -> Iterator[App]:
-    harness = KubernetesHarness(local_kube.kubeconfig)
-    try:
-        target = harness.create_app("web", image=STABLE_IMAGE, replicas=10)
-        yield App(harness, local_kube.kubeconfig, target)
-    finally:
-        harness.close()
 
 
 def _mid_step(point: str, status: TargetStatus, reports: Path) -> None:
