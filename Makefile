@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 .PHONY: setup demo test lint typecheck imports pytest kube-build kube-up kube-down clean
 
 setup: $(VENV)/.synced
-	@tools/ensure-prometheus.sh
+	@tools/ensure-debian-package.sh prometheus prometheus "the demo will use embedded metrics"
 
 # Re-synced only when the lock or the project metadata change: a set-up machine adds well under 5 s.
 $(VENV)/.synced: uv.lock pyproject.toml
@@ -37,6 +37,7 @@ imports: setup
 	$(BIN)/lint-imports
 
 pytest: setup
+	@tools/ensure-debian-package.sh chromium chromium "the test of the Prefect UI cannot run"
 	$(BIN)/pytest
 
 kube-build:
