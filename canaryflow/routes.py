@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from canaryflow.errors import ImageRenderError, SpecError
 from canaryflow.requests import is_valid_image_reference
+from canaryflow.yamldoc import parse_document, plain, validation_problems
 
 __all__ = [
     "DEFAULT_DELIVERIES",
@@ -52,6 +50,13 @@ _REF_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+-]{0,199}")
 _BRACES = re.compile(r"\{([^{}]*)\}")
 _REPOSITORY = r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$"
 _GLOB = r"^[A-Za-z0-9_.*?\[\]!/+-]+$"
+_DEPLOYMENT = r"^[^/\s]+/[^/\s]+$"
+#: What the patterns ask for, in words (for the problems of an invalid routes file).
+_PATTERNS = {
+    _REPOSITORY: "must be the repository's full name, owner/name",
+    _GLOB: "must be a glob of letters, digits and . _ * ? [ ] ! / + -",
+    _DEPLOYMENT: "must be <flow name>/<deployment name>, e.g. rollout/rollout",
+}
 
 
 def is_valid_ref_name(name: str) -> bool:
@@ -158,7 +163,7 @@ class RoutesConfig(BaseModel):
 
     deployment: str = Field(
         default=DEFAULT_DEPLOYMENT,
-        pattern=r"^[^/\s]+/[^/\s]+$",
+        pattern=_DEPLOYMENT,
         description='The Prefect deployment that runs rollouts: "<flow name>/<deployment name>".',
     )
     deliveries: str = Field(
@@ -180,54 +185,11 @@ def load_routes(path: Path) -> RoutesConfig:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read the routes file: {exc}") from exc
+    document = parse_document(text, str(path), what="routes file")
     try:
-        document = YAML(typ="rt").load(text)
-    except MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else 1
-        problem = f"{path}:{line} (document): {exc.problem or 'not valid YAML'}"
-        raise SpecError(f"{path} is not valid YAML", problems=[problem]) from exc
-    except YAMLError as exc:
-        raise SpecError(f"{path} is not valid YAML", problems=[f"{path}:1 (document): {exc}"]) from exc
-    if not isinstance(document, CommentedMap):
-        raise SpecError(
-            f"{path} is invalid", problems=[f"{path}:1 (document): expected a mapping with routes"]
-        )
-    try:
-        return RoutesConfig.model_validate(_plain(document))
+        return RoutesConfig.model_validate(plain(document))
     except ValidationError as exc:
-        problems = [
-            f"{path}:{_line_of(document, err['loc'])} {_dotted(err['loc'])}: {err['msg']}"
-            for err in exc.errors()
-        ]
-        raise SpecError(f"{path} is invalid", problems=problems) from exc
-
-
-def _plain(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if isinstance(node, str):
-        return str(node)
-    return node
-
-
-def _line_of(root: CommentedMap, loc: tuple[int | str, ...]) -> int:
-    line = root.lc.line + 1
-    node: Any = root
-    for key in loc:
-        if isinstance(node, CommentedMap) and key in node:
-            line = node.lc.key(key)[0] + 1
-        elif isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node):
-            line = node.lc.item(key)[0] + 1
-        else:
-            break
-        node = node[key]
-    return int(line)
-
-
-def _dotted(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for key in loc:
-        text += f"[{key}]" if isinstance(key, int) else (f".{key}" if text else str(key))
-    return text or "(document)"
+        problems = validation_problems(exc, document, str(path), RoutesConfig, patterns=_PATTERNS)
+        raise SpecError(
+            f"{path}: invalid routes file ({len(problems)} problem(s))", problems=problems
+        ) from exc

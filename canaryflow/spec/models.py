@@ -26,10 +26,12 @@ from pydantic.alias_generators import to_camel
 from analysis.settings import AnalysisSettings, KayentaSettings, MetricSettings
 from canaryflow.spec.durations import Duration
 from canaryflow.spec.metrics import DEFAULT_METRICS, MetricSpec
+from canaryflow.yamldoc import Loc, dotted_path
 
 __all__ = [
     "API_VERSION",
     "COLLECT_CROSS_CHECKS",
+    "DNS_LABEL",
     "AnalysisSpec",
     "Analyze",
     "FailurePolicy",
@@ -51,7 +53,8 @@ COLLECT_CROSS_CHECKS = "collect_cross_checks"
 #: With a baseline of the canary's size, the canary can have at most half of the pods.
 MAX_WEIGHT_WITH_BASELINE = 50
 
-_DNS_LABEL = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+#: Names of Kubernetes objects in a spec: an RFC 1123 label.
+DNS_LABEL = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 
 
 def _between(low: int, high: int) -> AfterValidator:
@@ -76,7 +79,7 @@ class SpecModel(BaseModel):
 class Metadata(SpecModel):
     """Name of the rollout spec (a DNS label) and free-form labels."""
 
-    name: str = Field(pattern=_DNS_LABEL, max_length=63)
+    name: str = Field(pattern=DNS_LABEL, max_length=63)
     labels: dict[str, str] = Field(default_factory=dict)
 
 
@@ -87,10 +90,10 @@ class Target(SpecModel):
     hence at most 54 characters for the name.
     """
 
-    namespace: str = Field(pattern=_DNS_LABEL, max_length=63)
-    deployment: str = Field(pattern=_DNS_LABEL, max_length=54)
-    container: str = Field(pattern=_DNS_LABEL, max_length=63)
-    service: str = Field(pattern=_DNS_LABEL, max_length=63)
+    namespace: str = Field(pattern=DNS_LABEL, max_length=63)
+    deployment: str = Field(pattern=DNS_LABEL, max_length=54)
+    container: str = Field(pattern=DNS_LABEL, max_length=63)
+    service: str = Field(pattern=DNS_LABEL, max_length=63)
 
     @property
     def app(self) -> str:
@@ -264,9 +267,6 @@ class RolloutSpec(SpecModel):
         raise KeyError(name)
 
 
-Loc = tuple[str | int, ...]
-
-
 def cross_check(spec: RolloutSpec) -> list[tuple[Loc, str]]:
     """Problems that span fields, each with its location (camelCase keys) from the document root."""
     problems: list[tuple[Loc, str]] = []
@@ -290,11 +290,3 @@ def cross_check(spec: RolloutSpec) -> list[tuple[Loc, str]]:
             if step.analyze.max_duration < step.analyze.interval:
                 problems.append(((*here, "analyze", "maxDuration"), "must be at least the interval"))
     return problems
-
-
-def dotted_path(loc: Loc) -> str:
-    """``('spec', 'steps', 2, 'setWeight')`` -> ``spec.steps[2].setWeight``."""
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text

@@ -53,8 +53,7 @@ def test_build_app_reports_an_invalid_routes_file(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         build_app(path, environ={"CANARYFLOW_GITHUB_SECRET": "s"})
     assert info.value.problems == [
-        f"{path}:5 routes[0].image: Value error, unknown placeholder {{nope}} "
-        "(allowed: sha, short_sha, ref_name)"
+        f"{path}:5 routes[0].image: unknown placeholder {{nope}} (allowed: sha, short_sha, ref_name)"
     ]
 
 
