@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.fixtures.debian import debian_program
 
 pytestmark = pytest.mark.slow
 
@@ -50,13 +51,7 @@ def child(reports: str) -> None:
 
 @pytest.fixture
 def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is not None:
-        return path
-    reason = "chromium is not installed (Debian package 'chromium'; `make test` installs it)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI must run the Prefect UI test, but {reason}")
-    pytest.skip(reason)
+    return debian_program("chromium", "chromium", "the Prefect UI test")
 
 
 @pytest.fixture
