@@ -9,7 +9,9 @@ their result objects. What must not: queries, clusters, files, orchestration.
 
 Modules:
 
-- `observations`: what one metric, one track, one interval looks like;
+- `observations`: what one metric, one track, one interval looks like (and its quantiles, rates
+  and means, so that no caller switches on the type);
+- `checks`: input validation shared by the tests (directions, tolerances, error levels);
 - `logs`: parse and write the public observation log (`parse_log`, `dump_log`);
 - `settings`: `AnalysisSettings`, `MetricSettings`, `KayentaSettings`;
 - `evalues`: e-value building blocks (normal mixtures, the scale-invariant t mixture);

@@ -66,10 +66,10 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
+from analysis.checks import CountDirection
 from analysis.evalues import (
     Alternative,
     FloatArray,
@@ -78,10 +78,9 @@ from analysis.evalues import (
     two_sided_normal_mixture_log_evalue,
 )
 
-__all__ = ["CountDirection", "CountEvidence", "confidence_sequence", "count_evidence", "incident_weights"]
+__all__ = ["CountEvidence", "confidence_sequence", "count_evidence", "incident_weights"]
 
 #: Which change of the rate is bad for a count test.
-CountDirection = Literal["increase", "decrease"]
 
 ROLLBACK_PRIOR_SCALE = 0.7
 PROMOTE_PRIOR_SCALE = 0.5

@@ -73,13 +73,17 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "MAX_LOG_EVALUE",
     "Alternative",
+    "bounded_exp",
     "dispersion_factor",
     "kearns_saul_variance",
+    "log_mean_exp",
     "log_ndtr",
     "normal_mixture_log_evalue",
     "t_mixture_log_evalue",
     "two_sided_normal_mixture_log_evalue",
+    "two_sided_t_log_bf",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -90,6 +94,27 @@ Alternative = Literal["greater", "less"]
 
 _LOG2 = math.log(2.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+#: The largest log e-value reported as a number: ``exp(709.8)`` is the largest double, so an
+#: e-value is reported as at most ``exp(700)`` (about 1e304; every threshold is far below).
+MAX_LOG_EVALUE = 700.0
+
+
+def bounded_exp(log_evalue: float) -> float:
+    """``exp(log_evalue)``, at most ``exp(MAX_LOG_EVALUE)`` (never an overflow to ``inf``)."""
+    return math.exp(min(log_evalue, MAX_LOG_EVALUE))
+
+
+def log_mean_exp(values: FloatArray | list[float]) -> float:
+    """``log(mean(exp(values)))`` without overflow: the log of the average of several e-values
+    (an average of e-values is an e-value). ``0`` (e-value 1) for no values."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.size == 0:
+        return 0.0
+    top = float(np.max(array))
+    if not math.isfinite(top):
+        return top
+    return top + math.log(float(np.mean(np.exp(array - top))))
 
 
 def log_ndtr(z: float) -> float:
@@ -240,13 +265,20 @@ def dispersion_factor(residuals_squared: float, df: int, *, prior_df: float, pri
     return max(1.0, (residuals_squared + prior_df * prior) / (df + prior_df))
 
 
-def _two_sided_t_log_bf(n: int, t: float, g: float) -> float:
+def two_sided_t_log_bf(n: int, t: FloatArray | float, g: float) -> FloatArray:
+    r"""Log of the two-sided scale-invariant Bayes factor :math:`B_n` at t statistic(s) `t`.
+
+    :math:`\log B_n = -\tfrac12\log(1 + ng) + \tfrac{\nu+1}{2}\log\frac{1 + t^2/\nu}{1 + t^2/(\nu(1+ng))}`,
+    :math:`\nu = n - 1` (see the module notes); an infinite `t` gives the limit
+    :math:`\tfrac{\nu}{2}\log(1 + ng)`. Vectorised over `t`; needs ``n >= 2``.
+    """
     nu = n - 1
     ng = 1.0 + n * g
-    if math.isinf(t):
-        return 0.5 * nu * math.log(ng)
-    ratio = (1.0 + t * t / nu) / (1.0 + t * t / (nu * ng))
-    return -0.5 * math.log(ng) + 0.5 * (nu + 1) * math.log(ratio)
+    t2 = np.square(np.asarray(t, dtype=np.float64))
+    with np.errstate(invalid="ignore"):
+        finite = -0.5 * math.log(ng) + 0.5 * (nu + 1) * np.log((1.0 + t2 / nu) / (1.0 + t2 / (nu * ng)))
+    result: FloatArray = np.where(np.isinf(t2), 0.5 * nu * math.log(ng), finite)
+    return result
 
 
 def _log_ndtr_array(z: FloatArray) -> FloatArray:
@@ -335,6 +367,6 @@ def t_mixture_log_evalue(
     sd = float(np.std(d, ddof=1))
     if alternative == "two-sided":
         t = math.copysign(math.inf, mean) if sd == 0.0 else mean / (sd / math.sqrt(n))
-        return _two_sided_t_log_bf(n, t, g)
+        return float(two_sided_t_log_bf(n, t, g))
     a = float(np.sum(d)) / norm
     return _one_sided_t_log_bf(n, a if alternative == "greater" else -a, g)

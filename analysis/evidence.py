@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
-import numpy as np
-
-from analysis.counts import confidence_sequence, count_evidence
 from analysis.histogram import histogram_test
+from analysis.ratio import ratio_test
 from analysis.samples import samples_test
 from analysis.verdicts import MetricEvidence, MetricStatus
 
@@ -83,41 +82,61 @@ def _num(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _ratio_numbers(plan: MetricPlan, history: MetricHistory) -> _Numbers:
-    rows = np.asarray(
-        [c + b for c, b in zip(history.canary, history.baseline, strict=True)], dtype=np.float64
-    )
-    rows = rows[(rows[:, 1] > 0) & (rows[:, 3] > 0)] if rows.size else rows.reshape(0, 4)
-    x, n, y, m = (rows[:, [i]] for i in range(4))
-    sides = ["increase", "decrease"] if plan.direction == "either" else [plan.direction]
-    results = [count_evidence(x, y, n, m, tolerance=plan.tolerance, direction=s) for s in sides]  # type: ignore[arg-type]
-    log_e = [float(r.log_evalue[0]) for r in results]
-    top = max(log_e)
-    log_mean = top + math.log(sum(math.exp(v - top) for v in log_e) / len(log_e))
-    phi = float(results[0].dispersion[0])
-    lo_hi = confidence_sequence(
-        x[:, 0],
-        y[:, 0],
-        n[:, 0],
-        m[:, 0],
-        alpha=plan.alpha,
-        dispersion=results[0].phi[:, 0],
-        weights=results[0].weights[:, 0],
-    )
-    cx, cn, by, bm = (float(a.sum()) for a in (x, n, y, m))
-    rc, rb = (cx / cn if cn else math.nan), (by / bm if bm else math.nan)
-    estimate = (rc / rb if rb > 0 else (math.inf if rc > 0 else math.nan)) if cn and bm else math.nan
+class _TestResult(Protocol):
+    """What every test result (`RatioTestResult`, `HistogramTestResult`, ...) reports."""
+
+    @property
+    def estimate(self) -> float: ...
+
+    @property
+    def interval(self) -> tuple[float, float]: ...
+
+    @property
+    def evalue(self) -> float: ...
+
+    @property
+    def promote_evalue(self) -> float: ...
+
+    @property
+    def statistic(self) -> float: ...
+
+
+def _numbers(
+    r: _TestResult,
+    *,
+    counts: tuple[float, float],
+    detail: str,
+    dispersion: float = 1.0,
+    threshold: float | None = None,
+) -> _Numbers:
     return _Numbers(
-        estimate=estimate,
-        interval=lo_hi,
-        evalue=math.exp(min(log_mean, 700.0)),
-        promote_evalue=math.exp(min(min(float(r.log_promote_evalue[0]) for r in results), 700.0)),
-        statistic=float(results[0].statistic[0]),
-        dispersion=phi,
-        canary_count=cn,
-        baseline_count=bm,
-        detail=f"canary rate {_pct(rc)} vs baseline {_pct(rb)}",
+        estimate=r.estimate,
+        interval=r.interval,
+        evalue=r.evalue,
+        promote_evalue=r.promote_evalue,
+        statistic=r.statistic,
+        dispersion=dispersion,
+        canary_count=counts[0],
+        baseline_count=counts[1],
+        detail=detail,
+        threshold=threshold,
     )
+
+
+def _ratio_numbers(plan: MetricPlan, history: MetricHistory) -> _Numbers:
+    r = ratio_test(
+        [bad for bad, _ in history.canary],
+        [total for _, total in history.canary],
+        [bad for bad, _ in history.baseline],
+        [total for _, total in history.baseline],
+        tolerance=plan.tolerance,
+        direction=plan.direction,
+        alpha=plan.alpha,
+    )
+    rc = r.canary_bad / r.canary_total if r.canary_total else math.nan
+    rb = r.baseline_bad / r.baseline_total if r.baseline_total else math.nan
+    detail = f"canary rate {_pct(rc)} vs baseline {_pct(rb)}"
+    return _numbers(r, counts=(r.canary_total, r.baseline_total), detail=detail, dispersion=r.dispersion)
 
 
 def _histogram_numbers(plan: MetricPlan, history: MetricHistory) -> _Numbers:
@@ -130,36 +149,20 @@ def _histogram_numbers(plan: MetricPlan, history: MetricHistory) -> _Numbers:
         alpha=plan.alpha,
     )
     unit = f" {plan.unit}" if plan.unit else ""
-    return _Numbers(
-        estimate=r.estimate,
-        interval=r.interval,
-        evalue=r.evalue,
-        promote_evalue=r.promote_evalue,
-        statistic=r.statistic,
-        dispersion=r.dispersion,
-        canary_count=r.canary_total,
-        baseline_count=r.baseline_total,
-        detail=f"{_pct(r.canary_share)} of canary vs {_pct(r.baseline_share)} of baseline requests "
-        f"slower than {_num(r.threshold)}{unit}",
-        threshold=r.threshold,
+    detail = (
+        f"{_pct(r.canary_share)} of canary vs {_pct(r.baseline_share)} of baseline requests "
+        f"slower than {_num(r.threshold)}{unit}"
     )
+    counts = (r.canary_total, r.baseline_total)
+    return _numbers(r, counts=counts, detail=detail, dispersion=r.dispersion, threshold=r.threshold)
 
 
 def _samples_numbers(plan: MetricPlan, history: MetricHistory) -> _Numbers:
     r = samples_test(
         history.canary, history.baseline, tolerance=plan.tolerance, direction=plan.direction, alpha=plan.alpha
     )
-    return _Numbers(
-        estimate=r.estimate,
-        interval=r.interval,
-        evalue=r.evalue,
-        promote_evalue=r.promote_evalue,
-        statistic=r.statistic,
-        dispersion=1.0,
-        canary_count=float(r.canary_count),
-        baseline_count=float(r.baseline_count),
-        detail=f"canary mean {_num(r.estimate)} x baseline",
-    )
+    counts = (float(r.canary_count), float(r.baseline_count))
+    return _numbers(r, counts=counts, detail=f"canary mean {_num(r.estimate)} x baseline")
 
 
 _NUMBERS = {"ratio": _ratio_numbers, "histogram": _histogram_numbers, "samples": _samples_numbers}

@@ -45,8 +45,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.counts import CountDirection, confidence_sequence, count_evidence
-from analysis.evalues import FloatArray
+from analysis.checks import CountDirection, check_fraction, check_tolerance, sides
+from analysis.counts import confidence_sequence, count_evidence
+from analysis.evalues import FloatArray, bounded_exp, log_mean_exp
 
 __all__ = ["HistogramTestResult", "histogram_test", "interpolate_cumulative"]
 
@@ -172,11 +173,6 @@ def _side(
     )
 
 
-def _log_mean_exp(values: FloatArray) -> float:
-    top = float(np.max(values))
-    return top + math.log(float(np.mean(np.exp(values - top))))
-
-
 def histogram_test(
     le: Sequence[float],
     canary_counts: Sequence[Sequence[float]],
@@ -225,24 +221,26 @@ def histogram_test(
     >>> bool(r.evalue > 1000), r.threshold
     (True, 0.5)
     """
+    check_tolerance(tolerance)
+    check_fraction("alpha", alpha)
+    directions = sides(direction)
     canary = np.asarray(canary_counts, dtype=np.float64).reshape(-1, len(le))
     baseline = np.asarray(baseline_counts, dtype=np.float64).reshape(-1, len(le))
     both = (canary[:, -1] > 0) & (baseline[:, -1] > 0)
     canary, baseline = canary[both], baseline[both]
     finite = [b for b in le if math.isfinite(b)]
-    directions: list[CountDirection] = ["increase", "decrease"] if direction == "either" else [direction]  # type: ignore[list-item]
-    sides = [_side(le, canary, baseline, tolerance, d) for d in directions]
-    log_e_all = np.concatenate([s.log_e for s in sides])
-    log_e = _log_mean_exp(log_e_all) if log_e_all.size else 0.0
+    tested = [_side(le, canary, baseline, tolerance, d) for d in directions]
+    log_e_all = np.concatenate([s.log_e for s in tested])
+    log_e = log_mean_exp(log_e_all)
     pooled = (canary[:, : len(finite)].sum(axis=0) + baseline[:, : len(finite)].sum(axis=0)) / max(
         float(canary[:, -1].sum() + baseline[:, -1].sum()), 1e-300
     )
     resolved = (pooled >= PROMOTE_BAND[0]) & (1.0 - pooled >= PROMOTE_BAND[0])
-    promote = np.min(np.vstack([s.log_promote for s in sides]), axis=0)
+    promote = np.min(np.vstack([s.log_promote for s in tested]), axis=0)
     log_promote = float(np.min(promote[resolved])) if resolved.any() else -math.inf
-    per_bound = np.max(np.vstack([s.log_e for s in sides]), axis=0)
+    per_bound = np.max(np.vstack([s.log_e for s in tested]), axis=0)
     return _summarise(
-        sides, finite, per_bound, promote, resolved, log_e, log_promote, canary, baseline, alpha
+        tested, finite, per_bound, promote, resolved, log_e, log_promote, canary, baseline, alpha
     )
 
 
@@ -283,8 +281,8 @@ def _summarise(
     )
     cx, cy = float(side.x[:, j].sum()), float(side.y[:, j].sum())
     return HistogramTestResult(
-        evalue=math.exp(min(log_e, 700.0)),
-        promote_evalue=math.exp(min(log_promote, 700.0)),
+        evalue=bounded_exp(log_e),
+        promote_evalue=bounded_exp(log_promote),
         threshold=finite[j],
         statistic=float(side.statistic[j]),
         estimate=_share_ratio(cx / max(nc, 1e-300), cy / max(nb, 1e-300)),
@@ -295,8 +293,8 @@ def _summarise(
         canary_total=nc,
         baseline_total=nb,
         intervals=int(canary.shape[0]),
-        evalues=tuple(math.exp(min(float(v), 700.0)) for v in per_bound),
-        promote_evalues=tuple(math.exp(min(float(v), 700.0)) for v in promote),
+        evalues=tuple(bounded_exp(float(v)) for v in per_bound),
+        promote_evalues=tuple(bounded_exp(float(v)) for v in promote),
     )
 
 

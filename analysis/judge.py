@@ -39,8 +39,6 @@ from analysis.observations import (
     HistogramCounts,
     IntervalObservations,
     PairedObservation,
-    RatioCounts,
-    Samples,
 )
 from analysis.settings import AnalysisSettings
 from analysis.verdicts import Decision, MetricEvidence, Verdict
@@ -106,34 +104,17 @@ def plan_for(
 def _record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) -> MetricHistory:
     """Append one interval's observation to the metric's history (type-checked)."""
     c, b = pair.canary, pair.baseline
-    if plan.type == "ratio" and isinstance(c, RatioCounts) and isinstance(b, RatioCounts):
-        return replace(
-            history,
-            canary=(*history.canary, (c.bad, c.total)),
-            baseline=(*history.baseline, (b.bad, b.total)),
-        )
-    if plan.type == "histogram" and isinstance(c, HistogramCounts) and isinstance(b, HistogramCounts):
+    if pair.kind != plan.type:
+        raise ValueError(f"{plan.name}: expected {plan.type} observations, got {type(c).__name__}")
+    if isinstance(c, HistogramCounts) and isinstance(b, HistogramCounts):
         if c.le != b.le or (history.le and history.le != c.le):
             raise ValueError(f"{plan.name}: bucket bounds (le) differ between tracks or intervals")
-        return replace(
-            history, canary=(*history.canary, c.counts), baseline=(*history.baseline, b.counts), le=c.le
-        )
-    if plan.type == "samples" and isinstance(c, Samples) and isinstance(b, Samples):
-        return replace(history, canary=(*history.canary, c.values), baseline=(*history.baseline, b.values))
-    raise ValueError(f"{plan.name}: expected {plan.type} observations, got {type(c).__name__}")
+        return replace(history, canary=(*history.canary, c.row), baseline=(*history.baseline, b.row), le=c.le)
+    return replace(history, canary=(*history.canary, c.row), baseline=(*history.baseline, b.row))
 
 
 def _has_data(plan: MetricPlan, pair: PairedObservation | None) -> bool:
-    if pair is None:
-        return False
-    c, b = pair.canary, pair.baseline
-    if isinstance(c, RatioCounts) and isinstance(b, RatioCounts):
-        return c.total > 0 and b.total > 0
-    if isinstance(c, HistogramCounts) and isinstance(b, HistogramCounts):
-        return c.total > 0 and b.total > 0
-    if isinstance(c, Samples) and isinstance(b, Samples):
-        return bool(c.values) and bool(b.values)
-    raise ValueError(f"{plan.name}: mismatched observation types {type(c).__name__}/{type(b).__name__}")
+    return pair is not None and pair.has_data
 
 
 def _decide(

@@ -44,9 +44,10 @@ from typing import Literal, TypeAlias
 
 import numpy as np
 
+from analysis.checks import sides
 from analysis.evalues import FloatArray
 from analysis.mannwhitney import MannWhitneyResult, mann_whitney
-from analysis.observations import HistogramCounts, IntervalObservations, RatioCounts, Samples
+from analysis.observations import HistogramCounts, IntervalObservations, PairedObservation, RatioCounts
 from analysis.settings import AnalysisSettings, KayentaSettings, MetricSettings
 from analysis.verdicts import Decision, MetricEvidence, MetricStatus, Verdict
 
@@ -56,7 +57,6 @@ __all__ = [
     "MannWhitneyResult",
     "MetricClassification",
     "classify",
-    "histogram_quantile",
     "mann_whitney",
     "score",
 ]
@@ -128,6 +128,7 @@ def classify(
     'High'
     """
     config = settings or KayentaSettings()
+    tested = sides(direction)
     c = np.asarray([v for v in canary if not math.isnan(v)], dtype=np.float64)
     b = np.asarray([v for v in baseline if not math.isnan(v)], dtype=np.float64)
     if c.size == 0 or b.size == 0:
@@ -142,12 +143,12 @@ def classify(
     deviation = _mean_ratio(c, b)
     critical_value = config.tolerance * abs(test.estimate)
     high = (
-        direction in ("increase", "either")
+        "increase" in tested
         and test.interval[0] > critical_value
         and (math.isnan(deviation) or deviation >= config.allowed_increase)
     )
     low = (
-        direction in ("decrease", "either")
+        "decrease" in tested
         and test.interval[1] < -critical_value
         and (math.isnan(deviation) or deviation <= config.allowed_decrease)
     )
@@ -188,52 +189,19 @@ def score(classifications: Sequence[MetricClassification], weights: Sequence[flo
     return result
 
 
-def histogram_quantile(le: Sequence[float], counts: Sequence[float], q: float) -> float:
-    r"""PromQL's ``histogram_quantile``: linear in the bucket; the +Inf bucket gives the last finite bound.
-
-    Notes
-    -----
-    With rank :math:`r = q N`, the first bucket :math:`(\ell_{j-1}, \ell_j]` whose cumulative
-    count reaches :math:`r` gives :math:`\ell_{j-1} + (\ell_j - \ell_{j-1})(r - C_{j-1})/(C_j -
-    C_{j-1})` (:math:`\ell_{-1} = 0`) [1]_.
-
-    References
-    ----------
-    .. [1] Prometheus documentation, "Query functions: histogram_quantile()".
-    """
-    total = counts[-1]
-    if total <= 0:
-        return math.nan
-    rank = q * total
-    for j, (bound, count) in enumerate(zip(le, counts, strict=True)):
-        if count >= rank:
-            if math.isinf(bound):
-                return le[j - 1] if j > 0 else math.nan
-            start = le[j - 1] if j > 0 else 0.0
-            below = counts[j - 1] if j > 0 else 0.0
-            width = count - below
-            return bound if width <= 0 else start + (bound - start) * (rank - below) / width
-    return math.nan
-
-
-def _points(observation: object, quantile: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Kayenta's per-interval points (canary, baseline) of one paired observation."""
-    from analysis.observations import PairedObservation
-
-    if not isinstance(observation, PairedObservation):
+def _points(
+    observation: PairedObservation | None, quantile: float
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Kayenta's per-interval points (canary, baseline) of one paired observation: the rate, the
+    histogram's `quantile` or the samples themselves."""
+    if observation is None:
         return (), ()
     c, b = observation.canary, observation.baseline
     if isinstance(c, RatioCounts) and isinstance(b, RatioCounts):
-        return ((c.bad / c.total if c.total > 0 else math.nan),), (
-            (b.bad / b.total if b.total > 0 else math.nan),
-        )
+        return (c.rate,), (b.rate,)
     if isinstance(c, HistogramCounts) and isinstance(b, HistogramCounts):
-        return (histogram_quantile(c.le, c.counts, quantile),), (
-            histogram_quantile(b.le, b.counts, quantile),
-        )
-    if isinstance(c, Samples) and isinstance(b, Samples):
-        return c.values, b.values
-    raise ValueError(f"mismatched observation types {type(c).__name__}/{type(b).__name__}")
+        return (c.quantile(quantile),), (b.quantile(quantile),)
+    return c.row, b.row
 
 
 _STATUS: dict[Classification, MetricStatus] = {

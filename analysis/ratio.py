@@ -25,8 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.counts import CountDirection, confidence_sequence, count_evidence
-from analysis.evalues import FloatArray
+from analysis.checks import check_fraction, check_tolerance, sides
+from analysis.counts import confidence_sequence, count_evidence
+from analysis.evalues import FloatArray, bounded_exp, log_mean_exp
 
 __all__ = ["RatioTestResult", "ratio_test"]
 
@@ -82,7 +83,7 @@ def ratio_test(
     baseline_total: Sequence[float],
     *,
     tolerance: float = 0.5,
-    direction: CountDirection = "increase",
+    direction: str = "increase",
     alpha: float = 0.05,
 ) -> RatioTestResult:
     r"""Sequential test of a canary's rate of bad events against its baseline's.
@@ -93,8 +94,8 @@ def ratio_test(
         Per-interval counts (within each interval; fractional counts are allowed).
     tolerance : float, default 0.5
         How much worse the canary's rate may be, relative (0.5: up to 1.5 times the baseline's).
-    direction : {'increase', 'decrease'}, default 'increase'
-        Which change of the canary's rate is bad.
+    direction : {'increase', 'decrease', 'either'}, default 'increase'
+        Which change of the canary's rate is bad (``either``: both).
     alpha : float, default 0.05
         Level of the reported confidence interval.
 
@@ -106,7 +107,10 @@ def ratio_test(
     -----
     See the module notes for the two e-processes. ``evalue >= 1/alpha`` is evidence of a
     regression at level ``alpha`` under continuous monitoring (Ville's inequality);
-    ``promote_evalue >= 1/beta`` shows the canary within tolerance at level ``beta``.
+    ``promote_evalue >= 1/beta`` shows the canary within tolerance at level ``beta``. With
+    ``either`` the rollback e-value is the average of the two sides' (an average of e-values is
+    an e-value) and the promotion e-value the smaller of the two; the statistic, dispersion and
+    interval are those of the ``increase`` side.
 
     References
     ----------
@@ -123,32 +127,35 @@ def ratio_test(
     >>> bool(r.evalue > 1000), round(r.estimate, 2)
     (True, 5.0)
     """
+    check_tolerance(tolerance)
+    check_fraction("alpha", alpha)
+    tested = sides(direction)
     x = _as_column(canary_bad)
     n = _as_column(canary_total)
     y = _as_column(baseline_bad)
     m = _as_column(baseline_total)
     both = ((n > 0) & (m > 0)).ravel()
     x, n, y, m = x[both], n[both], y[both], m[both]
-    evidence = count_evidence(x, y, n, m, tolerance=tolerance, direction=direction)
-    phi = float(evidence.dispersion[0])
+    results = [count_evidence(x, y, n, m, tolerance=tolerance, direction=side) for side in tested]
+    first = results[0]
     interval = confidence_sequence(
         x[:, 0],
         y[:, 0],
         n[:, 0],
         m[:, 0],
         alpha=alpha,
-        dispersion=evidence.phi[:, 0],
-        weights=evidence.weights[:, 0],
+        dispersion=first.phi[:, 0],
+        weights=first.weights[:, 0],
     )
-    evalue = math.exp(min(float(evidence.log_evalue[0]), 700.0))
+    evalue = bounded_exp(log_mean_exp([float(r.log_evalue[0]) for r in results]))
     return RatioTestResult(
-        statistic=float(evidence.statistic[0]),
+        statistic=float(first.statistic[0]),
         evalue=evalue,
-        promote_evalue=math.exp(min(float(evidence.log_promote_evalue[0]), 700.0)),
+        promote_evalue=bounded_exp(min(float(r.log_promote_evalue[0]) for r in results)),
         pvalue=min(1.0, 1.0 / evalue),
-        estimate=_ratio_estimate(float(evidence.log_ratio[0]), float(x.sum()), float(y.sum())),
+        estimate=_ratio_estimate(float(first.log_ratio[0]), float(x.sum()), float(y.sum())),
         interval=interval,
-        dispersion=phi,
+        dispersion=float(first.dispersion[0]),
         canary_bad=float(x.sum()),
         canary_total=float(n.sum()),
         baseline_bad=float(y.sum()),

@@ -32,7 +32,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.evalues import Alternative, FloatArray, t_mixture_log_evalue
+from analysis.checks import check_fraction, check_tolerance, sides
+from analysis.evalues import (
+    Alternative,
+    FloatArray,
+    bounded_exp,
+    log_mean_exp,
+    t_mixture_log_evalue,
+    two_sided_t_log_bf,
+)
 
 __all__ = ["SamplesTestResult", "log_ratios", "samples_test"]
 
@@ -92,6 +100,7 @@ def log_ratios(
 
 
 def _interval(d: FloatArray, alpha: float) -> tuple[float, float]:
+    """The ratios whose log the two-sided Bayes factor does not reject at ``1/alpha`` (exp'd)."""
     n = d.size
     if n < 2:
         return 0.0, math.inf
@@ -99,9 +108,7 @@ def _interval(d: FloatArray, alpha: float) -> tuple[float, float]:
     if sd == 0.0:
         return math.exp(mean), math.exp(mean)
     grid = mean + np.linspace(-12.0, 12.0, 961) * sd
-    t = (mean - grid) / (sd / math.sqrt(n))
-    nu, ng = n - 1, 1.0 + n * PRIOR_G
-    log_bf = -0.5 * math.log(ng) + 0.5 * (nu + 1) * np.log((1.0 + t * t / nu) / (1.0 + t * t / (nu * ng)))
+    log_bf = two_sided_t_log_bf(n, (mean - grid) / (sd / math.sqrt(n)), PRIOR_G)
     inside = grid[log_bf < -math.log(alpha)]
     if inside.size == 0:
         return math.exp(mean), math.exp(mean)
@@ -151,20 +158,21 @@ def samples_test(
     >>> bool(r.evalue > 20), round(r.estimate, 2)
     (True, 1.53)
     """
+    check_tolerance(tolerance)
+    check_fraction("alpha", alpha)
     d, seen_c, seen_b = log_ratios(canary, baseline)
     bound = math.log1p(tolerance)
-    sides: list[tuple[Alternative, float]] = []
-    if direction in ("increase", "either"):
-        sides.append(("greater", bound))
-    if direction in ("decrease", "either"):
-        sides.append(("less", -bound))
-    rollback = [t_mixture_log_evalue(d, null_mean=0.0, g=PRIOR_G, alternative=alt) for alt, _ in sides]
+    worse: dict[str, tuple[Alternative, float]] = {
+        "increase": ("greater", bound),
+        "decrease": ("less", -bound),
+    }
+    tested = [worse[side] for side in sides(direction)]
+    rollback = [t_mixture_log_evalue(d, null_mean=0.0, g=PRIOR_G, alternative=alt) for alt, _ in tested]
     promote = [
         t_mixture_log_evalue(d, null_mean=b, g=PRIOR_G, alternative="less" if alt == "greater" else "greater")
-        for alt, b in sides
+        for alt, b in tested
     ]
-    log_e = max(rollback) + math.log(sum(math.exp(r - max(rollback)) for r in rollback) / len(rollback))
-    evalue = math.exp(min(log_e, 700.0))
+    evalue = bounded_exp(log_mean_exp(rollback))
     n = d.size
     mean = float(np.mean(d)) if n else math.nan
     sd = float(np.std(d, ddof=1)) if n > 1 else math.nan
@@ -172,7 +180,7 @@ def samples_test(
     return SamplesTestResult(
         statistic=statistic,
         evalue=evalue,
-        promote_evalue=math.exp(min(min(promote), 700.0)) if n > 1 else 1.0,
+        promote_evalue=bounded_exp(min(promote)) if n > 1 else 1.0,
         pvalue=min(1.0, 1.0 / evalue),
         estimate=math.exp(mean) if n else math.nan,
         interval=_interval(d, alpha),

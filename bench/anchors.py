@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.kayenta import histogram_quantile
 from analysis.logs import ObservationLog
 from analysis.observations import HistogramCounts, RatioCounts
 from bench.scenarios import Truth, bucket_probabilities
@@ -73,7 +72,7 @@ def flagger(log: ObservationLog, *, max_intervals: int = 40) -> AnchorDecision:
             ratio is not None
             and histogram is not None
             and 1.0 - ratio.bad / ratio.total >= 0.99
-            and histogram_quantile(histogram.le, histogram.counts, 0.99) <= 0.5
+            and histogram.quantile(0.99) <= 0.5
         )
         failed, passed = failed + (not ok), passed + ok
         if failed >= 5:

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from canaryflow.devkube import LocalControlPlane, find_binaries
+from canaryflow.dev.kube import LocalControlPlane, find_binaries
 
 
 def rss_mib(pid: int) -> float:

@@ -42,10 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from analysis.judge import SequentialJudge
-from canaryflow.cluster.clock import Clock, ManualClock
+from canaryflow.clock import ManualClock
 from canaryflow.cluster.port import TargetRef
 from canaryflow.cluster.simulated import SimulatedCluster, SimulatedWorld
-from canaryflow.demo import DEMO_SPEC, GOOD_IMAGE, PROFILES, STABLE_IMAGE
+from canaryflow.dev.stacks import DEMO_SPEC, GOOD_IMAGE, PROFILES, STABLE_IMAGE
 from canaryflow.metrics import MetricsSource, ObservationRecorder, create_metrics_source, observe_interval
 from canaryflow.replicas import plan_split
 from canaryflow.requests import RolloutRequest
@@ -60,16 +60,6 @@ os.environ.setdefault("PREFECT_TELEMETRY_ENABLE_RESOURCE_METRICS", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 SPEC = DEMO_SPEC.read_text()
-
-
-class EpochClock:
-    """A cluster clock as the simulator's clock (seconds since the epoch)."""
-
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-
-    def now(self) -> float:
-        return self._clock.now().timestamp()
 
 
 class Stack:
@@ -87,7 +77,7 @@ class Stack:
         simulator = TrafficSimulator(
             self.cluster,
             [AppRef("shop", name)],
-            clock=EpochClock(self.clock),
+            clock=self.clock,
             seed=7,
             rate_per_pod=200.0,
             profiles=PROFILES,

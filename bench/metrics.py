@@ -19,6 +19,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from canaryflow.clock import SystemClock
 from canaryflow.cluster.port import PodInfo
 from canaryflow.metrics import MetricQuery, observe_interval
 from canaryflow.metrics.prometheus import PrometheusConfig, PrometheusMetricsSource
@@ -28,7 +29,6 @@ from canaryflow.simulation import (
     BehaviourProfile,
     MetricsServer,
     RealTimeDriver,
-    SystemClock,
     TrafficSimulator,
 )
 from tests.fixtures.prometheus import running_prometheus

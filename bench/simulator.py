@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from canaryflow.clock import ManualClock
 from canaryflow.cluster.port import PodInfo
 from canaryflow.simulation import (
     AppRef,
     BehaviourProfile,
-    ManualClock,
     SimulatorCollector,
     TrafficSimulator,
 )

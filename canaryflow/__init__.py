@@ -1,0 +1,38 @@
+"""canaryflow: progressive delivery for Kubernetes, judged by sequential statistics, run by Prefect.
+
+The package is drawn in layers; a module imports only from the layers below its own, and the
+import contracts in ``pyproject.toml`` (import-linter) enforce it::
+
+    entry points   cli/            the `canaryflow` command: commands, terminal rendering (typer, rich)
+    ─────────────────────────────────────────────────────────────────────────────────────────────
+    dev tooling    dev/            local stacks for the demo and the tests: control plane, demo
+                                   stacks, a Prefect server, Prometheus, processes and ports
+    flows          flows/          (a package of its own) the rollout and cleanup flows: where
+                                   Prefect meets the adapters and the judge
+    apps           webhooks/       the receiver of git pushes (FastAPI)
+    ─────────────────────────────────────────────────────────────────────────────────────────────
+    triggers       triggers/       port `RolloutStarter` + the Prefect adapter that starts runs
+    ─────────────────────────────────────────────────────────────────────────────────────────────
+    ports and      cluster/        port `Cluster` + Kubernetes and simulated adapters
+    adapters       metrics/        port `MetricsSource` + Prometheus and simulated adapters
+                   reports.py      a rollout's report files (status.json, observation logs)
+    ─────────────────────────────────────────────────────────────────────────────────────────────
+    simulation     simulation/     simulated traffic: per-pod outcomes and latencies, /metrics
+    ─────────────────────────────────────────────────────────────────────────────────────────────
+    core           spec/ routes.py status.py replicas.py
+                                   rollout specs, webhook routes, `RolloutStatus`, replica math
+                   requests.py yamldoc.py querytemplates.py clock.py files.py
+                                   `RolloutRequest`, YAML with lines, PromQL templates, time,
+                                   atomic files
+                   errors.py       the one exception tree
+    ─────────────────────────────────────────────────────────────────────────────────────────────
+    analysis       analysis/       (a package of its own) pure statistics: observations in,
+                                   verdicts out
+
+Siblings within a layer do not import each other (within the core, the lower rows are below the
+upper ones). Each third-party library has one home: ``kubernetes`` in the cluster adapter, the
+Prometheus client in the metrics adapter, ``prefect`` in ``flows`` and the trigger adapter,
+``fastapi`` in the webhook app, ``typer`` and ``rich`` in the command line, ``matplotlib`` in the
+verdict chart. Nothing here is loaded at import: clients and configuration are built at the entry
+points (the command line, a flow's start, the webhook app's lifespan) and passed down.
+"""

@@ -6,13 +6,17 @@ Split first by what the caller does next (retry later, or give up), then by doma
     ├── TransientError                   retry later (carries `retry_after` seconds when known)
     │   ├── ClusterUnavailableError      API server timeout / 5xx / connection refused
     │   ├── MetricsUnavailableError      Prometheus timeout / 5xx / connection refused
-    │   └── TriggerUnavailableError      the Prefect API cannot be reached to start a rollout
+    │   └── TriggerUnavailableError      the Prefect API cannot be reached to start or steer a rollout
     └── PermanentError                   retrying the same call will not help
-        ├── SpecError                    a rollout spec or routes file is invalid (every problem listed)
+        ├── UsageError                   the command line asks for something that does not exist
+        │   └── NotImplementedYetError   the command's capability has not landed yet
+        ├── InputError                   a file, an argument or a setting is not valid (names it)
+        │   ├── SpecError                a rollout spec or routes file is invalid (every problem listed)
+        │   ├── ObservationLogError      an observation log is malformed (names the place)
+        │   └── ReportError              a rollout's report file is unreadable or malformed
         ├── TriggerError                 a webhook delivery cannot start a rollout
         │   ├── PayloadError             the body is not a push payload we can read (names the field)
         │   └── ImageRenderError         the image template cannot be rendered for this push
-        ├── ObservationLogError          an observation log is malformed (names the place)
         ├── ClusterError                 Kubernetes said no
         │   ├── NotFoundError            the target, its Service or a track does not exist
         │   ├── ConflictError            a write lost a race (409) and retries ran out
@@ -23,16 +27,21 @@ Split first by what the caller does next (retry later, or give up), then by doma
         ├── MetricsError                 the metrics source answered, but not with an observation
         │   ├── NoDataError              no samples (or NaN) for the window: a domain outcome, not a failure
         │   └── QueryError               the query is wrong (bad PromQL, bad template); carries the query
-        ├── LocalClusterError            the local development control plane failed to start
-        ├── RolloutAborted               a person or a newer rollout stopped this one
-        └── NotImplementedYetError       the command's capability has not landed yet
+        ├── LocalStackError              a local stack of the demo or the tests failed to start
+        │   ├── LocalClusterError        the local Kubernetes control plane
+        │   ├── PrefectServerError       the local Prefect server
+        │   └── LocalPrometheusError     the local Prometheus
+        └── RolloutAborted               a person or a newer rollout stopped this one
+            ├── Superseded               (flows.slots) a newer image asked for the target
+            └── SlotLost                 (flows.slots) the target's slot lease was lost
 
 `NoDataError` is deliberately not a `TransientError`: the judge treats "no data" as an observation
 (no verdict), not as a reason to retry the query. Adapters translate library errors at the edge into
 the most specific of these, chained with ``raise ... from exc``, and carry context (target, query).
 
-Exit codes (the CLI maps each class to one; see `exit_code_for`): 1 generic failure or an invalid spec,
-2 usage or not implemented yet, 3 cluster, 4 metrics, 5 transient, 6 aborted.
+Exit codes (the command line maps each class to one; see `exit_code_for`), as the README's table
+says: 1 invalid input (and anything else that is permanent), 2 usage or not implemented yet,
+3 cluster, 4 metrics, 5 transient (retry later), 6 aborted.
 """
 
 from __future__ import annotations
@@ -44,7 +53,10 @@ __all__ = [
     "ConflictError",
     "ForbiddenError",
     "ImageRenderError",
+    "InputError",
     "LocalClusterError",
+    "LocalPrometheusError",
+    "LocalStackError",
     "MetricsError",
     "MetricsUnavailableError",
     "NoDataError",
@@ -53,14 +65,17 @@ __all__ = [
     "ObservationLogError",
     "PayloadError",
     "PermanentError",
+    "PrefectServerError",
     "ProgressDeadlineError",
     "QueryError",
+    "ReportError",
     "RolloutAborted",
     "RolloutInProgressError",
     "SpecError",
     "TransientError",
     "TriggerError",
     "TriggerUnavailableError",
+    "UsageError",
     "WeightError",
     "exit_code_for",
 ]
@@ -102,7 +117,17 @@ class TriggerUnavailableError(TransientError):
     """The orchestrator (Prefect API) cannot be reached to start or steer a rollout."""
 
 
-class SpecError(PermanentError):
+class UsageError(PermanentError):
+    """The command line asks for something that does not exist (an unknown judge, no input)."""
+
+    exit_code = 2
+
+
+class InputError(PermanentError):
+    """A file, an argument or a setting given to canaryflow is not valid; the message names it."""
+
+
+class SpecError(InputError):
     """A spec file is invalid. `problems` lists every one as "file:line path: message"."""
 
     def __init__(self, message: str, *, problems: list[str] | None = None) -> None:
@@ -123,10 +148,12 @@ class ImageRenderError(TriggerError):
     """An image template cannot be rendered for this push (a value or the result is not valid)."""
 
 
-class ObservationLogError(PermanentError):
+class ObservationLogError(InputError):
     """An observation log is malformed; the message names the place (e.g. ``intervals[3]...``)."""
 
-    exit_code = 2
+
+class ReportError(InputError):
+    """A file of a rollout's report (``status.json``) cannot be read or is not what it should be."""
 
 
 class ClusterError(PermanentError):
@@ -185,10 +212,22 @@ class QueryError(MetricsError):
     """The query itself is wrong (bad PromQL, bad template variable)."""
 
 
-class LocalClusterError(PermanentError):
+class LocalStackError(PermanentError):
+    """A local stack of the demo or the tests (`canaryflow.dev`) failed to start or answer."""
+
+
+class LocalClusterError(LocalStackError):
     """The local development control plane (`canaryflow dev kube`) failed to start or answer."""
 
     exit_code = 3
+
+
+class PrefectServerError(LocalStackError):
+    """The local Prefect server did not start, or exited before it answered."""
+
+
+class LocalPrometheusError(LocalStackError):
+    """The local Prometheus did not start, exited, or did not do what was asked in time."""
 
 
 class RolloutAborted(PermanentError):  # noqa: N818 - an outcome, named like one
@@ -197,7 +236,7 @@ class RolloutAborted(PermanentError):  # noqa: N818 - an outcome, named like one
     exit_code = 6
 
 
-class NotImplementedYetError(PermanentError):
+class NotImplementedYetError(UsageError):
     """The capability behind a command has not landed yet. Never answered with a fake result."""
 
     exit_code = 2

@@ -28,7 +28,6 @@ from prefect.states import Running
 from pydantic import Field
 
 from canaryflow.errors import NotFoundError
-from flows.runtime import current_runtime
 
 __all__ = ["Answer", "Approval", "answer_paused_rollout", "paused_run_of", "wait_for_approval"]
 
@@ -50,16 +49,17 @@ class Answer:
     reason: str
 
 
-def wait_for_approval(timeout_seconds: float, *, key: str, what: str) -> Answer:
+def wait_for_approval(timeout_seconds: float, *, key: str, what: str, poll_seconds: int) -> Answer:
     """Pause the current flow run until somebody answers, at most `timeout_seconds`.
 
-    `key` names this pause among the run's pauses (lowercase letters, digits and dashes).
+    `key` names this pause among the run's pauses (lowercase letters, digits and dashes);
+    `poll_seconds` is how often the paused run checks whether it was resumed.
     """
     try:
         approval = pause_flow_run(
             wait_for_input=Approval,
             timeout=max(1, round(timeout_seconds)),
-            poll_interval=current_runtime().approval_poll_seconds,
+            poll_interval=poll_seconds,
             key=key,
         )
     except FlowPauseTimeout:

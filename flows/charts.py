@@ -18,22 +18,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis.logs import ObservationLog
-from analysis.observations import HistogramCounts, PairedObservation, RatioCounts, Samples, TrackObservation
-from flows.reporting import quantile
+from analysis.observations import PairedObservation
 
 __all__ = ["render_chart", "series"]
 
 _COLOURS = {"canary": "#d62728", "baseline": "#1f77b4"}
-
-
-def _value(observation: TrackObservation, what: str) -> float:
-    if isinstance(observation, RatioCounts):
-        return observation.bad / observation.total if observation.total else math.nan
-    if isinstance(observation, HistogramCounts):
-        q = quantile(observation, 0.5 if what == "p50" else 0.99)
-        return math.nan if q is None else q
-    assert isinstance(observation, Samples)
-    return sum(observation.values) / len(observation.values) if observation.values else math.nan
 
 
 def series(log: ObservationLog, metric: str, what: str, track: str) -> list[float]:
@@ -42,7 +31,7 @@ def series(log: ObservationLog, metric: str, what: str, track: str) -> list[floa
     for interval in log.intervals:
         pair: PairedObservation | None = interval.get(metric)
         observation = None if pair is None else (pair.canary if track == "canary" else pair.baseline)
-        values.append(math.nan if observation is None else _value(observation, what))
+        values.append(math.nan if observation is None else observation.chart_points().get(what, math.nan))
     return values
 
 

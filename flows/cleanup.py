@@ -26,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from canaryflow.cluster.port import RolloutId, RolloutState, TargetRef
 from canaryflow.errors import CanaryflowError
 from canaryflow.spec import load_spec
+from canaryflow.status import RolloutPhase
+from flows.runtime import Runtime, runtime_for_run
 from flows.slots import cleanup_slot
 from flows.steps import promote_canary, read_target, roll_back_canary, with_retries
 
@@ -105,7 +107,7 @@ def next_action(state: RolloutState | None, *, only: str | None = None) -> Clean
         return "nothing"
     if only is not None and state.rollout_id != only:
         return "leave"
-    return "promote" if state.phase == "promoting" else "roll-back"
+    return "promote" if state.phase == RolloutPhase.PROMOTING else "roll-back"
 
 
 def run_name() -> str:
@@ -121,21 +123,27 @@ def run_name() -> str:
 @flow(name="cleanup", flow_run_name=run_name, persist_result=False)
 def cleanup(target: CleanupRequest) -> CleanupOutcome:
     """Converge `target` to a safe state: finish a promotion, roll back anything else left."""
+    runtime = runtime_for_run()
     ref, deadline = target.resolve()
     logger = get_run_logger()
     with ExitStack() as slot:
         try:
-            slot.enter_context(cleanup_slot(ref, timeout_seconds=target.slot_timeout_seconds))
+            slot.enter_context(
+                cleanup_slot(
+                    ref, timeout_seconds=target.slot_timeout_seconds, lease_seconds=runtime.slot_lease_seconds
+                )
+            )
         except TimeoutError:
             reason = f"a live run held {ref} for {target.slot_timeout_seconds} s; it converges the target"
             logger.warning("%s", reason)
             return CleanupOutcome(target=str(ref), action="leave", rollout_id=None, reason=reason)
-        return _converge(ref, deadline, only=target.rollout_id)
+        return _converge(runtime, ref, deadline, only=target.rollout_id)
 
 
-def _converge(ref: TargetRef, deadline: timedelta, *, only: str | None) -> CleanupOutcome:
+def _converge(runtime: Runtime, ref: TargetRef, deadline: timedelta, *, only: str | None) -> CleanupOutcome:
     logger = get_run_logger()
-    state = with_retries(read_target)(ref).state
+    cluster, delays = runtime.cluster, runtime.retry_delays
+    state = with_retries(read_target, delays)(cluster, ref).state
     action = next_action(state, only=only)
     if state is None:
         reason = f"no rollout on {ref}: nothing to do"
@@ -144,10 +152,14 @@ def _converge(ref: TargetRef, deadline: timedelta, *, only: str | None) -> Clean
     else:
         rollout_id = RolloutId(state.rollout_id)
         if action == "promote":
-            with_retries(promote_canary)(ref, rollout_id=rollout_id, progress_deadline=deadline)
+            with_retries(promote_canary, delays)(
+                cluster, ref, rollout_id=rollout_id, progress_deadline=deadline
+            )
             reason = f"finished the interrupted promotion of {state.canary_image}"
         else:
-            with_retries(roll_back_canary)(ref, rollout_id=rollout_id, progress_deadline=deadline)
+            with_retries(roll_back_canary, delays)(
+                cluster, ref, rollout_id=rollout_id, progress_deadline=deadline
+            )
             reason = f"rolled back {state.canary_image} ({state.phase} at weight {state.weight}%)"
     logger.info("%s: %s", ref, reason)
     return CleanupOutcome(

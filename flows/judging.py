@@ -19,9 +19,11 @@ from analysis.observations import PairedObservation
 from analysis.verdicts import Verdict
 from canaryflow.errors import MetricsUnavailableError
 from canaryflow.metrics import ObservationRecorder
+from canaryflow.reports import observation_log
 from flows.charts import render_chart
 from flows.plan import RolloutPlan
 from flows.reporting import Reporter
+from flows.runtime import Runtime
 from flows.steps import hold, observe
 
 __all__ = ["analyze"]
@@ -30,24 +32,32 @@ __all__ = ["analyze"]
 Checkpoint = Callable[[], None]
 
 
-def analyze(plan: RolloutPlan, index: int, reporter: Reporter, checkpoint: Checkpoint) -> Verdict:
-    """Run the analyze step `index` of `plan` to its verdict (promote, rollback or inconclusive)."""
+def analyze(
+    plan: RolloutPlan, runtime: Runtime, index: int, *, reporter: Reporter, checkpoint: Checkpoint
+) -> Verdict:
+    """Run the analyze step `index` of `plan` on `runtime`'s clock and metrics source to its verdict
+    (promote, rollback or inconclusive)."""
     step = plan.analyze_step(index)
     interval = step.interval.total_seconds()
     queries = plan.queries()
     units = {q.name: q.unit for q in queries if q.unit}
     judge = SequentialJudge(plan.spec.analysis_settings(step), interval_seconds=interval, units=units)
     recorder = ObservationRecorder(queries, interval_seconds=interval)
-    log = reporter.directory / f"observations-step{index + 1}.json"
+    log = observation_log(reporter.directory, index)
     observe_io = observe.with_options(retries=1, retry_delay_seconds=min(interval / 4, 5.0))
     intervals = max(1, math.floor(step.max_duration.total_seconds() / interval + 1e-9))
     verdict: Verdict | None = None
     for _ in range(intervals):
         checkpoint()
-        end = hold(interval, why=f"analysis interval of {plan.rollout_id}")
+        end = hold(runtime.clock, interval, why=f"analysis interval of {plan.rollout_id}")
         try:
             observed = observe_io(
-                queries, namespace=plan.target.namespace, app=plan.target.app, end=end, window=step.interval
+                runtime.metrics,
+                queries,
+                namespace=plan.target.namespace,
+                app=plan.target.app,
+                end=end,
+                window=step.interval,
             )
         except MetricsUnavailableError as exc:
             reporter.say("metrics unavailable, counted as an interval without data: %s", exc)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -17,6 +16,7 @@ from canaryflow.cluster.port import RolloutId, TargetRef
 from canaryflow.metrics import MetricQuery
 from canaryflow.requests import RolloutRequest
 from canaryflow.spec import Analyze, RolloutSpec, load_spec
+from canaryflow.status import RolloutResult
 
 __all__ = ["RolloutOutcome", "RolloutPlan", "plan_rollout", "rollout_id_for", "slot_name"]
 
@@ -69,7 +69,7 @@ class RolloutOutcome(BaseModel):
     rollout_id: str
     target: str
     image: str
-    result: Literal["promoted", "rolled-back", "superseded"]
+    result: RolloutResult
     reason: str
     report: str
 

@@ -9,11 +9,17 @@ Anything that stops the rollout (a rollback verdict, a rejection, an approval th
 inconclusive analysis under ``onInconclusive: rollback``, a Kubernetes error after its retries)
 rolls the canary back; a supersede also rolls back and ends the run Cancelled. The cluster holds
 the truth (annotations on the canary), so a run killed at any point is resumed or cleaned up by the
-next run for the target. Adapters come from the current `flows.runtime.Runtime`.
+next run for the target.
+
+The adapters are resolved once, at the start (`flows.runtime.runtime_for_run`: injected by the
+entry point, or built from a worker's environment), kept in the `Run` with the plan and the
+reporter, and handed to every task (`flows.steps`) as an argument.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from prefect import flow
@@ -24,15 +30,16 @@ from prefect.states import Cancelled
 from canaryflow.errors import CanaryflowError
 from canaryflow.requests import RolloutRequest
 from canaryflow.spec import Pause
+from canaryflow.status import RolloutPhase, RolloutResult
 from flows.approval import wait_for_approval
 from flows.judging import analyze
 from flows.plan import RolloutOutcome, RolloutPlan, plan_rollout
 from flows.reporting import Reporter
-from flows.runtime import current_runtime
+from flows.runtime import Runtime, runtime_for_run
 from flows.slots import Superseded, check_superseded, request_target, target_slot
 from flows.steps import hold, promote_canary, read_target, roll_back_canary, set_weight, with_retries
 
-__all__ = ["RolloutStopped", "rollout", "run_name"]
+__all__ = ["RolloutStopped", "Run", "rollout", "run_name"]
 
 
 class RolloutStopped(Exception):  # noqa: N818 - control flow inside the flow, never escapes it
@@ -41,6 +48,20 @@ class RolloutStopped(Exception):  # noqa: N818 - control flow inside the flow, n
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of the rollout: what it is about, what it works on, and who it tells."""
+
+    plan: RolloutPlan
+    runtime: Runtime
+    reporter: Reporter
+
+    @property
+    def deadline(self) -> timedelta:
+        """How long pods may take to become Ready (the spec's progress deadline)."""
+        return self.plan.spec.spec.progress_deadline
 
 
 def run_name() -> str:
@@ -56,61 +77,64 @@ def run_name() -> str:
 @flow(name="rollout", flow_run_name=run_name, persist_result=False)
 def rollout(request: RolloutRequest) -> RolloutOutcome | State[Any]:
     """Roll out `request.image` to the target of the spec at `request.spec`, step by step."""
+    runtime = runtime_for_run()
     plan = plan_rollout(request)
     request_target(plan)
-    with target_slot(plan):
-        reporter = Reporter(plan, current_runtime())
+    with target_slot(plan, lease_seconds=runtime.slot_lease_seconds):
+        run = Run(plan, runtime, Reporter(plan, runtime))
         try:
-            start = prepare(plan, reporter)
+            start = prepare(run)
             if isinstance(start, RolloutOutcome):
                 return start
-            evidence = walk_steps(plan, reporter, start)
+            evidence = walk_steps(run, start)
         except Superseded as exc:
-            roll_back(plan, reporter, str(exc), result="superseded")
+            roll_back(run, str(exc), result="superseded")
             return Cancelled(message=str(exc))
         except RolloutStopped as exc:
-            return roll_back(plan, reporter, exc.reason)
+            return roll_back(run, exc.reason)
         except CanaryflowError as exc:
-            return roll_back(plan, reporter, f"{type(exc).__name__}: {exc}")
-        return promote(plan, reporter, evidence)
+            return roll_back(run, f"{type(exc).__name__}: {exc}")
+        return promote(run, evidence)
 
 
-def prepare(plan: RolloutPlan, reporter: Reporter) -> int | RolloutOutcome:
+def prepare(run: Run) -> int | RolloutOutcome:
     """Where to start: step 0, the step of our own interrupted rollout, or its finished end."""
-    state = with_retries(read_target)(plan.target).state
+    plan, cluster = run.plan, run.runtime.cluster
+    state = with_retries(read_target, run.runtime.retry_delays)(cluster, plan.target).state
     if state is None:
-        reporter.say("%s: starting the rollout of %s to %s", plan.rollout_id, plan.image, plan.target)
+        run.reporter.say("%s: starting the rollout of %s to %s", plan.rollout_id, plan.image, plan.target)
         return 0
     if state.rollout_id != plan.rollout_id:
-        reporter.say(
+        run.reporter.say(
             "%s: rollout %s (%s) was left behind on %s; rolling it back first",
             plan.rollout_id, state.rollout_id, state.canary_image, plan.target,
         )  # fmt: skip
-        with_retries(roll_back_canary)(
-            plan.target, rollout_id=state.rollout_id, progress_deadline=plan.spec.spec.progress_deadline
+        with_retries(roll_back_canary, run.runtime.retry_delays)(
+            cluster, plan.target, rollout_id=state.rollout_id, progress_deadline=run.deadline
         )
         return 0
-    if state.phase == "promoting":
-        return promote(plan, reporter, "resumed an interrupted promotion")
-    if state.phase == "rolling-back":
-        return roll_back(plan, reporter, "resumed an interrupted rollback")
-    reporter.say("%s: resuming at step %d (weight %d%%)", plan.rollout_id, state.step + 1, state.weight)
+    if state.phase == RolloutPhase.PROMOTING:
+        return promote(run, "resumed an interrupted promotion")
+    if state.phase == RolloutPhase.ROLLING_BACK:
+        return roll_back(run, "resumed an interrupted rollback")
+    run.reporter.say("%s: resuming at step %d (weight %d%%)", plan.rollout_id, state.step + 1, state.weight)
     return state.step
 
 
-def walk_steps(plan: RolloutPlan, reporter: Reporter, start: int) -> str:
+def walk_steps(run: Run, start: int) -> str:
     """Run the steps from `start`; return the evidence for promotion (RolloutStopped otherwise)."""
+    plan = run.plan
     evidence: list[str] = []
     for index in range(start, len(plan.spec.steps)):
         check_superseded(plan)
-        reporter.step(index)
+        run.reporter.step(index)
         step = plan.spec.steps[index]
         if step.set_weight is not None:
-            apply_weight(plan, reporter, index, step.set_weight)
+            apply_weight(run, index, step.set_weight)
         elif step.pause is not None:
-            evidence += pause(plan, reporter, index, step.pause)
+            evidence += pause(run, index, step.pause)
         else:
-            evidence += analysis(plan, reporter, index)
+            evidence += analysis(run, index)
     check_superseded(plan)
     if evidence:
         return "; ".join(evidence)
@@ -119,55 +143,70 @@ def walk_steps(plan: RolloutPlan, reporter: Reporter, start: int) -> str:
     return "every step passed (the spec has no analysis)"
 
 
-def apply_weight(plan: RolloutPlan, reporter: Reporter, index: int, weight: int) -> None:
-    _split, status = with_retries(set_weight)(
+def apply_weight(run: Run, index: int, weight: int) -> None:
+    plan = run.plan
+    _split, status = with_retries(set_weight, run.runtime.retry_delays)(
+        run.runtime.cluster,
         plan.target,
         weight,
         rollout_id=plan.rollout_id,
         image=plan.image,
         step=index,
         baseline=plan.spec.spec.baseline,
-        progress_deadline=plan.spec.spec.progress_deadline,
+        progress_deadline=run.deadline,
     )
-    reporter.weight(weight, status.effective_weight)
+    run.reporter.weight(weight, status.effective_weight)
 
 
-def pause(plan: RolloutPlan, reporter: Reporter, index: int, step: Pause) -> list[str]:
+def pause(run: Run, index: int, step: Pause) -> list[str]:
+    plan = run.plan
     if not step.approval:
         assert step.duration is not None
-        hold(step.duration.total_seconds(), why=f"pause of {plan.rollout_id}")
+        hold(run.runtime.clock, step.duration.total_seconds(), why=f"pause of {plan.rollout_id}")
         return []
-    reporter.phase("waiting for approval")
-    reporter.say("%s: waiting for approval (canaryflow promote/abort %s)", plan.rollout_id, plan.rollout_id)
+    run.reporter.phase(RolloutPhase.WAITING_FOR_APPROVAL)
+    run.reporter.say(
+        "%s: waiting for approval (canaryflow promote/abort %s)", plan.rollout_id, plan.rollout_id
+    )
     answer = wait_for_approval(
-        step.approval_timeout.total_seconds(), key=f"step-{index + 1}", what=f"step {index + 1}"
+        step.approval_timeout.total_seconds(),
+        key=f"step-{index + 1}",
+        what=f"step {index + 1}",
+        poll_seconds=run.runtime.approval_poll_seconds,
     )
     check_superseded(plan)
     if not answer.approved:
         raise RolloutStopped(f"not approved: {answer.reason}")
-    reporter.say("%s: approved (%s)", plan.rollout_id, answer.reason)
+    run.reporter.say("%s: approved (%s)", plan.rollout_id, answer.reason)
     return [f"approved at step {index + 1}: {answer.reason}"]
 
 
-def analysis(plan: RolloutPlan, reporter: Reporter, index: int) -> list[str]:
-    verdict = analyze(plan, index, reporter, checkpoint=lambda: check_superseded(plan))
+def analysis(run: Run, index: int) -> list[str]:
+    plan = run.plan
+    verdict = analyze(
+        plan, run.runtime, index, reporter=run.reporter, checkpoint=lambda: check_superseded(plan)
+    )
     if verdict.decision == "promote":
         return [f"analysis at step {index + 1}: {verdict.reason}"]
     if verdict.decision == "inconclusive" and plan.spec.spec.failure_policy.on_inconclusive == "continue":
-        reporter.say("%s: %s Going on (onInconclusive: continue).", plan.rollout_id, verdict.reason)
+        run.reporter.say("%s: %s Going on (onInconclusive: continue).", plan.rollout_id, verdict.reason)
         return []
-    return on_failure(plan, reporter, index, verdict.reason)
+    return on_failure(run, index, verdict.reason)
 
 
-def on_failure(plan: RolloutPlan, reporter: Reporter, index: int, reason: str) -> list[str]:
+def on_failure(run: Run, index: int, reason: str) -> list[str]:
     """``onFailure: pause`` holds the split until a person decides; ``rollback`` stops now."""
+    plan = run.plan
     if plan.spec.spec.failure_policy.on_failure != "pause":
         raise RolloutStopped(reason)
-    reporter.say(
+    run.reporter.say(
         "%s: %s Holding the split until a person decides (onFailure: pause).", plan.rollout_id, reason
     )
     answer = wait_for_approval(
-        24 * 3600, key=f"failure-{index + 1}", what=f"step {index + 1} after: {reason}"
+        24 * 3600,
+        key=f"failure-{index + 1}",
+        what=f"step {index + 1} after: {reason}",
+        poll_seconds=run.runtime.approval_poll_seconds,
     )
     check_superseded(plan)
     if not answer.approved:
@@ -175,34 +214,33 @@ def on_failure(plan: RolloutPlan, reporter: Reporter, index: int, reason: str) -
     return [f"approved at step {index + 1} despite: {reason} ({answer.reason})"]
 
 
-def promote(plan: RolloutPlan, reporter: Reporter, evidence: str) -> RolloutOutcome:
-    reporter.phase("promoting")
-    with_retries(promote_canary)(
-        plan.target, rollout_id=plan.rollout_id, progress_deadline=plan.spec.spec.progress_deadline
+def promote(run: Run, evidence: str) -> RolloutOutcome:
+    run.reporter.phase(RolloutPhase.PROMOTING)
+    with_retries(promote_canary, run.runtime.retry_delays)(
+        run.runtime.cluster, run.plan.target, rollout_id=run.plan.rollout_id, progress_deadline=run.deadline
     )
-    reporter.weight(100, 100.0)
-    return _outcome(plan, reporter, "promoted", evidence)
+    run.reporter.weight(100, 100.0)
+    return _outcome(run, "promoted", evidence)
 
 
-def roll_back(
-    plan: RolloutPlan, reporter: Reporter, reason: str, *, result: str = "rolled-back"
-) -> RolloutOutcome:
-    reporter.phase("rolling back")
-    with_retries(roll_back_canary)(
-        plan.target, rollout_id=plan.rollout_id, progress_deadline=plan.spec.spec.progress_deadline
+def roll_back(run: Run, reason: str, *, result: RolloutResult = "rolled-back") -> RolloutOutcome:
+    run.reporter.phase(RolloutPhase.ROLLING_BACK)
+    with_retries(roll_back_canary, run.runtime.retry_delays)(
+        run.runtime.cluster, run.plan.target, rollout_id=run.plan.rollout_id, progress_deadline=run.deadline
     )
-    reporter.weight(0, 0.0)
-    return _outcome(plan, reporter, result, reason)
+    run.reporter.weight(0, 0.0)
+    return _outcome(run, result, reason)
 
 
-def _outcome(plan: RolloutPlan, reporter: Reporter, result: Any, reason: str) -> RolloutOutcome:
+def _outcome(run: Run, result: RolloutResult, reason: str) -> RolloutOutcome:
+    plan = run.plan
     outcome = RolloutOutcome(
         rollout_id=plan.rollout_id,
         target=str(plan.target),
         image=plan.image,
         result=result,
         reason=reason,
-        report=str(reporter.directory),
+        report=str(run.reporter.directory),
     )
-    reporter.finished(outcome)
+    run.reporter.finished(outcome)
     return outcome

@@ -1,16 +1,22 @@
-"""What the rollout flow runs against: a cluster, a metrics source, a clock and a reports directory.
+"""What a flow run works on: a cluster, a metrics source, a clock and a reports directory.
 
-The flow's only parameter is the `RolloutRequest`, so that deployments, webhooks and the Prefect UI
-can start it; everything else it needs is a `Runtime`. Entry points that build their own stack
-(the demo, the tests, ``canaryflow rollout`` on a simulated cluster) inject one::
+The flows' only parameters are their requests, so that deployments, webhooks and the Prefect UI
+can start them; everything else a run needs is a `Runtime`, which each flow resolves once, at its
+start, with `runtime_for_run`, and hands down to its steps and tasks as arguments. Where it comes
+from is decided by the entry point:
 
-    with use_runtime(Runtime(cluster=..., metrics=..., clock=...)):
-        rollout(request)
+- the command line, the demo and the tests build the adapters themselves and inject them::
 
-Without an injected runtime (a deployment run by a worker) `current_runtime` builds one from the
-environment with `runtime_from_env`. Nothing here is a module-level singleton: the runtime lives in
-a `ContextVar` for the duration of the ``with`` block, and Prefect runs sync tasks of a sync flow in
-the flow's thread, so tasks see the same runtime as the flow body.
+      with use_runtime(Runtime(cluster=..., metrics=..., clock=...)):
+          rollout(request)
+
+- a deployment run that a worker started (Prefect sets ``PREFECT__FLOW_RUN_ID`` in its
+  environment) builds them from the worker's environment (`runtime_from_env`);
+- anything else is an error: a script or a test that forgot to inject one never reaches a real
+  cluster by accident.
+
+Nothing here is a module-level singleton: an injected runtime lives in a `ContextVar` for the
+duration of the ``with`` block.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from canaryflow.cluster.clock import Clock, SystemClock
+from canaryflow.clock import Clock, SystemClock
 from canaryflow.cluster.factory import CLUSTER_KINDS, make_cluster
 from canaryflow.cluster.port import Cluster
 from canaryflow.errors import PermanentError
@@ -33,7 +39,7 @@ from canaryflow.metrics import MetricsSource, create_metrics_source
 __all__ = [
     "EventSink",
     "Runtime",
-    "current_runtime",
+    "runtime_for_run",
     "runtime_from_env",
     "use_runtime",
 ]
@@ -85,10 +91,24 @@ def use_runtime(runtime: Runtime) -> Iterator[Runtime]:
         _CURRENT.reset(token)
 
 
-def current_runtime() -> Runtime:
-    """The injected runtime, or one built from the environment (`runtime_from_env`)."""
+def runtime_for_run() -> Runtime:
+    """The runtime of the flow run starting now: the injected one, or in a deployment run started
+    by a worker, one built from the environment (`runtime_from_env`).
+
+    Raises
+    ------
+    PermanentError
+        Nothing was injected and this is not a deployment run.
+    """
     runtime = _CURRENT.get()
-    return runtime if runtime is not None else runtime_from_env(os.environ)
+    if runtime is not None:
+        return runtime
+    if os.environ.get("PREFECT__FLOW_RUN_ID"):
+        return runtime_from_env(os.environ)
+    raise PermanentError(
+        "no runtime for this flow run: inject one with flows.use_runtime(Runtime(...)), or run the "
+        "flow as a deployment, whose worker builds it from CANARYFLOW_* environment variables"
+    )
 
 
 def runtime_from_env(env: Mapping[str, str]) -> Runtime:

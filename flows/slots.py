@@ -51,7 +51,6 @@ from prefect.variables import Variable
 from canaryflow.cluster.port import TargetRef
 from canaryflow.errors import RolloutAborted
 from flows.plan import RolloutPlan, slot_name
-from flows.runtime import current_runtime
 
 __all__ = ["SlotLost", "Superseded", "check_superseded", "cleanup_slot", "request_target", "target_slot"]
 
@@ -117,16 +116,16 @@ def check_superseded(plan: RolloutPlan) -> None:
 
 
 @contextmanager
-def target_slot(plan: RolloutPlan) -> Iterator[None]:
-    """Hold the target's slot (waiting for it) and record this run as its holder."""
+def target_slot(plan: RolloutPlan, *, lease_seconds: float) -> Iterator[None]:
+    """Hold the target's slot (waiting for it) and record this run as its holder; the lease of
+    `lease_seconds` is renewed while the run lives."""
     name = slot_name(plan.target)
-    seconds = current_runtime().slot_lease_seconds
     run_id = str(flow_run.get_id() or "")
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(name, 1)
-        lease_id = _acquire(client, name, seconds, run_id)
+        lease_id = _acquire(client, name, lease_seconds, run_id)
     try:
-        with _renewing(lease_id, seconds):
+        with _renewing(lease_id, lease_seconds):
             record = _read(name)
             superseded_by = record.get("superseded_by")
             holder = {
@@ -150,7 +149,7 @@ def target_slot(plan: RolloutPlan) -> Iterator[None]:
 
 
 @contextmanager
-def cleanup_slot(target: TargetRef, *, timeout_seconds: float) -> Iterator[None]:
+def cleanup_slot(target: TargetRef, *, timeout_seconds: float, lease_seconds: float) -> Iterator[None]:
     """Hold `target`'s slot to converge it, releasing a dead holder's lease (not recorded as holder).
 
     Raises
@@ -159,13 +158,12 @@ def cleanup_slot(target: TargetRef, *, timeout_seconds: float) -> Iterator[None]
         A live holder kept the slot for `timeout_seconds`.
     """
     name = slot_name(target)
-    seconds = current_runtime().slot_lease_seconds
     run_id = str(flow_run.get_id() or "")
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(name, 1)
-        lease_id = _acquire(client, name, seconds, run_id, deadline=time.monotonic() + timeout_seconds)
+        lease_id = _acquire(client, name, lease_seconds, run_id, deadline=time.monotonic() + timeout_seconds)
     try:
-        with _renewing(lease_id, seconds):
+        with _renewing(lease_id, lease_seconds):
             yield
     finally:
         with get_client(sync_client=True) as client:

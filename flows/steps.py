@@ -1,14 +1,18 @@
 """The rollout's tasks: each one side effect on the cluster, one wait, or one look at the metrics.
 
+Every task takes the adapter it works with (a `Cluster`, a `MetricsSource`, a `Clock`) as its first
+argument, handed down from the flow's `flows.runtime.Runtime`, so a reader follows a rollout from
+`flows.rollout` through these tasks into `canaryflow.cluster` and `canaryflow.metrics`.
+
 Tasks that change the cluster never use Prefect's cache (`NO_CACHE`): running one twice must act
 twice, and each is idempotent on the cluster side. Retries are for I/O only, and only for errors
-that retrying can fix (`TransientError`, `ConflictError`); the delays come from the runtime, so
-tests do not wait. Each task reads the current `Runtime` rather than taking adapters as
-parameters, so the Prefect UI shows plain inputs (target, weight, step).
+that retrying can fix (`TransientError`, `ConflictError`); the delays come from the runtime
+(`with_retries`), so tests do not wait.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -16,11 +20,11 @@ from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from analysis.observations import PairedObservation
-from canaryflow.cluster.port import RolloutId, TargetRef, TargetStatus
+from canaryflow.clock import Clock
+from canaryflow.cluster.port import Cluster, RolloutId, TargetRef, TargetStatus
 from canaryflow.errors import ConflictError, TransientError
-from canaryflow.metrics import MetricQuery, observe_interval
+from canaryflow.metrics import MetricQuery, MetricsSource, observe_interval
 from canaryflow.replicas import Split, plan_split
-from flows.runtime import current_runtime
 
 __all__ = [
     "hold",
@@ -46,20 +50,20 @@ def _retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def with_retries(io_task: Task[Any, _T]) -> Task[Any, _T]:
-    """`io_task` with the runtime's retry delays (one retry per delay)."""
-    delays = list(current_runtime().retry_delays)
-    return io_task.with_options(retries=len(delays), retry_delay_seconds=delays)
+def with_retries(io_task: Task[Any, _T], delays: Sequence[float]) -> Task[Any, _T]:
+    """`io_task` retried once per delay in `delays` (seconds), on errors a retry can fix."""
+    return io_task.with_options(retries=len(delays), retry_delay_seconds=list(delays))
 
 
 @task(name="read-target", retry_condition_fn=_retry_on_io, cache_policy=NO_CACHE)
-def read_target(target: TargetRef) -> TargetStatus:
+def read_target(cluster: Cluster, target: TargetRef) -> TargetStatus:
     """Read the stable, canary and baseline Deployments and the rollout state they carry."""
-    return current_runtime().cluster.read(target)
+    return cluster.read(target)
 
 
 @task(name="set-weight", retry_condition_fn=_retry_on_io, cache_policy=NO_CACHE)
 def set_weight(
+    cluster: Cluster,
     target: TargetRef,
     weight: int,
     *,
@@ -70,7 +74,6 @@ def set_weight(
     progress_deadline: timedelta,
 ) -> tuple[Split, TargetStatus]:
     """Resize canary, baseline and stable so that the canary gets `weight` percent of the pods."""
-    cluster = current_runtime().cluster
     status = cluster.read(target)
     split = plan_split(
         status.capacity, weight, baseline=baseline, stable_fixed=status.hpa_replicas is not None
@@ -85,36 +88,37 @@ def set_weight(
 
 
 @task(name="promote", retry_condition_fn=_retry_on_io, cache_policy=NO_CACHE)
-def promote_canary(target: TargetRef, *, rollout_id: RolloutId, progress_deadline: timedelta) -> TargetStatus:
+def promote_canary(
+    cluster: Cluster, target: TargetRef, *, rollout_id: RolloutId, progress_deadline: timedelta
+) -> TargetStatus:
     """Give the stable the canary's image at full size; remove canary and baseline."""
-    return current_runtime().cluster.promote(
-        target, rollout_id=rollout_id, progress_deadline=progress_deadline
-    )
+    return cluster.promote(target, rollout_id=rollout_id, progress_deadline=progress_deadline)
 
 
 @task(name="roll-back", retry_condition_fn=_retry_on_io, cache_policy=NO_CACHE)
 def roll_back_canary(
-    target: TargetRef, *, rollout_id: RolloutId, progress_deadline: timedelta
+    cluster: Cluster, target: TargetRef, *, rollout_id: RolloutId, progress_deadline: timedelta
 ) -> TargetStatus:
     """Put the stable back on its image at full size; remove canary and baseline."""
-    return current_runtime().cluster.rollback(
-        target, rollout_id=rollout_id, progress_deadline=progress_deadline
-    )
+    return cluster.rollback(target, rollout_id=rollout_id, progress_deadline=progress_deadline)
 
 
 @task(name="wait", cache_policy=NO_CACHE)
-def hold(seconds: float, *, why: str) -> datetime:
-    """Wait `seconds` on the runtime's clock; return the time after the wait."""
-    clock = current_runtime().clock
+def hold(clock: Clock, seconds: float, *, why: str) -> datetime:
+    """Wait `seconds` on `clock`; return the time after the wait."""
     clock.sleep(seconds)
     return clock.now()
 
 
 @task(name="observe", retry_condition_fn=_retry_on_io, cache_policy=NO_CACHE)
 def observe(
-    queries: list[MetricQuery], *, namespace: str, app: str, end: datetime, window: timedelta
+    metrics: MetricsSource,
+    queries: list[MetricQuery],
+    *,
+    namespace: str,
+    app: str,
+    end: datetime,
+    window: timedelta,
 ) -> dict[str, PairedObservation | None]:
     """Every metric for canary and baseline over ``(end - window, end]``; no data is ``None``."""
-    return observe_interval(
-        current_runtime().metrics, queries, namespace=namespace, app=app, end=end, window=window
-    )
+    return observe_interval(metrics, queries, namespace=namespace, app=app, end=end, window=window)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from canaryflow.cluster.port import (
     Cluster,
-    Phase,
     PodInfo,
     RolloutId,
     RolloutState,
@@ -23,7 +22,6 @@ from canaryflow.cluster.port import (
 
 __all__ = [
     "Cluster",
-    "Phase",
     "PodInfo",
     "RolloutId",
     "RolloutState",

@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Literal, TypeVar
+from typing import TypeVar
 
+from canaryflow.clock import Clock
 from canaryflow.cluster.annotations import ROLLOUT_ID, TARGET_LABEL, TRACK_LABEL, decode_state, encode_state
-from canaryflow.cluster.clock import Clock
 from canaryflow.cluster.port import (
     PodInfo,
     RolloutId,
@@ -40,6 +40,7 @@ from canaryflow.errors import (
     RolloutInProgressError,
 )
 from canaryflow.replicas import Split
+from canaryflow.status import RolloutPhase
 
 __all__ = ["ReplicaActuator"]
 
@@ -73,6 +74,8 @@ class ReplicaActuator:
         return self._snapshot(target).status
 
     def pods(self, namespace: str, app: str) -> list[PodInfo]:
+        """Every pod of the app (not part of the port: what `canaryflow.simulation.PodLister`
+        asks, so that the demo's simulated traffic follows the pods of a real cluster)."""
         return self._workloads.list_pods(namespace, app)
 
     def apply_split(
@@ -91,18 +94,15 @@ class ReplicaActuator:
         self._retrying(target, lambda: self._shrink(target, split, rollout_id))
         return self._wait(target, _ALL, progress_deadline)
 
-    def wait_ready(self, target: TargetRef, *, timeout: timedelta) -> TargetStatus:
-        return self._wait(target, _ALL, timeout)
-
     def promote(
         self, target: TargetRef, *, rollout_id: RolloutId, progress_deadline: timedelta
     ) -> TargetStatus:
-        return self._finish(target, rollout_id, "promoting", progress_deadline)
+        return self._finish(target, rollout_id, RolloutPhase.PROMOTING, progress_deadline)
 
     def rollback(
         self, target: TargetRef, *, rollout_id: RolloutId, progress_deadline: timedelta
     ) -> TargetStatus:
-        return self._finish(target, rollout_id, "rolling-back", progress_deadline)
+        return self._finish(target, rollout_id, RolloutPhase.ROLLING_BACK, progress_deadline)
 
     # -- reading and checking -------------------------------------------------------------------
 
@@ -192,7 +192,7 @@ class ReplicaActuator:
         status, records = snap.status, snap.records
         self._check_service(target, status.stable)
         state = status.state
-        if state is not None and state.phase != "progressing":
+        if state is not None and state.phase != RolloutPhase.PROGRESSING:
             raise ClusterError(
                 f"rollout {rollout_id} of {target} is {state.phase}; finish it first", target=str(target)
             )
@@ -206,7 +206,7 @@ class ReplicaActuator:
                 stable_image=status.stable.image,
                 stable_replicas=status.capacity,
                 started_at=self._clock.now(),
-                phase="progressing",
+                phase=RolloutPhase.PROGRESSING,
             )
             self._create(target, "canary", image, split.canary, encode_state(state), deadline)
         else:
@@ -244,20 +244,18 @@ class ReplicaActuator:
         self,
         target: TargetRef,
         rollout_id: RolloutId,
-        phase: Literal["promoting", "rolling-back"],
+        phase: RolloutPhase,
         progress_deadline: timedelta,
     ) -> TargetStatus:
         state = self._retrying(target, lambda: self._mark(target, rollout_id, phase))
         if state is not None:
-            image = state.canary_image if phase == "promoting" else state.stable_image
+            image = state.canary_image if phase == RolloutPhase.PROMOTING else state.stable_image
             self._retrying(target, lambda: self._restore_stable(target, state, image))
             self._wait(target, _STABLE, progress_deadline)
         self._retrying(target, lambda: self._remove_tracks(target, rollout_id))
         return self.read(target)
 
-    def _mark(
-        self, target: TargetRef, rollout_id: RolloutId, phase: Literal["promoting", "rolling-back"]
-    ) -> RolloutState | None:
+    def _mark(self, target: TargetRef, rollout_id: RolloutId, phase: RolloutPhase) -> RolloutState | None:
         snap = self._owned(target, rollout_id)
         state = snap.status.state
         if state is None or state.phase == phase:

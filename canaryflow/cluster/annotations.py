@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from canaryflow.cluster.port import Phase, RolloutId, RolloutState, Track
+from canaryflow.cluster.port import RolloutId, RolloutState, Track
 from canaryflow.errors import ClusterError
+from canaryflow.status import RolloutPhase
 
 __all__ = [
     "PREFIX",
@@ -42,11 +43,6 @@ _STABLE_IMAGE = PREFIX + "stable-image"
 _STABLE_REPLICAS = PREFIX + "stable-replicas"
 _STARTED_AT = PREFIX + "started-at"
 _PHASE = PREFIX + "phase"
-_PHASES: dict[str, Phase] = {
-    "progressing": "progressing",
-    "promoting": "promoting",
-    "rolling-back": "rolling-back",
-}
 
 
 def encode_state(state: RolloutState) -> dict[str, str]:
@@ -59,7 +55,7 @@ def encode_state(state: RolloutState) -> dict[str, str]:
         _STABLE_IMAGE: state.stable_image,
         _STABLE_REPLICAS: str(state.stable_replicas),
         _STARTED_AT: state.started_at.isoformat(),
-        _PHASE: state.phase,
+        _PHASE: RolloutPhase(state.phase).value,
     }
 
 
@@ -82,9 +78,10 @@ def decode_state(annotations: Mapping[str, str], *, where: str) -> RolloutState 
         return annotations[key]
 
     try:
-        phase = _PHASES.get(value(_PHASE))
-        if phase is None:
-            raise ValueError(f"unknown phase {annotations[_PHASE]!r}")
+        raw = value(_PHASE)
+        phase = RolloutPhase(raw) if raw in set(RolloutPhase) else None
+        if phase is None or not phase.durable:
+            raise ValueError(f"unknown phase {raw!r}")
         return RolloutState(
             rollout_id=RolloutId(value(ROLLOUT_ID)),
             step=int(value(_STEP)),

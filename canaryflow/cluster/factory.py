@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from canaryflow.errors import PermanentError
 
 if TYPE_CHECKING:
-    from canaryflow.cluster.clock import Clock
+    from canaryflow.clock import Clock
     from canaryflow.cluster.port import Cluster
     from canaryflow.cluster.simulated import SimulatedWorld
 

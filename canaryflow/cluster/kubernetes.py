@@ -25,9 +25,9 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from canaryflow.clock import Clock, SystemClock
 from canaryflow.cluster.actuation import ReplicaActuator
 from canaryflow.cluster.annotations import TRACK_LABEL, track_of
-from canaryflow.cluster.clock import Clock, SystemClock
 from canaryflow.cluster.port import PodInfo
 from canaryflow.cluster.workloads import DeploymentRecord, NewTrack
 from canaryflow.errors import (

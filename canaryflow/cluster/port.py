@@ -5,8 +5,10 @@ factory knows them; callers hold a `Cluster`. The port speaks in tracks: the **s
 (the target), and the **canary** and **baseline** Deployments the rollout creates next to it,
 all selected by the target's Service so that traffic splits by ready replicas.
 
-Six methods, in Flagger's spirit of small ports: `read`, `apply_split`, `wait_ready`, `promote`,
-`rollback`, `pods`. The values they exchange are frozen dataclasses defined here.
+Four methods, in Flagger's spirit of small ports: `read`, `apply_split`, `promote`, `rollback`;
+each write waits until the pods it changed are Ready (or the progress deadline passes). The values
+they exchange are frozen dataclasses defined here. Both adapters also list pods (`pods`, for the
+demo's simulated traffic: `canaryflow.simulation.PodLister`); the rollout never needs it.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from datetime import datetime, timedelta
 from typing import Literal, NewType, Protocol, TypeAlias
 
 from canaryflow.replicas import Split
+from canaryflow.status import RolloutPhase
 
 __all__ = [
     "Cluster",
-    "Phase",
     "PodInfo",
     "RolloutId",
     "RolloutState",
@@ -31,8 +33,6 @@ __all__ = [
 ]
 
 Track: TypeAlias = Literal["stable", "canary", "baseline"]
-#: Where a rollout stands: splitting traffic, or converging to one of its two ends.
-Phase: TypeAlias = Literal["progressing", "promoting", "rolling-back"]
 #: Identifies one rollout of one target (e.g. ``web-3f9a2c1``); a DNS label.
 RolloutId = NewType("RolloutId", str)
 
@@ -75,6 +75,7 @@ class RolloutState:
 
     ``step`` is the index of the spec step that set the current split, ``weight`` its requested
     weight; ``stable_replicas`` is the stable's capacity before the rollout (restored by rollback).
+    ``phase`` is one of the durable phases: progressing, promoting or rolling-back.
     """
 
     rollout_id: RolloutId
@@ -84,7 +85,7 @@ class RolloutState:
     stable_image: str
     stable_replicas: int
     started_at: datetime
-    phase: Phase
+    phase: RolloutPhase
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,11 +188,6 @@ class Cluster(Protocol):
         """
         ...
 
-    def wait_ready(self, target: TargetRef, *, timeout: timedelta) -> TargetStatus:
-        """Wait until every track is rolled out; ProgressDeadlineError after `timeout` or on the
-        Deployment controller's ProgressDeadlineExceeded."""
-        ...
-
     def promote(
         self, target: TargetRef, *, rollout_id: RolloutId, progress_deadline: timedelta
     ) -> TargetStatus:
@@ -202,8 +198,4 @@ class Cluster(Protocol):
         self, target: TargetRef, *, rollout_id: RolloutId, progress_deadline: timedelta
     ) -> TargetStatus:
         """The stable is back on its image at full size; then baseline and canary go."""
-        ...
-
-    def pods(self, namespace: str, app: str) -> list[PodInfo]:
-        """Every pod of the app (all tracks), Ready or not."""
         ...

@@ -16,9 +16,9 @@ import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from canaryflow.clock import Clock, ManualClock
 from canaryflow.cluster.actuation import ReplicaActuator
 from canaryflow.cluster.annotations import TRACK_LABEL, track_of
-from canaryflow.cluster.clock import Clock, ManualClock
 from canaryflow.cluster.port import PodInfo
 from canaryflow.cluster.workloads import DeploymentRecord, NewTrack
 from canaryflow.errors import ClusterUnavailableError, ConflictError, NotFoundError

@@ -26,33 +26,17 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from analysis.logs import FORMAT, LogFormatError, MetricHeader, ObservationLog, dump_log, parse_log
-from analysis.observations import HistogramCounts, PairedObservation, RatioCounts, Samples, TrackObservation
+from analysis.observations import HistogramCounts, PairedObservation, TrackObservation
 from canaryflow.errors import ObservationLogError
+from canaryflow.files import write_atomic
 from canaryflow.metrics.port import MetricQuery
 
 __all__ = ["FORMAT", "ObservationRecorder"]
-
-_TYPES: Mapping[str, type] = {"ratio": RatioCounts, "histogram": HistogramCounts, "samples": Samples}
-
-
-def _finite(values: tuple[float, ...], place: str) -> None:
-    if not all(math.isfinite(v) for v in values):
-        raise ObservationLogError(f"{place}: a recorded value must be finite, got {list(values)}")
-
-
-def _as_floats(obs: TrackObservation) -> TrackObservation:
-    """The same observation with every number a float (integer counts are common in tests)."""
-    if isinstance(obs, RatioCounts):
-        return RatioCounts(bad=float(obs.bad), total=float(obs.total))
-    if isinstance(obs, HistogramCounts):
-        return HistogramCounts(le=tuple(map(float, obs.le)), counts=tuple(map(float, obs.counts)))
-    return Samples(values=tuple(map(float, obs.values)))
 
 
 class ObservationRecorder:
@@ -84,27 +68,24 @@ class ObservationRecorder:
             if paired is not None:
                 self._check(name, paired.baseline, "baseline")
                 self._check(name, paired.canary, "canary")
-                paired = PairedObservation(_as_floats(paired.baseline), _as_floats(paired.canary))
+                paired = PairedObservation(paired.baseline.as_floats(), paired.canary.as_floats())
             entry[name] = paired
         self._intervals.append(entry)
 
     def _check(self, name: str, obs: TrackObservation, track: str) -> None:
         place = f"intervals[{len(self)}].{name}.{track}"
         kind = self._queries[name].type
-        if not isinstance(obs, _TYPES[kind]):
+        if obs.kind != kind:
             raise ObservationLogError(f"{place}: a {type(obs).__name__} for a {kind} metric")
-        if isinstance(obs, RatioCounts):
-            _finite((obs.bad, obs.total), place)
-        elif isinstance(obs, HistogramCounts):
-            _finite(obs.counts, place)
+        if not obs.finite:
+            raise ObservationLogError(f"{place}: a recorded value must be finite, got {list(obs.row)}")
+        if isinstance(obs, HistogramCounts):
             known = self._le.setdefault(name, obs.le)
             if obs.le != known:
                 raise ObservationLogError(
                     f"{place}: le {list(obs.le)} differs from {list(known)} recorded before "
                     "(the log has one bucket layout per metric)"
                 )
-        elif isinstance(obs, Samples):
-            _finite(obs.values, place)
 
     def _header(self, query: MetricQuery) -> MetricHeader:
         le = self._le.get(query.name, (math.inf,)) if query.type == "histogram" else None
@@ -132,14 +113,4 @@ class ObservationRecorder:
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write the log to `path` atomically (a temporary file next to it, then a rename)."""
-        target = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(self.dumps(indent=1))
-                out.write("\n")
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return write_atomic(path, self.dumps(indent=1) + "\n")

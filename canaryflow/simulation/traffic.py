@@ -22,8 +22,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from canaryflow.cluster.port import PodInfo
-from canaryflow.simulation.clock import Clock
+from canaryflow.clock import Clock
 from canaryflow.simulation.profiles import (
     DEFAULT_BUCKETS,
     BehaviourProfile,
@@ -31,16 +30,33 @@ from canaryflow.simulation.profiles import (
     bucket_probabilities,
 )
 
-__all__ = ["AppRef", "PodCounts", "PodLister", "PodSeries", "TrackCounts", "TrafficSimulator"]
+__all__ = ["AppRef", "Pod", "PodCounts", "PodLister", "PodSeries", "TrackCounts", "TrafficSimulator"]
 
 # Layout of a totals vector: requests, errors, latency sum, then one count per bucket (+Inf last).
 _REQ, _ERR, _SUM, _BUCKETS = 0, 1, 2, 3
 
 
-class PodLister(Protocol):
-    """Anything with ``pods(namespace, app) -> list[PodInfo]``: the `Cluster` port is one."""
+class Pod(Protocol):
+    """What the simulator needs to know of a pod (`canaryflow.cluster.PodInfo` is one)."""
 
-    def pods(self, namespace: str, app: str) -> list[PodInfo]: ...
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def track(self) -> str: ...
+
+    @property
+    def image(self) -> str: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+
+class PodLister(Protocol):
+    """Anything with ``pods(namespace, app)``: both cluster adapters are one (the demo's traffic
+    follows the pods of the cluster it rolls out on)."""
+
+    def pods(self, namespace: str, app: str) -> Sequence[Pod]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +105,7 @@ class PodSeries:
 class _Pod:
     incarnation: int
     app: AppRef
-    info: PodInfo
+    info: Pod
     totals: npt.NDArray[np.float64]
 
 
@@ -106,7 +122,7 @@ class TrafficSimulator:
     Parameters
     ----------
     cluster
-        Any object with ``pods(namespace, app) -> list[PodInfo]`` (the cluster port).
+        Any `PodLister`: ``pods(namespace, app)`` (both cluster adapters are one).
     apps
         The applications to simulate.
     clock
@@ -156,7 +172,7 @@ class TrafficSimulator:
         self._lock = threading.RLock()
         self._pods: dict[tuple[AppRef, str], _Pod] = {}
         self._incarnations = 0
-        self._now = clock.now()
+        self._now = clock.now().timestamp()
         self._start = self._now
         self._tracks: dict[tuple[AppRef, str], npt.NDArray[np.float64]] = {}
         self._history: list[_Snapshot] = [self._snapshot()]
@@ -177,7 +193,7 @@ class TrafficSimulator:
 
     def sync(self) -> float:
         """Draw traffic up to the clock's now; return it."""
-        return self.advance_to(self._clock.now())
+        return self.advance_to(self._clock.now().timestamp())
 
     def advance_to(self, t: float) -> float:
         """Follow the pods, then draw traffic up to time `t` (nothing for a past `t`); return `now`."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from canaryflow.cluster.clock import ManualClock, SystemClock
+from canaryflow.clock import ManualClock, SystemClock
 from canaryflow.cluster.port import Cluster, TargetRef
 from canaryflow.cluster.simulated import SimulatedCluster, SimulatedWorld
 

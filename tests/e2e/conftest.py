@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from canaryflow.cluster.clock import ManualClock
+from canaryflow.clock import ManualClock
 from canaryflow.cluster.port import TargetRef, TargetStatus
-from canaryflow.demo import STABLE_IMAGE, SimulatedStack, simulated_stack
+from canaryflow.dev.stacks import STABLE_IMAGE, SimulatedStack, simulated_stack
 from canaryflow.requests import RolloutRequest
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from canaryflow.demo import GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
+from canaryflow.dev.stacks import GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
 from tests.e2e.conftest import write_spec
 
 ROLLOUT_ID = "web-approval"

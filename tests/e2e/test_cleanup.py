@@ -10,7 +10,7 @@ from uuid import UUID
 import pytest
 
 from canaryflow.cluster.port import RolloutId
-from canaryflow.demo import GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
+from canaryflow.dev.stacks import GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
 from canaryflow.replicas import plan_split
 from tests.e2e.conftest import DEMO_SPEC
 

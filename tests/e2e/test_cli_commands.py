@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from canaryflow.demo import GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
+from canaryflow.dev.stacks import GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
 from canaryflow.errors import NotFoundError
 from tests.e2e.conftest import write_spec
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from canaryflow.demo import GOOD_IMAGE, STABLE_IMAGE
+from canaryflow.dev.stacks import GOOD_IMAGE, STABLE_IMAGE
 from tests.e2e.conftest import App
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]

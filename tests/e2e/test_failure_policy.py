@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from analysis.observations import TrackObservation
-from canaryflow.demo import GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
+from canaryflow.dev.stacks import GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
 from canaryflow.errors import ClusterUnavailableError, MetricsUnavailableError
 from canaryflow.metrics import MetricQuery, MetricsSource
 from tests.e2e.conftest import write_spec

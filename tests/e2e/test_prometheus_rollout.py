@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from canaryflow.cluster.clock import SystemClock
-from canaryflow.demo import BAD_IMAGE, GOOD_IMAGE, simulated_stack
+from canaryflow.clock import SystemClock
+from canaryflow.dev.stacks import BAD_IMAGE, GOOD_IMAGE, simulated_stack
 from canaryflow.metrics import create_metrics_source
 from canaryflow.metrics.prometheus import PrometheusConfig
 from canaryflow.requests import RolloutRequest

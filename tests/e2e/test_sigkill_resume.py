@@ -29,14 +29,14 @@ from uuid import UUID
 
 import pytest
 
-from canaryflow.cluster.clock import SystemClock
+from canaryflow.clock import SystemClock
+from canaryflow.clock import SystemClock as EpochClock
 from canaryflow.cluster.kubernetes import KubernetesCluster, new_api_client
 from canaryflow.cluster.port import RolloutState, TargetRef, TargetStatus
-from canaryflow.demo import BAD_IMAGE, GOOD_IMAGE, PROFILES, STABLE_IMAGE
+from canaryflow.dev.stacks import BAD_IMAGE, GOOD_IMAGE, PROFILES, STABLE_IMAGE
 from canaryflow.metrics import create_metrics_source
 from canaryflow.requests import RolloutRequest
 from canaryflow.simulation import AppRef, RealTimeDriver, TrafficSimulator
-from canaryflow.simulation import SystemClock as EpochClock
 from tests.e2e.conftest import App
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
@@ -370,18 +370,14 @@ def test_a_bad_rollout_killed_mid_step_is_rolled_back_by_the_next_run(
 def test_canaryflow_rollout_resume_converges_a_target_left_by_a_killed_run(
     app: App, prefect_harness: Any, tmp_path: Path
 ) -> None:
-    from flows import use_runtime
-    from flows.commands import run_rollout
+    from flows.control import run_rollout
 
     spec = tmp_path / "spec.yaml"
     spec.write_text(SPEC.format(namespace=app.namespace))
     _kill_at("setWeight", app, str(spec), tmp_path, str(prefect_harness.api.url))
 
-    with (
-        kube_runtime(app.kubeconfig, app.namespace, tmp_path / "reports") as runtime,
-        use_runtime(runtime),
-    ):
-        outcome = run_rollout(spec, None, resume=True)
+    with kube_runtime(app.kubeconfig, app.namespace, tmp_path / "reports") as runtime:
+        outcome = run_rollout(spec, None, resume=True, runtime=runtime)
 
     assert (outcome.image, outcome.result) == (GOOD_IMAGE, "promoted")
     _clean(app.read(), GOOD_IMAGE)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from canaryflow.demo import BAD_IMAGE, GOOD_IMAGE, SimulatedStack
+from canaryflow.dev.stacks import BAD_IMAGE, GOOD_IMAGE, SimulatedStack
 from tests.e2e.conftest import write_spec
 
 

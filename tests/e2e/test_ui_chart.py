@@ -30,8 +30,8 @@ BASELINE_BLUE = (0x1F, 0x77, 0xB4)
 
 def child(reports: str) -> None:
     """The rollout of the good image on the simulated stack, reporting to ``PREFECT_API_URL``."""
-    from canaryflow.cluster.clock import ManualClock
-    from canaryflow.demo import GOOD_IMAGE, simulated_stack
+    from canaryflow.clock import ManualClock
+    from canaryflow.dev.stacks import GOOD_IMAGE, simulated_stack
     from canaryflow.requests import RolloutRequest
     from flows import Runtime, rollout, use_runtime
     from tests.e2e.conftest import DEMO_SPEC
@@ -56,7 +56,7 @@ def chromium() -> str:
 
 @pytest.fixture
 def server() -> Any:
-    from canaryflow.prefectserver import prefect_server
+    from canaryflow.dev.prefectserver import prefect_server
 
     with prefect_server(timeout=120) as running:
         yield running

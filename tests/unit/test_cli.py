@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from canaryflow import cli
+from canaryflow.cli import root as cli
 from canaryflow.errors import NoDataError
 
 COMMANDS = [

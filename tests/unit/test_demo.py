@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from canaryflow.demo import run_demo
-from canaryflow.demostack import STABLE_IMAGE, TARGET, example_app_documents
-from canaryflow.errors import PermanentError
-from canaryflow.prefectserver import PrefectServerError, prefect_server, server_environment
+from canaryflow.cli.demo import run_demo
+from canaryflow.dev.prefectserver import prefect_server, server_environment
+from canaryflow.dev.stacks import STABLE_IMAGE, TARGET, example_app_documents
+from canaryflow.errors import PermanentError, PrefectServerError
 
 
 def test_the_example_app_is_applied_on_the_demo_image_and_size() -> None:

@@ -1,20 +1,46 @@
-"""The error tree: one root, split by what the caller does next, with distinct exit codes."""
+"""The error tree: one root, split by what the caller does next, with the exit codes of the README.
+
+The checks cover every exception class defined anywhere in ``canaryflow`` and ``flows``, not only
+those of ``canaryflow/errors.py``: one defined elsewhere must join the same tree and be drawn in
+its docstring.
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
+import re
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
+import canaryflow
 import canaryflow.errors as errors
+import flows
+
+#: Exceptions that never leave the code that raises them, and why.
+INTERNAL = {"flows.rollout.RolloutStopped": "control flow inside the rollout flow, caught there"}
+
+
+def _modules(package: ModuleType) -> list[ModuleType]:
+    names = [m.name for m in pkgutil.walk_packages(package.__path__, prefix=package.__name__ + ".")]
+    return [importlib.import_module(name) for name in names if not name.endswith("__main__")]
 
 
 def _ours() -> list[type[BaseException]]:
-    return [
-        obj
-        for _, obj in inspect.getmembers(errors, inspect.isclass)
-        if issubclass(obj, BaseException) and obj.__module__ == errors.__name__
-    ]
+    found: dict[str, type[BaseException]] = {}
+    for module in [canaryflow, flows, *_modules(canaryflow), *_modules(flows)]:
+        for _, obj in inspect.getmembers(module, inspect.isclass):
+            if issubclass(obj, BaseException) and obj.__module__ == module.__name__:
+                found[f"{obj.__module__}.{obj.__qualname__}"] = obj
+    return [cls for name, cls in sorted(found.items()) if name not in INTERNAL]
+
+
+def test_the_walk_sees_errors_defined_outside_errors_py() -> None:
+    defined_elsewhere = {cls.__name__ for cls in _ours() if cls.__module__ != errors.__name__}
+    assert {"Superseded", "SlotLost"} <= defined_elsewhere
 
 
 def test_every_error_is_rooted_in_canaryflow_error() -> None:
@@ -31,11 +57,33 @@ def test_every_error_is_either_transient_or_permanent() -> None:
         assert transient != permanent, cls
 
 
-def test_every_error_is_exported_and_drawn_in_the_docstring() -> None:
+def test_every_error_is_drawn_in_the_docstring_and_those_of_errors_py_are_exported() -> None:
     doc = errors.__doc__ or ""
     for cls in _ours():
-        assert cls.__name__ in errors.__all__, cls
-        assert cls.__name__ in doc, f"{cls.__name__} missing from the tree in the docstring"
+        assert re.search(rf"\b{cls.__name__}\b", doc), (
+            f"{cls.__name__} missing from the tree in the docstring"
+        )
+        if cls.__module__ == errors.__name__:
+            assert cls.__name__ in errors.__all__, cls
+
+
+def test_the_readme_table_and_the_exit_codes_agree() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = dict(re.findall(r"\b([1-6]) (invalid input|usage|cluster|metrics|transient|aborted)", readme))
+    assert table == {
+        "1": "invalid input",
+        "2": "usage",
+        "3": "cluster",
+        "4": "metrics",
+        "5": "transient",
+        "6": "aborted",
+    }
+    assert errors.InputError.exit_code == 1
+    assert errors.UsageError.exit_code == 2
+    assert errors.ClusterError.exit_code == 3
+    assert errors.MetricsError.exit_code == 4
+    assert errors.TransientError.exit_code == 5
+    assert errors.RolloutAborted.exit_code == 6
 
 
 def test_no_data_is_a_domain_outcome_not_a_retry() -> None:
@@ -60,8 +108,9 @@ def test_spec_error_lists_every_problem() -> None:
     ("exc", "code"),
     [
         (errors.SpecError("x"), 1),
+        (errors.ObservationLogError("x"), 1),
+        (errors.UsageError("x"), 2),
         (errors.NotImplementedYetError("x"), 2),
-        (errors.ObservationLogError("x"), 2),
         (errors.NotFoundError("x"), 3),
         (errors.QueryError("x"), 4),
         (errors.ClusterUnavailableError("x"), 5),

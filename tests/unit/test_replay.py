@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from canaryflow.errors import ObservationLogError, exit_code_for
-from canaryflow.replay import ReplayUsageError, run_replay
+from canaryflow.cli.replay import run_replay
+from canaryflow.errors import ObservationLogError, UsageError, exit_code_for
 
 EXAMPLE: dict[str, Any] = {
     "format": "canaryflow/observations@1",
@@ -90,7 +90,7 @@ def test_the_kayenta_judge_replays_too(tmp_path: Path) -> None:
     assert lines[-1]["score"] < 75
 
 
-def test_a_malformed_log_exits_2_and_names_the_place(tmp_path: Path) -> None:
+def test_a_malformed_log_is_invalid_input_and_names_the_place(tmp_path: Path) -> None:
     document = json.loads(json.dumps(EXAMPLE))
     document["intervals"] = [document["intervals"][0]] * 4
     document["intervals"][3] = json.loads(json.dumps(document["intervals"][0]))
@@ -100,14 +100,15 @@ def test_a_malformed_log_exits_2_and_names_the_place(tmp_path: Path) -> None:
     with pytest.raises(ObservationLogError) as caught:
         run_replay([path], config=None, judge="sequential", out=out)
     assert str(caught.value) == f"{path}: intervals[3].latency.canary.counts: not cumulative"
-    assert exit_code_for(caught.value) == 2
+    assert exit_code_for(caught.value) == 1  # invalid input (README's table)
     assert out.getvalue() == ""
 
 
-def test_unreadable_logs_and_unknown_judges_are_usage_errors(tmp_path: Path) -> None:
-    with pytest.raises(ObservationLogError, match="cannot read"):
+def test_unreadable_logs_are_invalid_input_and_unknown_judges_usage_errors(tmp_path: Path) -> None:
+    with pytest.raises(ObservationLogError, match="cannot read") as unreadable:
         run_replay([tmp_path / "missing.json"], config=None, judge="sequential", out=io.StringIO())
-    with pytest.raises(ReplayUsageError) as caught:
+    assert exit_code_for(unreadable.value) == 1
+    with pytest.raises(UsageError) as caught:
         run_replay([_write(tmp_path, "a.json", EXAMPLE)], config=None, judge="flagger", out=io.StringIO())
     assert exit_code_for(caught.value) == 2
 
@@ -134,7 +135,7 @@ def test_replay_stays_light(tmp_path: Path) -> None:
     path = _write(tmp_path, "outage.json", _outage(40))
     code = (
         "import io, sys, pathlib\n"
-        "from canaryflow.replay import run_replay\n"
+        "from canaryflow.cli.replay import run_replay\n"
         f"run_replay([pathlib.Path({str(path)!r})], config=None, judge='sequential', out=io.StringIO())\n"
         "heavy = {'prefect', 'kubernetes', 'fastapi', 'starlette', 'uvicorn', 'scipy', 'httpx'}\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"

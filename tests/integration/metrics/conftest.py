@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from canaryflow.clock import SystemClock
 from canaryflow.cluster.port import PodInfo
 from canaryflow.metrics.port import MetricQuery
 from canaryflow.metrics.prometheus import PrometheusConfig, PrometheusMetricsSource
@@ -24,7 +25,6 @@ from canaryflow.simulation import (
     BehaviourProfile,
     MetricsServer,
     RealTimeDriver,
-    SystemClock,
     TrafficSimulator,
 )
 from tests.fixtures.prometheus import PrometheusServer

@@ -100,8 +100,6 @@ def test_a_live_recording_replays(live: Live, tmp_path: Path) -> None:
         timeout=120,
         check=False,
     )
-    if run.returncode == 2 and "not implemented yet" in run.stderr:
-        pytest.skip("canaryflow replay has not landed yet")
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
     assert 1 <= len(lines) <= 3

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from canaryflow.cluster.clock import ManualClock
-from canaryflow.demo import SimulatedStack, simulated_stack
+from canaryflow.clock import ManualClock
+from canaryflow.dev.stacks import SimulatedStack, simulated_stack
 from canaryflow.routes import load_routes
 from canaryflow.triggers.prefect_runs import PrefectRolloutStarter
 from canaryflow.webhooks.serve import build_app

@@ -17,7 +17,6 @@ from analysis.kayenta import (
     KayentaJudge,
     MetricClassification,
     classify,
-    histogram_quantile,
     mann_whitney,
     score,
 )
@@ -205,14 +204,6 @@ def test_weighted_sum_score() -> None:
     assert score([_c("Pass"), _c("Low")], [3, 1]) == pytest.approx(75.0)
     assert score([_c("Pass"), _c("Nodata")], [1, 1]) == pytest.approx(50.0)  # no-data weight is lost
     assert score([_c("Pass"), _c("High", critical=True)], [1, 1]) == 0.0
-
-
-def test_histogram_quantile_follows_promql() -> None:
-    le = (0.1, 0.25, 0.5, math.inf)
-    assert histogram_quantile(le, (50.0, 80.0, 95.0, 100.0), 0.5) == pytest.approx(0.1)
-    assert histogram_quantile(le, (50.0, 80.0, 95.0, 100.0), 0.65) == pytest.approx(0.175)
-    assert histogram_quantile(le, (50.0, 80.0, 95.0, 100.0), 0.99) == 0.5  # +Inf bucket: last finite bound
-    assert math.isnan(histogram_quantile(le, (0.0, 0.0, 0.0, 0.0), 0.5))
 
 
 def _judge(canary_rate: float, seed: int) -> list[str]:

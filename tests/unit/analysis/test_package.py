@@ -14,6 +14,7 @@ import analysis
 from analysis.settings import AnalysisSettings, MetricSettings
 
 MODULES = [
+    "analysis.observations",
     "analysis.evalues",
     "analysis.ratio",
     "analysis.histogram",

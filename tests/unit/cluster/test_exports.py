@@ -7,13 +7,13 @@ import importlib
 
 import pytest
 
-from canaryflow.cluster.clock import ManualClock
+from canaryflow.clock import ManualClock
 
 MODULES = [
     "canaryflow.cluster",
     "canaryflow.cluster.actuation",
     "canaryflow.cluster.annotations",
-    "canaryflow.cluster.clock",
+    "canaryflow.clock",
     "canaryflow.cluster.factory",
     "canaryflow.cluster.kubernetes",
     "canaryflow.cluster.port",

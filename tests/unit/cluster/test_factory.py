@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from canaryflow.cluster.clock import ManualClock
+from canaryflow.clock import ManualClock
 from canaryflow.cluster.factory import make_cluster
 from canaryflow.cluster.simulated import SimulatedCluster, SimulatedWorld
 from canaryflow.errors import ClusterError, PermanentError

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from canaryflow.cluster.clock import ManualClock
+from canaryflow.clock import ManualClock
 from canaryflow.cluster.port import RolloutId, TargetRef
 from canaryflow.cluster.simulated import ImageBehaviour, SimulatedCluster, SimulatedWorld
 from canaryflow.errors import ClusterError, ClusterUnavailableError, ProgressDeadlineError
@@ -112,8 +112,17 @@ def test_the_deployment_controller_reports_progress_deadline_exceeded() -> None:
     status = cluster.read(TARGET)
     assert status.canary is not None
     assert status.canary.deadline_exceeded
-    with pytest.raises(ProgressDeadlineError, match="ProgressDeadlineExceeded"):
-        cluster.wait_ready(TARGET, timeout=DEADLINE)
+    with pytest.raises(
+        ProgressDeadlineError, match="ProgressDeadlineExceeded"
+    ):  # at once, not after DEADLINE
+        cluster.apply_split(
+            TARGET,
+            plan_split(4, 25, baseline=True),
+            rollout_id=RID,
+            image="web:bad",
+            step=0,
+            progress_deadline=DEADLINE,
+        )
 
 
 def test_api_timeouts_are_cluster_unavailable_and_retryable() -> None:

@@ -9,17 +9,16 @@ from pathlib import Path
 import pytest
 
 from analysis.observations import HistogramCounts, PairedObservation, RatioCounts
-from canaryflow.cluster.clock import ManualClock
+from canaryflow.clock import ManualClock
 from canaryflow.cluster.port import TargetRef
-from canaryflow.demo import GOOD_IMAGE, simulated_stack
+from canaryflow.dev.stacks import GOOD_IMAGE, simulated_stack
 from canaryflow.errors import PermanentError
 from canaryflow.metrics import ObservationRecorder
 from canaryflow.replicas import plan_split
 from canaryflow.requests import RolloutRequest
 from flows.charts import render_chart
 from flows.plan import plan_rollout, rollout_id_for, slot_name
-from flows.reporting import quantile
-from flows.runtime import Runtime, current_runtime, runtime_from_env, use_runtime
+from flows.runtime import Runtime, runtime_for_run, runtime_from_env, use_runtime
 from flows.steps import hold, observe
 
 SPEC = "config/rollouts/demo.yaml"
@@ -56,49 +55,50 @@ def test_runtime_from_env_refuses_what_it_cannot_build(env: dict[str, str], mess
         runtime_from_env(env)
 
 
-def test_an_injected_runtime_is_current_only_inside_the_block(tmp_path: Path) -> None:
+def test_a_run_gets_the_injected_runtime_and_only_inside_the_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PREFECT__FLOW_RUN_ID", raising=False)
+    monkeypatch.setenv("CANARYFLOW_PROMETHEUS_URL", "http://prometheus.example:9090")
     stack = simulated_stack(ManualClock())
     runtime = Runtime(cluster=stack.cluster, metrics=stack.metrics, clock=stack.clock, reports_dir=tmp_path)
     with use_runtime(runtime):
-        assert current_runtime() is runtime
-    with pytest.raises(PermanentError):
-        current_runtime()  # from the (empty) environment of this test: no Prometheus configured
+        assert runtime_for_run() is runtime
+    # Outside the block nothing is built from the environment, even a complete one: no test or
+    # script reaches a real cluster by forgetting to inject its runtime.
+    with pytest.raises(PermanentError, match="no runtime for this flow run: inject one"):
+        runtime_for_run()
 
 
-def test_hold_and_observe_tasks_use_the_runtime_clock_and_metrics(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("CANARYFLOW_PROMETHEUS_URL", raising=False)
+def test_a_deployment_run_builds_its_runtime_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT__FLOW_RUN_ID", "5f0c2a43-0d9b-4a4e-9d40-7a3e1c4f6b11")
+    monkeypatch.setenv("CANARYFLOW_CLUSTER", "openshift")
+    with pytest.raises(PermanentError, match="CANARYFLOW_CLUSTER='openshift' is not a cluster kind"):
+        runtime_for_run()
+
+
+def test_hold_and_observe_tasks_use_the_clock_and_metrics_they_are_given() -> None:
     clock = ManualClock()
     stack = simulated_stack(clock)
-    runtime = Runtime(cluster=stack.cluster, metrics=stack.metrics, clock=clock, reports_dir=tmp_path)
     plan = plan_rollout(RolloutRequest(spec=SPEC, image=GOOD_IMAGE))
-    with use_runtime(runtime):
-        stack.cluster.apply_split(
-            stack.target,
-            plan_split(10, 20, baseline=True),
-            rollout_id=plan.rollout_id,
-            image=GOOD_IMAGE,
-            step=0,
-            progress_deadline=timedelta(minutes=1),
-        )
-        start = clock.monotonic()
-        end = hold.fn(10.0, why="test")
-        assert clock.monotonic() - start == 10.0
-        observed = observe.fn(
-            plan.queries(), namespace="shop", app="web", end=end, window=timedelta(seconds=10)
-        )
+    stack.cluster.apply_split(
+        stack.target,
+        plan_split(10, 20, baseline=True),
+        rollout_id=plan.rollout_id,
+        image=GOOD_IMAGE,
+        step=0,
+        progress_deadline=timedelta(minutes=1),
+    )
+    start = clock.monotonic()
+    end = hold.fn(clock, 10.0, why="test")
+    assert clock.monotonic() - start == 10.0
+    observed = observe.fn(
+        stack.metrics, plan.queries(), namespace="shop", app="web", end=end, window=timedelta(seconds=10)
+    )
     error_rate = observed["error-rate"]
     assert isinstance(error_rate, PairedObservation)
     assert isinstance(error_rate.canary, RatioCounts)
     assert error_rate.canary.total > 0
-
-
-def test_quantile_interpolates_within_the_bucket_like_promql() -> None:
-    histogram = HistogramCounts(le=(0.1, 0.2, math.inf), counts=(50.0, 100.0, 100.0))
-    assert quantile(histogram, 0.5) == pytest.approx(0.1)
-    assert quantile(histogram, 0.75) == pytest.approx(0.15)
-    assert quantile(HistogramCounts(le=(0.1, math.inf), counts=(0.0, 0.0)), 0.5) is None
 
 
 def test_the_chart_is_a_png_and_a_markdown_image(tmp_path: Path) -> None:

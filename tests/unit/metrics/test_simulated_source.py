@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
 from analysis.observations import HistogramCounts, RatioCounts, Samples
+from canaryflow.clock import ManualClock
 from canaryflow.cluster.port import PodInfo
 from canaryflow.errors import MetricsUnavailableError, NoDataError
 from canaryflow.metrics import MetricQuery, create_metrics_source, observe_interval
 from canaryflow.metrics.simulated import SimulatedMetricsSource
-from canaryflow.simulation import AppRef, BehaviourProfile, ManualClock, TrafficSimulator
+from canaryflow.simulation import AppRef, BehaviourProfile, TrafficSimulator
 
 RATIO = MetricQuery("error-rate", "ratio", {"bad": "ignored", "total": "ignored"})
 LATENCY = MetricQuery("latency", "histogram", {"query": "ignored"})
@@ -45,7 +46,7 @@ def setup() -> tuple[ManualClock, TrafficSimulator, SimulatedMetricsSource]:
 
 
 def at(clock: ManualClock) -> datetime:
-    return datetime.fromtimestamp(clock.now(), tz=UTC)
+    return clock.now()
 
 
 def test_observations_are_the_simulators_exact_window(
@@ -55,7 +56,9 @@ def test_observations_are_the_simulators_exact_window(
     clock.advance(90.0)
     sim.sync()
     end = at(clock)
-    truth = sim.track_counts("shop", "web", "canary", start=clock.now() - 30, end=clock.now())
+    truth = sim.track_counts(
+        "shop", "web", "canary", start=clock.now().timestamp() - 30, end=clock.now().timestamp()
+    )
     ratio = src.observe(RATIO, namespace="shop", app="web", track="canary", end=end, window=WINDOW)
     hist = src.observe(LATENCY, namespace="shop", app="web", track="canary", end=end, window=WINDOW)
     assert ratio == RatioCounts(bad=truth.errors, total=truth.requests)

@@ -9,8 +9,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from canaryflow.clock import ManualClock
 from canaryflow.cluster.port import PodInfo
-from canaryflow.simulation import AppRef, ManualClock, MetricsServer, RealTimeDriver, TrafficSimulator
+from canaryflow.simulation import AppRef, MetricsServer, RealTimeDriver, TrafficSimulator
 from canaryflow.simulation.exposition import le_label
 
 
@@ -71,7 +72,7 @@ def test_the_real_time_driver_keeps_the_simulator_at_its_clock() -> None:
     clock = ManualClock()
     sim = TrafficSimulator(TwoPods(), [AppRef("shop", "web")], clock=clock, seed=1)
     with RealTimeDriver(sim, tick=0.01):
-        target = clock.advance(5.0)
+        target = clock.advance(5.0).timestamp()
         deadline = time.monotonic() + 5.0
         while sim.now < target and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
+from canaryflow.clock import ManualClock
 from canaryflow.cluster.port import PodInfo, Track
-from canaryflow.simulation import AppRef, BehaviourProfile, ManualClock, TrafficSimulator
+from canaryflow.simulation import AppRef, BehaviourProfile, TrafficSimulator
 
 APP = AppRef("shop", "web")
 
@@ -54,7 +53,7 @@ def test_counts_follow_rate_error_rate_and_ready_pods() -> None:
     )
     clock.advance(600.0)
     sim.sync()
-    start, end = clock.now() - 600.0, clock.now()
+    start, end = clock.now().timestamp() - 600.0, clock.now().timestamp()
     stable = sim.track_counts("shop", "web", "stable", start=start, end=end)
     canary = sim.track_counts("shop", "web", "canary", start=start, end=end)
     baseline = sim.track_counts("shop", "web", "baseline", start=start, end=end)
@@ -71,7 +70,7 @@ def test_counts_follow_rate_error_rate_and_ready_pods() -> None:
 def test_a_window_is_the_difference_of_the_counters_at_its_ends() -> None:
     clock = ManualClock()
     sim = make(Pods(pod("a")), clock, rate_per_pod=20.0)
-    t0 = clock.now()
+    t0 = clock.now().timestamp()
     for _ in range(10):
         clock.advance(1.0)
         sim.sync()
@@ -90,7 +89,7 @@ def test_a_pod_that_comes_back_starts_from_zero_but_the_track_keeps_its_counts()
     clock = ManualClock()
     pods = Pods(pod("a"), pod("b"))
     sim = make(pods, clock, rate_per_pod=100.0)
-    t0 = clock.now()
+    t0 = clock.now().timestamp()
     clock.advance(10.0)
     sim.sync()
     before = {s.pod: s for s in sim.series()}
@@ -104,7 +103,7 @@ def test_a_pod_that_comes_back_starts_from_zero_but_the_track_keeps_its_counts()
     after = {s.pod: s for s in sim.series()}
     assert after["b"].ok + after["b"].errors < before["b"].ok + before["b"].errors  # a counter reset
     assert after["a"].ok >= before["a"].ok  # monotonic
-    total = sim.track_counts("shop", "web", "stable", start=t0, end=clock.now())
+    total = sim.track_counts("shop", "web", "stable", start=t0, end=clock.now().timestamp())
     assert total.requests >= before["a"].ok + before["b"].ok + before["b"].errors
 
 
@@ -114,34 +113,41 @@ def test_per_pod_counts_cover_the_pods_alive_at_the_window_end() -> None:
     sim = make(pods, clock, rate_per_pod=10.0)
     clock.advance(5.0)
     sim.sync()
-    counts = sim.pod_counts("shop", "web", "canary", start=clock.now() - 5.0, end=clock.now())
+    counts = sim.pod_counts(
+        "shop", "web", "canary", start=clock.now().timestamp() - 5.0, end=clock.now().timestamp()
+    )
     assert [c.pod for c in counts] == ["c0", "c1"]
     assert (
         sum(c.requests for c in counts)
-        == sim.track_counts("shop", "web", "canary", start=clock.now() - 5.0, end=clock.now()).requests
+        == sim.track_counts(
+            "shop", "web", "canary", start=clock.now().timestamp() - 5.0, end=clock.now().timestamp()
+        ).requests
     )
 
 
 def test_history_is_trimmed_to_its_horizon() -> None:
     clock = ManualClock()
     sim = make(Pods(pod("a")), clock, history_seconds=60.0)
-    t0 = clock.now()
+    t0 = clock.now().timestamp()
     clock.advance(300.0)
     sim.sync()
     with pytest.raises(LookupError, match="older than"):
-        sim.track_counts("shop", "web", "stable", start=t0 + 10, end=clock.now())
-    assert sim.track_counts("shop", "web", "stable", start=clock.now() - 30, end=clock.now()).requests > 0
+        sim.track_counts("shop", "web", "stable", start=t0 + 10, end=clock.now().timestamp())
+    assert (
+        sim.track_counts(
+            "shop", "web", "stable", start=clock.now().timestamp() - 30, end=clock.now().timestamp()
+        ).requests
+        > 0
+    )
 
 
-def test_an_hour_of_traffic_takes_well_under_a_second() -> None:
+def test_an_hour_of_traffic_is_simulated_in_one_sync() -> None:
+    """(How fast is measured in bench/simulator.py, not asserted here.)"""
     clock = ManualClock()
     sim = make(Pods(*(pod(f"p{i}") for i in range(10))), clock, rate_per_pod=100.0)
-    begun = time.perf_counter()
     clock.advance(3600.0)
     sim.sync()
-    elapsed = time.perf_counter() - begun
     assert sim.simulated_requests > 3_500_000
-    assert elapsed < 2.0
 
 
 def test_invalid_settings_are_refused() -> None:
@@ -149,5 +155,5 @@ def test_invalid_settings_are_refused() -> None:
         make(Pods(), ManualClock(), buckets=(0.2, 0.1))
     with pytest.raises(ValueError, match="rate_per_pod"):
         make(Pods(), ManualClock(), rate_per_pod=-1.0)
-    with pytest.raises(ValueError, match="backwards"):
+    with pytest.raises(ValueError, match="does not go back"):
         ManualClock().advance(-1.0)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from canaryflow.devkube.binaries import find_binaries
-from canaryflow.devkube.controlplane import ControlPlane, LocalControlPlane, running_control_plane
+from canaryflow.dev.kube.binaries import find_binaries
+from canaryflow.dev.kube.controlplane import ControlPlane, LocalControlPlane, running_control_plane
 
 __all__ = ["ControlPlane", "LocalControlPlane", "default_directory", "find_binaries", "running_control_plane"]
 

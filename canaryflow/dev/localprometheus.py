@@ -10,45 +10,21 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 
-from canaryflow.errors import PermanentError
+from canaryflow.dev.processes import free_port, wait_until
+from canaryflow.errors import LocalPrometheusError
 
-__all__ = ["SCRAPE_INTERVAL_SECONDS", "LocalPrometheus", "LocalPrometheusError", "free_port", "wait_until"]
+__all__ = ["SCRAPE_INTERVAL_SECONDS", "LocalPrometheus"]
 
 SCRAPE_INTERVAL_SECONDS = 1.0
-
-
-class LocalPrometheusError(PermanentError):
-    """The local Prometheus did not start, exited, or did not do what was asked in time."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(check: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll `check` until it returns something truthy (returned); TimeoutError after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
 
 
 class LocalPrometheus:

@@ -1,17 +1,17 @@
-"""`canaryflow demo`: a good and a bad rollout on an embedded stack, start to finish, in minutes.
+"""``canaryflow demo``: a good and a bad rollout on an embedded stack, start to finish, in minutes.
 
-The stacks live in `canaryflow.demostack`: ``--cluster sim`` (the default) rolls out on a
+The stacks live in `canaryflow.dev.stacks`: ``--cluster sim`` (the default) rolls out on a
 `SimulatedCluster`; ``--cluster kube`` applies the example app to a real API server (the running
 local control plane, else a temporary one stopped at the end) and rolls out there, with the
 simulated traffic following the real pods. Metrics come from a real Prometheus scraping the
 simulator's ``/metrics`` when the ``prometheus`` binary is installed, else from the simulated source.
 
 The demo runs the rollout flow under Prefect's ephemeral API, or with ``--ui`` under a
-``prefect server`` of its own (`canaryflow.prefectserver`; kept up after the rollouts until Ctrl-C),
+``prefect server`` of its own (`canaryflow.dev.prefectserver`; kept up after the rollouts until Ctrl-C),
 with settings through the environment of this process only. It rolls out the good image (promoted)
 and then the bad one (rolled back) with a live display, and ends with a summary table and where the
-reports are. This module and the CLI are the only parts of ``canaryflow`` that may import ``flows``;
-they do so inside functions.
+reports are. Like every command it imports ``flows`` inside its functions, so that the command
+line starts fast.
 """
 
 from __future__ import annotations
@@ -22,11 +22,14 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from canaryflow.cluster.clock import SystemClock
+import typer
+
+from canaryflow.cli.board import Board
+from canaryflow.clock import SystemClock
 from canaryflow.cluster.factory import CLUSTER_KINDS
-from canaryflow.demostack import (
+from canaryflow.dev.stacks import (
     BAD_IMAGE,
     DEMO_SPEC,
     GOOD_IMAGE,
@@ -46,8 +49,8 @@ from canaryflow.simulation import RealTimeDriver
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from canaryflow.dev.prefectserver import PrefectServer
     from canaryflow.metrics import MetricsSource
-    from canaryflow.prefectserver import PrefectServer
 
 __all__ = [
     "BAD_IMAGE",
@@ -57,6 +60,7 @@ __all__ = [
     "PROFILES",
     "STABLE_IMAGE",
     "SimulatedStack",
+    "demo",
     "demo_stack",
     "run_demo",
     "run_rollouts",
@@ -143,7 +147,7 @@ def run_rollouts(
     from flows.rollout import rollout
     from flows.runtime import Runtime, use_runtime
 
-    board = _Board()
+    board = Board()
     runtime = Runtime(
         cluster=stack.cluster, metrics=metrics, clock=stack.clock, reports_dir=reports_dir, events=board.event
     )
@@ -159,39 +163,6 @@ def run_rollouts(
     return outcomes
 
 
-class _Board:
-    """The live display: one row per rollout (weight, latest verdict, last thing said)."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, dict[str, str]] = {}
-        self.live: Any = None
-
-    def event(self, rollout_id: str, event: str, details: Any) -> None:
-        row = self.rows.setdefault(
-            rollout_id, {"weight": "0%", "verdict": "", "said": "", "result": "running"}
-        )
-        if event == "weight":
-            row["weight"] = f"{details['effective']:.0f}% (requested {details['requested']}%)"
-        elif event == "verdict":
-            row["verdict"] = f"interval {details['interval']}: {details['decision']}"
-        elif event == "finished":
-            row["result"] = details["result"]
-        elif event == "log":
-            row["said"] = str(details["message"])[:90]
-        if self.live is not None:
-            self.live.update(self.render())
-
-    def render(self) -> Any:
-        from rich.table import Table
-
-        table = Table(title="canaryflow demo: rollouts of shop/web")
-        for column in ("rollout", "canary weight", "judge", "result", "last step"):
-            table.add_column(column)
-        for rollout_id, row in self.rows.items():
-            table.add_row(rollout_id, row["weight"], row["verdict"], row["result"], row["said"])
-        return table
-
-
 def _prefect_environment(stack: ExitStack, *, ui: bool, console: Console) -> PrefectServer | None:
     """Prefect settings for this process only, set before Prefect is imported: the ephemeral API,
     or with `ui` a `prefect server` of the demo's own (stopped when `stack` closes)."""
@@ -202,7 +173,7 @@ def _prefect_environment(stack: ExitStack, *, ui: bool, console: Console) -> Pre
         os.environ.pop("PREFECT_API_URL", None)
         os.environ["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "true"
         return None
-    from canaryflow.prefectserver import prefect_server
+    from canaryflow.dev.prefectserver import prefect_server
 
     console.print("Starting a Prefect server (prefect server start) for the UI ...")
     server = stack.enter_context(prefect_server())
@@ -235,3 +206,11 @@ def _summary(console: Console, outcomes: list[Any], where: str, reports_dir: Pat
     console.print(f"Reports (status, observation logs, charts): {reports_dir.resolve()}")
     as_expected = all(o.result == _EXPECTED.get(o.image, o.result) for o in outcomes)
     return 0 if outcomes and as_expected else 1
+
+
+def demo(
+    cluster: Annotated[str, typer.Option(help="sim | kube")] = "sim",
+    ui: Annotated[bool, typer.Option(help="Also start `prefect server` to watch the runs.")] = False,
+) -> None:
+    """Run a good and a bad rollout on the embedded stack and show what was decided."""
+    raise typer.Exit(run_demo(cluster=cluster, ui=ui))

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from canaryflow.devkube.pki import Pki
+from canaryflow.dev.kube.pki import Pki
 from canaryflow.errors import LocalClusterError
 
 __all__ = ["ApiClient", "etcd_healthy", "write_kubeconfig"]

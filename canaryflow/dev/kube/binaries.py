@@ -15,7 +15,7 @@ BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler
 
 def build_script() -> Path:
     """The build script of the source tree this package runs from."""
-    return Path(__file__).resolve().parents[2] / "tools" / "kube" / "build.sh"
+    return Path(__file__).resolve().parents[3] / "tools" / "kube" / "build.sh"
 
 
 def find_binaries(*, required: bool = True) -> Path | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from canaryflow.devkube import LocalControlPlane, running_control_plane
+from canaryflow.dev.kube import LocalControlPlane, running_control_plane
 from tests.fixtures.kube import LocalKube, kube_binaries_or_skip
 
 pytestmark = pytest.mark.kube
@@ -76,7 +76,7 @@ def test_a_killed_parent_leaves_no_process_behind(tmp_path: Path) -> None:
     binaries = kube_binaries_or_skip()
     script = (
         "import sys, json, pathlib\n"
-        "from canaryflow.devkube import LocalControlPlane\n"
+        "from canaryflow.dev.kube import LocalControlPlane\n"
         f"p = LocalControlPlane(pathlib.Path({str(tmp_path)!r}), binaries=pathlib.Path({str(binaries)!r}),"
         " nodes=1, die_with_parent=True).up(timeout=120)\n"
         "print(json.dumps(p.pids), flush=True)\n"

@@ -14,9 +14,7 @@ runs at `PrefectServer.api_url` through ``PREFECT_API_URL`` before it imports Pr
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,16 +24,10 @@ from pathlib import Path
 
 import httpx
 
-from canaryflow.errors import PermanentError
-from canaryflow.metrics.localprometheus import free_port, wait_until
+from canaryflow.dev.processes import die_with_parent, free_port, stop_groups, wait_until
+from canaryflow.errors import PrefectServerError
 
-__all__ = ["PrefectServer", "PrefectServerError", "prefect_server", "server_environment", "stop"]
-
-_PR_SET_PDEATHSIG = 1
-
-
-class PrefectServerError(PermanentError):
-    """The Prefect server did not start, or exited before it answered."""
+__all__ = ["PrefectServer", "prefect_server", "server_environment", "stop"]
 
 
 @dataclass(frozen=True)
@@ -124,7 +116,7 @@ def prefect_server(
                 env=server_environment(home, port),
                 cwd=home,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         server = PrefectServer(url=f"http://127.0.0.1:{port}", home=home, log=log_path, process=process)
         try:
@@ -136,14 +128,9 @@ def prefect_server(
 
 def stop(server: PrefectServer, *, grace: float = 15.0) -> None:
     """SIGTERM the server's process group, SIGKILL it after `grace` seconds; reap it. Idempotent."""
-    process = server.process
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGTERM)
+    stop_groups([server.process.pid], grace=grace)
     with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=grace)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)  # anything it left in its group
-    process.wait(timeout=10)
+        server.process.wait(timeout=10)
 
 
 def _wait_healthy(server: PrefectServer, timeout: float) -> None:
@@ -158,8 +145,3 @@ def _wait_healthy(server: PrefectServer, timeout: float) -> None:
         wait_until(answered, timeout=timeout, what=f"{server.api_url}/health", interval=0.2)
     except TimeoutError as exc:
         raise PrefectServerError(f"{exc}; last lines of its log:\n{server.log_tail()}") from exc
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -4,7 +4,7 @@ Reads each ``canaryflow/observations@1`` log, runs the judge interval by interva
 JSON object per line per interval judged. The last line of each log has ``"final": true``, the
 ``"decision"`` (promote, rollback or inconclusive) and the ``"interval"`` (1-based: the judge had
 seen intervals 1..interval). With several logs every line also carries ``"log"`` (the path as
-given). A malformed log raises `ObservationLogError` (exit code 2) naming the file and the place.
+given). A malformed log raises `ObservationLogError` (exit code 1) naming the file and the place.
 
 This path stays light: it imports the standard library, ``analysis`` (numpy, pydantic) and our
 error types, and the rollout spec loader only when ``--config`` is given. No Prefect, Kubernetes
@@ -14,25 +14,22 @@ or FastAPI.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Annotated, TextIO
+
+import typer
 
 from analysis.backtest import JudgeName, judge_log
 from analysis.logs import LogFormatError, ObservationLog, parse_log
 from analysis.settings import AnalysisSettings
-from canaryflow.errors import NotImplementedYetError, ObservationLogError, PermanentError
+from canaryflow.errors import NotImplementedYetError, ObservationLogError, UsageError
 
-__all__ = ["JUDGES", "ReplayUsageError", "load_settings", "read_log", "run_replay"]
+__all__ = ["JUDGES", "load_settings", "read_log", "replay", "run_replay"]
 
 #: The judges ``--judge`` accepts.
 JUDGES: tuple[JudgeName, ...] = ("sequential", "kayenta")
-
-
-class ReplayUsageError(PermanentError):
-    """The replay was asked for something that does not exist (an unknown judge, no logs)."""
-
-    exit_code = 2
 
 
 def read_log(path: Path) -> ObservationLog:
@@ -110,16 +107,28 @@ def run_replay(
     ------
     ObservationLogError
         A log is unreadable or malformed (exit code 2); nothing is written for that log.
-    ReplayUsageError
+    UsageError
         No logs, or an unknown judge (exit code 2).
     """
     if judge != "sequential" and judge != "kayenta":
-        raise ReplayUsageError(f"unknown judge {judge!r}: expected one of {', '.join(JUDGES)}")
+        raise UsageError(f"unknown judge {judge!r}: expected one of {', '.join(JUDGES)}")
     if not logs:
-        raise ReplayUsageError("no observation logs given")
+        raise UsageError("no observation logs given")
     name: JudgeName = "kayenta" if judge == "kayenta" else "sequential"
     settings = load_settings(config)
     parsed = [(path, read_log(path)) for path in logs]
     for path, log in parsed:
         _replay_one(path, log, settings, name, out, label=len(parsed) > 1)
     return 0
+
+
+def replay(
+    logs: Annotated[list[Path], typer.Argument(help="Observation logs (canaryflow/observations@1).")],
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Rollout spec whose analysis settings apply (default: the project's defaults)."),
+    ] = None,
+    judge: Annotated[str, typer.Option(help="sequential | kayenta")] = "sequential",
+) -> None:
+    """Re-run the judge over recorded observation logs (a backtest); one JSON line per interval."""
+    raise typer.Exit(run_replay(logs, config=config, judge=judge, out=sys.stdout))

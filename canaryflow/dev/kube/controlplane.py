@@ -11,25 +11,21 @@ leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
-import os
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from canaryflow.devkube import apiclient
-from canaryflow.devkube.pki import Pki, write_pki
+from canaryflow.dev.kube import apiclient
+from canaryflow.dev.kube.pki import Pki, write_pki
+from canaryflow.dev.processes import alive, die_with_parent, free_port, stop_groups, tail, wait_until
 from canaryflow.errors import LocalClusterError
 
 __all__ = ["ControlPlane", "LocalControlPlane", "running_control_plane"]
 
 _STATE = "state.json"
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +105,7 @@ class LocalControlPlane:
         pids: dict[str, int] = {}
         try:
             etcd_url = self._start_etcd(pids, deadline)
-            port = _free_port()
+            port = free_port()
             server = f"https://127.0.0.1:{port}"
             kubeconfig = apiclient.write_kubeconfig(self.directory / "kubeconfig", server=server, pki=pki)
             self._start("kube-apiserver", self._apiserver_args(pki, etcd_url, port), pids)
@@ -121,9 +117,9 @@ class LocalControlPlane:
             for i in range(self.nodes):
                 api.create_fake_node(f"kwok-node-{i}")
             _wait(lambda: api.ready_nodes() >= self.nodes, deadline, "kwok nodes Ready", self._log("kwok"))
-            self._check_alive(pids)
+            self._checkalive(pids)
         except BaseException:
-            _stop_all(pids)
+            stop_groups(reversed(list(pids.values())))
             self._reap_children()
             raise
         plane = ControlPlane(self.directory, kubeconfig, server, etcd_url, pids)
@@ -137,7 +133,7 @@ class LocalControlPlane:
         if not state.exists():
             return False
         plane = ControlPlane.from_json(state.read_text())
-        _stop_all(plane.pids)
+        stop_groups(reversed(list(plane.pids.values())))
         self._reap_children()
         state.unlink(missing_ok=True)
         self._say("down")
@@ -147,7 +143,7 @@ class LocalControlPlane:
 
     def _start(self, name: str, args: list[str], pids: dict[str, int]) -> None:
         log = (self.directory / "logs" / f"{name}.log").open("ab")
-        preexec = _die_with_parent if self.die_with_parent else None
+        preexec = die_with_parent if self.die_with_parent else None
         proc = subprocess.Popen(
             [str(self.binaries / name), *args],
             stdout=log,
@@ -171,16 +167,16 @@ class LocalControlPlane:
     def _log(self, name: str) -> Path:
         return self.directory / "logs" / f"{name}.log"
 
-    def _check_alive(self, pids: dict[str, int]) -> None:
+    def _checkalive(self, pids: dict[str, int]) -> None:
         for name, pid in pids.items():
-            if not _alive(pid):
+            if not alive(pid):
                 raise LocalClusterError(
-                    f"{name} exited during start-up; last lines:\n{_tail(self._log(name))}"
+                    f"{name} exited during start-up; last lines:\n{tail(self._log(name))}"
                 )
 
     def _start_etcd(self, pids: dict[str, int], deadline: float) -> str:
         (self.directory / "logs").mkdir(parents=True, exist_ok=True)
-        client, peer = _free_port(), _free_port()
+        client, peer = free_port(), free_port()
         url = f"http://127.0.0.1:{client}"
         peer_url = f"http://127.0.0.1:{peer}"
         args = [
@@ -257,7 +253,7 @@ def running_control_plane(directory: Path) -> ControlPlane | None:
         plane = ControlPlane.from_json(state.read_text())
     except (ValueError, KeyError):
         return None
-    if not all(_alive(pid) for pid in plane.pids.values()):
+    if not all(alive(pid) for pid in plane.pids.values()):
         return None
     try:
         ready = apiclient.ApiClient.from_kubeconfig(plane.kubeconfig).ready()
@@ -267,66 +263,17 @@ def running_control_plane(directory: Path) -> ControlPlane | None:
 
 
 def _wait(check: Callable[[], bool], deadline: float, what: str, log: Path) -> None:
-    delay = 0.05
-    while True:
+    def answered() -> bool:
         with contextlib.suppress(LocalClusterError):
-            if check():
-                return
-        if time.monotonic() > deadline:
-            raise LocalClusterError(f"timed out waiting for {what}; last lines of {log.name}:\n{_tail(log)}")
-        time.sleep(delay)  # polling a process we do not control: there is no event to await
-        delay = min(delay * 1.5, 0.5)
-
-
-def _stop_all(pids: dict[str, int], *, grace: float = 10.0) -> None:
-    """SIGTERM every process group (newest first), SIGKILL what is left after `grace` seconds."""
-    for name in reversed(list(pids)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pids[name], signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for pid in pids.values():
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)  # a process we may not be the parent of: no event to await
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-        kill_deadline = time.monotonic() + 5
-        while _alive(pid) and time.monotonic() < kill_deadline:
-            time.sleep(0.02)
-
-
-def _alive(pid: int) -> bool:
-    _reap(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+            return check()
         return False
-    except PermissionError:
-        return True
-    return True
 
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _tail(path: Path, lines: int = 15) -> str:
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+        wait_until(
+            answered, timeout=max(0.0, deadline - time.monotonic()), what=what, interval=0.05, backoff=1.5
+        )
+    except TimeoutError as exc:
+        raise LocalClusterError(f"{exc}; last lines of {log.name}:\n{tail(log)}") from exc
 
 
 @contextlib.contextmanager

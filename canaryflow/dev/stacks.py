@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from ruamel.yaml import YAML
 
-from canaryflow.cluster.clock import Clock, SystemClock
+from canaryflow.clock import Clock, SystemClock
 from canaryflow.cluster.port import Cluster, TargetRef
 from canaryflow.cluster.simulated import SimulatedCluster, SimulatedWorld
 from canaryflow.errors import LocalClusterError
@@ -59,7 +59,7 @@ __all__ = [
 STABLE_IMAGE = "registry.example.com/shop/web:1.0.0"
 GOOD_IMAGE = "registry.example.com/shop/web:1.1.0"
 BAD_IMAGE = "registry.example.com/shop/web:1.2.0"
-_SOURCE_TREE = Path(__file__).resolve().parents[1]
+_SOURCE_TREE = Path(__file__).resolve().parents[2]
 #: The demo's rollout spec, in the source tree next to the package.
 DEMO_SPEC = _SOURCE_TREE / "config" / "rollouts" / "demo.yaml"
 #: The example app the Kubernetes demo applies.
@@ -92,21 +92,11 @@ class DemoStack(Protocol):
     def metrics(self) -> MetricsSource: ...
 
 
-class _EpochClock:
-    """A cluster clock as the simulator's clock (seconds since the epoch)."""
-
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-
-    def now(self) -> float:
-        return self._clock.now().timestamp()
-
-
 def _simulator(pods: Any, clock: Clock, *, rate_per_pod: float, seed: int) -> TrafficSimulator:
     return TrafficSimulator(
         pods,
         [AppRef(TARGET.namespace, TARGET.app)],
-        clock=_EpochClock(clock),
+        clock=clock,
         seed=seed,
         rate_per_pod=rate_per_pod,
         profiles=PROFILES,
@@ -186,7 +176,7 @@ def demo_kubernetes(kubeconfig: Path | None = None, *, say: Say = lambda _: None
         The control plane is not built (the message says how to build it), did not start, or
         there is no kubectl.
     """
-    from canaryflow.devkube import LocalControlPlane, default_directory, find_binaries, running_control_plane
+    from canaryflow.dev.kube import LocalControlPlane, default_directory, find_binaries, running_control_plane
 
     binaries = find_binaries(required=kubeconfig is None)
     kubectl = _kubectl_binary(binaries)
@@ -331,7 +321,7 @@ def demo_metrics(stack: DemoStack, *, say: Say = lambda _: None) -> Iterator[tup
         say("Prometheus not installed: using the embedded metrics source")
         yield stack.metrics, "embedded (simulated)"
         return
-    from canaryflow.metrics.localprometheus import LocalPrometheus
+    from canaryflow.dev.localprometheus import LocalPrometheus
     from canaryflow.metrics.prometheus import PrometheusConfig
 
     with MetricsServer(stack.simulator) as server, LocalPrometheus.start(binary) as prometheus:

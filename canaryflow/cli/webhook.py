@@ -1,0 +1,24 @@
+"""``canaryflow webhook serve``: the receiver of git pushes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["serve"]
+
+
+def serve(
+    config: Annotated[Path, typer.Option(help="Routes file (YAML).")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+) -> None:
+    """Serve POST /hooks/github and /hooks/gitlab, starting rollouts for pushes.
+
+    Secrets come from CANARYFLOW_GITHUB_SECRET / CANARYFLOW_GITLAB_TOKEN (or *_FILE naming a file).
+    """
+    from canaryflow.webhooks.serve import serve as serve_webhooks
+
+    serve_webhooks(config, host=host, port=port)

@@ -1,0 +1,96 @@
+"""Child processes and loopback ports for the local stacks: one home for the plumbing they share.
+
+The local control plane, the Prefect server and Prometheus all start programs on 127.0.0.1, wait
+for them to answer, and stop them (process group SIGTERM, then SIGKILL) so that nothing outlives
+the demo or the test run. With `die_with_parent` as ``preexec_fn`` the kernel also kills a child
+when the process that started it dies (Linux ``PR_SET_PDEATHSIG``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TypeVar
+
+__all__ = ["alive", "die_with_parent", "free_port", "stop_groups", "tail", "wait_until"]
+
+_PR_SET_PDEATHSIG = 1
+_T = TypeVar("_T")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    check: Callable[[], _T], *, timeout: float, what: str, interval: float = 0.1, backoff: float = 1.0
+) -> _T:
+    """Poll `check` until it returns something truthy (returned); TimeoutError after `timeout` s.
+
+    The programs polled here are other processes with no event to await; `backoff` > 1 grows the
+    interval up to 0.5 s.
+    """
+    deadline = time.monotonic() + timeout
+    delay = interval
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * backoff, max(interval, 0.5))
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for a child that the kernel kills (SIGKILL) when its parent dies."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists (a zombie child of ours is reaped first, and is not alive)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_groups(pids: Iterable[int], *, grace: float = 10.0) -> None:
+    """SIGTERM the process group of each of `pids` (in the order given), SIGKILL what is left after
+    `grace` seconds, and wait (up to 5 s each) until they are gone. Idempotent."""
+    order = list(pids)
+    for pid in order:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for pid in order:
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # a process we may not be the parent of: no event to await
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        kill_deadline = time.monotonic() + 5
+        while alive(pid) and time.monotonic() < kill_deadline:
+            time.sleep(0.02)
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    """The last `lines` lines of a log file (``(no log)`` when it cannot be read)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

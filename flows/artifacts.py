@@ -1,0 +1,100 @@
+"""The Prefect artifacts of a rollout: its progress, a table per interval, its verdicts and outcome.
+
+Each function creates (or updates) one artifact; keys are lowercase and derived from the rollout
+id, so the artifacts of one rollout group together in the Prefect UI. The facts come from the
+judge's `Verdict` and the observations; what people read in the report files is written by
+`flows.reporting` through `canaryflow.reports`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from uuid import UUID
+
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+
+from analysis.observations import PairedObservation
+from analysis.verdicts import Verdict
+
+__all__ = ["interval_table", "outcome_note", "progress", "verdict_note"]
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:.{digits}g}"
+
+
+def progress(existing: UUID | None, *, key: str, value: float, description: str) -> UUID:
+    """Create the progress artifact (``existing`` is None) or update it; return its id."""
+    if existing is not None:
+        update_progress_artifact(existing, progress=value, description=description)
+        return existing
+    created = create_progress_artifact(progress=value, key=key, description=description)
+    assert isinstance(created, UUID)  # the sync call returns the id
+    return created
+
+
+def interval_table(
+    key: str, *, step: int, observed: Mapping[str, PairedObservation | None], verdict: Verdict
+) -> None:
+    """One analysis interval: per metric canary, baseline, estimate, interval, e-value, status."""
+    rows = []
+    for name, evidence in verdict.metrics.items():
+        pair = observed.get(name)
+        low, high = evidence.interval
+        rows.append(
+            {
+                "metric": name,
+                "canary": pair.canary.describe() if pair else "no data",
+                "baseline": pair.baseline.describe() if pair else "no data",
+                "estimate": _fmt(evidence.estimate),
+                "interval": f"[{_fmt(low)}, {_fmt(high)}]",
+                "e-value": _fmt(evidence.evalue),
+                "status": evidence.status,
+            }
+        )
+    create_table_artifact(
+        rows,
+        key=key,
+        description=f"Step {step + 1}, interval {verdict.interval}: {verdict.decision}. {verdict.reason}",
+    )
+
+
+def verdict_note(
+    key: str, *, heading: str, where: str, verdict: Verdict, log: Path, chart: str | None
+) -> None:
+    """The analysis step's final verdict: its reason, the evidence per metric and the chart."""
+    lines = [
+        f"# {heading}: {verdict.decision} after {verdict.interval} intervals",
+        "",
+        f"**{verdict.reason}**",
+        "",
+        where,
+        "",
+        "| metric | status | estimate | interval | e-value | p-value | reason |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, ev in verdict.metrics.items():
+        lines.append(
+            f"| {name} | {ev.status} | {_fmt(ev.estimate)} | [{_fmt(ev.interval[0])}, "
+            f"{_fmt(ev.interval[1])}] | {_fmt(ev.evalue)} | {_fmt(ev.pvalue)} | {ev.reason} |"
+        )
+    lines += ["", f"Observation log: `{log}` (replay it with `canaryflow replay {log}`)."]
+    if chart:
+        lines += ["", chart]
+    create_markdown_artifact("\n".join(lines), key=key, description=verdict.reason)
+
+
+def outcome_note(key: str, *, heading: str, reason: str, where: str) -> None:
+    """How the rollout ended, and why."""
+    create_markdown_artifact(
+        f"# {heading}\n\n{reason}\n\n{where}", key=key, description=heading + ": " + reason
+    )

@@ -1,0 +1,57 @@
+"""What the command line asks of Prefect: run a rollout in this process, resume one, answer a pause.
+
+`run_rollout` runs the flow here (against the configured Prefect API) on the runtime the caller
+built; ``--resume`` takes the rollout id and image from the annotations in the cluster.
+`answer` resumes the paused flow run of a rollout with an approval or a rejection. The command line
+(`canaryflow.cli`) imports this module inside its commands, so that commands which do not need
+Prefect never load it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from canaryflow.errors import NotFoundError, PermanentError, RolloutAborted
+from canaryflow.requests import RolloutRequest
+from flows.approval import answer_paused_rollout
+from flows.plan import RolloutOutcome, plan_rollout
+from flows.rollout import rollout
+from flows.runtime import Runtime, use_runtime
+
+__all__ = ["answer", "resume_request", "run_rollout"]
+
+
+def resume_request(spec: Path, runtime: Runtime) -> RolloutRequest:
+    """The request that resumes the rollout recorded on the spec's target (NotFoundError if none)."""
+    probe = plan_rollout(RolloutRequest(spec=str(spec), image="registry.example.com/probe:0"))
+    state = runtime.cluster.read(probe.target).state
+    if state is None:
+        raise NotFoundError(f"no rollout to resume on {probe.target}: it carries no canaryflow annotations")
+    return RolloutRequest(
+        spec=str(spec), image=state.canary_image, rollout_id=state.rollout_id, triggered_by="resume"
+    )
+
+
+def run_rollout(spec: Path, image: str | None, *, resume: bool, runtime: Runtime) -> RolloutOutcome:
+    """Run the rollout flow here on `runtime`; return its outcome (a superseded run raises
+    RolloutAborted)."""
+    if resume:
+        request = resume_request(spec, runtime)
+    elif image is None:
+        raise PermanentError("give --image IMAGE (or --resume to continue an interrupted rollout)")
+    else:
+        request = RolloutRequest(spec=str(spec), image=image, triggered_by="canaryflow rollout")
+    with use_runtime(runtime):
+        state = rollout(request, return_state=True)
+    if state.is_cancelled():
+        raise RolloutAborted(state.message or "cancelled")
+    result = state.result()
+    if not isinstance(result, RolloutOutcome):
+        raise TypeError(f"the rollout flow returned {result!r}")
+    return result
+
+
+def answer(rollout_id: str, decision: Literal["approve", "reject"], reason: str) -> str:
+    """Approve or reject the paused rollout; return its flow run id."""
+    return str(answer_paused_rollout(rollout_id, decision, reason))
