@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo test lint typecheck imports pytest kube-build kube-up kube-down clean
+.PHONY: setup demo test lint typecheck imports pytest kube-build kube-build-optional prefect-db kube-up kube-down clean
 
 setup: $(VENV)/.synced
 	@tools/ensure-debian-package.sh prometheus prometheus "the demo will use embedded metrics"
@@ -21,10 +21,14 @@ $(VENV)/.synced: uv.lock pyproject.toml
 	$(BIN)/uv sync --frozen --quiet
 	@touch $@
 
-demo: setup
+demo: setup prefect-db
 	$(BIN)/canaryflow demo
 
-test: setup lint typecheck imports pytest
+# Prefect's database for canaryflow's local server, created (or migrated) once, before any run.
+prefect-db: setup
+	@$(BIN)/canaryflow dev prefect init
+
+test: setup kube-build-optional lint typecheck imports pytest
 
 lint: setup
 	$(BIN)/ruff check .
@@ -42,6 +46,12 @@ pytest: setup
 
 kube-build:
 	tools/kube/build.sh
+
+# For make test: builds once (about 10 minutes on 2 cores; cached outside the repository, a warm
+# cache returns at once); without Go it says so in one line and the tests that need it skip.
+kube-build-optional:
+	@if command -v go >/dev/null 2>&1; then tools/kube/build.sh >/dev/null; else \
+	  echo "kube-build: Go is not installed, so the local control plane cannot be built; the tests that need it skip (and fail on CI)"; fi
 
 kube-up: setup kube-build
 	$(BIN)/canaryflow dev kube up

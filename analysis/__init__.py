@@ -26,24 +26,78 @@ Modules:
 
 from __future__ import annotations
 
-from analysis.backtest import JudgeName, judge_log, settings_for_log
-from analysis.histogram import HistogramTestResult, histogram_test
-from analysis.judge import SequentialJudge
-from analysis.kayenta import KayentaJudge, MannWhitneyResult, MetricClassification, classify, mann_whitney
-from analysis.logs import FORMAT, LogFormatError, MetricHeader, ObservationLog, dump_log, parse_log
-from analysis.observations import (
-    HistogramCounts,
-    IntervalObservations,
-    MetricType,
-    PairedObservation,
-    RatioCounts,
-    Samples,
-    TrackObservation,
-)
-from analysis.ratio import RatioTestResult, ratio_test
-from analysis.samples import SamplesTestResult, samples_test
-from analysis.settings import AnalysisSettings, Direction, KayentaSettings, MetricSettings
-from analysis.verdicts import Decision, MetricEvidence, MetricStatus, Verdict
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from analysis.backtest import JudgeName, judge_log, settings_for_log
+    from analysis.histogram import HistogramTestResult, histogram_test
+    from analysis.judge import SequentialJudge
+    from analysis.kayenta import KayentaJudge, MannWhitneyResult, MetricClassification, classify, mann_whitney
+    from analysis.logs import FORMAT, LogFormatError, MetricHeader, ObservationLog, dump_log, parse_log
+    from analysis.observations import (
+        HistogramCounts,
+        IntervalObservations,
+        MetricType,
+        PairedObservation,
+        RatioCounts,
+        Samples,
+        TrackObservation,
+    )
+    from analysis.ratio import RatioTestResult, ratio_test
+    from analysis.samples import SamplesTestResult, samples_test
+    from analysis.settings import AnalysisSettings, Direction, KayentaSettings, MetricSettings
+    from analysis.verdicts import Decision, MetricEvidence, MetricStatus, Verdict
+
+_HOMES: dict[str, str] = {
+    "AnalysisSettings": "analysis.settings",
+    "Decision": "analysis.verdicts",
+    "Direction": "analysis.settings",
+    "FORMAT": "analysis.logs",
+    "HistogramCounts": "analysis.observations",
+    "HistogramTestResult": "analysis.histogram",
+    "IntervalObservations": "analysis.observations",
+    "JudgeName": "analysis.backtest",
+    "KayentaJudge": "analysis.kayenta",
+    "KayentaSettings": "analysis.settings",
+    "LogFormatError": "analysis.logs",
+    "MannWhitneyResult": "analysis.kayenta",
+    "MetricClassification": "analysis.kayenta",
+    "MetricEvidence": "analysis.verdicts",
+    "MetricHeader": "analysis.logs",
+    "MetricSettings": "analysis.settings",
+    "MetricStatus": "analysis.verdicts",
+    "MetricType": "analysis.observations",
+    "ObservationLog": "analysis.logs",
+    "PairedObservation": "analysis.observations",
+    "RatioCounts": "analysis.observations",
+    "RatioTestResult": "analysis.ratio",
+    "Samples": "analysis.observations",
+    "SamplesTestResult": "analysis.samples",
+    "SequentialJudge": "analysis.judge",
+    "TrackObservation": "analysis.observations",
+    "Verdict": "analysis.verdicts",
+    "classify": "analysis.kayenta",
+    "dump_log": "analysis.logs",
+    "histogram_test": "analysis.histogram",
+    "judge_log": "analysis.backtest",
+    "mann_whitney": "analysis.kayenta",
+    "parse_log": "analysis.logs",
+    "ratio_test": "analysis.ratio",
+    "samples_test": "analysis.samples",
+    "settings_for_log": "analysis.backtest",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public names lazily: ``import analysis.verdicts`` stays light (no scipy)."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "FORMAT",

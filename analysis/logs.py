@@ -243,6 +243,8 @@ def parse_log(source: str | bytes | Mapping[str, Any]) -> ObservationLog:
             source = json.loads(source)
         except json.JSONDecodeError as exc:
             raise LogFormatError("", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+        except UnicodeDecodeError as exc:
+            raise LogFormatError("", "not JSON: not even UTF-8 text (is it an observation log?)") from exc
     document = _object(source, "$")
     if document.get("format") != FORMAT:
         raise LogFormatError("format", f'expected "{FORMAT}", got {_describe(document.get("format"))}')

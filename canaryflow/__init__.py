@@ -12,6 +12,10 @@ import contracts in ``pyproject.toml`` (import-linter) enforce it::
     apps           webhooks/       the receiver of git pushes (FastAPI)
     ─────────────────────────────────────────────────────────────────────────────────────────────
     triggers       triggers/       port `RolloutStarter` + the Prefect adapter that starts runs
+    preflight      preflight.py    what a rollout needs, checked before it changes anything
+    ─────────────────────────────────────────────────────────────────────────────────────────────
+    wiring         plan.py         a request resolved: spec, target, rollout id, queries
+                   environment.py  the settings read from the environment, and the real adapters
     ─────────────────────────────────────────────────────────────────────────────────────────────
     ports and      cluster/        port `Cluster` + Kubernetes and simulated adapters
     adapters       metrics/        port `MetricsSource` + Prometheus and simulated adapters

@@ -41,7 +41,8 @@ the most specific of these, chained with ``raise ... from exc``, and carry conte
 
 Exit codes (the command line maps each class to one; see `exit_code_for`), as the README's table
 says: 1 invalid input (and anything else that is permanent), 2 usage or not implemented yet,
-3 cluster, 4 metrics, 5 transient (retry later), 6 aborted.
+3 cluster, 4 metrics, 5 transient (retry later), 6 not promoted (``canaryflow rollout`` exits 6
+for a rollback too).
 """
 
 from __future__ import annotations
@@ -85,6 +86,11 @@ class CanaryflowError(Exception):
     """Root of every error canaryflow raises on purpose."""
 
     exit_code: int = 1
+
+    def summary(self) -> str:
+        """The error in one line, for a terminal (the first line of the message)."""
+        text = str(self).strip()
+        return text.splitlines()[0] if text else type(self).__name__
 
 
 class TransientError(CanaryflowError):
@@ -130,10 +136,21 @@ class InputError(PermanentError):
 class SpecError(InputError):
     """A spec file is invalid. `problems` lists every one as "file:line path: message"."""
 
-    def __init__(self, message: str, *, problems: list[str] | None = None) -> None:
+    def __init__(self, message: str, *, problems: list[str] | None = None, source: str | None = None) -> None:
         self.problems = list(problems or [])
+        self.source = source
         full = message if not self.problems else message + "\n" + "\n".join(f"  {p}" for p in self.problems)
         super().__init__(full)
+
+    def summary(self) -> str:
+        """The first problem in one line, and how to see the others."""
+        if not self.problems:
+            return super().summary()
+        first = self.problems[0]
+        more = len(self.problems) - 1
+        if more and self.source:
+            return f"{first} (and {more} more: canaryflow spec validate {self.source})"
+        return f"{first} (and {more} more)" if more else first
 
 
 class TriggerError(PermanentError):

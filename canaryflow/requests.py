@@ -1,16 +1,21 @@
 """`RolloutRequest`: what starts a rollout, from a webhook, the Prefect UI or the CLI.
 
 It is the rollout flow's parameter model, so the Prefect UI renders it as a form and the server
-validates it. It holds no Prefect or Kubernetes types.
+validates it: the JSON schema carries the patterns of an image reference and of a spec path, so
+the form refuses ``Bad Image!!`` or ``/etc/passwd`` before a run exists. It holds no Prefect or
+Kubernetes types. `new_request` builds one from a command line's values and turns a refusal into
+one line that names the value.
 """
 
 from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-__all__ = ["OCI_REFERENCE", "RolloutRequest", "is_valid_image_reference"]
+from canaryflow.errors import InputError
+
+__all__ = ["OCI_REFERENCE", "SPEC_PATH", "RolloutRequest", "is_valid_image_reference", "new_request"]
 
 # An OCI image reference: [registry[:port]/]path[:tag][@digest], after the distribution spec's grammar.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -19,11 +24,17 @@ _DOMAIN = (
 )
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-OCI_REFERENCE = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::{_TAG})?(?:@{_DIGEST})?$")
+_OCI = rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::{_TAG})?(?:@{_DIGEST})?$"
+OCI_REFERENCE = re.compile(_OCI)
+#: A spec path as a form may give it: a ``.yaml`` or ``.yml`` file, relative to the working
+#: directory of the run (a worker's checkout) or absolute; ``..`` segments are refused by the
+#: validator (a JSON schema pattern cannot say so portably).
+SPEC_PATH = r"^\S.*\.ya?ml$"
+_EXAMPLE_IMAGE = "registry.example.com/shop/web:1.2.0"
 
 
 def is_valid_image_reference(image: str) -> bool:
-    """Whether `image` is a syntactically valid OCI reference (at most 255 characters for the name)."""
+    """Whether `image` is a syntactically valid OCI reference (at most 512 characters)."""
     return len(image) <= 512 and OCI_REFERENCE.fullmatch(image) is not None
 
 
@@ -32,8 +43,17 @@ class RolloutRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    spec: str = Field(description="Path of the rollout spec (YAML), relative to the working directory.")
-    image: str = Field(description="The new image for the target container.")
+    spec: str = Field(
+        pattern=SPEC_PATH,
+        max_length=500,
+        description="Path of the rollout spec (YAML), relative to the working directory of the run, "
+        "e.g. config/rollouts/web.yaml.",
+    )
+    image: str = Field(
+        pattern=_OCI,
+        max_length=512,
+        description=f"The new image for the target container, e.g. {_EXAMPLE_IMAGE}.",
+    )
     rollout_id: str | None = Field(
         default=None,
         pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
@@ -43,9 +63,29 @@ class RolloutRequest(BaseModel):
         default="manual", max_length=200, description="Who or what started it (e.g. github push a1b2c3d)."
     )
 
-    @field_validator("image")
+    @field_validator("spec")
     @classmethod
-    def _image_is_an_oci_reference(cls, value: str) -> str:
-        if not is_valid_image_reference(value):
-            raise ValueError(f"not a valid OCI image reference: {value!r}")
+    def _spec_stays_below_the_working_directory(cls, value: str) -> str:
+        if ".." in value.split("/"):
+            raise ValueError(f"a spec path must not climb out of its directory ('..'): {value!r}")
         return value
+
+
+def new_request(*, spec: str, image: str, triggered_by: str, rollout_id: str | None = None) -> RolloutRequest:
+    """A `RolloutRequest`, or `InputError` naming the first value that is not valid."""
+    try:
+        return RolloutRequest(spec=spec, image=image, triggered_by=triggered_by, rollout_id=rollout_id)
+    except ValidationError as exc:
+        field = str(exc.errors()[0]["loc"][0]) if exc.errors()[0]["loc"] else "request"
+        if field == "image":
+            message = f"image {image!r} is not a valid image reference (like {_EXAMPLE_IMAGE})"
+        elif field == "spec":
+            message = (
+                f"spec {spec!r} is not a rollout spec path: give a .yaml or .yml file, without "
+                "'..' (e.g. config/rollouts/web.yaml)"
+            )
+        elif field == "rollout_id":
+            message = f"rollout id {rollout_id!r}: use lowercase letters, digits and '-' (at most 63)"
+        else:
+            message = f"{field}: {exc.errors()[0]['msg']}"
+        raise InputError(message) from exc

@@ -120,6 +120,8 @@ class RolloutStatus(BaseModel):
 
     rollout_id: str
     target: str = Field(description="namespace/deployment")
+    container: str | None = Field(default=None, description="The container whose image changes.")
+    service: str | None = Field(default=None, description="The Service in front of the target.")
     image: str
     spec: str
     triggered_by: str

@@ -14,16 +14,12 @@ of ``canaryflow`` imports it but the command line.
 from __future__ import annotations
 
 from flows.cleanup import cleanup
-from flows.plan import RolloutOutcome, RolloutPlan, plan_rollout
 from flows.rollout import rollout
 from flows.runtime import Runtime, runtime_for_run, runtime_from_env, use_runtime
 
 __all__ = [
-    "RolloutOutcome",
-    "RolloutPlan",
     "Runtime",
     "cleanup",
-    "plan_rollout",
     "rollout",
     "runtime_for_run",
     "runtime_from_env",

@@ -27,7 +27,7 @@ from prefect.runtime import flow_run
 from prefect.states import Running
 from pydantic import Field
 
-from canaryflow.errors import NotFoundError
+from canaryflow.errors import InputError
 
 __all__ = ["Answer", "Approval", "answer_paused_rollout", "paused_run_of", "wait_for_approval"]
 
@@ -92,9 +92,12 @@ def paused_run_of(rollout_id: str) -> UUID | None:
 
 
 def answer_paused_rollout(rollout_id: str, decision: Literal["approve", "reject"], reason: str = "") -> UUID:
-    """Resume the paused run of `rollout_id` with `decision`; NotFoundError when none waits."""
+    """Resume the paused run of `rollout_id` with `decision`; InputError when none waits."""
     run_id = paused_run_of(rollout_id)
     if run_id is None:
-        raise NotFoundError(f"no paused rollout {rollout_id!r} is waiting for approval")
+        raise InputError(
+            f"no paused rollout {rollout_id!r} is waiting for approval "
+            "(`canaryflow status` lists the rollouts and their phases)"
+        )
     resume_flow_run(run_id, run_input={"decision": decision, "reason": reason})
     return run_id

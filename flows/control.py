@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Literal
 
 from canaryflow.errors import NotFoundError, PermanentError, RolloutAborted
+from canaryflow.plan import RolloutOutcome, plan_rollout
 from canaryflow.requests import RolloutRequest
 from flows.approval import answer_paused_rollout
-from flows.plan import RolloutOutcome, plan_rollout
 from flows.rollout import rollout
 from flows.runtime import Runtime, use_runtime
 
-__all__ = ["answer", "resume_request", "run_rollout"]
+__all__ = ["answer", "flush_logs", "resume_request", "run_rollout"]
 
 
 def resume_request(spec: Path, runtime: Runtime) -> RolloutRequest:
@@ -55,3 +55,11 @@ def run_rollout(spec: Path, image: str | None, *, resume: bool, runtime: Runtime
 def answer(rollout_id: str, decision: Literal["approve", "reject"], reason: str) -> str:
     """Approve or reject the paused rollout; return its flow run id."""
     return str(answer_paused_rollout(rollout_id, decision, reason))
+
+
+def flush_logs() -> None:
+    """Send the run logs still queued to the Prefect API now (before a server that is about to be
+    stopped can no longer take them)."""
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=5)

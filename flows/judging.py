@@ -19,9 +19,9 @@ from analysis.observations import PairedObservation
 from analysis.verdicts import Verdict
 from canaryflow.errors import MetricsUnavailableError
 from canaryflow.metrics import ObservationRecorder
+from canaryflow.plan import RolloutPlan
 from canaryflow.reports import observation_log
 from flows.charts import render_chart
-from flows.plan import RolloutPlan
 from flows.reporting import Reporter
 from flows.runtime import Runtime
 from flows.steps import hold, observe

@@ -19,10 +19,10 @@ from prefect.runtime import flow_run
 
 from analysis.observations import PairedObservation
 from analysis.verdicts import Verdict
+from canaryflow.plan import RolloutOutcome, RolloutPlan
 from canaryflow.reports import write_status
 from canaryflow.status import RolloutPhase, RolloutStatus, VerdictReport
 from flows import artifacts
-from flows.plan import RolloutOutcome, RolloutPlan
 from flows.runtime import Runtime
 
 __all__ = ["Reporter"]
@@ -41,6 +41,8 @@ class Reporter:
         self.status = RolloutStatus(
             rollout_id=plan.rollout_id,
             target=str(plan.target),
+            container=plan.target.container,
+            service=plan.target.service,
             image=plan.image,
             spec=plan.request.spec,
             triggered_by=plan.request.triggered_by,

@@ -1,5 +1,6 @@
 """The rollout flow: a canary from start to promotion or rollback, the way the runbook says.
 
+    preflight: the spec, the cluster, the credentials and the metrics (nothing changed if one fails)
     take the target's slot (a newer image supersedes the running rollout)
     prepare: read the target; resume our own rollout, or clean up one left behind
     for each step: setWeight | pause (a duration, or until approved) | analyze
@@ -28,16 +29,24 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled
 
 from canaryflow.errors import CanaryflowError
+from canaryflow.plan import RolloutOutcome, RolloutPlan, plan_rollout
 from canaryflow.requests import RolloutRequest
 from canaryflow.spec import Pause
 from canaryflow.status import RolloutPhase, RolloutResult
 from flows.approval import wait_for_approval
 from flows.judging import analyze
-from flows.plan import RolloutOutcome, RolloutPlan, plan_rollout
 from flows.reporting import Reporter
 from flows.runtime import Runtime, runtime_for_run
 from flows.slots import Superseded, check_superseded, request_target, target_slot
-from flows.steps import hold, promote_canary, read_target, roll_back_canary, set_weight, with_retries
+from flows.steps import (
+    check_before_writing,
+    hold,
+    promote_canary,
+    read_target,
+    roll_back_canary,
+    set_weight,
+    with_retries,
+)
 
 __all__ = ["RolloutStopped", "Run", "rollout", "run_name"]
 
@@ -79,6 +88,9 @@ def rollout(request: RolloutRequest) -> RolloutOutcome | State[Any]:
     """Roll out `request.image` to the target of the spec at `request.spec`, step by step."""
     runtime = runtime_for_run()
     plan = plan_rollout(request)
+    with_retries(check_before_writing, runtime.retry_delays)(
+        runtime.cluster, runtime.metrics, runtime.clock, plan
+    )
     request_target(plan)
     with target_slot(plan, lease_seconds=runtime.slot_lease_seconds):
         run = Run(plan, runtime, Reporter(plan, runtime))

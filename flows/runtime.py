@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from canaryflow.clock import Clock, SystemClock
-from canaryflow.cluster.factory import CLUSTER_KINDS, make_cluster
 from canaryflow.cluster.port import Cluster
+from canaryflow.environment import cluster_from_env, cluster_kind, metrics_from_env, reports_dir
 from canaryflow.errors import PermanentError
-from canaryflow.metrics import MetricsSource, create_metrics_source
+from canaryflow.metrics import MetricsSource
 
 __all__ = [
     "EventSink",
@@ -112,42 +112,16 @@ def runtime_for_run() -> Runtime:
 
 
 def runtime_from_env(env: Mapping[str, str]) -> Runtime:
-    """A runtime for a real cluster, configured by environment variables.
-
-    ``CANARYFLOW_CLUSTER`` (``kubernetes``, the default; ``simulated`` only works injected, as a
-    fresh simulated cluster has no target), ``KUBECONFIG`` and ``CANARYFLOW_KUBE_CONTEXT`` (or
-    ``CANARYFLOW_IN_CLUSTER=true`` for a pod's service account), ``CANARYFLOW_PROMETHEUS_URL``
-    (required) and ``CANARYFLOW_PROMETHEUS_TIMEOUT`` (seconds), ``CANARYFLOW_REPORTS_DIR``.
+    """A runtime for a real cluster and Prometheus, configured by environment variables
+    (`canaryflow.environment.SETTINGS`: ``KUBECONFIG``, ``CANARYFLOW_PROMETHEUS_URL``, ...).
 
     Raises
     ------
-    PermanentError
-        An unknown cluster kind, a simulated cluster, or no Prometheus URL.
+    InputError
+        A variable is missing or wrong; the message names it and what to put there.
+    ClusterError
+        The kubeconfig cannot be loaded.
     """
-    kind = env.get("CANARYFLOW_CLUSTER", "kubernetes")
-    canonical = CLUSTER_KINDS.get(kind)
-    if canonical is None:
-        known = ", ".join(sorted(CLUSTER_KINDS))
-        raise PermanentError(f"CANARYFLOW_CLUSTER={kind!r} is not a cluster kind; choose one of: {known}")
-    if canonical == "simulated":
-        raise PermanentError(
-            "CANARYFLOW_CLUSTER=simulated needs a runtime injected by its entry point "
-            "(canaryflow demo, or use_runtime in tests): a fresh simulated cluster has no target"
-        )
-    url = env.get("CANARYFLOW_PROMETHEUS_URL")
-    if not url:
-        raise PermanentError("CANARYFLOW_PROMETHEUS_URL is not set: the rollout needs a Prometheus to judge")
-    from canaryflow.metrics.prometheus import PrometheusConfig
-
-    prometheus = PrometheusConfig(url=url, timeout=float(env.get("CANARYFLOW_PROMETHEUS_TIMEOUT", "10")))
-    cluster = make_cluster(
-        canonical,
-        kubeconfig=env.get("KUBECONFIG") or None,
-        context=env.get("CANARYFLOW_KUBE_CONTEXT") or None,
-        in_cluster=env.get("CANARYFLOW_IN_CLUSTER", "").lower() == "true",
-    )
-    return Runtime(
-        cluster=cluster,
-        metrics=create_metrics_source("prometheus", prometheus=prometheus),
-        reports_dir=Path(env.get("CANARYFLOW_REPORTS_DIR", "reports")),
-    )
+    cluster_kind(env)  # what needs no I/O first: a wrong kind, a missing URL, then the kubeconfig
+    metrics = metrics_from_env(env)
+    return Runtime(cluster=cluster_from_env(env), metrics=metrics, reports_dir=reports_dir(env))

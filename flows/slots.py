@@ -1,6 +1,6 @@
 """One rollout per target: a Prefect global concurrency slot, and superseding the running rollout.
 
-The slot is a global concurrency limit of 1 named after the target (`flows.plan.slot_name`), held
+The slot is a global concurrency limit of 1 named after the target (`canaryflow.plan.slot_name`), held
 for the whole rollout, pauses included (a deployment's concurrency limit would be given up by a
 paused run). Its lease is renewed in the background while the run lives; if renewing fails because
 the lease is gone, the run stops at its next checkpoint (`SlotLost`) and rolls back.
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import re
 import socket
 import threading
 import time
@@ -50,14 +51,27 @@ from prefect.variables import Variable
 
 from canaryflow.cluster.port import TargetRef
 from canaryflow.errors import RolloutAborted
-from flows.plan import RolloutPlan, slot_name
+from canaryflow.plan import RolloutPlan
 
-__all__ = ["SlotLost", "Superseded", "check_superseded", "cleanup_slot", "request_target", "target_slot"]
+__all__ = [
+    "SlotLost",
+    "Superseded",
+    "check_superseded",
+    "cleanup_slot",
+    "request_target",
+    "slot_name",
+    "target_slot",
+]
 
 _LOCKED = 423
 _GONE = 410
 #: Longest wait between two attempts to take a busy slot (the server suggests one with Retry-After).
 _MAX_RETRY_SECONDS = 5.0
+
+
+def slot_name(target: TargetRef) -> str:
+    """The name of the global concurrency limit that allows one rollout per target at a time."""
+    return "rollout-" + re.sub(r"[^a-z0-9-]", "-", f"{target.namespace}-{target.deployment}")
 
 
 class Superseded(RolloutAborted):

@@ -24,9 +24,12 @@ from canaryflow.clock import Clock
 from canaryflow.cluster.port import Cluster, RolloutId, TargetRef, TargetStatus
 from canaryflow.errors import ConflictError, TransientError
 from canaryflow.metrics import MetricQuery, MetricsSource, observe_interval
+from canaryflow.plan import RolloutPlan
+from canaryflow.preflight import check_target
 from canaryflow.replicas import Split, plan_split
 
 __all__ = [
+    "check_before_writing",
     "hold",
     "observe",
     "promote_canary",
@@ -53,6 +56,19 @@ def _retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
 def with_retries(io_task: Task[Any, _T], delays: Sequence[float]) -> Task[Any, _T]:
     """`io_task` retried once per delay in `delays` (seconds), on errors a retry can fix."""
     return io_task.with_options(retries=len(delays), retry_delay_seconds=list(delays))
+
+
+@task(name="preflight", retry_condition_fn=_retry_on_io, cache_policy=NO_CACHE)
+def check_before_writing(
+    cluster: Cluster, metrics: MetricsSource, clock: Clock, plan: RolloutPlan
+) -> list[str]:
+    """Everything the rollout needs from the cluster and the metrics, before its first write
+    (`canaryflow.preflight.check_target`); raises the first problem, in one line."""
+    passed = [str(p) for p in check_target(plan, cluster=cluster, metrics=metrics, now=clock.now())]
+    logger = get_run_logger()
+    for line in passed:
+        logger.info("preflight %s", line)
+    return passed
 
 
 @task(name="read-target", retry_condition_fn=_retry_on_io, cache_policy=NO_CACHE)

@@ -1,134 +1,29 @@
-"""``canaryflow replay``: re-run a judge over recorded observation logs (a backtest).
-
-Reads each ``canaryflow/observations@1`` log, runs the judge interval by interval and writes one
-JSON object per line per interval judged. The last line of each log has ``"final": true``, the
-``"decision"`` (promote, rollback or inconclusive) and the ``"interval"`` (1-based: the judge had
-seen intervals 1..interval). With several logs every line also carries ``"log"`` (the path as
-given). A malformed log raises `ObservationLogError` (exit code 1) naming the file and the place.
-
-This path stays light: it imports the standard library, ``analysis`` (numpy, pydantic) and our
-error types, and the rollout spec loader only when ``--config`` is given. No Prefect, Kubernetes
-or FastAPI.
-"""
+"""``canaryflow replay``: re-run the judge over recorded observation logs (`canaryflow.cli.backtest`)."""
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated
 
 import typer
 
-from analysis.backtest import JudgeName, judge_log
-from analysis.logs import LogFormatError, ObservationLog, parse_log
-from analysis.settings import AnalysisSettings
-from canaryflow.errors import NotImplementedYetError, ObservationLogError, UsageError
-
-__all__ = ["JUDGES", "load_settings", "read_log", "replay", "run_replay"]
-
-#: The judges ``--judge`` accepts.
-JUDGES: tuple[JudgeName, ...] = ("sequential", "kayenta")
-
-
-def read_log(path: Path) -> ObservationLog:
-    """Read and parse one log file; every problem becomes `ObservationLogError` naming the file."""
-    try:
-        text = path.read_bytes()
-    except OSError as exc:
-        raise ObservationLogError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    try:
-        return parse_log(text)
-    except LogFormatError as exc:
-        raise ObservationLogError(f"{path}: {exc}") from exc
-
-
-def load_settings(config: Path | None) -> AnalysisSettings:
-    """The analysis settings of the rollout spec `config`, or the project's defaults."""
-    if config is None:
-        return AnalysisSettings()
-    try:
-        from canaryflow.spec import load_spec
-    except ImportError as exc:
-        raise NotImplementedYetError(
-            "replay --config: the rollout spec loader (canaryflow.spec) has not landed yet"
-        ) from exc
-    spec = load_spec(config)
-    settings = spec.analysis_settings()
-    if not isinstance(settings, AnalysisSettings):
-        raise NotImplementedYetError(
-            "replay --config: the rollout spec does not provide analysis settings yet"
-        )
-    return settings
-
-
-def _replay_one(
-    path: Path, log: ObservationLog, settings: AnalysisSettings, judge: JudgeName, out: TextIO, label: bool
-) -> str:
-    try:
-        verdicts = list(judge_log(log, settings, judge=judge))
-    except LogFormatError as exc:
-        raise ObservationLogError(f"{path}: {exc}") from exc
-    for verdict in verdicts:
-        line = verdict.to_dict()
-        if label:
-            line = {"log": str(path), **line}
-        out.write(json.dumps(line, allow_nan=False, separators=(",", ":")) + "\n")
-    return verdicts[-1].decision
-
-
-def run_replay(
-    logs: Sequence[Path],
-    *,
-    config: Path | None = None,
-    judge: str = "sequential",
-    out: TextIO,
-) -> int:
-    """Replay each log through the judge and write JSON lines to `out`.
-
-    Parameters
-    ----------
-    logs
-        Observation log files (``canaryflow/observations@1``).
-    config
-        A rollout spec whose analysis settings apply; ``None`` for the project's defaults.
-    judge
-        ``sequential`` (the anytime-valid judge) or ``kayenta`` (Spinnaker Kayenta's rule).
-    out
-        Where the JSON lines go.
-
-    Returns
-    -------
-    int
-        The exit code: 0 (every log was judged).
-
-    Raises
-    ------
-    ObservationLogError
-        A log is unreadable or malformed (exit code 2); nothing is written for that log.
-    UsageError
-        No logs, or an unknown judge (exit code 2).
-    """
-    if judge != "sequential" and judge != "kayenta":
-        raise UsageError(f"unknown judge {judge!r}: expected one of {', '.join(JUDGES)}")
-    if not logs:
-        raise UsageError("no observation logs given")
-    name: JudgeName = "kayenta" if judge == "kayenta" else "sequential"
-    settings = load_settings(config)
-    parsed = [(path, read_log(path)) for path in logs]
-    for path, log in parsed:
-        _replay_one(path, log, settings, name, out, label=len(parsed) > 1)
-    return 0
+__all__ = ["replay"]
 
 
 def replay(
-    logs: Annotated[list[Path], typer.Argument(help="Observation logs (canaryflow/observations@1).")],
+    logs: Annotated[
+        list[Path], typer.Argument(metavar="LOG...", help="Observation logs (canaryflow/observations@1).")
+    ],
     config: Annotated[
         Path | None,
-        typer.Option(help="Rollout spec whose analysis settings apply (default: the project's defaults)."),
+        typer.Option(
+            metavar="SPEC", help="A rollout spec whose analysis settings apply (default: the project's)."
+        ),
     ] = None,
-    judge: Annotated[str, typer.Option(help="sequential | kayenta")] = "sequential",
+    judge: Annotated[str, typer.Option(metavar="JUDGE", help="sequential or kayenta.")] = "sequential",
 ) -> None:
     """Re-run the judge over recorded observation logs (a backtest); one JSON line per interval."""
+    from canaryflow.cli.backtest import run_replay
+
     raise typer.Exit(run_replay(logs, config=config, judge=judge, out=sys.stdout))

@@ -1,60 +1,139 @@
-"""``canaryflow rollout | status | promote | abort``: start a rollout, see it, answer its pause."""
+"""``canaryflow check | rollout | promote | abort``: check a rollout, run it, answer its pause.
+
+The order is the same everywhere: what needs no I/O first (the image reference, the spec), then
+the environment (the kubeconfig, the Prometheus URL, the Prefect API), then the preflight against
+the cluster and Prometheus (`canaryflow.preflight`); only then does anything start. Each refusal
+is one line (`canaryflow.cli.root.main` prints it) and nothing is created.
+"""
 
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from canaryflow.cli.output import say
+from canaryflow.cli.output import debugging
 
-__all__ = ["abort", "promote", "rollout", "status"]
+if TYPE_CHECKING:
+    from canaryflow.cluster.port import Cluster
+    from canaryflow.metrics import MetricsSource
+    from canaryflow.plan import RolloutPlan
+
+__all__ = ["abort", "check", "promote", "rollout"]
+
+SpecArgument = Annotated[Path, typer.Argument(metavar="SPEC", help="The rollout spec (YAML).")]
+
+
+def _adapters(stack: ExitStack) -> tuple[Cluster, MetricsSource]:
+    """The cluster and Prometheus the environment names (no I/O yet but reading the kubeconfig)."""
+    from canaryflow.environment import cluster_from_env, cluster_kind, metrics_from_env
+
+    cluster_kind(os.environ)
+    metrics = metrics_from_env(os.environ)
+    cluster = cluster_from_env(os.environ)
+    close = getattr(cluster, "close", None)
+    if close is not None:
+        stack.callback(close)
+    return cluster, metrics
+
+
+def _preflight(plan: RolloutPlan, cluster: Cluster, metrics: MetricsSource) -> None:
+    from canaryflow.clock import SystemClock
+    from canaryflow.preflight import check_target
+
+    for passed in check_target(plan, cluster=cluster, metrics=metrics, now=SystemClock().now()):
+        typer.echo(str(passed))
+
+
+def check(
+    spec: SpecArgument,
+    image: Annotated[str, typer.Option(metavar="IMAGE", help="The new image for the target container.")],
+) -> None:
+    """Check a rollout before starting it, changing nothing: the spec, the image, the cluster and
+    the credentials, the target and its Service, and that Prometheus has data for every metric."""
+    from canaryflow.preflight import check_request
+    from canaryflow.requests import new_request
+
+    request = new_request(spec=str(spec), image=image, triggered_by="canaryflow check")
+    plan, passed = check_request(request)
+    for line in passed:
+        typer.echo(str(line))
+    with ExitStack() as stack:
+        cluster, metrics = _adapters(stack)
+        _preflight(plan, cluster, metrics)
+    typer.echo(f"ready: canaryflow rollout {spec} --image {image}")
 
 
 def rollout(
-    spec: Annotated[Path, typer.Argument(help="Rollout spec YAML.")],
-    image: Annotated[str | None, typer.Option(help="The new image for the target container.")] = None,
-    resume: Annotated[bool, typer.Option(help="Resume or clean up an interrupted rollout.")] = False,
+    spec: SpecArgument,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            metavar="IMAGE", help="The new image for the target container [required unless --resume]."
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Resume (or finish) the rollout recorded on the spec's target.")
+    ] = False,
 ) -> None:
-    """Roll out a new image of the spec's target, step by step, judged by the analysis."""
-    from flows.control import run_rollout
-    from flows.runtime import runtime_from_env
+    """Roll out a new image of the spec's target, step by step, judged by the analysis.
 
-    outcome = run_rollout(spec, image, resume=resume, runtime=runtime_from_env(os.environ))
+    Runs the rollout flow in this process against the Prefect API and prints its steps; exits 0
+    when the canary is promoted, 6 when it is rolled back."""
+    from canaryflow.cli.prefectapi import connect, use
+    from canaryflow.cli.progress import Progress
+    from canaryflow.environment import reports_dir
+    from canaryflow.errors import UsageError
+    from canaryflow.preflight import check_request
+    from canaryflow.requests import new_request
+
+    if image is None and not resume:
+        raise UsageError("give --image IMAGE (or --resume to continue an interrupted rollout)")
+    if image is not None and resume:
+        raise UsageError("give --image or --resume, not both")
+    probe = image or "registry.example.com/probe:0"
+    plan, _ = check_request(new_request(spec=str(spec), image=probe, triggered_by="canaryflow rollout"))
+    with ExitStack() as stack:
+        cluster, metrics = _adapters(stack)
+        api = connect(os.environ)
+        if not resume:
+            _preflight(plan, cluster, metrics)
+        use(api, debug=debugging())
+        from flows.control import run_rollout
+        from flows.runtime import Runtime
+
+        progress = Progress()
+        runtime = Runtime(
+            cluster=cluster, metrics=metrics, reports_dir=reports_dir(os.environ), events=progress
+        )
+        outcome = run_rollout(spec, image, resume=resume, runtime=runtime)
     typer.echo(f"{outcome.rollout_id} {outcome.result}: {outcome.reason}")
     typer.echo(f"report: {outcome.report}")
-    raise typer.Exit(0 if outcome.result == "promoted" else 1)
+    raise typer.Exit(0 if outcome.result == "promoted" else 6)
 
 
-def status(
-    rollout_id: Annotated[str | None, typer.Argument(help="Rollout id (default: all).")] = None,
-) -> None:
-    """Show rollouts: step, weights, the latest verdict and its evidence."""
-    from rich.console import Console
+def _answer(rollout_id: str, decision: str, reason: str) -> str:
+    from canaryflow.cli.prefectapi import connect, use
 
-    from canaryflow.cli.statusview import render_status
-
-    reports = Path(os.environ.get("CANARYFLOW_REPORTS_DIR", "reports"))
-    if render_status(reports, rollout_id, Console()) == 0:
-        say(f"no rollouts reported in {reports}")
-
-
-def promote(rollout_id: Annotated[str, typer.Argument(help="Rollout id.")]) -> None:
-    """Approve a rollout waiting in a pause (same as approving in the Prefect UI)."""
+    use(connect(os.environ), debug=debugging())
     from flows.control import answer
 
-    run = answer(rollout_id, "approve", "approved with canaryflow promote")
+    return answer(rollout_id, "approve" if decision == "approve" else "reject", reason)
+
+
+def promote(rollout_id: Annotated[str, typer.Argument(metavar="ROLLOUT", help="The rollout id.")]) -> None:
+    """Approve a rollout waiting in a pause (the same as approving in the Prefect UI)."""
+    run = _answer(rollout_id, "approve", "approved with canaryflow promote")
     typer.echo(f"approved {rollout_id} (flow run {run})")
 
 
 def abort(
-    rollout_id: Annotated[str, typer.Argument(help="Rollout id.")],
-    reason: Annotated[str, typer.Option(help="Why, recorded with the rollback.")] = "aborted",
+    rollout_id: Annotated[str, typer.Argument(metavar="ROLLOUT", help="The rollout id.")],
+    reason: Annotated[str, typer.Option(help="Why; recorded with the rollback.")] = "aborted",
 ) -> None:
-    """Reject a rollout: roll its canary back."""
-    from flows.control import answer
-
-    run = answer(rollout_id, "reject", reason)
+    """Reject a rollout waiting in a pause: its canary is rolled back."""
+    run = _answer(rollout_id, "reject", reason)
     typer.echo(f"rejected {rollout_id} (flow run {run}): its canary is rolled back")

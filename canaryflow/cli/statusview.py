@@ -1,67 +1,175 @@
-"""`canaryflow status`: what the rollouts' reports say, as a table (rich), with the evidence of one.
+"""``canaryflow status``: where every rollout stands, from its report and from the cluster.
 
-Reads ``status.json`` files only (`canaryflow.reports`); it imports neither Prefect nor the cluster
-client, so it answers at once.
+The reports (``status.json``, `canaryflow.reports`) say what each rollout run last did; for a
+rollout that has not ended, the cluster's annotations on its canary (`canaryflow.cluster`) say
+what is really there, so a run that died shows as such. Prefect is never imported, and the cluster
+client only when a rollout is under way and a cluster is configured, so the command answers at
+once. Identifiers (rollout, target, image) are never cut; the reason wraps, last. ``--json`` gives
+scripts the same facts (`canaryflow.status.RolloutStatus`, plus ``"cluster"``).
 """
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from canaryflow.errors import NotFoundError
-from canaryflow.reports import read_statuses
-from canaryflow.status import RolloutStatus
+import typer
 
-__all__ = ["render_status"]
+from canaryflow.cli.output import print_uncut
+from canaryflow.errors import CanaryflowError, NotFoundError
+
+if TYPE_CHECKING:
+    from canaryflow.status import RolloutStatus
+
+__all__ = ["cluster_view", "render_status", "status"]
 
 
-def render_status(reports_dir: Path, rollout_id: str | None, console: Any) -> int:
-    """Print the rollouts found in `reports_dir` (or one); return how many were shown."""
+def status(
+    rollout_id: Annotated[
+        str | None, typer.Argument(metavar="[ROLLOUT]", help="One rollout, with its evidence.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts (a list of rollouts).")] = False,
+    cluster: Annotated[
+        bool, typer.Option("--cluster/--no-cluster", help="Also read rollouts under way from the cluster.")
+    ] = True,
+    schema: Annotated[
+        bool, typer.Option("--schema", help="Print the JSON schema of a rollout's status.")
+    ] = False,
+) -> None:
+    """Show rollouts: phase, step, weights, the latest verdict and its evidence."""
+    from canaryflow.environment import reports_dir
+    from canaryflow.reports import read_statuses
+
+    if schema:
+        from canaryflow.status import status_schema
+
+        typer.echo(json.dumps(status_schema(), indent=2))
+        return
+    reports = reports_dir(os.environ)
+    statuses = read_statuses(reports, rollout_id)
+    if rollout_id and not statuses:
+        raise NotFoundError(f"no report of rollout {rollout_id!r} in {reports} (CANARYFLOW_REPORTS_DIR)")
+    live = cluster_view(statuses, os.environ) if cluster else {}
+    if as_json:
+        rows = [{**s.model_dump(mode="json"), "cluster": live.get(s.rollout_id)} for s in statuses]
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    if not statuses:
+        typer.echo(f"no rollouts reported in {reports} (CANARYFLOW_REPORTS_DIR)", err=True)
+        return
+    from rich.console import Console
+
+    render_status(statuses, live, Console(), title=f"rollouts ({reports})", evidence=bool(rollout_id))
+
+
+def cluster_view(statuses: list[RolloutStatus], env: Mapping[str, str]) -> dict[str, str]:
+    """Per rollout that has not ended: what its target's canary says in the cluster, in words.
+    Empty when none is under way or no cluster is configured; a cluster that cannot be read is
+    said in the words, never raised."""
+    open_ = [s for s in statuses if not s.phase.final and s.container]
+    if not open_ or not _cluster_configured(env):
+        return {}
+    from canaryflow.cluster.port import TargetRef
+    from canaryflow.environment import cluster_from_env
+
+    try:
+        cluster = cluster_from_env(env)
+    except CanaryflowError as exc:
+        return {s.rollout_id: f"cannot read the cluster: {exc.summary()}" for s in open_}
+    seen: dict[str, str] = {}
+    try:
+        for s in open_:
+            namespace, deployment = s.target.split("/", 1)
+            ref = TargetRef(namespace, deployment, s.container or deployment, s.service or deployment)
+            try:
+                state = cluster.read(ref).state
+            except CanaryflowError as exc:
+                seen[s.rollout_id] = f"cannot read {s.target}: {exc.summary()}"
+                continue
+            seen[s.rollout_id] = _describe_state(s, state)
+    finally:
+        close = getattr(cluster, "close", None)
+        if close is not None:
+            close()
+    return seen
+
+
+def _cluster_configured(env: Mapping[str, str]) -> bool:
+    if env.get("CANARYFLOW_IN_CLUSTER", "").lower() == "true":
+        return True
+    kubeconfig = env.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    return all(Path(p).is_file() for p in kubeconfig.split(os.pathsep) if p)
+
+
+def _describe_state(status: RolloutStatus, state: Any) -> str:
+    if state is None:
+        return "no rollout on the target: the run ended without its report (it was killed?)"
+    if state.rollout_id != status.rollout_id:
+        return f"the target is in another rollout: {state.rollout_id}"
+    return f"{state.phase.label} at step {state.step + 1}, weight {state.weight}%"
+
+
+def render_status(
+    statuses: list[RolloutStatus], live: Mapping[str, str], console: Any, *, title: str, evidence: bool
+) -> None:
+    """The table of rollouts (and with `evidence`, the latest verdict's metrics of the first)."""
+    from rich import box
     from rich.table import Table
 
-    statuses = read_statuses(reports_dir, rollout_id)
-    if rollout_id and not statuses:
-        raise NotFoundError(f"no report of rollout {rollout_id!r} in {reports_dir}")
-    table = Table(title=f"rollouts ({reports_dir})")
-    for column in ("rollout", "target", "image", "step", "phase", "weight", "verdict"):
-        table.add_column(column)
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("ROLLOUT", "TARGET", "IMAGE"):
+        width = max([len(name)] + [len(_column(s, name)) for s in statuses])
+        table.add_column(name, no_wrap=True, min_width=width)
+    for name in ("PHASE", "STEP", "WEIGHT"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("REASON", overflow="fold", ratio=1)
     for s in statuses:
         verdict = s.verdict
+        reason = s.reason or (f"{verdict.decision}: {verdict.reason}" if verdict else "")
+        if s.rollout_id in live:
+            reason = f"cluster: {live[s.rollout_id]}. {reason}".strip()
         table.add_row(
             s.rollout_id,
             s.target,
             s.image,
-            f"{s.step or '-'}/{s.steps}",
             s.phase.label,
+            f"{s.step or '-'}/{s.steps}",
             f"{s.effective_weight:.1f}% (requested {s.weight}%)",
-            f"{verdict.decision}: {verdict.reason}" if verdict else "-",
+            reason,
         )
-    console.print(table)
-    if rollout_id:
+    print_uncut(console, table)
+    if evidence and statuses:
         _evidence(statuses[0], console)
-    return len(statuses)
+
+
+def _column(status: RolloutStatus, name: str) -> str:
+    return {"ROLLOUT": status.rollout_id, "TARGET": status.target, "IMAGE": status.image}[name]
 
 
 def _evidence(status: RolloutStatus, console: Any) -> None:
+    from rich import box
     from rich.table import Table
 
     verdict = status.verdict
     if verdict is None or not verdict.metrics:
         return
-    table = Table(title=f"evidence after interval {verdict.interval}")
-    for column in ("metric", "status", "estimate", "interval", "e-value", "reason"):
-        table.add_column(column)
+    table = Table(
+        title=f"evidence after interval {verdict.interval}", title_justify="left", box=box.SIMPLE_HEAD
+    )
+    for column in ("METRIC", "STATUS", "ESTIMATE", "INTERVAL", "E-VALUE"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("REASON", overflow="fold", ratio=1)
     for name, m in verdict.metrics.items():
         low, high = m.interval
         table.add_row(
             name, m.status, _num(m.estimate), f"[{_num(low)}, {_num(high)}]", _num(m.evalue), m.reason
         )
-    console.print(table)
-    if status.reason:
-        console.print(f"{status.result}: {status.reason}")
+    print_uncut(console, table)
     if status.observations:
-        console.print(f"observation log: {status.observations}")
+        console.print(f"observation log: {status.observations}", soft_wrap=True)
 
 
 def _num(value: float | None) -> str:

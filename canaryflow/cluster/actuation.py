@@ -31,10 +31,11 @@ from canaryflow.cluster.port import (
     Track,
     TrackStatus,
 )
-from canaryflow.cluster.workloads import DeploymentRecord, NewTrack, Workloads
+from canaryflow.cluster.workloads import PERMISSIONS, DeploymentRecord, NewTrack, Workloads
 from canaryflow.errors import (
     ClusterError,
     ConflictError,
+    ForbiddenError,
     NotFoundError,
     ProgressDeadlineError,
     RolloutInProgressError,
@@ -77,6 +78,21 @@ class ReplicaActuator:
         """Every pod of the app (not part of the port: what `canaryflow.simulation.PodLister`
         asks, so that the demo's simulated traffic follows the pods of a real cluster)."""
         return self._workloads.list_pods(namespace, app)
+
+    def check(self, target: TargetRef) -> TargetStatus:
+        ns = target.namespace
+        denied = self._workloads.denied(ns, PERMISSIONS)
+        if denied:
+            names = ", ".join(str(p) for p in denied)
+            raise ForbiddenError(
+                f"the cluster credentials may not {names} in namespace {ns} (needed to "
+                f"{denied[0].why}): apply deployments/kubernetes/rbac.yaml to {ns} or bind an "
+                "equivalent Role to this identity",
+                target=str(target),
+            )
+        snap = self._snapshot(target)
+        self._check_service(target, snap.status.stable)
+        return snap.status
 
     def apply_split(
         self,

@@ -23,18 +23,18 @@ from typing import Any, cast
 import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
 
 from canaryflow.clock import Clock, SystemClock
 from canaryflow.cluster.actuation import ReplicaActuator
 from canaryflow.cluster.annotations import TRACK_LABEL, track_of
 from canaryflow.cluster.port import PodInfo
-from canaryflow.cluster.workloads import DeploymentRecord, NewTrack
+from canaryflow.cluster.workloads import DeploymentRecord, NewTrack, Permission
 from canaryflow.errors import (
     ClusterError,
     ClusterUnavailableError,
     ConflictError,
     ForbiddenError,
+    InputError,
     NotFoundError,
 )
 
@@ -45,6 +45,7 @@ _DEPLOYMENT = _DEPLOYMENTS + "/{name}"
 _SERVICE = "/api/v1/namespaces/{namespace}/services/{name}"
 _HPAS = "/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"
 _PODS = "/api/v1/namespaces/{namespace}/pods"
+_ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 _COPIED_SPEC_FIELDS = ("minReadySeconds", "revisionHistoryLimit", "strategy")
 Json = dict[str, Any]
 
@@ -53,7 +54,14 @@ def new_api_client(
     kubeconfig: str | os.PathLike[str] | None = None, *, context: str | None = None, in_cluster: bool = False
 ) -> client.ApiClient:
     """A new `ApiClient` for one kubeconfig context (default: the current one), or the pod's
-    service account with `in_cluster`. Nothing global is configured; close it when done."""
+    service account with `in_cluster`. Nothing global is configured; close it when done.
+
+    Raises
+    ------
+    InputError
+        The kubeconfig (or the in-cluster configuration) cannot be loaded; the message says which
+        and why, in one line.
+    """
     try:
         if in_cluster:
             configuration = client.Configuration()
@@ -64,9 +72,16 @@ def new_api_client(
             config_file=path, context=context, persist_config=False
         )
         return cast(client.ApiClient, loaded)
-    except (ConfigException, OSError) as exc:
-        where = "in-cluster configuration" if in_cluster else f"kubeconfig {kubeconfig or '(default)'}"
-        raise ClusterError(f"cannot load {where}{f' context {context}' if context else ''}: {exc}") from exc
+    except Exception as exc:  # the loader raises YAML, type and config errors alike: all mean "bad file"
+        if in_cluster:
+            where = "the in-cluster configuration (CANARYFLOW_IN_CLUSTER=true outside a pod?)"
+        else:
+            where = f"kubeconfig {kubeconfig or '~/.kube/config'}"
+        in_context = f" context {context}" if context else ""
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise InputError(
+            f"cannot load {where}{in_context}: {reason}; point KUBECONFIG at a valid kubeconfig"
+        ) from exc
 
 
 class KubernetesWorkloads:
@@ -146,6 +161,26 @@ class KubernetesWorkloads:
         raw = self._request("GET", _PODS, namespace=namespace, name="", query={"labelSelector": f"app={app}"})
         return [_pod_info(pod, app) for pod in (raw or {}).get("items", [])]
 
+    def denied(self, namespace: str, permissions: tuple[Permission, ...]) -> list[Permission]:
+        """One SelfSubjectAccessReview per permission (any authenticated identity may ask)."""
+        refused = []
+        for permission in permissions:
+            attributes = {
+                "namespace": namespace,
+                "verb": permission.verb,
+                "group": permission.group,
+                "resource": permission.resource,
+            }
+            review = {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": attributes},
+            }
+            answer = self._request("POST", _ACCESS_REVIEWS, namespace=namespace, name="", body=review)
+            if not (answer or {}).get("status", {}).get("allowed", False):
+                refused.append(permission)
+        return refused
+
     def _request(
         self,
         method: str,
@@ -179,9 +214,23 @@ class KubernetesWorkloads:
                 return None
             raise _translate(exc, what, f"{namespace}/{name}".rstrip("/")) from exc
         except urllib3.exceptions.HTTPError as exc:
-            raise ClusterUnavailableError(f"{what}: the API server did not answer: {exc}") from exc
+            host = self._api.configuration.host
+            reason = _reason(exc)
+            raise ClusterUnavailableError(
+                f"the API server {host} did not answer ({what}: {reason}); check KUBECONFIG and that "
+                "the cluster is up"
+            ) from exc
         parsed: Json = json.loads(data) if data else {}
         return parsed
+
+
+def _reason(exc: urllib3.exceptions.HTTPError) -> str:
+    """The innermost cause of a urllib3 error, in a few words (``Connection refused``)."""
+    inner: BaseException = exc
+    while getattr(inner, "reason", None) is not None and isinstance(inner.reason, BaseException):  # type: ignore[attr-defined]
+        inner = inner.reason  # type: ignore[attr-defined]
+    text = str(inner)
+    return text.rsplit(": ", 1)[-1].strip() if ": " in text else text or type(inner).__name__
 
 
 def _translate(exc: ApiException, what: str, target: str) -> Exception:

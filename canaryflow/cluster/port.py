@@ -5,8 +5,9 @@ factory knows them; callers hold a `Cluster`. The port speaks in tracks: the **s
 (the target), and the **canary** and **baseline** Deployments the rollout creates next to it,
 all selected by the target's Service so that traffic splits by ready replicas.
 
-Four methods, in Flagger's spirit of small ports: `read`, `apply_split`, `promote`, `rollback`;
-each write waits until the pods it changed are Ready (or the progress deadline passes). The values
+Five methods, in Flagger's spirit of small ports: `check` (the preflight), `read`, `apply_split`,
+`promote`, `rollback`; each write waits until the pods it changed are Ready (or the progress
+deadline passes). The values
 they exchange are frozen dataclasses defined here. Both adapters also list pods (`pods`, for the
 demo's simulated traffic: `canaryflow.simulation.PodLister`); the rollout never needs it.
 """
@@ -163,6 +164,13 @@ class Cluster(Protocol):
 
     Writes are idempotent: calling one again after a crash converges to the same end state.
     """
+
+    def check(self, target: TargetRef) -> TargetStatus:
+        """Preflight, changing nothing: the credentials may do everything a rollout does in the
+        target's namespace (ForbiddenError naming what they may not, and how to grant it), the
+        target and its container exist (NotFoundError), and its Service selects the target's pods
+        and not by ``track`` (NotFoundError, ClusterError). Returns the target as read."""
+        ...
 
     def read(self, target: TargetRef) -> TargetStatus:
         """The target's tracks, its HPA's replicas and the rollout state. NotFoundError without the stable."""

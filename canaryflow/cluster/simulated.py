@@ -20,7 +20,7 @@ from canaryflow.clock import Clock, ManualClock
 from canaryflow.cluster.actuation import ReplicaActuator
 from canaryflow.cluster.annotations import TRACK_LABEL, track_of
 from canaryflow.cluster.port import PodInfo
-from canaryflow.cluster.workloads import DeploymentRecord, NewTrack
+from canaryflow.cluster.workloads import DeploymentRecord, NewTrack, Permission
 from canaryflow.errors import ClusterUnavailableError, ConflictError, NotFoundError
 
 __all__ = ["ImageBehaviour", "SimulatedCluster", "SimulatedWorld"]
@@ -76,6 +76,8 @@ class SimulatedWorld:
         self.before_write: WriteHook | None = None
         #: While True, pods that start are never Ready (as when a quota or a full node blocks them).
         self.hold_new_pods = False
+        #: ``(verb, resource)`` pairs the simulated credentials may not use (RBAC in miniature).
+        self.forbidden: set[tuple[str, str]] = set()
         self._images: dict[str, ImageBehaviour] = {}
         self._deployments: dict[tuple[str, str], _Deployment] = {}
         self._services: dict[tuple[str, str], dict[str, str]] = {}
@@ -350,6 +352,10 @@ class _SimulatedWorkloads:
     def list_pods(self, namespace: str, app: str) -> list[PodInfo]:
         self._world.call()
         return self._world.pods(namespace, app)
+
+    def denied(self, namespace: str, permissions: tuple[Permission, ...]) -> list[Permission]:
+        self._world.call()
+        return [p for p in permissions if (p.verb, p.resource) in self._world.forbidden]
 
 
 class SimulatedCluster(ReplicaActuator):

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from canaryflow.cluster.port import PodInfo, Track
 
-__all__ = ["DeploymentRecord", "NewTrack", "Workloads"]
+__all__ = ["PERMISSIONS", "DeploymentRecord", "NewTrack", "Permission", "Workloads"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,31 @@ class NewTrack:
     annotations: Mapping[str, str]
     labels: Mapping[str, str]
     progress_deadline_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Permission:
+    """One verb on one kind of object that a rollout needs in the target's namespace, and why."""
+
+    group: str
+    resource: str
+    verb: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.verb} {self.resource}"
+
+
+#: Everything a rollout does in the target's namespace (deployments/kubernetes/rbac.yaml grants
+#: exactly these, plus ``list pods`` for the demo's traffic; a test keeps the two in step).
+PERMISSIONS: tuple[Permission, ...] = (
+    Permission("apps", "deployments", "get", "read the stable, canary and baseline"),
+    Permission("apps", "deployments", "create", "create the canary and the baseline"),
+    Permission("apps", "deployments", "patch", "resize the tracks, set images and the rollout state"),
+    Permission("apps", "deployments", "delete", "remove the canary and the baseline"),
+    Permission("", "services", "get", "check that the Service selects every track"),
+    Permission("autoscaling", "horizontalpodautoscalers", "list", "respect an HPA on the stable"),
+)
 
 
 class Workloads(Protocol):
@@ -92,4 +117,8 @@ class Workloads(Protocol):
 
     def list_pods(self, namespace: str, app: str) -> list[PodInfo]:
         """Pods labelled ``app=<app>``; the image is the container named `app`'s, else the first's."""
+        ...
+
+    def denied(self, namespace: str, permissions: tuple[Permission, ...]) -> list[Permission]:
+        """Those of `permissions` that the credentials may not use in `namespace` (asked, not tried)."""
         ...

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["alive", "die_with_parent", "free_port", "stop_groups", "tail", "wait_until"]
+__all__ = ["alive", "die_with_parent", "free_port", "port_is_free", "stop_groups", "tail", "wait_until"]
 
 _PR_SET_PDEATHSIG = 1
 _T = TypeVar("_T")
@@ -29,6 +29,16 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    """Whether `port` on 127.0.0.1 can be bound right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_until(

@@ -18,7 +18,14 @@ from __future__ import annotations
 
 from canaryflow.metrics.collect import observe_interval
 from canaryflow.metrics.factory import KINDS, create_metrics_source
-from canaryflow.metrics.port import TEMPLATE_NAMES, AnalysisTrack, MetricQuery, MetricsSource, check_window
+from canaryflow.metrics.port import (
+    TEMPLATE_NAMES,
+    AnalysisTrack,
+    MetricQuery,
+    MetricsSource,
+    ObservedTrack,
+    check_window,
+)
 from canaryflow.metrics.recording import FORMAT, ObservationRecorder
 
 __all__ = [
@@ -29,6 +36,7 @@ __all__ = [
     "MetricQuery",
     "MetricsSource",
     "ObservationRecorder",
+    "ObservedTrack",
     "check_window",
     "create_metrics_source",
     "observe_interval",

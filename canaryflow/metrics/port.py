@@ -26,10 +26,13 @@ from typing import Literal, Protocol, TypeAlias
 from analysis.observations import MetricType, TrackObservation
 from canaryflow.querytemplates import unknown_variables
 
-__all__ = ["TEMPLATE_NAMES", "AnalysisTrack", "MetricQuery", "MetricsSource", "check_window"]
+__all__ = ["TEMPLATE_NAMES", "AnalysisTrack", "MetricQuery", "MetricsSource", "ObservedTrack", "check_window"]
 
 #: The tracks an analysis compares.
 AnalysisTrack: TypeAlias = Literal["canary", "baseline"]
+#: The tracks a source is asked about: the analysis' two, and the stable (the preflight checks that
+#: every query has data for it before a rollout starts).
+ObservedTrack: TypeAlias = Literal["canary", "baseline", "stable"]
 
 #: Which templates each metric type needs.
 TEMPLATE_NAMES: Mapping[MetricType, frozenset[str]] = MappingProxyType(
@@ -74,7 +77,7 @@ class MetricsSource(Protocol):
         *,
         namespace: str,
         app: str,
-        track: AnalysisTrack,
+        track: ObservedTrack,
         end: datetime,
         window: timedelta,
     ) -> TrackObservation:

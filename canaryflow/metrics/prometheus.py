@@ -32,7 +32,7 @@ from urllib3.util.retry import Retry
 
 from analysis.observations import TrackObservation
 from canaryflow.errors import MetricsError, MetricsUnavailableError, QueryError
-from canaryflow.metrics.port import AnalysisTrack, MetricQuery, check_window
+from canaryflow.metrics.port import MetricQuery, ObservedTrack, check_window
 from canaryflow.metrics.vectors import histogram_from_result, ratio_from_results, samples_from_result
 from canaryflow.querytemplates import render
 
@@ -153,7 +153,7 @@ class PrometheusMetricsSource:
         *,
         namespace: str,
         app: str,
-        track: AnalysisTrack,
+        track: ObservedTrack,
         end: datetime,
         window: timedelta,
     ) -> TrackObservation:

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from analysis.observations import HistogramCounts, RatioCounts, Samples, TrackObservation
 from canaryflow.errors import MetricsUnavailableError, NoDataError
-from canaryflow.metrics.port import AnalysisTrack, MetricQuery, check_window
+from canaryflow.metrics.port import MetricQuery, ObservedTrack, check_window
 from canaryflow.simulation.traffic import TrafficSimulator
 
 __all__ = ["SimulatedMetricsSource"]
@@ -43,7 +43,7 @@ class SimulatedMetricsSource:
         *,
         namespace: str,
         app: str,
-        track: AnalysisTrack,
+        track: ObservedTrack,
         end: datetime,
         window: timedelta,
     ) -> TrackObservation:

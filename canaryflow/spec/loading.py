@@ -37,8 +37,11 @@ def load_spec(path: str | os.PathLike[str]) -> RolloutSpec:
     source = os.fspath(path)
     try:
         text = Path(source).read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        problem = f"{source}: no such rollout spec (give the path of one; examples are in config/rollouts/)"
+        raise SpecError(f"cannot read rollout spec {source}", problems=[problem]) from exc
     except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
         raise SpecError(f"cannot read rollout spec {source}", problems=[f"{source}: {reason}"]) from exc
     return load_spec_text(text, source=source)
 
@@ -55,7 +58,9 @@ def load_spec_text(text: str, *, source: str = "<string>") -> RolloutSpec:
         found = sorted((located(document, loc, message) for loc, message in cross), key=lambda p: p[0])
         lines = [f"{source}:{line} {text}" for line, text in found]
     if lines:
-        raise SpecError(f"{source}: invalid rollout spec ({len(lines)} problem(s))", problems=lines)
+        raise SpecError(
+            f"{source}: invalid rollout spec ({len(lines)} problem(s))", problems=lines, source=source
+        )
     return spec
 
 

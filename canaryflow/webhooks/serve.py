@@ -1,8 +1,10 @@
 """`serve`: the entry point of ``canaryflow webhook serve`` (builds every dependency, runs uvicorn).
 
-The routes file is loaded, the secrets read from the environment, the delivery store opened at the
-file the routes name (relative to the working directory) and the Prefect starter built for the
-routes' deployment; then the app is served until interrupted.
+The routes file is loaded and every route's rollout spec is loaded and validated (the preflight of
+the webhook path: a push never starts a rollout whose spec is missing or invalid; each push's image
+is checked when it is rendered), the secrets read from the environment, the delivery store opened
+at the file the routes name (relative to the working directory) and the Prefect starter built for
+the routes' deployment; then the app is served until interrupted.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ import uvicorn
 from fastapi import FastAPI
 
 from canaryflow.errors import SpecError
-from canaryflow.routes import load_routes
+from canaryflow.routes import RoutesConfig, load_routes
+from canaryflow.spec import load_spec
 from canaryflow.triggers.port import RolloutStarter
 from canaryflow.webhooks.app import create_app
 from canaryflow.webhooks.deliveries import DeliveryStore
 from canaryflow.webhooks.handling import WebhookSecrets
 from canaryflow.webhooks.signatures import GITHUB_SECRET_ENV, GITLAB_TOKEN_ENV
 
-__all__ = ["build_app", "serve"]
+__all__ = ["build_app", "check_route_specs", "serve"]
 
 
 def build_app(
@@ -35,6 +38,7 @@ def build_app(
         When the routes file is invalid, a secret cannot be read, or no secret is set at all.
     """
     routes = load_routes(config)
+    check_route_specs(routes, config)
     secrets = WebhookSecrets.from_environ(environ)
     if secrets.github is None and secrets.gitlab is None:
         raise SpecError(f"no webhook secret: set {GITHUB_SECRET_ENV} or {GITLAB_TOKEN_ENV} (or their _FILE)")
@@ -44,6 +48,18 @@ def build_app(
 
         starter = PrefectRolloutStarter(routes.deployment)
     return create_app(routes=routes, secrets=secrets, store=store, starter=starter)
+
+
+def check_route_specs(routes: RoutesConfig, config: Path) -> None:
+    """Every route's rollout spec exists and is valid (SpecError naming the route and the problem)."""
+    for index, route in enumerate(routes.routes):
+        try:
+            load_spec(route.rollout)
+        except SpecError as exc:
+            raise SpecError(
+                f"{config}: routes[{index}] ({route.repository}) rolls out {route.rollout}: {exc.summary()}",
+                source=str(config),
+            ) from exc
 
 
 def serve(config: Path, *, host: str, port: int) -> None:

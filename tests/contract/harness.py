@@ -7,6 +7,7 @@ controller would), and observes Deployments by its own means, not through the ad
 
 from __future__ import annotations
 
+import copy
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -51,6 +52,11 @@ class Harness(Protocol):
 
     def set_hpa(self, deployment: str, replicas: int) -> None: ...
 
+    def cluster_denied(self, denied: set[tuple[str, str]]) -> Cluster:
+        """An adapter whose credentials may do what deployments/kubernetes/rbac.yaml grants except
+        the ``(verb, resource)`` pairs in `denied`."""
+        ...
+
     def block_new_pods(self) -> None: ...
 
     def concurrent_write(self, deployment: str) -> None: ...
@@ -64,6 +70,19 @@ class Harness(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+RBAC = Path(__file__).resolve().parents[2] / "deployments" / "kubernetes" / "rbac.yaml"
+
+
+def role_rules() -> list[dict[str, Any]]:
+    """The rules of the Role in deployments/kubernetes/rbac.yaml."""
+    from ruamel.yaml import YAML
+
+    documents = list(YAML(typ="safe").load_all(RBAC.read_text(encoding="utf-8")))
+    (role,) = [d for d in documents if d["kind"] == "Role"]
+    rules: list[dict[str, Any]] = role["rules"]
+    return rules
 
 
 def _pod_labels(name: str, track_label: bool) -> dict[str, str]:
@@ -104,6 +123,10 @@ class SimulatedHarness:
     def set_hpa(self, deployment: str, replicas: int) -> None:
         self.world.set_hpa(self.namespace, deployment, replicas)
         self.clock.advance(10)
+
+    def cluster_denied(self, denied: set[tuple[str, str]]) -> Cluster:
+        self.world.forbidden = set(denied)
+        return self.cluster()
 
     def block_new_pods(self) -> None:
         self.world.hold_new_pods = True
@@ -224,6 +247,12 @@ class KubernetesHarness:
         )
         self._wait_ready(deployment)
 
+    def cluster_denied(self, denied: set[tuple[str, str]]) -> Cluster:
+        rules = copy.deepcopy(role_rules())
+        for rule in rules:
+            rule["verbs"] = [v for v in rule["verbs"] if all((v, r) not in denied for r in rule["resources"])]
+        return self.cluster_as_service_account([rule for rule in rules if rule["verbs"]])
+
     def cluster_as_service_account(self, rules: list[dict[str, Any]]) -> Cluster:
         """An adapter acting as ServiceAccount ``canaryflow`` of this namespace, bound to a Role with
         `rules` (the admin client impersonates it, as the API server allows cluster admins)."""
@@ -248,6 +277,22 @@ class KubernetesHarness:
         user = f"system:serviceaccount:{self.namespace}:canaryflow"
         cluster.api_client.set_default_header("Impersonate-User", user)  # type: ignore[attr-defined]
         return cluster
+
+    def kubeconfig_as_service_account(self, rules: list[dict[str, Any]], path: Path) -> Path:
+        """A kubeconfig (at `path`) whose user is ServiceAccount ``canaryflow`` of this namespace,
+        bound to a Role with `rules`, by a token from the TokenRequest API: a real identity, as a
+        user of a production cluster has one."""
+        import json
+
+        self.cluster_as_service_account(rules)
+        answer = self._core.create_namespaced_service_account_token(
+            "canaryflow", self.namespace, {"spec": {"expirationSeconds": 3600}}
+        )
+        config = json.loads(self._kubeconfig.read_text())
+        config["users"] = [{"name": "canaryflow", "user": {"token": answer.status.token}}]
+        config["contexts"][0]["context"]["user"] = "canaryflow"
+        path.write_text(json.dumps(config))
+        return path
 
     def block_new_pods(self) -> None:
         """Containers without requests get 5000 CPUs by default: new pods stay Pending."""

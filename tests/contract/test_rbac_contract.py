@@ -10,28 +10,20 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from ruamel.yaml import YAML
 
 from canaryflow.cluster.port import Cluster, RolloutId, TargetRef
+from canaryflow.cluster.workloads import PERMISSIONS
 from canaryflow.errors import ForbiddenError
 from canaryflow.replicas import plan_split
-from tests.contract.harness import KubernetesHarness
+from tests.contract.harness import KubernetesHarness, role_rules
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
 
-RBAC = Path(__file__).resolve().parents[2] / "deployments" / "kubernetes" / "rbac.yaml"
 DEADLINE = timedelta(seconds=60)
-
-
-def _role_rules() -> list[dict[str, Any]]:
-    documents = list(YAML(typ="safe").load_all(RBAC.read_text(encoding="utf-8")))
-    (role,) = [d for d in documents if d["kind"] == "Role"]
-    rules: list[dict[str, Any]] = role["rules"]
-    return rules
+_role_rules = role_rules
 
 
 def _without(rules: list[dict[str, Any]], resource: str, verb: str) -> list[dict[str, Any]]:
@@ -92,6 +84,13 @@ def test_every_verb_of_the_role_is_needed(kube: KubernetesHarness, resource: str
 
     with pytest.raises(ForbiddenError, match="403"):
         _rollouts(cluster, target)
+
+
+def test_the_preflight_asks_for_exactly_what_the_role_grants_but_the_demos_pod_list() -> None:
+    granted = set(_grants())
+    asked = {(p.resource, p.verb) for p in PERMISSIONS}
+    assert asked <= granted
+    assert granted - asked == {("pods", "list")}  # only the demo's traffic simulator lists pods
 
 
 def test_operations_outside_the_role_are_forbidden(kube: KubernetesHarness) -> None:

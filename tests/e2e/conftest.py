@@ -59,7 +59,11 @@ def write_spec(
 
 @pytest.fixture
 def stack() -> SimulatedStack:
-    return simulated_stack(ManualClock(), rate_per_pod=200.0)
+    """The example target, serving for a minute already (so that the preflight sees the stable's
+    traffic, as it would in a real cluster)."""
+    serving = simulated_stack(ManualClock(), rate_per_pod=200.0)
+    serving.clock.advance(60.0)
+    return serving
 
 
 @pytest.fixture

@@ -156,7 +156,7 @@ def slot_held_by_a_rollout_run(
     from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
     from prefect.variables import Variable
 
-    from flows.plan import slot_name
+    from flows.slots import slot_name
 
     @flow(name="rollout")
     def stand_in() -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from canaryflow.dev.stacks import GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
-from canaryflow.errors import NotFoundError
+from canaryflow.errors import InputError
 from tests.e2e.conftest import write_spec
 
 ROLLOUT_ID = "web-cli"
@@ -127,6 +127,8 @@ def test_abort_rolls_the_paused_rollout_back_with_the_reason(
 def test_answering_a_rollout_that_is_not_paused_is_a_clear_error(command: str, cli: Run) -> None:
     answered = cli(command, "web-nothing-paused")
 
-    assert answered.returncode == NotFoundError.exit_code
-    assert "no paused rollout 'web-nothing-paused' is waiting for approval" in answered.stderr
-    assert "Traceback" not in answered.stderr
+    assert answered.returncode == InputError.exit_code == 1  # invalid input: no such paused rollout
+    (line,) = answered.stderr.strip().splitlines()
+    assert line.startswith(
+        "canaryflow: error: no paused rollout 'web-nothing-paused' is waiting for approval"
+    )

@@ -143,7 +143,7 @@ def _runs_of(deployment: str) -> list[Any]:
 def _holder_pid(app: App) -> int | None:
     from prefect.variables import Variable
 
-    from flows.plan import slot_name
+    from flows.slots import slot_name
 
     record = Variable.get(slot_name(app.target), default=None)
     holder = (record or {}).get("holder") or {}

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from canaryflow.cli.demo import demo_stack, run_rollouts
+from canaryflow.cli.demorun import demo_stack, run_rollouts
 from canaryflow.dev.stacks import GOOD_IMAGE, STABLE_IMAGE, apply_example_app, demo_metrics
 from canaryflow.simulation import RealTimeDriver
 from tests.fixtures.kube import LocalKube

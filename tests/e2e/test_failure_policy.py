@@ -16,7 +16,9 @@ from tests.e2e.conftest import write_spec
 
 
 class FlakyMetrics:
-    """A metrics source that is down (`MetricsUnavailableError`) for the first `down_calls` calls."""
+    """A metrics source that is down (`MetricsUnavailableError`) for the first `down_calls` calls of
+    the analysis (canary or baseline); the preflight's look at the stable gets through, as if
+    Prometheus went down after the rollout started."""
 
     def __init__(self, inner: MetricsSource, *, down_calls: float) -> None:
         self.inner = inner
@@ -27,6 +29,8 @@ class FlakyMetrics:
         return self.calls >= self.down_calls
 
     def observe(self, query: MetricQuery, **kwargs: Any) -> TrackObservation:
+        if kwargs.get("track") == "stable":
+            return self.inner.observe(query, **kwargs)
         self.calls += 1
         if self.calls <= self.down_calls:
             raise MetricsUnavailableError("connection refused (Prometheus is down)")
@@ -54,14 +58,19 @@ def test_prometheus_down_for_the_whole_analysis_rolls_back_never_promotes(
 
 
 def test_the_judge_waits_while_prometheus_is_down_then_promotes(
-    stack: SimulatedStack, rollout_of: Callable[..., Any], with_metrics: Callable[[MetricsSource], None]
+    stack: SimulatedStack,
+    rollout_of: Callable[..., Any],
+    with_metrics: Callable[[MetricsSource], None],
+    tmp_path: Path,
 ) -> None:
+    # Three minutes of analysis at most: the two down intervals cost no evidence it needs.
+    spec = write_spec(tmp_path, ["{setWeight: 20}", "{analyze: {interval: 5s, maxDuration: 3m}}"])
     flaky = FlakyMetrics(
         stack.metrics, down_calls=4
     )  # two intervals: each tries twice (the task retries once)
     with_metrics(flaky)
 
-    outcome = rollout_of(GOOD_IMAGE).result()
+    outcome = rollout_of(GOOD_IMAGE, spec=spec).result()
 
     assert outcome.result == "promoted"
     assert flaky.calls > 4
@@ -86,6 +95,26 @@ def test_inconclusive_with_on_inconclusive_continue_still_never_promotes_without
 
     assert outcome.result == "rolled-back"
     assert "never promote without evidence" in outcome.reason
+
+
+def test_prometheus_down_before_the_rollout_is_refused_by_the_preflight_and_nothing_is_created(
+    stack: SimulatedStack, rollout_of: Callable[..., Any], with_metrics: Callable[[MetricsSource], None]
+) -> None:
+    class Down(FlakyMetrics):
+        def observe(self, query: MetricQuery, **kwargs: Any) -> TrackObservation:
+            raise MetricsUnavailableError("connection refused (Prometheus is down)")
+
+    with_metrics(Down(stack.metrics, down_calls=float("inf")))
+    writes: list[str] = []
+    stack.world.before_write = lambda verb, namespace, name: writes.append(f"{verb} {name}")
+
+    state = rollout_of(GOOD_IMAGE)
+
+    assert state.is_failed()
+    with pytest.raises(MetricsUnavailableError, match="Prometheus did not answer for metric 'error-rate'"):
+        state.result()
+    assert writes == []  # no canary, no baseline, nothing scaled
+    assert stack.world.deployment_names("shop") == ["web"]
 
 
 def test_kubernetes_timeouts_are_retried(stack: SimulatedStack, rollout_of: Callable[..., Any]) -> None:

@@ -42,6 +42,8 @@ def test_through_prometheus_a_good_canary_is_promoted_and_a_bad_one_rolled_back(
     stack = simulated_stack(SystemClock(), rate_per_pod=1000.0)
     with RealTimeDriver(stack.simulator, tick=0.25), MetricsServer(stack.simulator) as server:
         prometheus.add_targets("simulator-rollouts", [server.target])
+        # The target has been serving: Prometheus holds its stable's samples, as the preflight needs.
+        prometheus.wait_for_samples('http_requests_total{namespace="shop",app="web",track="stable"}', 3)
         runtime = Runtime(
             cluster=stack.cluster,
             metrics=create_metrics_source("prometheus", prometheus=PrometheusConfig(url=prometheus.url)),

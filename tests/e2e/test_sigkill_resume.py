@@ -279,7 +279,7 @@ def _clean(status: TargetStatus, image: str) -> None:
 def _holder(target: TargetRef) -> dict[str, Any]:
     from prefect.variables import Variable
 
-    from flows.plan import slot_name
+    from flows.slots import slot_name
 
     record = Variable.get(slot_name(target), default=None)
     assert isinstance(record, dict)

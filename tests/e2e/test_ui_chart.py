@@ -36,7 +36,9 @@ def child(reports: str) -> None:
     from flows import Runtime, rollout, use_runtime
     from tests.e2e.conftest import DEMO_SPEC
 
-    stack = simulated_stack(ManualClock(), rate_per_pod=200.0)
+    clock = ManualClock()
+    stack = simulated_stack(clock, rate_per_pod=200.0)
+    clock.advance(60.0)  # the target has been serving: the preflight sees its traffic
     runtime = Runtime(
         cluster=stack.cluster,
         metrics=stack.metrics,

@@ -69,14 +69,14 @@ def test_every_error_is_drawn_in_the_docstring_and_those_of_errors_py_are_export
 
 def test_the_readme_table_and_the_exit_codes_agree() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    table = dict(re.findall(r"\b([1-6]) (invalid input|usage|cluster|metrics|transient|aborted)", readme))
+    table = dict(re.findall(r"^\| ([0-9]) \| ([a-z ]+):", readme, flags=re.M))
     assert table == {
         "1": "invalid input",
         "2": "usage",
         "3": "cluster",
         "4": "metrics",
         "5": "transient",
-        "6": "aborted",
+        "6": "not promoted",
     }
     assert errors.InputError.exit_code == 1
     assert errors.UsageError.exit_code == 2

@@ -13,14 +13,13 @@ from pathlib import Path
 
 from canaryflow.dev.kube.binaries import find_binaries
 from canaryflow.dev.kube.controlplane import ControlPlane, LocalControlPlane, running_control_plane
+from canaryflow.dev.state import state_dir
 
 __all__ = ["ControlPlane", "LocalControlPlane", "default_directory", "find_binaries", "running_control_plane"]
 
 
 def default_directory() -> Path:
-    """Where `canaryflow dev kube up` keeps its state: $CANARYFLOW_KUBE_DIR, else XDG state."""
+    """Where `canaryflow dev kube up` keeps its state: ``$CANARYFLOW_KUBE_DIR``, else
+    ``kube/`` in canaryflow's state directory (`canaryflow.dev.state.state_dir`)."""
     explicit = os.environ.get("CANARYFLOW_KUBE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "canaryflow" / "kube"
+    return Path(explicit) if explicit else state_dir() / "kube"

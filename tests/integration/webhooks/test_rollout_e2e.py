@@ -181,7 +181,9 @@ def test_a_signed_push_is_rolled_out_once(deployed: Deployed, workdir: Path) -> 
         assert run.state is not None
         assert run.state.is_scheduled()
 
-        stack = simulated_stack(ManualClock())
+        clock = ManualClock()
+        stack = simulated_stack(clock)
+        clock.advance(60.0)  # the target has been serving: the preflight sees its traffic
         state, finished = _execute(deployed, run, stack, workdir / "reports")
         _assert_promoted(stack, state, finished, image)
 
@@ -214,6 +216,8 @@ def test_prefect_down_is_503_then_the_retried_delivery_is_rolled_out(
     (run,) = _flow_runs(deployed)
     assert retried.json()["flow_run_id"] == again.json()["flow_run_id"] == str(run.id)
 
-    stack = simulated_stack(ManualClock())
+    clock = ManualClock()
+    stack = simulated_stack(clock)
+    clock.advance(60.0)
     state, finished = _execute(deployed, run, stack, workdir / "reports")
     _assert_promoted(stack, state, finished, image)

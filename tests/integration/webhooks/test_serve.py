@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +21,29 @@ from tests.unit.webhooks import payloads as p
 @pytest.fixture
 def routes_file(tmp_path: Path) -> Path:
     path = tmp_path / "routes.yaml"
-    path.write_text(p.routes_yaml(deliveries=str(tmp_path / "state" / "deliveries.sqlite3")))
+    path.write_text(
+        p.routes_yaml(
+            deliveries=str(tmp_path / "state" / "deliveries.sqlite3"),
+            preview="config/rollouts/web.yaml",
+            gitlab="config/rollouts/api-quick.yaml",
+        )
+    )
     return path
+
+
+def test_a_route_whose_spec_is_missing_or_invalid_stops_the_receiver_from_starting(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        p.routes_yaml(deliveries=str(tmp_path / "deliveries.sqlite3"), gitlab="config/rollouts/web.yaml")
+    )
+    with pytest.raises(SpecError) as missing:
+        build_app(path, environ={"CANARYFLOW_GITHUB_SECRET": "s"}, starter=InMemoryRolloutStarter())
+    assert missing.value.summary() == (
+        f"{path}: routes[2] ({p.REPOSITORY}) rolls out config/rollouts/web-preview.yaml: "
+        "config/rollouts/web-preview.yaml: no such rollout spec (give the path of one; examples are in "
+        "config/rollouts/)"
+    )
+    assert not (tmp_path / "deliveries.sqlite3").exists()  # nothing was opened, nothing started
 
 
 def test_build_app_reads_secrets_from_the_environment_and_files(routes_file: Path, tmp_path: Path) -> None:
@@ -59,6 +81,7 @@ def test_build_app_reports_an_invalid_routes_file(tmp_path: Path) -> None:
 
 def test_serve_runs_the_receiver_with_the_prefect_starter(routes_file: Path, tmp_path: Path) -> None:
     """`serve` as the CLI calls it, in its own process: an unreachable Prefect API makes a push 503."""
+    shutil.copytree(Path(__file__).resolve().parents[3] / "config", tmp_path / "config")  # its working dir
     port = int(unused_loopback_url().split(":")[2].split("/")[0])
     code = (
         "import sys\nfrom pathlib import Path\nfrom canaryflow.webhooks.serve import serve\n"

@@ -9,7 +9,7 @@ import pytest
 from canaryflow.clock import ManualClock
 from canaryflow.cluster.factory import make_cluster
 from canaryflow.cluster.simulated import SimulatedCluster, SimulatedWorld
-from canaryflow.errors import ClusterError, PermanentError
+from canaryflow.errors import InputError, PermanentError
 
 
 @pytest.mark.parametrize("kind", ["simulated", "sim"])
@@ -28,5 +28,5 @@ def test_unknown_kind_is_an_error_not_a_fallback() -> None:
 
 
 def test_kubernetes_without_a_kubeconfig_says_so(tmp_path: Path) -> None:
-    with pytest.raises(ClusterError, match="cannot load kubeconfig"):
+    with pytest.raises(InputError, match="cannot load kubeconfig"):
         make_cluster("kube", kubeconfig=tmp_path / "none")

@@ -26,6 +26,7 @@ from canaryflow.errors import (
     ClusterUnavailableError,
     ConflictError,
     ForbiddenError,
+    InputError,
     NotFoundError,
 )
 
@@ -170,5 +171,5 @@ def test_an_api_server_that_does_not_answer_is_unavailable() -> None:
 
 
 def test_a_missing_kubeconfig_is_a_cluster_error(tmp_path: Any) -> None:
-    with pytest.raises(ClusterError, match="cannot load kubeconfig"):
+    with pytest.raises(InputError, match="cannot load kubeconfig"):
         new_api_client(tmp_path / "missing", context="dev")

@@ -14,11 +14,12 @@ from canaryflow.cluster.port import TargetRef
 from canaryflow.dev.stacks import GOOD_IMAGE, simulated_stack
 from canaryflow.errors import PermanentError
 from canaryflow.metrics import ObservationRecorder
+from canaryflow.plan import plan_rollout, rollout_id_for
 from canaryflow.replicas import plan_split
 from canaryflow.requests import RolloutRequest
 from flows.charts import render_chart
-from flows.plan import plan_rollout, rollout_id_for, slot_name
 from flows.runtime import Runtime, runtime_for_run, runtime_from_env, use_runtime
+from flows.slots import slot_name
 from flows.steps import hold, observe
 
 SPEC = "config/rollouts/demo.yaml"

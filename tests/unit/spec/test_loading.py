@@ -152,7 +152,15 @@ def test_an_unreadable_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     with pytest.raises(SpecError) as caught:
         load_spec(missing)
-    assert caught.value.problems == [f"{missing}: No such file or directory"]
+    assert caught.value.problems == [
+        f"{missing}: no such rollout spec (give the path of one; examples are in config/rollouts/)"
+    ]
+    assert caught.value.summary() == caught.value.problems[0]  # one line for a terminal
+    directory = tmp_path / "a-directory.yaml"
+    directory.mkdir()
+    with pytest.raises(SpecError) as unreadable:
+        load_spec(directory)
+    assert unreadable.value.problems == [f"{directory}: Is a directory"]
 
 
 def test_validate_files_prints_problems_and_returns_1(tmp_path: Path) -> None:

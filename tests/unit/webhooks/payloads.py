@@ -164,8 +164,15 @@ def gitlab_headers(
     }
 
 
-def routes_yaml(*, deployment: str = "rollout/rollout", deliveries: str = "deliveries.sqlite3") -> str:
-    """A routes file for the payloads above."""
+def routes_yaml(
+    *,
+    deployment: str = "rollout/rollout",
+    deliveries: str = "deliveries.sqlite3",
+    preview: str = "config/rollouts/web-preview.yaml",
+    gitlab: str = "config/rollouts/diaspora.yaml",
+) -> str:
+    """A routes file for the payloads above (`preview` and `gitlab` name the specs of the third
+    and fourth route; the defaults do not exist, which only the receiver's start-up checks)."""
     return f"""\
 deployment: {deployment}
 deliveries: {deliveries}
@@ -180,11 +187,11 @@ routes:
     image: registry.example.com/hello/world:{{ref_name}}
   - repository: {REPOSITORY}
     branch: "feature/*"
-    rollout: config/rollouts/web-preview.yaml
+    rollout: {preview}
     image: registry.example.com/hello/world:{{ref_name}}
   - repository: {GITLAB_REPOSITORY}
     provider: gitlab
     branch: master
-    rollout: config/rollouts/diaspora.yaml
+    rollout: {gitlab}
     image: registry.example.com/mike/diaspora:{{short_sha}}
 """

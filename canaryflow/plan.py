@@ -1,13 +1,13 @@
 """What one rollout is about, resolved once from its request: spec, target, rollout id, queries.
 
-Pure: no Prefect, no cluster calls. The flow and its tasks pass a `RolloutPlan` around instead of
-re-reading the spec; the outcome of a rollout is a `RolloutOutcome`.
+Pure: no Prefect, no cluster calls (only the spec file is read). The flow, its tasks and the
+preflight pass a `RolloutPlan` around instead of re-reading the spec; the outcome of a rollout is a
+`RolloutOutcome`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
@@ -18,7 +18,7 @@ from canaryflow.requests import RolloutRequest
 from canaryflow.spec import Analyze, RolloutSpec, load_spec
 from canaryflow.status import RolloutResult
 
-__all__ = ["RolloutOutcome", "RolloutPlan", "plan_rollout", "rollout_id_for", "slot_name"]
+__all__ = ["RolloutOutcome", "RolloutPlan", "plan_rollout", "rollout_id_for"]
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,6 @@ def rollout_id_for(spec: RolloutSpec, image: str) -> RolloutId:
     """
     digest = hashlib.sha256(f"{spec.target.namespace}/{spec.target.deployment}@{image}".encode()).hexdigest()
     return RolloutId(f"{spec.target.deployment[:50]}-{digest[:8]}")
-
-
-def slot_name(target: TargetRef) -> str:
-    """The name of the global concurrency limit that allows one rollout per target at a time."""
-    return "rollout-" + re.sub(r"[^a-z0-9-]", "-", f"{target.namespace}-{target.deployment}")
 
 
 def plan_rollout(request: RolloutRequest) -> RolloutPlan:

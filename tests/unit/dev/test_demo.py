@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from canaryflow.cli.demo import run_demo
+from canaryflow.cli.demorun import run_demo
 from canaryflow.dev.prefectserver import prefect_server, server_environment
 from canaryflow.dev.stacks import STABLE_IMAGE, TARGET, example_app_documents
 from canaryflow.errors import PermanentError, PrefectServerError
@@ -86,7 +86,7 @@ def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
     fake.chmod(0o755)
 
     with (
-        pytest.raises(PrefectServerError, match=r"exited with 3:\n.*no prefect here"),
+        pytest.raises(PrefectServerError, match=r"database .* failed:\n.*no prefect here"),
         prefect_server(python=str(fake), timeout=30),
     ):
         pass  # pragma: no cover - never entered

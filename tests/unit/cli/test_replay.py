@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from canaryflow.cli.replay import run_replay
+from canaryflow.cli.backtest import run_replay
 from canaryflow.errors import ObservationLogError, UsageError, exit_code_for
 
 EXAMPLE: dict[str, Any] = {
@@ -135,7 +135,7 @@ def test_replay_stays_light(tmp_path: Path) -> None:
     path = _write(tmp_path, "outage.json", _outage(40))
     code = (
         "import io, sys, pathlib\n"
-        "from canaryflow.cli.replay import run_replay\n"
+        "from canaryflow.cli.backtest import run_replay\n"
         f"run_replay([pathlib.Path({str(path)!r})], config=None, judge='sequential', out=io.StringIO())\n"
         "heavy = {'prefect', 'kubernetes', 'fastapi', 'starlette', 'uvicorn', 'scipy', 'httpx'}\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"

@@ -1,0 +1,30 @@
+"""A rollout's progress in the terminal: one plain line per thing it does, as it does it.
+
+`Progress` is the runtime's event sink (`flows.runtime.EventSink`) for ``canaryflow rollout``: it
+prints the flow's sentences (steps, verdicts, the outcome) with the time, so the same lines read
+well in a terminal, a CI log or a pipe; Prefect's own console logging stays off (see
+`canaryflow.cli.prefectapi`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, TextIO
+
+import typer
+
+__all__ = ["Progress"]
+
+
+class Progress:
+    """Prints ``HH:MM:SS message`` for every ``log`` event of a rollout."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self._out = out
+
+    def __call__(self, rollout_id: str, event: str, details: Mapping[str, Any]) -> None:
+        if event != "log":
+            return
+        stamp = datetime.now().astimezone().strftime("%H:%M:%S")
+        typer.echo(f"{stamp} {details.get('message', '')}", file=self._out)

@@ -1,0 +1,154 @@
+"""The settings canaryflow reads from the environment, in one table, and the adapters built from them.
+
+`SETTINGS` is the table the README and the commands' help are written from. `cluster_from_env`
+and `metrics_from_env` build the real adapters (the command line does, and a worker's deployment
+run through `flows.runtime.runtime_from_env`); a missing or wrong setting is an `InputError` that
+names the variable and what to put there. The Prometheus client is imported only when a source is
+built, and the adapters only when they are asked for, so reading the table stays light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from canaryflow.errors import InputError
+
+if TYPE_CHECKING:
+    from canaryflow.cluster.port import Cluster
+    from canaryflow.metrics import MetricsSource
+
+__all__ = [
+    "SETTINGS",
+    "Setting",
+    "cluster_from_env",
+    "cluster_kind",
+    "metrics_from_env",
+    "reports_dir",
+    "settings_for",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One environment variable: its name, its default, what it does, and which commands read it."""
+
+    name: str
+    default: str
+    what: str
+    used_by: tuple[str, ...]
+
+
+_RUN = ("rollout", "check", "worker")
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "KUBECONFIG", "~/.kube/config", "the kubeconfig to reach the cluster (its current context)", _RUN
+    ),
+    Setting("CANARYFLOW_KUBE_CONTEXT", "the current context", "the kubeconfig context to use instead", _RUN),
+    Setting("CANARYFLOW_IN_CLUSTER", "false", "true: use the pod's service account, not a kubeconfig", _RUN),
+    Setting(
+        "CANARYFLOW_CLUSTER",
+        "kubernetes",
+        "the cluster adapter; only 'kubernetes' here (the demo and the tests inject 'simulated')",
+        _RUN,
+    ),
+    Setting("CANARYFLOW_PROMETHEUS_URL", "(required)", "the Prometheus that scrapes the target", _RUN),
+    Setting("CANARYFLOW_PROMETHEUS_TIMEOUT", "10", "seconds a Prometheus query may take, per attempt", _RUN),
+    Setting(
+        "CANARYFLOW_REPORTS_DIR",
+        "reports",
+        "where each rollout's report goes (status.json, observation logs, charts)",
+        ("rollout", "status", "demo", "worker"),
+    ),
+    Setting(
+        "PREFECT_API_URL",
+        "the active Prefect profile's, else canaryflow's local server",
+        "the Prefect API that runs and records rollouts (see `canaryflow dev prefect up`)",
+        ("rollout", "promote", "abort", "demo", "webhook serve"),
+    ),
+    Setting(
+        "CANARYFLOW_STATE_DIR",
+        "$XDG_STATE_HOME/canaryflow (~/.local/state/canaryflow)",
+        "where the local Prefect server and control plane keep their state",
+        ("dev", "demo", "rollout", "promote", "abort"),
+    ),
+    Setting(
+        "CANARYFLOW_GITHUB_SECRET",
+        "(one of the two)",
+        "the GitHub webhook secret (or CANARYFLOW_GITHUB_SECRET_FILE naming a file)",
+        ("webhook serve",),
+    ),
+    Setting("CANARYFLOW_DEBUG", "", "1: as --debug on every command (tracebacks, Prefect's logs)", ()),
+    Setting(
+        "CANARYFLOW_GITLAB_TOKEN",
+        "(one of the two)",
+        "the GitLab webhook token (or CANARYFLOW_GITLAB_TOKEN_FILE naming a file)",
+        ("webhook serve",),
+    ),
+)
+
+
+def settings_for(command: str) -> tuple[Setting, ...]:
+    """The settings `command` reads (for its help)."""
+    return tuple(s for s in SETTINGS if command in s.used_by)
+
+
+def cluster_kind(env: Mapping[str, str]) -> str:
+    """The cluster adapter the environment asks for, checked without any I/O (only Kubernetes)."""
+    from canaryflow.cluster.factory import CLUSTER_KINDS
+
+    kind = env.get("CANARYFLOW_CLUSTER", "kubernetes")
+    canonical = CLUSTER_KINDS.get(kind)
+    if canonical is None:
+        known = ", ".join(sorted(CLUSTER_KINDS))
+        raise InputError(f"CANARYFLOW_CLUSTER={kind!r} is not a cluster kind; choose one of: {known}")
+    if canonical == "simulated":
+        raise InputError(
+            "CANARYFLOW_CLUSTER=simulated needs a runtime injected by its entry point "
+            "(canaryflow demo, or use_runtime in tests): a fresh simulated cluster has no target"
+        )
+    return canonical
+
+
+def cluster_from_env(env: Mapping[str, str]) -> Cluster:
+    """The cluster adapter the environment describes (a Kubernetes API server)."""
+    from canaryflow.cluster.factory import make_cluster
+
+    return make_cluster(
+        cluster_kind(env),
+        kubeconfig=env.get("KUBECONFIG") or None,
+        context=env.get("CANARYFLOW_KUBE_CONTEXT") or None,
+        in_cluster=env.get("CANARYFLOW_IN_CLUSTER", "").lower() == "true",
+    )
+
+
+def metrics_from_env(env: Mapping[str, str]) -> MetricsSource:
+    """The Prometheus source the environment names (``CANARYFLOW_PROMETHEUS_URL``)."""
+    url = env.get("CANARYFLOW_PROMETHEUS_URL")
+    if not url:
+        raise InputError(
+            "CANARYFLOW_PROMETHEUS_URL is not set: give the URL of the Prometheus that scrapes the "
+            "target (e.g. http://prometheus.monitoring:9090); the rollout needs it to judge"
+        )
+    raw_timeout = env.get("CANARYFLOW_PROMETHEUS_TIMEOUT", "10")
+    try:
+        timeout = float(raw_timeout)
+    except ValueError:
+        timeout = -1.0
+    from canaryflow.metrics import create_metrics_source
+    from canaryflow.metrics.prometheus import PrometheusConfig
+
+    try:
+        config = PrometheusConfig(url=url, timeout=timeout)
+    except ValueError as exc:
+        raise InputError(
+            f"CANARYFLOW_PROMETHEUS_URL={url!r}, CANARYFLOW_PROMETHEUS_TIMEOUT={raw_timeout!r}: {exc}"
+        ) from exc
+    return create_metrics_source("prometheus", prometheus=config)
+
+
+def reports_dir(env: Mapping[str, str]) -> Path:
+    """Where reports go (``CANARYFLOW_REPORTS_DIR``, default ``reports``)."""
+    return Path(env.get("CANARYFLOW_REPORTS_DIR") or "reports")

@@ -1,0 +1,126 @@
+"""Preflight: what a rollout needs, checked before it changes anything, each problem in one line.
+
+    the spec exists and is valid                      SpecError (the first problem; ``spec validate``
+                                                      lists all)
+    the image is a valid reference                    InputError
+    the cluster answers                               ClusterUnavailableError, ClusterError
+    the credentials may do every verb a rollout uses  ForbiddenError (names the verbs and the fix)
+    the target, its container and its Service         NotFoundError, ClusterError
+    Prometheus answers, and every metric of the       MetricsUnavailableError, QueryError, NoDataError
+    analysis has data for the stable track
+
+`check_request` is the part that needs no cluster (it reads the spec file): the command line, the
+webhook receiver and the rollout flow run it before anything starts. `check_target` asks the
+cluster and the metrics source through their ports: the command line (``canaryflow check`` and
+``canaryflow rollout``) and the rollout flow run it before the first write. Each raises the most
+specific error of `canaryflow.errors`, whose message names the thing and says what to do; nothing
+is created or changed. A target that is already in a rollout (a run to resume) skips the metrics
+check: its stable may be scaled down, and the rollout's own analysis looks at the tracks anyway.
+The stable's data is looked for over the first analysis interval, but at least the last minute
+(`MIN_WINDOW`), so that a rollout right after a promotion (whose stable pods are new series) is not
+refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from canaryflow.cluster.port import Cluster, TargetStatus
+from canaryflow.errors import MetricsError, MetricsUnavailableError, NoDataError
+from canaryflow.metrics import MetricsSource
+from canaryflow.plan import RolloutPlan, plan_rollout
+from canaryflow.requests import RolloutRequest
+
+__all__ = ["MIN_WINDOW", "Passed", "check_request", "check_target"]
+
+
+@dataclass(frozen=True, slots=True)
+class Passed:
+    """One check that passed, in words (``canaryflow check`` prints one line per check)."""
+
+    what: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"ok  {self.what}: {self.detail}"
+
+
+def check_request(request: RolloutRequest) -> tuple[RolloutPlan, list[Passed]]:
+    """The spec of `request` loads and is valid (the image was checked when `request` was made)."""
+    plan = plan_rollout(request)
+    steps = len(plan.spec.steps)
+    return plan, [
+        Passed("spec", f"{request.spec}: {plan.target}, {steps} step{'s' if steps != 1 else ''}"),
+        Passed("image", request.image),
+    ]
+
+
+def check_target(
+    plan: RolloutPlan, *, cluster: Cluster, metrics: MetricsSource, now: datetime
+) -> list[Passed]:
+    """The cluster and the metrics source are ready for `plan` (nothing is changed)."""
+    status = cluster.check(plan.target)
+    passed = [_cluster_passed(plan, status)]
+    if status.state is not None:
+        passed.append(
+            Passed("metrics", f"not checked: {plan.target} is in rollout {status.state.rollout_id}")
+        )
+        return passed
+    window = _first_interval(plan)
+    if window is None:
+        passed.append(Passed("metrics", "not checked: the spec has no analysis"))
+        return passed
+    for query in plan.queries():
+        try:
+            metrics.observe(
+                query,
+                namespace=plan.target.namespace,
+                app=plan.target.app,
+                track="stable",
+                end=now,
+                window=window,
+            )
+        except NoDataError as exc:
+            raise NoDataError(
+                f"metric {query.name!r} has no data for the stable track of {plan.target} in the last "
+                f"{window.total_seconds():g}s: check its query in {plan.request.spec} and that the "
+                'target\'s pods are scraped with the label track="stable"',
+                query=exc.query,
+            ) from exc
+        except MetricsUnavailableError as exc:
+            raise MetricsUnavailableError(
+                f"Prometheus did not answer for metric {query.name!r} ({exc.summary()}): check "
+                "CANARYFLOW_PROMETHEUS_URL and that Prometheus is up",
+                query=exc.query,
+                retry_after=exc.retry_after,
+            ) from exc
+        except MetricsError as exc:
+            raise type(exc)(f"metric {query.name!r}: {exc.summary()}", query=exc.query) from exc
+    names = ", ".join(q.name for q in plan.queries())
+    passed.append(
+        Passed("metrics", f"{names}: data for the stable track in the last {window.total_seconds():g}s")
+    )
+    return passed
+
+
+def _cluster_passed(plan: RolloutPlan, status: TargetStatus) -> Passed:
+    stable = status.stable
+    return Passed(
+        "cluster",
+        f"{plan.target}: {stable.ready}/{stable.replicas} ready on {stable.image}; Service "
+        f"{plan.target.service} selects every track; the credentials may do all a rollout does",
+    )
+
+
+#: The least window the stable's data is looked for in: right after a promotion the stable's pods
+#: are new series, which an ``increase()`` over one short interval does not see yet.
+MIN_WINDOW = timedelta(minutes=1)
+
+
+def _first_interval(plan: RolloutPlan) -> timedelta | None:
+    """The window to look for the stable's data in: the first analysis interval, at least a minute."""
+    for step in plan.spec.steps:
+        if step.analyze is not None:
+            return max(step.analyze.interval, MIN_WINDOW)
+    return None

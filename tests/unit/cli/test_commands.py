@@ -1,0 +1,190 @@
+"""The CLI skeleton: the whole command tree exists, --help works everywhere, unfinished commands
+say so with exit code 2, and our errors become one line and a distinct exit code."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from canaryflow.cli import root as cli
+from canaryflow.errors import NoDataError
+
+COMMANDS = [
+    ["version"],
+    ["check"],
+    ["replay"],
+    ["spec", "validate"],
+    ["spec", "schema"],
+    ["rollout"],
+    ["status"],
+    ["promote"],
+    ["abort"],
+    ["demo"],
+    ["webhook", "serve"],
+    ["dev", "kube", "up"],
+    ["dev", "kube", "down"],
+    ["dev", "kube", "env"],
+    ["dev", "prefect", "up"],
+    ["dev", "prefect", "down"],
+    ["dev", "prefect", "env"],
+    ["dev", "prefect", "init"],
+]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "canaryflow", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help(command: list[str]) -> None:
+    result = run(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout
+
+
+def test_version_prints_the_distribution_version() -> None:
+    from importlib.metadata import version
+
+    result = run("version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == version("canaryflow")
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    result = run("frobnicate")
+    assert result.returncode == 2
+    assert "No such command" in result.stderr
+
+
+def test_version_does_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys; from canaryflow.cli import main\n"
+        "try:\n    main(['version'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('prefect', 'kubernetes', 'fastapi', 'scipy', 'prometheus_api_client') "
+        "if m in sys.modules]\nprint(heavy)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_our_errors_become_one_line_and_their_exit_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def failing() -> None:
+        raise NoDataError("no samples for error-rate (canary)", query="sum(rate(x[1m]))")
+
+    monkeypatch.setattr(cli, "app", _app_with(failing))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["boom"])
+    assert exit_info.value.code == NoDataError.exit_code
+    err = capsys.readouterr().err
+    assert err.strip() == "canaryflow: error: no samples for error-rate (canary)"
+
+
+def test_debug_shows_the_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def failing() -> None:
+        raise NoDataError("nothing")
+
+    monkeypatch.setattr(cli, "app", _app_with(failing))
+    with pytest.raises(SystemExit):
+        cli.main(["--debug", "boom"])
+    assert "Traceback" in capsys.readouterr().err
+
+
+def _app_with(command: object) -> object:
+    import typer
+
+    app = typer.Typer()
+
+    @app.callback()
+    def _root(debug: bool = typer.Option(False, "--debug")) -> None:
+        pass
+
+    app.command("boom")(command)  # type: ignore[arg-type]
+    return app
+
+
+def test_debug_is_accepted_anywhere_on_the_line(tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.yaml")
+    plain = run("check", missing, "--image", "registry.example.com/a:1")
+    late = run("check", missing, "--image", "registry.example.com/a:1", "--debug")
+
+    assert plain.returncode == late.returncode == 1
+    assert plain.stderr.strip().splitlines() == [
+        f"canaryflow: error: {missing}: no such rollout spec (give the path of one; examples are in "
+        "config/rollouts/)"
+    ]
+    assert "Traceback" in late.stderr
+    assert late.stderr.strip().splitlines()[-1] == plain.stderr.strip()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["frobnicate"], "No such command 'frobnicate'. (see: canaryflow --help)"),
+        (["rollout"], "Missing argument 'SPEC'. (see: canaryflow rollout --help)"),
+        (["status", "--zzz"], "No such option: --zzz (see: canaryflow status --help)"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(args: list[str], words: str) -> None:
+    result = run(*args)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"canaryflow: error: {words}"]
+
+
+def test_an_unexpected_error_is_one_line_with_the_hint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def failing() -> None:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(cli, "app", _app_with(failing))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["boom"])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "canaryflow: error: unexpected KeyError: 'boom' (run again with --debug for the traceback)"
+    ]
+
+
+def test_help_names_required_options_and_the_environment() -> None:
+    rollout = run("rollout", "--help").stdout
+    assert "--image IMAGE" in rollout
+    assert "[required unless --resume]" in " ".join(rollout.split())
+    for name in ("KUBECONFIG", "CANARYFLOW_PROMETHEUS_URL", "PREFECT_API_URL", "CANARYFLOW_REPORTS_DIR"):
+        assert name in rollout
+    check = run("check", "--help").stdout
+    assert "--image IMAGE" in check
+    assert "[required]" in check
+    assert "--debug" in run("--help").stdout
+    assert "<bool>" not in run("--help").stdout
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    from canaryflow.environment import SETTINGS
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", readme, flags=re.M))
+    assert documented == {s.name for s in SETTINGS}
+
+
+def test_status_stays_light(tmp_path: Path) -> None:
+    code = (
+        "import sys, os\n"
+        f"os.environ['CANARYFLOW_REPORTS_DIR'] = {str(tmp_path)!r}\n"
+        "from canaryflow.cli import main\n"
+        "try:\n    main(['status'])\nexcept SystemExit:\n    pass\n"
+        "heavy = ('prefect', 'kubernetes', 'matplotlib', 'scipy', 'fastapi')\n"
+        "heavy = [m for m in heavy if m in sys.modules]\n"
+        "print(heavy)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -1,0 +1,88 @@
+"""``canaryflow status``: identifiers are never cut at 80 columns, ``--json`` gives scripts the same
+facts, and a rollout under way is read from the cluster too (here a simulated one)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rich.console import Console
+
+from canaryflow.cli.statusview import _describe_state, render_status
+from canaryflow.clock import ManualClock
+from canaryflow.cluster.port import RolloutId
+from canaryflow.dev.stacks import GOOD_IMAGE, simulated_stack
+from canaryflow.replicas import plan_split
+from canaryflow.reports import write_status
+from canaryflow.status import RolloutPhase, RolloutStatus
+
+LONG_ID = "checkout-frontend-9f8e7d6c"
+LONG_IMAGE = "registry.example.com/platform/checkout-frontend:2026.12.01-build.4711"
+
+
+def _status(rollout_id: str = LONG_ID, phase: RolloutPhase = RolloutPhase.PROGRESSING) -> RolloutStatus:
+    return RolloutStatus(
+        rollout_id=rollout_id,
+        target="payments/checkout-frontend",
+        container="web",
+        service="web",
+        image=LONG_IMAGE,
+        spec="config/rollouts/web.yaml",
+        triggered_by="test",
+        steps=5,
+        step=2,
+        phase=phase,
+        weight=10,
+        effective_weight=10.0,
+        reason="a long explanation of what happened " * 4,
+        updated_at=datetime(2026, 12, 1, tzinfo=UTC),
+    )
+
+
+def test_identifiers_are_never_cut_at_80_columns() -> None:
+    out = io.StringIO()
+    render_status([_status()], {}, Console(file=out, width=80), title="rollouts", evidence=False)
+    text = out.getvalue()
+    assert LONG_ID in text
+    assert "payments/checkout-frontend" in text
+    assert LONG_IMAGE in text
+
+
+def test_json_lists_the_same_facts_for_scripts(tmp_path: Path) -> None:
+    write_status(tmp_path / LONG_ID, _status())
+    write_status(tmp_path / "web-1", _status("web-1", RolloutPhase.PROMOTED))
+    done = subprocess.run(
+        [sys.executable, "-m", "canaryflow", "status", "--json"],
+        capture_output=True,
+        text=True,
+        env={"CANARYFLOW_REPORTS_DIR": str(tmp_path), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert {r["rollout_id"]: r["phase"] for r in rows} == {LONG_ID: "progressing", "web-1": "promoted"}
+    assert all(r["cluster"] is None for r in rows)  # no cluster configured: nothing read, nothing said
+    assert RolloutStatus.model_validate(rows[0]).image == LONG_IMAGE
+
+
+def test_a_rollout_under_way_is_described_from_the_cluster() -> None:
+    stack = simulated_stack(ManualClock())
+    mine = _status("web-1")
+    assert _describe_state(mine, stack.cluster.read(stack.target).state).startswith(
+        "no rollout on the target"
+    )
+    stack.cluster.apply_split(
+        stack.target,
+        plan_split(10, 20, baseline=True),
+        rollout_id=RolloutId("web-1"),
+        image=GOOD_IMAGE,
+        step=0,
+        progress_deadline=timedelta(minutes=1),
+    )
+    state = stack.cluster.read(stack.target).state
+    assert _describe_state(mine, state) == "progressing at step 1, weight 20%"
+    assert _describe_state(_status("web-2"), state) == "the target is in another rollout: web-1"
