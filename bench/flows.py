@@ -79,11 +79,12 @@ class Stack:
             [AppRef("shop", name)],
             clock=self.clock,
             seed=7,
-            rate_per_pod=200.0,
+            rate_per_pod=1000.0,  # the demo's rate: a good canary is shown within tolerance in a minute
             profiles=PROFILES,
             default_profile=PROFILES[STABLE_IMAGE],
         )
         self.metrics: MetricsSource = create_metrics_source("simulated", simulator=simulator)
+        self.clock.advance(60.0)  # the target has served for a minute: the preflight sees its traffic
         self.spec = directory / f"{name}.yaml"
         text = SPEC.replace(
             "{namespace: shop, deployment: web, container: web, service: web}",
@@ -111,7 +112,7 @@ class Stack:
 
 def direct_rollout(stack: Stack, times: dict[str, list[float]]) -> None:
     """The demo rollout's work with plain calls: no Prefect, no reports (the judge's log is written)."""
-    from flows.plan import plan_rollout
+    from canaryflow.plan import plan_rollout
 
     plan = plan_rollout(RolloutRequest(spec=str(stack.spec), image=GOOD_IMAGE))
     deadline = plan.spec.spec.progress_deadline
