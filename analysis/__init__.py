@@ -15,7 +15,10 @@ Modules:
 - `logs`: parse and write the public observation log (`parse_log`, `dump_log`);
 - `settings`: `AnalysisSettings`, `MetricSettings`, `KayentaSettings`;
 - `evalues`: e-value building blocks (normal mixtures, the scale-invariant t mixture);
-- `counts`: the vectorised count test under the ratio and histogram tests;
+- `counts`: the count test under the ratio and histogram tests (incremental state, a
+  conservative predictable dispersion, the confidence sequence);
+- `detection`: the CUSUM e-detector for a canary that turns bad mid-analysis;
+- `special`: the normal log-cdf and Student's t tail without scipy;
 - `ratio`, `histogram`, `samples`: the sequential test per metric type;
 - `verdicts`: `Verdict`, `MetricEvidence`, `Decision`;
 - `evidence`, `judge`: the sequential judge (`SequentialJudge`);

@@ -1,8 +1,11 @@
-r"""Sequential count tests, vectorised: the engine under the ratio and the histogram tests.
+r"""Sequential count tests, incremental and vectorised: the engine under the ratio and histogram tests.
 
-`count_evidence` computes, for one or many units (a ratio metric, or each bucket bound of a
-histogram), the rollback and promotion e-values of a canary's rate of bad events against its
-baseline's; `confidence_sequence` the anytime-valid interval of the rate ratio.
+A `CountState` holds, for one or many units (a ratio metric, or each bucket bound of a histogram),
+everything the tests need after the intervals seen so far; `count_step` adds one interval in
+constant time. `CountState` answers with the rollback and promotion e-values, the standardized
+statistic, the estimate and the confidence sequence of the rate ratio, and each interval's own
+e-value (for the change detector of `analysis.detection`). `count_evidence` runs the steps over
+whole arrays (the tests' batch form).
 
 Notes
 -----
@@ -10,44 +13,58 @@ Per interval :math:`i` the canary counts :math:`x_i` bad events out of :math:`n_
 :math:`y_i` out of :math:`m_i`; :math:`k_i = x_i + y_i`, :math:`N_i = n_i + m_i`. The rate ratio
 :math:`\rho = \lambda_c / \lambda_b` enters through the conditional share
 :math:`p_i(\rho) = n_i\rho/(n_i\rho + m_i)` of the pooled bad events that fall on the canary.
-Two e-processes run side by side (see `analysis.evalues` for the construction):
+Conditioning on :math:`k_i` removes everything both tracks share within the interval (traffic
+level, incidents). Two e-processes run side by side:
 
-- **rollback**: null :math:`\rho \le 1` (the canary is no worse than its baseline), alternative
-  :math:`\rho > 1`; the half-normal mixture over the drift (prior scale 0.7 on the log-ratio
-  scale);
-- **promotion**: null :math:`\rho \ge 1 + \mathrm{tol}` (worse than the tolerance), alternative
-  :math:`\rho < 1 + \mathrm{tol}` (prior scale 0.5).
+- **rollback**: null :math:`\rho \le 1` (the canary is no worse than its baseline), the half-normal
+  mixture over the drift (prior scale 0.7 on the log-odds scale);
+- **promotion**: null :math:`\rho \ge 1 + \mathrm{tol}` (worse than the tolerance), prior scale 0.5.
 
-Both use the weighted sums
+Both use the sums
 
 .. math::
 
-    S_t = \sum_{i \le t} \frac{w_i}{\hat\phi_i}(x_i - k_i p_i(\rho_0)), \qquad
-    V_t = \sum_{i \le t} \frac{w_i^2}{\hat\phi_i} k_i \sigma^2_{KS}(p_i(\rho_0)) f_i .
+    S_t = \sum_{i \le t} \frac{x_i - k_i p_i(\rho_0)}{\phi_i}, \qquad
+    V_t = \sum_{i \le t} \frac{k_i\,\sigma^2_{KS}(p_i(\rho_0))\,f_i}{\phi_i},
 
-**Overdispersion.** When each track's rate wobbles from interval to interval on its own (a
-gamma-Poisson model with :math:`\mathrm{Var}\,x = \mu + \kappa\mu^2`), the conditional share is
-beta-binomial and its variance grows like :math:`1 + \kappa k_i/2`. The judge estimates
-:math:`\kappa` by moments from the residuals :math:`x_i - k_i p_i(\hat\rho)` around the fitted
-common ratio, shrunk towards a prior :math:`\kappa_0 = 0.1` (capped so that the prior factor at
-the typical count stays at most 3) with 3 pseudo-intervals, and weights each interval by
-:math:`1/\hat\phi_i = 1/(1 + \hat\kappa k_i/2)` (quasi-likelihood [4]_). With
-:math:`\hat\phi_i \ge 1` the binomial case only loses power; under overdispersion the weights
-restore the scale, so the test is calibrated approximately (checked by simulation) rather than
-exactly. Rates that move together on both tracks need no correction: conditioning on
-:math:`k_i` removes them.
+with :math:`\sigma^2_{KS}` the sub-Gaussian constant of a Bernoulli variable and :math:`f_i` the
+finite-population factor (`analysis.evalues`), and the mixture
+:math:`M_t = 2\sqrt{r/(V_t+r)}\exp(S_t^2/(2(V_t+r)))\Phi(S_t/\sqrt{V_t+r})`.
 
-**Shared incidents.** An interval whose pooled rate :math:`k_i/N_i` jumps above twice the median
-of the earlier intervals gets the weight :math:`w_i = \sqrt{2\,r_{typ}/r_i} < 1`
-(`incident_weights`). The weight depends only on pooled counts and the past, so the weighted
-sums remain test supermartingales; an incident hitting both tracks no longer dominates the
-evidence, while a canary that is bad from the start keeps full weight.
+**Overdispersion, predictably.** When each track's rate varies from interval to interval on its
+own (pod heterogeneity: a mean-one log-normal factor with standard deviation :math:`\sigma` per
+track), the share is no longer binomial: to second order
+:math:`\mathrm{Var}(x_i \mid k_i) = a_i (1 + \kappa\,a_i)` with :math:`a_i = k_i p q f_i` and
+:math:`\kappa = 2\sigma^2` (for bucket counts the rate that varies may be that of the requests
+*below* a bound, which the same model covers through :math:`f_i`).
+Each interval is therefore divided by :math:`\phi_i = 1 + \kappa^+_{i-1} a_i`, where
+:math:`\kappa^+_{i-1}` is an *upper* estimate computed from the intervals before :math:`i` only
+(predictable):
+
+- until ``KAPPA_WARMUP`` intervals carried information, the bound fixed in advance,
+  :math:`\kappa_{max} = 2 \cdot 0.5^2` (a per-track jitter of 50 %; the state's ``kappa_max``,
+  larger for histogram buckets: `analysis.histogram.KAPPA_MAX_BUCKETS`);
+- afterwards the moment estimate :math:`\hat\kappa = \sum (e_j^2 - 1) / \sum a_j` from the
+  standardized residuals :math:`e_j` around the running rate ratio, each :math:`e_j^2` capped at
+  ``RESIDUAL_CLIP``:sup:`2` times its expected value (so that a canary that *changes* is not
+  taken for dispersion), plus ``KAPPA_Z`` standard errors, at most :math:`\kappa_{max}`. Each
+  residual is taken around the rate ratio of the intervals *before* it (one fitted to the
+  interval itself would absorb it).
+
+If :math:`\phi_i \ge \mathrm{Var}(x_i \mid k_i, \mathcal F_{i-1}) / (k_i p q)` the increments are
+sub-Gaussian with proxy :math:`v_i/\phi_i` and :math:`M_t` is a test supermartingale: Ville's
+inequality then bounds the probability of ever crossing :math:`1/\alpha` by :math:`\alpha`. What
+is *proved* is this implication (and that :math:`\phi_i` is predictable); that the upper estimate
+is high enough often enough, and that the beta-binomial share is close enough to sub-Gaussian, is
+*shown by simulation* (``tests/unit/analysis/test_calibration.py``: independent jitter up to 0.5,
+shared incidents, unequal tracks, 240 looks). Dividing by a larger :math:`\phi_i` than needed only
+costs power. Shared incidents need no weights: conditioning on :math:`k_i` removes what both tracks
+share, and a canary-only jump keeps its full weight.
 
 For ``direction="decrease"`` the roles of the tails swap and the tolerance bound is
-:math:`\rho \le 1/(1 + \mathrm{tol})`. The estimate is the maximum-likelihood common rate ratio
-:math:`\hat\rho` (solving :math:`\sum_i x_i = \sum_i k_i p_i(\hat\rho)`); the interval is the
-confidence sequence :math:`\{\rho : M^{\pm}_t(\rho) < 1/\alpha\}` of the two-sided normal
-mixture with the same weights, evaluated on a grid of :math:`\log\rho`.
+:math:`\rho \le 1/(1 + \mathrm{tol})`. The estimate is the root of the weighted score
+:math:`\sum_i (x_i - k_i p_i(\rho))/\phi_i = 0` (interpolated on the grid), so it lies inside the
+confidence sequence :math:`\{\rho : M^{\pm}_t(\rho) < 1/\alpha\}` whenever that is not empty.
 
 References
 ----------
@@ -57,72 +74,62 @@ References
        Deployments through Sequential Testing", KDD 2022.
 .. [3] S. R. Howard, A. Ramdas, J. McAuliffe and J. Sekhon, "Time-uniform, nonparametric,
        nonasymptotic confidence sequences", Ann. Statist. 49(2), 2021.
-.. [4] P. McCullagh and J. A. Nelder, *Generalized Linear Models*, 2nd ed., 1989, §9.2.4
-       (overdispersion, quasi-likelihood).
+.. [4] P. McCullagh and J. A. Nelder, *Generalized Linear Models*, 2nd ed., 1989, §4.5 and
+       §9.2.4 (overdispersion, quasi-likelihood).
 """
 
 from __future__ import annotations
 
-import bisect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
 from analysis.checks import CountDirection
-from analysis.evalues import (
-    Alternative,
-    FloatArray,
-    kearns_saul_variance,
-    normal_mixture_log_evalue,
-    two_sided_normal_mixture_log_evalue,
-)
+from analysis.evalues import FloatArray, kearns_saul_variance
+from analysis.special import log_ndtr, student_t_logsf
 
-__all__ = ["CountEvidence", "confidence_sequence", "count_evidence", "incident_weights"]
-
-#: Which change of the rate is bad for a count test.
+__all__ = [
+    "KAPPA_MAX",
+    "CountEvidence",
+    "CountState",
+    "confidence_sequence",
+    "count_evidence",
+    "count_step",
+    "mixture_log_evalues",
+]
 
 ROLLBACK_PRIOR_SCALE = 0.7
 PROMOTE_PRIOR_SCALE = 0.5
-DISPERSION_PRIOR_DF = 3.0
-DISPERSION_KAPPA = 0.1
-DISPERSION_PRIOR_CAP = 3.0
-INCIDENT_FACTOR = 2.0
-_THETA_LIMIT = 12.0
+#: The change detector looks for large jumps (a crash, a fresh x5): a wider prior on the shift.
+DETECTOR_PRIOR_SCALE = 0.7
+#: The dispersion bound fixed in advance: a per-track log-normal rate jitter of 0.5 (2 * 0.5**2).
+KAPPA_MAX = 0.5
+KAPPA_WARMUP = 3
+KAPPA_Z = 1.0
+RESIDUAL_CLIP = 3.0
+LEVEL_CAP = 2.0
+BASE_CAP = 2.0
 _GRID = np.linspace(-8.0, 8.0, 801)
+_INFORMATIVE = 0.5  # k p q at least this much: the interval says something about dispersion
 
 
-@dataclass(frozen=True, slots=True)
-class CountEvidence:
-    r"""Vectorised evidence of count tests, one entry per unit (a ratio metric or a bucket bound).
+def mixture_log_evalues(s: FloatArray, v: FloatArray, *, scale: float, greater: bool) -> FloatArray:
+    """Vectorised one-sided normal mixture (see `analysis.evalues.normal_mixture_log_evalue`)."""
+    r = 1.0 / (scale * scale)
+    total = v + r
+    signed = s if greater else -s
+    result: FloatArray = (
+        math.log(2.0) + 0.5 * np.log(r / total) + s * s / (2.0 * total) + log_ndtr(signed / np.sqrt(total))
+    )
+    return result
 
-    Attributes
-    ----------
-    log_evalue, log_promote_evalue : ndarray
-        Log e-values against "no worse" and against "worse than the tolerance".
-    statistic : ndarray
-        :math:`S_t / \sqrt{\hat\phi V_t}` of the rollback test.
-    log_ratio : ndarray
-        :math:`\log\hat\rho`, the maximum-likelihood common log rate ratio (clipped to +-12).
-    dispersion : ndarray
-        The average dispersion factor (binomial variance over the tempered one), at least 1.
-    phi : ndarray, shape (intervals, units)
-        The per-interval dispersion factors :math:`\hat\phi_i \ge 1`.
-    weights : ndarray, shape (intervals, units)
-        The per-interval incident weights :math:`w_i \le 1` (`incident_weights`).
-    canary_events, baseline_events : ndarray
-        :math:`\sum x_i` and :math:`\sum y_i`.
-    """
 
-    log_evalue: FloatArray
-    log_promote_evalue: FloatArray
-    statistic: FloatArray
-    log_ratio: FloatArray
-    dispersion: FloatArray
-    phi: FloatArray
-    weights: FloatArray
-    canary_events: FloatArray
-    baseline_events: FloatArray
+def _two_sided(s: FloatArray, v: FloatArray, *, scale: float) -> FloatArray:
+    r = 1.0 / (scale * scale)
+    total = v + r
+    result: FloatArray = 0.5 * np.log(r / total) + s * s / (2.0 * total)
+    return result
 
 
 def _shares(n: FloatArray, m: FloatArray, log_ratio: FloatArray | float) -> FloatArray:
@@ -130,8 +137,14 @@ def _shares(n: FloatArray, m: FloatArray, log_ratio: FloatArray | float) -> Floa
     a = np.log(np.maximum(n, 1e-300)) + log_ratio
     b = np.log(np.maximum(m, 1e-300))
     share: FloatArray = 1.0 / (1.0 + np.exp(np.clip(b - a, -700.0, 700.0)))
-    share = np.where(n <= 0, 0.0, np.where(m <= 0, 1.0, share))
-    return share
+    return np.where(n <= 0, 0.0, np.where(m <= 0, 1.0, share))
+
+
+def _chi2_lower(df: FloatArray) -> FloatArray:
+    """The 5 % quantile of chi-square with `df` degrees of freedom (Wilson-Hilferty; df >= 1)."""
+    c = 2.0 / (9.0 * df)
+    result: FloatArray = df * np.maximum(1.0 - c - KAPPA_Z * np.sqrt(c), 0.02) ** 3
+    return result
 
 
 def _finite_population(k: FloatArray, total: FloatArray) -> FloatArray:
@@ -139,114 +152,303 @@ def _finite_population(k: FloatArray, total: FloatArray) -> FloatArray:
     return np.clip(fpc, 0.0, 1.0)
 
 
-def _fit_log_ratio(x: FloatArray, k: FloatArray, n: FloatArray, m: FloatArray) -> FloatArray:
-    """Newton iterations for the common log rate ratio, one per column, clipped to +-12."""
-    sx = x.sum(axis=0)
-    sk = k.sum(axis=0)
-    rate_c = sx / np.maximum((n * (k > 0)).sum(axis=0), 1e-300)
-    rate_b = (sk - sx) / np.maximum((m * (k > 0)).sum(axis=0), 1e-300)
-    with np.errstate(divide="ignore"):
-        theta = np.log(np.maximum(rate_c, 1e-300)) - np.log(np.maximum(rate_b, 1e-300))
-    theta = np.clip(theta, -_THETA_LIMIT, _THETA_LIMIT)
-    for _ in range(25):
-        p = _shares(n, m, theta)
-        gradient = sx - (k * p).sum(axis=0)
-        curvature = (k * p * (1.0 - p)).sum(axis=0)
-        step = np.where(curvature > 1e-12, gradient / np.maximum(curvature, 1e-12), 0.0)
-        theta = np.clip(theta + np.clip(step, -2.0, 2.0), -_THETA_LIMIT, _THETA_LIMIT)
-        if float(np.max(np.abs(step))) < 1e-10:
-            break
-    theta = np.where(sx <= 0, -_THETA_LIMIT, np.where(sx >= sk, _THETA_LIMIT, theta))
-    return np.where(sk <= 0, 0.0, theta)
+@dataclass(frozen=True, slots=True, eq=False)
+class CountState:
+    r"""The count tests of `units` units after some intervals (immutable; see `count_step`).
 
-
-def _dispersion(
-    x: FloatArray, k: FloatArray, n: FloatArray, m: FloatArray, fpc: FloatArray, theta: FloatArray
-) -> FloatArray:
-    """Per-interval dispersion factors ``1 + kappa * k_i / 2`` (negative-binomial variance function).
-
-    ``kappa`` is the moment estimate from the residuals around the fitted common ratio, shrunk
-    towards ``DISPERSION_KAPPA`` with ``DISPERSION_PRIOR_DF`` pseudo-intervals; the prior is capped
-    so that its factor at the average count stays below ``DISPERSION_PRIOR_CAP``.
+    ``log_bound`` is :math:`\log(1 + \mathrm{tol})` (or its negative for ``decrease``); arrays
+    have one entry per unit, ``grid_*`` one row per unit and one column per grid point of
+    :math:`\log\rho`. ``last_log_e`` is the rollback e-value of the latest interval alone.
     """
-    p = _shares(n, m, theta)
-    binomial = k * p * (1.0 - p) * fpc
-    informative = binomial > 1e-9
-    used = informative.sum(axis=0).astype(np.float64)
-    level = 0.5 * k
-    weight = np.where(informative, binomial * level, 0.0)
-    mean_weight = weight.sum(axis=0) / np.maximum(used, 1.0)
-    mean_level = np.where(informative, level, 0.0).sum(axis=0) / np.maximum(used, 1.0)
-    prior = np.minimum(DISPERSION_KAPPA, (DISPERSION_PRIOR_CAP - 1.0) / np.maximum(mean_level, 1e-12))
-    squared = np.where(informative, (x - k * p) ** 2, 0.0).sum(axis=0) * used / np.maximum(used - 1.0, 1.0)
-    excess = np.where(used > 1, squared - np.where(informative, binomial, 0.0).sum(axis=0), 0.0)
-    fitted = np.where(used > 1, weight.sum(axis=0), 0.0)
-    kappa = (excess + DISPERSION_PRIOR_DF * prior * mean_weight) / np.maximum(
-        fitted + DISPERSION_PRIOR_DF * mean_weight, 1e-300
-    )
-    kappa = np.where(mean_weight > 0, np.maximum(kappa, 0.0), 0.0)
-    factors: FloatArray = 1.0 + kappa[None, :] * level
-    return factors
+
+    direction: CountDirection
+    log_bound: float
+    intervals: int
+    kappa_max: float
+    s: FloatArray
+    v: FloatArray
+    ps: FloatArray
+    pv: FloatArray
+    binomial: FloatArray
+    canary_events: FloatArray
+    canary_total: FloatArray
+    baseline_events: FloatArray
+    baseline_total: FloatArray
+    good_squares: FloatArray
+    good_level: FloatArray
+    good_count: FloatArray
+    level_sum: FloatArray
+    grid_s: FloatArray
+    grid_v: FloatArray
+    last_s: FloatArray
+    last_v: FloatArray
+    final_s: FloatArray
+    final_squares: FloatArray
+    final_binomial: FloatArray
+    final_count: FloatArray
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CountState):
+            return NotImplemented
+        mine, theirs = (tuple(getattr(s, f.name) for f in fields(CountState)) for s in (self, other))
+        return all(
+            np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
+            for a, b in zip(mine, theirs, strict=True)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @classmethod
+    def initial(
+        cls, units: int, *, tolerance: float, direction: CountDirection, kappa_max: float = KAPPA_MAX
+    ) -> CountState:
+        bound = math.log1p(tolerance) if direction == "increase" else -math.log1p(tolerance)
+        zero, grid = np.zeros(units), np.zeros((units, _GRID.size))
+        return cls(
+            direction=direction, log_bound=bound, intervals=0, kappa_max=kappa_max, s=zero, v=zero,
+            ps=zero, pv=zero, binomial=zero, canary_events=zero, canary_total=zero, baseline_events=zero,
+            baseline_total=zero, good_squares=zero, good_level=zero, good_count=zero,
+            level_sum=zero, grid_s=grid, grid_v=grid, last_s=zero, last_v=zero, final_s=zero,
+            final_squares=zero, final_binomial=zero, final_count=zero,
+        )  # fmt: skip
+
+    # -- dispersion ------------------------------------------------------------------------------
+
+    @property
+    def kappa_estimate(self) -> FloatArray:
+        r"""The moment estimate :math:`\hat\kappa \ge 0` from the good-side residuals so far."""
+        count = np.maximum(self.good_count, 1.0)
+        result: FloatArray = (
+            np.maximum((self.good_squares - self.good_count) / np.maximum(self.good_level, 1e-300), 0.0)
+            * (self.good_count > 0)
+            + 0.0 * count
+        )
+        return result
+
+    @property
+    def kappa(self) -> FloatArray:
+        r"""The predictable upper estimate :math:`\kappa^+` for the next interval (see the notes)."""
+        g = np.maximum(self.good_count, 1.0)
+        low = _chi2_lower(g)
+        upper = (self.good_squares * g / low - g) / np.maximum(self.good_level, 1e-300)
+        upper = np.clip(upper, 0.0, self.kappa_max)
+        result: FloatArray = np.where(self.good_count >= KAPPA_WARMUP, upper, self.kappa_max)
+        return result
+
+    def level_cap(self) -> FloatArray:
+        r"""``LEVEL_CAP`` times the average :math:`a_j` so far (at least 1): the most an interval's
+        own pooled count may raise its dispersion factor."""
+        if self.intervals == 0:  # nothing to compare with yet
+            return np.full(self.s.shape, math.inf)
+        result: FloatArray = LEVEL_CAP * np.maximum(self.level_sum / self.intervals, 1.0)
+        return result
+
+    # -- readouts ----------------------------------------------------------------------------------
+
+    @property
+    def greater(self) -> bool:
+        return self.direction == "increase"
+
+    def log_evalue(self) -> FloatArray:
+        """Rollback log e-values (against "no worse than the baseline")."""
+        return mixture_log_evalues(self.s, self.v, scale=ROLLBACK_PRIOR_SCALE, greater=self.greater)
+
+    def log_promote_evalue(self) -> FloatArray:
+        """Promotion log e-values (against "worse than the tolerance")."""
+        return mixture_log_evalues(self.ps, self.pv, scale=PROMOTE_PRIOR_SCALE, greater=not self.greater)
+
+    def last_log_evalue(self) -> FloatArray:
+        """The latest interval's own rollback log e-value (0 before any interval)."""
+        if self.intervals == 0:
+            return np.zeros_like(self.s)
+        return mixture_log_evalues(self.last_s, self.last_v, scale=DETECTOR_PRIOR_SCALE, greater=self.greater)
+
+    def final_log_pvalue(self) -> FloatArray:
+        r"""Log p-values of the fixed-horizon test against "worse than the tolerance", for *one* look.
+
+        Notes
+        -----
+        The promotion score without dispersion weights, :math:`D = \sum_i d_i` with
+        :math:`d_i = x'_i - k'_i p_i(\rho_0)` (:math:`x'` the promotion counts, :math:`\rho_0`
+        the tolerance bound), studentized with the larger of the empirical and the binomial
+        variance,
+
+        .. math::
+
+            T = \frac{-D}{\sqrt{\max(\sum_i d_i^2,\ \sum_i k'_i p_i q_i f_i)}},
+
+        referred to Student's t with :math:`n - 1` degrees of freedom, :math:`n` the intervals
+        with events (sign reversed for ``decrease``). Conditioning on :math:`k'_i` removes what
+        both tracks share; at the boundary the :math:`d_i` have mean zero and are independent
+        across intervals whatever their own variances (independent overdispersion, incidents),
+        so :math:`\sum d_i^2` estimates the variance of :math:`D` without a model (a robust,
+        "sandwich" variance [1]_). For symmetric :math:`d_i` the self-normalized sum is no
+        heavier-tailed than Student's t [2]_; the binomial floor keeps intervals with few events
+        from understating the variance. Valid at one pre-set look (the maximum duration), not
+        under continuous monitoring: the judge spends a separate share of beta on it. The level
+        is shown by simulation (``tests/unit/analysis/test_calibration.py``: canaries exactly at
+        the tolerance).
+
+        References
+        ----------
+        .. [1] P. McCullagh and J. A. Nelder, *Generalized Linear Models*, 2nd ed., 1989, §9.3.
+        .. [2] B. Efron, "Student's t-test under symmetry conditions", J. Amer. Statist. Assoc.
+               64(328), 1969.
+        """
+        variance = np.maximum(self.final_squares, self.final_binomial)
+        oriented = -self.final_s if self.greater else self.final_s
+        t = np.where(variance > 0, oriented / np.sqrt(np.maximum(variance, 1e-300)), 0.0)
+        df = np.maximum(self.final_count - 1.0, 1.0)
+        result: FloatArray = np.where(self.final_count > 0, student_t_logsf(t, df), 0.0)
+        return result
+
+    def statistic(self) -> FloatArray:
+        r""":math:`S_t / \sqrt{V_t}`, oriented so that positive is worse."""
+        z = np.where(self.v > 0, self.s / np.sqrt(np.maximum(self.v, 1e-300)), 0.0)
+        result: FloatArray = z if self.greater else -z
+        return result
+
+    def dispersion(self) -> FloatArray:
+        """The average dispersion factor applied (binomial variance over the tempered one), >= 1."""
+        result: FloatArray = np.where(self.v > 0, self.binomial / np.maximum(self.v, 1e-300), 1.0)
+        return result
+
+    def log_ratio(self) -> FloatArray:
+        """The root of the weighted score on the grid (nan without events)."""
+        out = np.full(self.s.shape, math.nan)
+        for u in range(self.s.size):
+            scores = self.grid_s[u]
+            if self.canary_events[u] + self.baseline_events[u] <= 0:
+                continue
+            sign = np.signbit(scores)
+            crossing = np.nonzero(sign[1:] != sign[:-1])[0]
+            if crossing.size == 0:
+                out[u] = _GRID[0] if scores[0] < 0 else _GRID[-1]
+                continue
+            j = int(crossing[0])
+            a, b = scores[j], scores[j + 1]
+            out[u] = _GRID[j] + (_GRID[j + 1] - _GRID[j]) * (a / (a - b) if a != b else 0.5)
+        return out
+
+    def interval(self, unit: int, *, alpha: float) -> tuple[float, float]:
+        """The anytime-valid ``1 - alpha`` interval of the rate ratio of `unit` (0 and inf at the
+        grid's edges)."""
+        log_m = _two_sided(self.grid_s[unit], self.grid_v[unit], scale=ROLLBACK_PRIOR_SCALE)
+        inside = log_m < -math.log(alpha)
+        if not inside.any():
+            best = float(_GRID[int(np.argmin(np.abs(self.grid_s[unit])))])
+            return math.exp(best), math.exp(best)
+        lo, hi = float(_GRID[inside][0]), float(_GRID[inside][-1])
+        return (0.0 if lo <= _GRID[0] else math.exp(lo)), (math.inf if hi >= _GRID[-1] else math.exp(hi))
 
 
-def _mixture(s: FloatArray, v: FloatArray, *, scale: float, alternative: Alternative) -> FloatArray:
-    precision = 1.0 / (scale * scale)
-    return np.array(
-        [
-            normal_mixture_log_evalue(float(si), float(vi), precision=precision, alternative=alternative)
-            for si, vi in zip(s, v, strict=True)
-        ]
-    )
-
-
-def incident_weights(k: FloatArray, total: FloatArray) -> FloatArray:
-    """Per-interval weights that shrink intervals whose pooled rate jumped (shared incidents).
-
-    ``w_i = min(1, sqrt(INCIDENT_FACTOR * r_typical / r_i))`` with ``r_i = k_i / N_i`` the pooled
-    rate of both tracks and ``r_typical`` the median pooled rate of the *earlier* intervals
-    (1 while there is no earlier rate).
-
-    Notes
-    -----
-    The weight is a function of the pooled counts :math:`k_i` (on which the test conditions) and
-    of the past, so the increments :math:`w_i (x_i - k_i p_0)` keep their conditional mean and are
-    sub-Gaussian with proxy :math:`w_i^2 v_i`: the mixtures stay test supermartingales [1]_.
-
-    References
-    ----------
-    .. [1] S. R. Howard, A. Ramdas, J. McAuliffe and J. Sekhon, "Time-uniform Chernoff bounds
-           via nonnegative supermartingales", Probab. Surveys 17, 2020 (predictable weights).
-    """
-    rate = k / np.maximum(total, 1e-300)
-    weights = np.ones_like(rate)
-    for u in range(rate.shape[1]):
-        seen: list[float] = []
-        for i in range(rate.shape[0]):
-            current = float(rate[i, u])
-            if seen:
-                half = len(seen) // 2
-                typical = seen[half] if len(seen) % 2 else 0.5 * (seen[half - 1] + seen[half])
-                if typical > 0 and current > INCIDENT_FACTOR * typical:
-                    weights[i, u] = math.sqrt(INCIDENT_FACTOR * typical / current)
-            bisect.insort(seen, current)
-    return weights
-
-
-def _centred_sum(
+def count_step(
+    state: CountState,
     x: FloatArray,
-    k: FloatArray,
-    n: FloatArray,
-    m: FloatArray,
-    fpc: FloatArray,
-    log_null: float,
-    phi: FloatArray,
-    weights: FloatArray,
-) -> tuple[FloatArray, FloatArray]:
-    """Weighted quasi-score ``sum w_i (x_i - k_i p0) / phi_i`` and its proxy ``sum w_i^2 v_i / phi_i``."""
-    p0 = _shares(n, m, log_null)
-    s = (weights * (x - k * p0) / phi).sum(axis=0)
-    v = (weights**2 * k * kearns_saul_variance(p0) * fpc / phi).sum(axis=0)
-    return s, v
+    y: FloatArray,
+    n: float,
+    m: float,
+    *,
+    promote_x: FloatArray | None = None,
+) -> CountState:
+    """`state` after one more interval: canary `x` and baseline `y` bad events (one per unit) out of
+    `n` and `m` requests. An interval without traffic on a track changes nothing."""
+    if n <= 0 or m <= 0:
+        return state
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    k = x + y
+    fpc = _finite_population(k, np.full_like(k, n + m))
+    kappa, cap = state.kappa, state.level_cap()
+    p0 = _shares(np.asarray(n), np.asarray(m), 0.0)
+    level0 = k * p0 * (1.0 - p0) * fpc
+    if state.direction == "increase":  # what the pooled count would be if the canary did as the baseline
+        implied = y * (n + m) / m
+        base_level = implied * p0 * (1.0 - p0) * _finite_population(implied, np.full_like(k, n + m))
+        cap = np.maximum(cap, BASE_CAP * base_level)
+    phi = 1.0 + kappa * np.minimum(level0, cap)
+    s_i = (x - k * p0) / phi
+    v_i = k * kearns_saul_variance(np.full_like(k, float(p0))) * fpc / phi
+    px = x if promote_x is None else np.asarray(promote_x, dtype=np.float64)
+    pk = px + y
+    pfpc = fpc if promote_x is None else _finite_population(pk, np.full_like(pk, n + m))
+    pt = float(_shares(np.asarray(n), np.asarray(m), state.log_bound))
+    pphi = 1.0 + kappa * np.minimum(pk * pt * (1.0 - pt) * pfpc, cap)
+    d_i = px - pk * pt
+    ps_i = d_i / pphi
+    pv_i = pk * kearns_saul_variance(np.full_like(pk, pt)) * pfpc / pphi
+    grid_p = _shares(np.asarray(n), np.asarray(m), _GRID)[None, :]
+    grid_s = state.grid_s + (x[:, None] - k[:, None] * grid_p) / phi[:, None]
+    grid_v = state.grid_v + k[:, None] * grid_p * (1.0 - grid_p) * fpc[:, None] / phi[:, None]
+    canary_events = state.canary_events + x
+    baseline_events = state.baseline_events + y
+    canary_total = state.canary_total + n
+    baseline_total = state.baseline_total + m
+    # Dispersion, for the *next* intervals: this interval's residual around the rate ratio of the
+    # intervals before it (a ratio fitted to the interval itself would absorb its residual).
+    before = state.canary_events + state.baseline_events
+    ratio = ((state.canary_events + 0.5) / np.maximum(state.canary_total, 1e-300)) / (
+        (state.baseline_events + 0.5) / np.maximum(state.baseline_total, 1e-300)
+    )
+    p_hat = _shares(np.full_like(k, n), np.full_like(k, m), np.log(ratio))
+    level = k * p_hat * (1.0 - p_hat) * fpc
+    informative = (level >= _INFORMATIVE) & (before >= 1.0) & (state.canary_total > 0)
+    residual = (x - k * p_hat) / np.sqrt(np.maximum(level, 1e-300))
+    good_side = residual <= 0.0 if state.direction == "increase" else residual >= 0.0
+    # Only the residuals on the good side count: a regression cannot pass for dispersion.
+    good = informative & good_side
+    squared = np.where(good, np.minimum(residual * residual, RESIDUAL_CLIP**2 * (1.0 + kappa * level)), 0.0)
+    return replace(
+        state,
+        intervals=state.intervals + 1,
+        s=state.s + s_i,
+        v=state.v + v_i,
+        ps=state.ps + ps_i,
+        pv=state.pv + pv_i,
+        binomial=state.binomial + k * kearns_saul_variance(np.full_like(k, float(p0))) * fpc,
+        canary_events=canary_events,
+        canary_total=canary_total,
+        baseline_events=baseline_events,
+        baseline_total=baseline_total,
+        good_squares=state.good_squares + squared,
+        good_level=state.good_level + np.where(good, level, 0.0),
+        good_count=state.good_count + good,
+        level_sum=state.level_sum + level0,
+        grid_s=grid_s,
+        grid_v=grid_v,
+        last_s=s_i,
+        last_v=v_i,
+        final_s=state.final_s + d_i,
+        final_squares=state.final_squares + d_i * d_i,
+        final_binomial=state.final_binomial + pk * pt * (1.0 - pt) * pfpc,
+        final_count=state.final_count + (pk > 0),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CountEvidence:
+    r"""Evidence of count tests after whole arrays, one entry per unit.
+
+    Attributes
+    ----------
+    log_evalue, log_promote_evalue : ndarray
+        Log e-values against "no worse" and against "worse than the tolerance".
+    statistic : ndarray
+        :math:`S_t / \sqrt{V_t}` of the rollback test (positive: worse).
+    log_ratio : ndarray
+        The weighted score root :math:`\log\hat\rho` (nan without events).
+    dispersion : ndarray
+        The average dispersion factor applied, at least 1.
+    state : CountState
+        The state after the last interval (for the confidence sequence).
+    """
+
+    log_evalue: FloatArray
+    log_promote_evalue: FloatArray
+    statistic: FloatArray
+    log_ratio: FloatArray
+    dispersion: FloatArray
+    state: CountState
 
 
 def count_evidence(
@@ -259,14 +461,14 @@ def count_evidence(
     direction: CountDirection,
     promote_x: FloatArray | None = None,
 ) -> CountEvidence:
-    r"""Rollback and promotion evidence of count tests, vectorised over units (columns).
+    r"""The count tests after every row of the arrays (one row per interval, one column per unit).
 
     Parameters
     ----------
     x, y : ndarray, shape (intervals, units)
         Bad events of the canary and of the baseline per interval.
-    n, m : ndarray, shape (intervals, 1)
-        Requests (the denominators) of the canary and of the baseline per interval.
+    n, m : ndarray, shape (intervals,) or (intervals, 1)
+        Requests of the canary and of the baseline per interval.
     tolerance : float
         Relative tolerance of the promotion test (0 when `promote_x` already encodes it).
     direction : {'increase', 'decrease'}
@@ -281,89 +483,52 @@ def count_evidence(
 
     Notes
     -----
-    See the module notes: the rollback e-value is the half-normal mixture :math:`M^+` of the
-    weighted sums :math:`(S_t, V_t)` at :math:`\rho_0 = 1`, the promotion e-value the mixture of
-    the opposite sign at :math:`\rho_0 = (1 + \mathrm{tol})^{\pm 1}`. The dispersion factors are
-    estimated once per unit from the rollback fit and applied to both tests.
-
-    References
-    ----------
-    .. [1] M. Lindon and A. Malek, "Anytime-Valid Inference for Multinomial Count Data",
-           NeurIPS 2022.
-    .. [2] S. R. Howard, A. Ramdas, J. McAuliffe and J. Sekhon, "Time-uniform, nonparametric,
-           nonasymptotic confidence sequences", Ann. Statist. 49(2), 2021.
+    See the module notes; the rows are added in order with `count_step`, so the result after
+    :math:`t` rows is what the judge saw at its look :math:`t`.
     """
-    k = x + y
-    fpc = _finite_population(k, n + m)
-    theta = _fit_log_ratio(x, k, n, m)
-    phi = _dispersion(x, k, n, m, fpc, theta)
-    weights = incident_weights(k, n + m)
-    s, v = _centred_sum(x, k, n, m, fpc, 0.0, phi, weights)
-    worse: Alternative = "greater" if direction == "increase" else "less"
-    better: Alternative = "less" if direction == "increase" else "greater"
-    log_e = _mixture(s, v, scale=ROLLBACK_PRIOR_SCALE, alternative=worse)
-    log_bound = math.log1p(tolerance) if direction == "increase" else -math.log1p(tolerance)
-    px = x if promote_x is None else promote_x
-    pk = px + y
-    pfpc = fpc if promote_x is None else _finite_population(pk, n + m)
-    ps, pv = _centred_sum(px, pk, n, m, pfpc, log_bound, phi, weights)
-    log_promote = _mixture(ps, pv, scale=PROMOTE_PRIOR_SCALE, alternative=better)
-    statistic = np.where(v > 0, s / np.sqrt(np.maximum(v, 1e-300)), 0.0)
-    binomial = (weights**2 * k * kearns_saul_variance(_shares(n, m, 0.0)) * fpc).sum(axis=0)
-    average_phi = np.where(v > 0, binomial / np.maximum(v, 1e-300), 1.0)
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    y = np.atleast_2d(np.asarray(y, dtype=np.float64))
+    n = np.asarray(n, dtype=np.float64).reshape(-1)
+    m = np.asarray(m, dtype=np.float64).reshape(-1)
+    state = CountState.initial(x.shape[1], tolerance=tolerance, direction=direction)
+    for i in range(x.shape[0]):
+        state = count_step(
+            state, x[i], y[i], float(n[i]), float(m[i]), promote_x=None if promote_x is None else promote_x[i]
+        )
     return CountEvidence(
-        log_evalue=log_e,
-        log_promote_evalue=log_promote,
-        statistic=statistic,
-        log_ratio=theta,
-        dispersion=average_phi,
-        phi=phi,
-        weights=weights,
-        canary_events=x.sum(axis=0),
-        baseline_events=y.sum(axis=0),
+        log_evalue=state.log_evalue(),
+        log_promote_evalue=state.log_promote_evalue(),
+        statistic=state.statistic(),
+        log_ratio=state.log_ratio(),
+        dispersion=state.dispersion(),
+        state=state,
     )
 
 
 def confidence_sequence(
-    x: FloatArray,
-    y: FloatArray,
-    n: FloatArray,
-    m: FloatArray,
-    *,
-    alpha: float,
-    dispersion: FloatArray | float = 1.0,
-    weights: FloatArray | float = 1.0,
+    x: FloatArray, y: FloatArray, n: FloatArray, m: FloatArray, *, alpha: float
 ) -> tuple[float, float]:
     r"""Anytime-valid ``1 - alpha`` interval for the rate ratio of one unit (1-D inputs).
 
     Notes
     -----
     The set of :math:`\rho` on a grid of :math:`\log\rho \in [-8, 8]` at which the two-sided
-    normal mixture (tempered by `dispersion` and weighted by `weights`, one value or one per
-    interval) stays below :math:`1/\alpha`; an endpoint on the grid's edge is reported as 0 or
-    infinity. Inverting a family of e-processes this way gives a confidence sequence: it covers
-    the true ratio at all times simultaneously with probability at least :math:`1 - \alpha` [1]_.
+    normal mixture of the (dispersion-weighted) score stays below :math:`1/\alpha`; an endpoint on
+    the grid's edge is reported as 0 or infinity. Inverting a family of e-processes this way gives
+    a confidence sequence: it covers the true ratio at all times simultaneously with probability
+    at least :math:`1 - \alpha` [1]_ (under the conditions of the module notes).
 
     References
     ----------
     .. [1] S. R. Howard, A. Ramdas, J. McAuliffe and J. Sekhon, "Time-uniform, nonparametric,
            nonasymptotic confidence sequences", Ann. Statist. 49(2), 2021, §3.
     """
-    k = (x + y)[:, None]
-    fpc = _finite_population(k, (n + m)[:, None])
-    p = _shares(n[:, None], m[:, None], _GRID[None, :])
-    phi = (
-        np.asarray(dispersion, dtype=np.float64).reshape(-1, 1) if np.ndim(dispersion) else float(dispersion)
+    evidence = count_evidence(
+        np.asarray(x, dtype=np.float64).reshape(-1, 1),
+        np.asarray(y, dtype=np.float64).reshape(-1, 1),
+        n,
+        m,
+        tolerance=0.0,
+        direction="increase",
     )
-    w = np.asarray(weights, dtype=np.float64).reshape(-1, 1) if np.ndim(weights) else float(weights)
-    s = (w * (x[:, None] - k * p) / phi).sum(axis=0)
-    v = (w**2 * k * p * (1.0 - p) * fpc / phi).sum(axis=0)
-    inside = two_sided_normal_mixture_log_evalue(s, v, precision=1.0 / ROLLBACK_PRIOR_SCALE**2) < -math.log(
-        alpha
-    )
-    if not inside.any():
-        best = float(_GRID[int(np.argmin(np.abs(s)))])
-        return math.exp(best), math.exp(best)
-    lo = float(_GRID[inside][0])
-    hi = float(_GRID[inside][-1])
-    return (0.0 if lo <= _GRID[0] else math.exp(lo)), (math.inf if hi >= _GRID[-1] else math.exp(hi))
+    return evidence.state.interval(0, alpha=alpha)

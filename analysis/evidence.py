@@ -1,30 +1,56 @@
-"""Per-metric evidence for the sequential judge: run the metric's test on its history, say why.
+"""Per-metric evidence for the sequential judge: keep the metric's test up to date, say why.
 
 `MetricPlan` is one metric's resolved settings (tolerance, error shares, minimum evidence);
-`MetricHistory` the intervals in which it had data. `assess` turns both into `MetricEvidence`
-with a status and a one-sentence reason. Pure functions; the judge owns the state.
+`MetricHistory` what the metric saw so far: the incremental state of its test (`RatioState`,
+`HistogramState`, or the samples themselves), its change detector (`analysis.detection`) and its
+latches. `record` adds one interval in constant time (samples keep their values); `assess` turns
+the state into `MetricEvidence` with a status and a one-sentence reason. Pure functions; the
+judge owns the state.
+
+A metric's share of the rollback budget, ``alpha``, is split: ``1 - DETECTOR_SHARE`` for the
+cumulative test (``rollback_alpha``), ``DETECTOR_SHARE`` for the change detector, whose alarm
+level is ``log(T / alpha_d)`` for at most ``T`` intervals (`analysis.detection`). A rollback needs
+no minimum of intervals: both are e-processes, valid from the first look. A promotion needs the
+minimum evidence (``min_intervals``, ``min_count``), the promotion e-value at ``1/beta``, and a
+detector that does not lean towards a regression (the recent intervals must agree).
+
+A count metric's promotion budget ``beta`` is split the same way: ``beta - final_beta`` for the
+anytime promotion e-value (``promote_beta``), ``final_beta`` (``FINAL_SHARE`` of it) for one
+fixed-horizon test at the maximum duration (`analysis.counts.CountState.final_log_pvalue`), far
+more powerful at that one look than an anytime bound. A metric is within tolerance when either
+says so; the probability of a wrong "within" is at most ``beta`` by the union bound.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Protocol, TypeAlias
 
-from analysis.histogram import histogram_test
-from analysis.ratio import ratio_test
+from analysis.detection import Detector
+from analysis.histogram import HistogramState
+from analysis.observations import HistogramCounts, PairedObservation
+from analysis.ratio import RatioState
 from analysis.samples import samples_test
 from analysis.verdicts import MetricEvidence, MetricStatus
 
-__all__ = ["MetricHistory", "MetricPlan", "assess"]
+__all__ = ["DETECTOR_SHARE", "FINAL_SHARE", "MetricHistory", "MetricPlan", "assess", "record"]
+
+#: The change detector's share of a count metric's rollback budget.
+DETECTOR_SHARE = 0.3
+#: The final look's share of a count metric's promotion budget.
+FINAL_SHARE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
 class MetricPlan:
     """One metric's resolved settings.
 
-    ``alpha`` is the metric's share of the rollback budget, ``beta`` the promotion error bound;
-    ``le`` the histogram's bucket bounds once known.
+    ``alpha`` is the metric's share of the rollback budget (split between the cumulative test and
+    the detector for count metrics), ``beta`` the promotion error bound (split between the
+    anytime test and the final look, ``final_beta``; 0 without a final look),
+    ``detector_threshold`` the detector's alarm level (``log(T / alpha_d)``; ``inf`` without a
+    detector).
     """
 
     name: str
@@ -38,24 +64,75 @@ class MetricPlan:
     min_intervals: int
     min_count: float
     unit: str = ""
+    detector_threshold: float = math.inf
+    final_beta: float = 0.0
+
+    @property
+    def promote_beta(self) -> float:
+        """The anytime promotion test's level: what the final look leaves of ``beta``."""
+        return self.beta - self.final_beta
+
+    @property
+    def rollback_alpha(self) -> float:
+        """The cumulative test's level: all of ``alpha`` without a detector."""
+        return self.alpha if math.isinf(self.detector_threshold) else self.alpha * (1.0 - DETECTOR_SHARE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Samples:
+    canary: tuple[tuple[float, ...], ...] = ()
+    baseline: tuple[tuple[float, ...], ...] = ()
+
+
+_Process: TypeAlias = RatioState | HistogramState | _Samples
 
 
 @dataclass(frozen=True, slots=True)
 class MetricHistory:
-    """What one metric saw, interval by interval (only intervals with data), and its latches.
+    """What one metric saw (the state of its test over the intervals with data) and its latches.
 
-    ``canary`` and ``baseline`` hold per interval: ``(bad, total)`` for ratios, the cumulative
-    counts for histograms, the values for samples. ``regressed`` and ``within`` latch once their
-    e-process crossed (an e-process that crossed has already spent its error budget).
+    ``regressed`` and ``within`` latch once their e-process crossed (an e-process that crossed
+    has already spent its error budget); ``changed`` latches once the detector alarmed.
+    ``intervals`` counts the intervals with data.
     """
 
-    canary: tuple[tuple[float, ...], ...] = ()
-    baseline: tuple[tuple[float, ...], ...] = ()
-    le: tuple[float, ...] = ()
+    process: _Process | None = None
+    detector: Detector = field(default_factory=Detector)
+    intervals: int = 0
     regressed: bool = False
+    changed: bool = False
     within: bool = False
     max_evalue: float = 1.0
     last: MetricEvidence | None = field(default=None, compare=False)
+
+    @property
+    def le(self) -> tuple[float, ...]:
+        return self.process.le if isinstance(self.process, HistogramState) else ()
+
+
+def record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) -> MetricHistory:
+    """`history` with one more interval of data (type-checked)."""
+    c, b = pair.canary, pair.baseline
+    if pair.kind != plan.type:
+        raise ValueError(f"{plan.name}: expected {plan.type} observations, got {type(c).__name__}")
+    process = history.process
+    if isinstance(c, HistogramCounts) and isinstance(b, HistogramCounts):
+        if c.le != b.le or (history.le and history.le != c.le):
+            raise ValueError(f"{plan.name}: bucket bounds (le) differ between tracks or intervals")
+        if not isinstance(process, HistogramState):
+            process = HistogramState.initial(c.le, tolerance=plan.tolerance, direction=plan.direction)
+        process = process.step(c.counts, b.counts)
+    elif pair.kind == "ratio":
+        if not isinstance(process, RatioState):
+            process = RatioState.initial(tolerance=plan.tolerance, direction=plan.direction)
+        process = process.step(*c.row, *b.row)
+    else:
+        old = process if isinstance(process, _Samples) else _Samples()
+        process = _Samples((*old.canary, c.row), (*old.baseline, b.row))
+    detector = history.detector
+    if isinstance(process, RatioState | HistogramState):
+        detector = detector.step(process.last_log_evalue())
+    return replace(history, process=process, detector=detector, intervals=history.intervals + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +147,7 @@ class _Numbers:
     baseline_count: float
     detail: str
     threshold: float | None = None
+    final_pvalue: float = 1.0
 
 
 def _pct(value: float) -> str:
@@ -100,6 +178,9 @@ class _TestResult(Protocol):
     @property
     def statistic(self) -> float: ...
 
+    @property
+    def final_pvalue(self) -> float: ...
+
 
 def _numbers(
     r: _TestResult,
@@ -120,119 +201,130 @@ def _numbers(
         baseline_count=counts[1],
         detail=detail,
         threshold=threshold,
+        final_pvalue=r.final_pvalue,
     )
 
 
-def _ratio_numbers(plan: MetricPlan, history: MetricHistory) -> _Numbers:
-    r = ratio_test(
-        [bad for bad, _ in history.canary],
-        [total for _, total in history.canary],
-        [bad for bad, _ in history.baseline],
-        [total for _, total in history.baseline],
-        tolerance=plan.tolerance,
-        direction=plan.direction,
-        alpha=plan.alpha,
-    )
-    rc = r.canary_bad / r.canary_total if r.canary_total else math.nan
-    rb = r.baseline_bad / r.baseline_total if r.baseline_total else math.nan
-    detail = f"canary rate {_pct(rc)} vs baseline {_pct(rb)}"
-    return _numbers(r, counts=(r.canary_total, r.baseline_total), detail=detail, dispersion=r.dispersion)
-
-
-def _histogram_numbers(plan: MetricPlan, history: MetricHistory) -> _Numbers:
-    r = histogram_test(
-        history.le,
-        history.canary,
-        history.baseline,
-        tolerance=plan.tolerance,
-        direction=plan.direction,
-        alpha=plan.alpha,
-    )
-    unit = f" {plan.unit}" if plan.unit else ""
-    detail = (
-        f"{_pct(r.canary_share)} of canary vs {_pct(r.baseline_share)} of baseline requests "
-        f"slower than {_num(r.threshold)}{unit}"
-    )
-    counts = (r.canary_total, r.baseline_total)
-    return _numbers(r, counts=counts, detail=detail, dispersion=r.dispersion, threshold=r.threshold)
-
-
-def _samples_numbers(plan: MetricPlan, history: MetricHistory) -> _Numbers:
-    r = samples_test(
-        history.canary, history.baseline, tolerance=plan.tolerance, direction=plan.direction, alpha=plan.alpha
-    )
-    counts = (float(r.canary_count), float(r.baseline_count))
-    return _numbers(r, counts=counts, detail=f"canary mean {_num(r.estimate)} x baseline")
-
-
-_NUMBERS = {"ratio": _ratio_numbers, "histogram": _histogram_numbers, "samples": _samples_numbers}
-
-
-def _status(plan: MetricPlan, history: MetricHistory, numbers: _Numbers) -> tuple[MetricStatus, bool, bool]:
-    intervals = len(history.canary)
-    if intervals == 0:
-        return "no_data", history.regressed, history.within
-    if history.regressed or numbers.evalue >= 1.0 / plan.alpha:
-        enough = (
-            intervals >= plan.min_intervals
-            and min(numbers.canary_count, numbers.baseline_count) >= plan.min_count
+def _evaluate(plan: MetricPlan, process: _Process, *, final: bool) -> _Numbers:
+    alpha = plan.rollback_alpha
+    if isinstance(process, RatioState):
+        r = process.result(alpha=alpha, final=final)
+        rc = r.canary_bad / r.canary_total if r.canary_total else math.nan
+        rb = r.baseline_bad / r.baseline_total if r.baseline_total else math.nan
+        detail = f"canary rate {_pct(rc)} vs baseline {_pct(rb)}"
+        return _numbers(r, counts=(r.canary_total, r.baseline_total), detail=detail, dispersion=r.dispersion)
+    if isinstance(process, HistogramState):
+        h = process.result(alpha=alpha, final=final)
+        unit = f" {plan.unit}" if plan.unit else ""
+        detail = (
+            f"{_pct(h.canary_share)} of canary vs {_pct(h.baseline_share)} of baseline requests "
+            f"slower than {_num(h.threshold)}{unit}"
         )
-        if history.regressed or enough:
-            return "regressed", True, history.within
-    if intervals < plan.min_intervals or min(numbers.canary_count, numbers.baseline_count) < plan.min_count:
+        counts = (h.canary_total, h.baseline_total)
+        return _numbers(h, counts=counts, detail=detail, dispersion=h.dispersion, threshold=h.threshold)
+    s = samples_test(
+        process.canary, process.baseline, tolerance=plan.tolerance, direction=plan.direction, alpha=alpha
+    )
+    counts = (float(s.canary_count), float(s.baseline_count))
+    return _numbers(s, counts=counts, detail=f"canary mean {_num(s.estimate)} x baseline")
+
+
+def _status(
+    plan: MetricPlan, history: MetricHistory, numbers: _Numbers, *, final: bool
+) -> tuple[MetricStatus, bool, bool]:
+    """The status, and the two latches (regressed or changed, within)."""
+    if history.intervals == 0:
+        return "no_data", history.regressed or history.changed, history.within
+    changed = history.changed or history.detector.alarm(plan.detector_threshold)
+    if history.regressed or changed or numbers.evalue >= 1.0 / plan.rollback_alpha:
+        return "regressed", True, history.within
+    short = history.intervals < plan.min_intervals
+    if short or min(numbers.canary_count, numbers.baseline_count) < plan.min_count:
         return "insufficient", False, False
-    if history.within or numbers.promote_evalue >= 1.0 / plan.beta:
+    within = history.within or numbers.promote_evalue >= 1.0 / plan.promote_beta
+    within = within or (final and _final_within(plan, numbers))
+    if within and not history.detector.blocks_promotion:
         return "within", False, True
-    return "undecided", False, False
+    return "undecided", False, within
 
 
-def _reason(plan: MetricPlan, status: MetricStatus, numbers: _Numbers, intervals: int, pvalue: float) -> str:
+def _final_within(plan: MetricPlan, numbers: _Numbers) -> bool:
+    return plan.final_beta > 0 and numbers.final_pvalue <= plan.final_beta
+
+
+def _reason(
+    plan: MetricPlan,
+    history: MetricHistory,
+    status: MetricStatus,
+    numbers: _Numbers,
+    pvalue: float,
+    *,
+    final: bool,
+) -> str:
     ci = f"{_num(numbers.interval[0])}-{_num(numbers.interval[1])}"
     head = f"{plan.name}: {numbers.detail} (ratio {_num(numbers.estimate)}, interval {ci})"
+    intervals = history.intervals
     if status == "regressed":
-        evalue, bound = _num(numbers.evalue), _num(1 / plan.alpha)
+        if numbers.evalue < 1.0 / plan.rollback_alpha and history.detector.log_w > -math.inf:
+            change = _num(math.exp(min(history.detector.log_w, 700.0)))
+            return (
+                f"{head}; changed for the worse: the latest intervals alone give e-value {change} "
+                f">= {_num(math.exp(plan.detector_threshold))}."
+            )
+        evalue, bound = _num(numbers.evalue), _num(1 / plan.rollback_alpha)
         return f"{head}; regression: e-value {evalue} >= {bound} (p <= {_num(pvalue)})."
     if status == "within":
+        if numbers.promote_evalue >= 1.0 / plan.promote_beta or history.within or not final:
+            return (
+                f"{head}; within +{100 * plan.tolerance:.0f} % tolerance: promotion e-value "
+                f"{_num(numbers.promote_evalue)} >= {_num(1 / plan.promote_beta)}."
+            )
         return (
-            f"{head}; within +{100 * plan.tolerance:.0f} % tolerance: promotion e-value "
-            f"{_num(numbers.promote_evalue)} >= {_num(1 / plan.beta)}."
+            f"{head}; within +{100 * plan.tolerance:.0f} % tolerance at the final look: "
+            f"p {_num(numbers.final_pvalue)} <= {_num(plan.final_beta)}."
         )
     if status == "insufficient":
         need = f"{intervals} of {plan.min_intervals} intervals, min count {plan.min_count:g}"
         return f"{head}; not enough evidence yet ({need})."
+    if history.detector.blocks_promotion:
+        return f"{head}; the latest intervals lean towards a regression: no promotion now."
     return (
         f"{head}; undecided after {intervals} intervals (e-value {_num(numbers.evalue)}, "
         f"promotion e-value {_num(numbers.promote_evalue)})."
     )
 
 
-def assess(plan: MetricPlan, history: MetricHistory) -> tuple[MetricHistory, MetricEvidence]:
-    """Run the metric's test on its history; return the history with updated latches and the evidence."""
-    intervals = len(history.canary)
-    if intervals == 0:
+def assess(
+    plan: MetricPlan, history: MetricHistory, *, final: bool = False
+) -> tuple[MetricHistory, MetricEvidence]:
+    """The metric's evidence now; the history with its latches updated. ``final``: this is the
+    analysis's last look (the maximum duration), where the fixed-horizon test may show the metric
+    within tolerance."""
+    if history.process is None or history.intervals == 0:
         evidence = MetricEvidence(
             name=plan.name, type=plan.type, direction=plan.direction, status="no_data", estimate=math.nan,
             interval=(math.nan, math.nan), evalue=1.0, promote_evalue=1.0, pvalue=1.0, statistic=0.0,
             intervals=0, canary_count=0.0, baseline_count=0.0, dispersion=1.0, tolerance=plan.tolerance,
-            rollback_threshold=1 / plan.alpha, promote_threshold=1 / plan.beta,
+            rollback_threshold=1 / plan.rollback_alpha, promote_threshold=1 / plan.promote_beta,
             reason=f"{plan.name}: no data yet.",
         )  # fmt: skip
         return history, evidence
-    numbers = _NUMBERS[plan.type](plan, history)
-    status, regressed, within = _status(plan, history, numbers)
+    numbers = _evaluate(plan, history.process, final=final)
+    status, regressed, within = _status(plan, history, numbers, final=final)
     max_e = max(history.max_evalue, numbers.evalue)
     pvalue = min(1.0, 1.0 / max_e)
     evidence = MetricEvidence(
         name=plan.name, type=plan.type, direction=plan.direction, status=status, estimate=numbers.estimate,
         interval=numbers.interval, evalue=numbers.evalue, promote_evalue=numbers.promote_evalue,
-        pvalue=pvalue,
-        statistic=numbers.statistic, intervals=intervals, canary_count=numbers.canary_count,
-        baseline_count=numbers.baseline_count, dispersion=numbers.dispersion, tolerance=plan.tolerance,
-        rollback_threshold=1 / plan.alpha, promote_threshold=1 / plan.beta,
-        reason=_reason(plan, status, numbers, intervals, pvalue), threshold=numbers.threshold,
+        pvalue=pvalue, statistic=numbers.statistic, intervals=history.intervals,
+        canary_count=numbers.canary_count, baseline_count=numbers.baseline_count,
+        dispersion=numbers.dispersion, tolerance=plan.tolerance,
+        rollback_threshold=1 / plan.rollback_alpha, promote_threshold=1 / plan.promote_beta,
+        reason=_reason(plan, history, status, numbers, pvalue, final=final), threshold=numbers.threshold,
+        final_pvalue=numbers.final_pvalue if final and plan.final_beta > 0 else None,
     )  # fmt: skip
-    updated = MetricHistory(
-        canary=history.canary, baseline=history.baseline, le=history.le, regressed=regressed,
-        within=within, max_evalue=max_e, last=evidence,
-    )  # fmt: skip
+    changed = history.changed or history.detector.alarm(plan.detector_threshold)
+    updated = replace(
+        history, regressed=regressed, changed=changed, within=within, max_evalue=max_e, last=evidence
+    )
     return updated, evidence

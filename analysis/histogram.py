@@ -41,15 +41,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
-from analysis.checks import CountDirection, check_fraction, check_tolerance, sides
-from analysis.counts import confidence_sequence, count_evidence
+from analysis.checks import check_fraction, check_tolerance, sides
+from analysis.counts import CountState, count_step
 from analysis.evalues import FloatArray, bounded_exp, log_mean_exp
 
-__all__ = ["HistogramTestResult", "histogram_test", "interpolate_cumulative"]
+__all__ = ["HistogramState", "HistogramTestResult", "histogram_test", "interpolate_cumulative"]
+
+#: The dispersion bound fixed in advance for exceedance counts. A jitter of the latency *scale*
+#: moves the share beyond a bound by the hazard times the jitter over the distribution's own
+#: log-sd: a 20 % scale jitter of a log-normal with sigma 0.5 is a log-rate jitter near 1 in the
+#: tail, where a rate's own 50 % jitter gives 0.5 (`analysis.counts.KAPPA_MAX`).
+KAPPA_MAX_BUCKETS = 2.0
 
 #: Bounds whose pooled exceedance share lies in this band must pass the promotion test.
 PROMOTE_BAND = (0.05, 0.95)
@@ -117,6 +124,10 @@ class HistogramTestResult:
         Intervals with requests on both tracks.
     evalues, promote_evalues : tuple of float
         Per finite bound (for ``either``, the larger of the two directions).
+    final_pvalue : float
+        P-value of the fixed-horizon test against "worse than the tolerance" at one pre-set
+        final look: the largest over the resolved bounds and the sides (an intersection-union
+        test), 1 when no bound is resolved.
     """
 
     evalue: float
@@ -133,44 +144,112 @@ class HistogramTestResult:
     intervals: int
     evalues: tuple[float, ...]
     promote_evalues: tuple[float, ...]
+    final_pvalue: float = 1.0
 
 
-@dataclass(frozen=True, slots=True)
-class _Side:
-    log_e: FloatArray
-    log_promote: FloatArray
-    x: FloatArray
-    y: FloatArray
-    statistic: FloatArray
-    log_ratio: FloatArray
-    dispersion: FloatArray
-    phi: FloatArray
-    weights: FloatArray
+@dataclass(frozen=True, slots=True, eq=False)
+class HistogramState:
+    """The histogram test after the intervals seen so far: one count state per side tested (one
+    unit per finite bound) and the pooled counts that say which bounds are resolved; add an
+    interval with `step` (constant time), read the result with `result`."""
 
+    le: tuple[float, ...]
+    tolerance: float
+    sides: tuple[CountState, ...]
+    pooled_below: FloatArray
+    canary_total: float = 0.0
+    baseline_total: float = 0.0
+    intervals: int = 0
 
-def _side(
-    le: Sequence[float], canary: FloatArray, baseline: FloatArray, tolerance: float, direction: CountDirection
-) -> _Side:
-    finite = [b for b in le if math.isfinite(b)]
-    nc = canary[:, -1:]
-    nb = baseline[:, -1:]
-    x = np.maximum(nc - canary[:, : len(finite)], 0.0)
-    y = np.maximum(nb - baseline[:, : len(finite)], 0.0)
-    factor = 1.0 + tolerance if direction == "increase" else 1.0 / (1.0 + tolerance)
-    shifted = np.column_stack([interpolate_cumulative(le, canary, b * factor) for b in finite])
-    px = np.clip(nc - shifted, 0.0, nc)
-    ev = count_evidence(x, y, nc, nb, tolerance=0.0, direction=direction, promote_x=px)
-    return _Side(
-        ev.log_evalue,
-        ev.log_promote_evalue,
-        x,
-        y,
-        ev.statistic,
-        ev.log_ratio,
-        ev.dispersion,
-        ev.phi,
-        ev.weights,
-    )
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, HistogramState):
+            return NotImplemented
+        return (
+            self.le,
+            self.tolerance,
+            self.sides,
+            self.canary_total,
+            self.baseline_total,
+            self.intervals,
+        ) == (
+            other.le,
+            other.tolerance,
+            other.sides,
+            other.canary_total,
+            other.baseline_total,
+            other.intervals,
+        ) and bool(np.array_equal(self.pooled_below, other.pooled_below))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @classmethod
+    def initial(
+        cls, le: Sequence[float], *, tolerance: float = 0.1, direction: str = "increase"
+    ) -> HistogramState:
+        check_tolerance(tolerance)
+        bounds = tuple(float(b) for b in le)
+        finite = sum(1 for b in bounds if math.isfinite(b))
+        states = tuple(
+            CountState.initial(finite, tolerance=0.0, direction=side, kappa_max=KAPPA_MAX_BUCKETS)
+            for side in sides(direction)
+        )
+        return cls(bounds, tolerance, states, np.zeros(finite))
+
+    @property
+    def finite(self) -> list[float]:
+        return [b for b in self.le if math.isfinite(b)]
+
+    def step(
+        self, canary_counts: Sequence[float] | FloatArray, baseline_counts: Sequence[float] | FloatArray
+    ) -> HistogramState:
+        """The state after one more interval of cumulative counts (one per ``le``)."""
+        canary = np.asarray(canary_counts, dtype=np.float64).reshape(1, -1)
+        baseline = np.asarray(baseline_counts, dtype=np.float64).reshape(1, -1)
+        nc, nb = float(canary[0, -1]), float(baseline[0, -1])
+        if nc <= 0 or nb <= 0:
+            return self
+        units = len(self.finite)
+        x = np.maximum(nc - canary[0, :units], 0.0)
+        y = np.maximum(nb - baseline[0, :units], 0.0)
+        stepped = []
+        for state in self.sides:
+            factor = 1.0 + self.tolerance if state.direction == "increase" else 1.0 / (1.0 + self.tolerance)
+            shifted = np.array([interpolate_cumulative(self.le, canary, b * factor)[0] for b in self.finite])
+            px = np.clip(nc - shifted, 0.0, nc)
+            stepped.append(count_step(state, x, y, nc, nb, promote_x=px))
+        pooled = self.pooled_below + canary[0, :units] + baseline[0, :units]
+        return HistogramState(
+            self.le,
+            self.tolerance,
+            tuple(stepped),
+            pooled,
+            self.canary_total + nc,
+            self.baseline_total + nb,
+            self.intervals + 1,
+        )
+
+    def last_log_evalue(self) -> float:
+        """The latest interval's own rollback log e-value (the average over sides and bounds)."""
+        values = np.concatenate([s.last_log_evalue() for s in self.sides])
+        return log_mean_exp(values) if values.size else 0.0
+
+    def result(self, *, alpha: float = 0.05, final: bool = True) -> HistogramTestResult:
+        """What the test says now (see `histogram_test`); ``final=False`` skips the fixed-horizon
+        p-value (reported as 1) at looks that are not the final one."""
+        check_fraction("alpha", alpha)
+        finite = self.finite
+        log_e_per_side = [s.log_evalue() for s in self.sides]
+        log_e = log_mean_exp(np.concatenate(log_e_per_side)) if finite else 0.0
+        below = self.pooled_below / max(self.canary_total + self.baseline_total, 1e-300)
+        resolved = (below >= PROMOTE_BAND[0]) & (1.0 - below >= PROMOTE_BAND[0])
+        promote = np.min(np.vstack([s.log_promote_evalue() for s in self.sides]), axis=0)
+        log_promote = float(np.min(promote[resolved])) if resolved.any() else -math.inf
+        per_bound = np.max(np.vstack(log_e_per_side), axis=0) if finite else np.zeros(0)
+        result = _summarise(self, per_bound, promote, resolved, log_e, log_promote, alpha)
+        if not final or not resolved.any():
+            return result
+        per_bound_final = np.max(np.vstack([s.final_log_pvalue() for s in self.sides]), axis=0)
+        return replace(result, final_pvalue=bounded_exp(float(np.max(per_bound_final[resolved]))))
 
 
 def histogram_test(
@@ -221,78 +300,56 @@ def histogram_test(
     >>> bool(r.evalue > 1000), r.threshold
     (True, 0.5)
     """
-    check_tolerance(tolerance)
-    check_fraction("alpha", alpha)
-    directions = sides(direction)
+    state = HistogramState.initial(le, tolerance=tolerance, direction=direction)
     canary = np.asarray(canary_counts, dtype=np.float64).reshape(-1, len(le))
     baseline = np.asarray(baseline_counts, dtype=np.float64).reshape(-1, len(le))
-    both = (canary[:, -1] > 0) & (baseline[:, -1] > 0)
-    canary, baseline = canary[both], baseline[both]
-    finite = [b for b in le if math.isfinite(b)]
-    tested = [_side(le, canary, baseline, tolerance, d) for d in directions]
-    log_e_all = np.concatenate([s.log_e for s in tested])
-    log_e = log_mean_exp(log_e_all)
-    pooled = (canary[:, : len(finite)].sum(axis=0) + baseline[:, : len(finite)].sum(axis=0)) / max(
-        float(canary[:, -1].sum() + baseline[:, -1].sum()), 1e-300
-    )
-    resolved = (pooled >= PROMOTE_BAND[0]) & (1.0 - pooled >= PROMOTE_BAND[0])
-    promote = np.min(np.vstack([s.log_promote for s in tested]), axis=0)
-    log_promote = float(np.min(promote[resolved])) if resolved.any() else -math.inf
-    per_bound = np.max(np.vstack([s.log_e for s in tested]), axis=0)
-    return _summarise(
-        tested, finite, per_bound, promote, resolved, log_e, log_promote, canary, baseline, alpha
-    )
+    for c, b in zip(canary, baseline, strict=True):
+        state = state.step(c, b)
+    return state.result(alpha=alpha)
 
 
 def _summarise(
-    sides: list[_Side],
-    finite: list[float],
+    state: HistogramState,
     per_bound: FloatArray,
     promote: FloatArray,
-    resolved: FloatArray,
+    resolved: Any,
     log_e: float,
     log_promote: float,
-    canary: FloatArray,
-    baseline: FloatArray,
     alpha: float,
 ) -> HistogramTestResult:
+    finite, first = state.finite, state.sides[0]
+    nc, nb = (
+        float(first.canary_total[0]) if finite else 0.0,
+        float(first.baseline_total[0]) if finite else 0.0,
+    )
     if not finite:
         return HistogramTestResult(
             1.0, 0.0, math.nan, 0.0, math.nan, (0.0, math.inf), 1.0, math.nan, math.nan,
-            float(canary[:, -1].sum()), float(baseline[:, -1].sum()), int(canary.shape[0]), (), (),
+            nc, nb, state.intervals, (), (),
         )  # fmt: skip
-    flat = np.concatenate([s.log_e for s in sides])
+    flat = np.concatenate([s.log_evalue() for s in state.sides])
     index = int(np.argmax(flat))
     if log_e < 0 and resolved.any():  # no sign of regression: show the weakest promotion bound
         masked = np.where(resolved, promote, np.inf)
         index = int(np.argmin(masked))
-    side = sides[index // len(finite)]
+    side = state.sides[index // len(finite)]
     j = index % len(finite)
-    nc, nb = float(canary[:, -1].sum()), float(baseline[:, -1].sum())
-    phi = float(side.dispersion[j])
-    interval = confidence_sequence(
-        side.x[:, j],
-        side.y[:, j],
-        canary[:, -1],
-        baseline[:, -1],
-        alpha=alpha,
-        dispersion=side.phi[:, j],
-        weights=side.weights[:, j],
-    )
-    cx, cy = float(side.x[:, j].sum()), float(side.y[:, j].sum())
+    cx, cy = float(side.canary_events[j]), float(side.baseline_events[j])
+    log_ratio = float(side.log_ratio()[j])
+    shares = _share_ratio(cx / max(nc, 1e-300), cy / max(nb, 1e-300))
     return HistogramTestResult(
         evalue=bounded_exp(log_e),
         promote_evalue=bounded_exp(log_promote),
         threshold=finite[j],
-        statistic=float(side.statistic[j]),
-        estimate=_share_ratio(cx / max(nc, 1e-300), cy / max(nb, 1e-300)),
-        interval=interval,
-        dispersion=phi,
+        statistic=float(side.statistic()[j]),
+        estimate=shares if math.isnan(log_ratio) or not math.isfinite(shares) else math.exp(log_ratio),
+        interval=side.interval(j, alpha=alpha),
+        dispersion=float(side.dispersion()[j]),
         canary_share=cx / nc if nc > 0 else math.nan,
         baseline_share=cy / nb if nb > 0 else math.nan,
         canary_total=nc,
         baseline_total=nb,
-        intervals=int(canary.shape[0]),
+        intervals=state.intervals,
         evalues=tuple(bounded_exp(float(v)) for v in per_bound),
         promote_evalues=tuple(bounded_exp(float(v)) for v in promote),
     )

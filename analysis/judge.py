@@ -16,13 +16,23 @@ the class only holds the current state.
 Decision rule (after interval ``t``, with per-metric evidence from `analysis.evidence`):
 
 1. **rollback** when a critical metric regressed, or the regressed non-critical metrics carry at
-   least ``rollback_share`` of the total weight. A metric regresses when its e-value against
-   "no worse than the baseline" reaches ``1/alpha_m`` with ``alpha_m = alpha * weight / sum of
-   weights`` (weighted Bonferroni), after its minimum evidence. Ville's inequality bounds the
-   probability of any false rollback, over all metrics and all looks, by ``alpha``.
-2. **promote** when every metric is within its tolerance (its e-value against "worse than the
-   tolerance" reached ``1/beta``), the analysis ran at least ``min_exposure_seconds``, and
-   every metric had data in this interval (no promotion on a scrape gap).
+   least ``rollback_share`` of the total weight. A metric regresses when its evidence against
+   "no worse than the baseline" reaches its threshold, at any look, from the first interval on
+   (no minimum evidence delays a rollback). Each metric's budget ``alpha_m = alpha * weight /
+   sum of weights`` (weighted Bonferroni) is split between two e-processes: the whole-analysis
+   e-value (``1 - DETECTOR_SHARE`` of it; Ville's inequality) and a change detector for a canary
+   that turns bad mid-analysis (``DETECTOR_SHARE`` of it; `analysis.detection`, whose
+   Shiryaev-Roberts bound holds over the ``max_intervals`` looks). The probability of any false
+   rollback, over all metrics and all looks, is at most ``alpha`` by the union bound.
+2. **promote** when every metric is within its tolerance, the analysis ran at least
+   ``min_exposure_seconds``, every metric had data in this interval (no promotion on a scrape
+   gap), and no metric's change detector leans towards "worse since some interval"
+   (`analysis.detection.BLOCK`). A metric is within tolerance when its anytime e-value against
+   "worse than the tolerance" reached ``1/(beta - final_beta)`` at some look, or, at the last
+   look (``max_intervals``) only, when the fixed-horizon test of `analysis.counts` rejects
+   "worse than the tolerance" at ``final_beta = FINAL_SHARE * beta`` (count metrics). The
+   probability of promoting while some metric is worse than its tolerance is at most ``beta``
+   (the union bound per metric; the rule is an intersection-union test across metrics).
 3. **inconclusive** at ``max_duration_seconds`` (or when the caller calls `finish`), or
    **rollback** then if some metric regressed without reaching the share in 1.
 4. otherwise **continue**. An interval without data for a metric adds nothing to its evidence.
@@ -34,9 +44,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from analysis.evidence import MetricHistory, MetricPlan, assess
+from analysis.detection import detector_threshold
+from analysis.evidence import DETECTOR_SHARE, FINAL_SHARE, MetricHistory, MetricPlan, assess, record
 from analysis.observations import (
-    HistogramCounts,
     IntervalObservations,
     PairedObservation,
 )
@@ -77,6 +87,13 @@ def plan_for(
     if not settings.metrics:
         raise ValueError("the analysis settings list no metrics")
     total_weight = sum(m.weight for m in settings.metrics)
+    max_intervals = max(1, math.floor(settings.max_duration_seconds / interval_seconds + 1e-9))
+
+    def threshold(metric_type: str, alpha: float) -> float:
+        if metric_type == "samples":  # no per-interval e-value: the cumulative test alone
+            return math.inf
+        return detector_threshold(max_intervals, alpha * DETECTOR_SHARE)
+
     plans = tuple(
         MetricPlan(
             name=m.name,
@@ -90,27 +107,17 @@ def plan_for(
             min_intervals=settings.min_intervals_for(m),
             min_count=m.min_count,
             unit=(units or {}).get(m.name, ""),
+            detector_threshold=threshold(m.type, settings.alpha * m.weight / total_weight),
+            final_beta=0.0 if m.type == "samples" else settings.beta * FINAL_SHARE,
         )
         for m in settings.metrics
     )
     return JudgePlan(
         metrics=plans,
         min_exposure_intervals=max(1, math.ceil(settings.min_exposure_seconds / interval_seconds - 1e-9)),
-        max_intervals=max(1, math.floor(settings.max_duration_seconds / interval_seconds + 1e-9)),
+        max_intervals=max_intervals,
         rollback_share=settings.rollback_share,
     )
-
-
-def _record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) -> MetricHistory:
-    """Append one interval's observation to the metric's history (type-checked)."""
-    c, b = pair.canary, pair.baseline
-    if pair.kind != plan.type:
-        raise ValueError(f"{plan.name}: expected {plan.type} observations, got {type(c).__name__}")
-    if isinstance(c, HistogramCounts) and isinstance(b, HistogramCounts):
-        if c.le != b.le or (history.le and history.le != c.le):
-            raise ValueError(f"{plan.name}: bucket bounds (le) differ between tracks or intervals")
-        return replace(history, canary=(*history.canary, c.row), baseline=(*history.baseline, b.row), le=c.le)
-    return replace(history, canary=(*history.canary, c.row), baseline=(*history.baseline, b.row))
 
 
 def _has_data(plan: MetricPlan, pair: PairedObservation | None) -> bool:
@@ -131,7 +138,7 @@ def _decide(
     if within and complete and interval >= plan.min_exposure_intervals:
         return "promote", f"Promote: every metric is within its tolerance after {interval} intervals."
     if interval >= plan.max_intervals:
-        return _at_the_end(plan, interval, evidence)
+        return _at_the_end(plan, interval, evidence, complete=complete)
     waiting = [m.name for m in plan.metrics if evidence[m.name].status != "within"]
     if within and not complete:
         return "continue", "Continue: no promotion on an interval with missing data."
@@ -145,7 +152,7 @@ def _decide(
 
 
 def _at_the_end(
-    plan: JudgePlan, interval: int, evidence: Mapping[str, MetricEvidence]
+    plan: JudgePlan, interval: int, evidence: Mapping[str, MetricEvidence], *, complete: bool = True
 ) -> tuple[Decision, str]:
     regressed = [m.name for m in plan.metrics if evidence[m.name].status == "regressed"]
     if regressed:
@@ -155,6 +162,18 @@ def _at_the_end(
     if all(evidence[m.name].status == "no_data" for m in plan.metrics):
         return "inconclusive", f"Inconclusive: no data in {interval} intervals."
     open_ = [m.name for m in plan.metrics if evidence[m.name].status != "within"]
+    if not open_ and not complete:
+        return (
+            "inconclusive",
+            f"Inconclusive after {interval} intervals: every metric is within tolerance, but the last "
+            "interval had missing data (no promotion on missing data).",
+        )
+    if not open_:  # within, but the minimum exposure is longer than the analysis
+        return (
+            "inconclusive",
+            f"Inconclusive after {interval} intervals: every metric is within tolerance, but the minimum "
+            f"exposure is {plan.min_exposure_intervals} intervals.",
+        )
     return (
         "inconclusive",
         f"Inconclusive after {interval} intervals: not shown within tolerance: {', '.join(open_)}.",
@@ -175,6 +194,7 @@ def advance(
     if state.decision != "continue":
         raise ValueError(f"the analysis is over ({state.decision} after {state.interval} intervals)")
     interval = state.interval + 1
+    final = interval >= plan.max_intervals
     histories: list[MetricHistory] = []
     evidence: dict[str, MetricEvidence] = {}
     complete = True
@@ -182,12 +202,12 @@ def advance(
         pair = observations.get(metric.name)
         if _has_data(metric, pair):
             assert pair is not None
-            history = _record(metric, history, pair)
-            history, evidence[metric.name] = assess(metric, history)
+            history = record(metric, history, pair)
+            history, evidence[metric.name] = assess(metric, history, final=final)
         else:
             complete = False
-            if history.last is None:
-                history, evidence[metric.name] = assess(metric, history)
+            if history.last is None or final:
+                history, evidence[metric.name] = assess(metric, history, final=final)
             else:
                 evidence[metric.name] = history.last
         histories.append(history)

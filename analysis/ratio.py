@@ -6,8 +6,8 @@ Notes
 :math:`x_i` bad events out of :math:`n_i` requests against the baseline's :math:`y_i` out of
 :math:`m_i`, conditioned on :math:`k_i = x_i + y_i`. The rollback e-process tests "rate ratio
 :math:`\rho \le 1`", the promotion e-process ":math:`\rho \ge 1 + \mathrm{tol}`"; see
-`analysis.counts` for the construction (normal mixtures of sub-Gaussian sums, dispersion and
-incident weights) and `analysis.evalues` for the e-value algebra.
+`analysis.counts` for the construction (normal mixtures of sub-Gaussian sums, a conservative
+predictable dispersion) and `analysis.evalues` for the e-value algebra.
 
 References
 ----------
@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.checks import check_fraction, check_tolerance, sides
-from analysis.counts import confidence_sequence, count_evidence
-from analysis.evalues import FloatArray, bounded_exp, log_mean_exp
+from analysis.counts import CountState, count_step
+from analysis.evalues import bounded_exp, log_mean_exp
 
-__all__ = ["RatioTestResult", "ratio_test"]
+__all__ = ["RatioState", "RatioTestResult", "ratio_test"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,9 @@ class RatioTestResult:
         The totals seen.
     intervals : int
         Intervals with traffic on both tracks.
+    final_pvalue : float
+        P-value of the fixed-horizon test against "worse than the tolerance", valid if this is
+        the one pre-set final look (`analysis.counts.CountState.final_log_pvalue`).
     """
 
     statistic: float
@@ -70,10 +73,67 @@ class RatioTestResult:
     baseline_bad: float
     baseline_total: float
     intervals: int
+    final_pvalue: float = 1.0
 
 
-def _as_column(values: Sequence[float]) -> FloatArray:
-    return np.asarray(values, dtype=np.float64).reshape(-1, 1)
+@dataclass(frozen=True, slots=True)
+class RatioState:
+    """The ratio test after the intervals seen so far, one count state per side tested; add an
+    interval with `step` (constant time), read the result with `result`."""
+
+    sides: tuple[CountState, ...]
+    tolerance: float
+
+    @classmethod
+    def initial(cls, *, tolerance: float = 0.5, direction: str = "increase") -> RatioState:
+        check_tolerance(tolerance)
+        return cls(
+            tuple(CountState.initial(1, tolerance=tolerance, direction=side) for side in sides(direction)),
+            tolerance,
+        )
+
+    @property
+    def intervals(self) -> int:
+        """Intervals with traffic on both tracks."""
+        return self.sides[0].intervals
+
+    def step(
+        self, canary_bad: float, canary_total: float, baseline_bad: float, baseline_total: float
+    ) -> RatioState:
+        """The state after one more interval (an interval without traffic on a track is skipped)."""
+        x, y = np.array([float(canary_bad)]), np.array([float(baseline_bad)])
+        stepped = tuple(count_step(s, x, y, float(canary_total), float(baseline_total)) for s in self.sides)
+        return RatioState(stepped, self.tolerance)
+
+    def last_log_evalue(self) -> float:
+        """The latest interval's own rollback log e-value (the sides' average)."""
+        return log_mean_exp([float(s.last_log_evalue()[0]) for s in self.sides])
+
+    def result(self, *, alpha: float = 0.05, final: bool = True) -> RatioTestResult:
+        """What the test says now (see `ratio_test`); ``final=False`` skips the fixed-horizon
+        p-value (reported as 1) at looks that are not the final one."""
+        check_fraction("alpha", alpha)
+        first = self.sides[0]
+        evalue = bounded_exp(log_mean_exp([float(s.log_evalue()[0]) for s in self.sides]))
+        log_ratio = float(first.log_ratio()[0])
+        cx, cy = float(first.canary_events[0]), float(first.baseline_events[0])
+        return RatioTestResult(
+            statistic=float(first.statistic()[0]),
+            evalue=evalue,
+            promote_evalue=bounded_exp(min(float(s.log_promote_evalue()[0]) for s in self.sides)),
+            pvalue=min(1.0, 1.0 / evalue),
+            estimate=math.nan if math.isnan(log_ratio) else _ratio_estimate(log_ratio, cx, cy),
+            interval=first.interval(0, alpha=alpha),
+            dispersion=float(first.dispersion()[0]),
+            canary_bad=cx,
+            canary_total=float(first.canary_total[0]),
+            baseline_bad=cy,
+            baseline_total=float(first.baseline_total[0]),
+            intervals=first.intervals,
+            final_pvalue=bounded_exp(max(float(s.final_log_pvalue()[0]) for s in self.sides))
+            if final
+            else 1.0,
+        )
 
 
 def ratio_test(
@@ -127,41 +187,10 @@ def ratio_test(
     >>> bool(r.evalue > 1000), round(r.estimate, 2)
     (True, 5.0)
     """
-    check_tolerance(tolerance)
-    check_fraction("alpha", alpha)
-    tested = sides(direction)
-    x = _as_column(canary_bad)
-    n = _as_column(canary_total)
-    y = _as_column(baseline_bad)
-    m = _as_column(baseline_total)
-    both = ((n > 0) & (m > 0)).ravel()
-    x, n, y, m = x[both], n[both], y[both], m[both]
-    results = [count_evidence(x, y, n, m, tolerance=tolerance, direction=side) for side in tested]
-    first = results[0]
-    interval = confidence_sequence(
-        x[:, 0],
-        y[:, 0],
-        n[:, 0],
-        m[:, 0],
-        alpha=alpha,
-        dispersion=first.phi[:, 0],
-        weights=first.weights[:, 0],
-    )
-    evalue = bounded_exp(log_mean_exp([float(r.log_evalue[0]) for r in results]))
-    return RatioTestResult(
-        statistic=float(first.statistic[0]),
-        evalue=evalue,
-        promote_evalue=bounded_exp(min(float(r.log_promote_evalue[0]) for r in results)),
-        pvalue=min(1.0, 1.0 / evalue),
-        estimate=_ratio_estimate(float(first.log_ratio[0]), float(x.sum()), float(y.sum())),
-        interval=interval,
-        dispersion=float(first.dispersion[0]),
-        canary_bad=float(x.sum()),
-        canary_total=float(n.sum()),
-        baseline_bad=float(y.sum()),
-        baseline_total=float(m.sum()),
-        intervals=int(both.sum()),
-    )
+    state = RatioState.initial(tolerance=tolerance, direction=direction)
+    for row in zip(canary_bad, canary_total, baseline_bad, baseline_total, strict=True):
+        state = state.step(*row)
+    return state.result(alpha=alpha)
 
 
 def _ratio_estimate(log_ratio: float, canary_events: float, baseline_events: float) -> float:

@@ -68,6 +68,9 @@ class SamplesTestResult:
         Intervals with a usable log-ratio.
     canary_count, baseline_count : int
         Values seen on each track in those intervals.
+    final_pvalue : float
+        Always 1: samples metrics have no fixed-horizon final look (their anytime test has all
+        of beta).
     """
 
     statistic: float
@@ -79,6 +82,7 @@ class SamplesTestResult:
     intervals: int
     canary_count: int
     baseline_count: int
+    final_pvalue: float = 1.0
 
 
 def log_ratios(

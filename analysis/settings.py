@@ -36,8 +36,9 @@ class MetricSettings(BaseModel):
     `AnalysisSettings.rollback_share` of the total weight (and in any case blocks promotion).
     ``weight`` is the metric's share of the error budget ``alpha`` (weighted Bonferroni) and of
     that weight sum. ``min_intervals`` and ``min_count`` are the minimum evidence before the metric
-    gives any verdict: intervals with data, and the total of the per-track denominators (requests
-    for ``ratio`` and ``histogram``, observations for ``samples``) on each track.
+    can count as within tolerance (a promotion): intervals with data, and the total of the
+    per-track denominators (requests for ``ratio`` and ``histogram``, observations for
+    ``samples``) on each track. A regression needs no minimum: the tests are valid at every look.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -112,5 +113,5 @@ class AnalysisSettings(BaseModel):
         return defaults[metric.type]
 
     def min_intervals_for(self, metric: MetricSettings) -> int:
-        """The metric's minimum number of intervals with data before any verdict."""
+        """The metric's minimum number of intervals with data before it can count as within tolerance."""
         return metric.min_intervals if metric.min_intervals is not None else self.min_intervals

@@ -62,6 +62,9 @@ class MetricEvidence:
         The tolerance applied and the e-value thresholds that decide.
     reason
         One sentence for people.
+    final_pvalue
+        At the final look (the maximum duration) only: the p-value of the fixed-horizon test
+        against "worse than the tolerance"; ``None`` before, and for metrics without that test.
     """
 
     name: str
@@ -83,6 +86,7 @@ class MetricEvidence:
     promote_threshold: float
     reason: str
     threshold: float | None = None
+    final_pvalue: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready mapping (non-finite numbers become ``null``)."""
@@ -102,6 +106,7 @@ class MetricEvidence:
             "baseline_count": _finite_or_none(self.baseline_count),
             "dispersion": _finite_or_none(self.dispersion),
             "tolerance": _finite_or_none(self.tolerance),
+            "final_pvalue": _finite_or_none(self.final_pvalue),
             "reason": self.reason,
         }
 

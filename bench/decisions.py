@@ -38,8 +38,13 @@ from bench.scenarios import BAD, FAMILIES, GOOD, INTERVAL_SECONDS, MAX_INTERVALS
 
 JUDGES = ("ours", "kayenta", "flagger", "argo", "sprt")
 RATES = (2.0, 10.0, 50.0)
+#: Families also run at high traffic, where overdispersion dominates the binomial noise.
+HIGH_RATE = 500.0
+HIGH_RATE_FAMILIES = ("overdispersed", "independent-overdispersion", "strong-independent-overdispersion")
 FLOOR_SECONDS = 111.0  # 1 % -> 2 % at 10 requests/s, alpha 0.05, power 0.8, equal live baseline
 MAX_SECONDS = MAX_INTERVALS * INTERVAL_SECONDS
+#: Bad families whose canary is good at first: the time that counts is the time after the change.
+CHANGING = ("errors-x5-midway", "one-interval-crash")
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,8 @@ class Outcome:
     decision: str
     seconds: float
     promoted_on_gap: bool = False
+    #: Seconds from the start of the first bad interval to the decision (bad canaries only).
+    after_change: float | None = None
 
 
 @dataclass(frozen=True)
@@ -80,11 +87,12 @@ def _kayenta(log: ObservationLog) -> tuple[str, int]:
 
 def judge_case(case: Case) -> list[Outcome]:
     """Run every judge on one scenario."""
+    bad_from: int | None = None
     if case.path:
         log, truth = parse_log(Path(case.path).read_bytes()), FAMILIES.get(case.family, Truth())
     else:
         scenario = generate(case.family, case.rps, case.seed)
-        log, truth = scenario.log, scenario.truth
+        log, truth, bad_from = scenario.log, scenario.truth, scenario.bad_from
     results: list[tuple[str, str, int, bool]] = []
     decision, interval, gap = _ours(log)
     results.append(("ours", decision, interval, gap))
@@ -96,15 +104,19 @@ def judge_case(case: Case) -> list[Outcome]:
         d = sprt(log, truth, bad=case.bad)
         results.append(("sprt", d.decision, d.interval, False))
     return [
-        Outcome(case.family, case.rps, case.bad, judge, decision, interval * log.interval_seconds, gap)
+        Outcome(
+            case.family, case.rps, case.bad, judge, decision, interval * log.interval_seconds, gap,
+            after_change=None if bad_from is None else (interval - bad_from) * log.interval_seconds,
+        )
         for judge, decision, interval, gap in results
-    ]
+    ]  # fmt: skip
 
 
 def generated_cases(replications: int, seed: int) -> list[Case]:
     cases = []
     for f, family in enumerate(GOOD + BAD):
-        for r, rps in enumerate(RATES):
+        rates = (*RATES, HIGH_RATE) if family in HIGH_RATE_FAMILIES else RATES
+        for r, rps in enumerate(rates):
             for i in range(replications):
                 cases.append(
                     Case(family, rps, family in BAD, seed=seed * 1_000_003 + (f * 10 + r) * 10_007 + i)
@@ -276,16 +288,48 @@ def targets(by_judge: dict[str, list[Outcome]]) -> list[tuple[str, bool]]:
                     ours_mean <= k_mean / 2,
                 )
             )
+        severe10 = [o for o in bad if o.family in ("outage", "errors-x5") and o.rps == 10]
+        if severe10:
+            median = _median(_time(o) for o in severe10)
+            checks.append((f"outage and errors x5 at 10 req/s: median {median:.0f} s <= 60 s", median <= 60))
+        changing = [o for o in bad if o.family in CHANGING]
+        if changing:
+            promoted = sum(o.decision == "promote" for o in changing)
+            checks.append(
+                (f"canaries that turn bad mid-analysis: promoted {promoted} of {len(changing)}", not promoted)
+            )
+            busy = [o for o in changing if o.rps >= 10]
+            soon = [
+                o for o in busy if o.decision == "rollback" and (o.after_change or 0) <= 2 * INTERVAL_SECONDS
+            ]
+            share = len(soon) / len(busy) if busy else math.nan
+            checks.append(
+                (
+                    f"... rolled back within 2 intervals of the change at >= 10 req/s: {_fmt_pct(share)}"
+                    " (target: all)",
+                    len(soon) == len(busy),
+                )
+            )
         x2 = [o for o in bad if o.family == "errors-x2" and o.rps == 10]
         if x2:
             median = _median(_time(o) for o in x2)
             checks.append(
                 (
                     f"errors x2 at 10 req/s: median {median:.0f} s"
-                    f" = {median / FLOOR_SECONDS:.2f} x the 111 s floor <= 3",
-                    median <= 3 * FLOOR_SECONDS,
+                    f" = {median / FLOOR_SECONDS:.2f} x the 111 s floor <= 2",
+                    median <= 2 * FLOOR_SECONDS,
                 )
             )
+    if good:
+        busy = [o for o in good if o.rps >= 10]
+        promoted = _rate(busy, "promote")
+        checks.append(
+            (
+                f"good canaries at >= 10 req/s promoted within 20 min (default policy)"
+                f" {_fmt_pct(promoted)} >= 95 %",
+                promoted >= 0.95,
+            )
+        )
     return checks
 
 
@@ -307,12 +351,34 @@ def floor_table(outcomes: Sequence[Outcome]) -> list[str]:
         "| bad family (10 req/s) | ours, median s | Wald SPRT (true rates), median s | ratio |",
         "|---|---|---|---|",
     ]
-    for family in BAD:
+    for family in (f for f in BAD if f not in CHANGING):
         ours = [_time(o) for o in outcomes if o.judge == "ours" and o.family == family and o.rps == 10]
         floor = [_time(o) for o in outcomes if o.judge == "sprt" and o.family == family and o.rps == 10]
         if ours and floor:
             a, b = _median(ours), _median(floor)
             rows.append(f"| {family} | {a:.0f} | {b:.0f} | {a / b:.1f} |")
+    return rows
+
+
+def change_table(outcomes: Sequence[Outcome]) -> list[str]:
+    """Canaries that turn bad mid-analysis: per judge, promoted, and seconds from the change to rollback."""
+    rows = [
+        "| family | req/s | judge | promoted | rolled back | median s after change | within 2 intervals |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for family in CHANGING:
+        for rps in sorted({o.rps for o in outcomes if o.family == family}):
+            for judge in JUDGES:
+                group = [o for o in outcomes if o.family == family and o.rps == rps and o.judge == judge]
+                if not group:
+                    continue
+                back = [o for o in group if o.decision == "rollback"]
+                after = _median(o.after_change or 0.0 for o in back)
+                soon = sum((o.after_change or 0.0) <= 2 * INTERVAL_SECONDS for o in back) / len(group)
+                rows.append(
+                    f"| {family} | {rps:g} | {judge} | {_fmt_pct(_rate(group, 'promote'))} "
+                    f"| {_fmt_pct(len(back) / len(group))} | {after:.0f} | {_fmt_pct(soon)} |"
+                )
     return rows
 
 
@@ -336,6 +402,10 @@ def report(outcomes: Sequence[Outcome], *, command: str, seconds: float) -> str:
         "### Time to detection against the information floor",
         "",
         *floor_table(outcomes),
+        "",
+        "### Canaries that turn bad mid-analysis",
+        "",
+        *change_table(outcomes),
         "",
         "### Early promotion by traffic (our judge, good canaries)",
         "",

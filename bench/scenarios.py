@@ -11,8 +11,9 @@ traffic, and every 30 s interval records three metrics for both tracks:
   it out (every metric takes a share of the error budget).
 
 Families: good canaries (the canary behaves like the baseline) and bad ones (the canary is
-worse from its first request). See `FAMILIES` for what each one does. Everything is drawn from
-the numpy ``Generator`` passed in, so a seed fixes the scenario.
+worse from its first request, turns worse in the middle of the analysis, or crashes for one
+interval). See `FAMILIES` for what each one does. Everything is drawn from the numpy
+``Generator`` passed in, so a seed fixes the scenario.
 """
 
 from __future__ import annotations
@@ -41,6 +42,18 @@ PODS = 2
 #: this sigma, on top of factors both tracks share (error CV 0.5, latency sigma 0.1).
 OWN_SHAPE = 1.0 / 0.3**2
 OWN_LATENCY = 0.03
+#: Independent overdispersion: each track's error rate and latency scale vary on their own, every
+#: interval, by a mean-one log-normal factor with these sigmas (pod heterogeneity), nothing shared;
+#: the base error rate is 5 %.
+INDEPENDENT_ERROR_SIGMA = 0.3
+INDEPENDENT_LATENCY_SIGMA = 0.1
+INDEPENDENT_BASE_ERROR_RATE = 0.05
+#: The strong variant: the largest jitter the judge is built for (50 % on the error rate, 20 % on
+#: the latency scale).
+STRONG_ERROR_SIGMA = 0.5
+STRONG_LATENCY_SIGMA = 0.2
+#: Bad from the middle: the canary behaves like the baseline for this many intervals (4 minutes).
+MIDWAY_INTERVAL = 8
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,10 @@ class Truth:
     latency_factor: float = 1.0
     tail_share: float = 0.0
     tail_seconds: float = 0.6
+    #: The interval (0-based) from which the canary is bad (0: from its first request).
+    from_interval: int = 0
+    #: Bad for one interval only, drawn between 3 and 8 (0-based 2..7): a crash loop.
+    one_interval: bool = False
 
 
 @dataclass
@@ -76,15 +93,35 @@ class Scenario:
     bad: bool
     log: ObservationLog
     truth: Truth = field(default_factory=Truth)
+    #: The first interval (0-based) in which the canary is bad; None for a good canary.
+    bad_from: int | None = None
 
 
-GOOD = ("plain", "overdispersed", "shared-incident", "scrape-gaps")
-BAD = ("errors-x2", "errors-x5", "latency+25%", "latency+50%", "tail-only", "outage")
+GOOD = (
+    "plain",
+    "overdispersed",
+    "independent-overdispersion",
+    "strong-independent-overdispersion",
+    "shared-incident",
+    "scrape-gaps",
+)
+BAD = (
+    "errors-x2",
+    "errors-x5",
+    "latency+25%",
+    "latency+50%",
+    "tail-only",
+    "outage",
+    "errors-x5-midway",
+    "one-interval-crash",
+)
 
 #: Family -> the canary's truth (good families share the baseline's truth).
 FAMILIES: dict[str, Truth] = {
     "plain": Truth(),
     "overdispersed": Truth(),
+    "independent-overdispersion": Truth(),
+    "strong-independent-overdispersion": Truth(),
     "shared-incident": Truth(),
     "scrape-gaps": Truth(),
     "errors-x2": Truth(error_factor=2.0),
@@ -93,6 +130,8 @@ FAMILIES: dict[str, Truth] = {
     "latency+50%": Truth(latency_factor=1.5),
     "tail-only": Truth(tail_share=0.05, tail_seconds=0.6),
     "outage": Truth(error_rate=0.5),
+    "errors-x5-midway": Truth(error_factor=5.0, from_interval=MIDWAY_INTERVAL),
+    "one-interval-crash": Truth(error_rate=1.0, one_interval=True),
 }
 
 
@@ -130,10 +169,15 @@ def _observe(rng: np.random.Generator, track: _Interval) -> tuple[RatioCounts, H
     )
 
 
-def _conditions(family: str, rps: float, rng: np.random.Generator) -> list[tuple[_Interval, _Interval]]:
-    truth = FAMILIES[family]
+def _conditions(
+    family: str, rps: float, rng: np.random.Generator, truth: Truth
+) -> tuple[list[tuple[_Interval, _Interval]], int | None]:
+    """Each interval's conditions for (baseline, canary), and the first interval the canary is bad."""
     rows: list[tuple[_Interval, _Interval]] = []
     incident = int(rng.integers(4, MAX_INTERVALS - 6))
+    crash = int(rng.integers(2, 8))
+    independent = family in ("independent-overdispersion", "strong-independent-overdispersion")
+    base_error = INDEPENDENT_BASE_ERROR_RATE if independent else BASE_ERROR_RATE
     for i in range(MAX_INTERVALS):
         load = rps * (1.0 + 0.1 * math.sin(2 * math.pi * i / MAX_INTERVALS + rng.uniform(0, 0.3)))
         shared_error, shared_latency = 1.0, 1.0
@@ -144,27 +188,39 @@ def _conditions(family: str, rps: float, rng: np.random.Generator) -> list[tuple
                 (float(rng.gamma(OWN_SHAPE, 1.0 / OWN_SHAPE)), float(rng.lognormal(0.0, OWN_LATENCY)))
                 for _ in range(2)
             ]
+        if independent:
+            e, lat = (
+                (INDEPENDENT_ERROR_SIGMA, INDEPENDENT_LATENCY_SIGMA)
+                if family == "independent-overdispersion"
+                else (STRONG_ERROR_SIGMA, STRONG_LATENCY_SIGMA)
+            )
+            own = [
+                (float(rng.lognormal(-e * e / 2, e)), float(rng.lognormal(-lat * lat / 2, lat)))
+                for _ in range(2)
+            ]
         if family == "shared-incident" and incident <= i < incident + 4:
             shared_error, shared_latency, load = 8.0, 1.8, load * 1.3
         cpu = 0.05 + 0.004 * load
-        base = _Interval(
-            load, BASE_ERROR_RATE * shared_error * own[0][0], shared_latency * own[0][1], cpu=cpu
-        )
+        base = _Interval(load, base_error * shared_error * own[0][0], shared_latency * own[0][1], cpu=cpu)
+        bad_now = i == crash if truth.one_interval else i >= truth.from_interval
+        effect = truth if bad_now else Truth()
         error = (
-            truth.error_rate
-            if truth.error_rate is not None
-            else BASE_ERROR_RATE * truth.error_factor * shared_error
+            effect.error_rate
+            if effect.error_rate is not None
+            else base_error * effect.error_factor * shared_error
         )
         canary = _Interval(
             load,
             error * own[1][0],
-            shared_latency * own[1][1] * truth.latency_factor,
-            tail_share=truth.tail_share,
-            tail_seconds=truth.tail_seconds,
+            shared_latency * own[1][1] * effect.latency_factor,
+            tail_share=effect.tail_share,
+            tail_seconds=effect.tail_seconds,
             cpu=cpu,
         )
         rows.append((base, canary))
-    return rows
+    if truth == Truth():
+        return rows, None
+    return rows, crash if truth.one_interval else truth.from_interval
 
 
 _NAMES = ("error-rate", "latency", "cpu")
@@ -179,13 +235,19 @@ def _gaps(family: str, rng: np.random.Generator) -> Callable[[int, str], bool]:
     return lambda i, m: bool(dropped[i, _NAMES.index(m)])
 
 
-def generate(family: str, rps: float, seed: int, *, with_cpu: bool = False) -> Scenario:
-    """One scenario of `family` at `rps` requests per second per track, fixed by `seed`."""
+def generate(
+    family: str, rps: float, seed: int, *, with_cpu: bool = False, truth: Truth | None = None
+) -> Scenario:
+    """One scenario of `family` at `rps` requests per second per track, fixed by `seed`; `truth`
+    replaces the family's canary (the family then only sets the noise: overdispersion, incidents,
+    gaps), e.g. a canary exactly at the tolerance."""
+    truth = FAMILIES[family] if truth is None else truth
     rng = np.random.default_rng(seed)
     gap = _gaps(family, rng)
     names = _NAMES if with_cpu else _NAMES[:2]
     intervals = []
-    for i, (base, canary) in enumerate(_conditions(family, rps, rng)):
+    conditions, bad_from = _conditions(family, rps, rng, truth)
+    for i, (base, canary) in enumerate(conditions):
         b, c = _observe(rng, base), _observe(rng, canary)
         row: dict[str, PairedObservation | None] = {}
         for k, name in enumerate(names):
@@ -198,4 +260,7 @@ def generate(family: str, rps: float, seed: int, *, with_cpu: bool = False) -> S
     }
     headers = {name: headers[name] for name in names}
     log = ObservationLog(interval_seconds=INTERVAL_SECONDS, metrics=headers, intervals=tuple(intervals))
-    return Scenario(family=family, rps=rps, seed=seed, bad=family in BAD, log=log, truth=FAMILIES[family])
+    return Scenario(
+        family=family, rps=rps, seed=seed, bad=bad_from is not None, log=log, truth=truth,
+        bad_from=bad_from,
+    )  # fmt: skip

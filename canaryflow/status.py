@@ -92,6 +92,7 @@ class MetricReport(BaseModel):
     baseline_count: float | None = None
     dispersion: float | None = None
     tolerance: float | None = None
+    final_pvalue: float | None = None
     reason: str = ""
 
 

@@ -143,7 +143,8 @@ def run_rollouts(
     images: Sequence[str] = (GOOD_IMAGE, BAD_IMAGE),
 ) -> list[Any]:
     """Roll out each of `images` in turn (the good one, then the bad one) with a live display on
-    `console`; return their outcomes. The first waits until the stable's metrics arrive."""
+    `console`; return their outcomes. Each waits until the stable's metrics arrive (after a
+    promotion the stable's pods are new: their series need a scrape or two)."""
     from rich.live import Live
 
     from canaryflow.requests import RolloutRequest
@@ -158,7 +159,9 @@ def run_rollouts(
     _wait_for_traffic(stack, metrics, console)
     with Live(board.render(), console=console, refresh_per_second=4) as live:
         board.live = live
-        for image in images:
+        for index, image in enumerate(images):
+            if index:
+                _wait_for_traffic(stack, metrics, console)
             with use_runtime(runtime):
                 state = rollout(
                     RolloutRequest(spec=str(DEMO_SPEC), image=image, triggered_by="demo"), return_state=True
@@ -219,7 +222,7 @@ def _wait_for_traffic(
             if time.monotonic() > deadline:
                 raise
             if not said:
-                console.print(f"Waiting for the first metrics of {plan.target} ...")
+                console.print(f"Waiting for metrics of the stable track of {plan.target} ...")
                 said = True
             stack.clock.sleep(1.0)
 

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from analysis.counts import confidence_sequence, count_evidence, incident_weights
+from analysis.counts import confidence_sequence, count_evidence
 from analysis.ratio import ratio_test
 
 INTERVALS = 40
@@ -77,17 +77,19 @@ def test_false_alarms_stay_below_alpha_under_continuous_monitoring(case: str) ->
     assert rate <= alpha, f"{case}: {rate:.3f} of A/A runs crossed 1/alpha"
 
 
-def test_doubled_error_rate_at_10_rps_is_caught_fast() -> None:
+def test_doubled_error_rate_at_10_rps_is_caught_within_the_analysis() -> None:
     # 1 % -> 2 % at 10 requests/s per track, alpha 0.025 (one of two metrics' share of 0.05).
+    # The dispersion bound fixed in advance (jitter up to 0.5) makes this slower than a binomial
+    # test would be: about 5 times the 111 s information floor (see BENCHMARKS.md).
     x, y, n, m = _simulate(seed=12, reps=300, ratio=2.0)
     crossed = _first_crossing(x, y, n, m, 40.0)
     assert np.mean(crossed > 0) >= 0.97
-    assert np.median(np.where(crossed > 0, crossed, 99)) <= 11  # 3 x the 111 s floor = 11 intervals
+    assert np.median(np.where(crossed > 0, crossed, 99)) <= 20
 
 
-def test_five_times_the_error_rate_is_caught_within_two_minutes() -> None:
+def test_five_times_the_error_rate_is_caught_within_three_minutes() -> None:
     x, y, n, m = _simulate(seed=13, reps=200, ratio=5.0)
-    crossed = _first_crossing(x[:4], y[:4], n[:4], m[:4], 40.0)
+    crossed = _first_crossing(x[:6], y[:6], n[:6], m[:6], 40.0)
     assert np.mean(crossed > 0) >= 0.95
 
 
@@ -136,13 +138,13 @@ def test_the_confidence_interval_covers_the_true_ratio() -> None:
     assert covered / x.shape[1] >= 0.95
 
 
-def test_incident_weights_shrink_only_intervals_whose_pooled_rate_jumped() -> None:
-    k = np.array([[6.0], [5.0], [7.0], [48.0], [6.0]])
-    total = np.full((5, 1), 600.0)
-    w = incident_weights(k, total)
-    assert w[:3, 0].tolist() == [1.0, 1.0, 1.0]
-    assert w[4, 0] == 1.0
-    assert w[3, 0] == pytest.approx(math.sqrt(2 * 6 / 48))
+def test_a_canary_only_jump_keeps_its_weight_and_a_shared_one_does_not_count_against_it() -> None:
+    calm = [3.0] * 8
+    total = [300.0] * 8
+    canary_jump = ratio_test([*calm[:4], 60.0, *calm[5:]], total, calm, total)
+    shared_jump = ratio_test([*calm[:4], 60.0, *calm[5:]], total, [*calm[:4], 60.0, *calm[5:]], total)
+    assert canary_jump.evalue > 1e6  # one interval in which only the canary failed is decisive
+    assert shared_jump.evalue < 2  # both tracks failed alike: not the canary's fault
 
 
 def test_no_events_at_all_gives_no_evidence_either_way() -> None:

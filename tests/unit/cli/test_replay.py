@@ -75,8 +75,8 @@ def test_the_judge_stops_at_its_decision_and_several_logs_are_labelled(tmp_path:
     lines = _lines(out)
     assert all("log" in line for line in lines)
     outage = [line for line in lines if line["log"] == str(first)]
-    assert outage[-1] == {**outage[-1], "final": True, "decision": "rollback", "interval": 3}
-    assert [line["final"] for line in outage] == [False, False, True]
+    assert outage[-1] == {**outage[-1], "final": True, "decision": "rollback", "interval": 2}
+    assert [line["final"] for line in outage] == [False, True]
     assert [line for line in lines if line["log"] == str(second)][-1]["final"] is True
 
 

@@ -1,0 +1,79 @@
+r"""The change detector: catches a canary that turns bad at any time, however good it was before.
+
+A cumulative test weighs every interval alike, so four minutes of a good canary can outvote one
+crashed interval, or keep a fresh regression below its threshold until a promotion. `Detector`
+watches each interval's *own* e-value :math:`e_t` (the rollback e-value of that interval alone,
+`analysis.counts.CountState.last_log_evalue`) with the CUSUM e-detector
+
+.. math::
+
+    W_t = \max(W_{t-1}, 1)\, e_t, \qquad W_0 = 0,
+
+that is :math:`W_t = \max_{s \le t} \prod_{j=s}^{t} e_j`: the evidence since the most telling
+start. It alarms when :math:`W_t \ge c` with :math:`c = T/\alpha_d` for an analysis of at most
+:math:`T` intervals.
+
+Notes
+-----
+**The guarantee (proved).** If every :math:`e_t` is an e-value given the past,
+:math:`E_0[e_t \mid \mathcal F_{t-1}] \le 1`, the probability of any false alarm within :math:`T`
+intervals is at most :math:`\alpha_d`. The Shiryaev-Roberts statistic
+:math:`R_t = \sum_{s \le t}\prod_{j=s}^t e_j = (R_{t-1} + 1)e_t` bounds :math:`W_t` from above
+and :math:`R_t - t` is a supermartingale, so for :math:`\tau = \inf\{t : W_t \ge c\}` optional
+stopping gives :math:`c\,P(\tau \le T) \le E[R_{\tau \wedge T}] \le E[\tau \wedge T] \le T` [1]_,
+[2]_. With the rollback test at :math:`\alpha - \alpha_d` the union bound keeps the judge's false
+rollbacks at :math:`\alpha`. (That the per-interval e-values are e-values rests on the same
+conditions as the cumulative test: see `analysis.counts`.)
+
+**What it buys.** After a change the product of the new intervals' e-values grows as fast as a
+test started at the change would; before it, the detector costs only its share of alpha. The
+value :math:`\log W_t` is also what *blocks a promotion*: while the last intervals lean towards a
+regression (``log W_t >= BLOCK``) the judge does not promote, whatever the cumulative evidence
+says; blocking can only make promotions rarer, so it costs no guarantee.
+
+References
+----------
+.. [1] J. Shin, A. Ramdas and A. Rinaldo, "E-detectors: a nonparametric framework for sequential
+       change detection", New England J. Statist. Data Sci. 2(2), 2024.
+.. [2] M. Pollak, "Optimal detection of a change in distribution", Ann. Statist. 13(1), 1985
+       (Shiryaev-Roberts).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["BLOCK", "Detector", "detector_threshold"]
+
+#: ``log W_t`` at or above this (W_t >= 3): the recent intervals lean bad, no promotion now.
+BLOCK = math.log(3.0)
+
+
+def detector_threshold(horizon: int, alpha: float) -> float:
+    """``log(T / alpha_d)``: the alarm level for at most `horizon` intervals at level `alpha`."""
+    if horizon < 1 or not 0.0 < alpha < 1.0:
+        raise ValueError(f"need horizon >= 1 and 0 < alpha < 1, got {horizon} and {alpha}")
+    return math.log(horizon / alpha)
+
+
+@dataclass(frozen=True, slots=True)
+class Detector:
+    """The CUSUM e-detector's ``log W_t`` after the intervals seen so far (``-inf`` before any)."""
+
+    log_w: float = -math.inf
+
+    def step(self, log_e: float) -> Detector:
+        """After one more interval whose own log e-value is `log_e`."""
+        if not math.isfinite(log_e):
+            log_e = 0.0 if math.isnan(log_e) else log_e
+        return Detector(max(self.log_w, 0.0) + log_e)
+
+    def alarm(self, threshold: float) -> bool:
+        """Whether ``log W_t`` reached `threshold` (see `detector_threshold`)."""
+        return self.log_w >= threshold
+
+    @property
+    def blocks_promotion(self) -> bool:
+        """Whether the latest intervals lean towards a regression (``log W_t >= BLOCK``)."""
+        return self.log_w >= BLOCK
