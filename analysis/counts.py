@@ -96,6 +96,7 @@ __all__ = [
     "confidence_sequence",
     "count_evidence",
     "count_step",
+    "covering",
     "mixture_log_evalues",
 ]
 
@@ -503,6 +504,20 @@ def count_evidence(
         dispersion=state.dispersion(),
         state=state,
     )
+
+
+def covering(interval: tuple[float, float], estimate: float) -> tuple[float, float]:
+    """`interval` widened, if need be, to contain `estimate` (``nan``: unchanged).
+
+    The reported estimate is the score's root interpolated between grid points (or 0 and
+    infinity when a track has no events), the interval a set of grid points; at the grid's
+    resolution, or at those edges, the two can disagree. A superset of a confidence sequence
+    is one too, so widening keeps the coverage and the report coherent.
+    """
+    lo, hi = interval
+    if math.isnan(estimate) or math.isnan(lo) or math.isnan(hi):
+        return interval
+    return min(lo, estimate), max(hi, estimate)
 
 
 def confidence_sequence(

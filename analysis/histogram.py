@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from analysis.checks import check_fraction, check_tolerance, sides
-from analysis.counts import CountState, count_step
+from analysis.counts import CountState, count_step, covering
 from analysis.evalues import FloatArray, bounded_exp, log_mean_exp
 
 __all__ = ["HistogramState", "HistogramTestResult", "histogram_test", "interpolate_cumulative"]
@@ -337,13 +337,14 @@ def _summarise(
     cx, cy = float(side.canary_events[j]), float(side.baseline_events[j])
     log_ratio = float(side.log_ratio()[j])
     shares = _share_ratio(cx / max(nc, 1e-300), cy / max(nb, 1e-300))
+    estimate = shares if math.isnan(log_ratio) or not math.isfinite(shares) else math.exp(log_ratio)
     return HistogramTestResult(
         evalue=bounded_exp(log_e),
         promote_evalue=bounded_exp(log_promote),
         threshold=finite[j],
         statistic=float(side.statistic()[j]),
-        estimate=shares if math.isnan(log_ratio) or not math.isfinite(shares) else math.exp(log_ratio),
-        interval=side.interval(j, alpha=alpha),
+        estimate=estimate,
+        interval=covering(side.interval(j, alpha=alpha), estimate),
         dispersion=float(side.dispersion()[j]),
         canary_share=cx / nc if nc > 0 else math.nan,
         baseline_share=cy / nb if nb > 0 else math.nan,

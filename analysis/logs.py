@@ -7,7 +7,14 @@ reverse. Parsing is strict about what the judge relies on and lenient about the 
 - a metric missing from an interval, a ``null`` metric and a ``null`` track mean "no data";
 - ``null`` entries inside a samples list are missing samples and are dropped;
 - everything else that is wrong raises `LogFormatError` naming the place, e.g.
-  ``intervals[3].latency.canary.counts: not cumulative`` (indices are 0-based, as in JSON paths).
+  ``intervals[3].latency.canary.counts: not cumulative`` (indices are 0-based, as in JSON paths);
+- values the judge could not use are rejected here, at the edge, rather than becoming NaN or
+  infinity later: a count above :data:`MAX_COUNT`, an ``interval_seconds`` outside
+  [:data:`MIN_INTERVAL_SECONDS`, :data:`MAX_INTERVAL_SECONDS`], a histogram without a finite bound,
+  a log without metrics, and a track whose own ``le`` differs from the header's.
+
+`cross_checks` finds what is well-formed but suspicious (two metrics that disagree about how many
+requests a track served); the caller decides whether to warn.
 
 Pure: no file access here (the caller reads the file), no logging.
 """
@@ -32,10 +39,32 @@ from analysis.observations import (
     TrackObservation,
 )
 
-__all__ = ["FORMAT", "LogFormatError", "MetricHeader", "ObservationLog", "dump_log", "parse_log"]
+__all__ = [
+    "FORMAT",
+    "MAX_COUNT",
+    "MAX_INTERVAL_SECONDS",
+    "MIN_INTERVAL_SECONDS",
+    "LogFormatError",
+    "MetricHeader",
+    "ObservationLog",
+    "cross_checks",
+    "dump_log",
+    "parse_log",
+]
 
 #: The format identifier this module reads and writes.
 FORMAT = "canaryflow/observations@1"
+
+#: The largest count accepted (2**53: beyond it float64 no longer counts by ones, and the
+#: judge's sums of squares would come near overflow).
+MAX_COUNT = float(2**53)
+#: The shortest and longest interval accepted (a millisecond, a day).
+MIN_INTERVAL_SECONDS = 0.001
+MAX_INTERVAL_SECONDS = 86_400.0
+#: `cross_checks` reports two metrics whose totals for one track differ by more than this factor.
+CROSS_CHECK_FACTOR = 2.0
+#: ... once both have at least this many requests over the log.
+CROSS_CHECK_MIN_REQUESTS = 100.0
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TYPES: tuple[MetricType, ...] = ("ratio", "histogram", "samples")
@@ -81,6 +110,8 @@ def _count(value: object, path: str) -> float:
         raise LogFormatError(path, "not a finite number")
     if number < 0:
         raise LogFormatError(path, "negative count")
+    if number > MAX_COUNT:
+        raise LogFormatError(path, f"{number:.3g} is more than 2^53: not a count of requests in one interval")
     return number
 
 
@@ -121,6 +152,8 @@ def _le(value: object, path: str) -> tuple[float, ...]:
         raise LogFormatError(path, "bucket bounds must be strictly increasing")
     if bounds[0] < 0:
         raise LogFormatError(path, "bucket bounds must not be negative")
+    if len(bounds) < 2:
+        raise LogFormatError(path, 'needs a finite bucket bound before "+Inf" (nothing to compare)')
     return tuple(bounds)
 
 
@@ -160,6 +193,8 @@ def _histogram(value: object, path: str, le: tuple[float, ...]) -> HistogramCoun
         raise LogFormatError(f"{path}.counts", f"expected a list of cumulative counts, got {_describe(raw)}")
     if len(raw) != len(le):
         raise LogFormatError(f"{path}.counts", f"expected {len(le)} counts (one per le), got {len(raw)}")
+    if "le" in track and _le(track["le"], f"{path}.le") != le:
+        raise LogFormatError(f"{path}.le", "differs from the header's bucket bounds (one set per metric)")
     counts = tuple(_count(item, f"{path}.counts[{i}]") for i, item in enumerate(raw))
     for previous, current in itertools.pairwise(counts):
         if current < previous - 1e-9 * max(1.0, previous):
@@ -251,13 +286,55 @@ def parse_log(source: str | bytes | Mapping[str, Any]) -> ObservationLog:
     seconds = document.get("interval_seconds")
     if not _is_number(seconds) or not math.isfinite(float(seconds)) or float(seconds) <= 0:
         raise LogFormatError("interval_seconds", f"expected a positive number, got {_describe(seconds)}")
+    if not MIN_INTERVAL_SECONDS <= float(seconds) <= MAX_INTERVAL_SECONDS:
+        raise LogFormatError(
+            "interval_seconds",
+            f"{float(seconds):.3g} is outside {MIN_INTERVAL_SECONDS:g}-{MAX_INTERVAL_SECONDS:g} seconds",
+        )
     declared = _object(document.get("metrics"), "metrics")
+    if not declared:
+        raise LogFormatError("metrics", "the log declares no metrics: nothing to judge")
     headers = {name: _header(name, value) for name, value in declared.items()}
     rows = document.get("intervals")
     if not isinstance(rows, list):
         raise LogFormatError("intervals", f"expected a list, got {_describe(rows)}")
     intervals = tuple(_interval(row, index, headers) for index, row in enumerate(rows))
     return ObservationLog(interval_seconds=float(seconds), metrics=headers, intervals=intervals)
+
+
+def _requests(pair: PairedObservation, track: str) -> float | None:
+    observation = pair.canary if track == "canary" else pair.baseline
+    return None if isinstance(observation, Samples) else observation.total
+
+
+def cross_checks(log: ObservationLog) -> tuple[str, ...]:
+    """What is well-formed but suspicious in `log`, one sentence each naming the place.
+
+    Today: two request-counting metrics (ratio totals, histogram totals) whose totals over the
+    log differ by more than :data:`CROSS_CHECK_FACTOR` for one track, counted over the intervals
+    where both have data, once both reach :data:`CROSS_CHECK_MIN_REQUESTS`. Metrics that count
+    different requests on purpose (latency of one route, errors of all) trip it too, which is
+    why it warns instead of rejecting: the live judge accepted the same data.
+    """
+    names = [name for name, header in log.metrics.items() if header.type != "samples"]
+    found: list[str] = []
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            for track in _TRACKS:
+                a = b = 0.0
+                for row in log.intervals:
+                    pa, pb = row.get(first), row.get(second)
+                    if pa is None or pb is None:
+                        continue
+                    ra, rb = _requests(pa, track), _requests(pb, track)
+                    if ra is not None and rb is not None:
+                        a, b = a + ra, b + rb
+                if min(a, b) >= CROSS_CHECK_MIN_REQUESTS and max(a, b) > CROSS_CHECK_FACTOR * min(a, b):
+                    found.append(
+                        f"metrics.{first} and metrics.{second} disagree on the {track}'s requests "
+                        f"({a:.6g} vs {b:.6g} over the log): do they count the same requests?"
+                    )
+    return tuple(found)
 
 
 def _number_out(value: float) -> float | int | str:

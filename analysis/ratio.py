@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.checks import check_fraction, check_tolerance, sides
-from analysis.counts import CountState, count_step
+from analysis.counts import CountState, count_step, covering
 from analysis.evalues import bounded_exp, log_mean_exp
 
 __all__ = ["RatioState", "RatioTestResult", "ratio_test"]
@@ -117,13 +117,14 @@ class RatioState:
         evalue = bounded_exp(log_mean_exp([float(s.log_evalue()[0]) for s in self.sides]))
         log_ratio = float(first.log_ratio()[0])
         cx, cy = float(first.canary_events[0]), float(first.baseline_events[0])
+        estimate = math.nan if math.isnan(log_ratio) else _ratio_estimate(log_ratio, cx, cy)
         return RatioTestResult(
             statistic=float(first.statistic()[0]),
             evalue=evalue,
             promote_evalue=bounded_exp(min(float(s.log_promote_evalue()[0]) for s in self.sides)),
             pvalue=min(1.0, 1.0 / evalue),
-            estimate=math.nan if math.isnan(log_ratio) else _ratio_estimate(log_ratio, cx, cy),
-            interval=first.interval(0, alpha=alpha),
+            estimate=estimate,
+            interval=covering(first.interval(0, alpha=alpha), estimate),
             dispersion=float(first.dispersion()[0]),
             canary_bad=cx,
             canary_total=float(first.canary_total[0]),

@@ -4,7 +4,13 @@ Reads each ``canaryflow/observations@1`` log, runs the judge interval by interva
 JSON object per line per interval judged. The last line of each log has ``"final": true``, the
 ``"decision"`` (promote, rollback or inconclusive) and the ``"interval"`` (1-based: the judge had
 seen intervals 1..interval). With several logs every line also carries ``"log"`` (the path as
-given). A malformed log raises `ObservationLogError` (exit code 1) naming the file and the place.
+given). Lines are written (and flushed) as the judge produces them, so a long log shows progress;
+the judge's state is incremental, so the cost is linear in the number of intervals.
+
+Every log is read and checked before anything is judged: a malformed or inconsistent one raises
+`ObservationLogError` (exit code 1, invalid input) naming the file and the place, and nothing is
+written. What is well-formed but suspicious (`analysis.logs.cross_checks`) is said on `err`, one
+``warning:`` line each, and judged anyway, as the live judge did.
 
 This path stays light: it imports the standard library, ``analysis`` (numpy, pydantic) and our
 error types, and the rollout spec loader only when ``--config`` is given. No Prefect, Kubernetes
@@ -18,8 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from analysis.backtest import JudgeName, judge_log
-from analysis.logs import LogFormatError, ObservationLog, parse_log
+from analysis.backtest import JudgeName, judge_log, settings_for_log
+from analysis.logs import LogFormatError, ObservationLog, cross_checks, parse_log
 from analysis.settings import AnalysisSettings
 from canaryflow.errors import NotImplementedYetError, ObservationLogError, UsageError
 
@@ -60,19 +66,23 @@ def load_settings(config: Path | None) -> AnalysisSettings:
     return settings
 
 
-def _replay_one(
-    path: Path, log: ObservationLog, settings: AnalysisSettings, judge: JudgeName, out: TextIO, label: bool
-) -> str:
+def _checked(path: Path, log: ObservationLog, settings: AnalysisSettings) -> ObservationLog:
     try:
-        verdicts = list(judge_log(log, settings, judge=judge))
+        settings_for_log(settings, log)
     except LogFormatError as exc:
         raise ObservationLogError(f"{path}: {exc}") from exc
-    for verdict in verdicts:
+    return log
+
+
+def _replay_one(
+    path: Path, log: ObservationLog, settings: AnalysisSettings, judge: JudgeName, out: TextIO, label: bool
+) -> None:
+    for verdict in judge_log(log, settings, judge=judge):
         line = verdict.to_dict()
         if label:
             line = {"log": str(path), **line}
         out.write(json.dumps(line, allow_nan=False, separators=(",", ":")) + "\n")
-    return verdicts[-1].decision
+        out.flush()
 
 
 def run_replay(
@@ -81,6 +91,7 @@ def run_replay(
     config: Path | None = None,
     judge: str = "sequential",
     out: TextIO,
+    err: TextIO | None = None,
 ) -> int:
     """Replay each log through the judge and write JSON lines to `out`.
 
@@ -94,6 +105,8 @@ def run_replay(
         ``sequential`` (the anytime-valid judge) or ``kayenta`` (Spinnaker Kayenta's rule).
     out
         Where the JSON lines go.
+    err
+        Where warnings go (``None``: nowhere).
 
     Returns
     -------
@@ -103,7 +116,8 @@ def run_replay(
     Raises
     ------
     ObservationLogError
-        A log is unreadable or malformed (exit code 2); nothing is written for that log.
+        A log is unreadable, malformed, or does not fit the settings (exit code 1); raised before
+        anything is written.
     UsageError
         No logs, or an unknown judge (exit code 2).
     """
@@ -113,7 +127,10 @@ def run_replay(
         raise UsageError("no observation logs given")
     name: JudgeName = "kayenta" if judge == "kayenta" else "sequential"
     settings = load_settings(config)
-    parsed = [(path, read_log(path)) for path in logs]
+    parsed = [(path, _checked(path, read_log(path), settings)) for path in logs]
+    if err is not None:
+        for path, log in parsed:
+            err.writelines(f"canaryflow: warning: {path}: {warning}\n" for warning in cross_checks(log))
     for path, log in parsed:
         _replay_one(path, log, settings, name, out, label=len(parsed) > 1)
     return 0

@@ -26,4 +26,4 @@ def replay(
     """Re-run the judge over recorded observation logs (a backtest); one JSON line per interval."""
     from canaryflow.cli.backtest import run_replay
 
-    raise typer.Exit(run_replay(logs, config=config, judge=judge, out=sys.stdout))
+    raise typer.Exit(run_replay(logs, config=config, judge=judge, out=sys.stdout, err=sys.stderr))

@@ -107,3 +107,19 @@ def test_aa_false_alarms_stay_below_alpha(requests: float, jitter: float) -> Non
                 crossed += 1
                 break
     assert crossed / reps <= alpha
+
+
+def test_the_reported_interval_contains_the_reported_estimate() -> None:
+    # Tracks that disagree everywhere (no ratio fits: every grid point is rejected) used to report
+    # the best grid point as a one-point interval next to an interpolated estimate outside it.
+    canary = [
+        [0, 688, 2493], [915, 3841, 3960], [4453, 4453, 4453], [0, 4432, 4432], [136, 1718, 1724],
+        [251, 641, 878], [1940, 3305, 4520], [941, 2096, 2661], [0, 1207, 1207],
+    ]  # fmt: skip
+    baseline = [
+        [587, 1384, 3616], [736, 1654, 4721], [404, 868, 1281], [0, 4322, 4477], [1869, 2883, 3729],
+        [164, 282, 376], [685, 1111, 3441], [1050, 1268, 1941], [752, 1833, 2494],
+    ]  # fmt: skip
+    r = histogram_test((0.1, 0.5, math.inf), np.array(canary, float), np.array(baseline, float))
+    assert math.isfinite(r.estimate)
+    assert r.interval[0] <= r.estimate <= r.interval[1]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from analysis.logs import FORMAT, LogFormatError, dump_log, parse_log
+from analysis.logs import FORMAT, LogFormatError, cross_checks, dump_log, parse_log
 from analysis.observations import HistogramCounts, RatioCounts, Samples
 from tests.fixtures.observation_log import DESIGN_EXAMPLE_TEXT as EXAMPLE
 
@@ -128,6 +128,21 @@ MALFORMED = [
     ("intervals/0/cpu/canary", [0.2, "high"], "intervals[0].cpu.canary[1]: expected a number"),
     ("intervals/0/cpu/canary", {"values": [0.2]}, "intervals[0].cpu.canary: expected a list of numbers"),
     ("intervals/1", [1, 2], "intervals[1]: expected an object, got a list"),
+    # What the judge could not use is rejected here, not turned into NaN or a crash later.
+    ("metrics", {}, "metrics: the log declares no metrics: nothing to judge"),
+    ("metrics/latency/le", ["+Inf"], 'metrics.latency.le: needs a finite bucket bound before "+Inf"'),
+    ("interval_seconds", 5e-324, "interval_seconds: 4.94e-324 is outside 0.001-86400 seconds"),
+    ("interval_seconds", 1e9, "interval_seconds: 1e+09 is outside 0.001-86400 seconds"),
+    (
+        "intervals/0/error-rate/canary/total",
+        1e300,
+        "intervals[0].error-rate.canary.total: 1e+300 is more than 2^53",
+    ),
+    (
+        "intervals/0/latency/canary/le",
+        [0.05, 0.1, 0.2, 0.5, 1.0, "+Inf"],
+        "intervals[0].latency.canary.le: differs from the header's bucket bounds",
+    ),
 ]
 
 
@@ -152,6 +167,27 @@ def test_not_cumulative_in_a_later_interval_names_that_interval() -> None:
 def test_text_that_is_not_json_is_rejected_with_its_position() -> None:
     with pytest.raises(LogFormatError, match=r"not JSON: .* line 1 column"):
         parse_log("{format: 1}")
+
+
+def test_counts_up_to_2_to_the_53_and_a_track_repeating_the_header_bounds_are_accepted() -> None:
+    document = example()
+    document["intervals"][0]["error-rate"]["canary"] = {"bad": 1, "total": 2**53}
+    document["intervals"][0]["latency"]["canary"]["le"] = [0.05, 0.1, 0.25, 0.5, 1.0, "+Inf"]
+    ratio = parse_log(document).intervals[0]["error-rate"]
+    assert ratio is not None
+    assert ratio.canary == RatioCounts(bad=1, total=float(2**53))
+
+
+def test_cross_checks_name_metrics_that_disagree_on_a_tracks_requests() -> None:
+    document = example()
+    document["intervals"] = [copy.deepcopy(document["intervals"][0]) for _ in range(3)]
+    assert cross_checks(parse_log(document)) == ()
+    for row in document["intervals"]:
+        row["error-rate"]["canary"] = {"bad": 40, "total": 5980}  # 10x the latency histogram's 598
+    assert cross_checks(parse_log(document)) == (
+        "metrics.error-rate and metrics.latency disagree on the canary's requests "
+        "(17940 vs 1794 over the log): do they count the same requests?",
+    )
 
 
 def test_a_log_with_no_intervals_is_valid() -> None:

@@ -131,6 +131,56 @@ def test_a_spec_names_the_metrics_and_their_settings(tmp_path: Path) -> None:
     assert lines[-1]["decision"] == "rollback"
 
 
+class _Recorder(io.StringIO):
+    """Standard output as a pipe sees it: what was flushed, line by line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushed: list[int] = []
+
+    def flush(self) -> None:
+        super().flush()
+        self.flushed.append(len(self.getvalue().splitlines()))
+
+
+def test_each_line_is_flushed_as_the_judge_produces_it(tmp_path: Path) -> None:
+    document = json.loads(json.dumps(EXAMPLE))
+    document["intervals"] = [EXAMPLE["intervals"][0]] * 6
+    out = _Recorder()
+    run_replay([_write(tmp_path, "a.json", document)], config=None, judge="sequential", out=out)
+    lines = len(out.getvalue().splitlines())
+    assert lines >= 3
+    assert out.flushed == list(range(1, lines + 1))
+
+
+def test_a_bad_later_log_stops_the_replay_before_anything_is_written(tmp_path: Path) -> None:
+    bad = json.loads(json.dumps(EXAMPLE))
+    bad["interval_seconds"] = 5e-324
+    out = io.StringIO()
+    with pytest.raises(ObservationLogError, match=r"b\.json: interval_seconds: .* is outside") as caught:
+        run_replay(
+            [_write(tmp_path, "a.json", EXAMPLE), _write(tmp_path, "b.json", bad)],
+            config=None,
+            judge="sequential",
+            out=out,
+        )
+    assert exit_code_for(caught.value) == 1
+    assert out.getvalue() == ""
+
+
+def test_metrics_that_disagree_on_the_requests_are_judged_with_a_warning(tmp_path: Path) -> None:
+    document = json.loads(json.dumps(EXAMPLE))
+    document["intervals"][0]["error-rate"]["canary"] = {"bad": 40, "total": 5980}
+    path = _write(tmp_path, "a.json", document)
+    out, err = io.StringIO(), io.StringIO()
+    run_replay([path], config=None, judge="sequential", out=out, err=err)
+    assert err.getvalue() == (
+        f"canaryflow: warning: {path}: metrics.error-rate and metrics.latency disagree on the canary's "
+        "requests (5980 vs 598 over the log): do they count the same requests?\n"
+    )
+    assert _lines(out)[-1]["final"] is True
+
+
 def test_replay_stays_light(tmp_path: Path) -> None:
     path = _write(tmp_path, "outage.json", _outage(40))
     code = (
