@@ -10,8 +10,9 @@ reverse. Parsing is strict about what the judge relies on and lenient about the 
   ``intervals[3].latency.canary.counts: not cumulative`` (indices are 0-based, as in JSON paths);
 - values the judge could not use are rejected here, at the edge, rather than becoming NaN or
   infinity later: a count above :data:`MAX_COUNT`, an ``interval_seconds`` outside
-  [:data:`MIN_INTERVAL_SECONDS`, :data:`MAX_INTERVAL_SECONDS`], a histogram without a finite bound,
-  a log without metrics, and a track whose own ``le`` differs from the header's.
+  [:data:`MIN_INTERVAL_SECONDS`, :data:`MAX_INTERVAL_SECONDS`], histogram data under an ``le``
+  without a finite bound (``["+Inf"]`` alone declares a histogram that never had data), a log
+  without metrics, and a track whose own ``le`` differs from the header's.
 
 `cross_checks` finds what is well-formed but suspicious (two metrics that disagree about how many
 requests a track served); the caller decides whether to warn.
@@ -152,8 +153,6 @@ def _le(value: object, path: str) -> tuple[float, ...]:
         raise LogFormatError(path, "bucket bounds must be strictly increasing")
     if bounds[0] < 0:
         raise LogFormatError(path, "bucket bounds must not be negative")
-    if len(bounds) < 2:
-        raise LogFormatError(path, 'needs a finite bucket bound before "+Inf" (nothing to compare)')
     return tuple(bounds)
 
 
@@ -188,6 +187,8 @@ def _ratio(value: object, path: str) -> RatioCounts:
 
 def _histogram(value: object, path: str, le: tuple[float, ...]) -> HistogramCounts:
     track = _object(value, path)
+    if len(le) < 2:  # the recorder declares ["+Inf"] for a histogram that never had data
+        raise LogFormatError(path, 'data, but the header\'s le has no finite bound before "+Inf" to compare')
     raw = track.get("counts")
     if not isinstance(raw, list):
         raise LogFormatError(f"{path}.counts", f"expected a list of cumulative counts, got {_describe(raw)}")

@@ -130,7 +130,11 @@ MALFORMED = [
     ("intervals/1", [1, 2], "intervals[1]: expected an object, got a list"),
     # What the judge could not use is rejected here, not turned into NaN or a crash later.
     ("metrics", {}, "metrics: the log declares no metrics: nothing to judge"),
-    ("metrics/latency/le", ["+Inf"], 'metrics.latency.le: needs a finite bucket bound before "+Inf"'),
+    (
+        "metrics/latency/le",
+        ["+Inf"],
+        "intervals[0].latency.baseline: data, but the header's le has no finite",
+    ),
     ("interval_seconds", 5e-324, "interval_seconds: 4.94e-324 is outside 0.001-86400 seconds"),
     ("interval_seconds", 1e9, "interval_seconds: 1e+09 is outside 0.001-86400 seconds"),
     (
@@ -188,6 +192,14 @@ def test_cross_checks_name_metrics_that_disagree_on_a_tracks_requests() -> None:
         "metrics.error-rate and metrics.latency disagree on the canary's requests "
         "(17940 vs 1794 over the log): do they count the same requests?",
     )
+
+
+def test_a_histogram_that_never_had_data_is_declared_with_inf_alone() -> None:
+    document = example()
+    document["metrics"]["latency"]["le"] = ["+Inf"]
+    for row in document["intervals"]:
+        row["latency"] = None
+    assert parse_log(document).metrics["latency"].le == (math.inf,)
 
 
 def test_a_log_with_no_intervals_is_valid() -> None:
