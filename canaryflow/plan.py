@@ -62,7 +62,8 @@ class RolloutPlan:
 
 
 class RolloutOutcome(BaseModel):
-    """How a rollout ended: ``promoted``, ``rolled-back`` or ``superseded``, and why, in words."""
+    """How a rollout ended: ``promoted``, ``rolled-back``, ``superseded`` or ``aborted``, and why,
+    in words."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -9,6 +9,7 @@ Phases, in order of a rollout's life::
 
     preparing -> progressing <-> waiting-for-approval -> promoting    -> promoted
                                                        -> rolling-back -> rolled-back | superseded
+                                                                          | aborted
 
 The cluster keeps only the three phases a killed run must resume from (`RolloutPhase.durable`):
 ``progressing``, ``promoting`` and ``rolling-back``.
@@ -47,6 +48,7 @@ class RolloutPhase(StrEnum):
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled-back"
     SUPERSEDED = "superseded"
+    ABORTED = "aborted"
 
     @property
     def label(self) -> str:
@@ -64,10 +66,12 @@ class RolloutPhase(StrEnum):
         return self in (RolloutPhase.PROGRESSING, RolloutPhase.PROMOTING, RolloutPhase.ROLLING_BACK)
 
 
-FINAL_PHASES = frozenset({RolloutPhase.PROMOTED, RolloutPhase.ROLLED_BACK, RolloutPhase.SUPERSEDED})
+FINAL_PHASES = frozenset(
+    {RolloutPhase.PROMOTED, RolloutPhase.ROLLED_BACK, RolloutPhase.SUPERSEDED, RolloutPhase.ABORTED}
+)
 
 #: How a rollout ended.
-RolloutResult = Literal["promoted", "rolled-back", "superseded"]
+RolloutResult = Literal["promoted", "rolled-back", "superseded", "aborted"]
 
 _MODEL = ConfigDict(frozen=True, extra="ignore")
 

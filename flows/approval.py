@@ -2,8 +2,10 @@
 
 ``pause: {approval: true}`` pauses the flow run with `Approval` as its input: the Prefect UI shows a
 form (approve or reject, and a reason) and the server validates what is sent. ``canaryflow promote``
-and ``canaryflow abort`` find the rollout's paused flow run by its name (the rollout id) and resume
-it with the same input. A pause that times out is a rejection: it never promotes.
+finds the rollout's paused flow run by its name (the rollout id) and resumes it with the same input;
+``canaryflow abort`` finds the running or paused run (`active_run_of`) and, for a paused one, does
+the same with a rejection after recording the abort (`flows.control.abort`). A pause that times
+out is a rejection: it never promotes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, resume_flow_run
 from prefect.input import RunInput
@@ -29,7 +32,14 @@ from pydantic import Field
 
 from canaryflow.errors import InputError
 
-__all__ = ["Answer", "Approval", "answer_paused_rollout", "paused_run_of", "wait_for_approval"]
+__all__ = [
+    "Answer",
+    "Approval",
+    "active_run_of",
+    "answer_paused_rollout",
+    "paused_run_of",
+    "wait_for_approval",
+]
 
 
 class Approval(RunInput):
@@ -89,6 +99,33 @@ def paused_run_of(rollout_id: str) -> UUID | None:
             limit=1,
         )
     return runs[0].id if runs else None
+
+
+def active_run_of(rollout_id: str) -> tuple[UUID, bool]:
+    """The newest running or paused flow run of `rollout_id`, and whether it is paused.
+
+    Raises
+    ------
+    InputError
+        No flow run of that rollout is running or paused.
+    """
+    active = [StateType.RUNNING, StateType.PAUSED, StateType.PENDING]
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                name=FlowRunFilterName(any_=[rollout_id]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=active)),
+            ),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=1,
+        )
+    if not runs:
+        raise InputError(
+            f"no running or paused rollout {rollout_id!r} "
+            "(`canaryflow status` lists the rollouts and their phases)"
+        )
+    run = runs[0]
+    return run.id, run.state is not None and run.state.is_paused()
 
 
 def answer_paused_rollout(rollout_id: str, decision: Literal["approve", "reject"], reason: str = "") -> UUID:

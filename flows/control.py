@@ -2,7 +2,9 @@
 
 `run_rollout` runs the flow here (against the configured Prefect API) on the runtime the caller
 built; ``--resume`` takes the rollout id and image from the annotations in the cluster.
-`answer` resumes the paused flow run of a rollout with an approval or a rejection. The command line
+`answer` resumes the paused flow run of a rollout with an approval or a rejection; `abort` stops
+a rollout at any moment (a paused one is rejected, a running one rolls back at its next
+checkpoint, within one analysis interval). The command line
 (`canaryflow.cli`) imports this module inside its commands, so that commands which do not need
 Prefect never load it.
 """
@@ -12,14 +14,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from canaryflow.errors import NotFoundError, PermanentError, RolloutAborted
+from canaryflow.errors import InputError, NotFoundError, PermanentError, RolloutAborted
 from canaryflow.plan import RolloutOutcome, plan_rollout
 from canaryflow.requests import RolloutRequest
-from flows.approval import answer_paused_rollout
+from flows.approval import active_run_of, answer_paused_rollout
 from flows.rollout import rollout
 from flows.runtime import Runtime, use_runtime
+from flows.slots import request_abort, slot_held_by
 
-__all__ = ["answer", "flush_logs", "resume_request", "run_rollout"]
+__all__ = ["abort", "answer", "flush_logs", "resume_request", "run_rollout"]
 
 
 def resume_request(spec: Path, runtime: Runtime) -> RolloutRequest:
@@ -55,6 +58,29 @@ def run_rollout(spec: Path, image: str | None, *, resume: bool, runtime: Runtime
 def answer(rollout_id: str, decision: Literal["approve", "reject"], reason: str) -> str:
     """Approve or reject the paused rollout; return its flow run id."""
     return str(answer_paused_rollout(rollout_id, decision, reason))
+
+
+def abort(rollout_id: str, reason: str, *, by: str) -> tuple[str, str]:
+    """Stop the rollout `rollout_id` now; return what happened (``"rejected"`` for a paused run,
+    ``"requested"`` for a running one) and its flow run id.
+
+    Raises
+    ------
+    InputError
+        No running or paused rollout of that id, or it has not taken its target yet.
+    """
+    run_id, paused = active_run_of(rollout_id)
+    slot = slot_held_by(str(run_id))
+    if slot is None:
+        raise InputError(
+            f"rollout {rollout_id!r} has not taken its target yet (it waits for another rollout); "
+            "try again in a moment"
+        )
+    request_abort(slot, str(run_id), by=by, reason=reason)
+    if paused:
+        answer_paused_rollout(rollout_id, "reject", f"aborted by {by}: {reason}")
+        return "rejected", str(run_id)
+    return "requested", str(run_id)
 
 
 def flush_logs() -> None:

@@ -7,8 +7,10 @@
     promote when every step passed with evidence; otherwise roll back
 
 Anything that stops the rollout (a rollback verdict, a rejection, an approval that timed out, an
-inconclusive analysis under ``onInconclusive: rollback``, a Kubernetes error after its retries)
-rolls the canary back; a supersede also rolls back and ends the run Cancelled. The cluster holds
+inconclusive analysis under ``onInconclusive: rollback``, a Kubernetes error after its retries,
+``canaryflow abort`` at any moment) rolls the canary back; a supersede also rolls back and ends
+the run Cancelled. The run looks for an abort or a supersede between steps, between analysis
+intervals and every few seconds of a timed pause (`flows.slots.check_stop`). The cluster holds
 the truth (annotations on the canary), so a run killed at any point is resumed or cleaned up by the
 next run for the target.
 
@@ -37,7 +39,7 @@ from flows.approval import wait_for_approval
 from flows.judging import analyze
 from flows.reporting import Reporter
 from flows.runtime import Runtime, runtime_for_run
-from flows.slots import Superseded, check_superseded, request_target, target_slot
+from flows.slots import AbortRequested, Superseded, check_stop, request_target, target_slot
 from flows.steps import (
     check_before_writing,
     hold,
@@ -102,6 +104,8 @@ def rollout(request: RolloutRequest) -> RolloutOutcome | State[Any]:
         except Superseded as exc:
             roll_back(run, str(exc), result="superseded")
             return Cancelled(message=str(exc))
+        except AbortRequested as exc:
+            return roll_back(run, str(exc), result="aborted")
         except RolloutStopped as exc:
             return roll_back(run, exc.reason)
         except CanaryflowError as exc:
@@ -138,7 +142,7 @@ def walk_steps(run: Run, start: int) -> str:
     plan = run.plan
     evidence: list[str] = []
     for index in range(start, len(plan.spec.steps)):
-        check_superseded(plan)
+        check_stop(plan)
         run.reporter.step(index)
         step = plan.spec.steps[index]
         if step.set_weight is not None:
@@ -147,7 +151,7 @@ def walk_steps(run: Run, start: int) -> str:
             evidence += pause(run, index, step.pause)
         else:
             evidence += analysis(run, index)
-    check_superseded(plan)
+    check_stop(plan)
     if evidence:
         return "; ".join(evidence)
     if any(step.analyze is not None for step in plan.spec.steps):
@@ -174,7 +178,12 @@ def pause(run: Run, index: int, step: Pause) -> list[str]:
     plan = run.plan
     if not step.approval:
         assert step.duration is not None
-        hold(run.runtime.clock, step.duration.total_seconds(), why=f"pause of {plan.rollout_id}")
+        hold(
+            run.runtime.clock,
+            step.duration.total_seconds(),
+            why=f"pause of {plan.rollout_id}",
+            checkpoint=lambda: check_stop(plan),
+        )
         return []
     run.reporter.phase(RolloutPhase.WAITING_FOR_APPROVAL)
     run.reporter.say(
@@ -186,7 +195,7 @@ def pause(run: Run, index: int, step: Pause) -> list[str]:
         what=f"step {index + 1}",
         poll_seconds=run.runtime.approval_poll_seconds,
     )
-    check_superseded(plan)
+    check_stop(plan)
     if not answer.approved:
         raise RolloutStopped(f"not approved: {answer.reason}")
     run.reporter.say("%s: approved (%s)", plan.rollout_id, answer.reason)
@@ -195,9 +204,7 @@ def pause(run: Run, index: int, step: Pause) -> list[str]:
 
 def analysis(run: Run, index: int) -> list[str]:
     plan = run.plan
-    verdict = analyze(
-        plan, run.runtime, index, reporter=run.reporter, checkpoint=lambda: check_superseded(plan)
-    )
+    verdict = analyze(plan, run.runtime, index, reporter=run.reporter, checkpoint=lambda: check_stop(plan))
     if verdict.decision == "promote":
         return [f"analysis at step {index + 1}: {verdict.reason}"]
     if verdict.decision == "inconclusive" and plan.spec.spec.failure_policy.on_inconclusive == "continue":
@@ -220,7 +227,7 @@ def on_failure(run: Run, index: int, reason: str) -> list[str]:
         what=f"step {index + 1} after: {reason}",
         poll_seconds=run.runtime.approval_poll_seconds,
     )
-    check_superseded(plan)
+    check_stop(plan)
     if not answer.approved:
         raise RolloutStopped(f"{reason} Not approved: {answer.reason}")
     return [f"approved at step {index + 1} despite: {reason} ({answer.reason})"]

@@ -20,9 +20,14 @@ lease) and waits at most a given time for a live one.
 
 Superseding: the same variable records the newest image that asked for the target. A run with a
 newer image writes its image there before it waits for the slot, and resumes the holder with a
-rejection if the holder is paused. The holder checks the variable between steps and intervals
-(`Superseded` from `check_superseded`), rolls back its canary and ends Cancelled; then the new run
-gets the slot.
+rejection if the holder is paused. The holder checks the variable between steps, between analysis
+intervals and during timed pauses (`check_stop`), rolls back its canary and ends Cancelled; then
+the new run gets the slot.
+
+Aborting: ``canaryflow abort`` records who asked and why for one flow run (`request_abort`) in
+the same variable; that run's next `check_stop` raises `AbortRequested` and the run rolls back
+(within one analysis interval). The request names the flow run, so it never stops a later
+attempt at the same rollout id. (The variable moves to the cluster with the slot, issue 15.)
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -54,11 +60,14 @@ from canaryflow.errors import RolloutAborted
 from canaryflow.plan import RolloutPlan
 
 __all__ = [
+    "AbortRequested",
     "SlotLost",
     "Superseded",
-    "check_superseded",
+    "check_stop",
     "cleanup_slot",
+    "request_abort",
     "request_target",
+    "slot_held_by",
     "slot_name",
     "target_slot",
 ]
@@ -80,6 +89,15 @@ class Superseded(RolloutAborted):
     def __init__(self, image: str) -> None:
         super().__init__(f"superseded by {image}")
         self.image = image
+
+
+class AbortRequested(RolloutAborted):
+    """Somebody asked to stop this rollout now (``canaryflow abort``)."""
+
+    def __init__(self, by: str, reason: str) -> None:
+        super().__init__(f"aborted by {by}: {reason}")
+        self.by = by
+        self.reason = reason
 
 
 class SlotLost(RolloutAborted):
@@ -118,13 +136,39 @@ def request_target(plan: RolloutPlan) -> None:
         resume_flow_run(run.id, run_input={"decision": "reject", "reason": f"superseded by {plan.image}"})
 
 
-def check_superseded(plan: RolloutPlan) -> None:
-    """Raise `Superseded` when a rollout with another image asked for this target, `SlotLost` when
+def slot_held_by(flow_run_id: str) -> str | None:
+    """The name of the slot whose recorded holder is the flow run `flow_run_id`, if any."""
+    with get_client(sync_client=True) as client:
+        variables = client.read_variables()
+    for variable in variables:
+        value = variable.value
+        if variable.name.startswith("rollout-") and isinstance(value, dict):
+            holder = value.get("holder")
+            if isinstance(holder, dict) and holder.get("flow_run_id") == flow_run_id:
+                return variable.name
+    return None
+
+
+def request_abort(name: str, flow_run_id: str, *, by: str, reason: str) -> None:
+    """Ask the rollout run `flow_run_id`, holder of the slot `name`, to roll back at its next
+    checkpoint."""
+    abort = {"flow_run_id": flow_run_id, "by": by, "reason": reason, "at": datetime.now(UTC).isoformat()}
+    _write(name, {**_read(name), "abort": abort})
+
+
+def check_stop(plan: RolloutPlan) -> None:
+    """Raise when this rollout must stop now: `AbortRequested` when somebody asked to abort this
+    run, `Superseded` when a rollout with another image asked for this target, `SlotLost` when
     this run's lease on the target's slot is gone."""
     lost = _LOST.get()
     if lost is not None and lost.is_set():
         raise SlotLost(f"the slot of {plan.target} was lost (its lease expired or was revoked)")
-    newer = _read(slot_name(plan.target)).get("superseded_by")
+    record = _read(slot_name(plan.target))
+    abort = record.get("abort") or {}
+    run_id = flow_run.get_id()
+    if run_id is not None and abort.get("flow_run_id") == str(run_id):
+        raise AbortRequested(str(abort.get("by") or "somebody"), str(abort.get("reason") or "aborted"))
+    newer = record.get("superseded_by")
     if newer and newer != plan.image:
         raise Superseded(newer)
 
@@ -150,7 +194,9 @@ def target_slot(plan: RolloutPlan, *, lease_seconds: float) -> Iterator[None]:
                 **_this_process(),
             }
             newest = None if superseded_by == plan.image else superseded_by
-            _write(name, {"holder": holder, "superseded_by": newest})
+            abort = record.get("abort") or {}
+            ours = abort if abort.get("flow_run_id") == run_id else None  # asked while we waited
+            _write(name, {"holder": holder, "superseded_by": newest, "abort": ours})
             try:
                 yield
             finally:

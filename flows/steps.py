@@ -12,7 +12,7 @@ that retrying can fix (`TransientError`, `ConflictError`); the delays come from 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -119,10 +119,23 @@ def roll_back_canary(
     return cluster.rollback(target, rollout_id=rollout_id, progress_deadline=progress_deadline)
 
 
+#: How often a long wait looks whether the rollout must stop (`hold` with a checkpoint).
+STOP_CHECK_SECONDS = 10.0
+
+
 @task(name="wait", cache_policy=NO_CACHE)
-def hold(clock: Clock, seconds: float, *, why: str) -> datetime:
-    """Wait `seconds` on `clock`; return the time after the wait."""
-    clock.sleep(seconds)
+def hold(clock: Clock, seconds: float, *, why: str, checkpoint: Callable[[], None] | None = None) -> datetime:
+    """Wait `seconds` on `clock`; return the time after the wait. With a `checkpoint`, call it
+    every `STOP_CHECK_SECONDS` of the wait (it raises to stop the rollout)."""
+    if checkpoint is None:
+        clock.sleep(seconds)
+        return clock.now()
+    left = seconds
+    while left > 0:
+        chunk = min(left, STOP_CHECK_SECONDS)
+        clock.sleep(chunk)
+        left -= chunk
+        checkpoint()
     return clock.now()
 
 

@@ -130,10 +130,37 @@ def promote(rollout_id: Annotated[str, typer.Argument(metavar="ROLLOUT", help="T
     typer.echo(f"approved {rollout_id} (flow run {run})")
 
 
+def _operator() -> str:
+    """Who runs this command, as ``user@host`` (recorded with an abort)."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
 def abort(
     rollout_id: Annotated[str, typer.Argument(metavar="ROLLOUT", help="The rollout id.")],
     reason: Annotated[str, typer.Option(help="Why; recorded with the rollback.")] = "aborted",
+    by: Annotated[
+        str | None, typer.Option(metavar="WHO", help="Who aborts (default: user@host of this shell).")
+    ] = None,
 ) -> None:
-    """Reject a rollout waiting in a pause: its canary is rolled back."""
-    run = _answer(rollout_id, "reject", reason)
-    typer.echo(f"rejected {rollout_id} (flow run {run}): its canary is rolled back")
+    """Stop a rollout now, whatever it is doing: its canary is rolled back (a running rollout
+    within one analysis interval, a paused one at once)."""
+    from canaryflow.cli.prefectapi import connect, use
+
+    use(connect(os.environ), debug=debugging())
+    from flows.control import abort as abort_rollout
+
+    what, run = abort_rollout(rollout_id, reason, by=by or _operator())
+    if what == "rejected":
+        typer.echo(f"aborted {rollout_id} (flow run {run}): it was paused; its canary is rolled back now")
+    else:
+        typer.echo(
+            f"aborted {rollout_id} (flow run {run}): its canary is rolled back at its next checkpoint "
+            "(within one analysis interval)"
+        )

@@ -108,27 +108,34 @@ def test_promote_approves_the_paused_rollout(
     assert "promoted" in cli("status", ROLLOUT_ID).stdout
 
 
-def test_abort_rolls_the_paused_rollout_back_with_the_reason(
+def test_abort_rolls_the_paused_rollout_back_with_who_and_why(
     paused_rollout: Future[Any], cli: Run, stack: SimulatedStack
 ) -> None:
-    answered = cli("abort", ROLLOUT_ID, "--reason", "checkout p99 looks off")
+    answered = cli("abort", ROLLOUT_ID, "--reason", "checkout p99 looks off", "--by", "alice")
 
     assert answered.returncode == 0, answered.stderr
-    assert f"rejected {ROLLOUT_ID}" in answered.stdout
+    assert f"aborted {ROLLOUT_ID}" in answered.stdout
     outcome = paused_rollout.result(timeout=60).result()
-    assert outcome.result == "rolled-back"
-    assert outcome.reason == "not approved: checkout p99 looks off"
+    assert outcome.result == "aborted"
+    assert outcome.reason == "aborted by alice: checkout p99 looks off"
     status = stack.cluster.read(stack.target)
     assert status.stable.image == STABLE_IMAGE
     assert status.canary is None
+    assert "aborted" in cli("status", ROLLOUT_ID).stdout
 
 
-@pytest.mark.parametrize("command", ["promote", "abort"])
-def test_answering_a_rollout_that_is_not_paused_is_a_clear_error(command: str, cli: Run) -> None:
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("promote", "no paused rollout 'web-nothing-paused' is waiting for approval"),
+        ("abort", "no running or paused rollout 'web-nothing-paused'"),
+    ],
+)
+def test_answering_a_rollout_that_is_not_paused_is_a_clear_error(
+    command: str, message: str, cli: Run
+) -> None:
     answered = cli(command, "web-nothing-paused")
 
-    assert answered.returncode == InputError.exit_code == 1  # invalid input: no such paused rollout
+    assert answered.returncode == InputError.exit_code == 1  # invalid input: no such rollout
     (line,) = answered.stderr.strip().splitlines()
-    assert line.startswith(
-        "canaryflow: error: no paused rollout 'web-nothing-paused' is waiting for approval"
-    )
+    assert line.startswith(f"canaryflow: error: {message}")

@@ -1,0 +1,171 @@
+"""``canaryflow abort`` stops a rollout at any moment: during an analysis, a timed pause or an approval.
+
+The rollout runs the real flow under the Prefect test harness on the simulated stack. Its clock is
+a `ManualClock` that calls the test back when the flow waits, so the abort arrives at a chosen
+moment from inside a wait, the way an operator's command arrives while the run sleeps; the
+command itself is the real one (``flows.control.abort``, what ``canaryflow abort`` calls), and
+the flow notices it through the Prefect API.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from canaryflow.clock import ManualClock
+from canaryflow.dev.stacks import GOOD_IMAGE, STABLE_IMAGE, SimulatedStack, simulated_stack
+from canaryflow.errors import InputError
+from tests.e2e.conftest import write_spec
+
+INTERVAL = 30.0
+
+
+class CallingClock(ManualClock):
+    """A manual clock that hands every wait to `on_sleep` (seconds, how many waits so far)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sleeps: list[float] = []
+        self.on_sleep: Callable[[float, int], None] | None = None
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if self.on_sleep is not None:
+            self.on_sleep(seconds, len(self.sleeps))
+        super().sleep(seconds)
+
+
+@pytest.fixture
+def clock() -> CallingClock:
+    return CallingClock()
+
+
+@pytest.fixture
+def stack(clock: CallingClock) -> SimulatedStack:
+    """The conftest's stack on the calling clock (its `runtime` and `rollout_of` use this one)."""
+    serving = simulated_stack(clock, rate_per_pod=200.0)
+    serving.clock.advance(60.0)
+    return serving
+
+
+def _assert_rolled_back(stack: SimulatedStack) -> None:
+    status = stack.cluster.read(stack.target)
+    assert status.canary is None
+    assert status.baseline is None
+    assert status.stable.image == STABLE_IMAGE
+    assert status.stable.replicas == 10
+
+
+def test_abort_during_an_analysis_rolls_back_before_the_next_interval(
+    rollout_of: Callable[..., Any], stack: SimulatedStack, clock: CallingClock, tmp_path: Path
+) -> None:
+    from flows.control import abort
+
+    spec = write_spec(tmp_path, ["{setWeight: 20}", "{analyze: {interval: 30s, maxDuration: 10m}}"])
+    answers: list[tuple[str, str]] = []
+
+    def abort_in_the_second_interval(seconds: float, count: int) -> None:
+        if seconds == INTERVAL and not answers and clock.sleeps.count(INTERVAL) == 2:
+            answers.append(abort("web-abort", "p99 looks off", by="alice@laptop"))
+
+    clock.on_sleep = abort_in_the_second_interval
+    state = rollout_of(GOOD_IMAGE, spec=spec, rollout_id="web-abort")
+
+    assert [what for what, _run in answers] == ["requested"]
+    outcome = state.result()
+    assert outcome.result == "aborted"
+    assert outcome.reason == "aborted by alice@laptop: p99 looks off"
+    assert clock.sleeps.count(INTERVAL) == 2  # the interval under way ends; no further one starts
+    _assert_rolled_back(stack)
+
+
+def test_abort_during_a_timed_pause_does_not_wait_for_the_pause_to_end(
+    rollout_of: Callable[..., Any], stack: SimulatedStack, clock: CallingClock, tmp_path: Path
+) -> None:
+    from flows.control import abort
+
+    spec = write_spec(tmp_path, ["{setWeight: 20}", "{pause: {duration: 1h}}", "{setWeight: 50}"])
+    waited: list[float] = []
+
+    def abort_after_a_minute(seconds: float, count: int) -> None:
+        if seconds >= 1.0:  # the pause's waits (pods become ready in 1 s steps of 0.25 s)
+            waited.append(seconds)
+        if sum(waited) == 60.0:
+            abort("web-pause", "wrong image", by="bob")
+
+    clock.on_sleep = abort_after_a_minute
+    state = rollout_of(GOOD_IMAGE, spec=spec, rollout_id="web-pause")
+
+    outcome = state.result()
+    assert outcome.result == "aborted"
+    assert outcome.reason == "aborted by bob: wrong image"
+    assert sum(waited) <= 70.0  # one check interval after the abort, not the hour
+    _assert_rolled_back(stack)
+
+
+def test_abort_of_a_paused_rollout_rolls_back_at_once(
+    rollout_of: Callable[..., Any], stack: SimulatedStack, tmp_path: Path
+) -> None:
+    from flows.approval import paused_run_of
+    from flows.control import abort
+
+    spec = write_spec(tmp_path, ["{setWeight: 20}", "{pause: {approval: true, timeout: 10m}}"])
+    finished: Future[Any] = Future()
+
+    def run() -> None:
+        try:
+            finished.set_result(rollout_of(GOOD_IMAGE, spec=spec, rollout_id="web-paused"))
+        except BaseException as exc:  # handed to the test through the future
+            finished.set_exception(exc)
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(run,), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while paused_run_of("web-paused") is None:  # the pause is a state on the server: poll the API
+        assert not finished.done(), f"the rollout ended before it paused: {finished.result()}"
+        assert time.monotonic() < deadline, "the rollout did not pause within 60 s"
+        time.sleep(0.2)
+
+    what, _run = abort("web-paused", "release freeze", by="carol")
+
+    assert what == "rejected"
+    outcome = finished.result(timeout=60).result()
+    thread.join(timeout=60)
+    assert outcome.result == "aborted"
+    assert outcome.reason == "aborted by carol: release freeze"
+    _assert_rolled_back(stack)
+
+
+def test_an_abort_names_the_run_so_a_later_attempt_is_not_stopped(
+    rollout_of: Callable[..., Any], stack: SimulatedStack, clock: CallingClock, tmp_path: Path
+) -> None:
+    from flows.control import abort
+
+    spec = write_spec(tmp_path, ["{setWeight: 20}", "{pause: {duration: 30s}}"])
+    aborted: list[str] = []
+
+    def abort_once(seconds: float, count: int) -> None:
+        if seconds == 10.0 and not aborted:
+            aborted.append(abort("web-again", "try later", by="dave")[1])
+
+    clock.on_sleep = abort_once
+    first = rollout_of(GOOD_IMAGE, spec=spec, rollout_id="web-again").result()
+    second = rollout_of(GOOD_IMAGE, spec=spec, rollout_id="web-again").result()
+
+    assert first.result == "aborted"
+    assert second.result == "promoted"  # the same rollout id again: the old request is not its own
+    assert stack.cluster.read(stack.target).stable.image == GOOD_IMAGE
+
+
+def test_aborting_a_rollout_that_does_not_run_is_a_clear_error(prefect_harness: Any) -> None:
+    from flows.control import abort
+
+    with pytest.raises(InputError, match=r"^no running or paused rollout 'web-nothing' \("):
+        abort("web-nothing", "why", by="erin")
