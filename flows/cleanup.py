@@ -15,11 +15,14 @@ rollout holds is left alone; that rollout (live, or its next run) converges it i
 
 from __future__ import annotations
 
+import logging
+import os
 from contextlib import ExitStack
 from datetime import timedelta
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger
+from prefect import Flow, flow, get_run_logger
+from prefect.client.schemas.objects import FlowRun, State
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -27,11 +30,18 @@ from canaryflow.cluster.port import RolloutId, RolloutState, TargetRef
 from canaryflow.errors import CanaryflowError
 from canaryflow.spec import load_spec
 from canaryflow.status import RolloutPhase
-from flows.runtime import Runtime, runtime_for_run
+from flows.runtime import Runtime, runtime_for_run, runtime_from_env
 from flows.slots import cleanup_slot
 from flows.steps import promote_canary, read_target, roll_back_canary, with_retries
 
-__all__ = ["CleanupAction", "CleanupOutcome", "CleanupRequest", "cleanup", "next_action"]
+__all__ = [
+    "CleanupAction",
+    "CleanupOutcome",
+    "CleanupRequest",
+    "cleanup",
+    "converge_when_cancelled",
+    "next_action",
+]
 
 CleanupAction = Literal["nothing", "promote", "roll-back", "leave"]
 _NAMED = ("namespace", "deployment", "container", "service")
@@ -165,3 +175,35 @@ def _converge(runtime: Runtime, ref: TargetRef, deadline: timedelta, *, only: st
     return CleanupOutcome(
         target=str(ref), action=action, rollout_id=state.rollout_id if state else None, reason=reason
     )
+
+
+def converge_when_cancelled(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
+    """The rollout flow's ``on_cancellation`` hook: converge the cancelled run's target now.
+
+    A Cancel on a run that a worker executes stops its process (SIGTERM, then a kill after the
+    grace period); Prefect runs this hook first. It converges the target the way `cleanup` does,
+    for this rollout only (`next_action` with the run's name, its rollout id), with plain adapter
+    calls: the cancelled run still holds the target's slot and can no longer start tasks. A run
+    in this process (``canaryflow rollout``) never gets here: it sees the Cancel at its next
+    checkpoint (`flows.stops`) and rolls back itself.
+    """
+    cancelled = flow_run
+    logger = logging.getLogger("canaryflow.cleanup")
+    raw = (cancelled.parameters or {}).get("request") or {}
+    spec = raw.get("spec") if isinstance(raw, dict) else getattr(raw, "spec", None)
+    if not spec:
+        logger.warning("%s was cancelled without a rollout spec: nothing to converge", cancelled.name)
+        return
+    ref, deadline = CleanupRequest(spec=str(spec), rollout_id=cancelled.name).resolve()
+    runtime = runtime_from_env(os.environ)  # a worker's run: its environment names the cluster
+    status = runtime.cluster.read(ref)
+    action = next_action(status.state, only=cancelled.name)
+    if status.state is None or action == "leave":
+        logger.info("%s was cancelled; %s carries no canary of it: nothing to converge", cancelled.name, ref)
+        return
+    rollout_id = RolloutId(status.state.rollout_id)
+    if action == "promote":
+        runtime.cluster.promote(ref, rollout_id=rollout_id, progress_deadline=deadline)
+    else:
+        runtime.cluster.rollback(ref, rollout_id=rollout_id, progress_deadline=deadline)
+    logger.warning("%s was cancelled in Prefect: %s %s on %s", cancelled.name, action, rollout_id, ref)

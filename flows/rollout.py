@@ -9,8 +9,9 @@
 Anything that stops the rollout (a rollback verdict, a rejection, an approval that timed out, an
 inconclusive analysis under ``onInconclusive: rollback``, a Kubernetes error after its retries,
 ``canaryflow abort`` at any moment) rolls the canary back; a supersede also rolls back and ends
-the run Cancelled. The run looks for an abort or a supersede between steps, between analysis
-intervals and every few seconds of a timed pause (`flows.slots.check_stop`). The cluster holds
+the run Cancelled, and so does a Cancel in Prefect. The run looks for an abort, a supersede or
+a Cancel between steps, between analysis intervals and every few seconds of a timed pause
+(`flows.stops.check_stop`). The cluster holds
 the truth (annotations on the canary), so a run killed at any point is resumed or cleaned up by the
 next run for the target.
 
@@ -36,10 +37,11 @@ from canaryflow.requests import RolloutRequest
 from canaryflow.spec import Pause
 from canaryflow.status import RolloutPhase, RolloutResult
 from flows.approval import wait_for_approval
+from flows.cleanup import converge_when_cancelled
 from flows.judging import analyze
 from flows.reporting import Reporter
 from flows.runtime import Runtime, runtime_for_run
-from flows.slots import AbortRequested, Superseded, check_stop, request_target, target_slot
+from flows.slots import AbortRequested, Superseded, request_target, target_slot
 from flows.steps import (
     check_before_writing,
     hold,
@@ -49,6 +51,7 @@ from flows.steps import (
     set_weight,
     with_retries,
 )
+from flows.stops import CancelledInPrefect, check_stop
 
 __all__ = ["RolloutStopped", "Run", "rollout", "run_name"]
 
@@ -85,7 +88,12 @@ def run_name() -> str:
         return request.rollout_id or "rollout-with-invalid-spec"
 
 
-@flow(name="rollout", flow_run_name=run_name, persist_result=False)
+@flow(
+    name="rollout",
+    flow_run_name=run_name,
+    persist_result=False,
+    on_cancellation=[converge_when_cancelled],
+)
 def rollout(request: RolloutRequest) -> RolloutOutcome | State[Any]:
     """Roll out `request.image` to the target of the spec at `request.spec`, step by step."""
     runtime = runtime_for_run()
@@ -106,6 +114,9 @@ def rollout(request: RolloutRequest) -> RolloutOutcome | State[Any]:
             return Cancelled(message=str(exc))
         except AbortRequested as exc:
             return roll_back(run, str(exc), result="aborted")
+        except CancelledInPrefect as exc:
+            roll_back(run, str(exc), result="aborted")
+            return Cancelled(message=f"{exc}; the canary was rolled back")
         except RolloutStopped as exc:
             return roll_back(run, exc.reason)
         except CanaryflowError as exc:

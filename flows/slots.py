@@ -21,11 +21,11 @@ lease) and waits at most a given time for a live one.
 Superseding: the same variable records the newest image that asked for the target. A run with a
 newer image writes its image there before it waits for the slot, and resumes the holder with a
 rejection if the holder is paused. The holder checks the variable between steps, between analysis
-intervals and during timed pauses (`check_stop`), rolls back its canary and ends Cancelled; then
-the new run gets the slot.
+intervals and during timed pauses (`check_slot`, through `flows.stops.check_stop`), rolls back
+its canary and ends Cancelled; then the new run gets the slot.
 
 Aborting: ``canaryflow abort`` records who asked and why for one flow run (`request_abort`) in
-the same variable; that run's next `check_stop` raises `AbortRequested` and the run rolls back
+the same variable; that run's next `check_slot` raises `AbortRequested` and the run rolls back
 (within one analysis interval). The request names the flow run, so it never stops a later
 attempt at the same rollout id. (The variable moves to the cluster with the slot, issue 15.)
 """
@@ -63,7 +63,7 @@ __all__ = [
     "AbortRequested",
     "SlotLost",
     "Superseded",
-    "check_stop",
+    "check_slot",
     "cleanup_slot",
     "request_abort",
     "request_target",
@@ -156,10 +156,10 @@ def request_abort(name: str, flow_run_id: str, *, by: str, reason: str) -> None:
     _write(name, {**_read(name), "abort": abort})
 
 
-def check_stop(plan: RolloutPlan) -> None:
-    """Raise when this rollout must stop now: `AbortRequested` when somebody asked to abort this
-    run, `Superseded` when a rollout with another image asked for this target, `SlotLost` when
-    this run's lease on the target's slot is gone."""
+def check_slot(plan: RolloutPlan) -> None:
+    """Raise when the slot says this rollout must stop now: `AbortRequested` when somebody asked
+    to abort this run, `Superseded` when a rollout with another image asked for this target,
+    `SlotLost` when this run's lease on the target's slot is gone."""
     lost = _LOST.get()
     if lost is not None and lost.is_set():
         raise SlotLost(f"the slot of {plan.target} was lost (its lease expired or was revoked)")

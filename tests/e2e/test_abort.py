@@ -1,4 +1,5 @@
-"""``canaryflow abort`` stops a rollout at any moment: during an analysis, a timed pause or an approval.
+"""``canaryflow abort`` and Prefect's Cancel stop a rollout at any moment: during an analysis, a timed
+pause or an approval.
 
 The rollout runs the real flow under the Prefect test harness on the simulated stack. Its clock is
 a `ManualClock` that calls the test back when the flow waits, so the abort arrives at a chosen
@@ -162,6 +163,32 @@ def test_an_abort_names_the_run_so_a_later_attempt_is_not_stopped(
     assert first.result == "aborted"
     assert second.result == "promoted"  # the same rollout id again: the old request is not its own
     assert stack.cluster.read(stack.target).stable.image == GOOD_IMAGE
+
+
+def test_a_cancel_in_prefect_rolls_back_before_the_next_interval_and_ends_cancelled(
+    rollout_of: Callable[..., Any], stack: SimulatedStack, clock: CallingClock, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+    from prefect.states import Cancelling
+
+    spec = write_spec(tmp_path, ["{setWeight: 20}", "{analyze: {interval: 30s, maxDuration: 10m}}"])
+    cancelled: list[bool] = []
+
+    def cancel_in_the_second_interval(seconds: float, count: int) -> None:
+        if seconds == INTERVAL and not cancelled and clock.sleeps.count(INTERVAL) == 2:
+            with get_client(sync_client=True) as client:  # what `prefect flow-run cancel` does
+                client.set_flow_run_state(flow_run.get_id(), Cancelling(message="bad deploy window"))
+            cancelled.append(True)
+
+    clock.on_sleep = cancel_in_the_second_interval
+    state = rollout_of(GOOD_IMAGE, spec=spec, rollout_id="web-cancel")
+
+    assert cancelled
+    assert state.is_cancelled()
+    assert state.message == "cancelled in Prefect: bad deploy window; the canary was rolled back"
+    assert clock.sleeps.count(INTERVAL) == 2
+    _assert_rolled_back(stack)
 
 
 def test_aborting_a_rollout_that_does_not_run_is_a_clear_error(prefect_harness: Any) -> None:

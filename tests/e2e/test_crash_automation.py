@@ -1,5 +1,6 @@
-"""The crash automation of ``deployments/prefect.yaml``, end to end: a rollout run killed under its
-worker ends Crashed, and the automation's cleanup run rolls its canary back.
+"""Rollout runs stopped under their worker, end to end: a run killed ends Crashed and the crash
+automation of ``deployments/prefect.yaml`` rolls its canary back; a run cancelled in Prefect ends
+Cancelled and its ``on_cancellation`` hook rolls its canary back before the process goes.
 
 Everything is the real thing: ``prefect deploy`` creates the two deployments and the automation
 from ``deployments/prefect.yaml`` on the test run's Prefect API; a ``prefect worker`` of the
@@ -43,6 +44,8 @@ spec:
     - setWeight: 20
     - pause: {{duration: 1h}}
 """
+
+APPROVAL_SPEC = SPEC.replace("pause: {{duration: 1h}}", "pause: {{approval: true, timeout: 1h}}")
 
 
 def _until(what: str, check: Callable[[], Any], timeout: float, log: Path | None = None) -> Any:
@@ -194,3 +197,48 @@ def test_a_crashed_rollout_run_is_cleaned_up_by_the_automation(
     assert (status.state, status.canary, status.baseline) == (None, None, None)
     assert status.stable.image == STABLE_IMAGE
     assert (status.stable.replicas, status.stable.ready) == (10, 10)
+
+
+def test_a_rollout_run_cancelled_under_its_worker_rolls_its_canary_back(
+    worker: Path, app: App, prefect_env: dict[str, str], tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(APPROVAL_SPEC.format(namespace=app.namespace))
+    request = {"spec": str(spec), "image": GOOD_IMAGE, "triggered_by": "test"}
+    started = run_deployment("rollout/rollout", parameters={"request": request}, timeout=0)
+
+    # The run sets its split and waits for an approval: no checkpoint of its own runs meanwhile,
+    # so only the cancellation hook can roll it back.
+    _until(
+        "the rollout run holds a 20 % split",
+        lambda: (s := app.read()).state is not None and s.state.weight == 20 and s.canary is not None,
+        timeout=180,
+        log=worker,
+    )
+    with get_client(sync_client=True) as client:
+        _until(
+            "the rollout run waits for approval",
+            lambda: (r := client.read_flow_run(started.id)).state is not None and r.state.is_paused(),
+            timeout=60,
+            log=worker,
+        )
+        _prefect(prefect_env, "flow-run", "cancel", str(started.id))
+        cancelled = _until(
+            "the cancelled run ends Cancelled",
+            lambda: (r := client.read_flow_run(started.id)).state is not None and r.state.is_final() and r,
+            timeout=120,
+            log=worker,
+        )
+    assert cancelled.state.is_cancelled(), cancelled.state
+    status = _until(
+        "the hook rolls the canary back",
+        lambda: (s := app.read()).canary is None and s.baseline is None and s,
+        timeout=120,
+        log=worker,
+    )
+    assert status.state is None
+    assert status.stable.image == STABLE_IMAGE
+    assert _runs_of("cleanup/cleanup") == []  # the hook did it, not the crash automation
