@@ -66,13 +66,13 @@ SETTINGS: tuple[Setting, ...] = (
         "PREFECT_API_URL",
         "the active Prefect profile's, else canaryflow's local server",
         "the Prefect API that runs and records rollouts (see `canaryflow dev prefect up`)",
-        ("rollout", "promote", "abort", "demo", "webhook serve"),
+        ("rollout", "promote", "abort", "pause", "resume", "demo", "webhook serve"),
     ),
     Setting(
         "CANARYFLOW_STATE_DIR",
         "$XDG_STATE_HOME/canaryflow (~/.local/state/canaryflow)",
         "where the local Prefect server and control plane keep their state",
-        ("dev", "demo", "rollout", "promote", "abort"),
+        ("dev", "demo", "rollout", "promote", "abort", "pause", "resume"),
     ),
     Setting(
         "CANARYFLOW_GITHUB_SECRET",

@@ -7,9 +7,10 @@ it. Plain pydantic: no Prefect, no cluster client, no I/O (reading and writing t
 
 Phases, in order of a rollout's life::
 
-    preparing -> progressing <-> waiting-for-approval -> promoting    -> promoted
-                                                       -> rolling-back -> rolled-back | superseded
-                                                                          | aborted
+    preparing -> progressing <-> waiting-for-approval | paused -> promoting    -> promoted
+                                                                  -> rolling-back -> rolled-back
+                                                                                   | superseded
+                                                                                   | aborted
 
 The cluster keeps only the three phases a killed run must resume from (`RolloutPhase.durable`):
 ``progressing``, ``promoting`` and ``rolling-back``.
@@ -43,6 +44,7 @@ class RolloutPhase(StrEnum):
     PREPARING = "preparing"
     PROGRESSING = "progressing"
     WAITING_FOR_APPROVAL = "waiting-for-approval"
+    PAUSED = "paused"
     PROMOTING = "promoting"
     ROLLING_BACK = "rolling-back"
     PROMOTED = "promoted"

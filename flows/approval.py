@@ -37,6 +37,7 @@ __all__ = [
     "Approval",
     "active_run_of",
     "answer_paused_rollout",
+    "held_key",
     "paused_run_of",
     "wait_for_approval",
 ]
@@ -126,6 +127,15 @@ def active_run_of(rollout_id: str) -> tuple[UUID, bool]:
         )
     run = runs[0]
     return run.id, run.state is not None and run.state.is_paused()
+
+
+def held_key(run_id: UUID) -> str | None:
+    """The key of the pause the flow run `run_id` waits in, when it is a hold by ``canaryflow
+    pause`` (``hold-...``); None for any other state or pause."""
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run_id).state
+    key = state.state_details.pause_key if state is not None and state.is_paused() else None
+    return key if key and key.startswith("hold-") else None
 
 
 def answer_paused_rollout(rollout_id: str, decision: Literal["approve", "reject"], reason: str = "") -> UUID:

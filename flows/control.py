@@ -2,9 +2,9 @@
 
 `run_rollout` runs the flow here (against the configured Prefect API) on the runtime the caller
 built; ``--resume`` takes the rollout id and image from the annotations in the cluster.
-`answer` resumes the paused flow run of a rollout with an approval or a rejection; `abort` stops
-a rollout at any moment (a paused one is rejected, a running one rolls back at its next
-checkpoint, within one analysis interval). The command line
+`answer` resumes the paused flow run of a rollout with an approval or a rejection; `steer` asks a
+rollout at any moment to abort, pause or promote in full (a running one at its next checkpoint,
+within one analysis interval; a paused one at once), and `resume` lets a paused one go on. The command line
 (`canaryflow.cli`) imports this module inside its commands, so that commands which do not need
 Prefect never load it.
 """
@@ -14,15 +14,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from prefect.flow_runs import resume_flow_run
+
 from canaryflow.errors import InputError, NotFoundError, PermanentError, RolloutAborted
 from canaryflow.plan import RolloutOutcome, plan_rollout
 from canaryflow.requests import RolloutRequest
-from flows.approval import active_run_of, answer_paused_rollout
+from flows.approval import active_run_of, answer_paused_rollout, held_key
 from flows.rollout import rollout
 from flows.runtime import Runtime, use_runtime
-from flows.slots import request_abort, slot_held_by
+from flows.slots import Action, request, slot_held_by
 
-__all__ = ["abort", "answer", "flush_logs", "resume_request", "run_rollout"]
+__all__ = ["answer", "flush_logs", "resume", "resume_request", "run_rollout", "steer"]
 
 
 def resume_request(spec: Path, runtime: Runtime) -> RolloutRequest:
@@ -60,27 +62,57 @@ def answer(rollout_id: str, decision: Literal["approve", "reject"], reason: str)
     return str(answer_paused_rollout(rollout_id, decision, reason))
 
 
-def abort(rollout_id: str, reason: str, *, by: str) -> tuple[str, str]:
-    """Stop the rollout `rollout_id` now; return what happened (``"rejected"`` for a paused run,
-    ``"requested"`` for a running one) and its flow run id.
+def steer(rollout_id: str, action: Action, reason: str, *, by: str) -> tuple[str, str]:
+    """Ask the running or paused rollout `rollout_id` to `action` (abort, pause, promote in full);
+    return what happened and its flow run id.
+
+    What happened: ``"requested"`` (the run honours it at its next checkpoint, within one
+    analysis interval), or for a run waiting in a pause ``"rejected"`` (abort) or ``"resumed"``
+    (promote; it promotes at once).
 
     Raises
     ------
     InputError
-        No running or paused rollout of that id, or it has not taken its target yet.
+        No running or paused rollout of that id; it has not taken its target yet; or a pause
+        asked of a rollout that already waits.
     """
     run_id, paused = active_run_of(rollout_id)
+    if paused and action == "pause":
+        raise InputError(
+            f"rollout {rollout_id!r} is already paused (`canaryflow status {rollout_id}` says why)"
+        )
     slot = slot_held_by(str(run_id))
     if slot is None:
         raise InputError(
             f"rollout {rollout_id!r} has not taken its target yet (it waits for another rollout); "
             "try again in a moment"
         )
-    request_abort(slot, str(run_id), by=by, reason=reason)
+    request(slot, str(run_id), action, by=by, reason=reason)
     if paused:
-        answer_paused_rollout(rollout_id, "reject", f"aborted by {by}: {reason}")
-        return "rejected", str(run_id)
+        decision: Literal["approve", "reject"] = "reject" if action == "abort" else "approve"
+        resume_flow_run(run_id, run_input={"decision": decision, "reason": f"{action} by {by}: {reason}"})
+        return ("rejected" if action == "abort" else "resumed"), str(run_id)
     return "requested", str(run_id)
+
+
+def resume(rollout_id: str, *, by: str) -> str:
+    """Resume the rollout `rollout_id` held by ``canaryflow pause``; return its flow run id.
+
+    Raises
+    ------
+    InputError
+        No rollout of that id is held by a pause (one waiting for approval is answered with
+        ``promote`` or ``abort``).
+    """
+    run_id, paused = active_run_of(rollout_id)
+    key = held_key(run_id) if paused else None
+    if key is None:
+        raise InputError(
+            f"rollout {rollout_id!r} is not held by `canaryflow pause` "
+            "(a rollout waiting for approval is answered with promote or abort)"
+        )
+    resume_flow_run(run_id, run_input={"decision": "approve", "reason": f"resumed by {by}"})
+    return str(run_id)
 
 
 def flush_logs() -> None:

@@ -9,11 +9,12 @@
 Anything that stops the rollout (a rollback verdict, a rejection, an approval that timed out, an
 inconclusive analysis under ``onInconclusive: rollback``, a Kubernetes error after its retries,
 ``canaryflow abort`` at any moment) rolls the canary back; a supersede also rolls back and ends
-the run Cancelled, and so does a Cancel in Prefect. The run looks for an abort, a supersede or
-a Cancel between steps, between analysis intervals and every few seconds of a timed pause
-(`flows.stops.check_stop`). The cluster holds
-the truth (annotations on the canary), so a run killed at any point is resumed or cleaned up by the
-next run for the target.
+the run Cancelled, and so does a Cancel in Prefect. People steer a running rollout at its
+checkpoints (between steps, before each analysis interval, every few seconds of a timed pause;
+`checkpoint`): abort, supersede and Cancel stop it, ``canaryflow promote --full`` promotes now,
+``canaryflow pause`` holds the split until ``canaryflow resume`` (`hold_split`). The cluster
+holds the truth (annotations on the canary), so a run killed at any point is resumed or cleaned
+up by the next run for the target.
 
 The adapters are resolved once, at the start (`flows.runtime.runtime_for_run`: injected by the
 entry point, or built from a worker's environment), kept in the `Run` with the plan and the
@@ -22,6 +23,7 @@ reporter, and handed to every task (`flows.steps`) as an argument.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -41,7 +43,7 @@ from flows.cleanup import converge_when_cancelled
 from flows.judging import analyze
 from flows.reporting import Reporter
 from flows.runtime import Runtime, runtime_for_run
-from flows.slots import AbortRequested, Superseded, request_target, target_slot
+from flows.slots import AbortRequested, Superseded, clear_request, request_target, target_slot
 from flows.steps import (
     check_before_writing,
     hold,
@@ -51,9 +53,12 @@ from flows.steps import (
     set_weight,
     with_retries,
 )
-from flows.stops import CancelledInPrefect, check_stop
+from flows.stops import CancelledInPrefect, PromoteRequested, check_stop
 
-__all__ = ["RolloutStopped", "Run", "rollout", "run_name"]
+__all__ = ["HOLD_SECONDS", "RolloutStopped", "Run", "rollout", "run_name"]
+
+#: How long a rollout paused by ``canaryflow pause`` holds its split before it rolls back.
+HOLD_SECONDS = 24 * 3600
 
 
 class RolloutStopped(Exception):  # noqa: N818 - control flow inside the flow, never escapes it
@@ -117,6 +122,8 @@ def rollout(request: RolloutRequest) -> RolloutOutcome | State[Any]:
         except CancelledInPrefect as exc:
             roll_back(run, str(exc), result="aborted")
             return Cancelled(message=f"{exc}; the canary was rolled back")
+        except PromoteRequested as exc:
+            return promote(run, str(exc))
         except RolloutStopped as exc:
             return roll_back(run, exc.reason)
         except CanaryflowError as exc:
@@ -153,7 +160,7 @@ def walk_steps(run: Run, start: int) -> str:
     plan = run.plan
     evidence: list[str] = []
     for index in range(start, len(plan.spec.steps)):
-        check_stop(plan)
+        checkpoint(run)
         run.reporter.step(index)
         step = plan.spec.steps[index]
         if step.set_weight is not None:
@@ -162,12 +169,47 @@ def walk_steps(run: Run, start: int) -> str:
             evidence += pause(run, index, step.pause)
         else:
             evidence += analysis(run, index)
-    check_stop(plan)
+    checkpoint(run)
     if evidence:
         return "; ".join(evidence)
     if any(step.analyze is not None for step in plan.spec.steps):
         raise RolloutStopped("no analysis showed the canary within tolerance: never promote without evidence")
     return "every step passed (the spec has no analysis)"
+
+
+def checkpoint(run: Run) -> None:
+    """Stop, promote or hold here if somebody asked (`flows.stops.check_stop`)."""
+    paused = check_stop(run.plan)
+    if paused is not None:
+        hold_split(run, paused)
+
+
+def _ignore_pause(paused: dict[str, Any] | None) -> None:
+    """Inside a task a run cannot pause: a pause asked then is honoured at the next step."""
+
+
+def hold_split(run: Run, paused: dict[str, Any]) -> None:
+    """``canaryflow pause``: hold the current split until ``canaryflow resume`` (or the Prefect UI's
+    Resume), at most `HOLD_SECONDS`; an abort or a timeout rolls back."""
+    plan = run.plan
+    by, why = paused.get("by") or "somebody", paused.get("reason") or "paused"
+    clear_request(plan, "pause")
+    run.reporter.phase(RolloutPhase.PAUSED)
+    run.reporter.say(
+        "%s: paused by %s (%s); the split holds until `canaryflow resume %s`",
+        plan.rollout_id, by, why, plan.rollout_id,
+    )  # fmt: skip
+    answer = wait_for_approval(
+        HOLD_SECONDS,
+        key="hold-" + re.sub(r"[^0-9]", "", str(paused.get("at") or "")),
+        what=f"the rollout paused by {by}",
+        poll_seconds=run.runtime.approval_poll_seconds,
+    )
+    checkpoint(run)
+    if not answer.approved:
+        raise RolloutStopped(f"paused by {by} ({why}) and not resumed: {answer.reason}")
+    run.reporter.phase(RolloutPhase.PROGRESSING)
+    run.reporter.say("%s: resumed (%s)", plan.rollout_id, answer.reason)
 
 
 def apply_weight(run: Run, index: int, weight: int) -> None:
@@ -193,7 +235,7 @@ def pause(run: Run, index: int, step: Pause) -> list[str]:
             run.runtime.clock,
             step.duration.total_seconds(),
             why=f"pause of {plan.rollout_id}",
-            checkpoint=lambda: check_stop(plan),
+            checkpoint=lambda: _ignore_pause(check_stop(plan)),
         )
         return []
     run.reporter.phase(RolloutPhase.WAITING_FOR_APPROVAL)
@@ -206,7 +248,7 @@ def pause(run: Run, index: int, step: Pause) -> list[str]:
         what=f"step {index + 1}",
         poll_seconds=run.runtime.approval_poll_seconds,
     )
-    check_stop(plan)
+    checkpoint(run)
     if not answer.approved:
         raise RolloutStopped(f"not approved: {answer.reason}")
     run.reporter.say("%s: approved (%s)", plan.rollout_id, answer.reason)
@@ -215,7 +257,7 @@ def pause(run: Run, index: int, step: Pause) -> list[str]:
 
 def analysis(run: Run, index: int) -> list[str]:
     plan = run.plan
-    verdict = analyze(plan, run.runtime, index, reporter=run.reporter, checkpoint=lambda: check_stop(plan))
+    verdict = analyze(plan, run.runtime, index, reporter=run.reporter, checkpoint=lambda: checkpoint(run))
     if verdict.decision == "promote":
         return [f"analysis at step {index + 1}: {verdict.reason}"]
     if verdict.decision == "inconclusive" and plan.spec.spec.failure_policy.on_inconclusive == "continue":
@@ -238,7 +280,7 @@ def on_failure(run: Run, index: int, reason: str) -> list[str]:
         what=f"step {index + 1} after: {reason}",
         poll_seconds=run.runtime.approval_poll_seconds,
     )
-    check_stop(plan)
+    checkpoint(run)
     if not answer.approved:
         raise RolloutStopped(f"{reason} Not approved: {answer.reason}")
     return [f"approved at step {index + 1} despite: {reason} ({answer.reason})"]

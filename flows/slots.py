@@ -24,10 +24,11 @@ rejection if the holder is paused. The holder checks the variable between steps,
 intervals and during timed pauses (`check_slot`, through `flows.stops.check_stop`), rolls back
 its canary and ends Cancelled; then the new run gets the slot.
 
-Aborting: ``canaryflow abort`` records who asked and why for one flow run (`request_abort`) in
-the same variable; that run's next `check_slot` raises `AbortRequested` and the run rolls back
-(within one analysis interval). The request names the flow run, so it never stops a later
-attempt at the same rollout id. (The variable moves to the cluster with the slot, issue 15.)
+Requests: ``canaryflow abort | pause | promote --full`` record who asked and why for one flow
+run (`request`) in the same variable; that run's next checkpoint honours it (`check_slot`
+raises `AbortRequested`; `flows.stops` handles pause and promote). A request names the flow
+run, so it never reaches a later attempt at the same rollout id. (The variable moves to the
+cluster with the slot, issue 15.)
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from prefect import get_run_logger
@@ -60,12 +61,15 @@ from canaryflow.errors import RolloutAborted
 from canaryflow.plan import RolloutPlan
 
 __all__ = [
+    "ACTIONS",
     "AbortRequested",
+    "Action",
     "SlotLost",
     "Superseded",
     "check_slot",
     "cleanup_slot",
-    "request_abort",
+    "clear_request",
+    "request",
     "request_target",
     "slot_held_by",
     "slot_name",
@@ -149,28 +153,51 @@ def slot_held_by(flow_run_id: str) -> str | None:
     return None
 
 
-def request_abort(name: str, flow_run_id: str, *, by: str, reason: str) -> None:
-    """Ask the rollout run `flow_run_id`, holder of the slot `name`, to roll back at its next
-    checkpoint."""
-    abort = {"flow_run_id": flow_run_id, "by": by, "reason": reason, "at": datetime.now(UTC).isoformat()}
-    _write(name, {**_read(name), "abort": abort})
+#: What a person can ask of a running rollout (`request`), kept per flow run in the slot's record.
+Action = Literal["abort", "pause", "promote"]
+ACTIONS: tuple[Action, ...] = ("abort", "pause", "promote")
 
 
-def check_slot(plan: RolloutPlan) -> None:
+def request(name: str, flow_run_id: str, action: Action, *, by: str, reason: str) -> None:
+    """Ask the rollout run `flow_run_id`, holder of the slot `name`, to `action` at its next
+    checkpoint (abort: roll back; pause: hold the split; promote: skip the remaining steps)."""
+    entry = {"flow_run_id": flow_run_id, "by": by, "reason": reason, "at": datetime.now(UTC).isoformat()}
+    _write(name, {**_read(name), action: entry})
+
+
+def clear_request(plan: RolloutPlan, action: Action) -> None:
+    """Forget this run's `action` request (a pause, once honoured)."""
+    name = slot_name(plan.target)
+    _write(name, {**_read(name), action: None})
+
+
+def check_slot(plan: RolloutPlan) -> dict[str, dict[str, Any]]:
     """Raise when the slot says this rollout must stop now: `AbortRequested` when somebody asked
     to abort this run, `Superseded` when a rollout with another image asked for this target,
-    `SlotLost` when this run's lease on the target's slot is gone."""
+    `SlotLost` when this run's lease on the target's slot is gone. Otherwise return this run's
+    other requests (``pause``, ``promote``) by action."""
     lost = _LOST.get()
     if lost is not None and lost.is_set():
         raise SlotLost(f"the slot of {plan.target} was lost (its lease expired or was revoked)")
     record = _read(slot_name(plan.target))
-    abort = record.get("abort") or {}
-    run_id = flow_run.get_id()
-    if run_id is not None and abort.get("flow_run_id") == str(run_id):
+    mine = _requests_of(record, str(flow_run.get_id() or ""))
+    abort = mine.pop("abort", None)
+    if abort is not None:
         raise AbortRequested(str(abort.get("by") or "somebody"), str(abort.get("reason") or "aborted"))
     newer = record.get("superseded_by")
     if newer and newer != plan.image:
         raise Superseded(newer)
+    return mine
+
+
+def _requests_of(record: dict[str, Any], run_id: str) -> dict[str, dict[str, Any]]:
+    """The requests in `record` that name the flow run `run_id`."""
+    found: dict[str, dict[str, Any]] = {}
+    for action in ACTIONS:
+        entry = record.get(action)
+        if run_id and isinstance(entry, dict) and entry.get("flow_run_id") == run_id:
+            found[action] = entry
+    return found
 
 
 @contextmanager
@@ -194,9 +221,8 @@ def target_slot(plan: RolloutPlan, *, lease_seconds: float) -> Iterator[None]:
                 **_this_process(),
             }
             newest = None if superseded_by == plan.image else superseded_by
-            abort = record.get("abort") or {}
-            ours = abort if abort.get("flow_run_id") == run_id else None  # asked while we waited
-            _write(name, {"holder": holder, "superseded_by": newest, "abort": ours})
+            asked = _requests_of(record, run_id)  # asked while this run waited for the slot
+            _write(name, {"holder": holder, "superseded_by": newest, **asked})
             try:
                 yield
             finally:

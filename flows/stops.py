@@ -1,18 +1,24 @@
-"""Whether a running rollout must stop now, asked at every checkpoint of the flow.
+"""Whether a running rollout must stop, hold or jump to promotion now, asked at every checkpoint.
 
-A rollout stops (and rolls back) when, between steps, before an analysis interval or every few
-seconds of a timed pause, `check_stop` finds one of:
+Between steps, before an analysis interval and every few seconds of a timed pause, `check_stop`
+raises when one of these happened since the last checkpoint:
 
 - somebody ran ``canaryflow abort`` for this run, a newer image asked for the target, or the
-  target's slot was lost (`flows.slots.check_slot`);
+  target's slot was lost (`flows.slots.check_slot`; the run rolls back);
 - the run was cancelled in Prefect (the UI's Cancel, ``prefect flow-run cancel``): its state on
-  the server is Cancelling or Cancelled (`CancelledInPrefect`). A run started by the command
-  line has no worker to stop its process, so Prefect only records the wish; the run honours it
-  here, rolls back, and ends Cancelled with the reason.
+  the server is Cancelling or Cancelled (`CancelledInPrefect`; the run rolls back and ends
+  Cancelled). A run started by the command line has no worker to stop its process, so Prefect
+  only records the wish; the run honours it here;
+- somebody ran ``canaryflow promote --full`` (`PromoteRequested`; the run promotes now, skipping
+  the remaining steps).
+
+A ``canaryflow pause`` is not raised: `check_stop` returns it, and the flow holds its split
+where it can pause (`flows.rollout.checkpoint`).
 """
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
@@ -23,7 +29,7 @@ from canaryflow.errors import RolloutAborted
 from canaryflow.plan import RolloutPlan
 from flows.slots import check_slot
 
-__all__ = ["CancelledInPrefect", "check_stop"]
+__all__ = ["CancelledInPrefect", "PromoteRequested", "check_stop"]
 
 _CANCELLED = (StateType.CANCELLING, StateType.CANCELLED)
 
@@ -35,13 +41,26 @@ class CancelledInPrefect(RolloutAborted):
         super().__init__(f"cancelled in Prefect{': ' + message if message else ''}")
 
 
-def check_stop(plan: RolloutPlan) -> None:
-    """Raise (a `RolloutAborted`) when this rollout must stop now; see the module notes."""
-    check_slot(plan)
+class PromoteRequested(Exception):  # noqa: N818 - control flow inside the flow, never escapes it
+    """Somebody asked to promote now (``canaryflow promote --full``), skipping the remaining steps."""
+
+    def __init__(self, by: str, reason: str) -> None:
+        super().__init__(f"promoted in full by {by}: {reason}")
+        self.by = by
+        self.reason = reason
+
+
+def check_stop(plan: RolloutPlan) -> dict[str, Any] | None:
+    """Raise when this rollout must stop or promote now (see the module notes); return a pause
+    request for this run (who, why, when), if one waits."""
+    requests = check_slot(plan)
     run_id = flow_run.get_id()
-    if run_id is None:
-        return
-    with get_client(sync_client=True) as client:
-        state = client.read_flow_run(UUID(str(run_id))).state
-    if state is not None and state.type in _CANCELLED:
-        raise CancelledInPrefect(state.message or "")
+    if run_id is not None:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(UUID(str(run_id))).state
+        if state is not None and state.type in _CANCELLED:
+            raise CancelledInPrefect(state.message or "")
+    promote = requests.get("promote")
+    if promote is not None:
+        raise PromoteRequested(str(promote.get("by") or "somebody"), str(promote.get("reason") or ""))
+    return requests.get("pause")

@@ -1,4 +1,4 @@
-"""``canaryflow check | rollout | promote | abort``: check a rollout, run it, answer its pause.
+"""``canaryflow check | rollout``: check a rollout, run it (`canaryflow.cli.steering` steers it).
 
 The order is the same everywhere: what needs no I/O first (the image reference, the spec), then
 the environment (the kubeconfig, the Prometheus URL, the Prefect API), then the preflight against
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from canaryflow.metrics import MetricsSource
     from canaryflow.plan import RolloutPlan
 
-__all__ = ["abort", "check", "promote", "rollout"]
+__all__ = ["check", "rollout"]
 
 SpecArgument = Annotated[Path, typer.Argument(metavar="SPEC", help="The rollout spec (YAML).")]
 
@@ -113,54 +113,3 @@ def rollout(
     typer.echo(f"{outcome.rollout_id} {outcome.result}: {outcome.reason}")
     typer.echo(f"report: {outcome.report}")
     raise typer.Exit(0 if outcome.result == "promoted" else 6)
-
-
-def _answer(rollout_id: str, decision: str, reason: str) -> str:
-    from canaryflow.cli.prefectapi import connect, use
-
-    use(connect(os.environ), debug=debugging())
-    from flows.control import answer
-
-    return answer(rollout_id, "approve" if decision == "approve" else "reject", reason)
-
-
-def promote(rollout_id: Annotated[str, typer.Argument(metavar="ROLLOUT", help="The rollout id.")]) -> None:
-    """Approve a rollout waiting in a pause (the same as approving in the Prefect UI)."""
-    run = _answer(rollout_id, "approve", "approved with canaryflow promote")
-    typer.echo(f"approved {rollout_id} (flow run {run})")
-
-
-def _operator() -> str:
-    """Who runs this command, as ``user@host`` (recorded with an abort)."""
-    import getpass
-    import socket
-
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
-
-
-def abort(
-    rollout_id: Annotated[str, typer.Argument(metavar="ROLLOUT", help="The rollout id.")],
-    reason: Annotated[str, typer.Option(help="Why; recorded with the rollback.")] = "aborted",
-    by: Annotated[
-        str | None, typer.Option(metavar="WHO", help="Who aborts (default: user@host of this shell).")
-    ] = None,
-) -> None:
-    """Stop a rollout now, whatever it is doing: its canary is rolled back (a running rollout
-    within one analysis interval, a paused one at once)."""
-    from canaryflow.cli.prefectapi import connect, use
-
-    use(connect(os.environ), debug=debugging())
-    from flows.control import abort as abort_rollout
-
-    what, run = abort_rollout(rollout_id, reason, by=by or _operator())
-    if what == "rejected":
-        typer.echo(f"aborted {rollout_id} (flow run {run}): it was paused; its canary is rolled back now")
-    else:
-        typer.echo(
-            f"aborted {rollout_id} (flow run {run}): its canary is rolled back at its next checkpoint "
-            "(within one analysis interval)"
-        )

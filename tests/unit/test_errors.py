@@ -21,7 +21,10 @@ import canaryflow.errors as errors
 import flows
 
 #: Exceptions that never leave the code that raises them, and why.
-INTERNAL = {"flows.rollout.RolloutStopped": "control flow inside the rollout flow, caught there"}
+INTERNAL = {
+    "flows.rollout.RolloutStopped": "control flow inside the rollout flow, caught there",
+    "flows.stops.PromoteRequested": "control flow inside the rollout flow (promote --full), caught there",
+}
 
 
 def _modules(package: ModuleType) -> list[ModuleType]:

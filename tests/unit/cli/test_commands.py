@@ -23,6 +23,8 @@ COMMANDS = [
     ["status"],
     ["promote"],
     ["abort"],
+    ["pause"],
+    ["resume"],
     ["demo"],
     ["webhook", "serve"],
     ["dev", "kube", "up"],
@@ -188,3 +190,11 @@ def test_status_stays_light(tmp_path: Path) -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_promote_in_full_without_a_reason_is_a_usage_error_before_anything_is_asked() -> None:
+    result = run("promote", "web-1", "--full")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "canaryflow: error: promote --full skips the remaining steps and their analysis: give --reason WHY"
+    ]

@@ -24,7 +24,17 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("command", [["promote", "web-1"], ["abort", "web-1"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["promote", "web-1"],
+        ["abort", "web-1"],
+        ["pause", "web-1"],
+        ["resume", "web-1"],
+        ["promote", "web-1", "--full", "--reason", "x"],
+    ],
+    ids=" ".join,
+)
 def test_without_any_prefect_api_the_command_says_what_to_set(tmp_path: Path, command: list[str]) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "canaryflow", *command],

@@ -1,11 +1,12 @@
-"""``canaryflow abort`` and Prefect's Cancel stop a rollout at any moment: during an analysis, a timed
-pause or an approval.
+"""Steering a rollout under way: ``canaryflow abort`` and Prefect's Cancel stop it at any moment
+(during an analysis, a timed pause or an approval), ``promote --full`` promotes it now, ``pause``
+holds its split until ``resume``.
 
 The rollout runs the real flow under the Prefect test harness on the simulated stack. Its clock is
 a `ManualClock` that calls the test back when the flow waits, so the abort arrives at a chosen
 moment from inside a wait, the way an operator's command arrives while the run sleeps; the
-command itself is the real one (``flows.control.abort``, what ``canaryflow abort`` calls), and
-the flow notices it through the Prefect API.
+command itself is the real one (``flows.control.steer``, what ``canaryflow abort | pause |
+promote --full`` call), and the flow notices it through the Prefect API.
 """
 
 from __future__ import annotations
@@ -67,14 +68,14 @@ def _assert_rolled_back(stack: SimulatedStack) -> None:
 def test_abort_during_an_analysis_rolls_back_before_the_next_interval(
     rollout_of: Callable[..., Any], stack: SimulatedStack, clock: CallingClock, tmp_path: Path
 ) -> None:
-    from flows.control import abort
+    from flows.control import steer
 
     spec = write_spec(tmp_path, ["{setWeight: 20}", "{analyze: {interval: 30s, maxDuration: 10m}}"])
     answers: list[tuple[str, str]] = []
 
     def abort_in_the_second_interval(seconds: float, count: int) -> None:
         if seconds == INTERVAL and not answers and clock.sleeps.count(INTERVAL) == 2:
-            answers.append(abort("web-abort", "p99 looks off", by="alice@laptop"))
+            answers.append(steer("web-abort", "abort", "p99 looks off", by="alice@laptop"))
 
     clock.on_sleep = abort_in_the_second_interval
     state = rollout_of(GOOD_IMAGE, spec=spec, rollout_id="web-abort")
@@ -90,7 +91,7 @@ def test_abort_during_an_analysis_rolls_back_before_the_next_interval(
 def test_abort_during_a_timed_pause_does_not_wait_for_the_pause_to_end(
     rollout_of: Callable[..., Any], stack: SimulatedStack, clock: CallingClock, tmp_path: Path
 ) -> None:
-    from flows.control import abort
+    from flows.control import steer
 
     spec = write_spec(tmp_path, ["{setWeight: 20}", "{pause: {duration: 1h}}", "{setWeight: 50}"])
     waited: list[float] = []
@@ -99,7 +100,7 @@ def test_abort_during_a_timed_pause_does_not_wait_for_the_pause_to_end(
         if seconds >= 1.0:  # the pause's waits (pods become ready in 1 s steps of 0.25 s)
             waited.append(seconds)
         if sum(waited) == 60.0:
-            abort("web-pause", "wrong image", by="bob")
+            steer("web-pause", "abort", "wrong image", by="bob")
 
     clock.on_sleep = abort_after_a_minute
     state = rollout_of(GOOD_IMAGE, spec=spec, rollout_id="web-pause")
@@ -115,7 +116,7 @@ def test_abort_of_a_paused_rollout_rolls_back_at_once(
     rollout_of: Callable[..., Any], stack: SimulatedStack, tmp_path: Path
 ) -> None:
     from flows.approval import paused_run_of
-    from flows.control import abort
+    from flows.control import resume, steer
 
     spec = write_spec(tmp_path, ["{setWeight: 20}", "{pause: {approval: true, timeout: 10m}}"])
     finished: Future[Any] = Future()
@@ -134,7 +135,11 @@ def test_abort_of_a_paused_rollout_rolls_back_at_once(
         assert time.monotonic() < deadline, "the rollout did not pause within 60 s"
         time.sleep(0.2)
 
-    what, _run = abort("web-paused", "release freeze", by="carol")
+    with pytest.raises(
+        InputError, match=r"is not held by `canaryflow pause` .*answered with promote or abort"
+    ):
+        resume("web-paused", by="carol")  # an approval is answered, not resumed
+    what, _run = steer("web-paused", "abort", "release freeze", by="carol")
 
     assert what == "rejected"
     outcome = finished.result(timeout=60).result()
@@ -147,14 +152,14 @@ def test_abort_of_a_paused_rollout_rolls_back_at_once(
 def test_an_abort_names_the_run_so_a_later_attempt_is_not_stopped(
     rollout_of: Callable[..., Any], stack: SimulatedStack, clock: CallingClock, tmp_path: Path
 ) -> None:
-    from flows.control import abort
+    from flows.control import steer
 
     spec = write_spec(tmp_path, ["{setWeight: 20}", "{pause: {duration: 30s}}"])
     aborted: list[str] = []
 
     def abort_once(seconds: float, count: int) -> None:
         if seconds == 10.0 and not aborted:
-            aborted.append(abort("web-again", "try later", by="dave")[1])
+            aborted.append(steer("web-again", "abort", "try later", by="dave")[1])
 
     clock.on_sleep = abort_once
     first = rollout_of(GOOD_IMAGE, spec=spec, rollout_id="web-again").result()
@@ -192,7 +197,122 @@ def test_a_cancel_in_prefect_rolls_back_before_the_next_interval_and_ends_cancel
 
 
 def test_aborting_a_rollout_that_does_not_run_is_a_clear_error(prefect_harness: Any) -> None:
-    from flows.control import abort
+    from flows.control import steer
 
     with pytest.raises(InputError, match=r"^no running or paused rollout 'web-nothing' \("):
-        abort("web-nothing", "why", by="erin")
+        steer("web-nothing", "abort", "why", by="erin")
+
+
+ANALYSIS = ["{setWeight: 20}", "{analyze: {interval: 30s, maxDuration: 10m}}"]
+
+
+def test_promote_in_full_skips_the_rest_of_the_analysis_and_the_steps(
+    rollout_of: Callable[..., Any], stack: SimulatedStack, clock: CallingClock, tmp_path: Path
+) -> None:
+    from flows.control import steer
+
+    spec = write_spec(tmp_path, [*ANALYSIS, "{setWeight: 50}", "{pause: {approval: true, timeout: 1h}}"])
+    asked: list[str] = []
+
+    def promote_in_the_first_interval(seconds: float, count: int) -> None:
+        if seconds == INTERVAL and not asked:
+            asked.append(steer("web-full", "promote", "hotfix checked by hand", by="frank")[0])
+
+    clock.on_sleep = promote_in_the_first_interval
+    outcome = rollout_of(GOOD_IMAGE, spec=spec, rollout_id="web-full").result()
+
+    assert asked == ["requested"]
+    assert outcome.result == "promoted"
+    assert outcome.reason == "promoted in full by frank: hotfix checked by hand"
+    assert clock.sleeps.count(INTERVAL) == 1  # no further interval, no 50 % step, no approval
+    status = stack.cluster.read(stack.target)
+    assert (status.canary, status.baseline) == (None, None)
+    assert status.stable.image == GOOD_IMAGE
+
+
+def _in_background(work: Callable[[], Any]) -> Future[Any]:
+    done: Future[Any] = Future()
+
+    def run() -> None:
+        try:
+            done.set_result(work())
+        except BaseException as exc:  # handed to the test through the future
+            done.set_exception(exc)
+
+    threading.Thread(target=contextvars.copy_context().run, args=(run,), daemon=True).start()
+    return done
+
+
+def _when_held(rollout_id: str, then: Callable[[], Any]) -> Callable[[], Any]:
+    """Wait until the rollout's run waits in a `canaryflow pause` hold (its state on the Prefect
+    server: poll the API), then do `then`."""
+
+    def wait_then() -> Any:
+        from flows.approval import active_run_of, held_key
+
+        deadline = time.monotonic() + 60
+        while True:
+            run_id, paused = active_run_of(rollout_id)
+            if paused and held_key(run_id) is not None:
+                return then()
+            assert time.monotonic() < deadline, "the rollout did not hold within 60 s"
+            time.sleep(0.2)
+
+    return wait_then
+
+
+def test_pause_holds_the_split_until_resume_and_the_analysis_goes_on(
+    rollout_of: Callable[..., Any], stack: SimulatedStack, clock: CallingClock, tmp_path: Path
+) -> None:
+    from flows.control import resume, steer
+
+    spec = write_spec(tmp_path, ANALYSIS)
+    held: list[Future[Any]] = []
+    weights: list[int] = []
+
+    def pause_in_the_second_interval(seconds: float, count: int) -> None:
+        if seconds == INTERVAL and not held and clock.sleeps.count(INTERVAL) == 2:
+            steer("web-hold", "pause", "checking a dashboard", by="grace")
+
+            def while_held() -> str:
+                state = stack.cluster.read(stack.target).state
+                weights.append(state.weight if state else -1)
+                with pytest.raises(InputError, match="already paused"):
+                    steer("web-hold", "pause", "twice", by="grace")
+                return resume("web-hold", by="grace")
+
+            held.append(_in_background(_when_held("web-hold", while_held)))
+
+    clock.on_sleep = pause_in_the_second_interval
+    outcome = rollout_of(GOOD_IMAGE, spec=spec, rollout_id="web-hold").result()
+
+    assert held[0].result(timeout=60)  # the flow run id: the hold was resumed
+    assert weights == [20]  # the split held while paused
+    assert outcome.result == "promoted"  # the analysis went on after the hold
+    assert clock.sleeps.count(INTERVAL) >= 3
+
+
+def test_abort_while_held_by_a_pause_rolls_back(
+    rollout_of: Callable[..., Any], stack: SimulatedStack, clock: CallingClock, tmp_path: Path
+) -> None:
+    from flows.control import resume, steer
+
+    spec = write_spec(tmp_path, ANALYSIS)
+    held: list[Future[Any]] = []
+
+    def pause_then_abort(seconds: float, count: int) -> None:
+        if seconds == INTERVAL and not held:
+            steer("web-held", "pause", "look closer", by="heidi")
+            held.append(
+                _in_background(_when_held("web-held", lambda: steer("web-held", "abort", "bad", by="heidi")))
+            )
+
+    clock.on_sleep = pause_then_abort
+    outcome = rollout_of(GOOD_IMAGE, spec=spec, rollout_id="web-held").result()
+
+    assert held[0].result(timeout=60)[0] == "rejected"
+    assert outcome.result == "aborted"
+    assert outcome.reason == "aborted by heidi: bad"
+    _assert_rolled_back(stack)
+    with pytest.raises(InputError, match=r"^no running or paused rollout 'web-held'"):
+        resume("web-held", by="heidi")  # it has ended
