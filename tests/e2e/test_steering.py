@@ -119,16 +119,7 @@ def test_abort_of_a_paused_rollout_rolls_back_at_once(
     from flows.control import resume, steer
 
     spec = write_spec(tmp_path, ["{setWeight: 20}", "{pause: {approval: true, timeout: 10m}}"])
-    finished: Future[Any] = Future()
-
-    def run() -> None:
-        try:
-            finished.set_result(rollout_of(GOOD_IMAGE, spec=spec, rollout_id="web-paused"))
-        except BaseException as exc:  # handed to the test through the future
-            finished.set_exception(exc)
-
-    thread = threading.Thread(target=contextvars.copy_context().run, args=(run,), daemon=True)
-    thread.start()
+    finished = _in_background(lambda: rollout_of(GOOD_IMAGE, spec=spec, rollout_id="web-paused"))
     deadline = time.monotonic() + 60
     while paused_run_of("web-paused") is None:  # the pause is a state on the server: poll the API
         assert not finished.done(), f"the rollout ended before it paused: {finished.result()}"
@@ -143,7 +134,6 @@ def test_abort_of_a_paused_rollout_rolls_back_at_once(
 
     assert what == "rejected"
     outcome = finished.result(timeout=60).result()
-    thread.join(timeout=60)
     assert outcome.result == "aborted"
     assert outcome.reason == "aborted by carol: release freeze"
     _assert_rolled_back(stack)
