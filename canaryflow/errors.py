@@ -5,6 +5,7 @@ Split first by what the caller does next (retry later, or give up), then by doma
     CanaryflowError                      root: `except CanaryflowError` catches everything of ours
     ├── TransientError                   retry later (carries `retry_after` seconds when known)
     │   ├── ClusterUnavailableError      API server timeout / 5xx / connection refused
+    │   │   └── ClusterOutageError       ... for longer than the rollout's apiOutageTolerance
     │   ├── MetricsUnavailableError      Prometheus timeout / 5xx / connection refused
     │   └── TriggerUnavailableError      the Prefect API cannot be reached to start or steer a rollout
     └── PermanentError                   retrying the same call will not help
@@ -52,6 +53,7 @@ from __future__ import annotations
 __all__ = [
     "CanaryflowError",
     "ClusterError",
+    "ClusterOutageError",
     "ClusterUnavailableError",
     "ConflictError",
     "ForbiddenError",
@@ -111,6 +113,15 @@ class PermanentError(CanaryflowError):
 
 class ClusterUnavailableError(TransientError):
     """The Kubernetes API did not answer in time, or answered with a server error."""
+
+
+class ClusterOutageError(ClusterUnavailableError):
+    """The Kubernetes API did not answer for longer than an operation's outage tolerance
+    (`canaryflow.cluster.outages.Patience`); the operation's retries are spent."""
+
+    def __init__(self, message: str, *, outage_seconds: float) -> None:
+        super().__init__(message)
+        self.outage_seconds = outage_seconds
 
 
 class MetricsUnavailableError(TransientError):

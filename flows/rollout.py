@@ -216,6 +216,7 @@ def apply_weight(run: Run, index: int, weight: int) -> None:
     plan = run.plan
     _split, status = with_retries(set_weight, run.runtime.retry_delays)(
         run.runtime.cluster,
+        run.runtime.clock,
         plan.target,
         weight,
         rollout_id=plan.rollout_id,
@@ -223,6 +224,7 @@ def apply_weight(run: Run, index: int, weight: int) -> None:
         step=index,
         baseline=plan.spec.spec.baseline,
         progress_deadline=run.deadline,
+        outage_tolerance=plan.spec.spec.outage_tolerance,
     )
     run.reporter.weight(weight, status.effective_weight)
 

@@ -21,8 +21,9 @@ from prefect.cache_policies import NO_CACHE
 
 from analysis.observations import PairedObservation
 from canaryflow.clock import Clock
+from canaryflow.cluster.outages import Patience
 from canaryflow.cluster.port import Cluster, RolloutId, TargetRef, TargetStatus
-from canaryflow.errors import ConflictError, TransientError
+from canaryflow.errors import ClusterOutageError, ConflictError, TransientError
 from canaryflow.metrics import MetricQuery, MetricsSource, observe_interval
 from canaryflow.plan import RolloutPlan
 from canaryflow.preflight import check_target
@@ -43,9 +44,12 @@ _T = TypeVar("_T")
 
 
 def _retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry when the failure is one that a later attempt can fix (timeouts, 5xx, lost 409 races)."""
+    """Retry when the failure is one that a later attempt can fix (timeouts, 5xx, lost 409 races);
+    not an API outage that outlasted the rollout's tolerance (the cluster rode it out already)."""
     try:
         state.result()
+    except ClusterOutageError:
+        return False
     except (TransientError, ConflictError):
         return True
     except Exception:
@@ -80,6 +84,7 @@ def read_target(cluster: Cluster, target: TargetRef) -> TargetStatus:
 @task(name="set-weight", retry_condition_fn=_retry_on_io, cache_policy=NO_CACHE)
 def set_weight(
     cluster: Cluster,
+    clock: Clock,
     target: TargetRef,
     weight: int,
     *,
@@ -88,14 +93,23 @@ def set_weight(
     step: int,
     baseline: bool,
     progress_deadline: timedelta,
+    outage_tolerance: timedelta,
 ) -> tuple[Split, TargetStatus]:
-    """Resize canary, baseline and stable so that the canary gets `weight` percent of the pods."""
-    status = cluster.read(target)
+    """Resize canary, baseline and stable so that the canary gets `weight` percent of the pods,
+    riding out an API outage of up to `outage_tolerance` (the split in place holds meanwhile)."""
+    patience = Patience(clock, outage_tolerance, what=f"reading {target} for step {step + 1}")
+    status = patience.call(lambda: cluster.read(target))
     split = plan_split(
         status.capacity, weight, baseline=baseline, stable_fixed=status.hpa_replicas is not None
     )
     status = cluster.apply_split(
-        target, split, rollout_id=rollout_id, image=image, step=step, progress_deadline=progress_deadline
+        target,
+        split,
+        rollout_id=rollout_id,
+        image=image,
+        step=step,
+        progress_deadline=progress_deadline,
+        outage_tolerance=outage_tolerance,
     )
     get_run_logger().info(
         "%s: %s; %.1f%% of the ready pods run %s", target, split.describe(), status.effective_weight, image

@@ -10,11 +10,17 @@ next call converges from):
   canary last (with it goes the state).
 
 Every write carries the resourceVersion it was based on; a 409 re-reads and retries a few times.
+An API server that does not answer is ridden out (`canaryflow.cluster.outages.Patience`): each
+operation retries through an outage for up to its tolerance, and its waits for pods count only the
+time the server was answering. After an outage, a Deployment's own ``ProgressDeadlineExceeded``
+condition is not trusted (the deployment controller could not see progress while the server was
+down); the operation's own deadline, extended by the outage, decides.
 Nothing here knows Kubernetes or the simulation.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -22,6 +28,7 @@ from typing import TypeVar
 
 from canaryflow.clock import Clock
 from canaryflow.cluster.annotations import ROLLOUT_ID, TARGET_LABEL, TRACK_LABEL, decode_state, encode_state
+from canaryflow.cluster.outages import DEFAULT_OUTAGE_TOLERANCE, FINISH_OUTAGE_TOLERANCE, Patience
 from canaryflow.cluster.port import (
     PodInfo,
     RolloutId,
@@ -46,6 +53,7 @@ from canaryflow.status import RolloutPhase
 __all__ = ["ReplicaActuator"]
 
 _T = TypeVar("_T")
+_log = logging.getLogger(__name__)
 _ALL: tuple[Track, ...] = ("stable", "canary", "baseline")
 _STABLE: tuple[Track, ...] = ("stable",)
 
@@ -103,22 +111,42 @@ class ReplicaActuator:
         image: str,
         step: int,
         progress_deadline: timedelta,
+        outage_tolerance: timedelta = DEFAULT_OUTAGE_TOLERANCE,
     ) -> TargetStatus:
         deadline = max(1, round(progress_deadline.total_seconds()))
-        self._retrying(target, lambda: self._grow(target, split, rollout_id, image, step, deadline))
-        self._wait(target, _ALL, progress_deadline)
-        self._retrying(target, lambda: self._shrink(target, split, rollout_id))
-        return self._wait(target, _ALL, progress_deadline)
+        patience = self._patience(outage_tolerance, f"the split of step {step + 1} of {target}")
+        self._retrying(target, lambda: self._grow(target, split, rollout_id, image, step, deadline), patience)
+        self._wait(target, _ALL, progress_deadline, patience)
+        self._retrying(target, lambda: self._shrink(target, split, rollout_id), patience)
+        return self._wait(target, _ALL, progress_deadline, patience)
 
     def promote(
-        self, target: TargetRef, *, rollout_id: RolloutId, progress_deadline: timedelta
+        self,
+        target: TargetRef,
+        *,
+        rollout_id: RolloutId,
+        progress_deadline: timedelta,
+        outage_tolerance: timedelta = FINISH_OUTAGE_TOLERANCE,
     ) -> TargetStatus:
-        return self._finish(target, rollout_id, RolloutPhase.PROMOTING, progress_deadline)
+        patience = self._patience(outage_tolerance, f"the promotion of {rollout_id} on {target}")
+        return self._finish(target, rollout_id, RolloutPhase.PROMOTING, progress_deadline, patience)
 
     def rollback(
-        self, target: TargetRef, *, rollout_id: RolloutId, progress_deadline: timedelta
+        self,
+        target: TargetRef,
+        *,
+        rollout_id: RolloutId,
+        progress_deadline: timedelta,
+        outage_tolerance: timedelta = FINISH_OUTAGE_TOLERANCE,
     ) -> TargetStatus:
-        return self._finish(target, rollout_id, RolloutPhase.ROLLING_BACK, progress_deadline)
+        patience = self._patience(outage_tolerance, f"the rollback of {rollout_id} on {target}")
+        return self._finish(target, rollout_id, RolloutPhase.ROLLING_BACK, progress_deadline, patience)
+
+    def _patience(self, tolerance: timedelta, what: str) -> Patience:
+        def waiting(exc: Exception) -> None:
+            _log.warning("%s waits for the API server (up to %s): %s", what, tolerance, exc)
+
+        return Patience(self._clock, tolerance, what=what, on_outage=waiting)
 
     # -- reading and checking -------------------------------------------------------------------
 
@@ -262,14 +290,15 @@ class ReplicaActuator:
         rollout_id: RolloutId,
         phase: RolloutPhase,
         progress_deadline: timedelta,
+        patience: Patience,
     ) -> TargetStatus:
-        state = self._retrying(target, lambda: self._mark(target, rollout_id, phase))
+        state = self._retrying(target, lambda: self._mark(target, rollout_id, phase), patience)
         if state is not None:
             image = state.canary_image if phase == RolloutPhase.PROMOTING else state.stable_image
-            self._retrying(target, lambda: self._restore_stable(target, state, image))
-            self._wait(target, _STABLE, progress_deadline)
-        self._retrying(target, lambda: self._remove_tracks(target, rollout_id))
-        return self.read(target)
+            self._retrying(target, lambda: self._restore_stable(target, state, image), patience)
+            self._wait(target, _STABLE, progress_deadline, patience)
+        self._retrying(target, lambda: self._remove_tracks(target, rollout_id), patience)
+        return patience.call(lambda: self.read(target))
 
     def _mark(self, target: TargetRef, rollout_id: RolloutId, phase: RolloutPhase) -> RolloutState | None:
         snap = self._owned(target, rollout_id)
@@ -339,14 +368,18 @@ class ReplicaActuator:
 
     # -- waiting and retrying -------------------------------------------------------------------
 
-    def _wait(self, target: TargetRef, tracks: Collection[Track], timeout: timedelta) -> TargetStatus:
-        """Poll until the watched tracks are rolled out; bounded by `timeout` on the injected clock."""
-        deadline = self._clock.monotonic() + timeout.total_seconds()
+    def _wait(
+        self, target: TargetRef, tracks: Collection[Track], timeout: timedelta, patience: Patience
+    ) -> TargetStatus:
+        """Poll until the watched tracks are rolled out, within `timeout` of time the API server
+        answered (on the injected clock)."""
+        start, lost_before = self._clock.monotonic(), patience.lost
         while True:
-            status = self.read(target)
+            status = patience.call(lambda: self.read(target))
+            outage = patience.lost - lost_before
             watched = [t for t in status.tracks if t.track in tracks]
             stuck = [t for t in watched if t.deadline_exceeded]
-            if stuck:
+            if stuck and outage == 0:
                 raise ProgressDeadlineError(
                     f"{target}: ProgressDeadlineExceeded: " + "; ".join(t.describe() for t in stuck),
                     target=str(target),
@@ -354,7 +387,7 @@ class ReplicaActuator:
             pending = [t for t in watched if not t.rolled_out]
             if not pending:
                 return status
-            remaining = deadline - self._clock.monotonic()
+            remaining = start + timeout.total_seconds() + outage - self._clock.monotonic()
             if remaining <= 0:
                 raise ProgressDeadlineError(
                     f"{target}: not ready within {timeout}: " + "; ".join(t.describe() for t in pending),
@@ -362,8 +395,12 @@ class ReplicaActuator:
                 )
             self._clock.sleep(min(self._poll, remaining))
 
-    def _retrying(self, target: TargetRef, attempt: Callable[[], _T]) -> _T:
-        """Run `attempt` (which reads afresh) again after each 409, a bounded number of times."""
+    def _retrying(self, target: TargetRef, attempt: Callable[[], _T], patience: Patience) -> _T:
+        """Run `attempt` (which reads afresh) again after each 409, a bounded number of times, and
+        through outages of the API server as long as `patience` lasts."""
+        return patience.call(lambda: self._outlasting_conflicts(target, attempt))
+
+    def _outlasting_conflicts(self, target: TargetRef, attempt: Callable[[], _T]) -> _T:
         for number in range(1, self._attempts + 1):
             try:
                 return attempt()

@@ -7,7 +7,7 @@ all selected by the target's Service so that traffic splits by ready replicas.
 
 Five methods, in Flagger's spirit of small ports: `check` (the preflight), `read`, `apply_split`,
 `promote`, `rollback`; each write waits until the pods it changed are Ready (or the progress
-deadline passes). The values
+deadline passes) and rides out a short outage of the API server (`canaryflow.cluster.outages`). The values
 they exchange are frozen dataclasses defined here. Both adapters also list pods (`pods`, for the
 demo's simulated traffic: `canaryflow.simulation.PodLister`); the rollout never needs it.
 """
@@ -185,6 +185,7 @@ class Cluster(Protocol):
         image: str,
         step: int,
         progress_deadline: timedelta,
+        outage_tolerance: timedelta = ...,
     ) -> TargetStatus:
         """Bring the tracks to `split` with the canary running `image`, recording the rollout state.
 
@@ -192,18 +193,34 @@ class Cluster(Protocol):
         Creates canary and baseline from the stable's pod template when missing. With an HPA on the
         stable, the stable's replicas are left to it. Raises NotFoundError (target, container or a
         selecting Service missing), RolloutInProgressError (another rollout id holds the target),
-        ProgressDeadlineError (pods not Ready in time), ConflictError (409s outlasted the retries).
+        ProgressDeadlineError (pods not Ready in time; time the API server did not answer is not
+        counted), ConflictError (409s outlasted the retries), ClusterOutageError (the API server did
+        not answer for longer than `outage_tolerance`, by default
+        `canaryflow.cluster.outages.DEFAULT_OUTAGE_TOLERANCE`; shorter outages are ridden out).
         """
         ...
 
     def promote(
-        self, target: TargetRef, *, rollout_id: RolloutId, progress_deadline: timedelta
+        self,
+        target: TargetRef,
+        *,
+        rollout_id: RolloutId,
+        progress_deadline: timedelta,
+        outage_tolerance: timedelta = ...,
     ) -> TargetStatus:
-        """The stable takes the canary's image at full size and rolls out; then baseline and canary go."""
+        """The stable takes the canary's image at full size and rolls out; then baseline and canary go.
+        Outages of the API server shorter than `outage_tolerance` (by default
+        `canaryflow.cluster.outages.FINISH_OUTAGE_TOLERANCE`) are ridden out."""
         ...
 
     def rollback(
-        self, target: TargetRef, *, rollout_id: RolloutId, progress_deadline: timedelta
+        self,
+        target: TargetRef,
+        *,
+        rollout_id: RolloutId,
+        progress_deadline: timedelta,
+        outage_tolerance: timedelta = ...,
     ) -> TargetStatus:
-        """The stable is back on its image at full size; then baseline and canary go."""
+        """The stable is back on its image at full size; then baseline and canary go. Outages as
+        for `promote`."""
         ...

@@ -4,8 +4,9 @@ A `SimulatedWorld` holds Deployments, Services, HPAs and pods, and a clock (a `M
 default, so waiting takes no real time). Several `SimulatedCluster` objects may share one world,
 which is how tests "restart the controller": a fresh adapter finds the rollout state in the canary's
 annotations. Pods become Ready `pod_ready_delay` seconds after they start; per image, pods can be
-made slower, never Ready, or to crash after running a while. API faults: the next N calls time out
-(`ClusterUnavailableError`) or the next N writes conflict (409), and a hook runs before every write.
+made slower, never Ready, or to crash after running a while. API faults: the next N calls
+time out (`ClusterUnavailableError`), the server is down for a while (`outage`), the next N writes
+conflict (409), and a hook runs before every write.
 
 What must not be here: any Kubernetes client import, Prefect, real time unless a clock says so.
 """
@@ -72,6 +73,7 @@ class SimulatedWorld:
         self.clock: Clock = clock or ManualClock()
         self.pod_ready_delay = pod_ready_delay
         self.timeouts = 0
+        self._down_from = self._down_until = float("-inf")
         self.conflicts = 0
         self.before_write: WriteHook | None = None
         #: While True, pods that start are never Ready (as when a quota or a full node blocks them).
@@ -141,8 +143,15 @@ class SimulatedWorld:
 
     # -- the primitives (called by `_SimulatedWorkloads`) -------------------------------------
 
+    def outage(self, seconds: float, *, after: float = 0.0) -> None:
+        """The API server stops answering `after` seconds from now, for `seconds` (world's clock)."""
+        self._down_from = self.clock.monotonic() + after
+        self._down_until = self._down_from + seconds
+
     def call(self) -> None:
-        """Every API call passes here: an injected timeout fails it."""
+        """Every API call passes here: an injected timeout or an outage fails it."""
+        if self._down_from <= self.clock.monotonic() < self._down_until:
+            raise ClusterUnavailableError("simulated API outage: connection refused")
         if self.timeouts > 0:
             self.timeouts -= 1
             raise ClusterUnavailableError("simulated API timeout")

@@ -11,14 +11,25 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import queue
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["alive", "die_with_parent", "free_port", "port_is_free", "stop_groups", "tail", "wait_until"]
+__all__ = [
+    "alive",
+    "die_with_parent",
+    "free_port",
+    "on_keeper_thread",
+    "port_is_free",
+    "stop_groups",
+    "tail",
+    "wait_until",
+]
 
 _PR_SET_PDEATHSIG = 1
 _T = TypeVar("_T")
@@ -62,9 +73,50 @@ def wait_until(
 
 
 def die_with_parent() -> None:
-    """``preexec_fn`` for a child that the kernel kills (SIGKILL) when its parent dies."""
+    """``preexec_fn`` for a child that the kernel kills (SIGKILL) when its parent dies.
+
+    The kernel's "parent" is the *thread* that forked: start such children from the main thread
+    or through `on_keeper_thread`, never from a short-lived thread (its end would kill them)."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_keeper_jobs: queue.Queue[Callable[[], None]] = queue.Queue()
+_keeper_lock = threading.Lock()
+_keeper: threading.Thread | None = None
+
+
+def on_keeper_thread(work: Callable[[], _T]) -> _T:
+    """Run `work` on one daemon thread that lives as long as the process, and return its result
+    (or raise its error). Children started there with `die_with_parent` die with the process, not
+    with the thread that asked (which may end long before)."""
+    global _keeper
+    with _keeper_lock:
+        if _keeper is None:
+            _keeper = threading.Thread(target=_keep, name="process-keeper", daemon=True)
+            _keeper.start()
+    done = threading.Event()
+    outcome: list[_T] = []
+    failure: list[BaseException] = []
+
+    def job() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as exc:  # handed back to the caller as it is
+            failure.append(exc)
+        finally:
+            done.set()
+
+    _keeper_jobs.put(job)
+    done.wait()
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+def _keep() -> None:
+    while True:
+        _keeper_jobs.get()()
 
 
 def alive(pid: int) -> bool:

@@ -24,7 +24,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from analysis.settings import AnalysisSettings, KayentaSettings, MetricSettings
-from canaryflow.spec.durations import Duration
+from canaryflow.spec.durations import Duration, format_duration
 from canaryflow.spec.metrics import DEFAULT_METRICS, MetricSpec
 from canaryflow.yamldoc import Loc, dotted_path
 
@@ -213,7 +213,20 @@ class RolloutBody(SpecModel):
     progress_deadline: Duration = Field(
         default=timedelta(minutes=10), description="How long pods may take to become ready after a change."
     )
+    api_outage_tolerance: Duration = Field(
+        default=timedelta(minutes=3),
+        description=(
+            "How long a step rides out a Kubernetes API server that does not answer, holding the split, "
+            "before the rollout stops and rolls back (at most the progress deadline)."
+        ),
+    )
     failure_policy: FailurePolicy = FailurePolicy()
+
+    @property
+    def outage_tolerance(self) -> timedelta:
+        """How long a step rides out an API outage: ``apiOutageTolerance``, at most the progress
+        deadline (the default of 3m is cut to a shorter progressDeadline)."""
+        return min(self.api_outage_tolerance, self.progress_deadline)
 
 
 class RolloutSpec(SpecModel):
@@ -271,6 +284,15 @@ def cross_check(spec: RolloutSpec) -> list[tuple[Loc, str]]:
     """Problems that span fields, each with its location (camelCase keys) from the document root."""
     problems: list[tuple[Loc, str]] = []
     body = spec.spec
+    if "api_outage_tolerance" in body.model_fields_set and body.api_outage_tolerance > body.progress_deadline:
+        problems.append(
+            (
+                ("spec", "apiOutageTolerance"),
+                f"must be at most the progressDeadline ({format_duration(body.progress_deadline)}): a step "
+                "never waits "
+                "longer for the API server than for its pods",
+            )
+        )
     canary_seen = False
     for index, step in enumerate(body.steps):
         here: Loc = ("spec", "steps", index)

@@ -24,7 +24,7 @@ def cluster_factory(request: pytest.FixtureRequest) -> Iterator[Harness]:
             local_kube = request.getfixturevalue("local_kube")
         except pytest.FixtureLookupError:
             pytest.skip("the local_kube fixture (tests/fixtures/kube.py) is not available")
-        harness = KubernetesHarness(local_kube.kubeconfig)
+        harness = KubernetesHarness(local_kube.kubeconfig, local_kube.control)
     try:
         yield harness
     finally:

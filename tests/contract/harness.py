@@ -8,6 +8,7 @@ controller would), and observes Deployments by its own means, not through the ad
 from __future__ import annotations
 
 import copy
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 from canaryflow.clock import ManualClock, SystemClock
 from canaryflow.cluster.port import Cluster, TargetRef
 from canaryflow.cluster.simulated import SimulatedCluster, SimulatedWorld
+from canaryflow.dev.kube import LocalControlPlane
 
 #: Called before every write the adapter makes, with ("create" | "patch" | "delete", deployment name).
 WriteHook = Callable[[str, str], None]
@@ -60,6 +62,14 @@ class Harness(Protocol):
     def block_new_pods(self) -> None: ...
 
     def concurrent_write(self, deployment: str) -> None: ...
+
+    def outage(self, seconds: float) -> None:
+        """The API server stops answering now and answers again after about `seconds`."""
+        ...
+
+    def wait_answering(self) -> None:
+        """Return once the API server answers again after an `outage`."""
+        ...
 
     def observe(self, deployment: str) -> Observed | None: ...
 
@@ -134,6 +144,13 @@ class SimulatedHarness:
     def concurrent_write(self, deployment: str) -> None:
         self.world.touch(self.namespace, deployment)
 
+    def outage(self, seconds: float) -> None:
+        self.world.outage(seconds)
+        self._back_at = self.clock.monotonic() + seconds
+
+    def wait_answering(self) -> None:
+        self.clock.advance(max(0.0, getattr(self, "_back_at", 0.0) - self.clock.monotonic()))
+
     def observe(self, deployment: str) -> Observed | None:
         record = self.world.record(self.namespace, deployment)
         if record is None:
@@ -159,9 +176,11 @@ class KubernetesHarness:
 
     kind = "kubernetes"
 
-    def __init__(self, kubeconfig: Path) -> None:
+    def __init__(self, kubeconfig: Path, control: LocalControlPlane | None = None) -> None:
         from kubernetes import client, config
 
+        self._control = control
+        self._restart: threading.Thread | None = None
         self._client_mod = client
         self._kubeconfig = kubeconfig
         self._configuration = client.Configuration()
@@ -310,6 +329,28 @@ class KubernetesHarness:
         patch = {"metadata": {"annotations": {"contract-test/touched": uuid.uuid4().hex}}}
         self._apps.patch_namespaced_deployment(deployment, self.namespace, patch)
 
+    def outage(self, seconds: float) -> None:
+        """Kill the real kube-apiserver (etcd keeps the data) and start it again `seconds` later."""
+        control = self._control
+        if control is None:
+            raise AssertionError(
+                "this harness was built without the control plane; cannot stop its API server"
+            )
+        control.stop_apiserver()
+        back = threading.Event()
+
+        def restart() -> None:
+            back.wait(seconds)  # woken early only by close(): the API server must be up for the next test
+            control.start_apiserver()
+
+        self._back = back
+        self._restart = threading.Thread(target=restart, name="apiserver-restart", daemon=True)
+        self._restart.start()
+
+    def wait_answering(self) -> None:
+        if self._restart is not None:
+            self._restart.join(timeout=120)
+
     def observe(self, deployment: str) -> Observed | None:
         try:
             dep = self._apps.read_namespaced_deployment(deployment, self.namespace)
@@ -336,6 +377,9 @@ class KubernetesHarness:
             time.sleep(0.2)
 
     def close(self) -> None:
+        if self._restart is not None:
+            self._back.set()
+            self._restart.join(timeout=120)
         try:
             self._core.delete_namespace(self.namespace)
         finally:

@@ -1,4 +1,5 @@
-"""Failure policy end to end: no metrics is never a pass, Kubernetes errors are retried then rolled back."""
+"""Failure policy end to end: no metrics is never a pass; Kubernetes timeouts are retried, and an
+error that retrying cannot fix rolls back (outages: tests/e2e/test_api_outage.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from analysis.observations import TrackObservation
 from canaryflow.dev.stacks import GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
-from canaryflow.errors import ClusterUnavailableError, MetricsUnavailableError
+from canaryflow.errors import ClusterError, MetricsUnavailableError
 from canaryflow.metrics import MetricQuery, MetricsSource
 from tests.e2e.conftest import write_spec
 
@@ -126,23 +127,23 @@ def test_kubernetes_timeouts_are_retried(stack: SimulatedStack, rollout_of: Call
     assert stack.world.timeouts == 0
 
 
-def test_a_kubernetes_error_that_outlasts_the_retries_rolls_back(
+def test_a_kubernetes_error_that_retrying_cannot_fix_rolls_back(
     stack: SimulatedStack, rollout_of: Callable[..., Any], with_metrics: Callable[[MetricsSource], None]
 ) -> None:
     metrics = FlakyMetrics(stack.metrics, down_calls=0)
     with_metrics(metrics)
-    failures = {"left": 3}  # once the analysis has run, the next three writes (every attempt) time out
+    failures = {"left": 1}  # once the analysis has run, the next write is refused for good
 
     def before_write(verb: str, namespace: str, name: str) -> None:
         if metrics.calls > 0 and failures["left"] > 0:
             failures["left"] -= 1
-            raise ClusterUnavailableError("simulated API timeout")
+            raise ClusterError("admission webhook denied the request: frozen namespace")
 
     stack.world.before_write = before_write
     outcome = rollout_of(GOOD_IMAGE).result()
 
     assert outcome.result == "rolled-back"
-    assert outcome.reason == "ClusterUnavailableError: simulated API timeout"
+    assert outcome.reason == "ClusterError: admission webhook denied the request: frozen namespace"
     status = stack.cluster.read(stack.target)
     assert status.stable.image == STABLE_IMAGE
     assert status.canary is None

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -20,7 +23,15 @@ from pathlib import Path
 
 from canaryflow.dev.kube import apiclient
 from canaryflow.dev.kube.pki import Pki, write_pki
-from canaryflow.dev.processes import alive, die_with_parent, free_port, stop_groups, tail, wait_until
+from canaryflow.dev.processes import (
+    alive,
+    die_with_parent,
+    free_port,
+    on_keeper_thread,
+    stop_groups,
+    tail,
+    wait_until,
+)
 from canaryflow.errors import LocalClusterError
 
 __all__ = ["ControlPlane", "LocalControlPlane", "running_control_plane"]
@@ -138,6 +149,61 @@ class LocalControlPlane:
         state.unlink(missing_ok=True)
         self._say("down")
         return True
+
+    # --- faults, for tests of the controller under an API-server outage ----------------------
+
+    def stop_apiserver(self) -> None:
+        """Kill kube-apiserver at once (SIGKILL, as a crash or a lost node would); etcd keeps the
+        data, and the controller-manager, the scheduler and kwok keep running, retrying."""
+        plane = self._recorded()
+        pid = plane.pids["kube-apiserver"]
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        started_here = self._processes.pop(pid, None)
+        if started_here is not None:
+            started_here.wait(timeout=10)  # our child: reaped at once, no zombie to poll for
+        else:
+            stop_groups([pid], grace=0)
+
+    def start_apiserver(self, *, timeout: float = 60.0) -> ControlPlane:
+        """Start kube-apiserver again, on the same port, certificates and etcd, wait until it is
+        ready, and restart the controller-manager with it (as a control-plane node's restart
+        does: after an API-server-only restart, the controller-manager's stale-cache checks back
+        off for minutes before the deployment controller acts again). The recorded state gets the
+        new pids."""
+        plane = self._recorded()
+        port = int(plane.server.rsplit(":", 1)[1])
+        pki = Pki.at(self.directory / "pki")
+        pids = dict(plane.pids)
+        api = apiclient.ApiClient.from_kubeconfig(plane.kubeconfig)
+        deadline = time.monotonic() + timeout
+        self._restart("kube-apiserver", self._apiserver_args(pki, plane.etcd_url, port), pids)
+        _wait(lambda: api.ready(), deadline, "kube-apiserver /readyz", self._log("kube-apiserver"))
+        controllers = self._controller_manager_args(pki, plane.kubeconfig)
+        self._restart("kube-controller-manager", controllers, pids)
+        restarted = ControlPlane(plane.directory, plane.kubeconfig, plane.server, plane.etcd_url, pids)
+        (self.directory / _STATE).write_text(restarted.to_json())
+        return restarted
+
+    def _restart(self, name: str, args: list[str], pids: dict[str, int]) -> None:
+        """Start `name` again (stopping the old process first if it lives)."""
+        old = pids.get(name)
+        if old is not None and alive(old):
+            started_here = self._processes.pop(old, None)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(old, signal.SIGKILL)
+            if started_here is not None:
+                started_here.wait(timeout=10)
+        if threading.current_thread() is threading.main_thread():
+            self._start(name, args, pids)
+        else:  # tied by die_with_parent to the thread that forks: fork where it lives on
+            on_keeper_thread(lambda: self._start(name, args, pids))
+
+    def _recorded(self) -> ControlPlane:
+        state = self.directory / _STATE
+        if not state.exists():
+            raise LocalClusterError(f"no control plane is running in {self.directory}")
+        return ControlPlane.from_json(state.read_text())
 
     # --- processes -------------------------------------------------------------------------
 

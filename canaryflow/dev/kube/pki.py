@@ -36,6 +36,20 @@ class Pki:
     service_account_key: Path
     service_account_pub: Path
 
+    @classmethod
+    def at(cls, directory: Path) -> Pki:
+        """The paths `write_pki` uses in `directory` (for a process restarted on existing files)."""
+        return cls(
+            ca_cert=directory / "ca.crt",
+            ca_key=directory / "ca.key",
+            serving_cert=directory / "apiserver.crt",
+            serving_key=directory / "apiserver.key",
+            admin_cert=directory / "admin.crt",
+            admin_key=directory / "admin.key",
+            service_account_key=directory / "sa.key",
+            service_account_pub=directory / "sa.pub",
+        )
+
 
 def write_pki(directory: Path) -> Pki:
     """Create a CA, a serving certificate, an admin client certificate and a service-account key
@@ -84,16 +98,7 @@ def write_pki(directory: Path) -> Pki:
         ips=[],
     )
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pki = Pki(
-        ca_cert=directory / "ca.crt",
-        ca_key=directory / "ca.key",
-        serving_cert=directory / "apiserver.crt",
-        serving_key=directory / "apiserver.key",
-        admin_cert=directory / "admin.crt",
-        admin_key=directory / "admin.key",
-        service_account_key=directory / "sa.key",
-        service_account_pub=directory / "sa.pub",
-    )
+    pki = Pki.at(directory)
     _write(pki.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
     _write(pki.ca_key, _private_pem(ca_key))
     _write(pki.serving_cert, serving_cert.public_bytes(serialization.Encoding.PEM))

@@ -235,3 +235,28 @@ def test_malformed_annotations_are_a_cluster_error() -> None:
 
     with pytest.raises(ClusterError, match="shop/web-canary: malformed canaryflow annotations"):
         cluster.read(TARGET)
+
+
+def test_the_progress_deadline_counts_only_time_the_api_server_answered() -> None:
+    world, clock = _world(delay=40.0)  # new pods are Ready 40 s after they start: 5 s answering
+    cluster = SimulatedCluster(world)
+    started = clock.monotonic()
+    world.outage(30.0, after=1.0)  # the writes go through; the wait's reads meet a 30 s outage
+
+    status = cluster.apply_split(
+        TARGET, plan_split(4, 25, baseline=True), rollout_id=RID, image="web:2", step=0,
+        progress_deadline=timedelta(seconds=8), outage_tolerance=timedelta(minutes=1),
+    )  # fmt: skip
+
+    assert clock.monotonic() - started >= 40.0  # longer than the deadline in all, within it answering
+    assert status.canary is not None
+    assert status.canary.ready == 1
+
+
+def test_without_an_outage_the_same_deadline_is_kept() -> None:
+    world, _ = _world(delay=10.0)
+    with pytest.raises(ProgressDeadlineError, match="not ready within 0:00:08"):
+        SimulatedCluster(world).apply_split(
+            TARGET, plan_split(4, 25, baseline=True), rollout_id=RID, image="web:2", step=0,
+            progress_deadline=timedelta(seconds=8),
+        )  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,17 @@ def test_cross_field_problems_name_their_own_place() -> None:
         "x.yaml:9 spec.steps[1].setWeight: must be at most 50 with a baseline "
         "(canary and baseline have the same size); set baseline: false for higher weights",
     ]
+
+
+def test_the_api_outage_tolerance_is_at_most_the_progress_deadline() -> None:
+    explicit = MINIMAL.replace("  steps:\n", "  progressDeadline: 2m\n  apiOutageTolerance: 5m\n  steps:\n")
+    assert _problems(explicit) == [
+        "x.yaml:8 spec.apiOutageTolerance: must be at most the progressDeadline (2m): a step never "
+        "waits longer for the API server than for its pods"
+    ]
+    default = load_spec_text(MINIMAL.replace("  steps:\n", "  progressDeadline: 2m\n  steps:\n"))
+    assert default.spec.outage_tolerance == timedelta(minutes=2)  # the default of 3m, cut to the deadline
+    assert load_spec_text(MINIMAL).spec.outage_tolerance == timedelta(minutes=3)
 
 
 def test_a_sound_order_of_steps_passes_the_cross_checks() -> None:
