@@ -262,6 +262,7 @@ def _acquire(
     """Take the slot with a lease of `seconds`, waiting while a live holder has it (TimeoutError
     past the monotonic `deadline`, if given)."""
     holder = ConcurrencyLeaseHolder(type="flow_run", id=UUID(run_id)) if run_id else None
+    told = False
     while True:
         try:
             response = client.increment_concurrency_slots_with_lease(
@@ -271,6 +272,9 @@ def _acquire(
             if exc.response.status_code != _LOCKED:
                 raise
             if not _release_dead_holder(client, name):
+                if not told:
+                    told = True
+                    _say_waiting(name)
                 retry_after = min(
                     max(float(exc.response.headers.get("Retry-After", 1.0)), 0.1), _MAX_RETRY_SECONDS
                 )
@@ -282,6 +286,17 @@ def _acquire(
         if not granted.limits:
             raise RuntimeError(f"the global concurrency limit {name!r} does not exist")
         return granted.lease_id
+
+
+def _say_waiting(name: str) -> None:
+    """Log, once per wait, who holds the slot this run waits for."""
+    holder = _read(name).get("holder") or {}
+    who = (
+        f"rollout {holder.get('rollout_id')} of {holder.get('image')} (flow run {holder.get('flow_run_id')})"
+        if holder
+        else "another run"
+    )
+    get_run_logger().info("waiting for the slot %s: %s holds it; this run starts when it ends", name, who)
 
 
 def _release_dead_holder(client: SyncPrefectClient, name: str) -> bool:

@@ -42,3 +42,22 @@ def test_a_newer_image_supersedes_a_paused_rollout(
     assert outcome.rollout_id == "web-new"
     assert outcome.result == "promoted"  # no analysis in this spec: the steps alone decide
     assert stack.cluster.read(stack.target).stable.image == BAD_IMAGE
+    waited = _logs_of(new_state.state_details.flow_run_id, "waiting for the slot")
+    assert len(waited) == 1, waited  # said once, with who holds the target
+    assert f"rollout web-old of {GOOD_IMAGE}" in waited[0]
+
+
+def _logs_of(flow_run_id: Any, containing: str) -> list[str]:
+    """The run's log messages that contain `containing`, once the API has them (logs are sent in
+    batches: polled for a few seconds)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    deadline = time.monotonic() + 15
+    while True:
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        found = [log.message for log in logs if containing in log.message]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)  # the log worker sends batches; no event to await from here
