@@ -24,6 +24,7 @@ Split first by what the caller does next (retry later, or give up), then by doma
         │   ├── ForbiddenError           RBAC forbids the operation
         │   ├── RolloutInProgressError   the target is already in a rollout by another id
         │   ├── ProgressDeadlineError    pods did not become ready within the progress deadline
+        │   ├── DriftError               somebody else changed the target mid-rollout (the rollout stops)
         │   └── WeightError              a weight cannot be reached at this capacity
         ├── MetricsError                 the metrics source answered, but not with an observation
         │   ├── NoDataError              no samples (or NaN) for the window: a domain outcome, not a failure
@@ -56,6 +57,7 @@ __all__ = [
     "ClusterOutageError",
     "ClusterUnavailableError",
     "ConflictError",
+    "DriftError",
     "ForbiddenError",
     "ImageRenderError",
     "InputError",
@@ -218,6 +220,11 @@ class RolloutInProgressError(ClusterError):
 
 class ProgressDeadlineError(ClusterError):
     """Pods did not become ready within the progress deadline."""
+
+
+class DriftError(ClusterError):
+    """Somebody else changed the target during the rollout in a way the rollout must not override
+    (the stable's image or pod template): the rollout stops and keeps that change."""
 
 
 class WeightError(ClusterError):

@@ -2,8 +2,9 @@
 
 Each interval ends at the runtime clock's now after waiting the step's interval, and its window is
 the interval. A metrics backend that is down (`MetricsUnavailableError` after the observe task's
-retry) counts as an interval without data: the judge waits and never promotes on it. The step ends
-on the judge's first final verdict, or at ``maxDuration`` with `SequentialJudge.finish`
+retry) counts as an interval without data: the judge waits and never promotes on it, and an
+inconclusive verdict then says that it was a metrics outage, for how many intervals. The step
+ends on the judge's first final verdict, or at ``maxDuration`` with `SequentialJudge.finish`
 (inconclusive unless decided). Every interval is appended to the step's observation log
 (``observations-step<N>.json``, written after each interval, so a killed run leaves it behind).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from analysis.judge import SequentialJudge
@@ -47,6 +49,7 @@ def analyze(
     observe_io = observe.with_options(retries=1, retry_delay_seconds=min(interval / 4, 5.0))
     intervals = max(1, math.floor(step.max_duration.total_seconds() / interval + 1e-9))
     verdict: Verdict | None = None
+    unanswered: list[str] = []
     for _ in range(intervals):
         checkpoint()
         end = hold(runtime.clock, interval, why=f"analysis interval of {plan.rollout_id}")
@@ -61,6 +64,7 @@ def analyze(
             )
         except MetricsUnavailableError as exc:
             reporter.say("metrics unavailable, counted as an interval without data: %s", exc)
+            unanswered.append(str(exc))
             observed = dict.fromkeys((q.name for q in queries), None)
         verdict = _judge(judge, recorder, observed, log)
         reporter.interval(index, observed, verdict, log)
@@ -68,8 +72,21 @@ def analyze(
             break
     if verdict is None or not verdict.final:
         verdict = judge.finish()
+    if verdict.decision == "inconclusive" and unanswered:
+        verdict = replace(
+            verdict, reason=_outage_reason(unanswered, judge_intervals=verdict.interval) + verdict.reason
+        )
     reporter.verdict(index, verdict, log, chart=_chart(reporter, recorder, log))
     return verdict
+
+
+def _outage_reason(unanswered: list[str], *, judge_intervals: int) -> str:
+    """Why an inconclusive analysis lacked data, when the metrics backend was down: an outage is
+    reported as one, not as a canary without evidence."""
+    return (
+        f"Metrics outage: the metrics backend did not answer for {len(unanswered)} of {judge_intervals} "
+        f"intervals (last: {unanswered[-1]}). "
+    )
 
 
 def _judge(

@@ -11,7 +11,8 @@ inconclusive analysis under ``onInconclusive: rollback``, a Kubernetes error aft
 ``canaryflow abort`` at any moment) rolls the canary back; a supersede also rolls back and ends
 the run Cancelled, and so does a Cancel in Prefect. People steer a running rollout at its
 checkpoints (between steps, before each analysis interval, every few seconds of a timed pause;
-`checkpoint`): abort, supersede and Cancel stop it, ``canaryflow promote --full`` promotes now,
+`checkpoint`): abort, supersede and Cancel stop it, and so does an image somebody set on the
+stable meanwhile (kept; `canaryflow.cluster.drift`), ``canaryflow promote --full`` promotes now,
 ``canaryflow pause`` holds the split until ``canaryflow resume`` (`hold_split`). The cluster
 holds the truth (annotations on the canary), so a run killed at any point is resumed or cleaned
 up by the next run for the target.
@@ -33,7 +34,8 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Cancelled
 
-from canaryflow.errors import CanaryflowError
+from canaryflow.cluster.port import RolloutId
+from canaryflow.errors import CanaryflowError, DriftError, RolloutInProgressError
 from canaryflow.plan import RolloutOutcome, RolloutPlan, plan_rollout
 from canaryflow.requests import RolloutRequest
 from canaryflow.spec import Pause
@@ -47,6 +49,7 @@ from flows.slots import AbortRequested, Superseded, clear_request, request_targe
 from flows.steps import (
     check_before_writing,
     hold,
+    look_for_drift,
     promote_canary,
     read_target,
     roll_back_canary,
@@ -134,7 +137,23 @@ def rollout(request: RolloutRequest) -> RolloutOutcome | State[Any]:
 def prepare(run: Run) -> int | RolloutOutcome:
     """Where to start: step 0, the step of our own interrupted rollout, or its finished end."""
     plan, cluster = run.plan, run.runtime.cluster
-    state = with_retries(read_target, run.runtime.retry_delays)(cluster, plan.target).state
+    status = with_retries(read_target, run.runtime.retry_delays)(cluster, plan.target)
+    state = status.state
+    if state is None and status.canary_lost:
+        run.reporter.say(
+            "%s: a rollout whose canary was deleted left its marks on %s; restoring the stable first",
+            plan.rollout_id, plan.target,
+        )  # fmt: skip
+        try:
+            with_retries(roll_back_canary, run.runtime.retry_delays)(
+                cluster, plan.target, rollout_id=plan.rollout_id, progress_deadline=run.deadline
+            )
+        except RolloutInProgressError as exc:  # the baseline left is another rollout's
+            if exc.rollout_id is None:
+                raise
+            with_retries(roll_back_canary, run.runtime.retry_delays)(
+                cluster, plan.target, rollout_id=RolloutId(exc.rollout_id), progress_deadline=run.deadline
+            )
     if state is None:
         run.reporter.say("%s: starting the rollout of %s to %s", plan.rollout_id, plan.image, plan.target)
         return 0
@@ -178,10 +197,12 @@ def walk_steps(run: Run, start: int) -> str:
 
 
 def checkpoint(run: Run) -> None:
-    """Stop, promote or hold here if somebody asked (`flows.stops.check_stop`)."""
+    """Stop, promote or hold here if somebody asked (`flows.stops.check_stop`); stop if somebody
+    changed the target in a way the rollout must not override (`flows.steps.look_for_drift`)."""
     paused = check_stop(run.plan)
     if paused is not None:
         hold_split(run, paused)
+    look_for_drift(run.runtime.cluster, run.plan.target)
 
 
 def _ignore_pause(paused: dict[str, Any] | None) -> None:
@@ -289,10 +310,17 @@ def on_failure(run: Run, index: int, reason: str) -> list[str]:
 
 
 def promote(run: Run, evidence: str) -> RolloutOutcome:
+    """Promote; if somebody changed the stable's image meanwhile, roll back instead and keep it."""
     run.reporter.phase(RolloutPhase.PROMOTING)
-    with_retries(promote_canary, run.runtime.retry_delays)(
-        run.runtime.cluster, run.plan.target, rollout_id=run.plan.rollout_id, progress_deadline=run.deadline
-    )
+    try:
+        with_retries(promote_canary, run.runtime.retry_delays)(
+            run.runtime.cluster,
+            run.plan.target,
+            rollout_id=run.plan.rollout_id,
+            progress_deadline=run.deadline,
+        )
+    except DriftError as exc:
+        return roll_back(run, f"{type(exc).__name__}: {exc}")
     run.reporter.weight(100, 100.0)
     return _outcome(run, "promoted", evidence)
 

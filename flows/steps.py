@@ -21,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from analysis.observations import PairedObservation
 from canaryflow.clock import Clock
+from canaryflow.cluster.drift import drift
 from canaryflow.cluster.outages import Patience
 from canaryflow.cluster.port import Cluster, RolloutId, TargetRef, TargetStatus
 from canaryflow.errors import ClusterOutageError, ConflictError, TransientError
@@ -32,6 +33,7 @@ from canaryflow.replicas import Split, plan_split
 __all__ = [
     "check_before_writing",
     "hold",
+    "look_for_drift",
     "observe",
     "promote_canary",
     "read_target",
@@ -79,6 +81,21 @@ def check_before_writing(
 def read_target(cluster: Cluster, target: TargetRef) -> TargetStatus:
     """Read the stable, canary and baseline Deployments and the rollout state they carry."""
     return cluster.read(target)
+
+
+@task(name="look-for-drift", cache_policy=NO_CACHE)
+def look_for_drift(cluster: Cluster, target: TargetRef) -> None:
+    """Raise `DriftError` when somebody changed the target in a way that stops the rollout
+    (`canaryflow.cluster.drift`). An API server that does not answer is not drift: the look is
+    skipped (the next write rides the outage out)."""
+    try:
+        status = cluster.read(target)
+    except TransientError as exc:
+        get_run_logger().warning("%s: could not look for changes by others: %s", target, exc)
+        return
+    changed = drift(status)
+    if changed is not None:
+        raise changed
 
 
 @task(name="set-weight", retry_condition_fn=_retry_on_io, cache_policy=NO_CACHE)

@@ -27,7 +27,16 @@ from datetime import timedelta
 from typing import TypeVar
 
 from canaryflow.clock import Clock
-from canaryflow.cluster.annotations import ROLLOUT_ID, TARGET_LABEL, TRACK_LABEL, decode_state, encode_state
+from canaryflow.cluster.annotations import (
+    CAPACITY,
+    REPLICAS_SET,
+    ROLLOUT_ID,
+    TARGET_LABEL,
+    TRACK_LABEL,
+    decode_state,
+    encode_state,
+)
+from canaryflow.cluster.drift import image_drift
 from canaryflow.cluster.outages import DEFAULT_OUTAGE_TOLERANCE, FINISH_OUTAGE_TOLERANCE, Patience
 from canaryflow.cluster.port import (
     PodInfo,
@@ -42,6 +51,7 @@ from canaryflow.cluster.workloads import PERMISSIONS, DeploymentRecord, NewTrack
 from canaryflow.errors import (
     ClusterError,
     ConflictError,
+    DriftError,
     ForbiddenError,
     NotFoundError,
     ProgressDeadlineError,
@@ -60,8 +70,12 @@ _STABLE: tuple[Track, ...] = ("stable",)
 
 @dataclass(frozen=True, slots=True)
 class _Snapshot:
+    """The target as read. ``status.state`` is the rollout state with a person's scale of the stable
+    taken in (`_take_in_scale`); ``written`` is the state as the annotations have it."""
+
     status: TargetStatus
     records: Mapping[Track, DeploymentRecord]
+    written: RolloutState | None = None
 
 
 class ReplicaActuator:
@@ -166,17 +180,21 @@ class ReplicaActuator:
                 target=str(target),
             )
         canary = records.get("canary")
-        state = decode_state(canary.annotations, where=f"{ns}/{canary.name}") if canary else None
+        written = decode_state(canary.annotations, where=f"{ns}/{canary.name}") if canary else None
         tracks = {track: _track_status(rec, track, target.container) for track, rec in records.items()}
+        hpa = self._workloads.hpa_replicas(ns, target.deployment)
+        state = written if written is None or hpa is not None else _take_in_scale(written, records["stable"])
+        left = records["stable"].annotations.get(CAPACITY, "")
         status = TargetStatus(
             target=target,
             stable=tracks["stable"],
             canary=tracks.get("canary"),
             baseline=tracks.get("baseline"),
-            hpa_replicas=self._workloads.hpa_replicas(ns, target.deployment),
+            hpa_replicas=hpa,
             state=state,
+            left_capacity=int(left) if written is None and left.isdigit() else None,
         )
-        return _Snapshot(status=status, records=records)
+        return _Snapshot(status=status, records=records, written=written)
 
     def _owned(self, target: TargetRef, rollout_id: RolloutId) -> _Snapshot:
         """A snapshot in which nothing belongs to another rollout or to somebody else."""
@@ -241,6 +259,9 @@ class ReplicaActuator:
                 f"rollout {rollout_id} of {target} is {state.phase}; finish it first", target=str(target)
             )
         ns, fixed = target.namespace, status.hpa_replicas is not None
+        if state is not None:
+            _refuse(image_drift(status))
+            self._tell_scale(target, state, snap.written)
         if state is None:
             state = RolloutState(
                 rollout_id=rollout_id,
@@ -262,7 +283,7 @@ class ReplicaActuator:
                 resource_version=canary.resource_version,
                 replicas=split.canary if split.canary > canary.replicas else None,
                 image=(target.container, image) if canary.images.get(target.container) != image else None,
-                annotations=encode_state(wanted) if wanted != state else None,
+                annotations=dict(encode_state(wanted)) if wanted != snap.written else None,
             )
         baseline = records.get("baseline")
         if split.baseline > 0 and baseline is None:
@@ -272,7 +293,7 @@ class ReplicaActuator:
         elif baseline is not None and split.baseline > baseline.replicas:
             self._patch_replicas(ns, baseline, split.baseline)
         if not fixed and split.stable > records["stable"].replicas:
-            self._patch_replicas(ns, records["stable"], split.stable)
+            self._patch_stable(ns, records["stable"], split.stable, state.stable_replicas)
 
     def _shrink(self, target: TargetRef, split: Split, rollout_id: RolloutId) -> None:
         snap = self._owned(target, rollout_id)
@@ -282,7 +303,10 @@ class ReplicaActuator:
         for track, replicas in wanted.items():
             record = snap.records.get(track)
             if record is not None and replicas < record.replicas:
-                self._patch_replicas(target.namespace, record, replicas)
+                if track == "stable":
+                    self._patch_stable(target.namespace, record, replicas, snap.status.capacity)
+                else:
+                    self._patch_replicas(target.namespace, record, replicas)
 
     def _finish(
         self,
@@ -297,6 +321,8 @@ class ReplicaActuator:
             image = state.canary_image if phase == RolloutPhase.PROMOTING else state.stable_image
             self._retrying(target, lambda: self._restore_stable(target, state, image), patience)
             self._wait(target, _STABLE, progress_deadline, patience)
+        elif self._retrying(target, lambda: self._restore_capacity(target, rollout_id), patience):
+            self._wait(target, _STABLE, progress_deadline, patience)
         self._retrying(target, lambda: self._remove_tracks(target, rollout_id), patience)
         return patience.call(lambda: self.read(target))
 
@@ -305,6 +331,9 @@ class ReplicaActuator:
         state = snap.status.state
         if state is None or state.phase == phase:
             return state
+        if phase == RolloutPhase.PROMOTING and state.phase == RolloutPhase.PROGRESSING:
+            _refuse(image_drift(snap.status))  # before anything is written
+        self._tell_scale(target, state, snap.written)
         marked = replace(state, phase=phase)
         canary = snap.records["canary"]
         self._workloads.patch_deployment(
@@ -316,22 +345,51 @@ class ReplicaActuator:
         return marked
 
     def _restore_stable(self, target: TargetRef, state: RolloutState, image: str) -> None:
+        """The stable at full size (the larger of its size at the start and a person's scale since)
+        on `image`. A rollback puts the stable's image back only where the promotion had changed
+        it: an image a person set during the rollout is kept."""
         snap = self._owned(target, state.rollout_id)
+        state = snap.status.state or state
         stable = snap.records["stable"]
         size = (
             None
             if snap.status.hpa_replicas is not None or stable.replicas == state.stable_replicas
             else state.stable_replicas
         )
-        new_image = None if stable.images.get(target.container) == image else (target.container, image)
-        if size is not None or new_image is not None:
+        running = stable.images.get(target.container)
+        rolling_back = state.phase == RolloutPhase.ROLLING_BACK
+        keep = running == image or (rolling_back and running != state.canary_image)
+        new_image = None if keep else (target.container, image)
+        mark = _unmarked(stable)
+        if size is not None or new_image is not None or mark is not None:
             self._workloads.patch_deployment(
                 target.namespace,
                 stable.name,
                 resource_version=stable.resource_version,
                 replicas=size,
                 image=new_image,
+                annotations=mark,
             )
+
+    def _restore_capacity(self, target: TargetRef, rollout_id: RolloutId) -> bool:
+        """The canary (and the state) is gone: give the stable back the capacity recorded on it,
+        keeping its image. Whether anything was written."""
+        snap = self._owned(target, rollout_id)
+        stable, left = snap.records["stable"], snap.status.left_capacity
+        size = (
+            left if left is not None and left > stable.replicas and snap.status.hpa_replicas is None else None
+        )
+        mark = _unmarked(stable)
+        if size is None and mark is None:
+            return False
+        self._workloads.patch_deployment(
+            target.namespace,
+            stable.name,
+            resource_version=stable.resource_version,
+            replicas=size,
+            annotations=mark,
+        )
+        return True
 
     def _remove_tracks(self, target: TargetRef, rollout_id: RolloutId) -> None:
         snap = self._owned(target, rollout_id)
@@ -360,6 +418,25 @@ class ReplicaActuator:
             progress_deadline_seconds=deadline,
         )
         self._workloads.create_track(target.namespace, new)
+
+    def _patch_stable(self, namespace: str, stable: DeploymentRecord, replicas: int, capacity: int) -> None:
+        """Resize the stable, recording in the same patch that canaryflow set this size, and the
+        capacity to restore at the end."""
+        self._workloads.patch_deployment(
+            namespace,
+            stable.name,
+            resource_version=stable.resource_version,
+            replicas=replicas,
+            annotations={REPLICAS_SET: str(replicas), CAPACITY: str(capacity)},
+        )
+
+    def _tell_scale(self, target: TargetRef, state: RolloutState, written: RolloutState | None) -> None:
+        if written is not None and state.stable_replicas != written.stable_replicas:
+            _log.warning(
+                "%s: somebody scaled the stable during rollout %s; its capacity is now %d replicas (was "
+                "%d): the split is recomputed on it, and the rollout ends with the stable at that size",
+                target, state.rollout_id, state.stable_replicas, written.stable_replicas,
+            )  # fmt: skip
 
     def _patch_replicas(self, namespace: str, record: DeploymentRecord, replicas: int) -> None:
         self._workloads.patch_deployment(
@@ -412,6 +489,29 @@ class ReplicaActuator:
                     ) from exc
                 self._clock.sleep(0.05 * number)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _take_in_scale(state: RolloutState, stable: DeploymentRecord) -> RolloutState:
+    """`state` with a person's scale of the stable taken in: the capacity becomes the larger of the
+    capacity so far and the person's replicas (never less than at the start or than a person set).
+    The stable's size is ours when it equals the ``replicas-set`` annotation (or, before canaryflow
+    first resized it, the capacity at the start)."""
+    marked = stable.annotations.get(REPLICAS_SET)
+    ours = int(marked) if marked is not None and marked.isdigit() else state.stable_replicas
+    if stable.replicas == ours or stable.replicas <= state.stable_replicas:
+        return state
+    return replace(state, stable_replicas=stable.replicas)
+
+
+def _unmarked(stable: DeploymentRecord) -> dict[str, str | None] | None:
+    """The annotations that remove the rollout's marks from the stable (None when it has none)."""
+    marks = [key for key in (REPLICAS_SET, CAPACITY) if key in stable.annotations]
+    return dict.fromkeys(marks) if marks else None
+
+
+def _refuse(drift: DriftError | None) -> None:
+    if drift is not None:
+        raise drift
 
 
 def _track_status(record: DeploymentRecord, track: Track, container: str) -> TrackStatus:

@@ -9,6 +9,10 @@ labels are never changed: a ``track: stable`` label is there only if the app's m
 Annotations (on the canary Deployment) record the rollout so that another process can resume or
 clean up: ``canaryflow/rollout-id``, ``step``, ``weight``, ``canary-image``, ``stable-image``,
 ``stable-replicas``, ``started-at`` (ISO 8601) and ``phase``. The baseline carries the rollout id.
+While the rollout changes the stable's size, the stable carries ``canaryflow/replicas-set`` (the
+replicas canaryflow set, written in the same patch), so that a person's scale is told from ours,
+and ``canaryflow/capacity`` (its size to restore, even if the canary is deleted); both are removed
+when the rollout ends.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from canaryflow.errors import ClusterError
 from canaryflow.status import RolloutPhase
 
 __all__ = [
+    "CAPACITY",
     "PREFIX",
+    "REPLICAS_SET",
     "ROLLOUT_ID",
     "TARGET_LABEL",
     "TRACK_LABEL",
@@ -36,6 +42,12 @@ TRACK_LABEL = "track"
 #: Label of the canary and baseline Deployments: the stable Deployment they belong to.
 TARGET_LABEL = PREFIX + "target"
 ROLLOUT_ID = PREFIX + "rollout-id"
+#: On the stable Deployment during a rollout: the replicas canaryflow last set on it. A different
+#: ``spec.replicas`` means a person scaled the stable since.
+REPLICAS_SET = PREFIX + "replicas-set"
+#: On the stable Deployment next to `REPLICAS_SET`: its capacity to restore when the rollout ends,
+#: there even if somebody deletes the canary (and the state with it).
+CAPACITY = PREFIX + "capacity"
 _STEP = PREFIX + "step"
 _WEIGHT = PREFIX + "weight"
 _CANARY_IMAGE = PREFIX + "canary-image"

@@ -109,7 +109,7 @@ class KubernetesWorkloads:
         resource_version: str,
         replicas: int | None = None,
         image: tuple[str, str] | None = None,
-        annotations: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str | None] | None = None,
     ) -> None:
         metadata: Json = {"resourceVersion": resource_version}
         if annotations:

@@ -136,13 +136,23 @@ class TargetStatus:
     baseline: TrackStatus | None
     hpa_replicas: int | None
     state: RolloutState | None
+    #: The capacity a rollout recorded on the stable, when its canary (with the state) is gone.
+    left_capacity: int | None = None
 
     @property
     def capacity(self) -> int:
-        """``N``: the HPA's current replicas when one owns the stable, else the pre-rollout size."""
+        """``N``: the HPA's current replicas when one owns the stable, else the pre-rollout size
+        (from the rollout state, or from the stable's own record when the canary was deleted)."""
         if self.hpa_replicas is not None:
             return self.hpa_replicas
-        return self.state.stable_replicas if self.state is not None else self.stable.replicas
+        if self.state is not None:
+            return self.state.stable_replicas
+        return self.left_capacity if self.left_capacity is not None else self.stable.replicas
+
+    @property
+    def canary_lost(self) -> bool:
+        """A rollout left its marks (a baseline, a shrunk stable) but its canary is gone."""
+        return self.state is None and (self.baseline is not None or self.left_capacity is not None)
 
     @property
     def tracks(self) -> tuple[TrackStatus, ...]:

@@ -133,6 +133,18 @@ class SimulatedWorld:
     def set_image_behaviour(self, image: str, behaviour: ImageBehaviour) -> None:
         self._images[image] = behaviour
 
+    def scale(self, namespace: str, name: str, replicas: int) -> None:
+        """A person's ``kubectl scale``: the replicas change, nothing else."""
+        self._change(self._require(namespace, name), replicas=replicas)
+
+    def set_image(self, namespace: str, name: str, container: str, image: str) -> None:
+        """A person's ``kubectl set image``."""
+        self._change(self._require(namespace, name), image=(container, image))
+
+    def remove(self, namespace: str, name: str) -> None:
+        """A person's ``kubectl delete deployment``."""
+        self._deployments.pop((namespace, name), None)
+
     def touch(self, namespace: str, name: str) -> None:
         """A concurrent writer: changes the Deployment's resourceVersion (and nothing else)."""
         dep = self._require(namespace, name)
@@ -217,7 +229,7 @@ class SimulatedWorld:
         resource_version: str,
         replicas: int | None,
         image: tuple[str, str] | None,
-        annotations: Mapping[str, str] | None,
+        annotations: Mapping[str, str | None] | None,
     ) -> None:
         dep = self._require(namespace, name)
         if str(dep.resource_version) != resource_version:
@@ -225,7 +237,11 @@ class SimulatedWorld:
                 f"Deployment {namespace}/{name} changed since it was read (409)", target=f"{namespace}/{name}"
             )
         if annotations:
-            dep.annotations.update(annotations)
+            for key, value in annotations.items():
+                if value is None:
+                    dep.annotations.pop(key, None)
+                else:
+                    dep.annotations[key] = value
             dep.resource_version = next(self._versions)
         if replicas is not None or image is not None:
             self._change(dep, replicas=replicas, image=image)
@@ -341,7 +357,7 @@ class _SimulatedWorkloads:
         resource_version: str,
         replicas: int | None = None,
         image: tuple[str, str] | None = None,
-        annotations: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str | None] | None = None,
     ) -> None:
         self._world.write("patch", namespace, name)
         self._world.patch(namespace, name, resource_version, replicas, image, annotations)

@@ -97,10 +97,10 @@ class Workloads(Protocol):
         resource_version: str,
         replicas: int | None = None,
         image: tuple[str, str] | None = None,
-        annotations: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str | None] | None = None,
     ) -> None:
-        """Patch only what is given (`image` is ``(container, image)``); ConflictError when the object
-        changed since `resource_version` was read."""
+        """Patch only what is given (`image` is ``(container, image)``; an annotation set to None is
+        removed); ConflictError when the object changed since `resource_version` was read."""
         ...
 
     def delete_deployment(self, namespace: str, name: str) -> None:

@@ -67,6 +67,18 @@ class Harness(Protocol):
         """The API server stops answering now and answers again after about `seconds`."""
         ...
 
+    def person_scales(self, deployment: str, replicas: int) -> None:
+        """``kubectl scale deploy/<deployment> --replicas=<replicas>`` by somebody else."""
+        ...
+
+    def person_sets_image(self, deployment: str, container: str, image: str) -> None:
+        """``kubectl set image deploy/<deployment> <container>=<image>`` by somebody else."""
+        ...
+
+    def person_deletes(self, deployment: str) -> None:
+        """``kubectl delete deploy/<deployment>`` by somebody else."""
+        ...
+
     def wait_answering(self) -> None:
         """Return once the API server answers again after an `outage`."""
         ...
@@ -143,6 +155,15 @@ class SimulatedHarness:
 
     def concurrent_write(self, deployment: str) -> None:
         self.world.touch(self.namespace, deployment)
+
+    def person_scales(self, deployment: str, replicas: int) -> None:
+        self.world.scale(self.namespace, deployment, replicas)
+
+    def person_sets_image(self, deployment: str, container: str, image: str) -> None:
+        self.world.set_image(self.namespace, deployment, container, image)
+
+    def person_deletes(self, deployment: str) -> None:
+        self.world.remove(self.namespace, deployment)
 
     def outage(self, seconds: float) -> None:
         self.world.outage(seconds)
@@ -328,6 +349,18 @@ class KubernetesHarness:
     def concurrent_write(self, deployment: str) -> None:
         patch = {"metadata": {"annotations": {"contract-test/touched": uuid.uuid4().hex}}}
         self._apps.patch_namespaced_deployment(deployment, self.namespace, patch)
+
+    def person_scales(self, deployment: str, replicas: int) -> None:
+        self._apps.patch_namespaced_deployment_scale(
+            deployment, self.namespace, {"spec": {"replicas": replicas}}
+        )
+
+    def person_sets_image(self, deployment: str, container: str, image: str) -> None:
+        patch = {"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}}
+        self._apps.patch_namespaced_deployment(deployment, self.namespace, patch)
+
+    def person_deletes(self, deployment: str) -> None:
+        self._apps.delete_namespaced_deployment(deployment, self.namespace)
 
     def outage(self, seconds: float) -> None:
         """Kill the real kube-apiserver (etcd keeps the data) and start it again `seconds` later."""

@@ -97,7 +97,7 @@ def test_the_crash_trigger_runs_the_cleanup_deployment() -> None:
     automation = trigger.as_automation()
 
     assert automation.enabled
-    assert automation.trigger.expect == {"prefect.flow-run.Crashed"}
+    assert automation.trigger.expect == {"prefect.flow-run.Crashed", "prefect.flow-run.Failed"}
     assert automation.trigger.for_each == {"prefect.resource.id"}
     (action,) = automation.actions
     assert isinstance(action, RunDeployment)
@@ -130,12 +130,16 @@ def _run_event(state: str, flow_name: str) -> Any:
     ("state", "flow_name", "fires"),
     [
         ("Crashed", "rollout", True),
-        ("Failed", "rollout", False),
+        ("Failed", "rollout", True),  # an error no retry fixed may have left work half done
         ("Completed", "rollout", False),
+        ("Cancelled", "rollout", False),
         ("Crashed", "cleanup", False),
+        ("Failed", "cleanup", False),
     ],
 )
-def test_the_trigger_fires_only_for_crashed_rollout_runs(state: str, flow_name: str, fires: bool) -> None:
+def test_the_trigger_fires_only_for_crashed_or_failed_rollout_runs(
+    state: str, flow_name: str, fires: bool
+) -> None:
     from prefect.server.events.schemas.automations import EventTrigger
 
     deployment_trigger = _crash_trigger()

@@ -1,0 +1,99 @@
+"""People change the target while a rollout runs (simulated cluster, the real Prefect harness): a
+person's scale of the stable is honoured and kept by the promotion; a person's image on the stable
+stops the rollout, rolls the canary back and is kept.
+
+The edit is made during the first analysis (at its third look at the metrics), as a person with
+kubectl would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from analysis.observations import TrackObservation
+from canaryflow.dev.stacks import GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
+from canaryflow.metrics import MetricQuery, MetricsSource
+from canaryflow.replicas import plan_split
+
+OTHER_IMAGE = "registry.example.com/shop/web:hotfix"
+
+
+class EditDuringAnalysis:
+    """A metrics source that makes `edit` happen once, at the analysis's `at`-th query."""
+
+    def __init__(self, inner: MetricsSource, edit: Callable[[], None], *, at: int = 3) -> None:
+        self.inner, self.edit, self.at, self.calls = inner, edit, at, 0
+
+    def observe(self, query: MetricQuery, **kwargs: Any) -> TrackObservation:
+        if kwargs.get("track") != "stable":
+            self.calls += 1
+            if self.calls == self.at:
+                self.edit()
+        return self.inner.observe(query, **kwargs)
+
+
+def _during_analysis(runtime: Any, stack: SimulatedStack, edit: Callable[[], None]) -> None:
+    object.__setattr__(runtime, "metrics", EditDuringAnalysis(stack.metrics, edit))
+
+
+def test_a_person_scaling_the_stable_up_is_honoured_and_kept_by_the_promotion(
+    stack: SimulatedStack, runtime: Any, rollout_of: Callable[..., Any]
+) -> None:
+    _during_analysis(runtime, stack, lambda: stack.world.scale("shop", "web", 20))
+
+    outcome = rollout_of(GOOD_IMAGE).result()
+
+    assert outcome.result == "promoted", outcome.reason
+    status = stack.cluster.read(stack.target)
+    assert (status.stable.image, status.stable.replicas) == (GOOD_IMAGE, 20)  # not back to 10
+    assert "canaryflow/replicas-set" not in stack.world.record("shop", "web").annotations  # type: ignore[union-attr]
+
+
+def test_the_second_step_splits_the_capacity_a_person_set(
+    stack: SimulatedStack, runtime: Any, rollout_of: Callable[..., Any]
+) -> None:
+    at_promotion: list[int] = []
+    _during_analysis(runtime, stack, lambda: stack.world.scale("shop", "web", 20))
+
+    def record(verb: str, namespace: str, name: str) -> None:
+        canary = stack.world.record("shop", "web-canary")
+        if not at_promotion and canary is not None and "promoting" in canary.annotations.values():
+            at_promotion.append(canary.replicas)  # the 50 % split in place when the promotion began
+
+    stack.world.before_write = record
+    assert rollout_of(GOOD_IMAGE).result().result == "promoted"
+
+    assert plan_split(20, 50, baseline=True).canary != plan_split(10, 50, baseline=True).canary
+    assert at_promotion == [plan_split(20, 50, baseline=True).canary]  # split on 20 replicas, not 10
+
+
+def test_a_person_setting_the_stable_image_stops_the_rollout_and_keeps_the_image(
+    stack: SimulatedStack, runtime: Any, rollout_of: Callable[..., Any]
+) -> None:
+    _during_analysis(runtime, stack, lambda: stack.world.set_image("shop", "web", "web", OTHER_IMAGE))
+
+    outcome = rollout_of(GOOD_IMAGE).result()
+
+    assert outcome.result == "rolled-back"
+    assert outcome.reason.startswith(f"DriftError: somebody set the image of shop/web to {OTHER_IMAGE}")
+    assert f"(it ran {STABLE_IMAGE})" in outcome.reason
+    status = stack.cluster.read(stack.target)
+    assert (status.canary, status.baseline, status.state) == (None, None, None)
+    assert (status.stable.image, status.stable.replicas) == (OTHER_IMAGE, 10)  # the person's image, full size
+
+
+def test_a_canary_deleted_during_analysis_stops_the_rollout_and_the_stable_gets_its_capacity_back(
+    stack: SimulatedStack, runtime: Any, rollout_of: Callable[..., Any]
+) -> None:
+    _during_analysis(runtime, stack, lambda: stack.world.remove("shop", "web-canary"))
+
+    outcome = rollout_of(GOOD_IMAGE).result()
+
+    assert outcome.result == "rolled-back"
+    assert outcome.reason.startswith(
+        "DriftError: somebody deleted Deployment shop/web-canary during the rollout"
+    )
+    status = stack.cluster.read(stack.target)
+    assert (status.canary, status.baseline) == (None, None)
+    assert (status.stable.image, status.stable.replicas, status.stable.ready) == (STABLE_IMAGE, 10, 10)
