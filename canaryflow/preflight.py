@@ -6,6 +6,8 @@
     the cluster answers                               ClusterUnavailableError, ClusterError
     the credentials may do every verb a rollout uses  ForbiddenError (names the verbs and the fix)
     the target, its container and its Service         NotFoundError, ClusterError
+    every setWeight step can be reached at the         WeightError (names the step and what is
+    target's capacity (an HPA's included)             reachable)
     Prometheus answers, and every metric of the       MetricsUnavailableError, QueryError, NoDataError
     analysis has data for the stable track
 
@@ -27,9 +29,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from canaryflow.cluster.port import Cluster, TargetStatus
-from canaryflow.errors import MetricsError, MetricsUnavailableError, NoDataError
+from canaryflow.errors import MetricsError, MetricsUnavailableError, NoDataError, WeightError
 from canaryflow.metrics import MetricsSource
 from canaryflow.plan import RolloutPlan, plan_rollout
+from canaryflow.replicas import plan_split
 from canaryflow.requests import RolloutRequest
 
 __all__ = ["MIN_WINDOW", "Passed", "check_request", "check_target"]
@@ -61,7 +64,7 @@ def check_target(
 ) -> list[Passed]:
     """The cluster and the metrics source are ready for `plan` (nothing is changed)."""
     status = cluster.check(plan.target)
-    passed = [_cluster_passed(plan, status)]
+    passed = [_cluster_passed(plan, status), _weights_reachable(plan, status)]
     if status.state is not None:
         passed.append(
             Passed("metrics", f"not checked: {plan.target} is in rollout {status.state.rollout_id}")
@@ -102,6 +105,27 @@ def check_target(
         Passed("metrics", f"{names}: data for the stable track in the last {window.total_seconds():g}s")
     )
     return passed
+
+
+def _weights_reachable(plan: RolloutPlan, status: TargetStatus) -> Passed:
+    """Every setWeight of the spec can be reached at the target's capacity now, so that a rollout
+    is never stopped mid-way by a weight known to be out of reach before its first pod."""
+    fixed = status.hpa_replicas is not None
+    weights = []
+    for index, step in enumerate(plan.spec.steps):
+        if step.set_weight is None:
+            continue
+        try:
+            plan_split(status.capacity, step.set_weight, baseline=plan.spec.spec.baseline, stable_fixed=fixed)
+        except WeightError as exc:
+            raise WeightError(
+                f"{plan.target}: step {index + 1} (setWeight: {step.set_weight}) of {plan.request.spec} is "
+                f"out of reach: {exc.summary()}; change the step's weight or the target's capacity",
+                target=str(plan.target),
+            ) from exc
+        weights.append(f"{step.set_weight}%")
+    where = f"{status.capacity} replicas" + (" held by an HPA" if fixed else "")
+    return Passed("weights", f"{', '.join(weights) or 'no setWeight'} reachable at {where}")
 
 
 def _cluster_passed(plan: RolloutPlan, status: TargetStatus) -> Passed:

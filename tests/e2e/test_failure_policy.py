@@ -11,7 +11,7 @@ import pytest
 
 from analysis.observations import TrackObservation
 from canaryflow.dev.stacks import GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
-from canaryflow.errors import ClusterError, MetricsUnavailableError
+from canaryflow.errors import ClusterError, MetricsUnavailableError, WeightError
 from canaryflow.metrics import MetricQuery, MetricsSource
 from tests.e2e.conftest import write_spec
 
@@ -148,3 +148,21 @@ def test_a_kubernetes_error_that_retrying_cannot_fix_rolls_back(
     status = stack.cluster.read(stack.target)
     assert status.stable.image == STABLE_IMAGE
     assert status.canary is None
+
+
+def test_a_weight_an_hpa_makes_unreachable_is_refused_by_the_preflight_before_any_write(
+    stack: SimulatedStack, rollout_of: Callable[..., Any]
+) -> None:
+    stack.world.set_hpa("shop", "web", 12)  # the stable is held at 12: 50 % with a baseline is out of reach
+    writes: list[str] = []
+    stack.world.before_write = lambda verb, namespace, name: writes.append(f"{verb} {name}")
+
+    state = rollout_of(GOOD_IMAGE)
+
+    assert state.is_failed()
+    with pytest.raises(
+        WeightError, match=r"shop/web: step 3 \(setWeight: 50\) of .* is out of reach: weight 50%"
+    ):
+        state.result()
+    assert writes == []  # not mid-rollout: before the first pod
+    assert stack.world.deployment_names("shop") == ["web"]

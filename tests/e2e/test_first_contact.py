@@ -170,14 +170,16 @@ def test_check_passes_on_a_ready_target_and_changes_nothing(served: Served) -> N
 
     assert checked.returncode == 0, checked.stderr
     lines = checked.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines[:4]] == [
+    assert [line.split(":")[0] for line in lines[:5]] == [
         "ok  spec",
         "ok  image",
         "ok  cluster",
+        "ok  weights",
         "ok  metrics",
     ]
     assert "the credentials may do all a rollout does" in lines[2]
-    assert "error-rate, latency: data for the stable track" in lines[3]
+    assert "reachable at" in lines[3]
+    assert "error-rate, latency: data for the stable track" in lines[4]
     assert lines[-1] == f"ready: canaryflow rollout {served.spec} --image {GOOD_IMAGE}"
     assert served.stable() == before
 
