@@ -24,12 +24,14 @@ reporter, and handed to every task (`flows.steps`) as an argument.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
-from prefect import flow
+from prefect import flow, get_client
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Cancelled
@@ -58,7 +60,7 @@ from flows.steps import (
 )
 from flows.stops import CancelledInPrefect, PromoteRequested, check_stop
 
-__all__ = ["HOLD_SECONDS", "RolloutStopped", "Run", "rollout", "run_name"]
+__all__ = ["HOLD_SECONDS", "RolloutStopped", "Run", "rename_refused_run", "rollout", "run_name"]
 
 #: How long a rollout paused by ``canaryflow pause`` holds its split before it rolls back.
 HOLD_SECONDS = 24 * 3600
@@ -106,9 +108,13 @@ def rollout(request: RolloutRequest) -> RolloutOutcome | State[Any]:
     """Roll out `request.image` to the target of the spec at `request.spec`, step by step."""
     runtime = runtime_for_run()
     plan = plan_rollout(request)
-    with_retries(check_before_writing, runtime.retry_delays)(
-        runtime.cluster, runtime.metrics, runtime.clock, plan
-    )
+    try:
+        with_retries(check_before_writing, runtime.retry_delays)(
+            runtime.cluster, runtime.metrics, runtime.clock, plan
+        )
+    except CanaryflowError:
+        rename_refused_run(plan.rollout_id)
+        raise
     request_target(plan)
     with target_slot(plan, lease_seconds=runtime.slot_lease_seconds):
         run = Run(plan, runtime, Reporter(plan, runtime))
@@ -132,6 +138,17 @@ def rollout(request: RolloutRequest) -> RolloutOutcome | State[Any]:
         except CanaryflowError as exc:
             return roll_back(run, f"{type(exc).__name__}: {exc}")
         return promote(run, evidence)
+
+
+def rename_refused_run(rollout_id: str) -> None:
+    """A run the preflight refused changed nothing: rename it ``<rollout id>-refused`` so that the
+    rollout's name stays with the runs that did the rollout (best effort: a rename that fails
+    leaves the name)."""
+    run_id = flow_run.get_id()
+    if not run_id:
+        return
+    with contextlib.suppress(Exception), get_client(sync_client=True) as client:
+        client.update_flow_run(UUID(str(run_id)), name=f"{rollout_id}-refused")
 
 
 def prepare(run: Run) -> int | RolloutOutcome:

@@ -117,6 +117,14 @@ def test_prometheus_down_before_the_rollout_is_refused_by_the_preflight_and_noth
         state.result()
     assert writes == []  # no canary, no baseline, nothing scaled
     assert stack.world.deployment_names("shop") == ["web"]
+    assert _run_name(state) == "web-c455c59c-refused"  # the rollout's own name stays with real attempts
+
+
+def _run_name(state: Any) -> str:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return str(client.read_flow_run(state.state_details.flow_run_id).name)
 
 
 def test_kubernetes_timeouts_are_retried(stack: SimulatedStack, rollout_of: Callable[..., Any]) -> None:
