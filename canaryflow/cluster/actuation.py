@@ -422,12 +422,8 @@ class ReplicaActuator:
     def _patch_stable(self, namespace: str, stable: DeploymentRecord, replicas: int, capacity: int) -> None:
         """Resize the stable, recording in the same patch that canaryflow set this size, and the
         capacity to restore at the end."""
-        self._workloads.patch_deployment(
-            namespace,
-            stable.name,
-            resource_version=stable.resource_version,
-            replicas=replicas,
-            annotations={REPLICAS_SET: str(replicas), CAPACITY: str(capacity)},
+        self._patch_replicas(
+            namespace, stable, replicas, {REPLICAS_SET: str(replicas), CAPACITY: str(capacity)}
         )
 
     def _tell_scale(self, target: TargetRef, state: RolloutState, written: RolloutState | None) -> None:
@@ -438,9 +434,19 @@ class ReplicaActuator:
                 target, state.rollout_id, state.stable_replicas, written.stable_replicas,
             )  # fmt: skip
 
-    def _patch_replicas(self, namespace: str, record: DeploymentRecord, replicas: int) -> None:
+    def _patch_replicas(
+        self,
+        namespace: str,
+        record: DeploymentRecord,
+        replicas: int,
+        annotations: Mapping[str, str | None] | None = None,
+    ) -> None:
         self._workloads.patch_deployment(
-            namespace, record.name, resource_version=record.resource_version, replicas=replicas
+            namespace,
+            record.name,
+            resource_version=record.resource_version,
+            replicas=replicas,
+            annotations=annotations,
         )
 
     # -- waiting and retrying -------------------------------------------------------------------

@@ -97,6 +97,29 @@ class Harness(Protocol):
 RBAC = Path(__file__).resolve().parents[2] / "deployments" / "kubernetes" / "rbac.yaml"
 
 
+def rollout_under_way(
+    harness: Harness, *, weight: int = 25, rollout_id: str = "web-v2"
+) -> tuple[TargetRef, Cluster]:
+    """App ``web`` (4 replicas of web:1) with rollout `rollout_id` of web:2 split at `weight` %
+    (step 1, a baseline), and the adapter that split it."""
+    from datetime import timedelta
+
+    from canaryflow.cluster.port import RolloutId
+    from canaryflow.replicas import plan_split
+
+    target = harness.create_app("web", image="web:1", replicas=4)
+    cluster = harness.cluster()
+    cluster.apply_split(
+        target,
+        plan_split(4, weight, baseline=True),
+        rollout_id=RolloutId(rollout_id),
+        image="web:2",
+        step=0,
+        progress_deadline=timedelta(seconds=90),
+    )
+    return target, cluster
+
+
 def role_rules() -> list[dict[str, Any]]:
     """The rules of the Role in deployments/kubernetes/rbac.yaml."""
     from ruamel.yaml import YAML

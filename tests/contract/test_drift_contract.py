@@ -11,7 +11,7 @@ import pytest
 from canaryflow.cluster.port import RolloutId
 from canaryflow.errors import DriftError
 from canaryflow.replicas import plan_split
-from tests.contract.harness import Harness
+from tests.contract.harness import Harness, rollout_under_way
 
 DEADLINE = timedelta(seconds=90)
 RID = RolloutId("web-v2")
@@ -20,16 +20,7 @@ RID = RolloutId("web-v2")
 def test_a_person_scaling_the_stable_up_sets_the_capacity_the_promotion_keeps(
     cluster_factory: Harness,
 ) -> None:
-    target = cluster_factory.create_app("web", image="web:1", replicas=4)
-    cluster = cluster_factory.cluster()
-    cluster.apply_split(
-        target,
-        plan_split(4, 25, baseline=True),
-        rollout_id=RID,
-        image="web:2",
-        step=0,
-        progress_deadline=DEADLINE,
-    )
+    target, cluster = rollout_under_way(cluster_factory)
     cluster_factory.person_scales("web", 8)
 
     status = cluster.read(target)
@@ -63,16 +54,7 @@ def test_the_rollouts_own_resizing_is_not_taken_for_a_person(cluster_factory: Ha
 def test_an_image_a_person_set_on_the_stable_stops_the_rollout_and_survives_the_rollback(
     cluster_factory: Harness, then: str
 ) -> None:
-    target = cluster_factory.create_app("web", image="web:1", replicas=4)
-    cluster = cluster_factory.cluster()
-    cluster.apply_split(
-        target,
-        plan_split(4, 25, baseline=True),
-        rollout_id=RID,
-        image="web:2",
-        step=0,
-        progress_deadline=DEADLINE,
-    )
+    target, cluster = rollout_under_way(cluster_factory)
     cluster_factory.person_sets_image("web", "web", "web:hotfix")
     writes: list[str] = []
     cluster_factory.write_hook = lambda verb, name: writes.append(f"{verb} {name}")
@@ -101,16 +83,7 @@ def test_a_deleted_canary_is_drift_and_the_rollback_gives_the_stable_its_capacit
 ) -> None:
     from canaryflow.cluster.drift import drift
 
-    target = cluster_factory.create_app("web", image="web:1", replicas=4)
-    cluster = cluster_factory.cluster()
-    cluster.apply_split(
-        target,
-        plan_split(4, 50, baseline=True),
-        rollout_id=RID,
-        image="web:2",
-        step=0,
-        progress_deadline=DEADLINE,
-    )
+    target, cluster = rollout_under_way(cluster_factory, weight=50)
     assert drift(cluster.read(target)) is None
     cluster_factory.person_deletes("web-canary")
 

@@ -15,7 +15,7 @@ import pytest
 from canaryflow.cluster.port import RolloutId
 from canaryflow.errors import ClusterOutageError, TransientError
 from canaryflow.replicas import plan_split
-from tests.contract.harness import Harness
+from tests.contract.harness import Harness, rollout_under_way
 
 DEADLINE = timedelta(seconds=90)
 RID = RolloutId("web-v2")
@@ -88,16 +88,7 @@ def test_an_outage_longer_than_the_tolerance_is_an_outage_error_and_a_rollback_c
 
 @pytest.mark.parametrize("finish", ["promote", "rollback"])
 def test_a_promotion_or_rollback_rides_out_an_outage(cluster_factory: Harness, finish: str) -> None:
-    target = cluster_factory.create_app("web", image="web:1", replicas=4)
-    cluster = cluster_factory.cluster()
-    cluster.apply_split(
-        target,
-        plan_split(4, 25, baseline=True),
-        rollout_id=RID,
-        image="web:2",
-        step=0,
-        progress_deadline=DEADLINE,
-    )
+    target, cluster = rollout_under_way(cluster_factory)
     fired = _outage_at_first(cluster_factory, "patch", "web-canary")  # the phase mark, the first write
 
     act = cluster.promote if finish == "promote" else cluster.rollback
