@@ -33,6 +33,7 @@ Split first by what the caller does next (retry later, or give up), then by doma
         │   ├── LocalClusterError        the local Kubernetes control plane
         │   ├── PrefectServerError       the local Prefect server
         │   └── LocalPrometheusError     the local Prometheus
+        ├── NotPromoted                  the rollout ended rolled back or aborted (carries its outcome)
         └── RolloutAborted               a person or a newer rollout stopped this one
             ├── Superseded               (flows.slots) a newer image asked for the target
             ├── AbortRequested           (flows.slots) somebody ran ``canaryflow abort``
@@ -69,6 +70,7 @@ __all__ = [
     "NoDataError",
     "NotFoundError",
     "NotImplementedYetError",
+    "NotPromoted",
     "ObservationLogError",
     "PayloadError",
     "PermanentError",
@@ -265,6 +267,18 @@ class PrefectServerError(LocalStackError):
 
 class LocalPrometheusError(LocalStackError):
     """The local Prometheus did not start, exited, or did not do what was asked in time."""
+
+
+class NotPromoted(PermanentError):  # noqa: N818 - an outcome, named like one
+    """The rollout ended without promoting (rolled back or aborted). A rollout run that ends so
+    carries this in its Prefect state (named ``RolledBack`` or ``Aborted``, of type Failed, so that
+    the UI shows it as not successful); ``outcome`` is the rollout's outcome record."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, *, outcome: object = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 class RolloutAborted(PermanentError):  # noqa: N818 - an outcome, named like one

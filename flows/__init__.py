@@ -15,12 +15,13 @@ of ``canaryflow`` imports it but the command line.
 from __future__ import annotations
 
 from flows.cleanup import cleanup
-from flows.rollout import rollout
+from flows.rollout import outcome_of, rollout
 from flows.runtime import Runtime, runtime_for_run, runtime_from_env, use_runtime
 
 __all__ = [
     "Runtime",
     "cleanup",
+    "outcome_of",
     "rollout",
     "runtime_for_run",
     "runtime_from_env",

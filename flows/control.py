@@ -20,7 +20,7 @@ from canaryflow.errors import InputError, NotFoundError, PermanentError, Rollout
 from canaryflow.plan import RolloutOutcome, plan_rollout
 from canaryflow.requests import RolloutRequest
 from flows.approval import active_run_of, answer_paused_rollout, held_key
-from flows.rollout import rollout
+from flows.rollout import outcome_of, rollout
 from flows.runtime import Runtime, use_runtime
 from flows.slots import Action, request, slot_held_by
 
@@ -51,10 +51,7 @@ def run_rollout(spec: Path, image: str | None, *, resume: bool, runtime: Runtime
         state = rollout(request, return_state=True)
     if state.is_cancelled():
         raise RolloutAborted(state.message or "cancelled")
-    result = state.result()
-    if not isinstance(result, RolloutOutcome):
-        raise TypeError(f"the rollout flow returned {result!r}")
-    return result
+    return outcome_of(state)
 
 
 def answer(rollout_id: str, decision: Literal["approve", "reject"], reason: str) -> str:

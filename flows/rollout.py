@@ -8,8 +8,9 @@
 
 Anything that stops the rollout (a rollback verdict, a rejection, an approval that timed out, an
 inconclusive analysis under ``onInconclusive: rollback``, a Kubernetes error after its retries,
-``canaryflow abort`` at any moment) rolls the canary back; a supersede also rolls back and ends
-the run Cancelled, and so does a Cancel in Prefect. People steer a running rollout at its
+``canaryflow abort`` at any moment) rolls the canary back, and the run ends in a failed state
+named ``RolledBack`` or ``Aborted`` (`final_state`); a supersede also rolls back and ends the run
+Cancelled, and so does a Cancel in Prefect. People steer a running rollout at its
 checkpoints (between steps, before each analysis interval, every few seconds of a timed pause;
 `checkpoint`): abort, supersede and Cancel stop it, and so does an image somebody set on the
 stable meanwhile (kept; `canaryflow.cluster.drift`), ``canaryflow promote --full`` promotes now,
@@ -34,10 +35,10 @@ from uuid import UUID
 from prefect import flow, get_client
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
-from prefect.states import Cancelled
+from prefect.states import Cancelled, Failed
 
 from canaryflow.cluster.port import RolloutId
-from canaryflow.errors import CanaryflowError, DriftError, RolloutInProgressError
+from canaryflow.errors import CanaryflowError, DriftError, NotPromoted, RolloutInProgressError
 from canaryflow.plan import RolloutOutcome, RolloutPlan, plan_rollout
 from canaryflow.requests import RolloutRequest
 from canaryflow.spec import Pause
@@ -60,7 +61,17 @@ from flows.steps import (
 )
 from flows.stops import CancelledInPrefect, PromoteRequested, check_stop
 
-__all__ = ["HOLD_SECONDS", "RolloutStopped", "Run", "rename_refused_run", "rollout", "run_name"]
+__all__ = [
+    "HOLD_SECONDS",
+    "NOT_PROMOTED_STATES",
+    "RolloutStopped",
+    "Run",
+    "final_state",
+    "outcome_of",
+    "rename_refused_run",
+    "rollout",
+    "run_name",
+]
 
 #: How long a rollout paused by ``canaryflow pause`` holds its split before it rolls back.
 HOLD_SECONDS = 24 * 3600
@@ -121,23 +132,52 @@ def rollout(request: RolloutRequest) -> RolloutOutcome | State[Any]:
         try:
             start = prepare(run)
             if isinstance(start, RolloutOutcome):
-                return start
+                return final_state(start)
             evidence = walk_steps(run, start)
         except Superseded as exc:
             roll_back(run, str(exc), result="superseded")
             return Cancelled(message=str(exc))
         except AbortRequested as exc:
-            return roll_back(run, str(exc), result="aborted")
+            return final_state(roll_back(run, str(exc), result="aborted"))
         except CancelledInPrefect as exc:
             roll_back(run, str(exc), result="aborted")
             return Cancelled(message=f"{exc}; the canary was rolled back")
         except PromoteRequested as exc:
-            return promote(run, str(exc))
+            return final_state(promote(run, str(exc)))
         except RolloutStopped as exc:
-            return roll_back(run, exc.reason)
+            return final_state(roll_back(run, exc.reason))
         except CanaryflowError as exc:
-            return roll_back(run, f"{type(exc).__name__}: {exc}")
-        return promote(run, evidence)
+            return final_state(roll_back(run, f"{type(exc).__name__}: {exc}"))
+        return final_state(promote(run, evidence))
+
+
+#: The names of the failed states a rollout run ends in when it was not promoted.
+NOT_PROMOTED_STATES = {"rolled-back": "RolledBack", "aborted": "Aborted"}
+
+
+def final_state(outcome: RolloutOutcome) -> RolloutOutcome | State[Any]:
+    """How the run ends in Prefect: Completed with the outcome when promoted; otherwise a Failed
+    state named ``RolledBack`` or ``Aborted`` (the UI shows it as not successful) whose data is a
+    `NotPromoted` carrying the outcome (`outcome_of` reads it back). The events these named states
+    emit (``prefect.flow-run.RolledBack``) are not the crash automation's: the target is converged."""
+    name = NOT_PROMOTED_STATES.get(outcome.result)
+    if name is None:
+        return outcome
+    message = f"{outcome.result}: {outcome.reason}"
+    return Failed(name=name, message=message, data=NotPromoted(message, outcome=outcome))
+
+
+def outcome_of(state: State[Any]) -> RolloutOutcome:
+    """The outcome of a finished rollout run's `state`: the promoted outcome, or the one a
+    ``RolledBack`` / ``Aborted`` state carries. Raises the run's error for any other failure."""
+    if state.is_failed() and state.name in NOT_PROMOTED_STATES.values():
+        data = state.result(raise_on_failure=False)
+        outcome = data.outcome if isinstance(data, NotPromoted) else data
+    else:
+        outcome = state.result()
+    if not isinstance(outcome, RolloutOutcome):
+        raise TypeError(f"the rollout flow returned {outcome!r}")
+    return outcome
 
 
 def rename_refused_run(rollout_id: str) -> None:

@@ -148,7 +148,7 @@ def run_rollouts(
     from rich.live import Live
 
     from canaryflow.requests import RolloutRequest
-    from flows.rollout import rollout
+    from flows.rollout import outcome_of, rollout
     from flows.runtime import Runtime, use_runtime
 
     board = Board()
@@ -166,7 +166,7 @@ def run_rollouts(
                 state = rollout(
                     RolloutRequest(spec=str(DEMO_SPEC), image=image, triggered_by="demo"), return_state=True
                 )
-            outcomes.append(state.result())
+            outcomes.append(outcome_of(state))
     return outcomes
 
 

@@ -88,9 +88,27 @@ def rollout_of(prefect_harness: Any, runtime: Any) -> Callable[..., Any]:
 
     def run(image: str, spec: str = DEMO_SPEC, **request: Any) -> Any:
         with use_runtime(runtime):
-            return rollout(RolloutRequest(spec=spec, image=image, **request), return_state=True)
+            return RunState(rollout(RolloutRequest(spec=spec, image=image, **request), return_state=True))
 
     return run
+
+
+class RunState:
+    """A finished rollout run's Prefect state; `result` is its outcome (`flows.outcome_of`: also
+    for a run that ended ``RolledBack`` or ``Aborted``), everything else is the state's."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def result(self) -> Any:
+        from flows import outcome_of
+
+        if self.state.is_failed() and self.state.name in ("RolledBack", "Aborted"):
+            return outcome_of(self.state)
+        return self.state.result()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.state, name)
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ def test_an_approval_timeout_rolls_back(
 ) -> None:
     state = rollout_of(GOOD_IMAGE, spec=_spec(tmp_path, timeout="2s"), rollout_id=ROLLOUT_ID)
 
-    assert state.is_completed()
+    assert (state.type.value, state.name) == ("FAILED", "RolledBack")  # not promoted: not a success
     outcome = state.result()
 
     assert outcome.result == "rolled-back"

@@ -36,7 +36,7 @@ STEPS = [
 def test_through_prometheus_a_good_canary_is_promoted_and_a_bad_one_rolled_back(
     prometheus: Any, prefect_harness: Any, tmp_path: Path
 ) -> None:
-    from flows import Runtime, rollout, use_runtime
+    from flows import Runtime, outcome_of, rollout, use_runtime
 
     spec = write_spec(tmp_path, STEPS)
     stack = simulated_stack(SystemClock(), rate_per_pod=1000.0)
@@ -54,7 +54,9 @@ def test_through_prometheus_a_good_canary_is_promoted_and_a_bad_one_rolled_back(
         outcomes = {}
         for image in (GOOD_IMAGE, BAD_IMAGE):
             with use_runtime(runtime):
-                outcomes[image] = rollout(RolloutRequest(spec=spec, image=image))
+                outcomes[image] = outcome_of(
+                    rollout(RolloutRequest(spec=spec, image=image), return_state=True)
+                )
             status = stack.cluster.read(stack.target)
             assert (status.state, status.canary, status.baseline) == (None, None, None)
             assert (status.stable.replicas, status.stable.ready) == (10, 10)

@@ -44,10 +44,20 @@ def test_a_bad_canary_is_rolled_back_at_the_first_analysis(
             canary_sizes.append(canary.replicas)
 
     stack.world.before_write = before_write
-    outcome = rollout_of(BAD_IMAGE).result()
+    state = rollout_of(BAD_IMAGE)
+    outcome = state.result()
 
     assert outcome.result == "rolled-back"
     assert outcome.reason.startswith("Roll back: error-rate")
+    # In Prefect the run is not a green Completed: a failed state named RolledBack, with the reason.
+    assert (state.type.value, state.name) == ("FAILED", "RolledBack")
+    assert state.message == f"rolled-back: {outcome.reason}"
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        recorded = client.read_flow_run(state.state_details.flow_run_id).state
+    assert recorded is not None
+    assert (recorded.type.value, recorded.name) == ("FAILED", "RolledBack")
     _assert_clean(stack, STABLE_IMAGE)
     # The canary existed (the writes after its creation saw it) and never grew beyond its 20 %
     # size (2 of 10 pods): the 50 % step was never reached.

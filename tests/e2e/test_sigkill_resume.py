@@ -164,7 +164,7 @@ class Stop:
 
 def child(arguments: str) -> None:
     """The killed process: run the rollout until the stopping point of `arguments`."""
-    from flows import rollout, use_runtime
+    from flows import outcome_of, rollout, use_runtime
 
     args = json.loads(arguments)
     kubeconfig, stop = Path(args["kubeconfig"]), Stop(args["point"])
@@ -178,7 +178,10 @@ def child(arguments: str) -> None:
         ) as runtime,
         use_runtime(runtime),
     ):
-        outcome = rollout(RolloutRequest(spec=args["spec"], image=args["image"], triggered_by="test"))
+        state = rollout(
+            RolloutRequest(spec=args["spec"], image=args["image"], triggered_by="test"), return_state=True
+        )
+        outcome = outcome_of(state)
     print(f"finished without stopping: {outcome!r}", flush=True)
 
 
@@ -348,7 +351,7 @@ def test_a_rollout_killed_mid_step_is_resumed_to_promotion_by_the_next_run(
 def test_a_bad_rollout_killed_mid_step_is_rolled_back_by_the_next_run(
     point: str, app: App, prefect_harness: Any, tmp_path: Path
 ) -> None:
-    from flows import rollout, use_runtime
+    from flows import outcome_of, rollout, use_runtime
 
     spec = tmp_path / "spec.yaml"
     spec.write_text(SPEC.format(namespace=app.namespace))
@@ -357,7 +360,8 @@ def test_a_bad_rollout_killed_mid_step_is_rolled_back_by_the_next_run(
     with kube_runtime(app.kubeconfig, app.namespace, tmp_path / "reports") as runtime, use_runtime(runtime):
         state = rollout(RolloutRequest(spec=str(spec), image=BAD_IMAGE), return_state=True)
 
-    outcome = state.result()
+    assert (state.type.value, state.name) == ("FAILED", "RolledBack")  # not a green Completed
+    outcome = outcome_of(state)
     assert outcome.result == "rolled-back"
     if point == "rollback":
         assert outcome.reason == "resumed an interrupted rollback"
