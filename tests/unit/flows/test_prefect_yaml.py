@@ -131,6 +131,8 @@ def _run_event(state: str, flow_name: str) -> Any:
     [
         ("Crashed", "rollout", True),
         ("Failed", "rollout", True),  # an error no retry fixed may have left work half done
+        ("RolledBack", "rollout", False),  # a converged rollback (a Failed state by its own name)
+        ("Aborted", "rollout", False),
         ("Completed", "rollout", False),
         ("Cancelled", "rollout", False),
         ("Crashed", "cleanup", False),
