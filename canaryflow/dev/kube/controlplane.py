@@ -155,15 +155,7 @@ class LocalControlPlane:
     def stop_apiserver(self) -> None:
         """Kill kube-apiserver at once (SIGKILL, as a crash or a lost node would); etcd keeps the
         data, and the controller-manager, the scheduler and kwok keep running, retrying."""
-        plane = self._recorded()
-        pid = plane.pids["kube-apiserver"]
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-        started_here = self._processes.pop(pid, None)
-        if started_here is not None:
-            started_here.wait(timeout=10)  # our child: reaped at once, no zombie to poll for
-        else:
-            stop_groups([pid], grace=0)
+        self._kill(self._recorded().pids["kube-apiserver"])
 
     def start_apiserver(self, *, timeout: float = 60.0) -> ControlPlane:
         """Start kube-apiserver again, on the same port, certificates and etcd, wait until it is
@@ -189,15 +181,21 @@ class LocalControlPlane:
         """Start `name` again (stopping the old process first if it lives)."""
         old = pids.get(name)
         if old is not None and alive(old):
-            started_here = self._processes.pop(old, None)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(old, signal.SIGKILL)
-            if started_here is not None:
-                started_here.wait(timeout=10)
+            self._kill(old)
         if threading.current_thread() is threading.main_thread():
             self._start(name, args, pids)
         else:  # tied by die_with_parent to the thread that forks: fork where it lives on
             on_keeper_thread(lambda: self._start(name, args, pids))
+
+    def _kill(self, pid: int) -> None:
+        """SIGKILL the process group of `pid` and wait until it is gone."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        started_here = self._processes.pop(pid, None)
+        if started_here is not None:
+            started_here.wait(timeout=10)  # our child: reaped at once, no zombie to poll for
+        else:
+            stop_groups([pid], grace=0)
 
     def _recorded(self) -> ControlPlane:
         state = self.directory / _STATE
