@@ -103,9 +103,7 @@ class RunState:
     def result(self) -> Any:
         from flows import outcome_of
 
-        if self.state.is_failed() and self.state.name in ("RolledBack", "Aborted"):
-            return outcome_of(self.state)
-        return self.state.result()
+        return outcome_of(self.state)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.state, name)
