@@ -19,6 +19,11 @@ anytime promotion e-value (``promote_beta``), ``final_beta`` (``FINAL_SHARE`` of
 fixed-horizon test at the maximum duration (`analysis.counts.CountState.final_log_pvalue`), far
 more powerful at that one look than an anytime bound. A metric is within tolerance when either
 says so; the probability of a wrong "within" is at most ``beta`` by the union bound.
+
+A ratio metric with a ceiling (``max_rate``) gives ``CEILING_SHARE`` of its ``beta`` to the
+ceiling test of `analysis.ceiling` (``ceiling_beta``) and the rest to the relative tests above.
+"Worse than the tolerance" then means worse than both the relative tolerance and the ceiling, so
+a wrong "within" needs one of the tests to err: at most ``beta`` again by the union bound.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeAlias
 
+from analysis.ceiling import CeilingState
 from analysis.detection import Detector
 from analysis.histogram import HistogramState
 from analysis.observations import HistogramCounts, PairedObservation
@@ -34,12 +40,22 @@ from analysis.ratio import RatioState
 from analysis.samples import samples_test
 from analysis.verdicts import MetricEvidence, MetricStatus
 
-__all__ = ["DETECTOR_SHARE", "FINAL_SHARE", "MetricHistory", "MetricPlan", "assess", "record"]
+__all__ = [
+    "CEILING_SHARE",
+    "DETECTOR_SHARE",
+    "FINAL_SHARE",
+    "MetricHistory",
+    "MetricPlan",
+    "assess",
+    "record",
+]
 
 #: The change detector's share of a count metric's rollback budget.
 DETECTOR_SHARE = 0.3
-#: The final look's share of a count metric's promotion budget.
+#: The final look's share of a count metric's promotion budget (of what the ceiling leaves).
 FINAL_SHARE = 0.5
+#: The ceiling test's share of a ratio metric's promotion budget, when it has a ceiling.
+CEILING_SHARE = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +82,13 @@ class MetricPlan:
     unit: str = ""
     detector_threshold: float = math.inf
     final_beta: float = 0.0
+    max_rate: float | None = None
+    ceiling_beta: float = 0.0
 
     @property
     def promote_beta(self) -> float:
-        """The anytime promotion test's level: what the final look leaves of ``beta``."""
-        return self.beta - self.final_beta
+        """The anytime promotion test's level: what the final look and the ceiling leave of ``beta``."""
+        return self.beta - self.final_beta - self.ceiling_beta
 
     @property
     def rollback_alpha(self) -> float:
@@ -93,10 +111,12 @@ class MetricHistory:
 
     ``regressed`` and ``within`` latch once their e-process crossed (an e-process that crossed
     has already spent its error budget); ``changed`` latches once the detector alarmed.
-    ``intervals`` counts the intervals with data.
+    ``intervals`` counts the intervals with data; ``ceiling`` is the ceiling test's state (ratio
+    metrics with ``max_rate``).
     """
 
     process: _Process | None = None
+    ceiling: CeilingState | None = None
     detector: Detector = field(default_factory=Detector)
     intervals: int = 0
     regressed: bool = False
@@ -126,6 +146,9 @@ def record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) ->
         if not isinstance(process, RatioState):
             process = RatioState.initial(tolerance=plan.tolerance, direction=plan.direction)
         process = process.step(*c.row, *b.row)
+        if plan.max_rate is not None and b.row[1] > 0:  # the intervals the relative test counts
+            ceiling = history.ceiling or CeilingState(plan.max_rate)
+            history = replace(history, ceiling=ceiling.step(*c.row))
     else:
         old = process if isinstance(process, _Samples) else _Samples()
         process = _Samples((*old.canary, c.row), (*old.baseline, b.row))
@@ -242,10 +265,14 @@ def _status(
     if short or min(numbers.canary_count, numbers.baseline_count) < plan.min_count:
         return "insufficient", False, False
     within = history.within or numbers.promote_evalue >= 1.0 / plan.promote_beta
-    within = within or (final and _final_within(plan, numbers))
+    within = within or (final and _final_within(plan, numbers)) or _under_ceiling(plan, history)
     if within and not history.detector.blocks_promotion:
         return "within", False, True
     return "undecided", False, within
+
+
+def _under_ceiling(plan: MetricPlan, history: MetricHistory) -> bool:
+    return history.ceiling is not None and history.ceiling.evalue >= 1.0 / plan.ceiling_beta
 
 
 def _final_within(plan: MetricPlan, numbers: _Numbers) -> bool:
@@ -274,6 +301,12 @@ def _reason(
         evalue, bound = _num(numbers.evalue), _num(1 / plan.rollback_alpha)
         return f"{head}; regression: e-value {evalue} >= {bound} (p <= {_num(pvalue)})."
     if status == "within":
+        if _under_ceiling(plan, history) and numbers.promote_evalue < 1.0 / plan.promote_beta:
+            assert history.ceiling is not None
+            return (
+                f"{head}; below the {_pct(history.ceiling.ceiling)} ceiling: ceiling e-value "
+                f"{_num(history.ceiling.evalue)} >= {_num(1 / plan.ceiling_beta)}."
+            )
         if numbers.promote_evalue >= 1.0 / plan.promote_beta or history.within or not final:
             return (
                 f"{head}; within +{100 * plan.tolerance:.0f} % tolerance: promotion e-value "
@@ -322,6 +355,7 @@ def assess(
         rollback_threshold=1 / plan.rollback_alpha, promote_threshold=1 / plan.promote_beta,
         reason=_reason(plan, history, status, numbers, pvalue, final=final), threshold=numbers.threshold,
         final_pvalue=numbers.final_pvalue if final and plan.final_beta > 0 else None,
+        ceiling_evalue=None if history.ceiling is None else history.ceiling.evalue,
     )  # fmt: skip
     changed = history.changed or history.detector.alarm(plan.detector_threshold)
     updated = replace(

@@ -30,9 +30,13 @@ Decision rule (after interval ``t``, with per-metric evidence from `analysis.evi
    (`analysis.detection.BLOCK`). A metric is within tolerance when its anytime e-value against
    "worse than the tolerance" reached ``1/(beta - final_beta)`` at some look, or, at the last
    look (``max_intervals``) only, when the fixed-horizon test of `analysis.counts` rejects
-   "worse than the tolerance" at ``final_beta = FINAL_SHARE * beta`` (count metrics). The
-   probability of promoting while some metric is worse than its tolerance is at most ``beta``
-   (the union bound per metric; the rule is an intersection-union test across metrics).
+   "worse than the tolerance" at ``final_beta = FINAL_SHARE * beta`` (count metrics), or, for
+   a ratio metric with a ceiling (``max_rate``), when the ceiling test of `analysis.ceiling`
+   shows the canary's rate below it at ``ceiling_beta = CEILING_SHARE * beta`` (the relative
+   tests then share the rest). The probability of promoting while some metric is worse than its
+   tolerance (for a ceiling: worse than the relative tolerance *and* at or above the ceiling) is
+   at most ``beta`` (the union bound per metric; the rule is an intersection-union test across
+   metrics).
 3. **inconclusive** at ``max_duration_seconds`` (or when the caller calls `finish`), or
    **rollback** then if some metric regressed without reaching the share in 1.
 4. otherwise **continue**. An interval without data for a metric adds nothing to its evidence.
@@ -45,12 +49,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from analysis.detection import detector_threshold
-from analysis.evidence import DETECTOR_SHARE, FINAL_SHARE, MetricHistory, MetricPlan, assess, record
+from analysis.evidence import (
+    CEILING_SHARE,
+    DETECTOR_SHARE,
+    FINAL_SHARE,
+    MetricHistory,
+    MetricPlan,
+    assess,
+    record,
+)
 from analysis.observations import (
     IntervalObservations,
     PairedObservation,
 )
-from analysis.settings import AnalysisSettings
+from analysis.settings import AnalysisSettings, MetricSettings
 from analysis.verdicts import Decision, MetricEvidence, Verdict
 
 __all__ = ["JudgePlan", "JudgeState", "SequentialJudge", "advance", "conclude", "plan_for"]
@@ -108,7 +120,9 @@ def plan_for(
             min_count=m.min_count,
             unit=(units or {}).get(m.name, ""),
             detector_threshold=threshold(m.type, settings.alpha * m.weight / total_weight),
-            final_beta=0.0 if m.type == "samples" else settings.beta * FINAL_SHARE,
+            final_beta=_final_beta(m, settings.beta),
+            max_rate=m.max_rate,
+            ceiling_beta=0.0 if m.max_rate is None else settings.beta * CEILING_SHARE,
         )
         for m in settings.metrics
     )
@@ -118,6 +132,14 @@ def plan_for(
         max_intervals=max_intervals,
         rollback_share=settings.rollback_share,
     )
+
+
+def _final_beta(metric: MetricSettings, beta: float) -> float:
+    """The final look's share of `beta`: ``FINAL_SHARE`` of what the ceiling leaves (none for samples)."""
+    if metric.type == "samples":
+        return 0.0
+    relative = beta if metric.max_rate is None else beta * (1.0 - CEILING_SHARE)
+    return relative * FINAL_SHARE
 
 
 def _has_data(plan: MetricPlan, pair: PairedObservation | None) -> bool:

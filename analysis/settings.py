@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from analysis.observations import MetricType
 
@@ -39,6 +39,13 @@ class MetricSettings(BaseModel):
     can count as within tolerance (a promotion): intervals with data, and the total of the
     per-track denominators (requests for ``ratio`` and ``histogram``, observations for
     ``samples``) on each track. A regression needs no minimum: the tests are valid at every look.
+
+    ``max_rate`` (``ratio`` metrics only) is an absolute ceiling on the canary's rate, such as an
+    SLO's error budget: 0.001 means "at most 0.1 % errors is within tolerance, whatever the
+    baseline's rate". The metric is then within tolerance when it is shown within the relative
+    tolerance *or* below the ceiling (`analysis.ceiling`), each with its share of ``beta``. This
+    is what lets a service with few or no errors promote: with no bad events on either track, a
+    relative tolerance can never be shown. A regression against the baseline still rolls back.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -51,6 +58,17 @@ class MetricSettings(BaseModel):
     weight: float = Field(default=1.0, gt=0.0)
     min_intervals: int | None = Field(default=None, ge=1, le=10_000)
     min_count: float = Field(default=0.0, ge=0.0)
+    max_rate: float | None = Field(default=None, gt=0.0, lt=1.0)
+
+    @field_validator("max_rate")
+    @classmethod
+    def _ceiling_for_rates(cls, value: float | None, info: ValidationInfo) -> float | None:
+        kind, direction = info.data.get("type"), info.data.get("direction")
+        if value is not None and kind != "ratio":
+            raise ValueError(f"a ceiling on a rate applies to ratio metrics only, not to {kind} metrics")
+        if value is not None and direction != "increase":
+            raise ValueError("a ceiling bounds the canary's rate from above: it needs direction increase")
+        return value
 
 
 class KayentaSettings(BaseModel):

@@ -65,6 +65,9 @@ class MetricEvidence:
     final_pvalue
         At the final look (the maximum duration) only: the p-value of the fixed-horizon test
         against "worse than the tolerance"; ``None`` before, and for metrics without that test.
+    ceiling_evalue
+        For ratio metrics with a ceiling (``max_rate``): the e-value against "the canary's rate is
+        at least the ceiling" (`analysis.ceiling`); ``None`` otherwise.
     """
 
     name: str
@@ -87,10 +90,12 @@ class MetricEvidence:
     reason: str
     threshold: float | None = None
     final_pvalue: float | None = None
+    ceiling_evalue: float | None = None
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready mapping (non-finite numbers become ``null``)."""
-        return {
+        """JSON-ready mapping (non-finite numbers become ``null``; ``ceiling_evalue`` only with a
+        ceiling)."""
+        out: dict[str, object] = {
             "type": self.type,
             "direction": self.direction,
             "status": self.status,
@@ -109,6 +114,9 @@ class MetricEvidence:
             "final_pvalue": _finite_or_none(self.final_pvalue),
             "reason": self.reason,
         }
+        if self.ceiling_evalue is not None:
+            out["ceiling_evalue"] = _finite_or_none(self.ceiling_evalue)
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,8 +33,10 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from analysis.backtest import judge_log
 from analysis.logs import ObservationLog, dump_log, parse_log
+from analysis.settings import AnalysisSettings, MetricSettings
 from bench.anchors import argo, flagger, sprt
-from bench.scenarios import BAD, FAMILIES, GOOD, INTERVAL_SECONDS, MAX_INTERVALS, Truth, generate
+from bench.scenarios import BAD, ERROR_FREE, FAMILIES, GOOD, INTERVAL_SECONDS, MAX_INTERVALS, Truth, generate
+from canaryflow.spec.metrics import DEFAULT_METRICS
 
 JUDGES = ("ours", "kayenta", "flagger", "argo", "sprt")
 RATES = (2.0, 10.0, 50.0)
@@ -73,8 +75,21 @@ class Case:
     path: str = ""
 
 
+def _product_settings() -> AnalysisSettings:
+    """The settings a rollout spec gets by default (its default metrics, with their ceilings)."""
+    keep = set(MetricSettings.model_fields)
+    metrics = tuple(MetricSettings.model_validate(m.model_dump(include=keep)) for m in DEFAULT_METRICS)
+    return AnalysisSettings(metrics=metrics)
+
+
+#: What "ours" judges with: the product's defaults for the metrics a log has.
+PRODUCT_SETTINGS = _product_settings()
+
+
 def _ours(log: ObservationLog) -> tuple[str, int, bool]:
-    verdicts = list(judge_log(log))
+    names = {m.name for m in PRODUCT_SETTINGS.metrics}
+    settings = PRODUCT_SETTINGS if set(log.metrics) == names else None
+    verdicts = list(judge_log(log, settings))
     final = verdicts[-1]
     gap = final.decision == "promote" and any(v is None for v in log.intervals[final.interval - 1].values())
     return final.decision, final.interval, gap
@@ -100,7 +115,7 @@ def judge_case(case: Case) -> list[Outcome]:
     for name, anchor in (("flagger", flagger), ("argo", argo)):
         d = anchor(log)
         results.append((name, d.decision, d.interval, False))
-    if case.family in FAMILIES:
+    if case.family in FAMILIES and case.family not in ERROR_FREE:  # the SPRT floor assumes 1 % errors
         d = sprt(log, truth, bad=case.bad)
         results.append(("sprt", d.decision, d.interval, False))
     return [

@@ -3,7 +3,8 @@
 Each scenario is one canary analysis: a baseline and a canary Deployment of equal size share the
 traffic, and every 30 s interval records three metrics for both tracks:
 
-- ``error-rate`` (ratio): 5xx responses out of requests, baseline 1 %;
+- ``error-rate`` (ratio): 5xx responses out of requests, baseline 1 % (5 % in the independent
+  overdispersion families, none in the error-free ones);
 - ``latency`` (histogram): request durations, log-normal with median 100 ms and sigma 0.5, in
   Prometheus' default buckets;
 - optionally (``with_cpu=True``) ``cpu`` (samples): CPU seconds per second of each of the two
@@ -27,7 +28,7 @@ import numpy as np
 from analysis.logs import MetricHeader, ObservationLog
 from analysis.observations import HistogramCounts, PairedObservation, RatioCounts, Samples
 
-__all__ = ["BAD", "FAMILIES", "GOOD", "LE", "Scenario", "Truth", "generate"]
+__all__ = ["BAD", "ERROR_FREE", "FAMILIES", "GOOD", "LE", "Scenario", "Truth", "generate"]
 
 #: Prometheus' default histogram buckets (seconds).
 LE = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, math.inf)
@@ -48,6 +49,8 @@ OWN_LATENCY = 0.03
 INDEPENDENT_ERROR_SIGMA = 0.3
 INDEPENDENT_LATENCY_SIGMA = 0.1
 INDEPENDENT_BASE_ERROR_RATE = 0.05
+#: A canary of an error-free service that fails half a percent of its requests.
+ERROR_FREE_CANARY_RATE = 0.005
 #: The strong variant: the largest jitter the judge is built for (50 % on the error rate, 20 % on
 #: the latency scale).
 STRONG_ERROR_SIGMA = 0.5
@@ -104,6 +107,7 @@ GOOD = (
     "strong-independent-overdispersion",
     "shared-incident",
     "scrape-gaps",
+    "error-free",
 )
 BAD = (
     "errors-x2",
@@ -114,6 +118,7 @@ BAD = (
     "outage",
     "errors-x5-midway",
     "one-interval-crash",
+    "errors-on-error-free",
 )
 
 #: Family -> the canary's truth (good families share the baseline's truth).
@@ -132,7 +137,11 @@ FAMILIES: dict[str, Truth] = {
     "outage": Truth(error_rate=0.5),
     "errors-x5-midway": Truth(error_factor=5.0, from_interval=MIDWAY_INTERVAL),
     "one-interval-crash": Truth(error_rate=1.0, one_interval=True),
+    "error-free": Truth(),
+    "errors-on-error-free": Truth(error_rate=ERROR_FREE_CANARY_RATE),
 }
+#: Families of a service without errors: the baseline has none.
+ERROR_FREE = ("error-free", "errors-on-error-free")
 
 
 def _normal_cdf(z: np.ndarray) -> np.ndarray:
@@ -178,6 +187,8 @@ def _conditions(
     crash = int(rng.integers(2, 8))
     independent = family in ("independent-overdispersion", "strong-independent-overdispersion")
     base_error = INDEPENDENT_BASE_ERROR_RATE if independent else BASE_ERROR_RATE
+    if family in ERROR_FREE:
+        base_error = 0.0
     for i in range(MAX_INTERVALS):
         load = rps * (1.0 + 0.1 * math.sin(2 * math.pi * i / MAX_INTERVALS + rng.uniform(0, 0.3)))
         shared_error, shared_latency = 1.0, 1.0

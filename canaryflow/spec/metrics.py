@@ -22,6 +22,7 @@ from analysis.settings import MetricSettings
 from canaryflow.querytemplates import VARIABLES, unknown_variables, variables
 
 __all__ = [
+    "DEFAULT_ERROR_CEILING",
     "DEFAULT_METRICS",
     "HistogramMetric",
     "MetricSpec",
@@ -94,14 +95,21 @@ MetricSpec: TypeAlias = Annotated[RatioMetric | HistogramMetric | SamplesMetric,
 
 _SELECTOR = 'namespace="{namespace}", app="{app}", track="{track}"'
 
+#: The default error-rate metric's ceiling: a canary shown below 0.1 % errors is within tolerance
+#: whatever its baseline's rate, so that a service without errors can promote (`analysis.ceiling`).
+DEFAULT_ERROR_CEILING = 0.001
+
 #: The metrics every app instrumented like the example app (and the traffic simulator) exposes.
 DEFAULT_METRICS: tuple[RatioMetric | HistogramMetric | SamplesMetric, ...] = (
-    RatioMetric(
-        name="error-rate",
-        type="ratio",
-        critical=True,
-        bad=f'sum(increase(http_requests_total{{{_SELECTOR}, code=~"5.."}}[{{interval}}]))',
-        total=f"sum(increase(http_requests_total{{{_SELECTOR}}}[{{interval}}]))",
+    RatioMetric.model_validate(
+        {
+            "name": "error-rate",
+            "type": "ratio",
+            "critical": True,
+            "maxRate": DEFAULT_ERROR_CEILING,
+            "bad": f'sum(increase(http_requests_total{{{_SELECTOR}, code=~"5.."}}[{{interval}}]))',
+            "total": f"sum(increase(http_requests_total{{{_SELECTOR}}}[{{interval}}]))",
+        }
     ),
     HistogramMetric(
         name="latency",

@@ -14,6 +14,7 @@ import statistics
 import pytest
 
 from analysis.backtest import judge_log
+from bench.decisions import PRODUCT_SETTINGS
 from bench.scenarios import MIDWAY_INTERVAL, Truth, generate
 
 pytestmark = pytest.mark.slow
@@ -28,7 +29,7 @@ def _decisions(family: str, rps: float, runs: int, seed: int) -> list[tuple[str,
     out = []
     for i in range(runs):
         scenario = generate(family, rps, seed + i)
-        final = list(judge_log(scenario.log))[-1]
+        final = list(judge_log(scenario.log, PRODUCT_SETTINGS))[-1]
         turned = None if scenario.bad_from is None else scenario.bad_from + 1
         out.append((final.decision, final.interval, turned))
     return out
@@ -36,7 +37,14 @@ def _decisions(family: str, rps: float, runs: int, seed: int) -> list[tuple[str,
 
 CELLS = [
     (family, rps)
-    for family in ("plain", "overdispersed", "independent-overdispersion", "shared-incident", "scrape-gaps")
+    for family in (
+        "plain",
+        "overdispersed",
+        "independent-overdispersion",
+        "shared-incident",
+        "scrape-gaps",
+        "error-free",
+    )
     for rps in (10.0, 50.0)
 ] + [
     ("independent-overdispersion", 500.0),
@@ -118,11 +126,16 @@ def test_a_one_interval_crash_is_never_promoted_and_rolled_back_at_once(rps: flo
 
 
 #: Canaries exactly at the default tolerance (+50 % errors, every latency quantile +10 %), in the
-#: noise of the hard families: what a wrong promotion would be.
-AT_TOLERANCE = {"errors+50%": Truth(error_factor=1.5), "latency+10%": Truth(latency_factor=1.1)}
-BOUNDARY_CELLS = [
+#: noise of the hard families, and exactly at the default error ceiling (0.1 %) beside a baseline
+#: without errors: what a wrong promotion would be.
+AT_TOLERANCE = {
+    "errors+50%": Truth(error_factor=1.5),
+    "latency+10%": Truth(latency_factor=1.1),
+    "errors at the ceiling": Truth(error_rate=0.001),
+}
+BOUNDARY_CELLS = [("errors at the ceiling", "error-free", rps) for rps in (10.0, 50.0, 500.0)] + [
     (which, family, rps)
-    for which in AT_TOLERANCE
+    for which in ("errors+50%", "latency+10%")
     for family, rps in (
         ("plain", 2.0),
         ("plain", 10.0),
@@ -139,7 +152,9 @@ def test_a_canary_at_its_tolerance_is_promoted_in_at_most_beta_of_runs(cell: tup
     # Both promotion routes count: the anytime e-value and the final look at 20 minutes.
     which, family, rps = cell
     decisions = [
-        list(judge_log(generate(family, rps, 94_000 + i, truth=AT_TOLERANCE[which]).log))[-1].decision
+        list(judge_log(generate(family, rps, 94_000 + i, truth=AT_TOLERANCE[which]).log, PRODUCT_SETTINGS))[
+            -1
+        ].decision
         for i in range(RUNS)
     ]
     assert decisions.count("promote") / len(decisions) <= BETA, cell
@@ -155,6 +170,8 @@ def test_good_canaries_of_ordinary_services_get_a_decision(
         ("plain", 50.0, 0.95),
         ("shared-incident", 10.0, 0.6),
         ("shared-incident", 50.0, 0.95),
+        ("error-free", 10.0, 0.95),
+        ("error-free", 50.0, 0.95),
     ):
         decisions = good_outcomes[(family, rps)]
         assert decisions.count("promote") / len(decisions) >= share, (family, rps)
