@@ -8,8 +8,8 @@ a bounded load generator of threads with keep-alive `http.client` connections se
 GitHub deliveries to it. Every request goes to 127.0.0.1 only; each scenario stops after
 `--requests` deliveries or `--seconds` seconds, whichever comes first. Prints a Markdown section.
 
-Scenarios: ``started`` (a new delivery id each time: verify, parse, route, claim, start in memory,
-record), ``ignored`` (verify, parse, route: a branch without a route), ``refused`` (a wrong
+Scenarios: ``started`` (a new push each time, signed by the client: verify, parse, route, claim,
+start in memory, record), ``ignored`` (verify, parse, route: a branch without a route), ``refused`` (a wrong
 signature: 401). Latency is measured by the client, per request, on loopback.
 """
 
@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -63,9 +64,9 @@ def _serve(routes_file: str, conn: Connection) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def _push_body(ref: str) -> bytes:
+def _push_body(ref: str, after: str = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c") -> bytes:
     commit = {
-        "id": "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c",
+        "id": after,
         "added": [],
         "removed": [],
         "modified": ["README.md"],
@@ -73,7 +74,7 @@ def _push_body(ref: str) -> bytes:
     payload = {
         "ref": ref,
         "before": "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
-        "after": "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c",
+        "after": after,
         "repository": {"id": 186853002, "name": "Hello-World", "full_name": REPOSITORY},
         "pusher": {"name": "Codertocat", "email": "codertocat@example.com"},
         "created": False,
@@ -94,10 +95,16 @@ def _headers(body: bytes, secret: str) -> dict[str, str]:
     }
 
 
-SCENARIOS = {
-    "started": (_push_body("refs/heads/master"), SECRET, 202),
-    "ignored": (_push_body("refs/heads/develop"), SECRET, 202),
-    "refused": (_push_body("refs/heads/master"), "wrong-secret", 401),
+def _new_push() -> bytes:
+    """A push of a commit of its own: the receiver keys deliveries by the push, so a body sent
+    again under a new delivery id would be a duplicate, not a start."""
+    return _push_body("refs/heads/master", after=uuid.uuid4().hex + "0" * 8)
+
+
+SCENARIOS: dict[str, tuple[Callable[[], bytes], str, int]] = {
+    "started": (_new_push, SECRET, 202),
+    "ignored": (lambda: _push_body("refs/heads/develop"), SECRET, 202),
+    "refused": (lambda: _push_body("refs/heads/master"), "wrong-secret", 401),
 }
 
 
@@ -115,8 +122,7 @@ class Result:
 
 
 def _load(port: int, scenario: str, *, requests: int, concurrency: int, seconds: float) -> Result:
-    body, secret, expected = SCENARIOS[scenario]
-    headers = _headers(body, secret)
+    make_body, secret, expected = SCENARIOS[scenario]
     remaining = [requests]
     lock = threading.Lock()
     latencies: list[float] = []
@@ -133,7 +139,8 @@ def _load(port: int, scenario: str, *, requests: int, concurrency: int, seconds:
                 if remaining[0] == 0:
                     break
                 remaining[0] -= 1
-            sent = {**headers, "X-GitHub-Delivery": str(uuid.uuid4())}
+            body = make_body()
+            sent = {**_headers(body, secret), "X-GitHub-Delivery": str(uuid.uuid4())}
             start = time.perf_counter()
             conn.request("POST", "/hooks/github", body=body, headers=sent)
             response = conn.getresponse()

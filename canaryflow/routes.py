@@ -4,7 +4,7 @@ A routes file (YAML) maps a repository and a branch (or tag) glob to a rollout s
 template; optional path globs restrict a route to pushes that change matching files::
 
     deployment: rollout/rollout          # the Prefect deployment that runs rollouts (default)
-    deliveries: .canaryflow/webhook-deliveries.sqlite3   # delivery ids already handled (SQLite)
+    deliveries: .canaryflow/webhook-deliveries.sqlite3   # pushes already handled (SQLite)
     routes:
       - repository: Codertocat/Hello-World
         branch: master

@@ -1,6 +1,9 @@
-"""`DeliveryStore`: the delivery ids that started rollouts, in SQLite, so a redelivery starts nothing.
+"""`DeliveryStore`: the pushes that started rollouts, in SQLite, so a redelivery or a replay starts nothing.
 
-A delivery goes through two states. `claim` inserts its key as *claimed* in one transaction (the
+A delivery is keyed by the push it carries (provider, repository, ref, the commits before and
+after: content covered by the signature), not by its delivery id, which the sender's signature
+does not cover: a captured body resent under a new delivery id is the same push, a duplicate.
+It goes through two states. `claim` inserts its key as *claimed* in one transaction (the
 key is the primary key, so of two concurrent claims exactly one wins); the winner starts the
 rollouts, then `complete` marks it *handled* with their flow run ids, or `release` deletes the
 claim when starting failed, so the sender's retry can claim it again. A claim older than
@@ -11,7 +14,13 @@ Standard library only (`sqlite3`), parameterised statements only, one connection
 (safe across threads and processes; SQLite serialises the writers). The journal is a WAL with
 ``synchronous=NORMAL``: a record survives the receiver's crash, but the last ones may be lost if the
 machine loses power. A delivery redelivered after that is still started once, because the starter's
-idempotency key (the delivery id) makes the orchestrator return the flow run it created before.
+idempotency key (the push's key) makes the orchestrator return the flow run it created before.
+
+Every push claimed is also remembered with its ``before`` and ``after`` commits (`record_push`),
+whether it started or not, so that `newer_started` can tell a push that arrives after a later push
+of the same ref has started (a redelivery of a push that once got 503, a replay): it follows the
+chain of remembered pushes from the push's ``after`` commit, each push's ``before`` being the
+previous one's ``after``, and finds a later one that started.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Claimed", "DeliveryStore", "Duplicate", "InProgress"]
+__all__ = ["MAX_CHAIN", "Claimed", "DeliveryStore", "Duplicate", "InProgress"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -37,6 +46,20 @@ CREATE TABLE IF NOT EXISTS deliveries (
     flow_run_ids TEXT
 )
 """
+_PUSHES = (
+    """
+CREATE TABLE IF NOT EXISTS pushes (
+    key TEXT PRIMARY KEY,
+    scope TEXT NOT NULL,
+    before_sha TEXT NOT NULL,
+    after_sha TEXT NOT NULL,
+    seen_at REAL NOT NULL
+)
+""",
+    "CREATE INDEX IF NOT EXISTS pushes_by_before ON pushes (scope, before_sha)",
+)
+#: How many later pushes `newer_started` follows at most.
+MAX_CHAIN = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +94,8 @@ class DeliveryStore:
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(_SCHEMA)
+            for statement in _PUSHES:
+                conn.execute(statement)
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -128,6 +153,35 @@ class DeliveryStore:
                 (self._clock(), json.dumps(list(flow_run_ids)), key, claim.token),
             )
             return cursor.rowcount == 1
+
+    def record_push(self, key: str, scope: str, before: str, after: str) -> None:
+        """Remember push `key` of `scope` (provider, repository and ref) from `before` to `after`."""
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO pushes (key, scope, before_sha, after_sha, seen_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (key, scope, before, after, self._clock()),
+            )
+
+    def newer_started(self, scope: str, after: str) -> str | None:
+        """The ``after`` commit of a push of `scope` that came after commit `after` and started its
+        rollouts, following the remembered pushes; `None` when there is none."""
+        frontier, seen = [after], {after}
+        with self._connect() as conn:
+            while frontier and len(seen) <= MAX_CHAIN:
+                commit = frontier.pop()
+                rows = conn.execute(
+                    "SELECT p.after_sha, d.state FROM pushes p LEFT JOIN deliveries d ON d.key = p.key "
+                    "WHERE p.scope = ? AND p.before_sha = ?",
+                    (scope, commit),
+                ).fetchall()
+                for later, state in rows:
+                    if state == "handled":
+                        return str(later)
+                    if later not in seen:
+                        seen.add(later)
+                        frontier.append(later)
+        return None
 
     def release(self, key: str, claim: Claimed) -> None:
         """Give up the claim on `key` (starting failed), so a retry of the delivery can claim it."""

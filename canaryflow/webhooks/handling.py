@@ -1,19 +1,22 @@
 """`DeliveryHandler`: one webhook delivery (headers and raw body) in, one `Reply` out.
 
 The whole protocol without a web framework: authenticate, read the event, parse the push, route
-it, claim the delivery id, start the rollouts, record the delivery as handled. The FastAPI app
+it, claim the push, start the rollouts, record the push as handled. A push is known by its content
+(provider, repository, ref, the commits before and after), which the signature covers, not by
+its delivery id, which it does not: a replayed body under a new delivery id starts nothing. The FastAPI app
 (`canaryflow.webhooks.app`) only limits the body size and turns a `Reply` into a response.
 Every refusal is decided before anything is claimed or started, so it has no side effect:
 
 ====  ================  =====================================================================
 code  status            when
 ====  ================  =====================================================================
-200   pong, duplicate   a GitHub ping; a delivery id that already started its rollouts
+200   pong, duplicate   a GitHub ping; a push that already started its rollouts
+200   stale             a later push of the same ref already started (not for forced pushes)
 202   started, ignored  rollouts started (with their flow run ids); nothing to do (with why)
 400   bad_request       not JSON, not a push payload, no usable delivery id
 401   unauthorized      missing or wrong signature or token
 404   not_configured    no secret is configured for this provider
-409   in_progress       the same delivery is being started by a concurrent request
+409   in_progress       the same push is being started by a concurrent request
 415   unsupported_media the body is not ``application/json``
 422   unprocessable     a matching route renders an image that is not a valid OCI reference
 503   unavailable       the orchestrator cannot be reached; the delivery is not recorded
@@ -25,6 +28,7 @@ Secrets and request headers are never logged; delivery ids only once validated.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -49,7 +53,7 @@ from canaryflow.webhooks.signatures import (
     verify_gitlab_token,
 )
 
-__all__ = ["DeliveryHandler", "Reply", "WebhookMetrics", "WebhookSecrets"]
+__all__ = ["DeliveryHandler", "Reply", "WebhookMetrics", "WebhookSecrets", "push_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -192,22 +196,35 @@ class DeliveryHandler:
         return self._push(delivery_id, push)
 
     def _push(self, delivery_id: str, push: PushEvent) -> Reply:
-        key = f"{push.provider}:{delivery_id}"
+        key, scope = push_key(push), f"{push.provider}:{push.repository}:{push.ref}"
         try:
             decision = route_push(push, self.routes.routes, delivery_id=delivery_id)
         except ImageRenderError as exc:
             return _reply(422, "unprocessable", error=str(exc))
         if isinstance(decision, Ignore):
             return _reply(202, "ignored", reason=decision.reason)
+        handled = self.store.lookup(key)
+        if handled is not None:
+            return _duplicate(handled)
+        newer = None if push.forced else self.store.newer_started(scope, push.after)
+        if newer is not None:
+            logger.info(
+                "delivery %s of push %s is stale: %s started after it", delivery_id, push.short_sha, newer
+            )
+            return _reply(
+                200, "stale", reason=f"a later push to {push.ref} ({newer[:7]}) already started its rollouts"
+            )
+        self.store.record_push(key, scope, push.before, push.after)
         claim = self.store.claim(key)
         if isinstance(claim, Duplicate):
             return _duplicate(claim)
         if isinstance(claim, InProgress):
-            return _reply(409, "in_progress", error="this delivery is being handled; retry later")
-        return self._start(key, claim, push.provider, decision.rollouts)
+            return _reply(409, "in_progress", error="this push is being handled; retry later")
+        label = f"delivery {delivery_id} of push {push.short_sha}"
+        return self._start(key, claim, push.provider, decision.rollouts, label)
 
     def _start(
-        self, key: str, claim: Claimed, provider: Provider, rollouts: tuple[PlannedRollout, ...]
+        self, key: str, claim: Claimed, provider: Provider, rollouts: tuple[PlannedRollout, ...], label: str
     ) -> Reply:
         flow_run_ids: list[str] = []
         try:
@@ -217,15 +234,22 @@ class DeliveryHandler:
                 )
         except TriggerUnavailableError as exc:
             self.store.release(key, claim)
-            logger.warning("delivery %s not started: %s", key, exc)
+            logger.warning("%s not started: %s", label, exc)
             return _reply(503, "unavailable", error=str(exc))
         except BaseException:
             self.store.release(key, claim)
             raise
         self.store.complete(key, claim, flow_run_ids)
         self.metrics.rollouts_started.labels(provider=provider).inc(len(flow_run_ids))
-        logger.info("delivery %s started flow runs %s", key, ", ".join(flow_run_ids))
+        logger.info("%s started flow runs %s", label, ", ".join(flow_run_ids))
         return _reply(202, "started", flow_run_id=flow_run_ids[0], flow_run_ids=flow_run_ids)
+
+
+def push_key(push: PushEvent) -> str:
+    """The push's identity in the store and in the starter's idempotency keys: a digest of what
+    the signature covers (repository, ref, the commits before and after)."""
+    content = "\n".join((push.repository, push.ref, push.before, push.after)).encode()
+    return f"{push.provider}:push:{hashlib.sha256(content).hexdigest()[:32]}"
 
 
 def _duplicate(handled: Duplicate) -> Reply:

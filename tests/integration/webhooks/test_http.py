@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from canaryflow.triggers import InMemoryRolloutStarter
-from canaryflow.webhooks.handling import WebhookSecrets
+from canaryflow.webhooks.handling import WebhookSecrets, push_key
+from canaryflow.webhooks.pushes import parse_github_push, parse_gitlab_push
 from canaryflow.webhooks.signatures import Secret
 from tests.integration.webhooks.conftest import AppFactory, serving
 from tests.unit.webhooks import payloads as p
@@ -51,7 +52,9 @@ def test_a_signed_push_starts_the_rollout(client: httpx.Client, starter: InMemor
     }
     assert started.request.spec == "config/rollouts/web.yaml"
     assert started.request.image == f"registry.example.com/hello/world:{p.AFTER}"
-    assert started.idempotency_key == "github:72d3162e-cc78-11e3-81ab-4c9367dc0958:config/rollouts/web.yaml"
+    # keyed by the push (what the signature covers), not by the delivery id (which it does not)
+    push = parse_github_push(p.github_push())
+    assert started.idempotency_key == f"{push_key(push)}:config/rollouts/web.yaml"
 
 
 def test_ping_is_answered_and_starts_nothing(client: httpx.Client, starter: InMemoryRolloutStarter) -> None:
@@ -197,6 +200,63 @@ def test_the_same_delivery_twice_starts_one_rollout_even_after_a_restart(
     assert len(starter.started) == 1
 
 
+def test_a_replayed_body_under_new_delivery_ids_starts_nothing(
+    client: httpx.Client, starter: InMemoryRolloutStarter
+) -> None:
+    # The signature covers the body, not X-GitHub-Delivery: whoever captured one signed push
+    # could resend it under fresh delivery ids. The push is the same, so it is a duplicate.
+    body = p.body_of(p.github_push())
+    first = client.post("/hooks/github", content=body, headers=p.github_headers(body, delivery="original"))
+    assert first.status_code == 202
+    for n in range(5):
+        replay = client.post(
+            "/hooks/github", content=body, headers=p.github_headers(body, delivery=f"replay-{n}")
+        )
+        assert replay.status_code == 200
+        assert replay.json()["status"] == "duplicate"
+        assert replay.json()["flow_run_id"] == first.json()["flow_run_id"]
+    assert len(starter.started) == 1
+
+
+def test_an_older_push_redelivered_after_a_newer_one_started_is_stale(
+    client: httpx.Client, starter: InMemoryRolloutStarter
+) -> None:
+    # Push A got 503 while the orchestrator was down; push B (its successor) started; then A is
+    # redelivered. Starting A now would roll the older image out over the newer one.
+    a_sha, b_sha, c_sha = "a" * 40, "b" * 40, "c" * 40
+    push_a = p.body_of(p.github_push(before="9" * 40, after=a_sha))
+    push_b = p.body_of(p.github_push(before=a_sha, after=b_sha))
+    starter.available = False
+    assert client.post("/hooks/github", content=push_a, headers=p.github_headers(push_a)).status_code == 503
+    starter.available = True
+    assert client.post("/hooks/github", content=push_b, headers=p.github_headers(push_b)).status_code == 202
+    again = client.post("/hooks/github", content=push_a, headers=p.github_headers(push_a))
+    assert again.status_code == 200
+    assert again.json() == {
+        "status": "stale",
+        "reason": f"a later push to refs/heads/master ({b_sha[:7]}) already started its rollouts",
+    }
+    assert [s.request.image for s in starter.started] == [f"registry.example.com/hello/world:{b_sha}"]
+    # also two links down the chain, and for A's predecessor, which the receiver never saw (its
+    # delivery was lost on the way): it leads to A, which leads to B
+    push_c = p.body_of(p.github_push(before=b_sha, after=c_sha))
+    assert client.post("/hooks/github", content=push_c, headers=p.github_headers(push_c)).status_code == 202
+    assert (
+        client.post("/hooks/github", content=push_a, headers=p.github_headers(push_a)).json()["status"]
+        == "stale"
+    )
+    unseen = p.body_of(p.github_push(before="8" * 40, after="9" * 40))
+    assert (
+        client.post("/hooks/github", content=unseen, headers=p.github_headers(unseen)).json()["status"]
+        == "stale"
+    )
+    # a forced push is new whatever came before it (a force-push back to an older commit is how
+    # people undo), and a push on another branch is unrelated
+    forced = p.body_of(p.github_push(before=c_sha, after=a_sha, forced=True))
+    assert client.post("/hooks/github", content=forced, headers=p.github_headers(forced)).status_code == 202
+    assert len(starter.started) == 3
+
+
 def test_an_invalid_rendered_image_is_unprocessable_and_not_recorded(
     client: httpx.Client, starter: InMemoryRolloutStarter
 ) -> None:
@@ -231,8 +291,12 @@ def test_gitlab_push_hook_starts_the_rollout(client: httpx.Client, starter: InMe
     assert response.status_code == 202
     (started,) = starter.started
     assert started.request.image == "registry.example.com/mike/diaspora:da15608"
-    assert started.idempotency_key == "gitlab:gl-1:config/rollouts/diaspora.yaml"
+    assert (
+        started.idempotency_key
+        == f"{push_key(parse_gitlab_push(p.gitlab_push()))}:config/rollouts/diaspora.yaml"
+    )
     assert _gitlab(client, p.gitlab_push(), delivery="gl-1").json()["status"] == "duplicate"
+    assert _gitlab(client, p.gitlab_push(), delivery="gl-2").json()["status"] == "duplicate"
 
 
 def test_gitlab_refusals_and_ignored_events(client: httpx.Client, starter: InMemoryRolloutStarter) -> None:

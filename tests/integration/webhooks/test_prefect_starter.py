@@ -7,6 +7,7 @@ way a worker would, so the parameters are shown to reach the flow as a `RolloutR
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import uuid
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ import pytest
 
 from canaryflow.requests import RolloutRequest
 from canaryflow.triggers.prefect_runs import PrefectRolloutStarter
+from canaryflow.webhooks.handling import push_key
+from canaryflow.webhooks.pushes import parse_github_push
 from tests.integration.webhooks.conftest import AppFactory, serving, unused_loopback_url
 from tests.unit.webhooks import payloads as p
 
@@ -51,11 +54,21 @@ def _flow_runs(deployed: Deployed, delivery: str) -> list[Any]:
         runs = client.read_flow_runs(
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployed.id]))
         )
-    return [run for run in runs if run.idempotency_key == f"github:{delivery}:{SPEC}"]
+    return [run for run in runs if run.idempotency_key == f"{_key(delivery)}:{SPEC}"]
+
+
+def _sha(delivery: str) -> str:
+    """A commit of its own per test (the tests share one Prefect deployment, and the idempotency
+    key is the push's)."""
+    return hashlib.sha1(delivery.encode()).hexdigest()
+
+
+def _key(delivery: str) -> str:
+    return push_key(parse_github_push(p.github_push(after=_sha(delivery))))
 
 
 def _push(base_url: str, delivery: str) -> httpx.Response:
-    body = p.body_of(p.github_push())
+    body = p.body_of(p.github_push(after=_sha(delivery)))
     headers = p.github_headers(body, delivery=delivery)
     return httpx.post(f"{base_url}/hooks/github", content=body, headers=headers, timeout=30)
 
@@ -73,8 +86,8 @@ def test_a_signed_push_runs_the_rollout_deployment(deployed: Deployed, make_app:
     assert response.json()["flow_run_id"] == str(run.id)
     expected = RolloutRequest(
         spec=SPEC,
-        image=f"registry.example.com/hello/world:{p.AFTER}",
-        triggered_by=f"github push {p.AFTER[:7]} (delivery {delivery})",
+        image=f"registry.example.com/hello/world:{_sha(delivery)}",
+        triggered_by=f"github push {_sha(delivery)[:7]} (delivery {delivery})",
     )
     assert run.parameters == {"request": expected.model_dump(mode="json")}
     assert run.deployment_id == deployed.id
@@ -135,7 +148,7 @@ def test_the_same_delivery_twice_is_one_flow_run(
     assert (
         starter.start(
             RolloutRequest(spec=SPEC, image="registry.example.com/hello/world:other"),
-            idempotency_key=f"github:{delivery}:{SPEC}",
+            idempotency_key=f"{_key(delivery)}:{SPEC}",
         )
         == first.json()["flow_run_id"]
     )

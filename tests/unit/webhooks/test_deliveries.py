@@ -96,3 +96,39 @@ def test_keys_are_data_not_sql(tmp_path: Path) -> None:
     store.complete(key, claim, ["run"])
     with contextlib.closing(sqlite3.connect(path)) as conn:
         assert conn.execute("SELECT key FROM deliveries").fetchall() == [(key,)]
+
+
+def _started(store: DeliveryStore, key: str, scope: str, before: str, after: str) -> None:
+    store.record_push(key, scope, before, after)
+    claim = store.claim(key)
+    assert isinstance(claim, Claimed)
+    assert store.complete(key, claim, [f"run-{key}"])
+
+
+def test_a_push_followed_by_a_started_push_of_its_ref_is_found_along_the_chain(tmp_path: Path) -> None:
+    store = DeliveryStore(tmp_path / "d.sqlite3")
+    scope = "github:o/r:refs/heads/main"
+    store.record_push("a", scope, "0", "A")  # seen, never started (503)
+    assert store.newer_started(scope, "A") is None
+    assert store.newer_started(scope, "0") is None  # only A came after 0, and it did not start
+    _started(store, "b", scope, "A", "B")
+    assert store.newer_started(scope, "A") == "B"
+    assert store.newer_started(scope, "0") == "B"  # through A
+    assert store.newer_started(scope, "B") is None  # nothing after the newest
+    assert store.newer_started("github:o/r:refs/heads/other", "A") is None  # another ref
+    # survives a restart, and a cycle (force pushes back and forth) does not loop
+    store.record_push("c", scope, "B", "A")
+    assert DeliveryStore(tmp_path / "d.sqlite3").newer_started(scope, "B") == "B"
+
+
+def test_a_database_from_before_the_push_chain_gains_its_table(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute(
+            "CREATE TABLE deliveries (key TEXT PRIMARY KEY, state TEXT NOT NULL, token TEXT NOT NULL, "
+            "claimed_at REAL NOT NULL, handled_at REAL, flow_run_ids TEXT)"
+        )
+        conn.commit()
+    store = DeliveryStore(path)
+    store.record_push("a", "s", "0", "A")
+    assert store.newer_started("s", "0") is None
