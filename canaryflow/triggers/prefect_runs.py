@@ -4,8 +4,8 @@ The flow run is created with `prefect.deployments.run_deployment` (``timeout=0``
 the run is scheduled), the request as the flow's one parameter ``request`` and the caller's
 idempotency key, so a retried delivery finds the flow run of the first one instead of creating a
 second. Library errors are translated here: an unreachable API, a server error or a deployment
-that does not exist (yet) become `TriggerUnavailableError`, so the webhook answers 503 and the
-sender's retry can succeed once Prefect is back or the deployment is applied.
+that does not exist (yet) become `TriggerUnavailableError`, so the webhook's dispatcher keeps the
+push queued and starts it once Prefect is back or the deployment is applied.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class PrefectRolloutStarter:
 
     `api_url` overrides the Prefect API this starter talks to (default: Prefect's own settings,
     i.e. ``PREFECT_API_URL`` or the active profile); `request_timeout` bounds each API request in
-    seconds, so a hung server becomes a 503 before the webhook sender gives up.
+    seconds, so a hung server becomes a failed attempt that the webhook's dispatcher retries.
     """
 
     def __init__(self, deployment: str, *, api_url: str | None = None, request_timeout: float = 10.0) -> None:

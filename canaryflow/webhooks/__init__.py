@@ -5,7 +5,9 @@ What belongs here, from the bottom up:
 - ``signatures``  GitHub's HMAC signature and GitLab's token, the `Secret` type (pure)
 - ``pushes``      GitHub and GitLab push payloads as one typed `PushEvent` (pure)
 - ``routing``     which routes a push matches and the rollout requests it makes (pure)
-- ``deliveries``  the SQLite store of delivery ids: claim, complete, release (stdlib sqlite3)
+- ``deliveries``  the SQLite store of pushes: the queue, claims, what started (stdlib sqlite3)
+- ``dispatch``    `Dispatcher`: the thread that starts queued pushes, retrying while the
+                  orchestrator is down
 - ``handling``    `DeliveryHandler`: one delivery in, one `Reply` out; the receiver's counters
 - ``app``         `create_app`: the FastAPI app (the only modules importing FastAPI are ``app``
                   and ``serve``)

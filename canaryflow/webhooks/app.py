@@ -1,5 +1,9 @@
 """The FastAPI app: ``POST /hooks/github``, ``POST /hooks/gitlab``, ``GET /healthz``, ``GET /metrics``.
 
+``/healthz`` answers 200 ``{"status": "ok", "queued": N}`` while the receiver runs; with pushes
+waiting for the orchestrator it adds the oldest one's age and the latest error (an alert can
+watch them; the receiver itself is healthy, so it is not a failed probe).
+
 Thin on purpose: it refuses bodies over the size limit (413, before reading more than the limit),
 hands headers and the raw body to `DeliveryHandler` in a worker thread, and turns its `Reply` into
 a JSON response. Everything it needs is passed to `create_app`; nothing is built at import.
@@ -7,7 +11,8 @@ a JSON response. Everything it needs is passed to `create_app`; nothing is built
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -17,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from canaryflow.routes import RoutesConfig
 from canaryflow.triggers.port import RolloutStarter
 from canaryflow.webhooks.deliveries import DeliveryStore
-from canaryflow.webhooks.handling import DeliveryHandler, Reply, WebhookMetrics, WebhookSecrets
+from canaryflow.webhooks.handling import REPLY_WAIT, DeliveryHandler, Reply, WebhookMetrics, WebhookSecrets
 from canaryflow.webhooks.pushes import Provider
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
@@ -36,11 +41,31 @@ def create_app(
     starter: RolloutStarter,
     metrics: WebhookMetrics | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    reply_wait: float = REPLY_WAIT,
+    first_retry: float = 1.0,
 ) -> FastAPI:
-    """The webhook receiver for `routes`, authenticating with `secrets`, remembering deliveries in
-    `store` and starting rollouts with `starter`."""
-    handler = DeliveryHandler(routes=routes, secrets=secrets, store=store, starter=starter, metrics=metrics)
-    app = FastAPI(title="canaryflow webhooks", docs_url=None, redoc_url=None, openapi_url=None)
+    """The webhook receiver for `routes`, authenticating with `secrets`, queueing and remembering
+    pushes in `store` and starting rollouts with `starter` (see `DeliveryHandler` for
+    `reply_wait` and `first_retry`)."""
+    handler = DeliveryHandler(
+        routes=routes,
+        secrets=secrets,
+        store=store,
+        starter=starter,
+        metrics=metrics,
+        reply_wait=reply_wait,
+        first_retry=first_retry,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(handler.close)  # queued pushes stay queued for the next start
+
+    app = FastAPI(
+        title="canaryflow webhooks", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
+    app.state.handler = handler  # its dispatcher is what an operator's tooling or a test waits on
 
     async def deliver(request: Request, provider: Provider, handle: _Handle) -> Response:
         body = await _read_limited(request, max_body_bytes)
@@ -62,8 +87,13 @@ def create_app(
         return await deliver(request, "gitlab", handler.handle_gitlab)
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> dict[str, object]:
+        backlog = await run_in_threadpool(store.backlog)
+        health: dict[str, object] = {"status": "ok", "queued": backlog.queued}
+        if backlog.queued:
+            health["oldest_queued_seconds"] = round(backlog.oldest_seconds, 1)
+            health["last_error"] = backlog.last_error
+        return health
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:

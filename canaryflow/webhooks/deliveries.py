@@ -16,11 +16,18 @@ Standard library only (`sqlite3`), parameterised statements only, one connection
 machine loses power. A delivery redelivered after that is still started once, because the starter's
 idempotency key (the push's key) makes the orchestrator return the flow run it created before.
 
-Every push claimed is also remembered with its ``before`` and ``after`` commits (`record_push`),
-whether it started or not, so that `newer_started` can tell a push that arrives after a later push
-of the same ref has started (a redelivery of a push that once got 503, a replay): it follows the
-chain of remembered pushes from the push's ``after`` commit, each push's ``before`` being the
-previous one's ``after``, and finds a later one that started.
+**The queue.** A push is accepted before anything is started: `enqueue` records it, with the
+rollout requests it makes, durably in the ``outbox`` table; the dispatcher
+(`canaryflow.webhooks.dispatch`) takes queued pushes (`take`) in the order they were accepted,
+claims and starts them, and reschedules one whose start failed (the orchestrator is down) with a
+delay (`reschedule`). A push therefore survives an orchestrator outage and a restart of the receiver. A queued
+push made obsolete by a later one is marked ``superseded``.
+
+Every push accepted is also remembered with its ``before`` and ``after`` commits (`record_push`),
+so that `later_push` can tell a push that arrives after a later push of the same ref (a
+redelivery, a replay): it follows the chain of remembered pushes from the push's ``after``
+commit, each push's ``before`` being the previous one's ``after``, and finds a later one that
+started or is queued.
 """
 
 from __future__ import annotations
@@ -34,7 +41,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MAX_CHAIN", "Claimed", "DeliveryStore", "Duplicate", "InProgress"]
+__all__ = [
+    "MAX_CHAIN",
+    "Backlog",
+    "Claimed",
+    "DeliveryStore",
+    "Duplicate",
+    "InProgress",
+    "QueueEntry",
+    "QueuedPush",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -58,7 +74,22 @@ CREATE TABLE IF NOT EXISTS pushes (
 """,
     "CREATE INDEX IF NOT EXISTS pushes_by_before ON pushes (scope, before_sha)",
 )
-#: How many later pushes `newer_started` follows at most.
+_OUTBOX = """
+CREATE TABLE IF NOT EXISTS outbox (
+    key TEXT PRIMARY KEY,
+    scope TEXT NOT NULL,
+    after_sha TEXT NOT NULL,
+    label TEXT NOT NULL,
+    rollouts TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'superseded')),
+    accepted_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL,
+    lease_until REAL NOT NULL DEFAULT 0,
+    last_error TEXT
+)
+"""
+#: How many later pushes `later_push` follows at most.
 MAX_CHAIN = 1000
 
 
@@ -81,6 +112,40 @@ class InProgress:
     """Another request is starting this delivery's rollouts right now."""
 
 
+@dataclass(frozen=True, slots=True)
+class QueuedPush:
+    """An accepted push waiting to start: its key, scope (provider, repository, ref), ``after``
+    commit, a label for logs, its rollouts as (rollout spec, request JSON) pairs, and when it was
+    accepted (set by the store)."""
+
+    key: str
+    scope: str
+    after: str
+    label: str
+    rollouts: tuple[tuple[str, str], ...]
+    accepted_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """A push in the queue: ``queued`` or ``superseded``, its failed attempts and latest error."""
+
+    state: str
+    attempts: int
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """The queue at a glance: queued pushes, the oldest one's age, the latest error, and when the
+    next one is due (a clock time; `None` with nothing queued)."""
+
+    queued: int
+    oldest_seconds: float
+    last_error: str | None
+    next_due: float | None
+
+
 class DeliveryStore:
     """Handled and claimed deliveries in the SQLite database at `path` (created when missing)."""
 
@@ -94,7 +159,7 @@ class DeliveryStore:
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(_SCHEMA)
-            for statement in _PUSHES:
+            for statement in (*_PUSHES, _OUTBOX):
                 conn.execute(statement)
 
     @contextlib.contextmanager
@@ -163,20 +228,24 @@ class DeliveryStore:
                 (key, scope, before, after, self._clock()),
             )
 
-    def newer_started(self, scope: str, after: str) -> str | None:
+    def later_push(self, scope: str, after: str, *, accepted_after: float | None = None) -> str | None:
         """The ``after`` commit of a push of `scope` that came after commit `after` and started its
-        rollouts, following the remembered pushes; `None` when there is none."""
+        rollouts or is queued to, following the remembered pushes; `None` when there is none.
+        With `accepted_after`, only such a push first seen after that time counts (the
+        dispatcher's question: did a newer push arrive while this one waited?)."""
         frontier, seen = [after], {after}
         with self._connect() as conn:
             while frontier and len(seen) <= MAX_CHAIN:
                 commit = frontier.pop()
                 rows = conn.execute(
-                    "SELECT p.after_sha, d.state FROM pushes p LEFT JOIN deliveries d ON d.key = p.key "
+                    "SELECT p.after_sha, d.state, o.state, p.seen_at FROM pushes p "
+                    "LEFT JOIN deliveries d ON d.key = p.key LEFT JOIN outbox o ON o.key = p.key "
                     "WHERE p.scope = ? AND p.before_sha = ?",
                     (scope, commit),
                 ).fetchall()
-                for later, state in rows:
-                    if state == "handled":
+                for later, state, queue_state, seen_at in rows:
+                    newer = accepted_after is None or float(seen_at) > accepted_after
+                    if newer and (state == "handled" or queue_state == "queued"):
                         return str(later)
                     if later not in seen:
                         seen.add(later)
@@ -189,3 +258,89 @@ class DeliveryStore:
             conn.execute(
                 "DELETE FROM deliveries WHERE key = ? AND token = ? AND state = 'claimed'", (key, claim.token)
             )
+
+    # -- the queue ---------------------------------------------------------------------------------
+
+    def enqueue(self, push: QueuedPush) -> bool:
+        """Accept `push` (durably); False when it is in the queue already."""
+        with self._connect() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO outbox (key, scope, after_sha, label, rollouts, state, accepted_at, "
+                "next_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, 0)",
+                (push.key, push.scope, push.after, push.label, json.dumps(push.rollouts), self._clock()),
+            )
+            return cursor.rowcount == 1
+
+    def queued(self, key: str) -> QueueEntry | None:
+        """The queue's entry for `key` (queued or superseded), or `None`."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT state, attempts, last_error FROM outbox WHERE key = ?", (key,)
+            ).fetchone()
+        return None if row is None else QueueEntry(row[0], int(row[1]), row[2])
+
+    def take(self, lease: float) -> QueuedPush | None:
+        """The oldest queued push that is due, leased for `lease` seconds to this caller (so that
+        two dispatchers never work on one push at once); `None` when none is due."""
+        now = self._clock()
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute(
+                "SELECT key, scope, after_sha, label, rollouts, accepted_at FROM outbox "
+                "WHERE state = 'queued' AND next_at <= ? AND lease_until <= ? "
+                "ORDER BY accepted_at, rowid LIMIT 1",
+                (now, now),
+            ).fetchone()
+            if row is not None:
+                conn.execute("UPDATE outbox SET lease_until = ? WHERE key = ?", (now + lease, row[0]))
+            conn.execute("COMMIT")
+        if row is None:
+            return None
+        rollouts = tuple((str(r), str(q)) for r, q in json.loads(row[4]))
+        return QueuedPush(
+            key=row[0], scope=row[1], after=row[2], label=row[3], rollouts=rollouts, accepted_at=float(row[5])
+        )
+
+    def reschedule(self, key: str, error: str, delay: float) -> int:
+        """Try `key` again in `delay` seconds, remembering `error`; the number of attempts so far."""
+        with self._connect() as conn:
+            conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_at = ?, lease_until = 0, last_error = ? "
+                "WHERE key = ?",
+                (self._clock() + delay, error, key),
+            )
+            row = conn.execute("SELECT attempts FROM outbox WHERE key = ?", (key,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def supersede(self, key: str, reason: str) -> None:
+        """Mark queued push `key` superseded: it will never start."""
+        with self._connect() as conn:
+            conn.execute(
+                "UPDATE outbox SET state = 'superseded', lease_until = 0, last_error = ? WHERE key = ?",
+                (reason, key),
+            )
+
+    def dequeue(self, key: str) -> None:
+        """Remove `key` from the queue (it started)."""
+        with self._connect() as conn:
+            conn.execute("DELETE FROM outbox WHERE key = ?", (key,))
+
+    def backlog(self) -> Backlog:
+        """How many pushes wait in the queue, since when, and the latest error."""
+        with self._connect() as conn:
+            count, oldest = conn.execute(
+                "SELECT COUNT(*), MIN(accepted_at) FROM outbox WHERE state = 'queued'"
+            ).fetchone()
+            error = conn.execute(
+                "SELECT last_error FROM outbox WHERE state = 'queued' AND last_error IS NOT NULL "
+                "ORDER BY accepted_at DESC LIMIT 1"
+            ).fetchone()
+            due = conn.execute(
+                "SELECT MIN(MAX(next_at, lease_until)) FROM outbox WHERE state = 'queued'"
+            ).fetchone()
+        return Backlog(
+            queued=int(count),
+            oldest_seconds=0.0 if oldest is None else max(0.0, self._clock() - float(oldest)),
+            last_error=None if error is None else str(error[0]),
+            next_due=None if due[0] is None else float(due[0]),
+        )

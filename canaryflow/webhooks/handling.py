@@ -1,28 +1,33 @@
 """`DeliveryHandler`: one webhook delivery (headers and raw body) in, one `Reply` out.
 
 The whole protocol without a web framework: authenticate, read the event, parse the push, route
-it, claim the push, start the rollouts, record the push as handled. A push is known by its content
+it, accept the push into the durable queue, and answer: "started" with the flow run ids when the
+dispatcher (`canaryflow.webhooks.dispatch`) started it within ``reply_wait`` seconds, "accepted"
+otherwise (it starts as soon as the orchestrator takes it). A push is known by its content
 (provider, repository, ref, the commits before and after), which the signature covers, not by
-its delivery id, which it does not: a replayed body under a new delivery id starts nothing. The FastAPI app
-(`canaryflow.webhooks.app`) only limits the body size and turns a `Reply` into a response.
-Every refusal is decided before anything is claimed or started, so it has no side effect:
+its delivery id, which it does not: a replayed body under a new delivery id starts nothing. The
+FastAPI app (`canaryflow.webhooks.app`) only limits the body size and turns a `Reply` into a
+response.
+Every refusal is decided before anything is queued, so it has no side effect, and a push once
+accepted is never lost: an orchestrator that is down or slow delays it, never refuses it.
 
 ====  ================  =====================================================================
 code  status            when
 ====  ================  =====================================================================
 200   pong, duplicate   a GitHub ping; a push that already started its rollouts
-200   stale             a later push of the same ref already started (not for forced pushes)
-202   started, ignored  rollouts started (with their flow run ids); nothing to do (with why)
+200   stale             a later push of the same ref started or is queued (not for forced pushes)
+202   started           rollouts started (with their flow run ids)
+202   accepted          queued; starts when the orchestrator takes it (with its latest error)
+202   ignored           nothing to do (with why)
 400   bad_request       not JSON, not a push payload, no usable delivery id
 401   unauthorized      missing or wrong signature or token
 404   not_configured    no secret is configured for this provider
-409   in_progress       the same push is being started by a concurrent request
 415   unsupported_media the body is not ``application/json``
 422   unprocessable     a matching route renders an image that is not a valid OCI reference
-503   unavailable       the orchestrator cannot be reached; the delivery is not recorded
 ====  ================  =====================================================================
 
-`handle_*` methods block (SQLite, the starter): call them from a worker thread.
+`handle_*` methods block (SQLite, at most ``reply_wait`` seconds of waiting): call them from a
+worker thread.
 Secrets and request headers are never logged; delivery ids only once validated.
 """
 
@@ -38,12 +43,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from canaryflow.errors import ImageRenderError, PayloadError, TriggerUnavailableError
+from canaryflow.errors import ImageRenderError, PayloadError
 from canaryflow.routes import RoutesConfig
 from canaryflow.triggers.port import RolloutStarter
-from canaryflow.webhooks.deliveries import Claimed, DeliveryStore, Duplicate, InProgress
+from canaryflow.webhooks.deliveries import DeliveryStore, Duplicate, QueuedPush
+from canaryflow.webhooks.dispatch import Dispatcher
 from canaryflow.webhooks.pushes import Provider, PushEvent, parse_github_push, parse_gitlab_push
-from canaryflow.webhooks.routing import Ignore, PlannedRollout, route_push
+from canaryflow.webhooks.routing import Ignore, route_push
 from canaryflow.webhooks.signatures import (
     GITHUB_SECRET_ENV,
     GITLAB_TOKEN_ENV,
@@ -53,13 +59,14 @@ from canaryflow.webhooks.signatures import (
     verify_gitlab_token,
 )
 
-__all__ = ["DeliveryHandler", "Reply", "WebhookMetrics", "WebhookSecrets", "push_key"]
+__all__ = ["REPLY_WAIT", "DeliveryHandler", "Reply", "WebhookMetrics", "WebhookSecrets", "push_key"]
 
 logger = logging.getLogger(__name__)
 
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 _EVENT_NAME = re.compile(r"[A-Za-z_ ]{1,50}")
-_RETRY_AFTER = {"Retry-After": "10"}
+#: How long a reply waits for the orchestrator to take an accepted push (GitHub waits 10 s).
+REPLY_WAIT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +120,15 @@ class WebhookMetrics:
 
 
 def _reply(status_code: int, status: str, **fields: Any) -> Reply:
-    headers = dict(_RETRY_AFTER) if status_code in (409, 503) else {}
-    return Reply(status_code, {"status": status, **fields}, headers)
+    return Reply(status_code, {"status": status, **fields})
 
 
 class DeliveryHandler:
-    """Handles GitHub and GitLab deliveries with the given routes, secrets, store and starter."""
+    """Handles GitHub and GitLab deliveries with the given routes, secrets, store and starter.
+
+    A reply waits at most `reply_wait` seconds for the dispatcher to start an accepted push; a
+    start that fails is retried after `first_retry` seconds, doubling up to a minute.
+    """
 
     def __init__(
         self,
@@ -128,12 +138,22 @@ class DeliveryHandler:
         store: DeliveryStore,
         starter: RolloutStarter,
         metrics: WebhookMetrics | None = None,
+        reply_wait: float = REPLY_WAIT,
+        first_retry: float = 1.0,
     ) -> None:
         self.routes = routes
         self.secrets = secrets
         self.store = store
         self.starter = starter
         self.metrics = metrics or WebhookMetrics()
+        self.reply_wait = reply_wait
+        self.dispatcher = Dispatcher(store, starter, first_retry=first_retry, on_started=self._started)
+        if store.backlog().queued:  # pushes accepted before a restart: start them now
+            self.dispatcher.kick()
+
+    def close(self) -> None:
+        """Stop the dispatcher (what is queued stays queued for the next receiver)."""
+        self.dispatcher.stop()
 
     def count(self, provider: Provider, reply: Reply) -> Reply:
         """Count `reply` in the metrics and return it."""
@@ -206,43 +226,40 @@ class DeliveryHandler:
         handled = self.store.lookup(key)
         if handled is not None:
             return _duplicate(handled)
-        newer = None if push.forced else self.store.newer_started(scope, push.after)
-        if newer is not None:
-            logger.info(
-                "delivery %s of push %s is stale: %s started after it", delivery_id, push.short_sha, newer
-            )
-            return _reply(
-                200, "stale", reason=f"a later push to {push.ref} ({newer[:7]}) already started its rollouts"
-            )
-        self.store.record_push(key, scope, push.before, push.after)
-        claim = self.store.claim(key)
-        if isinstance(claim, Duplicate):
-            return _duplicate(claim)
-        if isinstance(claim, InProgress):
-            return _reply(409, "in_progress", error="this push is being handled; retry later")
-        label = f"delivery {delivery_id} of push {push.short_sha}"
-        return self._start(key, claim, push.provider, decision.rollouts, label)
-
-    def _start(
-        self, key: str, claim: Claimed, provider: Provider, rollouts: tuple[PlannedRollout, ...], label: str
-    ) -> Reply:
-        flow_run_ids: list[str] = []
-        try:
-            for planned in rollouts:
-                flow_run_ids.append(
-                    self.starter.start(planned.request, idempotency_key=f"{key}:{planned.route.rollout}")
+        if self.store.queued(key) is None:
+            later = None if push.forced else self.store.later_push(scope, push.after)
+            if later is not None:
+                logger.info(
+                    "delivery %s of push %s is stale: %s came after it", delivery_id, push.short_sha, later
                 )
-        except TriggerUnavailableError as exc:
-            self.store.release(key, claim)
-            logger.warning("%s not started: %s", label, exc)
-            return _reply(503, "unavailable", error=str(exc))
-        except BaseException:
-            self.store.release(key, claim)
-            raise
-        self.store.complete(key, claim, flow_run_ids)
-        self.metrics.rollouts_started.labels(provider=provider).inc(len(flow_run_ids))
-        logger.info("%s started flow runs %s", label, ", ".join(flow_run_ids))
-        return _reply(202, "started", flow_run_id=flow_run_ids[0], flow_run_ids=flow_run_ids)
+                return _stale(push.ref, later)
+            self.store.record_push(key, scope, push.before, push.after)
+            rollouts = tuple((p.route.rollout, p.request.model_dump_json()) for p in decision.rollouts)
+            label = f"{push.provider} delivery {delivery_id} of push {push.short_sha}"
+            self.store.enqueue(QueuedPush(key, scope, push.after, label, rollouts))
+        self.dispatcher.kick()
+        started = self.dispatcher.settle(key, self.reply_wait)
+        if started is not None:
+            ids = list(started.flow_run_ids)
+            return _reply(202, "started", flow_run_id=ids[0] if ids else None, flow_run_ids=ids)
+        entry = self.store.queued(key)
+        if entry is not None and entry.state == "superseded":
+            return _reply(200, "stale", reason=f"a later push to {push.ref} started or is queued")
+        error = None if entry is None else entry.last_error
+        return _reply(
+            202,
+            "accepted",
+            reason="queued: the rollout starts as soon as the orchestrator takes it",
+            **({"last_error": error} if error else {}),
+        )
+
+    def _started(self, key: str, count: int) -> None:
+        provider = key.split(":", 1)[0]
+        self.metrics.rollouts_started.labels(provider=provider).inc(count)
+
+
+def _stale(ref: str, later: str) -> Reply:
+    return _reply(200, "stale", reason=f"a later push to {ref} ({later[:7]}) started or is queued")
 
 
 def push_key(push: PushEvent) -> str:

@@ -46,6 +46,7 @@ def serving(app: FastAPI) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=15)
         sock.close()
+        app.state.handler.close()  # lifespan is off: stop the dispatcher here
     assert not thread.is_alive(), "uvicorn did not stop"
 
 
@@ -72,6 +73,8 @@ def make_app(tmp_path: Path, starter: InMemoryRolloutStarter) -> AppFactory:
         secrets: WebhookSecrets | None = None,
         max_body_bytes: int = 1024 * 1024,
         deployment: str = "rollout/rollout",
+        reply_wait: float = 2.0,
+        first_retry: float = 0.05,
     ) -> FastAPI:
         routes_file = tmp_path / "routes.yaml"
         routes_file.write_text(
@@ -86,6 +89,8 @@ def make_app(tmp_path: Path, starter: InMemoryRolloutStarter) -> AppFactory:
             store=DeliveryStore(Path(routes.deliveries)),
             starter=starter,
             max_body_bytes=max_body_bytes,
+            reply_wait=reply_wait,
+            first_retry=first_retry,
         )
 
     return make

@@ -218,43 +218,43 @@ def test_a_replayed_body_under_new_delivery_ids_starts_nothing(
     assert len(starter.started) == 1
 
 
-def test_an_older_push_redelivered_after_a_newer_one_started_is_stale(
-    client: httpx.Client, starter: InMemoryRolloutStarter
+def test_an_older_push_never_starts_after_a_newer_one(
+    make_app: AppFactory, starter: InMemoryRolloutStarter
 ) -> None:
-    # Push A got 503 while the orchestrator was down; push B (its successor) started; then A is
-    # redelivered. Starting A now would roll the older image out over the newer one.
+    # Pushes A then B (B.before == A.after) arrive while the orchestrator is down: when it is
+    # back, only B starts. Then A is delivered again, and A's predecessor for the first time (its
+    # delivery was lost on the way): both are older than B, so neither starts.
     a_sha, b_sha, c_sha = "a" * 40, "b" * 40, "c" * 40
     push_a = p.body_of(p.github_push(before="9" * 40, after=a_sha))
     push_b = p.body_of(p.github_push(before=a_sha, after=b_sha))
-    starter.available = False
-    assert client.post("/hooks/github", content=push_a, headers=p.github_headers(push_a)).status_code == 503
-    starter.available = True
-    assert client.post("/hooks/github", content=push_b, headers=p.github_headers(push_b)).status_code == 202
-    again = client.post("/hooks/github", content=push_a, headers=p.github_headers(push_a))
-    assert again.status_code == 200
-    assert again.json() == {
-        "status": "stale",
-        "reason": f"a later push to refs/heads/master ({b_sha[:7]}) already started its rollouts",
-    }
-    assert [s.request.image for s in starter.started] == [f"registry.example.com/hello/world:{b_sha}"]
-    # also two links down the chain, and for A's predecessor, which the receiver never saw (its
-    # delivery was lost on the way): it leads to A, which leads to B
-    push_c = p.body_of(p.github_push(before=b_sha, after=c_sha))
-    assert client.post("/hooks/github", content=push_c, headers=p.github_headers(push_c)).status_code == 202
-    assert (
-        client.post("/hooks/github", content=push_a, headers=p.github_headers(push_a)).json()["status"]
-        == "stale"
-    )
-    unseen = p.body_of(p.github_push(before="8" * 40, after="9" * 40))
-    assert (
-        client.post("/hooks/github", content=unseen, headers=p.github_headers(unseen)).json()["status"]
-        == "stale"
-    )
-    # a forced push is new whatever came before it (a force-push back to an older commit is how
-    # people undo), and a push on another branch is unrelated
-    forced = p.body_of(p.github_push(before=c_sha, after=a_sha, forced=True))
-    assert client.post("/hooks/github", content=forced, headers=p.github_headers(forced)).status_code == 202
-    assert len(starter.started) == 3
+    app = make_app()
+    with _client(app) as client:
+        starter.available = False
+        for body in (push_a, push_b):
+            reply = client.post("/hooks/github", content=body, headers=p.github_headers(body))
+            assert (reply.status_code, reply.json()["status"]) == (202, "accepted")
+        starter.available = True
+        _settled(app, push_b)
+        again = client.post("/hooks/github", content=push_a, headers=p.github_headers(push_a))
+        assert (again.status_code, again.json()["status"]) == (200, "stale")
+        unseen = p.body_of(p.github_push(before="8" * 40, after="9" * 40))
+        stale = client.post("/hooks/github", content=unseen, headers=p.github_headers(unseen))
+        assert stale.json() == {
+            "status": "stale",
+            "reason": f"a later push to refs/heads/master ({b_sha[:7]}) started or is queued",
+        }
+        assert [s.request.image for s in starter.started] == [f"registry.example.com/hello/world:{b_sha}"]
+        # a later push starts; a forced push is new whatever came before it (a force-push back to an
+        # older commit is how people undo)
+        push_c = p.body_of(p.github_push(before=b_sha, after=c_sha))
+        assert (
+            client.post("/hooks/github", content=push_c, headers=p.github_headers(push_c)).status_code == 202
+        )
+        forced = p.body_of(p.github_push(before=c_sha, after=a_sha, forced=True))
+        assert (
+            client.post("/hooks/github", content=forced, headers=p.github_headers(forced)).status_code == 202
+        )
+        assert len(starter.started) == 3
 
 
 def test_an_invalid_rendered_image_is_unprocessable_and_not_recorded(
@@ -269,21 +269,57 @@ def test_an_invalid_rendered_image_is_unprocessable_and_not_recorded(
     assert again.status_code == 422
 
 
-def test_orchestrator_down_is_503_and_the_retry_succeeds(
-    client: httpx.Client, starter: InMemoryRolloutStarter
+def test_a_push_accepted_while_the_orchestrator_is_down_starts_when_it_is_back(
+    make_app: AppFactory, starter: InMemoryRolloutStarter
 ) -> None:
+    # No 503, no redelivery needed: the push is queued durably and started once the orchestrator
+    # answers, by this receiver or by the next one on the same database.
     starter.available = False
     body = p.body_of(p.github_push())
-    headers = p.github_headers(body, delivery="retry-me")
-    down = client.post("/hooks/github", content=body, headers=headers)
-    assert down.status_code == 503
-    assert down.headers["Retry-After"] == "10"
-    assert down.json()["status"] == "unavailable"
+    with _client(make_app()) as client:
+        down = client.post("/hooks/github", content=body, headers=p.github_headers(body))
+        assert down.status_code == 202
+        assert down.json()["status"] == "accepted"
+        assert "marked unavailable" in down.json()["last_error"]
+        health = client.get("/healthz").json()
+        assert (health["status"], health["queued"]) == ("ok", 1)
+        assert "marked unavailable" in health["last_error"]
     assert starter.started == []
     starter.available = True
-    retried = client.post("/hooks/github", content=body, headers=headers)
-    assert retried.status_code == 202
-    assert len(starter.started) == 1
+    restarted = make_app()  # the queue survived; the new receiver starts it without a delivery
+    with _client(restarted) as client:
+        (flow_run_id,) = _settled(restarted, body)
+        assert client.get("/healthz").json() == {"status": "ok", "queued": 0}
+    (started,) = starter.started
+    assert started.flow_run_id == flow_run_id
+    assert (
+        started.idempotency_key == f"{push_key(parse_github_push(p.github_push()))}:config/rollouts/web.yaml"
+    )
+
+
+def _settled(app: Any, body: bytes) -> tuple[str, ...]:
+    """Wait for the receiver's dispatcher to start the queued push `body`; its flow run ids."""
+    key = push_key(parse_github_push(json.loads(body)))
+    started = app.state.handler.dispatcher.settle(key, 30, retries=True)
+    assert started is not None, f"push {key} did not start"
+    return tuple(started.flow_run_ids)
+
+
+def test_a_slow_orchestrator_does_not_hold_the_reply(make_app: AppFactory) -> None:
+    gated = GatedStarter()
+    body = p.body_of(p.github_push())
+    app = make_app(starter=gated, reply_wait=0.2)
+    with _client(app) as client:
+        reply = client.post("/hooks/github", content=body, headers=p.github_headers(body))
+        # answered while the orchestrator is still inside the start
+        assert gated.entered.is_set()
+        assert not gated.release.is_set()
+        assert (reply.status_code, reply.json()["status"]) == (202, "accepted")
+        refused = client.post("/hooks/github", content=body, headers=p.github_headers(body, secret="x"))
+        assert refused.status_code == 401
+        gated.release.set()
+        assert len(_settled(app, body)) == 1
+    assert len(gated.started) == 1
 
 
 def test_gitlab_push_hook_starts_the_rollout(client: httpx.Client, starter: InMemoryRolloutStarter) -> None:
@@ -327,7 +363,7 @@ def test_a_provider_without_a_secret_is_off(make_app: AppFactory, starter: InMem
 
 
 def test_healthz_and_metrics_count_deliveries_and_rollouts(client: httpx.Client) -> None:
-    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok", "queued": 0}
     _github(client, p.github_push())
     _github(client, p.github_push(), secret="wrong")
     _github(client, p.github_push(repository="a/b"))
@@ -364,24 +400,28 @@ class GatedStarter(InMemoryRolloutStarter):
         return super().start(request, idempotency_key=idempotency_key)
 
 
-def test_copies_arriving_while_a_delivery_starts_are_409_and_start_nothing(make_app: AppFactory) -> None:
+def test_copies_arriving_while_a_push_starts_start_nothing_more(make_app: AppFactory) -> None:
     gated = GatedStarter()
     body = p.body_of(p.github_push())
-    headers = p.github_headers(body, delivery="concurrent")
     first: list[httpx.Response] = []
-    with _client(make_app(starter=gated)) as client:
+    app = make_app(starter=gated, reply_wait=0.2)
+    with _client(app) as client:
         sender = threading.Thread(
-            target=lambda: first.append(client.post("/hooks/github", content=body, headers=headers))
+            target=lambda: first.append(
+                client.post("/hooks/github", content=body, headers=p.github_headers(body))
+            )
         )
         sender.start()
         assert gated.entered.wait(timeout=30)
-        copies = [client.post("/hooks/github", content=body, headers=headers) for _ in range(3)]
+        copies = [
+            client.post("/hooks/github", content=body, headers=p.github_headers(body)) for _ in range(3)
+        ]
         gated.release.set()
         sender.join(timeout=30)
-        after = client.post("/hooks/github", content=body, headers=headers)
-    assert [c.status_code for c in copies] == [409, 409, 409]
-    assert copies[0].json()["status"] == "in_progress"
-    assert copies[0].headers["Retry-After"] == "10"
+        (flow_run_id,) = _settled(app, body)
+        after = client.post("/hooks/github", content=body, headers=p.github_headers(body))
+    assert [(c.status_code, c.json()["status"]) for c in copies] == [(202, "accepted")] * 3
+    assert "Retry-After" not in copies[0].headers
     assert first[0].status_code == 202
-    assert (after.status_code, after.json()["status"]) == (200, "duplicate")
+    assert after.json() == {"status": "duplicate", "flow_run_id": flow_run_id, "flow_run_ids": [flow_run_id]}
     assert len(gated.started) == 1

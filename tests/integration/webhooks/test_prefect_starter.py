@@ -102,34 +102,38 @@ def test_a_signed_push_runs_the_rollout_deployment(deployed: Deployed, make_app:
     assert finished.state.is_completed()
 
 
-def test_prefect_down_is_503_then_the_retried_delivery_starts_the_rollout(
+def test_a_push_accepted_while_prefect_is_down_runs_when_prefect_is_back(
     deployed: Deployed, make_app: AppFactory
 ) -> None:
+    # No 503 and no redelivery: the receiver queues the push and starts it once Prefect answers.
     delivery = str(uuid.uuid4())
     starter = PrefectRolloutStarter(DEPLOYMENT, api_url=unused_loopback_url())
-    with serving(make_app(starter=starter, deployment=DEPLOYMENT)) as base_url:
+    app = make_app(starter=starter, deployment=DEPLOYMENT)
+    with serving(app) as base_url:
         down = _push(base_url, delivery)
-        assert down.status_code == 503
-        assert down.headers["Retry-After"] == "10"
-        assert "cannot be reached" in down.json()["error"]
+        assert down.status_code == 202
+        assert down.json()["status"] == "accepted"
+        assert "cannot be reached" in down.json()["last_error"]
         assert _flow_runs(deployed, delivery) == []
         starter.api_url = deployed.api_url  # Prefect is back
-        retried = _push(base_url, delivery)
-    assert retried.status_code == 202, retried.text
+        started = app.state.handler.dispatcher.settle(_key(delivery), 60, retries=True)
+    assert started is not None
     (run,) = _flow_runs(deployed, delivery)
-    assert retried.json()["flow_run_id"] == str(run.id)
+    assert list(started.flow_run_ids) == [str(run.id)]
 
 
-def test_a_missing_deployment_is_503_and_nothing_is_recorded(
+def test_a_missing_deployment_keeps_the_push_queued_and_says_why(
     deployed: Deployed, make_app: AppFactory
 ) -> None:
     delivery = str(uuid.uuid4())
     starter = PrefectRolloutStarter("rollout/not-deployed", api_url=deployed.api_url)
     with serving(make_app(starter=starter, deployment="rollout/not-deployed")) as base_url:
         first = _push(base_url, delivery)
-        second = _push(base_url, delivery)
-    assert (first.status_code, second.status_code) == (503, 503)
-    assert "does not exist" in first.json()["error"]
+        health = httpx.get(f"{base_url}/healthz").json()
+    assert (first.status_code, first.json()["status"]) == (202, "accepted")
+    assert "does not exist" in first.json()["last_error"]
+    assert health["queued"] == 1
+    assert "does not exist" in health["last_error"]
 
 
 def test_the_same_delivery_twice_is_one_flow_run(
@@ -159,21 +163,24 @@ def test_concurrent_copies_of_a_delivery_start_one_flow_run(deployed: Deployed, 
     delivery = str(uuid.uuid4())
     starter = PrefectRolloutStarter(DEPLOYMENT, api_url=deployed.api_url)
     barrier = threading.Barrier(6)
-    statuses: list[int] = []
+    replies: list[httpx.Response] = []
     lock = threading.Lock()
     with serving(make_app(starter=starter, deployment=DEPLOYMENT)) as base_url:
 
         def send() -> None:
             barrier.wait()
-            status = _push(base_url, delivery).status_code
+            reply = _push(base_url, delivery)
             with lock:
-                statuses.append(status)
+                replies.append(reply)
 
         threads = [threading.Thread(target=send) for _ in range(6)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-    assert statuses.count(202) == 1, statuses
-    assert set(statuses) <= {202, 200, 409}, statuses
-    assert len(_flow_runs(deployed, delivery)) == 1
+    # Each copy is accepted (or found started); one flow run, and every reply that names a flow
+    # run names that one.
+    statuses = [(r.status_code, r.json()["status"]) for r in replies]
+    assert set(statuses) <= {(202, "started"), (202, "accepted"), (200, "duplicate")}, statuses
+    (run,) = _flow_runs(deployed, delivery)
+    assert {r.json()["flow_run_id"] for r in replies if "flow_run_id" in r.json()} == {str(run.id)}

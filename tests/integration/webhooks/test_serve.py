@@ -80,7 +80,8 @@ def test_build_app_reports_an_invalid_routes_file(tmp_path: Path) -> None:
 
 
 def test_serve_runs_the_receiver_with_the_prefect_starter(routes_file: Path, tmp_path: Path) -> None:
-    """`serve` as the CLI calls it, in its own process: an unreachable Prefect API makes a push 503."""
+    """`serve` as the CLI calls it, in its own process: with the Prefect API unreachable a push is
+    accepted, queued, and the failed start is logged with the deployment's name."""
     shutil.copytree(Path(__file__).resolve().parents[3] / "config", tmp_path / "config")  # its working dir
     port = int(unused_loopback_url().split(":")[2].split("/")[0])
     code = (
@@ -109,16 +110,25 @@ def test_serve_runs_the_receiver_with_the_prefect_starter(routes_file: Path, tmp
                 break
         assert "Uvicorn running on" in "".join(output), "".join(output)
         base_url = f"http://127.0.0.1:{port}"
-        assert httpx.get(f"{base_url}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"{base_url}/healthz").json() == {"status": "ok", "queued": 0}
         body = p.body_of(p.github_push())
         response = httpx.post(
             f"{base_url}/hooks/github", content=body, headers=p.github_headers(body), timeout=30
         )
-        assert response.status_code == 503
-        assert "'rollout/rollout'" in response.json()["error"]
+        assert (response.status_code, response.json()["status"]) == (202, "accepted")
+        for line in process.stdout:  # the dispatcher logs the failed start
+            output.append(line)
+            if "not started" in line:
+                break
+        assert "'rollout/rollout'" in output[-1], "".join(output)
+        health = httpx.get(f"{base_url}/healthz").json()
+        assert health["queued"] == 1
+        assert "'rollout/rollout'" in health["last_error"]
     finally:
         process.terminate()
-        rest, _ = process.communicate(timeout=30)
+        rest = process.stdout.read()  # not communicate(): it would skip what the reader buffered
+        process.stdout.close()
+        process.wait(timeout=30)
     logged = "".join(output) + rest
-    assert "POST /hooks/github" in logged
+    assert "POST /hooks/github" in logged, logged
     assert p.GITHUB_SECRET not in logged

@@ -7,7 +7,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from canaryflow.webhooks.deliveries import Claimed, DeliveryStore, Duplicate, InProgress
+from canaryflow.webhooks.deliveries import Claimed, DeliveryStore, Duplicate, InProgress, QueuedPush
 
 
 class Clock:
@@ -108,17 +108,17 @@ def _started(store: DeliveryStore, key: str, scope: str, before: str, after: str
 def test_a_push_followed_by_a_started_push_of_its_ref_is_found_along_the_chain(tmp_path: Path) -> None:
     store = DeliveryStore(tmp_path / "d.sqlite3")
     scope = "github:o/r:refs/heads/main"
-    store.record_push("a", scope, "0", "A")  # seen, never started (503)
-    assert store.newer_started(scope, "A") is None
-    assert store.newer_started(scope, "0") is None  # only A came after 0, and it did not start
+    store.record_push("a", scope, "0", "A")  # seen, neither started nor queued
+    assert store.later_push(scope, "A") is None
+    assert store.later_push(scope, "0") is None  # only A came after 0, and it did not start
     _started(store, "b", scope, "A", "B")
-    assert store.newer_started(scope, "A") == "B"
-    assert store.newer_started(scope, "0") == "B"  # through A
-    assert store.newer_started(scope, "B") is None  # nothing after the newest
-    assert store.newer_started("github:o/r:refs/heads/other", "A") is None  # another ref
+    assert store.later_push(scope, "A") == "B"
+    assert store.later_push(scope, "0") == "B"  # through A
+    assert store.later_push(scope, "B") is None  # nothing after the newest
+    assert store.later_push("github:o/r:refs/heads/other", "A") is None  # another ref
     # survives a restart, and a cycle (force pushes back and forth) does not loop
     store.record_push("c", scope, "B", "A")
-    assert DeliveryStore(tmp_path / "d.sqlite3").newer_started(scope, "B") == "B"
+    assert DeliveryStore(tmp_path / "d.sqlite3").later_push(scope, "B") == "B"
 
 
 def test_a_database_from_before_the_push_chain_gains_its_table(tmp_path: Path) -> None:
@@ -131,4 +131,67 @@ def test_a_database_from_before_the_push_chain_gains_its_table(tmp_path: Path) -
         conn.commit()
     store = DeliveryStore(path)
     store.record_push("a", "s", "0", "A")
-    assert store.newer_started("s", "0") is None
+    assert store.later_push("s", "0") is None
+
+
+def _push(key: str, after: str = "A", scope: str = "s") -> QueuedPush:
+    return QueuedPush(
+        key, scope, after, f"push {key}", (("web.yaml", '{"spec": "web.yaml", "image": "x:1"}'),)
+    )
+
+
+def test_the_queue_hands_out_pushes_oldest_first_one_holder_at_a_time(tmp_path: Path) -> None:
+    clock = Clock()
+    store = DeliveryStore(tmp_path / "d.sqlite3", clock=clock)
+    assert store.backlog().queued == 0
+    assert store.backlog().next_due is None
+    assert store.enqueue(_push("a"))
+    clock.now += 1
+    assert store.enqueue(_push("b", after="B"))
+    assert not store.enqueue(_push("a"))  # accepted once
+    first = store.take(lease=60)
+    assert first is not None
+    assert (first.key, first.rollouts) == ("a", (("web.yaml", '{"spec": "web.yaml", "image": "x:1"}'),))
+    second = store.take(lease=60)  # "a" is leased: the next one
+    assert second is not None
+    assert second.key == "b"
+    assert store.take(lease=60) is None
+    clock.now += 61  # a holder that died: its lease runs out
+    again = store.take(lease=60)
+    assert again is not None
+    assert again.key == "a"
+
+
+def test_a_failed_start_waits_its_delay_and_keeps_its_error(tmp_path: Path) -> None:
+    clock = Clock()
+    path = tmp_path / "d.sqlite3"
+    store = DeliveryStore(path, clock=clock)
+    store.enqueue(_push("a"))
+    assert store.take(lease=60) is not None
+    assert store.reschedule("a", "the orchestrator is down", delay=8.0) == 1
+    assert store.take(lease=60) is None
+    backlog = DeliveryStore(path, clock=clock).backlog()  # and across a restart
+    assert (backlog.queued, backlog.last_error, backlog.next_due) == (1, "the orchestrator is down", 1008.0)
+    clock.now += 8
+    assert store.take(lease=60) is not None
+    store.dequeue("a")
+    assert store.queued("a") is None
+    assert store.backlog().queued == 0
+
+
+def test_a_queued_push_counts_as_later_and_a_superseded_one_never_starts(tmp_path: Path) -> None:
+    store = DeliveryStore(tmp_path / "d.sqlite3")
+    store.record_push("a", "s", "0", "A")
+    store.record_push("b", "s", "A", "B")
+    store.enqueue(_push("a", after="A"))
+    store.enqueue(_push("b", after="B"))
+    assert store.later_push("s", "A") == "B"  # B is queued: A is obsolete
+    store.supersede("a", "a later push")
+    entry = store.queued("a")
+    assert entry is not None
+    assert entry.state == "superseded"
+    taken = store.take(lease=60)
+    assert taken is not None
+    assert taken.key == "b"
+    assert store.take(lease=60) is None
+    assert store.backlog().queued == 1
