@@ -22,7 +22,7 @@ code  status            when
 400   bad_request       not JSON, not a push payload, no usable delivery id
 401   unauthorized      missing or wrong signature or token
 404   not_configured    no secret is configured for this provider
-415   unsupported_media the body is not ``application/json``
+415   unsupported_media the body is neither ``application/json`` nor GitHub's form encoding
 422   unprocessable     a matching route renders an image that is not a valid OCI reference
 ====  ================  =====================================================================
 
@@ -37,6 +37,7 @@ import hashlib
 import json
 import logging
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -236,7 +237,8 @@ class DeliveryHandler:
             self.store.record_push(key, scope, push.before, push.after)
             rollouts = tuple((p.route.rollout, p.request.model_dump_json()) for p in decision.rollouts)
             label = f"{push.provider} delivery {delivery_id} of push {push.short_sha}"
-            self.store.enqueue(QueuedPush(key, scope, push.after, label, rollouts))
+            if self.store.enqueue(QueuedPush(key, scope, push.after, label, rollouts)):
+                logger.info("%s accepted for %s", label, ", ".join(r for r, _ in rollouts))
         self.dispatcher.kick()
         started = self.dispatcher.settle(key, self.reply_wait)
         if started is not None:
@@ -286,8 +288,15 @@ def _delivery_id(value: str | None, header: str) -> str | Reply:
 
 def _json_object(headers: Mapping[str, str], body: bytes) -> dict[str, Any] | Reply:
     media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json":
-        return _reply(415, "unsupported_media", error="send the payload as application/json")
+    if media_type == "application/x-www-form-urlencoded":  # GitHub's default content type
+        fields = urllib.parse.parse_qs(body.decode("ascii", errors="replace"), max_num_fields=10)
+        if len(fields.get("payload", ())) != 1:
+            return _reply(400, "bad_request", error="a form-encoded delivery needs one payload field")
+        body = fields["payload"][0].encode("utf-8")
+    elif media_type != "application/json":
+        return _reply(
+            415, "unsupported_media", error="send the payload as application/json or x-www-form-urlencoded"
+        )
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError):

@@ -9,6 +9,7 @@ the routes' deployment; then the app is served until interrupted.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -62,6 +63,42 @@ def check_route_specs(routes: RoutesConfig, config: Path) -> None:
             ) from exc
 
 
+#: Connections served at once; more are answered 503 by uvicorn (each may hold a body of up to
+#: `canaryflow.webhooks.app.MAX_BODY_BYTES` in memory).
+MAX_CONNECTIONS = 64
+#: Seconds an idle keep-alive connection stays open.
+KEEP_ALIVE_SECONDS = 5
+
+
 def serve(config: Path, *, host: str, port: int) -> None:
-    """Serve the receiver for the routes file `config` on `host`:`port` until interrupted."""
-    uvicorn.run(build_app(config), host=host, port=port, log_level="info")
+    """Serve the receiver for the routes file `config` on `host`:`port` until interrupted.
+
+    Accepted, started and failed pushes are logged at INFO and WARNING on standard error (never a
+    secret or a header), next to uvicorn's access log.
+    """
+    app = build_app(config)
+    _log_to_stderr()
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        limit_concurrency=MAX_CONNECTIONS,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
+
+
+def _log_to_stderr() -> None:
+    logger = logging.getLogger("canaryflow.webhooks")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:%(padding)s%(message)s"))
+        handler.addFilter(_pad)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def _pad(record: logging.LogRecord) -> bool:
+    record.padding = " " * max(1, 10 - len(record.levelname) - 1)  # aligned with uvicorn's lines
+    return True

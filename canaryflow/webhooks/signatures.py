@@ -19,12 +19,17 @@ from canaryflow.errors import SpecError
 __all__ = [
     "GITHUB_SECRET_ENV",
     "GITLAB_TOKEN_ENV",
+    "MIN_SECRET_LENGTH",
     "Secret",
     "github_signature",
     "load_secret",
     "verify_github_signature",
     "verify_gitlab_token",
 ]
+
+#: The shortest secret `load_secret` accepts: anything shorter can be guessed offline from one
+#: captured signature (``openssl rand -hex 32`` makes a good one).
+MIN_SECRET_LENGTH = 16
 
 GITHUB_SECRET_ENV = "CANARYFLOW_GITHUB_SECRET"
 GITLAB_TOKEN_ENV = "CANARYFLOW_GITLAB_TOKEN"
@@ -80,8 +85,9 @@ def load_secret(name: str, environ: Mapping[str, str] | None = None) -> Secret |
     Raises
     ------
     SpecError
-        When both are set, the file cannot be read, or the secret is empty (the message names the
-        variable, never the value).
+        When both are set, the file cannot be read, or the secret is weak: shorter than
+        `MIN_SECRET_LENGTH` characters, or with spaces around it (the message names the variable,
+        never the value).
     """
     env = os.environ if environ is None else environ
     value, file = env.get(name), env.get(f"{name}_FILE")
@@ -96,4 +102,11 @@ def load_secret(name: str, environ: Mapping[str, str] | None = None) -> Secret |
         return None
     if not value:
         raise SpecError(f"{name} is empty")
+    if value != value.strip():
+        raise SpecError(f"{name} starts or ends with whitespace; set the secret without it")
+    if len(value) < MIN_SECRET_LENGTH:
+        raise SpecError(
+            f"{name} is shorter than {MIN_SECRET_LENGTH} characters, too weak to sign deliveries; "
+            "use a random one (e.g. the output of `openssl rand -hex 32`)"
+        )
     return Secret(value.encode("utf-8"))

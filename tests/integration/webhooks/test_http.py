@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -136,10 +137,21 @@ def test_a_push_payload_missing_fields_is_a_bad_request(client: httpx.Client) ->
     assert "not a push payload" in response.json()["error"]
 
 
-def test_a_form_encoded_delivery_is_refused_with_415(client: httpx.Client) -> None:
-    body = b"payload=%7B%7D"
+def test_a_form_encoded_delivery_starts_the_rollout(
+    client: httpx.Client, starter: InMemoryRolloutStarter
+) -> None:
+    # GitHub's default content type: payload=<the JSON, URL-encoded>, signed as sent.
+    body = urllib.parse.urlencode({"payload": p.body_of(p.github_push()).decode()}).encode()
     headers = {**p.github_headers(body), "Content-Type": "application/x-www-form-urlencoded"}
-    assert client.post("/hooks/github", content=body, headers=headers).status_code == 415
+    response = client.post("/hooks/github", content=body, headers=headers)
+    assert (response.status_code, response.json()["status"]) == (202, "started")
+    assert [s.request.image for s in starter.started] == [f"registry.example.com/hello/world:{p.AFTER}"]
+    empty = b"payload=%7B%7D&payload=%7B%7D"
+    headers = {**p.github_headers(empty), "Content-Type": "application/x-www-form-urlencoded"}
+    assert client.post("/hooks/github", content=empty, headers=headers).status_code == 400
+    xml = b"<push/>"
+    headers = {**p.github_headers(xml), "Content-Type": "application/xml"}
+    assert client.post("/hooks/github", content=xml, headers=headers).status_code == 415
 
 
 @pytest.mark.parametrize("delivery", ["", "has space", "x" * 200, "semi;colon"])

@@ -37,7 +37,11 @@ def test_a_route_whose_spec_is_missing_or_invalid_stops_the_receiver_from_starti
         p.routes_yaml(deliveries=str(tmp_path / "deliveries.sqlite3"), gitlab="config/rollouts/web.yaml")
     )
     with pytest.raises(SpecError) as missing:
-        build_app(path, environ={"CANARYFLOW_GITHUB_SECRET": "s"}, starter=InMemoryRolloutStarter())
+        build_app(
+            path,
+            environ={"CANARYFLOW_GITHUB_SECRET": "a-secret-long-enough"},
+            starter=InMemoryRolloutStarter(),
+        )
     assert missing.value.summary() == (
         f"{path}: routes[2] ({p.REPOSITORY}) rolls out config/rollouts/web-preview.yaml: "
         "config/rollouts/web-preview.yaml: no such rollout spec (give the path of one; examples are in "
@@ -73,7 +77,7 @@ def test_build_app_reports_an_invalid_routes_file(tmp_path: Path) -> None:
         "routes:\n  - repository: a/b\n    branch: main\n    rollout: r.yaml\n    image: 'x:{nope}'\n"
     )
     with pytest.raises(SpecError) as info:
-        build_app(path, environ={"CANARYFLOW_GITHUB_SECRET": "s"})
+        build_app(path, environ={"CANARYFLOW_GITHUB_SECRET": "a-secret-long-enough"})
     assert info.value.problems == [
         f"{path}:5 routes[0].image: unknown placeholder {{nope}} (allowed: sha, short_sha, ref_name)"
     ]
@@ -131,4 +135,5 @@ def test_serve_runs_the_receiver_with_the_prefect_starter(routes_file: Path, tmp
         process.wait(timeout=30)
     logged = "".join(output) + rest
     assert "POST /hooks/github" in logged, logged
+    assert "of push 0d1a26e accepted for config/rollouts/web.yaml" in logged, logged
     assert p.GITHUB_SECRET not in logged

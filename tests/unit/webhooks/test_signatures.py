@@ -75,14 +75,14 @@ def test_a_secret_never_shows_its_value() -> None:
 
 def test_load_secret_from_the_environment_or_a_file(tmp_path: Path) -> None:
     assert load_secret("X", {}) is None
-    env_secret = load_secret("X", {"X": "from-env"})
+    env_secret = load_secret("X", {"X": "from-the-environment"})
     assert env_secret is not None
-    assert env_secret.reveal() == b"from-env"
+    assert env_secret.reveal() == b"from-the-environment"
     file = tmp_path / "secret"
-    file.write_text("from-file\n")
+    file.write_text("from-a-secret-file\n")
     file_secret = load_secret("X", {"X_FILE": str(file)})
     assert file_secret is not None
-    assert file_secret.reveal() == b"from-file"
+    assert file_secret.reveal() == b"from-a-secret-file"
 
 
 @pytest.mark.parametrize(
@@ -91,9 +91,14 @@ def test_load_secret_from_the_environment_or_a_file(tmp_path: Path) -> None:
         ({"X": "a", "X_FILE": "/nonexistent"}, "not both"),
         ({"X_FILE": "/nonexistent/secret"}, "cannot read"),
         ({"X": ""}, "empty"),
+        ({"X": " "}, "whitespace"),
+        ({"X": "  a-long-enough-secret"}, "whitespace"),
+        ({"X": "short-secret"}, "shorter than 16 characters"),
     ],
 )
-def test_load_secret_refuses_ambiguous_unreadable_or_empty(environ: dict[str, str], message: str) -> None:
+def test_load_secret_refuses_ambiguous_unreadable_empty_or_weak(
+    environ: dict[str, str], message: str
+) -> None:
     with pytest.raises(SpecError, match=message) as info:
         load_secret("X", environ)
-    assert environ.get("X", "") == "" or environ["X"] not in str(info.value)
+    assert environ.get("X", "").strip() == "" or environ["X"].strip() not in str(info.value)
