@@ -42,17 +42,18 @@ class Setting:
 
 
 _RUN = ("rollout", "check", "worker")
+_KUBE = (*_RUN, "undo")
 SETTINGS: tuple[Setting, ...] = (
     Setting(
-        "KUBECONFIG", "~/.kube/config", "the kubeconfig to reach the cluster (its current context)", _RUN
+        "KUBECONFIG", "~/.kube/config", "the kubeconfig to reach the cluster (its current context)", _KUBE
     ),
-    Setting("CANARYFLOW_KUBE_CONTEXT", "the current context", "the kubeconfig context to use instead", _RUN),
-    Setting("CANARYFLOW_IN_CLUSTER", "false", "true: use the pod's service account, not a kubeconfig", _RUN),
+    Setting("CANARYFLOW_KUBE_CONTEXT", "the current context", "the kubeconfig context to use instead", _KUBE),
+    Setting("CANARYFLOW_IN_CLUSTER", "false", "true: use the pod's service account, not a kubeconfig", _KUBE),
     Setting(
         "CANARYFLOW_CLUSTER",
         "kubernetes",
         "the cluster adapter; only 'kubernetes' here (the demo and the tests inject 'simulated')",
-        _RUN,
+        _KUBE,
     ),
     Setting("CANARYFLOW_PROMETHEUS_URL", "(required)", "the Prometheus that scrapes the target", _RUN),
     Setting("CANARYFLOW_PROMETHEUS_TIMEOUT", "10", "seconds a Prometheus query may take, per attempt", _RUN),

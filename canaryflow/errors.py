@@ -71,6 +71,7 @@ __all__ = [
     "NotFoundError",
     "NotImplementedYetError",
     "NotPromoted",
+    "NothingToUndoError",
     "ObservationLogError",
     "PayloadError",
     "PermanentError",
@@ -227,6 +228,10 @@ class ProgressDeadlineError(ClusterError):
 class DriftError(ClusterError):
     """Somebody else changed the target during the rollout in a way the rollout must not override
     (the stable's image or pod template): the rollout stops and keeps that change."""
+
+
+class NothingToUndoError(ClusterError):
+    """`canaryflow undo`: the target has no promotion recorded, or it was undone already."""
 
 
 class WeightError(ClusterError):

@@ -20,7 +20,7 @@ import typer
 from typer._click import exceptions as click  # the click that typer vendors
 
 from canaryflow.cli import demo as demo_command
-from canaryflow.cli import devtools, replay, rollouts, specs, statusview, steering, webhook
+from canaryflow.cli import devtools, replay, rollouts, specs, statusview, steering, undo, webhook
 from canaryflow.cli.help import environment_help
 from canaryflow.errors import CanaryflowError, exit_code_for
 
@@ -90,6 +90,7 @@ _register(app, "promote", steering.promote)
 _register(app, "abort", steering.abort)
 _register(app, "pause", steering.pause)
 _register(app, "resume", steering.resume)
+_register(app, "undo", undo.undo)
 _register(app, "replay", replay.replay)
 _register(app, "demo", demo_command.demo)
 _register(spec_app, "validate", specs.validate)

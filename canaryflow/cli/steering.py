@@ -15,7 +15,7 @@ import typer
 
 from canaryflow.cli.output import debugging
 
-__all__ = ["abort", "pause", "promote", "resume"]
+__all__ = ["ByOption", "abort", "operator", "pause", "promote", "resume"]
 
 RolloutArgument = Annotated[str, typer.Argument(metavar="ROLLOUT", help="The rollout id.")]
 ByOption = Annotated[
@@ -29,7 +29,7 @@ def _connect() -> None:
     use(connect(os.environ), debug=debugging())
 
 
-def _operator(by: str | None) -> str:
+def operator(by: str | None) -> str:
     """Who asks: `by`, or ``user@host`` of this shell."""
     if by:
         return by
@@ -47,7 +47,7 @@ def _steer(rollout_id: str, action: Literal["abort", "pause", "promote"], reason
     _connect()
     from flows.control import steer
 
-    what, run = steer(rollout_id, action, reason, by=_operator(by))
+    what, run = steer(rollout_id, action, reason, by=operator(by))
     return f"(flow run {run})" if what == "requested" else f"(flow run {run}, {what} from its pause)"
 
 
@@ -105,5 +105,5 @@ def resume(rollout_id: RolloutArgument, by: ByOption = None) -> None:
     _connect()
     from flows.control import resume as resume_rollout
 
-    run = resume_rollout(rollout_id, by=_operator(by))
+    run = resume_rollout(rollout_id, by=operator(by))
     typer.echo(f"resumed {rollout_id} (flow run {run})")

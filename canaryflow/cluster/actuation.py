@@ -29,16 +29,21 @@ from typing import TypeVar
 from canaryflow.clock import Clock
 from canaryflow.cluster.annotations import (
     CAPACITY,
+    PREVIOUS_IMAGE,
+    PROMOTED_BY,
+    PROMOTED_IMAGE,
     REPLICAS_SET,
     ROLLOUT_ID,
     TARGET_LABEL,
     TRACK_LABEL,
+    UNDONE,
     decode_state,
     encode_state,
 )
 from canaryflow.cluster.drift import image_drift
 from canaryflow.cluster.outages import DEFAULT_OUTAGE_TOLERANCE, FINISH_OUTAGE_TOLERANCE, Patience
 from canaryflow.cluster.port import (
+    LastPromotion,
     PodInfo,
     RolloutId,
     RolloutState,
@@ -54,6 +59,7 @@ from canaryflow.errors import (
     DriftError,
     ForbiddenError,
     NotFoundError,
+    NothingToUndoError,
     ProgressDeadlineError,
     RolloutInProgressError,
 )
@@ -156,6 +162,61 @@ class ReplicaActuator:
         patience = self._patience(outage_tolerance, f"the rollback of {rollout_id} on {target}")
         return self._finish(target, rollout_id, RolloutPhase.ROLLING_BACK, progress_deadline, patience)
 
+    def undo(
+        self,
+        target: TargetRef,
+        *,
+        note: str,
+        progress_deadline: timedelta,
+        outage_tolerance: timedelta = FINISH_OUTAGE_TOLERANCE,
+    ) -> TargetStatus:
+        patience = self._patience(outage_tolerance, f"the undo on {target}")
+        undone = self._retrying(target, lambda: self._undo(target, note), patience)
+        if undone:
+            self._wait(target, _STABLE, progress_deadline, patience)
+        return patience.call(lambda: self.read(target))
+
+    def _undo(self, target: TargetRef, note: str) -> bool:
+        """Put the stable back on the image before the last promotion (in one patch that also
+        removes the promotion's record). False when that was done already (an undo resumed)."""
+        snap = self._snapshot(target)
+        busy = snap.records.get("canary") or snap.records.get("baseline")
+        if busy is not None:
+            holder = snap.status.state.rollout_id if snap.status.state else busy.annotations.get(ROLLOUT_ID)
+            raise RolloutInProgressError(
+                f"{target} is in rollout {holder or '(unknown)'}: abort that rollout instead of undoing",
+                target=str(target),
+                rollout_id=holder,
+            )
+        stable = snap.records["stable"]
+        promotion = snap.status.last_promotion
+        if promotion is None:
+            undone = stable.annotations.get(UNDONE)
+            said = f" (last undo: {undone})" if undone else ""
+            raise NothingToUndoError(
+                f"{target} has no promotion by canaryflow to undo{said}", target=str(target)
+            )
+        running = stable.images.get(target.container)
+        if running != promotion.image:
+            raise DriftError(
+                f"{target} runs {running}, not {promotion.image} that {promotion.rollout_id} promoted: "
+                "somebody changed it since, so nothing was undone (set the image you want with kubectl)",
+                target=str(target),
+            )
+        self._workloads.patch_deployment(
+            target.namespace,
+            stable.name,
+            resource_version=stable.resource_version,
+            image=(target.container, promotion.previous_image),
+            annotations={
+                PREVIOUS_IMAGE: None,
+                PROMOTED_IMAGE: None,
+                PROMOTED_BY: None,
+                UNDONE: f"{promotion.image} of {promotion.rollout_id}: {note}"[:1000],
+            },
+        )
+        return True
+
     def _patience(self, tolerance: timedelta, what: str) -> Patience:
         def waiting(exc: Exception) -> None:
             _log.warning("%s waits for the API server (up to %s): %s", what, tolerance, exc)
@@ -193,6 +254,7 @@ class ReplicaActuator:
             hpa_replicas=hpa,
             state=state,
             left_capacity=int(left) if written is None and left.isdigit() else None,
+            last_promotion=_last_promotion(records["stable"]),
         )
         return _Snapshot(status=status, records=records, written=written)
 
@@ -361,6 +423,14 @@ class ReplicaActuator:
         keep = running == image or (rolling_back and running != state.canary_image)
         new_image = None if keep else (target.container, image)
         mark = _unmarked(stable)
+        if new_image is not None and not rolling_back:  # what `undo` needs, in the same patch
+            mark = {
+                **(mark or {}),
+                PREVIOUS_IMAGE: running or state.stable_image,
+                PROMOTED_IMAGE: image,
+                PROMOTED_BY: state.rollout_id,
+                UNDONE: None,
+            }
         if size is not None or new_image is not None or mark is not None:
             self._workloads.patch_deployment(
                 target.namespace,
@@ -513,6 +583,14 @@ def _unmarked(stable: DeploymentRecord) -> dict[str, str | None] | None:
     """The annotations that remove the rollout's marks from the stable (None when it has none)."""
     marks = [key for key in (REPLICAS_SET, CAPACITY) if key in stable.annotations]
     return dict.fromkeys(marks) if marks else None
+
+
+def _last_promotion(stable: DeploymentRecord) -> LastPromotion | None:
+    notes = stable.annotations
+    previous, image, by = notes.get(PREVIOUS_IMAGE), notes.get(PROMOTED_IMAGE), notes.get(PROMOTED_BY)
+    if not (previous and image and by):
+        return None
+    return LastPromotion(previous_image=previous, image=image, rollout_id=RolloutId(by))
 
 
 def _refuse(drift: DriftError | None) -> None:

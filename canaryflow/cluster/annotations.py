@@ -12,7 +12,10 @@ clean up: ``canaryflow/rollout-id``, ``step``, ``weight``, ``canary-image``, ``s
 While the rollout changes the stable's size, the stable carries ``canaryflow/replicas-set`` (the
 replicas canaryflow set, written in the same patch), so that a person's scale is told from ours,
 and ``canaryflow/capacity`` (its size to restore, even if the canary is deleted); both are removed
-when the rollout ends.
+when the rollout ends. A promotion leaves on the stable what `canaryflow undo` needs:
+``canaryflow/previous-image`` (the image it replaced), ``canaryflow/promoted-image`` and
+``canaryflow/promoted-by`` (the rollout id); an undo removes them and leaves
+``canaryflow/undone`` (what it undid, who and why).
 """
 
 from __future__ import annotations
@@ -27,10 +30,14 @@ from canaryflow.status import RolloutPhase
 __all__ = [
     "CAPACITY",
     "PREFIX",
+    "PREVIOUS_IMAGE",
+    "PROMOTED_BY",
+    "PROMOTED_IMAGE",
     "REPLICAS_SET",
     "ROLLOUT_ID",
     "TARGET_LABEL",
     "TRACK_LABEL",
+    "UNDONE",
     "decode_state",
     "encode_state",
     "track_of",
@@ -48,6 +55,13 @@ REPLICAS_SET = PREFIX + "replicas-set"
 #: On the stable Deployment next to `REPLICAS_SET`: its capacity to restore when the rollout ends,
 #: there even if somebody deletes the canary (and the state with it).
 CAPACITY = PREFIX + "capacity"
+#: On the stable after a promotion: the image the promotion replaced, the image it rolled out, and
+#: the rollout that did it (what `canaryflow undo` goes back from and to).
+PREVIOUS_IMAGE = PREFIX + "previous-image"
+PROMOTED_IMAGE = PREFIX + "promoted-image"
+PROMOTED_BY = PREFIX + "promoted-by"
+#: On the stable after an undo: the image undone, by whom and why.
+UNDONE = PREFIX + "undone"
 _STEP = PREFIX + "step"
 _WEIGHT = PREFIX + "weight"
 _CANARY_IMAGE = PREFIX + "canary-image"

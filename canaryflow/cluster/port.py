@@ -24,6 +24,7 @@ from canaryflow.status import RolloutPhase
 
 __all__ = [
     "Cluster",
+    "LastPromotion",
     "PodInfo",
     "RolloutId",
     "RolloutState",
@@ -127,6 +128,16 @@ class TrackStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class LastPromotion:
+    """What the last promotion recorded on the stable: the image it replaced, the image it rolled
+    out and the rollout that did it."""
+
+    previous_image: str
+    image: str
+    rollout_id: RolloutId
+
+
+@dataclass(frozen=True, slots=True)
 class TargetStatus:
     """A target and its tracks; ``state`` is None when no rollout is under way."""
 
@@ -138,6 +149,8 @@ class TargetStatus:
     state: RolloutState | None
     #: The capacity a rollout recorded on the stable, when its canary (with the state) is gone.
     left_capacity: int | None = None
+    #: The last promotion not undone since, as recorded on the stable.
+    last_promotion: LastPromotion | None = None
 
     @property
     def capacity(self) -> int:
@@ -232,5 +245,21 @@ class Cluster(Protocol):
         outage_tolerance: timedelta = ...,
     ) -> TargetStatus:
         """The stable is back on its image at full size; then baseline and canary go. Outages as
+        for `promote`."""
+        ...
+
+    def undo(
+        self,
+        target: TargetRef,
+        *,
+        note: str,
+        progress_deadline: timedelta,
+        outage_tolerance: timedelta = ...,
+    ) -> TargetStatus:
+        """The stable goes back to the image it ran before the last promotion, with no analysis,
+        and rolls out; `note` (who and why) is recorded on it. Raises NothingToUndoError (no
+        promotion recorded, or undone already), RolloutInProgressError (a canary or baseline is
+        there: abort that rollout instead), DriftError (the stable no longer runs the promoted
+        image: somebody changed it since; nothing is written), ProgressDeadlineError. Outages as
         for `promote`."""
         ...

@@ -25,6 +25,7 @@ COMMANDS = [
     ["abort"],
     ["pause"],
     ["resume"],
+    ["undo"],
     ["demo"],
     ["webhook", "serve"],
     ["dev", "kube", "up"],

@@ -1,0 +1,61 @@
+"""``canaryflow undo SPEC --reason TEXT``: take back the target's last promotion, at once.
+
+The fast way back when a promoted release turns out bad after the analysis: the stable returns to
+the image it ran before the last promotion, with no canary and no analysis, and rolls out like
+any Deployment update. What was undone, who asked and why are recorded on the stable
+(``canaryflow/undone``). The spec names the target and its progress deadline; nothing else is
+read, and nothing is written when the spec or the reason is missing, a rollout is under way on
+the target (abort it instead), or somebody set another image since the promotion.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from canaryflow.cli.steering import ByOption, operator
+
+__all__ = ["undo"]
+
+
+def undo(
+    spec: Annotated[Path, typer.Argument(metavar="SPEC", help="The rollout spec of the target.")],
+    reason: Annotated[str, typer.Option(help="Why; recorded on the target with who asked.")],
+    by: ByOption = None,
+) -> None:
+    """Undo the target's last promotion: the stable goes back to the image it ran before, at once,
+    with no analysis. Refused while a rollout is under way on the target or when somebody set
+    another image since."""
+    from canaryflow.cluster.port import TargetRef
+    from canaryflow.environment import cluster_from_env
+    from canaryflow.errors import UsageError
+    from canaryflow.spec import load_spec
+
+    if not reason.strip():
+        raise UsageError("give --reason TEXT: an undo is recorded with why")
+    loaded = load_spec(spec)
+    t = loaded.target
+    target = TargetRef(
+        namespace=t.namespace, deployment=t.deployment, container=t.container, service=t.service
+    )
+    cluster = cluster_from_env(os.environ)
+    try:
+        promotion = cluster.read(target).last_promotion
+        if promotion is not None:  # without one, undo says so (and what the last undo did)
+            typer.echo(
+                f"{target}: undoing {promotion.rollout_id} ({promotion.image} -> {promotion.previous_image})"
+            )
+        status = cluster.undo(
+            target,
+            note=f"by {operator(by)}: {reason.strip()}",
+            progress_deadline=loaded.spec.progress_deadline,
+        )
+    finally:
+        close = getattr(cluster, "close", None)
+        if close is not None:
+            close()
+    stable = status.stable
+    typer.echo(f"{target}: the stable runs {stable.image} again ({stable.ready}/{stable.replicas} ready)")
