@@ -41,7 +41,7 @@ class Setting:
     used_by: tuple[str, ...]
 
 
-_RUN = ("rollout", "check", "worker")
+_RUN = ("rollout", "check", "worker", "retry")
 _KUBE = (*_RUN, "undo")
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -61,19 +61,19 @@ SETTINGS: tuple[Setting, ...] = (
         "CANARYFLOW_REPORTS_DIR",
         "reports",
         "where each rollout's report goes (status.json, observation logs, charts)",
-        ("rollout", "status", "demo", "worker"),
+        ("rollout", "retry", "status", "demo", "worker"),
     ),
     Setting(
         "PREFECT_API_URL",
         "the active Prefect profile's, else canaryflow's local server",
         "the Prefect API that runs and records rollouts (see `canaryflow dev prefect up`)",
-        ("rollout", "promote", "abort", "pause", "resume", "demo", "webhook serve"),
+        ("rollout", "promote", "abort", "pause", "resume", "retry", "demo", "webhook serve"),
     ),
     Setting(
         "CANARYFLOW_STATE_DIR",
         "$XDG_STATE_HOME/canaryflow (~/.local/state/canaryflow)",
         "where the local Prefect server and control plane keep their state",
-        ("dev", "demo", "rollout", "promote", "abort", "pause", "resume"),
+        ("dev", "demo", "rollout", "promote", "abort", "pause", "resume", "retry"),
     ),
     Setting(
         "CANARYFLOW_GITHUB_SECRET",

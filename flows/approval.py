@@ -21,7 +21,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, resume_flow_run
@@ -38,6 +38,7 @@ __all__ = [
     "active_run_of",
     "answer_paused_rollout",
     "held_key",
+    "newest_run_of",
     "paused_run_of",
     "wait_for_approval",
 ]
@@ -127,6 +128,17 @@ def active_run_of(rollout_id: str) -> tuple[UUID, bool]:
         )
     run = runs[0]
     return run.id, run.state is not None and run.state.is_paused()
+
+
+def newest_run_of(rollout_id: str) -> FlowRun | None:
+    """The newest flow run named `rollout_id`, in any state (None when there is none)."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[rollout_id])),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=1,
+        )
+    return runs[0] if runs else None
 
 
 def held_key(run_id: UUID) -> str | None:

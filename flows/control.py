@@ -4,27 +4,44 @@
 built; ``--resume`` takes the rollout id and image from the annotations in the cluster.
 `answer` resumes the paused flow run of a rollout with an approval or a rejection; `steer` asks a
 rollout at any moment to abort, pause or promote in full (a running one at its next checkpoint,
-within one analysis interval; a paused one at once), and `resume` lets a paused one go on. The command line
+within one analysis interval; a paused one at once), and `resume` lets a paused one go on.
+`retry_request` is what ``canaryflow retry`` starts again: the request of a rollout's last run when
+that run ended without a promotion, and the deployment that ran it (if any). The command line
 (`canaryflow.cli`) imports this module inside its commands, so that commands which do not need
 Prefect never load it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from uuid import UUID
 
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
 from prefect.flow_runs import resume_flow_run
 
 from canaryflow.errors import InputError, NotFoundError, PermanentError, RolloutAborted
 from canaryflow.plan import RolloutOutcome, plan_rollout
 from canaryflow.requests import RolloutRequest
-from flows.approval import active_run_of, answer_paused_rollout, held_key
+from flows.approval import active_run_of, answer_paused_rollout, held_key, newest_run_of
 from flows.rollout import outcome_of, rollout
 from flows.runtime import Runtime, use_runtime
 from flows.slots import Action, request, slot_held_by
 
-__all__ = ["answer", "flush_logs", "resume", "resume_request", "run_rollout", "steer"]
+__all__ = [
+    "Retry",
+    "answer",
+    "flush_logs",
+    "resume",
+    "resume_request",
+    "retry_request",
+    "run_request",
+    "run_rollout",
+    "start_on_deployment",
+    "steer",
+]
 
 
 def resume_request(spec: Path, runtime: Runtime) -> RolloutRequest:
@@ -52,6 +69,75 @@ def run_rollout(spec: Path, image: str | None, *, resume: bool, runtime: Runtime
     if state.is_cancelled():
         raise RolloutAborted(state.message or "cancelled")
     return outcome_of(state)
+
+
+def run_request(request: RolloutRequest, runtime: Runtime) -> RolloutOutcome:
+    """Run the rollout flow for `request` here on `runtime` (as `run_rollout`)."""
+    with use_runtime(runtime):
+        state = rollout(request, return_state=True)
+    if state.is_cancelled():
+        raise RolloutAborted(state.message or "cancelled")
+    return outcome_of(state)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """What ``canaryflow retry`` starts again: the request (marked as a retry, with who and why),
+    the flow run it repeats, how that run ended, and its deployment (None: it ran in a terminal)."""
+
+    request: RolloutRequest
+    previous_run: UUID
+    ended: str
+    deployment_id: UUID | None
+
+
+def retry_request(rollout_id: str, reason: str, *, by: str) -> Retry:
+    """The request to start `rollout_id` again, from its newest flow run.
+
+    Raises
+    ------
+    InputError
+        No run of that rollout; its newest run is still going (abort it first) or was promoted
+        (nothing to retry: ``canaryflow undo`` takes a promotion back); its parameters are not a
+        rollout request.
+    """
+    run = newest_run_of(rollout_id)
+    if run is None:
+        raise InputError(f"no rollout {rollout_id!r} in Prefect (`canaryflow status` lists the rollouts)")
+    state = run.state
+    name = (state.name if state is not None else None) or "unknown"
+    if state is None or not state.is_final():
+        raise InputError(
+            f"rollout {rollout_id!r} is still {name.lower()} (flow run {run.id}); "
+            f"`canaryflow abort {rollout_id}` stops it, then it can be retried"
+        )
+    if state.is_completed():
+        raise InputError(
+            f"rollout {rollout_id!r} was promoted (flow run {run.id}): nothing to retry; "
+            "`canaryflow undo SPEC` takes a promotion back"
+        )
+    try:
+        previous = RolloutRequest.model_validate(run.parameters.get("request"))
+    except ValueError as exc:
+        raise InputError(f"flow run {run.id} of {rollout_id!r} has no rollout request to repeat") from exc
+    request = previous.model_copy(
+        update={"triggered_by": f"retry of {rollout_id} ({name}) by {by}: {reason}", "rollout_id": rollout_id}
+    )
+    return Retry(request, run.id, name, run.deployment_id)
+
+
+def start_on_deployment(deployment_id: UUID, request: RolloutRequest) -> str:
+    """Create a flow run of the deployment `deployment_id` for `request` (its workers run it);
+    its id."""
+    flow_run = run_deployment(
+        name=deployment_id,
+        parameters={"request": request.model_dump(mode="json")},
+        timeout=0,
+        as_subflow=False,
+    )
+    if not isinstance(flow_run, FlowRun):  # only on an event loop, which the command line has not
+        raise TypeError("start_on_deployment blocks; call it outside an event loop")
+    return str(flow_run.id)
 
 
 def answer(rollout_id: str, decision: Literal["approve", "reject"], reason: str) -> str:

@@ -1,4 +1,5 @@
-"""``canaryflow check | rollout``: check a rollout, run it (`canaryflow.cli.steering` steers it).
+"""``canaryflow check | rollout | retry``: check a rollout, run it, run it again after it was not
+promoted (`canaryflow.cli.steering` steers it).
 
 The order is the same everywhere: what needs no I/O first (the image reference, the spec), then
 the environment (the kubeconfig, the Prometheus URL, the Prefect API), then the preflight against
@@ -21,8 +22,9 @@ if TYPE_CHECKING:
     from canaryflow.cluster.port import Cluster
     from canaryflow.metrics import MetricsSource
     from canaryflow.plan import RolloutPlan
+    from canaryflow.requests import RolloutRequest
 
-__all__ = ["check", "rollout"]
+__all__ = ["check", "retry", "rollout"]
 
 SpecArgument = Annotated[Path, typer.Argument(metavar="SPEC", help="The rollout spec (YAML).")]
 
@@ -110,6 +112,63 @@ def rollout(
             cluster=cluster, metrics=metrics, reports_dir=reports_dir(os.environ), events=progress
         )
         outcome = run_rollout(spec, image, resume=resume, runtime=runtime)
+    typer.echo(f"{outcome.rollout_id} {outcome.result}: {outcome.reason}")
+    typer.echo(f"report: {outcome.report}")
+    raise typer.Exit(0 if outcome.result == "promoted" else 6)
+
+
+def retry(
+    rollout_id: Annotated[str, typer.Argument(metavar="ROLLOUT", help="The rollout id.")],
+    reason: Annotated[str, typer.Option(help="Why; recorded with the new run.")],
+    by: Annotated[
+        str | None, typer.Option(metavar="WHO", help="Who asks; recorded (default: user@host of this shell).")
+    ] = None,
+) -> None:
+    """Start a rollout again whose last run was rolled back, aborted, cancelled or crashed: the
+    same spec and image, recorded as a retry with who and why.
+
+    A rollout started by a deployment (a webhook, the Prefect UI) gets a new flow run of that
+    deployment and this command returns; one started in a terminal runs here again, with the
+    preflight first, and exits like ``canaryflow rollout``."""
+    from canaryflow.cli.prefectapi import connect, use
+    from canaryflow.cli.steering import operator
+    from canaryflow.errors import UsageError
+
+    if not reason.strip():
+        raise UsageError("give --reason TEXT: a retry is recorded with why")
+    api = connect(os.environ)
+    use(api, debug=debugging())
+    from flows.control import retry_request, start_on_deployment
+
+    again = retry_request(rollout_id, reason.strip(), by=operator(by))
+    request = again.request
+    typer.echo(f"{rollout_id}: last run {again.previous_run} ended {again.ended}; retrying {request.image}")
+    if again.deployment_id is not None:
+        run = start_on_deployment(again.deployment_id, request)
+        typer.echo(
+            f"{rollout_id}: started flow run {run} of its deployment (`canaryflow status {rollout_id}`)"
+        )
+        return
+    _run_here(request)
+
+
+def _run_here(request: RolloutRequest) -> None:
+    """Run `request` in this process, preflight first; exit 0 when promoted, else 6."""
+    from canaryflow.cli.progress import Progress
+    from canaryflow.environment import reports_dir
+    from canaryflow.preflight import check_request
+
+    plan, _ = check_request(request)
+    with ExitStack() as stack:
+        cluster, metrics = _adapters(stack)
+        _preflight(plan, cluster, metrics)
+        from flows.control import run_request
+        from flows.runtime import Runtime
+
+        runtime = Runtime(
+            cluster=cluster, metrics=metrics, reports_dir=reports_dir(os.environ), events=Progress()
+        )
+        outcome = run_request(request, runtime)
     typer.echo(f"{outcome.rollout_id} {outcome.result}: {outcome.reason}")
     typer.echo(f"report: {outcome.report}")
     raise typer.Exit(0 if outcome.result == "promoted" else 6)

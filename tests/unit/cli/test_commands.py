@@ -26,6 +26,7 @@ COMMANDS = [
     ["pause"],
     ["resume"],
     ["undo"],
+    ["retry"],
     ["demo"],
     ["webhook", "serve"],
     ["dev", "kube", "up"],
