@@ -51,7 +51,7 @@ from flows.runtime import Runtime, runtime_for_run
 from flows.slots import AbortRequested, Superseded, clear_request, request_target, target_slot
 from flows.steps import (
     check_before_writing,
-    hold,
+    hold_until_asked,
     look_for_drift,
     promote_canary,
     read_target,
@@ -262,10 +262,6 @@ def checkpoint(run: Run) -> None:
     look_for_drift(run.runtime.cluster, run.plan.target)
 
 
-def _ignore_pause(paused: dict[str, Any] | None) -> None:
-    """Inside a task a run cannot pause: a pause asked then is honoured at the next step."""
-
-
 def hold_split(run: Run, paused: dict[str, Any]) -> None:
     """``canaryflow pause``: hold the current split until ``canaryflow resume`` (or the Prefect UI's
     Resume), at most `HOLD_SECONDS`; an abort or a timeout rolls back."""
@@ -311,12 +307,15 @@ def pause(run: Run, index: int, step: Pause) -> list[str]:
     plan = run.plan
     if not step.approval:
         assert step.duration is not None
-        hold(
-            run.runtime.clock,
-            step.duration.total_seconds(),
-            why=f"pause of {plan.rollout_id}",
-            checkpoint=lambda: _ignore_pause(check_stop(plan)),
-        )
+        left = step.duration.total_seconds()
+        while left > 0:  # a `canaryflow pause` asked meanwhile holds the split here, then the rest
+            left = hold_until_asked(
+                run.runtime.clock,
+                left,
+                why=f"pause of {plan.rollout_id}",
+                asked=lambda: check_stop(plan) is not None,
+            )
+            checkpoint(run)
         return []
     run.reporter.phase(RolloutPhase.WAITING_FOR_APPROVAL)
     run.reporter.say(

@@ -33,6 +33,7 @@ from canaryflow.replicas import Split, plan_split
 __all__ = [
     "check_before_writing",
     "hold",
+    "hold_until_asked",
     "look_for_drift",
     "observe",
     "promote_canary",
@@ -150,24 +151,30 @@ def roll_back_canary(
     return cluster.rollback(target, rollout_id=rollout_id, progress_deadline=progress_deadline)
 
 
-#: How often a long wait looks whether the rollout must stop (`hold` with a checkpoint).
+#: How often a long wait looks whether the rollout must stop (`hold_until_asked`).
 STOP_CHECK_SECONDS = 10.0
 
 
 @task(name="wait", cache_policy=NO_CACHE)
-def hold(clock: Clock, seconds: float, *, why: str, checkpoint: Callable[[], None] | None = None) -> datetime:
-    """Wait `seconds` on `clock`; return the time after the wait. With a `checkpoint`, call it
-    every `STOP_CHECK_SECONDS` of the wait (it raises to stop the rollout)."""
-    if checkpoint is None:
-        clock.sleep(seconds)
-        return clock.now()
+def hold(clock: Clock, seconds: float, *, why: str) -> datetime:
+    """Wait `seconds` on `clock` (`why` names the wait in logs); return the time after the wait."""
+    clock.sleep(seconds)
+    return clock.now()
+
+
+@task(name="wait", cache_policy=NO_CACHE)
+def hold_until_asked(clock: Clock, seconds: float, *, why: str, asked: Callable[[], bool]) -> float:
+    """Wait `seconds` on `clock`, looking every `STOP_CHECK_SECONDS` whether somebody asked for
+    something the flow itself must do (`asked`: a ``canaryflow pause``, which a task cannot do;
+    `asked` raises to stop the rollout). Return the seconds left when asked, 0 after the whole wait."""
     left = seconds
     while left > 0:
         chunk = min(left, STOP_CHECK_SECONDS)
         clock.sleep(chunk)
         left -= chunk
-        checkpoint()
-    return clock.now()
+        if left > 0 and asked():
+            return left
+    return 0.0
 
 
 @task(name="observe", retry_condition_fn=_retry_on_io, cache_policy=NO_CACHE)

@@ -306,3 +306,36 @@ def test_abort_while_held_by_a_pause_rolls_back(
     _assert_rolled_back(stack)
     with pytest.raises(InputError, match=r"^no running or paused rollout 'web-held'"):
         resume("web-held", by="heidi")  # it has ended
+
+
+def test_a_pause_asked_during_a_timed_pause_holds_at_once_and_the_rest_of_the_pause_follows(
+    rollout_of: Callable[..., Any], stack: SimulatedStack, clock: CallingClock, tmp_path: Path
+) -> None:
+    from flows.control import resume, steer
+
+    spec = write_spec(tmp_path, ["{setWeight: 20}", "{pause: {duration: 1h}}", "{setWeight: 50}"])
+    waited: list[float] = []
+    held: list[Future[Any]] = []
+
+    def pause_after_a_minute(seconds: float, count: int) -> None:
+        if seconds >= 1.0:  # the pause's waits (pods become ready in 1 s steps of 0.25 s)
+            waited.append(seconds)
+        if sum(waited) == 60.0 and not held:
+            steer("web-timed", "pause", "a dashboard looks odd", by="ivan")
+
+            def while_held() -> tuple[float, int]:
+                state = stack.cluster.read(stack.target).state
+                seen = (sum(waited), state.weight if state else -1)
+                resume("web-timed", by="ivan")
+                return seen
+
+            held.append(_in_background(_when_held("web-timed", while_held)))
+
+    clock.on_sleep = pause_after_a_minute
+    outcome = rollout_of(GOOD_IMAGE, spec=spec, rollout_id="web-timed").result()
+
+    waited_when_held, weight_when_held = held[0].result(timeout=60)
+    assert waited_when_held <= 70.0  # held within one check interval, not after the hour
+    assert weight_when_held == 20
+    assert sum(waited) == 3600.0  # after the resume, the rest of the timed pause
+    assert outcome.result == "promoted"
