@@ -28,8 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from canaryflow.cluster.port import RolloutId, RolloutState, TargetRef
 from canaryflow.errors import CanaryflowError
+from canaryflow.reports import STATUS_FILE, read_status, write_status
 from canaryflow.spec import load_spec
-from canaryflow.status import RolloutPhase
+from canaryflow.status import RolloutPhase, RolloutResult
 from flows.runtime import Runtime, runtime_for_run, runtime_from_env
 from flows.slots import cleanup_slot
 from flows.steps import promote_canary, read_target, roll_back_canary, with_retries
@@ -200,10 +201,33 @@ def converge_when_cancelled(flow: Flow[..., Any], flow_run: FlowRun, state: Stat
     action = next_action(status.state, only=cancelled.name)
     if status.state is None or action == "leave":
         logger.info("%s was cancelled; %s carries no canary of it: nothing to converge", cancelled.name, ref)
+        _report_cancel(runtime, cancelled.name, "cancelled in Prefect")
         return
     rollout_id = RolloutId(status.state.rollout_id)
     if action == "promote":
         runtime.cluster.promote(ref, rollout_id=rollout_id, progress_deadline=deadline)
+        _report_cancel(
+            runtime, cancelled.name, "cancelled in Prefect during its promotion, which finished", True
+        )
     else:
         runtime.cluster.rollback(ref, rollout_id=rollout_id, progress_deadline=deadline)
+        _report_cancel(runtime, cancelled.name, "cancelled in Prefect: rolled back")
     logger.warning("%s was cancelled in Prefect: %s %s on %s", cancelled.name, action, rollout_id, ref)
+
+
+def _report_cancel(runtime: Runtime, rollout_id: str, reason: str, promoted: bool = False) -> None:
+    """The cancelled run's ``status.json`` says how it ended (the run itself can no longer write it)."""
+    path = runtime.reports_dir / rollout_id / STATUS_FILE
+    if not path.is_file():
+        return
+    status = read_status(path)
+    if status.phase.final:
+        return
+    phase = RolloutPhase.PROMOTED if promoted else RolloutPhase.ABORTED
+    result: RolloutResult = "promoted" if promoted else "aborted"
+    write_status(
+        path.parent,
+        status.model_copy(
+            update={"phase": phase, "result": result, "reason": reason, "updated_at": runtime.clock.now()}
+        ),
+    )

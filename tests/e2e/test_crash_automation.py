@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 
 from canaryflow.dev.stacks import GOOD_IMAGE, STABLE_IMAGE
+from canaryflow.reports import read_statuses
+from canaryflow.status import RolloutPhase
 from tests.e2e.conftest import App
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
@@ -242,3 +244,10 @@ def test_a_rollout_run_cancelled_under_its_worker_rolls_its_canary_back(
     assert status.state is None
     assert status.stable.image == STABLE_IMAGE
     assert _runs_of("cleanup/cleanup") == []  # the hook did it, not the crash automation
+    # and the report says so (the run could not write it any more: the hook did)
+    (report,) = read_statuses(tmp_path / "reports")
+    assert (report.phase, report.result, report.reason) == (
+        RolloutPhase.ABORTED,
+        "aborted",
+        "cancelled in Prefect: rolled back",
+    )
