@@ -390,8 +390,23 @@ def roll_back(run: Run, reason: str, *, result: RolloutResult = "rolled-back") -
     return _outcome(run, result, reason)
 
 
+#: The Kubernetes Event reason of each outcome (`canaryflow.cluster.port.Cluster.announce`).
+_EVENT_REASONS: dict[RolloutResult, str] = {
+    "promoted": "RolloutPromoted",
+    "rolled-back": "RolloutRolledBack",
+    "aborted": "RolloutAborted",
+    "superseded": "RolloutSuperseded",
+}
+
+
 def _outcome(run: Run, result: RolloutResult, reason: str) -> RolloutOutcome:
     plan = run.plan
+    run.runtime.cluster.announce(
+        plan.target,
+        _EVENT_REASONS[result],
+        f"{plan.rollout_id} {result} ({plan.image}): {reason}",
+        warning=result != "promoted",
+    )
     outcome = RolloutOutcome(
         rollout_id=plan.rollout_id,
         target=str(plan.target),

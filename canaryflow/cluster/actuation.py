@@ -52,8 +52,9 @@ from canaryflow.cluster.port import (
     Track,
     TrackStatus,
 )
-from canaryflow.cluster.workloads import PERMISSIONS, DeploymentRecord, NewTrack, Workloads
+from canaryflow.cluster.workloads import PERMISSIONS, ClusterEvent, DeploymentRecord, NewTrack, Workloads
 from canaryflow.errors import (
+    CanaryflowError,
     ClusterError,
     ConflictError,
     DriftError,
@@ -94,6 +95,7 @@ class ReplicaActuator:
             raise ValueError("poll_interval must be > 0 and conflict_attempts >= 1")
         self._workloads = workloads
         self._clock = clock
+        self._event_failed = False
         self._poll = poll_interval
         self._attempts = conflict_attempts
 
@@ -138,7 +140,9 @@ class ReplicaActuator:
         self._retrying(target, lambda: self._grow(target, split, rollout_id, image, step, deadline), patience)
         self._wait(target, _ALL, progress_deadline, patience)
         self._retrying(target, lambda: self._shrink(target, split, rollout_id), patience)
-        return self._wait(target, _ALL, progress_deadline, patience)
+        status = self._wait(target, _ALL, progress_deadline, patience)
+        self.announce(target, "CanarySplit", f"{rollout_id} step {step + 1}: {_split_words(status, image)}")
+        return status
 
     def promote(
         self,
@@ -174,7 +178,26 @@ class ReplicaActuator:
         undone = self._retrying(target, lambda: self._undo(target, note), patience)
         if undone:
             self._wait(target, _STABLE, progress_deadline, patience)
-        return patience.call(lambda: self.read(target))
+        status = patience.call(lambda: self.read(target))
+        self.announce(
+            target, "PromotionUndone", f"{note}; the stable runs {status.stable.image}", warning=True
+        )
+        return status
+
+    def announce(self, target: TargetRef, reason: str, message: str, *, warning: bool = False) -> None:
+        """Record a Kubernetes Event on the stable Deployment, best effort: an Event that cannot be
+        written (no ``create events``, the API server away) is logged once and never stops a
+        rollout."""
+        try:
+            record = self._workloads.get_deployment(target.namespace, target.deployment)
+            event = ClusterEvent(target.deployment, record.uid if record else "", reason, message, warning)
+            self._workloads.create_event(target.namespace, event)
+        except CanaryflowError as exc:
+            if not self._event_failed:
+                _log.warning(
+                    "canaryflow could not record events on %s (the rollout goes on): %s", target, exc
+                )
+            self._event_failed = True
 
     def _undo(self, target: TargetRef, note: str) -> bool:
         """Put the stable back on the image before the last promotion (in one patch that also
@@ -386,7 +409,16 @@ class ReplicaActuator:
         elif self._retrying(target, lambda: self._restore_capacity(target, rollout_id), patience):
             self._wait(target, _STABLE, progress_deadline, patience)
         self._retrying(target, lambda: self._remove_tracks(target, rollout_id), patience)
-        return patience.call(lambda: self.read(target))
+        status = patience.call(lambda: self.read(target))
+        stable = status.stable
+        running = f"the stable runs {stable.image} ({stable.ready}/{stable.replicas} ready)"
+        if phase == RolloutPhase.PROMOTING:
+            self.announce(target, "CanaryPromoted", f"{rollout_id}: {running}")
+        else:
+            self.announce(
+                target, "CanaryRolledBack", f"{rollout_id}: {running}; canary removed", warning=True
+            )
+        return status
 
     def _mark(self, target: TargetRef, rollout_id: RolloutId, phase: RolloutPhase) -> RolloutState | None:
         snap = self._owned(target, rollout_id)
@@ -583,6 +615,15 @@ def _unmarked(stable: DeploymentRecord) -> dict[str, str | None] | None:
     """The annotations that remove the rollout's marks from the stable (None when it has none)."""
     marks = [key for key in (REPLICAS_SET, CAPACITY) if key in stable.annotations]
     return dict.fromkeys(marks) if marks else None
+
+
+def _split_words(status: TargetStatus, image: str) -> str:
+    """E.g. ``canary web:2 on 20 % of the ready pods (2 canary, 2 baseline, 6 stable)``."""
+    count = {t.track: t.replicas for t in status.tracks}
+    return (
+        f"canary {image} on {status.effective_weight:.0f} % of the ready pods ({count.get('canary', 0)} "
+        f"canary, {count.get('baseline', 0)} baseline, {count.get('stable', 0)} stable)"
+    )
 
 
 def _last_promotion(stable: DeploymentRecord) -> LastPromotion | None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import urllib3
@@ -28,7 +30,7 @@ from canaryflow.clock import Clock, SystemClock
 from canaryflow.cluster.actuation import ReplicaActuator
 from canaryflow.cluster.annotations import TRACK_LABEL, track_of
 from canaryflow.cluster.port import PodInfo
-from canaryflow.cluster.workloads import DeploymentRecord, NewTrack, Permission
+from canaryflow.cluster.workloads import ClusterEvent, DeploymentRecord, NewTrack, Permission
 from canaryflow.errors import (
     ClusterError,
     ClusterUnavailableError,
@@ -45,6 +47,7 @@ _DEPLOYMENT = _DEPLOYMENTS + "/{name}"
 _SERVICE = "/api/v1/namespaces/{namespace}/services/{name}"
 _HPAS = "/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"
 _PODS = "/api/v1/namespaces/{namespace}/pods"
+_EVENTS = "/api/v1/namespaces/{namespace}/events"
 _ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 _COPIED_SPEC_FIELDS = ("minReadySeconds", "revisionHistoryLimit", "strategy")
 Json = dict[str, Any]
@@ -160,6 +163,31 @@ class KubernetesWorkloads:
     def list_pods(self, namespace: str, app: str) -> list[PodInfo]:
         raw = self._request("GET", _PODS, namespace=namespace, name="", query={"labelSelector": f"app={app}"})
         return [_pod_info(pod, app) for pod in (raw or {}).get("items", [])]
+
+    def create_event(self, namespace: str, event: ClusterEvent) -> None:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body: Json = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{event.deployment}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": event.deployment,
+                "namespace": namespace,
+                **({"uid": event.uid} if event.uid else {}),
+            },
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "type": "Warning" if event.warning else "Normal",
+            "source": {"component": "canaryflow"},
+            "reportingComponent": "canaryflow",
+            "reportingInstance": socket.gethostname()[:128],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self._request("POST", _EVENTS, namespace=namespace, name="", body=body)
 
     def denied(self, namespace: str, permissions: tuple[Permission, ...]) -> list[Permission]:
         """One SelfSubjectAccessReview per permission (any authenticated identity may ask)."""
@@ -280,6 +308,7 @@ def _record(raw: Json) -> DeploymentRecord:
         images={c["name"]: c.get("image", "") for c in template.get("spec", {}).get("containers", [])},
         annotations=dict(meta.get("annotations") or {}),
         deadline_exceeded=observed >= generation and progressing.get("reason") == "ProgressDeadlineExceeded",
+        uid=str(meta.get("uid", "")),
     )
 
 

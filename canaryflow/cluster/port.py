@@ -248,6 +248,12 @@ class Cluster(Protocol):
         for `promote`."""
         ...
 
+    def announce(self, target: TargetRef, reason: str, message: str, *, warning: bool = False) -> None:
+        """Record a Kubernetes Event (`reason`: one CamelCase word) on the target's stable, best
+        effort: never raises. The adapters also record their own: CanarySplit, CanaryPromoted,
+        CanaryRolledBack, PromotionUndone."""
+        ...
+
     def undo(
         self,
         target: TargetRef,

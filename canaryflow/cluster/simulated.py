@@ -21,8 +21,8 @@ from canaryflow.clock import Clock, ManualClock
 from canaryflow.cluster.actuation import ReplicaActuator
 from canaryflow.cluster.annotations import TRACK_LABEL, track_of
 from canaryflow.cluster.port import PodInfo
-from canaryflow.cluster.workloads import DeploymentRecord, NewTrack, Permission
-from canaryflow.errors import ClusterUnavailableError, ConflictError, NotFoundError
+from canaryflow.cluster.workloads import ClusterEvent, DeploymentRecord, NewTrack, Permission
+from canaryflow.errors import ClusterUnavailableError, ConflictError, ForbiddenError, NotFoundError
 
 __all__ = ["ImageBehaviour", "SimulatedCluster", "SimulatedWorld"]
 
@@ -80,6 +80,8 @@ class SimulatedWorld:
         self.hold_new_pods = False
         #: ``(verb, resource)`` pairs the simulated credentials may not use (RBAC in miniature).
         self.forbidden: set[tuple[str, str]] = set()
+        #: Events recorded, oldest first: (namespace, event).
+        self.events: list[tuple[str, ClusterEvent]] = []
         self._images: dict[str, ImageBehaviour] = {}
         self._deployments: dict[tuple[str, str], _Deployment] = {}
         self._services: dict[tuple[str, str], dict[str, str]] = {}
@@ -381,6 +383,12 @@ class _SimulatedWorkloads:
     def denied(self, namespace: str, permissions: tuple[Permission, ...]) -> list[Permission]:
         self._world.call()
         return [p for p in permissions if (p.verb, p.resource) in self._world.forbidden]
+
+    def create_event(self, namespace: str, event: ClusterEvent) -> None:
+        self._world.call()
+        if ("create", "events") in self._world.forbidden:
+            raise ForbiddenError(f"403 Forbidden: events is forbidden: create in namespace {namespace}")
+        self._world.events.append((namespace, event))
 
 
 class SimulatedCluster(ReplicaActuator):

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from canaryflow.cluster.port import PodInfo, Track
 
-__all__ = ["PERMISSIONS", "DeploymentRecord", "NewTrack", "Permission", "Workloads"]
+__all__ = ["PERMISSIONS", "ClusterEvent", "DeploymentRecord", "NewTrack", "Permission", "Workloads"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,20 @@ class DeploymentRecord:
     images: Mapping[str, str]
     annotations: Mapping[str, str]
     deadline_exceeded: bool
+    #: The object's uid (what a Kubernetes Event about it refers to); "" when unknown.
+    uid: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterEvent:
+    """A Kubernetes Event about a Deployment: what ``kubectl describe`` and alerting rules read.
+    ``reason`` is one CamelCase word (``Promoted``); ``warning`` makes it a ``Warning`` event."""
+
+    deployment: str
+    uid: str
+    reason: str
+    message: str
+    warning: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +90,7 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission("apps", "deployments", "delete", "remove the canary and the baseline"),
     Permission("", "services", "get", "check that the Service selects every track"),
     Permission("autoscaling", "horizontalpodautoscalers", "list", "respect an HPA on the stable"),
+    Permission("", "events", "create", "record what the rollout did for kubectl describe and alerts"),
 )
 
 
@@ -117,6 +132,10 @@ class Workloads(Protocol):
 
     def list_pods(self, namespace: str, app: str) -> list[PodInfo]:
         """Pods labelled ``app=<app>``; the image is the container named `app`'s, else the first's."""
+        ...
+
+    def create_event(self, namespace: str, event: ClusterEvent) -> None:
+        """Record `event` about its Deployment (ForbiddenError without ``create events``)."""
         ...
 
     def denied(self, namespace: str, permissions: tuple[Permission, ...]) -> list[Permission]:

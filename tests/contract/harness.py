@@ -87,6 +87,11 @@ class Harness(Protocol):
 
     def deployments(self) -> list[str]: ...
 
+    def events(self, deployment: str) -> list[tuple[str, str, str]]:
+        """(reason, message, Normal | Warning) of canaryflow's Events about `deployment`, oldest
+        first (not the controllers' own)."""
+        ...
+
     def eventually(self, check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
         """Wait (bounded) until `check()` holds: controllers and garbage collection take a moment."""
         ...
@@ -203,6 +208,13 @@ class SimulatedHarness:
 
     def deployments(self) -> list[str]:
         return self.world.deployment_names(self.namespace)
+
+    def events(self, deployment: str) -> list[tuple[str, str, str]]:
+        return [
+            (e.reason, e.message, "Warning" if e.warning else "Normal")
+            for ns, e in self.world.events
+            if ns == self.namespace and e.deployment == deployment
+        ]
 
     def eventually(self, check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
         deadline = self.clock.monotonic() + timeout
@@ -406,6 +418,16 @@ class KubernetesHarness:
     def wait_answering(self) -> None:
         if self._restart is not None:
             self._restart.join(timeout=120)
+
+    def events(self, deployment: str) -> list[tuple[str, str, str]]:
+        listed = self._core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.kind=Deployment,involvedObject.name={deployment}"
+        ).items
+        ours = [e for e in listed if e.source is not None and e.source.component == "canaryflow"]
+        ordered = sorted(
+            ours, key=lambda e: (e.metadata.creation_timestamp, int(e.metadata.resource_version))
+        )
+        return [(e.reason, e.message, e.type) for e in ordered]
 
     def observe(self, deployment: str) -> Observed | None:
         try:

@@ -49,6 +49,11 @@ def test_a_bad_canary_is_rolled_back_at_the_first_analysis(
 
     assert outcome.result == "rolled-back"
     assert outcome.reason.startswith("Roll back: error-rate")
+    # kubectl describe deploy/web tells the story, with the reason
+    told = [(e.reason, e.message, e.warning) for _, e in stack.world.events]
+    assert [reason for reason, _, _ in told] == ["CanarySplit", "CanaryRolledBack", "RolloutRolledBack"]
+    assert told[-1][1] == f"{outcome.rollout_id} rolled-back ({BAD_IMAGE}): {outcome.reason}"
+    assert told[-1][2]
     # In Prefect the run is not a green Completed: a failed state named RolledBack, with the reason.
     assert (state.type.value, state.name) == ("FAILED", "RolledBack")
     assert state.message == f"rolled-back: {outcome.reason}"
