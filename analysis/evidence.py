@@ -20,7 +20,8 @@ fixed-horizon test at the maximum duration (`analysis.counts.CountState.final_lo
 more powerful at that one look than an anytime bound. A metric is within tolerance when either
 says so; the probability of a wrong "within" is at most ``beta`` by the union bound.
 
-A ratio metric with a ceiling (``max_rate``) gives ``CEILING_SHARE`` of its ``beta`` to the
+A ratio or histogram metric with a ceiling (``max_rate``; for a histogram the share of requests
+slower than ``slower_than``) gives ``CEILING_SHARE`` of its ``beta`` to the
 ceiling test of `analysis.ceiling` (``ceiling_beta``) and the rest to the relative tests above.
 "Worse than the tolerance" then means worse than both the relative tolerance and the ceiling, so
 a wrong "within" needs one of the tests to err: at most ``beta`` again by the union bound.
@@ -84,6 +85,7 @@ class MetricPlan:
     final_beta: float = 0.0
     max_rate: float | None = None
     ceiling_beta: float = 0.0
+    slower_than: float | None = None
 
     @property
     def promote_beta(self) -> float:
@@ -142,6 +144,10 @@ def record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) ->
         if not isinstance(process, HistogramState):
             process = HistogramState.initial(c.le, tolerance=plan.tolerance, direction=plan.direction)
         process = process.step(c.counts, b.counts)
+        slow = _slow_requests(c, plan.slower_than)
+        if plan.max_rate is not None and slow is not None and b.total > 0:
+            ceiling = history.ceiling or CeilingState(plan.max_rate)
+            history = replace(history, ceiling=ceiling.step(slow, c.total))
     elif pair.kind == "ratio":
         if not isinstance(process, RatioState):
             process = RatioState.initial(tolerance=plan.tolerance, direction=plan.direction)
@@ -156,6 +162,15 @@ def record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) ->
     if isinstance(process, RatioState | HistogramState):
         detector = detector.step(process.last_log_evalue())
     return replace(history, process=process, detector=detector, intervals=history.intervals + 1)
+
+
+def _slow_requests(counts: HistogramCounts, slower_than: float | None) -> float | None:
+    """Requests above the largest bucket bound at or below `slower_than` (so that at least every
+    request slower than it counts); None when no bound is that low."""
+    if slower_than is None:
+        return None
+    bounds = [i for i, le in enumerate(counts.le) if le <= slower_than]
+    return counts.total - counts.counts[bounds[-1]] if bounds else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,8 +318,12 @@ def _reason(
     if status == "within":
         if _under_ceiling(plan, history) and numbers.promote_evalue < 1.0 / plan.promote_beta:
             assert history.ceiling is not None
+            unit = f" {plan.unit}" if plan.unit else ""
+            slow = (
+                "" if plan.slower_than is None else f" of requests slower than {_num(plan.slower_than)}{unit}"
+            )
             return (
-                f"{head}; below the {_pct(history.ceiling.ceiling)} ceiling: ceiling e-value "
+                f"{head}; below the {_pct(history.ceiling.ceiling)}{slow} ceiling: ceiling e-value "
                 f"{_num(history.ceiling.evalue)} >= {_num(1 / plan.ceiling_beta)}."
             )
         if numbers.promote_evalue >= 1.0 / plan.promote_beta or history.within or not final:

@@ -31,7 +31,7 @@ Decision rule (after interval ``t``, with per-metric evidence from `analysis.evi
    "worse than the tolerance" reached ``1/(beta - final_beta)`` at some look, or, at the last
    look (``max_intervals``) only, when the fixed-horizon test of `analysis.counts` rejects
    "worse than the tolerance" at ``final_beta = FINAL_SHARE * beta`` (count metrics), or, for
-   a ratio metric with a ceiling (``max_rate``), when the ceiling test of `analysis.ceiling`
+   a metric with a ceiling (``max_rate``), when the ceiling test of `analysis.ceiling`
    shows the canary's rate below it at ``ceiling_beta = CEILING_SHARE * beta`` (the relative
    tests then share the rest). The probability of promoting while some metric is worse than its
    tolerance (for a ceiling: worse than the relative tolerance *and* at or above the ceiling) is
@@ -123,6 +123,7 @@ def plan_for(
             final_beta=_final_beta(m, settings.beta),
             max_rate=m.max_rate,
             ceiling_beta=0.0 if m.max_rate is None else settings.beta * CEILING_SHARE,
+            slower_than=m.slower_than,
         )
         for m in settings.metrics
     )

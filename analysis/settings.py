@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from analysis.observations import MetricType
 
@@ -40,12 +40,17 @@ class MetricSettings(BaseModel):
     per-track denominators (requests for ``ratio`` and ``histogram``, observations for
     ``samples``) on each track. A regression needs no minimum: the tests are valid at every look.
 
-    ``max_rate`` (``ratio`` metrics only) is an absolute ceiling on the canary's rate, such as an
-    SLO's error budget: 0.001 means "at most 0.1 % errors is within tolerance, whatever the
-    baseline's rate". The metric is then within tolerance when it is shown within the relative
-    tolerance *or* below the ceiling (`analysis.ceiling`), each with its share of ``beta``. This
-    is what lets a service with few or no errors promote: with no bad events on either track, a
-    relative tolerance can never be shown. A regression against the baseline still rolls back.
+    ``max_rate`` is an absolute ceiling, such as an SLO's budget. For a ``ratio`` metric it bounds
+    the canary's rate: 0.001 means "at most 0.1 % errors is within tolerance, whatever the
+    baseline's rate". For a ``histogram`` metric it bounds the share of the canary's requests
+    slower than ``slower_than`` (in the metric's unit): ``max_rate: 0.01, slower_than: 0.5`` is
+    "at most 1 % of requests slower than 500 ms"; the count is taken above the largest bucket
+    bound at or below ``slower_than`` (more requests count as slow, never fewer). The metric is
+    then within tolerance when it is shown within the relative tolerance *or* below the ceiling
+    (`analysis.ceiling`), each with its share of ``beta``. This is what lets a service with few or
+    no errors promote (with no bad events on either track a relative tolerance can never be
+    shown), and a latency judged against an SLO rather than against a noisy baseline. A
+    regression against the baseline still rolls back.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -59,16 +64,28 @@ class MetricSettings(BaseModel):
     min_intervals: int | None = Field(default=None, ge=1, le=10_000)
     min_count: float = Field(default=0.0, ge=0.0)
     max_rate: float | None = Field(default=None, gt=0.0, lt=1.0)
+    slower_than: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
 
     @field_validator("max_rate")
     @classmethod
     def _ceiling_for_rates(cls, value: float | None, info: ValidationInfo) -> float | None:
         kind, direction = info.data.get("type"), info.data.get("direction")
-        if value is not None and kind != "ratio":
-            raise ValueError(f"a ceiling on a rate applies to ratio metrics only, not to {kind} metrics")
+        if value is not None and kind not in ("ratio", "histogram"):
+            raise ValueError(f"a ceiling applies to ratio and histogram metrics, not to {kind} metrics")
         if value is not None and direction != "increase":
             raise ValueError("a ceiling bounds the canary's rate from above: it needs direction increase")
         return value
+
+    @model_validator(mode="after")
+    def _slow_requests(self) -> MetricSettings:
+        histogram = self.type == "histogram"
+        if histogram and self.max_rate is not None and self.slower_than is None:
+            raise ValueError(
+                "a histogram's ceiling (maxRate) needs slowerThan: the latency above which requests count"
+            )
+        if self.slower_than is not None and not (histogram and self.max_rate is not None):
+            raise ValueError("slowerThan goes with maxRate, on a histogram metric")
+        return self
 
 
 class KayentaSettings(BaseModel):

@@ -133,8 +133,8 @@ def _loc(error: ErrorDetails, document: Any) -> Loc:
         tag = (
             isinstance(node, dict) and isinstance(part, str) and part not in node and node.get("type") == part
         )
-        if tag and not last:
-            continue  # the discriminator's tag, not a key of the document
+        if tag and (not last or error["type"] == "value_error"):
+            continue  # the discriminator's tag, not a key of the document (last: the item's own check)
         loc.append(part)
         node = _child(node, part)
     if error["type"] in ("union_tag_invalid", "union_tag_not_found"):

@@ -197,3 +197,19 @@ def test_json_schema_uses_the_yaml_keys_and_forbids_unknown_ones() -> None:
     assert defs["Analyze"]["properties"]["maxDuration"]["type"] == "string"
     assert "progressDeadline" in defs["RolloutBody"]["properties"]
     assert defs["RatioMetric"]["required"] == ["name", "type", "bad", "total"]
+
+
+def test_ceilings_are_checked_where_they_are_written() -> None:
+    metrics = (
+        "  analysis:\n    metrics:\n"
+        "      - name: latency\n        type: histogram\n        maxRate: 0.01\n"
+        "        query: 'sum by (le) (x_bucket{track=\"{track}\"})'\n"
+        "      - name: cpu\n        type: samples\n        maxRate: 0.5\n"
+        "        query: 'x{track=\"{track}\"}'\n"
+    )
+    assert _problems(MINIMAL + metrics) == [
+        "x.yaml:11 spec.analysis.metrics[0]: a histogram's ceiling (maxRate) needs slowerThan: the latency "
+        "above which requests count",
+        "x.yaml:17 spec.analysis.metrics[1].maxRate: a ceiling applies to ratio and histogram metrics, "
+        "not to samples metrics",
+    ]
