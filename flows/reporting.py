@@ -19,6 +19,7 @@ from prefect.runtime import flow_run
 
 from analysis.observations import PairedObservation
 from analysis.verdicts import Verdict
+from canaryflow.history import HistoryRecord, append_history
 from canaryflow.plan import RolloutOutcome, RolloutPlan
 from canaryflow.reports import write_status
 from canaryflow.status import RolloutPhase, RolloutStatus, VerdictReport
@@ -50,6 +51,7 @@ class Reporter:
             steps=len(plan.spec.steps),
         )
         self.log = get_run_logger()
+        self.started_at = runtime.clock.now()  # the clock that paces the rollout
 
     def say(self, message: str, *args: object) -> None:
         """A log line in words, and an event for live displays."""
@@ -101,6 +103,20 @@ class Reporter:
 
     def finished(self, outcome: RolloutOutcome) -> None:
         self._update(phase=RolloutPhase(outcome.result), result=outcome.result, reason=outcome.reason)
+        append_history(
+            self.runtime.reports_dir,
+            HistoryRecord(
+                rollout_id=outcome.rollout_id,
+                target=outcome.target,
+                image=outcome.image,
+                result=outcome.result,
+                reason=outcome.reason,
+                triggered_by=self.plan.request.triggered_by,
+                started_at=self.started_at,
+                finished_at=self.runtime.clock.now(),
+                flow_run_id=self.status.flow_run_id,
+            ),
+        )
         artifacts.outcome_note(
             f"{self._key}-outcome",
             heading=f"{outcome.rollout_id}: {outcome.result}",

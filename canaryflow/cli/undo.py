@@ -11,6 +11,7 @@ the target (abort it instead), or somebody set another image since the promotion
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -42,6 +43,7 @@ def undo(
         namespace=t.namespace, deployment=t.deployment, container=t.container, service=t.service
     )
     cluster = cluster_from_env(os.environ)
+    began = datetime.now(UTC)
     try:
         promotion = cluster.read(target).last_promotion
         if promotion is not None:  # without one, undo says so (and what the last undo did)
@@ -59,3 +61,31 @@ def undo(
             close()
     stable = status.stable
     typer.echo(f"{target}: the stable runs {stable.image} again ({stable.ready}/{stable.replicas} ready)")
+    if promotion is not None:
+        _remember(
+            str(target), promotion.rollout_id, promotion.image, f"by {operator(by)}: {reason.strip()}", began
+        )
+
+
+def _remember(target: str, rollout_id: str, image: str, note: str, began: datetime) -> None:
+    """The undo in the history: from the promotion it undid (when the history has it) to now."""
+    from canaryflow.environment import reports_dir
+    from canaryflow.history import HistoryRecord, append_history, read_history
+
+    reports = reports_dir(os.environ)
+    promoted = [
+        r
+        for r in read_history(reports, target=target).records
+        if r.rollout_id == rollout_id and r.result == "promoted"
+    ]
+    record = HistoryRecord(
+        rollout_id=rollout_id,
+        target=target,
+        image=image,
+        result="undone",
+        reason=note,
+        triggered_by="canaryflow undo",
+        started_at=promoted[-1].finished_at if promoted else began,
+        finished_at=datetime.now(UTC),
+    )
+    append_history(reports, record)

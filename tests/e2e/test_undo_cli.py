@@ -15,6 +15,7 @@ import pytest
 
 from canaryflow.cluster.kubernetes import KubernetesCluster
 from canaryflow.cluster.port import RolloutId, TargetRef
+from canaryflow.history import read_history
 from canaryflow.replicas import plan_split
 from tests.contract.harness import KubernetesHarness
 
@@ -49,9 +50,13 @@ def app(
         harness.close()
 
 
-def _canaryflow(local_kube: Any, *args: str) -> subprocess.CompletedProcess[str]:
+def _canaryflow(local_kube: Any, reports: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CANARYFLOW_", "PREFECT_"))}
-    env |= {"KUBECONFIG": str(local_kube.kubeconfig), "COLUMNS": "200"}
+    env |= {
+        "KUBECONFIG": str(local_kube.kubeconfig),
+        "CANARYFLOW_REPORTS_DIR": str(reports),
+        "COLUMNS": "200",
+    }
     return subprocess.run(
         [sys.executable, "-m", "canaryflow", *args],
         capture_output=True,
@@ -69,11 +74,15 @@ def _promote(cluster: KubernetesCluster, target: TargetRef, rollout_id: str, ima
     cluster.promote(target, rollout_id=rid, progress_deadline=DEADLINE)
 
 
-def test_undo_takes_the_last_promotion_back_and_records_who_and_why(local_kube: Any, app: Any) -> None:
+def test_undo_takes_the_last_promotion_back_and_records_who_and_why(
+    local_kube: Any, app: Any, tmp_path: Path
+) -> None:
     harness, cluster, target, spec = app
     _promote(cluster, target, "web-v2", "web:2")
 
-    done = _canaryflow(local_kube, "undo", str(spec), "--reason", "5xx in the checkout", "--by", "ana")
+    done = _canaryflow(
+        local_kube, tmp_path / "reports", "undo", str(spec), "--reason", "5xx in the checkout", "--by", "ana"
+    )
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
@@ -86,13 +95,22 @@ def test_undo_takes_the_last_promotion_back_and_records_who_and_why(local_kube: 
     assert observed.annotations["canaryflow/undone"] == "web:2 of web-v2: by ana: 5xx in the checkout"
     assert "canaryflow/previous-image" not in observed.annotations
 
-    again = _canaryflow(local_kube, "undo", str(spec), "--reason", "twice")
+    again = _canaryflow(local_kube, tmp_path / "reports", "undo", str(spec), "--reason", "twice")
     assert again.returncode == 3
     assert again.stderr.splitlines() == [
         f"canaryflow: error: {target} has no promotion by canaryflow to undo "
         "(last undo: web:2 of web-v2: by ana: 5xx in the checkout)"
     ]
     assert again.stdout == ""
+    # the history keeps it (the delivery figures count it as a failed change)
+    (record,) = read_history(tmp_path / "reports").records
+    assert (record.rollout_id, record.result, record.image, record.target) == (
+        "web-v2",
+        "undone",
+        "web:2",
+        str(target),
+    )
+    assert record.reason == "by ana: 5xx in the checkout"
 
 
 def test_undo_refuses_without_a_reason_a_spec_or_while_a_rollout_is_under_way(
@@ -101,10 +119,12 @@ def test_undo_refuses_without_a_reason_a_spec_or_while_a_rollout_is_under_way(
     harness, cluster, target, spec = app
     _promote(cluster, target, "web-v2", "web:2")
 
-    no_reason = _canaryflow(local_kube, "undo", str(spec))
+    no_reason = _canaryflow(local_kube, tmp_path / "reports", "undo", str(spec))
     assert no_reason.returncode == 2
     assert "--reason" in no_reason.stderr
-    no_spec = _canaryflow(local_kube, "undo", str(tmp_path / "missing.yaml"), "--reason", "x")
+    no_spec = _canaryflow(
+        local_kube, tmp_path / "reports", "undo", str(tmp_path / "missing.yaml"), "--reason", "x"
+    )
     assert no_spec.returncode == 1
     assert len(no_spec.stderr.splitlines()) == 1
     assert "missing.yaml" in no_spec.stderr
@@ -118,7 +138,7 @@ def test_undo_refuses_without_a_reason_a_spec_or_while_a_rollout_is_under_way(
         step=0,
         progress_deadline=DEADLINE,
     )
-    busy = _canaryflow(local_kube, "undo", str(spec), "--reason", "x")
+    busy = _canaryflow(local_kube, tmp_path / "reports", "undo", str(spec), "--reason", "x")
     assert busy.returncode == 3
     assert busy.stderr.splitlines() == [
         f"canaryflow: error: {target} is in rollout web-v3: abort that rollout instead of undoing"

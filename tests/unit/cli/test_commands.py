@@ -27,6 +27,7 @@ COMMANDS = [
     ["resume"],
     ["undo"],
     ["retry"],
+    ["history"],
     ["demo"],
     ["webhook", "serve"],
     ["dev", "kube", "up"],

@@ -1,0 +1,126 @@
+"""``canaryflow history``: every rollout that ended, and the delivery figures they add up to.
+
+Reads ``<reports>/history.jsonl`` (`canaryflow.history`) only: no Prefect, no cluster, so it
+answers at once. Identifiers are never cut; the reason wraps, last. ``--json`` gives scripts the
+records and the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+
+from canaryflow.cli.output import print_uncut
+
+__all__ = ["history"]
+
+
+def _words(value: timedelta | None) -> str:
+    if value is None:
+        return "-"
+    seconds = round(value.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def history(
+    target: Annotated[
+        str | None, typer.Argument(metavar="[TARGET]", help="One target, as namespace/deployment.")
+    ] = None,
+    since: Annotated[str, typer.Option(metavar="DURATION", help="How far back, e.g. 7d, 24h, 90d.")] = "30d",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON for scripts: the records and the figures.")
+    ] = False,
+) -> None:
+    """Show the rollouts that ended (who started them, how they ended, why, how long they took) and
+    the delivery figures: deployments per day, lead time, change failure rate, time to restore."""
+    from canaryflow.environment import reports_dir
+    from canaryflow.errors import InputError
+    from canaryflow.history import figures, read_history
+    from canaryflow.spec.durations import parse_duration
+
+    try:
+        window = timedelta(days=int(since[:-1])) if since[:-1].isdigit() and since.endswith("d") else None
+        window = window or parse_duration(since)
+    except ValueError as exc:
+        raise InputError(f"--since {since!r}: give a duration like 7d, 24h or 90m") from exc
+    if window.total_seconds() <= 0:
+        raise InputError(f"--since {since!r}: give a duration like 7d, 24h or 90m")
+    if target is not None and target.count("/") != 1:
+        raise InputError(f"target {target!r}: give it as namespace/deployment (e.g. shop/web)")
+    reports = reports_dir(os.environ)
+    found = read_history(reports, target=target, since=datetime.now(UTC) - window)
+    days = window.total_seconds() / 86400
+    numbers = figures(found.records, days=days)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "records": [r.model_dump(mode="json") for r in found.records],
+                    "figures": {
+                        "days": days,
+                        "rollouts_ended": numbers.ended,
+                        "promotions": numbers.promotions,
+                        "deployments_per_day": numbers.per_day,
+                        "lead_time_seconds": None
+                        if numbers.lead_time is None
+                        else numbers.lead_time.total_seconds(),
+                        "change_failure_rate": numbers.change_failure_rate,
+                        "time_to_restore_seconds": (
+                            None
+                            if numbers.time_to_restore is None
+                            else numbers.time_to_restore.total_seconds()
+                        ),
+                    },
+                    "unreadable_lines": found.unreadable,
+                },
+                indent=1,
+            )
+        )
+        return
+    if found.unreadable:
+        typer.echo(
+            f"canaryflow: warning: {found.unreadable} unreadable line(s) in the history skipped", err=True
+        )
+    if not found.records:
+        typer.echo(f"no rollout ended in the last {since} in {reports} (CANARYFLOW_REPORTS_DIR)", err=True)
+        return
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"rollouts that ended in the last {since} ({reports})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for name in ("FINISHED", "TARGET", "ROLLOUT", "IMAGE", "RESULT", "TOOK", "BY"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("REASON", overflow="fold", ratio=1)
+    for r in reversed(found.records):
+        table.add_row(
+            r.finished_at.strftime("%Y-%m-%d %H:%M"),
+            r.target,
+            r.rollout_id,
+            r.image,
+            r.result,
+            _words(r.duration),
+            r.triggered_by,
+            r.reason,
+        )
+    console = Console()
+    print_uncut(console, table)
+    rate = "-" if numbers.change_failure_rate is None else f"{100 * numbers.change_failure_rate:.0f} %"
+    typer.echo(
+        f"deployments: {numbers.promotions} in {since} ({numbers.per_day:.2f} a day); "
+        f"lead time in rollout (median): {_words(numbers.lead_time)}; "
+        f"change failure rate: {rate} ({numbers.failed} of {numbers.ended}); "
+        f"time to restore (median): {_words(numbers.time_to_restore)}"
+    )

@@ -1,0 +1,59 @@
+"""``canaryflow history``: rollouts that ended, written by the real flow (Prefect test harness,
+simulated stack), read by the command in a separate process, with the delivery figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from canaryflow.dev.stacks import BAD_IMAGE, GOOD_IMAGE
+from canaryflow.history import read_history
+
+
+def test_every_ended_rollout_is_in_the_history_and_the_figures(
+    rollout_of: Callable[..., Any], runtime: Any
+) -> None:
+    good = rollout_of(GOOD_IMAGE, rollout_id="web-good", triggered_by="github push 1a2b3c4").result()
+    bad = rollout_of(BAD_IMAGE, rollout_id="web-bad", triggered_by="alice@laptop").result()
+    again = rollout_of(BAD_IMAGE, rollout_id="web-bad", triggered_by="alice@laptop").result()  # same id
+
+    records = read_history(runtime.reports_dir).records
+    assert [(r.rollout_id, r.result, r.triggered_by) for r in records] == [
+        ("web-good", "promoted", "github push 1a2b3c4"),
+        ("web-bad", "rolled-back", "alice@laptop"),
+        ("web-bad", "rolled-back", "alice@laptop"),  # a re-run does not overwrite the first
+    ]
+    assert records[0].reason == good.reason
+    assert (records[1].reason, records[2].reason) == (bad.reason, again.reason)
+    assert all(r.target == "shop/web" and r.duration.total_seconds() > 0 for r in records)
+
+    env = {**os.environ, "CANARYFLOW_REPORTS_DIR": str(runtime.reports_dir), "COLUMNS": "250"}
+    shown = subprocess.run(
+        [sys.executable, "-m", "canaryflow", "history", "shop/web", "--since", "3650d", "--json"],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert [r["result"] for r in data["records"]] == ["promoted", "rolled-back", "rolled-back"]
+    assert data["figures"]["promotions"] == 1
+    assert data["figures"]["change_failure_rate"] == 2 / 3
+    table = subprocess.run(
+        [sys.executable, "-m", "canaryflow", "history", "--since", "3650d"],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert table.returncode == 0, table.stderr
+    assert "web-good" in table.stdout
+    assert GOOD_IMAGE in table.stdout  # identifiers are never cut
+    assert "change failure rate: 67 % (2 of 3)" in table.stdout
+    wrong = subprocess.run(
+        [sys.executable, "-m", "canaryflow", "history", "web"],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert wrong.returncode == 1
+    assert wrong.stderr.splitlines() == [
+        "canaryflow: error: target 'web': give it as namespace/deployment (e.g. shop/web)"
+    ]
