@@ -202,6 +202,7 @@ class ReplicaActuator:
     def _undo(self, target: TargetRef, note: str) -> bool:
         """Put the stable back on the image before the last promotion (in one patch that also
         removes the promotion's record). False when that was done already (an undo resumed)."""
+        note = note[:800]
         snap = self._snapshot(target)
         busy = snap.records.get("canary") or snap.records.get("baseline")
         if busy is not None:
@@ -215,6 +216,8 @@ class ReplicaActuator:
         promotion = snap.status.last_promotion
         if promotion is None:
             undone = stable.annotations.get(UNDONE)
+            if undone and note and undone.endswith(f": {note}"):
+                return False  # this undo, done by an attempt whose answer was lost
             said = f" (last undo: {undone})" if undone else ""
             raise NothingToUndoError(
                 f"{target} has no promotion by canaryflow to undo{said}", target=str(target)
@@ -235,7 +238,7 @@ class ReplicaActuator:
                 PREVIOUS_IMAGE: None,
                 PROMOTED_IMAGE: None,
                 PROMOTED_BY: None,
-                UNDONE: f"{promotion.image} of {promotion.rollout_id}: {note}"[:1000],
+                UNDONE: f"{promotion.image} of {promotion.rollout_id}: {note}",
             },
         )
         return True

@@ -44,16 +44,10 @@ def test_split_promotion_rollback_and_undo_are_recorded_as_events(cluster_factor
 
 def test_a_rollout_goes_on_when_events_cannot_be_written(cluster_factory: Harness) -> None:
     target = cluster_factory.create_app("web", image="web:1", replicas=4)
-    cluster = cluster_factory.cluster_denied({("create", "events")})
+    cluster = cluster_factory.cluster_denied({("create", "events")})  # credentials without it
     rid = RolloutId("web-v2")
-    cluster.apply_split(
-        target,
-        plan_split(4, 25, baseline=True),
-        rollout_id=rid,
-        image="web:2",
-        step=0,
-        progress_deadline=DEADLINE,
-    )
+    split = plan_split(4, 25, baseline=True)
+    cluster.apply_split(target, split, rollout_id=rid, image="web:2", step=0, progress_deadline=DEADLINE)
     status = cluster.promote(target, rollout_id=rid, progress_deadline=DEADLINE)
     cluster.announce(target, "RolloutPromoted", "never written")
 
