@@ -66,8 +66,9 @@ logger = logging.getLogger(__name__)
 
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 _EVENT_NAME = re.compile(r"[A-Za-z_ ]{1,50}")
-#: How long a reply waits for the orchestrator to take an accepted push (GitHub waits 10 s).
-REPLY_WAIT = 2.0
+#: How long a reply waits for the orchestrator to take an accepted push: a reply within a second
+#: whatever the orchestrator does (GitHub gives up after 10 s; GitLab counts slow replies).
+REPLY_WAIT = 0.8
 
 
 @dataclass(frozen=True, slots=True)
