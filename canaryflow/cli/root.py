@@ -20,7 +20,18 @@ import typer
 from typer._click import exceptions as click  # the click that typer vendors
 
 from canaryflow.cli import demo as demo_command
-from canaryflow.cli import devtools, historyview, replay, rollouts, specs, statusview, steering, undo, webhook
+from canaryflow.cli import (
+    devtools,
+    getview,
+    historyview,
+    replay,
+    rollouts,
+    specs,
+    statusview,
+    steering,
+    undo,
+    webhook,
+)
 from canaryflow.cli.help import environment_help
 from canaryflow.errors import CanaryflowError, exit_code_for
 
@@ -87,6 +98,7 @@ _register(app, "check", rollouts.check)
 _register(app, "rollout", rollouts.rollout)
 _register(app, "status", statusview.status)
 _register(app, "history", historyview.history)
+_register(app, "get", getview.get)
 _register(app, "promote", steering.promote)
 _register(app, "abort", steering.abort)
 _register(app, "pause", steering.pause)

@@ -28,6 +28,7 @@ COMMANDS = [
     ["undo"],
     ["retry"],
     ["history"],
+    ["get"],
     ["demo"],
     ["webhook", "serve"],
     ["dev", "kube", "up"],

@@ -1,0 +1,144 @@
+"""``canaryflow get ROLLOUT [--watch]``: one rollout in detail, live, in the spirit of
+``kubectl argo rollouts get rollout --watch``.
+
+What the rollout's report says (``status.json``, `canaryflow.reports`): its steps with the current
+one marked (from its spec, when the spec is readable here), the requested and effective weight,
+the judge's latest evidence per metric, and how it ended. Nothing is ever cut: long ids and images
+wrap as the terminal wraps them. ``--watch`` follows the report until the rollout ends: on a
+terminal the view is redrawn in place, elsewhere (a pipe, a CI log) one line per change is
+printed; it exits 0 when the rollout was promoted and 6 when it was not, like ``canaryflow
+rollout``. Prefect is never imported and the cluster never read, so it starts at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from canaryflow.status import RolloutStatus
+
+__all__ = ["get", "render_rollout"]
+
+#: How often ``--watch`` looks at the report.
+POLL_SECONDS = 0.5
+
+
+def get(
+    rollout_id: Annotated[str, typer.Argument(metavar="ROLLOUT", help="The rollout id.")],
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Follow it until it ends; exit 0 if promoted, else 6.")
+    ] = False,
+) -> None:
+    """Show one rollout: its steps, weights, the judge's latest evidence, and how it ended."""
+    from canaryflow.environment import reports_dir
+    from canaryflow.errors import NotFoundError
+    from canaryflow.reports import STATUS_FILE
+
+    path = reports_dir(os.environ) / rollout_id / STATUS_FILE
+    if not watch:
+        if not path.is_file():
+            raise NotFoundError(
+                f"no report of rollout {rollout_id!r} in {path.parent.parent} (CANARYFLOW_REPORTS_DIR)"
+            )
+        typer.echo("\n".join(render_rollout(_read(path))))
+        return
+    final = _follow(path, rollout_id, terminal=sys.stdout.isatty())
+    raise typer.Exit(0 if final.result == "promoted" else 6)
+
+
+def _read(path: Path) -> RolloutStatus:
+    from canaryflow.reports import read_status
+
+    return read_status(path)
+
+
+def _follow(path: Path, rollout_id: str, *, terminal: bool) -> RolloutStatus:
+    """Print the rollout as its report changes until it ends; its last status."""
+    from canaryflow.errors import ReportError
+
+    if not path.is_file():
+        typer.echo(f"waiting for rollout {rollout_id} to report in {path.parent.parent} ...")
+    seen: object = None
+    while True:
+        try:
+            status = _read(path) if path.is_file() else None
+        except ReportError:  # written while read: the next look sees it whole
+            status = None
+        if status is not None and status.updated_at != seen:
+            seen = status.updated_at
+            if terminal:
+                typer.echo("\033[2J\033[H" + "\n".join(render_rollout(status)))
+            else:
+                typer.echo(_line(status))
+            if status.phase.final:
+                return status
+        time.sleep(POLL_SECONDS)
+
+
+def _line(status: RolloutStatus) -> str:
+    """One line per change, for logs: time, phase, step, weights, and what the judge said."""
+    when = status.updated_at.strftime("%H:%M:%S") if status.updated_at else "--:--:--"
+    step = f"step {status.step or '-'}/{status.steps}"
+    weight = f"weight {status.weight}% ({status.effective_weight:.1f}% effective)"
+    said = status.reason or (f"{status.verdict.decision}: {status.verdict.reason}" if status.verdict else "")
+    return f"{when} {status.rollout_id} {status.phase.label}, {step}, {weight}" + (
+        f": {said}" if said else ""
+    )
+
+
+def render_rollout(status: RolloutStatus) -> list[str]:
+    """The detail view of one rollout, as lines (long values are never cut)."""
+    lines = [
+        f"Rollout:   {status.rollout_id}",
+        f"Target:    {status.target}" + (f" (container {status.container})" if status.container else ""),
+        f"Image:     {status.image}",
+        f"Trigger:   {status.triggered_by}",
+        f"Phase:     {status.phase.label}" + (f" ({status.result})" if status.result else ""),
+        f"Weight:    {status.weight}% requested, {status.effective_weight:.1f}% of the ready pods",
+        "Steps:",
+        *_steps(status),
+    ]
+    verdict = status.verdict
+    if verdict is not None:
+        lines.append(f"Judge:     after interval {verdict.interval}: {verdict.decision}: {verdict.reason}")
+        width = max((len(name) for name in verdict.metrics), default=0)
+        for name, metric in verdict.metrics.items():
+            lines.append(f"  {name:<{width}}  {metric.status:<12} {metric.reason}")
+    if status.reason:
+        lines.append(f"Result:    {status.result or status.phase.label}: {status.reason}")
+    if status.observations:
+        lines.append(f"Log:       {status.observations} (canaryflow replay)")
+    return lines
+
+
+def _steps(status: RolloutStatus) -> list[str]:
+    """Each step of the spec, the current one marked ``>``, the done ones ``+``; without a
+    readable spec, the current step's name only."""
+    from canaryflow.errors import CanaryflowError
+    from canaryflow.plan import plan_rollout
+    from canaryflow.requests import RolloutRequest
+
+    try:
+        plan = plan_rollout(
+            RolloutRequest(spec=status.spec, image=status.image, rollout_id=status.rollout_id)
+        )
+    except (CanaryflowError, ValueError):
+        current = status.step_name or "not started"
+        return [f"  > {current} (the spec {status.spec} is not readable here)"]
+    marks = []
+    for index in range(len(plan.spec.steps)):
+        number = index + 1
+        if status.step is None or number > status.step:
+            mark = " "
+        elif number < status.step or (status.phase.final and status.result == "promoted"):
+            mark = "+"
+        else:
+            mark = "x" if status.phase.final else ">"
+        marks.append(f"  {mark} {plan.describe_step(index)}")
+    return marks

@@ -1,0 +1,80 @@
+"""``canaryflow get ROLLOUT [--watch]``: one rollout in detail from its report, and followed live
+until it ends, from a separate process while the real flow runs here (Prefect test harness,
+simulated stack)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from canaryflow.dev.stacks import BAD_IMAGE, GOOD_IMAGE
+
+
+def _env(reports: Path) -> dict[str, str]:
+    return {**os.environ, "CANARYFLOW_REPORTS_DIR": str(reports), "COLUMNS": "80"}
+
+
+def _get(reports: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "canaryflow", "get", *args],
+        capture_output=True, text=True, env=_env(reports), timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_get_shows_the_steps_the_evidence_and_the_result(
+    rollout_of: Callable[..., Any], runtime: Any
+) -> None:
+    outcome = rollout_of(GOOD_IMAGE, rollout_id="web-get").result()
+    assert outcome.result == "promoted"
+
+    shown = _get(runtime.reports_dir, "web-get")
+
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[:3] == [
+        "Rollout:   web-get",
+        "Target:    shop/web (container web)",
+        f"Image:     {GOOD_IMAGE}",
+    ]
+    assert "Phase:     promoted (promoted)" in lines
+    steps = [line for line in lines if line.startswith("  + step ")]
+    assert steps  # every step done, from the spec
+    assert all("/" in line for line in steps)
+    assert any(line.startswith("Judge:     after interval ") for line in lines)
+    assert any(line.startswith("  error-rate") and "within" in line for line in lines)
+    assert f"Result:    promoted: {outcome.reason}" in lines
+
+    missing = _get(runtime.reports_dir, "web-nothing")
+    assert missing.returncode == 3
+    reports = runtime.reports_dir
+    assert missing.stderr.splitlines() == [
+        f"canaryflow: error: no report of rollout 'web-nothing' in {reports} (CANARYFLOW_REPORTS_DIR)"
+    ]
+
+
+def test_watch_follows_a_rollout_from_before_it_starts_to_its_end(
+    rollout_of: Callable[..., Any], runtime: Any
+) -> None:
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "canaryflow", "get", "web-watched", "--watch"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(runtime.reports_dir),
+    )  # fmt: skip
+    try:
+        assert watcher.stdout is not None
+        first = watcher.stdout.readline()  # it is looking before the rollout exists
+        assert first == f"waiting for rollout web-watched to report in {runtime.reports_dir} ...\n"
+        outcome = rollout_of(BAD_IMAGE, rollout_id="web-watched").result()
+        out, err = watcher.communicate(timeout=60)
+    finally:
+        watcher.kill()
+    assert watcher.returncode == 6, err  # not promoted, like `canaryflow rollout`
+    lines = out.splitlines()
+    assert lines, err
+    assert all(" web-watched " in line for line in lines)  # one line per change, never a screen
+    assert lines[-1].endswith(
+        f"web-watched rolled back, step 2/4, weight 0% (0.0% effective): {outcome.reason}"
+    )
