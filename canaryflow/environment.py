@@ -61,7 +61,7 @@ SETTINGS: tuple[Setting, ...] = (
         "CANARYFLOW_REPORTS_DIR",
         "reports",
         "where each rollout's report goes (status.json, observation logs, charts)",
-        ("rollout", "retry", "status", "get", "history", "undo", "demo", "worker"),
+        ("rollout", "retry", "status", "get", "history", "undo", "metrics serve", "demo", "worker"),
     ),
     Setting(
         "PREFECT_API_URL",

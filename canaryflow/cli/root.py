@@ -22,6 +22,7 @@ from typer._click import exceptions as click  # the click that typer vendors
 from canaryflow.cli import demo as demo_command
 from canaryflow.cli import (
     devtools,
+    exporter,
     getview,
     historyview,
     replay,
@@ -48,6 +49,7 @@ app = typer.Typer(
 )
 spec_app = typer.Typer(help="Validate rollout specs and print their JSON schema.", **_TYPER)  # type: ignore[arg-type]
 webhook_app = typer.Typer(help="Receive git pushes and start rollouts.", **_TYPER)  # type: ignore[arg-type]
+metrics_app = typer.Typer(help="The controller's own metrics, for Prometheus.", **_TYPER)  # type: ignore[arg-type]
 dev_app = typer.Typer(help="Local stacks: a Kubernetes control plane, a Prefect server.", **_TYPER)  # type: ignore[arg-type]
 kube_app = typer.Typer(
     help="A real Kubernetes control plane on loopback (etcd, kube-apiserver, controllers, kwok).",
@@ -59,6 +61,7 @@ prefect_app = typer.Typer(
 )
 app.add_typer(spec_app, name="spec")
 app.add_typer(webhook_app, name="webhook")
+app.add_typer(metrics_app, name="metrics")
 app.add_typer(dev_app, name="dev")
 dev_app.add_typer(kube_app, name="kube")
 dev_app.add_typer(prefect_app, name="prefect")
@@ -110,6 +113,7 @@ _register(app, "demo", demo_command.demo)
 _register(spec_app, "validate", specs.validate)
 _register(spec_app, "schema", specs.schema)
 _register(webhook_app, "serve", webhook.serve, env="webhook serve")
+_register(metrics_app, "serve", exporter.serve, env="metrics serve")
 _register(kube_app, "up", devtools.kube_up, env="dev")
 _register(kube_app, "down", devtools.kube_down, env="dev")
 _register(kube_app, "env", devtools.kube_env, env="dev")

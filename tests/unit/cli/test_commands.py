@@ -31,6 +31,7 @@ COMMANDS = [
     ["get"],
     ["demo"],
     ["webhook", "serve"],
+    ["metrics", "serve"],
     ["dev", "kube", "up"],
     ["dev", "kube", "down"],
     ["dev", "kube", "env"],
