@@ -53,6 +53,7 @@ for a rollback too).
 from __future__ import annotations
 
 __all__ = [
+    "CanaryLostError",
     "CanaryflowError",
     "ClusterError",
     "ClusterOutageError",
@@ -228,6 +229,10 @@ class ProgressDeadlineError(ClusterError):
 class DriftError(ClusterError):
     """Somebody else changed the target during the rollout in a way the rollout must not override
     (the stable's image or pod template): the rollout stops and keeps that change."""
+
+
+class CanaryLostError(DriftError):
+    """Somebody deleted the canary (and the rollout state it carried) during the rollout."""
 
 
 class NothingToUndoError(ClusterError):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -38,7 +38,13 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed
 
 from canaryflow.cluster.port import RolloutId
-from canaryflow.errors import CanaryflowError, DriftError, NotPromoted, RolloutInProgressError
+from canaryflow.errors import (
+    CanaryflowError,
+    CanaryLostError,
+    DriftError,
+    NotPromoted,
+    RolloutInProgressError,
+)
 from canaryflow.plan import RolloutOutcome, RolloutPlan, plan_rollout
 from canaryflow.requests import RolloutRequest
 from canaryflow.spec import Pause
@@ -92,6 +98,8 @@ class Run:
     plan: RolloutPlan
     runtime: Runtime
     reporter: Reporter
+    #: What this run did once and must not do twice (``"recreated-canary"``).
+    done: set[str] = field(default_factory=set)
 
     @property
     def deadline(self) -> timedelta:
@@ -259,7 +267,31 @@ def checkpoint(run: Run) -> None:
     paused = check_stop(run.plan)
     if paused is not None:
         hold_split(run, paused)
-    look_for_drift(run.runtime.cluster, run.plan.target)
+    try:
+        look_for_drift(run.runtime.cluster, run.plan.target)
+    except CanaryLostError as exc:
+        recreate_canary(run, exc)
+
+
+def recreate_canary(run: Run, lost: CanaryLostError) -> None:
+    """Somebody deleted the canary: recreate it once at the current split (a second deletion, or
+    none to recreate, stops the rollout with `lost`)."""
+    plan, status = run.plan, run.reporter.status
+    weight_steps = [i for i, s in enumerate(plan.spec.steps[: status.step or 0]) if s.set_weight is not None]
+    if "recreated-canary" in run.done or not weight_steps or status.weight <= 0:
+        raise lost
+    run.done.add("recreated-canary")
+    run.reporter.say(
+        "%s: somebody deleted the canary; recreating it once at %d%% (deleted again, the rollout stops)",
+        plan.rollout_id, status.weight,
+    )  # fmt: skip
+    run.runtime.cluster.announce(
+        plan.target,
+        "CanaryRecreated",
+        f"{plan.rollout_id}: the canary was deleted; recreated at {status.weight} %",
+        warning=True,
+    )
+    apply_weight(run, weight_steps[-1], status.weight)
 
 
 def hold_split(run: Run, paused: dict[str, Any]) -> None:

@@ -10,15 +10,16 @@ image and pod template stay the owners'. Policy per kind of change (the README's
 - the stable's image set by a person: the rollout stops (`DriftError`), its canary is rolled back
   and the person's image is kept; it is looked for before every write and at every checkpoint of
   the rollout (`drift`);
-- the canary deleted by a person: the rollout stops at its next checkpoint (`DriftError`) and the
-  rollback gives the stable back its capacity (recorded on the stable itself, since the rollout
-  state went with the canary), instead of analysing a canary that is not there.
+- the canary deleted by a person: noticed at the next checkpoint (`CanaryLostError`); the rollout
+  flow recreates it once at the current weight (the capacity is recorded on the stable itself,
+  since the rollout state went with the canary); deleted again, the rollout stops and the
+  rollback gives the stable back its capacity, instead of analysing a canary that is not there.
 """
 
 from __future__ import annotations
 
 from canaryflow.cluster.port import TargetStatus
-from canaryflow.errors import DriftError
+from canaryflow.errors import CanaryLostError, DriftError
 
 __all__ = ["drift", "image_drift"]
 
@@ -28,7 +29,7 @@ def drift(status: TargetStatus) -> DriftError | None:
     module's docs), or None. For checkpoints of a rollout that has started its split."""
     if status.canary_lost:
         name = status.target.track_name("canary")
-        return DriftError(
+        return CanaryLostError(
             f"somebody deleted Deployment {status.target.namespace}/{name} during the rollout; the rollout "
             f"stops and the stable gets its {status.capacity} replicas back",
             target=str(status.target),

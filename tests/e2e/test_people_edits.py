@@ -1,6 +1,6 @@
 """People change the target while a rollout runs (simulated cluster, the real Prefect harness): a
 person's scale of the stable is honoured and kept by the promotion; a person's image on the stable
-stops the rollout, rolls the canary back and is kept.
+stops the rollout, rolls the canary back and is kept; a deleted canary is recreated once.
 
 The edit is made during the first analysis (at its third look at the metrics), as a person with
 kubectl would.
@@ -22,13 +22,13 @@ OTHER_IMAGE = "registry.example.com/shop/web:hotfix"
 class EditDuringAnalysis:
     """A metrics source that makes `edit` happen once, at the analysis's `at`-th query."""
 
-    def __init__(self, inner: MetricsSource, edit: Callable[[], None], *, at: int = 3) -> None:
+    def __init__(self, inner: MetricsSource, edit: Callable[[], None], *, at: int | None = 3) -> None:
         self.inner, self.edit, self.at, self.calls = inner, edit, at, 0
 
     def observe(self, query: MetricQuery, **kwargs: Any) -> TrackObservation:
         if kwargs.get("track") != "stable":
             self.calls += 1
-            if self.calls == self.at:
+            if self.at is None or self.calls == self.at:  # None: every look (the edit decides)
                 self.edit()
         return self.inner.observe(query, **kwargs)
 
@@ -83,17 +83,42 @@ def test_a_person_setting_the_stable_image_stops_the_rollout_and_keeps_the_image
     assert (status.stable.image, status.stable.replicas) == (OTHER_IMAGE, 10)  # the person's image, full size
 
 
-def test_a_canary_deleted_during_analysis_stops_the_rollout_and_the_stable_gets_its_capacity_back(
+def test_a_canary_deleted_during_analysis_is_recreated_once_and_the_rollout_goes_on(
     stack: SimulatedStack, runtime: Any, rollout_of: Callable[..., Any]
 ) -> None:
     _during_analysis(runtime, stack, lambda: stack.world.remove("shop", "web-canary"))
 
     outcome = rollout_of(GOOD_IMAGE).result()
 
+    assert outcome.result == "promoted"
+    status = stack.cluster.read(stack.target)
+    assert (status.canary, status.baseline) == (None, None)
+    assert (status.stable.image, status.stable.replicas, status.stable.ready) == (GOOD_IMAGE, 10, 10)
+    told = [(e.reason, e.message) for _, e in stack.world.events]
+    assert ("CanaryRecreated", f"{outcome.rollout_id}: the canary was deleted; recreated at 20 %") in told
+
+
+def test_a_canary_deleted_twice_stops_the_rollout_and_the_stable_gets_its_capacity_back(
+    stack: SimulatedStack, runtime: Any, rollout_of: Callable[..., Any]
+) -> None:
+    deletions = {3, 6}
+    calls = [0]
+
+    def delete_on_some_looks() -> None:
+        calls[0] += 1
+        if calls[0] in deletions:
+            stack.world.remove("shop", "web-canary")
+
+    object.__setattr__(runtime, "metrics", EditDuringAnalysis(stack.metrics, delete_on_some_looks, at=None))
+
+    outcome = rollout_of(GOOD_IMAGE).result()
+
     assert outcome.result == "rolled-back"
     assert outcome.reason.startswith(
-        "DriftError: somebody deleted Deployment shop/web-canary during the rollout"
+        "CanaryLostError: somebody deleted Deployment shop/web-canary during the rollout"
     )
+    recreated = [e for _, e in stack.world.events if e.reason == "CanaryRecreated"]
+    assert len(recreated) == 1  # the first deletion was repaired, the second stopped it
     status = stack.cluster.read(stack.target)
     assert (status.canary, status.baseline) == (None, None)
     assert (status.stable.image, status.stable.replicas, status.stable.ready) == (STABLE_IMAGE, 10, 10)
