@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from canaryflow.cluster.port import RolloutId, RolloutState, TargetRef
 from canaryflow.errors import CanaryflowError
+from canaryflow.history import HistoryRecord, append_history
 from canaryflow.reports import STATUS_FILE, read_status, write_status
 from canaryflow.spec import load_spec
 from canaryflow.status import RolloutPhase, RolloutResult
@@ -201,23 +202,22 @@ def converge_when_cancelled(flow: Flow[..., Any], flow_run: FlowRun, state: Stat
     action = next_action(status.state, only=cancelled.name)
     if status.state is None or action == "leave":
         logger.info("%s was cancelled; %s carries no canary of it: nothing to converge", cancelled.name, ref)
-        _report_cancel(runtime, cancelled.name, "cancelled in Prefect")
+        _report_cancel(runtime, cancelled, "cancelled in Prefect")
         return
     rollout_id = RolloutId(status.state.rollout_id)
     if action == "promote":
         runtime.cluster.promote(ref, rollout_id=rollout_id, progress_deadline=deadline)
-        _report_cancel(
-            runtime, cancelled.name, "cancelled in Prefect during its promotion, which finished", True
-        )
+        _report_cancel(runtime, cancelled, "cancelled in Prefect during its promotion, which finished", True)
     else:
         runtime.cluster.rollback(ref, rollout_id=rollout_id, progress_deadline=deadline)
-        _report_cancel(runtime, cancelled.name, "cancelled in Prefect: rolled back")
+        _report_cancel(runtime, cancelled, "cancelled in Prefect: rolled back")
     logger.warning("%s was cancelled in Prefect: %s %s on %s", cancelled.name, action, rollout_id, ref)
 
 
-def _report_cancel(runtime: Runtime, rollout_id: str, reason: str, promoted: bool = False) -> None:
-    """The cancelled run's ``status.json`` says how it ended (the run itself can no longer write it)."""
-    path = runtime.reports_dir / rollout_id / STATUS_FILE
+def _report_cancel(runtime: Runtime, cancelled: FlowRun, reason: str, promoted: bool = False) -> None:
+    """The cancelled run's ``status.json`` and the history say how it ended (the run itself can no
+    longer write them)."""
+    path = runtime.reports_dir / cancelled.name / STATUS_FILE
     if not path.is_file():
         return
     status = read_status(path)
@@ -225,9 +225,20 @@ def _report_cancel(runtime: Runtime, rollout_id: str, reason: str, promoted: boo
         return
     phase = RolloutPhase.PROMOTED if promoted else RolloutPhase.ABORTED
     result: RolloutResult = "promoted" if promoted else "aborted"
+    now = runtime.clock.now()
     write_status(
         path.parent,
-        status.model_copy(
-            update={"phase": phase, "result": result, "reason": reason, "updated_at": runtime.clock.now()}
-        ),
+        status.model_copy(update={"phase": phase, "result": result, "reason": reason, "updated_at": now}),
     )
+    record = HistoryRecord(
+        rollout_id=status.rollout_id,
+        target=status.target,
+        image=status.image,
+        result=result,
+        reason=reason,
+        triggered_by=status.triggered_by,
+        started_at=cancelled.start_time or now,
+        finished_at=now,
+        flow_run_id=str(cancelled.id),
+    )
+    append_history(runtime.reports_dir, record)

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from canaryflow.dev.stacks import GOOD_IMAGE, STABLE_IMAGE
+from canaryflow.history import read_history
 from canaryflow.reports import read_statuses
 from canaryflow.status import RolloutPhase
 from tests.e2e.conftest import App
@@ -250,4 +251,10 @@ def test_a_rollout_run_cancelled_under_its_worker_rolls_its_canary_back(
         RolloutPhase.ABORTED,
         "aborted",
         "cancelled in Prefect: rolled back",
+    )
+    (record,) = read_history(tmp_path / "reports").records
+    assert (record.result, record.reason, record.flow_run_id) == (
+        "aborted",
+        "cancelled in Prefect: rolled back",
+        str(started.id),
     )
