@@ -16,10 +16,12 @@ import contracts in ``pyproject.toml`` (import-linter) enforce it::
     ─────────────────────────────────────────────────────────────────────────────────────────────
     wiring         plan.py         a request resolved: spec, target, rollout id, queries
                    environment.py  the settings read from the environment, and the real adapters
+                   exporter.py     the controller's metrics, computed from the reports directory
     ─────────────────────────────────────────────────────────────────────────────────────────────
     ports and      cluster/        port `Cluster` + Kubernetes and simulated adapters
     adapters       metrics/        port `MetricsSource` + Prometheus and simulated adapters
                    reports.py      a rollout's report files (status.json, observation logs)
+                   history.py      every rollout that ended (history.jsonl), delivery figures
     ─────────────────────────────────────────────────────────────────────────────────────────────
     simulation     simulation/     simulated traffic: per-pod outcomes and latencies, /metrics
     ─────────────────────────────────────────────────────────────────────────────────────────────

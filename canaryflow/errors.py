@@ -25,6 +25,8 @@ Split first by what the caller does next (retry later, or give up), then by doma
         │   ├── RolloutInProgressError   the target is already in a rollout by another id
         │   ├── ProgressDeadlineError    pods did not become ready within the progress deadline
         │   ├── DriftError               somebody else changed the target mid-rollout (the rollout stops)
+        │   │   └── CanaryLostError      ... deleted its canary (recreated once, then the rollout stops)
+        │   ├── NothingToUndoError       ``canaryflow undo``: no promotion recorded, or undone already
         │   └── WeightError              a weight cannot be reached at this capacity
         ├── MetricsError                 the metrics source answered, but not with an observation
         │   ├── NoDataError              no samples (or NaN) for the window: a domain outcome, not a failure
