@@ -54,7 +54,7 @@ def test_prometheus_down_for_the_whole_analysis_rolls_back_never_promotes(
     outcome = rollout_of(GOOD_IMAGE).result()
 
     assert outcome.result == "rolled-back"
-    assert outcome.reason.startswith("Metrics outage: the metrics backend did not answer for 12 of 12")
+    assert outcome.reason.startswith("Metrics outage: the metrics backend did not answer for 24 of 24")
     assert "Inconclusive: no data" in outcome.reason  # and the judge's own words after it
     assert stack.cluster.read(stack.target).stable.image == STABLE_IMAGE
 
