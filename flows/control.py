@@ -64,15 +64,12 @@ def run_rollout(spec: Path, image: str | None, *, resume: bool, runtime: Runtime
         raise PermanentError("give --image IMAGE (or --resume to continue an interrupted rollout)")
     else:
         request = RolloutRequest(spec=str(spec), image=image, triggered_by="canaryflow rollout")
-    with use_runtime(runtime):
-        state = rollout(request, return_state=True)
-    if state.is_cancelled():
-        raise RolloutAborted(state.message or "cancelled")
-    return outcome_of(state)
+    return run_request(request, runtime)
 
 
 def run_request(request: RolloutRequest, runtime: Runtime) -> RolloutOutcome:
-    """Run the rollout flow for `request` here on `runtime` (as `run_rollout`)."""
+    """Run the rollout flow for `request` here on `runtime`; its outcome (a superseded or cancelled
+    run raises RolloutAborted)."""
     with use_runtime(runtime):
         state = rollout(request, return_state=True)
     if state.is_cancelled():
