@@ -25,7 +25,8 @@ Split first by what the caller does next (retry later, or give up), then by doma
         │   ├── RolloutInProgressError   the target is already in a rollout by another id
         │   ├── ProgressDeadlineError    pods did not become ready within the progress deadline
         │   ├── DriftError               somebody else changed the target mid-rollout (the rollout stops)
-        │   │   └── CanaryLostError      ... deleted its canary (recreated once, then the rollout stops)
+        │   │   ├── CanaryLostError      ... deleted its canary (recreated once, then the rollout stops)
+        │   │   └── BaselineLostError    ... deleted its baseline (recreated once, then the rollout stops)
         │   ├── NothingToUndoError       ``canaryflow undo``: no promotion recorded, or undone already
         │   └── WeightError              a weight cannot be reached at this capacity
         ├── MetricsError                 the metrics source answered, but not with an observation
@@ -55,6 +56,7 @@ for a rollback too).
 from __future__ import annotations
 
 __all__ = [
+    "BaselineLostError",
     "CanaryLostError",
     "CanaryflowError",
     "ClusterError",
@@ -230,11 +232,16 @@ class ProgressDeadlineError(ClusterError):
 
 class DriftError(ClusterError):
     """Somebody else changed the target during the rollout in a way the rollout must not override
-    (the stable's image or pod template): the rollout stops and keeps that change."""
+    (the stable's image or pod template, a track's image, the Service): the rollout stops and keeps
+    that change."""
 
 
 class CanaryLostError(DriftError):
     """Somebody deleted the canary (and the rollout state it carried) during the rollout."""
+
+
+class BaselineLostError(DriftError):
+    """Somebody deleted the baseline during the rollout (the canary is still there)."""
 
 
 class NothingToUndoError(ClusterError):

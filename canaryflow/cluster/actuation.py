@@ -20,6 +20,7 @@ Nothing here knows Kubernetes or the simulation.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
@@ -40,7 +41,7 @@ from canaryflow.cluster.annotations import (
     decode_state,
     encode_state,
 )
-from canaryflow.cluster.drift import image_drift
+from canaryflow.cluster.drift import service_fault, stable_drift
 from canaryflow.cluster.outages import DEFAULT_OUTAGE_TOLERANCE, FINISH_OUTAGE_TOLERANCE, Patience
 from canaryflow.cluster.port import (
     LastPromotion,
@@ -121,7 +122,7 @@ class ReplicaActuator:
                 target=str(target),
             )
         snap = self._snapshot(target)
-        self._check_service(target, snap.status.stable)
+        self._check_service(snap.status)
         return snap.status
 
     def apply_split(
@@ -271,7 +272,8 @@ class ReplicaActuator:
         tracks = {track: _track_status(rec, track, target.container) for track, rec in records.items()}
         hpa = self._workloads.hpa_replicas(ns, target.deployment)
         state = written if written is None or hpa is not None else _take_in_scale(written, records["stable"])
-        left = records["stable"].annotations.get(CAPACITY, "")
+        left = _left_capacity(records["stable"]) if written is None else None
+        selector = self._workloads.service_selector(ns, target.service)
         status = TargetStatus(
             target=target,
             stable=tracks["stable"],
@@ -279,8 +281,10 @@ class ReplicaActuator:
             baseline=tracks.get("baseline"),
             hpa_replicas=hpa,
             state=state,
-            left_capacity=int(left) if written is None and left.isdigit() else None,
+            left_capacity=left,
             last_promotion=_last_promotion(records["stable"]),
+            service_selector=None if selector is None else dict(selector),
+            rescaled=written is not None and state != written,
         )
         return _Snapshot(status=status, records=records, written=written)
 
@@ -313,25 +317,11 @@ class ReplicaActuator:
             )
         return snap
 
-    def _check_service(self, target: TargetRef, stable: TrackStatus) -> None:
-        where = f"Service {target.namespace}/{target.service}"
-        selector = self._workloads.service_selector(target.namespace, target.service)
-        if selector is None:
-            raise NotFoundError(
-                f"{where} does not exist; it must select the pods of {target}", target=str(target)
-            )
-        if TRACK_LABEL in selector:
-            raise ClusterError(
-                f"{where} selects on label {TRACK_LABEL!r}, so canary and baseline pods would get no "
-                "traffic; remove it from the selector",
-                target=str(target),
-            )
-        if not selector or any(stable.labels.get(k) != v for k, v in selector.items()):
-            raise NotFoundError(
-                f"{where} does not select the pods of Deployment {target} "
-                f"(selector {_labels(selector)}; pod labels {_labels(stable.labels)})",
-                target=str(target),
-            )
+    @staticmethod
+    def _check_service(status: TargetStatus) -> None:
+        fault = service_fault(status.target, status.service_selector, status.stable.labels)
+        if fault is not None:
+            raise fault
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -340,7 +330,7 @@ class ReplicaActuator:
     ) -> None:
         snap = self._owned(target, rollout_id)
         status, records = snap.status, snap.records
-        self._check_service(target, status.stable)
+        self._check_service(status)
         state = status.state
         if state is not None and state.phase != RolloutPhase.PROGRESSING:
             raise ClusterError(
@@ -348,7 +338,7 @@ class ReplicaActuator:
             )
         ns, fixed = target.namespace, status.hpa_replicas is not None
         if state is not None:
-            _refuse(image_drift(status))
+            _refuse(stable_drift(status))
             self._tell_scale(target, state, snap.written)
         if state is None:
             state = RolloutState(
@@ -360,19 +350,24 @@ class ReplicaActuator:
                 stable_replicas=status.capacity,
                 started_at=self._clock.now(),
                 phase=RolloutPhase.PROGRESSING,
+                stable_template=status.stable.template,
             )
             self._create(target, "canary", image, split.canary, encode_state(state), deadline)
         else:
             wanted = replace(state, step=step, weight=split.requested_weight, canary_image=image)
             canary = records["canary"]
-            self._workloads.patch_deployment(
-                ns,
-                canary.name,
-                resource_version=canary.resource_version,
-                replicas=split.canary if split.canary > canary.replicas else None,
-                image=(target.container, image) if canary.images.get(target.container) != image else None,
-                annotations=dict(encode_state(wanted)) if wanted != snap.written else None,
-            )
+            grow = split.canary if split.canary > canary.replicas else None
+            new_image = (target.container, image) if canary.images.get(target.container) != image else None
+            notes = dict(encode_state(wanted)) if wanted != snap.written else None
+            if grow is not None or new_image is not None or notes is not None:
+                self._workloads.patch_deployment(
+                    ns,
+                    canary.name,
+                    resource_version=canary.resource_version,
+                    replicas=grow,
+                    image=new_image,
+                    annotations=notes,
+                )
         baseline = records.get("baseline")
         if split.baseline > 0 and baseline is None:
             self._create(
@@ -380,8 +375,14 @@ class ReplicaActuator:
             )
         elif baseline is not None and split.baseline > baseline.replicas:
             self._patch_replicas(ns, baseline, split.baseline)
-        if not fixed and split.stable > records["stable"].replicas:
-            self._patch_stable(ns, records["stable"], split.stable, state.stable_replicas)
+        stable = records["stable"]
+        if not fixed and split.stable > stable.replicas:
+            self._patch_stable(ns, stable, split.stable, state.stable_replicas)
+        elif not fixed and stable.annotations.get(CAPACITY) != str(state.stable_replicas):
+            # The capacity to restore is on the stable from the first split on, even when this
+            # split leaves its size alone: a person's scale-down and a deleted canary (the state
+            # with it) must not make the rollout end below it.
+            self._patch_stable(ns, stable, stable.replicas, state.stable_replicas)
 
     def _shrink(self, target: TargetRef, split: Split, rollout_id: RolloutId) -> None:
         snap = self._owned(target, rollout_id)
@@ -429,7 +430,7 @@ class ReplicaActuator:
         if state is None or state.phase == phase:
             return state
         if phase == RolloutPhase.PROMOTING and state.phase == RolloutPhase.PROGRESSING:
-            _refuse(image_drift(snap.status))  # before anything is written
+            _refuse(stable_drift(snap.status))  # before anything is written
         self._tell_scale(target, state, snap.written)
         marked = replace(state, phase=phase)
         canary = snap.records["canary"]
@@ -614,6 +615,18 @@ def _take_in_scale(state: RolloutState, stable: DeploymentRecord) -> RolloutStat
     return replace(state, stable_replicas=stable.replicas)
 
 
+def _left_capacity(stable: DeploymentRecord) -> int | None:
+    """The capacity a rollout whose canary (and state) is gone recorded on the stable, with a
+    person's scale since taken in as `_take_in_scale` does; None without such a record."""
+    recorded = stable.annotations.get(CAPACITY, "")
+    if not recorded.isdigit():
+        return None
+    marked = stable.annotations.get(REPLICAS_SET, "")
+    ours = int(marked) if marked.isdigit() else int(recorded)
+    scaled = stable.replicas != ours and stable.replicas > int(recorded)
+    return stable.replicas if scaled else int(recorded)
+
+
 def _unmarked(stable: DeploymentRecord) -> dict[str, str | None] | None:
     """The annotations that remove the rollout's marks from the stable (None when it has none)."""
     marks = [key for key in (REPLICAS_SET, CAPACITY) if key in stable.annotations]
@@ -656,8 +669,13 @@ def _track_status(record: DeploymentRecord, track: Track, container: str) -> Tra
         observed_generation=record.observed_generation,
         labels=dict(record.template_labels),
         deadline_exceeded=record.deadline_exceeded,
+        template=_template(record, container),
     )
 
 
-def _labels(labels: Mapping[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "(none)"
+def _template(record: DeploymentRecord, container: str) -> str:
+    """`TrackStatus.template`: the record's template digest with the other containers' images."""
+    if not record.template_digest:
+        return ""
+    others = sorted((name, image) for name, image in record.images.items() if name != container)
+    return hashlib.sha256(repr((record.template_digest, others)).encode()).hexdigest()[:16]

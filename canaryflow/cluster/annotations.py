@@ -8,7 +8,8 @@ labels are never changed: a ``track: stable`` label is there only if the app's m
 
 Annotations (on the canary Deployment) record the rollout so that another process can resume or
 clean up: ``canaryflow/rollout-id``, ``step``, ``weight``, ``canary-image``, ``stable-image``,
-``stable-replicas``, ``started-at`` (ISO 8601) and ``phase``. The baseline carries the rollout id.
+``stable-replicas``, ``started-at`` (ISO 8601), ``phase`` and ``stable-template`` (a digest of the
+stable's pod template at the start, to notice a person's edit of it). The baseline carries the rollout id.
 While the rollout changes the stable's size, the stable carries ``canaryflow/replicas-set`` (the
 replicas canaryflow set, written in the same patch), so that a person's scale is told from ours,
 and ``canaryflow/capacity`` (its size to restore, even if the canary is deleted); both are removed
@@ -69,6 +70,7 @@ _STABLE_IMAGE = PREFIX + "stable-image"
 _STABLE_REPLICAS = PREFIX + "stable-replicas"
 _STARTED_AT = PREFIX + "started-at"
 _PHASE = PREFIX + "phase"
+_STABLE_TEMPLATE = PREFIX + "stable-template"
 
 
 def encode_state(state: RolloutState) -> dict[str, str]:
@@ -82,6 +84,7 @@ def encode_state(state: RolloutState) -> dict[str, str]:
         _STABLE_REPLICAS: str(state.stable_replicas),
         _STARTED_AT: state.started_at.isoformat(),
         _PHASE: RolloutPhase(state.phase).value,
+        **({_STABLE_TEMPLATE: state.stable_template} if state.stable_template else {}),
     }
 
 
@@ -117,6 +120,7 @@ def decode_state(annotations: Mapping[str, str], *, where: str) -> RolloutState 
             stable_replicas=int(value(_STABLE_REPLICAS)),
             started_at=datetime.fromisoformat(value(_STARTED_AT)),
             phase=phase,
+            stable_template=annotations.get(_STABLE_TEMPLATE, ""),
         )
     except ValueError as exc:
         raise ClusterError(f"{where}: malformed canaryflow annotations: {exc}", target=where) from exc

@@ -15,6 +15,7 @@ services get, horizontalpodautoscalers list, pods list (and deployments get on t
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import socket
@@ -309,7 +310,18 @@ def _record(raw: Json) -> DeploymentRecord:
         annotations=dict(meta.get("annotations") or {}),
         deadline_exceeded=observed >= generation and progressing.get("reason") == "ProgressDeadlineExceeded",
         uid=str(meta.get("uid", "")),
+        template_digest=_template_digest(template),
     )
+
+
+def _template_digest(template: Json) -> str:
+    """A digest of the pod template as the server keeps it, every container's image left out (the
+    images are compared one by one: the target container's changes with each promotion)."""
+    bare = copy.deepcopy(template)
+    for kind in ("initContainers", "containers"):
+        for container in bare.get("spec", {}).get(kind) or []:
+            container.pop("image", None)
+    return hashlib.sha256(json.dumps(bare, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _track_body(source: Json, namespace: str, new: NewTrack) -> Json:

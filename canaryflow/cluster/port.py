@@ -88,6 +88,9 @@ class RolloutState:
     stable_replicas: int
     started_at: datetime
     phase: RolloutPhase
+    #: The stable's `TrackStatus.template` when the rollout started ("" when a rollout started by
+    #: an older canaryflow did not record it): a different one means a person edited the template.
+    stable_template: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,10 @@ class TrackStatus:
     observed_generation: int
     labels: Mapping[str, str]
     deadline_exceeded: bool = False
+    #: A digest of the pod template with the rollout's container's image left out (other
+    #: containers' images count): it changes when a person edits the template, not when a rollout
+    #: sets the image. "" when the adapter cannot tell.
+    template: str = ""
 
     @property
     def rolled_out(self) -> bool:
@@ -151,6 +158,11 @@ class TargetStatus:
     left_capacity: int | None = None
     #: The last promotion not undone since, as recorded on the stable.
     last_promotion: LastPromotion | None = None
+    #: The selector of the target's Service as read with the tracks (None: there is no Service).
+    service_selector: Mapping[str, str] | None = None
+    #: A person scaled the stable since canaryflow last split the traffic: the split in place is
+    #: not the one `state` asks for on the capacity now (the flow splits again).
+    rescaled: bool = False
 
     @property
     def capacity(self) -> int:

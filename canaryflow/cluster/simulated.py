@@ -13,7 +13,9 @@ What must not be here: any Kubernetes client import, Prefect, real time unless a
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -64,6 +66,8 @@ class _Deployment:
     revision: int = 1
     resource_version: int = 1
     pods: list[_Pod] = field(default_factory=list)
+    #: The pod template's environment: what a person's ``kubectl set env`` edits.
+    env: dict[str, str] = field(default_factory=dict)
 
 
 class SimulatedWorld:
@@ -143,6 +147,17 @@ class SimulatedWorld:
         """A person's ``kubectl set image``."""
         self._change(self._require(namespace, name), image=(container, image))
 
+    def set_env(self, namespace: str, name: str, key: str, value: str) -> None:
+        """A person's ``kubectl set env``: an edit of the pod template other than an image."""
+        dep = self._require(namespace, name)
+        dep.env[key] = value
+        dep.revision += 1
+        self._change(dep)
+
+    def remove_service(self, namespace: str, name: str) -> None:
+        """A person's ``kubectl delete service`` (`add_service` again edits its selector)."""
+        self._services.pop((namespace, name), None)
+
     def remove(self, namespace: str, name: str) -> None:
         """A person's ``kubectl delete deployment``."""
         self._deployments.pop((namespace, name), None)
@@ -203,6 +218,7 @@ class SimulatedWorld:
             images=dict(dep.images),
             annotations=dict(dep.annotations),
             deadline_exceeded=not complete and now - dep.changed_at > dep.progress_deadline,
+            template_digest=_digest(dep.template_labels, dep.env),
         )
 
     def create(self, namespace: str, new: NewTrack) -> None:
@@ -219,6 +235,7 @@ class SimulatedWorld:
             annotations=dict(new.annotations),
             template_labels={**source.template_labels, TRACK_LABEL: new.track},
             images=images,
+            env=dict(source.env),
             replicas=new.replicas,
             progress_deadline=float(new.progress_deadline_seconds),
             changed_at=self.clock.monotonic(),
@@ -404,3 +421,8 @@ class SimulatedCluster(ReplicaActuator):
             poll_interval=poll_interval,
             conflict_attempts=conflict_attempts,
         )
+
+
+def _digest(labels: Mapping[str, str], env: Mapping[str, str]) -> str:
+    """The simulated pod template's digest (images left out, as the Kubernetes adapter's)."""
+    return hashlib.sha256(json.dumps([labels, env], sort_keys=True).encode()).hexdigest()[:16]

@@ -39,6 +39,9 @@ class DeploymentRecord:
     deadline_exceeded: bool
     #: The object's uid (what a Kubernetes Event about it refers to); "" when unknown.
     uid: str = ""
+    #: A digest of the pod template with every container's image left out ("" when unknown): a
+    #: change of it is an edit of the template other than an image (`canaryflow.cluster.drift`).
+    template_digest: str = ""
 
 
 @dataclass(frozen=True, slots=True)

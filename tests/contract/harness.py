@@ -79,11 +79,24 @@ class Harness(Protocol):
         """``kubectl delete deploy/<deployment>`` by somebody else."""
         ...
 
+    def person_sets_env(self, deployment: str, container: str, name: str, value: str) -> None:
+        """``kubectl set env deploy/<deployment> -c <container> <name>=<value>``: an edit of the pod
+        template other than an image."""
+        ...
+
+    def person_sets_service(self, service: str, selector: Mapping[str, str] | None) -> None:
+        """Somebody edits the Service's selector (None: ``kubectl delete service``)."""
+        ...
+
     def wait_answering(self) -> None:
         """Return once the API server answers again after an `outage`."""
         ...
 
     def observe(self, deployment: str) -> Observed | None: ...
+
+    def serving(self, app: str) -> int:
+        """Ready pods labelled ``app=<app>`` and not being deleted: what the Service sends traffic to."""
+        ...
 
     def deployments(self) -> list[str]: ...
 
@@ -193,6 +206,15 @@ class SimulatedHarness:
     def person_deletes(self, deployment: str) -> None:
         self.world.remove(self.namespace, deployment)
 
+    def person_sets_env(self, deployment: str, container: str, name: str, value: str) -> None:
+        self.world.set_env(self.namespace, deployment, name, value)
+
+    def person_sets_service(self, service: str, selector: Mapping[str, str] | None) -> None:
+        if selector is None:
+            self.world.remove_service(self.namespace, service)
+        else:
+            self.world.add_service(self.namespace, service, selector)
+
     def outage(self, seconds: float) -> None:
         self.world.outage(seconds)
         self._back_at = self.clock.monotonic() + seconds
@@ -205,6 +227,9 @@ class SimulatedHarness:
         if record is None:
             return None
         return Observed(record.replicas, record.images, record.annotations, record.template_labels)
+
+    def serving(self, app: str) -> int:
+        return sum(1 for pod in self.world.pods(self.namespace, app) if pod.ready)
 
     def deployments(self) -> list[str]:
         return self.world.deployment_names(self.namespace)
@@ -397,6 +422,18 @@ class KubernetesHarness:
     def person_deletes(self, deployment: str) -> None:
         self._apps.delete_namespaced_deployment(deployment, self.namespace)
 
+    def person_sets_env(self, deployment: str, container: str, name: str, value: str) -> None:
+        env = [{"name": name, "value": value}]
+        patch = {"spec": {"template": {"spec": {"containers": [{"name": container, "env": env}]}}}}
+        self._apps.patch_namespaced_deployment(deployment, self.namespace, patch)
+
+    def person_sets_service(self, service: str, selector: Mapping[str, str] | None) -> None:
+        if selector is None:
+            self._core.delete_namespaced_service(service, self.namespace)
+        else:
+            body = [{"op": "replace", "path": "/spec/selector", "value": dict(selector)}]
+            self._core.patch_namespaced_service(service, self.namespace, body)
+
     def outage(self, seconds: float) -> None:
         """Kill the real kube-apiserver (etcd keeps the data) and start it again `seconds` later."""
         control = self._control
@@ -442,6 +479,15 @@ class KubernetesHarness:
             images={c.name: c.image for c in containers},
             annotations=dict(dep.metadata.annotations or {}),
             pod_labels=dict(dep.spec.template.metadata.labels or {}),
+        )
+
+    def serving(self, app: str) -> int:
+        pods = self._core.list_namespaced_pod(self.namespace, label_selector=f"app={app}").items
+        return sum(
+            1
+            for pod in pods
+            if pod.metadata.deletion_timestamp is None
+            and any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
         )
 
     def deployments(self) -> list[str]:

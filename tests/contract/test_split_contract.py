@@ -133,3 +133,35 @@ def test_stable_without_a_track_label_works_too(cluster_factory: Harness) -> Non
     assert status.baseline is None
     assert (status.stable.image, status.stable.replicas, status.stable.ready) == ("web:2", 4, 4)
     assert cluster_factory.observe("web") is not None
+
+
+def test_at_every_write_the_service_keeps_at_least_the_capacity_ready(cluster_factory: Harness) -> None:
+    target = cluster_factory.create_app("web", image="web:1", replicas=4)
+    cluster = cluster_factory.cluster()
+    seen: list[tuple[str, str, int]] = []
+    cluster_factory.write_hook = lambda verb, name: seen.append((verb, name, cluster_factory.serving("web")))
+    for step, weight in enumerate([25, 50, 25]):
+        split = plan_split(4, weight, baseline=True)
+        cluster.apply_split(
+            target, split, rollout_id=RID, image="web:2", step=step, progress_deadline=DEADLINE
+        )
+    cluster.promote(target, rollout_id=RID, progress_deadline=DEADLINE)
+
+    assert len(seen) >= 6
+    assert [entry for entry in seen if entry[2] < 4] == []
+
+
+def test_a_persons_scale_down_and_a_deleted_canary_never_end_below_the_starting_capacity(
+    cluster_factory: Harness,
+) -> None:
+    target = cluster_factory.create_app("web", image="web:1", replicas=2)
+    cluster = cluster_factory.cluster()
+    split = plan_split(2, 20, baseline=True)
+    assert split.stable == 2  # this split leaves the stable's size alone
+    cluster.apply_split(target, split, rollout_id=RID, image="web:2", step=0, progress_deadline=DEADLINE)
+    cluster_factory.person_scales("web", 1)
+    cluster_factory.person_deletes("web-canary")
+
+    status = cluster.rollback(target, rollout_id=RID, progress_deadline=DEADLINE)
+
+    assert (status.stable.image, status.stable.replicas, status.stable.ready) == ("web:1", 2, 2)
