@@ -37,8 +37,9 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed
 
-from canaryflow.cluster.port import RolloutId
+from canaryflow.cluster.port import RolloutId, Track
 from canaryflow.errors import (
+    BaselineLostError,
     CanaryflowError,
     CanaryLostError,
     DriftError,
@@ -267,31 +268,51 @@ def checkpoint(run: Run) -> None:
     paused = check_stop(run.plan)
     if paused is not None:
         hold_split(run, paused)
+    cluster, plan = run.runtime.cluster, run.plan
     try:
-        look_for_drift(run.runtime.cluster, run.plan.target)
-    except CanaryLostError as exc:
-        recreate_canary(run, exc)
+        seen = look_for_drift(cluster, plan.target, baseline=plan.spec.spec.baseline)
+    except (CanaryLostError, BaselineLostError) as exc:
+        recreate_track(run, "canary" if isinstance(exc, CanaryLostError) else "baseline", exc)
+        return
+    where = current_split(run) if seen is not None and seen.rescaled else None
+    if seen is not None and where is not None:
+        index, weight = where
+        run.reporter.say(
+            "%s: somebody scaled the stable; splitting %d%% again on its %d replicas",
+            plan.rollout_id, weight, seen.capacity,
+        )  # fmt: skip
+        apply_weight(run, index, weight)
 
 
-def recreate_canary(run: Run, lost: CanaryLostError) -> None:
-    """Somebody deleted the canary: recreate it once at the current split (a second deletion, or
-    none to recreate, stops the rollout with `lost`)."""
-    plan, status = run.plan, run.reporter.status
-    weight_steps = [i for i, s in enumerate(plan.spec.steps[: status.step or 0]) if s.set_weight is not None]
-    if "recreated-canary" in run.done or not weight_steps or status.weight <= 0:
+def current_split(run: Run) -> tuple[int, int] | None:
+    """The step that set the split in place and its weight (None before the first split)."""
+    status = run.reporter.status
+    steps = run.plan.spec.steps[: (status.step or 0) + 1]
+    weight_steps = [i for i, s in enumerate(steps) if s.set_weight is not None]
+    if not weight_steps or status.weight <= 0:
+        return None
+    return weight_steps[-1], status.weight
+
+
+def recreate_track(run: Run, track: Track, lost: DriftError) -> None:
+    """Somebody deleted the canary or the baseline: recreate it once at the current split (a
+    second deletion, or nothing to recreate, stops the rollout with `lost`)."""
+    plan, where = run.plan, current_split(run)
+    if f"recreated-{track}" in run.done or where is None:
         raise lost
-    run.done.add("recreated-canary")
+    run.done.add(f"recreated-{track}")
+    index, weight = where
     run.reporter.say(
-        "%s: somebody deleted the canary; recreating it once at %d%% (deleted again, the rollout stops)",
-        plan.rollout_id, status.weight,
+        "%s: somebody deleted the %s; recreating it once at %d%% (deleted again, the rollout stops)",
+        plan.rollout_id, track, weight,
     )  # fmt: skip
     run.runtime.cluster.announce(
         plan.target,
-        "CanaryRecreated",
-        f"{plan.rollout_id}: the canary was deleted; recreated at {status.weight} %",
+        f"{track.capitalize()}Recreated",
+        f"{plan.rollout_id}: the {track} was deleted; recreated at {weight} %",
         warning=True,
     )
-    apply_weight(run, weight_steps[-1], status.weight)
+    apply_weight(run, index, weight)
 
 
 def hold_split(run: Run, paused: dict[str, Any]) -> None:

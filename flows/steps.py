@@ -85,18 +85,20 @@ def read_target(cluster: Cluster, target: TargetRef) -> TargetStatus:
 
 
 @task(name="look-for-drift", cache_policy=NO_CACHE)
-def look_for_drift(cluster: Cluster, target: TargetRef) -> None:
+def look_for_drift(cluster: Cluster, target: TargetRef, *, baseline: bool) -> TargetStatus | None:
     """Raise `DriftError` when somebody changed the target in a way that stops the rollout
-    (`canaryflow.cluster.drift`). An API server that does not answer is not drift: the look is
-    skipped (the next write rides the outage out)."""
+    (`canaryflow.cluster.drift`; `baseline`: the rollout runs one); else the target as read. An API
+    server that does not answer is not drift: the look is skipped and None returned (the next
+    write rides the outage out)."""
     try:
         status = cluster.read(target)
     except TransientError as exc:
         get_run_logger().warning("%s: could not look for changes by others: %s", target, exc)
-        return
-    changed = drift(status)
+        return None
+    changed = drift(status, baseline=baseline)
     if changed is not None:
         raise changed
+    return status
 
 
 @task(name="set-weight", retry_condition_fn=_retry_on_io, cache_policy=NO_CACHE)

@@ -1,6 +1,8 @@
 """People change the target while a rollout runs (simulated cluster, the real Prefect harness): a
-person's scale of the stable is honoured and kept by the promotion; a person's image on the stable
-stops the rollout, rolls the canary back and is kept; a deleted canary is recreated once.
+person's scale of the stable is honoured at once and kept by the promotion; a person's image or
+template edit on the stable stops the rollout, rolls the canary back and is kept; an image set on
+the canary, or a Service that no longer selects the tracks, stops it too; a deleted canary or
+baseline is recreated once.
 
 The edit is made during the first analysis (at its third look at the metrics), as a person with
 kubectl would.
@@ -119,6 +121,111 @@ def test_a_canary_deleted_twice_stops_the_rollout_and_the_stable_gets_its_capaci
     )
     recreated = [e for _, e in stack.world.events if e.reason == "CanaryRecreated"]
     assert len(recreated) == 1  # the first deletion was repaired, the second stopped it
+    status = stack.cluster.read(stack.target)
+    assert (status.canary, status.baseline) == (None, None)
+    assert (status.stable.image, status.stable.replicas, status.stable.ready) == (STABLE_IMAGE, 10, 10)
+
+
+def test_the_split_is_computed_again_right_after_a_persons_scale(
+    stack: SimulatedStack, runtime: Any, rollout_of: Callable[..., Any]
+) -> None:
+    seen: list[int] = []
+    calls = [0]
+
+    def scale_then_look() -> None:
+        calls[0] += 1
+        if calls[0] == 3:
+            stack.world.scale("shop", "web", 20)
+        if calls[0] == 6:  # three looks later, still in the first analysis (at 20 %)
+            canary = stack.world.record("shop", "web-canary")
+            seen.append(canary.replicas if canary else -1)
+
+    object.__setattr__(runtime, "metrics", EditDuringAnalysis(stack.metrics, scale_then_look, at=None))
+
+    assert rollout_of(GOOD_IMAGE).result().result == "promoted"
+
+    assert plan_split(20, 20, baseline=True).canary != plan_split(10, 20, baseline=True).canary
+    assert seen == [plan_split(20, 20, baseline=True).canary]  # split on 20 within the same step
+
+
+def test_a_person_editing_the_stables_template_stops_the_rollout_and_keeps_the_edit(
+    stack: SimulatedStack, runtime: Any, rollout_of: Callable[..., Any]
+) -> None:
+    before = stack.cluster.read(stack.target).stable.template
+    _during_analysis(runtime, stack, lambda: stack.world.set_env("shop", "web", "FEATURE_X", "on"))
+
+    outcome = rollout_of(GOOD_IMAGE).result()
+
+    assert outcome.result == "rolled-back"
+    assert outcome.reason.startswith("DriftError: somebody edited the pod template of shop/web")
+    status = stack.cluster.read(stack.target)
+    assert (status.canary, status.baseline, status.state) == (None, None, None)
+    assert (status.stable.image, status.stable.replicas, status.stable.ready) == (STABLE_IMAGE, 10, 10)
+    assert status.stable.template not in ("", before)  # the person's edit is kept
+
+
+def test_a_person_setting_the_canarys_image_stops_the_rollout(
+    stack: SimulatedStack, runtime: Any, rollout_of: Callable[..., Any]
+) -> None:
+    _during_analysis(runtime, stack, lambda: stack.world.set_image("shop", "web-canary", "web", OTHER_IMAGE))
+
+    outcome = rollout_of(GOOD_IMAGE).result()
+
+    assert outcome.result == "rolled-back"
+    assert outcome.reason.startswith(
+        f"DriftError: somebody set the image of shop/web-canary to {OTHER_IMAGE}"
+    )
+    status = stack.cluster.read(stack.target)
+    assert (status.canary, status.baseline) == (None, None)
+    assert (status.stable.image, status.stable.replicas) == (STABLE_IMAGE, 10)
+
+
+def test_a_service_edited_to_miss_the_tracks_stops_the_rollout(
+    stack: SimulatedStack, runtime: Any, rollout_of: Callable[..., Any]
+) -> None:
+    target = stack.target
+    narrowed = {"app": "web", "version": "v1"}
+    _during_analysis(runtime, stack, lambda: stack.world.add_service("shop", target.service, narrowed))
+
+    outcome = rollout_of(GOOD_IMAGE).result()
+
+    assert outcome.result == "rolled-back"
+    assert outcome.reason.startswith("DriftError: somebody changed the Service during rollout")
+    assert "does not select the pods of Deployment shop/web" in outcome.reason
+    status = stack.cluster.read(target)
+    assert (status.canary, status.baseline, status.stable.replicas) == (None, None, 10)
+
+
+def test_a_baseline_deleted_during_analysis_is_recreated_once_and_the_rollout_goes_on(
+    stack: SimulatedStack, runtime: Any, rollout_of: Callable[..., Any]
+) -> None:
+    _during_analysis(runtime, stack, lambda: stack.world.remove("shop", "web-baseline"))
+
+    outcome = rollout_of(GOOD_IMAGE).result()
+
+    assert outcome.result == "promoted", outcome.reason
+    told = [(e.reason, e.message) for _, e in stack.world.events]
+    assert ("BaselineRecreated", f"{outcome.rollout_id}: the baseline was deleted; recreated at 20 %") in told
+    status = stack.cluster.read(stack.target)
+    assert (status.stable.image, status.stable.replicas, status.stable.ready) == (GOOD_IMAGE, 10, 10)
+
+
+def test_a_baseline_deleted_twice_stops_the_rollout(
+    stack: SimulatedStack, runtime: Any, rollout_of: Callable[..., Any]
+) -> None:
+    calls = [0]
+
+    def delete_on_some_looks() -> None:
+        calls[0] += 1
+        if calls[0] in (3, 6):
+            stack.world.remove("shop", "web-baseline")
+
+    object.__setattr__(runtime, "metrics", EditDuringAnalysis(stack.metrics, delete_on_some_looks, at=None))
+
+    outcome = rollout_of(GOOD_IMAGE).result()
+
+    assert outcome.result == "rolled-back"
+    assert outcome.reason.startswith("BaselineLostError: somebody deleted Deployment shop/web-baseline")
     status = stack.cluster.read(stack.target)
     assert (status.canary, status.baseline) == (None, None)
     assert (status.stable.image, status.stable.replicas, status.stable.ready) == (STABLE_IMAGE, 10, 10)
