@@ -1,11 +1,11 @@
 """Start and stop a real Kubernetes control plane on loopback as local processes.
 
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (which fakes the nodes and
-makes scheduled pods Running and Ready) run from the binaries `tools/kube/build.sh` built. Each
-runs in its own session, writes its log next to the state file, and is recorded by pid so that
-`down` (from any process) can stop it. With ``die_with_parent`` (the test fixture) every process
-also gets SIGKILL from the kernel when the process that started it dies, so an interrupted test run
-leaves nothing behind.
+makes scheduled pods Running and Ready, and Ready again after an outage: `stages`) run from the
+binaries `tools/kube/build.sh` built. Each runs in its own session, writes its log next to the
+state file, and is recorded by pid so that `down` (from any process) can stop it. With
+``die_with_parent`` (the test fixture) every process also gets SIGKILL from the kernel when the
+process that started it dies, so an interrupted test run leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from canaryflow.dev.kube import apiclient
 from canaryflow.dev.kube.pki import Pki, write_pki
+from canaryflow.dev.kube.stages import write_extra_stages
 from canaryflow.dev.processes import (
     alive,
     die_with_parent,
@@ -303,6 +304,7 @@ class LocalControlPlane:
             "--manage-all-nodes=true",
             "--node-lease-duration-seconds=40",
             f"--config={self.binaries / 'stages.yaml'}",
+            f"--config={write_extra_stages(self.directory)}",
             "--cidr=10.244.0.0/16",
             "--node-ip=127.0.0.1",
         ]

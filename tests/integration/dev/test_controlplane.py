@@ -137,3 +137,34 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def test_pods_marked_not_ready_are_made_ready_again(local_kube: LocalKube) -> None:
+    """After an API-server outage longer than the node lease, the restarted controller-manager may
+    find the nodes' leases stale and mark their pods not Ready (whether it does depends on who is
+    first after the restart: the controller or kwok renewing the leases). Marked so here, on
+    purpose, the pods are made Ready again by kwok, as a kubelet would
+    (`canaryflow.dev.kube.stages`)."""
+    ns = "devkube-ready-again"
+    kubectl(local_kube, "create", "namespace", ns)
+    kubectl(local_kube, "-n", ns, "create", "deployment", "web", "--image=web:1", "--replicas=3")
+    kubectl(local_kube, "-n", ns, "rollout", "status", "deployment/web", "--timeout=60s")
+    assert _ready_pods(local_kube, ns) == 3
+    not_ready = json.dumps({"status": {"conditions": [{"type": "Ready", "status": "False"}]}})
+    for name in kubectl(local_kube, "-n", ns, "get", "pods", "-o", "name").stdout.split():
+        kubectl(local_kube, "-n", ns, "patch", name, "--subresource=status", "-p", not_ready)
+
+    deadline = time.monotonic() + 60
+    while (ready := _ready_pods(local_kube, ns)) != 3:
+        assert time.monotonic() < deadline, f"pods not Ready again within 60 s: {ready} of 3"
+        time.sleep(0.5)
+
+
+def _ready_pods(kube: LocalKube, namespace: str) -> int:
+    listed = kubectl(kube, "-n", namespace, "get", "pods", "-l", "app=web", "-o", "json")
+    pods = json.loads(listed.stdout)["items"]
+    return sum(
+        1
+        for pod in pods
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+    )
