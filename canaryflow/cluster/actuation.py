@@ -117,7 +117,7 @@ class ReplicaActuator:
             names = ", ".join(str(p) for p in denied)
             raise ForbiddenError(
                 f"the cluster credentials may not {names} in namespace {ns} (needed to "
-                f"{denied[0].why}): apply deployments/kubernetes/rbac.yaml to {ns} or bind an "
+                f"{denied[0].why}): apply deployments/kubernetes/canaryflow/rbac.yaml to {ns} or bind an "
                 "equivalent Role to this identity",
                 target=str(target),
             )

@@ -8,8 +8,9 @@ Nothing is ever read, modified and replaced whole, so fields this client does no
 dropped. Every patch carries the resourceVersion it was based on (409 when stale; the actuator
 re-reads and retries). `ApiException` and urllib3 errors become our errors here, chained.
 
-RBAC this adapter needs (see deployments/kubernetes/rbac.yaml): deployments get/create/patch/delete,
-services get, horizontalpodautoscalers list, pods list (and deployments get on the HPA's target).
+RBAC this adapter needs (see deployments/kubernetes/canaryflow/rbac.yaml): deployments
+get/create/patch/delete, services get, horizontalpodautoscalers list, pods list (and deployments get
+on the HPA's target), events create.
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ class Permission:
         return f"{self.verb} {self.resource}"
 
 
-#: Everything a rollout does in the target's namespace (deployments/kubernetes/rbac.yaml grants
+#: Everything a rollout does in the target's namespace (deployments/kubernetes/canaryflow/rbac.yaml grants
 #: exactly these, plus ``list pods`` for the demo's traffic; a test keeps the two in step).
 PERMISSIONS: tuple[Permission, ...] = (
     Permission("apps", "deployments", "get", "read the stable, canary and baseline"),

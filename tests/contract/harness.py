@@ -55,7 +55,7 @@ class Harness(Protocol):
     def set_hpa(self, deployment: str, replicas: int) -> None: ...
 
     def cluster_denied(self, denied: set[tuple[str, str]]) -> Cluster:
-        """An adapter whose credentials may do what deployments/kubernetes/rbac.yaml grants except
+        """An adapter whose credentials may do what deployments/kubernetes/canaryflow/rbac.yaml grants except
         the ``(verb, resource)`` pairs in `denied`."""
         ...
 
@@ -112,7 +112,7 @@ class Harness(Protocol):
     def close(self) -> None: ...
 
 
-RBAC = Path(__file__).resolve().parents[2] / "deployments" / "kubernetes" / "rbac.yaml"
+RBAC = Path(__file__).resolve().parents[2] / "deployments" / "kubernetes" / "canaryflow" / "rbac.yaml"
 
 
 def rollout_under_way(
@@ -139,7 +139,7 @@ def rollout_under_way(
 
 
 def role_rules() -> list[dict[str, Any]]:
-    """The rules of the Role in deployments/kubernetes/rbac.yaml."""
+    """The rules of the Role in deployments/kubernetes/canaryflow/rbac.yaml."""
     from ruamel.yaml import YAML
 
     documents = list(YAML(typ="safe").load_all(RBAC.read_text(encoding="utf-8")))

@@ -42,7 +42,7 @@ def test_a_missing_permission_is_named_with_the_fix(cluster_factory: Harness, pe
         f"the cluster credentials may not {permission.verb} {permission.resource} in namespace "
         f"{target.namespace} (needed to {permission.why})"
     )
-    assert "apply deployments/kubernetes/rbac.yaml" in message
+    assert "apply deployments/kubernetes/canaryflow/rbac.yaml" in message
     assert writes == []
 
 

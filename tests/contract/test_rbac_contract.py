@@ -1,4 +1,4 @@
-"""The Role in deployments/kubernetes/rbac.yaml is exactly what the Kubernetes adapter needs.
+"""The Role in deployments/kubernetes/canaryflow/rbac.yaml is exactly what the Kubernetes adapter needs.
 
 A whole rollout (read, split, pods, promote; split, roll back) runs as the ServiceAccount bound to
 that Role; then, one at a time, each verb is taken away and the same rollout must be refused with

@@ -285,7 +285,8 @@ class LocalControlPlane:
             f"--kubeconfig={kubeconfig}",
             "--controllers=deployment-controller,replicaset-controller,garbage-collector-controller,"
             "namespace-controller,serviceaccount-controller,serviceaccount-token-controller,"
-            "endpointslice-controller,pod-garbage-collector-controller,node-lifecycle-controller",
+            "endpointslice-controller,pod-garbage-collector-controller,node-lifecycle-controller,"
+            "persistentvolume-binder-controller",
             "--leader-elect=false",
             "--secure-port=0",
             f"--service-account-private-key-file={pki.service_account_key}",
