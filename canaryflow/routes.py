@@ -87,13 +87,15 @@ def render_image(template: str, *, sha: str, ref_name: str) -> str:
     Raises
     ------
     ImageRenderError
-        When `sha` is not 40 lowercase hex digits, `ref_name` has characters outside
-        ``A-Z a-z 0-9 . _ / + -`` (or git forbids it), or the result is not a valid OCI reference
-        (e.g. ``{ref_name}`` of ``feature/x`` in a tag).
+        When `sha` is not 40 lowercase hex digits, the template uses ``{ref_name}`` and `ref_name`
+        has characters outside ``A-Z a-z 0-9 . _ / + -`` (or git forbids it), or the result is
+        not a valid OCI reference (e.g. ``{ref_name}`` of ``feature/x`` in a tag). A branch name
+        the template does not use is not checked: ``fix@home`` or ``feature/ü`` are valid git
+        branches, and their pushes roll out ``{sha}`` images like any other.
     """
     if _SHA.fullmatch(sha) is None:
         raise ImageRenderError(f"commit id is not 40 hex digits: {sha[:50]!r}")
-    if not is_valid_ref_name(ref_name):
+    if "{ref_name}" in template and not is_valid_ref_name(ref_name):
         raise ImageRenderError(f"ref name has characters that are not allowed: {ref_name[:100]!r}")
     if problems := _placeholder_problems(template):
         raise ImageRenderError(f"image template {template!r}: {'; '.join(problems)}")

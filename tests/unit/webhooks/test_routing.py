@@ -123,3 +123,23 @@ def test_the_first_route_per_rollout_spec_wins() -> None:
     decision = _route(parse_github_push(p.github_push()), routes)
     assert isinstance(decision, Start)
     assert [r.request.image for r in decision.rollouts] == [f"registry.example.com/a:{p.AFTER}"]
+
+
+@pytest.mark.parametrize("branch", ["fix@home", "feature/ü", "hotfix#12"])
+def test_any_git_branch_rolls_out_an_image_that_does_not_use_its_name(branch: str) -> None:
+    routes = [
+        Route(repository=p.REPOSITORY, branch="*", rollout="r.yaml", image="registry.example.com/a:{sha}")
+    ]
+    decision = _route(parse_github_push(p.github_push(ref=f"refs/heads/{branch}")), routes)
+    assert isinstance(decision, Start)
+    assert decision.rollouts[0].request.image == f"registry.example.com/a:{p.AFTER}"
+
+
+def test_a_branch_name_an_image_cannot_carry_still_refuses_a_template_that_uses_it() -> None:
+    routes = [
+        Route(
+            repository=p.REPOSITORY, branch="*", rollout="r.yaml", image="registry.example.com/a:{ref_name}"
+        )
+    ]
+    with pytest.raises(ImageRenderError, match="not allowed"):
+        _route(parse_github_push(p.github_push(ref="refs/heads/fix@home")), routes)
