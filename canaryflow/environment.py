@@ -77,15 +77,22 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "CANARYFLOW_GITHUB_SECRET",
-        "(one of the two)",
+        "(at least one secret)",
         "the GitHub webhook secret (or CANARYFLOW_GITHUB_SECRET_FILE naming a file)",
         ("webhook serve",),
     ),
     Setting("CANARYFLOW_DEBUG", "", "1: as --debug on every command (tracebacks, Prefect's logs)", ()),
     Setting(
         "CANARYFLOW_GITLAB_TOKEN",
-        "(one of the two)",
+        "(at least one secret)",
         "the GitLab webhook token (or CANARYFLOW_GITLAB_TOKEN_FILE naming a file)",
+        ("webhook serve",),
+    ),
+    Setting(
+        "CANARYFLOW_GITLAB_SIGNING_TOKEN",
+        "(at least one secret)",
+        "GitLab's signing token, whsec_... (or CANARYFLOW_GITLAB_SIGNING_TOKEN_FILE): signed deliveries "
+        "are verified by signature and timestamp",
         ("webhook serve",),
     ),
 )

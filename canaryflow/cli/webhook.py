@@ -17,7 +17,8 @@ def serve(
 ) -> None:
     """Serve POST /hooks/github and /hooks/gitlab, starting rollouts for pushes.
 
-    Secrets come from CANARYFLOW_GITHUB_SECRET / CANARYFLOW_GITLAB_TOKEN (or *_FILE naming a file).
+    Secrets come from CANARYFLOW_GITHUB_SECRET, CANARYFLOW_GITLAB_TOKEN and
+    CANARYFLOW_GITLAB_SIGNING_TOKEN (or *_FILE naming a file).
     """
     from canaryflow.webhooks.serve import serve as serve_webhooks
 

@@ -37,6 +37,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,11 +54,14 @@ from canaryflow.webhooks.pushes import Provider, PushEvent, parse_github_push, p
 from canaryflow.webhooks.routing import Ignore, route_push
 from canaryflow.webhooks.signatures import (
     GITHUB_SECRET_ENV,
+    GITLAB_SIGNING_TOKEN_ENV,
     GITLAB_TOKEN_ENV,
     Secret,
     load_secret,
+    load_signing_token,
     verify_github_signature,
     verify_gitlab_token,
+    verify_standard_webhook,
 )
 
 __all__ = ["REPLY_WAIT", "DeliveryHandler", "Reply", "WebhookMetrics", "WebhookSecrets", "push_key"]
@@ -91,11 +95,18 @@ class WebhookSecrets:
 
     github: Secret | None = None
     gitlab: Secret | None = None
+    #: The key of GitLab's signing token (Standard Webhooks), beside or instead of the plain token.
+    gitlab_signing: Secret | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> WebhookSecrets:
-        """Read ``CANARYFLOW_GITHUB_SECRET`` and ``CANARYFLOW_GITLAB_TOKEN`` (or their ``_FILE``)."""
-        return cls(load_secret(GITHUB_SECRET_ENV, environ), load_secret(GITLAB_TOKEN_ENV, environ))
+        """Read ``CANARYFLOW_GITHUB_SECRET``, ``CANARYFLOW_GITLAB_TOKEN`` and
+        ``CANARYFLOW_GITLAB_SIGNING_TOKEN`` (or their ``_FILE``)."""
+        return cls(
+            load_secret(GITHUB_SECRET_ENV, environ),
+            load_secret(GITLAB_TOKEN_ENV, environ),
+            load_signing_token(GITLAB_SIGNING_TOKEN_ENV, environ),
+        )
 
 
 class WebhookMetrics:
@@ -195,11 +206,20 @@ class DeliveryHandler:
         return self._push(delivery_id, push)
 
     def _gitlab(self, headers: Mapping[str, str], body: bytes) -> Reply:
-        if self.secrets.gitlab is None:
+        token, signing = self.secrets.gitlab, self.secrets.gitlab_signing
+        if token is None and signing is None:
             return _reply(
-                404, "not_configured", error=f"GitLab deliveries are off ({GITLAB_TOKEN_ENV} unset)"
+                404,
+                "not_configured",
+                error=f"GitLab deliveries are off ({GITLAB_TOKEN_ENV} and {GITLAB_SIGNING_TOKEN_ENV} unset)",
             )
-        if not verify_gitlab_token(self.secrets.gitlab, headers.get("x-gitlab-token")):
+        if signing is not None and (token is None or "webhook-signature" in headers):
+            # A signed delivery is judged by its signature alone: a wrong one is never excused
+            # by a plain token beside it.
+            problem = verify_standard_webhook(signing, headers, body, now=time.time())
+            if problem is not None:
+                return _reply(401, "unauthorized", error=problem)
+        elif token is not None and not verify_gitlab_token(token, headers.get("x-gitlab-token")):
             return _reply(401, "unauthorized", error="missing or wrong X-Gitlab-Token")
         event = headers.get("x-gitlab-event", "")
         if event not in ("Push Hook", "Tag Push Hook"):

@@ -23,7 +23,7 @@ from canaryflow.triggers.port import RolloutStarter
 from canaryflow.webhooks.app import create_app
 from canaryflow.webhooks.deliveries import DeliveryStore
 from canaryflow.webhooks.handling import WebhookSecrets
-from canaryflow.webhooks.signatures import GITHUB_SECRET_ENV, GITLAB_TOKEN_ENV
+from canaryflow.webhooks.signatures import GITHUB_SECRET_ENV, GITLAB_SIGNING_TOKEN_ENV, GITLAB_TOKEN_ENV
 
 __all__ = ["build_app", "check_route_specs", "serve"]
 
@@ -41,8 +41,11 @@ def build_app(
     routes = load_routes(config)
     check_route_specs(routes, config)
     secrets = WebhookSecrets.from_environ(environ)
-    if secrets.github is None and secrets.gitlab is None:
-        raise SpecError(f"no webhook secret: set {GITHUB_SECRET_ENV} or {GITLAB_TOKEN_ENV} (or their _FILE)")
+    if secrets.github is None and secrets.gitlab is None and secrets.gitlab_signing is None:
+        raise SpecError(
+            f"no webhook secret: set {GITHUB_SECRET_ENV}, {GITLAB_TOKEN_ENV} or "
+            f"{GITLAB_SIGNING_TOKEN_ENV} (or their _FILE)"
+        )
     store = DeliveryStore(Path(routes.deliveries))
     if starter is None:
         from canaryflow.triggers.prefect_runs import PrefectRolloutStarter

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from canaryflow.triggers import InMemoryRolloutStarter
 from canaryflow.webhooks.handling import WebhookSecrets, push_key
 from canaryflow.webhooks.pushes import parse_github_push, parse_gitlab_push
-from canaryflow.webhooks.signatures import Secret
+from canaryflow.webhooks.signatures import Secret, load_signing_token
 from tests.integration.webhooks.conftest import AppFactory, serving
 from tests.unit.webhooks import payloads as p
 
@@ -364,6 +365,45 @@ def test_gitlab_refusals_and_ignored_events(client: httpx.Client, starter: InMem
     }
     assert client.post("/hooks/gitlab", content=p.body_of(p.gitlab_push()), headers=no_id).status_code == 400
     assert starter.started == []
+
+
+def test_gitlab_signed_deliveries_are_verified_by_signature_and_timestamp(
+    make_app: AppFactory, starter: InMemoryRolloutStarter
+) -> None:
+    key = load_signing_token("T", {"T": p.GITLAB_SIGNING_TOKEN})
+    body = p.body_of(p.gitlab_push())
+    stale = int(time.time()) - 600  # a captured delivery replayed ten minutes later
+
+    def post(client: httpx.Client, headers: dict[str, str], content: bytes = body) -> httpx.Response:
+        return client.post("/hooks/gitlab", content=content, headers=headers)
+
+    with _client(make_app(secrets=WebhookSecrets(gitlab_signing=key))) as client:
+        refusals = {
+            "wrong key": post(client, p.gitlab_signed_headers(body, key=b"k" * 32)),
+            "stale": post(client, p.gitlab_signed_headers(body, timestamp=stale)),
+            "body changed": post(client, p.gitlab_signed_headers(body), body.replace(b"master", b"main")),
+            "plain token only": post(client, p.gitlab_headers()),
+        }
+        assert {name: r.status_code for name, r in refusals.items()} == dict.fromkeys(refusals, 401)
+        assert "not within 300 s" in refusals["stale"].json()["error"]
+        assert starter.started == []
+        good = post(client, p.gitlab_signed_headers(body))
+    assert good.status_code == 202
+    assert len(starter.started) == 1
+
+
+def test_a_wrong_signature_is_not_excused_by_a_right_plain_token(
+    make_app: AppFactory, starter: InMemoryRolloutStarter
+) -> None:
+    key = load_signing_token("T", {"T": p.GITLAB_SIGNING_TOKEN})
+    secrets = WebhookSecrets(gitlab=Secret(p.GITLAB_TOKEN.encode()), gitlab_signing=key)
+    body = p.body_of(p.gitlab_push())
+    with _client(make_app(secrets=secrets)) as client:
+        headers = {**p.gitlab_signed_headers(body, key=b"k" * 32), "X-Gitlab-Token": p.GITLAB_TOKEN}
+        assert client.post("/hooks/gitlab", content=body, headers=headers).status_code == 401
+        unsigned = client.post("/hooks/gitlab", content=body, headers=p.gitlab_headers())  # token alone
+    assert unsigned.status_code == 202
+    assert len(starter.started) == 1
 
 
 def test_a_provider_without_a_secret_is_off(make_app: AppFactory, starter: InMemoryRolloutStarter) -> None:

@@ -6,14 +6,19 @@ are computed with `hmac` directly, independently of `canaryflow.webhooks.signatu
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from typing import Any
 
 GITHUB_SECRET = "It's a Secret to Everybody"
 GITLAB_TOKEN = "gitlab-token-for-tests"
+#: GitLab's signing token (Standard Webhooks): ``whsec_`` and the base64 of a 32-byte key.
+GITLAB_SIGNING_KEY = bytes(range(1, 33))
+GITLAB_SIGNING_TOKEN = "whsec_" + base64.b64encode(GITLAB_SIGNING_KEY).decode()
 REPOSITORY = "Codertocat/Hello-World"
 GITLAB_REPOSITORY = "mike/diaspora"
 BEFORE = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
@@ -195,3 +200,27 @@ routes:
     rollout: {gitlab}
     image: registry.example.com/mike/diaspora:{{short_sha}}
 """
+
+
+def gitlab_signed_headers(
+    body: bytes,
+    *,
+    event: str = "Push Hook",
+    delivery: str | None = None,
+    key: bytes = GITLAB_SIGNING_KEY,
+    timestamp: int | None = None,
+) -> dict[str, str]:
+    """GitLab's headers for a webhook with a signing token (no plain token): ``webhook-id``,
+    ``webhook-timestamp`` and ``webhook-signature`` over ``{id}.{timestamp}.{body}``."""
+    delivery = delivery or str(uuid.uuid4())
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(key, f"{delivery}.{stamp}.".encode() + body, hashlib.sha256).digest()
+    headers = {
+        k: v for k, v in gitlab_headers(event=event, delivery=delivery).items() if k != "X-Gitlab-Token"
+    }
+    return {
+        **headers,
+        "webhook-id": delivery,
+        "webhook-timestamp": stamp,
+        "webhook-signature": "v1," + base64.b64encode(digest).decode(),
+    }

@@ -1,4 +1,4 @@
-"""GitHub signatures and GitLab tokens: constant-time checks, secrets that never show."""
+"""GitHub signatures, GitLab tokens and signing tokens: constant-time checks, secrets that never show."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ from canaryflow.webhooks.signatures import (
     Secret,
     github_signature,
     load_secret,
+    load_signing_token,
+    standard_webhook_signature,
     verify_github_signature,
     verify_gitlab_token,
+    verify_standard_webhook,
 )
 
 # GitHub's documented test vector ("Validating webhook deliveries"): this secret and body give
@@ -102,3 +105,59 @@ def test_load_secret_refuses_ambiguous_unreadable_empty_or_weak(
     with pytest.raises(SpecError, match=message) as info:
         load_secret("X", environ)
     assert environ.get("X", "").strip() == "" or environ["X"].strip() not in str(info.value)
+
+
+# The Standard Webhooks specification's example (GitLab's signing token follows it): this token,
+# id, timestamp and body give exactly this signature.
+SW_TOKEN = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SW_ID, SW_TIMESTAMP, SW_BODY = "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", b'{"test": 2432232314}'
+SW_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def _signed(signature: str = SW_SIGNATURE, timestamp: str = SW_TIMESTAMP) -> dict[str, str]:
+    return {"webhook-id": SW_ID, "webhook-timestamp": timestamp, "webhook-signature": signature}
+
+
+def test_signing_token_signature_matches_the_standard_webhooks_example() -> None:
+    key = load_signing_token("T", {"T": SW_TOKEN})
+    assert key is not None
+    assert standard_webhook_signature(key, SW_ID, SW_TIMESTAMP, SW_BODY) == SW_SIGNATURE
+    assert verify_standard_webhook(key, _signed(), SW_BODY, now=1614265330 + 299) is None
+    rotating = _signed(signature=f"v1,c29tZXRoaW5nIGVsc2U= {SW_SIGNATURE}")  # old and new token
+    assert verify_standard_webhook(key, rotating, SW_BODY, now=1614265330) is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "now", "reason"),
+    [
+        (_signed(), SW_BODY + b" ", 1614265330, "does not match"),
+        (_signed(signature="v1,AAAA"), SW_BODY, 1614265330, "does not match"),
+        (_signed(), SW_BODY, 1614265330 + 301, "not within 300 s"),  # a replay, six minutes on
+        (_signed(), SW_BODY, 1614265330 - 301, "not within 300 s"),
+        (_signed(timestamp="soon"), SW_BODY, 1614265330, "not within"),
+        ({"webhook-id": SW_ID, "webhook-timestamp": SW_TIMESTAMP}, SW_BODY, 1614265330, "missing"),
+    ],
+)
+def test_signed_deliveries_that_do_not_verify_say_why(
+    headers: dict[str, str], body: bytes, now: float, reason: str
+) -> None:
+    key = load_signing_token("T", {"T": SW_TOKEN})
+    assert key is not None
+    problem = verify_standard_webhook(key, headers, body, now=now)
+    assert problem is not None
+    assert reason in problem
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "not a signing token"),
+        ("whsec_not base64!!!!!!!!!!!!!!!!", "not a signing token"),
+        ("whsec_c2hvcnQta2V5LXh4eHg=", "too short"),
+    ],
+)
+def test_a_malformed_or_weak_signing_token_is_refused_naming_the_variable(value: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message) as caught:
+        load_signing_token("CANARYFLOW_GITLAB_SIGNING_TOKEN", {"CANARYFLOW_GITLAB_SIGNING_TOKEN": value})
+    assert "CANARYFLOW_GITLAB_SIGNING_TOKEN" in str(caught.value)
+    assert value not in str(caught.value)
