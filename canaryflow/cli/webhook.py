@@ -14,6 +14,14 @@ def serve(
     config: Annotated[Path, typer.Option(help="Routes file (YAML).")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    unready_after: Annotated[
+        float,
+        typer.Option(
+            help="Seconds of failed starts (Prefect unreachable) after which GET /readyz answers 503; "
+            "0: never (pushes wait in the outbox; right for a single receiver).",
+            min=0,
+        ),
+    ] = 600.0,
 ) -> None:
     """Serve POST /hooks/github and /hooks/gitlab, starting rollouts for pushes.
 
@@ -22,4 +30,4 @@ def serve(
     """
     from canaryflow.webhooks.serve import serve as serve_webhooks
 
-    serve_webhooks(config, host=host, port=port)
+    serve_webhooks(config, host=host, port=port, unready_after=unready_after)

@@ -1,8 +1,16 @@
-"""The FastAPI app: ``POST /hooks/github``, ``POST /hooks/gitlab``, ``GET /healthz``, ``GET /metrics``.
+"""The FastAPI app: ``POST /hooks/github``, ``POST /hooks/gitlab``, ``GET /healthz``, ``GET /readyz``,
+``GET /metrics``.
 
 ``/healthz`` answers 200 ``{"status": "ok", "queued": N}`` while the receiver runs; with pushes
 waiting for the orchestrator it adds the oldest one's age and the latest error (an alert can
-watch them; the receiver itself is healthy, so it is not a failed probe).
+watch them; the receiver itself is healthy, so it is not a failed liveness probe).
+
+``/readyz`` answers 200 ``{"status": "ready"}`` when a push can be accepted durably now, and 503
+``{"status": "unready", "reason": ...}`` when the outbox cannot be written (a write probe within
+a second fails: disk full, read-only, locked) or when starts have failed for longer than
+`unready_after` seconds (the orchestrator unreachable; 0 turns this off). Behind a Service with
+one receiver, keep it 0: accepted pushes wait in the outbox, while an unready receiver would make
+the senders' deliveries fail outright.
 
 Thin on purpose: it refuses bodies over the size limit (413, before reading more than the limit),
 hands headers and the raw body to `DeliveryHandler` in a worker thread, and turns its `Reply` into
@@ -12,6 +20,8 @@ a JSON response. Everything it needs is passed to `create_app`; nothing is built
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 
 from fastapi import FastAPI, Request, Response
@@ -25,10 +35,12 @@ from canaryflow.webhooks.deliveries import DeliveryStore
 from canaryflow.webhooks.handling import REPLY_WAIT, DeliveryHandler, Reply, WebhookMetrics, WebhookSecrets
 from canaryflow.webhooks.pushes import Provider
 
-__all__ = ["MAX_BODY_BYTES", "create_app"]
+__all__ = ["MAX_BODY_BYTES", "UNREADY_AFTER", "create_app"]
 
 #: Deliveries with a larger body are refused with 413 (GitHub caps payloads at 25 MB; pushes are small).
 MAX_BODY_BYTES = 1024 * 1024
+#: Seconds of failed starts (the orchestrator unreachable) after which ``/readyz`` says unready.
+UNREADY_AFTER = 600.0
 
 _Handle = Callable[[Mapping[str, str], bytes], Reply]
 
@@ -43,6 +55,7 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     reply_wait: float = REPLY_WAIT,
     first_retry: float = 1.0,
+    unready_after: float = UNREADY_AFTER,
 ) -> FastAPI:
     """The webhook receiver for `routes`, authenticating with `secrets`, queueing and remembering
     pushes in `store` and starting rollouts with `starter` (see `DeliveryHandler` for
@@ -94,6 +107,22 @@ def create_app(
             health["oldest_queued_seconds"] = round(backlog.oldest_seconds, 1)
             health["last_error"] = backlog.last_error
         return health
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        try:
+            await run_in_threadpool(store.probe_write)
+        except (sqlite3.Error, OSError) as exc:
+            reason = f"the outbox cannot be written: {type(exc).__name__}: {exc}"
+            return JSONResponse({"status": "unready", "reason": reason}, status_code=503)
+        since = handler.dispatcher.failing_since
+        if unready_after > 0 and since is not None and time.time() - since > unready_after:
+            reason = (
+                f"rollouts could not be started for {time.time() - since:.0f} s: "
+                f"{handler.dispatcher.last_failure}"
+            )
+            return JSONResponse({"status": "unready", "reason": reason}, status_code=503)
+        return JSONResponse({"status": "ready"})
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:

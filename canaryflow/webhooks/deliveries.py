@@ -325,6 +325,20 @@ class DeliveryStore:
         with self._connect() as conn:
             conn.execute("DELETE FROM outbox WHERE key = ?", (key,))
 
+    def probe_write(self, timeout: float = 1.0) -> None:
+        """Write to the database and commit, within `timeout` seconds (``/readyz``): raises
+        `sqlite3.Error` or `OSError` when the outbox cannot take a push now (disk full, read-only,
+        locked)."""
+        conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("CREATE TABLE IF NOT EXISTS probe (at REAL NOT NULL)")
+            conn.execute("DELETE FROM probe")
+            conn.execute("INSERT INTO probe VALUES (?)", (self._clock(),))
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
     def backlog(self) -> Backlog:
         """How many pushes wait in the queue, since when, and the latest error."""
         with self._connect() as conn:

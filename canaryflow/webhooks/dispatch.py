@@ -64,6 +64,11 @@ class Dispatcher:
         self.lease = lease
         self._on_started = on_started
         self._clock = clock
+        #: When the current streak of failed starts began (None while starts succeed): how long
+        #: the orchestrator has been unreachable, for ``/readyz``.
+        self.failing_since: float | None = None
+        #: The latest failed start's error, while the streak lasts.
+        self.last_failure: str | None = None
         self._changed = threading.Condition()
         self._kicked = False
         self._stopped = False
@@ -147,6 +152,9 @@ class Dispatcher:
             entry = self.store.queued(push.key)
             delay = min(self.max_retry, self.first_retry * 2.0 ** (0 if entry is None else entry.attempts))
             attempts = self.store.reschedule(push.key, message, delay)
+            if self.failing_since is None:
+                self.failing_since = self._clock()
+            self.last_failure = message
             self._record(push.key, _FAILED)
             if isinstance(exc, TriggerUnavailableError):
                 logger.warning(
@@ -155,6 +163,7 @@ class Dispatcher:
             else:
                 logger.exception("%s not started (attempt %d, next in %.0f s)", push.label, attempts, delay)
             return
+        self.failing_since, self.last_failure = None, None
         self.store.complete(push.key, claim, flow_run_ids)
         self.store.dequeue(push.key)
         self._record(push.key, Duplicate(tuple(flow_run_ids)))

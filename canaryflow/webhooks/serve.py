@@ -20,7 +20,7 @@ from canaryflow.errors import SpecError
 from canaryflow.routes import RoutesConfig, load_routes
 from canaryflow.spec import load_spec
 from canaryflow.triggers.port import RolloutStarter
-from canaryflow.webhooks.app import create_app
+from canaryflow.webhooks.app import UNREADY_AFTER, create_app
 from canaryflow.webhooks.deliveries import DeliveryStore
 from canaryflow.webhooks.handling import WebhookSecrets
 from canaryflow.webhooks.signatures import GITHUB_SECRET_ENV, GITLAB_SIGNING_TOKEN_ENV, GITLAB_TOKEN_ENV
@@ -29,9 +29,14 @@ __all__ = ["build_app", "check_route_specs", "serve"]
 
 
 def build_app(
-    config: Path, *, environ: Mapping[str, str] | None = None, starter: RolloutStarter | None = None
+    config: Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    starter: RolloutStarter | None = None,
+    unready_after: float = UNREADY_AFTER,
 ) -> FastAPI:
-    """The receiver for the routes file `config`; `starter` defaults to the Prefect starter.
+    """The receiver for the routes file `config`; `starter` defaults to the Prefect starter
+    (`unready_after`: see `canaryflow.webhooks.app`).
 
     Raises
     ------
@@ -51,7 +56,9 @@ def build_app(
         from canaryflow.triggers.prefect_runs import PrefectRolloutStarter
 
         starter = PrefectRolloutStarter(routes.deployment)
-    return create_app(routes=routes, secrets=secrets, store=store, starter=starter)
+    return create_app(
+        routes=routes, secrets=secrets, store=store, starter=starter, unready_after=unready_after
+    )
 
 
 def check_route_specs(routes: RoutesConfig, config: Path) -> None:
@@ -73,13 +80,13 @@ MAX_CONNECTIONS = 64
 KEEP_ALIVE_SECONDS = 5
 
 
-def serve(config: Path, *, host: str, port: int) -> None:
+def serve(config: Path, *, host: str, port: int, unready_after: float = UNREADY_AFTER) -> None:
     """Serve the receiver for the routes file `config` on `host`:`port` until interrupted.
 
     Accepted, started and failed pushes are logged at INFO and WARNING on standard error (never a
     secret or a header), next to uvicorn's access log.
     """
-    app = build_app(config)
+    app = build_app(config, unready_after=unready_after)
     _log_to_stderr()
     uvicorn.run(
         app,

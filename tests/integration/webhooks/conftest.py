@@ -75,6 +75,7 @@ def make_app(tmp_path: Path, starter: InMemoryRolloutStarter) -> AppFactory:
         deployment: str = "rollout/rollout",
         reply_wait: float = 2.0,
         first_retry: float = 0.05,
+        unready_after: float = 600.0,
     ) -> FastAPI:
         routes_file = tmp_path / "routes.yaml"
         routes_file.write_text(
@@ -91,6 +92,7 @@ def make_app(tmp_path: Path, starter: InMemoryRolloutStarter) -> AppFactory:
             max_body_bytes=max_body_bytes,
             reply_wait=reply_wait,
             first_retry=first_retry,
+            unready_after=unready_after,
         )
 
     return make

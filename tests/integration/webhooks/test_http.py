@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sqlite3
 import threading
 import time
 import urllib.parse
@@ -308,6 +309,57 @@ def test_a_push_accepted_while_the_orchestrator_is_down_starts_when_it_is_back(
     assert (
         started.idempotency_key == f"{push_key(parse_github_push(p.github_push()))}:config/rollouts/web.yaml"
     )
+
+
+def test_readyz_fails_while_the_outbox_cannot_be_written(make_app: AppFactory, tmp_path: Any) -> None:
+    app = make_app()
+    with _client(app) as client:
+        assert client.get("/readyz").json() == {"status": "ready"}
+        holder = sqlite3.connect(tmp_path / "deliveries.sqlite3", isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # another writer holds the database (as a full disk would fail it)
+        try:
+            locked = client.get("/readyz")
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert locked.status_code == 503
+        assert locked.json()["reason"].startswith("the outbox cannot be written: OperationalError")
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/healthz").status_code == 200  # alive all along
+
+
+def test_readyz_fails_once_starts_have_failed_for_longer_than_unready_after(
+    make_app: AppFactory, starter: InMemoryRolloutStarter
+) -> None:
+    starter.available = False
+    body = p.body_of(p.github_push())
+    app = make_app(unready_after=0.3)
+    with _client(app) as client:
+        assert client.post("/hooks/github", content=body, headers=p.github_headers(body)).status_code == 202
+        failing = app.state.handler.dispatcher
+        assert failing.failing_since is not None  # the first start failed within the reply wait
+        deadline = time.monotonic() + 10
+        while (ready := client.get("/readyz")).status_code == 200:
+            assert time.monotonic() < deadline, "still ready after 10 s of failed starts"
+            failing.settle(push_key(parse_github_push(p.github_push())), 0.1, retries=True)
+        assert ready.status_code == 503
+        assert "could not be started for" in ready.json()["reason"]
+        assert "marked unavailable" in ready.json()["reason"]
+        starter.available = True
+        _settled(app, body)
+        assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_readyz_with_unready_after_0_stays_ready_while_starts_fail(
+    make_app: AppFactory, starter: InMemoryRolloutStarter
+) -> None:
+    starter.available = False
+    body = p.body_of(p.github_push())
+    app = make_app(unready_after=0.0)
+    with _client(app) as client:
+        assert client.post("/hooks/github", content=body, headers=p.github_headers(body)).status_code == 202
+        assert app.state.handler.dispatcher.failing_since is not None
+        assert client.get("/readyz").json() == {"status": "ready"}
 
 
 def _settled(app: Any, body: bytes) -> tuple[str, ...]:
