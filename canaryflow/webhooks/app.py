@@ -13,6 +13,7 @@ one receiver, keep it 0: accepted pushes wait in the outbox, while an unready re
 the senders' deliveries fail outright.
 
 Thin on purpose: it refuses bodies over the size limit (413, before reading more than the limit),
+logs a client that hangs up mid-body in one line (nothing is queued),
 hands headers and the raw body to `DeliveryHandler` in a worker thread, and turns its `Reply` into
 a JSON response. Everything it needs is passed to `create_app`; nothing is built at import.
 """
@@ -20,6 +21,7 @@ a JSON response. Everything it needs is passed to `create_app`; nothing is built
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -28,6 +30,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from canaryflow.routes import RoutesConfig
 from canaryflow.triggers.port import RolloutStarter
@@ -43,6 +46,7 @@ MAX_BODY_BYTES = 1024 * 1024
 UNREADY_AFTER = 600.0
 
 _Handle = Callable[[Mapping[str, str], bytes], Reply]
+_log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -81,7 +85,12 @@ def create_app(
     app.state.handler = handler  # its dispatcher is what an operator's tooling or a test waits on
 
     async def deliver(request: Request, provider: Provider, handle: _Handle) -> Response:
-        body = await _read_limited(request, max_body_bytes)
+        try:
+            body = await _read_limited(request, max_body_bytes)
+        except ClientDisconnect:  # nobody is left to answer: one line, not a traceback
+            client = request.client.host if request.client else "a client"
+            _log.info("%s closed the connection before sending the whole body to /hooks/%s", client, provider)
+            return Response(status_code=400)
         if body is None:
             too_large = Reply(
                 413, {"status": "too_large", "error": f"the body is over {max_body_bytes} bytes"}

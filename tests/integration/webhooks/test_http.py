@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import socket
 import sqlite3
 import threading
 import time
@@ -476,6 +477,31 @@ def test_healthz_and_metrics_count_deliveries_and_rollouts(client: httpx.Client)
     assert 'canaryflow_webhook_deliveries_total{outcome="unauthorized",provider="github"} 1.0' in text
     assert 'canaryflow_webhook_deliveries_total{outcome="ignored",provider="github"} 1.0' in text
     assert 'canaryflow_webhook_rollouts_started_total{provider="github"} 1.0' in text
+
+
+def test_a_client_that_hangs_up_mid_body_is_one_quiet_line(
+    make_app: AppFactory, starter: InMemoryRolloutStarter, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    app = make_app()
+    uvicorn_log = logging.getLogger("uvicorn")  # it does not propagate to the root logger
+    with serving(app) as base_url:
+        uvicorn_log.addHandler(caplog.handler)
+        host, port = urllib.parse.urlsplit(base_url).hostname, urllib.parse.urlsplit(base_url).port
+        with socket.create_connection((host, port)) as conn:
+            conn.sendall(
+                b"POST /hooks/github HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 5000\r\n\r\n" + b'{"ref": "refs/heads/ma'
+            )
+        with httpx.Client(base_url=base_url, timeout=10) as client:  # served after it, as before
+            assert client.get("/healthz").status_code == 200
+    uvicorn_log.removeHandler(caplog.handler)
+
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+    told = [r.getMessage() for r in caplog.records if "closed the connection" in r.getMessage()]
+    assert len(told) == 1
+    assert starter.started == []
 
 
 def test_secrets_never_reach_the_logs(client: httpx.Client, caplog: pytest.LogCaptureFixture) -> None:
