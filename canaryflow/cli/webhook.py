@@ -22,6 +22,9 @@ def serve(
             min=0,
         ),
     ] = 600.0,
+    metrics_port: Annotated[
+        int, typer.Option(help="Port of GET /metrics (apart from the hooks); 0: no metrics.", min=0)
+    ] = 9466,
 ) -> None:
     """Serve POST /hooks/github and /hooks/gitlab, starting rollouts for pushes.
 
@@ -30,4 +33,4 @@ def serve(
     """
     from canaryflow.webhooks.serve import serve as serve_webhooks
 
-    serve_webhooks(config, host=host, port=port, unready_after=unready_after)
+    serve_webhooks(config, host=host, port=port, unready_after=unready_after, metrics_port=metrics_port)

@@ -1,5 +1,7 @@
-"""The FastAPI app: ``POST /hooks/github``, ``POST /hooks/gitlab``, ``GET /healthz``, ``GET /readyz``,
-``GET /metrics``.
+"""The FastAPI app: ``POST /hooks/github``, ``POST /hooks/gitlab``, ``GET /healthz``, ``GET /readyz``.
+
+The receiver's metrics are not here: `canaryflow.webhooks.serve` serves them on a port of their
+own, so that the port the senders reach shows nothing else.
 
 ``/healthz`` answers 200 ``{"status": "ok", "queued": N}`` while the receiver runs; with pushes
 waiting for the orchestrator it adds the oldest one's age and the latest error (an alert can
@@ -28,7 +30,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -85,6 +86,10 @@ def create_app(
     app.state.handler = handler  # its dispatcher is what an operator's tooling or a test waits on
 
     async def deliver(request: Request, provider: Provider, handle: _Handle) -> Response:
+        with handler.metrics.reply_seconds.labels(provider=provider).time():
+            return await answer(request, provider, handle)
+
+    async def answer(request: Request, provider: Provider, handle: _Handle) -> Response:
         try:
             body = await _read_limited(request, max_body_bytes)
         except ClientDisconnect:  # nobody is left to answer: one line, not a traceback
@@ -132,10 +137,6 @@ def create_app(
             )
             return JSONResponse({"status": "unready", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ready"})
-
-    @app.get("/metrics")
-    async def metrics_endpoint() -> Response:
-        return Response(handler.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

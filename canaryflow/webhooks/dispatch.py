@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from canaryflow.errors import TriggerUnavailableError
+from canaryflow.errors import CanaryflowError, TriggerUnavailableError
 from canaryflow.requests import RolloutRequest
 from canaryflow.triggers.port import FlowRunId, RolloutStarter
 from canaryflow.webhooks.deliveries import Claimed, DeliveryStore, Duplicate, InProgress, QueuedPush
@@ -42,8 +42,9 @@ _KEEP_OUTCOMES = 10_000
 class Dispatcher:
     """Starts queued pushes from `store` with `starter` on a background thread.
 
-    `on_started(key, count)` is called after a push started `count` rollouts (the receiver's
-    counters). `clock` is the store's clock, used to wait for the next due push.
+    `on_started(key, count)` is called after a push started `count` rollouts, `on_failed(cause)`
+    after a start failed (``unavailable``, ``refused`` or ``error``): the receiver's counters.
+    `clock` is the store's clock, used to wait for the next due push.
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class Dispatcher:
         max_retry: float = 60.0,
         lease: float = 120.0,
         on_started: Callable[[str, int], None] | None = None,
+        on_failed: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -63,6 +65,7 @@ class Dispatcher:
         self.max_retry = max_retry
         self.lease = lease
         self._on_started = on_started
+        self._on_failed = on_failed
         self._clock = clock
         #: When the current streak of failed starts began (None while starts succeed): how long
         #: the orchestrator has been unreachable, for ``/readyz``.
@@ -155,6 +158,8 @@ class Dispatcher:
             if self.failing_since is None:
                 self.failing_since = self._clock()
             self.last_failure = message
+            if self._on_failed is not None:
+                self._on_failed(_cause(exc))
             self._record(push.key, _FAILED)
             if isinstance(exc, TriggerUnavailableError):
                 logger.warning(
@@ -200,3 +205,10 @@ class Dispatcher:
                     self._thread = None
                     return
                 self._changed.wait(max(0.01, min(due - self._clock(), self.max_retry)))
+
+
+def _cause(exc: Exception) -> str:
+    """The cause of a failed start, as the receiver's metrics count it."""
+    if isinstance(exc, TriggerUnavailableError):
+        return "unavailable"
+    return "refused" if isinstance(exc, CanaryflowError) else "error"

@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from canaryflow.errors import ImageRenderError, PayloadError
 from canaryflow.routes import RoutesConfig
@@ -110,7 +110,9 @@ class WebhookSecrets:
 
 
 class WebhookMetrics:
-    """The receiver's own counters, in their own registry (served at ``GET /metrics``)."""
+    """The receiver's own metrics, in their own registry, served on a port of their own (never
+    next to the hooks, which face the senders): deliveries by outcome and how long each took to
+    answer, rollouts started, failed starts by cause, and what waits in the outbox."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -120,15 +122,44 @@ class WebhookMetrics:
             ["provider", "outcome"],
             registry=self.registry,
         )
+        self.reply_seconds = Histogram(
+            "canaryflow_webhook_reply_seconds",
+            "Seconds from a delivery's arrival to its answer, by provider.",
+            ["provider"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=self.registry,
+        )
         self.rollouts_started = Counter(
             "canaryflow_webhook_rollouts_started",
             "Rollout flow runs requested from the orchestrator, by provider.",
             ["provider"],
             registry=self.registry,
         )
+        self.start_failures = Counter(
+            "canaryflow_webhook_start_failures",
+            "Failed attempts to start a queued push's rollouts, by cause: unavailable (the "
+            "orchestrator did not answer), refused (it answered no) or error (anything else).",
+            ["cause"],
+            registry=self.registry,
+        )
+        self.queued = Gauge(
+            "canaryflow_webhook_queued",
+            "Pushes accepted and waiting to be started.",
+            registry=self.registry,
+        )
+        self.oldest_queued_seconds = Gauge(
+            "canaryflow_webhook_oldest_queued_seconds",
+            "Age of the oldest push waiting to be started (0 when none waits).",
+            registry=self.registry,
+        )
+
+    def watch(self, store: DeliveryStore) -> None:
+        """Read the outbox's backlog at every scrape."""
+        self.queued.set_function(lambda: float(store.backlog().queued))
+        self.oldest_queued_seconds.set_function(lambda: store.backlog().oldest_seconds)
 
     def exposition(self) -> bytes:
-        """The counters in the Prometheus text format."""
+        """The metrics in the Prometheus text format."""
         return generate_latest(self.registry)
 
 
@@ -160,7 +191,14 @@ class DeliveryHandler:
         self.starter = starter
         self.metrics = metrics or WebhookMetrics()
         self.reply_wait = reply_wait
-        self.dispatcher = Dispatcher(store, starter, first_retry=first_retry, on_started=self._started)
+        self.metrics.watch(store)
+        self.dispatcher = Dispatcher(
+            store,
+            starter,
+            first_retry=first_retry,
+            on_started=self._started,
+            on_failed=lambda cause: self.metrics.start_failures.labels(cause=cause).inc(),
+        )
         if store.backlog().queued:  # pushes accepted before a restart: start them now
             self.dispatcher.kick()
 

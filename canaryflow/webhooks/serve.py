@@ -15,17 +15,20 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client import start_http_server
 
-from canaryflow.errors import SpecError
+from canaryflow.errors import InputError, SpecError
 from canaryflow.routes import RoutesConfig, load_routes
 from canaryflow.spec import load_spec
 from canaryflow.triggers.port import RolloutStarter
 from canaryflow.webhooks.app import UNREADY_AFTER, create_app
 from canaryflow.webhooks.deliveries import DeliveryStore
-from canaryflow.webhooks.handling import WebhookSecrets
+from canaryflow.webhooks.handling import WebhookMetrics, WebhookSecrets
 from canaryflow.webhooks.signatures import GITHUB_SECRET_ENV, GITLAB_SIGNING_TOKEN_ENV, GITLAB_TOKEN_ENV
 
-__all__ = ["build_app", "check_route_specs", "serve"]
+__all__ = ["METRICS_PORT", "build_app", "check_route_specs", "serve"]
+
+_log = logging.getLogger(__name__)
 
 
 def build_app(
@@ -34,9 +37,10 @@ def build_app(
     environ: Mapping[str, str] | None = None,
     starter: RolloutStarter | None = None,
     unready_after: float = UNREADY_AFTER,
+    metrics: WebhookMetrics | None = None,
 ) -> FastAPI:
     """The receiver for the routes file `config`; `starter` defaults to the Prefect starter
-    (`unready_after`: see `canaryflow.webhooks.app`).
+    (`unready_after`: see `canaryflow.webhooks.app`; `metrics`: where it counts).
 
     Raises
     ------
@@ -57,7 +61,12 @@ def build_app(
 
         starter = PrefectRolloutStarter(routes.deployment)
     return create_app(
-        routes=routes, secrets=secrets, store=store, starter=starter, unready_after=unready_after
+        routes=routes,
+        secrets=secrets,
+        store=store,
+        starter=starter,
+        unready_after=unready_after,
+        metrics=metrics,
     )
 
 
@@ -76,18 +85,38 @@ def check_route_specs(routes: RoutesConfig, config: Path) -> None:
 #: Connections served at once; more are answered 503 by uvicorn (each may hold a body of up to
 #: `canaryflow.webhooks.app.MAX_BODY_BYTES` in memory).
 MAX_CONNECTIONS = 64
+#: Where `serve` exposes the receiver's metrics by default (a port apart from the hooks).
+METRICS_PORT = 9466
 #: Seconds an idle keep-alive connection stays open.
 KEEP_ALIVE_SECONDS = 5
 
 
-def serve(config: Path, *, host: str, port: int, unready_after: float = UNREADY_AFTER) -> None:
-    """Serve the receiver for the routes file `config` on `host`:`port` until interrupted.
+def serve(
+    config: Path,
+    *,
+    host: str,
+    port: int,
+    unready_after: float = UNREADY_AFTER,
+    metrics_port: int = METRICS_PORT,
+) -> None:
+    """Serve the receiver for the routes file `config` on `host`:`port` until interrupted, and its
+    metrics (`WebhookMetrics`) on `host`:`metrics_port` (0: not at all).
 
     Accepted, started and failed pushes are logged at INFO and WARNING on standard error (never a
     secret or a header), next to uvicorn's access log.
     """
-    app = build_app(config, unready_after=unready_after)
+    metrics = WebhookMetrics()
+    app = build_app(config, unready_after=unready_after, metrics=metrics)
     _log_to_stderr()
+    if metrics_port:
+        try:
+            start_http_server(metrics_port, addr=host, registry=metrics.registry)
+        except OSError as exc:
+            raise InputError(
+                f"cannot serve the metrics on {host}:{metrics_port}: {exc.strerror or exc}; "
+                "choose another --metrics-port (0: no metrics)"
+            ) from exc
+        _log.info("metrics on http://%s:%d/metrics", host, metrics_port)
     uvicorn.run(
         app,
         host=host,

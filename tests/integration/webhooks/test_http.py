@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import start_http_server
 
 from canaryflow.triggers import InMemoryRolloutStarter
 from canaryflow.webhooks.handling import WebhookSecrets, push_key
@@ -467,16 +468,34 @@ def test_a_provider_without_a_secret_is_off(make_app: AppFactory, starter: InMem
     assert starter.started == []
 
 
-def test_healthz_and_metrics_count_deliveries_and_rollouts(client: httpx.Client) -> None:
-    assert client.get("/healthz").json() == {"status": "ok", "queued": 0}
-    _github(client, p.github_push())
-    _github(client, p.github_push(), secret="wrong")
-    _github(client, p.github_push(repository="a/b"))
-    text = client.get("/metrics").text
+def test_healthz_and_metrics_count_deliveries_and_rollouts(
+    make_app: AppFactory, starter: InMemoryRolloutStarter
+) -> None:
+    app = make_app()
+    metrics = app.state.handler.metrics
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=metrics.registry)  # as serve does
+    try:
+        with _client(app) as client:
+            assert client.get("/healthz").json() == {"status": "ok", "queued": 0}
+            _github(client, p.github_push())
+            _github(client, p.github_push(), secret="wrong")
+            _github(client, p.github_push(repository="a/b"))
+            starter.available = False
+            _github(client, p.github_push(after="1" * 40, before=p.AFTER))  # accepted, not started
+            assert client.get("/metrics").status_code == 404  # not on the port the senders reach
+            text = httpx.get(f"http://127.0.0.1:{server.server_port}/metrics").text
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
     assert 'canaryflow_webhook_deliveries_total{outcome="started",provider="github"} 1.0' in text
     assert 'canaryflow_webhook_deliveries_total{outcome="unauthorized",provider="github"} 1.0' in text
     assert 'canaryflow_webhook_deliveries_total{outcome="ignored",provider="github"} 1.0' in text
+    assert 'canaryflow_webhook_deliveries_total{outcome="accepted",provider="github"} 1.0' in text
     assert 'canaryflow_webhook_rollouts_started_total{provider="github"} 1.0' in text
+    assert 'canaryflow_webhook_reply_seconds_count{provider="github"} 4.0' in text
+    assert 'canaryflow_webhook_start_failures_total{cause="unavailable"}' in text
+    assert "canaryflow_webhook_queued 1.0" in text
 
 
 def test_a_client_that_hangs_up_mid_body_is_one_quiet_line(

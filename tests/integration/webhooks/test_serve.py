@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -87,10 +88,10 @@ def test_serve_runs_the_receiver_with_the_prefect_starter(routes_file: Path, tmp
     """`serve` as the CLI calls it, in its own process: with the Prefect API unreachable a push is
     accepted, queued, and the failed start is logged with the deployment's name."""
     shutil.copytree(Path(__file__).resolve().parents[3] / "config", tmp_path / "config")  # its working dir
-    port = int(unused_loopback_url().split(":")[2].split("/")[0])
+    port, metrics_port = (int(unused_loopback_url().split(":")[2].split("/")[0]) for _ in range(2))
     code = (
         "import sys\nfrom pathlib import Path\nfrom canaryflow.webhooks.serve import serve\n"
-        f"serve(Path(sys.argv[1]), host='127.0.0.1', port={port})\n"
+        f"serve(Path(sys.argv[1]), host='127.0.0.1', port={port}, metrics_port={metrics_port})\n"
     )
     env = {
         **os.environ,
@@ -128,6 +129,9 @@ def test_serve_runs_the_receiver_with_the_prefect_starter(routes_file: Path, tmp
         health = httpx.get(f"{base_url}/healthz").json()
         assert health["queued"] == 1
         assert "'rollout/rollout'" in health["last_error"]
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        assert 'canaryflow_webhook_start_failures_total{cause="unavailable"}' in scraped
+        assert "canaryflow_webhook_queued 1.0" in scraped
     finally:
         process.terminate()
         rest = process.stdout.read()  # not communicate(): it would skip what the reader buffered
@@ -137,3 +141,31 @@ def test_serve_runs_the_receiver_with_the_prefect_starter(routes_file: Path, tmp
     assert "POST /hooks/github" in logged, logged
     assert "of push 0d1a26e accepted for config/rollouts/web.yaml" in logged, logged
     assert p.GITHUB_SECRET not in logged
+
+
+def test_a_metrics_port_in_use_is_one_line_and_exit_1(routes_file: Path) -> None:
+    root = Path(__file__).resolve().parents[3]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        busy = taken.getsockname()[1]
+        command = [
+            "webhook",
+            "serve",
+            "--config",
+            str(routes_file),
+            "--port",
+            "0",
+            "--metrics-port",
+            str(busy),
+        ]
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("canaryflow")), *command],
+            cwd=root, env={**os.environ, "CANARYFLOW_GITHUB_SECRET": p.GITHUB_SECRET},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"canaryflow: error: cannot serve the metrics on 127.0.0.1:{busy}: Address already in use; "
+        "choose another --metrics-port (0: no metrics)"
+    ]
