@@ -1,7 +1,9 @@
 """Manual approval: a paused flow run with a typed form, and the same from the terminal.
 
 ``pause: {approval: true}`` pauses the flow run with `Approval` as its input: the Prefect UI shows a
-form (approve or reject, and a reason) and the server validates what is sent. ``canaryflow promote``
+form (approve or reject, a reason, and who decides) under a description of what is decided (the
+image, the split in place, the evidence so far, the deadline: `wait_for_approval`'s `context`), and
+the server validates what is sent. ``canaryflow promote``
 finds the rollout's paused flow run by its name (the rollout id) and resumes it with the same input;
 ``canaryflow abort`` finds the running or paused run (`active_run_of`) and, for a paused one, does
 the same with a rejection after recording the abort (`flows.control.abort`). A pause that times
@@ -11,6 +13,7 @@ out is a rejection: it never promotes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
@@ -31,12 +34,14 @@ from prefect.states import Running
 from pydantic import Field
 
 from canaryflow.errors import InputError
+from canaryflow.status import RolloutStatus
 
 __all__ = [
     "Answer",
     "Approval",
     "active_run_of",
     "answer_paused_rollout",
+    "approval_context",
     "held_key",
     "newest_run_of",
     "paused_run_of",
@@ -51,6 +56,7 @@ class Approval(RunInput):
         description="approve: go on with the rollout; reject: roll the canary back."
     )
     reason: str = Field(default="", max_length=500, description="Why (recorded with the decision).")
+    by: str = Field(default="", max_length=200, description="Who decides (recorded with the decision).")
 
 
 @dataclass(frozen=True)
@@ -59,17 +65,28 @@ class Answer:
 
     approved: bool
     reason: str
+    #: Who answered, as the form or the command line said ("" when nobody said).
+    by: str = ""
+
+    def words(self) -> str:
+        """E.g. ``approved by ana@laptop: looks good`` or ``not approved: checkout is slow``."""
+        who = f" by {self.by}" if self.by else ""
+        return f"{'approved' if self.approved else 'not approved'}{who}: {self.reason}"
 
 
-def wait_for_approval(timeout_seconds: float, *, key: str, what: str, poll_seconds: int) -> Answer:
+def wait_for_approval(
+    timeout_seconds: float, *, key: str, what: str, poll_seconds: int, context: str | None = None
+) -> Answer:
     """Pause the current flow run until somebody answers, at most `timeout_seconds`.
 
     `key` names this pause among the run's pauses (lowercase letters, digits and dashes);
-    `poll_seconds` is how often the paused run checks whether it was resumed.
+    `poll_seconds` is how often the paused run checks whether it was resumed; `context` (Markdown)
+    is shown above the form in the Prefect UI.
     """
+    form = Approval if context is None else Approval.with_initial_data(description=context)
     try:
         approval = pause_flow_run(
-            wait_for_input=Approval,
+            wait_for_input=form,
             timeout=max(1, round(timeout_seconds)),
             poll_interval=poll_seconds,
             key=key,
@@ -78,8 +95,35 @@ def wait_for_approval(timeout_seconds: float, *, key: str, what: str, poll_secon
         _running_again()  # the run rolls back next; the server still has it paused
         return Answer(approved=False, reason=f"nobody approved {what} within {timeout_seconds:g} s")
     if approval.decision == "approve":
-        return Answer(approved=True, reason=approval.reason or "approved")
-    return Answer(approved=False, reason=approval.reason or "rejected")
+        return Answer(approved=True, reason=approval.reason or "approved", by=approval.by)
+    return Answer(approved=False, reason=approval.reason or "rejected", by=approval.by)
+
+
+def approval_context(status: RolloutStatus, *, question: str, deadline: datetime) -> str:
+    """What the person deciding sees above the form (Markdown): the question, the target and
+    image, the split in place, the judge's latest verdict, the deadline and the commands."""
+    verdict = status.verdict
+    evidence = (
+        f"{verdict.decision} at interval {verdict.interval}: {verdict.reason}"
+        if verdict is not None
+        else "no analysis yet"
+    )
+    split = f"{status.weight} % requested, {status.effective_weight:.1f} % of the Ready pods"
+    rows = [
+        ("target", f"`{status.target}`"),
+        ("image", f"`{status.image}`"),
+        ("step", f"{status.step or 0} of {status.steps}"),
+        ("canary", split),
+        ("evidence so far", evidence),
+        ("deadline", f"{deadline:%Y-%m-%d %H:%M} UTC: rejected (rolled back) if nobody answers"),
+        ("triggered by", status.triggered_by),
+    ]
+    table = "\n".join(f"| {name} | {value.replace('|', '/')} |" for name, value in rows)
+    rid = status.rollout_id
+    return (
+        f"**{question}**\n\n| | |\n|---|---|\n{table}\n\nFrom a terminal: "
+        f"`canaryflow promote {rid} --reason WHY` or `canaryflow abort {rid} --reason WHY`."
+    )
 
 
 def _running_again() -> None:
@@ -150,13 +194,15 @@ def held_key(run_id: UUID) -> str | None:
     return key if key and key.startswith("hold-") else None
 
 
-def answer_paused_rollout(rollout_id: str, decision: Literal["approve", "reject"], reason: str = "") -> UUID:
-    """Resume the paused run of `rollout_id` with `decision`; InputError when none waits."""
+def answer_paused_rollout(
+    rollout_id: str, decision: Literal["approve", "reject"], reason: str = "", *, by: str = ""
+) -> UUID:
+    """Resume the paused run of `rollout_id` with `decision` (`by`: who); InputError when none waits."""
     run_id = paused_run_of(rollout_id)
     if run_id is None:
         raise InputError(
             f"no paused rollout {rollout_id!r} is waiting for approval "
             "(`canaryflow status` lists the rollouts and their phases)"
         )
-    resume_flow_run(run_id, run_input={"decision": decision, "reason": reason})
+    resume_flow_run(run_id, run_input={"decision": decision, "reason": reason, "by": by})
     return run_id

@@ -137,9 +137,9 @@ def start_on_deployment(deployment_id: UUID, request: RolloutRequest) -> str:
     return str(flow_run.id)
 
 
-def answer(rollout_id: str, decision: Literal["approve", "reject"], reason: str) -> str:
-    """Approve or reject the paused rollout; return its flow run id."""
-    return str(answer_paused_rollout(rollout_id, decision, reason))
+def answer(rollout_id: str, decision: Literal["approve", "reject"], reason: str, *, by: str = "") -> str:
+    """Approve or reject the paused rollout (`by`: who); return its flow run id."""
+    return str(answer_paused_rollout(rollout_id, decision, reason, by=by))
 
 
 def steer(rollout_id: str, action: Action, reason: str, *, by: str) -> tuple[str, str]:

@@ -50,7 +50,7 @@ from canaryflow.plan import RolloutOutcome, RolloutPlan, plan_rollout
 from canaryflow.requests import RolloutRequest
 from canaryflow.spec import Pause
 from canaryflow.status import RolloutPhase, RolloutResult
-from flows.approval import wait_for_approval
+from flows.approval import approval_context, wait_for_approval
 from flows.cleanup import converge_when_cancelled
 from flows.judging import analyze
 from flows.reporting import Reporter
@@ -374,17 +374,23 @@ def pause(run: Run, index: int, step: Pause) -> list[str]:
     run.reporter.say(
         "%s: waiting for approval (canaryflow promote/abort %s)", plan.rollout_id, plan.rollout_id
     )
+    timeout = step.approval_timeout.total_seconds()
     answer = wait_for_approval(
-        step.approval_timeout.total_seconds(),
+        timeout,
         key=f"step-{index + 1}",
         what=f"step {index + 1}",
         poll_seconds=run.runtime.approval_poll_seconds,
+        context=approval_context(
+            run.reporter.status,
+            question=f"Go on with rollout {plan.rollout_id} after step {index + 1}?",
+            deadline=run.runtime.clock.now() + timedelta(seconds=timeout),
+        ),
     )
     checkpoint(run)
     if not answer.approved:
-        raise RolloutStopped(f"not approved: {answer.reason}")
-    run.reporter.say("%s: approved (%s)", plan.rollout_id, answer.reason)
-    return [f"approved at step {index + 1}: {answer.reason}"]
+        raise RolloutStopped(answer.words())
+    run.reporter.say("%s: %s", plan.rollout_id, answer.words())
+    return [f"step {index + 1} {answer.words()}"]
 
 
 def analysis(run: Run, index: int) -> list[str]:
@@ -411,11 +417,16 @@ def on_failure(run: Run, index: int, reason: str) -> list[str]:
         key=f"failure-{index + 1}",
         what=f"step {index + 1} after: {reason}",
         poll_seconds=run.runtime.approval_poll_seconds,
+        context=approval_context(
+            run.reporter.status,
+            question=f"Go on with rollout {plan.rollout_id} despite: {reason}",
+            deadline=run.runtime.clock.now() + timedelta(hours=24),
+        ),
     )
     checkpoint(run)
     if not answer.approved:
-        raise RolloutStopped(f"{reason} Not approved: {answer.reason}")
-    return [f"approved at step {index + 1} despite: {reason} ({answer.reason})"]
+        raise RolloutStopped(f"{reason} {answer.words()[0].upper()}{answer.words()[1:]}")
+    return [f"step {index + 1} {answer.words()} despite: {reason}"]
 
 
 def promote(run: Run, evidence: str) -> RolloutOutcome:

@@ -65,7 +65,7 @@ def promote(
         _connect()
         from flows.control import answer
 
-        run = answer(rollout_id, "approve", reason or "approved with canaryflow promote")
+        run = answer(rollout_id, "approve", reason or "approved with canaryflow promote", by=operator(by))
         typer.echo(f"approved {rollout_id} (flow run {run})")
         return
     if not reason:

@@ -97,13 +97,13 @@ def test_status_shows_the_paused_rollout(paused_rollout: Future[Any], cli: Run) 
 def test_promote_approves_the_paused_rollout(
     paused_rollout: Future[Any], cli: Run, stack: SimulatedStack
 ) -> None:
-    answered = cli("promote", ROLLOUT_ID)
+    answered = cli("promote", ROLLOUT_ID, "--by", "ana@laptop")
 
     assert answered.returncode == 0, answered.stderr
     assert f"approved {ROLLOUT_ID}" in answered.stdout
     outcome = paused_rollout.result(timeout=60).result()
     assert outcome.result == "promoted"
-    assert "approved with canaryflow promote" in outcome.reason
+    assert "approved by ana@laptop: approved with canaryflow promote" in outcome.reason
     assert stack.cluster.read(stack.target).stable.image == GOOD_IMAGE
     assert "promoted" in cli("status", ROLLOUT_ID).stdout
 
