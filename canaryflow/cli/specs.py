@@ -1,10 +1,10 @@
-"""``canaryflow spec validate | schema``: check rollout specs, print their JSON schema."""
+"""``canaryflow spec validate | schema``: check rollout and release specs, print their JSON schema."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -12,18 +12,23 @@ __all__ = ["schema", "validate"]
 
 
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Rollout spec YAML files.")],
+    files: Annotated[list[Path], typer.Argument(help="Rollout or release spec YAML files.")],
 ) -> None:
-    """Check rollout specs; print every problem with file, line and path. Exit 1 when invalid."""
+    """Check rollout and release specs (by their kind); print every problem with file, line and
+    path. Exit 1 when invalid."""
     from canaryflow.spec import validate_files
 
     raise typer.Exit(validate_files(files, sys.stdout))
 
 
-def schema() -> None:
-    """Print the JSON schema of a rollout spec (for editors)."""
+def schema(
+    kind: Annotated[
+        Literal["Rollout", "Release"], typer.Option(help="Which kind of spec.", case_sensitive=False)
+    ] = "Rollout",
+) -> None:
+    """Print the JSON schema of a rollout (or release) spec, for editors."""
     import json
 
     from canaryflow.spec import json_schema
 
-    typer.echo(json.dumps(json_schema(), indent=2))
+    typer.echo(json.dumps(json_schema(kind.capitalize()), indent=2))

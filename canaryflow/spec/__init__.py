@@ -1,6 +1,8 @@
-"""Rollout specs: pydantic models of the YAML a person writes, and the loader that checks them.
+"""Rollout and release specs: pydantic models of the YAML a person writes, and the loader that
+checks them.
 
-What belongs here: the models (`RolloutSpec` and its parts), durations, metric entries with their
+What belongs here: the models (`RolloutSpec` and its parts; `ReleaseSpec`, one image across
+cells in waves), durations, metric entries with their
 query templates, YAML loading with every problem's file, line and path, and the JSON schema.
 What must not: I/O beyond reading the spec file, clusters, metrics backends, Prefect. This package
 imports only pydantic, ruamel.yaml, `analysis` and `canaryflow.errors` / `canaryflow.querytemplates`.
@@ -14,7 +16,14 @@ Typical use::
 from __future__ import annotations
 
 from canaryflow.spec.durations import Duration, format_duration, parse_duration
-from canaryflow.spec.loading import json_schema, load_spec, load_spec_text, validate_files
+from canaryflow.spec.loading import (
+    json_schema,
+    load_release,
+    load_release_text,
+    load_spec,
+    load_spec_text,
+    validate_files,
+)
 from canaryflow.spec.metrics import (
     DEFAULT_METRICS,
     HistogramMetric,
@@ -35,27 +44,36 @@ from canaryflow.spec.models import (
     Step,
     Target,
 )
+from canaryflow.spec.release import Bake, Cell, Freeze, ReleaseBody, ReleaseSpec, Wave
 
 __all__ = [
     "API_VERSION",
     "DEFAULT_METRICS",
     "AnalysisSpec",
     "Analyze",
+    "Bake",
+    "Cell",
     "Duration",
     "FailurePolicy",
+    "Freeze",
     "HistogramMetric",
     "Metadata",
     "MetricSpec",
     "Pause",
     "QueryTemplate",
     "RatioMetric",
+    "ReleaseBody",
+    "ReleaseSpec",
     "RolloutBody",
     "RolloutSpec",
     "SamplesMetric",
     "Step",
     "Target",
+    "Wave",
     "format_duration",
     "json_schema",
+    "load_release",
+    "load_release_text",
     "load_spec",
     "load_spec_text",
     "parse_duration",

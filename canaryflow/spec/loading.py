@@ -1,4 +1,5 @@
-"""Loading rollout specs from YAML, with every problem reported at once as ``FILE:LINE PATH: MESSAGE``.
+"""Loading rollout and release specs from YAML, with every problem reported at once as
+``FILE:LINE PATH: MESSAGE``.
 
 The YAML-with-line-numbers machinery is `canaryflow.yamldoc`: a pydantic error location such as
 ``('spec', 'steps', 2, 'setWeight')`` becomes ``web.yaml:14 spec.steps[2].setWeight``, with the
@@ -17,9 +18,17 @@ from pydantic import ValidationError
 
 from canaryflow.errors import SpecError
 from canaryflow.spec.models import COLLECT_CROSS_CHECKS, DNS_LABEL, RolloutSpec
+from canaryflow.spec.release import ReleaseSpec
 from canaryflow.yamldoc import Loc, located, parse_document, plain, validation_problems
 
-__all__ = ["json_schema", "load_spec", "load_spec_text", "validate_files"]
+__all__ = [
+    "json_schema",
+    "load_release",
+    "load_release_text",
+    "load_spec",
+    "load_spec_text",
+    "validate_files",
+]
 
 _PATTERNS = {
     DNS_LABEL: "must be lowercase letters, digits and '-', starting and ending with a letter or digit"
@@ -35,15 +44,56 @@ def load_spec(path: str | os.PathLike[str]) -> RolloutSpec:
         With one entry in ``problems`` per problem, ``FILE:LINE PATH: MESSAGE``, sorted by line.
     """
     source = os.fspath(path)
+    return load_spec_text(_read(source, "rollout spec", "config/rollouts/"), source=source)
+
+
+def load_release(path: str | os.PathLike[str]) -> ReleaseSpec:
+    """Read and validate the release spec at `path`, and the rollout spec it names (a path
+    relative to the working directory, as routes' are).
+
+    Raises
+    ------
+    SpecError
+        With one entry in ``problems`` per problem, ``FILE:LINE PATH: MESSAGE``, sorted by line.
+    """
+    source = os.fspath(path)
+    return load_release_text(_read(source, "release spec", "config/releases/"), source=source)
+
+
+def _read(source: str, what: str, examples: str) -> str:
     try:
-        text = Path(source).read_text(encoding="utf-8")
+        return Path(source).read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        problem = f"{source}: no such rollout spec (give the path of one; examples are in config/rollouts/)"
-        raise SpecError(f"cannot read rollout spec {source}", problems=[problem]) from exc
+        problem = f"{source}: no such {what} (give the path of one; examples are in {examples})"
+        raise SpecError(f"cannot read {what} {source}", problems=[problem]) from exc
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
-        raise SpecError(f"cannot read rollout spec {source}", problems=[f"{source}: {reason}"]) from exc
-    return load_spec_text(text, source=source)
+        raise SpecError(f"cannot read {what} {source}", problems=[f"{source}: {reason}"]) from exc
+
+
+def load_release_text(text: str, *, source: str = "<string>") -> ReleaseSpec:
+    """Validate a release spec given as YAML text; `source` names it in the problems. The rollout
+    spec it names is loaded too: its problems are reported at ``spec.rollout``."""
+    document = parse_document(text, source, what="release spec")
+    cross: list[tuple[Loc, str]] = []
+    try:
+        release = ReleaseSpec.model_validate(plain(document), context={COLLECT_CROSS_CHECKS: cross})
+    except ValidationError as exc:
+        lines = validation_problems(exc, document, source, ReleaseSpec, patterns=_PATTERNS)
+    else:
+        try:
+            load_spec(release.spec.rollout)
+        except SpecError as exc:
+            first = exc.problems[0] if exc.problems else exc.summary()
+            more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
+            cross.append((("spec", "rollout"), f"{first}{more}"))
+        found = sorted((located(document, loc, message) for loc, message in cross), key=lambda p: p[0])
+        lines = [f"{source}:{line} {text}" for line, text in found]
+    if lines:
+        raise SpecError(
+            f"{source}: invalid release spec ({len(lines)} problem(s))", problems=lines, source=source
+        )
+    return release
 
 
 def load_spec_text(text: str, *, source: str = "<string>") -> RolloutSpec:
@@ -69,7 +119,10 @@ def validate_files(paths: Iterable[str | os.PathLike[str]], out: TextIO) -> int:
     status = 0
     for path in paths:
         try:
-            load_spec(path)
+            if _kind(path) == "Release":
+                load_release(path)
+            else:
+                load_spec(path)
         except SpecError as exc:
             status = 1
             for problem in exc.problems:
@@ -79,7 +132,20 @@ def validate_files(paths: Iterable[str | os.PathLike[str]], out: TextIO) -> int:
     return status
 
 
-def json_schema() -> dict[str, Any]:
-    """The JSON schema of a rollout spec document (for editors; keys as written in YAML)."""
-    schema = RolloutSpec.model_json_schema(by_alias=True, mode="validation")
+def _kind(path: str | os.PathLike[str]) -> str | None:
+    """The document's ``kind`` when it is readable YAML naming one (else None: the rollout loader
+    reports what is wrong)."""
+    try:
+        document = parse_document(Path(path).read_text(encoding="utf-8"), os.fspath(path), what="spec")
+    except (OSError, UnicodeDecodeError, SpecError):
+        return None
+    kind = document.get("kind") if isinstance(document, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def json_schema(kind: str = "Rollout") -> dict[str, Any]:
+    """The JSON schema of a rollout (or, with `kind` ``Release``, a release) spec document, for
+    editors; keys as written in YAML."""
+    model: type[RolloutSpec] | type[ReleaseSpec] = ReleaseSpec if kind == "Release" else RolloutSpec
+    schema = model.model_json_schema(by_alias=True, mode="validation")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

@@ -1,0 +1,219 @@
+"""The release spec: one image across many cells (clusters), in waves (``kind: Release``).
+
+A release names its cells (each a cluster: a kubeconfig context or the pod's own, a Prometheus or
+the labels that tell the cell apart in a shared one, and the Prefect work pool whose workers run
+its rollouts), the rollout spec every cell runs (with per-cell overrides of the target), and the
+waves: ordered groups of cells, each with how many cells roll out at once, how many may fail
+before the release stops, and a bake after it. What happens on a failure (`FailurePolicy`) and
+when nothing may start (freezes) is part of it too. Validated like a rollout spec: every problem
+with file, line and path (`canaryflow.spec.loading.load_release`).
+
+Example::
+
+    apiVersion: canaryflow/v1
+    kind: Release
+    metadata: {name: web}
+    spec:
+      rollout: config/rollouts/web.yaml
+      prometheus: http://prometheus.monitoring:9090      # shared; cells tell apart by labels
+      cells:
+        - {name: eu-1, context: eu-1, workPool: rollouts-eu-1, labels: {cluster: eu-1}}
+        - {name: eu-2, context: eu-2, workPool: rollouts-eu-2, labels: {cluster: eu-2}}
+        - {name: us-1, context: us-1, workPool: rollouts-us-1, prometheus: http://prom-us-1:9090}
+      waves:
+        - {cells: [eu-1], bake: {minDuration: 10m, maxDuration: 1h, minRequests: 10000}}
+        - {cells: [eu-2, us-1], concurrency: 2}
+      onFailure: rollback-all
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import Field, ValidationInfo, model_validator
+
+from canaryflow.spec.durations import Duration, format_duration
+from canaryflow.spec.models import COLLECT_CROSS_CHECKS, DNS_LABEL, Metadata, SpecModel
+from canaryflow.yamldoc import Loc, dotted_path
+
+__all__ = [
+    "FAILURE_POLICIES",
+    "Bake",
+    "Cell",
+    "Freeze",
+    "ReleaseBody",
+    "ReleaseSpec",
+    "TargetOverride",
+    "Wave",
+    "release_cross_check",
+]
+
+#: What a release does when a cell's rollout is rolled back or a bake finds the release worse:
+#: roll back every cell it promoted (the default: nothing of a bad release is left anywhere), roll
+#: back the current wave's cells only, or hold (stop, roll nothing more back, wait for a person).
+FAILURE_POLICIES = ("rollback-all", "rollback-wave", "hold")
+FailurePolicy = Literal["rollback-all", "rollback-wave", "hold"]
+
+
+class TargetOverride(SpecModel):
+    """A cell's own target, where it differs from the rollout spec's (each field optional)."""
+
+    namespace: str | None = Field(default=None, pattern=DNS_LABEL, max_length=63)
+    deployment: str | None = Field(default=None, pattern=DNS_LABEL, max_length=54)
+    container: str | None = Field(default=None, pattern=DNS_LABEL, max_length=63)
+    service: str | None = Field(default=None, pattern=DNS_LABEL, max_length=63)
+
+
+class Cell(SpecModel):
+    """One cluster the release reaches."""
+
+    name: str = Field(pattern=DNS_LABEL, max_length=63)
+    context: str | None = Field(
+        default=None, min_length=1, description="The kubeconfig context of the cell's cluster."
+    )
+    in_cluster: bool = Field(
+        default=False, description="The cell is the cluster its workers run in (their ServiceAccount)."
+    )
+    work_pool: str = Field(min_length=1, description="The Prefect work pool whose workers run its rollouts.")
+    work_queue: str | None = Field(default=None, min_length=1)
+    prometheus: str | None = Field(
+        default=None, pattern=r"^https?://", description="The cell's own Prometheus (else the shared one)."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels that tell the cell's series apart in a shared Prometheus (e.g. cluster: eu-1).",
+    )
+    target: TargetOverride = TargetOverride()
+
+
+class Bake(SpecModel):
+    """After a wave is promoted: compare its cells with cells not updated yet, for at least
+    ``minDuration`` and ``minRequests`` and at most ``maxDuration``; the next wave starts once the
+    release is shown within tolerance."""
+
+    min_duration: Duration = timedelta(minutes=10)
+    max_duration: Duration = timedelta(hours=1)
+    min_requests: int = Field(default=0, ge=0, description="Requests the promoted cells must have served.")
+
+
+class Wave(SpecModel):
+    """Cells rolled out together: `concurrency` at a time; the release stops once more than
+    `maxFailures` of them are rolled back."""
+
+    cells: tuple[str, ...] = Field(min_length=1)
+    concurrency: int | None = Field(default=None, ge=1, description="Cells at once (default: all of them).")
+    max_failures: int = Field(default=0, ge=0)
+    bake: Bake | None = None
+
+
+class Freeze(SpecModel):
+    """A time no wave starts (rollbacks always may): for every cell, or for those named."""
+
+    start: datetime
+    end: datetime
+    cells: tuple[str, ...] | None = None
+    reason: str = Field(default="", max_length=200)
+
+
+class ReleaseBody(SpecModel):
+    """The ``spec`` section of a release."""
+
+    rollout: str = Field(min_length=1, description="The rollout spec every cell runs (a path).")
+    prometheus: str | None = Field(
+        default=None, pattern=r"^https?://", description="A Prometheus shared by the cells without their own."
+    )
+    cells: tuple[Cell, ...] = Field(min_length=1)
+    waves: tuple[Wave, ...] = Field(min_length=1)
+    on_failure: FailurePolicy = "rollback-all"
+    freezes: tuple[Freeze, ...] = ()
+
+
+class ReleaseSpec(SpecModel):
+    """A release spec document (``apiVersion: canaryflow/v1``, ``kind: Release``)."""
+
+    api_version: Literal["canaryflow/v1"]
+    kind: Literal["Release"]
+    metadata: Metadata
+    spec: ReleaseBody
+
+    @model_validator(mode="after")
+    def _cross_checks(self, info: ValidationInfo) -> ReleaseSpec:
+        problems = release_cross_check(self)
+        sink = info.context.get(COLLECT_CROSS_CHECKS) if isinstance(info.context, dict) else None
+        if isinstance(sink, list):
+            sink.extend(problems)
+        elif problems:
+            raise ValueError("; ".join(f"{dotted_path(loc)}: {message}" for loc, message in problems))
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def cell(self, name: str) -> Cell:
+        """The cell called `name` (KeyError if there is none)."""
+        for cell in self.spec.cells:
+            if cell.name == name:
+                return cell
+        raise KeyError(name)
+
+
+def release_cross_check(release: ReleaseSpec) -> list[tuple[Loc, str]]:
+    """Problems that span fields, each with its location (camelCase keys) from the document root."""
+    body = release.spec
+    problems: list[tuple[Loc, str]] = []
+    names: dict[str, int] = {}
+    for index, cell in enumerate(body.cells):
+        here: Loc = ("spec", "cells", index)
+        if cell.name in names:
+            problems.append(
+                ((*here, "name"), f"cell {cell.name!r} is listed twice (first as cells[{names[cell.name]}])")
+            )
+        names.setdefault(cell.name, index)
+        if (cell.context is None) == (not cell.in_cluster):
+            problems.append((here, "give the cell's kubeconfig context, or inCluster: true (one of the two)"))
+        if cell.prometheus is None and body.prometheus is None:
+            problems.append(
+                (here, "no Prometheus: give the cell's own (prometheus: URL) or a shared spec.prometheus")
+            )
+        elif cell.prometheus is None and not cell.labels:
+            problems.append(
+                ((*here, "labels"), "a cell on the shared Prometheus needs labels that tell its series apart")
+            )
+    placed: dict[str, int] = {}
+    for w, wave in enumerate(body.waves):
+        here = ("spec", "waves", w)
+        for c, name in enumerate(wave.cells):
+            if name not in names:
+                problems.append(((*here, "cells", c), f"no cell {name!r} (cells: {', '.join(names)})"))
+            elif name in placed:
+                problems.append(((*here, "cells", c), f"cell {name!r} is already in waves[{placed[name]}]"))
+            placed.setdefault(name, w)
+        if wave.concurrency is not None and wave.concurrency > len(wave.cells):
+            problems.append(((*here, "concurrency"), f"must be at most the wave's {len(wave.cells)} cell(s)"))
+        if wave.max_failures >= len(wave.cells):
+            problems.append(
+                (
+                    (*here, "maxFailures"),
+                    f"must be less than the wave's {len(wave.cells)} cell(s), or it never stops",
+                )
+            )
+        if wave.bake is not None and wave.bake.min_duration > wave.bake.max_duration:
+            problems.append(
+                (
+                    (*here, "bake", "minDuration"),
+                    f"must be at most maxDuration ({format_duration(wave.bake.max_duration)})",
+                )
+            )
+    for index, cell in enumerate(body.cells):
+        if cell.name not in placed and names.get(cell.name) == index:
+            problems.append((("spec", "cells", index, "name"), f"cell {cell.name!r} is in no wave"))
+    for f, freeze in enumerate(body.freezes):
+        here = ("spec", "freezes", f)
+        if freeze.end <= freeze.start:
+            problems.append(((*here, "end"), "must be after start"))
+        for c, name in enumerate(freeze.cells or ()):
+            if name not in names:
+                problems.append(((*here, "cells", c), f"no cell {name!r}"))
+    return problems

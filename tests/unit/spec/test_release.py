@@ -1,0 +1,165 @@
+"""Release specs: the example is valid, and every problem is reported at once with file, line and
+path, in the spec's words."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from canaryflow.errors import SpecError
+from canaryflow.spec import json_schema, load_release, load_release_text, validate_files
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLE = ROOT / "config" / "releases" / "web.yaml"
+
+VALID = """\
+apiVersion: canaryflow/v1
+kind: Release
+metadata: {name: web}
+spec:
+  rollout: config/rollouts/web.yaml
+  prometheus: http://prometheus:9090
+  cells:
+    - {name: eu-1, context: eu-1, workPool: p-eu-1, labels: {cluster: eu-1}}
+    - {name: eu-2, context: eu-2, workPool: p-eu-2, labels: {cluster: eu-2}}
+    - {name: us-1, inCluster: true, workPool: p-us-1, prometheus: http://prom-us:9090}
+  waves:
+    - {cells: [eu-1], bake: {minDuration: 5m}}
+    - {cells: [eu-2, us-1], concurrency: 1, maxFailures: 1}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _at_the_repository_root() -> Iterator[None]:
+    """The rollout spec a release names is relative to the working directory."""
+    before = Path.cwd()
+    os.chdir(ROOT)
+    yield
+    os.chdir(before)
+
+
+def _problems(text: str) -> list[str]:
+    with pytest.raises(SpecError) as caught:
+        load_release_text(text, source="r.yaml")
+    return caught.value.problems
+
+
+def test_the_example_release_is_valid() -> None:
+    release = load_release(EXAMPLE)
+
+    assert [wave.cells for wave in release.spec.waves] == [("eu-1",), ("eu-2", "us-1")]
+    assert release.spec.on_failure == "rollback-all"
+    assert release.cell("us-1").target.namespace == "shop-us"
+    bake = release.spec.waves[0].bake
+    assert bake is not None
+    assert (bake.min_duration, bake.max_duration, bake.min_requests) == (
+        timedelta(minutes=10),
+        timedelta(hours=1),
+        10000,
+    )
+
+
+def test_defaults_are_the_safe_ones() -> None:
+    release = load_release_text(VALID)
+
+    assert release.spec.on_failure == "rollback-all"  # a failure rolls back every promoted cell
+    assert release.spec.waves[0].max_failures == 0
+    assert release.spec.waves[0].concurrency is None  # all of a wave's cells at once
+
+
+def test_every_cross_field_problem_at_once_with_its_line_and_path() -> None:
+    text = """\
+apiVersion: canaryflow/v1
+kind: Release
+metadata: {name: web}
+spec:
+  rollout: config/rollouts/web.yaml
+  cells:
+    - {name: eu-1, context: eu-1, inCluster: true, workPool: p, prometheus: http://p:9090}
+    - {name: eu-2, workPool: p, prometheus: http://p:9090}
+    - {name: eu-3, context: eu-3, workPool: p}
+    - {name: eu-4, context: eu-4, workPool: p, prometheus: http://p:9090}
+    - {name: eu-1, context: x, workPool: p, prometheus: http://p:9090}
+  waves:
+    - {cells: [eu-1, eu-9], concurrency: 3, maxFailures: 2}
+    - {cells: [eu-1, eu-2, eu-3], bake: {minDuration: 2h, maxDuration: 1h}}
+  freezes:
+    - {start: 2026-12-27T00:00:00Z, end: 2026-12-24T00:00:00Z, cells: [eu-7]}
+"""
+    assert _problems(text) == [
+        "r.yaml:7 spec.cells[0]: give the cell's kubeconfig context, or inCluster: true (one of the two)",
+        "r.yaml:8 spec.cells[1]: give the cell's kubeconfig context, or inCluster: true (one of the two)",
+        "r.yaml:9 spec.cells[2]: no Prometheus: give the cell's own (prometheus: URL) or a shared "
+        "spec.prometheus",
+        "r.yaml:10 spec.cells[3].name: cell 'eu-4' is in no wave",
+        "r.yaml:11 spec.cells[4].name: cell 'eu-1' is listed twice (first as cells[0])",
+        "r.yaml:13 spec.waves[0].cells[1]: no cell 'eu-9' (cells: eu-1, eu-2, eu-3, eu-4)",
+        "r.yaml:13 spec.waves[0].concurrency: must be at most the wave's 2 cell(s)",
+        "r.yaml:13 spec.waves[0].maxFailures: must be less than the wave's 2 cell(s), or it never stops",
+        "r.yaml:14 spec.waves[1].cells[0]: cell 'eu-1' is already in waves[0]",
+        "r.yaml:14 spec.waves[1].bake.minDuration: must be at most maxDuration (1h)",
+        "r.yaml:16 spec.freezes[0].end: must be after start",
+        "r.yaml:16 spec.freezes[0].cells[0]: no cell 'eu-7'",
+    ]
+
+
+def test_a_cell_on_the_shared_prometheus_needs_labels() -> None:
+    text = VALID.replace("labels: {cluster: eu-2}", "labels: {}")
+    assert _problems(text) == [
+        "r.yaml:9 spec.cells[1].labels: a cell on the shared Prometheus needs labels that tell its "
+        "series apart"
+    ]
+
+
+def test_field_problems_name_the_camel_case_path() -> None:
+    text = (
+        VALID.replace("workPool: p-eu-2", "workpool: p-eu-2").replace("concurrency: 1", "concurrency: 0")
+        + "  onFailure: rollback-everything\n"
+    )
+    problems = _problems(text)
+    assert any(p.startswith("r.yaml:9 spec.cells[1].workPool: ") for p in problems), problems
+    assert any(p.startswith("r.yaml:9 spec.cells[1].workpool: ") and "workPool" in p for p in problems), (
+        problems
+    )
+    assert any(p.startswith("r.yaml:13 spec.waves[1].concurrency: ") for p in problems), problems
+    assert any(p.startswith("r.yaml:14 spec.onFailure: ") and "rollback-all" in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("rollout", "expected"),
+    [
+        (
+            "config/rollouts/nope.yaml",
+            "r.yaml:5 spec.rollout: config/rollouts/nope.yaml: no such rollout spec",
+        ),
+        ("config/releases/web.yaml", "r.yaml:5 spec.rollout: config/releases/web.yaml:"),
+    ],
+)
+def test_the_rollout_spec_it_names_must_exist_and_be_valid(rollout: str, expected: str) -> None:
+    (problem,) = _problems(VALID.replace("config/rollouts/web.yaml", rollout))
+    assert problem.startswith(expected), problem
+
+
+def test_spec_validate_tells_a_release_from_a_rollout_by_its_kind(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(VALID.replace("workPool: p-us-1", "workPool: ''"))
+    out = io.StringIO()
+
+    status = validate_files([EXAMPLE, ROOT / "config" / "rollouts" / "web.yaml", broken], out)
+
+    lines = out.getvalue().splitlines()
+    assert status == 1
+    assert lines[:2] == [f"{EXAMPLE}: ok", f"{ROOT / 'config' / 'rollouts' / 'web.yaml'}: ok"]
+    assert lines[2].startswith(f"{broken}:10 spec.cells[2].workPool: ")
+
+
+def test_the_release_schema_names_the_yaml_keys() -> None:
+    schema = json_schema("Release")
+    cell = schema["$defs"]["Cell"]["properties"]
+    assert {"name", "context", "inCluster", "workPool", "prometheus", "labels", "target"} <= set(cell)
+    assert schema["properties"]["kind"]["const"] == "Release"
