@@ -17,6 +17,7 @@ import contracts in ``pyproject.toml`` (import-linter) enforce it::
     wiring         plan.py         a request resolved: spec, target, rollout id, queries
                    environment.py  the settings read from the environment, and the real adapters
                    exporter.py     the controller's metrics, computed from the reports directory
+                   waves.py        what a release does next, wave by wave (pure: no I/O)
     ─────────────────────────────────────────────────────────────────────────────────────────────
     ports and      cluster/        port `Cluster` + Kubernetes and simulated adapters
     adapters       metrics/        port `MetricsSource` + Prometheus and simulated adapters
