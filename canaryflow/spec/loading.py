@@ -10,9 +10,9 @@ span fields (`canaryflow.spec.models.cross_check`) are reported the same way.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from pydantic import ValidationError
 
@@ -74,44 +74,49 @@ def _read(source: str, what: str, examples: str) -> str:
 def load_release_text(text: str, *, source: str = "<string>") -> ReleaseSpec:
     """Validate a release spec given as YAML text; `source` names it in the problems. The rollout
     spec it names is loaded too: its problems are reported at ``spec.rollout``."""
-    document = parse_document(text, source, what="release spec")
-    cross: list[tuple[Loc, str]] = []
-    try:
-        release = ReleaseSpec.model_validate(plain(document), context={COLLECT_CROSS_CHECKS: cross})
-    except ValidationError as exc:
-        lines = validation_problems(exc, document, source, ReleaseSpec, patterns=_PATTERNS)
-    else:
-        try:
-            load_spec(release.spec.rollout)
-        except SpecError as exc:
-            first = exc.problems[0] if exc.problems else exc.summary()
-            more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
-            cross.append((("spec", "rollout"), f"{first}{more}"))
-        found = sorted((located(document, loc, message) for loc, message in cross), key=lambda p: p[0])
-        lines = [f"{source}:{line} {text}" for line, text in found]
-    if lines:
-        raise SpecError(
-            f"{source}: invalid release spec ({len(lines)} problem(s))", problems=lines, source=source
-        )
-    return release
+    return _validated(ReleaseSpec, text, source, "release spec", _rollout_it_names)
 
 
 def load_spec_text(text: str, *, source: str = "<string>") -> RolloutSpec:
     """Validate a rollout spec given as YAML text; `source` names it in the problems."""
-    document = parse_document(text, source, what="rollout spec")
+    return _validated(RolloutSpec, text, source, "rollout spec", lambda _spec: [])
+
+
+_Spec = TypeVar("_Spec", RolloutSpec, ReleaseSpec)
+
+
+def _validated(
+    model: type[_Spec],
+    text: str,
+    source: str,
+    what: str,
+    more: Callable[[_Spec], list[tuple[Loc, str]]],
+) -> _Spec:
+    """`text` validated as `model`, with the cross-field checks and then `more` (checks that read
+    other files); SpecError listing every problem as ``FILE:LINE PATH: MESSAGE``, by line."""
+    document = parse_document(text, source, what=what)
     cross: list[tuple[Loc, str]] = []
     try:
-        spec = RolloutSpec.model_validate(plain(document), context={COLLECT_CROSS_CHECKS: cross})
+        spec = model.model_validate(plain(document), context={COLLECT_CROSS_CHECKS: cross})
     except ValidationError as exc:
-        lines = validation_problems(exc, document, source, RolloutSpec, patterns=_PATTERNS)
+        lines = validation_problems(exc, document, source, model, patterns=_PATTERNS)
     else:
+        cross += more(spec)
         found = sorted((located(document, loc, message) for loc, message in cross), key=lambda p: p[0])
         lines = [f"{source}:{line} {text}" for line, text in found]
     if lines:
-        raise SpecError(
-            f"{source}: invalid rollout spec ({len(lines)} problem(s))", problems=lines, source=source
-        )
+        raise SpecError(f"{source}: invalid {what} ({len(lines)} problem(s))", problems=lines, source=source)
     return spec
+
+
+def _rollout_it_names(release: ReleaseSpec) -> list[tuple[Loc, str]]:
+    try:
+        load_spec(release.spec.rollout)
+    except SpecError as exc:
+        first = exc.problems[0] if exc.problems else exc.summary()
+        more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
+        return [(("spec", "rollout"), f"{first}{more}")]
+    return []
 
 
 def validate_files(paths: Iterable[str | os.PathLike[str]], out: TextIO) -> int:

@@ -44,6 +44,7 @@ __all__ = [
     "Target",
     "cross_check",
     "dotted_path",
+    "report_cross_checks",
 ]
 
 API_VERSION = "canaryflow/v1"
@@ -239,12 +240,7 @@ class RolloutSpec(SpecModel):
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> RolloutSpec:
-        problems = cross_check(self)
-        sink = info.context.get(COLLECT_CROSS_CHECKS) if isinstance(info.context, dict) else None
-        if isinstance(sink, list):
-            sink.extend(problems)
-        elif problems:
-            raise ValueError("; ".join(f"{dotted_path(loc)}: {message}" for loc, message in problems))
+        report_cross_checks(cross_check(self), info)
         return self
 
     @property
@@ -278,6 +274,16 @@ class RolloutSpec(SpecModel):
             if metric.name == name:
                 return metric
         raise KeyError(name)
+
+
+def report_cross_checks(problems: list[tuple[Loc, str]], info: ValidationInfo) -> None:
+    """Hand cross-field `problems` to the loader (the list under `COLLECT_CROSS_CHECKS` in the
+    validation context), or raise them as one error when validated without a loader."""
+    sink = info.context.get(COLLECT_CROSS_CHECKS) if isinstance(info.context, dict) else None
+    if isinstance(sink, list):
+        sink.extend(problems)
+    elif problems:
+        raise ValueError("; ".join(f"{dotted_path(loc)}: {message}" for loc, message in problems))
 
 
 def cross_check(spec: RolloutSpec) -> list[tuple[Loc, str]]:

@@ -34,8 +34,8 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, model_validator
 
 from canaryflow.spec.durations import Duration, format_duration
-from canaryflow.spec.models import COLLECT_CROSS_CHECKS, DNS_LABEL, Metadata, SpecModel
-from canaryflow.yamldoc import Loc, dotted_path
+from canaryflow.spec.models import DNS_LABEL, Metadata, SpecModel, report_cross_checks
+from canaryflow.yamldoc import Loc
 
 __all__ = [
     "FAILURE_POLICIES",
@@ -139,12 +139,7 @@ class ReleaseSpec(SpecModel):
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> ReleaseSpec:
-        problems = release_cross_check(self)
-        sink = info.context.get(COLLECT_CROSS_CHECKS) if isinstance(info.context, dict) else None
-        if isinstance(sink, list):
-            sink.extend(problems)
-        elif problems:
-            raise ValueError("; ".join(f"{dotted_path(loc)}: {message}" for loc, message in problems))
+        report_cross_checks(release_cross_check(self), info)
         return self
 
     @property
