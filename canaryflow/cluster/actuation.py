@@ -41,7 +41,7 @@ from canaryflow.cluster.annotations import (
     decode_state,
     encode_state,
 )
-from canaryflow.cluster.drift import service_fault, stable_drift
+from canaryflow.cluster.drift import service_fault, stable_drift, track_drift
 from canaryflow.cluster.outages import DEFAULT_OUTAGE_TOLERANCE, FINISH_OUTAGE_TOLERANCE, Patience
 from canaryflow.cluster.port import (
     LastPromotion,
@@ -338,7 +338,7 @@ class ReplicaActuator:
             )
         ns, fixed = target.namespace, status.hpa_replicas is not None
         if state is not None:
-            _refuse(stable_drift(status))
+            _refuse(stable_drift(status) or track_drift(status))
             self._tell_scale(target, state, snap.written)
         if state is None:
             state = RolloutState(

@@ -41,7 +41,7 @@ from canaryflow.errors import (
 )
 from canaryflow.status import RolloutPhase
 
-__all__ = ["drift", "service_fault", "stable_drift"]
+__all__ = ["drift", "service_fault", "stable_drift", "track_drift"]
 
 
 def drift(status: TargetStatus, *, baseline: bool = False) -> DriftError | None:
@@ -60,14 +60,9 @@ def drift(status: TargetStatus, *, baseline: bool = False) -> DriftError | None:
     state = status.state
     if changed is not None or state is None or state.phase != RolloutPhase.PROGRESSING:
         return changed
-    for track, expected in ((status.canary, state.canary_image), (status.baseline, state.stable_image)):
-        if track is not None and track.image != expected:
-            return DriftError(
-                f"somebody set the image of {target.namespace}/{track.name} to {track.image} during rollout "
-                f"{state.rollout_id} (the rollout runs {expected} there); the rollout stops and rolls "
-                "its canary back",
-                target=str(target),
-            )
+    edited = track_drift(status)
+    if edited is not None:
+        return edited
     if baseline and status.baseline is None and status.canary is not None and state.weight > 0:
         name = target.track_name("baseline")
         return BaselineLostError(
@@ -82,6 +77,24 @@ def drift(status: TargetStatus, *, baseline: bool = False) -> DriftError | None:
             "stops and rolls its canary back",
             target=str(target),
         )
+    return None
+
+
+def track_drift(status: TargetStatus) -> DriftError | None:
+    """The error that stops the rollout when somebody set the image of its canary or baseline (each
+    runs what the rollout state says: the canary image, the stable's image at the start); None
+    otherwise. Looked for before every split too, so that a split never overwrites it."""
+    state, target = status.state, status.target
+    if state is None:
+        return None
+    for track, expected in ((status.canary, state.canary_image), (status.baseline, state.stable_image)):
+        if track is not None and track.image != expected:
+            return DriftError(
+                f"somebody set the image of {target.namespace}/{track.name} to {track.image} during rollout "
+                f"{state.rollout_id} (the rollout runs {expected} there); the rollout stops and rolls "
+                "its canary back",
+                target=str(target),
+            )
     return None
 
 

@@ -161,6 +161,14 @@ def test_an_image_a_person_set_on_the_canary_or_baseline_is_drift(
 
     assert found is not None
     assert f"somebody set the image of {cluster_factory.namespace}/{track} to web:other" in str(found)
+    writes: list[str] = []
+    cluster_factory.write_hook = lambda verb, name: writes.append(f"{verb} {name}")
+    split = plan_split(4, 50, baseline=True)
+    with pytest.raises(DriftError, match=f"somebody set the image of .*/{track}"):
+        cluster.apply_split(target, split, rollout_id=RID, image="web:2", step=1, progress_deadline=DEADLINE)
+    assert writes == []  # a split never overwrites the person's image
+    status = cluster.rollback(target, rollout_id=RID, progress_deadline=DEADLINE)
+    assert (status.canary, status.baseline, status.stable.image) == (None, None, "web:1")
 
 
 def test_a_deleted_baseline_is_drift_and_the_next_split_recreates_it(cluster_factory: Harness) -> None:
