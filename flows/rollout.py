@@ -287,7 +287,7 @@ def checkpoint(run: Run) -> None:
 def current_split(run: Run) -> tuple[int, int] | None:
     """The step that set the split in place and its weight (None before the first split)."""
     status = run.reporter.status
-    steps = run.plan.spec.steps[: (status.step or 0) + 1]
+    steps = run.plan.spec.steps[: status.step or 0]  # `step` is 1-based: up to the current one
     weight_steps = [i for i, s in enumerate(steps) if s.set_weight is not None]
     if not weight_steps or status.weight <= 0:
         return None

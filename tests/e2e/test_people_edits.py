@@ -130,6 +130,7 @@ def test_the_split_is_computed_again_right_after_a_persons_scale(
     stack: SimulatedStack, runtime: Any, rollout_of: Callable[..., Any]
 ) -> None:
     seen: list[int] = []
+    steps: list[str] = []
     calls = [0]
 
     def scale_then_look() -> None:
@@ -139,6 +140,7 @@ def test_the_split_is_computed_again_right_after_a_persons_scale(
         if calls[0] == 6:  # three looks later, still in the first analysis (at 20 %)
             canary = stack.world.record("shop", "web-canary")
             seen.append(canary.replicas if canary else -1)
+            steps.append(canary.annotations["canaryflow/step"] if canary else "")
 
     object.__setattr__(runtime, "metrics", EditDuringAnalysis(stack.metrics, scale_then_look, at=None))
 
@@ -146,6 +148,7 @@ def test_the_split_is_computed_again_right_after_a_persons_scale(
 
     assert plan_split(20, 20, baseline=True).canary != plan_split(10, 20, baseline=True).canary
     assert seen == [plan_split(20, 20, baseline=True).canary]  # split on 20 within the same step
+    assert steps == ["0"]  # recorded as the split of step 1 (setWeight 20), where a resume goes on
 
 
 def test_a_person_editing_the_stables_template_stops_the_rollout_and_keeps_the_edit(
