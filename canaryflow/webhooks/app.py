@@ -64,7 +64,8 @@ def create_app(
 ) -> FastAPI:
     """The webhook receiver for `routes`, authenticating with `secrets`, queueing and remembering
     pushes in `store` and starting rollouts with `starter` (see `DeliveryHandler` for
-    `reply_wait` and `first_retry`)."""
+    `reply_wait` and `first_retry`, the module's docs for `unready_after`); it counts in
+    `metrics`, which the caller serves (`canaryflow.webhooks.serve`)."""
     handler = DeliveryHandler(
         routes=routes,
         secrets=secrets,
