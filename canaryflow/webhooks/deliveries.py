@@ -37,7 +37,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -279,17 +279,20 @@ class DeliveryStore:
             ).fetchone()
         return None if row is None else QueueEntry(row[0], int(row[1]), row[2])
 
-    def take(self, lease: float) -> QueuedPush | None:
-        """The oldest queued push that is due, leased for `lease` seconds to this caller (so that
-        two dispatchers never work on one push at once); `None` when none is due."""
+    def take(self, lease: float, *, skip_scopes: Collection[str] = ()) -> QueuedPush | None:
+        """The oldest queued push that is due and not of `skip_scopes` (the refs a caller is
+        starting a push of already), leased for `lease` seconds to this caller (so that two
+        dispatchers never work on one push at once); `None` when none is due."""
         now = self._clock()
+        skipped = sorted(skip_scopes)
+        unless = f" AND scope NOT IN ({', '.join('?' * len(skipped))})" if skipped else ""
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             row = conn.execute(
                 "SELECT key, scope, after_sha, label, rollouts, accepted_at FROM outbox "
-                "WHERE state = 'queued' AND next_at <= ? AND lease_until <= ? "
+                f"WHERE state = 'queued' AND next_at <= ? AND lease_until <= ?{unless} "
                 "ORDER BY accepted_at, rowid LIMIT 1",
-                (now, now),
+                (now, now, *skipped),
             ).fetchone()
             if row is not None:
                 conn.execute("UPDATE outbox SET lease_until = ? WHERE key = ?", (now + lease, row[0]))

@@ -13,8 +13,10 @@ back to an older commit is newer than what it replaces); otherwise it is claimed
 its rollouts is started with the idempotency key ``<push key>:<rollout spec>`` (so a start that
 happened just before a crash is found, not repeated), and it is recorded as handled. A start
 that fails is retried after a delay that doubles from ``first_retry`` to ``max_retry`` seconds;
-nothing is ever dropped. The thread runs while the queue has work and exits when it is empty;
-`kick` starts it again.
+nothing is ever dropped. Up to ``workers`` threads start pushes at once (a start waits on the
+orchestrator's API), but never two pushes of one ref: a thread takes the oldest due push of a
+ref nobody is starting, so the pushes of a ref still start in order. The threads run while the
+queue has work and exit when it is empty; `kick` starts them again.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Dispatcher:
         first_retry: float = 1.0,
         max_retry: float = 60.0,
         lease: float = 120.0,
+        workers: int = 4,
         on_started: Callable[[str, int], None] | None = None,
         on_failed: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
@@ -64,6 +67,7 @@ class Dispatcher:
         self.first_retry = first_retry
         self.max_retry = max_retry
         self.lease = lease
+        self.workers = max(1, workers)
         self._on_started = on_started
         self._on_failed = on_failed
         self._clock = clock
@@ -75,17 +79,21 @@ class Dispatcher:
         self._changed = threading.Condition()
         self._kicked = False
         self._stopped = False
-        self._thread: threading.Thread | None = None
+        self._threads: set[threading.Thread] = set()
+        #: The scopes (provider, repository, ref) whose push a thread is starting now.
+        self._busy: set[str] = set()
+        self._taking = threading.Lock()
         self._outcomes: dict[str, Duplicate | str] = {}
 
     def kick(self) -> None:
-        """There is work: wake the thread, or start it."""
+        """There is work: wake the threads, or start them (up to ``workers``)."""
         with self._changed:
             self._kicked = True
             self._changed.notify_all()
-            if self._thread is None and not self._stopped:
-                self._thread = threading.Thread(target=self._loop, name="canaryflow-dispatch", daemon=True)
-                self._thread.start()
+            while len(self._threads) < self.workers and not self._stopped:
+                thread = threading.Thread(target=self._loop, name="canaryflow-dispatch", daemon=True)
+                self._threads.add(thread)
+                thread.start()
 
     def settle(self, key: str, timeout: float, *, retries: bool = False) -> Duplicate | None:
         """Wait up to `timeout` seconds for push `key` to start; what it started, or `None` when it
@@ -119,26 +127,36 @@ class Dispatcher:
             self._changed.notify_all()
 
     def run_once(self) -> bool:
-        """Handle the oldest due push, if any; whether there was one."""
-        push = self.store.take(self.lease)
-        if push is None:
-            return False
+        """Handle the oldest due push of a ref no other thread is starting, if any; whether there
+        was one."""
+        with self._taking:
+            push = self.store.take(self.lease, skip_scopes=set(self._busy))
+            if push is None:
+                return False
+            self._busy.add(push.scope)
+        try:
+            self._handle(push)
+        finally:
+            with self._taking:
+                self._busy.discard(push.scope)
+        return True
+
+    def _handle(self, push: QueuedPush) -> None:
         later = self.store.later_push(push.scope, push.after, accepted_after=push.accepted_at)
         if later is not None:
             self.store.supersede(push.key, f"a later push ({later[:7]}) started or is queued")
             self._record(push.key, _SUPERSEDED)
             logger.info("%s superseded by the later push %s", push.label, later[:7])
-            return True
+            return
         claim = self.store.claim(push.key)
         if isinstance(claim, Duplicate):
             self.store.dequeue(push.key)
             self._record(push.key, claim)
-            return True
+            return
         if isinstance(claim, InProgress):
             self.store.reschedule(push.key, "being started by another receiver", self.first_retry)
-            return True
+            return
         self._start(push, claim)
-        return True
 
     def _start(self, push: QueuedPush, claim: Claimed) -> None:
         flow_run_ids: list[FlowRunId] = []
@@ -177,13 +195,14 @@ class Dispatcher:
         logger.info("%s started flow runs %s", push.label, ", ".join(flow_run_ids))
 
     def stop(self) -> None:
-        """Stop the thread after the push it is working on (queued pushes stay queued)."""
+        """Stop the threads after the pushes they are working on (queued pushes stay queued)."""
         with self._changed:
             self._stopped = True
             self._changed.notify_all()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=30)
+            threads = list(self._threads)
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=30)
 
     def _loop(self) -> None:
         while True:
@@ -196,13 +215,13 @@ class Dispatcher:
             with self._changed:
                 self._changed.notify_all()
                 if self._stopped:
-                    self._thread = None
+                    self._threads.discard(threading.current_thread())
                     return
                 if worked or self._kicked:
                     self._kicked = False
                     continue
                 if due is None:
-                    self._thread = None
+                    self._threads.discard(threading.current_thread())
                     return
                 self._changed.wait(max(0.01, min(due - self._clock(), self.max_retry)))
 

@@ -566,3 +566,75 @@ def test_copies_arriving_while_a_push_starts_start_nothing_more(make_app: AppFac
     assert first[0].status_code == 202
     assert after.json() == {"status": "duplicate", "flow_run_id": flow_run_id, "flow_run_ids": [flow_run_id]}
     assert len(gated.started) == 1
+
+
+class HeldStarter(InMemoryRolloutStarter):
+    """Holds every start until released and counts how many are in flight at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = threading.Condition()
+        self.in_flight = self.most = 0
+        self.release = threading.Event()
+
+    def start(self, request: Any, *, idempotency_key: str) -> Any:
+        with self.changed:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            self.changed.notify_all()
+        try:
+            assert self.release.wait(timeout=30)
+            return super().start(request, idempotency_key=idempotency_key)
+        finally:
+            with self.changed:
+                self.in_flight -= 1
+
+    def wait_in_flight(self, count: int) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: self.in_flight >= count, timeout=30)
+
+
+def test_pushes_of_different_refs_start_at_once(make_app: AppFactory) -> None:
+    held = HeldStarter()
+    app = make_app(starter=held, reply_wait=0.1)
+    bodies = [
+        p.body_of(p.github_push(ref=ref))
+        for ref in ("refs/heads/master", "refs/tags/v1.0.0", "refs/tags/v2.0.0")
+    ]
+    with _client(app) as client:
+        for body in bodies:
+            assert (
+                client.post("/hooks/github", content=body, headers=p.github_headers(body)).status_code == 202
+            )
+        assert held.wait_in_flight(3), f"only {held.in_flight} start(s) in flight at once"
+        held.release.set()
+        for body in bodies:
+            _settled(app, body)
+    assert held.most == 3
+    assert len(held.started) == 3
+
+
+def test_pushes_of_one_ref_never_start_at_once_and_start_in_order(make_app: AppFactory) -> None:
+    held = HeldStarter()
+    app = make_app(starter=held, reply_wait=0.1)
+    a_sha, b_sha = "a" * 40, "b" * 40
+    push_a = p.body_of(p.github_push(before="9" * 40, after=a_sha))
+    push_b = p.body_of(p.github_push(before=a_sha, after=b_sha))
+    with _client(app) as client:
+        assert (
+            client.post("/hooks/github", content=push_a, headers=p.github_headers(push_a)).status_code == 202
+        )
+        assert held.wait_in_flight(1)
+        assert (
+            client.post("/hooks/github", content=push_b, headers=p.github_headers(push_b)).status_code == 202
+        )
+        key_b = push_key(parse_github_push(json.loads(push_b)))
+        assert app.state.handler.dispatcher.settle(key_b, 0.5, retries=True) is None  # held back
+        assert held.in_flight == 1
+        held.release.set()
+        _settled(app, push_b)
+    assert held.most == 1
+    assert [s.request.image for s in held.started] == [
+        f"registry.example.com/hello/world:{a_sha}",
+        f"registry.example.com/hello/world:{b_sha}",
+    ]
