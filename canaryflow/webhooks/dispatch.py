@@ -103,7 +103,9 @@ class Dispatcher:
         if handled is not None:
             return handled
         entry = self.store.queued(key)
-        if entry is None or entry.state != "queued" or (entry.attempts > 0 and not retries):
+        if entry is None:  # started and dequeued since the lookup above, or never queued
+            return self.store.lookup(key)
+        if entry.state != "queued" or (entry.attempts > 0 and not retries):
             return None
         deadline = time.monotonic() + timeout
         with self._changed:  # the outcomes are kept in memory: waiting costs no query
