@@ -67,7 +67,17 @@ SETTINGS: tuple[Setting, ...] = (
         "PREFECT_API_URL",
         "the active Prefect profile's, else canaryflow's local server",
         "the Prefect API that runs and records rollouts (see `canaryflow dev prefect up`)",
-        ("rollout", "promote", "abort", "pause", "resume", "retry", "demo", "webhook serve"),
+        (
+            "rollout",
+            "promote",
+            "abort",
+            "pause",
+            "resume",
+            "retry",
+            "demo",
+            "webhook serve",
+            "notifications apply",
+        ),
     ),
     Setting(
         "CANARYFLOW_STATE_DIR",

@@ -1,7 +1,8 @@
 """What people see of a rollout while it runs: log lines in words, events, status and artifacts.
 
 `Reporter` is the one object a rollout run tells what happened. It writes the run's log lines
-(Prefect's run logger), sends events to the runtime's sink (live displays), keeps the rollout's
+(Prefect's run logger), sends events to the runtime's sink (live displays) and to Prefect
+(`flows.notices`, for notifications), keeps the rollout's
 `canaryflow.status.RolloutStatus` in ``<reports>/<rollout-id>/status.json`` (through
 `canaryflow.reports`, after every change) and creates the Prefect artifacts (`flows.artifacts`).
 """
@@ -23,7 +24,7 @@ from canaryflow.history import HistoryRecord, append_history
 from canaryflow.plan import RolloutOutcome, RolloutPlan
 from canaryflow.reports import write_status
 from canaryflow.status import RolloutPhase, RolloutStatus, VerdictReport
-from flows import artifacts
+from flows import artifacts, notices
 from flows.runtime import Runtime
 
 __all__ = ["Reporter"]
@@ -52,6 +53,7 @@ class Reporter:
         )
         self.log = get_run_logger()
         self.started_at = runtime.clock.now()  # the clock that paces the rollout
+        notices.announce("started", plan, self.status)
 
     def say(self, message: str, *args: object) -> None:
         """A log line in words, and an event for live displays."""
@@ -65,6 +67,11 @@ class Reporter:
 
     def phase(self, phase: RolloutPhase) -> None:
         self._update(phase=phase)
+
+    def waiting(self, reason: str | None = None) -> None:
+        """The rollout waits for a person (an approval step, or a failure held by ``onFailure:
+        pause``, with its `reason`): the event notifications send."""
+        notices.announce("waiting-for-approval", self.plan, self.status, reason)
 
     def weight(self, requested: int, effective: float) -> None:
         """The canary's weight changed (progress artifact: the effective weight in percent)."""
@@ -124,6 +131,7 @@ class Reporter:
             where=f"Target `{outcome.target}`, image `{outcome.image}`. Report: `{outcome.report}`.",
         )
         self.say("%s %s: %s", outcome.rollout_id, outcome.result, outcome.reason)
+        notices.announce(outcome.result, self.plan, self.status, outcome.reason)
         self.runtime.emit(self.plan.rollout_id, "finished", result=outcome.result, reason=outcome.reason)
 
     def _update(self, **changes: Any) -> None:

@@ -371,6 +371,7 @@ def pause(run: Run, index: int, step: Pause) -> list[str]:
             checkpoint(run)
         return []
     run.reporter.phase(RolloutPhase.WAITING_FOR_APPROVAL)
+    run.reporter.waiting()
     run.reporter.say(
         "%s: waiting for approval (canaryflow promote/abort %s)", plan.rollout_id, plan.rollout_id
     )
@@ -412,6 +413,7 @@ def on_failure(run: Run, index: int, reason: str) -> list[str]:
     run.reporter.say(
         "%s: %s Holding the split until a person decides (onFailure: pause).", plan.rollout_id, reason
     )
+    run.reporter.waiting(reason)
     answer = wait_for_approval(
         24 * 3600,
         key=f"failure-{index + 1}",

@@ -25,6 +25,7 @@ from canaryflow.cli import (
     exporter,
     getview,
     historyview,
+    notifications,
     replay,
     rollouts,
     specs,
@@ -49,6 +50,10 @@ app = typer.Typer(
 )
 spec_app = typer.Typer(help="Validate rollout specs and print their JSON schema.", **_TYPER)  # type: ignore[arg-type]
 webhook_app = typer.Typer(help="Receive git pushes and start rollouts.", **_TYPER)  # type: ignore[arg-type]
+notifications_app = typer.Typer(
+    help="Tell people about rollouts: Prefect automations and notification blocks.",
+    **_TYPER,  # type: ignore[arg-type]
+)
 metrics_app = typer.Typer(help="The controller's own metrics, for Prometheus.", **_TYPER)  # type: ignore[arg-type]
 dev_app = typer.Typer(help="Local stacks: a Kubernetes control plane, a Prefect server.", **_TYPER)  # type: ignore[arg-type]
 kube_app = typer.Typer(
@@ -61,6 +66,7 @@ prefect_app = typer.Typer(
 )
 app.add_typer(spec_app, name="spec")
 app.add_typer(webhook_app, name="webhook")
+app.add_typer(notifications_app, name="notifications")
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(dev_app, name="dev")
 dev_app.add_typer(kube_app, name="kube")
@@ -114,6 +120,7 @@ _register(spec_app, "validate", specs.validate)
 _register(spec_app, "schema", specs.schema)
 _register(webhook_app, "serve", webhook.serve, env="webhook serve")
 _register(metrics_app, "serve", exporter.serve, env="metrics serve")
+_register(notifications_app, "apply", notifications.apply, env="notifications apply")
 _register(kube_app, "up", devtools.kube_up, env="dev")
 _register(kube_app, "down", devtools.kube_down, env="dev")
 _register(kube_app, "env", devtools.kube_env, env="dev")

@@ -1,4 +1,5 @@
-"""``canaryflow spec validate | schema``: check rollout and release specs, print their JSON schema."""
+"""``canaryflow spec validate | schema``: check rollout, release and notifications specs; print
+their JSON schema."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ __all__ = ["schema", "validate"]
 
 
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Rollout or release spec YAML files.")],
+    files: Annotated[list[Path], typer.Argument(help="Rollout, release or notifications spec YAML files.")],
 ) -> None:
-    """Check rollout and release specs (by their kind); print every problem with file, line and
+    """Check rollout, release and notifications specs (by their kind); print every problem with file, line and
     path. Exit 1 when invalid."""
     from canaryflow.spec import validate_files
 
@@ -23,10 +24,11 @@ def validate(
 
 def schema(
     kind: Annotated[
-        Literal["Rollout", "Release"], typer.Option(help="Which kind of spec.", case_sensitive=False)
+        Literal["Rollout", "Release", "Notifications"],
+        typer.Option(help="Which kind of spec.", case_sensitive=False),
     ] = "Rollout",
 ) -> None:
-    """Print the JSON schema of a rollout (or release) spec, for editors."""
+    """Print the JSON schema of a rollout (or release, or notifications) spec, for editors."""
     import json
 
     from canaryflow.spec import json_schema

@@ -102,7 +102,8 @@ def server_environment(home: Path, port: int, base: Mapping[str, str] | None = N
 
     The address goes in the environment, not only on the command line: the UI asks the server for
     the API's URL (``/ui-settings``), and the server answers from its settings, so with ``--port``
-    alone the browser would call the API on Prefect's default port 4200.
+    alone the browser would call the API on Prefect's default port 4200. ``PREFECT_UI_URL`` gives
+    the links in notifications (`flows.notifications`) their address.
     """
     env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith("PREFECT_")}
     env.update(
@@ -110,6 +111,7 @@ def server_environment(home: Path, port: int, base: Mapping[str, str] | None = N
             "PREFECT_HOME": str(home),
             "PREFECT_SERVER_API_HOST": "127.0.0.1",
             "PREFECT_SERVER_API_PORT": str(port),
+            "PREFECT_UI_URL": f"http://127.0.0.1:{port}",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1",
         }

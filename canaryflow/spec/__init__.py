@@ -2,7 +2,7 @@
 checks them.
 
 What belongs here: the models (`RolloutSpec` and its parts; `ReleaseSpec`, one image across
-cells in waves), durations, metric entries with their
+cells in waves; `NotificationsSpec`, who hears about rollouts), durations, metric entries with their
 query templates, YAML loading with every problem's file, line and path, and the JSON schema.
 What must not: I/O beyond reading the spec file, clusters, metrics backends, Prefect. This package
 imports only pydantic, ruamel.yaml, `analysis` and `canaryflow.errors` / `canaryflow.querytemplates`.
@@ -18,6 +18,8 @@ from __future__ import annotations
 from canaryflow.spec.durations import Duration, format_duration, parse_duration
 from canaryflow.spec.loading import (
     json_schema,
+    load_notifications,
+    load_notifications_text,
     load_release,
     load_release_text,
     load_spec,
@@ -44,21 +46,25 @@ from canaryflow.spec.models import (
     Step,
     Target,
 )
+from canaryflow.spec.notifications import NOTIFICATION_EVENTS, Channel, NotificationsSpec
 from canaryflow.spec.release import Bake, Cell, Freeze, ReleaseBody, ReleaseSpec, Wave
 
 __all__ = [
     "API_VERSION",
     "DEFAULT_METRICS",
+    "NOTIFICATION_EVENTS",
     "AnalysisSpec",
     "Analyze",
     "Bake",
     "Cell",
+    "Channel",
     "Duration",
     "FailurePolicy",
     "Freeze",
     "HistogramMetric",
     "Metadata",
     "MetricSpec",
+    "NotificationsSpec",
     "Pause",
     "QueryTemplate",
     "RatioMetric",
@@ -72,6 +78,8 @@ __all__ = [
     "Wave",
     "format_duration",
     "json_schema",
+    "load_notifications",
+    "load_notifications_text",
     "load_release",
     "load_release_text",
     "load_spec",

@@ -1,4 +1,4 @@
-"""Loading rollout and release specs from YAML, with every problem reported at once as
+"""Loading rollout, release and notifications specs from YAML, with every problem reported at once as
 ``FILE:LINE PATH: MESSAGE``.
 
 The YAML-with-line-numbers machinery is `canaryflow.yamldoc`: a pydantic error location such as
@@ -18,11 +18,14 @@ from pydantic import ValidationError
 
 from canaryflow.errors import SpecError
 from canaryflow.spec.models import COLLECT_CROSS_CHECKS, DNS_LABEL, RolloutSpec
+from canaryflow.spec.notifications import ENV_NAME, NotificationsSpec
 from canaryflow.spec.release import ReleaseSpec
 from canaryflow.yamldoc import Loc, located, parse_document, plain, validation_problems
 
 __all__ = [
     "json_schema",
+    "load_notifications",
+    "load_notifications_text",
     "load_release",
     "load_release_text",
     "load_spec",
@@ -31,7 +34,9 @@ __all__ = [
 ]
 
 _PATTERNS = {
-    DNS_LABEL: "must be lowercase letters, digits and '-', starting and ending with a letter or digit"
+    DNS_LABEL: "must be lowercase letters, digits and '-', starting and ending with a letter or digit",
+    ENV_NAME: "must be the name of an environment variable (letters, digits and '_')",
+    r"^https?://\S+$": "must be an http:// or https:// URL",
 }
 
 
@@ -60,6 +65,17 @@ def load_release(path: str | os.PathLike[str]) -> ReleaseSpec:
     return load_release_text(_read(source, "release spec", "config/releases/"), source=source)
 
 
+def load_notifications(path: str | os.PathLike[str]) -> NotificationsSpec:
+    """Read and validate the notifications spec at `path` (SpecError as `load_spec`)."""
+    source = os.fspath(path)
+    return load_notifications_text(_read(source, "notifications spec", "deployments/"), source=source)
+
+
+def load_notifications_text(text: str, *, source: str = "<string>") -> NotificationsSpec:
+    """Validate a notifications spec given as YAML text; `source` names it in the problems."""
+    return _validated(NotificationsSpec, text, source, "notifications spec", lambda _spec: [])
+
+
 def _read(source: str, what: str, examples: str) -> str:
     try:
         return Path(source).read_text(encoding="utf-8")
@@ -82,7 +98,7 @@ def load_spec_text(text: str, *, source: str = "<string>") -> RolloutSpec:
     return _validated(RolloutSpec, text, source, "rollout spec", lambda _spec: [])
 
 
-_Spec = TypeVar("_Spec", RolloutSpec, ReleaseSpec)
+_Spec = TypeVar("_Spec", RolloutSpec, ReleaseSpec, NotificationsSpec)
 
 
 def _validated(
@@ -124,8 +140,11 @@ def validate_files(paths: Iterable[str | os.PathLike[str]], out: TextIO) -> int:
     status = 0
     for path in paths:
         try:
-            if _kind(path) == "Release":
+            kind = _kind(path)
+            if kind == "Release":
                 load_release(path)
+            elif kind == "Notifications":
+                load_notifications(path)
             else:
                 load_spec(path)
         except SpecError as exc:
@@ -149,8 +168,12 @@ def _kind(path: str | os.PathLike[str]) -> str | None:
 
 
 def json_schema(kind: str = "Rollout") -> dict[str, Any]:
-    """The JSON schema of a rollout (or, with `kind` ``Release``, a release) spec document, for
-    editors; keys as written in YAML."""
-    model: type[RolloutSpec] | type[ReleaseSpec] = ReleaseSpec if kind == "Release" else RolloutSpec
+    """The JSON schema of a rollout (or, with `kind` ``Release`` or ``Notifications``, a release or
+    notifications) spec document, for editors; keys as written in YAML."""
+    models: dict[str, type[RolloutSpec] | type[ReleaseSpec] | type[NotificationsSpec]] = {
+        "Release": ReleaseSpec,
+        "Notifications": NotificationsSpec,
+    }
+    model = models.get(kind, RolloutSpec)
     schema = model.model_json_schema(by_alias=True, mode="validation")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

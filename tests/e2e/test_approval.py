@@ -2,57 +2,13 @@
 
 from __future__ import annotations
 
-import contextvars
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from canaryflow.dev.stacks import GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
+from tests.e2e.conftest import APPROVAL_ROLLOUT_ID as ROLLOUT_ID
 from tests.e2e.conftest import write_spec
-
-ROLLOUT_ID = "web-approval"
-
-
-@pytest.fixture
-def answer_when_paused() -> Iterator[Callable[..., dict[str, Any]]]:
-    """Answer the rollout's pause from another thread (as a person in the UI would), once it waits;
-    what the form showed above it is recorded in the returned dict under ``"description"``."""
-    threads: list[threading.Thread] = []
-
-    def start(decision: str, reason: str, by: str = "") -> dict[str, Any]:
-        from prefect import get_client
-        from prefect.input.actions import read_flow_run_input
-        from prefect.input.run_input import keyset_from_paused_state
-
-        from flows.approval import answer_paused_rollout, paused_run_of
-
-        seen: dict[str, Any] = {}
-
-        def answer() -> None:
-            deadline = time.monotonic() + 60
-            while (run_id := paused_run_of(ROLLOUT_ID)) is None and time.monotonic() < deadline:
-                time.sleep(0.2)  # polling the Prefect API: the pause is a state on the server
-            assert run_id is not None
-            with get_client(sync_client=True) as client:
-                state = client.read_flow_run(run_id).state
-            assert state is not None
-            seen["description"] = read_flow_run_input(
-                keyset_from_paused_state(state)["description"], flow_run_id=run_id
-            )
-            answer_paused_rollout(ROLLOUT_ID, decision, reason, by=by)  # type: ignore[arg-type]
-
-        thread = threading.Thread(target=contextvars.copy_context().run, args=(answer,), daemon=True)
-        thread.start()
-        threads.append(thread)
-        return seen
-
-    yield start
-    for thread in threads:
-        thread.join(timeout=60)
 
 
 def _spec(tmp_path: Path, timeout: str = "1m") -> str:

@@ -3,6 +3,7 @@ say so with exit code 2, and our errors become one line and a distinct exit code
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -32,6 +33,7 @@ COMMANDS = [
     ["demo"],
     ["webhook", "serve"],
     ["metrics", "serve"],
+    ["notifications", "apply"],
     ["dev", "kube", "up"],
     ["dev", "kube", "down"],
     ["dev", "kube", "env"],
@@ -202,4 +204,27 @@ def test_promote_in_full_without_a_reason_is_a_usage_error_before_anything_is_as
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "canaryflow: error: promote --full skips the remaining steps and their analysis: give --reason WHY"
+    ]
+
+
+def test_notifications_apply_names_every_missing_url_before_reaching_prefect(tmp_path: Path) -> None:
+    spec = tmp_path / "n.yaml"
+    spec.write_text(
+        "apiVersion: canaryflow/v1\nkind: Notifications\nmetadata: {name: t}\nspec:\n  channels:\n"
+        "    - {name: deploys, kind: slack, urlFrom: CANARYFLOW_TEST_SLACK_URL}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CANARYFLOW_TEST_SLACK_URL"}
+    env["PREFECT_API_URL"] = "http://127.0.0.1:9/api"  # nothing answers there: never asked
+    result = subprocess.run(
+        [sys.executable, "-m", "canaryflow", "notifications", "apply", str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "canaryflow: error: set CANARYFLOW_TEST_SLACK_URL (channel deploys) to the webhook URL "
+        "(http:// or https://); nothing was changed"
     ]

@@ -47,6 +47,7 @@ def test_the_server_inherits_no_prefect_setting(tmp_path: Path) -> None:
         "PREFECT_HOME": str(tmp_path),
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "PREFECT_SERVER_API_PORT": "4321",
+        "PREFECT_UI_URL": "http://127.0.0.1:4321",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
     }

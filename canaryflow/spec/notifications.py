@@ -1,0 +1,120 @@
+"""Who hears about rollouts (``kind: Notifications``): channels and the events each one gets.
+
+A channel is a webhook of one of three kinds: ``slack`` (any Slack-compatible incoming webhook:
+Slack, Mattermost, Rocket.Chat; a ``{"text": ...}`` body), ``teams`` (a Microsoft Teams
+Workflows webhook; an Adaptive Card) or ``webhook`` (a generic JSON document with every field of
+the event, for your own tooling). Its URL is a secret, so the file names the environment variable
+that holds it (``urlFrom``); a URL written in the file (``url``) is for endpoints that are not
+secret, such as a receiver inside the cluster. Each channel gets the events it lists, all of them
+by default:
+
+``started``
+    the rollout passed its preflight and holds the target;
+``waiting-for-approval``
+    a pause waits for a person (``canaryflow promote`` / ``abort``);
+``promoted``, ``rolled-back``, ``aborted``, ``superseded``
+    how it ended, with the reason;
+``failed``
+    the run ended Failed or Crashed with work maybe half done (the cleanup automation takes over).
+
+``canaryflow notifications apply`` turns the file into Prefect notification blocks and automations
+(`flows.notifications`). Example::
+
+    apiVersion: canaryflow/v1
+    kind: Notifications
+    metadata: {name: platform}
+    spec:
+      channels:
+        - {name: deploys, kind: slack, urlFrom: CANARYFLOW_SLACK_WEBHOOK_URL}
+        - {name: oncall, kind: teams, urlFrom: CANARYFLOW_TEAMS_WEBHOOK_URL, events: [rolled-back, failed]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal, get_args
+
+from pydantic import Field, ValidationInfo, model_validator
+
+from canaryflow.errors import InputError
+from canaryflow.spec.models import DNS_LABEL, Metadata, SpecModel, report_cross_checks
+from canaryflow.yamldoc import Loc
+
+__all__ = ["NOTIFICATION_EVENTS", "Channel", "NotificationsBody", "NotificationsSpec", "resolve_urls"]
+
+NotificationEvent = Literal[
+    "started", "waiting-for-approval", "promoted", "rolled-back", "aborted", "superseded", "failed"
+]
+#: Every event a channel can get, in the order a rollout goes through them.
+NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = get_args(NotificationEvent)
+#: An environment variable's name (the shell's rule).
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class Channel(SpecModel):
+    """One webhook and the events it gets."""
+
+    name: str = Field(pattern=DNS_LABEL, max_length=40)
+    kind: Literal["slack", "teams", "webhook"]
+    url_from: str | None = Field(default=None, pattern=ENV_NAME)
+    url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    events: tuple[NotificationEvent, ...] = NOTIFICATION_EVENTS
+
+
+class NotificationsBody(SpecModel):
+    channels: tuple[Channel, ...] = Field(min_length=1)
+
+
+class NotificationsSpec(SpecModel):
+    """A notifications document (``apiVersion: canaryflow/v1``, ``kind: Notifications``)."""
+
+    api_version: Literal["canaryflow/v1"]
+    kind: Literal["Notifications"]
+    metadata: Metadata
+    spec: NotificationsBody
+
+    @model_validator(mode="after")
+    def _cross_checks(self, info: ValidationInfo) -> NotificationsSpec:
+        report_cross_checks(notifications_cross_check(self), info)
+        return self
+
+
+def notifications_cross_check(spec: NotificationsSpec) -> list[tuple[Loc, str]]:
+    """Each channel has exactly one source of its URL, a unique name and no event twice."""
+    problems: list[tuple[Loc, str]] = []
+    seen: set[str] = set()
+    for i, channel in enumerate(spec.spec.channels):
+        at: Loc = ("spec", "channels", i)
+        if (channel.url is None) == (channel.url_from is None):
+            problems.append(
+                (at, "give exactly one of urlFrom (the environment variable with the URL) and url")
+            )
+        if channel.name in seen:
+            problems.append(((*at, "name"), f"channel {channel.name!r} is named twice"))
+        seen.add(channel.name)
+        if len(set(channel.events)) != len(channel.events):
+            problems.append(((*at, "events"), "lists an event twice"))
+        if not channel.events:
+            problems.append(((*at, "events"), f"list at least one of: {', '.join(NOTIFICATION_EVENTS)}"))
+    return problems
+
+
+def resolve_urls(spec: NotificationsSpec, env: Mapping[str, str]) -> dict[str, str]:
+    """Each channel's webhook URL by channel name; InputError naming every ``urlFrom`` variable
+    that is unset or not an http(s) URL."""
+    urls: dict[str, str] = {}
+    missing: list[str] = []
+    for channel in spec.spec.channels:
+        if channel.url is not None:
+            urls[channel.name] = channel.url
+            continue
+        assert channel.url_from is not None
+        value = env.get(channel.url_from, "").strip()
+        if not value.startswith(("http://", "https://")):
+            missing.append(f"{channel.url_from} (channel {channel.name})")
+        urls[channel.name] = value
+    if missing:
+        raise InputError(
+            f"set {', '.join(missing)} to the webhook URL (http:// or https://); nothing was changed"
+        )
+    return urls
