@@ -5,9 +5,9 @@ flow (`flows.cleanup`), their small tasks (`flows.steps`), the analysis loop (`f
 approval pauses (`flows.approval`), the one-rollout-per-target slot (`flows.slots`), why a
 running rollout must stop now (`flows.stops`), what people see of a run (`flows.reporting`,
 `flows.artifacts`, `flows.charts`), the events it tells Prefect (`flows.notices`) and the
-notification automations on them (`flows.notifications`), what the command line asks of Prefect (`flows.control`) and
-the wiring (`flows.runtime`: which cluster, metrics source and clock
-a run uses, resolved once at its start). What must not: adapter internals, statistics (those live
+notification automations on them (`flows.notifications`), what the command line asks of
+Prefect (`flows.control`) and the wiring (`flows.runtime`: which cluster, metrics source and
+clock a run uses, resolved once at its start). What must not: adapter internals, statistics (those live
 in `analysis`), terminal rendering (`canaryflow.cli`), module-level clients. This is the only
 package besides the deployment starter (`canaryflow.triggers`) that imports Prefect, and nothing
 of ``canaryflow`` imports it but the command line.

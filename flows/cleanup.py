@@ -26,7 +26,7 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from canaryflow.cluster.port import RolloutId, RolloutState, TargetRef
+from canaryflow.cluster.port import RolloutCondition, RolloutId, RolloutState, TargetRef
 from canaryflow.errors import CanaryflowError
 from canaryflow.history import HistoryRecord, append_history
 from canaryflow.reports import STATUS_FILE, read_status, write_status
@@ -168,11 +168,16 @@ def _converge(runtime: Runtime, ref: TargetRef, deadline: timedelta, *, only: st
                 cluster, ref, rollout_id=rollout_id, progress_deadline=deadline
             )
             reason = f"finished the interrupted promotion of {state.canary_image}"
+            ended = RolloutCondition("True", "Promoted", f"{rollout_id} promoted by the cleanup: {reason}")
         else:
             with_retries(roll_back_canary, delays)(
                 cluster, ref, rollout_id=rollout_id, progress_deadline=deadline
             )
             reason = f"rolled back {state.canary_image} ({state.phase} at weight {state.weight}%)"
+            ended = RolloutCondition(
+                "False", "RolledBack", f"{rollout_id} rolled back by the cleanup: {reason}"
+            )
+        cluster.set_condition(ref, ended)
     logger.info("%s: %s", ref, reason)
     return CleanupOutcome(
         target=str(ref), action=action, rollout_id=state.rollout_id if state else None, reason=reason

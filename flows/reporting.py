@@ -2,8 +2,8 @@
 
 `Reporter` is the one object a rollout run tells what happened. It writes the run's log lines
 (Prefect's run logger), sends events to the runtime's sink (live displays) and to Prefect
-(`flows.notices`, for notifications), keeps the rollout's
-`canaryflow.status.RolloutStatus` in ``<reports>/<rollout-id>/status.json`` (through
+(`flows.notices`, for notifications), shows the rollout as the stable's ``Canary`` condition,
+keeps the rollout's `canaryflow.status.RolloutStatus` in ``<reports>/<rollout-id>/status.json`` (through
 `canaryflow.reports`, after every change) and creates the Prefect artifacts (`flows.artifacts`).
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from prefect import get_run_logger
@@ -20,6 +20,7 @@ from prefect.runtime import flow_run
 
 from analysis.observations import PairedObservation
 from analysis.verdicts import Verdict
+from canaryflow.cluster.port import RolloutCondition
 from canaryflow.history import HistoryRecord, append_history
 from canaryflow.plan import RolloutOutcome, RolloutPlan
 from canaryflow.reports import write_status
@@ -28,6 +29,14 @@ from flows import artifacts, notices
 from flows.runtime import Runtime
 
 __all__ = ["Reporter"]
+
+#: The stable's ``Canary`` condition once a rollout ends, by its result.
+_CONDITIONS: dict[str, tuple[Literal["True", "False", "Unknown"], str]] = {
+    "promoted": ("True", "Promoted"),
+    "rolled-back": ("False", "RolledBack"),
+    "aborted": ("False", "Aborted"),
+    "superseded": ("False", "Superseded"),
+}
 
 
 class Reporter:
@@ -54,6 +63,7 @@ class Reporter:
         self.log = get_run_logger()
         self.started_at = runtime.clock.now()  # the clock that paces the rollout
         notices.announce("started", plan, self.status)
+        self._condition("Unknown", "Progressing", f"{plan.rollout_id}: rolling out {plan.image}")
 
     def say(self, message: str, *args: object) -> None:
         """A log line in words, and an event for live displays."""
@@ -64,6 +74,9 @@ class Reporter:
         description = self.plan.describe_step(index)
         self._update(step=index + 1, phase=RolloutPhase.PROGRESSING, step_name=description)
         self.say("%s: %s", self.plan.rollout_id, description)
+        self._condition(
+            "Unknown", "Progressing", f"{self.plan.rollout_id} ({self.plan.image}): {description}"
+        )
 
     def phase(self, phase: RolloutPhase) -> None:
         self._update(phase=phase)
@@ -72,6 +85,14 @@ class Reporter:
         """The rollout waits for a person (an approval step, or a failure held by ``onFailure:
         pause``, with its `reason`): the event notifications send."""
         notices.announce("waiting-for-approval", self.plan, self.status, reason)
+        rid = self.plan.rollout_id
+        why = f" after: {reason}" if reason else ""
+        self._condition(
+            "Unknown",
+            "WaitingForApproval",
+            f"{rid} ({self.plan.image}) step {self.status.step} waits for a person{why} "
+            f"(canaryflow promote {rid} / canaryflow abort {rid})",
+        )
 
     def weight(self, requested: int, effective: float) -> None:
         """The canary's weight changed (progress artifact: the effective weight in percent)."""
@@ -132,7 +153,15 @@ class Reporter:
         )
         self.say("%s %s: %s", outcome.rollout_id, outcome.result, outcome.reason)
         notices.announce(outcome.result, self.plan, self.status, outcome.reason)
+        status, reason = _CONDITIONS[outcome.result]
+        self._condition(
+            status, reason, f"{outcome.rollout_id} {outcome.result} {outcome.image}: {outcome.reason}"
+        )
         self.runtime.emit(self.plan.rollout_id, "finished", result=outcome.result, reason=outcome.reason)
+
+    def _condition(self, status: Literal["True", "False", "Unknown"], reason: str, message: str) -> None:
+        """The stable's ``Canary`` condition (best effort: never stops the rollout)."""
+        self.runtime.cluster.set_condition(self.plan.target, RolloutCondition(status, reason, message))
 
     def _update(self, **changes: Any) -> None:
         self.status = self.status.model_copy(update={**changes, "updated_at": datetime.now(UTC)})

@@ -46,6 +46,7 @@ from canaryflow.cluster.outages import DEFAULT_OUTAGE_TOLERANCE, FINISH_OUTAGE_T
 from canaryflow.cluster.port import (
     LastPromotion,
     PodInfo,
+    RolloutCondition,
     RolloutId,
     RolloutState,
     TargetRef,
@@ -97,6 +98,7 @@ class ReplicaActuator:
         self._workloads = workloads
         self._clock = clock
         self._event_failed = False
+        self._condition_failed = False
         self._poll = poll_interval
         self._attempts = conflict_attempts
 
@@ -199,6 +201,20 @@ class ReplicaActuator:
                     "canaryflow could not record events on %s (the rollout goes on): %s", target, exc
                 )
             self._event_failed = True
+
+    def set_condition(self, target: TargetRef, condition: RolloutCondition) -> None:
+        """Set the stable's ``Canary`` condition, best effort like `announce` (without ``patch
+        deployments/status``, or with the API server away, the rollout goes on without it)."""
+        try:
+            self._workloads.set_condition(target.namespace, target.deployment, condition)
+        except CanaryflowError as exc:
+            if not self._condition_failed:
+                _log.warning(
+                    "canaryflow could not set the Canary condition of %s (the rollout goes on): %s",
+                    target,
+                    exc,
+                )
+            self._condition_failed = True
 
     def _undo(self, target: TargetRef, note: str) -> bool:
         """Put the stable back on the image before the last promotion (in one patch that also

@@ -32,7 +32,14 @@ from canaryflow.clock import Clock, SystemClock
 from canaryflow.cluster.actuation import ReplicaActuator
 from canaryflow.cluster.annotations import TRACK_LABEL, track_of
 from canaryflow.cluster.port import PodInfo
-from canaryflow.cluster.workloads import ClusterEvent, DeploymentRecord, NewTrack, Permission
+from canaryflow.cluster.workloads import (
+    CONDITION_TYPE,
+    ClusterEvent,
+    DeploymentRecord,
+    NewTrack,
+    Permission,
+    RolloutCondition,
+)
 from canaryflow.errors import (
     ClusterError,
     ClusterUnavailableError,
@@ -191,15 +198,38 @@ class KubernetesWorkloads:
         }
         self._request("POST", _EVENTS, namespace=namespace, name="", body=body)
 
+    def set_condition(self, namespace: str, name: str, condition: RolloutCondition) -> None:
+        """A strategic merge patch of the status subresource: conditions merge by type, so the
+        deployment controller's own (Available, Progressing) stay, and it keeps ours."""
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        entry: Json = {
+            "type": CONDITION_TYPE,
+            "status": condition.status,
+            "reason": condition.reason,
+            "message": condition.message[:1024],
+            "lastUpdateTime": now,
+            "lastTransitionTime": now,
+        }
+        self._request(
+            "PATCH",
+            _DEPLOYMENT + "/status",
+            namespace=namespace,
+            name=name,
+            body={"status": {"conditions": [entry]}},
+            content_type="application/strategic-merge-patch+json",
+        )
+
     def denied(self, namespace: str, permissions: tuple[Permission, ...]) -> list[Permission]:
         """One SelfSubjectAccessReview per permission (any authenticated identity may ask)."""
         refused = []
         for permission in permissions:
+            resource, _, subresource = permission.resource.partition("/")
             attributes = {
                 "namespace": namespace,
                 "verb": permission.verb,
                 "group": permission.group,
-                "resource": permission.resource,
+                "resource": resource,
+                **({"subresource": subresource} if subresource else {}),
             }
             review = {
                 "apiVersion": "authorization.k8s.io/v1",
@@ -312,7 +342,15 @@ def _record(raw: Json) -> DeploymentRecord:
         deadline_exceeded=observed >= generation and progressing.get("reason") == "ProgressDeadlineExceeded",
         uid=str(meta.get("uid", "")),
         template_digest=_template_digest(template),
+        condition=_condition(conditions.get(CONDITION_TYPE)),
     )
+
+
+def _condition(raw: Json | None) -> RolloutCondition | None:
+    status = (raw or {}).get("status")
+    if raw is None or status not in ("True", "False", "Unknown"):
+        return None
+    return RolloutCondition(status, str(raw.get("reason", "")), str(raw.get("message", "")))
 
 
 def _template_digest(template: Json) -> str:

@@ -23,9 +23,11 @@ from canaryflow.replicas import Split
 from canaryflow.status import RolloutPhase
 
 __all__ = [
+    "CONDITION_TYPE",
     "Cluster",
     "LastPromotion",
     "PodInfo",
+    "RolloutCondition",
     "RolloutId",
     "RolloutState",
     "TargetRef",
@@ -37,6 +39,22 @@ __all__ = [
 Track: TypeAlias = Literal["stable", "canary", "baseline"]
 #: Identifies one rollout of one target (e.g. ``web-3f9a2c1``); a DNS label.
 RolloutId = NewType("RolloutId", str)
+
+
+#: The type of the condition canaryflow keeps in the stable Deployment's ``status.conditions``.
+CONDITION_TYPE = "Canary"
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutCondition:
+    """The stable's ``Canary`` condition, what ``kubectl describe``, ``kubectl wait`` and Argo CD
+    read: status ``Unknown`` while a rollout is under way (reason ``Progressing`` or
+    ``WaitingForApproval``), ``True`` once promoted (``Promoted``), ``False`` once not
+    (``RolledBack``, ``Aborted``, ``Superseded``); the message names the rollout and why."""
+
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +282,11 @@ class Cluster(Protocol):
         """Record a Kubernetes Event (`reason`: one CamelCase word) on the target's stable, best
         effort: never raises. The adapters also record their own: CanarySplit, CanaryPromoted,
         CanaryRolledBack, PromotionUndone."""
+        ...
+
+    def set_condition(self, target: TargetRef, condition: RolloutCondition) -> None:
+        """Show the rollout as the stable's ``Canary`` condition (`RolloutCondition`), best effort:
+        never raises."""
         ...
 
     def undo(

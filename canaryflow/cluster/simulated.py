@@ -23,7 +23,13 @@ from canaryflow.clock import Clock, ManualClock
 from canaryflow.cluster.actuation import ReplicaActuator
 from canaryflow.cluster.annotations import TRACK_LABEL, track_of
 from canaryflow.cluster.port import PodInfo
-from canaryflow.cluster.workloads import ClusterEvent, DeploymentRecord, NewTrack, Permission
+from canaryflow.cluster.workloads import (
+    ClusterEvent,
+    DeploymentRecord,
+    NewTrack,
+    Permission,
+    RolloutCondition,
+)
 from canaryflow.errors import ClusterUnavailableError, ConflictError, ForbiddenError, NotFoundError
 
 __all__ = ["ImageBehaviour", "SimulatedCluster", "SimulatedWorld"]
@@ -68,6 +74,8 @@ class _Deployment:
     pods: list[_Pod] = field(default_factory=list)
     #: The pod template's environment: what a person's ``kubectl set env`` edits.
     env: dict[str, str] = field(default_factory=dict)
+    #: The ``Canary`` condition in its status (writing it changes no spec).
+    condition: RolloutCondition | None = None
 
 
 class SimulatedWorld:
@@ -219,6 +227,7 @@ class SimulatedWorld:
             annotations=dict(dep.annotations),
             deadline_exceeded=not complete and now - dep.changed_at > dep.progress_deadline,
             template_digest=_digest(dep.template_labels, dep.env),
+            condition=dep.condition,
         )
 
     def create(self, namespace: str, new: NewTrack) -> None:
@@ -267,6 +276,9 @@ class SimulatedWorld:
 
     def delete(self, namespace: str, name: str) -> None:
         self._deployments.pop((namespace, name), None)
+
+    def set_condition(self, namespace: str, name: str, condition: RolloutCondition) -> None:
+        self._require(namespace, name).condition = condition
 
     def service_selector(self, namespace: str, name: str) -> dict[str, str] | None:
         selector = self._services.get((namespace, name))
@@ -400,6 +412,14 @@ class _SimulatedWorkloads:
     def denied(self, namespace: str, permissions: tuple[Permission, ...]) -> list[Permission]:
         self._world.call()
         return [p for p in permissions if (p.verb, p.resource) in self._world.forbidden]
+
+    def set_condition(self, namespace: str, name: str, condition: RolloutCondition) -> None:
+        self._world.call()  # an outage stops it; injected conflicts and write hooks are the spec's
+        if ("patch", "deployments/status") in self._world.forbidden:
+            raise ForbiddenError(
+                f"403 Forbidden: deployments/status is forbidden: patch in namespace {namespace}"
+            )
+        self._world.set_condition(namespace, name, condition)
 
     def create_event(self, namespace: str, event: ClusterEvent) -> None:
         self._world.call()

@@ -15,9 +15,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from canaryflow.cluster.port import PodInfo, Track
+from canaryflow.cluster.port import CONDITION_TYPE, PodInfo, RolloutCondition, Track
 
-__all__ = ["PERMISSIONS", "ClusterEvent", "DeploymentRecord", "NewTrack", "Permission", "Workloads"]
+__all__ = [
+    "CONDITION_TYPE",
+    "PERMISSIONS",
+    "ClusterEvent",
+    "DeploymentRecord",
+    "NewTrack",
+    "Permission",
+    "RolloutCondition",
+    "Workloads",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +51,8 @@ class DeploymentRecord:
     #: A digest of the pod template with every container's image left out ("" when unknown): a
     #: change of it is an edit of the template other than an image (`canaryflow.cluster.drift`).
     template_digest: str = ""
+    #: The Deployment's `CONDITION_TYPE` condition, when canaryflow has set one.
+    condition: RolloutCondition | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +105,7 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission("", "services", "get", "check that the Service selects every track"),
     Permission("autoscaling", "horizontalpodautoscalers", "list", "respect an HPA on the stable"),
     Permission("", "events", "create", "record what the rollout did for kubectl describe and alerts"),
+    Permission("apps", "deployments/status", "patch", "show the rollout as the stable's Canary condition"),
 )
 
 
@@ -139,6 +151,11 @@ class Workloads(Protocol):
 
     def create_event(self, namespace: str, event: ClusterEvent) -> None:
         """Record `event` about its Deployment (ForbiddenError without ``create events``)."""
+        ...
+
+    def set_condition(self, namespace: str, name: str, condition: RolloutCondition) -> None:
+        """Set the Deployment's `CONDITION_TYPE` condition (ForbiddenError without ``patch
+        deployments/status``; NotFoundError without the Deployment)."""
         ...
 
     def denied(self, namespace: str, permissions: tuple[Permission, ...]) -> list[Permission]:

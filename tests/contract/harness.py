@@ -105,6 +105,11 @@ class Harness(Protocol):
         first (not the controllers' own)."""
         ...
 
+    def condition(self, deployment: str) -> tuple[str, str, str] | None:
+        """(status, reason, message) of `deployment`'s ``Canary`` condition, read as ``kubectl
+        describe`` does (None without one)."""
+        ...
+
     def eventually(self, check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
         """Wait (bounded) until `check()` holds: controllers and garbage collection take a moment."""
         ...
@@ -240,6 +245,11 @@ class SimulatedHarness:
             for ns, e in self.world.events
             if ns == self.namespace and e.deployment == deployment
         ]
+
+    def condition(self, deployment: str) -> tuple[str, str, str] | None:
+        record = self.world.record(self.namespace, deployment)
+        found = record.condition if record is not None else None
+        return (found.status, found.reason, found.message) if found is not None else None
 
     def eventually(self, check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
         deadline = self.clock.monotonic() + timeout
@@ -465,6 +475,11 @@ class KubernetesHarness:
             ours, key=lambda e: (e.metadata.creation_timestamp, int(e.metadata.resource_version))
         )
         return [(e.reason, e.message, e.type) for e in ordered]
+
+    def condition(self, deployment: str) -> tuple[str, str, str] | None:
+        status = self._apps.read_namespaced_deployment_status(deployment, self.namespace).status
+        found = [c for c in (status.conditions or []) if c.type == "Canary"]
+        return (found[0].status, found[0].reason, found[0].message) if found else None
 
     def observe(self, deployment: str) -> Observed | None:
         try:

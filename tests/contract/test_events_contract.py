@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from canaryflow.cluster.port import RolloutId
+from canaryflow.cluster.port import RolloutCondition, RolloutId
 from canaryflow.replicas import plan_split
 from tests.contract.harness import Harness
 
@@ -53,3 +53,25 @@ def test_a_rollout_goes_on_when_events_cannot_be_written(cluster_factory: Harnes
 
     assert status.stable.image == "web:2"
     assert cluster_factory.events("web") == []
+
+
+def test_the_canary_condition_is_kept_beside_the_deployment_controllers_own(cluster_factory: Harness) -> None:
+    target = cluster_factory.create_app("web", image="web:1", replicas=4)
+    cluster = cluster_factory.cluster()
+    v2 = RolloutId("web-v2")
+    assert cluster_factory.condition("web") is None
+
+    cluster.set_condition(target, RolloutCondition("Unknown", "Progressing", "web-v2 (web:2): setWeight 25"))
+    split = plan_split(4, 25, baseline=True)
+    cluster.apply_split(target, split, rollout_id=v2, image="web:2", step=0, progress_deadline=DEADLINE)
+    assert cluster_factory.condition("web") == ("Unknown", "Progressing", "web-v2 (web:2): setWeight 25")
+
+    cluster.promote(target, rollout_id=v2, progress_deadline=DEADLINE)  # the controller rewrites status
+    cluster.set_condition(
+        target, RolloutCondition("True", "Promoted", "web-v2 promoted web:2: within tolerance")
+    )
+
+    assert cluster_factory.condition("web") == ("True", "Promoted", "web-v2 promoted web:2: within tolerance")
+    assert cluster.read(target).stable.ready == 4
+    cluster.rollback(target, rollout_id=RolloutId("web-v3"), progress_deadline=DEADLINE)  # a no-op
+    assert cluster_factory.condition("web") == ("True", "Promoted", "web-v2 promoted web:2: within tolerance")

@@ -3,8 +3,9 @@
 A whole rollout (read, split, pods, promote; split, roll back) runs as the ServiceAccount bound to
 that Role; then, one at a time, each verb is taken away and the same rollout must be refused with
 `ForbiddenError`. So the Role neither lacks a verb nor grants one the adapter never uses. Events
-are the one best-effort write: without ``create events`` the rollout goes on without them, and it
-is the preflight (`Cluster.check`) that refuses.
+and the stable's ``Canary`` condition are the best-effort writes: without ``create events`` or
+``patch deployments/status`` the rollout goes on without them, and it is the preflight
+(`Cluster.check`) that refuses.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from canaryflow.cluster.port import Cluster, RolloutId, TargetRef
+from canaryflow.cluster.port import Cluster, RolloutCondition, RolloutId, TargetRef
 from canaryflow.cluster.workloads import PERMISSIONS
 from canaryflow.errors import ForbiddenError
 from canaryflow.replicas import plan_split
@@ -63,6 +64,7 @@ def _rollouts(cluster: Cluster, target: TargetRef) -> None:
     )
     assert cluster.pods(target.namespace, "web")
     cluster.promote(target, rollout_id=RolloutId("web-v2"), progress_deadline=DEADLINE)
+    cluster.set_condition(target, RolloutCondition("True", "Promoted", "web-v2 promoted web:2"))
     cluster.apply_split(
         target, split, rollout_id=RolloutId("web-v3"), image="web:3", step=0, progress_deadline=DEADLINE
     )
@@ -79,6 +81,7 @@ def test_the_role_is_enough_for_a_whole_rollout(kube: KubernetesHarness) -> None
     assert (status.stable.image, status.canary, status.baseline) == ("web:2", None, None)
     reasons = [reason for reason, _, _ in kube.events("web")]
     assert reasons == ["CanarySplit", "CanaryPromoted", "CanarySplit", "CanaryRolledBack"]
+    assert kube.condition("web") == ("True", "Promoted", "web-v2 promoted web:2")
 
 
 @pytest.mark.parametrize(("resource", "verb"), _grants(), ids=lambda value: str(value))
@@ -90,6 +93,12 @@ def test_every_verb_of_the_role_is_needed(kube: KubernetesHarness, resource: str
         _rollouts(cluster, target)
         assert kube.events("web") == []
         with pytest.raises(ForbiddenError, match="may not create events"):
+            cluster.check(target)
+        return
+    if (resource, verb) == ("deployments/status", "patch"):  # best effort too, like events
+        _rollouts(cluster, target)
+        assert kube.condition("web") is None
+        with pytest.raises(ForbiddenError, match="may not patch deployments/status"):
             cluster.check(target)
         return
     with pytest.raises(ForbiddenError, match="403"):

@@ -73,6 +73,10 @@ def test_a_target_left_mid_split_is_rolled_back(
 
     assert (outcome.action, outcome.rollout_id) == ("roll-back", LEFT)
     _assert_only_stable(stack, STABLE_IMAGE)
+    condition = stack.world.record("shop", "web").condition  # type: ignore[union-attr]
+    assert condition is not None
+    assert (condition.status, condition.reason) == ("False", "RolledBack")
+    assert condition.message.startswith(f"{LEFT} rolled back by the cleanup: rolled back ")
     again = cleanup_of(spec=DEMO_SPEC).result()  # idempotent: a clean target stays as it is
     assert (again.action, again.rollout_id) == ("nothing", None)
     _assert_only_stable(stack, STABLE_IMAGE)

@@ -32,6 +32,33 @@ def test_a_good_canary_is_promoted(stack: SimulatedStack, rollout_of: Callable[.
     _assert_clean(stack, GOOD_IMAGE)
 
 
+def _condition(stack: SimulatedStack) -> tuple[str, str, str] | None:
+    record = stack.world.record("shop", "web")
+    found = record.condition if record is not None else None
+    return (found.status, found.reason, found.message) if found is not None else None
+
+
+def test_the_stables_canary_condition_follows_the_rollout_to_its_end(
+    stack: SimulatedStack, rollout_of: Callable[..., Any]
+) -> None:
+    seen: list[tuple[str, str, str] | None] = []
+    stack.world.before_write = lambda verb, namespace, name: seen.append(_condition(stack))
+
+    good = rollout_of(GOOD_IMAGE).result()
+
+    rid = good.rollout_id
+    assert ("Unknown", "Progressing", f"{rid} ({GOOD_IMAGE}): step 1/4 setWeight 20%") in seen
+    assert _condition(stack) == ("True", "Promoted", f"{rid} promoted {GOOD_IMAGE}: {good.reason}")
+
+    bad = rollout_of(BAD_IMAGE).result()
+
+    assert _condition(stack) == (
+        "False",
+        "RolledBack",
+        f"{bad.rollout_id} rolled-back {BAD_IMAGE}: {bad.reason}",
+    )
+
+
 def test_a_bad_canary_is_rolled_back_at_the_first_analysis(
     stack: SimulatedStack, rollout_of: Callable[..., Any]
 ) -> None:
