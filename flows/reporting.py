@@ -2,9 +2,11 @@
 
 `Reporter` is the one object a rollout run tells what happened. It writes the run's log lines
 (Prefect's run logger), sends events to the runtime's sink (live displays) and to Prefect
-(`flows.notices`, for notifications), shows the rollout as the stable's ``Canary`` condition,
-keeps the rollout's `canaryflow.status.RolloutStatus` in ``<reports>/<rollout-id>/status.json`` (through
-`canaryflow.reports`, after every change) and creates the Prefect artifacts (`flows.artifacts`).
+(`flows.notices`, for notifications), labels the run with what it rolled out and how it ended
+(`flows.records`, the history in the Prefect API), shows the rollout as the stable's ``Canary``
+condition, keeps the rollout's `canaryflow.status.RolloutStatus` in
+``<reports>/<rollout-id>/status.json`` (through `canaryflow.reports`, after every change) and
+creates the Prefect artifacts (`flows.artifacts`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from canaryflow.history import HistoryRecord, append_history
 from canaryflow.plan import RolloutOutcome, RolloutPlan
 from canaryflow.reports import write_status
 from canaryflow.status import RolloutPhase, RolloutStatus, VerdictReport
-from flows import artifacts, notices
+from flows import artifacts, notices, records
 from flows.runtime import Runtime
 
 __all__ = ["Reporter"]
@@ -63,6 +65,13 @@ class Reporter:
         self.log = get_run_logger()
         self.started_at = runtime.clock.now()  # the clock that paces the rollout
         notices.announce("started", plan, self.status)
+        records.label_run(
+            {
+                records.TARGET: str(plan.target),
+                records.IMAGE: plan.image,
+                records.BY: plan.request.triggered_by,
+            }
+        )
         self._condition("Unknown", "Progressing", f"{plan.rollout_id}: rolling out {plan.image}")
 
     def say(self, message: str, *args: object) -> None:
@@ -153,6 +162,7 @@ class Reporter:
         )
         self.say("%s %s: %s", outcome.rollout_id, outcome.result, outcome.reason)
         notices.announce(outcome.result, self.plan, self.status, outcome.reason)
+        records.label_run(records.ended_labels(outcome.result, outcome.reason))
         status, reason = _CONDITIONS[outcome.result]
         self._condition(
             status, reason, f"{outcome.rollout_id} {outcome.result} {outcome.image}: {outcome.reason}"

@@ -1,20 +1,26 @@
 """``canaryflow history``: every rollout that ended, and the delivery figures they add up to.
 
-Reads ``<reports>/history.jsonl`` (`canaryflow.history`) only: no Prefect, no cluster, so it
-answers at once. Identifiers are never cut; the reason wraps, last. ``--json`` gives scripts the
-records and the figures.
+Reads ``<reports>/history.jsonl`` (`canaryflow.history`): no Prefect, no cluster, so it answers at
+once. With ``--prefect`` it also reads the rollout runs the Prefect API recorded (`flows.records`):
+the history of every worker, kept by Prefect's database whatever happens to this machine.
+Identifiers are never cut; the reason wraps, last. ``--json`` gives scripts the records and the
+figures.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from canaryflow.cli.output import print_uncut
+
+if TYPE_CHECKING:
+    from canaryflow.history import History
 
 __all__ = ["history"]
 
@@ -30,6 +36,22 @@ def _words(value: timedelta | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _with_prefect(found: History, target: str | None, since: datetime, where: str) -> tuple[History, str]:
+    """`found` with the rollout runs the Prefect API recorded that the local history lacks (the
+    same run is one record: the local one)."""
+    from canaryflow.cli.output import debugging
+    from canaryflow.cli.prefectapi import connect, use
+
+    api = connect(os.environ)
+    use(api, debug=debugging())
+    from flows.records import prefect_history
+
+    known = {r.flow_run_id for r in found.records if r.flow_run_id}
+    more = [r for r in prefect_history(target=target, since=since) if r.flow_run_id not in known]
+    merged = tuple(sorted((*found.records, *more), key=lambda r: r.finished_at))
+    return dataclasses.replace(found, records=merged), f"{where} and the Prefect API at {api.url}"
+
+
 def history(
     target: Annotated[
         str | None, typer.Argument(metavar="[TARGET]", help="One target, as namespace/deployment.")
@@ -37,6 +59,13 @@ def history(
     since: Annotated[str, typer.Option(metavar="DURATION", help="How far back, e.g. 7d, 24h, 90d.")] = "30d",
     as_json: Annotated[
         bool, typer.Option("--json", help="JSON for scripts: the records and the figures.")
+    ] = False,
+    prefect: Annotated[
+        bool,
+        typer.Option(
+            "--prefect",
+            help="Also read the rollout runs the Prefect API recorded (every worker's, after any restart).",
+        ),
     ] = False,
 ) -> None:
     """Show the rollouts that ended (who started them, how they ended, why, how long they took) and
@@ -57,6 +86,9 @@ def history(
         raise InputError(f"target {target!r}: give it as namespace/deployment (e.g. shop/web)")
     reports = reports_dir(os.environ)
     found = read_history(reports, target=target, since=datetime.now(UTC) - window)
+    where = str(reports)
+    if prefect:
+        found, where = _with_prefect(found, target, datetime.now(UTC) - window, where)
     days = window.total_seconds() / 86400
     numbers = figures(found.records, days=days)
     if as_json:
@@ -90,14 +122,14 @@ def history(
             f"canaryflow: warning: {found.unreadable} unreadable line(s) in the history skipped", err=True
         )
     if not found.records:
-        typer.echo(f"no rollout ended in the last {since} in {reports} (CANARYFLOW_REPORTS_DIR)", err=True)
+        typer.echo(f"no rollout ended in the last {since} in {where} (CANARYFLOW_REPORTS_DIR)", err=True)
         return
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
     table = Table(
-        title=f"rollouts that ended in the last {since} ({reports})",
+        title=f"rollouts that ended in the last {since} ({where})",
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )

@@ -57,3 +57,39 @@ def test_every_ended_rollout_is_in_the_history_and_the_figures(
     assert wrong.stderr.splitlines() == [
         "canaryflow: error: target 'web': give it as namespace/deployment (e.g. shop/web)"
     ]
+
+
+def test_the_prefect_api_keeps_the_history_when_the_reports_directory_is_lost(
+    rollout_of: Callable[..., Any], runtime: Any, prefect_harness: Any, tmp_path: Any
+) -> None:
+    good = rollout_of(GOOD_IMAGE, rollout_id="web-kept-good", triggered_by="github push 9f8e7d6").result()
+    bad = rollout_of(BAD_IMAGE, rollout_id="web-kept-bad", triggered_by="bob@laptop").result()
+    elsewhere = tmp_path / "another-machine"  # a worker's disk gone, or another worker's machine
+    env = {
+        **os.environ,
+        "CANARYFLOW_REPORTS_DIR": str(elsewhere),
+        "PREFECT_API_URL": str(prefect_harness.api.url),
+    }
+
+    local = subprocess.run(
+        [sys.executable, "-m", "canaryflow", "history", "shop/web", "--since", "1d", "--json"],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    shown = subprocess.run(
+        [sys.executable, "-m", "canaryflow", "history", "shop/web", "--since", "1d", "--json", "--prefect"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+
+    assert local.returncode == 0, local.stderr
+    assert json.loads(local.stdout)["records"] == []
+    assert shown.returncode == 0, shown.stderr
+    kept = {r["rollout_id"]: r for r in json.loads(shown.stdout)["records"]}
+    assert {
+        k: (v["result"], v["image"], v["triggered_by"], v["reason"]) for k, v in kept.items() if "kept" in k
+    } == {
+        "web-kept-good": ("promoted", GOOD_IMAGE, "github push 9f8e7d6", good.reason),
+        "web-kept-bad": ("rolled-back", BAD_IMAGE, "bob@laptop", bad.reason),
+    }
+    assert all(
+        kept[k]["target"] == "shop/web" and kept[k]["flow_run_id"] for k in ("web-kept-good", "web-kept-bad")
+    )
