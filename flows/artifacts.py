@@ -1,4 +1,5 @@
-"""The Prefect artifacts of a rollout: its progress, a table per interval, its verdicts and outcome.
+"""The Prefect artifacts of a rollout: its progress through the steps, a table per analysis (updated
+in place at every interval), its verdicts and outcome.
 
 Each function creates (or updates) one artifact; keys are lowercase and derived from the rollout
 id, so the artifacts of one rollout group together in the Prefect UI. The facts come from the
@@ -19,11 +20,13 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactUpdate
 
 from analysis.observations import PairedObservation
 from analysis.verdicts import Verdict
 
-__all__ = ["interval_table", "outcome_note", "progress", "verdict_note"]
+__all__ = ["analysis_table", "interval_rows", "outcome_note", "progress", "verdict_note"]
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -42,30 +45,43 @@ def progress(existing: UUID | None, *, key: str, value: float, description: str)
     return created
 
 
-def interval_table(
-    key: str, *, step: int, observed: Mapping[str, PairedObservation | None], verdict: Verdict
-) -> None:
-    """One analysis interval: per metric canary, baseline, estimate, interval, e-value, status."""
+def interval_rows(
+    *, observed: Mapping[str, PairedObservation | None], verdict: Verdict
+) -> list[dict[str, str]]:
+    """One analysis interval's rows: per metric canary, baseline, estimate, confidence interval,
+    e-value and status."""
     rows = []
     for name, evidence in verdict.metrics.items():
         pair = observed.get(name)
         low, high = evidence.interval
         rows.append(
             {
+                "look": str(verdict.interval),
                 "metric": name,
                 "canary": pair.canary.describe() if pair else "no data",
                 "baseline": pair.baseline.describe() if pair else "no data",
                 "estimate": _fmt(evidence.estimate),
-                "interval": f"[{_fmt(low)}, {_fmt(high)}]",
+                "confidence interval": f"[{_fmt(low)}, {_fmt(high)}]",
                 "e-value": _fmt(evidence.evalue),
                 "status": evidence.status,
             }
         )
-    create_table_artifact(
-        rows,
-        key=key,
-        description=f"Step {step + 1}, interval {verdict.interval}: {verdict.decision}. {verdict.reason}",
-    )
+    return rows
+
+
+def analysis_table(
+    existing: UUID | None, *, key: str, step: int, rows: list[dict[str, str]], verdict: Verdict
+) -> UUID:
+    """The analysis step's one table artifact: created at its first interval (``existing`` None),
+    then updated in place with every interval's rows (newest first); returns its id."""
+    description = f"Step {step + 1}, interval {verdict.interval}: {verdict.decision}. {verdict.reason}"
+    if existing is not None:
+        with get_client(sync_client=True) as client:
+            client.update_artifact(existing, ArtifactUpdate(data=rows, description=description))
+        return existing
+    created = create_table_artifact(rows, key=key, description=description)
+    assert isinstance(created, UUID)  # the sync call returns the id
+    return created
 
 
 def verdict_note(

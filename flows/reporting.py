@@ -51,6 +51,7 @@ class Reporter:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._key = plan.rollout_id.lower()
         self._progress: UUID | None = None
+        self._table: tuple[int, UUID, list[dict[str, str]]] | None = None  # step, artifact, rows
         self.status = RolloutStatus(
             rollout_id=plan.rollout_id,
             target=str(plan.target),
@@ -65,13 +66,7 @@ class Reporter:
         self.log = get_run_logger()
         self.started_at = runtime.clock.now()  # the clock that paces the rollout
         notices.announce("started", plan, self.status)
-        records.label_run(
-            {
-                records.TARGET: str(plan.target),
-                records.IMAGE: plan.image,
-                records.BY: plan.request.triggered_by,
-            }
-        )
+        records.label_run(records.started_labels(str(plan.target), plan.image, plan.request.triggered_by))
         self._condition("Unknown", "Progressing", f"{plan.rollout_id}: rolling out {plan.image}")
 
     def say(self, message: str, *args: object) -> None:
@@ -83,6 +78,9 @@ class Reporter:
         description = self.plan.describe_step(index)
         self._update(step=index + 1, phase=RolloutPhase.PROGRESSING, step_name=description)
         self.say("%s: %s", self.plan.rollout_id, description)
+        self._steps(
+            100.0 * index / max(1, self.status.steps), f"step {index + 1}/{self.status.steps}: {description}"
+        )
         self._condition(
             "Unknown", "Progressing", f"{self.plan.rollout_id} ({self.plan.image}): {description}"
         )
@@ -104,23 +102,32 @@ class Reporter:
         )
 
     def weight(self, requested: int, effective: float) -> None:
-        """The canary's weight changed (progress artifact: the effective weight in percent)."""
+        """The canary's weight changed (said in the progress artifact's description)."""
         self._update(weight=requested, effective_weight=round(effective, 1))
-        self._progress = artifacts.progress(
-            self._progress,
-            key=f"{self._key}-weight",
-            value=effective,
-            description=f"Canary weight of {self.plan.target} ({self.plan.image}); requested {requested}%",
-        )
+        done = 100.0 * max(0, (self.status.step or 1) - 1) / max(1, self.status.steps)
+        if self.status.result is None and self.status.step is not None:
+            self._steps(
+                done,
+                f"step {self.status.step}/{self.status.steps}: canary {effective:.1f} % of the Ready pods",
+            )
         self.runtime.emit(self.plan.rollout_id, "weight", requested=requested, effective=effective)
 
     def interval(
         self, step: int, observed: Mapping[str, PairedObservation | None], verdict: Verdict, log: Path
     ) -> None:
-        """One analysis interval: its table artifact, the verdict so far in the status."""
-        artifacts.interval_table(
-            f"{self._key}-step{step + 1}-interval", step=step, observed=observed, verdict=verdict
-        )
+        """One analysis interval: a row per metric in the analysis's one table artifact (updated in
+        place, newest interval first), the verdict so far in the status."""
+        rows = artifacts.interval_rows(observed=observed, verdict=verdict)
+        if self._table is None or self._table[0] != step:
+            table = artifacts.analysis_table(
+                None, key=f"{self._key}-step{step + 1}-analysis", step=step, rows=rows, verdict=verdict
+            )
+            self._table = (step, table, rows)
+        else:
+            _, table, before = self._table
+            rows = rows + before
+            artifacts.analysis_table(table, key="", step=step, rows=rows, verdict=verdict)
+            self._table = (step, table, rows)
         self._update(verdict=VerdictReport.of(verdict), observations=str(log))
         self.say("interval %d: %s", verdict.interval, verdict.reason)
         self.runtime.emit(
@@ -162,12 +169,22 @@ class Reporter:
         )
         self.say("%s %s: %s", outcome.rollout_id, outcome.result, outcome.reason)
         notices.announce(outcome.result, self.plan, self.status, outcome.reason)
+        self._steps(100.0, f"{outcome.result}: {outcome.reason}")
         records.label_run(records.ended_labels(outcome.result, outcome.reason))
         status, reason = _CONDITIONS[outcome.result]
         self._condition(
             status, reason, f"{outcome.rollout_id} {outcome.result} {outcome.image}: {outcome.reason}"
         )
         self.runtime.emit(self.plan.rollout_id, "finished", result=outcome.result, reason=outcome.reason)
+
+    def _steps(self, value: float, description: str) -> None:
+        """The progress artifact: how far through its steps the rollout is, in percent."""
+        self._progress = artifacts.progress(
+            self._progress,
+            key=f"{self._key}-steps",
+            value=value,
+            description=f"{self.plan.rollout_id}, {self.plan.image} to {self.plan.target}: {description}",
+        )
 
     def _condition(self, status: Literal["True", "False", "Unknown"], reason: str, message: str) -> None:
         """The stable's ``Canary`` condition (best effort: never stops the rollout)."""

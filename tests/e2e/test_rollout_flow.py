@@ -110,3 +110,48 @@ def test_the_report_holds_status_and_a_replayable_observation_log(
     assert len(log.intervals) == status["verdict"]["interval"]
     assert set(log.metrics) == {"error-rate", "latency"}
     assert (report / "observations-step2.png").read_bytes().startswith(b"\x89PNG")
+
+
+def _artifacts(state: Any) -> dict[str, Any]:
+    """The run's artifacts by key, each as the API holds it now (latest version)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+        )
+    by_key: dict[str, list[Any]] = {}
+    for artifact in found:
+        by_key.setdefault(artifact.key, []).append(artifact)
+    return by_key
+
+
+def test_the_prefect_ui_gets_one_table_per_analysis_and_progress_through_the_steps(
+    stack: SimulatedStack, rollout_of: Callable[..., Any]
+) -> None:
+    good_state = rollout_of(GOOD_IMAGE)
+    good = good_state.result()
+    artifacts = _artifacts(good_state)
+
+    key = good.rollout_id.lower()
+    tables = artifacts[f"{key}-step2-analysis"]
+    assert len(tables) == 1  # one artifact for the whole analysis, updated in place
+    rows = tables[0].data
+    looks = [int(row["look"]) for row in rows]
+    assert looks == sorted(looks, reverse=True)  # newest first
+    assert looks[0] > 1  # it grew with every interval
+    assert {row["metric"] for row in rows} == {"error-rate", "latency"}
+    assert len(rows) == 2 * looks[0]
+    assert not [k for k in artifacts if k.endswith("-interval")]  # no card per interval
+    progress = artifacts[f"{key}-steps"]
+    assert len(progress) == 1
+    assert progress[0].data == 100.0
+    assert "promoted" in progress[0].description
+
+    bad_state = rollout_of(BAD_IMAGE)
+    bad = bad_state.result()
+    progress = _artifacts(bad_state)[f"{bad.rollout_id.lower()}-steps"]
+    assert progress[0].data == 100.0  # done, not "0 %": the description says how it ended
+    assert f"rolled-back: {bad.reason}" in progress[0].description
