@@ -213,10 +213,14 @@ def converge_when_cancelled(flow: Flow[..., Any], flow_run: FlowRun, state: Stat
     rollout_id = RolloutId(status.state.rollout_id)
     if action == "promote":
         runtime.cluster.promote(ref, rollout_id=rollout_id, progress_deadline=deadline)
-        _report_cancel(runtime, cancelled, "cancelled in Prefect during its promotion, which finished", True)
+        reason = "cancelled in Prefect during its promotion, which finished"
+        runtime.cluster.set_condition(ref, RolloutCondition("True", "Promoted", f"{rollout_id}: {reason}"))
+        _report_cancel(runtime, cancelled, reason, True)
     else:
         runtime.cluster.rollback(ref, rollout_id=rollout_id, progress_deadline=deadline)
-        _report_cancel(runtime, cancelled, "cancelled in Prefect: rolled back")
+        reason = "cancelled in Prefect: rolled back"
+        runtime.cluster.set_condition(ref, RolloutCondition("False", "Aborted", f"{rollout_id}: {reason}"))
+        _report_cancel(runtime, cancelled, reason)
     logger.warning("%s was cancelled in Prefect: %s %s on %s", cancelled.name, action, rollout_id, ref)
 
 

@@ -258,3 +258,12 @@ def test_a_rollout_run_cancelled_under_its_worker_rolls_its_canary_back(
         "cancelled in Prefect: rolled back",
         str(started.id),
     )
+    # kubectl describe shows it on the stable, and the run's labels keep it in Prefect's history
+    condition = _until(
+        "the stable's Canary condition says aborted", lambda: app.harness.condition("web"), timeout=30
+    )
+    assert condition[:2] == ("False", "Aborted")
+    assert condition[2].endswith(": cancelled in Prefect: rolled back")
+    with get_client(sync_client=True) as client:
+        labels = client.read_flow_run(started.id).labels
+    assert (labels["canaryflow.result"], labels["canaryflow.target"]) == ("aborted", f"{app.namespace}/web")
