@@ -76,7 +76,9 @@ def analyze(
         verdict = replace(
             verdict, reason=_outage_reason(unanswered, judge_intervals=verdict.interval) + verdict.reason
         )
-    reporter.verdict(index, verdict, log, chart=_chart(reporter, recorder, log))
+    settings = plan.spec.analysis_settings(step)
+    tolerances = {m.name: settings.tolerance_for(m) for m in settings.metrics}
+    reporter.verdict(index, verdict, log, chart=_chart(recorder, log, tolerances))
     return verdict
 
 
@@ -100,6 +102,6 @@ def _judge(
     return judge.update(observed)
 
 
-def _chart(reporter: Reporter, recorder: ObservationRecorder, log: Path) -> str | None:
+def _chart(recorder: ObservationRecorder, log: Path, tolerances: dict[str, float]) -> str | None:
     """The step's chart as a markdown image (None when nothing was observed)."""
-    return render_chart(recorder.log(), log.with_suffix(".png"))
+    return render_chart(recorder.log(), log.with_suffix(".png"), tolerances)

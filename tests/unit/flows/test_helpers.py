@@ -17,7 +17,7 @@ from canaryflow.metrics import ObservationRecorder
 from canaryflow.plan import plan_rollout, rollout_id_for
 from canaryflow.replicas import plan_split
 from canaryflow.requests import RolloutRequest
-from flows.charts import render_chart
+from flows.charts import draw_chart, render_chart
 from flows.runtime import Runtime, runtime_for_run, runtime_from_env, use_runtime
 from flows.slots import slot_name
 from flows.steps import hold, observe
@@ -102,7 +102,8 @@ def test_hold_and_observe_tasks_use_the_clock_and_metrics_they_are_given() -> No
     assert error_rate.canary.total > 0
 
 
-def test_the_chart_is_a_png_and_a_markdown_image(tmp_path: Path) -> None:
+def _recorded() -> ObservationRecorder:
+    """Three intervals of the example's metrics: canary errors 1 %, 3 %, then no data."""
     plan = plan_rollout(RolloutRequest(spec=SPEC, image=GOOD_IMAGE))
     recorder = ObservationRecorder(plan.queries(), interval_seconds=5)
     le = (0.1, math.inf)
@@ -116,7 +117,32 @@ def test_the_chart_is_a_png_and_a_markdown_image(tmp_path: Path) -> None:
                 "latency": PairedObservation(HistogramCounts(le, (90, 100)), HistogramCounts(le, (80, 100))),
             }
         )
-    markdown = render_chart(recorder.log(), tmp_path / "chart.png")
+    return recorder
+
+
+def test_the_chart_is_a_png_and_a_markdown_image(tmp_path: Path) -> None:
+    markdown = render_chart(_recorded().log(), tmp_path / "chart.png")
     assert markdown is not None
     assert markdown.startswith("![canary vs baseline](data:image/png;base64,")
     assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_chart_is_read_at_a_glance() -> None:
+    figure = draw_chart(_recorded().log(), {"error-rate": 0.5})
+    errors, latency = figure.axes
+    figure.canvas.draw()
+
+    # the legend sits outside the plot: it covers no line
+    for ax in (errors, latency):
+        legend = ax.get_legend()
+        assert legend is not None
+        assert legend.get_window_extent().x0 >= ax.get_window_extent().x1
+    # the canary is drawn over the baseline: equal values never hide it
+    lines = {line.get_label(): line for line in errors.get_lines()}
+    assert lines["canary rate"].get_zorder() > lines["baseline rate"].get_zorder()
+    # the y axis starts at zero and holds the tolerance band (baseline 1 %: up to 1.5 %)
+    assert errors.get_ylim()[0] == 0.0
+    assert errors.get_ylim()[1] >= 0.03  # the canary's 3 % is in view
+    labels = [text.get_text() for text in errors.get_legend().get_texts()]
+    assert "tolerance (+50 % of baseline rate)" in labels
+    assert not [t for t in latency.get_legend().get_texts() if "tolerance" in t.get_text()]  # not given
