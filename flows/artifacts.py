@@ -24,15 +24,39 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 
 from analysis.observations import PairedObservation
-from analysis.verdicts import Verdict
+from analysis.verdicts import MetricEvidence, Verdict
 
-__all__ = ["analysis_table", "interval_rows", "outcome_note", "progress", "verdict_note"]
+__all__ = [
+    "analysis_table",
+    "deciding_evidence",
+    "interval_rows",
+    "outcome_note",
+    "progress",
+    "verdict_note",
+]
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
     if value is None or not math.isfinite(value):
         return "-"
     return f"{value:.{digits}g}"
+
+
+def _fmt_e(value: float) -> str:
+    """An e-value for people: beyond a million it only says so (1e+304 reads as nothing)."""
+    if math.isfinite(value) and value > 1e6:
+        return "> 10^6"
+    return _fmt(value)
+
+
+def deciding_evidence(ev: MetricEvidence) -> str:
+    """What decided the metric (or why it is open), in the judge's own words: the part of its
+    reason after the numbers, e.g. "regression: e-value 93.3 >= 57.1 (p <= 0.0107)", "changed for
+    the worse: the latest intervals alone give ...", "within +50 % tolerance at the final look:
+    ...", "below the 0.1 % ceiling: ...". The table's numbers are the estimate and its interval;
+    the e-value shown is the one that decided, never another test's."""
+    _, sep, tail = ev.reason.partition("; ")
+    return (tail if sep else ev.reason).rstrip(".")
 
 
 def progress(existing: UUID | None, *, key: str, value: float, description: str) -> UUID:
@@ -62,7 +86,7 @@ def interval_rows(
                 "baseline": pair.baseline.describe() if pair else "no data",
                 "estimate": _fmt(evidence.estimate),
                 "confidence interval": f"[{_fmt(low)}, {_fmt(high)}]",
-                "e-value": _fmt(evidence.evalue),
+                "regression e-value": _fmt_e(evidence.evalue),
                 "status": evidence.status,
             }
         )
@@ -95,13 +119,13 @@ def verdict_note(
         "",
         where,
         "",
-        "| metric | status | estimate | interval | e-value | p-value | reason |",
-        "|---|---|---|---|---|---|---|",
+        "| metric | status | estimate | interval | deciding evidence |",
+        "|---|---|---|---|---|",
     ]
     for name, ev in verdict.metrics.items():
         lines.append(
             f"| {name} | {ev.status} | {_fmt(ev.estimate)} | [{_fmt(ev.interval[0])}, "
-            f"{_fmt(ev.interval[1])}] | {_fmt(ev.evalue)} | {_fmt(ev.pvalue)} | {ev.reason} |"
+            f"{_fmt(ev.interval[1])}] | {deciding_evidence(ev)} |"
         )
     lines += ["", f"Observation log: `{log}` (replay it with `canaryflow replay {log}`)."]
     if chart:

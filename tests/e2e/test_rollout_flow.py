@@ -145,6 +145,10 @@ def test_the_prefect_ui_gets_one_table_per_analysis_and_progress_through_the_ste
     assert {row["metric"] for row in rows} == {"error-rate", "latency"}
     assert len(rows) == 2 * looks[0]
     assert not [k for k in artifacts if k.endswith("-interval")]  # no card per interval
+    verdicts = artifacts[f"{key}-verdict"]  # one per analysis step: what decided, in the judge's words
+    for verdict in verdicts:
+        assert "| metric | status | estimate | interval | deciding evidence |" in verdict.data
+        assert "within +" in verdict.data or "ceiling" in verdict.data
     progress = artifacts[f"{key}-steps"]
     assert len(progress) == 1
     assert progress[0].data == 100.0
@@ -155,3 +159,6 @@ def test_the_prefect_ui_gets_one_table_per_analysis_and_progress_through_the_ste
     progress = _artifacts(bad_state)[f"{bad.rollout_id.lower()}-steps"]
     assert progress[0].data == 100.0  # done, not "0 %": the description says how it ended
     assert f"rolled-back: {bad.reason}" in progress[0].description
+    verdict = _artifacts(bad_state)[f"{bad.rollout_id.lower()}-verdict"][0]
+    deciding = bad.reason.split("; ", 1)[1].rstrip(".")  # e.g. "regression: e-value 93.3 >= 57.1 ..."
+    assert f"| {deciding} |" in verdict.data
