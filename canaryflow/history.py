@@ -9,12 +9,15 @@ rollout (and per ``canaryflow undo``), appended in one write (``O_APPEND``; a li
 sees them:
 
 - **deployment frequency**: promotions per day over the window;
-- **lead time**: here the time a change spends in its rollout, start to promotion (the time from
-  commit to rollout start is the build's, which canaryflow does not see), median;
+- **lead time**: the time a change spends in its rollout, start to promotion, median; and, for
+  rollouts started by a push (whose commit time the push carries), commit to promotion, median:
+  the research program's own definition, build and queue included;
 - **change failure rate**: rollouts that did not reach production safely (rolled back or
   aborted) plus promotions undone later, over every rollout that ended;
 - **time to restore**: for a rolled-back rollout, start to the end of its rollback (the canary
-  served part of the traffic that long); for an undo, promotion to the end of the undo; median.
+  served part of the traffic that long); for an undo, promotion to the end of the undo; median;
+- **time to detect** (beside them): for a rolled-back rollout, start to the decision to roll
+  back, median.
 
 References
 ----------
@@ -67,6 +70,10 @@ class HistoryRecord(BaseModel):
     started_at: datetime
     finished_at: datetime
     flow_run_id: str | None = None
+    #: When the rolled-out commit was made (pushes only): where its lead time starts.
+    committed_at: datetime | None = None
+    #: For a rollback: when the rollout decided to roll back (its detection).
+    detected_at: datetime | None = None
 
     @property
     def duration(self) -> timedelta:
@@ -137,6 +144,10 @@ class DeliveryFigures:
     lead_time: timedelta | None
     change_failure_rate: float | None
     time_to_restore: timedelta | None
+    #: Commit to promotion, median over the promotions whose commit time is known (pushes).
+    lead_time_from_commit: timedelta | None = None
+    #: Rollout start to the rollback decision, median over the rollbacks that recorded it.
+    time_to_detect: timedelta | None = None
 
 
 def _median(values: Sequence[timedelta]) -> timedelta | None:
@@ -161,4 +172,8 @@ def figures(records: Iterable[HistoryRecord], *, days: float) -> DeliveryFigures
         lead_time=_median([r.duration for r in promoted]),
         change_failure_rate=(len(failed) + len(undone)) / counted if counted else None,
         time_to_restore=_median(restores),
+        lead_time_from_commit=_median(
+            [r.finished_at - r.committed_at for r in promoted if r.committed_at is not None]
+        ),
+        time_to_detect=_median([r.detected_at - r.started_at for r in failed if r.detected_at is not None]),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from canaryflow.errors import InputError
 
@@ -61,6 +61,11 @@ class RolloutRequest(BaseModel):
     )
     triggered_by: str = Field(
         default="manual", max_length=200, description="Who or what started it (e.g. github push a1b2c3d)."
+    )
+    committed_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the commit being rolled out was made (from the push), where the change's "
+        "lead time starts.",
     )
 
     @field_validator("spec")

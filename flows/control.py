@@ -128,7 +128,7 @@ def start_on_deployment(deployment_id: UUID, request: RolloutRequest) -> str:
     its id."""
     flow_run = run_deployment(
         name=deployment_id,
-        parameters={"request": request.model_dump(mode="json")},
+        parameters={"request": request.model_dump(mode="json", exclude_none=True)},
         timeout=0,
         as_subflow=False,
     )

@@ -30,15 +30,17 @@ from canaryflow.history import HistoryRecord, HistoryResult
 
 __all__ = ["ended_labels", "label_run", "prefect_history", "started_labels"]
 
-TARGET, IMAGE, BY, RESULT, REASON = (
+TARGET, IMAGE, BY, COMMITTED, RESULT, REASON, DETECTED = (
     "canaryflow.target",
     "canaryflow.image",
     "canaryflow.triggered-by",
+    "canaryflow.committed-at",
     "canaryflow.result",
     "canaryflow.reason",
+    "canaryflow.detected-at",
 )
-STARTED_LABELS = (TARGET, IMAGE, BY)
-ENDED_LABELS = (RESULT, REASON)
+STARTED_LABELS = (TARGET, IMAGE, BY, COMMITTED)
+ENDED_LABELS = (RESULT, REASON, DETECTED)
 _PAGE = 200
 _MAX_REASON = 1000
 
@@ -52,14 +54,31 @@ def label_run(labels: dict[str, str], run_id: str | UUID | None = None) -> None:
         client.update_flow_run_labels(UUID(str(found)), dict(labels))
 
 
-def started_labels(target: str, image: str, triggered_by: str) -> dict[str, str]:
-    """The labels of a run that starts rolling out `image` to `target`."""
-    return {TARGET: target, IMAGE: image, BY: triggered_by}
+def started_labels(
+    target: str, image: str, triggered_by: str, committed_at: datetime | None = None
+) -> dict[str, str]:
+    """The labels of a run that starts rolling out `image` (of a commit made at `committed_at`)
+    to `target`."""
+    labels = {TARGET: target, IMAGE: image, BY: triggered_by}
+    if committed_at is not None:
+        labels[COMMITTED] = committed_at.isoformat()
+    return labels
 
 
-def ended_labels(result: str, reason: str) -> dict[str, str]:
-    """The labels of a run that ended with `result` because of `reason`."""
-    return {RESULT: result, REASON: reason[:_MAX_REASON]}
+def ended_labels(result: str, reason: str, detected_at: datetime | None = None) -> dict[str, str]:
+    """The labels of a run that ended with `result` because of `reason` (a rollback decided at
+    `detected_at`)."""
+    labels = {RESULT: result, REASON: reason[:_MAX_REASON]}
+    if detected_at is not None:
+        labels[DETECTED] = detected_at.isoformat()
+    return labels
+
+
+def _when(value: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _record(run: Any) -> HistoryRecord | None:
@@ -81,6 +100,8 @@ def _record(run: Any) -> HistoryRecord | None:
         started_at=started,
         finished_at=finished,
         flow_run_id=str(run.id),
+        committed_at=_when(labels.get(COMMITTED)),
+        detected_at=_when(labels.get(DETECTED)),
     )
 
 

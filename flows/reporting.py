@@ -52,6 +52,7 @@ class Reporter:
         self._key = plan.rollout_id.lower()
         self._progress: UUID | None = None
         self._table: tuple[int, UUID, list[dict[str, str]]] | None = None  # step, artifact, rows
+        self._detected_at: datetime | None = None
         self.status = RolloutStatus(
             rollout_id=plan.rollout_id,
             target=str(plan.target),
@@ -66,7 +67,11 @@ class Reporter:
         self.log = get_run_logger()
         self.started_at = runtime.clock.now()  # the clock that paces the rollout
         notices.announce("started", plan, self.status)
-        records.label_run(records.started_labels(str(plan.target), plan.image, plan.request.triggered_by))
+        records.label_run(
+            records.started_labels(
+                str(plan.target), plan.image, plan.request.triggered_by, plan.request.committed_at
+            )
+        )
         self._condition("Unknown", "Progressing", f"{plan.rollout_id}: rolling out {plan.image}")
 
     def say(self, message: str, *args: object) -> None:
@@ -86,6 +91,8 @@ class Reporter:
         )
 
     def phase(self, phase: RolloutPhase) -> None:
+        if phase == RolloutPhase.ROLLING_BACK and self._detected_at is None:
+            self._detected_at = self.runtime.clock.now()  # the decision to roll back: its detection
         self._update(phase=phase)
 
     def waiting(self, reason: str | None = None) -> None:
@@ -159,6 +166,8 @@ class Reporter:
                 started_at=self.started_at,
                 finished_at=self.runtime.clock.now(),
                 flow_run_id=self.status.flow_run_id,
+                committed_at=self.plan.request.committed_at,
+                detected_at=self._detected_at if outcome.result == "rolled-back" else None,
             ),
         )
         artifacts.outcome_note(
@@ -170,7 +179,8 @@ class Reporter:
         self.say("%s %s: %s", outcome.rollout_id, outcome.result, outcome.reason)
         notices.announce(outcome.result, self.plan, self.status, outcome.reason)
         self._steps(100.0, f"{outcome.result}: {outcome.reason}")
-        records.label_run(records.ended_labels(outcome.result, outcome.reason))
+        detected = self._detected_at if outcome.result == "rolled-back" else None
+        records.label_run(records.ended_labels(outcome.result, outcome.reason, detected))
         status, reason = _CONDITIONS[outcome.result]
         self._condition(
             status, reason, f"{outcome.rollout_id} {outcome.result} {outcome.image}: {outcome.reason}"

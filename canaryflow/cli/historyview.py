@@ -36,6 +36,10 @@ def _words(value: timedelta | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _seconds(value: timedelta | None) -> float | None:
+    return None if value is None else value.total_seconds()
+
+
 def _with_prefect(found: History, target: str | None, since: datetime, where: str) -> tuple[History, str]:
     """`found` with the rollout runs the Prefect API recorded that the local history lacks (the
     same run is one record: the local one)."""
@@ -69,7 +73,8 @@ def history(
     ] = False,
 ) -> None:
     """Show the rollouts that ended (who started them, how they ended, why, how long they took) and
-    the delivery figures: deployments per day, lead time, change failure rate, time to restore."""
+    the delivery figures: deployments per day, lead time (in the rollout, and from the commit for
+    pushes), change failure rate, time to restore and time to detect."""
     from canaryflow.environment import reports_dir
     from canaryflow.errors import InputError
     from canaryflow.history import figures, read_history
@@ -105,11 +110,9 @@ def history(
                         if numbers.lead_time is None
                         else numbers.lead_time.total_seconds(),
                         "change_failure_rate": numbers.change_failure_rate,
-                        "time_to_restore_seconds": (
-                            None
-                            if numbers.time_to_restore is None
-                            else numbers.time_to_restore.total_seconds()
-                        ),
+                        "time_to_restore_seconds": _seconds(numbers.time_to_restore),
+                        "lead_time_from_commit_seconds": _seconds(numbers.lead_time_from_commit),
+                        "time_to_detect_seconds": _seconds(numbers.time_to_detect),
                     },
                     "unreadable_lines": found.unreadable,
                 },
@@ -153,6 +156,8 @@ def history(
     typer.echo(
         f"deployments: {numbers.promotions} in {since} ({numbers.per_day:.2f} a day); "
         f"lead time in rollout (median): {_words(numbers.lead_time)}; "
+        f"from commit: {_words(numbers.lead_time_from_commit)}; "
         f"change failure rate: {rate} ({numbers.failed} of {numbers.ended}); "
-        f"time to restore (median): {_words(numbers.time_to_restore)}"
+        f"time to restore (median): {_words(numbers.time_to_restore)}; "
+        f"time to detect (median): {_words(numbers.time_to_detect)}"
     )

@@ -50,7 +50,7 @@ class PrefectRolloutStarter:
             with self._settings():
                 flow_run = run_deployment(
                     name=self.deployment,
-                    parameters={"request": request.model_dump(mode="json")},
+                    parameters={"request": request.model_dump(mode="json", exclude_none=True)},
                     timeout=0,
                     idempotency_key=idempotency_key,
                     as_subflow=False,

@@ -9,6 +9,11 @@ The changed files are the union of the commits' ``added``, ``modified`` and ``re
 the payload lists every pushed commit, and unknown (`None`) when it does not (GitHub lists at most
 2048 commits, GitLab 20 with ``total_commits_count`` telling the real number; a new branch may list
 none at all).
+
+The pushed commit's time (``committed_at``: GitHub's ``head_commit.timestamp``, else the listed
+commit whose id is ``after``; GitLab's listed commit of that id) starts the lead time of the
+change; a payload without it, or with a time that is not ISO 8601 with an offset, leaves it
+unknown rather than refusing the push.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, TypeAlias
 
 from canaryflow.errors import PayloadError
@@ -55,6 +61,7 @@ class PushEvent:
     deleted: bool
     forced: bool
     changed_files: frozenset[str] | None
+    committed_at: datetime | None = None
 
     @property
     def short_sha(self) -> str:
@@ -82,6 +89,7 @@ def parse_github_push(payload: Mapping[str, Any]) -> PushEvent:
         deleted=deleted,
         forced=_flag(payload, "forced"),
         changed_files=_changed_files(commits) if complete else None,
+        committed_at=_committed_at(payload.get("head_commit"), commits, after),
     )
 
 
@@ -111,6 +119,7 @@ def parse_gitlab_push(payload: Mapping[str, Any]) -> PushEvent:
         deleted=deleted,
         forced=False,
         changed_files=_changed_files(commits) if complete else None,
+        committed_at=_committed_at(None, commits, after),
     )
 
 
@@ -167,3 +176,20 @@ def _changed_files(commits: list[Mapping[str, Any]]) -> frozenset[str]:
                 raise PayloadError(f"commits[{index}].{key} is not a list of paths")
             files.update(paths)
     return frozenset(files)
+
+
+def _committed_at(head: object, commits: list[Mapping[str, Any]], sha: str) -> datetime | None:
+    """The time of commit `sha`: `head` (GitHub's ``head_commit``) or its entry in `commits`."""
+    candidates = [head] if isinstance(head, Mapping) else []
+    candidates += [c for c in commits if c.get("id") == sha]
+    for commit in candidates:
+        stamp = commit.get("timestamp") if isinstance(commit, Mapping) else None
+        if not isinstance(stamp, str) or len(stamp) > 64:
+            continue
+        try:
+            when = datetime.fromisoformat(stamp)
+        except ValueError:
+            continue
+        if when.tzinfo is not None:
+            return when
+    return None

@@ -98,4 +98,5 @@ def _request(route: Route, event: PushEvent, delivery_id: str) -> RolloutRequest
         spec=route.rollout,
         image=image,
         triggered_by=f"{event.provider} push {event.short_sha} (delivery {delivery_id})",
+        committed_at=event.committed_at,
     )

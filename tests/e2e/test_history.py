@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from canaryflow.dev.stacks import BAD_IMAGE, GOOD_IMAGE
@@ -17,7 +18,10 @@ from canaryflow.history import read_history
 def test_every_ended_rollout_is_in_the_history_and_the_figures(
     rollout_of: Callable[..., Any], runtime: Any
 ) -> None:
-    good = rollout_of(GOOD_IMAGE, rollout_id="web-good", triggered_by="github push 1a2b3c4").result()
+    committed = runtime.clock.now() - timedelta(minutes=25)  # the push's commit, built for 25 minutes
+    good = rollout_of(
+        GOOD_IMAGE, rollout_id="web-good", triggered_by="github push 1a2b3c4", committed_at=committed
+    ).result()
     bad = rollout_of(BAD_IMAGE, rollout_id="web-bad", triggered_by="alice@laptop").result()
     again = rollout_of(BAD_IMAGE, rollout_id="web-bad", triggered_by="alice@laptop").result()  # same id
 
@@ -30,6 +34,10 @@ def test_every_ended_rollout_is_in_the_history_and_the_figures(
     assert records[0].reason == good.reason
     assert (records[1].reason, records[2].reason) == (bad.reason, again.reason)
     assert all(r.target == "shop/web" and r.duration.total_seconds() > 0 for r in records)
+    assert (records[0].committed_at, records[0].detected_at) == (committed, None)
+    for rolled_back in records[1:]:  # the decision to roll back came before the rollback ended
+        assert rolled_back.detected_at is not None
+        assert rolled_back.started_at < rolled_back.detected_at <= rolled_back.finished_at
 
     env = {**os.environ, "CANARYFLOW_REPORTS_DIR": str(runtime.reports_dir), "COLUMNS": "250"}
     shown = subprocess.run(
@@ -41,6 +49,10 @@ def test_every_ended_rollout_is_in_the_history_and_the_figures(
     assert [r["result"] for r in data["records"]] == ["promoted", "rolled-back", "rolled-back"]
     assert data["figures"]["promotions"] == 1
     assert data["figures"]["change_failure_rate"] == 2 / 3
+    lead = (records[0].finished_at - committed).total_seconds()
+    assert data["figures"]["lead_time_from_commit_seconds"] == lead
+    assert lead > 25 * 60
+    assert 0 < data["figures"]["time_to_detect_seconds"] <= data["figures"]["time_to_restore_seconds"]
     table = subprocess.run(
         [sys.executable, "-m", "canaryflow", "history", "--since", "3650d"],
         capture_output=True, text=True, env=env, timeout=60, check=False,
@@ -93,3 +105,4 @@ def test_the_prefect_api_keeps_the_history_when_the_reports_directory_is_lost(
     assert all(
         kept[k]["target"] == "shop/web" and kept[k]["flow_run_id"] for k in ("web-kept-good", "web-kept-bad")
     )
+    assert kept["web-kept-bad"]["detected_at"] is not None  # the labels carry the detection too

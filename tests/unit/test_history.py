@@ -81,3 +81,21 @@ def test_delivery_figures() -> None:
     assert numbers.time_to_restore == timedelta(minutes=32)
     empty = figures([], days=30.0)
     assert (empty.lead_time, empty.change_failure_rate, empty.time_to_restore) == (None, None, None)
+
+
+def test_lead_time_from_the_commit_and_time_to_detect_count_where_they_are_known() -> None:
+    pushed = _record("promoted", minutes=10, at=1).model_copy(
+        update={"committed_at": T0 + timedelta(minutes=30)}  # 30 min of build and queue before it
+    )
+    by_hand = _record("promoted", minutes=20, at=2)  # no commit time: not in the commit lead time
+    caught = _record("rolled-back", minutes=6, at=3).model_copy(
+        update={"detected_at": T0 + timedelta(hours=3, minutes=4)}
+    )
+    unknown = _record("rolled-back", minutes=9, at=4)
+
+    numbers = figures([pushed, by_hand, caught, unknown], days=1.0)
+
+    assert numbers.lead_time_from_commit == timedelta(minutes=40)  # committed 12:30, promoted 13:10
+    assert numbers.lead_time == timedelta(minutes=15)
+    assert numbers.time_to_detect == timedelta(minutes=4)
+    assert figures([by_hand, unknown], days=1.0).lead_time_from_commit is None

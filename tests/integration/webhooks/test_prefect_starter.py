@@ -11,6 +11,7 @@ import hashlib
 import threading
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -88,8 +89,9 @@ def test_a_signed_push_runs_the_rollout_deployment(deployed: Deployed, make_app:
         spec=SPEC,
         image=f"registry.example.com/hello/world:{_sha(delivery)}",
         triggered_by=f"github push {_sha(delivery)[:7]} (delivery {delivery})",
+        committed_at=datetime.fromisoformat("2019-05-15T15:20:41-04:00"),  # the pushed commit's time
     )
-    assert run.parameters == {"request": expected.model_dump(mode="json")}
+    assert run.parameters == {"request": expected.model_dump(mode="json", exclude_none=True)}
     assert run.deployment_id == deployed.id
     assert run.state is not None
     assert run.state.is_scheduled()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -62,6 +63,20 @@ def test_gitlab_push_hook() -> None:
     assert (event.provider, event.repository, event.ref_name) == ("gitlab", p.GITLAB_REPOSITORY, "master")
     assert event.after == "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"
     assert event.changed_files == {"CHANGELOG"}
+
+
+def test_the_pushed_commits_time_is_read_and_a_strange_one_is_left_unknown() -> None:
+    when = datetime(2019, 5, 15, 15, 20, 41, tzinfo=timezone(timedelta(hours=-4)))
+    assert parse_github_push(p.github_push()).committed_at == when  # head_commit.timestamp
+    assert parse_gitlab_push(p.gitlab_push()).committed_at == when  # the listed commit of `after`
+    naive = p.github_push()
+    naive["head_commit"]["timestamp"] = "2019-05-15T15:20:41"  # no offset: not a point in time
+    assert parse_github_push(naive).committed_at is None
+    other = p.gitlab_push(commits=[p.commit(p.BEFORE)])  # the pushed commit is not listed
+    assert parse_gitlab_push(other).committed_at is None
+    garbled = p.github_push()
+    garbled["head_commit"]["timestamp"] = "yesterday"
+    assert parse_github_push(garbled).committed_at is None  # the push is still taken
 
 
 def test_gitlab_total_commits_count_beyond_the_listed_commits_means_unknown_files() -> None:

@@ -33,6 +33,8 @@ def test_a_branch_push_starts_the_routes_rollout(config: RoutesConfig) -> None:
     assert planned.request.image == f"registry.example.com/hello/world:{p.AFTER}"
     assert planned.request.triggered_by == f"github push {p.AFTER[:7]} (delivery d-1)"
     assert planned.request.rollout_id is None
+    assert planned.request.committed_at is not None  # where the change's lead time starts
+    assert planned.request.committed_at.isoformat() == "2019-05-15T15:20:41-04:00"
 
 
 def test_a_forced_push_starts_a_rollout_of_the_new_head(config: RoutesConfig) -> None:
