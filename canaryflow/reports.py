@@ -7,6 +7,7 @@ with `read_statuses`. Files::
     status.json                  `canaryflow.status.RolloutStatus`
     observations-step<N>.json    the observation log of analyze step N (``canaryflow replay``)
     observations-step<N>.png     its chart
+    attempt-<K>/                 the files of earlier attempts that ended (a retry, a re-run)
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from canaryflow.errors import ReportError
 from canaryflow.files import write_atomic
 from canaryflow.status import RolloutStatus
 
-__all__ = ["STATUS_FILE", "observation_log", "read_status", "read_statuses", "write_status"]
+__all__ = [
+    "STATUS_FILE",
+    "archive_attempt",
+    "observation_log",
+    "read_status",
+    "read_statuses",
+    "write_status",
+]
 
 STATUS_FILE = "status.json"
 
@@ -33,6 +41,29 @@ def write_status(directory: Path, status: RolloutStatus) -> Path:
     """Write `status` as ``status.json`` in `directory` (created if needed), atomically."""
     directory.mkdir(parents=True, exist_ok=True)
     return write_atomic(directory / STATUS_FILE, status.dumps())
+
+
+def archive_attempt(directory: Path) -> Path | None:
+    """Before a new attempt of a rollout writes its report: if `directory` holds an attempt that
+    ended (its status is final), move its files into ``attempt-<K>/`` (K counting from 1) and
+    return that directory; None when there is nothing ended to keep (no report, or an attempt
+    that did not end: a resume continues it)."""
+    path = directory / STATUS_FILE
+    if not path.is_file():
+        return None
+    try:
+        ended = read_status(path).phase.final
+    except ReportError:
+        ended = True  # unreadable: keep it aside rather than mix it with the new attempt
+    if not ended:
+        return None
+    count = len([p for p in directory.glob("attempt-*") if p.is_dir()])
+    kept = directory / f"attempt-{count + 1}"
+    kept.mkdir()
+    for item in sorted(directory.iterdir()):
+        if item.is_file():
+            item.rename(kept / item.name)
+    return kept
 
 
 def read_status(path: Path) -> RolloutStatus:

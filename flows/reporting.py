@@ -25,7 +25,7 @@ from analysis.verdicts import Verdict
 from canaryflow.cluster.port import RolloutCondition
 from canaryflow.history import HistoryRecord, append_history
 from canaryflow.plan import RolloutOutcome, RolloutPlan
-from canaryflow.reports import write_status
+from canaryflow.reports import archive_attempt, write_status
 from canaryflow.status import RolloutPhase, RolloutStatus, VerdictReport
 from flows import artifacts, notices, records
 from flows.runtime import Runtime
@@ -49,6 +49,7 @@ class Reporter:
         self.runtime = runtime
         self.directory = runtime.reports_dir / plan.rollout_id
         self.directory.mkdir(parents=True, exist_ok=True)
+        archive_attempt(self.directory)  # an earlier attempt that ended keeps its report
         self._key = plan.rollout_id.lower()
         self._progress: UUID | None = None
         self._table: tuple[int, UUID, list[dict[str, str]]] | None = None  # step, artifact, rows

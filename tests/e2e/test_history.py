@@ -13,6 +13,7 @@ from typing import Any
 
 from canaryflow.dev.stacks import BAD_IMAGE, GOOD_IMAGE
 from canaryflow.history import read_history
+from canaryflow.reports import read_status
 
 
 def test_every_ended_rollout_is_in_the_history_and_the_figures(
@@ -35,6 +36,12 @@ def test_every_ended_rollout_is_in_the_history_and_the_figures(
     assert (records[1].reason, records[2].reason) == (bad.reason, again.reason)
     assert all(r.target == "shop/web" and r.duration.total_seconds() > 0 for r in records)
     assert (records[0].committed_at, records[0].detected_at) == (committed, None)
+    # each attempt keeps its report: the first run of web-bad was moved aside by the second
+    first = read_status(runtime.reports_dir / "web-bad" / "attempt-1" / "status.json")
+    latest = read_status(runtime.reports_dir / "web-bad" / "status.json")
+    assert first.flow_run_id == records[1].flow_run_id != latest.flow_run_id == records[2].flow_run_id
+    assert (runtime.reports_dir / "web-bad" / "attempt-1" / "observations-step2.json").is_file()
+    assert not (runtime.reports_dir / "web-bad" / "attempt-2").exists()
     for rolled_back in records[1:]:  # the decision to roll back came before the rollback ended
         assert rolled_back.detected_at is not None
         assert rolled_back.started_at < rolled_back.detected_at <= rolled_back.finished_at
