@@ -2,9 +2,9 @@
 
 `Reporter` is the one object a rollout run tells what happened. It writes the run's log lines
 (Prefect's run logger), sends events to the runtime's sink (live displays) and to Prefect
-(`flows.notices`, for notifications), labels the run with what it rolled out and how it ended
-(`flows.records`, the history in the Prefect API), shows the rollout as the stable's ``Canary``
-condition, keeps the rollout's `canaryflow.status.RolloutStatus` in
+(`flows.notices`, for notifications), labels the run, when it ends, with what it rolled out
+and how it ended (`flows.records`, the history in the Prefect API), shows the rollout as the
+stable's ``Canary`` condition, keeps the rollout's `canaryflow.status.RolloutStatus` in
 ``<reports>/<rollout-id>/status.json`` (through `canaryflow.reports`, after every change) and
 creates the Prefect artifacts (`flows.artifacts`).
 """
@@ -68,11 +68,6 @@ class Reporter:
         self.log = get_run_logger()
         self.started_at = runtime.clock.now()  # the clock that paces the rollout
         notices.announce("started", plan, self.status)
-        records.label_run(
-            records.started_labels(
-                str(plan.target), plan.image, plan.request.triggered_by, plan.request.committed_at
-            )
-        )
         self._condition("Unknown", "Progressing", f"{plan.rollout_id}: rolling out {plan.image}")
 
     def say(self, message: str, *args: object) -> None:
@@ -181,7 +176,11 @@ class Reporter:
         notices.announce(outcome.result, self.plan, self.status, outcome.reason)
         self._steps(100.0, f"{outcome.result}: {outcome.reason}")
         detected = self._detected_at if outcome.result == "rolled-back" else None
-        records.label_run(records.ended_labels(outcome.result, outcome.reason, detected))
+        request = self.plan.request  # one write, when it ended (the labels merge on the server)
+        started = records.started_labels(
+            str(self.plan.target), self.plan.image, request.triggered_by, request.committed_at
+        )
+        records.label_run(started | records.ended_labels(outcome.result, outcome.reason, detected))
         status, reason = _CONDITIONS[outcome.result]
         self._condition(
             status, reason, f"{outcome.rollout_id} {outcome.result} {outcome.image}: {outcome.reason}"
