@@ -32,7 +32,7 @@ from canaryflow.history import HistoryRecord, append_history
 from canaryflow.reports import STATUS_FILE, read_status, write_status
 from canaryflow.spec import load_spec
 from canaryflow.status import RolloutPhase, RolloutResult
-from flows.records import ended_labels, label_run
+from flows.records import ended_labels, label_run, started_labels
 from flows.runtime import Runtime, runtime_for_run, runtime_from_env
 from flows.slots import cleanup_slot
 from flows.steps import promote_canary, read_target, roll_back_canary, with_retries
@@ -253,4 +253,5 @@ def _report_cancel(runtime: Runtime, cancelled: FlowRun, reason: str, promoted: 
         flow_run_id=str(cancelled.id),
     )
     append_history(runtime.reports_dir, record)
-    label_run(ended_labels(result, reason), cancelled.id)
+    started = started_labels(status.target, status.image, status.triggered_by)
+    label_run(started | ended_labels(result, reason), cancelled.id)
