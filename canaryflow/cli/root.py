@@ -48,7 +48,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     **_TYPER,  # type: ignore[arg-type]
 )
-spec_app = typer.Typer(help="Validate rollout specs and print their JSON schema.", **_TYPER)  # type: ignore[arg-type]
+spec_app = typer.Typer(
+    help="Validate rollout, release and notifications specs; print their schema.",
+    **_TYPER,  # type: ignore[arg-type]
+)
 webhook_app = typer.Typer(help="Receive git pushes and start rollouts.", **_TYPER)  # type: ignore[arg-type]
 notifications_app = typer.Typer(
     help="Tell people about rollouts: Prefect automations and notification blocks.",
