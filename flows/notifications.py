@@ -8,8 +8,8 @@ channel's events with a send-notification action on that block. The events are c
 ``prefect.flow-run.Failed`` / ``Crashed`` of rollout runs. Prefect's server renders the message
 (its Jinja templates below: the event's headline, the reason, a link to the run in the UI) and
 sends it; nothing of canaryflow runs when a notification goes out, so a crashed worker is
-reported too. Applying is declarative: blocks are overwritten, automations updated in place, and
-``canaryflow-notify-*`` automations whose channel left the spec are deleted.
+reported too. Applying is declarative: blocks are overwritten, automations updated in place, and the
+``canaryflow-notify-*`` automations whose channel left the spec are deleted with their blocks.
 
 Every URL is resolved (and every missing environment variable named) before Prefect is touched.
 """
@@ -26,6 +26,7 @@ from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import get_client
 from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+from prefect.exceptions import ObjectNotFound
 
 from canaryflow.errors import InputError, TriggerUnavailableError
 from canaryflow.spec.notifications import Channel, NotificationsSpec, resolve_urls
@@ -34,6 +35,7 @@ from flows.notices import ROLLOUT_EVENTS
 __all__ = ["AUTOMATION_PREFIX", "BLOCK_PREFIX", "apply_notifications", "channel_events"]
 
 BLOCK_PREFIX = "canaryflow-"
+_BLOCK_TYPE = "custom-webhook"
 AUTOMATION_PREFIX = "canaryflow-notify-"
 
 #: Prefect's events for ``failed``: a rollout run that failed, or crashed under its worker.
@@ -134,6 +136,15 @@ def _automation(channel: Channel, block_id: Any) -> AutomationCore:
     )
 
 
+def _delete_block(client: Any, name: str) -> None:
+    """Delete the Custom Webhook block `name` (its URL is a secret: nothing unused is left)."""
+    try:
+        found = client.read_block_document_by_name(name, block_type_slug=_BLOCK_TYPE, include_secrets=False)
+    except ObjectNotFound:
+        return
+    client.delete_block_document(found.id)
+
+
 def apply_notifications(spec: NotificationsSpec, env: Mapping[str, str] | None = None) -> list[str]:
     """Make the Prefect API's blocks and automations match `spec`; one line per change.
 
@@ -171,7 +182,12 @@ def apply_notifications(spec: NotificationsSpec, env: Mapping[str, str] | None =
             for automation in client.read_automations():
                 if automation.name.startswith(AUTOMATION_PREFIX) and automation.name not in wanted:
                     client.delete_automation(automation.id)
-                    lines.append(f"automation {automation.name} deleted (its channel left the spec)")
+                    gone = automation.name.removeprefix(AUTOMATION_PREFIX)
+                    _delete_block(client, f"{BLOCK_PREFIX}{gone}")
+                    lines.append(
+                        f"automation {automation.name} and block {BLOCK_PREFIX}{gone} deleted "
+                        "(their channel left the spec)"
+                    )
     except httpx.TransportError as exc:
         raise TriggerUnavailableError(f"the Prefect API did not answer ({exc}); run apply again") from exc
     except Exception as exc:  # the API's refusal, in one line

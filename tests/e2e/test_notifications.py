@@ -218,8 +218,12 @@ def test_applying_again_updates_in_place_and_a_removed_channel_is_removed(
         "events: started, waiting-for-approval, promoted, rolled-back, aborted, superseded, failed",
         "channel audit (webhook): automation canaryflow-notify-audit updated, block canaryflow-audit; "
         "events: started, waiting-for-approval, promoted, rolled-back, aborted, superseded, failed",
-        "automation canaryflow-notify-oncall deleted (its channel left the spec)",
+        "automation canaryflow-notify-oncall and block canaryflow-oncall deleted "
+        "(their channel left the spec)",
     ]
     with get_client(sync_client=True) as client:
         names = sorted(a.name for a in client.read_automations() if a.name.startswith(AUTOMATION_PREFIX))
     assert names == ["canaryflow-notify-audit", "canaryflow-notify-deploys"]
+    with get_client(sync_client=True) as client:
+        blocks = sorted(b.name for b in client.read_block_documents() if b.name.startswith("canaryflow-"))
+    assert blocks == ["canaryflow-audit", "canaryflow-deploys"]  # the removed channel's URL is gone
