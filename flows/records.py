@@ -2,11 +2,12 @@
 how it ended, so ``canaryflow history --prefect`` sees every rollout of every worker, after any
 restart, without the reports directory of the machine that ran it.
 
-A rollout run labels itself when it starts (`STARTED_LABELS`: target, image, who started it) and
-when it ends (`ENDED_LABELS`: result and reason); a run cancelled in Prefect is labelled by its
-cancellation hook. `prefect_history` turns the labelled runs that ended into
-`canaryflow.history.HistoryRecord`, with the run's own start and end times. Labelling is best
-effort: a label that cannot be written costs that run its line in this history, never the rollout.
+A rollout run labels itself once, when it ends (`STARTED_LABELS`: target, image, who started it,
+the commit's time; `ENDED_LABELS`: result, reason, when a rollback was decided), in one write
+(the server merges labels); a run cancelled in Prefect is labelled by its cancellation hook.
+`prefect_history` turns the labelled runs that ended into `canaryflow.history.HistoryRecord`,
+with the run's own start and end times. Labelling is best effort: a label that cannot be written
+costs that run its line in this history, never the rollout.
 """
 
 from __future__ import annotations
