@@ -26,13 +26,14 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from canaryflow.cluster.port import RolloutCondition, RolloutId, RolloutState, TargetRef
+from canaryflow.cluster.port import RolloutId, RolloutState, TargetRef
 from canaryflow.errors import CanaryflowError
 from canaryflow.history import HistoryRecord, append_history
 from canaryflow.reports import STATUS_FILE, read_status, write_status
 from canaryflow.spec import load_spec
 from canaryflow.status import RolloutPhase, RolloutResult
 from flows.records import ended_labels, label_run, started_labels
+from flows.reporting import ended_condition
 from flows.runtime import Runtime, runtime_for_run, runtime_from_env
 from flows.slots import cleanup_slot
 from flows.steps import promote_canary, read_target, roll_back_canary, with_retries
@@ -169,15 +170,13 @@ def _converge(runtime: Runtime, ref: TargetRef, deadline: timedelta, *, only: st
                 cluster, ref, rollout_id=rollout_id, progress_deadline=deadline
             )
             reason = f"finished the interrupted promotion of {state.canary_image}"
-            ended = RolloutCondition("True", "Promoted", f"{rollout_id} promoted by the cleanup: {reason}")
+            ended = ended_condition("promoted", f"{rollout_id} promoted by the cleanup: {reason}")
         else:
             with_retries(roll_back_canary, delays)(
                 cluster, ref, rollout_id=rollout_id, progress_deadline=deadline
             )
             reason = f"rolled back {state.canary_image} ({state.phase} at weight {state.weight}%)"
-            ended = RolloutCondition(
-                "False", "RolledBack", f"{rollout_id} rolled back by the cleanup: {reason}"
-            )
+            ended = ended_condition("rolled-back", f"{rollout_id} rolled back by the cleanup: {reason}")
         cluster.set_condition(ref, ended)
     logger.info("%s: %s", ref, reason)
     return CleanupOutcome(
@@ -214,12 +213,12 @@ def converge_when_cancelled(flow: Flow[..., Any], flow_run: FlowRun, state: Stat
     if action == "promote":
         runtime.cluster.promote(ref, rollout_id=rollout_id, progress_deadline=deadline)
         reason = "cancelled in Prefect during its promotion, which finished"
-        runtime.cluster.set_condition(ref, RolloutCondition("True", "Promoted", f"{rollout_id}: {reason}"))
+        runtime.cluster.set_condition(ref, ended_condition("promoted", f"{rollout_id}: {reason}"))
         _report_cancel(runtime, cancelled, reason, True)
     else:
         runtime.cluster.rollback(ref, rollout_id=rollout_id, progress_deadline=deadline)
         reason = "cancelled in Prefect: rolled back"
-        runtime.cluster.set_condition(ref, RolloutCondition("False", "Aborted", f"{rollout_id}: {reason}"))
+        runtime.cluster.set_condition(ref, ended_condition("aborted", f"{rollout_id}: {reason}"))
         _report_cancel(runtime, cancelled, reason)
     logger.warning("%s was cancelled in Prefect: %s %s on %s", cancelled.name, action, rollout_id, ref)
 

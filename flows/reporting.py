@@ -30,7 +30,7 @@ from canaryflow.status import RolloutPhase, RolloutStatus, VerdictReport
 from flows import artifacts, notices, records
 from flows.runtime import Runtime
 
-__all__ = ["Reporter"]
+__all__ = ["Reporter", "ended_condition"]
 
 #: The stable's ``Canary`` condition once a rollout ends, by its result.
 _CONDITIONS: dict[str, tuple[Literal["True", "False", "Unknown"], str]] = {
@@ -39,6 +39,13 @@ _CONDITIONS: dict[str, tuple[Literal["True", "False", "Unknown"], str]] = {
     "aborted": ("False", "Aborted"),
     "superseded": ("False", "Superseded"),
 }
+
+
+def ended_condition(result: str, message: str) -> RolloutCondition:
+    """The stable's ``Canary`` condition for a rollout that ended with `result` (also what the
+    cleanup flow and the cancellation hook set when they end one)."""
+    status, reason = _CONDITIONS[result]
+    return RolloutCondition(status, reason, message)
 
 
 class Reporter:
@@ -107,12 +114,10 @@ class Reporter:
     def weight(self, requested: int, effective: float) -> None:
         """The canary's weight changed (said in the progress artifact's description)."""
         self._update(weight=requested, effective_weight=round(effective, 1))
-        done = 100.0 * max(0, (self.status.step or 1) - 1) / max(1, self.status.steps)
-        if self.status.result is None and self.status.step is not None:
-            self._steps(
-                done,
-                f"step {self.status.step}/{self.status.steps}: canary {effective:.1f} % of the Ready pods",
-            )
+        step, steps = self.status.step, self.status.steps
+        if self.status.result is None and step is not None:
+            done = 100.0 * (step - 1) / max(1, steps)
+            self._steps(done, f"step {step}/{steps}: canary {effective:.1f} % of the Ready pods")
         self.runtime.emit(self.plan.rollout_id, "weight", requested=requested, effective=effective)
 
     def interval(
@@ -120,17 +125,16 @@ class Reporter:
     ) -> None:
         """One analysis interval: a row per metric in the analysis's one table artifact (updated in
         place, newest interval first), the verdict so far in the status."""
-        rows = artifacts.interval_rows(observed=observed, verdict=verdict)
-        if self._table is None or self._table[0] != step:
-            table = artifacts.analysis_table(
-                None, key=f"{self._key}-step{step + 1}-analysis", step=step, rows=rows, verdict=verdict
-            )
-            self._table = (step, table, rows)
-        else:
-            _, table, before = self._table
-            rows = rows + before
-            artifacts.analysis_table(table, key="", step=step, rows=rows, verdict=verdict)
-            self._table = (step, table, rows)
+        ongoing = self._table if self._table is not None and self._table[0] == step else None
+        rows = artifacts.interval_rows(observed=observed, verdict=verdict) + (ongoing[2] if ongoing else [])
+        table = artifacts.analysis_table(
+            ongoing[1] if ongoing else None,
+            key=f"{self._key}-step{step + 1}-analysis",
+            step=step,
+            rows=rows,
+            verdict=verdict,
+        )
+        self._table = (step, table, rows)
         self._update(verdict=VerdictReport.of(verdict), observations=str(log))
         self.say("interval %d: %s", verdict.interval, verdict.reason)
         self.runtime.emit(
@@ -181,10 +185,8 @@ class Reporter:
             str(self.plan.target), self.plan.image, request.triggered_by, request.committed_at
         )
         records.label_run(started | records.ended_labels(outcome.result, outcome.reason, detected))
-        status, reason = _CONDITIONS[outcome.result]
-        self._condition(
-            status, reason, f"{outcome.rollout_id} {outcome.result} {outcome.image}: {outcome.reason}"
-        )
+        said = f"{outcome.rollout_id} {outcome.result} {outcome.image}: {outcome.reason}"
+        self.runtime.cluster.set_condition(self.plan.target, ended_condition(outcome.result, said))
         self.runtime.emit(self.plan.rollout_id, "finished", result=outcome.result, reason=outcome.reason)
 
     def _steps(self, value: float, description: str) -> None:
