@@ -286,7 +286,10 @@ class LocalControlPlane:
             "--controllers=deployment-controller,replicaset-controller,garbage-collector-controller,"
             "namespace-controller,serviceaccount-controller,serviceaccount-token-controller,"
             "endpointslice-controller,pod-garbage-collector-controller,node-lifecycle-controller,"
-            "persistentvolume-binder-controller",
+            "persistentvolume-binder-controller,horizontal-pod-autoscaler-controller",
+            # The HPA controller acts every few seconds here (15 s by default). There is no metrics
+            # API on this plane, so it enforces an HPA's bounds and nothing else.
+            "--horizontal-pod-autoscaler-sync-period=3s",
             "--leader-elect=false",
             "--secure-port=0",
             f"--service-account-private-key-file={pki.service_account_key}",
