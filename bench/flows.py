@@ -121,9 +121,7 @@ def direct_rollout(stack: Stack, times: dict[str, list[float]]) -> None:
         if step.set_weight is not None:
             began = time.perf_counter()
             status = stack.cluster.read(plan.target)
-            split = plan_split(
-                status.capacity, step.set_weight, baseline=plan.spec.spec.baseline, stable_fixed=False
-            )
+            split = plan_split(status.capacity, step.set_weight, baseline=plan.spec.spec.baseline)
             stack.cluster.apply_split(
                 plan.target, split, rollout_id=plan.rollout_id, image=plan.image, step=index,
                 progress_deadline=deadline,

@@ -110,13 +110,12 @@ def check_target(
 def _weights_reachable(plan: RolloutPlan, status: TargetStatus) -> Passed:
     """Every setWeight of the spec can be reached at the target's capacity now, so that a rollout
     is never stopped mid-way by a weight known to be out of reach before its first pod."""
-    fixed = status.hpa_replicas is not None
     weights = []
     for index, step in enumerate(plan.spec.steps):
         if step.set_weight is None:
             continue
         try:
-            plan_split(status.capacity, step.set_weight, baseline=plan.spec.spec.baseline, stable_fixed=fixed)
+            plan_split(status.capacity, step.set_weight, baseline=plan.spec.spec.baseline)
         except WeightError as exc:
             raise WeightError(
                 f"{plan.target}: step {index + 1} (setWeight: {step.set_weight}) of {plan.request.spec} is "
@@ -124,7 +123,10 @@ def _weights_reachable(plan: RolloutPlan, status: TargetStatus) -> Passed:
                 target=str(plan.target),
             ) from exc
         weights.append(f"{step.set_weight}%")
-    where = f"{status.capacity} replicas" + (" held by an HPA" if fixed else "")
+    bounds = status.hpa_bounds
+    where = f"{status.capacity} replicas" + (
+        f" (an HPA's, min {bounds[0]}, max {bounds[1]}: lent to the split)" if bounds else ""
+    )
     return Passed("weights", f"{', '.join(weights) or 'no setWeight'} reachable at {where}")
 
 

@@ -6,9 +6,11 @@ Pure functions, no I/O. With a stable capacity of ``N`` pods and a requested wei
 - the canary's share ``c / (c + b + s)`` is as close to ``w`` as integers allow,
 - capacity never drops: ``c + b + s >= N``,
 - ``c >= 1`` whenever ``w > 0``, and ``b == c`` when a baseline runs (``b == 0`` otherwise),
-- the stable never grows (``s <= N``) and the canary is never larger than the stable was (``c <= N``),
-- when an HPA owns the stable's replicas, ``s == N``: canary and baseline come on top, the HPA is not
-  fought.
+- the stable never grows (``s <= N``) and the canary is never larger than the stable was (``c <= N``).
+
+An HPA on the stable changes nothing here: its capacity is shared the same way (the cluster adapter
+lends the HPA bounds around the stable's share, `canaryflow.cluster.actuation`), so the weights a
+spec may ask for do not depend on whether an HPA scales the target.
 
 Among equally close splits the one with the fewest pods wins. The weight actually reached is reported
 as `Split.effective_weight` next to the requested one; a weight farther than the tolerance (5 points)
@@ -62,7 +64,6 @@ def plan_split(
     weight: int,
     *,
     baseline: bool,
-    stable_fixed: bool = False,
     tolerance: float = DEFAULT_TOLERANCE,
 ) -> Split:
     """The split for `weight` percent at a stable capacity of `capacity` pods.
@@ -70,13 +71,12 @@ def plan_split(
     Parameters
     ----------
     capacity
-        ``N``: the stable's replicas before the rollout (an HPA's current replicas when one owns it).
+        ``N``: the pods the target serves with (the stable's replicas before the rollout, with a
+        person's or an HPA's scale since taken in).
     weight
         Requested canary weight in percent, 0 to 100 (0: no canary, the stable at full size).
     baseline
         Whether a baseline of the canary's size runs next to it.
-    stable_fixed
-        The stable's replicas must stay at `capacity` (an HPA owns them).
     tolerance
         Largest accepted distance, in percentage points, between requested and effective weight.
 
@@ -93,25 +93,23 @@ def plan_split(
         raise WeightError(f"cannot split a stable of {capacity} replicas: it needs at least one")
     if weight == 0:
         return Split(stable=capacity, canary=0, baseline=0, requested_weight=0)
-    best = _best(capacity, weight, baseline=baseline, stable_fixed=stable_fixed)
+    best = _best(capacity, weight, baseline=baseline)
     if best is None or abs(best.effective_weight - weight) > tolerance:
-        raise WeightError(_unreachable(capacity, weight, best, baseline, stable_fixed, tolerance))
+        raise WeightError(_unreachable(capacity, weight, best, baseline, tolerance))
     return best
 
 
-def reachable_weights(
-    capacity: int, *, baseline: bool, stable_fixed: bool = False, tolerance: float = DEFAULT_TOLERANCE
-) -> list[int]:
+def reachable_weights(capacity: int, *, baseline: bool, tolerance: float = DEFAULT_TOLERANCE) -> list[int]:
     """Every whole weight 1..100 that `plan_split` accepts at this capacity."""
     reachable = []
     for weight in range(1, 101):
-        best = _best(capacity, weight, baseline=baseline, stable_fixed=stable_fixed)
+        best = _best(capacity, weight, baseline=baseline)
         if best is not None and abs(best.effective_weight - weight) <= tolerance:
             reachable.append(weight)
     return reachable
 
 
-def _best(capacity: int, weight: int, *, baseline: bool, stable_fixed: bool) -> Split | None:
+def _best(capacity: int, weight: int, *, baseline: bool) -> Split | None:
     """The closest split (fewest pods among equally close ones), or None when none is allowed.
 
     Distances are compared exactly, in integers: ``|100 c / T - w| = |100 c - w T| / T``.
@@ -119,7 +117,7 @@ def _best(capacity: int, weight: int, *, baseline: bool, stable_fixed: bool) -> 
     best: tuple[int, int, int, int] | None = None  # (|100c - wT|, T, canary, stable)
     for canary in range(1, capacity + 1):
         base = canary if baseline else 0
-        low = capacity if stable_fixed else max(0, capacity - canary - base)
+        low = max(0, capacity - canary - base)
         for stable in _stable_candidates(canary, base, weight, low, capacity):
             total = canary + base + stable
             gap = abs(100 * canary - weight * total)
@@ -141,16 +139,10 @@ def _stable_candidates(canary: int, base: int, weight: int, low: int, high: int)
     return {min(high, max(low, s)) for s in (floor, floor + 1)}
 
 
-def _unreachable(
-    capacity: int, weight: int, best: Split | None, baseline: bool, stable_fixed: bool, tolerance: float
-) -> str:
+def _unreachable(capacity: int, weight: int, best: Split | None, baseline: bool, tolerance: float) -> str:
     setting = f"{capacity} stable replica(s)" + (" and a baseline" if baseline else "")
-    if stable_fixed:
-        setting += " (held by an HPA)"
     nearest = f" (nearest: {best.describe()})" if best is not None else ""
-    reachable = _ranges(
-        reachable_weights(capacity, baseline=baseline, stable_fixed=stable_fixed, tolerance=tolerance)
-    )
+    reachable = _ranges(reachable_weights(capacity, baseline=baseline, tolerance=tolerance))
     return (
         f"weight {weight}% cannot be reached within {tolerance:g} points with {setting}{nearest}; "
         f"reachable weights: {reachable or 'none'}"

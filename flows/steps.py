@@ -119,9 +119,7 @@ def set_weight(
     riding out an API outage of up to `outage_tolerance` (the split in place holds meanwhile)."""
     patience = Patience(clock, outage_tolerance, what=f"reading {target} for step {step + 1}")
     status = patience.call(lambda: cluster.read(target))
-    split = plan_split(
-        status.capacity, weight, baseline=baseline, stable_fixed=status.hpa_replicas is not None
-    )
+    split = plan_split(status.capacity, weight, baseline=baseline)
     status = cluster.apply_split(
         target,
         split,

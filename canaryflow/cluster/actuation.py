@@ -8,6 +8,10 @@ next call converges from):
 - `promote` / `rollback`: mark the phase on the canary, set the stable's image (canary's or the
   original) and full size, wait until the stable is rolled out, delete the baseline, delete the
   canary last (with it goes the state).
+- With an HPA on the stable: its bounds are lent around the stable's share (`_lend`: before a
+  shrink of the stable, after a growth) with its own recorded on it, its growth of the stable is
+  taken in as a larger capacity (`_take_in_scale`), and `promote` / `rollback` give its own bounds
+  back before sizing the stable (`_give_back`).
 
 Every write carries the resourceVersion it was based on; a 409 re-reads and retries a few times.
 An API server that does not answer is ridden out (`canaryflow.cluster.outages.Patience`): each
@@ -30,6 +34,7 @@ from typing import TypeVar
 from canaryflow.clock import Clock
 from canaryflow.cluster.annotations import (
     CAPACITY,
+    HPA_BOUNDS,
     PREVIOUS_IMAGE,
     PROMOTED_BY,
     PROMOTED_IMAGE,
@@ -54,7 +59,14 @@ from canaryflow.cluster.port import (
     Track,
     TrackStatus,
 )
-from canaryflow.cluster.workloads import PERMISSIONS, ClusterEvent, DeploymentRecord, NewTrack, Workloads
+from canaryflow.cluster.workloads import (
+    PERMISSIONS,
+    ClusterEvent,
+    DeploymentRecord,
+    HpaRecord,
+    NewTrack,
+    Workloads,
+)
 from canaryflow.errors import (
     CanaryflowError,
     ClusterError,
@@ -85,6 +97,8 @@ class _Snapshot:
     status: TargetStatus
     records: Mapping[Track, DeploymentRecord]
     written: RolloutState | None = None
+    #: The HPA that scales the stable, when one does.
+    hpa: HpaRecord | None = None
 
 
 class ReplicaActuator:
@@ -286,23 +300,26 @@ class ReplicaActuator:
         canary = records.get("canary")
         written = decode_state(canary.annotations, where=f"{ns}/{canary.name}") if canary else None
         tracks = {track: _track_status(rec, track, target.container) for track, rec in records.items()}
-        hpa = self._workloads.hpa_replicas(ns, target.deployment)
-        state = written if written is None or hpa is not None else _take_in_scale(written, records["stable"])
-        left = _left_capacity(records["stable"]) if written is None else None
+        hpa = self._workloads.get_hpa(ns, target.deployment)
+        lent = _lent_bounds(hpa)
+        stable = records["stable"]
+        state = None if written is None else _take_in_scale(written, stable, by_hpa=lent is not None)
+        left = _left_capacity(stable) if written is None else None
         selector = self._workloads.service_selector(ns, target.service)
         status = TargetStatus(
             target=target,
             stable=tracks["stable"],
             canary=tracks.get("canary"),
             baseline=tracks.get("baseline"),
-            hpa_replicas=hpa,
+            hpa_replicas=None if hpa is None else _hpa_replicas(hpa, stable),
+            hpa_bounds=None if hpa is None else lent or (hpa.min_replicas, hpa.max_replicas),
             state=state,
             left_capacity=left,
             last_promotion=_last_promotion(records["stable"]),
             service_selector=None if selector is None else dict(selector),
             rescaled=written is not None and state != written,
         )
-        return _Snapshot(status=status, records=records, written=written)
+        return _Snapshot(status=status, records=records, written=written, hpa=hpa)
 
     def _owned(self, target: TargetRef, rollout_id: RolloutId) -> _Snapshot:
         """A snapshot in which nothing belongs to another rollout or to somebody else."""
@@ -352,10 +369,10 @@ class ReplicaActuator:
             raise ClusterError(
                 f"rollout {rollout_id} of {target} is {state.phase}; finish it first", target=str(target)
             )
-        ns, fixed = target.namespace, status.hpa_replicas is not None
+        ns = target.namespace
         if state is not None:
             _refuse(stable_drift(status) or track_drift(status))
-            self._tell_scale(target, state, snap.written)
+            self._tell_scale(target, state, snap)
         if state is None:
             state = RolloutState(
                 rollout_id=rollout_id,
@@ -392,24 +409,37 @@ class ReplicaActuator:
         elif baseline is not None and split.baseline > baseline.replicas:
             self._patch_replicas(ns, baseline, split.baseline)
         stable = records["stable"]
-        if not fixed and split.stable > stable.replicas:
-            self._patch_stable(ns, stable, split.stable, state.stable_replicas)
-        elif not fixed and stable.annotations.get(CAPACITY) != str(state.stable_replicas):
+        # Every pod there may be until the shrink, for the bounds an HPA may have meanwhile.
+        surge = sum(
+            max(wanted, record.replicas if record is not None else 0)
+            for wanted, record in (
+                (split.stable, stable),
+                (split.canary, records.get("canary")),
+                (split.baseline, records.get("baseline")),
+            )
+        )
+        if split.stable > stable.replicas:
+            self._patch_stable(ns, stable, split.stable, state.stable_replicas, (snap.hpa, surge))
+        elif stable.annotations.get(CAPACITY) != str(state.stable_replicas) or _lendable(snap.hpa):
             # The capacity to restore is on the stable from the first split on, even when this
             # split leaves its size alone: a person's scale-down and a deleted canary (the state
-            # with it) must not make the rollout end below it.
-            self._patch_stable(ns, stable, stable.replicas, state.stable_replicas)
+            # with it) must not make the rollout end below it. An HPA's bounds are lent from the
+            # first split on too: its own would fight the split.
+            self._patch_stable(ns, stable, stable.replicas, state.stable_replicas, (snap.hpa, surge))
 
     def _shrink(self, target: TargetRef, split: Split, rollout_id: RolloutId) -> None:
         snap = self._owned(target, rollout_id)
-        wanted: dict[Track, int] = {"canary": split.canary, "baseline": split.baseline}
-        if snap.status.hpa_replicas is None:
-            wanted["stable"] = split.stable
+        wanted: dict[Track, int] = {
+            "canary": split.canary,
+            "baseline": split.baseline,
+            "stable": split.stable,
+        }
         for track, replicas in wanted.items():
             record = snap.records.get(track)
             if record is not None and replicas < record.replicas:
                 if track == "stable":
-                    self._patch_stable(target.namespace, record, replicas, snap.status.capacity)
+                    hpa = (snap.hpa, split.total)
+                    self._patch_stable(target.namespace, record, replicas, snap.status.capacity, hpa)
                 else:
                     self._patch_replicas(target.namespace, record, replicas)
 
@@ -447,7 +477,7 @@ class ReplicaActuator:
             return state
         if phase == RolloutPhase.PROMOTING and state.phase == RolloutPhase.PROGRESSING:
             _refuse(stable_drift(snap.status))  # before anything is written
-        self._tell_scale(target, state, snap.written)
+        self._tell_scale(target, state, snap)
         marked = replace(state, phase=phase)
         canary = snap.records["canary"]
         self._workloads.patch_deployment(
@@ -459,17 +489,16 @@ class ReplicaActuator:
         return marked
 
     def _restore_stable(self, target: TargetRef, state: RolloutState, image: str) -> None:
-        """The stable at full size (the larger of its size at the start and a person's scale since)
-        on `image`. A rollback puts the stable's image back only where the promotion had changed
-        it: an image a person set during the rollout is kept."""
+        """The stable at full size (the larger of its size at the start and a person's or the HPA's
+        scale since) on `image`, its HPA's own bounds given back first. A rollback puts the stable's
+        image back only where the promotion had changed it: an image a person set during the
+        rollout is kept."""
         snap = self._owned(target, state.rollout_id)
+        if self._give_back(target.namespace, snap.hpa):
+            snap = self._owned(target, state.rollout_id)  # the HPA may have scaled the stable
         state = snap.status.state or state
         stable = snap.records["stable"]
-        size = (
-            None
-            if snap.status.hpa_replicas is not None or stable.replicas == state.stable_replicas
-            else state.stable_replicas
-        )
+        size = None if stable.replicas == state.stable_replicas else state.stable_replicas
         running = stable.images.get(target.container)
         rolling_back = state.phase == RolloutPhase.ROLLING_BACK
         keep = running == image or (rolling_back and running != state.canary_image)
@@ -495,15 +524,16 @@ class ReplicaActuator:
 
     def _restore_capacity(self, target: TargetRef, rollout_id: RolloutId) -> bool:
         """The canary (and the state) is gone: give the stable back the capacity recorded on it,
-        keeping its image. Whether anything was written."""
+        keeping its image, and its HPA its own bounds. Whether anything was written."""
         snap = self._owned(target, rollout_id)
+        gave_back = self._give_back(target.namespace, snap.hpa)
+        if gave_back:
+            snap = self._owned(target, rollout_id)
         stable, left = snap.records["stable"], snap.status.left_capacity
-        size = (
-            left if left is not None and left > stable.replicas and snap.status.hpa_replicas is None else None
-        )
+        size = left if left is not None and left > stable.replicas else None
         mark = _unmarked(stable)
         if size is None and mark is None:
-            return False
+            return gave_back
         self._workloads.patch_deployment(
             target.namespace,
             stable.name,
@@ -541,19 +571,75 @@ class ReplicaActuator:
         )
         self._workloads.create_track(target.namespace, new)
 
-    def _patch_stable(self, namespace: str, stable: DeploymentRecord, replicas: int, capacity: int) -> None:
+    def _patch_stable(
+        self,
+        namespace: str,
+        stable: DeploymentRecord,
+        replicas: int,
+        capacity: int,
+        hpa: tuple[HpaRecord | None, int],
+    ) -> None:
         """Resize the stable, recording in the same patch that canaryflow set this size, and the
-        capacity to restore at the end."""
+        capacity to restore at the end. An HPA on the stable (``hpa``: it and the target's pods
+        with the stable at `replicas`) gets bounds around that size: before a shrink (so that it
+        does not grow the stable back), after a growth (so that the size it then enforces is
+        already recorded as ours, never mistaken for its own scaling)."""
+        autoscaler, total = hpa
+        if autoscaler is not None and replicas <= stable.replicas:
+            self._lend(namespace, autoscaler, replicas, total)
         self._patch_replicas(
             namespace, stable, replicas, {REPLICAS_SET: str(replicas), CAPACITY: str(capacity)}
         )
+        if autoscaler is not None and replicas > stable.replicas:
+            self._lend(namespace, autoscaler, replicas, total)
 
-    def _tell_scale(self, target: TargetRef, state: RolloutState, written: RolloutState | None) -> None:
+    def _lend(self, namespace: str, hpa: HpaRecord, stable: int, total: int) -> None:
+        """Bounds for the stable's HPA while it holds `stable` of the target's `total` pods.
+
+        The HPA's own bounds ``[m, M]`` are recorded on it (`HPA_BOUNDS`, once) and replaced by
+        ``[max(1, s), max(max(1, s), floor(M s / T))]``: it may not shrink the stable below its
+        share (capacity never drops), and it may grow it as load rises as far as the stable's share
+        of its own maximum, so that the whole target (the stable grown, canary and baseline grown by
+        the split that takes the scale in) stays within about ``M`` (the next split rounds to whole
+        pods). At ``s = 0`` (50 % with a baseline) Kubernetes' HPA leaves a Deployment at zero
+        replicas alone: it scales again once the promotion or rollback gives it the stable back."""
+        own = _lent_bounds(hpa) or (hpa.min_replicas, hpa.max_replicas)
+        low = max(1, stable)
+        high = max(low, own[1] * stable // max(1, total))
+        if (hpa.min_replicas, hpa.max_replicas) == (low, high) and HPA_BOUNDS in hpa.annotations:
+            return
+        self._workloads.patch_hpa(
+            namespace,
+            hpa.name,
+            resource_version=hpa.resource_version,
+            min_replicas=low,
+            max_replicas=high,
+            annotations={HPA_BOUNDS: f"{own[0]}-{own[1]}"},
+        )
+
+    def _give_back(self, namespace: str, hpa: HpaRecord | None) -> bool:
+        """The HPA's own bounds, exactly as they were when the rollout lent them; whether it wrote."""
+        own = _lent_bounds(hpa)
+        if hpa is None or own is None:
+            return False
+        self._workloads.patch_hpa(
+            namespace,
+            hpa.name,
+            resource_version=hpa.resource_version,
+            min_replicas=own[0],
+            max_replicas=own[1],
+            annotations={HPA_BOUNDS: None},
+        )
+        return True
+
+    def _tell_scale(self, target: TargetRef, state: RolloutState, snap: _Snapshot) -> None:
+        written = snap.written
         if written is not None and state.stable_replicas != written.stable_replicas:
+            who = "its HPA" if snap.hpa is not None else "somebody"
             _log.warning(
-                "%s: somebody scaled the stable during rollout %s; its capacity is now %d replicas (was "
+                "%s: %s scaled the stable during rollout %s; its capacity is now %d replicas (was "
                 "%d): the split is recomputed on it, and the rollout ends with the stable at that size",
-                target, state.rollout_id, state.stable_replicas, written.stable_replicas,
+                target, who, state.rollout_id, state.stable_replicas, written.stable_replicas,
             )  # fmt: skip
 
     def _patch_replicas(
@@ -619,14 +705,25 @@ class ReplicaActuator:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _take_in_scale(state: RolloutState, stable: DeploymentRecord) -> RolloutState:
-    """`state` with a person's scale of the stable taken in: the capacity becomes the larger of the
-    capacity so far and the person's replicas (never less than at the start or than a person set).
-    The stable's size is ours when it equals the ``replicas-set`` annotation (or, before canaryflow
-    first resized it, the capacity at the start)."""
+def _take_in_scale(state: RolloutState, stable: DeploymentRecord, *, by_hpa: bool) -> RolloutState:
+    """`state` with a scale of the stable taken in. The stable's size is ours when it equals the
+    ``replicas-set`` annotation (or, before canaryflow first resized it, the capacity at the start).
+
+    A person's scale: the capacity becomes the larger of the capacity so far and the person's
+    replicas (never less than at the start or than a person set). `by_hpa` (the stable's HPA has
+    lent its bounds): the HPA grew the stable's share ``s`` to ``s'`` as load rose, so the whole
+    target grows by the same factor, ``N' = ceil(N s' / s)``, and canary and baseline follow at the
+    next split; the HPA cannot shrink it below its share."""
     marked = stable.annotations.get(REPLICAS_SET)
     ours = int(marked) if marked is not None and marked.isdigit() else state.stable_replicas
-    if stable.replicas == ours or stable.replicas <= state.stable_replicas:
+    if stable.replicas == ours:
+        return state
+    if by_hpa:
+        if ours < 1 or stable.replicas < ours:
+            return state
+        grown = -(-state.stable_replicas * stable.replicas // ours)
+        return replace(state, stable_replicas=max(state.stable_replicas, grown))
+    if stable.replicas <= state.stable_replicas:
         return state
     return replace(state, stable_replicas=stable.replicas)
 
@@ -641,6 +738,23 @@ def _left_capacity(stable: DeploymentRecord) -> int | None:
     ours = int(marked) if marked.isdigit() else int(recorded)
     scaled = stable.replicas != ours and stable.replicas > int(recorded)
     return stable.replicas if scaled else int(recorded)
+
+
+def _lent_bounds(hpa: HpaRecord | None) -> tuple[int, int] | None:
+    """The HPA's own bounds while a rollout has lent them (recorded as ``<min>-<max>``), else None."""
+    recorded = "" if hpa is None else hpa.annotations.get(HPA_BOUNDS, "")
+    low, _, high = recorded.partition("-")
+    return (int(low), int(high)) if low.isdigit() and high.isdigit() else None
+
+
+def _lendable(hpa: HpaRecord | None) -> bool:
+    """An HPA scales the stable and the rollout has not lent its bounds yet."""
+    return hpa is not None and HPA_BOUNDS not in hpa.annotations
+
+
+def _hpa_replicas(hpa: HpaRecord, stable: DeploymentRecord) -> int:
+    """The replicas the HPA last saw (the stable's own before the HPA first acted)."""
+    return stable.replicas if hpa.current_replicas is None else hpa.current_replicas
 
 
 def _unmarked(stable: DeploymentRecord) -> dict[str, str | None] | None:

@@ -30,6 +30,7 @@ from canaryflow.status import RolloutPhase
 
 __all__ = [
     "CAPACITY",
+    "HPA_BOUNDS",
     "PREFIX",
     "PREVIOUS_IMAGE",
     "PROMOTED_BY",
@@ -56,6 +57,9 @@ REPLICAS_SET = PREFIX + "replicas-set"
 #: On the stable Deployment next to `REPLICAS_SET`: its capacity to restore when the rollout ends,
 #: there even if somebody deletes the canary (and the state with it).
 CAPACITY = PREFIX + "capacity"
+#: On the stable's HPA while a rollout has lent its bounds to the split: the HPA's own bounds,
+#: ``<min>-<max>``, given back exactly when the rollout ends.
+HPA_BOUNDS = PREFIX + "hpa-bounds"
 #: On the stable after a promotion: the image the promotion replaced, the image it rolled out, and
 #: the rollout that did it (what `canaryflow undo` goes back from and to).
 PREVIOUS_IMAGE = PREFIX + "previous-image"

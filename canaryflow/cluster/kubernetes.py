@@ -9,8 +9,8 @@ dropped. Every patch carries the resourceVersion it was based on (409 when stale
 re-reads and retries). `ApiException` and urllib3 errors become our errors here, chained.
 
 RBAC this adapter needs (see deployments/kubernetes/canaryflow/rbac.yaml): deployments
-get/create/patch/delete, services get, horizontalpodautoscalers list, pods list (and deployments get
-on the HPA's target), events create.
+get/create/patch/delete, deployments/status patch, services get, horizontalpodautoscalers list and
+patch, pods list, events create.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from canaryflow.cluster.workloads import (
     CONDITION_TYPE,
     ClusterEvent,
     DeploymentRecord,
+    HpaRecord,
     NewTrack,
     Permission,
     RolloutCondition,
@@ -55,6 +56,7 @@ _DEPLOYMENTS = "/apis/apps/v1/namespaces/{namespace}/deployments"
 _DEPLOYMENT = _DEPLOYMENTS + "/{name}"
 _SERVICE = "/api/v1/namespaces/{namespace}/services/{name}"
 _HPAS = "/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"
+_HPA = _HPAS + "/{name}"
 _PODS = "/api/v1/namespaces/{namespace}/pods"
 _EVENTS = "/api/v1/namespaces/{namespace}/events"
 _ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
@@ -157,17 +159,39 @@ class KubernetesWorkloads:
             return None
         return dict(raw.get("spec", {}).get("selector") or {})
 
-    def hpa_replicas(self, namespace: str, deployment: str) -> int | None:
+    def get_hpa(self, namespace: str, deployment: str) -> HpaRecord | None:
         raw = self._request("GET", _HPAS, namespace=namespace, name="")
         for hpa in (raw or {}).get("items", []):
-            ref = hpa.get("spec", {}).get("scaleTargetRef", {})
+            spec = hpa.get("spec", {})
+            ref = spec.get("scaleTargetRef", {})
             if ref.get("kind") == "Deployment" and ref.get("name") == deployment:
-                current = hpa.get("status", {}).get("currentReplicas")
-                if current is not None:
-                    return int(current)
-                record = self.get_deployment(namespace, deployment)  # the HPA has not acted yet
-                return record.replicas if record is not None else None
+                meta, current = hpa.get("metadata", {}), hpa.get("status", {}).get("currentReplicas")
+                return HpaRecord(
+                    name=meta.get("name", ""),
+                    resource_version=meta.get("resourceVersion", ""),
+                    min_replicas=int(spec.get("minReplicas", 1)),
+                    max_replicas=int(spec.get("maxReplicas", 1)),
+                    current_replicas=None if current is None else int(current),
+                    annotations=dict(meta.get("annotations") or {}),
+                )
         return None
+
+    def patch_hpa(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str,
+        min_replicas: int,
+        max_replicas: int,
+        annotations: Mapping[str, str | None],
+    ) -> None:
+        body: Json = {
+            "metadata": {"resourceVersion": resource_version, "annotations": dict(annotations)},
+            "spec": {"minReplicas": min_replicas, "maxReplicas": max_replicas},
+        }
+        patch = "application/merge-patch+json"
+        self._request("PATCH", _HPA, namespace=namespace, name=name, body=body, content_type=patch)
 
     def list_pods(self, namespace: str, app: str) -> list[PodInfo]:
         raw = self._request("GET", _PODS, namespace=namespace, name="", query={"labelSelector": f"app={app}"})

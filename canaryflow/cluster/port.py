@@ -170,6 +170,7 @@ class TargetStatus:
     stable: TrackStatus
     canary: TrackStatus | None
     baseline: TrackStatus | None
+    #: The replicas the stable's HPA last saw; None when no HPA scales the stable.
     hpa_replicas: int | None
     state: RolloutState | None
     #: The capacity a rollout recorded on the stable, when its canary (with the state) is gone.
@@ -181,13 +182,14 @@ class TargetStatus:
     #: A person scaled the stable since canaryflow last split the traffic: the split in place is
     #: not the one `state` asks for on the capacity now (the flow splits again).
     rescaled: bool = False
+    #: The HPA's own ``(minReplicas, maxReplicas)``, also while a rollout has lent other bounds.
+    hpa_bounds: tuple[int, int] | None = None
 
     @property
     def capacity(self) -> int:
-        """``N``: the HPA's current replicas when one owns the stable, else the pre-rollout size
-        (from the rollout state, or from the stable's own record when the canary was deleted)."""
-        if self.hpa_replicas is not None:
-            return self.hpa_replicas
+        """``N``: the pods the target serves with: the stable's size before the rollout with a
+        person's or the HPA's scale since taken in (from the rollout state, or from the stable's own
+        record when the canary was deleted), else the stable's replicas."""
         if self.state is not None:
             return self.state.stable_replicas
         return self.left_capacity if self.left_capacity is not None else self.stable.replicas
@@ -244,7 +246,8 @@ class Cluster(Protocol):
 
         Grows first and waits until Ready, then shrinks, so capacity never drops below the split's.
         Creates canary and baseline from the stable's pod template when missing. With an HPA on the
-        stable, the stable's replicas are left to it. Raises NotFoundError (target, container or a
+        stable, its bounds are lent to the split (`canaryflow.cluster.actuation`) and given back by
+        `promote` and `rollback`. Raises NotFoundError (target, container or a
         selecting Service missing), RolloutInProgressError (another rollout id holds the target),
         ProgressDeadlineError (pods not Ready in time; time the API server did not answer is not
         counted), ConflictError (409s outlasted the retries), ClusterOutageError (the API server did

@@ -26,6 +26,7 @@ from canaryflow.cluster.port import PodInfo
 from canaryflow.cluster.workloads import (
     ClusterEvent,
     DeploymentRecord,
+    HpaRecord,
     NewTrack,
     Permission,
     RolloutCondition,
@@ -78,6 +79,14 @@ class _Deployment:
     condition: RolloutCondition | None = None
 
 
+@dataclass
+class _Hpa:
+    min_replicas: int
+    max_replicas: int
+    resource_version: int
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
 class SimulatedWorld:
     """The in-memory cluster state shared by `SimulatedCluster` adapters."""
 
@@ -97,7 +106,7 @@ class SimulatedWorld:
         self._images: dict[str, ImageBehaviour] = {}
         self._deployments: dict[tuple[str, str], _Deployment] = {}
         self._services: dict[tuple[str, str], dict[str, str]] = {}
-        self._hpas: dict[tuple[str, str], int] = {}
+        self._hpas: dict[tuple[str, str], _Hpa] = {}
         self._versions = itertools.count(2)
         self._pod_ids = itertools.count(1)
 
@@ -133,23 +142,47 @@ class SimulatedWorld:
     def add_service(self, namespace: str, name: str, selector: Mapping[str, str]) -> None:
         self._services[namespace, name] = dict(selector)
 
-    def set_hpa(self, namespace: str, deployment: str, current_replicas: int | None) -> None:
-        """An HPA scaling `deployment` at `current_replicas` (None removes it); like the real HPA
-        controller, it sets the Deployment's replicas."""
+    def set_hpa(
+        self,
+        namespace: str,
+        deployment: str,
+        current_replicas: int | None,
+        *,
+        min_replicas: int | None = None,
+        max_replicas: int | None = None,
+    ) -> None:
+        """An HPA scaling `deployment` at `current_replicas` (None removes it), with bounds that
+        default to that number. Like the real HPA controller it sets the Deployment's replicas and
+        keeps them within its bounds at every change (`autoscale` is its metrics speaking)."""
         if current_replicas is None:
             self._hpas.pop((namespace, deployment), None)
             return
-        self._hpas[namespace, deployment] = current_replicas
-        dep = self._get(namespace, deployment)
-        if dep is not None and dep.replicas != current_replicas:
-            self._change(dep, replicas=current_replicas)
+        low = current_replicas if min_replicas is None else min_replicas
+        high = current_replicas if max_replicas is None else max_replicas
+        self._hpas[namespace, deployment] = _Hpa(low, high, next(self._versions))
+        self.autoscale(namespace, deployment, current_replicas)
+
+    def autoscale(self, namespace: str, deployment: str, wanted: int) -> None:
+        """The HPA's metrics ask for `wanted` replicas (load rose or fell): it scales the
+        Deployment to that number within its bounds, as the HPA controller does at its next sync."""
+        hpa, dep = self._hpas.get((namespace, deployment)), self._get(namespace, deployment)
+        if hpa is None or dep is None:
+            raise NotFoundError(f"no HPA scales {namespace}/{deployment}", target=f"{namespace}/{deployment}")
+        self._bound(namespace, deployment, wanted)
+
+    def hpa_bounds(self, namespace: str, deployment: str) -> tuple[int, int] | None:
+        """The bounds of the HPA that scales `deployment` (None without one)."""
+        hpa = self._hpas.get((namespace, deployment))
+        return None if hpa is None else (hpa.min_replicas, hpa.max_replicas)
 
     def set_image_behaviour(self, image: str, behaviour: ImageBehaviour) -> None:
         self._images[image] = behaviour
 
     def scale(self, namespace: str, name: str, replicas: int) -> None:
-        """A person's ``kubectl scale``: the replicas change, nothing else."""
+        """A person's ``kubectl scale``: the replicas change, nothing else (an HPA on the
+        Deployment then puts them back within its bounds)."""
         self._change(self._require(namespace, name), replicas=replicas)
+        self._bound(namespace, name)
 
     def set_image(self, namespace: str, name: str, container: str, image: str) -> None:
         """A person's ``kubectl set image``."""
@@ -273,6 +306,7 @@ class SimulatedWorld:
             dep.resource_version = next(self._versions)
         if replicas is not None or image is not None:
             self._change(dep, replicas=replicas, image=image)
+            self._bound(namespace, name)
 
     def delete(self, namespace: str, name: str) -> None:
         self._deployments.pop((namespace, name), None)
@@ -284,8 +318,43 @@ class SimulatedWorld:
         selector = self._services.get((namespace, name))
         return None if selector is None else dict(selector)
 
-    def hpa_replicas(self, namespace: str, deployment: str) -> int | None:
-        return self._hpas.get((namespace, deployment))
+    def hpa(self, namespace: str, deployment: str) -> HpaRecord | None:
+        hpa, dep = self._hpas.get((namespace, deployment)), self._get(namespace, deployment)
+        if hpa is None:
+            return None
+        return HpaRecord(
+            name=deployment,
+            resource_version=str(hpa.resource_version),
+            min_replicas=hpa.min_replicas,
+            max_replicas=hpa.max_replicas,
+            current_replicas=None if dep is None else dep.replicas,
+            annotations=dict(hpa.annotations),
+        )
+
+    def patch_hpa(
+        self,
+        namespace: str,
+        name: str,
+        resource_version: str,
+        bounds: tuple[int, int],
+        annotations: Mapping[str, str | None],
+    ) -> None:
+        hpa = self._hpas.get((namespace, name))
+        if hpa is None:
+            raise NotFoundError(f"HorizontalPodAutoscaler {namespace}/{name} does not exist")
+        if str(hpa.resource_version) != resource_version:
+            raise ConflictError(
+                f"HorizontalPodAutoscaler {namespace}/{name} changed since it was read (409)",
+                target=f"{namespace}/{name}",
+            )
+        hpa.min_replicas, hpa.max_replicas = bounds
+        for key, value in annotations.items():
+            if value is None:
+                hpa.annotations.pop(key, None)
+            else:
+                hpa.annotations[key] = value
+        hpa.resource_version = next(self._versions)
+        self._bound(namespace, name)
 
     def pods(self, namespace: str, app: str) -> list[PodInfo]:
         now = self.clock.monotonic()
@@ -314,6 +383,17 @@ class SimulatedWorld:
         if replicas is not None:
             dep.replicas = replicas
         self._settle(dep, dep.changed_at)
+
+    def _bound(self, namespace: str, name: str, wanted: int | None = None) -> None:
+        """The HPA controller's sync: the Deployment it scales goes to `wanted` (what its metrics
+        ask for; by default the replicas it has) within its bounds. At zero replicas it does
+        nothing, as Kubernetes' HPA (autoscaling is off for a target scaled to zero)."""
+        hpa, dep = self._hpas.get((namespace, name)), self._get(namespace, name)
+        if hpa is None or dep is None or dep.replicas == 0:
+            return
+        replicas = min(max(dep.replicas if wanted is None else wanted, hpa.min_replicas), hpa.max_replicas)
+        if replicas != dep.replicas:
+            self._change(dep, replicas=replicas)
 
     def _settle(self, dep: _Deployment, now: float) -> None:
         """Deployment + ReplicaSet controllers: the current revision gets `replicas` pods; old
@@ -401,9 +481,26 @@ class _SimulatedWorkloads:
         self._world.call()
         return self._world.service_selector(namespace, name)
 
-    def hpa_replicas(self, namespace: str, deployment: str) -> int | None:
+    def get_hpa(self, namespace: str, deployment: str) -> HpaRecord | None:
         self._world.call()
-        return self._world.hpa_replicas(namespace, deployment)
+        return self._world.hpa(namespace, deployment)
+
+    def patch_hpa(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str,
+        min_replicas: int,
+        max_replicas: int,
+        annotations: Mapping[str, str | None],
+    ) -> None:
+        self._world.write("patch", namespace, f"horizontalpodautoscalers/{name}")
+        if ("patch", "horizontalpodautoscalers") in self._world.forbidden:
+            raise ForbiddenError(
+                f"403 Forbidden: horizontalpodautoscalers is forbidden: patch in namespace {namespace}"
+            )
+        self._world.patch_hpa(namespace, name, resource_version, (min_replicas, max_replicas), annotations)
 
     def list_pods(self, namespace: str, app: str) -> list[PodInfo]:
         self._world.call()

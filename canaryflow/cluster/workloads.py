@@ -22,6 +22,7 @@ __all__ = [
     "PERMISSIONS",
     "ClusterEvent",
     "DeploymentRecord",
+    "HpaRecord",
     "NewTrack",
     "Permission",
     "RolloutCondition",
@@ -53,6 +54,19 @@ class DeploymentRecord:
     template_digest: str = ""
     #: The Deployment's `CONDITION_TYPE` condition, when canaryflow has set one.
     condition: RolloutCondition | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HpaRecord:
+    """The HorizontalPodAutoscaler that scales a Deployment, as read."""
+
+    name: str
+    resource_version: str
+    min_replicas: int
+    max_replicas: int
+    #: The replicas the HPA last saw (its status); None before the HPA controller first acted.
+    current_replicas: int | None
+    annotations: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +117,10 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission("apps", "deployments", "patch", "resize the tracks, set images and the rollout state"),
     Permission("apps", "deployments", "delete", "remove the canary and the baseline"),
     Permission("", "services", "get", "check that the Service selects every track"),
-    Permission("autoscaling", "horizontalpodautoscalers", "list", "respect an HPA on the stable"),
+    Permission("autoscaling", "horizontalpodautoscalers", "list", "find an HPA on the stable"),
+    Permission(
+        "autoscaling", "horizontalpodautoscalers", "patch", "lend the stable HPA's bounds to the split"
+    ),
     Permission("", "events", "create", "record what the rollout did for kubectl describe and alerts"),
     Permission("apps", "deployments/status", "patch", "show the rollout as the stable's Canary condition"),
 )
@@ -141,8 +158,22 @@ class Workloads(Protocol):
         """The Service's selector ({} when it has none), or None when there is no such Service."""
         ...
 
-    def hpa_replicas(self, namespace: str, deployment: str) -> int | None:
-        """Current replicas of the HPA that scales `deployment`, or None when no HPA does."""
+    def get_hpa(self, namespace: str, deployment: str) -> HpaRecord | None:
+        """The HPA whose scaleTargetRef is the Deployment `deployment`, or None when no HPA scales it."""
+        ...
+
+    def patch_hpa(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str,
+        min_replicas: int,
+        max_replicas: int,
+        annotations: Mapping[str, str | None],
+    ) -> None:
+        """Set the HPA's bounds and annotations (one set to None is removed); ConflictError when
+        the object changed since `resource_version` was read."""
         ...
 
     def list_pods(self, namespace: str, app: str) -> list[PodInfo]:

@@ -52,7 +52,28 @@ class Harness(Protocol):
         service_selector: Mapping[str, str] | None = None,
     ) -> TargetRef: ...
 
-    def set_hpa(self, deployment: str, replicas: int) -> None: ...
+    def set_hpa(
+        self,
+        deployment: str,
+        replicas: int,
+        *,
+        min_replicas: int | None = None,
+        max_replicas: int | None = None,
+    ) -> None:
+        """An HPA on `deployment` (bounds default to `replicas`), the Deployment at `replicas`."""
+        ...
+
+    def hpa_wants(self, deployment: str, replicas: int) -> None:
+        """Load changed: the HPA's metrics ask for `replicas` (it scales within its bounds)."""
+        ...
+
+    def hpa_synced(self, deployment: str) -> int:
+        """Wait until the HPA controller has acted on the Deployment's size as it is now; that size."""
+        ...
+
+    def hpa_bounds(self, deployment: str) -> tuple[int, int]:
+        """The HPA's ``(minReplicas, maxReplicas)`` as they are now."""
+        ...
 
     def cluster_denied(self, denied: set[tuple[str, str]]) -> Cluster:
         """An adapter whose credentials may do what deployments/kubernetes/canaryflow/rbac.yaml grants except
@@ -188,9 +209,32 @@ class SimulatedHarness:
         self.world.add_service(self.namespace, name, service_selector or {"app": name})
         return TargetRef(namespace=self.namespace, deployment=name, container=name, service=name)
 
-    def set_hpa(self, deployment: str, replicas: int) -> None:
-        self.world.set_hpa(self.namespace, deployment, replicas)
+    def set_hpa(
+        self,
+        deployment: str,
+        replicas: int,
+        *,
+        min_replicas: int | None = None,
+        max_replicas: int | None = None,
+    ) -> None:
+        self.world.set_hpa(
+            self.namespace, deployment, replicas, min_replicas=min_replicas, max_replicas=max_replicas
+        )
         self.clock.advance(10)
+
+    def hpa_wants(self, deployment: str, replicas: int) -> None:
+        self.world.autoscale(self.namespace, deployment, replicas)
+        self.clock.advance(10)
+
+    def hpa_synced(self, deployment: str) -> int:
+        record = self.world.record(self.namespace, deployment)  # the simulated HPA acts at once
+        assert record is not None
+        return record.replicas
+
+    def hpa_bounds(self, deployment: str) -> tuple[int, int]:
+        bounds = self.world.hpa_bounds(self.namespace, deployment)
+        assert bounds is not None
+        return bounds
 
     def cluster_denied(self, denied: set[tuple[str, str]]) -> Cluster:
         self.world.forbidden = set(denied)
@@ -329,15 +373,22 @@ class KubernetesHarness:
         self._wait_ready(name)
         return TargetRef(namespace=self.namespace, deployment=name, container=name, service=name)
 
-    def set_hpa(self, deployment: str, replicas: int) -> None:
-        """An HPA pinned at `replicas`; its status is written as the HPA controller (not run by the
-        local control plane) would, and the Deployment scaled to match."""
+    def set_hpa(
+        self,
+        deployment: str,
+        replicas: int,
+        *,
+        min_replicas: int | None = None,
+        max_replicas: int | None = None,
+    ) -> None:
+        """A real HPA, acted on by the local control plane's HPA controller (with no metrics API
+        there it enforces its bounds and nothing else)."""
         hpa = {
             "metadata": {"name": deployment},
             "spec": {
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
-                "minReplicas": replicas,
-                "maxReplicas": replicas,
+                "minReplicas": replicas if min_replicas is None else min_replicas,
+                "maxReplicas": replicas if max_replicas is None else max_replicas,
                 "metrics": [
                     {
                         "type": "Resource",
@@ -349,13 +400,33 @@ class KubernetesHarness:
                 ],
             },
         }
-        self._autoscaling.create_namespaced_horizontal_pod_autoscaler(self.namespace, hpa)
         self._apps.patch_namespaced_deployment(deployment, self.namespace, {"spec": {"replicas": replicas}})
-        status = {"status": {"currentReplicas": replicas, "desiredReplicas": replicas}}
-        self._autoscaling.patch_namespaced_horizontal_pod_autoscaler_status(
-            deployment, self.namespace, status
-        )
+        self._autoscaling.create_namespaced_horizontal_pod_autoscaler(self.namespace, hpa)
+        self.hpa_synced(deployment)
         self._wait_ready(deployment)
+
+    def hpa_wants(self, deployment: str, replicas: int) -> None:
+        """What the HPA controller writes when its metrics ask for `replicas`: the Deployment's
+        scale (this plane has no metrics API); the controller itself then keeps it within bounds."""
+        self._apps.patch_namespaced_deployment_scale(
+            deployment, self.namespace, {"spec": {"replicas": replicas}}
+        )
+
+    def hpa_synced(self, deployment: str, timeout: float = 60.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            replicas = self._apps.read_namespaced_deployment(deployment, self.namespace).spec.replicas
+            hpa = self._autoscaling.read_namespaced_horizontal_pod_autoscaler(deployment, self.namespace)
+            seen = hpa.status is not None and hpa.status.conditions  # it has acted at least once
+            if seen and (hpa.status.current_replicas or 0) == replicas:  # (0 is left out of its status)
+                # It records the size it saw after writing its decision: nothing more to come.
+                return int(replicas)
+            time.sleep(0.2)
+        raise AssertionError(f"the HPA of {self.namespace}/{deployment} did not act within {timeout} s")
+
+    def hpa_bounds(self, deployment: str) -> tuple[int, int]:
+        hpa = self._autoscaling.read_namespaced_horizontal_pod_autoscaler(deployment, self.namespace)
+        return int(hpa.spec.min_replicas), int(hpa.spec.max_replicas)
 
     def cluster_denied(self, denied: set[tuple[str, str]]) -> Cluster:
         rules = copy.deepcopy(role_rules())
@@ -548,7 +619,9 @@ def _hooked_api_client(client: Any, configuration: Any, harness: KubernetesHarne
     class HookedApiClient(client.ApiClient):  # type: ignore[misc]
         def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
             hook = harness.write_hook
-            if hook is not None and method in verbs and "/deployments" in url:
+            if hook is not None and method in verbs and "/horizontalpodautoscalers/" in url:
+                hook(verbs[method], "horizontalpodautoscalers/" + url.split("?")[0].rsplit("/", 1)[1])
+            elif hook is not None and method in verbs and "/deployments" in url:
                 body = kwargs.get("body", args[1] if len(args) > 1 else None)
                 name = url.split("?")[0].rsplit("/deployments", 1)[1].strip("/")
                 if not name and isinstance(body, dict):

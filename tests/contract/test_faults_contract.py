@@ -89,23 +89,69 @@ def test_pods_that_never_become_ready_hit_the_progress_deadline(cluster_factory:
     assert status.stable.ready == 4
 
 
-def test_an_hpa_sets_the_capacity_and_the_stable_is_left_to_it(cluster_factory: Harness) -> None:
-    target = cluster_factory.create_app("web", image="web:1", replicas=2)
-    cluster_factory.set_hpa("web", 4)
+def test_an_hpa_lends_its_capacity_to_the_split_and_gets_its_own_bounds_back(
+    cluster_factory: Harness,
+) -> None:
+    """50 % with a baseline on a stable an HPA holds at 12 (min 12, max 15): out of reach while
+    the HPA's bounds were respected, reached now that they are lent; the HPA does not fight it."""
+    target = cluster_factory.create_app("web", image="web:1", replicas=12)
+    cluster_factory.set_hpa("web", 12, min_replicas=12, max_replicas=15)
     cluster = cluster_factory.cluster()
     status = cluster.read(target)
-    assert (status.hpa_replicas, status.capacity) == (4, 4)
-    split = plan_split(status.capacity, 20, baseline=True, stable_fixed=True)
-    writes: list[tuple[str, str]] = []
-    cluster_factory.write_hook = lambda verb, name: writes.append((verb, name))
+    assert (status.hpa_replicas, status.hpa_bounds, status.capacity) == (12, (12, 15), 12)
+    split = plan_split(status.capacity, 50, baseline=True)
+    assert (split.canary, split.baseline, split.stable) == (6, 6, 0)
 
+    cluster.apply_split(target, split, rollout_id=RID, image="web:2", step=0, progress_deadline=DEADLINE)
+
+    assert cluster_factory.hpa_synced("web") == 0  # the HPA saw the stable at its share and left it
+    assert cluster_factory.hpa_bounds("web") == (1, 1)
+    status = cluster.read(target)
+    assert status.hpa_bounds == (12, 15)  # its own, recorded on it while lent
+    assert status.effective_weight == 50.0
+    assert [t.ready for t in status.tracks] == [0, 6, 6]
+
+    status = cluster.promote(target, rollout_id=RID, progress_deadline=DEADLINE)
+
+    assert cluster_factory.hpa_bounds("web") == (12, 15)  # given back exactly
+    assert cluster_factory.hpa_synced("web") == 12
+    assert (status.stable.image, status.stable.replicas, status.stable.ready) == ("web:2", 12, 12)
+    assert status.canary is None
+    assert status.baseline is None
+    assert "canaryflow/hpa-bounds" not in str(cluster.read(target))
+
+
+def test_the_hpa_scaling_during_a_rollout_keeps_the_weight(cluster_factory: Harness) -> None:
+    """Load rises mid-rollout: the HPA grows the stable within the bounds lent to it, the next
+    split grows canary and baseline by the same factor, the rollback keeps the grown capacity."""
+    target = cluster_factory.create_app("web", image="web:1", replicas=10)
+    cluster_factory.set_hpa("web", 10, min_replicas=10, max_replicas=20)
+    cluster = cluster_factory.cluster()
+    split = plan_split(10, 20, baseline=True)
+    assert (split.canary, split.baseline, split.stable) == (2, 2, 6)
+    cluster.apply_split(target, split, rollout_id=RID, image="web:2", step=0, progress_deadline=DEADLINE)
+    assert cluster_factory.hpa_bounds("web") == (6, 12)  # 6 of 10 pods: at most 6/10 of 20
+
+    cluster_factory.hpa_wants("web", 13)  # the HPA may grow the stable to 12, not beyond
+
+    assert cluster_factory.hpa_synced("web") == 12
+    status = cluster.read(target)
+    assert status.rescaled
+    assert status.capacity == 20  # 10 * 12 / 6: the whole target grows with its stable
+    split = plan_split(status.capacity, 20, baseline=True)
     status = cluster.apply_split(
         target, split, rollout_id=RID, image="web:2", step=0, progress_deadline=DEADLINE
     )
+    assert [t.ready for t in status.tracks] == [12, 4, 4]
+    assert status.effective_weight == 20.0
+    assert cluster_factory.hpa_bounds("web") == (12, 12)  # the target is at the HPA's maximum
+    assert cluster_factory.hpa_synced("web") == 12
+
     status = cluster.rollback(target, rollout_id=RID, progress_deadline=DEADLINE)
 
-    assert not [w for w in writes if w[1] == "web"]  # never a write to the stable
-    assert (status.stable.replicas, status.stable.ready) == (4, 4)
+    assert cluster_factory.hpa_bounds("web") == (10, 20)
+    assert (status.stable.image, status.stable.replicas, status.stable.ready) == ("web:1", 20, 20)
+    assert cluster_factory.hpa_synced("web") == 20
 
 
 def test_a_missing_target_is_not_found_and_nothing_changes(cluster_factory: Harness) -> None:

@@ -25,7 +25,7 @@ class Killed(BaseException):
 def _left_mid_split(stack: SimulatedStack, weight: int = 50) -> None:
     """A rollout that set a `weight` % split and then lost its process."""
     status = stack.cluster.read(stack.target)
-    split = plan_split(status.capacity, weight, baseline=True, stable_fixed=False)
+    split = plan_split(status.capacity, weight, baseline=True)
     stack.cluster.apply_split(
         stack.target, split, rollout_id=LEFT, image=GOOD_IMAGE, step=2, progress_deadline=DEADLINE
     )

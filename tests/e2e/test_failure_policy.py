@@ -158,10 +158,10 @@ def test_a_kubernetes_error_that_retrying_cannot_fix_rolls_back(
     assert status.canary is None
 
 
-def test_a_weight_an_hpa_makes_unreachable_is_refused_by_the_preflight_before_any_write(
+def test_a_weight_out_of_reach_at_the_capacity_an_hpa_holds_is_refused_by_the_preflight_before_any_write(
     stack: SimulatedStack, rollout_of: Callable[..., Any]
 ) -> None:
-    stack.world.set_hpa("shop", "web", 12)  # the stable is held at 12: 50 % with a baseline is out of reach
+    stack.world.set_hpa("shop", "web", 1)  # one pod: 20 % with a baseline is 33 % at best
     writes: list[str] = []
     stack.world.before_write = lambda verb, namespace, name: writes.append(f"{verb} {name}")
 
@@ -169,7 +169,7 @@ def test_a_weight_an_hpa_makes_unreachable_is_refused_by_the_preflight_before_an
 
     assert state.is_failed()
     with pytest.raises(
-        WeightError, match=r"shop/web: step 3 \(setWeight: 50\) of .* is out of reach: weight 50%"
+        WeightError, match=r"shop/web: step 1 \(setWeight: 20\) of .* is out of reach: weight 20%"
     ):
         state.result()
     assert writes == []  # not mid-rollout: before the first pod

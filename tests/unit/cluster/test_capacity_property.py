@@ -12,6 +12,10 @@ timeouts, lost write races). The invariants:
   larger when a person scaled it up since;
 - the rollout ends with the stable alone, on the image it should run, at that capacity, Ready.
 
+With an HPA on the stable (bounds lent to the split, `canaryflow.cluster.actuation`), "scaling"
+is the HPA's (load rose, it grows the stable within the lent bounds) and, besides the first two
+invariants, the HPA ends with its own bounds, and the stable at least at its size at the start.
+
 The simulated Deployment controller surges without unavailability, so the surge budget is 0 here;
 the contract suite checks the same order of writes on the real API server
 (``tests/contract/test_split_contract.py``).
@@ -84,17 +88,24 @@ def read(cluster: SimulatedCluster, world: SimulatedWorld) -> TargetStatus:
     raise AssertionError("the API server never answered")
 
 
-def run(replicas: int, ops: list[Op], promote: bool) -> tuple[Watch, SimulatedCluster, bool]:
+def run(
+    replicas: int, ops: list[Op], promote: bool, *, hpa: bool = False
+) -> tuple[Watch, SimulatedCluster, bool]:
     world = SimulatedWorld(pod_ready_delay=2.0)
     world.add_deployment("shop", "web", image="web:1", replicas=replicas, labels={"app": "web"})
     world.add_service("shop", "web", {"app": "web"})
+    if hpa:
+        world.set_hpa("shop", "web", replicas, min_replicas=replicas, max_replicas=2 * replicas)
     cluster = SimulatedCluster(world, poll_interval=0.5)
     watch = Watch(world, capacity=replicas)
     world.before_write = watch.before_write
     started = stopped = False
     weight = 0
     for kind, a, b in ops:
-        if kind == "scale" and started:
+        if kind == "scale" and started and hpa:
+            world.autoscale("shop", "web", a)  # within the bounds lent to it
+            kind, a = "checkpoint", weight
+        elif kind == "scale" and started:
             world.scale("shop", "web", a)
             watch.capacity = max(watch.capacity, a)
             kind, a = "checkpoint", weight
@@ -133,6 +144,8 @@ def run(replicas: int, ops: list[Op], promote: bool) -> tuple[Watch, SimulatedCl
                 stopped = True
                 break
             started, weight = True, a
+            if hpa:  # the HPA's growth, as the controller takes it in (never below the start)
+                watch.capacity = max(watch.capacity, status.capacity)
             assert watch.serving() >= watch.capacity, "a split returned below the capacity"
     world.outage(0.0)
     world.timeouts = world.conflicts = 0
@@ -157,3 +170,21 @@ def test_capacity_never_drops_below_what_the_stable_had_or_a_person_set(
     assert status.stable.image == ("web:2" if promoted else "web:1")
     assert status.stable.replicas == status.stable.ready == watch.capacity
     assert watch.serving() == watch.capacity
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(replicas=st.integers(2, 12), ops=st.lists(OPS, max_size=14), promote=st.booleans())
+def test_with_an_hpa_capacity_never_drops_and_the_hpa_gets_its_own_bounds_back(
+    replicas: int, ops: list[Op], promote: bool
+) -> None:
+    watch, cluster, promoted = run(replicas, ops, promote, hpa=True)
+
+    assert watch.violations == []
+    status = cluster.read(TARGET)
+    assert watch.world.deployment_names("shop") == ["web"]
+    assert (status.canary, status.baseline, status.state) == (None, None, None)
+    assert status.stable.image == ("web:2" if promoted else "web:1")
+    assert watch.world.hpa_bounds("shop", "web") == (replicas, 2 * replicas)
+    assert status.hpa_bounds == (replicas, 2 * replicas)
+    assert "canaryflow/hpa-bounds" not in str(status)
+    assert replicas <= status.stable.replicas == status.stable.ready == watch.serving() <= 2 * replicas

@@ -9,17 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from canaryflow.errors import WeightError
-from canaryflow.replicas import DEFAULT_TOLERANCE, Split, plan_split, reachable_weights
+from canaryflow.replicas import DEFAULT_TOLERANCE, plan_split, reachable_weights
 
 
-def _allowed(capacity: int, baseline: bool, fixed: bool) -> list[tuple[int, int, int]]:
+def _allowed(capacity: int, baseline: bool) -> list[tuple[int, int, int]]:
     """Every (canary, baseline, stable) the rules allow, by enumeration."""
     splits = []
     for canary in range(1, capacity + 1):
         base = canary if baseline else 0
         for stable in range(capacity + 1):
-            if fixed and stable != capacity:
-                continue
             if canary + base + stable >= capacity:
                 splits.append((canary, base, stable))
     return splits
@@ -34,24 +32,23 @@ def _error(canary: int, total: int, weight: int) -> Fraction:
     capacity=st.integers(1, 24),
     weight=st.integers(1, 100),
     baseline=st.booleans(),
-    fixed=st.booleans(),
 )
 def test_the_plan_is_the_closest_allowed_split_or_an_error(
-    capacity: int, weight: int, baseline: bool, fixed: bool
+    capacity: int, weight: int, baseline: bool
 ) -> None:
-    allowed = _allowed(capacity, baseline, fixed)
+    allowed = _allowed(capacity, baseline)
     best = min(_error(c, c + b + s, weight) for c, b, s in allowed)
     if best > DEFAULT_TOLERANCE:
         with pytest.raises(WeightError, match="reachable weights"):
-            plan_split(capacity, weight, baseline=baseline, stable_fixed=fixed)
-        assert weight not in reachable_weights(capacity, baseline=baseline, stable_fixed=fixed)
+            plan_split(capacity, weight, baseline=baseline)
+        assert weight not in reachable_weights(capacity, baseline=baseline)
         return
-    split = plan_split(capacity, weight, baseline=baseline, stable_fixed=fixed)
+    split = plan_split(capacity, weight, baseline=baseline)
     assert (split.canary, split.baseline, split.stable) in allowed
     assert split.total >= capacity
     assert split.canary >= 1
     assert split.baseline == (split.canary if baseline else 0)
-    assert split.stable == capacity if fixed else split.stable <= capacity
+    assert split.stable <= capacity
     assert abs(split.effective_weight - weight) <= DEFAULT_TOLERANCE
     assert _error(split.canary, split.total, weight) == best
     fewest = min(c + b + s for c, b, s in allowed if _error(c, c + b + s, weight) == best)
@@ -74,14 +71,12 @@ def test_invariants_hold_at_any_capacity(capacity: int, weight: int, baseline: b
 
 
 @settings(max_examples=25, deadline=None)
-@given(capacity=st.integers(1, 20), baseline=st.booleans(), fixed=st.booleans())
-def test_reachable_weights_are_exactly_the_ones_plan_accepts(
-    capacity: int, baseline: bool, fixed: bool
-) -> None:
-    reachable = set(reachable_weights(capacity, baseline=baseline, stable_fixed=fixed))
+@given(capacity=st.integers(1, 20), baseline=st.booleans())
+def test_reachable_weights_are_exactly_the_ones_plan_accepts(capacity: int, baseline: bool) -> None:
+    reachable = set(reachable_weights(capacity, baseline=baseline))
     for weight in range(1, 101):
         try:
-            plan_split(capacity, weight, baseline=baseline, stable_fixed=fixed)
+            plan_split(capacity, weight, baseline=baseline)
         except WeightError:
             assert weight not in reachable
         else:
@@ -119,23 +114,3 @@ def test_an_unreachable_weight_says_which_weights_are_reachable() -> None:
         "weight 10% cannot be reached within 5 points with 5 stable replica(s) "
         "(nearest: canary 1, baseline 0, stable 5: 16.7% (requested 10%)); reachable weights: 12-88, 95-100"
     )
-
-
-def test_with_an_hpa_canary_and_baseline_come_on_top_and_half_is_out_of_reach() -> None:
-    split = plan_split(10, 20, baseline=True, stable_fixed=True)
-    assert (split.canary, split.baseline, split.stable) == (3, 3, 10)
-    with pytest.raises(WeightError, match=r"held by an HPA.*reachable weights: 4-38"):
-        plan_split(10, 50, baseline=True, stable_fixed=True)
-
-
-def test_weight_zero_is_the_stable_alone() -> None:
-    assert plan_split(3, 0, baseline=True) == Split(stable=3, canary=0, baseline=0, requested_weight=0)
-
-
-def test_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="between 0 and 100"):
-        plan_split(4, 101, baseline=True)
-    with pytest.raises(WeightError, match="at least one"):
-        plan_split(0, 10, baseline=True)
-    with pytest.raises(ValueError, match="at least one pod"):
-        Split(stable=0, canary=0, baseline=0, requested_weight=0)
