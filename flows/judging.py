@@ -50,9 +50,19 @@ def analyze(
     intervals = max(1, math.floor(step.max_duration.total_seconds() / interval + 1e-9))
     verdict: Verdict | None = None
     unanswered: list[str] = []
+    clock = runtime.clock
+    # maxDuration is time, not a count of looks: a look is taken one interval after the last one's
+    # end (windows never overlap, a slow query or checkpoint does not push the next look back),
+    # and none is started whose end would fall after maxDuration.
+    last = clock.monotonic()
+    ends = last + step.max_duration.total_seconds() + 1e-6
     for _ in range(intervals):
         checkpoint()
-        end = hold(runtime.clock, interval, why=f"analysis interval of {plan.rollout_id}")
+        planned, now = last + interval, clock.monotonic()
+        if verdict is not None and planned > ends:
+            break
+        end = hold(clock, max(0.0, planned - now), why=f"analysis interval of {plan.rollout_id}")
+        last = planned if planned >= now else clock.monotonic()  # on time, or as soon as it could
         try:
             observed = observe_io(
                 runtime.metrics,

@@ -59,6 +59,42 @@ def test_prometheus_down_for_the_whole_analysis_rolls_back_never_promotes(
     assert stack.cluster.read(stack.target).stable.image == STABLE_IMAGE
 
 
+class HangingMetrics(FlakyMetrics):
+    """Down for the whole analysis, each query hanging `hang` seconds of the stack's clock before
+    it fails (a Prometheus that times out); records the clock at each of the canary's queries."""
+
+    def __init__(self, stack: SimulatedStack, *, hang: float) -> None:
+        super().__init__(stack.metrics, down_calls=float("inf"))
+        self.clock, self.hang = stack.clock, hang
+        self.queried: list[float] = []
+
+    def observe(self, query: MetricQuery, **kwargs: Any) -> TrackObservation:
+        if kwargs.get("track") != "stable":
+            self.queried.append(self.clock.monotonic())
+            self.clock.advance(self.hang)
+        return super().observe(query, **kwargs)
+
+
+def test_a_metrics_outage_does_not_stretch_an_analysis_beyond_its_max_duration(
+    stack: SimulatedStack,
+    rollout_of: Callable[..., Any],
+    with_metrics: Callable[[MetricsSource], None],
+    tmp_path: Path,
+) -> None:
+    spec = write_spec(tmp_path, ["{setWeight: 20}", "{analyze: {interval: 10s, maxDuration: 1m}}"])
+    hanging = HangingMetrics(stack, hang=8.0)  # a look: two tries (the task retries once), 16 s
+    with_metrics(hanging)
+
+    outcome = rollout_of(GOOD_IMAGE, spec=spec).result()
+
+    assert outcome.result == "rolled-back"
+    assert outcome.reason.startswith("Metrics outage")
+    began = hanging.queried[0] - 10.0  # the first look is one interval after the analysis began
+    ended = hanging.queried[-1] + hanging.hang
+    assert ended - began <= 60.0 + 16.0  # maxDuration, and at most the last look's own time
+    assert len(hanging.queried) == 2 * 4  # looks at 10, 26, 42 and 58 s: the next would end at 74
+
+
 def test_the_judge_waits_while_prometheus_is_down_then_promotes(
     stack: SimulatedStack,
     rollout_of: Callable[..., Any],
