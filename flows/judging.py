@@ -35,10 +35,17 @@ Checkpoint = Callable[[], None]
 
 
 def analyze(
-    plan: RolloutPlan, runtime: Runtime, index: int, *, reporter: Reporter, checkpoint: Checkpoint
+    plan: RolloutPlan,
+    runtime: Runtime,
+    index: int,
+    *,
+    reporter: Reporter,
+    checkpoint: Checkpoint,
+    decided: Callable[[Verdict], None] = lambda verdict: None,
 ) -> Verdict:
     """Run the analyze step `index` of `plan` on `runtime`'s clock and metrics source to its verdict
-    (promote, rollback or inconclusive)."""
+    (promote, rollback or inconclusive). `decided` is called with the verdict as soon as it is
+    known, before it is reported (the caller records a decision in the cluster there)."""
     step = plan.analyze_step(index)
     interval = step.interval.total_seconds()
     queries = plan.queries()
@@ -86,6 +93,7 @@ def analyze(
         verdict = replace(
             verdict, reason=_outage_reason(unanswered, judge_intervals=verdict.interval) + verdict.reason
         )
+    decided(verdict)
     settings = plan.spec.analysis_settings(step)
     tolerances = {m.name: settings.tolerance_for(m) for m in settings.metrics}
     reporter.verdict(index, verdict, log, chart=_chart(recorder, log, tolerances))

@@ -37,6 +37,7 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed
 
+from analysis.verdicts import Verdict
 from canaryflow.cluster.port import RolloutId, Track
 from canaryflow.errors import (
     BaselineLostError,
@@ -62,6 +63,7 @@ from flows.steps import (
     look_for_drift,
     promote_canary,
     read_target,
+    record_decision,
     roll_back_canary,
     set_weight,
     with_retries,
@@ -396,13 +398,34 @@ def pause(run: Run, index: int, step: Pause) -> list[str]:
 
 def analysis(run: Run, index: int) -> list[str]:
     plan = run.plan
-    verdict = analyze(plan, run.runtime, index, reporter=run.reporter, checkpoint=lambda: checkpoint(run))
+    verdict = analyze(
+        plan,
+        run.runtime,
+        index,
+        reporter=run.reporter,
+        checkpoint=lambda: checkpoint(run),
+        decided=lambda verdict: decide_early(run, verdict),
+    )
     if verdict.decision == "promote":
         return [f"analysis at step {index + 1}: {verdict.reason}"]
     if verdict.decision == "inconclusive" and plan.spec.spec.failure_policy.on_inconclusive == "continue":
         run.reporter.say("%s: %s Going on (onInconclusive: continue).", plan.rollout_id, verdict.reason)
         return []
     return on_failure(run, index, verdict.reason)
+
+
+def decide_early(run: Run, verdict: Verdict) -> None:
+    """A verdict that rolls the canary back (`analysis` and `on_failure` below) is recorded in the
+    cluster at once, before its artifacts are drawn: a run killed from here on is resumed into the
+    rollback, not into the analysis again (the bad canary would serve another analysis meanwhile)."""
+    policy = run.plan.spec.spec.failure_policy
+    if verdict.decision == "promote" or policy.on_failure == "pause":
+        return
+    if verdict.decision == "inconclusive" and policy.on_inconclusive == "continue":
+        return
+    with_retries(record_decision, run.runtime.retry_delays)(
+        run.runtime.cluster, run.plan.target, rollout_id=run.plan.rollout_id, phase=RolloutPhase.ROLLING_BACK
+    )
 
 
 def on_failure(run: Run, index: int, reason: str) -> list[str]:

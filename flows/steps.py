@@ -29,6 +29,7 @@ from canaryflow.metrics import MetricQuery, MetricsSource, observe_interval
 from canaryflow.plan import RolloutPlan
 from canaryflow.preflight import check_target
 from canaryflow.replicas import Split, plan_split
+from canaryflow.status import RolloutPhase
 
 __all__ = [
     "check_before_writing",
@@ -149,6 +150,15 @@ def roll_back_canary(
 ) -> TargetStatus:
     """Put the stable back on its image at full size; remove canary and baseline."""
     return cluster.rollback(target, rollout_id=rollout_id, progress_deadline=progress_deadline)
+
+
+@task(name="decide", retry_condition_fn=_retry_on_io, cache_policy=NO_CACHE)
+def record_decision(
+    cluster: Cluster, target: TargetRef, *, rollout_id: RolloutId, phase: RolloutPhase
+) -> None:
+    """Record on the target that the rollout will promote or roll back, before the decision is
+    reported or carried out (`Cluster.decide`): a run that dies after it is resumed into it."""
+    cluster.decide(target, rollout_id=rollout_id, phase=phase)
 
 
 #: How often a long wait looks whether the rollout must stop (`hold_until_asked`).

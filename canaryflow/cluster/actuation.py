@@ -161,6 +161,19 @@ class ReplicaActuator:
         self.announce(target, "CanarySplit", f"{rollout_id} step {step + 1}: {_split_words(status, image)}")
         return status
 
+    def decide(
+        self,
+        target: TargetRef,
+        *,
+        rollout_id: RolloutId,
+        phase: RolloutPhase,
+        outage_tolerance: timedelta = FINISH_OUTAGE_TOLERANCE,
+    ) -> None:
+        if phase not in (RolloutPhase.PROMOTING, RolloutPhase.ROLLING_BACK):
+            raise ValueError(f"a rollout decides to promote or to roll back, not {phase}")
+        patience = self._patience(outage_tolerance, f"recording the decision of {rollout_id} on {target}")
+        self._retrying(target, lambda: self._mark(target, rollout_id, phase), patience)
+
     def promote(
         self,
         target: TargetRef,

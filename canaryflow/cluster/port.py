@@ -256,6 +256,21 @@ class Cluster(Protocol):
         """
         ...
 
+    def decide(
+        self,
+        target: TargetRef,
+        *,
+        rollout_id: RolloutId,
+        phase: RolloutPhase,
+        outage_tolerance: timedelta = ...,
+    ) -> None:
+        """Record that rollout `rollout_id` will promote or roll back (`phase`: PROMOTING or
+        ROLLING_BACK) in the rollout state, before anything else: a run that dies from here on is
+        resumed into that decision, never into the analysis again. `promote` and `rollback` record
+        it too (first), so calling this is only needed where work comes between the decision and
+        them. Nothing is written when the state is already there or gone."""
+        ...
+
     def promote(
         self,
         target: TargetRef,

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from canaryflow.cluster.port import Cluster, RolloutId, TargetRef
+from canaryflow.errors import RolloutInProgressError
 from canaryflow.replicas import plan_split
+from canaryflow.status import RolloutPhase
 from tests.contract.harness import Harness
 
 DEADLINE = timedelta(seconds=60)
@@ -87,3 +91,26 @@ def test_pods_of_the_app_end_on_the_promoted_image(cluster_factory: Harness) -> 
         return len(ready) == 4 and {(p.track, p.image) for p in ready} == {("stable", "web:2")}
 
     cluster_factory.eventually(only_promoted_pods, "four Ready stable pods on web:2 and nothing else")
+
+
+def test_a_decision_is_recorded_first_and_only_on_the_rollouts_own_state(cluster_factory: Harness) -> None:
+    cluster, target = _started(cluster_factory)
+    writes: list[tuple[str, str]] = []
+    cluster_factory.write_hook = lambda verb, name: writes.append((verb, name))
+
+    cluster.decide(target, rollout_id=RID, phase=RolloutPhase.ROLLING_BACK)
+    cluster.decide(target, rollout_id=RID, phase=RolloutPhase.ROLLING_BACK)  # idempotent
+
+    assert writes == [("patch", "web-canary")]  # the state lives on the canary; nothing else moved
+    status = cluster.read(target)
+    assert status.state is not None
+    assert status.state.phase == RolloutPhase.ROLLING_BACK
+    assert [t.replicas for t in status.tracks] == [0, 2, 2]
+    with pytest.raises(RolloutInProgressError):
+        cluster.decide(target, rollout_id=RolloutId("other"), phase=RolloutPhase.ROLLING_BACK)
+    with pytest.raises(ValueError, match="promote or to roll back"):
+        cluster.decide(target, rollout_id=RID, phase=RolloutPhase.PROGRESSING)
+
+    status = cluster.rollback(target, rollout_id=RID, progress_deadline=DEADLINE)  # a resumed run's
+    assert (status.canary, status.baseline, status.state) == (None, None, None)
+    assert (status.stable.image, status.stable.ready) == ("web:1", 4)
