@@ -23,6 +23,7 @@ Split first by what the caller does next (retry later, or give up), then by doma
         │   ├── ConflictError            a write lost a race (409) and retries ran out
         │   ├── ForbiddenError           RBAC forbids the operation
         │   ├── RolloutInProgressError   the target is already in a rollout by another id
+        │   ├── FencedError              another holder took the target's Lease: this one may not write
         │   ├── ProgressDeadlineError    pods did not become ready within the progress deadline
         │   ├── DriftError               somebody else changed the target mid-rollout (the rollout stops)
         │   │   ├── CanaryLostError      ... deleted its canary (recreated once, then the rollout stops)
@@ -64,6 +65,7 @@ __all__ = [
     "ClusterUnavailableError",
     "ConflictError",
     "DriftError",
+    "FencedError",
     "ForbiddenError",
     "ImageRenderError",
     "InputError",
@@ -224,6 +226,11 @@ class RolloutInProgressError(ClusterError):
     def __init__(self, message: str, *, target: str | None = None, rollout_id: str | None = None) -> None:
         super().__init__(message, target=target)
         self.rollout_id = rollout_id
+
+
+class FencedError(ClusterError):
+    """Another holder took the target's Lease (this one's expired or was taken from a dead holder):
+    a write of the old holder is refused, so two controllers never change one target."""
 
 
 class ProgressDeadlineError(ClusterError):

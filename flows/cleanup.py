@@ -144,7 +144,10 @@ def cleanup(target: CleanupRequest) -> CleanupOutcome:
         try:
             slot.enter_context(
                 cleanup_slot(
-                    ref, timeout_seconds=target.slot_timeout_seconds, lease_seconds=runtime.slot_lease_seconds
+                    ref,
+                    timeout_seconds=target.slot_timeout_seconds,
+                    lease_seconds=runtime.slot_lease_seconds,
+                    cluster=runtime.cluster,
                 )
             )
         except TimeoutError:

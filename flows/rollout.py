@@ -138,7 +138,7 @@ def rollout(request: RolloutRequest) -> RolloutOutcome | State[Any]:
         rename_refused_run(plan.rollout_id)
         raise
     request_target(plan)
-    with target_slot(plan, lease_seconds=runtime.slot_lease_seconds):
+    with target_slot(plan, lease_seconds=runtime.slot_lease_seconds, cluster=runtime.cluster):
         run = Run(plan, runtime, Reporter(plan, runtime))
         try:
             start = prepare(run)

@@ -1,4 +1,15 @@
-"""One rollout per target: a Prefect global concurrency slot, and superseding the running rollout.
+"""One rollout per target: a Kubernetes Lease and a Prefect global concurrency slot, and superseding
+the running rollout.
+
+The lock lives where the truth lives: the target's Lease (`canaryflow.cluster.port.Cluster.lock`,
+``canaryflow-<deployment>`` in its namespace). A run takes it once it has the Prefect slot (the
+second gate, which also orders the waiting runs), renews it every third of its duration in a thread
+of its own (not through Prefect), and gives it back at its end. It is taken from another holder
+only once that holder's Lease expired, or at once when the holder is certainly dead (its flow run
+ended, or its process on this host is gone: the same test as for the slot below). Taking it over
+increases its fencing token and stamps it on the target's Deployments, so the old holder, should
+it still run, is refused every write from then on (`canaryflow.errors.FencedError`); a run whose
+renewal finds the Lease taken stops at its next checkpoint (`SlotLost`).
 
 The slot is a global concurrency limit of 1 named after the target (`canaryflow.plan.slot_name`), held
 for the whole rollout, pauses included (a deployment's concurrency limit would be given up by a
@@ -41,7 +52,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
@@ -56,8 +67,8 @@ from prefect.runtime import flow_run
 from prefect.states import Crashed
 from prefect.variables import Variable
 
-from canaryflow.cluster.port import TargetRef
-from canaryflow.errors import RolloutAborted
+from canaryflow.cluster.port import Cluster, TargetRef
+from canaryflow.errors import RolloutAborted, TransientError
 from canaryflow.plan import RolloutPlan
 
 __all__ = [
@@ -201,9 +212,9 @@ def _requests_of(record: dict[str, Any], run_id: str) -> dict[str, dict[str, Any
 
 
 @contextmanager
-def target_slot(plan: RolloutPlan, *, lease_seconds: float) -> Iterator[None]:
-    """Hold the target's slot (waiting for it) and record this run as its holder; the lease of
-    `lease_seconds` is renewed while the run lives."""
+def target_slot(plan: RolloutPlan, *, lease_seconds: float, cluster: Cluster) -> Iterator[None]:
+    """Hold the target's slot and then its Lease (waiting for each) and record this run as their
+    holder; both leases, of `lease_seconds`, are renewed while the run lives."""
     name = slot_name(plan.target)
     run_id = str(flow_run.get_id() or "")
     with get_client(sync_client=True) as client:
@@ -224,7 +235,9 @@ def target_slot(plan: RolloutPlan, *, lease_seconds: float) -> Iterator[None]:
             asked = _requests_of(record, run_id)  # asked while this run waited for the slot
             _write(name, {"holder": holder, "superseded_by": newest, **asked})
             try:
-                yield
+                identity = f"{plan.rollout_id}/{run_id or _this_process()['pid']}"
+                with _cluster_lock(cluster, plan.target, identity, holder, lease_seconds, deadline=None):
+                    yield
             finally:
                 record = _read(name)
                 if (record.get("holder") or {}).get("lease_id") == holder["lease_id"]:
@@ -235,8 +248,11 @@ def target_slot(plan: RolloutPlan, *, lease_seconds: float) -> Iterator[None]:
 
 
 @contextmanager
-def cleanup_slot(target: TargetRef, *, timeout_seconds: float, lease_seconds: float) -> Iterator[None]:
-    """Hold `target`'s slot to converge it, releasing a dead holder's lease (not recorded as holder).
+def cleanup_slot(
+    target: TargetRef, *, timeout_seconds: float, lease_seconds: float, cluster: Cluster
+) -> Iterator[None]:
+    """Hold `target`'s slot and Lease to converge it, releasing a dead holder's lease (not
+    recorded as the slot's holder).
 
     Raises
     ------
@@ -247,10 +263,14 @@ def cleanup_slot(target: TargetRef, *, timeout_seconds: float, lease_seconds: fl
     run_id = str(flow_run.get_id() or "")
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(name, 1)
-        lease_id = _acquire(client, name, lease_seconds, run_id, deadline=time.monotonic() + timeout_seconds)
+        deadline = time.monotonic() + timeout_seconds
+        lease_id = _acquire(client, name, lease_seconds, run_id, deadline=deadline)
     try:
         with _renewing(lease_id, lease_seconds):
-            yield
+            details = {"flow_run_id": run_id, "rollout_id": "cleanup", **_this_process()}
+            identity = f"cleanup/{run_id or details['pid']}"
+            with _cluster_lock(cluster, target, identity, details, lease_seconds, deadline=deadline):
+                yield
     finally:
         with get_client(sync_client=True) as client:
             client.release_concurrency_slots_with_lease(lease_id)
@@ -360,6 +380,88 @@ def _process_started(pid: int) -> str | None:
         return None
     # After the command: the state (field 3 of proc(5)), ..., the start time (field 22).
     return None if fields[0] in ("Z", "X") else fields[19]
+
+
+#: How long a run waits through an API server that does not answer before it gives up on the Lease.
+_LOCK_PATIENCE_SECONDS = 180.0
+
+
+@contextmanager
+def _cluster_lock(
+    cluster: Cluster,
+    target: TargetRef,
+    identity: str,
+    holder: dict[str, Any],
+    seconds: float,
+    *,
+    deadline: float | None,
+) -> Iterator[None]:
+    """Hold `target`'s Lease as `identity` (waiting while a live holder has it; TimeoutError past
+    the monotonic `deadline`), renewed every third of `seconds` in a thread; given back at the end.
+    A renewal that finds the Lease taken marks the slot lost (`check_slot` raises `SlotLost`)."""
+    details = {key: "" if value is None else str(value) for key, value in holder.items()}
+    duration = timedelta(seconds=seconds)
+    told, patience = False, time.monotonic() + _LOCK_PATIENCE_SECONDS
+    take_over: str | None = None
+    while True:
+        try:
+            lock = cluster.lock(
+                target, identity=identity, details=details, duration=duration, take_over=take_over
+            )
+        except TransientError:
+            if time.monotonic() > patience:
+                raise
+            time.sleep(1.0)
+            continue
+        if lock.granted or lock.holder is None:
+            break
+        with get_client(sync_client=True) as client:
+            why = _why_dead(client, dict(lock.holder.details))
+        if why is not None:
+            get_run_logger().warning("the holder of the lock of %s is dead (%s): taking it", target, why)
+            take_over = lock.holder.identity
+            continue
+        if not told:
+            told = True
+            get_run_logger().info(
+                "waiting for the lock of %s: %s holds it (until %s unless renewed)",
+                target, lock.holder.identity, lock.holder.expires_at,
+            )  # fmt: skip
+        if deadline is not None and time.monotonic() + 1.0 > deadline:
+            raise TimeoutError(f"the lock of {target} stayed taken by a live holder")
+        time.sleep(1.0)
+    if lock.took_over:
+        get_run_logger().warning(
+            "took the lock of %s from %s (fencing token %d)", target, lock.took_over, lock.token
+        )
+    lost = _LOST.get()
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(seconds / 3):
+            try:
+                kept = cluster.lock(target, identity=identity, details=details, duration=duration)
+            except Exception:  # a later renewal may still succeed within the Lease
+                continue
+            if not kept.granted and lost is not None:
+                lost.set()
+                return
+
+    thread = threading.Thread(
+        target=contextvars.copy_context().run, args=(renew,), name="lock-lease", daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=seconds)
+        try:
+            cluster.unlock(target, identity=identity)
+        except Exception as exc:  # it expires on its own
+            get_run_logger().warning(
+                "could not give the lock of %s back (%s); it expires by itself", target, exc
+            )
 
 
 @contextmanager

@@ -24,16 +24,19 @@ Nothing here knows Kubernetes or the simulation.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from canaryflow.clock import Clock
 from canaryflow.cluster.annotations import (
     CAPACITY,
+    FENCE,
     HPA_BOUNDS,
     PREVIOUS_IMAGE,
     PROMOTED_BY,
@@ -50,6 +53,8 @@ from canaryflow.cluster.drift import service_fault, stable_drift, track_drift
 from canaryflow.cluster.outages import DEFAULT_OUTAGE_TOLERANCE, FINISH_OUTAGE_TOLERANCE, Patience
 from canaryflow.cluster.port import (
     LastPromotion,
+    Lock,
+    LockHolder,
     PodInfo,
     RolloutCondition,
     RolloutId,
@@ -64,6 +69,7 @@ from canaryflow.cluster.workloads import (
     ClusterEvent,
     DeploymentRecord,
     HpaRecord,
+    LeaseRecord,
     NewTrack,
     Workloads,
 )
@@ -72,6 +78,7 @@ from canaryflow.errors import (
     ClusterError,
     ConflictError,
     DriftError,
+    FencedError,
     ForbiddenError,
     NotFoundError,
     NothingToUndoError,
@@ -81,7 +88,7 @@ from canaryflow.errors import (
 from canaryflow.replicas import Split
 from canaryflow.status import RolloutPhase
 
-__all__ = ["ReplicaActuator"]
+__all__ = ["ReplicaActuator", "lease_name"]
 
 _T = TypeVar("_T")
 _log = logging.getLogger(__name__)
@@ -115,6 +122,8 @@ class ReplicaActuator:
         self._condition_failed = False
         self._poll = poll_interval
         self._attempts = conflict_attempts
+        #: The fencing token of each target whose Lease this adapter holds.
+        self._tokens: dict[TargetRef, int] = {}
 
     # -- the port -------------------------------------------------------------------------------
 
@@ -160,6 +169,113 @@ class ReplicaActuator:
         status = self._wait(target, _ALL, progress_deadline, patience)
         self.announce(target, "CanarySplit", f"{rollout_id} step {step + 1}: {_split_words(status, image)}")
         return status
+
+    def lock(
+        self,
+        target: TargetRef,
+        *,
+        identity: str,
+        details: Mapping[str, str],
+        duration: timedelta,
+        take_over: str | None = None,
+    ) -> Lock:
+        if not identity:
+            raise ValueError("a lock's holder needs an identity")
+        ns, name = target.namespace, lease_name(target)
+        seconds = max(1, round(duration.total_seconds()))
+        notes = {_HOLDER: json.dumps(dict(details), sort_keys=True)}
+        for number in range(1, self._attempts + 1):
+            now = self._clock.now()
+            lease = self._workloads.get_lease(ns, name)
+            try:
+                if lease is None:  # (a Lease deleted since starts above the fences it left)
+                    start = self._highest_fence(target)
+                    new = LeaseRecord(name, "", identity, seconds, now, now, start, notes)
+                    self._workloads.write_lease(ns, new)
+                    self._tokens[target] = start
+                    return Lock(granted=True, token=start)
+                if lease.holder == identity:  # a renewal
+                    renewed = replace(lease, renewed_at=now, duration_seconds=seconds, annotations=notes)
+                    self._workloads.write_lease(ns, renewed)
+                    self._tokens[target] = lease.transitions
+                    return Lock(granted=True, token=lease.transitions)
+                expires = _expires(lease)
+                live = lease.holder and lease.holder != take_over and (expires is None or expires > now)
+                if live:
+                    holder = LockHolder(lease.holder, _holder_details(lease), expires)
+                    return Lock(granted=False, holder=holder)
+                token = lease.transitions + 1
+                taken = replace(
+                    lease,
+                    holder=identity,
+                    acquired_at=now,
+                    renewed_at=now,
+                    duration_seconds=seconds,
+                    transitions=token,
+                    annotations=notes,
+                )
+                self._workloads.write_lease(ns, taken)
+            except ConflictError:
+                if number == self._attempts:
+                    raise
+                self._clock.sleep(0.05 * number)
+                continue
+            self._tokens[target] = token
+            if lease.holder:  # taken from a holder that may still write: fence it out first
+                self._outlasting_conflicts(target, functools.partial(self._stamp_fence, target, token))
+                _log.warning("%s: took its lock from %s (fencing token %d)", target, lease.holder, token)
+            return Lock(granted=True, token=token, took_over=lease.holder or None)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def unlock(self, target: TargetRef, *, identity: str) -> None:
+        self._tokens.pop(target, None)
+        for _ in range(self._attempts):
+            lease = self._workloads.get_lease(target.namespace, lease_name(target))
+            if lease is None or lease.holder != identity:
+                return
+            try:
+                self._workloads.write_lease(target.namespace, replace(lease, holder=""))
+                return
+            except ConflictError:
+                continue
+
+    def _highest_fence(self, target: TargetRef) -> int:
+        records = [self._workloads.get_deployment(target.namespace, target.track_name(t)) for t in _ALL]
+        fences = [r.annotations.get(FENCE, "") for r in records if r is not None]
+        return max((int(f) for f in fences if f.isdigit()), default=0)
+
+    def _stamp_fence(self, target: TargetRef, token: int) -> None:
+        """Write `token` on every Deployment of the target (each patch carries the resourceVersion
+        read, so a write the old holder based on an earlier read now fails with a 409, and its next
+        read finds the larger token)."""
+        for track in _ALL:
+            record = self._workloads.get_deployment(target.namespace, target.track_name(track))
+            fence = "" if record is None else record.annotations.get(FENCE, "")
+            if record is None or (fence.isdigit() and int(fence) >= token):
+                continue
+            self._workloads.patch_deployment(
+                target.namespace,
+                record.name,
+                resource_version=record.resource_version,
+                annotations={FENCE: str(token)},
+            )
+
+    def _check_fence(self, target: TargetRef, records: Collection[DeploymentRecord | None]) -> None:
+        """FencedError when another holder of the target's lock stamped a larger token on one of
+        `records` (nothing to check while this adapter holds no lock of the target)."""
+        token = self._tokens.get(target)
+        if token is None:
+            return
+        for record in records:
+            if record is None:
+                continue
+            fence = record.annotations.get(FENCE, "")
+            if fence.isdigit() and int(fence) > token:
+                raise FencedError(
+                    f"{target}: another holder took its lock (fencing token {fence} on {record.name}, this "
+                    f"run holds {token}); this run no longer changes it",
+                    target=str(target),
+                )
 
     def decide(
         self,
@@ -335,8 +451,10 @@ class ReplicaActuator:
         return _Snapshot(status=status, records=records, written=written, hpa=hpa)
 
     def _owned(self, target: TargetRef, rollout_id: RolloutId) -> _Snapshot:
-        """A snapshot in which nothing belongs to another rollout or to somebody else."""
+        """A snapshot in which nothing belongs to another rollout or to somebody else, and no
+        other holder of the target's lock has fenced this adapter out."""
         snap = self._snapshot(target)
+        self._check_fence(target, snap.records.values())
         state = snap.status.state
         canary, baseline = snap.records.get("canary"), snap.records.get("baseline")
         if canary is not None and state is None:
@@ -571,6 +689,8 @@ class ReplicaActuator:
         annotations: Mapping[str, str],
         deadline: int,
     ) -> None:
+        # A create carries no resourceVersion to go stale: look at the stable's fence right before.
+        self._check_fence(target, [self._workloads.get_deployment(target.namespace, target.deployment)])
         new = NewTrack(
             source=target.deployment,
             name=target.track_name(track),
@@ -716,6 +836,28 @@ class ReplicaActuator:
                     ) from exc
                 self._clock.sleep(0.05 * number)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+#: On a target's Lease: what its holder recorded about itself (JSON: flow run, host, process).
+_HOLDER = "canaryflow/holder"
+
+
+def lease_name(target: TargetRef) -> str:
+    """The name of the Lease that is the target's lock."""
+    return f"canaryflow-{target.deployment}"
+
+
+def _expires(lease: LeaseRecord) -> datetime | None:
+    renewed = lease.renewed_at or lease.acquired_at
+    return None if renewed is None else renewed + timedelta(seconds=lease.duration_seconds)
+
+
+def _holder_details(lease: LeaseRecord) -> dict[str, str]:
+    try:
+        details = json.loads(lease.annotations.get(_HOLDER, "{}"))
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in details.items()} if isinstance(details, dict) else {}
 
 
 def _take_in_scale(state: RolloutState, stable: DeploymentRecord, *, by_hpa: bool) -> RolloutState:

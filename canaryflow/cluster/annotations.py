@@ -30,6 +30,7 @@ from canaryflow.status import RolloutPhase
 
 __all__ = [
     "CAPACITY",
+    "FENCE",
     "HPA_BOUNDS",
     "PREFIX",
     "PREVIOUS_IMAGE",
@@ -60,6 +61,9 @@ CAPACITY = PREFIX + "capacity"
 #: On the stable's HPA while a rollout has lent its bounds to the split: the HPA's own bounds,
 #: ``<min>-<max>``, given back exactly when the rollout ends.
 HPA_BOUNDS = PREFIX + "hpa-bounds"
+#: On the tracks of a target whose Lease changed holder: the new holder's fencing token. A writer
+#: holding a smaller token is fenced out (`canaryflow.errors.FencedError`).
+FENCE = PREFIX + "fence"
 #: On the stable after a promotion: the image the promotion replaced, the image it rolled out, and
 #: the rollout that did it (what `canaryflow undo` goes back from and to).
 PREVIOUS_IMAGE = PREFIX + "previous-image"

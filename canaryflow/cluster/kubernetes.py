@@ -37,6 +37,7 @@ from canaryflow.cluster.workloads import (
     ClusterEvent,
     DeploymentRecord,
     HpaRecord,
+    LeaseRecord,
     NewTrack,
     Permission,
     RolloutCondition,
@@ -57,6 +58,8 @@ _DEPLOYMENT = _DEPLOYMENTS + "/{name}"
 _SERVICE = "/api/v1/namespaces/{namespace}/services/{name}"
 _HPAS = "/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"
 _HPA = _HPAS + "/{name}"
+_LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+_LEASE = _LEASES + "/{name}"
 _PODS = "/api/v1/namespaces/{namespace}/pods"
 _EVENTS = "/api/v1/namespaces/{namespace}/events"
 _ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
@@ -193,6 +196,49 @@ class KubernetesWorkloads:
         patch = "application/merge-patch+json"
         self._request("PATCH", _HPA, namespace=namespace, name=name, body=body, content_type=patch)
 
+    def get_lease(self, namespace: str, name: str) -> LeaseRecord | None:
+        raw = self._request("GET", _LEASE, namespace=namespace, name=name, missing_ok=True)
+        if raw is None:
+            return None
+        meta, spec = raw.get("metadata", {}), raw.get("spec", {})
+        return LeaseRecord(
+            name=meta.get("name", name),
+            resource_version=meta.get("resourceVersion", ""),
+            holder=spec.get("holderIdentity") or "",
+            duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
+            acquired_at=_micro_time(spec.get("acquireTime")),
+            renewed_at=_micro_time(spec.get("renewTime")),
+            transitions=int(spec.get("leaseTransitions") or 0),
+            annotations=dict(meta.get("annotations") or {}),
+        )
+
+    def write_lease(self, namespace: str, lease: LeaseRecord) -> None:
+        spec: Json = {
+            "holderIdentity": lease.holder or None,
+            "leaseDurationSeconds": lease.duration_seconds,
+            "acquireTime": _micro(lease.acquired_at),
+            "renewTime": _micro(lease.renewed_at),
+            "leaseTransitions": lease.transitions,
+        }
+        if not lease.resource_version:
+            body: Json = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": lease.name, "annotations": dict(lease.annotations)},
+                "spec": spec,
+            }
+            self._request("POST", _LEASES, namespace=namespace, name="", body=body)
+            return
+        meta: Json = {"resourceVersion": lease.resource_version, "annotations": dict(lease.annotations)}
+        self._request(
+            "PATCH",
+            _LEASE,
+            namespace=namespace,
+            name=lease.name,
+            body={"metadata": meta, "spec": spec},
+            content_type="application/merge-patch+json",
+        )
+
     def list_pods(self, namespace: str, app: str) -> list[PodInfo]:
         raw = self._request("GET", _PODS, namespace=namespace, name="", query={"labelSelector": f"app={app}"})
         return [_pod_info(pod, app) for pod in (raw or {}).get("items", [])]
@@ -306,6 +352,17 @@ class KubernetesWorkloads:
             ) from exc
         parsed: Json = json.loads(data) if data else {}
         return parsed
+
+
+def _micro(moment: datetime | None) -> str | None:
+    """A Lease's MicroTime (RFC 3339 with microseconds, UTC)."""
+    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _micro_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _reason(exc: urllib3.exceptions.HTTPError) -> str:

@@ -26,6 +26,8 @@ __all__ = [
     "CONDITION_TYPE",
     "Cluster",
     "LastPromotion",
+    "Lock",
+    "LockHolder",
     "PodInfo",
     "RolloutCondition",
     "RolloutId",
@@ -55,6 +57,28 @@ class RolloutCondition:
     status: Literal["True", "False", "Unknown"]
     reason: str
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class LockHolder:
+    """Who holds a target's Lease: its identity, what it recorded about itself (flow run, host,
+    process) and when the Lease expires unless renewed."""
+
+    identity: str
+    details: Mapping[str, str]
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """`Cluster.lock`'s answer: granted with its fencing token, or refused with the live holder."""
+
+    granted: bool
+    #: The Lease's transitions when granted: a writer with a smaller one is fenced out.
+    token: int = 0
+    holder: LockHolder | None = None
+    #: Granted by taking the Lease from this other holder (expired, or named by ``take_over``).
+    took_over: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +278,28 @@ class Cluster(Protocol):
         not answer for longer than `outage_tolerance`, by default
         `canaryflow.cluster.outages.DEFAULT_OUTAGE_TOLERANCE`; shorter outages are ridden out).
         """
+        ...
+
+    def lock(
+        self,
+        target: TargetRef,
+        *,
+        identity: str,
+        details: Mapping[str, str],
+        duration: timedelta,
+        take_over: str | None = None,
+    ) -> Lock:
+        """Take or renew the target's lock: the Lease ``canaryflow-<deployment>`` in its namespace,
+        written by compare-and-swap. Granted when the Lease is free, held by `identity` (a renewal),
+        expired (not renewed for `duration`), or held by `take_over` (a holder the caller knows is
+        dead). Taking it from another holder increases its transitions, the fencing token, and
+        stamps it on the target's Deployments first: from then on every write of an adapter that
+        holds an older token raises FencedError. Refused (``granted=False``) with the live holder
+        otherwise. This adapter's later writes to the target are checked against the token."""
+        ...
+
+    def unlock(self, target: TargetRef, *, identity: str) -> None:
+        """Give the target's Lease back if `identity` holds it (nothing otherwise)."""
         ...
 
     def decide(

@@ -27,6 +27,7 @@ from canaryflow.cluster.workloads import (
     ClusterEvent,
     DeploymentRecord,
     HpaRecord,
+    LeaseRecord,
     NewTrack,
     Permission,
     RolloutCondition,
@@ -107,6 +108,7 @@ class SimulatedWorld:
         self._deployments: dict[tuple[str, str], _Deployment] = {}
         self._services: dict[tuple[str, str], dict[str, str]] = {}
         self._hpas: dict[tuple[str, str], _Hpa] = {}
+        self._leases: dict[tuple[str, str], LeaseRecord] = {}
         self._versions = itertools.count(2)
         self._pod_ids = itertools.count(1)
 
@@ -217,6 +219,11 @@ class SimulatedWorld:
         """The API server stops answering `after` seconds from now, for `seconds` (world's clock)."""
         self._down_from = self.clock.monotonic() + after
         self._down_until = self._down_from + seconds
+
+    def outage_only(self) -> None:
+        """A call that only an outage fails (the Lease's: injected timeouts are the Deployments')."""
+        if self._down_from <= self.clock.monotonic() < self._down_until:
+            raise ClusterUnavailableError("simulated API outage: connection refused")
 
     def call(self) -> None:
         """Every API call passes here: an injected timeout or an outage fails it."""
@@ -355,6 +362,42 @@ class SimulatedWorld:
                 hpa.annotations[key] = value
         hpa.resource_version = next(self._versions)
         self._bound(namespace, name)
+
+    def remove_lease(self, namespace: str, name: str) -> None:
+        """A person's ``kubectl delete lease``."""
+        self._leases.pop((namespace, name), None)
+
+    def lease(self, namespace: str, name: str) -> LeaseRecord | None:
+        return self._leases.get((namespace, name))
+
+    def write_lease(self, namespace: str, lease: LeaseRecord) -> None:
+        """Create or compare-and-swap a Lease (an outage stops it; injected timeouts, conflicts and
+        write hooks are the Deployments' and are left to them)."""
+        self.outage_only()
+        current = self._leases.get((namespace, lease.name))
+        if (current is None) != (lease.resource_version == ""):
+            raise ConflictError(
+                f"Lease {namespace}/{lease.name} "
+                + ("already exists" if current is not None else "does not exist")
+                + " (409)",
+                target=f"{namespace}/{lease.name}",
+            )
+        if current is not None and current.resource_version != lease.resource_version:
+            raise ConflictError(
+                f"Lease {namespace}/{lease.name} changed since it was read (409)",
+                target=f"{namespace}/{lease.name}",
+            )
+        version = str(next(self._versions))
+        self._leases[namespace, lease.name] = LeaseRecord(
+            name=lease.name,
+            resource_version=version,
+            holder=lease.holder,
+            duration_seconds=lease.duration_seconds,
+            acquired_at=lease.acquired_at,
+            renewed_at=lease.renewed_at,
+            transitions=lease.transitions,
+            annotations=dict(lease.annotations),
+        )
 
     def pods(self, namespace: str, app: str) -> list[PodInfo]:
         now = self.clock.monotonic()
@@ -505,6 +548,13 @@ class _SimulatedWorkloads:
     def list_pods(self, namespace: str, app: str) -> list[PodInfo]:
         self._world.call()
         return self._world.pods(namespace, app)
+
+    def get_lease(self, namespace: str, name: str) -> LeaseRecord | None:
+        self._world.outage_only()
+        return self._world.lease(namespace, name)
+
+    def write_lease(self, namespace: str, lease: LeaseRecord) -> None:
+        self._world.write_lease(namespace, lease)
 
     def denied(self, namespace: str, permissions: tuple[Permission, ...]) -> list[Permission]:
         self._world.call()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from canaryflow.cluster.port import CONDITION_TYPE, PodInfo, RolloutCondition, Track
@@ -23,6 +24,7 @@ __all__ = [
     "ClusterEvent",
     "DeploymentRecord",
     "HpaRecord",
+    "LeaseRecord",
     "NewTrack",
     "Permission",
     "RolloutCondition",
@@ -66,6 +68,20 @@ class HpaRecord:
     max_replicas: int
     #: The replicas the HPA last saw (its status); None before the HPA controller first acted.
     current_replicas: int | None
+    annotations: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    """A ``coordination.k8s.io/v1`` Lease as read or to write (`resource_version` "" when new)."""
+
+    name: str
+    resource_version: str
+    holder: str
+    duration_seconds: int
+    acquired_at: datetime | None
+    renewed_at: datetime | None
+    transitions: int
     annotations: Mapping[str, str]
 
 
@@ -122,6 +138,9 @@ PERMISSIONS: tuple[Permission, ...] = (
         "autoscaling", "horizontalpodautoscalers", "patch", "lend the stable HPA's bounds to the split"
     ),
     Permission("", "events", "create", "record what the rollout did for kubectl describe and alerts"),
+    Permission("coordination.k8s.io", "leases", "get", "read the target's lock"),
+    Permission("coordination.k8s.io", "leases", "create", "take the target's lock the first time"),
+    Permission("coordination.k8s.io", "leases", "patch", "take, renew and give back the target's lock"),
     Permission("apps", "deployments/status", "patch", "show the rollout as the stable's Canary condition"),
 )
 
@@ -174,6 +193,16 @@ class Workloads(Protocol):
     ) -> None:
         """Set the HPA's bounds and annotations (one set to None is removed); ConflictError when
         the object changed since `resource_version` was read."""
+        ...
+
+    def get_lease(self, namespace: str, name: str) -> LeaseRecord | None:
+        """The Lease, or None when it does not exist."""
+        ...
+
+    def write_lease(self, namespace: str, lease: LeaseRecord) -> None:
+        """Create `lease` (its `resource_version` is "") or replace its holder, times, transitions and
+        annotations if it is unchanged since `resource_version` was read: ConflictError otherwise
+        (a compare-and-swap, what makes it a lock)."""
         ...
 
     def list_pods(self, namespace: str, app: str) -> list[PodInfo]:

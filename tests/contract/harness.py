@@ -75,6 +75,14 @@ class Harness(Protocol):
         """The HPA's ``(minReplicas, maxReplicas)`` as they are now."""
         ...
 
+    def let_time_pass(self, seconds: float) -> None:
+        """Time passes for the cluster (the simulated clock moves; a real one is waited for)."""
+        ...
+
+    def person_deletes_lease(self, name: str) -> None:
+        """``kubectl delete lease/<name>`` by somebody else."""
+        ...
+
     def cluster_denied(self, denied: set[tuple[str, str]]) -> Cluster:
         """An adapter whose credentials may do what deployments/kubernetes/canaryflow/rbac.yaml grants except
         the ``(verb, resource)`` pairs in `denied`."""
@@ -235,6 +243,12 @@ class SimulatedHarness:
         bounds = self.world.hpa_bounds(self.namespace, deployment)
         assert bounds is not None
         return bounds
+
+    def let_time_pass(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    def person_deletes_lease(self, name: str) -> None:
+        self.world.remove_lease(self.namespace, name)
 
     def cluster_denied(self, denied: set[tuple[str, str]]) -> Cluster:
         self.world.forbidden = set(denied)
@@ -427,6 +441,12 @@ class KubernetesHarness:
     def hpa_bounds(self, deployment: str) -> tuple[int, int]:
         hpa = self._autoscaling.read_namespaced_horizontal_pod_autoscaler(deployment, self.namespace)
         return int(hpa.spec.min_replicas), int(hpa.spec.max_replicas)
+
+    def let_time_pass(self, seconds: float) -> None:
+        time.sleep(seconds)  # a Lease expires with the API server's clients' time, nothing to await
+
+    def person_deletes_lease(self, name: str) -> None:
+        self._client_mod.CoordinationV1Api(self._admin).delete_namespaced_lease(name, self.namespace)
 
     def cluster_denied(self, denied: set[tuple[str, str]]) -> Cluster:
         rules = copy.deepcopy(role_rules())

@@ -1,8 +1,8 @@
 """The Role in deployments/kubernetes/canaryflow/rbac.yaml is exactly what the Kubernetes adapter needs.
 
-A whole rollout (read, split, pods, promote; split, roll back) runs as the ServiceAccount bound to
-that Role; then, one at a time, each verb is taken away and the same rollout must be refused with
-`ForbiddenError`. So the Role neither lacks a verb nor grants one the adapter never uses. Events
+A whole rollout (lock, read, split, pods, promote; split, roll back; on a target an HPA scales)
+runs as the ServiceAccount bound to that Role; then, one at a time, each verb is taken away and
+the same rollout must be refused with `ForbiddenError`. So the Role neither lacks a verb nor grants one the adapter never uses. Events
 and the stable's ``Canary`` condition are the best-effort writes: without ``create events`` or
 ``patch deployments/status`` the rollout goes on without them, and it is the preflight
 (`Cluster.check`) that refuses.
@@ -58,6 +58,8 @@ def kube(request: pytest.FixtureRequest) -> Iterator[KubernetesHarness]:
 
 def _rollouts(cluster: Cluster, target: TargetRef) -> None:
     cluster.read(target)
+    hold = timedelta(minutes=1)
+    assert cluster.lock(target, identity="web-v2/run-1", details={}, duration=hold).granted  # created
     split = plan_split(4, 25, baseline=True)
     cluster.apply_split(
         target, split, rollout_id=RolloutId("web-v2"), image="web:2", step=0, progress_deadline=DEADLINE
@@ -65,14 +67,18 @@ def _rollouts(cluster: Cluster, target: TargetRef) -> None:
     assert cluster.pods(target.namespace, "web")
     cluster.promote(target, rollout_id=RolloutId("web-v2"), progress_deadline=DEADLINE)
     cluster.set_condition(target, RolloutCondition("True", "Promoted", "web-v2 promoted web:2"))
+    cluster.unlock(target, identity="web-v2/run-1")
+    assert cluster.lock(target, identity="web-v3/run-2", details={}, duration=hold).granted  # taken
     cluster.apply_split(
         target, split, rollout_id=RolloutId("web-v3"), image="web:3", step=0, progress_deadline=DEADLINE
     )
     cluster.rollback(target, rollout_id=RolloutId("web-v3"), progress_deadline=DEADLINE)
+    cluster.unlock(target, identity="web-v3/run-2")
 
 
 def test_the_role_is_enough_for_a_whole_rollout(kube: KubernetesHarness) -> None:
     target = kube.create_app("web", image="web:1", replicas=4)
+    kube.set_hpa("web", 4, min_replicas=4, max_replicas=8)  # its bounds are lent to the split
     cluster = kube.cluster_as_service_account(_role_rules())
 
     _rollouts(cluster, target)
@@ -87,6 +93,7 @@ def test_the_role_is_enough_for_a_whole_rollout(kube: KubernetesHarness) -> None
 @pytest.mark.parametrize(("resource", "verb"), _grants(), ids=lambda value: str(value))
 def test_every_verb_of_the_role_is_needed(kube: KubernetesHarness, resource: str, verb: str) -> None:
     target = kube.create_app("web", image="web:1", replicas=4)
+    kube.set_hpa("web", 4, min_replicas=4, max_replicas=8)  # its bounds are lent to the split
     cluster = kube.cluster_as_service_account(_without(_role_rules(), resource, verb))
 
     if (resource, verb) == ("events", "create"):  # best effort: the rollout goes on without them

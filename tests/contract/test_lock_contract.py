@@ -1,0 +1,133 @@
+"""Contract: the target's lock is a Kubernetes Lease, held by one holder at a time, renewed by it,
+taken over only once it expired (or from a holder named dead), and a holder it was taken from is
+fenced out of every write, even one it based on a read made before the takeover."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from canaryflow.cluster.port import RolloutId
+from canaryflow.errors import FencedError
+from canaryflow.replicas import plan_split
+from tests.contract.harness import Harness
+
+DEADLINE = timedelta(seconds=60)
+HOLD = timedelta(minutes=5)
+A, B = "web-v2/run-a", "web-v3/run-b"
+
+
+def test_one_holder_at_a_time_a_renewal_keeps_it_and_a_release_frees_it(cluster_factory: Harness) -> None:
+    target = cluster_factory.create_app("web", image="web:1", replicas=2)
+    first, second = cluster_factory.cluster(), cluster_factory.cluster()
+
+    taken = first.lock(target, identity=A, details={"host": "a", "pid": "1"}, duration=HOLD)
+    refused = second.lock(target, identity=B, details={}, duration=HOLD)
+    renewed = first.lock(target, identity=A, details={"host": "a", "pid": "1"}, duration=HOLD)
+
+    assert (taken.granted, taken.token, taken.took_over) == (True, 0, None)
+    assert not refused.granted
+    assert refused.holder is not None
+    assert (refused.holder.identity, dict(refused.holder.details)) == (A, {"host": "a", "pid": "1"})
+    assert refused.holder.expires_at is not None
+    assert (renewed.granted, renewed.token) == (True, 0)
+
+    first.unlock(target, identity=B)  # not its lock: nothing happens
+    assert not second.lock(target, identity=B, details={}, duration=HOLD).granted
+    first.unlock(target, identity=A)
+    after = second.lock(target, identity=B, details={}, duration=HOLD)
+    assert (after.granted, after.token, after.took_over) == (True, 1, None)  # given back: no takeover
+
+
+def test_an_expired_lock_is_taken_over_and_the_old_holder_is_fenced_out(cluster_factory: Harness) -> None:
+    target = cluster_factory.create_app("web", image="web:1", replicas=4)
+    old, new = cluster_factory.cluster(), cluster_factory.cluster()
+    assert old.lock(target, identity=A, details={}, duration=HOLD).granted
+    split = plan_split(4, 25, baseline=True)
+    old.apply_split(
+        target, split, rollout_id=RolloutId("web-v2"), image="web:2", step=0, progress_deadline=DEADLINE
+    )
+    assert old.lock(target, identity=A, details={}, duration=timedelta(seconds=3)).granted  # last renewal
+
+    taken = new.lock(target, identity=B, details={}, duration=HOLD)
+    assert not taken.granted  # not before it expired
+    while not taken.granted:
+        cluster_factory.let_time_pass(0.5)
+        taken = new.lock(target, identity=B, details={}, duration=HOLD)
+
+    assert (taken.token, taken.took_over) == (1, A)
+    with pytest.raises(FencedError, match="another holder took its lock"):
+        old.promote(target, rollout_id=RolloutId("web-v2"), progress_deadline=DEADLINE)
+    assert not old.lock(target, identity=A, details={}, duration=HOLD).granted  # and cannot renew it
+    status = new.rollback(target, rollout_id=RolloutId("web-v2"), progress_deadline=DEADLINE)
+    assert (status.stable.image, status.stable.ready, status.canary, status.baseline) == (
+        "web:1",
+        4,
+        None,
+        None,
+    )
+
+
+def test_a_holder_named_dead_is_taken_over_at_once(cluster_factory: Harness) -> None:
+    target = cluster_factory.create_app("web", image="web:1", replicas=2)
+    dead, heir = cluster_factory.cluster(), cluster_factory.cluster()
+    assert dead.lock(target, identity=A, details={"pid": "4242"}, duration=HOLD).granted
+
+    assert not heir.lock(target, identity=B, details={}, duration=HOLD, take_over="someone-else").granted
+    taken = heir.lock(target, identity=B, details={}, duration=HOLD, take_over=A)
+
+    assert (taken.granted, taken.token, taken.took_over) == (True, 1, A)
+
+
+def test_a_takeover_between_the_old_holders_read_and_its_write_fences_the_write(
+    cluster_factory: Harness,
+) -> None:
+    target = cluster_factory.create_app("web", image="web:1", replicas=4)
+    old, new = cluster_factory.cluster(), cluster_factory.cluster()
+    assert old.lock(target, identity=A, details={}, duration=HOLD).granted
+    taken: list[int] = []
+
+    def take_over_now(verb: str, name: str) -> None:
+        if not taken and verb == "create" and name == "web-canary":  # old has read, and writes
+            cluster_factory.write_hook = None
+            taken.append(new.lock(target, identity=B, details={}, duration=HOLD, take_over=A).token)
+
+    cluster_factory.write_hook = take_over_now
+    with pytest.raises(FencedError):
+        old.apply_split(
+            target,
+            plan_split(4, 25, baseline=True),
+            rollout_id=RolloutId("web-v2"),
+            image="web:2",
+            step=0,
+            progress_deadline=DEADLINE,
+        )
+
+    assert taken == [1]
+    status = new.read(target)
+    assert (status.stable.replicas, status.stable.image) == (4, "web:1")  # the stable was never shrunk
+    # The create in flight landed (the new holder converges what it finds); nothing after it did.
+    assert status.canary is not None
+    assert status.baseline is None
+
+
+def test_a_lease_deleted_by_somebody_starts_again_above_the_fences_it_left(cluster_factory: Harness) -> None:
+    target = cluster_factory.create_app("web", image="web:1", replicas=2)
+    first, second, third = cluster_factory.cluster(), cluster_factory.cluster(), cluster_factory.cluster()
+    assert first.lock(target, identity=A, details={}, duration=HOLD).granted
+    assert second.lock(target, identity=B, details={}, duration=HOLD, take_over=A).token == 1  # stamped
+
+    cluster_factory.person_deletes_lease("canaryflow-web")
+    again = third.lock(target, identity="web-v4/run-c", details={}, duration=HOLD)
+
+    assert (again.granted, again.token) == (True, 1)  # not 0: the stable carries fence 1
+    third.apply_split(  # so its writes are not refused by the fence of the lock's earlier life
+        target,
+        plan_split(2, 50, baseline=True),
+        rollout_id=RolloutId("web-v4"),
+        image="web:4",
+        step=0,
+        progress_deadline=DEADLINE,
+    )
+    assert third.read(target).canary is not None
