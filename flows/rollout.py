@@ -16,7 +16,8 @@ checkpoints (between steps, before each analysis interval, every few seconds of 
 stable meanwhile (kept; `canaryflow.cluster.drift`), ``canaryflow promote --full`` promotes now,
 ``canaryflow pause`` holds the split until ``canaryflow resume`` (`hold_split`). The cluster
 holds the truth (annotations on the canary), so a run killed at any point is resumed or cleaned
-up by the next run for the target.
+up by the next run for the target. A run that another holder of the target's lock fenced out
+(`flows.slots`) writes nothing more and ends Cancelled, the target left to that holder.
 
 The adapters are resolved once, at the start (`flows.runtime.runtime_for_run`: injected by the
 entry point, or built from a worker's environment), kept in the `Run` with the plan and the
@@ -44,6 +45,7 @@ from canaryflow.errors import (
     CanaryflowError,
     CanaryLostError,
     DriftError,
+    FencedError,
     NotPromoted,
     RolloutInProgressError,
 )
@@ -157,6 +159,9 @@ def rollout(request: RolloutRequest) -> RolloutOutcome | State[Any]:
             return final_state(promote(run, str(exc)))
         except RolloutStopped as exc:
             return final_state(roll_back(run, exc.reason))
+        except FencedError as exc:  # another holder took the target: it is theirs to converge
+            run.reporter.say("%s: %s", plan.rollout_id, exc)
+            return Cancelled(message=f"{exc}: the target is left to the lock's new holder")
         except CanaryflowError as exc:
             return final_state(roll_back(run, f"{type(exc).__name__}: {exc}"))
         return final_state(promote(run, evidence))
