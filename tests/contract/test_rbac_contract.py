@@ -2,10 +2,10 @@
 
 A whole rollout (lock, read, split, pods, promote; split, roll back; on a target an HPA scales)
 runs as the ServiceAccount bound to that Role; then, one at a time, each verb is taken away and
-the same rollout must be refused with `ForbiddenError`. So the Role neither lacks a verb nor grants one the adapter never uses. Events
-and the stable's ``Canary`` condition are the best-effort writes: without ``create events`` or
-``patch deployments/status`` the rollout goes on without them, and it is the preflight
-(`Cluster.check`) that refuses.
+the same rollout must be refused with `ForbiddenError`. So the Role neither lacks a verb nor
+grants one the adapter never uses. Events and the stable's ``Canary`` condition are the
+best-effort writes: without ``create events`` or ``patch deployments/status`` the rollout goes on
+without them, and it is the preflight (`Cluster.check`) that refuses.
 """
 
 from __future__ import annotations
