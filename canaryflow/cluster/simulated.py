@@ -17,7 +17,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from canaryflow.clock import Clock, ManualClock
 from canaryflow.cluster.actuation import ReplicaActuator
@@ -388,15 +388,8 @@ class SimulatedWorld:
                 target=f"{namespace}/{lease.name}",
             )
         version = str(next(self._versions))
-        self._leases[namespace, lease.name] = LeaseRecord(
-            name=lease.name,
-            resource_version=version,
-            holder=lease.holder,
-            duration_seconds=lease.duration_seconds,
-            acquired_at=lease.acquired_at,
-            renewed_at=lease.renewed_at,
-            transitions=lease.transitions,
-            annotations=dict(lease.annotations),
+        self._leases[namespace, lease.name] = replace(
+            lease, resource_version=version, annotations=dict(lease.annotations)
         )
 
     def pods(self, namespace: str, app: str) -> list[PodInfo]:
