@@ -197,6 +197,9 @@ class ReplicaActuator:
                 if lease.holder == identity:  # a renewal
                     renewed = replace(lease, renewed_at=now, duration_seconds=seconds, annotations=notes)
                     self._workloads.write_lease(ns, renewed)
+                    if self._tokens.get(target) != lease.transitions and lease.transitions > 0:
+                        # A takeover whose stamping did not finish (an outage): finish it first.
+                        self._stamp(target, lease.transitions)
                     self._tokens[target] = lease.transitions
                     return Lock(granted=True, token=lease.transitions)
                 expires = _expires(lease)
@@ -220,10 +223,10 @@ class ReplicaActuator:
                     raise
                 self._clock.sleep(0.05 * number)
                 continue
-            self._tokens[target] = token
             if lease.holder:  # taken from a holder that may still write: fence it out first
-                self._outlasting_conflicts(target, functools.partial(self._stamp_fence, target, token))
+                self._stamp(target, token)
                 _log.warning("%s: took its lock from %s (fencing token %d)", target, lease.holder, token)
+            self._tokens[target] = token
             return Lock(granted=True, token=token, took_over=lease.holder or None)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -243,6 +246,9 @@ class ReplicaActuator:
         records = [self._workloads.get_deployment(target.namespace, target.track_name(t)) for t in _ALL]
         fences = [r.annotations.get(FENCE, "") for r in records if r is not None]
         return max((int(f) for f in fences if f.isdigit()), default=0)
+
+    def _stamp(self, target: TargetRef, token: int) -> None:
+        self._outlasting_conflicts(target, functools.partial(self._stamp_fence, target, token))
 
     def _stamp_fence(self, target: TargetRef, token: int) -> None:
         """Write `token` on every Deployment of the target (each patch carries the resourceVersion
