@@ -139,7 +139,7 @@ def rollout(request: RolloutRequest) -> RolloutOutcome | State[Any]:
     except CanaryflowError:
         rename_refused_run(plan.rollout_id)
         raise
-    request_target(plan)
+    request_target(plan, runtime.cluster)
     with target_slot(plan, lease_seconds=runtime.slot_lease_seconds, cluster=runtime.cluster):
         run = Run(plan, runtime, Reporter(plan, runtime))
         try:

@@ -29,11 +29,12 @@ The cleanup flow takes the same slot with `cleanup_slot`: it releases a dead hol
 way (the crash automation starts it as soon as a rollout run is marked Crashed, well within the
 lease) and waits at most a given time for a live one.
 
-Superseding: the same variable records the newest image that asked for the target. A run with a
-newer image writes its image there before it waits for the slot, and resumes the holder with a
-rejection if the holder is paused. The holder checks the variable between steps, between analysis
+Superseding is a compare-and-swap on the target's Lease (`Cluster.supersede`): a run with another
+image records, before it waits for the slot, that the Lease's current holder is to give way to its
+image (the request names that holder, so no later holder sees it), and resumes the holder with a
+rejection if the holder is paused. The holder checks its Lease between steps, between analysis
 intervals and during timed pauses (`check_slot`, through `flows.stops.check_stop`), rolls back
-its canary and ends Cancelled; then the new run gets the slot.
+its canary and ends Cancelled; then the new run gets the slot and the Lease.
 
 Requests: ``canaryflow abort | pause | promote --full`` record who asked and why for one flow
 run (`request`) in the same variable; that run's next checkpoint honours it (`check_slot`
@@ -119,6 +120,10 @@ class SlotLost(RolloutAborted):
     """The target's slot was lost (its lease expired or was revoked): another run may take it."""
 
 
+#: The Lease the current run holds: the adapter, the target and the run's identity in it.
+_HELD: contextvars.ContextVar[tuple[Cluster, TargetRef, str] | None] = contextvars.ContextVar(
+    "canaryflow_lease_held", default=None
+)
 #: Set by the lease renewal of the current run's slot when the lease is gone.
 _LOST: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
     "canaryflow_slot_lost", default=None
@@ -134,19 +139,18 @@ def _write(name: str, value: dict[str, Any]) -> None:
     Variable.set(name, value, overwrite=True)
 
 
-def request_target(plan: RolloutPlan) -> None:
+def request_target(plan: RolloutPlan, cluster: Cluster) -> None:
     """Ask the running rollout of this target (if it rolls out another image) to give way."""
-    name = slot_name(plan.target)
-    record = _read(name)
-    holder = record.get("holder") or {}
-    if not holder or holder.get("image") == plan.image:
+    try:
+        asked = cluster.supersede(plan.target, plan.image)
+    except TransientError as exc:  # the run waits for the slot and the Lease all the same
+        get_run_logger().warning("could not ask the holder of %s to give way: %s", plan.target, exc)
         return
-    _write(name, {**record, "superseded_by": plan.image})
-    run_id = holder.get("flow_run_id")
+    run_id = None if asked is None else asked.details.get("flow_run_id")
     if not run_id:
         return
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(run_id)
+        run = client.read_flow_run(UUID(run_id))
     if run.state is not None and run.state.is_paused():
         resume_flow_run(run.id, run_input={"decision": "reject", "reason": f"superseded by {plan.image}"})
 
@@ -195,10 +199,24 @@ def check_slot(plan: RolloutPlan) -> dict[str, dict[str, Any]]:
     abort = mine.pop("abort", None)
     if abort is not None:
         raise AbortRequested(str(abort.get("by") or "somebody"), str(abort.get("reason") or "aborted"))
-    newer = record.get("superseded_by")
+    newer = _superseded_by()
     if newer and newer != plan.image:
         raise Superseded(newer)
     return mine
+
+
+def _superseded_by() -> str | None:
+    """The image that asked this run's Lease to give way, if one did (None outside a Lease, and
+    while the API server does not answer: the next checkpoint looks again)."""
+    held = _HELD.get()
+    if held is None:
+        return None
+    cluster, target, identity = held
+    try:
+        holder = cluster.lock_holder(target)
+    except TransientError:
+        return None
+    return holder.superseded_by if holder is not None and holder.identity == identity else None
 
 
 def _requests_of(record: dict[str, Any], run_id: str) -> dict[str, dict[str, Any]]:
@@ -223,7 +241,6 @@ def target_slot(plan: RolloutPlan, *, lease_seconds: float, cluster: Cluster) ->
     try:
         with _renewing(lease_id, lease_seconds):
             record = _read(name)
-            superseded_by = record.get("superseded_by")
             holder = {
                 "flow_run_id": run_id,
                 "image": plan.image,
@@ -231,9 +248,8 @@ def target_slot(plan: RolloutPlan, *, lease_seconds: float, cluster: Cluster) ->
                 "lease_id": str(lease_id),
                 **_this_process(),
             }
-            newest = None if superseded_by == plan.image else superseded_by
             asked = _requests_of(record, run_id)  # asked while this run waited for the slot
-            _write(name, {"holder": holder, "superseded_by": newest, **asked})
+            _write(name, {"holder": holder, **asked})
             try:
                 identity = f"{plan.rollout_id}/{run_id or _this_process()['pid']}"
                 with _cluster_lock(cluster, plan.target, identity, holder, lease_seconds, deadline=None):
@@ -451,9 +467,11 @@ def _cluster_lock(
         target=contextvars.copy_context().run, args=(renew,), name="lock-lease", daemon=True
     )
     thread.start()
+    held = _HELD.set((cluster, target, identity))
     try:
         yield
     finally:
+        _HELD.reset(held)
         stop.set()
         thread.join(timeout=seconds)
         try:

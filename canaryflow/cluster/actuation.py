@@ -195,7 +195,8 @@ class ReplicaActuator:
                     self._tokens[target] = start
                     return Lock(granted=True, token=start)
                 if lease.holder == identity:  # a renewal
-                    renewed = replace(lease, renewed_at=now, duration_seconds=seconds, annotations=notes)
+                    kept = {**lease.annotations, **notes}
+                    renewed = replace(lease, renewed_at=now, duration_seconds=seconds, annotations=kept)
                     self._workloads.write_lease(ns, renewed)
                     if self._tokens.get(target) != lease.transitions and lease.transitions > 0:
                         # A takeover whose stamping did not finish (an outage): finish it first.
@@ -205,8 +206,7 @@ class ReplicaActuator:
                 expires = _expires(lease)
                 live = lease.holder and lease.holder != take_over and (expires is None or expires > now)
                 if live:
-                    holder = LockHolder(lease.holder, _holder_details(lease), expires)
-                    return Lock(granted=False, holder=holder)
+                    return Lock(granted=False, holder=_holder_of(lease))
                 token = lease.transitions + 1
                 taken = replace(
                     lease,
@@ -215,7 +215,7 @@ class ReplicaActuator:
                     renewed_at=now,
                     duration_seconds=seconds,
                     transitions=token,
-                    annotations=notes,
+                    annotations={**lease.annotations, **notes},
                 )
                 self._workloads.write_lease(ns, taken)
             except ConflictError:
@@ -241,6 +241,26 @@ class ReplicaActuator:
                 return
             except ConflictError:
                 continue
+
+    def lock_holder(self, target: TargetRef) -> LockHolder | None:
+        lease = self._workloads.get_lease(target.namespace, lease_name(target))
+        return None if lease is None or not lease.holder else _holder_of(lease)
+
+    def supersede(self, target: TargetRef, image: str) -> LockHolder | None:
+        for number in range(1, self._attempts + 1):
+            lease = self._workloads.get_lease(target.namespace, lease_name(target))
+            if lease is None or not lease.holder or _holder_details(lease).get("image") == image:
+                return None
+            request = json.dumps({"holder": lease.holder, "image": image}, sort_keys=True)
+            try:
+                asked = replace(lease, annotations={**lease.annotations, _SUPERSEDED: request})
+                self._workloads.write_lease(target.namespace, asked)
+            except ConflictError:
+                if number == self._attempts:
+                    raise
+                continue
+            return replace(_holder_of(lease), superseded_by=image)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _highest_fence(self, target: TargetRef) -> int:
         records = [self._workloads.get_deployment(target.namespace, target.track_name(t)) for t in _ALL]
@@ -846,6 +866,8 @@ class ReplicaActuator:
 
 #: On a target's Lease: what its holder recorded about itself (JSON: flow run, host, process).
 _HOLDER = "canaryflow/holder"
+#: On a target's Lease: a newer image's request that the holder named in it give way (JSON).
+_SUPERSEDED = "canaryflow/superseded-by"
 
 
 def lease_name(target: TargetRef) -> str:
@@ -856,6 +878,17 @@ def lease_name(target: TargetRef) -> str:
 def _expires(lease: LeaseRecord) -> datetime | None:
     renewed = lease.renewed_at or lease.acquired_at
     return None if renewed is None else renewed + timedelta(seconds=lease.duration_seconds)
+
+
+def _holder_of(lease: LeaseRecord) -> LockHolder:
+    """The Lease's holder, with a supersede request only when it names that holder."""
+    try:
+        request = json.loads(lease.annotations.get(_SUPERSEDED, "{}"))
+    except ValueError:
+        request = {}
+    mine = isinstance(request, dict) and request.get("holder") == lease.holder
+    image = str(request["image"]) if mine and request.get("image") else None
+    return LockHolder(lease.holder, _holder_details(lease), _expires(lease), superseded_by=image)
 
 
 def _holder_details(lease: LeaseRecord) -> dict[str, str]:

@@ -67,6 +67,8 @@ class LockHolder:
     identity: str
     details: Mapping[str, str]
     expires_at: datetime | None
+    #: A newer image asked this holder to give way (`Cluster.supersede`).
+    superseded_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +302,17 @@ class Cluster(Protocol):
 
     def unlock(self, target: TargetRef, *, identity: str) -> None:
         """Give the target's Lease back if `identity` holds it (nothing otherwise)."""
+        ...
+
+    def lock_holder(self, target: TargetRef) -> LockHolder | None:
+        """Who holds the target's Lease now (None when nobody does)."""
+        ...
+
+    def supersede(self, target: TargetRef, image: str) -> LockHolder | None:
+        """Ask the holder of the target's Lease to give way to `image`: a compare-and-swap that
+        records the request for that holder only (a later holder never sees it). Returns the holder
+        asked, or None when nobody holds the Lease or its holder rolls out `image` itself (the
+        ``image`` it recorded in its details)."""
         ...
 
     def decide(

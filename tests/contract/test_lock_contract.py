@@ -131,3 +131,26 @@ def test_a_lease_deleted_by_somebody_starts_again_above_the_fences_it_left(clust
         progress_deadline=DEADLINE,
     )
     assert third.read(target).canary is not None
+
+
+def test_a_supersede_request_reaches_the_holder_it_names_and_no_later_one(cluster_factory: Harness) -> None:
+    target = cluster_factory.create_app("web", image="web:1", replicas=2)
+    first, second = cluster_factory.cluster(), cluster_factory.cluster()
+    assert second.supersede(target, "web:3") is None  # nobody holds the lock: nobody to ask
+    assert first.lock(target, identity=A, details={"image": "web:2"}, duration=HOLD).granted
+
+    assert second.supersede(target, "web:2") is None  # the holder rolls that image out itself
+    asked = second.supersede(target, "web:3")
+
+    assert asked is not None
+    assert (asked.identity, asked.superseded_by) == (A, "web:3")
+    assert first.lock(target, identity=A, details={"image": "web:2"}, duration=HOLD).granted  # renewed
+    held = first.lock_holder(target)
+    assert held is not None
+    assert held.superseded_by == "web:3"  # a renewal keeps the request
+    first.unlock(target, identity=A)
+    assert second.lock_holder(target) is None
+    assert second.lock(target, identity=B, details={"image": "web:3"}, duration=HOLD).granted
+    held = second.lock_holder(target)
+    assert held is not None
+    assert (held.identity, held.superseded_by) == (B, None)  # the request named the holder before
