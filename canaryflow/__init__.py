@@ -28,9 +28,9 @@ import contracts in ``pyproject.toml`` (import-linter) enforce it::
     ─────────────────────────────────────────────────────────────────────────────────────────────
     core           spec/ routes.py status.py replicas.py
                                    rollout specs, webhook routes, `RolloutStatus`, replica math
-                   requests.py yamldoc.py querytemplates.py clock.py files.py
+                   requests.py yamldoc.py querytemplates.py clock.py files.py liveness.py
                                    `RolloutRequest`, YAML with lines, PromQL templates, time,
-                                   atomic files
+                                   atomic files, whether a recorded process still runs
                    errors.py       the one exception tree
     ─────────────────────────────────────────────────────────────────────────────────────────────
     analysis       analysis/       (a package of its own) pure statistics: observations in,

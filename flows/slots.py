@@ -46,7 +46,6 @@ cluster with the slot, issue 15.)
 from __future__ import annotations
 
 import contextvars
-import os
 import re
 import socket
 import threading
@@ -54,7 +53,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
 
@@ -70,6 +68,7 @@ from prefect.variables import Variable
 
 from canaryflow.cluster.port import Cluster, TargetRef
 from canaryflow.errors import RolloutAborted, TransientError
+from canaryflow.liveness import process_started, this_process
 from canaryflow.plan import RolloutPlan
 
 __all__ = [
@@ -246,12 +245,12 @@ def target_slot(plan: RolloutPlan, *, lease_seconds: float, cluster: Cluster) ->
                 "image": plan.image,
                 "rollout_id": plan.rollout_id,
                 "lease_id": str(lease_id),
-                **_this_process(),
+                **this_process(),
             }
             asked = _requests_of(record, run_id)  # asked while this run waited for the slot
             _write(name, {"holder": holder, **asked})
             try:
-                identity = f"{plan.rollout_id}/{run_id or _this_process()['pid']}"
+                identity = f"{plan.rollout_id}/{run_id or this_process()['pid']}"
                 with _cluster_lock(cluster, plan.target, identity, holder, lease_seconds, deadline=None):
                     yield
             finally:
@@ -283,7 +282,7 @@ def cleanup_slot(
         lease_id = _acquire(client, name, lease_seconds, run_id, deadline=deadline)
     try:
         with _renewing(lease_id, lease_seconds):
-            details = {"flow_run_id": run_id, "rollout_id": "cleanup", **_this_process()}
+            details = {"flow_run_id": run_id, "rollout_id": "cleanup", **this_process()}
             identity = f"cleanup/{run_id or details['pid']}"
             with _cluster_lock(cluster, target, identity, details, lease_seconds, deadline=deadline):
                 yield
@@ -368,34 +367,9 @@ def _why_dead(client: SyncPrefectClient, holder: dict[str, Any]) -> str | None:
             return f"flow run {run_id} is {run.state.name}"
     if holder.get("host") == socket.gethostname() and holder.get("pid"):
         pid = int(holder["pid"])
-        if _process_started(pid) != holder.get("started"):
+        if process_started(pid) != holder.get("started"):
             return f"process {pid} on {holder['host']} is gone"
     return None
-
-
-def _this_process() -> dict[str, Any]:
-    """This process, so that a later run on the same host can tell whether it is still alive."""
-    pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "started": _process_started(pid)}
-
-
-def _process_started(pid: int) -> str | None:
-    """When process `pid` started (clock ticks after boot, from /proc), or None when it does not
-    run (or has exited and awaits its parent). Without /proc: ``"running"`` while `pid` exists."""
-    if not Path("/proc/self/stat").exists():
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return "running"
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    # After the command: the state (field 3 of proc(5)), ..., the start time (field 22).
-    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 #: How long a run waits through an API server that does not answer before it gives up on the Lease.

@@ -5,13 +5,16 @@ the image it ran before the last promotion, with no canary and no analysis, and 
 any Deployment update. What was undone, who asked and why are recorded on the stable
 (``canaryflow/undone``). The spec names the target and its progress deadline; nothing else is
 read, and nothing is written when the spec or the reason is missing, a rollout is under way on
-the target (abort it instead), or somebody set another image since the promotion.
+the target or holds its lock (abort it instead), or somebody set another image since the
+promotion. The undo holds the target's lock (its Lease) while it writes, so no rollout starts
+meanwhile.
 """
 
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -32,7 +35,8 @@ def undo(
     another image since."""
     from canaryflow.cluster.port import TargetRef
     from canaryflow.environment import cluster_from_env
-    from canaryflow.errors import UsageError
+    from canaryflow.errors import RolloutInProgressError, UsageError
+    from canaryflow.liveness import this_process
     from canaryflow.spec import load_spec
 
     if not reason.strip():
@@ -44,7 +48,20 @@ def undo(
     )
     cluster = cluster_from_env(os.environ)
     began = datetime.now(UTC)
+    identity = f"undo/{operator(by)}/{socket.gethostname()}/{os.getpid()}"
+    held = False
     try:
+        # Held for as long as the undo may take; a killed undo's Lease is taken over at once on
+        # this host (its process is gone) and expires elsewhere.
+        hold = max(timedelta(minutes=2), 2 * loaded.spec.progress_deadline)
+        details = {**this_process(), "image": "undo"}
+        lock = cluster.lock(target, identity=identity, details=details, duration=hold)
+        if not lock.granted and lock.holder is not None:
+            raise RolloutInProgressError(
+                f"{target}: {lock.holder.identity} holds its lock: abort that rollout instead of undoing",
+                target=str(target),
+            )
+        held = True
         promotion = cluster.read(target).last_promotion
         if promotion is not None:  # without one, undo says so (and what the last undo did)
             typer.echo(
@@ -56,6 +73,8 @@ def undo(
             progress_deadline=loaded.spec.progress_deadline,
         )
     finally:
+        if held:
+            cluster.unlock(target, identity=identity)
         close = getattr(cluster, "close", None)
         if close is not None:
             close()

@@ -149,3 +149,26 @@ def test_undo_refuses_without_a_reason_a_spec_or_while_a_rollout_is_under_way(
     assert observed is not None
     assert observed.images == {"web": "web:2"}  # nothing was undone
     assert harness.deployments() == ["web", "web-baseline", "web-canary"]
+
+
+def test_undo_refuses_while_a_rollout_holds_the_targets_lock(
+    local_kube: Any, app: Any, tmp_path: Path
+) -> None:
+    harness, cluster, target, spec = app
+    _promote(cluster, target, "web-v2", "web:2")
+    # A rollout that has taken the lock and not written yet (no canary to see).
+    assert cluster.lock(target, identity="web-v3/run-1", details={}, duration=timedelta(minutes=5)).granted
+
+    busy = _canaryflow(local_kube, tmp_path / "reports", "undo", str(spec), "--reason", "x")
+
+    assert busy.returncode == 3
+    assert busy.stderr.splitlines() == [
+        f"canaryflow: error: {target}: web-v3/run-1 holds its lock: abort that rollout instead of undoing"
+    ]
+    observed = harness.observe("web")
+    assert observed is not None
+    assert observed.images == {"web": "web:2"}  # nothing was undone
+    cluster.unlock(target, identity="web-v3/run-1")
+    done = _canaryflow(local_kube, tmp_path / "reports", "undo", str(spec), "--reason", "x")
+    assert done.returncode == 0, done.stderr
+    assert cluster.lock_holder(target) is None  # given back
