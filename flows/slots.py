@@ -146,10 +146,13 @@ def request_target(plan: RolloutPlan, cluster: Cluster) -> None:
         get_run_logger().warning("could not ask the holder of %s to give way: %s", plan.target, exc)
         return
     run_id = None if asked is None else asked.details.get("flow_run_id")
-    if not run_id:
+    if not run_id or not _is_uuid(run_id):
         return
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(UUID(run_id))
+        try:
+            run = client.read_flow_run(UUID(run_id))
+        except ObjectNotFound:  # a run of another Prefect server: it sees the request on its Lease
+            return
     if run.state is not None and run.state.is_paused():
         resume_flow_run(run.id, run_input={"decision": "reject", "reason": f"superseded by {plan.image}"})
 
@@ -355,15 +358,27 @@ def _release_dead_holder(client: SyncPrefectClient, name: str) -> bool:
     return True
 
 
-def _why_dead(client: SyncPrefectClient, holder: dict[str, Any]) -> str | None:
-    """Why the recorded `holder` is certainly dead, or None when it may be alive."""
+def _is_uuid(text: str) -> bool:
+    try:
+        UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _why_dead(client: SyncPrefectClient, holder: dict[str, Any], *, ours: bool = True) -> str | None:
+    """Why the recorded `holder` is certainly dead, or None when it may be alive. A flow run this
+    Prefect does not know is dead only when the record is `ours` (the slot's, kept in this Prefect);
+    a Lease's holder may be a run of another Prefect server."""
     run_id = holder.get("flow_run_id")
-    if run_id:
+    if run_id and _is_uuid(str(run_id)):
         try:
-            run = client.read_flow_run(run_id)
+            run = client.read_flow_run(UUID(str(run_id)))
         except ObjectNotFound:
-            return f"flow run {run_id} does not exist"
-        if run.state is not None and run.state.is_final():
+            if ours:
+                return f"flow run {run_id} does not exist"
+            run = None
+        if run is not None and run.state is not None and run.state.is_final():
             return f"flow run {run_id} is {run.state.name}"
     if holder.get("host") == socket.gethostname() and holder.get("pid"):
         pid = int(holder["pid"])
@@ -403,10 +418,11 @@ def _cluster_lock(
                 raise
             time.sleep(1.0)
             continue
-        if lock.granted or lock.holder is None:
+        if lock.granted:
             break
+        assert lock.holder is not None, "a refused lock names its holder"
         with get_client(sync_client=True) as client:
-            why = _why_dead(client, dict(lock.holder.details))
+            why = _why_dead(client, dict(lock.holder.details), ours=False)
         if why is not None:
             get_run_logger().warning("the holder of the lock of %s is dead (%s): taking it", target, why)
             take_over = lock.holder.identity

@@ -6,6 +6,7 @@ fenced out: it writes nothing more and ends Cancelled, the target left to the ne
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -24,7 +25,10 @@ def test_a_rollout_waits_for_another_controllers_lock_and_writes_nothing_meanwhi
     stack: SimulatedStack, rollout_of: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     other = SimulatedCluster(stack.world)
-    assert other.lock(stack.target, identity=OTHER, details={}, duration=timedelta(hours=1)).granted
+    # A controller with a Prefect server of its own: its flow run is unknown to ours, which proves
+    # nothing about whether it is alive.
+    foreign = {"flow_run_id": str(uuid.uuid4()), "host": "elsewhere", "pid": "7"}
+    assert other.lock(stack.target, identity=OTHER, details=foreign, duration=timedelta(hours=1)).granted
     writes: list[str] = []
     stack.world.before_write = lambda verb, namespace, name: writes.append(f"{verb} {name}")
     asked, given_back = threading.Event(), threading.Event()
