@@ -446,7 +446,9 @@ def _cluster_lock(
     def renew() -> None:
         while not stop.wait(seconds / 3):
             try:
-                kept = cluster.lock(target, identity=identity, details=details, duration=duration)
+                kept = cluster.lock(
+                    target, identity=identity, details=details, duration=duration, renew_only=True
+                )
             except Exception:  # a later renewal may still succeed within the Lease
                 continue
             if not kept.granted and lost is not None:

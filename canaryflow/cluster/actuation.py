@@ -178,6 +178,7 @@ class ReplicaActuator:
         details: Mapping[str, str],
         duration: timedelta,
         take_over: str | None = None,
+        renew_only: bool = False,
     ) -> Lock:
         if not identity:
             raise ValueError("a lock's holder needs an identity")
@@ -187,11 +188,18 @@ class ReplicaActuator:
         for number in range(1, self._attempts + 1):
             now = self._clock.now()
             lease = self._workloads.get_lease(ns, name)
+            if renew_only and (lease is None or lease.holder != identity):
+                return Lock(
+                    granted=False, holder=None if lease is None or not lease.holder else _holder_of(lease)
+                )
             try:
                 if lease is None:  # (a Lease deleted since starts above the fences it left)
-                    start = self._highest_fence(target)
+                    highest = self._highest_fence(target)
+                    start = highest + 1 if highest else 0
                     new = LeaseRecord(name, "", identity, seconds, now, now, start, notes)
                     self._workloads.write_lease(ns, new)
+                    if highest:  # a holder of the Lease's earlier life may still write
+                        self._stamp(target, start)
                     self._tokens[target] = start
                     return Lock(granted=True, token=start)
                 if lease.holder == identity:  # a renewal
@@ -218,7 +226,7 @@ class ReplicaActuator:
                     annotations={**lease.annotations, **notes},
                 )
                 self._workloads.write_lease(ns, taken)
-            except ConflictError:
+            except (ConflictError, NotFoundError):  # changed or deleted since read: read again
                 if number == self._attempts:
                     raise
                 self._clock.sleep(0.05 * number)
@@ -239,7 +247,7 @@ class ReplicaActuator:
             try:
                 self._workloads.write_lease(target.namespace, replace(lease, holder=""))
                 return
-            except ConflictError:
+            except (ConflictError, NotFoundError):
                 continue
 
     def lock_holder(self, target: TargetRef) -> LockHolder | None:
@@ -915,7 +923,11 @@ def _take_in_scale(state: RolloutState, stable: DeploymentRecord, *, by_hpa: boo
     if by_hpa:
         if ours < 1 or stable.replicas < ours:
             return state
-        grown = -(-state.stable_replicas * stable.replicas // ours)
+        # Relative to the capacity written with `ours` (same patch), not to the state's, which a
+        # retry may already have grown: the same growth is never counted twice.
+        recorded = stable.annotations.get(CAPACITY, "")
+        base = int(recorded) if recorded.isdigit() and marked is not None else state.stable_replicas
+        grown = -(-base * stable.replicas // ours)
         return replace(state, stable_replicas=max(state.stable_replicas, grown))
     if stable.replicas <= state.stable_replicas:
         return state

@@ -290,6 +290,7 @@ class Cluster(Protocol):
         details: Mapping[str, str],
         duration: timedelta,
         take_over: str | None = None,
+        renew_only: bool = False,
     ) -> Lock:
         """Take or renew the target's lock: the Lease ``canaryflow-<deployment>`` in its namespace,
         written by compare-and-swap. Granted when the Lease is free, held by `identity` (a renewal),
@@ -297,7 +298,9 @@ class Cluster(Protocol):
         dead). Taking it from another holder increases its transitions, the fencing token, and
         stamps it on the target's Deployments first: from then on every write of an adapter that
         holds an older token raises FencedError. Refused (``granted=False``) with the live holder
-        otherwise. This adapter's later writes to the target are checked against the token."""
+        otherwise. This adapter's later writes to the target are checked against the token. With
+        `renew_only` nothing but a renewal is granted (a holder that lost its Lease must not take
+        it back unnoticed, even once it is free)."""
         ...
 
     def unlock(self, target: TargetRef, *, identity: str) -> None:

@@ -121,7 +121,7 @@ def test_a_lease_deleted_by_somebody_starts_again_above_the_fences_it_left(clust
     cluster_factory.person_deletes_lease("canaryflow-web")
     again = third.lock(target, identity="web-v4/run-c", details={}, duration=HOLD)
 
-    assert (again.granted, again.token) == (True, 1)  # not 0: the stable carries fence 1
+    assert (again.granted, again.token) == (True, 2)  # above fence 1: its old holders are fenced out
     third.apply_split(  # so its writes are not refused by the fence of the lock's earlier life
         target,
         plan_split(2, 50, baseline=True),
@@ -154,3 +154,27 @@ def test_a_supersede_request_reaches_the_holder_it_names_and_no_later_one(cluste
     held = second.lock_holder(target)
     assert held is not None
     assert (held.identity, held.superseded_by) == (B, None)  # the request named the holder before
+
+
+def test_a_holder_that_lost_its_lock_cannot_renew_it_back_even_once_it_is_free(
+    cluster_factory: Harness,
+) -> None:
+    target = cluster_factory.create_app("web", image="web:1", replicas=2)
+    old, new = cluster_factory.cluster(), cluster_factory.cluster()
+    assert old.lock(target, identity=A, details={}, duration=HOLD).granted
+    assert new.lock(target, identity=B, details={}, duration=HOLD, take_over=A).granted
+    new.unlock(target, identity=B)  # the new holder converged the target and gave the Lease back
+
+    renewal = old.lock(target, identity=A, details={}, duration=HOLD, renew_only=True)
+
+    assert not renewal.granted  # what the old holder's renewal thread does: it finds it lost
+    assert old.lock_holder(target) is None  # and takes nothing
+    with pytest.raises(FencedError):
+        old.apply_split(
+            target,
+            plan_split(2, 50, baseline=True),
+            rollout_id=RolloutId("web-v2"),
+            image="web:2",
+            step=0,
+            progress_deadline=DEADLINE,
+        )
