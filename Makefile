@@ -42,6 +42,7 @@ imports: setup
 
 pytest: setup
 	@tools/ensure-debian-package.sh chromium chromium "the test of the Prefect UI cannot run"
+	@tools/ensure-debian-package.sh pg_ctlcluster postgresql "the production-stack test cannot run"
 	$(BIN)/pytest
 
 kube-build:

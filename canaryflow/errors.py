@@ -36,7 +36,8 @@ Split first by what the caller does next (retry later, or give up), then by doma
         ├── LocalStackError              a local stack of the demo or the tests failed to start
         │   ├── LocalClusterError        the local Kubernetes control plane
         │   ├── PrefectServerError       the local Prefect server
-        │   └── LocalPrometheusError     the local Prometheus
+        │   ├── LocalPrometheusError     the local Prometheus
+        │   └── LocalPostgresError       the local PostgreSQL (Prefect's database in the stack tests)
         ├── NotPromoted                  the rollout ended rolled back or aborted (carries its outcome)
         └── RolloutAborted               a person or a newer rollout stopped this one
             ├── Superseded               (flows.slots) a newer image asked for the target
@@ -70,6 +71,7 @@ __all__ = [
     "ImageRenderError",
     "InputError",
     "LocalClusterError",
+    "LocalPostgresError",
     "LocalPrometheusError",
     "LocalStackError",
     "MetricsError",
@@ -293,6 +295,10 @@ class PrefectServerError(LocalStackError):
 
 class LocalPrometheusError(LocalStackError):
     """The local Prometheus did not start, exited, or did not do what was asked in time."""
+
+
+class LocalPostgresError(LocalStackError):
+    """The local PostgreSQL (Prefect's production database in the tests) did not start or answer."""
 
 
 class NotPromoted(PermanentError):  # noqa: N818 - an outcome, named like one

@@ -4,7 +4,8 @@ What belongs here: the local Kubernetes control plane (`canaryflow.dev.kube`: ce
 processes, kubeconfig, the binaries ``tools/kube/build.sh`` builds), the demo's stacks
 (`canaryflow.dev.stacks`: the example target on a simulated or a real cluster, its simulated
 traffic, a real Prometheus scraping it), a ``prefect server`` of canaryflow's own
-(`canaryflow.dev.prefectserver`), the local Prometheus (`canaryflow.dev.localprometheus`) and the
+(`canaryflow.dev.prefectserver`, its database in SQLite or in a throwaway PostgreSQL,
+`canaryflow.dev.postgres`), the local Prometheus (`canaryflow.dev.localprometheus`) and the
 process and port plumbing they share (`canaryflow.dev.processes`).
 
 What must not: anything a production rollout runs. Only the command line (`canaryflow.cli`) and

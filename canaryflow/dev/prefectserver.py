@@ -96,9 +96,12 @@ def default_home(env: Mapping[str, str] | None = None) -> Path:
     return state_dir(env) / "prefect"
 
 
-def server_environment(home: Path, port: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def server_environment(
+    home: Path, port: int, base: Mapping[str, str] | None = None, *, database_url: str | None = None
+) -> dict[str, str]:
     """The server's environment: `base` (default: ours) without any ``PREFECT_*`` setting, with
-    `home` as ``PREFECT_HOME``, 127.0.0.1:`port` as its address, and analytics off.
+    `home` as ``PREFECT_HOME``, 127.0.0.1:`port` as its address, and analytics off. With
+    `database_url` (``postgresql+asyncpg://...``), its database is there instead of SQLite in `home`.
 
     The address goes in the environment, not only on the command line: the UI asks the server for
     the API's URL (``/ui-settings``), and the server answers from its settings, so with ``--port``
@@ -116,12 +119,16 @@ def server_environment(home: Path, port: int, base: Mapping[str, str] | None = N
             "DO_NOT_TRACK": "1",
         }
     )
+    if database_url is not None:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
     return env
 
 
-def prepare_database(home: Path, *, python: str = sys.executable, say: Say = lambda _: None) -> bool:
-    """Create or migrate the SQLite database in `home` (``prefect server database upgrade``),
-    once per installed Prefect version; return whether it ran.
+def prepare_database(
+    home: Path, *, python: str = sys.executable, say: Say = lambda _: None, database_url: str | None = None
+) -> bool:
+    """Create or migrate the SQLite database in `home` (or the one at `database_url`) with
+    ``prefect server database upgrade``, once per installed Prefect version; return whether it ran.
 
     Raises
     ------
@@ -130,12 +137,12 @@ def prepare_database(home: Path, *, python: str = sys.executable, say: Say = lam
     """
     home.mkdir(parents=True, exist_ok=True)
     stamp = home / f".database-prefect-{version('prefect')}"
-    if stamp.exists() and (home / "prefect.db").exists():
+    if stamp.exists() and (database_url is not None or (home / "prefect.db").exists()):
         return False
     say(f"Preparing Prefect's database in {home} (once; about half a minute)")
     done = subprocess.run(
         [python, "-m", "prefect", "server", "database", "upgrade", "-y"],
-        env=server_environment(home, _DEFAULT_PORT),
+        env=server_environment(home, _DEFAULT_PORT, database_url=database_url),
         cwd=home,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -150,7 +157,15 @@ def prepare_database(home: Path, *, python: str = sys.executable, say: Say = lam
     return True
 
 
-def _start(home: Path, port: int, *, python: str, die_with_caller: bool) -> PrefectServer:
+def _start(
+    home: Path,
+    port: int,
+    *,
+    python: str,
+    die_with_caller: bool,
+    database_url: str | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> PrefectServer:
     log_path = home / "server.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
@@ -158,7 +173,7 @@ def _start(home: Path, port: int, *, python: str, die_with_caller: bool) -> Pref
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=server_environment(home, port),
+            env={**server_environment(home, port, database_url=database_url), **(extra or {})},
             cwd=home,
             start_new_session=True,
             preexec_fn=die_with_parent if die_with_caller else None,
@@ -242,10 +257,17 @@ class LocalPrefect:
 
 @contextlib.contextmanager
 def prefect_server(
-    *, python: str = sys.executable, timeout: float = 120.0, grace: float = 15.0
+    *,
+    python: str = sys.executable,
+    timeout: float = 120.0,
+    grace: float = 15.0,
+    database_url: str | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> Iterator[PrefectServer]:
     """A Prefect server in a temporary home for the duration of a ``with`` block (killed with the
-    caller if it dies; its home is removed afterwards).
+    caller if it dies; its home is removed afterwards). Its database is SQLite in that home, or the
+    (PostgreSQL) one at `database_url`, migrated first; `environment` adds ``PREFECT_SERVER_*``
+    settings (e.g. a larger connection pool).
 
     Raises
     ------
@@ -255,8 +277,15 @@ def prefect_server(
     """
     with tempfile.TemporaryDirectory(prefix="canaryflow-prefect-") as directory:
         home = Path(directory)
-        prepare_database(home, python=python)
-        server = _start(home, free_port(), python=python, die_with_caller=True)
+        prepare_database(home, python=python, database_url=database_url)
+        server = _start(
+            home,
+            free_port(),
+            python=python,
+            die_with_caller=True,
+            database_url=database_url,
+            extra=environment,
+        )
         try:
             _wait_healthy(server, timeout)
             yield server
