@@ -17,12 +17,13 @@ import io
 import math
 from collections.abc import Mapping
 from pathlib import Path
-
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from analysis.logs import ObservationLog
 from analysis.observations import PairedObservation
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["draw_chart", "render_chart", "series"]
 
@@ -57,6 +58,11 @@ def draw_chart(log: ObservationLog, tolerances: Mapping[str, float] | None = Non
     """`log` as a figure: a panel per metric, canary over baseline, the tolerance band of each
     metric in `tolerances` (relative, 0.5 = +50 %) above the baseline's line."""
     panels = _panels(log)
+    # Imported here: matplotlib is a second of CPU and tens of MiB per flow-run process, and only a
+    # verdict draws a chart (bench/production.py measures what a rollout costs a worker).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(9.0, 2.8 * len(panels)), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(panels), 1, squeeze=False)[:, 0]
