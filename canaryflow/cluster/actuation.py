@@ -279,9 +279,10 @@ class ReplicaActuator:
         self._outlasting_conflicts(target, functools.partial(self._stamp_fence, target, token))
 
     def _stamp_fence(self, target: TargetRef, token: int) -> None:
-        """Write `token` on every Deployment of the target (each patch carries the resourceVersion
-        read, so a write the old holder based on an earlier read now fails with a 409, and its next
-        read finds the larger token)."""
+        """Write `token` on every Deployment of the target, and on the stable's HPA if it has one
+        (each patch carries the resourceVersion read, so a write the old holder based on an
+        earlier read, an HPA's bounds included, now fails with a 409, and its next read finds the
+        larger token on the Deployments)."""
         for track in _ALL:
             record = self._workloads.get_deployment(target.namespace, target.track_name(track))
             fence = "" if record is None else record.annotations.get(FENCE, "")
@@ -291,6 +292,17 @@ class ReplicaActuator:
                 target.namespace,
                 record.name,
                 resource_version=record.resource_version,
+                annotations={FENCE: str(token)},
+            )
+        hpa = self._workloads.get_hpa(target.namespace, target.deployment)
+        fence = "" if hpa is None else hpa.annotations.get(FENCE, "")
+        if hpa is not None and not (fence.isdigit() and int(fence) >= token):
+            self._workloads.patch_hpa(
+                target.namespace,
+                hpa.name,
+                resource_version=hpa.resource_version,
+                min_replicas=hpa.min_replicas,
+                max_replicas=hpa.max_replicas,
                 annotations={FENCE: str(token)},
             )
 
@@ -712,7 +724,12 @@ class ReplicaActuator:
         snap = self._owned(target, rollout_id)
         for track in ("baseline", "canary"):
             if track in snap.records:
-                self._workloads.delete_deployment(target.namespace, snap.records[track].name)
+                # Only the version read (and found ours, unfenced): a takeover's stamp in between
+                # makes this a conflict, re-read by `_retrying` and refused by the fence.
+                record = snap.records[track]
+                self._workloads.delete_deployment(
+                    target.namespace, record.name, resource_version=record.resource_version
+                )
 
     def _create(
         self,

@@ -146,15 +146,11 @@ class KubernetesWorkloads:
             content_type="application/strategic-merge-patch+json",
         )
 
-    def delete_deployment(self, namespace: str, name: str) -> None:
-        self._request(
-            "DELETE",
-            _DEPLOYMENT,
-            namespace=namespace,
-            name=name,
-            query={"propagationPolicy": "Background"},
-            missing_ok=True,
-        )
+    def delete_deployment(self, namespace: str, name: str, *, resource_version: str | None = None) -> None:
+        options: Json = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        if resource_version is not None:
+            options["preconditions"] = {"resourceVersion": resource_version}
+        self._request("DELETE", _DEPLOYMENT, namespace=namespace, name=name, body=options, missing_ok=True)
 
     def service_selector(self, namespace: str, name: str) -> Mapping[str, str] | None:
         raw = self._request("GET", _SERVICE, namespace=namespace, name=name, missing_ok=True)

@@ -315,7 +315,13 @@ class SimulatedWorld:
             self._change(dep, replicas=replicas, image=image)
             self._bound(namespace, name)
 
-    def delete(self, namespace: str, name: str) -> None:
+    def delete(self, namespace: str, name: str, resource_version: str | None = None) -> None:
+        dep = self._deployments.get((namespace, name))
+        if dep is not None and resource_version is not None and str(dep.resource_version) != resource_version:
+            raise ConflictError(
+                f"Deployment {namespace}/{name} changed since it was read (409: precondition failed)",
+                target=f"{namespace}/{name}",
+            )
         self._deployments.pop((namespace, name), None)
 
     def set_condition(self, namespace: str, name: str, condition: RolloutCondition) -> None:
@@ -509,9 +515,9 @@ class _SimulatedWorkloads:
         self._world.write("patch", namespace, name)
         self._world.patch(namespace, name, resource_version, replicas, image, annotations)
 
-    def delete_deployment(self, namespace: str, name: str) -> None:
+    def delete_deployment(self, namespace: str, name: str, *, resource_version: str | None = None) -> None:
         self._world.write("delete", namespace, name)
-        self._world.delete(namespace, name)
+        self._world.delete(namespace, name, resource_version)
 
     def service_selector(self, namespace: str, name: str) -> Mapping[str, str] | None:
         self._world.call()

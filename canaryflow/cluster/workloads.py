@@ -169,8 +169,10 @@ class Workloads(Protocol):
         removed); ConflictError when the object changed since `resource_version` was read."""
         ...
 
-    def delete_deployment(self, namespace: str, name: str) -> None:
-        """Delete it; a Deployment that is already gone is fine."""
+    def delete_deployment(self, namespace: str, name: str, *, resource_version: str | None = None) -> None:
+        """Delete it; a Deployment that is already gone is fine. With `resource_version`, only that
+        version of it (ConflictError when it changed since it was read: a fencing stamp, a person's
+        edit), as patches do."""
         ...
 
     def service_selector(self, namespace: str, name: str) -> Mapping[str, str] | None:

@@ -112,6 +112,68 @@ def test_a_takeover_between_the_old_holders_read_and_its_write_fences_the_write(
     assert status.baseline is None
 
 
+def test_a_takeover_between_the_old_holders_read_and_its_delete_fences_the_delete(
+    cluster_factory: Harness,
+) -> None:
+    target = cluster_factory.create_app("web", image="web:1", replicas=4)
+    old, new = cluster_factory.cluster(), cluster_factory.cluster()
+    assert old.lock(target, identity=A, details={}, duration=HOLD).granted
+    old.apply_split(
+        target,
+        plan_split(4, 25, baseline=True),
+        rollout_id=RolloutId("web-v2"),
+        image="web:2",
+        step=0,
+        progress_deadline=DEADLINE,
+    )
+    taken: list[int] = []
+
+    def take_over_now(verb: str, name: str) -> None:
+        if not taken and verb == "delete":  # old has read its tracks, found them its own, deletes
+            cluster_factory.write_hook = None
+            taken.append(new.lock(target, identity=B, details={}, duration=HOLD, take_over=A).token)
+
+    cluster_factory.write_hook = take_over_now
+    with pytest.raises(FencedError):
+        old.rollback(target, rollout_id=RolloutId("web-v2"), progress_deadline=DEADLINE)
+
+    assert taken == [1]
+    status = new.read(target)
+    # Neither delete landed: the tracks are the new holder's to converge.
+    assert status.canary is not None
+    assert status.baseline is not None
+
+
+def test_a_takeover_between_the_old_holders_read_and_its_hpa_patch_fences_the_patch(
+    cluster_factory: Harness,
+) -> None:
+    target = cluster_factory.create_app("web", image="web:1", replicas=4)
+    cluster_factory.set_hpa("web", 4, min_replicas=4, max_replicas=8)
+    old, new = cluster_factory.cluster(), cluster_factory.cluster()
+    assert old.lock(target, identity=A, details={}, duration=HOLD).granted
+    taken: list[int] = []
+
+    def take_over_now(verb: str, name: str) -> None:
+        if not taken and verb == "patch" and name.startswith("horizontalpodautoscalers/"):
+            cluster_factory.write_hook = None  # old lends the HPA bounds, from a read made before
+            taken.append(new.lock(target, identity=B, details={}, duration=HOLD, take_over=A).token)
+
+    cluster_factory.write_hook = take_over_now
+    with pytest.raises(FencedError):
+        old.apply_split(
+            target,
+            plan_split(4, 25, baseline=True),
+            rollout_id=RolloutId("web-v2"),
+            image="web:2",
+            step=0,
+            progress_deadline=DEADLINE,
+        )
+
+    assert taken == [1]
+    assert cluster_factory.hpa_bounds("web") == (4, 8)  # the old holder's lending never landed
+    assert new.read(target).stable.replicas == 4
+
+
 def test_a_lease_deleted_by_somebody_starts_again_above_the_fences_it_left(cluster_factory: Harness) -> None:
     target = cluster_factory.create_app("web", image="web:1", replicas=2)
     first, second, third = cluster_factory.cluster(), cluster_factory.cluster(), cluster_factory.cluster()
