@@ -1,6 +1,6 @@
 """The production-shaped stack (`tests.fixtures.production`): Prefect server on PostgreSQL, two
-process workers, the receiver, the local control plane and Prometheus; signed pushes for 50
-targets roll out concurrently to completion.
+process workers, the receiver, the local control plane and Prometheus; signed pushes for 20
+targets roll out concurrently to completion (the benchmark runs the same stack with 50).
 
 What could fail and is checked: every push is accepted and starts exactly one run of
 ``rollout/rollout``; both workers run rollouts; the rollouts overlap (they run concurrently, not
@@ -30,7 +30,8 @@ from tests.fixtures.production import ProductionStack, production_stack
 
 pytestmark = [pytest.mark.kube, pytest.mark.prometheus, pytest.mark.slow, pytest.mark.timeout(1800)]
 
-TARGETS = 50
+#: 20 here, so that the suite stays well within CI's hour; `bench/production.py` runs 50 (BENCHMARKS.md).
+TARGETS = 20
 
 
 def _until(what: str, check: Callable[[], Any], timeout: float, stack: ProductionStack) -> Any:
@@ -63,7 +64,7 @@ def postgresql() -> None:
         debian_program("initdb", "postgresql", "the production-stack test")  # skips, or fails on CI
 
 
-def test_pushes_for_fifty_targets_roll_out_concurrently_on_prefect_with_postgresql(
+def test_pushes_for_twenty_targets_roll_out_concurrently_on_prefect_with_postgresql(
     postgresql: None, local_kube: Any, prometheus: Any, tmp_path: Path
 ) -> None:
     from canaryflow.cluster.kubernetes import KubernetesCluster
@@ -102,8 +103,8 @@ def test_pushes_for_fifty_targets_roll_out_concurrently_on_prefect_with_postgres
         states = {r["state_name"] for r in runs}
         assert states <= {"Completed", "RolledBack"}, states
         promoted = {image for image, r in by_image.items() if r["state_name"] == "Completed"}
-        # alpha 0.01 per rollout: a false rollback among 50 good canaries is possible, many are not.
-        assert len(promoted) >= TARGETS - 5, sorted(states)
+        # alpha 0.01 per rollout: a false rollback among these good canaries is possible, many are not.
+        assert len(promoted) >= TARGETS - 3, sorted(states)
 
         with KubernetesCluster.from_kubeconfig(local_kube.kubeconfig) as cluster:
             for target in stack.targets:
