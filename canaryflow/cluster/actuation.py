@@ -124,6 +124,9 @@ class ReplicaActuator:
         self._attempts = conflict_attempts
         #: The fencing token of each target whose Lease this adapter holds.
         self._tokens: dict[TargetRef, int] = {}
+        #: Per target, the Lease's holder and renewal as last seen, and when (this clock's monotonic
+        #: seconds) it was first seen so: a Lease expires for this adapter when that is its duration ago.
+        self._observed: dict[TargetRef, tuple[tuple[object, ...], float]] = {}
 
     # -- the port -------------------------------------------------------------------------------
 
@@ -211,8 +214,7 @@ class ReplicaActuator:
                         self._stamp(target, lease.transitions)
                     self._tokens[target] = lease.transitions
                     return Lock(granted=True, token=lease.transitions)
-                expires = _expires(lease)
-                live = lease.holder and lease.holder != take_over and (expires is None or expires > now)
+                live = lease.holder and lease.holder != take_over and not self._expired(target, lease)
                 if live:
                     return Lock(granted=False, holder=_holder_of(lease))
                 token = lease.transitions + 1
@@ -237,6 +239,18 @@ class ReplicaActuator:
             self._tokens[target] = token
             return Lock(granted=True, token=token, took_over=lease.holder or None)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _expired(self, target: TargetRef, lease: LeaseRecord) -> bool:
+        """Whether `lease` went unrenewed for its duration while this adapter watched it: the
+        holder, its acquisition and its renewal unchanged since first seen, measured on this
+        adapter's monotonic clock (never the holder's ``renewTime`` against this machine's wall
+        clock, which may be off by more than a duration)."""
+        seen = (lease.holder, lease.acquired_at, lease.renewed_at, lease.transitions, lease.duration_seconds)
+        now = self._clock.monotonic()
+        first = self._observed.get(target)
+        if first is None or first[0] != seen:
+            first = self._observed[target] = (seen, now)
+        return now - first[1] >= lease.duration_seconds
 
     def unlock(self, target: TargetRef, *, identity: str) -> None:
         self._tokens.pop(target, None)

@@ -294,13 +294,18 @@ class Cluster(Protocol):
     ) -> Lock:
         """Take or renew the target's lock: the Lease ``canaryflow-<deployment>`` in its namespace,
         written by compare-and-swap. Granted when the Lease is free, held by `identity` (a renewal),
-        expired (not renewed for `duration`), or held by `take_over` (a holder the caller knows is
-        dead). Taking it from another holder increases its transitions, the fencing token, and
-        stamps it on the target's Deployments first: from then on every write of an adapter that
-        holds an older token raises FencedError. Refused (``granted=False``) with the live holder
-        otherwise. This adapter's later writes to the target are checked against the token. With
-        `renew_only` nothing but a renewal is granted (a holder that lost its Lease must not take
-        it back unnoticed, even once it is free)."""
+        expired, or held by `take_over` (a holder the caller knows is dead). Expired means that
+        this adapter has seen the same holder and renewal for the Lease's duration on its own
+        monotonic clock, as client-go's leader election decides: the holder's ``renewTime`` is
+        never compared with the reader's wall clock, so a holder whose clock is behind (or a reader
+        whose clock is ahead) keeps its Lease while it renews, and a Lease abandoned long ago is
+        taken over one duration after the first look at it. Taking it from another holder
+        increases its transitions, the fencing token, and stamps it on the target's Deployments
+        first: from then on every write of an adapter that holds an older token raises
+        FencedError. Refused (``granted=False``) with the live holder otherwise. This adapter's
+        later writes to the target are checked against the token. With `renew_only` nothing but a
+        renewal is granted (a holder that lost its Lease must not take it back unnoticed, even
+        once it is free)."""
         ...
 
     def unlock(self, target: TargetRef, *, identity: str) -> None:

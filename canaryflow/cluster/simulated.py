@@ -575,15 +575,21 @@ class _SimulatedWorkloads:
 
 
 class SimulatedCluster(ReplicaActuator):
-    """The `Cluster` port on a `SimulatedWorld` (a fresh world when none is given)."""
+    """The `Cluster` port on a `SimulatedWorld` (a fresh world when none is given), on the world's
+    clock or on its own `clock` (a controller whose wall clock is off, say)."""
 
     def __init__(
-        self, world: SimulatedWorld | None = None, *, poll_interval: float = 0.5, conflict_attempts: int = 5
+        self,
+        world: SimulatedWorld | None = None,
+        *,
+        poll_interval: float = 0.5,
+        conflict_attempts: int = 5,
+        clock: Clock | None = None,
     ) -> None:
         self.world = world or SimulatedWorld()
         super().__init__(
             _SimulatedWorkloads(self.world),
-            clock=self.world.clock,
+            clock=clock or self.world.clock,
             poll_interval=poll_interval,
             conflict_attempts=conflict_attempts,
         )

@@ -13,16 +13,33 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from canaryflow.clock import ManualClock, SystemClock
+from canaryflow.clock import Clock, ManualClock, SystemClock
 from canaryflow.cluster.port import Cluster, TargetRef
 from canaryflow.cluster.simulated import SimulatedCluster, SimulatedWorld
 from canaryflow.dev.kube import LocalControlPlane
 
 #: Called before every write the adapter makes, with ("create" | "patch" | "delete", deployment name).
 WriteHook = Callable[[str, str], None]
+
+
+class ClockOff:
+    """`clock` with its wall time `offset` seconds off; monotonic time and sleeps are `clock`'s."""
+
+    def __init__(self, clock: Clock, offset: float) -> None:
+        self._clock, self._offset = clock, timedelta(seconds=offset)
+
+    def monotonic(self) -> float:
+        return self._clock.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        self._clock.sleep(seconds)
+
+    def now(self) -> datetime:
+        return self._clock.now() + self._offset
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,11 @@ class Harness(Protocol):
     write_hook: WriteHook | None
 
     def cluster(self) -> Cluster: ...
+
+    def cluster_with_clock_off(self, seconds: float) -> Cluster:
+        """A fresh adapter whose wall clock is `seconds` off (ahead when positive), as on a
+        controller's machine whose time is not synchronised; its monotonic clock runs as ours."""
+        ...
 
     def create_app(
         self,
@@ -203,6 +225,9 @@ class SimulatedHarness:
     def cluster(self) -> Cluster:
         return SimulatedCluster(self.world, poll_interval=0.5)
 
+    def cluster_with_clock_off(self, seconds: float) -> Cluster:
+        return SimulatedCluster(self.world, poll_interval=0.5, clock=ClockOff(self.clock, seconds))
+
     def create_app(
         self,
         name: str,
@@ -351,6 +376,14 @@ class KubernetesHarness:
         api_client = _hooked_api_client(self._client_mod, self._configuration, self)
         self._clients.append(api_client)
         return KubernetesCluster(api_client, clock=SystemClock(), poll_interval=0.2, request_timeout=15)
+
+    def cluster_with_clock_off(self, seconds: float) -> Cluster:
+        from canaryflow.cluster.kubernetes import KubernetesCluster
+
+        api_client = _hooked_api_client(self._client_mod, self._configuration, self)
+        self._clients.append(api_client)
+        clock = ClockOff(SystemClock(), seconds)
+        return KubernetesCluster(api_client, clock=clock, poll_interval=0.2, request_timeout=15)
 
     def create_app(
         self,

@@ -69,6 +69,31 @@ def test_an_expired_lock_is_taken_over_and_the_old_holder_is_fenced_out(cluster_
     )
 
 
+def test_a_holder_whose_clock_is_behind_keeps_its_lock_while_it_renews(cluster_factory: Harness) -> None:
+    """Expiry is measured on the reader's own clock from what it saw, not by comparing the holder's
+    renewTime with the reader's wall clock: the holder's clock is an hour behind here, so every
+    renewTime it writes looks an hour old, and still nobody takes its Lease while it renews."""
+    target = cluster_factory.create_app("web", image="web:1", replicas=2)
+    behind, reader = cluster_factory.cluster_with_clock_off(-3600), cluster_factory.cluster()
+    short = timedelta(seconds=4)
+    assert behind.lock(target, identity=A, details={}, duration=short).granted
+
+    for _ in range(4):  # 8 s of renewals every 2 s: twice the Lease's duration
+        refused = reader.lock(target, identity=B, details={}, duration=HOLD)
+        assert not refused.granted
+        assert refused.holder is not None
+        assert refused.holder.identity == A
+        cluster_factory.let_time_pass(2)
+        assert behind.lock(target, identity=A, details={}, duration=short, renew_only=True).granted
+
+    taken = reader.lock(target, identity=B, details={}, duration=HOLD)  # the holder stops renewing
+    assert not taken.granted  # a full duration after the last renewal it saw, not at once
+    while not taken.granted:
+        cluster_factory.let_time_pass(0.5)
+        taken = reader.lock(target, identity=B, details={}, duration=HOLD)
+    assert (taken.token, taken.took_over) == (1, A)
+
+
 def test_a_holder_named_dead_is_taken_over_at_once(cluster_factory: Harness) -> None:
     target = cluster_factory.create_app("web", image="web:1", replicas=2)
     dead, heir = cluster_factory.cluster(), cluster_factory.cluster()
