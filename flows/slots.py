@@ -37,10 +37,14 @@ intervals and during timed pauses (`check_slot`, through `flows.stops.check_stop
 its canary and ends Cancelled; then the new run gets the slot and the Lease.
 
 Requests: ``canaryflow abort | pause | promote --full`` record who asked and why for one flow
-run (`request`) in the same variable; that run's next checkpoint honours it (`check_slot`
-raises `AbortRequested`; `flows.stops` handles pause and promote). A request names the flow
-run, so it never reaches a later attempt at the same rollout id. (The variable moves to the
-cluster with the slot, issue 15.)
+run (`request`), each action in a variable of its own (``<slot>_abort``, ``<slot>_pause``,
+``<slot>_promote``); that run's next checkpoint honours it (`check_slot` raises
+`AbortRequested`; `flows.stops` handles pause and promote). A request names the flow run, so it
+never reaches a later attempt at the same rollout id. Prefect variables have no compare-and-swap,
+so nothing here merges into a variable another process writes: a request is one whole write, the
+holder's record is written only by the slot's holder (or by the run that found it dead), and
+the run forgets a pause it honoured only if the pause variable still holds that very request. An
+abort can therefore never be lost to a concurrent pause, promote or holder update.
 """
 
 from __future__ import annotations
@@ -82,6 +86,8 @@ __all__ = [
     "clear_request",
     "request",
     "request_target",
+    "request_variable",
+    "requests_for",
     "slot_held_by",
     "slot_name",
     "target_slot",
@@ -170,22 +176,29 @@ def slot_held_by(flow_run_id: str) -> str | None:
     return None
 
 
-#: What a person can ask of a running rollout (`request`), kept per flow run in the slot's record.
+#: What a person can ask of a running rollout (`request`), each in its variable (`request_variable`).
 Action = Literal["abort", "pause", "promote"]
 ACTIONS: tuple[Action, ...] = ("abort", "pause", "promote")
+
+
+def request_variable(name: str, action: Action) -> str:
+    """The variable that carries `action` requests to the holder of the slot `name`."""
+    return f"{name}_{action}"
 
 
 def request(name: str, flow_run_id: str, action: Action, *, by: str, reason: str) -> None:
     """Ask the rollout run `flow_run_id`, holder of the slot `name`, to `action` at its next
     checkpoint (abort: roll back; pause: hold the split; promote: skip the remaining steps)."""
     entry = {"flow_run_id": flow_run_id, "by": by, "reason": reason, "at": datetime.now(UTC).isoformat()}
-    _write(name, {**_read(name), action: entry})
+    _write(request_variable(name, action), entry)
 
 
-def clear_request(plan: RolloutPlan, action: Action) -> None:
-    """Forget this run's `action` request (a pause, once honoured)."""
-    name = slot_name(plan.target)
-    _write(name, {**_read(name), action: None})
+def clear_request(target: TargetRef, action: Action, honoured: dict[str, Any]) -> None:
+    """Forget the `action` request `honoured` to the holder of `target`'s slot (a pause, once
+    honoured), unless a newer request replaced it meanwhile."""
+    name = request_variable(slot_name(target), action)
+    if _read(name) == honoured:
+        Variable.unset(name)
 
 
 def check_slot(plan: RolloutPlan) -> dict[str, dict[str, Any]]:
@@ -196,8 +209,7 @@ def check_slot(plan: RolloutPlan) -> dict[str, dict[str, Any]]:
     lost = _LOST.get()
     if lost is not None and lost.is_set():
         raise SlotLost(f"the slot of {plan.target} was lost (its lease expired or was revoked)")
-    record = _read(slot_name(plan.target))
-    mine = _requests_of(record, str(flow_run.get_id() or ""))
+    mine = requests_for(slot_name(plan.target), str(flow_run.get_id() or ""))
     abort = mine.pop("abort", None)
     if abort is not None:
         raise AbortRequested(str(abort.get("by") or "somebody"), str(abort.get("reason") or "aborted"))
@@ -221,12 +233,12 @@ def _superseded_by() -> str | None:
     return holder.superseded_by if holder is not None and holder.identity == identity else None
 
 
-def _requests_of(record: dict[str, Any], run_id: str) -> dict[str, dict[str, Any]]:
-    """The requests in `record` that name the flow run `run_id`."""
+def requests_for(name: str, run_id: str) -> dict[str, dict[str, Any]]:
+    """The requests to the holder of the slot `name` that name the flow run `run_id`, by action."""
     found: dict[str, dict[str, Any]] = {}
     for action in ACTIONS:
-        entry = record.get(action)
-        if run_id and isinstance(entry, dict) and entry.get("flow_run_id") == run_id:
+        entry = _read(request_variable(name, action))
+        if run_id and entry.get("flow_run_id") == run_id:
             found[action] = entry
     return found
 
@@ -242,7 +254,6 @@ def target_slot(plan: RolloutPlan, *, lease_seconds: float, cluster: Cluster) ->
         lease_id = _acquire(client, name, lease_seconds, run_id)
     try:
         with _renewing(lease_id, lease_seconds):
-            record = _read(name)
             holder = {
                 "flow_run_id": run_id,
                 "image": plan.image,
@@ -250,16 +261,14 @@ def target_slot(plan: RolloutPlan, *, lease_seconds: float, cluster: Cluster) ->
                 "lease_id": str(lease_id),
                 **this_process(),
             }
-            asked = _requests_of(record, run_id)  # asked while this run waited for the slot
-            _write(name, {"holder": holder, **asked})
+            _write(name, {"holder": holder})
             try:
                 identity = f"{plan.rollout_id}/{run_id or this_process()['pid']}"
                 with _cluster_lock(cluster, plan.target, identity, holder, lease_seconds, deadline=None):
                     yield
             finally:
-                record = _read(name)
-                if (record.get("holder") or {}).get("lease_id") == holder["lease_id"]:
-                    _write(name, {**record, "holder": None})
+                if (_read(name).get("holder") or {}).get("lease_id") == holder["lease_id"]:
+                    _write(name, {"holder": None})
     finally:
         with get_client(sync_client=True) as client:
             client.release_concurrency_slots_with_lease(lease_id)
@@ -354,7 +363,7 @@ def _release_dead_holder(client: SyncPrefectClient, name: str) -> bool:
         run = client.read_flow_run(run_id)
         if run.state is None or not run.state.is_final():
             client.set_flow_run_state(run_id, Crashed(message=message), force=True)
-    _write(name, {**record, "holder": None})
+    _write(name, {"holder": None})
     return True
 
 
