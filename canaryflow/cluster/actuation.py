@@ -320,7 +320,9 @@ class ReplicaActuator:
                 annotations={FENCE: str(token)},
             )
 
-    def _check_fence(self, target: TargetRef, records: Collection[DeploymentRecord | None]) -> None:
+    def _check_fence(
+        self, target: TargetRef, records: Collection[DeploymentRecord | HpaRecord | None]
+    ) -> None:
         """FencedError when another holder of the target's lock stamped a larger token on one of
         `records` (nothing to check while this adapter holds no lock of the target)."""
         token = self._tokens.get(target)
@@ -610,13 +612,18 @@ class ReplicaActuator:
             )
         )
         if split.stable > stable.replicas:
-            self._patch_stable(ns, stable, split.stable, state.stable_replicas, (snap.hpa, surge))
-        elif stable.annotations.get(CAPACITY) != str(state.stable_replicas) or _lendable(snap.hpa):
+            self._patch_stable(target, stable, split.stable, state.stable_replicas, (snap.hpa, surge))
+        elif (
+            stable.annotations.get(CAPACITY) != str(state.stable_replicas)
+            or _lendable(snap.hpa)
+            or _min_below(snap.hpa, stable.replicas)
+        ):
             # The capacity to restore is on the stable from the first split on, even when this
             # split leaves its size alone: a person's scale-down and a deleted canary (the state
             # with it) must not make the rollout end below it. An HPA's bounds are lent from the
-            # first split on too: its own would fight the split.
-            self._patch_stable(ns, stable, stable.replicas, state.stable_replicas, (snap.hpa, surge))
+            # first split on too: its own would fight the split. And a growth whose second write
+            # to the HPA (its minimum) did not land (a 409, an outage) is finished here.
+            self._patch_stable(target, stable, stable.replicas, state.stable_replicas, (snap.hpa, surge))
 
     def _shrink(self, target: TargetRef, split: Split, rollout_id: RolloutId) -> None:
         snap = self._owned(target, rollout_id)
@@ -630,7 +637,7 @@ class ReplicaActuator:
             if record is not None and replicas < record.replicas:
                 if track == "stable":
                     hpa = (snap.hpa, split.total)
-                    self._patch_stable(target.namespace, record, replicas, snap.status.capacity, hpa)
+                    self._patch_stable(target, record, replicas, snap.status.capacity, hpa)
                 else:
                     self._patch_replicas(target.namespace, record, replicas)
 
@@ -771,7 +778,7 @@ class ReplicaActuator:
 
     def _patch_stable(
         self,
-        namespace: str,
+        target: TargetRef,
         stable: DeploymentRecord,
         replicas: int,
         capacity: int,
@@ -780,19 +787,28 @@ class ReplicaActuator:
         """Resize the stable, recording in the same patch that canaryflow set this size, and the
         capacity to restore at the end. An HPA on the stable (``hpa``: it and the target's pods
         with the stable at `replicas`) gets bounds around that size: before a shrink (so that it
-        does not grow the stable back), after a growth (so that the size it then enforces is
-        already recorded as ours, never mistaken for its own scaling)."""
+        does not grow the stable back); around a growth in two writes, its maximum before (so that
+        a sync between the writes, or during an outage that holds the next one back, cannot cut the
+        grown stable back to the old maximum) and its minimum after (so that the HPA never grows the
+        stable itself to the new size, which would look like its own scaling)."""
         autoscaler, total = hpa
-        if autoscaler is not None and replicas <= stable.replicas:
-            self._lend(namespace, autoscaler, replicas, total)
+        grows = autoscaler is not None and replicas > stable.replicas
+        if autoscaler is not None and (not grows or autoscaler.max_replicas < replicas):
+            self._lend(target.namespace, autoscaler, replicas, total, raise_min=not grows)
         self._patch_replicas(
-            namespace, stable, replicas, {REPLICAS_SET: str(replicas), CAPACITY: str(capacity)}
+            target.namespace, stable, replicas, {REPLICAS_SET: str(replicas), CAPACITY: str(capacity)}
         )
-        if autoscaler is not None and replicas > stable.replicas:
-            self._lend(namespace, autoscaler, replicas, total)
+        if grows:
+            again = self._workloads.get_hpa(target.namespace, target.deployment)
+            if again is not None:
+                self._check_fence(target, [again])  # another holder may have taken the lock meanwhile
+                self._lend(target.namespace, again, replicas, total)
 
-    def _lend(self, namespace: str, hpa: HpaRecord, stable: int, total: int) -> None:
-        """Bounds for the stable's HPA while it holds `stable` of the target's `total` pods.
+    def _lend(
+        self, namespace: str, hpa: HpaRecord, stable: int, total: int, *, raise_min: bool = True
+    ) -> None:
+        """Bounds for the stable's HPA while it holds `stable` of the target's `total` pods
+        (without `raise_min`, its minimum is lowered to that but never raised).
 
         The HPA's own bounds ``[m, M]`` are recorded on it (`HPA_BOUNDS`, once) and replaced by
         ``[max(1, s), max(max(1, s), floor(M s / T))]``: it may not shrink the stable below its
@@ -802,8 +818,8 @@ class ReplicaActuator:
         pods). At ``s = 0`` (50 % with a baseline) Kubernetes' HPA leaves a Deployment at zero
         replicas alone: it scales again once the promotion or rollback gives it the stable back."""
         own = _lent_bounds(hpa) or (hpa.min_replicas, hpa.max_replicas)
-        low = max(1, stable)
-        high = max(low, own[1] * stable // max(1, total))
+        low = max(1, stable) if raise_min else min(hpa.min_replicas, max(1, stable))
+        high = max(max(1, stable), own[1] * stable // max(1, total))
         if (hpa.min_replicas, hpa.max_replicas) == (low, high) and HPA_BOUNDS in hpa.annotations:
             return
         self._workloads.patch_hpa(
@@ -987,6 +1003,11 @@ def _lent_bounds(hpa: HpaRecord | None) -> tuple[int, int] | None:
 def _lendable(hpa: HpaRecord | None) -> bool:
     """An HPA scales the stable and the rollout has not lent its bounds yet."""
     return hpa is not None and HPA_BOUNDS not in hpa.annotations
+
+
+def _min_below(hpa: HpaRecord | None, stable: int) -> bool:
+    """The rollout lent the HPA bounds whose minimum is below the stable's `stable` replicas."""
+    return hpa is not None and HPA_BOUNDS in hpa.annotations and hpa.min_replicas < max(1, stable)
 
 
 def _hpa_replicas(hpa: HpaRecord, stable: DeploymentRecord) -> int:

@@ -97,6 +97,11 @@ class Harness(Protocol):
         """The HPA's ``(minReplicas, maxReplicas)`` as they are now."""
         ...
 
+    def hpa_syncs(self, deployment: str) -> int:
+        """The HPA controller syncs now, its metrics content with the Deployment's size: it puts
+        the Deployment within its bounds (leaving one at zero alone); the size after."""
+        ...
+
     def let_time_pass(self, seconds: float) -> None:
         """Time passes for the cluster (the simulated clock moves; a real one is waited for)."""
         ...
@@ -263,6 +268,12 @@ class SimulatedHarness:
         record = self.world.record(self.namespace, deployment)  # the simulated HPA acts at once
         assert record is not None
         return record.replicas
+
+    def hpa_syncs(self, deployment: str) -> int:
+        record = self.world.record(self.namespace, deployment)
+        assert record is not None
+        self.world.autoscale(self.namespace, deployment, record.replicas)
+        return self.hpa_synced(deployment)
 
     def hpa_bounds(self, deployment: str) -> tuple[int, int]:
         bounds = self.world.hpa_bounds(self.namespace, deployment)
@@ -470,6 +481,10 @@ class KubernetesHarness:
                 return int(replicas)
             time.sleep(0.2)
         raise AssertionError(f"the HPA of {self.namespace}/{deployment} did not act within {timeout} s")
+
+    def hpa_syncs(self, deployment: str) -> int:
+        """The controller syncs every 3 s on this plane: wait until it has acted on the size now."""
+        return self.hpa_synced(deployment)
 
     def hpa_bounds(self, deployment: str) -> tuple[int, int]:
         hpa = self._autoscaling.read_namespaced_horizontal_pod_autoscaler(deployment, self.namespace)

@@ -154,6 +154,47 @@ def test_the_hpa_scaling_during_a_rollout_keeps_the_weight(cluster_factory: Harn
     assert cluster_factory.hpa_synced("web") == 20
 
 
+def test_a_stable_that_grows_mid_rollout_is_never_cut_back_by_its_hpa(cluster_factory: Harness) -> None:
+    """From 50 % (the stable at 0, its HPA lent ``[1, 1]``) back to 20 %: the stable grows to 6.
+    The HPA controller may sync between any two writes (here it does before each write to the HPA,
+    as during an API-server outage that holds the second write back): its maximum must already
+    allow the new size when the stable grows, or it cuts the stable back to 1."""
+    target = cluster_factory.create_app("web", image="web:1", replicas=10)
+    cluster_factory.set_hpa("web", 10, min_replicas=10, max_replicas=20)
+    cluster = cluster_factory.cluster()
+    cluster.apply_split(
+        target,
+        plan_split(10, 50, baseline=True),
+        rollout_id=RID,
+        image="web:2",
+        step=0,
+        progress_deadline=DEADLINE,
+    )
+    assert cluster_factory.hpa_bounds("web") == (1, 1)
+    synced: list[int] = []
+
+    def hpa_syncs_first(verb: str, name: str) -> None:
+        if verb == "patch" and name == "horizontalpodautoscalers/web":
+            synced.append(cluster_factory.hpa_syncs("web"))
+
+    cluster_factory.write_hook = hpa_syncs_first
+    split = plan_split(10, 20, baseline=True)
+    assert (split.canary, split.baseline, split.stable) == (2, 2, 6)
+    status = cluster.apply_split(
+        target, split, rollout_id=RID, image="web:2", step=1, progress_deadline=DEADLINE
+    )
+    cluster_factory.write_hook = None
+
+    assert synced  # the HPA synced while the stable grew
+    assert all(size in (0, 6) for size in synced)  # before the growth, or after it: never cut to 1
+    # Its minimum the new share; its maximum 6/16 of its own 20 (16 pods while canary and
+    # baseline still had 5 each when the stable grew).
+    assert cluster_factory.hpa_bounds("web") == (6, 7)
+    assert cluster_factory.hpa_syncs("web") == 6
+    assert [t.ready for t in status.tracks] == [6, 2, 2]
+    assert status.capacity == 10
+
+
 def test_a_missing_target_is_not_found_and_nothing_changes(cluster_factory: Harness) -> None:
     cluster_factory.create_app("web", image="web:1", replicas=4)
     before = _snapshot(cluster_factory)
