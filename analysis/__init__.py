@@ -21,6 +21,7 @@ Modules:
 - `special`: the normal log-cdf and Student's t tail without scipy;
 - `ratio`, `histogram`, `samples`: the sequential test per metric type;
 - `verdicts`: `Verdict`, `MetricEvidence`, `Decision`;
+- `outlook`: the evidence plan (the intervals of data a metric needs at the traffic seen);
 - `evidence`, `judge`: the sequential judge (`SequentialJudge`);
 - `mannwhitney`, `kayenta`: Spinnaker Kayenta's NetflixACAJudge (`mann_whitney`, `classify`,
   `KayentaJudge`);

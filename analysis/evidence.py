@@ -20,6 +20,10 @@ fixed-horizon test at the maximum duration (`analysis.counts.CountState.final_lo
 more powerful at that one look than an anytime bound. A metric is within tolerance when either
 says so; the probability of a wrong "within" is at most ``beta`` by the union bound.
 
+While a count metric is undecided, `assess` adds its evidence plan (`analysis.outlook`): the
+intervals of data its final look needs, at the traffic seen, to show a canary like its baseline
+within tolerance. It is reported, never decided on.
+
 A ratio or histogram metric with a ceiling (``max_rate``; for a histogram the share of requests
 slower than ``slower_than``) gives ``CEILING_SHARE`` of its ``beta`` to the
 ceiling test of `analysis.ceiling` (``ceiling_beta``) and the rest to the relative tests above.
@@ -37,6 +41,7 @@ from analysis.ceiling import CeilingState
 from analysis.detection import Detector
 from analysis.histogram import HistogramState
 from analysis.observations import HistogramCounts, PairedObservation
+from analysis.outlook import EvidencePlan, required_intervals
 from analysis.ratio import RatioState
 from analysis.samples import samples_test
 from analysis.verdicts import MetricEvidence, MetricStatus
@@ -186,6 +191,9 @@ class _Numbers:
     detail: str
     threshold: float | None = None
     final_pvalue: float = 1.0
+    #: The baseline's rate of the counted event per request (errors; requests slower than the
+    #: decisive bound); nan for samples.
+    rate: float = math.nan
 
 
 def _pct(value: float) -> str:
@@ -250,7 +258,10 @@ def _evaluate(plan: MetricPlan, process: _Process, *, final: bool) -> _Numbers:
         rc = r.canary_bad / r.canary_total if r.canary_total else math.nan
         rb = r.baseline_bad / r.baseline_total if r.baseline_total else math.nan
         detail = f"canary rate {_pct(rc)} vs baseline {_pct(rb)}"
-        return _numbers(r, counts=(r.canary_total, r.baseline_total), detail=detail, dispersion=r.dispersion)
+        numbers = _numbers(
+            r, counts=(r.canary_total, r.baseline_total), detail=detail, dispersion=r.dispersion
+        )
+        return replace(numbers, rate=rb)
     if isinstance(process, HistogramState):
         h = process.result(alpha=alpha, final=final)
         unit = f" {plan.unit}" if plan.unit else ""
@@ -259,7 +270,8 @@ def _evaluate(plan: MetricPlan, process: _Process, *, final: bool) -> _Numbers:
             f"slower than {_num(h.threshold)}{unit}"
         )
         counts = (h.canary_total, h.baseline_total)
-        return _numbers(h, counts=counts, detail=detail, dispersion=h.dispersion, threshold=h.threshold)
+        numbers = _numbers(h, counts=counts, detail=detail, dispersion=h.dispersion, threshold=h.threshold)
+        return replace(numbers, rate=h.baseline_share)
     s = samples_test(
         process.canary, process.baseline, tolerance=plan.tolerance, direction=plan.direction, alpha=alpha
     )
@@ -346,12 +358,34 @@ def _reason(
     )
 
 
+def _plan(
+    plan: MetricPlan, history: MetricHistory, numbers: _Numbers, final_interval: int
+) -> EvidencePlan | None:
+    """The metric's evidence plan (`analysis.outlook`), for count metrics with a final look."""
+    seen = history.intervals
+    if plan.final_beta <= 0 or math.isnan(numbers.rate) or seen < 1:
+        return None
+    if min(numbers.canary_count, numbers.baseline_count) <= 0:
+        return None
+    needed = required_intervals(
+        rate=numbers.rate,
+        canary_per_interval=numbers.canary_count / seen,
+        baseline_per_interval=numbers.baseline_count / seen,
+        tolerance=plan.tolerance,
+        level=plan.final_beta,
+        ceiling=plan.max_rate if plan.type == "ratio" else None,
+        ceiling_level=plan.ceiling_beta if plan.type == "ratio" and plan.max_rate is not None else None,
+    )
+    return EvidencePlan(None if needed is None else max(1, math.ceil(needed)), final_interval)
+
+
 def assess(
-    plan: MetricPlan, history: MetricHistory, *, final: bool = False
+    plan: MetricPlan, history: MetricHistory, *, final: bool = False, final_interval: int | None = None
 ) -> tuple[MetricHistory, MetricEvidence]:
     """The metric's evidence now; the history with its latches updated. ``final``: this is the
     analysis's last look (the maximum duration), where the fixed-horizon test may show the metric
-    within tolerance."""
+    within tolerance. `final_interval` (the final look's interval): while the metric is
+    undecided, add its evidence plan (`analysis.outlook`) to the evidence and its reason."""
     if history.process is None or history.intervals == 0:
         evidence = MetricEvidence(
             name=plan.name, type=plan.type, direction=plan.direction, status="no_data", estimate=math.nan,
@@ -365,6 +399,12 @@ def assess(
     status, regressed, within = _status(plan, history, numbers, final=final)
     max_e = max(history.max_evalue, numbers.evalue)
     pvalue = min(1.0, 1.0 / max_e)
+    reason = _reason(plan, history, status, numbers, pvalue, final=final)
+    ahead = None
+    if final_interval is not None and status in ("undecided", "insufficient") and not final:
+        ahead = _plan(plan, history, numbers, final_interval)
+        if ahead is not None:
+            reason = f"{reason.rstrip('.')}; {ahead.sentence()}."
     evidence = MetricEvidence(
         name=plan.name, type=plan.type, direction=plan.direction, status=status, estimate=numbers.estimate,
         interval=numbers.interval, evalue=numbers.evalue, promote_evalue=numbers.promote_evalue,
@@ -372,9 +412,9 @@ def assess(
         canary_count=numbers.canary_count, baseline_count=numbers.baseline_count,
         dispersion=numbers.dispersion, tolerance=plan.tolerance,
         rollback_threshold=1 / plan.rollback_alpha, promote_threshold=1 / plan.promote_beta,
-        reason=_reason(plan, history, status, numbers, pvalue, final=final), threshold=numbers.threshold,
+        reason=reason, threshold=numbers.threshold,
         final_pvalue=numbers.final_pvalue if final and plan.final_beta > 0 else None,
-        ceiling_evalue=None if history.ceiling is None else history.ceiling.evalue,
+        ceiling_evalue=None if history.ceiling is None else history.ceiling.evalue, plan=ahead,
     )  # fmt: skip
     changed = history.changed or history.detector.alarm(plan.detector_threshold)
     updated = replace(

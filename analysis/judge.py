@@ -226,7 +226,9 @@ def advance(
         if _has_data(metric, pair):
             assert pair is not None
             history = record(metric, history, pair)
-            history, evidence[metric.name] = assess(metric, history, final=final)
+            history, evidence[metric.name] = assess(
+                metric, history, final=final, final_interval=plan.max_intervals
+            )
         else:
             complete = False
             if history.last is None or final:

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
+from analysis.outlook import EvidencePlan
+
 __all__ = ["Decision", "MetricEvidence", "MetricStatus", "Verdict"]
 
 #: ``continue`` while the evidence is open; ``promote``, ``rollback`` and ``inconclusive`` are final.
@@ -68,6 +70,9 @@ class MetricEvidence:
     ceiling_evalue
         For ratio metrics with a ceiling (``max_rate``): the e-value against "the canary's rate is
         at least the ceiling" (`analysis.ceiling`); ``None`` otherwise.
+    plan
+        While undecided, the evidence plan: the intervals of data the metric needs at the traffic
+        seen so far (`analysis.outlook`); ``None`` once decided, without data, for samples.
     """
 
     name: str
@@ -91,6 +96,7 @@ class MetricEvidence:
     threshold: float | None = None
     final_pvalue: float | None = None
     ceiling_evalue: float | None = None
+    plan: EvidencePlan | None = None
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready mapping (non-finite numbers become ``null``; ``ceiling_evalue`` only with a
@@ -116,6 +122,8 @@ class MetricEvidence:
         }
         if self.ceiling_evalue is not None:
             out["ceiling_evalue"] = _finite_or_none(self.ceiling_evalue)
+        if self.plan is not None:
+            out["plan"] = self.plan.to_dict()
         return out
 
 

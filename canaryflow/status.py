@@ -78,6 +78,24 @@ RolloutResult = Literal["promoted", "rolled-back", "superseded", "aborted"]
 _MODEL = ConfigDict(frozen=True, extra="ignore")
 
 
+class PlanReport(BaseModel):
+    """A metric's evidence plan as recorded (`analysis.outlook.EvidencePlan.to_dict`)."""
+
+    model_config = _MODEL
+
+    needed_intervals: int | None = Field(
+        default=None,
+        description="Intervals of data that show a canary like its baseline within tolerance at the "
+        "traffic seen (80 % power); null when none do.",
+    )
+    final_interval: int = Field(description="The final look's interval (the maximum duration).")
+
+    @property
+    def fits(self) -> bool:
+        """Whether the plan fits within the maximum duration."""
+        return self.needed_intervals is not None and self.needed_intervals <= self.final_interval
+
+
 class MetricReport(BaseModel):
     """One metric's evidence as recorded (`analysis.verdicts.MetricEvidence.to_dict`)."""
 
@@ -99,6 +117,7 @@ class MetricReport(BaseModel):
     dispersion: float | None = None
     tolerance: float | None = None
     final_pvalue: float | None = None
+    plan: PlanReport | None = None
     reason: str = ""
 
 

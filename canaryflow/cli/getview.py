@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from canaryflow.status import RolloutStatus
+    from canaryflow.status import RolloutStatus, VerdictReport
 
 __all__ = ["get", "render_rollout"]
 
@@ -110,11 +110,38 @@ def render_rollout(status: RolloutStatus) -> list[str]:
         width = max((len(name) for name in verdict.metrics), default=0)
         for name, metric in verdict.metrics.items():
             lines.append(f"  {name:<{width}}  {metric.status:<12} {metric.reason}")
+        plan = _plan_line(verdict)
+        if plan:
+            lines.append(f"Plan:      {plan}")
     if status.reason:
         lines.append(f"Result:    {status.result or status.phase.label}: {status.reason}")
     if status.observations:
         lines.append(f"Log:       {status.observations} (canaryflow replay)")
     return lines
+
+
+def _plan_line(verdict: VerdictReport) -> str | None:
+    """The evidence plan of the undecided metrics: the longest one decides when the analysis can
+    promote (`analysis.outlook`)."""
+    plans = {name: m.plan for name, m in verdict.metrics.items() if m.plan is not None}
+    if not plans:
+        return None
+    name, longest = max(
+        plans.items(),
+        key=lambda item: float("inf") if item[1].needed_intervals is None else item[1].needed_intervals,
+    )
+    final = longest.final_interval
+    if longest.needed_intervals is None:
+        return f"{name} cannot be shown within tolerance at this traffic (no events, no ceiling)"
+    if longest.fits:
+        return (
+            f"at this traffic about {longest.needed_intervals} of the {final} intervals show the canary "
+            f"within tolerance if it is like its baseline ({name} needs the most)"
+        )
+    return (
+        f"{name} needs about {longest.needed_intervals} intervals at this traffic, more than the {final} of "
+        "the maximum duration: expect an inconclusive end (raise maxDuration or the canary's weight)"
+    )
 
 
 def _steps(status: RolloutStatus) -> list[str]:
