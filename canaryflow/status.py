@@ -139,6 +139,15 @@ class VerdictReport(BaseModel):
         return cls.model_validate(verdict.to_dict())
 
 
+class TrackPods(BaseModel):
+    """One track's pods after the latest change of the split."""
+
+    model_config = _MODEL
+
+    ready: int = Field(ge=0)
+    replicas: int = Field(ge=0, description="The pods the track's Deployment wants.")
+
+
 class RolloutStatus(BaseModel):
     """What ``<reports>/<rollout-id>/status.json`` says of one rollout (and ``status --json``)."""
 
@@ -160,6 +169,10 @@ class RolloutStatus(BaseModel):
     effective_weight: float = Field(
         default=0.0, ge=0.0, le=100.0, description="The canary's share of the Ready pods, percent."
     )
+    pods: dict[str, TrackPods] = Field(
+        default_factory=dict, description="Pods per track (stable, canary, baseline) after the latest split."
+    )
+    next: str | None = Field(default=None, description="What the rollout does next, and when.")
     verdict: VerdictReport | None = None
     observations: str | None = Field(default=None, description="The latest observation log.")
     result: RolloutResult | None = None

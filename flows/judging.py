@@ -68,6 +68,11 @@ def analyze(
         planned, now = last + interval, clock.monotonic()
         if verdict is not None and planned > ends:
             break
+        reporter.next(
+            f"analysis interval {_judged(verdict) + 1} of {intervals} (the judge decides at the "
+            f"latest after interval {intervals})",
+            at=max(0.0, planned - now),
+        )
         end = hold(clock, max(0.0, planned - now), why=f"analysis interval of {plan.rollout_id}")
         last = planned if planned >= now else clock.monotonic()  # on time, or as soon as it could
         try:
@@ -98,6 +103,11 @@ def analyze(
     tolerances = {m.name: settings.tolerance_for(m) for m in settings.metrics}
     reporter.verdict(index, verdict, log, chart=_chart(recorder, log, tolerances))
     return verdict
+
+
+def _judged(verdict: Verdict | None) -> int:
+    """The intervals judged so far (0 before the first verdict)."""
+    return 0 if verdict is None else verdict.interval
 
 
 def _outage_reason(unanswered: list[str], *, judge_intervals: int) -> str:

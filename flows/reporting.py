@@ -12,7 +12,7 @@ creates the Prefect artifacts (`flows.artifacts`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
@@ -22,11 +22,11 @@ from prefect.runtime import flow_run
 
 from analysis.observations import PairedObservation
 from analysis.verdicts import Verdict
-from canaryflow.cluster.port import RolloutCondition
+from canaryflow.cluster.port import RolloutCondition, TargetStatus
 from canaryflow.history import HistoryRecord, append_history
 from canaryflow.plan import RolloutOutcome, RolloutPlan
 from canaryflow.reports import archive_attempt, write_status
-from canaryflow.status import RolloutPhase, RolloutStatus, VerdictReport
+from canaryflow.status import RolloutPhase, RolloutStatus, TrackPods, VerdictReport
 from flows import artifacts, notices, records
 from flows.runtime import Runtime
 
@@ -93,6 +93,13 @@ class Reporter:
             "Unknown", "Progressing", f"{self.plan.rollout_id} ({self.plan.image}): {description}"
         )
 
+    def next(self, what: str | None, at: float | None = None) -> None:
+        """What the rollout does next (``canaryflow get``), `at` seconds from now if given."""
+        if what is not None and at is not None:
+            when = self.runtime.clock.now() + timedelta(seconds=max(0.0, at))
+            what = f"{what} at {when.strftime('%H:%M:%S')} UTC"
+        self._update(next=what)
+
     def phase(self, phase: RolloutPhase) -> None:
         if phase == RolloutPhase.ROLLING_BACK and self._detected_at is None:
             self._detected_at = self.runtime.clock.now()  # the decision to roll back: its detection
@@ -111,9 +118,15 @@ class Reporter:
             f"(canaryflow promote {rid} / canaryflow abort {rid})",
         )
 
-    def weight(self, requested: int, effective: float) -> None:
-        """The canary's weight changed (said in the progress artifact's description)."""
-        self._update(weight=requested, effective_weight=round(effective, 1))
+    def weight(self, requested: int, effective: float, target: TargetStatus | None = None) -> None:
+        """The canary's weight changed (said in the progress artifact's description); `target`:
+        the tracks as the change left them (their pods go into the status)."""
+        pods = (
+            self.status.pods
+            if target is None
+            else {t.track: TrackPods(ready=t.ready, replicas=t.replicas) for t in target.tracks}
+        )
+        self._update(weight=requested, effective_weight=round(effective, 1), pods=pods)
         step, steps = self.status.step, self.status.steps
         if self.status.result is None and step is not None:
             done = 100.0 * (step - 1) / max(1, steps)
@@ -153,7 +166,9 @@ class Reporter:
         )
 
     def finished(self, outcome: RolloutOutcome) -> None:
-        self._update(phase=RolloutPhase(outcome.result), result=outcome.result, reason=outcome.reason)
+        self._update(
+            phase=RolloutPhase(outcome.result), result=outcome.result, reason=outcome.reason, next=None
+        )
         append_history(
             self.runtime.reports_dir,
             HistoryRecord(

@@ -360,7 +360,14 @@ def apply_weight(run: Run, index: int, weight: int) -> None:
         progress_deadline=run.deadline,
         outage_tolerance=plan.spec.spec.outage_tolerance,
     )
-    run.reporter.weight(weight, status.effective_weight)
+    run.reporter.weight(weight, status.effective_weight, status)
+
+
+def _after(plan: RolloutPlan, index: int) -> str:
+    """What follows step `index`: the next step, or the promotion."""
+    if index + 1 < len(plan.spec.steps):
+        return plan.describe_step(index + 1)
+    return "the promotion"
 
 
 def pause(run: Run, index: int, step: Pause) -> list[str]:
@@ -368,6 +375,7 @@ def pause(run: Run, index: int, step: Pause) -> list[str]:
     if not step.approval:
         assert step.duration is not None
         left = step.duration.total_seconds()
+        run.reporter.next(f"the pause of step {index + 1} ends, then {_after(plan, index)}", at=left)
         while left > 0:  # a `canaryflow pause` asked meanwhile holds the split here, then the rest
             left = hold_until_asked(
                 run.runtime.clock,
@@ -383,6 +391,11 @@ def pause(run: Run, index: int, step: Pause) -> list[str]:
         "%s: waiting for approval (canaryflow promote/abort %s)", plan.rollout_id, plan.rollout_id
     )
     timeout = step.approval_timeout.total_seconds()
+    run.reporter.next(
+        f"a person approves (canaryflow promote {plan.rollout_id}) or rejects (canaryflow abort "
+        f"{plan.rollout_id}) step {index + 1}, else it times out",
+        at=timeout,
+    )
     answer = wait_for_approval(
         timeout,
         key=f"step-{index + 1}",
@@ -462,8 +475,9 @@ def on_failure(run: Run, index: int, reason: str) -> list[str]:
 def promote(run: Run, evidence: str) -> RolloutOutcome:
     """Promote; if somebody changed the stable's image meanwhile, roll back instead and keep it."""
     run.reporter.phase(RolloutPhase.PROMOTING)
+    run.reporter.next(f"promote {run.plan.image} to the whole of {run.plan.target}")
     try:
-        with_retries(promote_canary, run.runtime.retry_delays)(
+        status = with_retries(promote_canary, run.runtime.retry_delays)(
             run.runtime.cluster,
             run.plan.target,
             rollout_id=run.plan.rollout_id,
@@ -471,16 +485,17 @@ def promote(run: Run, evidence: str) -> RolloutOutcome:
         )
     except DriftError as exc:
         return roll_back(run, f"{type(exc).__name__}: {exc}")
-    run.reporter.weight(100, 100.0)
+    run.reporter.weight(100, 100.0, status)
     return _outcome(run, "promoted", evidence)
 
 
 def roll_back(run: Run, reason: str, *, result: RolloutResult = "rolled-back") -> RolloutOutcome:
     run.reporter.phase(RolloutPhase.ROLLING_BACK)
-    with_retries(roll_back_canary, run.runtime.retry_delays)(
+    run.reporter.next(f"put {run.plan.target} back on its stable image and remove the canary")
+    status = with_retries(roll_back_canary, run.runtime.retry_delays)(
         run.runtime.cluster, run.plan.target, rollout_id=run.plan.rollout_id, progress_deadline=run.deadline
     )
-    run.reporter.weight(0, 0.0)
+    run.reporter.weight(0, 0.0, status)
     return _outcome(run, result, reason)
 
 

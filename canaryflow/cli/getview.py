@@ -3,7 +3,8 @@
 
 What the rollout's report says (``status.json``, `canaryflow.reports`): its steps with the current
 one marked (from its spec, when the spec is readable here), the requested and effective weight,
-the judge's latest evidence per metric, and how it ended. Nothing is ever cut: long ids and images
+the pods per track, what comes next and when, the judge's latest evidence per metric with its
+evidence plan, and how it ended. Nothing is ever cut: long ids and images
 wrap as the terminal wraps them. ``--watch`` follows the report until the rollout ends: on a
 terminal the view is redrawn in place, elsewhere (a pipe, a CI log) one line per change is
 printed; it exits 0 when the rollout was promoted and 6 when it was not, like ``canaryflow
@@ -101,9 +102,14 @@ def render_rollout(status: RolloutStatus) -> list[str]:
         f"Trigger:   {status.triggered_by}",
         f"Phase:     {status.phase.label}" + (f" ({status.result})" if status.result else ""),
         f"Weight:    {status.weight}% requested, {status.effective_weight:.1f}% of the ready pods",
-        "Steps:",
-        *_steps(status),
     ]
+    if status.pods:
+        order = [t for t in ("stable", "canary", "baseline") if t in status.pods]
+        pods = ", ".join(f"{t} {status.pods[t].ready}/{status.pods[t].replicas} ready" for t in order)
+        lines.append(f"Pods:      {pods}")
+    lines += ["Steps:", *_steps(status)]
+    if status.next and status.result is None:
+        lines.append(f"Next:      {status.next}")
     verdict = status.verdict
     if verdict is not None:
         lines.append(f"Judge:     after interval {verdict.interval}: {verdict.decision}: {verdict.reason}")

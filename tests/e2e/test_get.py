@@ -78,3 +78,44 @@ def test_watch_follows_a_rollout_from_before_it_starts_to_its_end(
     assert lines[-1].endswith(
         f"web-watched rolled back, step 2/4, weight 0% (0.0% effective): {outcome.reason}"
     )
+
+
+def test_get_shows_the_pods_per_track_and_what_comes_next_while_the_rollout_runs(
+    rollout_of: Callable[..., Any], runtime: Any
+) -> None:
+    """At each verdict (an event of the run, not a timer) the view is read from another process:
+    it gives the pods of every track and the next analysis interval with its time."""
+    import dataclasses
+
+    seen: list[list[str]] = []
+
+    def on_event(rollout_id: str, event: str, details: dict[str, Any]) -> None:
+        if event == "verdict" and len(seen) < 2:
+            shown = _get(runtime.reports_dir, rollout_id)
+            assert shown.returncode == 0, shown.stderr
+            seen.append(shown.stdout.splitlines())
+
+    watched = dataclasses.replace(runtime, events=on_event)
+    from canaryflow.requests import RolloutRequest
+    from flows import rollout, use_runtime
+    from tests.e2e.conftest import DEMO_SPEC
+
+    with use_runtime(watched):
+        rollout(RolloutRequest(spec=DEMO_SPEC, image=GOOD_IMAGE, rollout_id="web-next"), return_state=True)
+
+    assert seen
+    lines = seen[0]
+    pods = [line for line in lines if line.startswith("Pods:      ")]
+    assert len(pods) == 1
+    assert "stable " in pods[0]
+    assert "canary " in pods[0]
+    assert " ready" in pods[0]
+    nexts = [line for line in lines if line.startswith("Next:      ")]
+    assert len(nexts) == 1
+    assert nexts[0].startswith("Next:      analysis interval ")
+    assert nexts[0].endswith(" UTC")
+
+    done = _get(runtime.reports_dir, "web-next").stdout.splitlines()
+    assert not any(line.startswith("Next:") for line in done)  # it ended: nothing comes next
+    (after,) = [line for line in done if line.startswith("Pods:      ")]
+    assert "canary" not in after  # promoted: only the stable is left
