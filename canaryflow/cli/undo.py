@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from canaryflow.cli.steering import ByOption, operator
+
+if TYPE_CHECKING:
+    from canaryflow.cluster.port import Cluster, Lock, LockHolder, TargetRef
 
 __all__ = ["undo"]
 
@@ -55,7 +59,7 @@ def undo(
         # this host (its process is gone) and expires elsewhere.
         hold = max(timedelta(minutes=2), 2 * loaded.spec.progress_deadline)
         details = {**this_process(), "image": "undo"}
-        lock = cluster.lock(target, identity=identity, details=details, duration=hold)
+        lock = _lock(cluster, target, identity=identity, details=details, duration=hold)
         if not lock.granted and lock.holder is not None:
             raise RolloutInProgressError(
                 f"{target}: {lock.holder.identity} holds its lock: abort that rollout instead of undoing",
@@ -84,6 +88,35 @@ def undo(
         _remember(
             str(target), promotion.rollout_id, promotion.image, f"by {operator(by)}: {reason.strip()}", began
         )
+
+
+#: How long an undo watches a Lease whose holder's renewals look stale before it gives up.
+EXPIRY_WAIT_SECONDS = 300.0
+
+
+def _lock(cluster: Cluster, target: TargetRef, **request: Any) -> Lock:
+    """The target's lock for the undo. A Lease whose holder's last renewal looks older than its
+    duration is watched until this machine has itself seen no renewal for that long (then
+    `Cluster.lock` takes it; at most `EXPIRY_WAIT_SECONDS`); a live holder refuses at once."""
+    lock = cluster.lock(target, **request)
+    patience = time.monotonic() + EXPIRY_WAIT_SECONDS
+    said = False
+    while not lock.granted and _looks_expired(lock.holder) and time.monotonic() < patience:
+        if not said:
+            said = True
+            assert lock.holder is not None
+            typer.echo(
+                f"{target}: the lock of {lock.holder.identity} looks expired; "
+                "making sure it is no longer renewed before taking it ...",
+                err=True,
+            )
+        time.sleep(1.0)
+        lock = cluster.lock(target, **request)
+    return lock
+
+
+def _looks_expired(holder: LockHolder | None) -> bool:
+    return holder is not None and holder.expires_at is not None and holder.expires_at < datetime.now(UTC)
 
 
 def _remember(target: str, rollout_id: str, image: str, note: str, began: datetime) -> None:

@@ -172,3 +172,27 @@ def test_undo_refuses_while_a_rollout_holds_the_targets_lock(
     done = _canaryflow(local_kube, tmp_path / "reports", "undo", str(spec), "--reason", "x")
     assert done.returncode == 0, done.stderr
     assert cluster.lock_holder(target) is None  # given back
+
+
+def test_undo_takes_an_abandoned_lock_once_it_has_seen_it_go_unrenewed(
+    local_kube: Any, app: Any, tmp_path: Path
+) -> None:
+    """A rollout that took the lock and died on another machine (nobody marked it): its Lease of
+    2 s stops being renewed. The undo does not trust the holder's renewTime against its own clock:
+    it watches the Lease for its duration, sees no renewal, and takes it."""
+    harness, cluster, target, spec = app
+    _promote(cluster, target, "web-v2", "web:2")
+    short = timedelta(seconds=2)
+    assert cluster.lock(
+        target, identity="web-v3/run-1", details={"host": "elsewhere"}, duration=short
+    ).granted
+    harness.let_time_pass(3)  # its last renewal is now older than its duration
+
+    done = _canaryflow(local_kube, tmp_path / "reports", "undo", str(spec), "--reason", "bad release")
+
+    assert done.returncode == 0, done.stderr
+    assert f"{target}: the lock of web-v3/run-1 looks expired" in done.stderr
+    observed = harness.observe("web")
+    assert observed is not None
+    assert observed.images == {"web": "web:1"}  # undone
+    assert cluster.lock_holder(target) is None  # the undo gave the lock back
