@@ -84,7 +84,7 @@ class Reporter:
 
     def step(self, index: int) -> None:
         description = self.plan.describe_step(index)
-        self._update(step=index + 1, phase=RolloutPhase.PROGRESSING, step_name=description)
+        self._update(step=index + 1, phase=RolloutPhase.PROGRESSING, step_name=description, next=None)
         self.say("%s: %s", self.plan.rollout_id, description)
         self._steps(
             100.0 * index / max(1, self.status.steps), f"step {index + 1}/{self.status.steps}: {description}"

@@ -88,12 +88,15 @@ def test_get_shows_the_pods_per_track_and_what_comes_next_while_the_rollout_runs
     import dataclasses
 
     seen: list[list[str]] = []
+    weights: list[list[str]] = []
 
     def on_event(rollout_id: str, event: str, details: dict[str, Any]) -> None:
         if event == "verdict" and len(seen) < 2:
             shown = _get(runtime.reports_dir, rollout_id)
             assert shown.returncode == 0, shown.stderr
             seen.append(shown.stdout.splitlines())
+        if event == "weight" and details.get("requested") == 50:  # step 3, after the first analysis
+            weights.append(_get(runtime.reports_dir, rollout_id).stdout.splitlines())
 
     watched = dataclasses.replace(runtime, events=on_event)
     from canaryflow.requests import RolloutRequest
@@ -114,6 +117,9 @@ def test_get_shows_the_pods_per_track_and_what_comes_next_while_the_rollout_runs
     assert len(nexts) == 1
     assert nexts[0].startswith("Next:      analysis interval ")
     assert nexts[0].endswith(" UTC")
+
+    assert len(weights) == 1
+    assert not any(line.startswith("Next:      analysis") for line in weights[0])  # not the last step's
 
     done = _get(runtime.reports_dir, "web-next").stdout.splitlines()
     assert not any(line.startswith("Next:") for line in done)  # it ended: nothing comes next

@@ -5,6 +5,7 @@ the plan."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,36 +15,33 @@ from analysis.outlook import EvidencePlan, required_intervals
 from bench.decisions import PRODUCT_SETTINGS
 from bench.scenarios import generate
 
+#: 1 % errors, 10 req/s per track (300 requests per 30 s interval), +50 %, the final look's level.
+ORDINARY: dict[str, float] = {
+    "rate": 0.01,
+    "canary_per_interval": 300.0,
+    "baseline_per_interval": 300.0,
+    "tolerance": 0.5,
+    "level": 0.025,
+}
+
+
+def _needed(**changes: Any) -> float | None:
+    return required_intervals(**(ORDINARY | changes))
+
 
 def test_the_plan_shrinks_with_traffic_and_grows_with_a_tighter_tolerance() -> None:
-    base = {
-        "rate": 0.01,
-        "canary_per_interval": 300.0,
-        "baseline_per_interval": 300.0,
-        "tolerance": 0.5,
-        "level": 0.025,
-    }
-    at_10 = required_intervals(**base)  # type: ignore[arg-type]
+    at_10 = _needed()
     assert at_10 is not None
-    four_times = required_intervals(
-        **{**base, "canary_per_interval": 1200.0, "baseline_per_interval": 1200.0}
-    )  # type: ignore[arg-type]
-    assert four_times == pytest.approx(at_10 / 4)
-    tighter = required_intervals(**{**base, "tolerance": 0.2})  # type: ignore[arg-type]
+    assert _needed(canary_per_interval=1200.0, baseline_per_interval=1200.0) == pytest.approx(at_10 / 4)
+    tighter = _needed(tolerance=0.2)
     assert tighter is not None
     assert tighter > 4 * at_10
-    assert 25 < at_10 < 40  # 1 % errors, 10 req/s per track, +50 %: about a quarter of an hour
+    assert 25 < at_10 < 40  # about a quarter of an hour
 
 
 def test_without_events_only_a_ceiling_can_decide() -> None:
-    args = {
-        "canary_per_interval": 300.0,
-        "baseline_per_interval": 300.0,
-        "tolerance": 0.5,
-        "level": 0.025,
-    }
-    assert required_intervals(rate=0.0, **args) is None  # type: ignore[arg-type]
-    with_ceiling = required_intervals(rate=0.0, ceiling=0.001, ceiling_level=0.005, **args)  # type: ignore[arg-type]
+    assert _needed(rate=0.0) is None
+    with_ceiling = _needed(rate=0.0, ceiling=0.001, ceiling_level=0.005)
     assert with_ceiling is not None
     assert 20 < with_ceiling < 30  # about 6,600 requests: under 0.1 % at level 0.005
 
@@ -59,15 +57,8 @@ def test_without_events_only_a_ceiling_can_decide() -> None:
     ],
 )
 def test_bad_input_is_refused_naming_the_argument(name: str, value: float, match: str) -> None:
-    args = {
-        "rate": 0.01,
-        "canary_per_interval": 300.0,
-        "baseline_per_interval": 300.0,
-        "tolerance": 0.5,
-        "level": 0.025,
-    }
     with pytest.raises(ValueError, match=match):
-        required_intervals(**{**args, name: value})  # type: ignore[arg-type]
+        _needed(**{name: value})
 
 
 @pytest.mark.parametrize(("rate", "rps"), [(0.01, 10.0), (0.05, 2.0), (0.5, 10.0)])
