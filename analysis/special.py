@@ -32,7 +32,7 @@ import numpy as np
 
 from analysis.evalues import FloatArray
 
-__all__ = ["log_ndtr", "student_t_logsf"]
+__all__ = ["log_ndtr", "student_t_isf", "student_t_logsf"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -112,3 +112,21 @@ def student_t_logsf(t: FloatArray | float, df: FloatArray | float) -> FloatArray
     flat = [_student_t_logsf_scalar(float(a), float(b)) for a, b in zip(tt.ravel(), dd.ravel(), strict=True)]
     result: FloatArray = np.array(flat).reshape(tt.shape)
     return result
+
+
+def student_t_isf(p: float, df: float) -> float:
+    """The upper `p` quantile of Student's t with `df` degrees of freedom (``P(T > t) = p``), for
+    ``0 < p < 1/2``, by bisection on `student_t_logsf` (60 halvings: to double precision)."""
+    if not (0.0 < p < 0.5 and df > 0.0):
+        raise ValueError(f"need 0 < p < 1/2 and df > 0, got p={p} and df={df}")
+    target = math.log(p)
+    low, high = 0.0, 1.0
+    while _student_t_logsf_scalar(high, df) > target:
+        low, high = high, 2.0 * high
+    for _ in range(60):
+        middle = 0.5 * (low + high)
+        if _student_t_logsf_scalar(middle, df) > target:
+            low = middle
+        else:
+            high = middle
+    return 0.5 * (low + high)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from analysis.special import log_ndtr, student_t_logsf
+from analysis.special import log_ndtr, student_t_isf, student_t_logsf
 
 
 def test_log_ndtr_matches_scipy_from_the_far_lower_tail_to_the_upper() -> None:
@@ -31,3 +31,15 @@ def test_student_t_logsf_broadcasts_and_handles_the_edges() -> None:
     assert student_t_logsf(np.inf, 5.0) == -np.inf
     assert student_t_logsf(-np.inf, 5.0) == 0.0
     assert np.isnan(student_t_logsf(1.0, 0.0))
+
+
+@pytest.mark.parametrize("df", [1.0, 1.7, 4.6, 39.0, 1e4])
+@pytest.mark.parametrize("p", [1e-6, 0.0125, 0.025, 0.4])
+def test_student_t_isf_matches_scipy(p: float, df: float) -> None:
+    assert student_t_isf(p, df) == pytest.approx(stats.t.isf(p, df), rel=1e-9)
+
+
+@pytest.mark.parametrize(("p", "df"), [(0.0, 3.0), (0.5, 3.0), (0.1, 0.0)])
+def test_student_t_isf_refuses_what_it_cannot_answer(p: float, df: float) -> None:
+    with pytest.raises(ValueError, match="0 < p < 1/2"):
+        student_t_isf(p, df)
