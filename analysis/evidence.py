@@ -41,7 +41,7 @@ from analysis.ceiling import CeilingState
 from analysis.detection import Detector
 from analysis.histogram import HistogramState
 from analysis.observations import HistogramCounts, PairedObservation
-from analysis.outlook import EvidencePlan, required_intervals
+from analysis.outlook import EvidencePlan, chance_within, rate_bounds, required_intervals
 from analysis.ratio import RatioState
 from analysis.samples import samples_test
 from analysis.verdicts import MetricEvidence, MetricStatus
@@ -367,16 +367,19 @@ def _plan(
         return None
     if min(numbers.canary_count, numbers.baseline_count) <= 0:
         return None
+    canary, baseline = numbers.canary_count / seen, numbers.baseline_count / seen
+    ceiling = plan.max_rate if plan.type == "ratio" else None
+    ceiling_level = plan.ceiling_beta if ceiling is not None else None
     needed = required_intervals(
-        rate=numbers.rate,
-        canary_per_interval=numbers.canary_count / seen,
-        baseline_per_interval=numbers.baseline_count / seen,
-        tolerance=plan.tolerance,
-        level=plan.final_beta,
-        ceiling=plan.max_rate if plan.type == "ratio" else None,
-        ceiling_level=plan.ceiling_beta if plan.type == "ratio" and plan.max_rate is not None else None,
-    )
-    return EvidencePlan(None if needed is None else max(1, math.ceil(needed)), final_interval)
+        rate=numbers.rate, canary_per_interval=canary, baseline_per_interval=baseline,
+        tolerance=plan.tolerance, level=plan.final_beta, ceiling=ceiling, ceiling_level=ceiling_level,
+    )  # fmt: skip
+    favourable = rate_bounds(numbers.rate * numbers.baseline_count, numbers.baseline_count)
+    chance = chance_within(
+        rate=favourable, canary_per_interval=canary, baseline_per_interval=baseline, intervals=final_interval,
+        tolerance=plan.tolerance, level=plan.final_beta, ceiling=ceiling, ceiling_level=ceiling_level,
+    )  # fmt: skip
+    return EvidencePlan(None if needed is None else max(1, math.ceil(needed)), final_interval, chance)
 
 
 def assess(

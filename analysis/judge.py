@@ -38,7 +38,13 @@ Decision rule (after interval ``t``, with per-metric evidence from `analysis.evi
    at most ``beta`` (the union bound per metric; the rule is an intersection-union test across
    metrics).
 3. **inconclusive** at ``max_duration_seconds`` (or when the caller calls `finish`), or
-   **rollback** then if some metric regressed without reaching the share in 1.
+   **rollback** then if some metric regressed without reaching the share in 1; and
+   **inconclusive** early, when no metric regressed and some ratio metric that had its minimum
+   intervals has an evidence plan whose chance of showing a canary like its baseline within
+   tolerance by the maximum duration is below ``min_chance`` (`analysis.outlook`): the promotion
+   that waiting could bring is that unlikely. No promotion or rollback error is risked by it
+   (nothing is promoted or rolled back on it by the judge; the caller's policy for inconclusive
+   analyses decides).
 4. otherwise **continue**. An interval without data for a metric adds nothing to its evidence.
 """
 
@@ -76,6 +82,7 @@ class JudgePlan:
     min_exposure_intervals: int
     max_intervals: int
     rollback_share: float
+    min_chance: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +139,7 @@ def plan_for(
         min_exposure_intervals=max(1, math.ceil(settings.min_exposure_seconds / interval_seconds - 1e-9)),
         max_intervals=max_intervals,
         rollback_share=settings.rollback_share,
+        min_chance=settings.min_chance,
     )
 
 
@@ -162,6 +170,9 @@ def _decide(
         return "promote", f"Promote: every metric is within its tolerance after {interval} intervals."
     if interval >= plan.max_intervals:
         return _at_the_end(plan, interval, evidence, complete=complete)
+    out_of_reach = _out_of_reach(plan, evidence) if not regressed else None
+    if out_of_reach is not None:
+        return "inconclusive", out_of_reach
     waiting = [m.name for m in plan.metrics if evidence[m.name].status != "within"]
     if within and not complete:
         return "continue", "Continue: no promotion on an interval with missing data."
@@ -172,6 +183,28 @@ def _decide(
             f"{plan.min_exposure_intervals} intervals.",
         )
     return "continue", "Continue: waiting for " + ", ".join(waiting) + "."
+
+
+def _out_of_reach(plan: JudgePlan, evidence: Mapping[str, MetricEvidence]) -> str | None:
+    """Why the analysis gives up now (rule 3), or None: the metrics whose chance of being shown
+    within tolerance by the maximum duration is below ``min_chance``."""
+    hopeless = [
+        m
+        for m in plan.metrics
+        if m.type == "ratio"  # a histogram's decisive bound moves: its plan is too rough to act on
+        and (ahead := evidence[m.name].plan) is not None
+        and ahead.chance is not None
+        and ahead.chance < plan.min_chance
+        and evidence[m.name].intervals >= m.min_intervals
+    ]
+    if not hopeless:
+        return None
+    return (
+        "Inconclusive early: at the traffic seen, a canary like its baseline cannot be shown within "
+        f"tolerance by the maximum duration ({plan.max_intervals} intervals): "
+        + " ".join(evidence[m.name].reason for m in hopeless)
+        + " Raise maxDuration or the canary's weight, or set a ceiling (maxRate)."
+    )
 
 
 def _at_the_end(

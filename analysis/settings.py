@@ -119,7 +119,10 @@ class AnalysisSettings(BaseModel):
     probability of promoting such a canary). ``max_duration_seconds`` ends the analysis
     (inconclusive unless decided); ``min_exposure_seconds`` is the earliest promotion.
     ``metrics`` may be empty: then the metrics come from the observation log's header with the
-    per-type defaults below.
+    per-type defaults below. ``min_chance``: the analysis ends inconclusive as soon as some count
+    metric's chance of being shown within tolerance by ``max_duration_seconds`` (for a canary
+    like its baseline, at the most favourable rate the data allow: `analysis.outlook`) is below
+    it; 0 never gives up.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -134,6 +137,7 @@ class AnalysisSettings(BaseModel):
     histogram_tolerance: float = Field(default=0.1, ge=0.0, le=10.0)
     samples_tolerance: float = Field(default=0.2, ge=0.0, le=10.0)
     rollback_share: float = Field(default=0.25, gt=0.0, le=1.0)
+    min_chance: float = Field(default=0.05, ge=0.0, lt=1.0)
     kayenta: KayentaSettings = KayentaSettings()
 
     def tolerance_for(self, metric: MetricSettings) -> float:

@@ -89,6 +89,11 @@ class PlanReport(BaseModel):
         "traffic seen (80 % power); null when none do.",
     )
     final_interval: int = Field(description="The final look's interval (the maximum duration).")
+    chance: float | None = Field(
+        default=None,
+        description="The chance that the final look shows a canary like its baseline within tolerance, "
+        "at the most favourable rate the data allow; the judge gives up below its minChance.",
+    )
 
     @property
     def fits(self) -> bool:

@@ -144,9 +144,12 @@ def _plan_line(verdict: VerdictReport) -> str | None:
             f"at this traffic about {longest.needed_intervals} of the {final} intervals show the canary "
             f"within tolerance if it is like its baseline ({name} needs the most)"
         )
+    chance = ""
+    if longest.chance is not None:
+        chance = f" (chance of a promotion at most {max(1, round(100 * longest.chance))} %)"
     return (
         f"{name} needs about {longest.needed_intervals} intervals at this traffic, more than the {final} of "
-        "the maximum duration: expect an inconclusive end (raise maxDuration or the canary's weight)"
+        f"the maximum duration{chance}: expect an inconclusive end (raise maxDuration or the canary's weight)"
     )
 
 

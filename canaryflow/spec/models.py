@@ -168,7 +168,11 @@ class FailurePolicy(SpecModel):
     ``onFailure``: a rollback verdict, a missed progress deadline or an approval timeout either rolls
     back at once (``rollback``) or holds the split and waits for a person (``pause``).
     ``onInconclusive``: an analyze step that reaches ``maxDuration`` without a verdict rolls back
-    (``rollback``) or goes on to the next step (``continue``).
+    (``rollback``) or goes on to the next step (``continue``). The same holds for an analysis the
+    judge ends early because its metrics cannot be shown within tolerance by ``maxDuration`` at
+    the traffic seen (``analysis.minChance``, default 0.05); under ``continue`` the judge does
+    not end early unless ``minChance`` is set, since the rest of the analysis may still catch a
+    regression.
     """
 
     on_failure: Literal["rollback", "pause"] = "rollback"
@@ -266,6 +270,9 @@ class RolloutSpec(SpecModel):
         data["metrics"] = [metric.model_dump(include=keep) for metric in analysis.metrics]
         if analyze is not None and "max_duration_seconds" in AnalysisSettings.model_fields:
             data["max_duration_seconds"] = analyze.max_duration.total_seconds()
+        going_on = self.spec.failure_policy.on_inconclusive == "continue"
+        if going_on and "min_chance" not in analysis.model_fields_set:
+            data["min_chance"] = 0.0  # going on anyway: let the whole analysis look for a regression
         return AnalysisSettings.model_validate(data)
 
     def metric(self, name: str) -> MetricSpec:

@@ -1,6 +1,6 @@
 """The evidence plan: the formula against a simulation of the test it plans for, and on the
 benchmark's scenarios, what the default judge says of it while it runs and how its outcomes follow
-the plan."""
+the plan; the chance of a decision, and the judge giving up on an analysis that has none."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from analysis.backtest import judge_log
-from analysis.outlook import EvidencePlan, required_intervals
+from analysis.outlook import EvidencePlan, chance_within, rate_bounds, required_intervals
+from analysis.settings import AnalysisSettings
 from bench.decisions import PRODUCT_SETTINGS
+from bench.plans import tight
 from bench.scenarios import generate
 
 #: 1 % errors, 10 req/s per track (300 requests per 30 s interval), +50 %, the final look's level.
@@ -95,7 +97,12 @@ def test_an_undecided_metric_carries_its_plan_and_says_it_and_a_decided_one_does
     assert early.plan.final_interval == 40
     assert early.plan.needed_intervals is not None
     assert f"about {early.plan.needed_intervals} of the 40 intervals" in early.reason
-    assert early.to_dict()["plan"] == {"needed_intervals": early.plan.needed_intervals, "final_interval": 40}
+    assert early.plan.chance is not None
+    assert early.to_dict()["plan"] == {
+        "needed_intervals": early.plan.needed_intervals,
+        "final_interval": 40,
+        "chance": early.plan.chance,
+    }
     decided = [m for v in verdicts for m in v.metrics.values() if m.status in ("within", "regressed")]
     assert decided
     assert all(m.plan is None and "plan" not in m.to_dict() for m in decided)
@@ -134,3 +141,146 @@ def test_outcomes_follow_the_plan_made_after_three_minutes() -> None:
         assert plan is not None
         assert not plan.fits
         assert verdicts[-1].decision != "promote"
+
+
+# -- the chance of a decision, and giving up ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("events", [0, 1, 3, 10, 100, 2_000])
+def test_the_rate_bounds_follow_the_exact_poisson_limits_and_err_on_the_favourable_side(events: int) -> None:
+    from scipy import stats
+
+    low, high = rate_bounds(events, 1e6)
+    exact_high = stats.chi2.ppf(0.95, 2 * (events + 1)) / 2 / 1e6
+    assert high == pytest.approx(exact_high, rel=0.015)
+    if events == 0:
+        assert low == 0.0
+    else:
+        exact_low = stats.chi2.ppf(0.05, 2 * events) / 2 / 1e6
+        assert exact_low * 0.75 <= low <= exact_low * 1.001  # never above: the ceiling's favourable side
+
+
+def test_at_the_planned_duration_the_chance_is_a_little_under_the_plans_power() -> None:
+    """The plan's 80 % is for a normal test of the log ratio; the final test itself (Student's t,
+    its uncentred squares) shows an equal canary 71 % of the time there (simulated, 20,000 runs),
+    and the chance follows the final test."""
+    planned = _needed()
+    assert planned is not None
+    at_plan = chance_within(**(ORDINARY | {"intervals": math.ceil(planned)}))
+    assert 0.65 <= at_plan <= 0.8
+    assert _final_test_succeeds(0.01, 300, 300, math.ceil(planned), 0.5, 20_000, 5) == pytest.approx(
+        at_plan, abs=0.05
+    )
+    shorter = chance_within(**(ORDINARY | {"intervals": 10}))
+    assert shorter < 0.5 < at_plan
+
+
+def _final_test_succeeds(
+    rate: float, canary: int, baseline: int, intervals: int, tolerance: float, runs: int, seed: int
+) -> float:
+    """How often the final look's fixed-horizon test (`analysis.counts.CountState.final_log_pvalue`:
+    the promotion score against the tolerance bound, studentized by the larger of its squares
+    and the binomial variance, Student's t on the intervals with events) shows a canary exactly
+    like its baseline within tolerance at level 0.025, simulated."""
+    from scipy import stats
+
+    rng = np.random.default_rng(seed)
+    x = rng.binomial(canary, rate, (runs, intervals)).astype(float)
+    y = rng.binomial(baseline, rate, (runs, intervals)).astype(float)
+    k, total = x + y, canary + baseline
+    bound = canary * (1 + tolerance) / (canary * (1 + tolerance) + baseline)
+    d = x - k * bound
+    binomial = (k * bound * (1 - bound) * (total - k) / (total - 1)).sum(axis=1)
+    variance = np.maximum((d * d).sum(axis=1), binomial)
+    t = np.where(variance > 0, -d.sum(axis=1) / np.sqrt(np.maximum(variance, 1e-300)), 0.0)
+    with_events = (k > 0).sum(axis=1)
+    p = np.where(with_events > 0, stats.t.sf(t, np.maximum(with_events - 1, 1)), 1.0)
+    return float(np.mean(p <= 0.025))
+
+
+@pytest.mark.parametrize("rate", [0.001, 0.01, 0.3])
+def test_the_chance_follows_a_simulation_of_the_final_test_and_errs_hopeful_where_it_is_small(
+    rate: float,
+) -> None:
+    """Over traffic from 2 to 50 req/s, unequal tracks, 3 to 40 intervals and tolerances from +20 %
+    to +100 %, `chance_within` stays within 0.25 of the simulated final test, and wherever it is
+    below 15 % it is not below the simulation (beyond its noise): the judge, which gives up below
+    ``min_chance``, never gives up on more than it says."""
+    gaps, small = [], []
+    for canary, baseline in ((60, 60), (300, 1200), (1500, 1500)):
+        for intervals in (3, 10, 40):
+            for tolerance in (0.2, 1.0):
+                shown = _final_test_succeeds(rate, canary, baseline, intervals, tolerance, 3_000, 3)
+                chance = chance_within(
+                    rate=rate, canary_per_interval=canary, baseline_per_interval=baseline,
+                    intervals=intervals, tolerance=tolerance, level=0.025,
+                )  # fmt: skip
+                gaps.append(chance - shown)
+                if chance < 0.15:
+                    small.append(chance - shown)
+    assert max(abs(gap) for gap in gaps) <= 0.25, gaps
+    assert small
+    assert min(small) >= -0.015, small
+
+
+def test_without_events_a_ceiling_is_certain_with_enough_requests_and_hopeless_without() -> None:
+    ceiling = {"ceiling": 0.001, "ceiling_level": 0.005}
+    # 2 req/s (60 a track per interval): 40 intervals are 2,400 requests, too few to show < 0.1 %
+    # at level 0.005 even without a single error (n c must exceed z^2 = 6.6)
+    few = {"canary_per_interval": 60.0, "baseline_per_interval": 60.0, "intervals": 40}
+    assert chance_within(**(ORDINARY | few | ceiling | {"rate": (0.0, 0.0)})) == 0.0
+    assert chance_within(**(ORDINARY | few | ceiling | {"rate": (0.0, 0.0), "intervals": 120})) == 1.0
+    # and with the rate's bounds the relative test keeps the chance the upper bound gives it
+    relative = chance_within(**(ORDINARY | few | {"rate": 3 / 360}))
+    assert chance_within(**(ORDINARY | few | ceiling | {"rate": (0.0, 3 / 360)})) == relative > 0.0
+
+
+def test_bad_chance_input_is_refused_naming_the_argument() -> None:
+    with pytest.raises(ValueError, match="intervals"):
+        chance_within(**(ORDINARY | {"intervals": 0}))
+    with pytest.raises(ValueError, match="events"):
+        rate_bounds(-1, 10)
+
+
+def test_an_analysis_that_cannot_decide_ends_inconclusive_early_and_says_why() -> None:
+    """No errors on either track at 2 req/s with +20 %: a relative tolerance cannot be shown, and
+    the judge says so long before the 20 minutes (the default ``min_chance``), but waits the whole
+    analysis with ``min_chance`` 0."""
+    assert AnalysisSettings().min_chance == 0.05
+    log = generate("error-free", 2.0, 3).log
+    early = list(judge_log(log, tight()))[-1]
+    assert early.decision == "inconclusive"
+    assert early.interval < 30
+    assert early.reason.startswith("Inconclusive early: at the traffic seen")
+    assert "error-rate" in early.reason
+    assert "(no events on the baseline and no ceiling)" in early.reason
+    patient = list(judge_log(log, tight(min_chance=0.0)))
+    assert patient[-1].decision == "inconclusive"
+    assert patient[-1].interval == 40
+    assert all(v.decision == "continue" for v in patient[:-1])
+
+
+@pytest.mark.slow
+def test_the_analyses_the_judge_gives_up_on_would_seldom_have_been_promoted() -> None:
+    """Good canaries (plain, error-free, independent overdispersion, shared incident; 2 and 10
+    req/s per track; 25 runs each), judged with and without giving up, under the +20 % tolerance
+    without ceiling (where giving up happens) and under the product's defaults: of the analyses
+    the judge gave up on, fewer than ``min_chance`` would have ended promoted, none at all under
+    the defaults, and the rule did fire."""
+    gave_up, would_have = 0, 0
+    for family in ("plain", "error-free", "independent-overdispersion", "shared-incident"):
+        for rps in (2.0, 10.0):
+            for seed in range(25):
+                log = generate(family, rps, 8_000 + seed).log
+                for settings, patient in (
+                    (tight(), tight(min_chance=0.0)),
+                    (PRODUCT_SETTINGS, PRODUCT_SETTINGS.model_copy(update={"min_chance": 0.0})),
+                ):
+                    quick = list(judge_log(log, settings))[-1]
+                    if quick.decision == "inconclusive" and quick.reason.startswith("Inconclusive early"):
+                        gave_up += 1
+                        promoted = list(judge_log(log, patient))[-1].decision == "promote"
+                        would_have += promoted
+                        assert not (promoted and settings is PRODUCT_SETTINGS), (family, rps, seed)
+    assert gave_up >= 40
+    assert would_have / gave_up < 0.05

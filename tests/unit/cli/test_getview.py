@@ -36,10 +36,12 @@ def test_the_plan_says_early_that_two_requests_per_second_cannot_decide_in_twent
     assert plan.needed_intervals is not None
     assert plan.needed_intervals > 40
 
+    assert plan.chance is not None
+    assert 0.05 < plan.chance < 0.8  # too little to plan on, too much to give up
     assert _plan_lines(report) == [
         f"Plan:      error-rate needs about {plan.needed_intervals} intervals at this traffic, more than "
-        "the 40 of the maximum duration: expect an inconclusive end (raise maxDuration or the canary's "
-        "weight)"
+        f"the 40 of the maximum duration (chance of a promotion at most {round(100 * plan.chance)} %): "
+        "expect an inconclusive end (raise maxDuration or the canary's weight)"
     ]
 
 

@@ -88,6 +88,24 @@ def test_an_analyze_step_bounds_the_analysis() -> None:
     assert spec.analysis_settings(analyze).max_duration_seconds == 1200.0
 
 
+@pytest.mark.parametrize(
+    ("policy", "analysis", "expected"),
+    [
+        ("rollback", "", 0.05),
+        ("continue", "", 0.0),
+        ("continue", "  analysis: {minChance: 0.1}\n", 0.1),
+        ("rollback", "  analysis: {minChance: 0}\n", 0.0),
+    ],
+)
+def test_the_judge_gives_up_early_only_when_an_inconclusive_end_stops_the_rollout_or_when_asked(
+    policy: str, analysis: str, expected: float
+) -> None:
+    """Under ``onInconclusive: continue`` an early inconclusive end would only skip the rest of an
+    analysis that may still catch a regression: the judge waits, unless ``minChance`` says else."""
+    spec = load_spec_text(MINIMAL + f"  failurePolicy: {{onInconclusive: {policy}}}\n" + analysis)
+    assert spec.analysis_settings(spec.steps[1].analyze).min_chance == expected
+
+
 def test_templates_stay_reachable_per_metric() -> None:
     spec = load_spec_text(MINIMAL + WITH_ANALYSIS)
     metric = spec.metric("errors")
