@@ -1,8 +1,13 @@
-"""Query templates: PromQL with ``{namespace} {app} {track} {interval}`` placeholders.
+"""Query templates: PromQL with ``{namespace} {app} {track} {interval} {cell}`` placeholders.
 
 PromQL uses braces itself (``rate(x{code="500"}[1m])``), so `str.format` cannot render it. A
 placeholder here is a brace pair around a bare identifier, which is never valid PromQL; every other
 brace is left alone. An identifier that is not one of `VARIABLES` is an error, not left in place.
+
+``{cell}`` is the label matchers of the cell a rollout runs in, when a release shares one
+Prometheus between cells (`cell_matchers`: ``, cluster="eu-1"``, with its leading comma; empty
+outside such a cell). It goes at the end of a selector's matchers, as in the default metrics:
+``http_requests_total{namespace="{namespace}", app="{app}", track="{track}"{cell}}``.
 """
 
 from __future__ import annotations
@@ -10,10 +15,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-__all__ = ["VARIABLES", "render", "unknown_variables", "variables"]
+__all__ = ["LABEL_NAME", "VARIABLES", "cell_matchers", "render", "unknown_variables", "variables"]
 
 #: The variables a query template may use.
-VARIABLES: frozenset[str] = frozenset({"namespace", "app", "track", "interval"})
+VARIABLES: frozenset[str] = frozenset({"namespace", "app", "track", "interval", "cell"})
+#: A Prometheus label name that a user may match on (names starting with ``__`` are reserved).
+LABEL_NAME = re.compile(r"^(?!__)[a-zA-Z_][a-zA-Z0-9_]*$")
 
 _PLACEHOLDER = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}")
 
@@ -26,6 +33,26 @@ def variables(template: str) -> set[str]:
 def unknown_variables(template: str) -> list[str]:
     """Placeholder names in `template` that are not in `VARIABLES`, sorted."""
     return sorted(variables(template) - VARIABLES)
+
+
+def cell_matchers(labels: Mapping[str, str]) -> str:
+    """The value of ``{cell}`` for a cell told apart by `labels`: ``, name="value"`` per label,
+    the values escaped as PromQL strings; empty for no labels.
+
+    Raises
+    ------
+    ValueError
+        A label name that is not a Prometheus label name.
+    """
+    bad = sorted(name for name in labels if not LABEL_NAME.match(name))
+    if bad:
+        raise ValueError(f"not a Prometheus label name: {', '.join(map(repr, bad))}")
+    return "".join(f", {name}={_promql_string(value)}" for name, value in sorted(labels.items()))
+
+
+def _promql_string(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
 
 
 def render(template: str, values: Mapping[str, str]) -> str:

@@ -12,7 +12,7 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -39,6 +39,7 @@ class LocalPrometheus:
         self._remove_workdir = remove_workdir
         self._jobs: dict[str, list[str]] = {}
         self._intervals: dict[str, float] = {}
+        self._labels: dict[str, dict[str, str]] = {}
         self._write_config()
         self._log = self.log_file.open("wb")
         self.process = subprocess.Popen(
@@ -80,7 +81,11 @@ class LocalPrometheus:
                 "scrape_timeout": interval,
             },
             "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": targets}], **self._job_interval(job)}
+                {
+                    "job_name": job,
+                    "static_configs": [{"targets": targets, "labels": self._labels.get(job, {})}],
+                    **self._job_interval(job),
+                }
                 for job, targets in self._jobs.items()
             ],
         }
@@ -110,12 +115,20 @@ class LocalPrometheus:
         return {"scrape_interval": f"{interval:g}s", "scrape_timeout": f"{interval:g}s"}
 
     def add_targets(
-        self, job: str, targets: Sequence[str], *, timeout: float = 20.0, scrape_interval: float | None = None
+        self,
+        job: str,
+        targets: Sequence[str],
+        *,
+        timeout: float = 20.0,
+        scrape_interval: float | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         """Scrape `targets` (``host:port``) as `job`; return once each has been scraped and is up.
         `scrape_interval` (also the job's scrape timeout) replaces the global second for this job:
-        for a target whose exposition takes longer than a second on a busy machine."""
+        for a target whose exposition takes longer than a second on a busy machine. `labels` are
+        added to every series of the job (a cell's ``cluster``, as a shared Prometheus would)."""
         self._jobs[job] = list(targets)
+        self._labels[job] = dict(labels or {})
         if scrape_interval is not None:
             self._intervals[job] = scrape_interval
         self._write_config()

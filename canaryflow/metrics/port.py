@@ -11,8 +11,9 @@ A `MetricQuery` carries the spec's templates by name, per type:
 - ``histogram``: ``query`` (one series per ``le``, cumulative bucket counts in the window);
 - ``samples``: ``query`` (a vector, one value per series).
 
-Templates use ``{namespace} {app} {track} {interval}``; ``{interval}`` is the window as a PromQL
-duration (``30s``). Queries are evaluated at the window end.
+Templates use ``{namespace} {app} {track} {interval} {cell}``; ``{interval}`` is the window as a
+PromQL duration (``30s``), ``{cell}`` the labels of a release's cell
+(`canaryflow.querytemplates`). Queries are evaluated at the window end.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from analysis.observations import TrackObservation
 from canaryflow.errors import MetricsError, MetricsUnavailableError, QueryError
 from canaryflow.metrics.port import MetricQuery, ObservedTrack, check_window
 from canaryflow.metrics.vectors import histogram_from_result, ratio_from_results, samples_from_result
-from canaryflow.querytemplates import render
+from canaryflow.querytemplates import cell_matchers, render, variables
 
 __all__ = ["PrometheusConfig", "PrometheusMetricsSource", "promql_duration"]
 
@@ -62,8 +62,11 @@ class PrometheusConfig:
     verify_tls: bool = True
     ca_file: str | None = None
     client_cert: tuple[str, str] | None = None
+    #: The labels of the cell whose series to read in a Prometheus shared by cells (``{cell}``).
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        cell_matchers(self.labels)  # a label name Prometheus would refuse fails here
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"Prometheus url must start with http:// or https://, got {self.url!r}")
         if self.timeout <= 0 or self.retries < 0 or self.backoff < 0 or self.backoff_max < 0:
@@ -158,8 +161,11 @@ class PrometheusMetricsSource:
         window: timedelta,
     ) -> TrackObservation:
         check_window(end, window)
-        values = {"namespace": namespace, "app": app, "track": track, "interval": promql_duration(window)}
-        rendered = {name: _render(template, values) for name, template in query.templates.items()}
+        values = {
+            "namespace": namespace, "app": app, "track": track, "interval": promql_duration(window),
+            "cell": cell_matchers(self.config.labels),
+        }  # fmt: skip
+        rendered = {name: self._render(query, template, values) for name, template in query.templates.items()}
         at = end.timestamp()
         if query.type == "ratio":
             total = self.instant(rendered["total"], at=at)
@@ -169,6 +175,17 @@ class PrometheusMetricsSource:
         if query.type == "histogram":
             return histogram_from_result(result, query=rendered["query"])
         return samples_from_result(result, query=rendered["query"])
+
+    def _render(self, query: MetricQuery, template: str, values: Mapping[str, str]) -> str:
+        if self.config.labels and "cell" not in variables(template):
+            labels = ", ".join(f"{k}={v}" for k, v in sorted(self.config.labels.items()))
+            raise QueryError(
+                f"metric {query.name!r}: its query has no {{cell}} placeholder, so the cell's labels "
+                f"({labels}) cannot narrow it and it would read every cell's series: add {{cell}} at "
+                "the end of each selector's matchers, as the default metrics do",
+                query=template,
+            )
+        return _render(template, values)
 
     def instant(self, promql: str, *, at: float) -> Any:
         """``data.result`` of an instant query at `at` (seconds since the epoch), or our error."""

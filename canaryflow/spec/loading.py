@@ -17,6 +17,7 @@ from typing import Any, TextIO, TypeVar
 from pydantic import ValidationError
 
 from canaryflow.errors import SpecError
+from canaryflow.querytemplates import variables
 from canaryflow.spec.models import COLLECT_CROSS_CHECKS, DNS_LABEL, RolloutSpec
 from canaryflow.spec.notifications import ENV_NAME, NotificationsSpec
 from canaryflow.spec.release import ReleaseSpec
@@ -127,12 +128,34 @@ def _validated(
 
 def _rollout_it_names(release: ReleaseSpec) -> list[tuple[Loc, str]]:
     try:
-        load_spec(release.spec.rollout)
+        rollout = load_spec(release.spec.rollout)
     except SpecError as exc:
         first = exc.problems[0] if exc.problems else exc.summary()
         more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
         return [(("spec", "rollout"), f"{first}{more}")]
-    return []
+    return _cells_can_narrow(release, rollout)
+
+
+def _cells_can_narrow(release: ReleaseSpec, rollout: RolloutSpec) -> list[tuple[Loc, str]]:
+    """A cell told apart by labels needs ``{cell}`` in every query of the rollout spec: without it
+    the query would read every cell's series (`canaryflow.querytemplates`)."""
+    blind = [
+        metric.name
+        for metric in rollout.spec.analysis.metrics
+        if any("cell" not in variables(template) for template in metric.templates().values())
+    ]
+    if not blind:
+        return []
+    return [
+        (
+            ("spec", "cells", index, "labels"),
+            f"the rollout spec's metric(s) {', '.join(map(repr, blind))} have no {{cell}} placeholder, so "
+            "these labels cannot narrow their queries to this cell: add {cell} at the end of each "
+            "selector's matchers, as the default metrics do",
+        )
+        for index, cell in enumerate(release.spec.cells)
+        if cell.labels
+    ]
 
 
 def validate_files(paths: Iterable[str | os.PathLike[str]], out: TextIO) -> int:

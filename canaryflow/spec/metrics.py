@@ -6,7 +6,7 @@ One class per metric type, told apart by ``type``:
 - ``histogram``: ``query`` returns series by ``le`` (cumulative bucket counts in the window);
 - ``samples``: ``query`` returns a vector, one value per series (e.g. per pod).
 
-Templates use ``{namespace} {app} {track} {interval}`` (see `canaryflow.querytemplates`); an unknown
+Templates use ``{namespace} {app} {track} {interval} {cell}`` (see `canaryflow.querytemplates`); an unknown
 variable is an error, and so is a template without ``{track}``, which could not tell the canary from
 the baseline. Nothing here queries anything.
 """
@@ -93,7 +93,7 @@ class SamplesMetric(MetricSettings):
 #: One metric entry of a spec, chosen by its ``type``.
 MetricSpec: TypeAlias = Annotated[RatioMetric | HistogramMetric | SamplesMetric, Field(discriminator="type")]
 
-_SELECTOR = 'namespace="{namespace}", app="{app}", track="{track}"'
+_SELECTOR = 'namespace="{namespace}", app="{app}", track="{track}"{cell}'
 
 #: The default error-rate metric's ceiling: a canary shown below 0.1 % errors is within tolerance
 #: whatever its baseline's rate, so that a service without errors can promote (`analysis.ceiling`).

@@ -33,6 +33,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, model_validator
 
+from canaryflow.querytemplates import LABEL_NAME
 from canaryflow.spec.durations import Duration, format_duration
 from canaryflow.spec.models import DNS_LABEL, Metadata, SpecModel, report_cross_checks
 from canaryflow.yamldoc import Loc
@@ -176,6 +177,14 @@ def release_cross_check(release: ReleaseSpec) -> list[tuple[Loc, str]]:
             problems.append(
                 ((*here, "labels"), "a cell on the shared Prometheus needs labels that tell its series apart")
             )
+        for label in cell.labels:
+            if not LABEL_NAME.match(label):
+                problems.append(
+                    (
+                        (*here, "labels", label),
+                        "not a Prometheus label name (letters, digits, _; not a digit or __ first)",
+                    )
+                )
     placed: dict[str, int] = {}
     for w, wave in enumerate(body.waves):
         here = ("spec", "waves", w)

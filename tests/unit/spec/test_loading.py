@@ -80,7 +80,7 @@ spec:
         "x.yaml:11 spec.steps[2]: a step has exactly one of setWeight, pause, analyze",
         "x.yaml:15 spec.analysis.metrics[0].total: is required",
         "x.yaml:17 spec.analysis.metrics[0].bad: unknown template variable {zone} "
-        "(allowed: {app} {interval} {namespace} {track})",
+        "(allowed: {app} {cell} {interval} {namespace} {track})",
         "x.yaml:19 spec.analysis.metrics[1].type: "
         "must be one of: 'ratio', 'histogram', 'samples' (got 'histo')",
     ]

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 import canaryflow.spec as spec_package
 from analysis.settings import AnalysisSettings, MetricSettings
-from canaryflow.querytemplates import render
+from canaryflow.querytemplates import cell_matchers, render
 from canaryflow.spec import DEFAULT_METRICS, RatioMetric, RolloutSpec, load_spec_text
 
 MINIMAL = """\
@@ -116,8 +116,8 @@ def test_templates_stay_reachable_per_metric() -> None:
         spec.metric("latency")
 
 
-def test_default_metrics_render_to_promql() -> None:
-    values = {"namespace": "shop", "app": "web", "track": "canary", "interval": "30s"}
+def test_default_metrics_render_to_promql_with_and_without_a_cells_labels() -> None:
+    values = {"namespace": "shop", "app": "web", "track": "canary", "interval": "30s", "cell": ""}
     error_rate, latency = DEFAULT_METRICS
     assert render(error_rate.templates()["bad"], values) == (
         'sum(increase(http_requests_total{namespace="shop", app="web", track="canary", code=~"5.."}[30s]))'
@@ -126,6 +126,13 @@ def test_default_metrics_render_to_promql() -> None:
         "sum by (le) (increase(http_request_duration_seconds_bucket"
         '{namespace="shop", app="web", track="canary"}[30s]))'
     )
+    in_cell = values | {"cell": cell_matchers({"cluster": "eu-1", "zone": 'a"b'})}
+    assert render(latency.templates()["query"], in_cell) == (
+        "sum by (le) (increase(http_request_duration_seconds_bucket"
+        '{namespace="shop", app="web", track="canary", cluster="eu-1", zone="a\\"b"}[30s]))'
+    )
+    with pytest.raises(ValueError, match="'__name__'"):
+        cell_matchers({"__name__": "x"})
 
 
 def test_models_are_frozen() -> None:

@@ -116,6 +116,33 @@ def test_a_cell_on_the_shared_prometheus_needs_labels() -> None:
     ]
 
 
+def test_a_cells_labels_must_be_prometheus_label_names() -> None:
+    text = VALID.replace("labels: {cluster: eu-2}", "labels: {cluster: eu-2, 2nd: x, __name__: y}")
+    assert _problems(text) == [
+        "r.yaml:9 spec.cells[1].labels.2nd: not a Prometheus label name (letters, digits, _; not a "
+        "digit or __ first)",
+        "r.yaml:9 spec.cells[1].labels.__name__: not a Prometheus label name (letters, digits, _; not a "
+        "digit or __ first)",
+    ]
+
+
+def test_a_cell_told_apart_by_labels_needs_cell_in_every_query_of_its_rollout_spec(tmp_path: Path) -> None:
+    """Without ``{cell}`` a query on the shared Prometheus would read every cell's series: the
+    release names each labelled cell and the metrics that cannot be narrowed; a cell with its own
+    Prometheus and no labels is fine."""
+    rollout = (ROOT / "config" / "rollouts" / "web.yaml").read_text(encoding="utf-8")
+    assert rollout.count("{cell}}") == 3  # one per query
+    blind = tmp_path / "blind.yaml"
+    blind.write_text(rollout.replace('code=~"5.."{cell}', 'code=~"5.."'), encoding="utf-8")
+    problems = _problems(VALID.replace("config/rollouts/web.yaml", str(blind)))
+    expected = (
+        "spec.cells[{}].labels: the rollout spec's metric(s) 'error-rate' have no {{cell}} placeholder, so "
+        "these labels cannot narrow their queries to this cell: add {{cell}} at the end of each "
+        "selector's matchers, as the default metrics do"
+    )
+    assert problems == [f"r.yaml:8 {expected.format(0)}", f"r.yaml:9 {expected.format(1)}"]
+
+
 def test_field_problems_name_the_camel_case_path() -> None:
     text = (
         VALID.replace("workPool: p-eu-2", "workpool: p-eu-2").replace("concurrency: 1", "concurrency: 0")
