@@ -119,7 +119,7 @@ class AnalysisSettings(BaseModel):
     probability of promoting such a canary). ``max_duration_seconds`` ends the analysis
     (inconclusive unless decided); ``min_exposure_seconds`` is the earliest promotion.
     ``metrics`` may be empty: then the metrics come from the observation log's header with the
-    per-type defaults below. ``min_chance``: the analysis ends inconclusive as soon as some count
+    per-type defaults below. ``min_chance``: the analysis ends inconclusive as soon as some ratio
     metric's chance of being shown within tolerance by ``max_duration_seconds`` (for a canary
     like its baseline, at the most favourable rate the data allow: `analysis.outlook`) is below
     it; 0 never gives up.
