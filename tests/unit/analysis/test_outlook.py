@@ -284,3 +284,30 @@ def test_the_analyses_the_judge_gives_up_on_would_seldom_have_been_promoted() ->
                         assert not (promoted and settings is PRODUCT_SETTINGS), (family, rps, seed)
     assert gave_up >= 40
     assert would_have / gave_up < 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("intervals", [5, 8])
+def test_short_analyses_at_high_traffic_lose_no_promotion_to_giving_up(intervals: int) -> None:
+    """At high traffic the final look of a short analysis (5 intervals) cannot show anything (its
+    studentizer has too few degrees of freedom), and the judge gives up on it at once; the anytime
+    test cannot promote there either (its dispersion bound is still the one fixed in advance),
+    so no promotion is lost; at 8 intervals the final look can decide and the judge waits."""
+    outcomes: dict[tuple[str, str], int] = {}
+    for family in ("plain", "independent-overdispersion"):
+        for rps in (50.0, 500.0):
+            for seed in range(10):
+                log = generate(family, rps, 9_000 + seed).log
+                short = PRODUCT_SETTINGS.model_copy(
+                    update={"max_duration_seconds": 30.0 * intervals, "min_exposure_seconds": 60.0}
+                )
+                last = list(judge_log(log, short))[-1]
+                quick = last.decision
+                if intervals == 5:
+                    assert last.reason.startswith("Inconclusive early"), last.reason
+                    assert last.interval == 3  # the minimum intervals
+                patient = list(judge_log(log, short.model_copy(update={"min_chance": 0.0})))[-1].decision
+                outcomes[(quick, patient)] = outcomes.get((quick, patient), 0) + 1
+    assert outcomes.get(("inconclusive", "promote"), 0) == 0, outcomes
+    if intervals == 8:
+        assert outcomes.get(("promote", "promote"), 0) >= 10, outcomes
