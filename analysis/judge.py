@@ -71,7 +71,11 @@ from analysis.observations import (
 from analysis.settings import AnalysisSettings, MetricSettings
 from analysis.verdicts import Decision, MetricEvidence, Verdict
 
-__all__ = ["JudgePlan", "JudgeState", "SequentialJudge", "advance", "conclude", "plan_for"]
+__all__ = ["GAVE_UP", "JudgePlan", "JudgeState", "SequentialJudge", "advance", "conclude", "plan_for"]
+
+
+#: How the reason of an analysis the judge gave up on (rule 3) begins.
+GAVE_UP = "Inconclusive early"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +204,7 @@ def _out_of_reach(plan: JudgePlan, evidence: Mapping[str, MetricEvidence]) -> st
     if not hopeless:
         return None
     return (
-        "Inconclusive early: at the traffic seen, a canary like its baseline cannot be shown within "
+        f"{GAVE_UP}: at the traffic seen, a canary like its baseline cannot be shown within "
         f"tolerance by the maximum duration ({plan.max_intervals} intervals): "
         + " ".join(evidence[m.name].reason for m in hopeless)
         + " Raise maxDuration or the canary's weight, or set a ceiling (maxRate)."

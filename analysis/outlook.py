@@ -101,7 +101,7 @@ from statistics import NormalDist
 from analysis.checks import check_fraction, check_tolerance
 from analysis.special import student_t_isf
 
-__all__ = ["POWER", "EvidencePlan", "chance_within", "rate_bounds", "required_intervals"]
+__all__ = ["POWER", "EvidencePlan", "chance_text", "chance_within", "rate_bounds", "required_intervals"]
 
 _NORMAL = NormalDist()
 #: The probability with which the plan's duration shows a canary equal to its baseline within
@@ -160,7 +160,7 @@ class EvidencePlan:
             )
         chance = ""
         if self.chance is not None:
-            chance = f" (chance of a promotion by then at most {_percent(self.chance)})"
+            chance = f" (chance of a promotion by then at most {chance_text(self.chance)})"
         return (
             f"at this traffic it needs about {self.needed_intervals} intervals, more than the "
             f"{self.final_interval} of the maximum duration{chance}: expect an inconclusive end unless the "
@@ -168,7 +168,8 @@ class EvidencePlan:
         )
 
 
-def _percent(value: float) -> str:
+def chance_text(value: float) -> str:
+    """A chance for people: whole percent, a small positive chance as "1 %" rather than "0 %"."""
     if value < 0.01:
         return "1 %" if value > 0.0 else "0 %"
     return f"{100 * value:.0f} %"

@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from analysis.backtest import judge_log
+from analysis.judge import GAVE_UP
 from analysis.settings import AnalysisSettings
 from bench.decisions import PRODUCT_SETTINGS
 from bench.scenarios import generate
@@ -78,7 +79,7 @@ def _give_up_row(family: str, rps: float, runs: int, name: str) -> str:
     for seed in range(runs):
         log = generate(family, rps, 70_000 + seed).log
         last = list(judge_log(log, quick))[-1]
-        if last.decision == "inconclusive" and last.reason.startswith("Inconclusive early"):
+        if last.decision == "inconclusive" and last.reason.startswith(GAVE_UP):
             when.append(last.interval)
             would_have += list(judge_log(log, patient))[-1].decision == "promote"
     median = f"{statistics.median(when):.0f}" if when else "-"

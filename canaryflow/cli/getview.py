@@ -144,9 +144,11 @@ def _plan_line(verdict: VerdictReport) -> str | None:
             f"at this traffic about {longest.needed_intervals} of the {final} intervals show the canary "
             f"within tolerance if it is like its baseline ({name} needs the most)"
         )
+    from analysis.outlook import chance_text
+
     chance = ""
     if longest.chance is not None:
-        chance = f" (chance of a promotion at most {max(1, round(100 * longest.chance))} %)"
+        chance = f" (chance of a promotion at most {chance_text(longest.chance)})"
     return (
         f"{name} needs about {longest.needed_intervals} intervals at this traffic, more than the {final} of "
         f"the maximum duration{chance}: expect an inconclusive end (raise maxDuration or the canary's weight)"

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from analysis.backtest import judge_log
+from analysis.judge import GAVE_UP
 from analysis.outlook import EvidencePlan, chance_within, rate_bounds, required_intervals
 from analysis.settings import AnalysisSettings
 from bench.decisions import PRODUCT_SETTINGS
@@ -277,7 +278,7 @@ def test_the_analyses_the_judge_gives_up_on_would_seldom_have_been_promoted() ->
                     (PRODUCT_SETTINGS, PRODUCT_SETTINGS.model_copy(update={"min_chance": 0.0})),
                 ):
                     quick = list(judge_log(log, settings))[-1]
-                    if quick.decision == "inconclusive" and quick.reason.startswith("Inconclusive early"):
+                    if quick.decision == "inconclusive" and quick.reason.startswith(GAVE_UP):
                         gave_up += 1
                         promoted = list(judge_log(log, patient))[-1].decision == "promote"
                         would_have += promoted
@@ -304,7 +305,7 @@ def test_short_analyses_at_high_traffic_lose_no_promotion_to_giving_up(intervals
                 last = list(judge_log(log, short))[-1]
                 quick = last.decision
                 if intervals == 5:
-                    assert last.reason.startswith("Inconclusive early"), last.reason
+                    assert last.reason.startswith(GAVE_UP), last.reason
                     assert last.interval == 3  # the minimum intervals
                 patient = list(judge_log(log, short.model_copy(update={"min_chance": 0.0})))[-1].decision
                 outcomes[(quick, patient)] = outcomes.get((quick, patient), 0) + 1
