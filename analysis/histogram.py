@@ -57,6 +57,10 @@ __all__ = ["HistogramState", "HistogramTestResult", "histogram_test", "interpola
 #: log-sd: a 20 % scale jitter of a log-normal with sigma 0.5 is a log-rate jitter near 1 in the
 #: tail, where a rate's own 50 % jitter gives 0.5 (`analysis.counts.KAPPA_MAX`).
 KAPPA_MAX_BUCKETS = 2.0
+#: How far the buckets' dispersion bound may fall per interval: from their larger bound fixed in
+#: advance it reaches the ratio metrics' level in the same number of intervals (`KAPPA_MAX_BUCKETS`
+#: times this squared is `analysis.counts.KAPPA_MAX` times `analysis.counts.KAPPA_FALL` squared).
+KAPPA_FALL_BUCKETS = 0.25
 
 #: Bounds whose pooled exceedance share lies in this band must pass the promotion test.
 PROMOTE_BAND = (0.05, 0.95)
@@ -190,7 +194,13 @@ class HistogramState:
         bounds = tuple(float(b) for b in le)
         finite = sum(1 for b in bounds if math.isfinite(b))
         states = tuple(
-            CountState.initial(finite, tolerance=0.0, direction=side, kappa_max=KAPPA_MAX_BUCKETS)
+            CountState.initial(
+                finite,
+                tolerance=0.0,
+                direction=side,
+                kappa_max=KAPPA_MAX_BUCKETS,
+                kappa_fall=KAPPA_FALL_BUCKETS,
+            )
             for side in sides(direction)
         )
         return cls(bounds, tolerance, states, np.zeros(finite))

@@ -1,0 +1,45 @@
+"""The count tests' dispersion bound: how fast it may fall."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from analysis.counts import KAPPA_FALL, KAPPA_MAX
+from analysis.ratio import RatioState, ratio_test
+
+# A good canary's error counts from a demo run through a real Prometheus (5 s intervals, read with
+# increase(), hence the quarters): four intervals a little better than its baseline, then three a
+# little worse; 0.97 % against 0.94 % over all seven.
+CANARY_BAD = [238.75, 242.5, 235.0, 221.25, 261.25, 256.25, 241.25]
+CANARY_TOTAL = [25026.25, 25047.5, 25075.0, 24793.75, 25282.5, 25097.5, 24883.75]
+BASELINE_BAD = [253.8415, 268.75, 262.5, 253.75, 197.5, 213.75, 200.0]
+BASELINE_TOTAL = [24818.8415, 24988.75, 24975.0, 25177.5, 25076.25, 24991.25, 24722.5]
+
+
+def test_the_dispersion_bound_does_not_fall_to_binomial_at_once() -> None:
+    # The three good-side residuals of intervals 2-4 happen to be small, so the upper estimate of
+    # the dispersion is 0 after them. Taken at once, the first four intervals (divided by the
+    # warm-up bound) counted for nothing against the next three (divided by 1): e-value 199, a
+    # ratio estimate of 1.22, and the demo rolled its good canary back.
+    result = ratio_test(CANARY_BAD, CANARY_TOTAL, BASELINE_BAD, BASELINE_TOTAL, tolerance=0.5)
+    raw = (sum(CANARY_BAD) / sum(CANARY_TOTAL)) / (sum(BASELINE_BAD) / sum(BASELINE_TOTAL))
+    assert result.evalue < 5.0
+    assert abs(result.estimate / raw - 1.0) < 0.15, (result.estimate, raw)
+    assert result.interval[0] < 1.0 < result.interval[1]
+
+
+def test_the_dispersion_bound_halves_at_most_and_still_comes_down_to_the_data() -> None:
+    # Binomial counts, a canary like its baseline: from the warm-up bound the dispersion factor
+    # halves at most per interval, and within twenty intervals it is down to a few (binomial: 1).
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        state = RatioState.initial(tolerance=0.5)
+        kappas = [float(state.sides[0].kappa[0])]
+        for _ in range(20):
+            state = state.step(rng.binomial(25_000, 0.01), 25_000, rng.binomial(25_000, 0.01), 25_000)
+            kappas.append(float(state.sides[0].kappa[0]))
+        assert kappas[0] == KAPPA_MAX
+        assert all(later >= KAPPA_FALL * earlier for earlier, later in itertools.pairwise(kappas))
+        assert 1.0 + kappas[-1] * 25_000 * 0.02 * 0.25 < 6.0, (seed, kappas)
