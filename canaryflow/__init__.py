@@ -18,6 +18,7 @@ import contracts in ``pyproject.toml`` (import-linter) enforce it::
                    environment.py  the settings read from the environment, and the real adapters
                    exporter.py     the controller's metrics, computed from the reports directory
                    waves.py        what a release does next, wave by wave (pure: no I/O)
+                   cells.py        what one cell's rollout run gets: work pool, environment, request
     ─────────────────────────────────────────────────────────────────────────────────────────────
     ports and      cluster/        port `Cluster` + Kubernetes and simulated adapters
     adapters       metrics/        port `MetricsSource` + Prometheus and simulated adapters

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from canaryflow.errors import InputError
+from canaryflow.querytemplates import parse_labels
 
 if TYPE_CHECKING:
     from canaryflow.cluster.port import Cluster
@@ -57,6 +58,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("CANARYFLOW_PROMETHEUS_URL", "(required)", "the Prometheus that scrapes the target", _RUN),
     Setting("CANARYFLOW_PROMETHEUS_TIMEOUT", "10", "seconds a Prometheus query may take, per attempt", _RUN),
+    Setting(
+        "CANARYFLOW_PROMETHEUS_LABELS",
+        "(none)",
+        "name=value,...: the labels of this cell's series in a Prometheus shared by cells (queries "
+        "take them through {cell}; a release sets it per cell)",
+        _RUN,
+    ),
     Setting(
         "CANARYFLOW_REPORTS_DIR",
         "reports",
@@ -158,8 +166,16 @@ def metrics_from_env(env: Mapping[str, str]) -> MetricsSource:
     from canaryflow.metrics import create_metrics_source
     from canaryflow.metrics.prometheus import PrometheusConfig
 
+    raw_labels = env.get("CANARYFLOW_PROMETHEUS_LABELS", "")
     try:
-        config = PrometheusConfig(url=url, timeout=timeout)
+        labels = parse_labels(raw_labels)
+    except ValueError as exc:
+        raise InputError(
+            f"CANARYFLOW_PROMETHEUS_LABELS={raw_labels!r}: {exc}; write name=value,name=value "
+            "(e.g. cluster=eu-1)"
+        ) from exc
+    try:
+        config = PrometheusConfig(url=url, timeout=timeout, labels=labels)
     except ValueError as exc:
         raise InputError(
             f"CANARYFLOW_PROMETHEUS_URL={url!r}, CANARYFLOW_PROMETHEUS_TIMEOUT={raw_timeout!r}: {exc}"

@@ -75,22 +75,36 @@ class RolloutOutcome(BaseModel):
     report: str
 
 
-def rollout_id_for(spec: RolloutSpec, image: str) -> RolloutId:
+def rollout_id_for(spec: RolloutSpec, image: str, *, cell: str | None = None) -> RolloutId:
     """The default rollout id: the target's name and a digest of the image (a DNS label).
 
     The same image on the same target gives the same id, so re-running an interrupted rollout
-    finds its own state in the cluster and resumes it.
+    finds its own state in the cluster and resumes it. A release's cells each get their own
+    (the cell's name is part of the digest), so that their runs and records stay apart.
     """
-    digest = hashlib.sha256(f"{spec.target.namespace}/{spec.target.deployment}@{image}".encode()).hexdigest()
+    key = f"{spec.target.namespace}/{spec.target.deployment}@{image}"
+    if cell is not None:
+        key = f"{cell}:{key}"
+    digest = hashlib.sha256(key.encode()).hexdigest()
     return RolloutId(f"{spec.target.deployment[:50]}-{digest[:8]}")
 
 
 def plan_rollout(request: RolloutRequest) -> RolloutPlan:
-    """Load the request's spec and resolve its target and rollout id (SpecError when invalid)."""
+    """Load the request's spec and resolve its target and rollout id (SpecError when invalid).
+    A request for a release's cell rolls out to the cell's target: the spec's, with the fields the
+    cell overrides."""
     spec = load_spec(request.spec)
+    if request.cell is not None and request.cell.overrides():
+        cell_target = spec.target.model_copy(update=request.cell.overrides())
+        spec = spec.model_copy(update={"spec": spec.spec.model_copy(update={"target": cell_target})})
     t = spec.target
     target = TargetRef(
         namespace=t.namespace, deployment=t.deployment, container=t.container, service=t.service
     )
-    rollout_id = RolloutId(request.rollout_id) if request.rollout_id else rollout_id_for(spec, request.image)
+    cell = None if request.cell is None else request.cell.name
+    rollout_id = (
+        RolloutId(request.rollout_id)
+        if request.rollout_id
+        else rollout_id_for(spec, request.image, cell=cell)
+    )
     return RolloutPlan(request=request, spec=spec, rollout_id=rollout_id, target=target)

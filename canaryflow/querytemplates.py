@@ -15,7 +15,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-__all__ = ["LABEL_NAME", "VARIABLES", "cell_matchers", "render", "unknown_variables", "variables"]
+__all__ = [
+    "LABEL_NAME",
+    "VARIABLES",
+    "cell_matchers",
+    "format_labels",
+    "parse_labels",
+    "render",
+    "unknown_variables",
+    "variables",
+]
 
 #: The variables a query template may use.
 VARIABLES: frozenset[str] = frozenset({"namespace", "app", "track", "interval", "cell"})
@@ -33,6 +42,35 @@ def variables(template: str) -> set[str]:
 def unknown_variables(template: str) -> list[str]:
     """Placeholder names in `template` that are not in `VARIABLES`, sorted."""
     return sorted(variables(template) - VARIABLES)
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """Labels written ``name=value,name=value`` (as an environment variable carries a cell's);
+    empty text gives none. Values may not hold ``,``; ValueError names what is wrong."""
+    labels: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or not value:
+            raise ValueError(f"{part!r} is not name=value")
+        if not LABEL_NAME.match(name):
+            raise ValueError(
+                f"{name!r} is not a Prometheus label name (letters, digits, _; not a digit or __ first)"
+            )
+        if name in labels:
+            raise ValueError(f"label {name!r} is given twice")
+        labels[name] = value.strip()
+    return labels
+
+
+def format_labels(labels: Mapping[str, str]) -> str:
+    """`labels` as `parse_labels` reads them (sorted by name)."""
+    bad = [v for v in labels.values() if "," in v or not v.strip()]
+    if bad:
+        raise ValueError(f"label values must be non-empty and hold no ',': {', '.join(map(repr, bad))}")
+    return ",".join(f"{name}={value.strip()}" for name, value in sorted(labels.items()))
 
 
 def cell_matchers(labels: Mapping[str, str]) -> str:

@@ -15,7 +15,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from canaryflow.errors import InputError
 
-__all__ = ["OCI_REFERENCE", "SPEC_PATH", "RolloutRequest", "is_valid_image_reference", "new_request"]
+__all__ = [
+    "OCI_REFERENCE",
+    "SPEC_PATH",
+    "CellTarget",
+    "RolloutRequest",
+    "is_valid_image_reference",
+    "new_request",
+]
 
 # An OCI image reference: [registry[:port]/]path[:tag][@digest], after the distribution spec's grammar.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -36,6 +43,32 @@ _EXAMPLE_IMAGE = "registry.example.com/shop/web:1.2.0"
 def is_valid_image_reference(image: str) -> bool:
     """Whether `image` is a syntactically valid OCI reference (at most 512 characters)."""
     return len(image) <= 512 and OCI_REFERENCE.fullmatch(image) is not None
+
+
+_NAME = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+
+
+class CellTarget(BaseModel):
+    """The release cell a rollout runs in, and the cell's own target where it differs from the
+    rollout spec's (a release sets it: `canaryflow.cells`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=_NAME, max_length=63, description="The cell, as the release spec names it.")
+    namespace: str | None = Field(default=None, pattern=_NAME, max_length=63)
+    deployment: str | None = Field(default=None, pattern=_NAME, max_length=54)
+    container: str | None = Field(default=None, pattern=_NAME, max_length=63)
+    service: str | None = Field(default=None, pattern=_NAME, max_length=63)
+
+    def overrides(self) -> dict[str, str]:
+        """The target fields this cell sets (those not None)."""
+        fields = {
+            "namespace": self.namespace,
+            "deployment": self.deployment,
+            "container": self.container,
+            "service": self.service,
+        }
+        return {k: v for k, v in fields.items() if v is not None}
 
 
 class RolloutRequest(BaseModel):
@@ -66,6 +99,11 @@ class RolloutRequest(BaseModel):
         default=None,
         description="When the commit being rolled out was made (from the push), where the change's "
         "lead time starts.",
+    )
+
+    cell: CellTarget | None = Field(
+        default=None,
+        description="The release cell this rollout runs in (set by a release; leave empty otherwise).",
     )
 
     @field_validator("spec")

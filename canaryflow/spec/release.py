@@ -177,7 +177,14 @@ def release_cross_check(release: ReleaseSpec) -> list[tuple[Loc, str]]:
             problems.append(
                 ((*here, "labels"), "a cell on the shared Prometheus needs labels that tell its series apart")
             )
-        for label in cell.labels:
+        for label, value in cell.labels.items():
+            if "," in value or not value.strip():
+                problems.append(
+                    (
+                        (*here, "labels", label),
+                        "a label value must be non-empty and hold no ',' (a worker gets it in a list)",
+                    )
+                )
             if not LABEL_NAME.match(label):
                 problems.append(
                     (
