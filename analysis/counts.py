@@ -50,9 +50,10 @@ Each interval is therefore divided by :math:`\phi_i = 1 + \kappa^+_{i-1} a_i`, w
   taken for dispersion), plus ``KAPPA_Z`` standard errors, at most :math:`\kappa_{max}`. Each
   residual is taken around the rate ratio of the intervals *before* it (one fitted to the
   interval itself would absorb it);
-- and never less than the state's ``kappa_fall`` times the :math:`\kappa^+` of the interval
-  before (``KAPPA_FALL``, a half, for rates; a quarter for histogram buckets, whose bound starts
-  higher: `analysis.histogram.KAPPA_FALL_BUCKETS`). With three good-side residuals
+- and never less than the state's ``kappa_fall`` times the :math:`\kappa^+` applied at the
+  latest interval that carried information (``KAPPA_FALL``, a half, for rates; a quarter for
+  histogram buckets, whose bound starts higher: `analysis.histogram.KAPPA_FALL_BUCKETS`), so it
+  falls one step per informative interval, not per interval. With three good-side residuals
   the upper estimate is below the truth about one time in six, and then it can be 0: counts read
   through Prometheus's ``increase()`` carry up to twice the binomial variance whatever their
   level, and an analysis whose first intervals all but vanished under :math:`\kappa_{max}` then
@@ -171,6 +172,8 @@ class CountState:
     ``log_bound`` is :math:`\log(1 + \mathrm{tol})` (or its negative for ``decrease``); arrays
     have one entry per unit, ``grid_*`` one row per unit and one column per grid point of
     :math:`\log\rho`. ``last_log_e`` is the rollback e-value of the latest interval alone.
+    ``kappa_used`` is the dispersion bound applied at the latest interval that carried
+    information, from which the next may fall by at most ``kappa_fall``.
     """
 
     direction: CountDirection
@@ -422,7 +425,7 @@ def count_step(
     return replace(
         state,
         intervals=state.intervals + 1,
-        kappa_used=kappa,
+        kappa_used=np.where(informative, kappa, state.kappa_used),
         s=state.s + s_i,
         v=state.v + v_i,
         ps=state.ps + ps_i,

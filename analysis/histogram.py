@@ -57,9 +57,8 @@ __all__ = ["HistogramState", "HistogramTestResult", "histogram_test", "interpola
 #: log-sd: a 20 % scale jitter of a log-normal with sigma 0.5 is a log-rate jitter near 1 in the
 #: tail, where a rate's own 50 % jitter gives 0.5 (`analysis.counts.KAPPA_MAX`).
 KAPPA_MAX_BUCKETS = 2.0
-#: How far the buckets' dispersion bound may fall per interval: from their larger bound fixed in
-#: advance it reaches the ratio metrics' level in the same number of intervals (`KAPPA_MAX_BUCKETS`
-#: times this squared is `analysis.counts.KAPPA_MAX` times `analysis.counts.KAPPA_FALL` squared).
+#: How far the buckets' dispersion bound may fall per informative interval: faster than a rate's,
+#: since it starts four times higher (after two such intervals both may be down to 0.125).
 KAPPA_FALL_BUCKETS = 0.25
 
 #: Bounds whose pooled exceedance share lies in this band must pass the promotion test.

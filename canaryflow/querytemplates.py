@@ -67,10 +67,13 @@ def parse_labels(text: str) -> dict[str, str]:
 
 def format_labels(labels: Mapping[str, str]) -> str:
     """`labels` as `parse_labels` reads them (sorted by name)."""
-    bad = [v for v in labels.values() if "," in v or not v.strip()]
+    bad = [v for v in labels.values() if "," in v or not v or v != v.strip()]
     if bad:
-        raise ValueError(f"label values must be non-empty and hold no ',': {', '.join(map(repr, bad))}")
-    return ",".join(f"{name}={value.strip()}" for name, value in sorted(labels.items()))
+        raise ValueError(
+            "label values must be non-empty, hold no ',' and neither start nor end with a space: "
+            + ", ".join(map(repr, bad))
+        )
+    return ",".join(f"{name}={value}" for name, value in sorted(labels.items()))
 
 
 def cell_matchers(labels: Mapping[str, str]) -> str:

@@ -55,10 +55,18 @@ class CellTarget(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=_NAME, max_length=63, description="The cell, as the release spec names it.")
-    namespace: str | None = Field(default=None, pattern=_NAME, max_length=63)
-    deployment: str | None = Field(default=None, pattern=_NAME, max_length=54)
-    container: str | None = Field(default=None, pattern=_NAME, max_length=63)
-    service: str | None = Field(default=None, pattern=_NAME, max_length=63)
+    namespace: str | None = Field(
+        default=None, pattern=_NAME, max_length=63, description="The cell's namespace (default: the spec's)."
+    )
+    deployment: str | None = Field(
+        default=None, pattern=_NAME, max_length=54, description="The cell's Deployment (default: the spec's)."
+    )
+    container: str | None = Field(
+        default=None, pattern=_NAME, max_length=63, description="The cell's container (default: the spec's)."
+    )
+    service: str | None = Field(
+        default=None, pattern=_NAME, max_length=63, description="The cell's Service (default: the spec's)."
+    )
 
     def overrides(self) -> dict[str, str]:
         """The target fields this cell sets (those not None)."""
@@ -72,7 +80,8 @@ class CellTarget(BaseModel):
 
 
 class RolloutRequest(BaseModel):
-    """Roll out `image` to the target of the rollout spec at `spec`."""
+    """Roll out `image` to the target of the rollout spec at `spec` (for a release's `cell`: to the
+    cell's target, the spec's with the cell's overrides)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -90,7 +99,7 @@ class RolloutRequest(BaseModel):
     rollout_id: str | None = Field(
         default=None,
         pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
-        description="Id of this rollout (default: derived from the target and the image).",
+        description="Id of this rollout (default: derived from the target, the image and the cell).",
     )
     triggered_by: str = Field(
         default="manual", max_length=200, description="Who or what started it (e.g. github push a1b2c3d)."

@@ -178,11 +178,12 @@ def release_cross_check(release: ReleaseSpec) -> list[tuple[Loc, str]]:
                 ((*here, "labels"), "a cell on the shared Prometheus needs labels that tell its series apart")
             )
         for label, value in cell.labels.items():
-            if "," in value or not value.strip():
+            if "," in value or not value or value != value.strip():
                 problems.append(
                     (
                         (*here, "labels", label),
-                        "a label value must be non-empty and hold no ',' (a worker gets it in a list)",
+                        "a label value must be non-empty, hold no ',' and neither start nor end with a space "
+                        "(a worker gets it in a list)",
                     )
                 )
             if not LABEL_NAME.match(label):

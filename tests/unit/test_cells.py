@@ -112,8 +112,9 @@ def test_labels_go_through_a_variable_and_back() -> None:
     ):
         with pytest.raises(ValueError, match=why):
             parse_labels(bad)
-    with pytest.raises(ValueError, match="no ','"):
-        format_labels({"cluster": "a,b"})
+    for value in ("a,b", "", " a"):
+        with pytest.raises(ValueError, match="no ','"):
+            format_labels({"cluster": value})
 
 
 def test_a_labels_variable_that_is_not_labels_is_one_line_naming_it() -> None:

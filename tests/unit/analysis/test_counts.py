@@ -43,3 +43,16 @@ def test_the_dispersion_bound_halves_at_most_and_still_comes_down_to_the_data() 
         assert kappas[0] == KAPPA_MAX
         assert all(later >= KAPPA_FALL * earlier for earlier, later in itertools.pairwise(kappas))
         assert 1.0 + kappas[-1] * 25_000 * 0.02 * 0.25 < 6.0, (seed, kappas)
+
+
+def test_intervals_without_information_do_not_bring_the_bound_down() -> None:
+    # Quiet intervals (traffic, no errors) after the fourth say nothing about the dispersion: the
+    # bound must not keep falling through them, or the noisy three that follow carry the test
+    # alone again.
+    quiet = 10
+    canary_bad = [*CANARY_BAD[:4], *[0.0] * quiet, *CANARY_BAD[4:]]
+    canary_total = [*CANARY_TOTAL[:4], *[100.0] * quiet, *CANARY_TOTAL[4:]]
+    baseline_bad = [*BASELINE_BAD[:4], *[0.0] * quiet, *BASELINE_BAD[4:]]
+    baseline_total = [*BASELINE_TOTAL[:4], *[100.0] * quiet, *BASELINE_TOTAL[4:]]
+    result = ratio_test(canary_bad, canary_total, baseline_bad, baseline_total, tolerance=0.5)
+    assert result.evalue < 5.0, (result.evalue, result.estimate)
