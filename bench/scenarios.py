@@ -55,6 +55,11 @@ ERROR_FREE_CANARY_RATE = 0.005
 #: the latency scale).
 STRONG_ERROR_SIGMA = 0.5
 STRONG_LATENCY_SIGMA = 0.2
+#: Read through Prometheus's ``increase()``: with a 15 s scrape and a 30 s interval the window
+#: holds two samples of each series, 15 s apart, and the increase between them is extrapolated to
+#: the window's 30 s. Each count is twice a count of half the interval: twice the variance of a
+#: count of the whole interval (the demo's 1 s scrape over 5 s gives 1.25).
+EXTRAPOLATION = 2.0
 #: Bad from the middle: the canary behaves like the baseline for this many intervals (4 minutes).
 MIDWAY_INTERVAL = 8
 
@@ -107,6 +112,7 @@ GOOD = (
     "strong-independent-overdispersion",
     "shared-incident",
     "scrape-gaps",
+    "extrapolated",
     "error-free",
 )
 BAD = (
@@ -129,6 +135,7 @@ FAMILIES: dict[str, Truth] = {
     "strong-independent-overdispersion": Truth(),
     "shared-incident": Truth(),
     "scrape-gaps": Truth(),
+    "extrapolated": Truth(),
     "errors-x2": Truth(error_factor=2.0),
     "errors-x5": Truth(error_factor=5.0),
     "latency+25%": Truth(latency_factor=1.25),
@@ -164,15 +171,19 @@ def bucket_probabilities(scale: float, tail_share: float = 0.0, tail_seconds: fl
     return np.append(cumulative, 1.0)
 
 
-def _observe(rng: np.random.Generator, track: _Interval) -> tuple[RatioCounts, HistogramCounts, Samples]:
-    requests = int(rng.poisson(track.rate * INTERVAL_SECONDS))
+def _observe(
+    rng: np.random.Generator, track: _Interval, *, scale: float = 1.0
+) -> tuple[RatioCounts, HistogramCounts, Samples]:
+    """One track's interval; with `scale` > 1, counts of ``1/scale`` of the interval times
+    `scale` (what ``increase()`` extrapolates)."""
+    requests = int(rng.poisson(track.rate * INTERVAL_SECONDS / scale))
     errors = int(rng.binomial(requests, min(1.0, track.error_rate)))
     cumulative = bucket_probabilities(track.latency_scale, track.tail_share, track.tail_seconds)
     cells = rng.multinomial(requests, np.diff(np.concatenate([[0.0], cumulative])))
-    counts = tuple(float(c) for c in np.cumsum(cells))
+    counts = tuple(scale * float(c) for c in np.cumsum(cells))
     cpu = tuple(float(v) for v in track.cpu * rng.lognormal(0.0, 0.1, PODS))
     return (
-        RatioCounts(bad=float(errors), total=float(requests)),
+        RatioCounts(bad=scale * errors, total=scale * requests),
         HistogramCounts(le=LE, counts=counts),
         Samples(values=cpu),
     )
@@ -258,8 +269,9 @@ def generate(
     names = _NAMES if with_cpu else _NAMES[:2]
     intervals = []
     conditions, bad_from = _conditions(family, rps, rng, truth)
+    scale = EXTRAPOLATION if family == "extrapolated" else 1.0
     for i, (base, canary) in enumerate(conditions):
-        b, c = _observe(rng, base), _observe(rng, canary)
+        b, c = _observe(rng, base, scale=scale), _observe(rng, canary, scale=scale)
         row: dict[str, PairedObservation | None] = {}
         for k, name in enumerate(names):
             row[name] = None if gap(i, name) else PairedObservation(baseline=b[k], canary=c[k])
