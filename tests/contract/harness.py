@@ -664,7 +664,10 @@ class KubernetesHarness:
             for api_client in [*self._clients, self._admin]:
                 api_client.close()
 
-    def _wait_ready(self, name: str, timeout: float = 60.0) -> None:
+    def _wait_ready(self, name: str, timeout: float = 180.0) -> None:
+        # A precondition, not the behaviour under test: after a test that restarted the API server,
+        # the local control plane's controllers re-list and re-watch before they make new pods
+        # Ready (about a minute and a half seen, more under load; 60 s failed now and then).
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             dep = self._apps.read_namespaced_deployment(name, self.namespace)
