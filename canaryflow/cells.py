@@ -57,18 +57,11 @@ def cell_run(release: ReleaseSpec, name: str, *, image: str, triggered_by: str) 
     env["CANARYFLOW_PROMETHEUS_URL"] = prometheus
     if cell.labels:
         env["CANARYFLOW_PROMETHEUS_LABELS"] = format_labels(cell.labels)
-    target = cell.target
     request = RolloutRequest(
         spec=release.spec.rollout,
         image=image,
         triggered_by=triggered_by,
-        cell=CellTarget(
-            name=cell.name,
-            namespace=target.namespace,
-            deployment=target.deployment,
-            container=target.container,
-            service=target.service,
-        ),
+        cell=CellTarget(name=cell.name, **cell.target.overrides()),
     )
     return CellRun(
         cell=cell.name, work_pool=cell.work_pool, work_queue=cell.work_queue, env=env, request=request

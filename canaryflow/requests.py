@@ -16,10 +16,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from canaryflow.errors import InputError
 
 __all__ = [
+    "DNS_LABEL",
     "OCI_REFERENCE",
     "SPEC_PATH",
     "CellTarget",
     "RolloutRequest",
+    "TargetOverride",
     "is_valid_image_reference",
     "new_request",
 ]
@@ -45,38 +47,54 @@ def is_valid_image_reference(image: str) -> bool:
     return len(image) <= 512 and OCI_REFERENCE.fullmatch(image) is not None
 
 
-_NAME = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+#: Names of Kubernetes objects (and of a release's cells): an RFC 1123 label.
+DNS_LABEL = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 
 
-class CellTarget(BaseModel):
-    """The release cell a rollout runs in, and the cell's own target where it differs from the
-    rollout spec's (a release sets it: `canaryflow.cells`)."""
+class TargetOverride(BaseModel):
+    """A cell's own target, where it differs from the rollout spec's (each field optional; a
+    release spec's cells carry one, and so does a request for a cell: `CellTarget`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=_NAME, max_length=63, description="The cell, as the release spec names it.")
     namespace: str | None = Field(
-        default=None, pattern=_NAME, max_length=63, description="The cell's namespace (default: the spec's)."
+        default=None,
+        pattern=DNS_LABEL,
+        max_length=63,
+        description="The cell's namespace (default: the spec's).",
     )
     deployment: str | None = Field(
-        default=None, pattern=_NAME, max_length=54, description="The cell's Deployment (default: the spec's)."
+        default=None,
+        pattern=DNS_LABEL,
+        max_length=54,
+        description="The cell's Deployment (default: the spec's).",
     )
     container: str | None = Field(
-        default=None, pattern=_NAME, max_length=63, description="The cell's container (default: the spec's)."
+        default=None,
+        pattern=DNS_LABEL,
+        max_length=63,
+        description="The cell's container (default: the spec's).",
     )
     service: str | None = Field(
-        default=None, pattern=_NAME, max_length=63, description="The cell's Service (default: the spec's)."
+        default=None,
+        pattern=DNS_LABEL,
+        max_length=63,
+        description="The cell's Service (default: the spec's).",
     )
 
     def overrides(self) -> dict[str, str]:
         """The target fields this cell sets (those not None)."""
-        fields = {
-            "namespace": self.namespace,
-            "deployment": self.deployment,
-            "container": self.container,
-            "service": self.service,
-        }
-        return {k: v for k, v in fields.items() if v is not None}
+        return {k: v for k, v in self.model_dump().items() if k in _TARGET_FIELDS and v is not None}
+
+
+_TARGET_FIELDS = frozenset(TargetOverride.model_fields)
+
+
+class CellTarget(TargetOverride):
+    """The release cell a rollout runs in, and the cell's own target where it differs from the
+    rollout spec's (a release sets it: `canaryflow.cells`)."""
+
+    name: str = Field(pattern=DNS_LABEL, max_length=63, description="The cell, as the release spec names it.")
 
 
 class RolloutRequest(BaseModel):

@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from analysis.settings import AnalysisSettings, KayentaSettings, MetricSettings
+from canaryflow.requests import DNS_LABEL
 from canaryflow.spec.durations import Duration, format_duration
 from canaryflow.spec.metrics import DEFAULT_METRICS, MetricSpec
 from canaryflow.yamldoc import Loc, dotted_path
@@ -53,9 +54,6 @@ API_VERSION = "canaryflow/v1"
 COLLECT_CROSS_CHECKS = "collect_cross_checks"
 #: With a baseline of the canary's size, the canary can have at most half of the pods.
 MAX_WEIGHT_WITH_BASELINE = 50
-
-#: Names of Kubernetes objects in a spec: an RFC 1123 label.
-DNS_LABEL = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 
 
 def _between(low: int, high: int) -> AfterValidator:

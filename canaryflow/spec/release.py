@@ -34,6 +34,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, model_validator
 
 from canaryflow.querytemplates import LABEL_NAME
+from canaryflow.requests import TargetOverride
 from canaryflow.spec.durations import Duration, format_duration
 from canaryflow.spec.models import DNS_LABEL, Metadata, SpecModel, report_cross_checks
 from canaryflow.yamldoc import Loc
@@ -55,15 +56,6 @@ __all__ = [
 #: back the current wave's cells only, or hold (stop, roll nothing more back, wait for a person).
 FAILURE_POLICIES = ("rollback-all", "rollback-wave", "hold")
 FailurePolicy = Literal["rollback-all", "rollback-wave", "hold"]
-
-
-class TargetOverride(SpecModel):
-    """A cell's own target, where it differs from the rollout spec's (each field optional)."""
-
-    namespace: str | None = Field(default=None, pattern=DNS_LABEL, max_length=63)
-    deployment: str | None = Field(default=None, pattern=DNS_LABEL, max_length=54)
-    container: str | None = Field(default=None, pattern=DNS_LABEL, max_length=63)
-    service: str | None = Field(default=None, pattern=DNS_LABEL, max_length=63)
 
 
 class Cell(SpecModel):
