@@ -34,6 +34,11 @@ class RolloutPlan:
     def image(self) -> str:
         return self.request.image
 
+    @property
+    def cell(self) -> str | None:
+        """The release cell this rollout runs in (None for a plain rollout)."""
+        return None if self.request.cell is None else self.request.cell.name
+
     def queries(self) -> list[MetricQuery]:
         """The spec's metrics as the metrics port's queries (with their templates and units)."""
         return [

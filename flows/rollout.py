@@ -327,7 +327,7 @@ def hold_split(run: Run, paused: dict[str, Any]) -> None:
     Resume), at most `HOLD_SECONDS`; an abort or a timeout rolls back."""
     plan = run.plan
     by, why = paused.get("by") or "somebody", paused.get("reason") or "paused"
-    clear_request(plan.target, "pause", paused)
+    clear_request(plan, "pause", paused)
     run.reporter.phase(RolloutPhase.PAUSED)
     run.reporter.say(
         "%s: paused by %s (%s); the split holds until `canaryflow resume %s`",

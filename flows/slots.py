@@ -99,9 +99,14 @@ _GONE = 410
 _MAX_RETRY_SECONDS = 5.0
 
 
-def slot_name(target: TargetRef) -> str:
-    """The name of the global concurrency limit that allows one rollout per target at a time."""
-    return "rollout-" + re.sub(r"[^a-z0-9-]", "-", f"{target.namespace}-{target.deployment}")
+def slot_name(target: TargetRef, cell: str | None = None) -> str:
+    """The name of the global concurrency limit that allows one rollout per target at a time.
+
+    A release's cells are different clusters, so each cell's target has its own slot (its name
+    ends in ``_<cell>``: a DNS label has no underscore), and cells of one wave roll out side by
+    side on one Prefect server."""
+    name = "rollout-" + re.sub(r"[^a-z0-9-]", "-", f"{target.namespace}-{target.deployment}")
+    return name if cell is None else f"{name}_{cell}"
 
 
 class Superseded(RolloutAborted):
@@ -193,10 +198,10 @@ def request(name: str, flow_run_id: str, action: Action, *, by: str, reason: str
     _write(request_variable(name, action), entry)
 
 
-def clear_request(target: TargetRef, action: Action, honoured: dict[str, Any]) -> None:
-    """Forget the `action` request `honoured` to the holder of `target`'s slot (a pause, once
+def clear_request(plan: RolloutPlan, action: Action, honoured: dict[str, Any]) -> None:
+    """Forget the `action` request `honoured` to the holder of the plan's slot (a pause, once
     honoured), unless a newer request replaced it meanwhile."""
-    name = request_variable(slot_name(target), action)
+    name = request_variable(slot_name(plan.target, plan.cell), action)
     if _read(name) == honoured:
         Variable.unset(name)
 
@@ -209,7 +214,7 @@ def check_slot(plan: RolloutPlan) -> dict[str, dict[str, Any]]:
     lost = _LOST.get()
     if lost is not None and lost.is_set():
         raise SlotLost(f"the slot of {plan.target} was lost (its lease expired or was revoked)")
-    mine = requests_for(slot_name(plan.target), str(flow_run.get_id() or ""))
+    mine = requests_for(slot_name(plan.target, plan.cell), str(flow_run.get_id() or ""))
     abort = mine.pop("abort", None)
     if abort is not None:
         raise AbortRequested(str(abort.get("by") or "somebody"), str(abort.get("reason") or "aborted"))
@@ -247,7 +252,7 @@ def requests_for(name: str, run_id: str) -> dict[str, dict[str, Any]]:
 def target_slot(plan: RolloutPlan, *, lease_seconds: float, cluster: Cluster) -> Iterator[None]:
     """Hold the target's slot and then its Lease (waiting for each) and record this run as their
     holder; both leases, of `lease_seconds`, are renewed while the run lives."""
-    name = slot_name(plan.target)
+    name = slot_name(plan.target, plan.cell)
     run_id = str(flow_run.get_id() or "")
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(name, 1)

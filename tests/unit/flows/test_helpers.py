@@ -16,7 +16,7 @@ from canaryflow.errors import PermanentError
 from canaryflow.metrics import ObservationRecorder
 from canaryflow.plan import plan_rollout, rollout_id_for
 from canaryflow.replicas import plan_split
-from canaryflow.requests import RolloutRequest
+from canaryflow.requests import CellTarget, RolloutRequest
 from flows.charts import draw_chart, render_chart
 from flows.runtime import Runtime, runtime_for_run, runtime_from_env, use_runtime
 from flows.slots import slot_name
@@ -41,6 +41,20 @@ def test_slot_names_are_per_target() -> None:
     assert slot_name(TargetRef("shop", "api", "api", "api")) != slot_name(
         TargetRef("shop", "web", "web", "web")
     )
+
+
+def test_each_cell_of_a_release_has_its_own_slot_for_the_same_target() -> None:
+    """Cells are different clusters: the same namespace and Deployment in two cells are two
+    targets, whose rollouts run side by side (a plain rollout keeps the name it had)."""
+    web = TargetRef("shop", "web", "web", "web")
+    names = {slot_name(web), slot_name(web, "eu-1"), slot_name(web, "eu-2"), slot_name(web, "us-1")}
+    assert len(names) == 4
+    assert slot_name(web, "eu-1") == "rollout-shop-web_eu-1"
+    # A cell name cannot make one target's slot another's: DNS labels carry no underscore.
+    assert slot_name(TargetRef("shop", "web-eu", "web", "web"), "1") != slot_name(web, "eu-1")
+    plan = plan_rollout(RolloutRequest(spec=SPEC, image=GOOD_IMAGE, cell=CellTarget(name="eu-1")))
+    assert (plan.cell, slot_name(plan.target, plan.cell)) == ("eu-1", "rollout-shop-web_eu-1")
+    assert plan_rollout(RolloutRequest(spec=SPEC, image=GOOD_IMAGE)).cell is None
 
 
 @pytest.mark.parametrize(

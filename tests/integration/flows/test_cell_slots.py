@@ -1,0 +1,54 @@
+"""The target slot of a release's cell on the real Prefect API: a run holding the slot of
+shop/web in one cell leaves the slot of shop/web in another cell free (their clusters differ, so
+do their Leases), and the holder is recorded under its cell's slot."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from canaryflow.cluster.simulated import SimulatedCluster
+from canaryflow.dev.stacks import GOOD_IMAGE
+from canaryflow.plan import RolloutPlan, plan_rollout
+from canaryflow.requests import CellTarget, RolloutRequest
+
+SPEC = "config/rollouts/demo.yaml"
+
+
+def _plan(cell: str) -> RolloutPlan:
+    return plan_rollout(RolloutRequest(spec=SPEC, image=GOOD_IMAGE, cell=CellTarget(name=cell)))
+
+
+def _active_slots(name: str) -> int:
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            limit = client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:  # no run has asked for this slot yet
+            return 0
+    return int(limit.active_slots)
+
+
+def test_a_cell_holding_its_target_leaves_the_same_target_in_another_cell_free(
+    prefect_harness: Any, tmp_path: Path
+) -> None:
+    from prefect.variables import Variable
+
+    from flows.slots import slot_name, target_slot
+
+    suffix = uuid.uuid4().hex[:6]  # cells of their own in this session's Prefect database
+    eu, us = _plan(f"eu-{suffix}"), _plan(f"us-{suffix}")
+    eu_cluster, us_cluster = SimulatedCluster(), SimulatedCluster()
+    with target_slot(eu, lease_seconds=60, cluster=eu_cluster):
+        assert _active_slots(slot_name(eu.target, eu.cell)) == 1
+        assert Variable.get(slot_name(eu.target, eu.cell))["holder"]["rollout_id"] == eu.rollout_id
+        # The other cell's slot is free, and it takes it at once.
+        assert _active_slots(slot_name(us.target, us.cell)) == 0
+        with target_slot(us, lease_seconds=60, cluster=us_cluster):
+            assert _active_slots(slot_name(us.target, us.cell)) == 1
+            assert _active_slots(slot_name(eu.target, eu.cell)) == 1
+    assert _active_slots(slot_name(eu.target, eu.cell)) == 0
+    assert _active_slots(slot_name(us.target, us.cell)) == 0
