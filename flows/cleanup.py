@@ -30,6 +30,7 @@ from canaryflow.cluster.port import RolloutId, RolloutState, TargetRef
 from canaryflow.errors import CanaryflowError
 from canaryflow.history import HistoryRecord, append_history
 from canaryflow.reports import STATUS_FILE, read_status, write_status
+from canaryflow.requests import CellTarget
 from canaryflow.spec import load_spec
 from canaryflow.status import RolloutPhase, RolloutResult
 from flows.records import ended_labels, label_run, started_labels
@@ -68,6 +69,10 @@ class CleanupRequest(BaseModel):
         pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
         description="Only clean up this rollout; leave the target alone if another one holds it.",
     )
+    cell: CellTarget | None = Field(
+        default=None,
+        description="The release cell of the rollout (with a spec): the cell's target and its slot.",
+    )
     progress_deadline_seconds: int = Field(
         default=600, ge=1, le=24 * 3600, description="How long pods may take to be Ready (without a spec)."
     )
@@ -86,6 +91,8 @@ class CleanupRequest(BaseModel):
         if self.spec is None and any(value is None for value in named):
             missing = ", ".join(name for name in _NAMED if getattr(self, name) is None)
             raise ValueError(f"without a spec, name the target in full (missing: {missing})")
+        if self.spec is None and self.cell is not None:
+            raise ValueError("a cell needs the spec whose target it overrides")
         return self
 
     def resolve(self) -> tuple[TargetRef, timedelta]:
@@ -97,7 +104,7 @@ class CleanupRequest(BaseModel):
             )
             return target, timedelta(seconds=self.progress_deadline_seconds)
         spec = load_spec(self.spec)
-        t = spec.target
+        t = spec.target if self.cell is None else spec.target.model_copy(update=self.cell.overrides())
         target = TargetRef(
             namespace=t.namespace, deployment=t.deployment, container=t.container, service=t.service
         )
@@ -131,7 +138,8 @@ def run_name() -> str:
         target, _ = request.resolve()
     except (ValueError, CanaryflowError):
         return "cleanup"
-    return f"cleanup-{target.namespace}-{target.deployment}"
+    cell = "" if request.cell is None else f"-{request.cell.name}"
+    return f"cleanup-{target.namespace}-{target.deployment}{cell}"
 
 
 @flow(name="cleanup", flow_run_name=run_name, persist_result=False)
@@ -145,6 +153,7 @@ def cleanup(target: CleanupRequest) -> CleanupOutcome:
             slot.enter_context(
                 cleanup_slot(
                     ref,
+                    cell=None if target.cell is None else target.cell.name,
                     timeout_seconds=target.slot_timeout_seconds,
                     lease_seconds=runtime.slot_lease_seconds,
                     cluster=runtime.cluster,
@@ -204,7 +213,8 @@ def converge_when_cancelled(flow: Flow[..., Any], flow_run: FlowRun, state: Stat
     if not spec:
         logger.warning("%s was cancelled without a rollout spec: nothing to converge", cancelled.name)
         return
-    ref, deadline = CleanupRequest(spec=str(spec), rollout_id=cancelled.name).resolve()
+    cell = raw.get("cell") if isinstance(raw, dict) else getattr(raw, "cell", None)
+    ref, deadline = CleanupRequest(spec=str(spec), rollout_id=cancelled.name, cell=cell).resolve()
     runtime = runtime_from_env(os.environ)  # a worker's run: its environment names the cluster
     status = runtime.cluster.read(ref)
     action = next_action(status.state, only=cancelled.name)

@@ -281,17 +281,22 @@ def target_slot(plan: RolloutPlan, *, lease_seconds: float, cluster: Cluster) ->
 
 @contextmanager
 def cleanup_slot(
-    target: TargetRef, *, timeout_seconds: float, lease_seconds: float, cluster: Cluster
+    target: TargetRef,
+    *,
+    cell: str | None = None,
+    timeout_seconds: float,
+    lease_seconds: float,
+    cluster: Cluster,
 ) -> Iterator[None]:
-    """Hold `target`'s slot and Lease to converge it, releasing a dead holder's lease (not
-    recorded as the slot's holder).
+    """Hold `target`'s slot (its `cell`'s, in a release) and Lease to converge it, releasing a
+    dead holder's lease (not recorded as the slot's holder).
 
     Raises
     ------
     TimeoutError
         A live holder kept the slot for `timeout_seconds`.
     """
-    name = slot_name(target)
+    name = slot_name(target, cell)
     run_id = str(flow_run.get_id() or "")
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(name, 1)

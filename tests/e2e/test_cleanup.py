@@ -231,3 +231,33 @@ def test_a_request_names_its_target_once() -> None:
         CleanupRequest(spec=DEMO_SPEC, namespace="shop")
     with pytest.raises(ValidationError, match="missing: container, service"):
         CleanupRequest(namespace="shop", deployment="web")
+    named = {"namespace": "shop", "deployment": "web", "container": "web", "service": "web"}
+    with pytest.raises(ValidationError, match="a cell needs the spec"):
+        CleanupRequest(**named, cell={"name": "eu-1"})
+
+
+def test_a_cell_request_cleans_the_cells_target_in_the_cells_slot(
+    stack: SimulatedStack, cleanup_of: Callable[..., Any]
+) -> None:
+    """What a release's cell left is converged through that cell's slot (the one its rollout run
+    held, `flows.slots.slot_name`), on the cell's own target."""
+    from prefect import get_client
+
+    from flows.cleanup import CleanupRequest
+
+    _left_mid_split(stack)
+    outcome = cleanup_of(spec=DEMO_SPEC, rollout_id=LEFT, cell={"name": "eu-1"}).result()
+
+    assert (outcome.action, outcome.rollout_id) == ("roll-back", LEFT)
+    _assert_only_stable(stack, STABLE_IMAGE)
+    with get_client(sync_client=True) as client:
+        slot = client.read_global_concurrency_limit_by_name("rollout-shop-web_eu-1")
+    assert slot.active_slots == 0  # taken for the cleanup, and given back
+    moved = CleanupRequest(spec=DEMO_SPEC, cell={"name": "eu-2", "deployment": "api", "service": "api"})
+    target, _ = moved.resolve()
+    assert (target.namespace, target.deployment, target.container, target.service) == (
+        "shop",
+        "api",
+        "web",
+        "api",
+    )
