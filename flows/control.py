@@ -13,9 +13,9 @@ Prefect never load it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from prefect.client.schemas.objects import FlowRun
@@ -80,12 +80,16 @@ def run_request(request: RolloutRequest, runtime: Runtime) -> RolloutOutcome:
 @dataclass(frozen=True)
 class Retry:
     """What ``canaryflow retry`` starts again: the request (marked as a retry, with who and why),
-    the flow run it repeats, how that run ended, and its deployment (None: it ran in a terminal)."""
+    the flow run it repeats, how that run ended, and its deployment (None: it ran in a terminal),
+    with the work queue and job variables the run had (a release's cell sets both: its run goes
+    where the cell's workers are, with the cell's environment)."""
 
     request: RolloutRequest
     previous_run: UUID
     ended: str
     deployment_id: UUID | None
+    work_queue_name: str | None = None
+    job_variables: dict[str, Any] = field(default_factory=dict)
 
 
 def retry_request(rollout_id: str, reason: str, *, by: str) -> Retry:
@@ -120,17 +124,32 @@ def retry_request(rollout_id: str, reason: str, *, by: str) -> Retry:
     request = previous.model_copy(
         update={"triggered_by": f"retry of {rollout_id} ({name}) by {by}: {reason}", "rollout_id": rollout_id}
     )
-    return Retry(request, run.id, name, run.deployment_id)
+    return Retry(
+        request,
+        run.id,
+        name,
+        run.deployment_id,
+        work_queue_name=run.work_queue_name,
+        job_variables=dict(run.job_variables or {}),
+    )
 
 
-def start_on_deployment(deployment_id: UUID, request: RolloutRequest) -> str:
-    """Create a flow run of the deployment `deployment_id` for `request` (its workers run it);
-    its id."""
+def start_on_deployment(
+    deployment_id: UUID,
+    request: RolloutRequest,
+    *,
+    work_queue_name: str | None = None,
+    job_variables: dict[str, Any] | None = None,
+) -> str:
+    """Create a flow run of the deployment `deployment_id` for `request` (its workers run it, from
+    `work_queue_name` when given, with `job_variables` over the deployment's); its id."""
     flow_run = run_deployment(
         name=deployment_id,
         parameters={"request": request.model_dump(mode="json", exclude_none=True)},
         timeout=0,
         as_subflow=False,
+        work_queue_name=work_queue_name,
+        job_variables=job_variables or None,
     )
     if not isinstance(flow_run, FlowRun):  # only on an event loop, which the command line has not
         raise TypeError("start_on_deployment blocks; call it outside an event loop")

@@ -144,7 +144,12 @@ def retry(
     request = again.request
     typer.echo(f"{rollout_id}: last run {again.previous_run} ended {again.ended}; retrying {request.image}")
     if again.deployment_id is not None:
-        run = start_on_deployment(again.deployment_id, request)
+        run = start_on_deployment(
+            again.deployment_id,
+            request,
+            work_queue_name=again.work_queue_name,
+            job_variables=again.job_variables,
+        )
         typer.echo(
             f"{rollout_id}: started flow run {run} of its deployment (`canaryflow status {rollout_id}`)"
         )

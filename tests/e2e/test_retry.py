@@ -19,7 +19,7 @@ import pytest
 
 from canaryflow.dev.stacks import BAD_IMAGE, GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
 from canaryflow.errors import InputError
-from canaryflow.requests import RolloutRequest
+from canaryflow.requests import CellTarget, RolloutRequest
 from tests.e2e.conftest import DEMO_SPEC
 
 
@@ -72,20 +72,32 @@ def test_a_rollout_run_by_a_deployment_gets_a_new_run_of_that_deployment(
 
     deployment_id = rollout.to_deployment(name="retry-test").apply()
     request = RolloutRequest(
-        spec=DEMO_SPEC, image=BAD_IMAGE, rollout_id="web-deployed", triggered_by="webhook"
+        spec=DEMO_SPEC,
+        image=BAD_IMAGE,
+        rollout_id="web-deployed",
+        triggered_by="release r1",
+        cell=CellTarget(name="eu-1"),
     )
+    # A release's cell runs with the cell's environment (`canaryflow.cells`): so must its retry.
+    cell_env = {"env": {"CANARYFLOW_KUBE_CONTEXT": "eu-1", "CANARYFLOW_PROMETHEUS_LABELS": "cluster=eu-1"}}
     run = run_deployment(
         name=deployment_id,
         parameters={"request": request.model_dump(mode="json")},
         timeout=0,
         as_subflow=False,
+        job_variables=cell_env,
     )
     with use_runtime(runtime):
         run_flow(rollout, flow_run=run, parameters={"request": request}, return_type="state")
 
     again = retry_request("web-deployed", "flaky dependency", by="ana")
     assert again.deployment_id == deployment_id
-    new_run = start_on_deployment(again.deployment_id, again.request)
+    new_run = start_on_deployment(
+        again.deployment_id,
+        again.request,
+        work_queue_name=again.work_queue_name,
+        job_variables=again.job_variables,
+    )
 
     with get_client(sync_client=True) as client:
         created = client.read_flow_run(new_run)
@@ -97,6 +109,8 @@ def test_a_rollout_run_by_a_deployment_gets_a_new_run_of_that_deployment(
         == "retry of web-deployed (RolledBack) by ana: flaky dependency"
     )
     assert created.parameters["request"]["image"] == BAD_IMAGE
+    assert created.parameters["request"]["cell"] == {"name": "eu-1"}
+    assert created.job_variables == cell_env
 
 
 def test_the_command_refuses_in_one_line(prefect_harness: Any, tmp_path: Path) -> None:
