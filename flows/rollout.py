@@ -58,7 +58,7 @@ from flows.cleanup import converge_when_cancelled
 from flows.judging import analyze
 from flows.reporting import Reporter
 from flows.runtime import Runtime, runtime_for_run
-from flows.slots import AbortRequested, Superseded, clear_request, request_target, target_slot
+from flows.slots import AbortRequested, Superseded, clear_request, request_target, slot_name, target_slot
 from flows.steps import (
     check_before_writing,
     hold_until_asked,
@@ -327,7 +327,7 @@ def hold_split(run: Run, paused: dict[str, Any]) -> None:
     Resume), at most `HOLD_SECONDS`; an abort or a timeout rolls back."""
     plan = run.plan
     by, why = paused.get("by") or "somebody", paused.get("reason") or "paused"
-    clear_request(plan, "pause", paused)
+    clear_request(slot_name(plan.target, plan.cell), "pause", paused)
     run.reporter.phase(RolloutPhase.PAUSED)
     run.reporter.say(
         "%s: paused by %s (%s); the split holds until `canaryflow resume %s`",

@@ -198,10 +198,10 @@ def request(name: str, flow_run_id: str, action: Action, *, by: str, reason: str
     _write(request_variable(name, action), entry)
 
 
-def clear_request(plan: RolloutPlan, action: Action, honoured: dict[str, Any]) -> None:
-    """Forget the `action` request `honoured` to the holder of the plan's slot (a pause, once
-    honoured), unless a newer request replaced it meanwhile."""
-    name = request_variable(slot_name(plan.target, plan.cell), action)
+def clear_request(slot: str, action: Action, honoured: dict[str, Any]) -> None:
+    """Forget the `action` request `honoured` to the holder of the slot named `slot` (a pause,
+    once honoured), unless a newer request replaced it meanwhile."""
+    name = request_variable(slot, action)
     if _read(name) == honoured:
         Variable.unset(name)
 

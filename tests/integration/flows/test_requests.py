@@ -55,7 +55,7 @@ def test_an_abort_written_while_the_run_clears_a_pause_is_kept(
         return value
 
     monkeypatch.setattr(Variable, "get", staticmethod(get_then_abort))
-    clear_request(target, "pause", paused)
+    clear_request(slot, "pause", paused)
     monkeypatch.undo()
 
     assert fired
@@ -72,6 +72,6 @@ def test_forgetting_a_pause_keeps_a_newer_one(target: TargetRef) -> None:
     honoured = requests_for(slot, run)["pause"]
     request(slot, run, "pause", by="bob", reason="second")
 
-    clear_request(target, "pause", honoured)
+    clear_request(slot, "pause", honoured)
 
     assert requests_for(slot, run)["pause"]["reason"] == "second"
