@@ -128,11 +128,13 @@ class QueuedPush:
 
 @dataclass(frozen=True, slots=True)
 class QueueEntry:
-    """A push in the queue: ``queued`` or ``superseded``, its failed attempts and latest error."""
+    """A push in the queue: ``queued`` or ``superseded``, its failed attempts and latest error,
+    and when it was accepted (the store's clock)."""
 
     state: str
     attempts: int
     last_error: str | None
+    accepted_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,9 +277,9 @@ class DeliveryStore:
         """The queue's entry for `key` (queued or superseded), or `None`."""
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT state, attempts, last_error FROM outbox WHERE key = ?", (key,)
+                "SELECT state, attempts, last_error, accepted_at FROM outbox WHERE key = ?", (key,)
             ).fetchone()
-        return None if row is None else QueueEntry(row[0], int(row[1]), row[2])
+        return None if row is None else QueueEntry(row[0], int(row[1]), row[2], float(row[3]))
 
     def take(self, lease: float, *, skip_scopes: Collection[str] = ()) -> QueuedPush | None:
         """The oldest queued push that is due and not of `skip_scopes` (the refs a caller is

@@ -286,7 +286,14 @@ class DeliveryHandler:
         handled = self.store.lookup(key)
         if handled is not None:
             return _duplicate(handled)
-        if self.store.queued(key) is None:
+        queued = self.store.queued(key)
+        if queued is not None and queued.state == "queued":
+            # A redelivery of a push still waiting: stale when a later push came in meanwhile (the
+            # dispatcher's own rule, `accepted_after`), whether or not it has got to this one yet.
+            later = self.store.later_push(scope, push.after, accepted_after=queued.accepted_at)
+            if later is not None:
+                return _stale(push.ref, later)
+        if queued is None:
             later = None if push.forced else self.store.later_push(scope, push.after)
             if later is not None:
                 logger.info(

@@ -568,6 +568,34 @@ def test_copies_arriving_while_a_push_starts_start_nothing_more(make_app: AppFac
     assert len(gated.started) == 1
 
 
+def test_a_redelivered_push_that_still_waits_is_stale_once_a_later_one_came(make_app: AppFactory) -> None:
+    """The answer to a redelivery does not depend on whether the dispatcher has got to the push
+    yet: while push Z of the ref is being started, A and then B (after A) wait in the queue; A
+    delivered again is stale at once, and only Z and B ever start."""
+    gated = GatedStarter()
+    z_sha, a_sha, b_sha = "1" * 40, "a" * 40, "b" * 40
+    push_z = p.body_of(p.github_push(before="0" * 40, after=z_sha))
+    push_a = p.body_of(p.github_push(before=z_sha, after=a_sha))
+    push_b = p.body_of(p.github_push(before=a_sha, after=b_sha))
+    app = make_app(starter=gated, reply_wait=0.2)
+    with _client(app) as client:
+        first = client.post("/hooks/github", content=push_z, headers=p.github_headers(push_z))
+        assert gated.entered.wait(timeout=30)  # the dispatcher is inside Z's start: the ref is busy
+        for body in (push_a, push_b):
+            reply = client.post("/hooks/github", content=body, headers=p.github_headers(body))
+            assert (reply.status_code, reply.json()["status"]) == (202, "accepted")
+        again = client.post("/hooks/github", content=push_a, headers=p.github_headers(push_a))
+        later = f"a later push to refs/heads/master ({b_sha[:7]}) started or is queued"
+        assert (again.status_code, again.json()) == (200, {"status": "stale", "reason": later})
+        gated.release.set()
+        _settled(app, push_b)
+    assert (first.status_code, first.json()["status"]) == (202, "accepted")
+    assert [s.request.image for s in gated.started] == [
+        f"registry.example.com/hello/world:{z_sha}",
+        f"registry.example.com/hello/world:{b_sha}",
+    ]
+
+
 class HeldStarter(InMemoryRolloutStarter):
     """Holds every start until released and counts how many are in flight at once."""
 
