@@ -18,7 +18,9 @@ from analysis.backtest import judge_log
 from bench.decisions import PRODUCT_SETTINGS
 from bench.scenarios import MIDWAY_INTERVAL, Truth, generate
 
-pytestmark = pytest.mark.slow
+# The first test computes the module's outcomes (about 4 minutes of one core; longer while the
+# other pytest worker keeps the second core busy): the timeout covers that fixture too.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 RUNS = 120
 ALPHA = 0.05
