@@ -10,7 +10,8 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 # Most of the suite waits on real servers (Prefect, the API server, Prometheus, PostgreSQL), so two
 # pytest workers halve its time on 2 cores. Each worker brings up its own session servers on free
-# ports; `--dist loadfile` keeps a file on one worker, so a module's fixture is computed once.
+# ports; `--dist loadfile` keeps a file on one worker, so a module's fixture is computed once, and
+# `--no-loadscope-reorder` keeps the order of tests/conftest.py (the files that take minutes first).
 PYTEST_WORKERS ?= 2
 
 .PHONY: setup demo test lint typecheck imports pytest kube-build kube-build-optional prefect-db kube-up kube-down clean
@@ -47,7 +48,7 @@ imports: setup
 pytest: setup
 	@tools/ensure-debian-package.sh chromium chromium "the test of the Prefect UI cannot run"
 	@tools/ensure-debian-package.sh pg_ctlcluster postgresql "the production-stack test cannot run"
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 kube-build:
 	tools/kube/build.sh
