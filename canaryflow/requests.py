@@ -20,8 +20,10 @@ __all__ = [
     "OCI_REFERENCE",
     "SPEC_PATH",
     "CellTarget",
+    "ReleaseRequest",
     "RolloutRequest",
     "TargetOverride",
+    "UndoRequest",
     "is_valid_image_reference",
     "new_request",
 ]
@@ -136,9 +138,58 @@ class RolloutRequest(BaseModel):
     @field_validator("spec")
     @classmethod
     def _spec_stays_below_the_working_directory(cls, value: str) -> str:
-        if ".." in value.split("/"):
-            raise ValueError(f"a spec path must not climb out of its directory ('..'): {value!r}")
-        return value
+        return _below_working_directory(value)
+
+
+def _below_working_directory(value: str) -> str:
+    if ".." in value.split("/"):
+        raise ValueError(f"a spec path must not climb out of its directory ('..'): {value!r}")
+    return value
+
+
+class UndoRequest(BaseModel):
+    """Undo the last promotion of the target of the rollout spec at `spec` (for a release's `cell`:
+    the cell's target): the stable goes back to the image it ran before, with no analysis."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spec: str = Field(pattern=SPEC_PATH, max_length=500, description="Path of the rollout spec (YAML).")
+    reason: str = Field(min_length=1, max_length=500, description="Why; recorded on the target.")
+    by: str = Field(default="canaryflow", max_length=200, description="Who or what asked.")
+    cell: CellTarget | None = Field(default=None, description="The release cell whose target is undone.")
+
+    @field_validator("spec")
+    @classmethod
+    def _spec_stays_below_the_working_directory(cls, value: str) -> str:
+        return _below_working_directory(value)
+
+
+class ReleaseRequest(BaseModel):
+    """Release `image` to the cells of the release spec at `spec`, wave by wave."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spec: str = Field(
+        pattern=SPEC_PATH,
+        max_length=500,
+        description="Path of the release spec (YAML), relative to the working directory of the run, "
+        "e.g. config/releases/web.yaml.",
+    )
+    image: str = Field(
+        pattern=_OCI, max_length=512, description=f"The new image for every cell, e.g. {_EXAMPLE_IMAGE}."
+    )
+    triggered_by: str = Field(default="manual", max_length=200, description="Who or what started it.")
+    release_id: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        description="Id of this release (default: the release's name and its flow run's); a release "
+        "run again with the id of one that was interrupted carries on where it stopped.",
+    )
+
+    @field_validator("spec")
+    @classmethod
+    def _spec_stays_below_the_working_directory(cls, value: str) -> str:
+        return _below_working_directory(value)
 
 
 def new_request(*, spec: str, image: str, triggered_by: str, rollout_id: str | None = None) -> RolloutRequest:

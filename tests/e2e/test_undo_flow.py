@@ -1,0 +1,61 @@
+"""The ``undo`` flow a release runs in each promoted cell it takes back (`flows.undo`): the real
+flow under the Prefect test harness on the simulated stack. After a promotion the stable runs the
+image from before it again, with who and why on the stable and in the history; run again it
+changes nothing; while a rollout holds the target it is refused and writes nothing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from canaryflow.dev.stacks import GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
+from canaryflow.errors import RolloutInProgressError
+from canaryflow.history import read_history
+from canaryflow.requests import UndoRequest
+from tests.e2e.conftest import DEMO_SPEC
+
+
+def test_the_undo_flow_takes_the_promotion_back_once(
+    rollout_of: Any, runtime: Any, stack: SimulatedStack
+) -> None:
+    from flows import use_runtime
+    from flows.undo import undo
+
+    promoted = rollout_of(GOOD_IMAGE, rollout_id="demo-v2").result()
+    assert promoted.result == "promoted"
+    assert stack.cluster.read(stack.target).stable.image == GOOD_IMAGE
+    request = UndoRequest(spec=DEMO_SPEC, reason="wave 2: eu-2 rolled back", by="release demo-r1")
+
+    with use_runtime(runtime):
+        done = undo(request)
+
+    assert (done.rollout_id, done.image) == ("demo-v2", STABLE_IMAGE)
+    status = stack.cluster.read(stack.target)
+    assert status.stable.image == STABLE_IMAGE
+    undone = [r for r in read_history(runtime.reports_dir).records if r.result == "undone"]
+    assert [(r.rollout_id, r.image, r.reason, r.triggered_by) for r in undone] == [
+        ("demo-v2", GOOD_IMAGE, "by release demo-r1: wave 2: eu-2 rolled back", "release demo-r1")
+    ]
+
+    with use_runtime(runtime):
+        again = undo(request)
+    assert stack.cluster.read(stack.target).stable.image == STABLE_IMAGE
+    assert again.image == STABLE_IMAGE
+
+
+def test_the_undo_flow_is_refused_while_a_rollout_holds_the_target(
+    rollout_of: Any, runtime: Any, stack: SimulatedStack
+) -> None:
+    from flows import use_runtime
+    from flows.undo import undo
+
+    assert rollout_of(GOOD_IMAGE, rollout_id="demo-v2").result().result == "promoted"
+    held = stack.cluster.lock(stack.target, identity="demo-v3/run-1", details={}, duration=timedelta(hours=1))
+    assert held.granted
+
+    with use_runtime(runtime), pytest.raises(RolloutInProgressError, match="demo-v3/run-1 holds its lock"):
+        undo(UndoRequest(spec=DEMO_SPEC, reason="x"))
+
+    assert stack.cluster.read(stack.target).stable.image == GOOD_IMAGE
