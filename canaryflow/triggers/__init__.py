@@ -1,17 +1,25 @@
-"""Starting rollouts: the `RolloutStarter` port and its adapters.
+"""Starting rollouts and a release's cells: the orchestrator ports and their adapters.
 
-What belongs here: the port (`port.py`), the in-memory adapter used by tests and benchmarks
-(`memory.py`) and the Prefect adapter that creates a flow run of the rollout deployment
-(`prefect_runs.py`, the only module of the core package that imports Prefect besides `flows/`).
+What belongs here: the ports (`port.py`: start a rollout; run a release's cells), the in-memory
+adapters used by tests and benchmarks (`memory.py`) and the Prefect adapters that create flow runs
+of the rollout deployment (`prefect_runs.py`) and of each cell pool's rollout and undo deployments
+(`prefect_cells.py`): the only modules of the core package that import Prefect besides `flows/`.
 What must not: HTTP handling (that is `canaryflow.webhooks`), route matching, payload parsing.
 
-Importing this package never imports Prefect: the Prefect adapter is loaded only by the code that
-builds it (`canaryflow.webhooks.serve`).
+Importing this package never imports Prefect: the Prefect adapters are loaded only by the code
+that builds them (`canaryflow.webhooks.serve`, `flows.release`).
 """
 
 from __future__ import annotations
 
-from canaryflow.triggers.memory import InMemoryRolloutStarter, StartedRollout
-from canaryflow.triggers.port import FlowRunId, RolloutStarter
+from canaryflow.triggers.memory import InMemoryCellRuns, InMemoryRolloutStarter, StartedRollout
+from canaryflow.triggers.port import CellRuns, FlowRunId, RolloutStarter
 
-__all__ = ["FlowRunId", "InMemoryRolloutStarter", "RolloutStarter", "StartedRollout"]
+__all__ = [
+    "CellRuns",
+    "FlowRunId",
+    "InMemoryCellRuns",
+    "InMemoryRolloutStarter",
+    "RolloutStarter",
+    "StartedRollout",
+]

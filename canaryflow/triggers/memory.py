@@ -1,8 +1,9 @@
-"""`InMemoryRolloutStarter`: a `RolloutStarter` that records what it was asked to start.
+"""In-memory adapters of the orchestrator ports: `InMemoryRolloutStarter` and `InMemoryCellRuns`.
 
-It keeps the port's contract (one flow run per idempotency key; `TriggerUnavailableError` while
-`available` is false, with nothing recorded), so tests and the webhook benchmark can stand in for
-Prefect without a server.
+They keep their ports' contracts (one flow run per idempotency key, or per release and cell;
+`TriggerUnavailableError` while `available` is false, with nothing recorded), so tests and the
+webhook benchmark can stand in for Prefect without a server; the contract suites run the same
+tests against the Prefect adapters.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from __future__ import annotations
 import threading
 import uuid
 from dataclasses import dataclass
+from typing import Literal
 
+from canaryflow.cells import CellRun
 from canaryflow.errors import TriggerUnavailableError
 from canaryflow.requests import RolloutRequest
-from canaryflow.triggers.port import FlowRunId
+from canaryflow.triggers.port import FlowRunId, RunState, cell_phase
+from canaryflow.waves import CellPhase
 
-__all__ = ["InMemoryRolloutStarter", "StartedRollout"]
+__all__ = ["CellRunRecord", "InMemoryCellRuns", "InMemoryRolloutStarter", "StartedRollout"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +56,91 @@ class InMemoryRolloutStarter:
         """Every rollout started so far, oldest first."""
         with self._lock:
             return list(self._by_key.values())
+
+
+@dataclass(slots=True)
+class CellRunRecord:
+    """One run the in-memory cell runs started: a cell's rollout or its undo, and its state."""
+
+    flow_run_id: FlowRunId
+    release_id: str
+    kind: Literal["rollout", "undo"]
+    run: CellRun
+    state: RunState = "active"
+    reason: str = ""
+
+
+class InMemoryCellRuns:
+    """Thread-safe in-memory `CellRuns`: runs are records whose state a test sets with `end` (what
+    a worker's run would do). Set `available = False` to simulate an unreachable orchestrator."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: list[CellRunRecord] = []
+        self.available = True
+
+    def start(self, release_id: str, run: CellRun) -> FlowRunId:
+        with self._lock:
+            self._check()
+            existing = self._latest(release_id, run.cell, "rollout")
+            if existing is not None:
+                return existing.flow_run_id
+            return self._add(release_id, "rollout", run)
+
+    def phases(self, release_id: str) -> dict[str, CellPhase]:
+        with self._lock:
+            self._check()
+            cells = dict.fromkeys(r.run.cell for r in self._runs if r.release_id == release_id)
+            phases: dict[str, CellPhase] = {}
+            for cell in cells:
+                rollout = self._latest(release_id, cell, "rollout")
+                undo = self._latest(release_id, cell, "undo")
+                phases[cell] = cell_phase(
+                    None if rollout is None else rollout.state, None if undo is None else undo.state
+                )
+            return phases
+
+    def abort(self, release_id: str, cell: str, reason: str) -> None:
+        with self._lock:
+            self._check()
+            rollout = self._latest(release_id, cell, "rollout")
+            if rollout is not None and rollout.state == "active":
+                rollout.state, rollout.reason = "not-promoted", reason
+
+    def undo(self, release_id: str, run: CellRun, reason: str) -> FlowRunId:
+        with self._lock:
+            self._check()
+            existing = self._latest(release_id, run.cell, "undo")
+            if existing is not None and existing.state != "failed":
+                return existing.flow_run_id
+            return self._add(release_id, "undo", run, reason)
+
+    def end(self, flow_run_id: str, state: RunState) -> None:
+        """Set the state of the run `flow_run_id` (KeyError for an unknown one)."""
+        with self._lock:
+            for record in self._runs:
+                if record.flow_run_id == flow_run_id:
+                    record.state = state
+                    return
+        raise KeyError(flow_run_id)
+
+    @property
+    def runs(self) -> list[CellRunRecord]:
+        """Every run started so far, oldest first."""
+        with self._lock:
+            return list(self._runs)
+
+    def _check(self) -> None:
+        if not self.available:
+            raise TriggerUnavailableError("the in-memory orchestrator is marked unavailable")
+
+    def _latest(self, release_id: str, cell: str, kind: str) -> CellRunRecord | None:
+        mine = [r for r in self._runs if (r.release_id, r.run.cell, r.kind) == (release_id, cell, kind)]
+        return mine[-1] if mine else None
+
+    def _add(
+        self, release_id: str, kind: Literal["rollout", "undo"], run: CellRun, reason: str = ""
+    ) -> FlowRunId:
+        record = CellRunRecord(FlowRunId(str(uuid.uuid4())), release_id, kind, run, reason=reason)
+        self._runs.append(record)
+        return record.flow_run_id

@@ -1,0 +1,184 @@
+"""`PrefectCellRuns`: a release's cells as flow runs of each cell pool's rollout and undo deployments.
+
+A cell's rollout is a run of the deployment ``rollout/<work pool>`` (the template
+`rollout_deployment`), its undo a run of ``undo/<work pool>``: one deployment of each flow per
+work pool, because Prefect takes a run's work queue only from its deployment's own pool. The run
+gets the cell's work queue, its environment as the job variables' ``env`` (`canaryflow.cells`),
+and three tags: the release (``canaryflow-release:<id>``), the cell (``canaryflow-cell:<name>``)
+and the kind (``canaryflow-kind:rollout`` or ``undo``). The tags are how `phases` finds the runs
+again, so a release flow killed at any point asks Prefect and gets the same answer; the idempotency
+keys (``release/<id>/<cell>/rollout``, ``release/<id>/<cell>/undo/<n>``) are how a second `start`
+or `undo` gets the first run instead of another. Errors reaching Prefect become
+`TriggerUnavailableError`, as in `PrefectRolloutStarter`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import httpx
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+from prefect.client.schemas.objects import FlowRun, State, StateType
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import temporary_settings
+from prefect.states import Cancelled, Cancelling
+
+from canaryflow.cells import CellRun
+from canaryflow.errors import TriggerUnavailableError
+from canaryflow.triggers.port import FlowRunId, RunState, cell_phase
+from canaryflow.waves import CellPhase
+
+__all__ = ["PrefectCellRuns", "run_state"]
+
+_RELEASE, _CELL, _KIND = "canaryflow-release:", "canaryflow-cell:", "canaryflow-kind:"
+#: Failed states a rollout run ends in when it converged its target without promoting
+#: (`flows.rollout.final_state`).
+_NOT_PROMOTED = frozenset({"RolledBack", "Aborted"})
+_ACTIVE = frozenset({StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED})
+
+
+def run_state(run: FlowRun) -> RunState:
+    """The state of a cell's flow run as its release sees it (`canaryflow.triggers.port.RunState`)."""
+    state = run.state
+    if state is None or state.type in _ACTIVE or state.type == StateType.CANCELLING:
+        return "active"
+    if state.type == StateType.COMPLETED:
+        return "completed"
+    if state.type == StateType.CANCELLED or (state.type == StateType.FAILED and state.name in _NOT_PROMOTED):
+        return "not-promoted"
+    return "failed"
+
+
+class PrefectCellRuns:
+    """`CellRuns` on the Prefect API of the settings (or `api_url`), each request bounded by
+    `request_timeout` seconds."""
+
+    def __init__(
+        self,
+        *,
+        rollout_deployment: str = "rollout/{pool}",
+        undo_deployment: str = "undo/{pool}",
+        api_url: str | None = None,
+        request_timeout: float = 10.0,
+    ) -> None:
+        self.rollout_deployment = rollout_deployment
+        self.undo_deployment = undo_deployment
+        self.api_url = api_url
+        self.request_timeout = request_timeout
+
+    def start(self, release_id: str, run: CellRun) -> FlowRunId:
+        request = run.request.model_dump(mode="json", exclude_none=True)
+        key = f"release/{release_id}/{run.cell}/rollout"
+        return self._run("rollout", release_id, run, {"request": request}, key)
+
+    def phases(self, release_id: str) -> dict[str, CellPhase]:
+        latest: dict[tuple[str, str], RunState] = {}
+        for run in self._runs(release_id):  # oldest first: the latest of each cell and kind wins
+            cell, kind = _tag(run, _CELL), _tag(run, _KIND)
+            if cell is not None and kind is not None:
+                latest[(cell, kind)] = run_state(run)
+        cells = dict.fromkeys(cell for cell, _kind in latest)
+        return {cell: cell_phase(latest.get((cell, "rollout")), latest.get((cell, "undo"))) for cell in cells}
+
+    def abort(self, release_id: str, cell: str, reason: str) -> None:
+        runs = self._runs(release_id, cell=cell, kind="rollout")
+        rollouts = [run for run in runs if run_state(run) == "active"]
+        with self._client(f"abort cell {cell}'s rollout") as client:
+            for run in rollouts:
+                assert run.state is not None
+                # A run no worker has picked up ends at once; a running one is asked to stop, and
+                # its cancellation hook converges the target (`flows.cleanup.converge_when_cancelled`).
+                waiting = run.state.type in {StateType.SCHEDULED, StateType.PENDING}
+                state: State[Any] = Cancelled(message=reason) if waiting else Cancelling(message=reason)
+                client.set_flow_run_state(run.id, state, force=True)
+
+    def undo(self, release_id: str, run: CellRun, reason: str) -> FlowRunId:
+        undos = self._runs(release_id, cell=run.cell, kind="undo")
+        failed = sum(1 for undo in undos if run_state(undo) == "failed")
+        spec = run.request.spec
+        request: dict[str, Any] = {"spec": spec, "reason": reason, "by": f"release {release_id}"}
+        if run.request.cell is not None:
+            request["cell"] = run.request.cell.model_dump(mode="json", exclude_none=True)
+        key = f"release/{release_id}/{run.cell}/undo/{failed}"
+        return self._run("undo", release_id, run, {"request": request}, key)
+
+    def _run(
+        self,
+        kind: Literal["rollout", "undo"],
+        release_id: str,
+        run: CellRun,
+        parameters: dict[str, Any],
+        key: str,
+    ) -> FlowRunId:
+        template = self.rollout_deployment if kind == "rollout" else self.undo_deployment
+        deployment = template.format(pool=run.work_pool)
+        with self._errors(f"start {deployment!r} for cell {run.cell}"), self._settings():
+            try:
+                flow_run = run_deployment(
+                    name=deployment,
+                    parameters=parameters,
+                    timeout=0,
+                    idempotency_key=key,
+                    as_subflow=False,
+                    work_queue_name=run.work_queue,
+                    job_variables={"env": dict(run.env)},
+                    tags=[f"{_RELEASE}{release_id}", f"{_CELL}{run.cell}", f"{_KIND}{kind}"],
+                )
+            except ObjectNotFound as exc:
+                raise TriggerUnavailableError(
+                    f"Prefect deployment {deployment!r} does not exist: deploy the {kind} flow to the "
+                    f"work pool {run.work_pool!r} of cell {run.cell}"
+                ) from exc
+        if not isinstance(flow_run, FlowRun):
+            if inspect.iscoroutine(flow_run):
+                flow_run.close()
+            raise TypeError("PrefectCellRuns blocks; call it outside an event loop")
+        return FlowRunId(str(flow_run.id))
+
+    def _runs(self, release_id: str, *, cell: str | None = None, kind: str | None = None) -> list[FlowRun]:
+        tags = [f"{_RELEASE}{release_id}"]
+        tags += [] if cell is None else [f"{_CELL}{cell}"]
+        tags += [] if kind is None else [f"{_KIND}{kind}"]
+        where = FlowRunFilter(tags=FlowRunFilterTags(all_=tags))
+        with self._client("read the release's runs") as client:
+            runs = client.read_flow_runs(flow_run_filter=where)
+        return sorted(runs, key=lambda run: (run.created is None, run.created))
+
+    @contextlib.contextmanager
+    def _client(self, doing: str) -> Iterator[SyncPrefectClient]:
+        with self._errors(doing), self._settings(), get_client(sync_client=True) as client:
+            yield client
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code < 500:
+                raise
+            status = exc.response.status_code
+            raise TriggerUnavailableError(f"the Prefect API answered {status}: {doing}") from exc
+        except httpx.TransportError as exc:
+            raise TriggerUnavailableError(
+                f"the Prefect API cannot be reached to {doing}: {type(exc).__name__}"
+            ) from exc
+
+    @contextlib.contextmanager
+    def _settings(self) -> Iterator[None]:
+        updates: dict[str, Any] = {"api.request_timeout": self.request_timeout}
+        if self.api_url is not None:
+            updates["api.url"] = self.api_url
+        with temporary_settings(updates=updates):
+            yield
+
+
+def _tag(run: FlowRun, prefix: str) -> str | None:
+    for tag in run.tags:
+        if tag.startswith(prefix):
+            return tag[len(prefix) :]
+    return None
