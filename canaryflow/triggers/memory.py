@@ -72,7 +72,8 @@ class CellRunRecord:
 
 class InMemoryCellRuns:
     """Thread-safe in-memory `CellRuns`: runs are records whose state a test sets with `end` (what
-    a worker's run would do). Set `available = False` to simulate an unreachable orchestrator."""
+    a worker's run would do); an abort ends a run at once, as Prefect ends a run no worker has
+    picked up. Set `available = False` to simulate an unreachable orchestrator."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

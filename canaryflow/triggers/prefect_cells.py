@@ -87,7 +87,11 @@ class PrefectCellRuns:
 
     def abort(self, release_id: str, cell: str, reason: str) -> None:
         runs = self._runs(release_id, cell=cell, kind="rollout")
-        rollouts = [run for run in runs if run_state(run) == "active"]
+        rollouts = [  # a run asked to stop already is not asked again
+            run
+            for run in runs
+            if run_state(run) == "active" and run.state is not None and run.state.type != StateType.CANCELLING
+        ]
         with self._client(f"abort cell {cell}'s rollout") as client:
             for run in rollouts:
                 assert run.state is not None

@@ -204,3 +204,29 @@ def test_a_missing_cell_deployment_is_named_with_what_to_do(deployed: None) -> N
     runs = PrefectCellRuns(rollout_deployment="rollout/{pool}-nowhere")
     with pytest.raises(TriggerUnavailableError, match=rf"'rollout/{POOL}-nowhere' does not exist: deploy"):
         runs.start(_release(), _run("eu-1"))
+
+
+def test_a_prefect_abort_asks_a_running_run_to_stop_once(deployed: None) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled, Running
+
+    from canaryflow.triggers.prefect_cells import PrefectCellRuns
+
+    release = _release()
+    runs = PrefectCellRuns()
+    flow_run_id = uuid.UUID(runs.start(release, _run("eu-1")))
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run_id, Running(), force=True)
+
+        runs.abort(release, "eu-1", "wave 1 failed")
+        asked = client.read_flow_run(flow_run_id).state
+        runs.abort(release, "eu-1", "wave 1 failed, again")
+        still = client.read_flow_run(flow_run_id).state
+        assert asked is not None
+        assert still is not None
+        assert (asked.type.value, asked.message) == ("CANCELLING", "wave 1 failed")
+        assert still.id == asked.id  # not asked again
+        assert runs.phases(release) == {"eu-1": "running"}  # until its cancellation hook has converged
+
+        client.set_flow_run_state(flow_run_id, Cancelled(message="the canary was rolled back"), force=True)
+    assert runs.phases(release) == {"eu-1": "rolled-back"}
