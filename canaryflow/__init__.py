@@ -7,11 +7,11 @@ import contracts in ``pyproject.toml`` (import-linter) enforce it::
     ─────────────────────────────────────────────────────────────────────────────────────────────
     dev tooling    dev/            local stacks for the demo and the tests: control plane, demo
                                    stacks, a Prefect server, Prometheus, processes and ports
-    flows          flows/          (a package of its own) the rollout and cleanup flows: where
-                                   Prefect meets the adapters and the judge
+    flows          flows/          (a package of its own) the rollout, cleanup, undo and release
+                                   flows: where Prefect meets the adapters and the judge
     apps           webhooks/       the receiver of git pushes (FastAPI)
     ─────────────────────────────────────────────────────────────────────────────────────────────
-    triggers       triggers/       port `RolloutStarter` + the Prefect adapter that starts runs
+    triggers       triggers/       ports `RolloutStarter`, `CellRuns` + Prefect adapters that start runs
     preflight      preflight.py    what a rollout needs, checked before it changes anything
     ─────────────────────────────────────────────────────────────────────────────────────────────
     wiring         plan.py         a request resolved: spec, target, rollout id, queries
@@ -19,6 +19,7 @@ import contracts in ``pyproject.toml`` (import-linter) enforce it::
                    exporter.py     the controller's metrics, computed from the reports directory
                    waves.py        what a release does next, wave by wave (pure: no I/O)
                    cells.py        what one cell's rollout run gets: work pool, environment, request
+                   undoing.py      a target's last promotion taken back, under its lock
     ─────────────────────────────────────────────────────────────────────────────────────────────
     ports and      cluster/        port `Cluster` + Kubernetes and simulated adapters
     adapters       metrics/        port `MetricsSource` + Prometheus and simulated adapters
@@ -39,7 +40,7 @@ import contracts in ``pyproject.toml`` (import-linter) enforce it::
 
 Siblings within a layer do not import each other (within the core, the lower rows are below the
 upper ones). Each third-party library has one home: ``kubernetes`` in the cluster adapter, the
-Prometheus client in the metrics adapter, ``prefect`` in ``flows`` and the trigger adapter,
+Prometheus client in the metrics adapter, ``prefect`` in ``flows`` and the trigger adapters,
 ``fastapi`` in the webhook app, ``typer`` and ``rich`` in the command line, ``matplotlib`` in the
 verdict chart. Nothing here is loaded at import: clients and configuration are built at the entry
 points (the command line, a flow's start, the webhook app's lifespan) and passed down.
