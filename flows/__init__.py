@@ -1,7 +1,8 @@
 """Prefect flows and tasks: where Prefect meets the cluster, the metrics and the judge.
 
-What belongs here: the rollout flow (`flows.rollout`, reading like the runbook) and the cleanup
-flow (`flows.cleanup`), their small tasks (`flows.steps`), the analysis loop (`flows.judging`),
+What belongs here: the rollout flow (`flows.rollout`, reading like the runbook), the cleanup
+flow (`flows.cleanup`), the undo flow (`flows.undo`), the release flow that runs a release's
+cells wave by wave (`flows.release`), their small tasks (`flows.steps`), the analysis loop (`flows.judging`),
 approval pauses (`flows.approval`), the one-rollout-per-target slot (`flows.slots`), why a
 running rollout must stop now (`flows.stops`), what people see of a run (`flows.reporting`,
 `flows.artifacts`, `flows.charts`), the events it tells Prefect (`flows.notices`) and the

@@ -20,6 +20,8 @@ PREFECT_YAML = Path(__file__).resolve().parents[3] / "deployments" / "prefect.ya
 FLOWS = {
     "rollout": ("rollout", "request", "RolloutRequest"),
     "cleanup": ("cleanup", "target", "CleanupRequest"),
+    "release": ("release", "request", "ReleaseRequest"),
+    "undo": ("undo", "request", "UndoRequest"),
 }
 
 
@@ -41,10 +43,10 @@ def _crash_trigger() -> Any:
     return TypeAdapter(DeploymentTriggerTypes).validate_python(spec)
 
 
-def test_the_file_defines_the_rollout_and_cleanup_deployments_on_the_process_pool() -> None:
+def test_the_file_defines_the_deployments_of_every_flow_on_the_process_pool() -> None:
     config = _config()
 
-    assert sorted(d.name for d in config.deployments) == ["cleanup", "rollout"]
+    assert sorted(d.name for d in config.deployments) == ["cleanup", "release", "rollout", "undo"]
     for deployment in config.deployments:
         assert deployment.work_pool.name == "canaryflow-process"
         assert deployment.enforce_parameter_schema is True

@@ -1,0 +1,224 @@
+"""The release flow: one image across a release's cells, wave by wave, each cell a rollout run near it.
+
+    read the release spec and the rollout spec it names (refused before anything starts if wrong)
+    until the release is over:
+        ask Prefect where each cell is (its rollout run, its undo run)
+        ask the wave logic what is next (`canaryflow.waves.next_step`)
+        start the next cells' rollouts, abort the failing wave's, undo promoted cells, or wait
+
+Each cell's rollout is a run of the ``rollout`` deployment of the cell's work pool, with the cell's
+environment (`canaryflow.cells`), so a worker near the cell's cluster does the work and Prefect is
+the distributed engine; an undo is a run of the pool's ``undo`` deployment (`flows.undo`). The
+flow keeps no state of its own: every answer comes from the cells' runs (`CellRuns.phases`), so
+a release killed at any point and run again with the same ``release_id`` carries on where it
+stopped, and a second start of a cell gets its first run.
+
+Not yet: the bake by evidence after a wave (a release whose waves have a ``bake`` is refused), the
+health blockers before a wave. Freezes and the failure policy are the wave logic's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger
+from prefect.client.schemas.objects import State
+from prefect.runtime import flow_run
+from prefect.states import Failed
+from pydantic import BaseModel, ConfigDict
+
+from canaryflow.cells import CellRun, cell_run
+from canaryflow.errors import CanaryflowError, TriggerUnavailableError, UsageError
+from canaryflow.requests import ReleaseRequest
+from canaryflow.spec.loading import load_release
+from canaryflow.spec.release import ReleaseSpec
+from canaryflow.triggers.port import CellRuns
+from canaryflow.waves import Abort, BakeWave, CellPhase, Finish, Start, Step, Undo, Wait, next_step
+
+__all__ = [
+    "ReleaseOutcome",
+    "ReleaseWiring",
+    "refuse_what_is_not_built",
+    "release",
+    "run_release",
+    "use_release_wiring",
+    "wiring_for_run",
+]
+
+#: The failed states a release run ends in when it was not released (the UI shows them as not
+#: successful; the data is the `ReleaseOutcome`).
+NOT_RELEASED_STATES = {"rolled-back": "RolledBack", "held": "Held"}
+
+
+class ReleaseOutcome(BaseModel):
+    """How a release ended: ``released``, ``rolled-back`` or ``held``, why, and each cell's phase."""
+
+    model_config = ConfigDict(frozen=True)
+
+    release_id: str
+    image: str
+    outcome: Literal["released", "rolled-back", "held"]
+    reason: str
+    cells: dict[str, CellPhase]
+
+
+#: How often a release asks where its cells are, in seconds.
+POLL_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class ReleaseWiring:
+    """What a release run talks to: its cells' runs, asked every `poll_seconds`, and who hears
+    each new step in words (`say`, besides the run's log)."""
+
+    runs: CellRuns
+    poll_seconds: float = POLL_SECONDS
+    say: Callable[[str], None] | None = None
+
+
+_WIRING: ContextVar[ReleaseWiring | None] = ContextVar("canaryflow_release_wiring", default=None)
+
+
+@contextmanager
+def use_release_wiring(wiring: ReleaseWiring) -> Iterator[ReleaseWiring]:
+    """Make `wiring` that of the release flows run inside the ``with`` block."""
+    token = _WIRING.set(wiring)
+    try:
+        yield wiring
+    finally:
+        _WIRING.reset(token)
+
+
+def wiring_for_run() -> ReleaseWiring:
+    """The injected wiring, or flow runs of the cell pools' deployments on this Prefect API
+    (`PrefectCellRuns`) asked every `POLL_SECONDS`."""
+    injected = _WIRING.get()
+    if injected is not None:
+        return injected
+    from canaryflow.triggers.prefect_cells import PrefectCellRuns
+
+    return ReleaseWiring(PrefectCellRuns())
+
+
+def run_name() -> str:
+    raw: Any = flow_run.parameters.get("request")
+    try:
+        request = raw if isinstance(raw, ReleaseRequest) else ReleaseRequest.model_validate(raw)
+    except ValueError:
+        return "release"
+    return request.release_id or f"release-{request.image.rsplit(':', 1)[-1]}"[:63]
+
+
+@flow(name="release", flow_run_name=run_name, persist_result=False)
+def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
+    """Release `request.image` to the cells of the release spec at `request.spec`, wave by wave."""
+    spec = load_release(request.spec)
+    refuse_what_is_not_built(spec, request.spec)
+    release_id = request.release_id or f"{spec.name}-{str(flow_run.get_id() or 'local')[:8]}"
+    wiring = wiring_for_run()
+    this = _Release(spec, request, release_id, wiring.runs)
+    logger = get_run_logger()
+
+    def say(words: str) -> None:
+        logger.info("release %s: %s", release_id, words)
+        if wiring.say is not None:
+            wiring.say(f"{release_id}: {words}")
+
+    cells, waves = len(spec.spec.cells), len(spec.spec.waves)
+    say(f"{request.image} to {cells} cell(s) in {waves} wave(s)")
+    said = ""
+    while True:
+        try:
+            phases = this.runs.phases(release_id)
+            step = next_step(spec, phases, {}, now=datetime.now(UTC))
+            if isinstance(step, Finish):
+                say(f"{step.outcome}: {step.reason}")
+                return this.finish(step, phases)
+            this.carry_out(step)
+        except TriggerUnavailableError as exc:  # Prefect is away: nothing was started; ask again
+            step = Wait(f"{exc}; asking again in {wiring.poll_seconds:g} s")
+        words = _words(step)
+        if words != said:
+            say(words)
+            said = words
+        time.sleep(wiring.poll_seconds)
+
+
+def refuse_what_is_not_built(spec: ReleaseSpec, source: str) -> None:
+    """Refuse (`UsageError`, exit 2) a release that asks for what is not built yet: a bake."""
+    for index, wave in enumerate(spec.spec.waves):
+        if wave.bake is not None:
+            raise UsageError(
+                f"{source}: spec.waves[{index}].bake: the bake by evidence is not built yet; "
+                "remove the wave's bake (the next wave then starts once this one is promoted)"
+            )
+
+
+@dataclass(frozen=True)
+class _Release:
+    spec: ReleaseSpec
+    request: ReleaseRequest
+    release_id: str
+    runs: CellRuns
+
+    def run_of(self, cell: str) -> CellRun:
+        by = f"release {self.release_id}: {self.request.triggered_by}"[:200]
+        return cell_run(self.spec, cell, image=self.request.image, triggered_by=by)
+
+    def carry_out(self, step: Step) -> None:
+        if isinstance(step, Start):
+            for cell in step.cells:
+                self.runs.start(self.release_id, self.run_of(cell))
+        elif isinstance(step, Abort):
+            for cell in step.cells:
+                self.runs.abort(self.release_id, cell, step.reason)
+        elif isinstance(step, Undo):
+            for cell in step.cells:
+                self.runs.undo(self.release_id, self.run_of(cell), step.reason)
+        elif isinstance(step, BakeWave):  # refused at the start (`refuse_what_is_not_built`)
+            raise CanaryflowError(f"wave {step.wave + 1} needs a bake, which is not built yet")
+
+    def finish(self, step: Finish, phases: Mapping[str, CellPhase]) -> ReleaseOutcome | State[Any]:
+        cells = {cell.name: phases.get(cell.name, "pending") for cell in self.spec.spec.cells}
+        outcome = ReleaseOutcome(
+            release_id=self.release_id,
+            image=self.request.image,
+            outcome=step.outcome,
+            reason=step.reason,
+            cells=cells,
+        )
+        if step.outcome == "released":
+            return outcome
+        name = NOT_RELEASED_STATES[step.outcome]
+        return Failed(name=name, message=f"{step.outcome}: {step.reason}", data=outcome)
+
+
+def _words(step: Step) -> str:
+    if isinstance(step, Start):
+        return f"starting the rollout of {', '.join(step.cells)}"
+    if isinstance(step, Abort):
+        return f"aborting {', '.join(step.cells)}: {step.reason}"
+    if isinstance(step, Undo):
+        return f"undoing {', '.join(step.cells)}: {step.reason}"
+    if isinstance(step, Wait):
+        return step.reason
+    return repr(step)
+
+
+def run_release(request: ReleaseRequest, wiring: ReleaseWiring) -> ReleaseOutcome:
+    """Run the release flow for `request` here, wired to `wiring`; its outcome (a run that ended
+    otherwise raises its error)."""
+    with use_release_wiring(wiring):
+        state = release(request, return_state=True)
+    outcome = state.result(raise_on_failure=False) if state.name in NOT_RELEASED_STATES.values() else None
+    if outcome is None:
+        outcome = state.result()
+    if not isinstance(outcome, ReleaseOutcome):
+        raise TypeError(f"the release flow returned {outcome!r}")
+    return outcome

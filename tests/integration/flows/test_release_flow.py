@@ -1,0 +1,162 @@
+"""The release flow on the real Prefect API (the test run's harness), its cells' runs in memory
+(`InMemoryCellRuns`, held to the same contract as the Prefect adapter by
+tests/integration/triggers/test_cell_runs_contract.py). Each cell's run ends as the test scripts it
+the next time the release asks where its cells are, the way a worker's run would end meanwhile.
+
+What it shows: the waves go in order (a wave starts only once the one before is promoted); a
+rollback in a later wave aborts that wave's running cells and undoes every promoted cell (the
+default ``rollback-all``); a release run again with the id of an interrupted one carries on without
+starting a cell twice; a Prefect that cannot be reached delays the release and loses nothing; a
+release whose waves ask for a bake (not built yet) is refused before any cell starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from canaryflow.cells import CellRun
+from canaryflow.errors import TriggerUnavailableError, UsageError
+from canaryflow.requests import ReleaseRequest
+from canaryflow.triggers.memory import InMemoryCellRuns
+from canaryflow.triggers.port import FlowRunId, RunState
+from canaryflow.waves import CellPhase
+
+IMAGE = "registry.example.com/shop/demo:2.0.0"
+RELEASE = """\
+apiVersion: canaryflow/v1
+kind: Release
+metadata: {{name: demo}}
+spec:
+  rollout: config/rollouts/demo.yaml
+  prometheus: http://prometheus.monitoring:9090
+  cells:
+    - {{name: eu-1, context: eu-1, workPool: rollouts-eu, labels: {{cluster: eu-1}}}}
+    - {{name: eu-2, context: eu-2, workPool: rollouts-eu, labels: {{cluster: eu-2}}}}
+    - {{name: us-1, context: us-1, workPool: rollouts-us, labels: {{cluster: us-1}}}}
+  waves:
+    - {{cells: [eu-1]{bake}}}
+    - {{cells: [eu-2, us-1]}}
+"""
+
+
+class ScriptedCells(InMemoryCellRuns):
+    """Cells whose rollout runs end as `ends` says (default: promoted) and whose undos complete,
+    each the next time the release asks; `outages` asks are answered as by an unreachable Prefect."""
+
+    def __init__(self, ends: dict[str, RunState] | None = None, outages: int = 0) -> None:
+        super().__init__()
+        self.ends = ends or {}
+        self.outages = outages
+        self.seen_at_start: dict[str, dict[str, CellPhase]] = {}
+
+    def phases(self, release_id: str) -> dict[str, CellPhase]:
+        if self.outages > 0:
+            self.outages -= 1
+            raise TriggerUnavailableError("the Prefect API cannot be reached: ConnectError")
+        for record in self.runs:
+            if record.state == "active":
+                end = "completed" if record.kind == "undo" else self.ends.get(record.run.cell, "completed")
+                if end != "active":
+                    self.end(record.flow_run_id, end)
+        return super().phases(release_id)
+
+    def start(self, release_id: str, run: CellRun) -> FlowRunId:
+        self.seen_at_start.setdefault(run.cell, super().phases(release_id))
+        return super().start(release_id, run)
+
+    def started(self, kind: str) -> list[str]:
+        return [record.run.cell for record in self.runs if record.kind == kind]
+
+
+def _release(
+    tmp_path: Path, cells: ScriptedCells, *, bake: bool = False, release_id: str | None = None
+) -> Any:
+    from flows.release import ReleaseWiring, release, use_release_wiring
+
+    path = tmp_path / "release.yaml"
+    path.write_text(RELEASE.format(bake=", bake: {minDuration: 1m}" if bake else ""))
+    request = ReleaseRequest(spec=str(path), image=IMAGE, triggered_by="test", release_id=release_id)
+    with use_release_wiring(ReleaseWiring(cells, poll_seconds=0.0)):
+        return release(request, return_state=True)
+
+
+def test_a_good_release_reaches_every_cell_wave_by_wave(prefect_harness: Any, tmp_path: Path) -> None:
+    cells = ScriptedCells()
+
+    state = _release(tmp_path, cells, release_id="demo-good")
+
+    assert state.is_completed()
+    outcome = state.result()
+    assert (outcome.outcome, outcome.cells) == (
+        "released",
+        {"eu-1": "promoted", "eu-2": "promoted", "us-1": "promoted"},
+    )
+    assert cells.started("rollout") == ["eu-1", "eu-2", "us-1"]
+    assert cells.seen_at_start["eu-1"] == {}
+    assert cells.seen_at_start["eu-2"] == {"eu-1": "promoted"}  # wave 2 only after wave 1 promoted
+    eu2 = next(record.run for record in cells.runs if record.run.cell == "eu-2")
+    assert (eu2.work_pool, eu2.env["CANARYFLOW_PROMETHEUS_LABELS"]) == ("rollouts-eu", "cluster=eu-2")
+    assert eu2.request.image == IMAGE
+    assert eu2.request.triggered_by == "release demo-good: test"
+
+
+def test_a_rollback_in_the_second_wave_aborts_it_and_undoes_the_first(
+    prefect_harness: Any, tmp_path: Path
+) -> None:
+    cells = ScriptedCells(ends={"eu-2": "not-promoted", "us-1": "active"})
+
+    state = _release(tmp_path, cells, release_id="demo-bad")
+
+    assert state.is_failed()
+    assert state.name == "RolledBack"
+    outcome = state.result(raise_on_failure=False)
+    assert outcome.outcome == "rolled-back"
+    assert outcome.cells == {"eu-1": "undone", "eu-2": "rolled-back", "us-1": "rolled-back"}
+    us1 = next(record for record in cells.runs if record.run.cell == "us-1")
+    assert us1.reason.startswith("wave 2: eu-2 rolled back")  # aborted, not left running
+    assert cells.started("undo") == ["eu-1"]
+    undo = next(record for record in cells.runs if record.kind == "undo")
+    assert "onFailure: rollback-all" in undo.reason
+
+
+def test_a_release_run_again_carries_on_without_starting_a_cell_twice(
+    prefect_harness: Any, tmp_path: Path
+) -> None:
+    cells = ScriptedCells()
+    from canaryflow.cells import cell_run
+    from canaryflow.spec.loading import load_release_text
+
+    earlier = load_release_text(RELEASE.format(bake=""))
+    first = cells.start("demo-resumed", cell_run(earlier, "eu-1", image=IMAGE, triggered_by="test"))
+    cells.end(first, "completed")  # the interrupted run had promoted wave 1
+
+    state = _release(tmp_path, cells, release_id="demo-resumed")
+
+    assert state.result().outcome == "released"
+    assert cells.started("rollout") == ["eu-1", "eu-2", "us-1"]
+
+
+def test_prefect_out_of_reach_delays_the_release_and_loses_nothing(
+    prefect_harness: Any, tmp_path: Path
+) -> None:
+    cells = ScriptedCells(outages=3)
+
+    state = _release(tmp_path, cells, release_id="demo-outage")
+
+    assert state.result().outcome == "released"
+    assert cells.outages == 0
+    assert cells.started("rollout") == ["eu-1", "eu-2", "us-1"]
+
+
+def test_a_release_asking_for_a_bake_is_refused_before_any_cell_starts(
+    prefect_harness: Any, tmp_path: Path
+) -> None:
+    cells = ScriptedCells()
+
+    with pytest.raises(UsageError, match=r"spec.waves\[0\].bake: the bake by evidence is not built yet"):
+        _release(tmp_path, cells, bake=True).result()
+
+    assert cells.runs == []
