@@ -26,6 +26,7 @@ from canaryflow.cli import (
     getview,
     historyview,
     notifications,
+    releases,
     replay,
     rollouts,
     specs,
@@ -117,6 +118,7 @@ _register(app, "pause", steering.pause)
 _register(app, "resume", steering.resume)
 _register(app, "undo", undo.undo)
 _register(app, "retry", rollouts.retry)
+_register(app, "release", releases.release)
 _register(app, "replay", replay.replay)
 _register(app, "demo", demo_command.demo)
 _register(spec_app, "validate", specs.validate)

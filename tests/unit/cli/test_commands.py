@@ -28,6 +28,7 @@ COMMANDS = [
     ["resume"],
     ["undo"],
     ["retry"],
+    ["release"],
     ["history"],
     ["get"],
     ["demo"],
