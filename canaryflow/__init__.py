@@ -25,6 +25,7 @@ import contracts in ``pyproject.toml`` (import-linter) enforce it::
     adapters       metrics/        port `MetricsSource` + Prometheus and simulated adapters
                    reports.py      a rollout's report files (status.json, observation logs)
                    history.py      every rollout that ended (history.jsonl), delivery figures
+                   releasereport.py  a release's report (release.json): its waves and cells
     ─────────────────────────────────────────────────────────────────────────────────────────────
     simulation     simulation/     simulated traffic: per-pod outcomes and latencies, /metrics
     ─────────────────────────────────────────────────────────────────────────────────────────────

@@ -19,27 +19,31 @@ health blockers before a wave. Freezes and the failure policy are the wave logic
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Failed
 from pydantic import BaseModel, ConfigDict
 
 from canaryflow.cells import CellRun, cell_run
+from canaryflow.environment import reports_dir
 from canaryflow.errors import CanaryflowError, TriggerUnavailableError, UsageError
 from canaryflow.requests import ReleaseRequest
 from canaryflow.spec.loading import load_release
 from canaryflow.spec.release import ReleaseSpec
 from canaryflow.triggers.port import CellRuns
 from canaryflow.waves import Abort, BakeWave, CellPhase, Finish, Start, Step, Undo, Wait, next_step
+from flows.releasereporting import ReleaseReporter
 
 __all__ = [
     "ReleaseOutcome",
@@ -74,12 +78,14 @@ POLL_SECONDS = 10.0
 
 @dataclass(frozen=True)
 class ReleaseWiring:
-    """What a release run talks to: its cells' runs, asked every `poll_seconds`, and who hears
-    each new step in words (`say`, besides the run's log)."""
+    """What a release run talks to: its cells' runs, asked every `poll_seconds`, who hears each
+    new step in words (`say`, besides the run's log), and where its report goes (`reports_dir`;
+    None: nowhere)."""
 
     runs: CellRuns
     poll_seconds: float = POLL_SECONDS
     say: Callable[[str], None] | None = None
+    reports_dir: Path | None = None
 
 
 _WIRING: ContextVar[ReleaseWiring | None] = ContextVar("canaryflow_release_wiring", default=None)
@@ -97,13 +103,13 @@ def use_release_wiring(wiring: ReleaseWiring) -> Iterator[ReleaseWiring]:
 
 def wiring_for_run() -> ReleaseWiring:
     """The injected wiring, or flow runs of the cell pools' deployments on this Prefect API
-    (`PrefectCellRuns`) asked every `POLL_SECONDS`."""
+    (`PrefectCellRuns`) asked every `POLL_SECONDS`, reported in ``CANARYFLOW_REPORTS_DIR``."""
     injected = _WIRING.get()
     if injected is not None:
         return injected
     from canaryflow.triggers.prefect_cells import PrefectCellRuns
 
-    return ReleaseWiring(PrefectCellRuns())
+    return ReleaseWiring(PrefectCellRuns(), reports_dir=reports_dir(os.environ))
 
 
 def run_name() -> str:
@@ -123,30 +129,28 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
     release_id = request.release_id or f"{spec.name}-{str(flow_run.get_id() or 'local')[:8]}"
     wiring = wiring_for_run()
     this = _Release(spec, request, release_id, wiring.runs)
-    logger = get_run_logger()
-
-    def say(words: str) -> None:
-        logger.info("release %s: %s", release_id, words)
-        if wiring.say is not None:
-            wiring.say(f"{release_id}: {words}")
-
+    report = ReleaseReporter(
+        spec,
+        release_id=release_id,
+        image=request.image,
+        source=request.spec,
+        reports_dir=wiring.reports_dir,
+        say=wiring.say,
+    )
     cells, waves = len(spec.spec.cells), len(spec.spec.waves)
-    say(f"{request.image} to {cells} cell(s) in {waves} wave(s)")
-    said = ""
+    report.tell(f"{request.image} to {cells} cell(s) in {waves} wave(s)", {})
+    phases: dict[str, CellPhase] = {}
     while True:
         try:
             phases = this.runs.phases(release_id)
             step = next_step(spec, phases, {}, now=datetime.now(UTC))
             if isinstance(step, Finish):
-                say(f"{step.outcome}: {step.reason}")
+                report.tell(step.reason, phases, outcome=step.outcome)
                 return this.finish(step, phases)
             this.carry_out(step)
         except TriggerUnavailableError as exc:  # Prefect is away: nothing was started; ask again
             step = Wait(f"{exc}; asking again in {wiring.poll_seconds:g} s")
-        words = _words(step)
-        if words != said:
-            say(words)
-            said = words
+        report.tell(_words(step), phases)
         time.sleep(wiring.poll_seconds)
 
 

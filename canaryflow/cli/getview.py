@@ -31,15 +31,33 @@ POLL_SECONDS = 0.5
 
 
 def get(
-    rollout_id: Annotated[str, typer.Argument(metavar="ROLLOUT", help="The rollout id.")],
+    rollout_id: Annotated[
+        str, typer.Argument(metavar="ROLLOUT", help="The rollout id, or `release` and a release's id.")
+    ],
+    release_id: Annotated[
+        str | None,
+        typer.Argument(metavar="[ID]", help="After `release`: the release id.", show_default=False),
+    ] = None,
     watch: Annotated[
-        bool, typer.Option("--watch", "-w", help="Follow it until it ends; exit 0 if promoted, else 6.")
+        bool,
+        typer.Option("--watch", "-w", help="Follow it until it ends; exit 0 if promoted (released), else 6."),
     ] = False,
 ) -> None:
-    """Show one rollout: its steps, weights, the judge's latest evidence, and how it ended."""
+    """Show one rollout: its steps, weights, the judge's latest evidence, and how it ended; or
+    with `get release ID`, one release: its waves and each cell's phase."""
     from canaryflow.environment import reports_dir
-    from canaryflow.errors import NotFoundError
+    from canaryflow.errors import NotFoundError, UsageError
     from canaryflow.reports import STATUS_FILE
+
+    if rollout_id == "release":
+        if release_id is None:
+            raise UsageError("give the release's id: canaryflow get release ID")
+        from canaryflow.cli.releaseview import get_release
+
+        get_release(release_id, watch=watch, terminal=sys.stdout.isatty())
+        return
+    if release_id is not None:
+        raise UsageError(f"one rollout id, or `release` and a release id (got {rollout_id!r} {release_id!r})")
 
     path = reports_dir(os.environ) / rollout_id / STATUS_FILE
     if not watch:

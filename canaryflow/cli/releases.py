@@ -9,6 +9,7 @@ id it printed first): its cells' runs are in Prefect.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Annotated
@@ -59,10 +60,10 @@ def release(
     refuse_what_is_not_built(loaded, str(spec))
     api = connect(os.environ)
     use(api, debug=debugging())
-    from flows.release import ReleaseWiring, run_release, wiring_for_run
+    from flows.release import run_release, wiring_for_run
 
     wiring = wiring_for_run()
-    outcome = run_release(request, ReleaseWiring(wiring.runs, wiring.poll_seconds, say=typer.echo))
+    outcome = run_release(request, dataclasses.replace(wiring, say=typer.echo))
     for cell, phase in outcome.cells.items():
         typer.echo(f"  {cell}: {phase}")
     raise typer.Exit(0 if outcome.outcome == "released" else 6)

@@ -101,6 +101,7 @@ def _canaryflow(api_url: str, tmp_path: Path, *args: str) -> subprocess.Complete
         **os.environ,
         "PREFECT_API_URL": api_url,
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "CANARYFLOW_REPORTS_DIR": str(tmp_path / "reports"),
         "COLUMNS": "200",
     }
     return subprocess.run(
@@ -119,7 +120,9 @@ def _spec(tmp_path: Path, *, bake: bool = False) -> str:
     return str(path)
 
 
-def _release(prefect_harness: Any, tmp_path: Path, workers: list[Workers], ends: dict[str, str]) -> Any:
+def _release(
+    prefect_harness: Any, tmp_path: Path, workers: list[Workers], ends: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], Workers, str]:
     release_id = f"demo-{uuid.uuid4().hex[:8]}"
     cells = Workers(release_id, ends)
     workers.append(cells)
@@ -134,29 +137,42 @@ def _release(prefect_harness: Any, tmp_path: Path, workers: list[Workers], ends:
         "--id",
         release_id,
     )
-    return done, cells
+    return done, cells, release_id
 
 
 def test_a_release_reaches_every_cell_wave_by_wave(
     prefect_harness: Any, deployed: None, tmp_path: Path, workers: list[Workers]
 ) -> None:
-    done, cells = _release(prefect_harness, tmp_path, workers, {})
+    done, cells, release_id = _release(prefect_harness, tmp_path, workers, {})
 
     assert done.returncode == 0, done.stderr
     assert cells.seen == [("rollout", "eu-1"), ("rollout", "eu-2")]
     assert done.stdout.splitlines()[-2:] == ["  eu-1: promoted", "  eu-2: promoted"]
     assert "starting the rollout of eu-1" in done.stdout
 
+    api = str(prefect_harness.api.url)
+    shown = _canaryflow(api, tmp_path, "get", "release", release_id)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[0] == f"Release:   {release_id}"
+    assert shown.stdout.splitlines()[-2:] == ["  1  eu-1 promoted", "  2  eu-2 promoted"]
+    assert "Result:    released: every wave of 2 promoted" in shown.stdout
+    watched = _canaryflow(api, tmp_path, "get", "release", release_id, "--watch")
+    assert watched.returncode == 0
+    assert f"{release_id} released: every wave of 2 promoted" in watched.stdout
+
 
 def test_a_rollback_in_the_second_wave_undoes_the_first(
     prefect_harness: Any, deployed: None, tmp_path: Path, workers: list[Workers]
 ) -> None:
-    done, cells = _release(prefect_harness, tmp_path, workers, {"eu-2": "RolledBack"})
+    done, cells, release_id = _release(prefect_harness, tmp_path, workers, {"eu-2": "RolledBack"})
 
     assert done.returncode == 6, done.stderr
     assert cells.seen == [("rollout", "eu-1"), ("rollout", "eu-2"), ("undo", "eu-1")]
     assert done.stdout.splitlines()[-2:] == ["  eu-1: undone", "  eu-2: rolled-back"]
     assert "rolled-back: wave 2: eu-2 rolled back" in done.stdout
+    watched = _canaryflow(str(prefect_harness.api.url), tmp_path, "get", "release", release_id, "--watch")
+    assert watched.returncode == 6
+    assert "[eu-1 undone, eu-2 rolled-back]" in watched.stdout.splitlines()[-1]
 
 
 def test_bad_input_is_refused_in_one_line_before_prefect_is_asked(tmp_path: Path) -> None:
@@ -184,3 +200,19 @@ def test_bad_input_is_refused_in_one_line_before_prefect_is_asked(tmp_path: Path
         "canaryflow: error: release id 'A_B': use lowercase letters, digits and '-' (at most 63)"
     ]
     assert "Traceback" not in bake.stderr + image.stderr + missing.stderr + release_id.stderr
+
+
+def test_get_release_refuses_in_one_line(tmp_path: Path) -> None:
+    nowhere = "http://127.0.0.1:9/api"
+
+    unknown = _canaryflow(nowhere, tmp_path, "get", "release", "demo-none")
+    no_id = _canaryflow(nowhere, tmp_path, "get", "release")
+
+    assert (unknown.returncode, no_id.returncode) == (3, 2)  # as `get ROLLOUT` for a missing report
+    assert unknown.stderr.splitlines() == [
+        f"canaryflow: error: no report of release 'demo-none' in {tmp_path / 'reports' / 'releases'} "
+        "(CANARYFLOW_REPORTS_DIR)"
+    ]
+    assert no_id.stderr.splitlines() == [
+        "canaryflow: error: give the release's id: canaryflow get release ID"
+    ]

@@ -19,6 +19,7 @@ import pytest
 
 from canaryflow.cells import CellRun
 from canaryflow.errors import TriggerUnavailableError, UsageError
+from canaryflow.releasereport import read_release_status, release_report
 from canaryflow.requests import ReleaseRequest
 from canaryflow.triggers.memory import InMemoryCellRuns
 from canaryflow.triggers.port import FlowRunId, RunState
@@ -79,7 +80,7 @@ def _release(
     path = tmp_path / "release.yaml"
     path.write_text(RELEASE.format(bake=", bake: {minDuration: 1m}" if bake else ""))
     request = ReleaseRequest(spec=str(path), image=IMAGE, triggered_by="test", release_id=release_id)
-    with use_release_wiring(ReleaseWiring(cells, poll_seconds=0.0)):
+    with use_release_wiring(ReleaseWiring(cells, poll_seconds=0.0, reports_dir=tmp_path / "reports")):
         return release(request, return_state=True)
 
 
@@ -102,6 +103,14 @@ def test_a_good_release_reaches_every_cell_wave_by_wave(prefect_harness: Any, tm
     assert eu2.request.image == IMAGE
     assert eu2.request.triggered_by == "release demo-good: test"
 
+    report = read_release_status(release_report(tmp_path / "reports", "demo-good"))
+    assert (report.outcome, report.waves) == ("released", [["eu-1"], ["eu-2", "us-1"]])
+    assert report.cells == {"eu-1": "promoted", "eu-2": "promoted", "us-1": "promoted"}
+    assert report.step.startswith("every wave of 2 promoted")
+    artifact = _artifact("release-demo-good")
+    assert "| 2 | us-1 | promoted |" in artifact
+    assert "**released**: every wave of 2 promoted" in artifact
+
 
 def test_a_rollback_in_the_second_wave_aborts_it_and_undoes_the_first(
     prefect_harness: Any, tmp_path: Path
@@ -120,6 +129,18 @@ def test_a_rollback_in_the_second_wave_aborts_it_and_undoes_the_first(
     assert cells.started("undo") == ["eu-1"]
     undo = next(record for record in cells.runs if record.kind == "undo")
     assert "onFailure: rollback-all" in undo.reason
+    report = read_release_status(release_report(tmp_path / "reports", "demo-bad"))
+    assert (report.outcome, report.cells["eu-1"]) == ("rolled-back", "undone")
+
+
+def _artifact(key: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    latest = max(found, key=lambda artifact: artifact.created)  # the latest version of the table
+    return str(latest.data)
 
 
 def test_a_release_run_again_carries_on_without_starting_a_cell_twice(

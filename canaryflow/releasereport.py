@@ -1,0 +1,70 @@
+"""A release's report, ``<reports>/releases/<release-id>/release.json``: where its waves and cells are.
+
+The release flow writes it after every change of step, atomically (`write_release_status`), and
+``canaryflow get release ID [--watch]`` reads it back (`read_release_status`) without asking
+Prefect anything, as ``canaryflow get`` reads a rollout's ``status.json``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from canaryflow.errors import ReportError
+from canaryflow.files import write_atomic
+
+__all__ = ["RELEASE_FILE", "ReleaseStatus", "read_release_status", "release_report", "write_release_status"]
+
+RELEASE_FILE = "release.json"
+
+
+class ReleaseStatus(BaseModel):
+    """Where a release is: its waves (cell names, in order), each cell's phase (pending, running,
+    promoted, rolled-back, failed, undone), what it does now in words, and how it ended."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    release_id: str
+    image: str
+    spec: str
+    waves: list[list[str]]
+    cells: dict[str, str]
+    step: str
+    outcome: Literal["released", "rolled-back", "held"] | None = None
+    started_at: AwareDatetime
+    updated_at: AwareDatetime = Field(description="When this was written.")
+
+    @property
+    def final(self) -> bool:
+        return self.outcome is not None
+
+    def updated(self, now: datetime, **changes: object) -> ReleaseStatus:
+        """This status with `changes`, written at `now`."""
+        return self.model_copy(update={**changes, "updated_at": now})
+
+
+def release_report(reports_dir: Path, release_id: str) -> Path:
+    """Where the report of release `release_id` is."""
+    return reports_dir / "releases" / release_id / RELEASE_FILE
+
+
+def write_release_status(reports_dir: Path, status: ReleaseStatus) -> Path:
+    """Write `status` as its release's ``release.json`` (directories created), atomically."""
+    path = release_report(reports_dir, status.release_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomic(path, status.model_dump_json(indent=2) + "\n")
+
+
+def read_release_status(path: Path) -> ReleaseStatus:
+    """One ``release.json``; `ReportError` naming the file when it cannot be read or is not one."""
+    try:
+        return ReleaseStatus.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the document"
+        raise ReportError(f"{path}: not a release status ({where}: {first['msg']})") from exc

@@ -1,0 +1,96 @@
+"""What people see of a release run: its log, its report file, a table in the Prefect UI.
+
+At every change of what the release does (its step in words, or a cell's phase), `ReleaseReporter`
+logs a line (and tells the terminal of ``canaryflow release``), writes the release's report
+(`canaryflow.releasereport`, read by ``canaryflow get release``) and updates the release's
+artifact in the Prefect UI (key ``release-<id>``): one row per cell, wave by wave, with its phase,
+under what the release does now. Neither a report nor an artifact that cannot be written stops a
+release: they are what people see of it, not what it decides on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from canaryflow.releasereport import ReleaseStatus, write_release_status
+from canaryflow.spec.release import ReleaseSpec
+from canaryflow.waves import CellPhase
+
+__all__ = ["ReleaseReporter", "release_table"]
+
+
+class ReleaseReporter:
+    """Tells each change of a release (see the module)."""
+
+    def __init__(
+        self,
+        spec: ReleaseSpec,
+        *,
+        release_id: str,
+        image: str,
+        source: str,
+        reports_dir: Path | None,
+        say: Callable[[str], None] | None,
+    ) -> None:
+        now = datetime.now(UTC)
+        self.release_id = release_id
+        self.reports_dir = reports_dir
+        self._say = say
+        self.status = ReleaseStatus(
+            release_id=release_id,
+            image=image,
+            spec=source,
+            waves=[list(wave.cells) for wave in spec.spec.waves],
+            cells={cell.name: "pending" for cell in spec.spec.cells},
+            step="starting",
+            started_at=now,
+            updated_at=now,
+        )
+        self._told: tuple[str, dict[str, str]] | None = None
+
+    def tell(self, words: str, phases: Mapping[str, CellPhase], outcome: str | None = None) -> None:
+        """The release does `words` now (or ended with `outcome`, `words` saying why), its cells
+        are in `phases` (a missing cell is pending)."""
+        cells: dict[str, str] = {name: phases.get(name, "pending") for name in self.status.cells}
+        if self._told == (words, cells) and outcome is None:
+            return
+        if self._told is None or self._told[0] != words or outcome is not None:
+            line = words if outcome is None else f"{outcome}: {words}"
+            get_run_logger().info("release %s: %s", self.release_id, line)
+            if self._say is not None:
+                self._say(f"{self.release_id}: {line}")
+        self._told = (words, cells)
+        self.status = self.status.updated(datetime.now(UTC), step=words, cells=cells, outcome=outcome)
+        if self.reports_dir is not None:
+            try:
+                write_release_status(self.reports_dir, self.status)
+            except OSError as exc:
+                get_run_logger().warning("release %s: cannot write its report: %s", self.release_id, exc)
+        with contextlib.suppress(Exception):  # the UI's table must never stop a release
+            create_markdown_artifact(
+                markdown=release_table(self.status),
+                key=f"release-{self.release_id}",
+                description=f"Release {self.release_id}: its waves and cells",
+            )
+
+
+def release_table(status: ReleaseStatus) -> str:
+    """The release as Markdown: what it does now, then a row per cell, wave by wave."""
+    outcome = f"**{status.outcome}**: " if status.outcome is not None else ""
+    lines = [
+        f"### Release {status.release_id}: {status.image}",
+        "",
+        f"{outcome}{status.step}",
+        "",
+        "| wave | cell | phase |",
+        "|---|---|---|",
+    ]
+    for index, wave in enumerate(status.waves):
+        lines += [f"| {index + 1} | {cell} | {status.cells.get(cell, 'pending')} |" for cell in wave]
+    return "\n".join(lines) + "\n"
