@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict
 from canaryflow.cells import CellRun, cell_run
 from canaryflow.environment import reports_dir
 from canaryflow.errors import CanaryflowError, TriggerUnavailableError, UsageError
+from canaryflow.plan import plan_rollout
 from canaryflow.requests import ReleaseRequest
 from canaryflow.spec.loading import load_release
 from canaryflow.spec.release import ReleaseSpec
@@ -143,6 +144,7 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
     while True:
         try:
             phases = this.runs.phases(release_id)
+            this.clean_up_failed(phases)
             step = next_step(spec, phases, {}, now=datetime.now(UTC))
             if isinstance(step, Finish):
                 report.tell(step.reason, phases, outcome=step.outcome)
@@ -187,6 +189,14 @@ class _Release:
                 self.runs.undo(self.release_id, self.run_of(cell), step.reason)
         elif isinstance(step, BakeWave):  # refused at the start (`refuse_what_is_not_built`)
             raise CanaryflowError(f"wave {step.wave + 1} needs a bake, which is not built yet")
+
+    def clean_up_failed(self, phases: Mapping[str, CellPhase]) -> None:
+        """A cell whose rollout run failed or crashed may have left its canary: converge it with
+        a cleanup run on the cell's pool (once; the cell's crash automation may not exist)."""
+        for cell, phase in phases.items():
+            if phase == "failed":
+                run = self.run_of(cell)
+                self.runs.cleanup(self.release_id, run, plan_rollout(run.request).rollout_id)
 
     def finish(self, step: Finish, phases: Mapping[str, CellPhase]) -> ReleaseOutcome | State[Any]:
         cells = {cell.name: phases.get(cell.name, "pending") for cell in self.spec.spec.cells}

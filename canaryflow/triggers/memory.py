@@ -60,11 +60,12 @@ class InMemoryRolloutStarter:
 
 @dataclass(slots=True)
 class CellRunRecord:
-    """One run the in-memory cell runs started: a cell's rollout or its undo, and its state."""
+    """One run the in-memory cell runs started: a cell's rollout, undo or cleanup, and its state;
+    `reason` is why (an abort, an undo) or, for a cleanup, the rollout id it converges."""
 
     flow_run_id: FlowRunId
     release_id: str
-    kind: Literal["rollout", "undo"]
+    kind: Literal["rollout", "undo", "cleanup"]
     run: CellRun
     state: RunState = "active"
     reason: str = ""
@@ -116,6 +117,14 @@ class InMemoryCellRuns:
                 return existing.flow_run_id
             return self._add(release_id, "undo", run, reason)
 
+    def cleanup(self, release_id: str, run: CellRun, rollout_id: str) -> FlowRunId:
+        with self._lock:
+            self._check()
+            existing = self._latest(release_id, run.cell, "cleanup")
+            if existing is not None:
+                return existing.flow_run_id
+            return self._add(release_id, "cleanup", run, rollout_id)
+
     def end(self, flow_run_id: str, state: RunState) -> None:
         """Set the state of the run `flow_run_id` (KeyError for an unknown one)."""
         with self._lock:
@@ -140,7 +149,7 @@ class InMemoryCellRuns:
         return mine[-1] if mine else None
 
     def _add(
-        self, release_id: str, kind: Literal["rollout", "undo"], run: CellRun, reason: str = ""
+        self, release_id: str, kind: Literal["rollout", "undo", "cleanup"], run: CellRun, reason: str = ""
     ) -> FlowRunId:
         record = CellRunRecord(FlowRunId(str(uuid.uuid4())), release_id, kind, run, reason=reason)
         self._runs.append(record)

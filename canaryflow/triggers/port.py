@@ -84,3 +84,9 @@ class CellRuns(Protocol):
         """Start the undo of the cell's promotion (the stable back to the image it ran before); a
         second call returns the run already going or done, a call after a failed undo starts anew."""
         ...
+
+    def cleanup(self, release_id: str, run: CellRun, rollout_id: str) -> FlowRunId:
+        """Start the cleanup of the cell's target after its rollout run `rollout_id` failed or
+        crashed (its canary converged: a decided promotion finished, anything else rolled back);
+        once per release and cell, a second call returns the first run."""
+        ...

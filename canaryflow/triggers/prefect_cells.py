@@ -1,15 +1,16 @@
-"""`PrefectCellRuns`: a release's cells as flow runs of each cell pool's rollout and undo deployments.
+"""`PrefectCellRuns`: a release's cells as flow runs of each cell pool's deployments.
 
 A cell's rollout is a run of the deployment ``rollout/<work pool>`` (the template
-`rollout_deployment`), its undo a run of ``undo/<work pool>``: one deployment of each flow per
-work pool, because Prefect takes a run's work queue only from its deployment's own pool. The run
-gets the cell's work queue, its environment as the job variables' ``env`` (`canaryflow.cells`),
-and three tags: the release (``canaryflow-release:<id>``), the cell (``canaryflow-cell:<name>``)
-and the kind (``canaryflow-kind:rollout`` or ``undo``). The tags are how `phases` finds the runs
-again, so a release flow killed at any point asks Prefect and gets the same answer; the idempotency
-keys (``release/<id>/<cell>/rollout``, ``release/<id>/<cell>/undo/<n>``) are how a second `start`
-or `undo` gets the first run instead of another. Errors reaching Prefect become
-`TriggerUnavailableError`, as in `PrefectRolloutStarter`.
+`rollout_deployment`), its undo a run of ``undo/<work pool>``, the cleanup after its rollout run
+failed or crashed a run of ``cleanup/<work pool>``: one deployment of each flow per work pool,
+because Prefect takes a run's work queue only from its deployment's own pool. The run gets the
+cell's work queue, its environment as the job variables' ``env`` (`canaryflow.cells`), and three
+tags: the release (``canaryflow-release:<id>``), the cell (``canaryflow-cell:<name>``) and the
+kind (``canaryflow-kind:rollout``, ``undo`` or ``cleanup``). The tags are how `phases` finds the
+runs again, so a release flow killed at any point asks Prefect and gets the same answer; the
+idempotency keys (``release/<id>/<cell>/rollout``, ``release/<id>/<cell>/undo/<n>``,
+``release/<id>/<cell>/cleanup``) are how a second call gets the first run instead of another.
+Errors reaching Prefect become `TriggerUnavailableError`, as in `PrefectRolloutStarter`.
 """
 
 from __future__ import annotations
@@ -63,11 +64,13 @@ class PrefectCellRuns:
         *,
         rollout_deployment: str = "rollout/{pool}",
         undo_deployment: str = "undo/{pool}",
+        cleanup_deployment: str = "cleanup/{pool}",
         api_url: str | None = None,
         request_timeout: float = 10.0,
     ) -> None:
         self.rollout_deployment = rollout_deployment
         self.undo_deployment = undo_deployment
+        self.cleanup_deployment = cleanup_deployment
         self.api_url = api_url
         self.request_timeout = request_timeout
 
@@ -111,15 +114,26 @@ class PrefectCellRuns:
         key = f"release/{release_id}/{run.cell}/undo/{failed}"
         return self._run("undo", release_id, run, {"request": request}, key)
 
+    def cleanup(self, release_id: str, run: CellRun, rollout_id: str) -> FlowRunId:
+        target: dict[str, Any] = {"spec": run.request.spec, "rollout_id": rollout_id}
+        if run.request.cell is not None:
+            target["cell"] = run.request.cell.model_dump(mode="json", exclude_none=True)
+        key = f"release/{release_id}/{run.cell}/cleanup"
+        return self._run("cleanup", release_id, run, {"target": target}, key)
+
     def _run(
         self,
-        kind: Literal["rollout", "undo"],
+        kind: Literal["rollout", "undo", "cleanup"],
         release_id: str,
         run: CellRun,
         parameters: dict[str, Any],
         key: str,
     ) -> FlowRunId:
-        template = self.rollout_deployment if kind == "rollout" else self.undo_deployment
+        template = {
+            "rollout": self.rollout_deployment,
+            "undo": self.undo_deployment,
+            "cleanup": self.cleanup_deployment,
+        }[kind]
         deployment = template.format(pool=run.work_pool)
         with self._errors(f"start {deployment!r} for cell {run.cell}"), self._settings():
             try:

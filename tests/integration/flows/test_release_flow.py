@@ -59,7 +59,7 @@ class ScriptedCells(InMemoryCellRuns):
             raise TriggerUnavailableError("the Prefect API cannot be reached: ConnectError")
         for record in self.runs:
             if record.state == "active":
-                end = "completed" if record.kind == "undo" else self.ends.get(record.run.cell, "completed")
+                end = "completed" if record.kind != "rollout" else self.ends.get(record.run.cell, "completed")
                 if end != "active":
                     self.end(record.flow_run_id, end)
         return super().phases(release_id)
@@ -141,6 +141,27 @@ def _artifact(key: str) -> str:
         found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
     latest = max(found, key=lambda artifact: artifact.created)  # the latest version of the table
     return str(latest.data)
+
+
+def test_a_crashed_cell_is_cleaned_up_and_the_release_rolled_back(
+    prefect_harness: Any, tmp_path: Path
+) -> None:
+    from canaryflow.plan import plan_rollout
+
+    cells = ScriptedCells(ends={"eu-1": "failed"})
+
+    state = _release(tmp_path, cells, release_id="demo-crash")
+
+    assert state.name == "RolledBack"
+    assert state.result(raise_on_failure=False).cells == {
+        "eu-1": "failed",
+        "eu-2": "pending",
+        "us-1": "pending",
+    }
+    (cleanup,) = [record for record in cells.runs if record.kind == "cleanup"]
+    assert cleanup.run.cell == "eu-1"
+    assert cleanup.reason == plan_rollout(cleanup.run.request).rollout_id  # the crashed run's rollout
+    assert cells.started("rollout") == ["eu-1"]
 
 
 def test_a_release_run_again_carries_on_without_starting_a_cell_twice(

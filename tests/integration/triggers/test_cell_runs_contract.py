@@ -68,8 +68,13 @@ def deployed(prefect_harness: Any) -> None:
     def undo(request: dict[str, Any]) -> None:
         pass
 
+    @flow(name="cleanup")
+    def cleanup(target: dict[str, Any]) -> None:
+        pass
+
     rollout.to_deployment(name=POOL).apply()
     undo.to_deployment(name=POOL).apply()
+    cleanup.to_deployment(name=POOL).apply()
 
 
 def _end_in_prefect(flow_run_id: str, state: RunState) -> None:
@@ -158,6 +163,18 @@ def test_an_undo_starts_once_and_again_only_after_a_failed_one(adapter: Adapter)
     assert adapter.runs.phases(release) == {"eu-1": "undone"}
 
 
+def test_a_failed_cell_is_cleaned_up_once_and_stays_failed(adapter: Adapter) -> None:
+    release = _release()
+    eu = adapter.runs.start(release, _run("eu-1"))
+    adapter.end(eu, "failed")
+
+    cleanup = adapter.runs.cleanup(release, _run("eu-1"), "web-1a2b3c4d")
+    assert adapter.runs.cleanup(release, _run("eu-1"), "web-1a2b3c4d") == cleanup
+    adapter.end(cleanup, "completed")
+
+    assert adapter.runs.phases(release) == {"eu-1": "failed"}
+
+
 def test_releases_do_not_see_each_others_cells(adapter: Adapter) -> None:
     one, other = _release(), _release()
     first = adapter.runs.start(one, _run("eu-1"))
@@ -195,6 +212,16 @@ def test_a_prefect_cell_run_carries_the_cells_request_and_environment(deployed: 
         "cell": {"name": "us-1", "namespace": "shop-us"},
     }
     assert undo.job_variables == {"env": dict(us.env)}
+
+    cleanup_id = runs.cleanup(release, us, "web-1a2b3c4d")
+    with get_client(sync_client=True) as client:
+        cleanup = client.read_flow_run(uuid.UUID(cleanup_id))
+    assert cleanup.parameters["target"] == {
+        "spec": "config/rollouts/web.yaml",
+        "rollout_id": "web-1a2b3c4d",
+        "cell": {"name": "us-1", "namespace": "shop-us"},
+    }
+    assert cleanup.job_variables == {"env": dict(us.env)}
 
 
 def test_a_missing_cell_deployment_is_named_with_what_to_do(deployed: None) -> None:
