@@ -157,6 +157,11 @@ class UndoRequest(BaseModel):
     reason: str = Field(min_length=1, max_length=500, description="Why; recorded on the target.")
     by: str = Field(default="canaryflow", max_length=200, description="Who or what asked.")
     cell: CellTarget | None = Field(default=None, description="The release cell whose target is undone.")
+    rollout_id: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        description="Undo only this rollout's promotion: a target promoted by another since is left alone.",
+    )
 
     @field_validator("spec")
     @classmethod

@@ -48,11 +48,14 @@ def undo_target(
     say: Callable[[str], None] = lambda _line: None,
     warn: Callable[[str], None] | None = None,
     clock: Clock | None = None,
+    only: str | None = None,
 ) -> Undone:
     """Undo `target`'s last promotion under its lock, held as `identity` (with `details`); `note`
     (who and why) is recorded on the stable and in the history under `reports_dir`. `say` hears
     what happens, one line at a time, and `warn` (default: `say`) why it waits; `clock` (default:
-    the system's) is the time the Lease's expiry is read against.
+    the system's) is the time the Lease's expiry is read against. With `only` (a rollout id), the
+    promotion is undone only if it is that rollout's: a target somebody promoted since (or that
+    is undone already) is left as it is, and `Undone.promotion` is None.
 
     Raises
     ------
@@ -73,7 +76,12 @@ def undo_target(
                 target=str(target),
             )
         held = True
-        promotion = cluster.read(target).last_promotion
+        read = cluster.read(target)
+        promotion = read.last_promotion
+        if only is not None and (promotion is None or promotion.rollout_id != only):
+            last = "no promotion" if promotion is None else f"the promotion of {promotion.rollout_id}"
+            say(f"{target}: {only} is not its last promotion ({last}): nothing undone")
+            return Undone(None, read)
         if promotion is not None:  # without one, undo says so (and what the last undo did)
             say(f"{target}: undoing {promotion.rollout_id} ({promotion.image} -> {promotion.previous_image})")
         status = cluster.undo(target, note=note, progress_deadline=progress_deadline)

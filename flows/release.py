@@ -186,7 +186,8 @@ class _Release:
                 self.runs.abort(self.release_id, cell, step.reason)
         elif isinstance(step, Undo):
             for cell in step.cells:
-                self.runs.undo(self.release_id, self.run_of(cell), step.reason)
+                run = self.run_of(cell)
+                self.runs.undo(self.release_id, run, step.reason, plan_rollout(run.request).rollout_id)
         elif isinstance(step, BakeWave):  # refused at the start (`refuse_what_is_not_built`)
             raise CanaryflowError(f"wave {step.wave + 1} needs a bake, which is not built yet")
 

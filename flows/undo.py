@@ -75,6 +75,7 @@ def undo(request: UndoRequest) -> UndoOutcome:
         triggered_by=request.by,
         say=lambda line: logger.info("%s", line),
         clock=runtime.clock,
+        only=request.rollout_id,
     )
     promotion = done.promotion
     return UndoOutcome(

@@ -61,7 +61,7 @@ class InMemoryRolloutStarter:
 @dataclass(slots=True)
 class CellRunRecord:
     """One run the in-memory cell runs started: a cell's rollout, undo or cleanup, and its state;
-    `reason` is why (an abort, an undo) or, for a cleanup, the rollout id it converges."""
+    `reason` is why (an abort, an undo), `rollout_id` the rollout an undo or a cleanup is about."""
 
     flow_run_id: FlowRunId
     release_id: str
@@ -69,6 +69,7 @@ class CellRunRecord:
     run: CellRun
     state: RunState = "active"
     reason: str = ""
+    rollout_id: str = ""
 
 
 class InMemoryCellRuns:
@@ -109,13 +110,13 @@ class InMemoryCellRuns:
             if rollout is not None and rollout.state == "active":
                 rollout.state, rollout.reason = "not-promoted", reason
 
-    def undo(self, release_id: str, run: CellRun, reason: str) -> FlowRunId:
+    def undo(self, release_id: str, run: CellRun, reason: str, rollout_id: str) -> FlowRunId:
         with self._lock:
             self._check()
             existing = self._latest(release_id, run.cell, "undo")
             if existing is not None and existing.state != "failed":
                 return existing.flow_run_id
-            return self._add(release_id, "undo", run, reason)
+            return self._add(release_id, "undo", run, reason, rollout_id)
 
     def cleanup(self, release_id: str, run: CellRun, rollout_id: str) -> FlowRunId:
         with self._lock:
@@ -123,7 +124,7 @@ class InMemoryCellRuns:
             existing = self._latest(release_id, run.cell, "cleanup")
             if existing is not None:
                 return existing.flow_run_id
-            return self._add(release_id, "cleanup", run, rollout_id)
+            return self._add(release_id, "cleanup", run, rollout_id=rollout_id)
 
     def end(self, flow_run_id: str, state: RunState) -> None:
         """Set the state of the run `flow_run_id` (KeyError for an unknown one)."""
@@ -149,8 +150,14 @@ class InMemoryCellRuns:
         return mine[-1] if mine else None
 
     def _add(
-        self, release_id: str, kind: Literal["rollout", "undo", "cleanup"], run: CellRun, reason: str = ""
+        self,
+        release_id: str,
+        kind: Literal["rollout", "undo", "cleanup"],
+        run: CellRun,
+        reason: str = "",
+        rollout_id: str = "",
     ) -> FlowRunId:
-        record = CellRunRecord(FlowRunId(str(uuid.uuid4())), release_id, kind, run, reason=reason)
+        flow_run_id = FlowRunId(str(uuid.uuid4()))
+        record = CellRunRecord(flow_run_id, release_id, kind, run, reason=reason, rollout_id=rollout_id)
         self._runs.append(record)
         return record.flow_run_id

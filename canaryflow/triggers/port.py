@@ -80,9 +80,10 @@ class CellRuns(Protocol):
         not promoted. Nothing happens for a run that has ended."""
         ...
 
-    def undo(self, release_id: str, run: CellRun, reason: str) -> FlowRunId:
-        """Start the undo of the cell's promotion (the stable back to the image it ran before); a
-        second call returns the run already going or done, a call after a failed undo starts anew."""
+    def undo(self, release_id: str, run: CellRun, reason: str, rollout_id: str) -> FlowRunId:
+        """Start the undo of the cell's promotion by `rollout_id` (the stable back to the image it
+        ran before; a promotion by another rollout since is left alone); a second call returns the
+        run already going or done, a call after a failed undo starts anew."""
         ...
 
     def cleanup(self, release_id: str, run: CellRun, rollout_id: str) -> FlowRunId:

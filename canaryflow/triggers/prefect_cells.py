@@ -104,11 +104,16 @@ class PrefectCellRuns:
                 state: State[Any] = Cancelled(message=reason) if waiting else Cancelling(message=reason)
                 client.set_flow_run_state(run.id, state, force=True)
 
-    def undo(self, release_id: str, run: CellRun, reason: str) -> FlowRunId:
+    def undo(self, release_id: str, run: CellRun, reason: str, rollout_id: str) -> FlowRunId:
         undos = self._runs(release_id, cell=run.cell, kind="undo")
         failed = sum(1 for undo in undos if run_state(undo) == "failed")
         spec = run.request.spec
-        request: dict[str, Any] = {"spec": spec, "reason": reason, "by": f"release {release_id}"}
+        request: dict[str, Any] = {
+            "spec": spec,
+            "reason": reason,
+            "by": f"release {release_id}",
+            "rollout_id": rollout_id,
+        }
         if run.request.cell is not None:
             request["cell"] = run.request.cell.model_dump(mode="json", exclude_none=True)
         key = f"release/{release_id}/{run.cell}/undo/{failed}"

@@ -59,3 +59,21 @@ def test_the_undo_flow_is_refused_while_a_rollout_holds_the_target(
         undo(UndoRequest(spec=DEMO_SPEC, reason="x"))
 
     assert stack.cluster.read(stack.target).stable.image == GOOD_IMAGE
+
+
+def test_a_release_undo_takes_back_only_its_own_rollouts_promotion(
+    rollout_of: Any, runtime: Any, stack: SimulatedStack
+) -> None:
+    from flows import use_runtime
+    from flows.undo import undo
+
+    assert rollout_of(GOOD_IMAGE, rollout_id="demo-v2").result().result == "promoted"
+
+    with use_runtime(runtime):
+        other = undo(UndoRequest(spec=DEMO_SPEC, reason="wave 2 rolled back", rollout_id="demo-v1"))
+    assert (other.rollout_id, other.image) == (None, GOOD_IMAGE)  # demo-v2 promoted since: left alone
+    assert stack.cluster.read(stack.target).stable.image == GOOD_IMAGE
+
+    with use_runtime(runtime):
+        own = undo(UndoRequest(spec=DEMO_SPEC, reason="wave 2 rolled back", rollout_id="demo-v2"))
+    assert (own.rollout_id, own.image) == ("demo-v2", STABLE_IMAGE)

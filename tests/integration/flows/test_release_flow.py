@@ -115,6 +115,8 @@ def test_a_good_release_reaches_every_cell_wave_by_wave(prefect_harness: Any, tm
 def test_a_rollback_in_the_second_wave_aborts_it_and_undoes_the_first(
     prefect_harness: Any, tmp_path: Path
 ) -> None:
+    from canaryflow.plan import plan_rollout
+
     cells = ScriptedCells(ends={"eu-2": "not-promoted", "us-1": "active"})
 
     state = _release(tmp_path, cells, release_id="demo-bad")
@@ -129,6 +131,7 @@ def test_a_rollback_in_the_second_wave_aborts_it_and_undoes_the_first(
     assert cells.started("undo") == ["eu-1"]
     undo = next(record for record in cells.runs if record.kind == "undo")
     assert "onFailure: rollback-all" in undo.reason
+    assert undo.rollout_id == plan_rollout(undo.run.request).rollout_id  # only eu-1's own promotion
     report = read_release_status(release_report(tmp_path / "reports", "demo-bad"))
     assert (report.outcome, report.cells["eu-1"]) == ("rolled-back", "undone")
 
@@ -160,7 +163,7 @@ def test_a_crashed_cell_is_cleaned_up_and_the_release_rolled_back(
     }
     (cleanup,) = [record for record in cells.runs if record.kind == "cleanup"]
     assert cleanup.run.cell == "eu-1"
-    assert cleanup.reason == plan_rollout(cleanup.run.request).rollout_id  # the crashed run's rollout
+    assert cleanup.rollout_id == plan_rollout(cleanup.run.request).rollout_id  # the crashed run's rollout
     assert cells.started("rollout") == ["eu-1"]
 
 

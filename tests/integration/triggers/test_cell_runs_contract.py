@@ -150,13 +150,13 @@ def test_an_undo_starts_once_and_again_only_after_a_failed_one(adapter: Adapter)
     eu = adapter.runs.start(release, _run("eu-1"))
     adapter.end(eu, "completed")
 
-    undo = adapter.runs.undo(release, _run("eu-1"), "wave 2 rolled back")
-    assert adapter.runs.undo(release, _run("eu-1"), "wave 2 rolled back") == undo
+    undo = adapter.runs.undo(release, _run("eu-1"), "wave 2 rolled back", "web-1a2b3c4d")
+    assert adapter.runs.undo(release, _run("eu-1"), "wave 2 rolled back", "web-1a2b3c4d") == undo
     assert adapter.runs.phases(release) == {"eu-1": "promoted"}  # until the undo has completed
 
     adapter.end(undo, "failed")
     assert adapter.runs.phases(release) == {"eu-1": "promoted"}
-    second = adapter.runs.undo(release, _run("eu-1"), "wave 2 rolled back")
+    second = adapter.runs.undo(release, _run("eu-1"), "wave 2 rolled back", "web-1a2b3c4d")
     assert second != undo
 
     adapter.end(second, "completed")
@@ -196,7 +196,7 @@ def test_a_prefect_cell_run_carries_the_cells_request_and_environment(deployed: 
     runs = PrefectCellRuns()
     us = _run("us-1")
     flow_run_id = runs.start(release, us)
-    undo_id = runs.undo(release, us, "wave 2 rolled back")
+    undo_id = runs.undo(release, us, "wave 2 rolled back", "web-1a2b3c4d")
 
     with get_client(sync_client=True) as client:
         started = client.read_flow_run(uuid.UUID(flow_run_id))
@@ -209,6 +209,7 @@ def test_a_prefect_cell_run_carries_the_cells_request_and_environment(deployed: 
         "spec": "config/rollouts/web.yaml",
         "reason": "wave 2 rolled back",
         "by": f"release {release}",
+        "rollout_id": "web-1a2b3c4d",
         "cell": {"name": "us-1", "namespace": "shop-us"},
     }
     assert undo.job_variables == {"env": dict(us.env)}
