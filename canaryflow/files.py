@@ -1,12 +1,33 @@
-"""Writing files that a reader (or a killed writer's successor) never sees half-written."""
+"""Writing files that a reader (or a killed writer's successor) never sees half-written, and
+reading such a file back as a model."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+from typing import TypeVar
 
-__all__ = ["write_atomic"]
+from pydantic import BaseModel, ValidationError
+
+from canaryflow.errors import ReportError
+
+__all__ = ["read_report", "write_atomic"]
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def read_report(path: Path, model: type[_Model], what: str) -> _Model:
+    """The JSON file at `path` as `model`; `ReportError` naming the file when it cannot be read or
+    is not `what` (e.g. "a rollout status")."""
+    try:
+        return model.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the document"
+        raise ReportError(f"{path}: not {what} ({where}: {first['msg']})") from exc
 
 
 def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:

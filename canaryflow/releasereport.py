@@ -11,10 +11,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from canaryflow.errors import ReportError
-from canaryflow.files import write_atomic
+from canaryflow.files import read_report, write_atomic
 
 __all__ = ["RELEASE_FILE", "ReleaseStatus", "read_release_status", "release_report", "write_release_status"]
 
@@ -60,11 +59,4 @@ def write_release_status(reports_dir: Path, status: ReleaseStatus) -> Path:
 
 def read_release_status(path: Path) -> ReleaseStatus:
     """One ``release.json``; `ReportError` naming the file when it cannot be read or is not one."""
-    try:
-        return ReleaseStatus.model_validate_json(path.read_bytes())
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the document"
-        raise ReportError(f"{path}: not a release status ({where}: {first['msg']})") from exc
+    return read_report(path, ReleaseStatus, "a release status")

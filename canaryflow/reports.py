@@ -14,10 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from canaryflow.errors import ReportError
-from canaryflow.files import write_atomic
+from canaryflow.files import read_report, write_atomic
 from canaryflow.status import RolloutStatus
 
 __all__ = [
@@ -68,14 +66,7 @@ def archive_attempt(directory: Path) -> Path | None:
 
 def read_status(path: Path) -> RolloutStatus:
     """One ``status.json``; `ReportError` naming the file when it cannot be read or is not one."""
-    try:
-        return RolloutStatus.model_validate_json(path.read_bytes())
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the document"
-        raise ReportError(f"{path}: not a rollout status ({where}: {first['msg']})") from exc
+    return read_report(path, RolloutStatus, "a rollout status")
 
 
 def read_statuses(reports_dir: Path, rollout_id: str | None = None) -> list[RolloutStatus]:

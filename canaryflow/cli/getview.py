@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -79,25 +78,19 @@ def _read(path: Path) -> RolloutStatus:
 
 def _follow(path: Path, rollout_id: str, *, terminal: bool) -> RolloutStatus:
     """Print the rollout as its report changes until it ends; its last status."""
-    from canaryflow.errors import ReportError
+    from canaryflow.cli.output import follow_report
 
-    if not path.is_file():
-        typer.echo(f"waiting for rollout {rollout_id} to report in {path.parent.parent} ...")
-    seen: object = None
-    while True:
-        try:
-            status = _read(path) if path.is_file() else None
-        except ReportError:  # written while read: the next look sees it whole
-            status = None
-        if status is not None and status.updated_at != seen:
-            seen = status.updated_at
-            if terminal:
-                typer.echo("\033[2J\033[H" + "\n".join(render_rollout(status)))
-            else:
-                typer.echo(_line(status))
-            if status.phase.final:
-                return status
-        time.sleep(POLL_SECONDS)
+    return follow_report(
+        path,
+        _read,
+        what=f"rollout {rollout_id}",
+        stamp=lambda status: status.updated_at,
+        render=render_rollout,
+        line=_line,
+        final=lambda status: status.phase.final,
+        terminal=terminal,
+        poll_seconds=POLL_SECONDS,
+    )
 
 
 def _line(status: RolloutStatus) -> str:

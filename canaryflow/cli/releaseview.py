@@ -10,7 +10,6 @@ when it was rolled back or held, like ``canaryflow release``. Prefect is never i
 from __future__ import annotations
 
 import os
-import time
 from typing import TYPE_CHECKING
 
 import typer
@@ -45,26 +44,20 @@ def get_release(release_id: str, *, watch: bool, terminal: bool) -> None:
 
 
 def _follow(path: Path, release_id: str, *, terminal: bool) -> ReleaseStatus:
-    from canaryflow.errors import ReportError
+    from canaryflow.cli.output import follow_report
     from canaryflow.releasereport import read_release_status
 
-    if not path.is_file():
-        typer.echo(f"waiting for release {release_id} to report in {path.parent.parent} ...")
-    seen: object = None
-    while True:
-        try:
-            status = read_release_status(path) if path.is_file() else None
-        except ReportError:  # written while read: the next look sees it whole
-            status = None
-        if status is not None and status.updated_at != seen:
-            seen = status.updated_at
-            if terminal:
-                typer.echo("\033[2J\033[H" + "\n".join(render_release(status)))
-            else:
-                typer.echo(_line(status))
-            if status.final:
-                return status
-        time.sleep(POLL_SECONDS)
+    return follow_report(
+        path,
+        read_release_status,
+        what=f"release {release_id}",
+        stamp=lambda status: status.updated_at,
+        render=render_release,
+        line=_line,
+        final=lambda status: status.final,
+        terminal=terminal,
+        poll_seconds=POLL_SECONDS,
+    )
 
 
 def _line(status: ReleaseStatus) -> str:

@@ -26,12 +26,12 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
-from prefect.settings import temporary_settings
 from prefect.states import Cancelled, Cancelling
 
 from canaryflow.cells import CellRun
 from canaryflow.errors import TriggerUnavailableError
 from canaryflow.triggers.port import FlowRunId, RunState, cell_phase
+from canaryflow.triggers.prefect_runs import prefect_settings
 from canaryflow.waves import CellPhase
 
 __all__ = ["PrefectCellRuns", "run_state"]
@@ -191,13 +191,8 @@ class PrefectCellRuns:
                 f"the Prefect API cannot be reached to {doing}: {type(exc).__name__}"
             ) from exc
 
-    @contextlib.contextmanager
-    def _settings(self) -> Iterator[None]:
-        updates: dict[str, Any] = {"api.request_timeout": self.request_timeout}
-        if self.api_url is not None:
-            updates["api.url"] = self.api_url
-        with temporary_settings(updates=updates):
-            yield
+    def _settings(self) -> contextlib.AbstractContextManager[None]:
+        return prefect_settings(self.api_url, self.request_timeout)
 
 
 def _tag(run: FlowRun, prefix: str) -> str | None:

@@ -25,7 +25,7 @@ from canaryflow.errors import TriggerUnavailableError
 from canaryflow.requests import RolloutRequest
 from canaryflow.triggers.port import FlowRunId
 
-__all__ = ["PrefectRolloutStarter"]
+__all__ = ["PrefectRolloutStarter", "prefect_settings"]
 
 
 class PrefectRolloutStarter:
@@ -73,10 +73,16 @@ class PrefectRolloutStarter:
             raise TypeError("PrefectRolloutStarter.start blocks; call it from a worker thread")
         return FlowRunId(str(flow_run.id))
 
-    @contextlib.contextmanager
-    def _settings(self) -> Iterator[None]:
-        updates: dict[str, Any] = {"api.request_timeout": self.request_timeout}
-        if self.api_url is not None:
-            updates["api.url"] = self.api_url
-        with temporary_settings(updates=updates):
-            yield
+    def _settings(self) -> contextlib.AbstractContextManager[None]:
+        return prefect_settings(self.api_url, self.request_timeout)
+
+
+@contextlib.contextmanager
+def prefect_settings(api_url: str | None, request_timeout: float) -> Iterator[None]:
+    """Prefect's settings for the calls inside: the API at `api_url` (None: Prefect's own
+    settings), each request bounded by `request_timeout` seconds."""
+    updates: dict[str, Any] = {"api.request_timeout": request_timeout}
+    if api_url is not None:
+        updates["api.url"] = api_url
+    with temporary_settings(updates=updates):
+        yield
