@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.cellpools import deploy_stand_ins
+
 IMAGE = "registry.example.com/shop/demo:2.0.0"
 POOL = "release-cli"
 RELEASE = f"""\
@@ -41,18 +43,7 @@ spec:
 
 @pytest.fixture(scope="module")
 def deployed(prefect_harness: Any) -> None:
-    from prefect import flow
-
-    @flow(name="rollout")
-    def rollout(request: dict[str, Any]) -> None:  # stand-ins: the test's worker ends their runs
-        pass
-
-    @flow(name="undo")
-    def undo(request: dict[str, Any]) -> None:
-        pass
-
-    rollout.to_deployment(name=POOL).apply()
-    undo.to_deployment(name=POOL).apply()
+    deploy_stand_ins(POOL)
 
 
 class Workers:

@@ -22,6 +22,7 @@ from canaryflow.cells import CellRun, cell_run
 from canaryflow.spec.loading import load_release_text
 from canaryflow.triggers.memory import InMemoryCellRuns
 from canaryflow.triggers.port import CellRuns, RunState
+from tests.fixtures.cellpools import deploy_stand_ins
 
 IMAGE = "registry.example.com/shop/web:1.3.0"
 POOL = "cells-contract"
@@ -58,23 +59,7 @@ class Adapter:
 
 @pytest.fixture(scope="module")
 def deployed(prefect_harness: Any) -> None:
-    from prefect import flow
-
-    @flow(name="rollout")
-    def rollout(request: dict[str, Any]) -> None:  # stand-ins: their runs are ended through the API
-        pass
-
-    @flow(name="undo")
-    def undo(request: dict[str, Any]) -> None:
-        pass
-
-    @flow(name="cleanup")
-    def cleanup(target: dict[str, Any]) -> None:
-        pass
-
-    rollout.to_deployment(name=POOL).apply()
-    undo.to_deployment(name=POOL).apply()
-    cleanup.to_deployment(name=POOL).apply()
+    deploy_stand_ins(POOL)
 
 
 def _end_in_prefect(flow_run_id: str, state: RunState) -> None:
