@@ -113,13 +113,22 @@ def wiring_for_run() -> ReleaseWiring:
     return ReleaseWiring(PrefectCellRuns(), reports_dir=reports_dir(os.environ))
 
 
+def release_id_of(request: ReleaseRequest, spec: ReleaseSpec) -> str:
+    """The release's id: the one asked for, else the release's name and its flow run's (so a
+    release started from the UI or a terminal is found by its run's name)."""
+    if request.release_id:
+        return request.release_id
+    return f"{spec.name[:54]}-{str(flow_run.get_id() or 'local')[:8]}"
+
+
 def run_name() -> str:
+    """The flow run's name: the release id (how ``canaryflow get release ID`` finds its report)."""
     raw: Any = flow_run.parameters.get("request")
     try:
         request = raw if isinstance(raw, ReleaseRequest) else ReleaseRequest.model_validate(raw)
-    except ValueError:
-        return "release"
-    return request.release_id or f"release-{request.image.rsplit(':', 1)[-1]}"[:63]
+        return release_id_of(request, load_release(request.spec))
+    except (ValueError, CanaryflowError):
+        return "release-with-invalid-spec"
 
 
 @flow(name="release", flow_run_name=run_name, persist_result=False)
@@ -127,7 +136,7 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
     """Release `request.image` to the cells of the release spec at `request.spec`, wave by wave."""
     spec = load_release(request.spec)
     refuse_what_is_not_built(spec, request.spec)
-    release_id = request.release_id or f"{spec.name}-{str(flow_run.get_id() or 'local')[:8]}"
+    release_id = release_id_of(request, spec)
     wiring = wiring_for_run()
     this = _Release(spec, request, release_id, wiring.runs)
     report = ReleaseReporter(

@@ -184,6 +184,23 @@ def test_a_release_run_again_carries_on_without_starting_a_cell_twice(
     assert cells.started("rollout") == ["eu-1", "eu-2", "us-1"]
 
 
+def test_a_release_without_an_id_is_named_after_the_release_and_its_run(
+    prefect_harness: Any, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    cells = ScriptedCells()
+
+    state = _release(tmp_path, cells)
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    release_id = state.result().release_id
+    assert release_id == f"demo-{str(run.id)[:8]}"
+    assert run.name == release_id  # the UI's run is the release `get release ID` shows
+    assert {record.release_id for record in cells.runs} == {release_id}
+
+
 def test_prefect_out_of_reach_delays_the_release_and_loses_nothing(
     prefect_harness: Any, tmp_path: Path
 ) -> None:
