@@ -32,7 +32,7 @@ class ReleaseStatus(BaseModel):
     waves: list[list[str]]
     cells: dict[str, str]
     step: str
-    outcome: Literal["released", "rolled-back", "held"] | None = None
+    outcome: Literal["released", "rolled-back", "held", "superseded"] | None = None
     started_at: AwareDatetime
     updated_at: AwareDatetime = Field(description="When this was written.")
 

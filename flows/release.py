@@ -19,6 +19,7 @@ health blockers before a wave. Freezes and the failure policy are the wave logic
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -29,10 +30,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 from prefect import flow
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Failed
+from prefect.variables import Variable
 from pydantic import BaseModel, ConfigDict
 
 from canaryflow.cells import CellRun, cell_run
@@ -58,17 +61,20 @@ __all__ = [
 
 #: The failed states a release run ends in when it was not released (the UI shows them as not
 #: successful; the data is the `ReleaseOutcome`).
-NOT_RELEASED_STATES = {"rolled-back": "RolledBack", "held": "Held"}
+NOT_RELEASED_STATES = {"rolled-back": "RolledBack", "held": "Held", "superseded": "Superseded"}
+#: How a release ends: every cell promoted, rolled back (per its failure policy), held (failed
+#: under ``onFailure: hold``), or superseded by a newer release of the same service.
+Ended = Literal["released", "rolled-back", "held", "superseded"]
 
 
 class ReleaseOutcome(BaseModel):
-    """How a release ended: ``released``, ``rolled-back`` or ``held``, why, and each cell's phase."""
+    """How a release ended (`Ended`), why, and each cell's phase."""
 
     model_config = ConfigDict(frozen=True)
 
     release_id: str
     image: str
-    outcome: Literal["released", "rolled-back", "held"]
+    outcome: Ended
     reason: str
     cells: dict[str, CellPhase]
 
@@ -149,10 +155,14 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
     )
     cells, waves = len(spec.spec.cells), len(spec.spec.waves)
     report.tell(f"{request.image} to {cells} cell(s) in {waves} wave(s)", {})
-    phases: dict[str, CellPhase] = {}
+    phases: dict[str, CellPhase] = _ask(this.runs.phases, release_id, wiring.poll_seconds)
+    newer = claim_release(spec.name, release_id, fresh=not phases)
     while True:
         try:
             phases = this.runs.phases(release_id)
+            newer = newer or newer_release(spec.name, release_id)
+            if newer is not None:
+                return this.give_way(newer, phases, report)
             this.clean_up_failed(phases)
             step = next_step(spec, phases, {}, now=datetime.now(UTC))
             if isinstance(step, Finish):
@@ -163,6 +173,42 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
             step = Wait(f"{exc}; asking again in {wiring.poll_seconds:g} s")
         report.tell(_words(step), phases)
         time.sleep(wiring.poll_seconds)
+
+
+def _ask(
+    phases: Callable[[str], dict[str, CellPhase]], release_id: str, poll_seconds: float
+) -> dict[str, CellPhase]:
+    """The cells' phases at the start, waiting while Prefect cannot be reached."""
+    while True:
+        try:
+            return phases(release_id)
+        except TriggerUnavailableError:
+            time.sleep(poll_seconds)
+
+
+def _variable(name: str) -> str:
+    return f"canaryflow-release-{name}"
+
+
+def claim_release(name: str, release_id: str, *, fresh: bool) -> str | None:
+    """Make `release_id` the current release of the releases called `name` (a Prefect Variable),
+    unless it is resumed (not `fresh`) and another release claimed them since: then that one's
+    id (it is newer, and this one gives way)."""
+    current = Variable.get(_variable(name), default=None)
+    if fresh or current is None or current == release_id:
+        Variable.set(_variable(name), release_id, overwrite=True)
+        return None
+    return str(current)
+
+
+def newer_release(name: str, release_id: str) -> str | None:
+    """The release that claimed the releases called `name` after `release_id` did, if any (None
+    also while Prefect cannot be reached: a release gives way only to one it has seen)."""
+    try:
+        current = Variable.get(_variable(name), default=None)
+    except (httpx.TransportError, httpx.HTTPStatusError):
+        return None
+    return None if current is None or current == release_id else str(current)
 
 
 def refuse_what_is_not_built(spec: ReleaseSpec, source: str) -> None:
@@ -208,19 +254,34 @@ class _Release:
                 run = self.run_of(cell)
                 self.runs.cleanup(self.release_id, run, plan_rollout(run.request).rollout_id)
 
-    def finish(self, step: Finish, phases: Mapping[str, CellPhase]) -> ReleaseOutcome | State[Any]:
+    def give_way(
+        self, newer: str, phases: Mapping[str, CellPhase], report: ReleaseReporter
+    ) -> ReleaseOutcome | State[Any]:
+        """A newer release of the same service took over: abort this release's running cells
+        (the newer release reaches every cell) and end superseded, undoing nothing."""
+        reason = f"superseded by release {newer}"
+        for cell, phase in phases.items():
+            if phase == "running":
+                with contextlib.suppress(TriggerUnavailableError):  # the newer release supersedes it
+                    self.runs.abort(self.release_id, cell, reason)
+        report.tell(reason, phases, outcome="superseded")
+        return self.finish(Finish("rolled-back", reason), phases, outcome="superseded")
+
+    def finish(
+        self, step: Finish, phases: Mapping[str, CellPhase], *, outcome: Ended | None = None
+    ) -> ReleaseOutcome | State[Any]:
         cells = {cell.name: phases.get(cell.name, "pending") for cell in self.spec.spec.cells}
-        outcome = ReleaseOutcome(
+        ended = ReleaseOutcome(
             release_id=self.release_id,
             image=self.request.image,
-            outcome=step.outcome,
+            outcome=outcome or step.outcome,
             reason=step.reason,
             cells=cells,
         )
-        if step.outcome == "released":
-            return outcome
-        name = NOT_RELEASED_STATES[step.outcome]
-        return Failed(name=name, message=f"{step.outcome}: {step.reason}", data=outcome)
+        if ended.outcome == "released":
+            return ended
+        name = NOT_RELEASED_STATES[ended.outcome]
+        return Failed(name=name, message=f"{ended.outcome}: {ended.reason}", data=ended)
 
 
 def _words(step: Step) -> str:

@@ -12,6 +12,7 @@ release whose waves ask for a bake (not built yet) is refused before any cell st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +48,23 @@ class ScriptedCells(InMemoryCellRuns):
     """Cells whose rollout runs end as `ends` says (default: promoted) and whose undos complete,
     each the next time the release asks; `outages` asks are answered as by an unreachable Prefect."""
 
-    def __init__(self, ends: dict[str, RunState] | None = None, outages: int = 0) -> None:
+    def __init__(
+        self,
+        ends: dict[str, RunState] | None = None,
+        outages: int = 0,
+        meanwhile: dict[int, Callable[[], None]] | None = None,
+    ) -> None:
         super().__init__()
         self.ends = ends or {}
         self.outages = outages
+        self.meanwhile = meanwhile or {}  # what happens elsewhere before the n-th ask (from 1)
+        self.asked = 0
         self.seen_at_start: dict[str, dict[str, CellPhase]] = {}
 
     def phases(self, release_id: str) -> dict[str, CellPhase]:
+        self.asked += 1
+        if self.asked in self.meanwhile:
+            self.meanwhile[self.asked]()
         if self.outages > 0:
             self.outages -= 1
             raise TriggerUnavailableError("the Prefect API cannot be reached: ConnectError")
@@ -177,6 +188,7 @@ def test_a_release_run_again_carries_on_without_starting_a_cell_twice(
     earlier = load_release_text(RELEASE.format(bake=""))
     first = cells.start("demo-resumed", cell_run(earlier, "eu-1", image=IMAGE, triggered_by="test"))
     cells.end(first, "completed")  # the interrupted run had promoted wave 1
+    _claimed_by("demo-resumed")()  # and claimed the service's releases when it started
 
     state = _release(tmp_path, cells, release_id="demo-resumed")
 
@@ -222,3 +234,48 @@ def test_a_release_asking_for_a_bake_is_refused_before_any_cell_starts(
         _release(tmp_path, cells, bake=True).result()
 
     assert cells.runs == []
+
+
+def _claimed_by(release_id: str) -> Callable[[], None]:
+    def claim() -> None:  # what a newer release of the same service does when it starts
+        from prefect.variables import Variable
+
+        Variable.set("canaryflow-release-demo", release_id, overwrite=True)
+
+    return claim
+
+
+def test_a_newer_release_supersedes_a_running_one_which_undoes_nothing(
+    prefect_harness: Any, tmp_path: Path
+) -> None:
+    cells = ScriptedCells(ends={"eu-2": "active", "us-1": "active"}, meanwhile={6: _claimed_by("demo-newer")})
+
+    state = _release(tmp_path, cells, release_id="demo-older")
+
+    assert state.name == "Superseded"
+    outcome = state.result(raise_on_failure=False)
+    assert outcome.outcome == "superseded"
+    assert outcome.reason == "superseded by release demo-newer"
+    assert [record.kind for record in cells.runs] == ["rollout", "rollout", "rollout"]  # no undo
+    aborted = {record.run.cell: record.reason for record in cells.runs if record.run.cell != "eu-1"}
+    assert aborted == {"eu-2": "superseded by release demo-newer", "us-1": "superseded by release demo-newer"}
+    report = read_release_status(release_report(tmp_path / "reports", "demo-older"))
+    assert report.outcome == "superseded"
+
+
+def test_an_older_release_resumed_after_a_newer_one_gives_way_at_once(
+    prefect_harness: Any, tmp_path: Path
+) -> None:
+    from canaryflow.cells import cell_run
+    from canaryflow.spec.loading import load_release_text
+
+    cells = ScriptedCells()
+    earlier = load_release_text(RELEASE.format(bake=""))
+    first = cells.start("demo-old", cell_run(earlier, "eu-1", image=IMAGE, triggered_by="test"))
+    cells.end(first, "completed")
+    _claimed_by("demo-new")()
+
+    state = _release(tmp_path, cells, release_id="demo-old")
+
+    assert state.result(raise_on_failure=False).outcome == "superseded"
+    assert [(record.kind, record.run.cell) for record in cells.runs] == [("rollout", "eu-1")]
