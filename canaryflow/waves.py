@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, TypeAlias
 
+from canaryflow.errors import UsageError
 from canaryflow.spec.release import ReleaseSpec, Wave
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "Undo",
     "Wait",
     "next_step",
+    "refuse_what_is_not_built",
 ]
 
 #: A cell's phase in a release: not started, rollout running, promoted, rolled back (its rollout
@@ -204,3 +206,13 @@ def _freeze(release: ReleaseSpec, cell: str, now: datetime) -> tuple[datetime, s
         if (covers is None or cell in covers) and freeze.start <= now < freeze.end:
             return freeze.end, freeze.reason or "a freeze"
     return None
+
+
+def refuse_what_is_not_built(spec: ReleaseSpec, source: str) -> None:
+    """Refuse (`UsageError`, exit 2) a release that asks for what is not built yet: a bake."""
+    for index, wave in enumerate(spec.spec.waves):
+        if wave.bake is not None:
+            raise UsageError(
+                f"{source}: spec.waves[{index}].bake: the bake by evidence is not built yet; "
+                "remove the wave's bake (the next wave then starts once this one is promoted)"
+            )

@@ -40,19 +40,29 @@ from pydantic import BaseModel, ConfigDict
 
 from canaryflow.cells import CellRun, cell_run
 from canaryflow.environment import reports_dir
-from canaryflow.errors import CanaryflowError, TriggerUnavailableError, UsageError
+from canaryflow.errors import CanaryflowError, InputError, TriggerUnavailableError
 from canaryflow.plan import plan_rollout
 from canaryflow.requests import ReleaseRequest
 from canaryflow.spec.loading import load_release
 from canaryflow.spec.release import ReleaseSpec
 from canaryflow.triggers.port import CellRuns
-from canaryflow.waves import Abort, BakeWave, CellPhase, Finish, Start, Step, Undo, Wait, next_step
+from canaryflow.waves import (
+    Abort,
+    BakeWave,
+    CellPhase,
+    Finish,
+    Start,
+    Step,
+    Undo,
+    Wait,
+    next_step,
+    refuse_what_is_not_built,
+)
 from flows.releasereporting import ReleaseReporter
 
 __all__ = [
     "ReleaseOutcome",
     "ReleaseWiring",
-    "refuse_what_is_not_built",
     "release",
     "run_release",
     "use_release_wiring",
@@ -153,6 +163,9 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
         reports_dir=wiring.reports_dir,
         say=wiring.say,
     )
+    missing = this.runs.missing([this.run_of(cell.name) for cell in spec.spec.cells])
+    if missing:
+        raise InputError(f"{request.spec}: cannot run its cells: " + "; ".join(missing))
     cells, waves = len(spec.spec.cells), len(spec.spec.waves)
     report.tell(f"{request.image} to {cells} cell(s) in {waves} wave(s)", {})
     phases: dict[str, CellPhase] = _ask(this.runs.phases, release_id, wiring.poll_seconds)
@@ -209,16 +222,6 @@ def newer_release(name: str, release_id: str) -> str | None:
     except (httpx.TransportError, httpx.HTTPStatusError):
         return None
     return None if current is None or current == release_id else str(current)
-
-
-def refuse_what_is_not_built(spec: ReleaseSpec, source: str) -> None:
-    """Refuse (`UsageError`, exit 2) a release that asks for what is not built yet: a bake."""
-    for index, wave in enumerate(spec.spec.waves):
-        if wave.bake is not None:
-            raise UsageError(
-                f"{source}: spec.waves[{index}].bake: the bake by evidence is not built yet; "
-                "remove the wave's bake (the next wave then starts once this one is promoted)"
-            )
 
 
 @dataclass(frozen=True)

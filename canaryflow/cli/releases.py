@@ -41,6 +41,7 @@ def release(
     from canaryflow.errors import InputError
     from canaryflow.requests import ReleaseRequest
     from canaryflow.spec.loading import load_release
+    from canaryflow.waves import refuse_what_is_not_built
 
     loaded = load_release(spec)
     try:
@@ -55,8 +56,6 @@ def release(
             "spec": f"spec {str(spec)!r}: give a .yaml or .yml file, without '..'",
         }
         raise InputError(words.get(field, f"{field}: {exc.errors()[0]['msg']}")) from None
-    from flows.release import refuse_what_is_not_built
-
     refuse_what_is_not_built(loaded, str(spec))
     api = connect(os.environ)
     use(api, debug=debugging())

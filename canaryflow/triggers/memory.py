@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -75,12 +76,21 @@ class CellRunRecord:
 class InMemoryCellRuns:
     """Thread-safe in-memory `CellRuns`: runs are records whose state a test sets with `end` (what
     a worker's run would do); an abort ends a run at once, as Prefect ends a run no worker has
-    picked up. Set `available = False` to simulate an unreachable orchestrator."""
+    picked up. Set `available = False` to simulate an unreachable orchestrator; a work pool in
+    `absent_pools` has no deployments (`missing`)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: list[CellRunRecord] = []
         self.available = True
+        self.absent_pools: set[str] = set()
+
+    def missing(self, runs: Sequence[CellRun]) -> list[str]:
+        return [
+            f"no deployments for the work pool {pool!r}"
+            for pool in sorted({r.work_pool for r in runs})
+            if pool in self.absent_pools
+        ]
 
     def start(self, release_id: str, run: CellRun) -> FlowRunId:
         with self._lock:

@@ -7,6 +7,7 @@ each cell pool's ``rollout`` and ``undo`` deployments) and `InMemoryCellRuns`. C
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, NewType, Protocol, TypeAlias
 
 from canaryflow.cells import CellRun
@@ -63,6 +64,11 @@ class CellRuns(Protocol):
     Every method is idempotent for a release and a cell, so a release flow killed at any point and
     run again asks the same questions and gets the same runs, never a second one.
     """
+
+    def missing(self, runs: Sequence[CellRun]) -> list[str]:
+        """What the orchestrator lacks to run these cells (e.g. a work pool's deployment), each in
+        one line that says what to do; empty when nothing is missing or it cannot tell now."""
+        ...
 
     def start(self, release_id: str, run: CellRun) -> FlowRunId:
         """Start the cell's rollout (`run`) for the release; a second call returns the first run.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import httpx
@@ -73,6 +73,29 @@ class PrefectCellRuns:
         self.cleanup_deployment = cleanup_deployment
         self.api_url = api_url
         self.request_timeout = request_timeout
+
+    def missing(self, runs: Sequence[CellRun]) -> list[str]:
+        templates = (self.rollout_deployment, self.undo_deployment, self.cleanup_deployment)
+        lines: list[str] = []
+        try:
+            with self._client("read the cells' deployments") as client:
+                for pool in sorted({run.work_pool for run in runs}):
+                    absent = []
+                    for name in (template.format(pool=pool) for template in templates):
+                        try:
+                            client.read_deployment_by_name(name)
+                        except ObjectNotFound:
+                            absent.append(name)
+                    if absent:
+                        flows = ", ".join(name.split("/")[0] for name in absent)
+                        lines.append(
+                            f"the work pool {pool!r} has no deployment {', '.join(absent)}: deploy the "
+                            f"{flows} flow(s) to it (deployments/prefect.yaml ends with a cell pool's "
+                            "template)"
+                        )
+        except TriggerUnavailableError:
+            return []  # cannot tell now: starting a cell says so if one is missing
+        return lines
 
     def start(self, release_id: str, run: CellRun) -> FlowRunId:
         request = run.request.model_dump(mode="json", exclude_none=True)

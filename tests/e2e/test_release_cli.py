@@ -140,6 +140,7 @@ def test_a_release_reaches_every_cell_wave_by_wave(
     assert cells.seen == [("rollout", "eu-1"), ("rollout", "eu-2")]
     assert done.stdout.splitlines()[-2:] == ["  eu-1: promoted", "  eu-2: promoted"]
     assert "starting the rollout of eu-1" in done.stdout
+    assert done.stderr == ""  # Prefect's own console logs stay off the terminal (they go to its API)
 
     api = str(prefect_harness.api.url)
     shown = _canaryflow(api, tmp_path, "get", "release", release_id)
@@ -207,3 +208,27 @@ def test_get_release_refuses_in_one_line(tmp_path: Path) -> None:
     assert no_id.stderr.splitlines() == [
         "canaryflow: error: give the release's id: canaryflow get release ID"
     ]
+
+
+def test_a_release_whose_cell_pool_has_no_deployments_is_refused_before_any_cell_starts(
+    prefect_harness: Any, deployed: None, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    path = tmp_path / "release.yaml"
+    eu2 = "{name: eu-2, context: eu-2, workPool: "
+    path.write_text(RELEASE.replace("{bake}", "").replace(eu2 + POOL, eu2 + "nowhere"))
+    done = _canaryflow(
+        str(prefect_harness.api.url), tmp_path, "release", str(path), "--image", IMAGE, "--id", "demo-nowhere"
+    )
+
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"canaryflow: error: {path}: cannot run its cells: the work pool 'nowhere' has no deployment "
+        "rollout/nowhere, undo/nowhere, cleanup/nowhere: deploy the rollout, undo, cleanup flow(s) to it "
+        "(deployments/prefect.yaml ends with a cell pool's template)"
+    ]
+    where = FlowRunFilter(tags=FlowRunFilterTags(all_=["canaryflow-release:demo-nowhere"]))
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_runs(flow_run_filter=where) == []  # no cell started

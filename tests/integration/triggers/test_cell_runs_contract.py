@@ -243,3 +243,14 @@ def test_a_prefect_abort_asks_a_running_run_to_stop_once(deployed: None) -> None
 
         client.set_flow_run_state(flow_run_id, Cancelled(message="the canary was rolled back"), force=True)
     assert runs.phases(release) == {"eu-1": "rolled-back"}
+
+
+def test_the_deployments_a_cell_pool_lacks_are_named_before_anything_starts(deployed: None) -> None:
+    from canaryflow.triggers.prefect_cells import PrefectCellRuns
+
+    assert PrefectCellRuns().missing([_run("eu-1"), _run("us-1")]) == []
+    nowhere = PrefectCellRuns(undo_deployment="undo/{pool}-nowhere")
+    assert nowhere.missing([_run("eu-1"), _run("us-1")]) == [
+        f"the work pool '{POOL}' has no deployment undo/{POOL}-nowhere: deploy the undo flow(s) to it "
+        "(deployments/prefect.yaml ends with a cell pool's template)"
+    ]
