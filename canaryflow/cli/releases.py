@@ -34,7 +34,7 @@ def release(
     ] = None,
 ) -> None:
     """Release IMAGE to the cells of a release spec, wave by wave; exits 0 when every cell is
-    promoted, 6 when the release was rolled back or held."""
+    promoted, 6 when the release was rolled back, held or superseded."""
     from pydantic import ValidationError
 
     from canaryflow.cli.prefectapi import connect, use
