@@ -25,6 +25,7 @@ __all__ = [
     "TargetOverride",
     "UndoRequest",
     "is_valid_image_reference",
+    "new_release_request",
     "new_request",
 ]
 
@@ -202,16 +203,33 @@ def new_request(*, spec: str, image: str, triggered_by: str, rollout_id: str | N
     try:
         return RolloutRequest(spec=spec, image=image, triggered_by=triggered_by, rollout_id=rollout_id)
     except ValidationError as exc:
-        field = str(exc.errors()[0]["loc"][0]) if exc.errors()[0]["loc"] else "request"
-        if field == "image":
-            message = f"image {image!r} is not a valid image reference (like {_EXAMPLE_IMAGE})"
-        elif field == "spec":
-            message = (
-                f"spec {spec!r} is not a rollout spec path: give a .yaml or .yml file, without "
-                "'..' (e.g. config/rollouts/web.yaml)"
-            )
-        elif field == "rollout_id":
-            message = f"rollout id {rollout_id!r}: use lowercase letters, digits and '-' (at most 63)"
-        else:
-            message = f"{field}: {exc.errors()[0]['msg']}"
-        raise InputError(message) from exc
+        raise _input_error(exc, spec=spec, image=image, id_name="rollout id", id_value=rollout_id) from exc
+
+
+def new_release_request(
+    *, spec: str, image: str, triggered_by: str, release_id: str | None = None
+) -> ReleaseRequest:
+    """A `ReleaseRequest`, or `InputError` naming the first value that is not valid."""
+    try:
+        return ReleaseRequest(spec=spec, image=image, triggered_by=triggered_by, release_id=release_id)
+    except ValidationError as exc:
+        raise _input_error(exc, spec=spec, image=image, id_name="release id", id_value=release_id) from exc
+
+
+def _input_error(
+    exc: ValidationError, *, spec: str, image: str, id_name: str, id_value: str | None
+) -> InputError:
+    """The first problem of a request, in one line that names the value and what to give."""
+    first = exc.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else "request"
+    if field == "image":
+        return InputError(f"image {image!r} is not a valid image reference (like {_EXAMPLE_IMAGE})")
+    if field == "spec":
+        kind = "a release" if id_name == "release id" else "a rollout"
+        example = "config/releases/web.yaml" if id_name == "release id" else "config/rollouts/web.yaml"
+        return InputError(
+            f"spec {spec!r} is not {kind} spec path: give a .yaml or .yml file, without '..' (e.g. {example})"
+        )
+    if field in ("rollout_id", "release_id"):
+        return InputError(f"{id_name} {id_value!r}: use lowercase letters, digits and '-' (at most 63)")
+    return InputError(f"{field}: {first['msg']}")

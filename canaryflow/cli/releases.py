@@ -20,8 +20,6 @@ from canaryflow.cli.output import debugging
 
 __all__ = ["release"]
 
-_EXAMPLE_IMAGE = "registry.example.com/shop/web:1.2.0"
-
 
 def release(
     spec: Annotated[Path, typer.Argument(metavar="SPEC", help="The release spec (YAML).")],
@@ -35,27 +33,15 @@ def release(
 ) -> None:
     """Release IMAGE to the cells of a release spec, wave by wave; exits 0 when every cell is
     promoted, 6 when the release was rolled back, held or superseded."""
-    from pydantic import ValidationError
-
     from canaryflow.cli.prefectapi import connect, use
-    from canaryflow.errors import InputError
-    from canaryflow.requests import ReleaseRequest
+    from canaryflow.requests import new_release_request
     from canaryflow.spec.loading import load_release
     from canaryflow.waves import refuse_what_is_not_built
 
     loaded = load_release(spec)
-    try:
-        request = ReleaseRequest(
-            spec=str(spec), image=image, triggered_by="canaryflow release", release_id=release_id
-        )
-    except ValidationError as exc:
-        field = str(exc.errors()[0]["loc"][0]) if exc.errors()[0]["loc"] else "request"
-        words = {
-            "image": f"image {image!r} is not a valid image reference (like {_EXAMPLE_IMAGE})",
-            "release_id": f"release id {release_id!r}: use lowercase letters, digits and '-' (at most 63)",
-            "spec": f"spec {str(spec)!r}: give a .yaml or .yml file, without '..'",
-        }
-        raise InputError(words.get(field, f"{field}: {exc.errors()[0]['msg']}")) from None
+    request = new_release_request(
+        spec=str(spec), image=image, triggered_by="canaryflow release", release_id=release_id
+    )
     refuse_what_is_not_built(loaded, str(spec))
     api = connect(os.environ)
     use(api, debug=debugging())
