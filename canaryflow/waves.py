@@ -17,10 +17,11 @@ The rules:
   that covers it or while its stable is unhealthy (the wave waits and says why); rollbacks are
   never frozen;
 - a wave fails when more than ``maxFailures`` of its cells end rolled back (or failed), or its
-  bake finds the release worse; then nothing starts any more, running rollouts in the wave are
-  aborted, and per ``onFailure``: ``rollback-all`` undoes every promoted cell, newest wave
-  first, all cells of a wave at once; ``rollback-wave`` undoes the failing wave's promoted cells
-  only; ``hold`` undoes nothing and waits for a person.
+  bake finds the release worse or cannot show it within tolerance by its ``maxDuration``; then
+  nothing starts any more, running rollouts in the wave are aborted, and per ``onFailure``:
+  ``rollback-all`` undoes every promoted cell, newest wave first, all cells of a wave at once;
+  ``rollback-wave`` undoes the failing wave's promoted cells only; ``hold`` undoes nothing and
+  waits for a person.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, TypeAlias
 
-from canaryflow.errors import UsageError
 from canaryflow.spec.release import ReleaseSpec, Wave
 
 __all__ = [
@@ -44,15 +44,16 @@ __all__ = [
     "Undo",
     "Wait",
     "next_step",
-    "refuse_what_is_not_built",
 ]
 
 #: A cell's phase in a release: not started, rollout running, promoted, rolled back (its rollout
 #: judged the canary bad, or was aborted), failed (ended without converging), undone (the release
 #: took its promotion back).
 CellPhase: TypeAlias = Literal["pending", "running", "promoted", "rolled-back", "failed", "undone"]
-#: A wave's bake: still comparing, the release shown within tolerance, or shown worse.
-BakeVerdict: TypeAlias = Literal["pending", "within", "worse"]
+#: A wave's bake (`canaryflow.baking`): still comparing, the release shown within tolerance, shown
+#: worse, or neither by the bake's ``maxDuration`` (a failure too: a release never goes on without
+#: evidence).
+BakeVerdict: TypeAlias = Literal["pending", "within", "worse", "inconclusive"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +148,11 @@ def _failure(
             )
         if bakes.get(index) == "worse":
             return index, f"wave {index + 1}: the bake found the release worse than the cells not updated"
+        if bakes.get(index) == "inconclusive":
+            return (
+                index,
+                f"wave {index + 1}: the bake could not show the release within tolerance by its maxDuration",
+            )
     return None
 
 
@@ -206,13 +212,3 @@ def _freeze(release: ReleaseSpec, cell: str, now: datetime) -> tuple[datetime, s
         if (covers is None or cell in covers) and freeze.start <= now < freeze.end:
             return freeze.end, freeze.reason or "a freeze"
     return None
-
-
-def refuse_what_is_not_built(spec: ReleaseSpec, source: str) -> None:
-    """Refuse (`UsageError`, exit 2) a release that asks for what is not built yet: a bake."""
-    for index, wave in enumerate(spec.spec.waves):
-        if wave.bake is not None:
-            raise UsageError(
-                f"{source}: spec.waves[{index}].bake: the bake by evidence is not built yet; "
-                "remove the wave's bake (the next wave then starts once this one is promoted)"
-            )

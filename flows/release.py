@@ -13,20 +13,24 @@ flow keeps no state of its own: every answer comes from the cells' runs (`CellRu
 a release killed at any point and run again with the same ``release_id`` carries on where it
 stopped, and a second start of a cell gets its first run.
 
-Not yet: the bake by evidence after a wave (a release whose waves have a ``bake`` is refused), the
-health blockers before a wave. Freezes and the failure policy are the wave logic's.
+A wave with a ``bake`` is followed by its bake (`canaryflow.baking`): the wave's cells against
+the cells not updated yet, judged on the rollout spec's metrics read from each cell's Prometheus;
+the next wave starts once the bake shows the release within tolerance. A bake keeps nothing but its
+start (when its wave's last rollout run ended), so a release resumed re-reads it from Prometheus;
+one resumed after a later wave started knows the bake said ``within``.
+
+Not yet: the health blockers before a wave. Freezes and the failure policy are the wave logic's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,16 +42,20 @@ from prefect.states import Failed
 from prefect.variables import Variable
 from pydantic import BaseModel, ConfigDict
 
+from canaryflow.baking import BakeProgress, WaveBake
 from canaryflow.cells import CellRun, cell_run
-from canaryflow.environment import reports_dir
+from canaryflow.clock import Clock, SystemClock
+from canaryflow.environment import metrics_from_env, reports_dir
 from canaryflow.errors import CanaryflowError, InputError, TriggerUnavailableError
-from canaryflow.plan import plan_rollout
+from canaryflow.metrics.port import MetricsSource
+from canaryflow.plan import RolloutPlan, plan_rollout
 from canaryflow.requests import ReleaseRequest
 from canaryflow.spec.loading import load_release
 from canaryflow.spec.release import ReleaseSpec
 from canaryflow.triggers.port import CellRuns
 from canaryflow.waves import (
     Abort,
+    BakeVerdict,
     BakeWave,
     CellPhase,
     Finish,
@@ -56,7 +64,6 @@ from canaryflow.waves import (
     Undo,
     Wait,
     next_step,
-    refuse_what_is_not_built,
 )
 from flows.releasereporting import ReleaseReporter
 
@@ -93,16 +100,24 @@ class ReleaseOutcome(BaseModel):
 POLL_SECONDS = 10.0
 
 
+def cell_metrics(run: CellRun) -> MetricsSource:
+    """The metrics source of a cell: its Prometheus and labels (the cell's run environment), with
+    this process's other Prometheus settings."""
+    return metrics_from_env({**os.environ, **run.env})
+
+
 @dataclass(frozen=True)
 class ReleaseWiring:
-    """What a release run talks to: its cells' runs, asked every `poll_seconds`, who hears each
-    new step in words (`say`, besides the run's log), and where its report goes (`reports_dir`;
-    None: nowhere)."""
+    """What a release run talks to: its cells' runs, asked every `poll_seconds` of `clock`, each
+    cell's metrics (`metrics`, for the bakes), who hears each new step in words (`say`, besides
+    the run's log), and where its report goes (`reports_dir`; None: nowhere)."""
 
     runs: CellRuns
     poll_seconds: float = POLL_SECONDS
     say: Callable[[str], None] | None = None
     reports_dir: Path | None = None
+    metrics: Callable[[CellRun], MetricsSource] = cell_metrics
+    clock: Clock = field(default_factory=SystemClock)
 
 
 _WIRING: ContextVar[ReleaseWiring | None] = ContextVar("canaryflow_release_wiring", default=None)
@@ -151,10 +166,11 @@ def run_name() -> str:
 def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
     """Release `request.image` to the cells of the release spec at `request.spec`, wave by wave."""
     spec = load_release(request.spec)
-    refuse_what_is_not_built(spec, request.spec)
     release_id = release_id_of(request, spec)
     wiring = wiring_for_run()
     this = _Release(spec, request, release_id, wiring.runs)
+    bakes = _Bakes(this, wiring.metrics)
+    clock = wiring.clock
     report = ReleaseReporter(
         spec,
         release_id=release_id,
@@ -168,7 +184,7 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
         raise InputError(f"{request.spec}: cannot run its cells: " + "; ".join(missing))
     cells, waves = len(spec.spec.cells), len(spec.spec.waves)
     report.tell(f"{request.image} to {cells} cell(s) in {waves} wave(s)", {})
-    phases: dict[str, CellPhase] = _ask(this.runs.phases, release_id, wiring.poll_seconds)
+    phases: dict[str, CellPhase] = _ask(this.runs.phases, release_id, wiring.poll_seconds, clock)
     newer = claim_release(spec.name, release_id, fresh=not phases)
     while True:
         try:
@@ -177,26 +193,27 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
             if newer is not None:
                 return this.give_way(newer, phases, report)
             this.clean_up_failed(phases)
-            step = next_step(spec, phases, {}, now=datetime.now(UTC))
+            now = clock.now()
+            step = next_step(spec, phases, bakes.verdicts(phases, now), now=now)
             if isinstance(step, Finish):
                 report.tell(step.reason, phases, outcome=step.outcome)
                 return this.finish(step, phases)
             this.carry_out(step)
         except TriggerUnavailableError as exc:  # Prefect is away: nothing was started; ask again
             step = Wait(f"{exc}; asking again in {wiring.poll_seconds:g} s")
-        report.tell(_words(step), phases)
-        time.sleep(wiring.poll_seconds)
+        report.tell(bakes.words(step), phases)
+        clock.sleep(wiring.poll_seconds)
 
 
 def _ask(
-    phases: Callable[[str], dict[str, CellPhase]], release_id: str, poll_seconds: float
+    phases: Callable[[str], dict[str, CellPhase]], release_id: str, poll_seconds: float, clock: Clock
 ) -> dict[str, CellPhase]:
     """The cells' phases at the start, waiting while Prefect cannot be reached."""
     while True:
         try:
             return phases(release_id)
         except TriggerUnavailableError:
-            time.sleep(poll_seconds)
+            clock.sleep(poll_seconds)
 
 
 def _variable(name: str) -> str:
@@ -246,8 +263,7 @@ class _Release:
             for cell in step.cells:
                 run = self.run_of(cell)
                 self.runs.undo(self.release_id, run, step.reason, plan_rollout(run.request).rollout_id)
-        elif isinstance(step, BakeWave):  # refused at the start (`refuse_what_is_not_built`)
-            raise CanaryflowError(f"wave {step.wave + 1} needs a bake, which is not built yet")
+        # BakeWave: nothing to start; the bake advanced when the verdicts were asked (`_Bakes`)
 
     def clean_up_failed(self, phases: Mapping[str, CellPhase]) -> None:
         """A cell whose rollout run failed or crashed may have left its canary: converge it with
@@ -287,6 +303,72 @@ class _Release:
         return Failed(name=name, message=f"{ended.outcome}: {ended.reason}", data=ended)
 
 
+_SETTLED: frozenset[CellPhase] = frozenset({"promoted", "rolled-back", "failed"})
+
+
+class _Bakes:
+    """The release's bakes: one `WaveBake` per wave with a bake, from when its cells settled."""
+
+    def __init__(self, release: _Release, metrics: Callable[[CellRun], MetricsSource]) -> None:
+        self.release = release
+        self.metrics = metrics
+        self.bakes: dict[int, WaveBake] = {}
+        self._sources: dict[str, MetricsSource] = {}
+
+    def verdicts(self, phases: Mapping[str, CellPhase], now: datetime) -> dict[int, BakeVerdict]:
+        """Each baking wave's verdict at `now` (a wave whose later cells started baked ``within``:
+        a later wave starts only then)."""
+        waves = self.release.spec.spec.waves
+        verdicts: dict[int, BakeVerdict] = {}
+        for index, wave in enumerate(waves):
+            if wave.bake is None:
+                continue
+            later = [cell for w in waves[index + 1 :] for cell in w.cells]
+            if any(phases.get(cell, "pending") != "pending" for cell in later):
+                verdicts[index] = self.bakes[index].progress.verdict if index in self.bakes else "within"
+                continue
+            bake = self.bakes.get(index) or self._begin(index, phases, later)
+            if bake is not None:
+                verdicts[index] = bake.advance(now).verdict
+        return verdicts
+
+    def _begin(self, index: int, phases: Mapping[str, CellPhase], later: list[str]) -> WaveBake | None:
+        wave = self.release.spec.spec.waves[index]
+        if not all(phases.get(cell) in _SETTLED for cell in wave.cells):
+            return None
+        ended = self.release.runs.ended(self.release.release_id)
+        promoted = [cell for cell in wave.cells if phases.get(cell) == "promoted"]
+        if not promoted or any(cell not in ended for cell in promoted):
+            return None  # a failed wave (the wave logic stops it), or not told yet: ask again
+        assert wave.bake is not None
+        bake = WaveBake(
+            index,
+            wave.bake,
+            promoted={cell: self._plan(cell) for cell in promoted},
+            compared={cell: self._plan(cell) for cell in later},
+            sources=self._source,
+            started=max(ended[cell] for cell in wave.cells if cell in ended),
+        )
+        self.bakes[index] = bake
+        return bake
+
+    def _plan(self, cell: str) -> RolloutPlan:
+        return plan_rollout(self.release.run_of(cell).request)
+
+    def _source(self, cell: str) -> MetricsSource:
+        if cell not in self._sources:
+            self._sources[cell] = self.metrics(self.release.run_of(cell))
+        return self._sources[cell]
+
+    def words(self, step: Step) -> str:
+        if isinstance(step, BakeWave) and step.wave in self.bakes:
+            return self.bakes[step.wave].progress.describe()
+        return _words(step)
+
+    def progress(self) -> list[BakeProgress]:
+        return [bake.progress for _index, bake in sorted(self.bakes.items())]
+
+
 def _words(step: Step) -> str:
     if isinstance(step, Start):
         return f"starting the rollout of {', '.join(step.cells)}"
@@ -296,6 +378,8 @@ def _words(step: Step) -> str:
         return f"undoing {', '.join(step.cells)}: {step.reason}"
     if isinstance(step, Wait):
         return step.reason
+    if isinstance(step, BakeWave):
+        return f"wave {step.wave + 1}: waiting for its cells' rollout runs to tell when they ended"
     return repr(step)
 
 

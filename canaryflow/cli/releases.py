@@ -36,13 +36,11 @@ def release(
     from canaryflow.cli.prefectapi import connect, use
     from canaryflow.requests import new_release_request
     from canaryflow.spec.loading import load_release
-    from canaryflow.waves import refuse_what_is_not_built
 
-    loaded = load_release(spec)
+    load_release(spec)  # every problem of the spec, before Prefect is asked anything
     request = new_release_request(
         spec=str(spec), image=image, triggered_by="canaryflow release", release_id=release_id
     )
-    refuse_what_is_not_built(loaded, str(spec))
     api = connect(os.environ)
     use(api, debug=debugging())
     from flows.release import run_release, wiring_for_run

@@ -81,9 +81,10 @@ class Cell(SpecModel):
 
 
 class Bake(SpecModel):
-    """After a wave is promoted: compare its cells with cells not updated yet, for at least
-    ``minDuration`` and ``minRequests`` and at most ``maxDuration``; the next wave starts once the
-    release is shown within tolerance."""
+    """After a wave is promoted: compare its cells with the cells of the later waves (not updated
+    yet) with the judge, for at least ``minDuration`` and ``minRequests`` and at most
+    ``maxDuration``; the next wave starts once the release is shown within tolerance
+    (`canaryflow.baking`). The last wave has no cells left to compare with, so it cannot bake."""
 
     min_duration: Duration = timedelta(minutes=10)
     max_duration: Duration = timedelta(hours=1)
@@ -201,6 +202,14 @@ def release_cross_check(release: ReleaseSpec) -> list[tuple[Loc, str]]:
                 (
                     (*here, "maxFailures"),
                     f"must be less than the wave's {len(wave.cells)} cell(s), or it never stops",
+                )
+            )
+        if wave.bake is not None and w == len(body.waves) - 1:
+            problems.append(
+                (
+                    (*here, "bake"),
+                    "the last wave cannot bake: a bake compares the wave's cells with cells not updated "
+                    "yet, and none are left; remove it",
                 )
             )
         if wave.bake is not None and wave.bake.min_duration > wave.bake.max_duration:

@@ -12,6 +12,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from canaryflow.cells import CellRun
@@ -71,6 +72,7 @@ class CellRunRecord:
     state: RunState = "active"
     reason: str = ""
     rollout_id: str = ""
+    ended_at: datetime | None = None
 
 
 class InMemoryCellRuns:
@@ -113,12 +115,24 @@ class InMemoryCellRuns:
                 )
             return phases
 
+    def ended(self, release_id: str) -> dict[str, datetime]:
+        with self._lock:
+            self._check()
+            cells = dict.fromkeys(r.run.cell for r in self._runs if r.release_id == release_id)
+            latest = {cell: self._latest(release_id, cell, "rollout") for cell in cells}
+            return {
+                cell: record.ended_at
+                for cell, record in latest.items()
+                if record is not None and record.ended_at is not None
+            }
+
     def abort(self, release_id: str, cell: str, reason: str) -> None:
         with self._lock:
             self._check()
             rollout = self._latest(release_id, cell, "rollout")
             if rollout is not None and rollout.state == "active":
                 rollout.state, rollout.reason = "not-promoted", reason
+                rollout.ended_at = datetime.now(UTC)
 
     def undo(self, release_id: str, run: CellRun, reason: str, rollout_id: str) -> FlowRunId:
         with self._lock:
@@ -136,12 +150,14 @@ class InMemoryCellRuns:
                 return existing.flow_run_id
             return self._add(release_id, "cleanup", run, rollout_id=rollout_id)
 
-    def end(self, flow_run_id: str, state: RunState) -> None:
-        """Set the state of the run `flow_run_id` (KeyError for an unknown one)."""
+    def end(self, flow_run_id: str, state: RunState, *, at: datetime | None = None) -> None:
+        """Set the state of the run `flow_run_id` (KeyError for an unknown one); a state other
+        than active ends it `at` (default: now)."""
         with self._lock:
             for record in self._runs:
                 if record.flow_run_id == flow_run_id:
                     record.state = state
+                    record.ended_at = None if state == "active" else (at or datetime.now(UTC))
                     return
         raise KeyError(flow_run_id)
 

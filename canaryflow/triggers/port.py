@@ -8,6 +8,7 @@ each cell pool's ``rollout`` and ``undo`` deployments) and `InMemoryCellRuns`. C
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Literal, NewType, Protocol, TypeAlias
 
 from canaryflow.cells import CellRun
@@ -79,6 +80,11 @@ class CellRuns(Protocol):
 
     def phases(self, release_id: str) -> dict[str, CellPhase]:
         """Each cell of the release that has a run, with its phase (`cell_phase`)."""
+        ...
+
+    def ended(self, release_id: str) -> dict[str, datetime]:
+        """When each cell's latest rollout run ended (timezone-aware), for the cells whose rollout
+        run has ended: where a wave's bake starts."""
         ...
 
     def abort(self, release_id: str, cell: str, reason: str) -> None:

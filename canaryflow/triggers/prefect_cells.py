@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -110,6 +111,20 @@ class PrefectCellRuns:
                 latest[(cell, kind)] = run_state(run)
         cells = dict.fromkeys(cell for cell, _kind in latest)
         return {cell: cell_phase(latest.get((cell, "rollout")), latest.get((cell, "undo"))) for cell in cells}
+
+    def ended(self, release_id: str) -> dict[str, datetime]:
+        latest: dict[str, FlowRun] = {}
+        for run in self._runs(release_id, kind="rollout"):  # oldest first: the latest wins
+            cell = _tag(run, _CELL)
+            if cell is not None:
+                latest[cell] = run
+        ended: dict[str, datetime] = {}
+        for cell, run in latest.items():
+            if run_state(run) != "active":
+                at = run.end_time or (run.state.timestamp if run.state is not None else None)
+                if at is not None:
+                    ended[cell] = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        return ended
 
     def abort(self, release_id: str, cell: str, reason: str) -> None:
         runs = self._runs(release_id, cell=cell, kind="rollout")

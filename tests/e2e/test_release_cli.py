@@ -36,8 +36,8 @@ spec:
     - {{name: eu-1, context: eu-1, workPool: {POOL}, labels: {{cluster: eu-1}}}}
     - {{name: eu-2, context: eu-2, workPool: {POOL}, labels: {{cluster: eu-2}}}}
   waves:
-    - {{cells: [eu-1]{{bake}}}}
-    - {{cells: [eu-2]}}
+    - {{cells: [eu-1]}}
+    - {{cells: [eu-2]{{bake}}}}
 """
 
 
@@ -106,6 +106,7 @@ def _canaryflow(api_url: str, tmp_path: Path, *args: str) -> subprocess.Complete
 
 
 def _spec(tmp_path: Path, *, bake: bool = False) -> str:
+    """The release spec; with `bake`, its last wave bakes (which it cannot)."""
     path = tmp_path / "release.yaml"
     path.write_text(RELEASE.replace("{bake}", ", bake: {minDuration: 1m}" if bake else ""))
     return str(path)
@@ -175,10 +176,10 @@ def test_bad_input_is_refused_in_one_line_before_prefect_is_asked(tmp_path: Path
     missing = _canaryflow(nowhere, tmp_path, "release", str(tmp_path / "none.yaml"), "--image", IMAGE)
     release_id = _canaryflow(nowhere, tmp_path, "release", _spec(tmp_path), "--image", IMAGE, "--id", "A_B")
 
-    assert (bake.returncode, image.returncode, missing.returncode, release_id.returncode) == (2, 1, 1, 1)
+    assert (bake.returncode, image.returncode, missing.returncode, release_id.returncode) == (1, 1, 1, 1)
     assert bake.stderr.splitlines() == [
-        f"canaryflow: error: {_spec(tmp_path, bake=True)}: spec.waves[0].bake: the bake by evidence is not "
-        "built yet; remove the wave's bake (the next wave then starts once this one is promoted)"
+        f"canaryflow: error: {_spec(tmp_path, bake=True)}:12 spec.waves[1].bake: the last wave cannot bake: "
+        "a bake compares the wave's cells with cells not updated yet, and none are left; remove it"
     ]
     assert image.stderr.splitlines() == [
         "canaryflow: error: image 'Not An Image' is not a valid image reference "

@@ -106,6 +106,15 @@ def test_a_bake_that_finds_the_release_worse_undoes_the_baked_wave() -> None:
     )
 
 
+def test_a_bake_that_cannot_show_the_release_within_tolerance_stops_it_too() -> None:
+    step = next_step(release(TWO_WAVES, on_failure="hold"), {"a": "promoted"}, {0: "inconclusive"}, now=NOW)
+    assert step == Finish(
+        "held",
+        "wave 1: the bake could not show the release within tolerance by its maxDuration; onFailure: "
+        "hold, nothing rolled back",
+    )
+
+
 def test_concurrency_and_tolerated_failures() -> None:
     spec = release([{"cells": ["a", "b", "c"], "concurrency": 2, "maxFailures": 1}])
     assert next_step(spec, {}, {}, now=NOW) == Start(("a", "b"))
@@ -160,6 +169,7 @@ def releases(draw: st.DrawFn) -> ReleaseSpec:
                 **({"bake": {}} if draw(st.booleans()) else {}),
             }
         )
+    waves[-1].pop("bake", None)  # the last wave has no cells left to bake against
     policy = draw(st.sampled_from(["rollback-all", "rollback-wave", "hold"]))
     return release(waves, on_failure=policy)
 

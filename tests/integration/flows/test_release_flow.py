@@ -7,24 +7,28 @@ What it shows: the waves go in order (a wave starts only once the one before is 
 rollback in a later wave aborts that wave's running cells and undoes every promoted cell (the
 default ``rollback-all``); a release run again with the id of an interrupted one carries on without
 starting a cell twice; a Prefect that cannot be reached delays the release and loses nothing; a
-release whose waves ask for a bake (not built yet) is refused before any cell starts.
+wave's bake (its cell's simulated stable traffic against the cells not updated yet, on a manual
+clock) lets the next wave start only once it shows the release within tolerance, and a bake that
+finds the release worse undoes the baked wave before any later cell starts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from canaryflow.cells import CellRun
-from canaryflow.errors import TriggerUnavailableError, UsageError
+from canaryflow.clock import ManualClock
+from canaryflow.errors import TriggerUnavailableError
 from canaryflow.releasereport import read_release_status, release_report
 from canaryflow.requests import ReleaseRequest
+from canaryflow.simulation import BehaviourProfile
 from canaryflow.triggers.memory import InMemoryCellRuns
 from canaryflow.triggers.port import FlowRunId, RunState
 from canaryflow.waves import CellPhase
+from tests.fixtures.celltraffic import NEW, CellTraffic
 
 IMAGE = "registry.example.com/shop/demo:2.0.0"
 RELEASE = """\
@@ -53,13 +57,16 @@ class ScriptedCells(InMemoryCellRuns):
         ends: dict[str, RunState] | None = None,
         outages: int = 0,
         meanwhile: dict[int, Callable[[], None]] | None = None,
+        clock: ManualClock | None = None,
     ) -> None:
         super().__init__()
+        self.clock = clock
         self.ends = ends or {}
         self.outages = outages
         self.meanwhile = meanwhile or {}  # what happens elsewhere before the n-th ask (from 1)
         self.asked = 0
         self.seen_at_start: dict[str, dict[str, CellPhase]] = {}
+        self.started_at: dict[str, datetime] = {}
 
     def phases(self, release_id: str) -> dict[str, CellPhase]:
         self.asked += 1
@@ -72,11 +79,13 @@ class ScriptedCells(InMemoryCellRuns):
             if record.state == "active":
                 end = "completed" if record.kind != "rollout" else self.ends.get(record.run.cell, "completed")
                 if end != "active":
-                    self.end(record.flow_run_id, end)
+                    self.end(record.flow_run_id, end, at=None if self.clock is None else self.clock.now())
         return super().phases(release_id)
 
     def start(self, release_id: str, run: CellRun) -> FlowRunId:
         self.seen_at_start.setdefault(run.cell, super().phases(release_id))
+        if self.clock is not None:
+            self.started_at.setdefault(run.cell, self.clock.now())
         return super().start(release_id, run)
 
     def started(self, kind: str) -> list[str]:
@@ -84,14 +93,31 @@ class ScriptedCells(InMemoryCellRuns):
 
 
 def _release(
-    tmp_path: Path, cells: ScriptedCells, *, bake: bool = False, release_id: str | None = None
+    tmp_path: Path,
+    cells: ScriptedCells,
+    *,
+    release_id: str | None = None,
+    traffic: CellTraffic | None = None,
+    said: list[str] | None = None,
 ) -> Any:
     from flows.release import ReleaseWiring, release, use_release_wiring
 
     path = tmp_path / "release.yaml"
-    path.write_text(RELEASE.format(bake=", bake: {minDuration: 1m}" if bake else ""))
-    request = ReleaseRequest(spec=str(path), image=IMAGE, triggered_by="test", release_id=release_id)
-    with use_release_wiring(ReleaseWiring(cells, poll_seconds=0.0, reports_dir=tmp_path / "reports")):
+    path.write_text(RELEASE.format(bake=", bake: {minDuration: 1m, maxDuration: 10m}" if traffic else ""))
+    image = IMAGE if traffic is None else NEW
+    request = ReleaseRequest(spec=str(path), image=image, triggered_by="test", release_id=release_id)
+    wiring = ReleaseWiring(cells, poll_seconds=0.0, reports_dir=tmp_path / "reports")
+    if traffic is not None:  # the bake reads each cell's simulated traffic; a poll takes 5 s of it
+        sources = traffic.sources
+        wiring = ReleaseWiring(
+            cells,
+            poll_seconds=5.0,
+            reports_dir=tmp_path / "reports",
+            metrics=lambda run: sources[run.cell],
+            clock=traffic.clock,
+            say=None if said is None else said.append,
+        )
+    with use_release_wiring(wiring):
         return release(request, return_state=True)
 
 
@@ -225,15 +251,40 @@ def test_prefect_out_of_reach_delays_the_release_and_loses_nothing(
     assert cells.started("rollout") == ["eu-1", "eu-2", "us-1"]
 
 
-def test_a_release_asking_for_a_bake_is_refused_before_any_cell_starts(
+def test_the_next_wave_starts_once_the_bake_shows_the_release_within_tolerance(
     prefect_harness: Any, tmp_path: Path
 ) -> None:
-    cells = ScriptedCells()
+    traffic = CellTraffic(BehaviourProfile())
+    cells = ScriptedCells(clock=traffic.clock)
+    said: list[str] = []
 
-    with pytest.raises(UsageError, match=r"spec.waves\[0\].bake: the bake by evidence is not built yet"):
-        _release(tmp_path, cells, bake=True).result()
+    state = _release(tmp_path, cells, release_id="demo-baked", traffic=traffic, said=said)
 
-    assert cells.runs == []
+    assert state.is_completed(), state.message
+    assert cells.started("rollout") == ["eu-1", "eu-2", "us-1"]
+    eu1_ended = next(r.ended_at for r in cells.runs if r.run.cell == "eu-1")
+    assert eu1_ended is not None
+    waited = cells.started_at["eu-2"] - eu1_ended
+    assert waited >= timedelta(minutes=1)  # the bake's minDuration, at least
+    assert any(
+        line.startswith("demo-baked: wave 1 bake: ") and " of 120 interval(s)" in line for line in said
+    ), said
+
+
+def test_a_bake_that_finds_the_release_worse_undoes_the_wave_and_starts_no_other(
+    prefect_harness: Any, tmp_path: Path
+) -> None:
+    traffic = CellTraffic(BehaviourProfile(error_rate=0.05))
+    cells = ScriptedCells(clock=traffic.clock)
+
+    state = _release(tmp_path, cells, release_id="demo-bake-worse", traffic=traffic)
+
+    assert state.name == "RolledBack"
+    outcome = state.result(raise_on_failure=False)
+    assert outcome.cells == {"eu-1": "undone", "eu-2": "pending", "us-1": "pending"}
+    assert outcome.reason.startswith("wave 1: the bake found the release worse than the cells not updated")
+    assert cells.started("rollout") == ["eu-1"]
+    assert cells.started("undo") == ["eu-1"]
 
 
 def _claimed_by(release_id: str) -> Callable[[], None]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -116,6 +117,21 @@ def test_each_cell_phase_is_read_from_how_its_run_ended(adapter: Adapter, end: R
 
     assert adapter.runs.phases(release) == {"eu-1": phase, "us-1": "running"}
     assert adapter.runs.start(release, _run("eu-1")) == eu  # an ended cell is not started again
+
+
+def test_when_each_cells_rollout_ended_is_known_once_it_ended(adapter: Adapter) -> None:
+    release = _release()
+    eu = adapter.runs.start(release, _run("eu-1"))
+    adapter.runs.start(release, _run("us-1"))
+    assert adapter.runs.ended(release) == {}
+    before = datetime.now(UTC) - timedelta(seconds=5)  # the Prefect server's clock is this one
+
+    adapter.end(eu, "completed")
+    adapter.runs.abort(release, "us-1", "wave 1 failed")
+
+    ended = adapter.runs.ended(release)
+    assert set(ended) == {"eu-1", "us-1"}
+    assert all(before <= at <= datetime.now(UTC) + timedelta(seconds=5) for at in ended.values())
 
 
 def test_an_abort_ends_a_waiting_run_and_leaves_an_ended_one(adapter: Adapter) -> None:

@@ -1,0 +1,264 @@
+"""The bake after a wave: the wave's promoted cells against the cells not updated yet, judged.
+
+Once a wave's cells are promoted they serve the new image on their stable track, while the cells
+of the later waves still serve the old one. A bake (`canaryflow.spec.release.Bake`) compares the
+two groups on the rollout spec's metrics with the judge the rollouts use
+(`analysis.judge.SequentialJudge`, with the settings of the spec's last analyze step): every
+analysis interval since the bake started, the stable traffic of the promoted cells, summed, is the
+judge's canary and that of the cells not updated yet, summed, its baseline. The verdict:
+
+- ``worse``: the judge rolls back (the promoted cells are worse than the others beyond the
+  tolerance), at any time;
+- ``within``: the judge promotes (not before ``minDuration``: it is the judge's minimum exposure)
+  and the promoted cells have served ``minRequests`` (counted by the first ratio metric's total,
+  else the first histogram's);
+- ``inconclusive``: ``maxDuration`` passed without either (the release stops: a bake never lets a
+  release go on without evidence);
+- ``pending`` otherwise.
+
+An interval whose Prometheus did not answer counts as an interval without data, as in a rollout's
+analysis: the judge never promotes on it. A cell without data in an interval adds nothing to its
+group; a group without data makes the interval one without data.
+
+What the comparison assumes: the judge's error rates hold for two groups that would behave alike if
+they ran the same image. Cells differ more than pods behind one Service (their clients, their load,
+their dependencies), so a difference that was there before the release is read as the release's;
+the judge's tolerance and its dispersion estimate absorb some of it. Choose cells of one kind for a
+wave and the cells compared with it (the release spec puts the first wave's cell next to those of
+the second), and read a ``worse`` as "the cells now differ", which is what a release should stop on.
+
+A bake keeps nothing but its start (when the wave's last rollout run ended, which the runs keep):
+a release resumed anywhere reads the same intervals from Prometheus again and gets the same verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from analysis.judge import SequentialJudge
+from analysis.observations import (
+    HistogramCounts,
+    PairedObservation,
+    RatioCounts,
+    Samples,
+    TrackObservation,
+)
+from analysis.verdicts import Verdict
+from canaryflow.errors import MetricsUnavailableError, NoDataError, QueryError
+from canaryflow.metrics.port import MetricQuery, MetricsSource
+from canaryflow.plan import RolloutPlan
+from canaryflow.spec.models import Analyze
+from canaryflow.spec.release import Bake
+from canaryflow.waves import BakeVerdict
+
+__all__ = ["BakeProgress", "WaveBake", "bake_interval", "combine"]
+
+
+@dataclass(frozen=True, slots=True)
+class BakeProgress:
+    """Where a wave's bake stands: its verdict and why, since when, the intervals judged (of at
+    most `intervals`) and the requests the promoted cells served."""
+
+    wave: int
+    verdict: BakeVerdict
+    reason: str
+    started: datetime
+    judged: int
+    intervals: int
+    requests: float
+
+    def describe(self) -> str:
+        """E.g. ``wave 1 bake: 12 of 120 intervals, 5300 requests: ...``."""
+        return (
+            f"wave {self.wave + 1} bake: {self.judged} of {self.intervals} interval(s), "
+            f"{self.requests:.0f} request(s) on the new image: {self.reason}"
+        )
+
+
+def bake_interval(plan: RolloutPlan) -> Analyze:
+    """The analyze step whose interval and settings a bake uses: the rollout spec's last one (or
+    the defaults of one when the spec has none)."""
+    steps = [step.analyze for step in plan.spec.steps if step.analyze is not None]
+    return steps[-1] if steps else Analyze()
+
+
+class WaveBake:
+    """The bake of wave `wave`: `promoted` cells against `compared` cells, each a rollout plan (its
+    target and metrics) read through `sources` (a cell's name -> its metrics source), from
+    `started`. Call `advance` with the time; it judges the intervals that ended since."""
+
+    def __init__(
+        self,
+        wave: int,
+        bake: Bake,
+        *,
+        promoted: Mapping[str, RolloutPlan],
+        compared: Mapping[str, RolloutPlan],
+        sources: Callable[[str], MetricsSource],
+        started: datetime,
+    ) -> None:
+        if not promoted or not compared:
+            raise ValueError("a bake needs promoted cells and cells not updated yet to compare them with")
+        if started.tzinfo is None:
+            raise ValueError(f"started must be timezone-aware, got {started!r}")
+        self.wave = wave
+        self.bake = bake
+        self.promoted = dict(promoted)
+        self.compared = dict(compared)
+        self.sources = sources
+        self.started = started
+        plan = next(iter(self.promoted.values()))
+        step = bake_interval(plan)
+        self.interval = step.interval
+        self.queries: list[MetricQuery] = plan.queries()
+        settings = plan.spec.analysis_settings(step).model_copy(
+            update={
+                "max_duration_seconds": bake.max_duration.total_seconds(),
+                "min_exposure_seconds": bake.min_duration.total_seconds(),
+            }
+        )
+        units = {q.name: q.unit for q in self.queries if q.unit}
+        self._judge = SequentialJudge(settings, interval_seconds=self.interval.total_seconds(), units=units)
+        self.intervals = max(1, math.floor(bake.max_duration / self.interval + 1e-9))
+        self.judged = 0
+        self.requests = 0.0
+        self._shown: Verdict | None = None
+        self.progress = BakeProgress(
+            wave, "pending", "the bake has just started", started, 0, self.intervals, 0.0
+        )
+
+    def advance(self, now: datetime) -> BakeProgress:
+        """Judge every interval that ended by `now` and is not judged yet; the progress."""
+        while self.progress.verdict == "pending" and self.judged < self.intervals:
+            end = self.started + self.interval * (self.judged + 1)
+            if end > now:
+                break
+            observed = self._observe(end)
+            self.judged += 1
+            self.requests += _requests(self.queries, observed)
+            if self._shown is None:
+                verdict = self._judge.update(observed)
+                if verdict.decision == "rollback":
+                    return self._set("worse", verdict.reason)
+                if verdict.decision == "promote":
+                    self._shown = verdict
+                elif verdict.final:  # inconclusive: the judge sees no way to show it within
+                    return self._set("inconclusive", verdict.reason)
+                else:
+                    self._set("pending", verdict.reason)
+            self._check_within()
+        if self.progress.verdict == "pending" and self.judged >= self.intervals:
+            if self._shown is None:
+                verdict = self._judge.finish()
+                if verdict.decision == "rollback":
+                    return self._set("worse", verdict.reason)
+                if verdict.decision == "promote":
+                    self._shown = verdict
+            self._check_within()
+            if self.progress.verdict == "pending":
+                why = (
+                    f"the promoted cells served {self.requests:.0f} of the {self.bake.min_requests} "
+                    "requests the bake needs"
+                    if self._shown is not None
+                    else "the judge could not show the release within tolerance"
+                )
+                return self._set("inconclusive", f"maxDuration reached: {why}")
+        return self._set(self.progress.verdict, self.progress.reason)
+
+    def _check_within(self) -> None:
+        if self._shown is None:
+            return
+        if self.requests >= self.bake.min_requests:
+            self._set("within", self._shown.reason)
+        else:
+            self._set(
+                "pending",
+                f"within tolerance; waiting for {self.bake.min_requests} requests on the new image",
+            )
+
+    def _set(self, verdict: BakeVerdict, reason: str) -> BakeProgress:
+        self.progress = BakeProgress(
+            self.wave, verdict, reason, self.started, self.judged, self.intervals, self.requests
+        )
+        return self.progress
+
+    def _observe(self, end: datetime) -> dict[str, PairedObservation | None]:
+        observed: dict[str, PairedObservation | None] = {}
+        for query in self.queries:
+            try:
+                canary = self._group(self.promoted, query, end)
+                baseline = self._group(self.compared, query, end)
+            except MetricsUnavailableError:
+                return dict.fromkeys((q.name for q in self.queries), None)
+            observed[query.name] = (
+                None
+                if canary is None or baseline is None
+                else PairedObservation(baseline=baseline, canary=canary)
+            )
+        return observed
+
+    def _group(
+        self, plans: Mapping[str, RolloutPlan], query: MetricQuery, end: datetime
+    ) -> TrackObservation | None:
+        seen: list[TrackObservation] = []
+        for cell, plan in plans.items():
+            try:
+                seen.append(
+                    self.sources(cell).observe(
+                        query,
+                        namespace=plan.target.namespace,
+                        app=plan.target.app,
+                        track="stable",
+                        end=end,
+                        window=self.interval,
+                    )
+                )
+            except NoDataError:
+                continue
+        return combine(seen, query=query.name) if seen else None
+
+
+def combine(observations: Sequence[TrackObservation], *, query: str) -> TrackObservation:
+    """Several cells' observations of one metric as one: counts added (a histogram's buckets must
+    match), samples put together.
+
+    Raises
+    ------
+    QueryError
+        Observations of different kinds, or histograms with different buckets.
+    """
+    first = observations[0]
+    if isinstance(first, RatioCounts):
+        ratios = [o for o in observations if isinstance(o, RatioCounts)]
+        if len(ratios) == len(observations):
+            return RatioCounts(bad=sum(o.bad for o in ratios), total=sum(o.total for o in ratios))
+    elif isinstance(first, HistogramCounts):
+        hists = [o for o in observations if isinstance(o, HistogramCounts) and o.le == first.le]
+        if len(hists) == len(observations):
+            counts = tuple(sum(column) for column in zip(*(o.counts for o in hists), strict=True))
+            return HistogramCounts(le=first.le, counts=counts)
+    else:
+        samples = [o for o in observations if isinstance(o, Samples)]
+        if len(samples) == len(observations):
+            return Samples(values=tuple(v for o in samples for v in o.values))
+    raise QueryError(
+        f"metric {query!r}: the cells' series cannot be added up (different types or histogram buckets)",
+        query=query,
+    )
+
+
+def _requests(queries: Sequence[MetricQuery], observed: Mapping[str, PairedObservation | None]) -> float:
+    """The promoted cells' requests in one interval: the first ratio metric's total, else the first
+    histogram's (0 without either, or without data)."""
+    for kind in ("ratio", "histogram"):
+        for query in queries:
+            if query.type == kind:
+                pair = observed.get(query.name)
+                if pair is None:
+                    return 0.0
+                canary = pair.canary
+                return canary.total if isinstance(canary, RatioCounts | HistogramCounts) else 0.0
+    return 0.0

@@ -1,0 +1,189 @@
+"""A wave's bake (`canaryflow.baking.WaveBake`): the promoted cells' stable traffic against the
+cells not updated yet, judged, read through the simulated metrics adapter (one traffic simulator
+per cell, on a manual clock).
+
+What it shows: a release that behaves like the old image is shown within tolerance, not before
+the bake's ``minDuration`` and its ``minRequests``; one with five times the errors is found worse;
+a Prometheus that does not answer never lets a bake pass; a bake that cannot reach its
+``minRequests`` ends inconclusive at ``maxDuration``; the verdict depends only on the start and the
+metrics (a bake begun again later reaches the same verdict at the same interval).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+import pytest
+
+from analysis.observations import HistogramCounts, RatioCounts, Samples
+from canaryflow.baking import WaveBake, combine
+from canaryflow.cells import cell_run
+from canaryflow.errors import MetricsUnavailableError, QueryError
+from canaryflow.metrics.port import MetricQuery, MetricsSource, ObservedTrack
+from canaryflow.plan import RolloutPlan, plan_rollout
+from canaryflow.simulation import BehaviourProfile
+from canaryflow.spec.loading import load_release_text
+from canaryflow.spec.release import Bake
+from tests.fixtures.celltraffic import NEW, CellTraffic
+
+RELEASE = load_release_text(
+    """\
+apiVersion: canaryflow/v1
+kind: Release
+metadata: {name: web}
+spec:
+  rollout: config/rollouts/demo.yaml
+  prometheus: http://prometheus.monitoring:9090
+  cells:
+    - {name: eu-1, context: eu-1, workPool: p, labels: {cluster: eu-1}}
+    - {name: eu-2, context: eu-2, workPool: p, labels: {cluster: eu-2}}
+    - {name: us-1, context: us-1, workPool: p, labels: {cluster: us-1}}
+  waves:
+    - {cells: [eu-1], bake: {minDuration: 1m, maxDuration: 10m}}
+    - {cells: [eu-2, us-1]}
+""",
+)
+
+
+class Cells(CellTraffic):
+    def bake(self, bake: Bake, *, sources: Mapping[str, MetricsSource] | None = None) -> WaveBake:
+        chosen = sources or self.sources
+        return WaveBake(
+            0,
+            bake,
+            promoted={"eu-1": _plan("eu-1")},
+            compared={"eu-2": _plan("eu-2"), "us-1": _plan("us-1")},
+            sources=lambda cell: chosen[cell],
+            started=self.clock.now(),
+        )
+
+
+def _bake(least: str, most: str, requests: int = 0) -> Bake:
+    return Bake.model_validate({"minDuration": least, "maxDuration": most, "minRequests": requests})
+
+
+def _plan(cell: str) -> RolloutPlan:
+    return plan_rollout(cell_run(RELEASE, cell, image=NEW, triggered_by="test").request)
+
+
+def _run(cells: Cells, bake: WaveBake, *, step: float = 5.0, limit: float = 900.0) -> list[str]:
+    """The verdict after each `step` seconds until the bake decides (or `limit`)."""
+    seen = []
+    while cells.clock.monotonic() < limit:
+        cells.clock.advance(step)
+        seen.append(bake.advance(cells.clock.now()).verdict)
+        if seen[-1] != "pending":
+            break
+    return seen
+
+
+def test_a_release_like_the_old_image_is_within_tolerance_after_the_minimum_bake() -> None:
+    cells = Cells(BehaviourProfile())
+    bake = cells.bake(_bake("1m", "10m"))
+
+    seen = _run(cells, bake)
+
+    assert seen[-1] == "within", bake.progress
+    assert bake.judged * 5 >= 60  # not before minDuration
+    assert bake.requests == pytest.approx(bake.judged * 5 * 3 * 20, rel=0.2)  # eu-1 alone
+    assert bake.progress.describe().startswith(f"wave 1 bake: {bake.judged} of 120 interval(s)")
+
+
+def test_a_release_within_tolerance_still_waits_for_its_minimum_requests() -> None:
+    cells = Cells(BehaviourProfile())
+    quick = cells.bake(_bake("1m", "10m"))
+    needy = cells.bake(_bake("1m", "10m", 30_000))
+
+    seen = _run(cells, quick)
+    while needy.advance(cells.clock.now()).verdict == "pending" and cells.clock.monotonic() < 900:
+        assert needy.requests < 30_000
+        cells.clock.advance(5.0)
+
+    assert seen[-1] == "within"
+    assert needy.progress.verdict == "within"
+    assert needy.judged > quick.judged
+    assert needy.requests >= 30_000
+
+
+def test_a_release_with_five_times_the_errors_is_found_worse() -> None:
+    cells = Cells(BehaviourProfile(error_rate=0.05))
+
+    seen = _run(cells, cells.bake(_bake("5m", "10m")))
+
+    assert seen[-1] == "worse"
+    assert len(seen) < 60  # found before minDuration: a rollback needs no minimum
+
+
+def test_too_little_traffic_for_the_minimum_requests_is_inconclusive_at_max_duration() -> None:
+    cells = Cells(BehaviourProfile())
+    bake = cells.bake(_bake("1m", "3m", 10**9))
+
+    seen = _run(cells, bake)
+
+    assert seen[-1] == "inconclusive"
+    assert bake.judged == 36
+    assert bake.progress.reason.startswith("maxDuration reached: the promoted cells served")
+
+
+class Unanswered:
+    def observe(
+        self,
+        query: MetricQuery,
+        *,
+        namespace: str,
+        app: str,
+        track: ObservedTrack,
+        end: datetime,
+        window: timedelta,
+    ) -> RatioCounts:
+        raise MetricsUnavailableError("Prometheus at http://prometheus.monitoring:9090 did not answer")
+
+    def is_online(self) -> bool:
+        return False
+
+
+def test_a_prometheus_that_does_not_answer_never_lets_a_bake_pass() -> None:
+    cells = Cells(BehaviourProfile())
+    sources = {**cells.sources, "us-1": Unanswered()}
+    bake = cells.bake(_bake("1m", "3m"), sources=sources)
+
+    seen = _run(cells, bake)
+
+    assert set(seen[:-1]) == {"pending"}
+    assert seen[-1] == "inconclusive"
+    assert bake.requests == 0
+
+
+def test_a_bake_begun_again_later_reaches_the_same_verdict() -> None:
+    cells = Cells(BehaviourProfile(error_rate=0.03))
+    first = cells.bake(_bake("5m", "10m"))
+    started = cells.clock.now()
+    seen = _run(cells, first)
+
+    again = WaveBake(
+        0,
+        first.bake,
+        promoted=first.promoted,
+        compared=first.compared,
+        sources=lambda cell: cells.sources[cell],
+        started=started,
+    )
+    resumed = again.advance(cells.clock.now())
+
+    assert (resumed.verdict, resumed.judged, resumed.reason) == (
+        seen[-1],
+        first.judged,
+        first.progress.reason,
+    )
+
+
+def test_cells_observations_add_up_and_mismatched_buckets_are_refused() -> None:
+    assert combine([RatioCounts(1, 10), RatioCounts(2, 30)], query="e") == RatioCounts(3, 40)
+    le = (0.1, float("inf"))
+    assert combine([HistogramCounts(le, (1, 2)), HistogramCounts(le, (3, 5))], query="l") == HistogramCounts(
+        le, (4, 7)
+    )
+    assert combine([Samples((0.1,)), Samples((0.2, 0.3))], query="s") == Samples((0.1, 0.2, 0.3))
+    with pytest.raises(QueryError, match="cannot be added up"):
+        combine([HistogramCounts(le, (1, 2)), HistogramCounts((0.2, float("inf")), (1, 2))], query="l")
