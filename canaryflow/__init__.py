@@ -14,6 +14,7 @@ import contracts in ``pyproject.toml`` (import-linter) enforce it::
     triggers       triggers/       ports `RolloutStarter`, `CellRuns` + Prefect adapters that start runs
     preflight      preflight.py    what a rollout needs, checked before it changes anything
     bake           baking.py       a wave's bake: its cells against those not updated yet, judged
+    blockers       health.py       a cell's stable healthy enough for its rollout to start
     ─────────────────────────────────────────────────────────────────────────────────────────────
     wiring         plan.py         a request resolved: spec, target, rollout id, queries
                    environment.py  the settings read from the environment, and the real adapters

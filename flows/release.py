@@ -19,7 +19,9 @@ the next wave starts once the bake shows the release within tolerance. A bake ke
 start (when its wave's last rollout run ended), so a release resumed re-reads it from Prometheus;
 one resumed after a later wave started knows the bake said ``within``.
 
-Not yet: the health blockers before a wave. Freezes and the failure policy are the wave logic's.
+With ``health`` in the release spec, a cell starts only while its stable is healthy
+(`canaryflow.health`: the blockers); its wave waits and says why. Freezes and the failure policy
+are the wave logic's.
 """
 
 from __future__ import annotations
@@ -42,11 +44,12 @@ from prefect.states import Failed
 from prefect.variables import Variable
 from pydantic import BaseModel, ConfigDict
 
-from canaryflow.baking import BakeProgress, WaveBake
+from canaryflow.baking import WaveBake
 from canaryflow.cells import CellRun, cell_run
 from canaryflow.clock import Clock, SystemClock
 from canaryflow.environment import metrics_from_env, reports_dir
 from canaryflow.errors import CanaryflowError, InputError, TriggerUnavailableError
+from canaryflow.health import unhealthy
 from canaryflow.metrics.port import MetricsSource
 from canaryflow.plan import RolloutPlan, plan_rollout
 from canaryflow.requests import ReleaseRequest
@@ -109,8 +112,8 @@ def cell_metrics(run: CellRun) -> MetricsSource:
 @dataclass(frozen=True)
 class ReleaseWiring:
     """What a release run talks to: its cells' runs, asked every `poll_seconds` of `clock`, each
-    cell's metrics (`metrics`, for the bakes), who hears each new step in words (`say`, besides
-    the run's log), and where its report goes (`reports_dir`; None: nowhere)."""
+    cell's metrics (`metrics`, for the bakes and the blockers), who hears each new step in words
+    (`say`, besides the run's log), and where its report goes (`reports_dir`; None: nowhere)."""
 
     runs: CellRuns
     poll_seconds: float = POLL_SECONDS
@@ -169,7 +172,7 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
     release_id = release_id_of(request, spec)
     wiring = wiring_for_run()
     this = _Release(spec, request, release_id, wiring.runs)
-    bakes = _Bakes(this, wiring.metrics)
+    evidence = _Evidence(this, wiring.metrics)
     clock = wiring.clock
     report = ReleaseReporter(
         spec,
@@ -194,14 +197,15 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
                 return this.give_way(newer, phases, report)
             this.clean_up_failed(phases)
             now = clock.now()
-            step = next_step(spec, phases, bakes.verdicts(phases, now), now=now)
+            verdicts = evidence.verdicts(phases, now)
+            step = next_step(spec, phases, verdicts, now=now, unhealthy=evidence.unhealthy(phases, now))
             if isinstance(step, Finish):
                 report.tell(step.reason, phases, outcome=step.outcome)
                 return this.finish(step, phases)
             this.carry_out(step)
         except TriggerUnavailableError as exc:  # Prefect is away: nothing was started; ask again
             step = Wait(f"{exc}; asking again in {wiring.poll_seconds:g} s")
-        report.tell(bakes.words(step), phases)
+        report.tell(evidence.words(step), phases)
         clock.sleep(wiring.poll_seconds)
 
 
@@ -263,7 +267,7 @@ class _Release:
             for cell in step.cells:
                 run = self.run_of(cell)
                 self.runs.undo(self.release_id, run, step.reason, plan_rollout(run.request).rollout_id)
-        # BakeWave: nothing to start; the bake advanced when the verdicts were asked (`_Bakes`)
+        # BakeWave: nothing to start; the bake advanced when the verdicts were asked (`_Evidence`)
 
     def clean_up_failed(self, phases: Mapping[str, CellPhase]) -> None:
         """A cell whose rollout run failed or crashed may have left its canary: converge it with
@@ -306,8 +310,9 @@ class _Release:
 _SETTLED: frozenset[CellPhase] = frozenset({"promoted", "rolled-back", "failed"})
 
 
-class _Bakes:
-    """The release's bakes: one `WaveBake` per wave with a bake, from when its cells settled."""
+class _Evidence:
+    """What the release reads from its cells' metrics: its bakes (one `WaveBake` per wave with a
+    bake, from when its cells settled) and its blockers."""
 
     def __init__(self, release: _Release, metrics: Callable[[CellRun], MetricsSource]) -> None:
         self.release = release
@@ -360,13 +365,22 @@ class _Bakes:
             self._sources[cell] = self.metrics(self.release.run_of(cell))
         return self._sources[cell]
 
+    def unhealthy(self, phases: Mapping[str, CellPhase], now: datetime) -> dict[str, str]:
+        """The blockers: which pending cells of the wave going on have an unhealthy stable, why."""
+        health = self.release.spec.spec.health
+        if health is None:
+            return {}
+        for wave in self.release.spec.spec.waves:
+            if any(phases.get(cell, "pending") in ("pending", "running") for cell in wave.cells):
+                waiting = [cell for cell in wave.cells if phases.get(cell, "pending") == "pending"]
+                plans = {cell: self._plan(cell) for cell in waiting}
+                return unhealthy(health, plans, self._source, now=now)
+        return {}
+
     def words(self, step: Step) -> str:
         if isinstance(step, BakeWave) and step.wave in self.bakes:
             return self.bakes[step.wave].progress.describe()
         return _words(step)
-
-    def progress(self) -> list[BakeProgress]:
-        return [bake.progress for _index, bake in sorted(self.bakes.items())]
 
 
 def _words(step: Step) -> str:

@@ -133,7 +133,23 @@ def _rollout_it_names(release: ReleaseSpec) -> list[tuple[Loc, str]]:
         first = exc.problems[0] if exc.problems else exc.summary()
         more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
         return [(("spec", "rollout"), f"{first}{more}")]
-    return _cells_can_narrow(release, rollout)
+    return _cells_can_narrow(release, rollout) + _health_names_ratio_metrics(release, rollout)
+
+
+def _health_names_ratio_metrics(release: ReleaseSpec, rollout: RolloutSpec) -> list[tuple[Loc, str]]:
+    """``health.maxRates`` names ratio metrics of the rollout spec."""
+    if release.spec.health is None:
+        return []
+    ratios = [metric.name for metric in rollout.spec.analysis.metrics if metric.type == "ratio"]
+    return [
+        (
+            ("spec", "health", "maxRates", name),
+            f"no ratio metric {name!r} in {release.spec.rollout} (its ratio metrics: "
+            f"{', '.join(ratios) or 'none'})",
+        )
+        for name in release.spec.health.max_rates
+        if name not in ratios
+    ]
 
 
 def _cells_can_narrow(release: ReleaseSpec, rollout: RolloutSpec) -> list[tuple[Loc, str]]:

@@ -33,7 +33,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, model_validator
 
-from canaryflow.querytemplates import LABEL_NAME
+from canaryflow.querytemplates import LABEL_NAME, variables
 from canaryflow.requests import TargetOverride
 from canaryflow.spec.durations import Duration, format_duration
 from canaryflow.spec.models import DNS_LABEL, Metadata, SpecModel, report_cross_checks
@@ -44,6 +44,7 @@ __all__ = [
     "Bake",
     "Cell",
     "Freeze",
+    "Health",
     "ReleaseBody",
     "ReleaseSpec",
     "TargetOverride",
@@ -101,6 +102,21 @@ class Wave(SpecModel):
     bake: Bake | None = None
 
 
+class Health(SpecModel):
+    """What a cell's stable must show before a rollout starts in it (a blocker otherwise): each
+    ratio metric of the rollout spec named in ``maxRates`` at most that rate over the last
+    ``window``, and the ``alerts`` query (PromQL with ``{namespace} {app} {cell}``, e.g. firing
+    alerts) without any series. A cell whose Prometheus does not answer is blocked too."""
+
+    window: Duration = timedelta(minutes=5)
+    max_rates: dict[str, float] = Field(
+        default_factory=dict, description="Ratio metric name -> the highest rate the stable may show."
+    )
+    alerts: str | None = Field(
+        default=None, min_length=1, description="A PromQL query whose any series blocks the cell."
+    )
+
+
 class Freeze(SpecModel):
     """A time no wave starts (rollbacks always may): for every cell, or for those named."""
 
@@ -121,6 +137,7 @@ class ReleaseBody(SpecModel):
     waves: tuple[Wave, ...] = Field(min_length=1)
     on_failure: FailurePolicy = "rollback-all"
     freezes: tuple[Freeze, ...] = ()
+    health: Health | None = None
 
 
 class ReleaseSpec(SpecModel):
@@ -222,6 +239,28 @@ def release_cross_check(release: ReleaseSpec) -> list[tuple[Loc, str]]:
     for index, cell in enumerate(body.cells):
         if cell.name not in placed and names.get(cell.name) == index:
             problems.append((("spec", "cells", index, "name"), f"cell {cell.name!r} is in no wave"))
+    if body.health is not None:
+        for name, rate in body.health.max_rates.items():
+            if not 0 < rate <= 1:
+                problems.append((("spec", "health", "maxRates", name), "must be a rate above 0, at most 1"))
+        alerts = body.health.alerts
+        if alerts is not None:
+            unknown = sorted(variables(alerts) - {"namespace", "app", "cell"})
+            if "cell" not in variables(alerts) and any(cell.labels for cell in body.cells):
+                problems.append(
+                    (
+                        ("spec", "health", "alerts"),
+                        "cells told apart by labels need {cell} in the query (at the end of a selector's "
+                        "matchers), or it reads every cell's alerts",
+                    )
+                )
+            if unknown:
+                problems.append(
+                    (
+                        ("spec", "health", "alerts"),
+                        f"unknown placeholder(s) {', '.join(unknown)} (it may use namespace, app, cell)",
+                    )
+                )
     for f, freeze in enumerate(body.freezes):
         here = ("spec", "freezes", f)
         if freeze.end <= freeze.start:

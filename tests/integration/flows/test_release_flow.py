@@ -28,7 +28,7 @@ from canaryflow.simulation import BehaviourProfile
 from canaryflow.triggers.memory import InMemoryCellRuns
 from canaryflow.triggers.port import FlowRunId, RunState
 from canaryflow.waves import CellPhase
-from tests.fixtures.celltraffic import NEW, CellTraffic
+from tests.fixtures.celltraffic import NEW, OLD, CellTraffic
 
 IMAGE = "registry.example.com/shop/demo:2.0.0"
 RELEASE = """\
@@ -99,11 +99,14 @@ def _release(
     release_id: str | None = None,
     traffic: CellTraffic | None = None,
     said: list[str] | None = None,
+    bake: bool = True,
+    health: str = "",
 ) -> Any:
     from flows.release import ReleaseWiring, release, use_release_wiring
 
     path = tmp_path / "release.yaml"
-    path.write_text(RELEASE.format(bake=", bake: {minDuration: 1m, maxDuration: 10m}" if traffic else ""))
+    baked = ", bake: {minDuration: 1m, maxDuration: 10m}" if traffic and bake else ""
+    path.write_text(RELEASE.format(bake=baked) + (f"  health: {health}\n" if health else ""))
     image = IMAGE if traffic is None else NEW
     request = ReleaseRequest(spec=str(path), image=image, triggered_by="test", release_id=release_id)
     wiring = ReleaseWiring(cells, poll_seconds=0.0, reports_dir=tmp_path / "reports")
@@ -285,6 +288,38 @@ def test_a_bake_that_finds_the_release_worse_undoes_the_wave_and_starts_no_other
     assert outcome.reason.startswith("wave 1: the bake found the release worse than the cells not updated")
     assert cells.started("rollout") == ["eu-1"]
     assert cells.started("undo") == ["eu-1"]
+
+
+def test_a_cell_whose_stable_is_unhealthy_waits_until_it_is_healthy_again(
+    prefect_harness: Any, tmp_path: Path
+) -> None:
+    traffic = CellTraffic(BehaviourProfile(error_rate=0.1), images={"eu-1": OLD, "eu-2": OLD, "us-1": NEW})
+    us1 = traffic.pods["us-1"]
+    recovered: list[datetime] = []
+
+    def recover() -> None:  # somebody fixes us-1's stable
+        us1.image = OLD
+        recovered.append(traffic.clock.now())
+
+    cells = ScriptedCells(clock=traffic.clock, meanwhile={8: recover})
+    said: list[str] = []
+
+    state = _release(
+        tmp_path,
+        cells,
+        release_id="demo-blocked",
+        traffic=traffic,
+        said=said,
+        bake=False,
+        health="{window: 1m, maxRates: {error-rate: 0.02}}",
+    )
+
+    assert state.is_completed(), state.message
+    assert cells.started("rollout") == ["eu-1", "eu-2", "us-1"]
+    blocked = [line for line in said if "us-1: its stable is unhealthy (error-rate " in line]
+    assert blocked, said
+    assert "over 2.00% in the last 1m" in blocked[0]
+    assert cells.started_at["us-1"] > recovered[0] > cells.started_at["eu-2"]
 
 
 def _claimed_by(release_id: str) -> Callable[[], None]:

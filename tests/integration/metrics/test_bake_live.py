@@ -1,11 +1,12 @@
-"""A wave's bake read from a real Prometheus shared by cells, the way a release reads it.
+"""A wave's bake and a cell's health, read from a real Prometheus shared by cells as a release does.
 
 Two traffic simulators, scraped by the real test Prometheus as two jobs whose series carry
 ``cluster: bake-new`` and ``cluster: bake-old``: the first cell's stable pods run the new image
 with ten times the errors, the second's the old one. The bake's sources are the release's own
 (`flows.release.cell_metrics`: each cell's Prometheus and labels from its run's environment), its
 intervals those of the rollout spec (5 s). It must find the release worse, counting the new
-cell's requests only (not the other cell's copy of the series).
+cell's requests only (not the other cell's copy of the series). The blockers read each cell's own
+error rate and its alerts query (``up`` series stand in for firing alerts).
 """
 
 from __future__ import annotations
@@ -102,3 +103,30 @@ def test_a_bake_on_a_shared_prometheus_finds_a_worse_release_from_its_cells_seri
         "shop", "web", "stable", start=started.timestamp(), end=end.timestamp()
     )
     assert 0.7 * truth.requests <= bake.requests <= 1.3 * truth.requests  # one cell, not both
+
+
+def test_a_cells_health_is_read_from_its_own_series_and_its_alerts(
+    prometheus: PrometheusServer, simulators: dict[str, TrafficSimulator]
+) -> None:
+    from canaryflow.health import unhealthy
+    from canaryflow.spec.release import Health
+    from flows.release import cell_metrics
+
+    release = _release(prometheus)
+    runs = {cell: cell_run(release, cell, image=NEW, triggered_by="test") for cell in ("new", "old")}
+    plans = {cell: plan_rollout(run.request) for cell, run in runs.items()}
+    prometheus.wait_for_samples('http_requests_total{namespace="shop", cluster="bake-old"}', 12)
+    now = datetime.now(UTC) - timedelta(seconds=2)
+
+    def health(alerts: str) -> dict[str, str]:
+        rules = Health.model_validate({"window": "10s", "maxRates": {"error-rate": 0.05}, "alerts": alerts})
+        return unhealthy(rules, plans, lambda cell: cell_metrics(runs[cell]), now=now)
+
+    quiet = health('up{job="no-such-job"{cell}} == 0')
+    firing = health('up{job!=""{cell}} == 1')  # every cell's scrape is up: one series each
+
+    assert list(quiet) == ["new"]
+    assert quiet["new"].startswith("error-rate ")
+    assert quiet["new"].endswith(" over 5.00% in the last 10s")
+    assert firing["old"] == "1 alert(s) firing"
+    assert firing["new"].endswith("; 1 alert(s) firing")

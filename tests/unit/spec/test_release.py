@@ -192,3 +192,25 @@ def test_the_release_schema_names_the_yaml_keys() -> None:
     cell = schema["$defs"]["Cell"]["properties"]
     assert {"name", "context", "inCluster", "workPool", "prometheus", "labels", "target"} <= set(cell)
     assert schema["properties"]["kind"]["const"] == "Release"
+
+
+def test_health_names_the_rollout_specs_ratio_metrics_and_narrows_alerts_to_the_cell() -> None:
+    text = VALID + (
+        "  health:\n"
+        "    maxRates: {error-rate: 0.02, latency: 0.1, nope: 1.5}\n"
+        '    alerts: \'ALERTS{alertstate="firing", team="{team}"}\'\n'
+    )
+    assert _problems(text) == [
+        "r.yaml:15 spec.health.maxRates.nope: must be a rate above 0, at most 1",
+        "r.yaml:15 spec.health.maxRates.latency: no ratio metric 'latency' in config/rollouts/web.yaml "
+        "(its ratio metrics: error-rate)",
+        "r.yaml:15 spec.health.maxRates.nope: no ratio metric 'nope' in config/rollouts/web.yaml "
+        "(its ratio metrics: error-rate)",
+        "r.yaml:16 spec.health.alerts: cells told apart by labels need {cell} in the query (at the end of a "
+        "selector's matchers), or it reads every cell's alerts",
+        "r.yaml:16 spec.health.alerts: unknown placeholder(s) team (it may use namespace, app, cell)",
+    ]
+    fine = VALID + "  health: {maxRates: {error-rate: 0.02}, alerts: 'ALERTS{alertstate=\"firing\"{cell}}'}\n"
+    health = load_release_text(fine).spec.health
+    assert health is not None
+    assert (health.window, health.max_rates) == (timedelta(minutes=5), {"error-rate": 0.02})
