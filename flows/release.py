@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -173,6 +173,7 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
     wiring = wiring_for_run()
     this = _Release(spec, request, release_id, wiring.runs)
     evidence = _Evidence(this, wiring.metrics)
+    undos = _Undos(this)
     clock = wiring.clock
     report = ReleaseReporter(
         spec,
@@ -203,6 +204,11 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
                 report.tell(step.reason, phases, outcome=step.outcome)
                 return this.finish(step, phases)
             this.carry_out(step)
+            if isinstance(step, Undo):
+                stuck = undos.undo(step, now)
+                if stuck is not None:
+                    report.tell(stuck.reason, phases, outcome=stuck.outcome)
+                    return this.finish(stuck, phases)
         except TriggerUnavailableError as exc:  # Prefect is away: nothing was started; ask again
             step = Wait(f"{exc}; asking again in {wiring.poll_seconds:g} s")
         report.tell(evidence.words(step), phases)
@@ -263,11 +269,8 @@ class _Release:
         elif isinstance(step, Abort):
             for cell in step.cells:
                 self.runs.abort(self.release_id, cell, step.reason)
-        elif isinstance(step, Undo):
-            for cell in step.cells:
-                run = self.run_of(cell)
-                self.runs.undo(self.release_id, run, step.reason, plan_rollout(run.request).rollout_id)
-        # BakeWave: nothing to start; the bake advanced when the verdicts were asked (`_Evidence`)
+        # Undo: `_Undos` (with its backoff). BakeWave: nothing to start; the bake advanced when the
+        # verdicts were asked (`_Evidence`).
 
     def clean_up_failed(self, phases: Mapping[str, CellPhase]) -> None:
         """A cell whose rollout run failed or crashed may have left its canary: converge it with
@@ -305,6 +308,52 @@ class _Release:
             return ended
         name = NOT_RELEASED_STATES[ended.outcome]
         return Failed(name=name, message=f"{ended.outcome}: {ended.reason}", data=ended)
+
+
+#: How many undo runs a cell gets before the release stops and asks a person.
+UNDO_ATTEMPTS = 5
+#: After its last undo attempt, how long a cell's undo may take before the release gives up.
+UNDO_PATIENCE = timedelta(minutes=30)
+
+
+def undo_backoff(attempt: int) -> timedelta:
+    """How long after a cell's `attempt`-th undo run (from 1) the next may start if it failed:
+    30 s, doubled each time, at most 10 minutes."""
+    return timedelta(seconds=min(30.0 * 2 ** (attempt - 1), 600.0))
+
+
+class _Undos:
+    """The undos of the release's cells, retried with a backoff (`undo_backoff`) while they fail,
+    given up after `UNDO_ATTEMPTS` (the release ends held: a person must look)."""
+
+    def __init__(self, release: _Release) -> None:
+        self.release = release
+        self.last: dict[str, str] = {}
+        self.attempts: dict[str, int] = {}
+        self.not_before: dict[str, datetime] = {}
+
+    def undo(self, step: Undo, now: datetime) -> Finish | None:
+        """Ask for each cell's undo (a new run only after a failed one, and only once its backoff
+        passed); the release's end when a cell's undos are given up."""
+        for cell in step.cells:
+            if now < self.not_before.get(cell, now):
+                continue  # its undo is running, or failed and waits for its backoff
+            attempts = self.attempts.get(cell, 0)
+            if attempts >= UNDO_ATTEMPTS:
+                return Finish(
+                    "held",
+                    f"{step.reason}; the undo of {cell} did not complete in {attempts} attempts (its last "
+                    f"run: {self.last[cell]}): look at its runs, then run `canaryflow undo` in the cell",
+                )
+            run = self.release.run_of(cell)
+            rollout_id = plan_rollout(run.request).rollout_id
+            flow_run_id = self.release.runs.undo(self.release.release_id, run, step.reason, rollout_id)
+            if flow_run_id != self.last.get(cell):  # a new attempt
+                self.last[cell] = flow_run_id
+                self.attempts[cell] = attempts = attempts + 1
+                wait = UNDO_PATIENCE if attempts >= UNDO_ATTEMPTS else undo_backoff(attempts)
+                self.not_before[cell] = now + wait
+        return None
 
 
 _SETTLED: frozenset[CellPhase] = frozenset({"promoted", "rolled-back", "failed"})

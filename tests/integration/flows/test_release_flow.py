@@ -14,6 +14,7 @@ finds the release worse undoes the baked wave before any later cell starts.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -58,9 +59,12 @@ class ScriptedCells(InMemoryCellRuns):
         outages: int = 0,
         meanwhile: dict[int, Callable[[], None]] | None = None,
         clock: ManualClock | None = None,
+        undo_ends: RunState = "completed",
     ) -> None:
         super().__init__()
         self.clock = clock
+        self.undo_ends = undo_ends
+        self.undone_at: list[datetime] = []
         self.ends = ends or {}
         self.outages = outages
         self.meanwhile = meanwhile or {}  # what happens elsewhere before the n-th ask (from 1)
@@ -77,7 +81,8 @@ class ScriptedCells(InMemoryCellRuns):
             raise TriggerUnavailableError("the Prefect API cannot be reached: ConnectError")
         for record in self.runs:
             if record.state == "active":
-                end = "completed" if record.kind != "rollout" else self.ends.get(record.run.cell, "completed")
+                end = self.ends.get(record.run.cell, "completed") if record.kind == "rollout" else "completed"
+                end = self.undo_ends if record.kind == "undo" else end
                 if end != "active":
                     self.end(record.flow_run_id, end, at=None if self.clock is None else self.clock.now())
         return super().phases(release_id)
@@ -87,6 +92,13 @@ class ScriptedCells(InMemoryCellRuns):
         if self.clock is not None:
             self.started_at.setdefault(run.cell, self.clock.now())
         return super().start(release_id, run)
+
+    def undo(self, release_id: str, run: CellRun, reason: str, rollout_id: str) -> FlowRunId:
+        before = len(self.runs)
+        flow_run_id = super().undo(release_id, run, reason, rollout_id)
+        if len(self.runs) > before and self.clock is not None:
+            self.undone_at.append(self.clock.now())
+        return flow_run_id
 
     def started(self, kind: str) -> list[str]:
         return [record.run.cell for record in self.runs if record.kind == kind]
@@ -101,6 +113,7 @@ def _release(
     said: list[str] | None = None,
     bake: bool = True,
     health: str = "",
+    clock: ManualClock | None = None,
 ) -> Any:
     from flows.release import ReleaseWiring, release, use_release_wiring
 
@@ -110,6 +123,8 @@ def _release(
     image = IMAGE if traffic is None else NEW
     request = ReleaseRequest(spec=str(path), image=image, triggered_by="test", release_id=release_id)
     wiring = ReleaseWiring(cells, poll_seconds=0.0, reports_dir=tmp_path / "reports")
+    if clock is not None:
+        wiring = ReleaseWiring(cells, poll_seconds=5.0, reports_dir=tmp_path / "reports", clock=clock)
     if traffic is not None:  # the bake reads each cell's simulated traffic; a poll takes 5 s of it
         sources = traffic.sources
         wiring = ReleaseWiring(
@@ -320,6 +335,23 @@ def test_a_cell_whose_stable_is_unhealthy_waits_until_it_is_healthy_again(
     assert blocked, said
     assert "over 2.00% in the last 1m" in blocked[0]
     assert cells.started_at["us-1"] > recovered[0] > cells.started_at["eu-2"]
+
+
+def test_a_failing_undo_is_retried_with_a_backoff_then_given_up_to_a_person(
+    prefect_harness: Any, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    cells = ScriptedCells(ends={"eu-2": "not-promoted", "us-1": "active"}, clock=clock, undo_ends="failed")
+
+    state = _release(tmp_path, cells, release_id="demo-undo-fails", clock=clock)
+
+    assert state.name == "Held"
+    outcome = state.result(raise_on_failure=False)
+    assert outcome.cells["eu-1"] == "promoted"  # nothing undid it: a person must
+    assert "the undo of eu-1 did not complete in 5 attempts" in outcome.reason
+    assert cells.started("undo") == ["eu-1"] * 5
+    gaps = [later - earlier for earlier, later in itertools.pairwise(cells.undone_at)]
+    assert [gap.total_seconds() for gap in gaps] == [30, 60, 120, 240]
 
 
 def _claimed_by(release_id: str) -> Callable[[], None]:
