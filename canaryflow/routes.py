@@ -1,9 +1,12 @@
 """Trigger routes: which git pushes start which rollout, with which image.
 
-A routes file (YAML) maps a repository and a branch (or tag) glob to a rollout spec and an image
-template; optional path globs restrict a route to pushes that change matching files::
+A routes file (YAML) maps a repository and a branch (or tag) glob to a rollout spec (or a release
+spec: ``release:`` instead of ``rollout:``, the image then goes to every cell of the release, wave
+by wave) and an image template; optional path globs restrict a route to pushes that change
+matching files::
 
     deployment: rollout/rollout          # the Prefect deployment that runs rollouts (default)
+    releaseDeployment: release/release   # the one that runs releases (default)
     deliveries: .canaryflow/webhook-deliveries.sqlite3   # pushes already handled (SQLite)
     routes:
       - repository: Codertocat/Hello-World
@@ -23,7 +26,15 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from canaryflow.errors import ImageRenderError, SpecError
 from canaryflow.requests import is_valid_image_reference
@@ -32,7 +43,9 @@ from canaryflow.yamldoc import parse_document, plain, validation_problems
 __all__ = [
     "DEFAULT_DELIVERIES",
     "DEFAULT_DEPLOYMENT",
+    "DEFAULT_RELEASE_DEPLOYMENT",
     "PLACEHOLDERS",
+    "RELEASE_PREFIX",
     "Route",
     "RoutesConfig",
     "is_valid_ref_name",
@@ -41,6 +54,9 @@ __all__ = [
 ]
 
 DEFAULT_DEPLOYMENT = "rollout/rollout"
+DEFAULT_RELEASE_DEPLOYMENT = "release/release"
+#: How a route that starts a release names it (`Route.target`).
+RELEASE_PREFIX = "release:"
 DEFAULT_DELIVERIES = ".canaryflow/webhook-deliveries.sqlite3"
 #: The placeholders an image template may use.
 PLACEHOLDERS: frozenset[str] = frozenset({"sha", "short_sha", "ref_name"})
@@ -108,7 +124,7 @@ def render_image(template: str, *, sha: str, ref_name: str) -> str:
 
 class Route(BaseModel):
     """Pushes to `repository` on a branch matching `branch` (or a tag matching `tag`) roll out
-    `rollout` with the image rendered from `image`."""
+    `rollout` (or release `release`) with the image rendered from `image`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -117,17 +133,34 @@ class Route(BaseModel):
     tag: str | None = Field(
         default=None, pattern=_GLOB, max_length=200, validate_default=True, description="Tag glob."
     )
-    rollout: str = Field(min_length=1, max_length=500, description="Path of the rollout spec.")
+    rollout: str | None = Field(
+        default=None, min_length=1, max_length=500, description="Path of the rollout spec."
+    )
+    release: str | None = Field(
+        default=None, min_length=1, max_length=500, description="Path of a release spec (instead of rollout)."
+    )
     image: str = Field(min_length=1, max_length=500, description="Image template.")
     paths: tuple[str, ...] = Field(default=(), description="Only when a changed file matches a glob.")
     provider: Literal["github", "gitlab"] | None = Field(default=None, description="Default: both.")
 
-    @field_validator("rollout")
+    @field_validator("rollout", "release")
     @classmethod
-    def _rollout_is_a_relative_yaml_path(cls, value: str) -> str:
-        if "\x00" in value or value.startswith("/") or ".." in Path(value).parts:
+    def _spec_is_a_relative_path(cls, value: str | None) -> str | None:
+        if value is not None and ("\x00" in value or value.startswith("/") or ".." in Path(value).parts):
             raise ValueError("must be a relative path inside the working directory")
         return value
+
+    @model_validator(mode="after")
+    def _rollout_or_release(self) -> Route:
+        if (self.rollout is None) == (self.release is None):
+            raise ValueError("give exactly one of rollout (a rollout spec) or release (a release spec)")
+        return self
+
+    @property
+    def target(self) -> str:
+        """What the route starts, as it names it in the outbox and idempotency keys: the rollout
+        spec's path, or ``release:`` and the release spec's."""
+        return self.rollout if self.rollout is not None else f"{RELEASE_PREFIX}{self.release}"
 
     @field_validator("image")
     @classmethod
@@ -159,14 +192,21 @@ class Route(BaseModel):
 
 
 class RoutesConfig(BaseModel):
-    """A routes file: the rollout deployment, the delivery store and the routes, tried in order."""
+    """A routes file: the rollout and release deployments, the delivery store and the routes,
+    tried in order."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     deployment: str = Field(
         default=DEFAULT_DEPLOYMENT,
         pattern=_DEPLOYMENT,
         description='The Prefect deployment that runs rollouts: "<flow name>/<deployment name>".',
+    )
+    release_deployment: str = Field(
+        default=DEFAULT_RELEASE_DEPLOYMENT,
+        alias="releaseDeployment",
+        pattern=_DEPLOYMENT,
+        description="The Prefect deployment that runs releases (routes with a release).",
     )
     deliveries: str = Field(
         default=DEFAULT_DELIVERIES, min_length=1, description="SQLite file of the deliveries handled."

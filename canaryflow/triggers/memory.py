@@ -17,7 +17,7 @@ from typing import Literal
 
 from canaryflow.cells import CellRun
 from canaryflow.errors import TriggerUnavailableError
-from canaryflow.requests import RolloutRequest
+from canaryflow.requests import ReleaseRequest, RolloutRequest
 from canaryflow.triggers.port import FlowRunId, RunState, cell_phase
 from canaryflow.waves import CellPhase
 
@@ -29,7 +29,7 @@ class StartedRollout:
     """One rollout the in-memory starter started."""
 
     flow_run_id: FlowRunId
-    request: RolloutRequest
+    request: RolloutRequest | ReleaseRequest
     idempotency_key: str
 
 
@@ -41,7 +41,7 @@ class InMemoryRolloutStarter:
         self._by_key: dict[str, StartedRollout] = {}
         self.available = True
 
-    def start(self, request: RolloutRequest, *, idempotency_key: str) -> FlowRunId:
+    def start(self, request: RolloutRequest | ReleaseRequest, *, idempotency_key: str) -> FlowRunId:
         """Record `request` (once per idempotency key) and return its flow run id."""
         with self._lock:
             if not self.available:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Literal, NewType, Protocol, TypeAlias
 
 from canaryflow.cells import CellRun
-from canaryflow.requests import RolloutRequest
+from canaryflow.requests import ReleaseRequest, RolloutRequest
 from canaryflow.waves import CellPhase
 
 __all__ = ["CellRuns", "FlowRunId", "RolloutStarter", "RunState", "cell_phase"]
@@ -24,8 +24,8 @@ FlowRunId = NewType("FlowRunId", str)
 class RolloutStarter(Protocol):
     """Port to the orchestrator that runs rollouts."""
 
-    def start(self, request: RolloutRequest, *, idempotency_key: str) -> FlowRunId:
-        """Start a rollout for `request` and return its flow run id without waiting for it.
+    def start(self, request: RolloutRequest | ReleaseRequest, *, idempotency_key: str) -> FlowRunId:
+        """Start a rollout (or a release) for `request` and return its flow run id without waiting.
 
         Starting twice with the same `idempotency_key` starts one rollout: the second call returns
         the flow run id of the first. Raises `TriggerUnavailableError` when the orchestrator cannot

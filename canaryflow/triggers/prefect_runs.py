@@ -1,4 +1,5 @@
-"""`PrefectRolloutStarter`: start a rollout as a flow run of the Prefect rollout deployment.
+"""`PrefectRolloutStarter`: start a rollout (a release) as a flow run of the Prefect rollout
+(release) deployment.
 
 The flow run is created with `prefect.deployments.run_deployment` (``timeout=0``: return as soon as
 the run is scheduled), the request as the flow's one parameter ``request`` and the caller's
@@ -22,50 +23,60 @@ from prefect.exceptions import ObjectNotFound
 from prefect.settings import temporary_settings
 
 from canaryflow.errors import TriggerUnavailableError
-from canaryflow.requests import RolloutRequest
+from canaryflow.requests import ReleaseRequest, RolloutRequest
 from canaryflow.triggers.port import FlowRunId
 
 __all__ = ["PrefectRolloutStarter", "prefect_settings"]
 
 
 class PrefectRolloutStarter:
-    """Creates flow runs of `deployment` (``"<flow name>/<deployment name>"``).
+    """Creates flow runs of `deployment` (``"<flow name>/<deployment name>"``) for rollouts, of
+    `release_deployment` for releases.
 
     `api_url` overrides the Prefect API this starter talks to (default: Prefect's own settings,
     i.e. ``PREFECT_API_URL`` or the active profile); `request_timeout` bounds each API request in
     seconds, so a hung server becomes a failed attempt that the webhook's dispatcher retries.
     """
 
-    def __init__(self, deployment: str, *, api_url: str | None = None, request_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        deployment: str,
+        *,
+        release_deployment: str = "release/release",
+        api_url: str | None = None,
+        request_timeout: float = 10.0,
+    ) -> None:
         self.deployment = deployment
+        self.release_deployment = release_deployment
         self.api_url = api_url
         self.request_timeout = request_timeout
 
-    def start(self, request: RolloutRequest, *, idempotency_key: str) -> FlowRunId:
+    def start(self, request: RolloutRequest | ReleaseRequest, *, idempotency_key: str) -> FlowRunId:
         """Schedule a flow run for `request`; see `RolloutStarter.start`.
 
         Blocking: call it from a worker thread, never on an event loop.
         """
+        deployment = self.release_deployment if isinstance(request, ReleaseRequest) else self.deployment
         try:
             with self._settings():
                 flow_run = run_deployment(
-                    name=self.deployment,
+                    name=deployment,
                     parameters={"request": request.model_dump(mode="json", exclude_none=True)},
                     timeout=0,
                     idempotency_key=idempotency_key,
                     as_subflow=False,
                 )
         except ObjectNotFound as exc:
-            raise TriggerUnavailableError(f"Prefect deployment {self.deployment!r} does not exist") from exc
+            raise TriggerUnavailableError(f"Prefect deployment {deployment!r} does not exist") from exc
         except httpx.HTTPStatusError as exc:
             if exc.response.status_code < 500:
                 raise
             raise TriggerUnavailableError(
-                f"the Prefect API answered {exc.response.status_code} starting {self.deployment!r}"
+                f"the Prefect API answered {exc.response.status_code} starting {deployment!r}"
             ) from exc
         except httpx.TransportError as exc:
             raise TriggerUnavailableError(
-                f"the Prefect API cannot be reached to start {self.deployment!r}: {type(exc).__name__}"
+                f"the Prefect API cannot be reached to start {deployment!r}: {type(exc).__name__}"
             ) from exc
         if not isinstance(flow_run, FlowRun):  # called on an event loop: Prefect returned a coroutine
             if inspect.iscoroutine(flow_run):

@@ -27,7 +27,8 @@ import time
 from collections.abc import Callable
 
 from canaryflow.errors import CanaryflowError, TriggerUnavailableError
-from canaryflow.requests import RolloutRequest
+from canaryflow.requests import ReleaseRequest, RolloutRequest
+from canaryflow.routes import RELEASE_PREFIX
 from canaryflow.triggers.port import FlowRunId, RolloutStarter
 from canaryflow.webhooks.deliveries import Claimed, DeliveryStore, Duplicate, InProgress, QueuedPush
 
@@ -165,9 +166,7 @@ class Dispatcher:
         try:
             for rollout, request in push.rollouts:
                 flow_run_ids.append(
-                    self.starter.start(
-                        RolloutRequest.model_validate_json(request), idempotency_key=f"{push.key}:{rollout}"
-                    )
+                    self.starter.start(_request(rollout, request), idempotency_key=f"{push.key}:{rollout}")
                 )
         except Exception as exc:  # nothing is dropped: any failure is retried later
             self.store.release(push.key, claim)
@@ -233,3 +232,10 @@ def _cause(exc: Exception) -> str:
     if isinstance(exc, TriggerUnavailableError):
         return "unavailable"
     return "refused" if isinstance(exc, CanaryflowError) else "error"
+
+
+def _request(target: str, request: str) -> RolloutRequest | ReleaseRequest:
+    """A queued start's request: a release for a ``release:`` target, else a rollout."""
+    if target.startswith(RELEASE_PREFIX):
+        return ReleaseRequest.model_validate_json(request)
+    return RolloutRequest.model_validate_json(request)

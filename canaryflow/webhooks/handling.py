@@ -301,7 +301,7 @@ class DeliveryHandler:
                 )
                 return _stale(push.ref, later)
             self.store.record_push(key, scope, push.before, push.after)
-            rollouts = tuple((p.route.rollout, p.request.model_dump_json()) for p in decision.rollouts)
+            rollouts = tuple((p.route.target, p.request.model_dump_json()) for p in decision.rollouts)
             label = f"{push.provider} delivery {delivery_id} of push {push.short_sha}"
             if self.store.enqueue(QueuedPush(key, scope, push.after, label, rollouts)):
                 logger.info("%s accepted for %s", label, ", ".join(r for r, _ in rollouts))

@@ -4,8 +4,9 @@ Pure. Routes are tried in order; a route matches when the repository (and the pr
 route names one) is equal, the ref is a branch matching `branch` or a tag matching `tag` (globs
 in `fnmatch` style, case-sensitive, where ``*`` also matches ``/``), and, if it has `paths`, when a
 changed file matches one of them. When the payload does not list every changed file, a route
-with paths matches: a redundant rollout is cheaper than a missed one. For each rollout spec the
-first matching route wins, so one push starts a rollout spec at most once.
+with paths matches: a redundant rollout is cheaper than a missed one. For each rollout spec (or
+release spec) the first matching route wins, so one push starts a spec at most once; a route with
+a release spec starts a release (`ReleaseRequest`), the others a rollout.
 
 Deleted refs and refs that are neither branches nor tags are ignored; tag pushes are ignored unless
 a route asks for tags. A route that renders an invalid image raises `ImageRenderError` (422): no
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from canaryflow.requests import RolloutRequest
+from canaryflow.requests import ReleaseRequest, RolloutRequest
 from canaryflow.routes import Route, render_image
 from canaryflow.webhooks.pushes import PushEvent
 
@@ -34,10 +35,10 @@ class Ignore:
 
 @dataclass(frozen=True, slots=True)
 class PlannedRollout:
-    """A rollout a push starts: the route that matched and the flow's parameter."""
+    """A rollout (or a release) a push starts: the route that matched and the flow's parameter."""
 
     route: Route
-    request: RolloutRequest
+    request: RolloutRequest | ReleaseRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +77,8 @@ def route_push(event: PushEvent, routes: Sequence[Route], *, delivery_id: str) -
         return Ignore("no changed file matches the paths of a route")
     planned: dict[str, PlannedRollout] = {}
     for route in matching:
-        if route.rollout not in planned:
-            planned[route.rollout] = PlannedRollout(route, _request(route, event, delivery_id))
+        if route.target not in planned:
+            planned[route.target] = PlannedRollout(route, _request(route, event, delivery_id))
     return Start(tuple(planned.values()))
 
 
@@ -92,11 +93,12 @@ def _paths_match(route: Route, changed_files: frozenset[str] | None) -> bool:
     return any(fnmatchcase(path, glob) for path in changed_files for glob in route.paths)
 
 
-def _request(route: Route, event: PushEvent, delivery_id: str) -> RolloutRequest:
+def _request(route: Route, event: PushEvent, delivery_id: str) -> RolloutRequest | ReleaseRequest:
     image = render_image(route.image, sha=event.after, ref_name=event.ref_name)
+    triggered_by = f"{event.provider} push {event.short_sha} (delivery {delivery_id})"
+    if route.release is not None:
+        return ReleaseRequest(spec=route.release, image=image, triggered_by=triggered_by)
+    assert route.rollout is not None  # a route has one or the other
     return RolloutRequest(
-        spec=route.rollout,
-        image=image,
-        triggered_by=f"{event.provider} push {event.short_sha} (delivery {delivery_id})",
-        committed_at=event.committed_at,
+        spec=route.rollout, image=image, triggered_by=triggered_by, committed_at=event.committed_at
     )

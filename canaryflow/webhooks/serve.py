@@ -19,7 +19,7 @@ from prometheus_client import start_http_server
 
 from canaryflow.errors import InputError, SpecError
 from canaryflow.routes import RoutesConfig, load_routes
-from canaryflow.spec import load_spec
+from canaryflow.spec import load_release, load_spec
 from canaryflow.triggers.port import RolloutStarter
 from canaryflow.webhooks.app import UNREADY_AFTER, create_app
 from canaryflow.webhooks.deliveries import DeliveryStore
@@ -59,7 +59,7 @@ def build_app(
     if starter is None:
         from canaryflow.triggers.prefect_runs import PrefectRolloutStarter
 
-        starter = PrefectRolloutStarter(routes.deployment)
+        starter = PrefectRolloutStarter(routes.deployment, release_deployment=routes.release_deployment)
     return create_app(
         routes=routes,
         secrets=secrets,
@@ -71,13 +71,18 @@ def build_app(
 
 
 def check_route_specs(routes: RoutesConfig, config: Path) -> None:
-    """Every route's rollout spec exists and is valid (SpecError naming the route and the problem)."""
+    """Every route's rollout or release spec exists and is valid (SpecError naming the route and
+    the problem)."""
     for index, route in enumerate(routes.routes):
         try:
-            load_spec(route.rollout)
+            if route.release is not None:
+                load_release(route.release)
+            else:
+                load_spec(route.target)
         except SpecError as exc:
+            does = f"releases {route.release}" if route.release is not None else f"rolls out {route.rollout}"
             raise SpecError(
-                f"{config}: routes[{index}] ({route.repository}) rolls out {route.rollout}: {exc.summary()}",
+                f"{config}: routes[{index}] ({route.repository}) {does}: {exc.summary()}",
                 source=str(config),
             ) from exc
 

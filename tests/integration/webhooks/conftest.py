@@ -76,11 +76,14 @@ def make_app(tmp_path: Path, starter: InMemoryRolloutStarter) -> AppFactory:
         reply_wait: float = 2.0,
         first_retry: float = 0.05,
         unready_after: float = 600.0,
+        routes_yaml: str | None = None,
     ) -> FastAPI:
         routes_file = tmp_path / "routes.yaml"
-        routes_file.write_text(
-            p.routes_yaml(deployment=deployment, deliveries=str(tmp_path / "deliveries.sqlite3"))
-        )
+        deliveries = str(tmp_path / "deliveries.sqlite3")
+        if routes_yaml is not None:  # the caller's routes, on the shared delivery database
+            routes_file.write_text(f"deliveries: {deliveries}\n{routes_yaml}")
+        else:
+            routes_file.write_text(p.routes_yaml(deployment=deployment, deliveries=deliveries))
         routes = load_routes(routes_file)
         if secrets is None:
             secrets = WebhookSecrets(Secret(p.GITHUB_SECRET.encode()), Secret(p.GITLAB_TOKEN.encode()))

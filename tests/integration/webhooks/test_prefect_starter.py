@@ -1,4 +1,5 @@
-"""Signed pushes over real HTTP start flow runs of a real Prefect deployment (the test run's API).
+"""Signed pushes over real HTTP start flow runs of a real Prefect deployment (the test run's API):
+the rollout deployment, or the release deployment for a route with a release spec.
 
 The rollout flow itself lands later; a stand-in flow named ``rollout`` with the same parameter
 (``request: RolloutRequest``) is deployed here, and a created flow run is executed in-process the
@@ -17,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from canaryflow.requests import RolloutRequest
+from canaryflow.requests import ReleaseRequest, RolloutRequest
 from canaryflow.triggers.prefect_runs import PrefectRolloutStarter
 from canaryflow.webhooks.handling import push_key
 from canaryflow.webhooks.pushes import parse_github_push
@@ -186,3 +187,54 @@ def test_concurrent_copies_of_a_delivery_start_one_flow_run(deployed: Deployed, 
     assert set(statuses) <= {(202, "started"), (202, "accepted"), (200, "duplicate")}, statuses
     (run,) = _flow_runs(deployed, delivery)
     assert {r.json()["flow_run_id"] for r in replies if "flow_run_id" in r.json()} == {str(run.id)}
+
+
+@pytest.fixture(scope="module")
+def deployed_release(prefect_harness: Any) -> Deployed:
+    from prefect import flow
+
+    @flow(name="release")
+    def release(request: ReleaseRequest) -> str:
+        return f"released {request.image} per {request.spec}"
+
+    deployment_id = release.to_deployment(name="webhook-test").apply()
+    return Deployed(release, deployment_id, prefect_harness.api.url)
+
+
+def test_a_signed_push_to_a_release_route_runs_the_release_deployment(
+    deployed: Deployed, deployed_release: Deployed, make_app: AppFactory
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.flow_engine import run_flow
+
+    delivery = str(uuid.uuid4())
+    starter = PrefectRolloutStarter(
+        DEPLOYMENT, release_deployment="release/webhook-test", api_url=deployed.api_url
+    )
+    routes = (
+        f"deployment: {DEPLOYMENT}\n"
+        "releaseDeployment: release/webhook-test\n"
+        "routes:\n"
+        f"  - {{repository: {p.REPOSITORY}, branch: master, release: config/releases/web.yaml, "
+        "image: 'registry.example.com/hello/world:{sha}'}\n"
+    )
+    with serving(make_app(starter=starter, routes_yaml=routes)) as base_url:
+        response = _push(base_url, delivery)
+
+    assert response.status_code == 202, response.text
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployed_release.id]))
+        )
+    (run,) = [r for r in runs if r.idempotency_key == f"{_key(delivery)}:release:config/releases/web.yaml"]
+    assert response.json()["flow_run_id"] == str(run.id)
+    expected = ReleaseRequest(
+        spec="config/releases/web.yaml",
+        image=f"registry.example.com/hello/world:{_sha(delivery)}",
+        triggered_by=f"github push {_sha(delivery)[:7]} (delivery {delivery})",
+    )
+    assert run.parameters == {"request": expected.model_dump(mode="json", exclude_none=True)}
+    assert _flow_runs(deployed, delivery) == []  # no rollout run: the release runs the cells
+    state = run_flow(deployed_release.flow, flow_run=run, return_type="state")  # what a worker would do
+    assert state.result() == f"released {expected.image} per config/releases/web.yaml"

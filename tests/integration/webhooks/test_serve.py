@@ -51,6 +51,25 @@ def test_a_route_whose_spec_is_missing_or_invalid_stops_the_receiver_from_starti
     assert not (tmp_path / "deliveries.sqlite3").exists()  # nothing was opened, nothing started
 
 
+def test_a_route_whose_release_spec_is_missing_stops_the_receiver_from_starting(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        f"deliveries: {tmp_path / 'deliveries.sqlite3'}\nroutes:\n"
+        "  - {repository: a/b, branch: main, release: config/releases/none.yaml, image: 'r.io/w:{sha}'}\n"
+    )
+    with pytest.raises(SpecError) as missing:
+        build_app(
+            path,
+            environ={"CANARYFLOW_GITHUB_SECRET": "a-secret-long-enough"},
+            starter=InMemoryRolloutStarter(),
+        )
+    assert missing.value.summary() == (
+        f"{path}: routes[0] (a/b) releases config/releases/none.yaml: config/releases/none.yaml: no such "
+        "release spec (give the path of one; examples are in config/releases/)"
+    )
+    assert not (tmp_path / "deliveries.sqlite3").exists()
+
+
 def test_build_app_reads_secrets_from_the_environment_and_files(routes_file: Path, tmp_path: Path) -> None:
     token_file = tmp_path / "gitlab-token"
     token_file.write_text(p.GITLAB_TOKEN + "\n")

@@ -152,3 +152,34 @@ def test_render_image_refuses_bad_values_and_bad_results(
 )
 def test_ref_names(name: str, valid: bool) -> None:
     assert is_valid_ref_name(name) is valid
+
+
+def test_a_route_starts_a_rollout_or_a_release_never_both_nor_neither(tmp_path: Path) -> None:
+    config = load_routes(
+        _write(
+            tmp_path,
+            "releaseDeployment: release/cells\n"
+            "routes:\n"
+            "  - {repository: a/b, branch: main, release: config/releases/web.yaml, image: x}\n"
+            "  - {repository: a/b, branch: main, rollout: config/rollouts/web.yaml, image: x}\n",
+        )
+    )
+    assert config.release_deployment == "release/cells"
+    assert [route.target for route in config.routes] == [
+        "release:config/releases/web.yaml",
+        "config/rollouts/web.yaml",
+    ]
+    path = _write(
+        tmp_path,
+        "routes:\n"
+        "  - {repository: a/b, branch: main, release: r.yaml, rollout: w.yaml, image: x}\n"
+        "  - {repository: a/b, branch: main, image: x}\n"
+        "  - {repository: a/b, branch: main, release: ../r.yaml, image: x}\n",
+    )
+    with pytest.raises(SpecError) as info:
+        load_routes(path)
+    assert info.value.problems == [
+        f"{path}:2 routes[0]: give exactly one of rollout (a rollout spec) or release (a release spec)",
+        f"{path}:3 routes[1]: give exactly one of rollout (a rollout spec) or release (a release spec)",
+        f"{path}:4 routes[2].release: must be a relative path inside the working directory",
+    ]

@@ -145,3 +145,30 @@ def test_a_branch_name_an_image_cannot_carry_still_refuses_a_template_that_uses_
     ]
     with pytest.raises(ImageRenderError, match="not allowed"):
         _route(parse_github_push(p.github_push(ref="refs/heads/fix@home")), routes)
+
+
+def test_a_release_route_starts_a_release_beside_a_rollout_route_of_the_same_push() -> None:
+    from canaryflow.requests import ReleaseRequest, RolloutRequest
+
+    routes = [
+        Route(
+            repository=p.REPOSITORY, branch="master", release="config/releases/web.yaml", image="r.io/w:{sha}"
+        ),
+        Route(
+            repository=p.REPOSITORY, branch="master", rollout="config/rollouts/web.yaml", image="r.io/w:{sha}"
+        ),
+        Route(
+            repository=p.REPOSITORY, branch="ma*", release="config/releases/web.yaml", image="r.io/x:{sha}"
+        ),
+    ]
+    decision = _route(parse_github_push(p.github_push()), routes)
+    assert isinstance(decision, Start)
+    release, rollout = (planned.request for planned in decision.rollouts)
+    assert isinstance(release, ReleaseRequest)
+    assert (release.spec, release.image) == ("config/releases/web.yaml", f"r.io/w:{p.AFTER}")
+    assert release.triggered_by == f"github push {p.AFTER[:7]} (delivery d-1)"
+    assert isinstance(rollout, RolloutRequest)
+    assert [planned.route.target for planned in decision.rollouts] == [
+        "release:config/releases/web.yaml",
+        "config/rollouts/web.yaml",
+    ]
