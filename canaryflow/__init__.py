@@ -28,6 +28,7 @@ import contracts in ``pyproject.toml`` (import-linter) enforce it::
                    reports.py      a rollout's report files (status.json, observation logs)
                    history.py      every rollout that ended (history.jsonl), delivery figures
                    releasereport.py  a release's report (release.json): its waves and cells
+                   releasehistory.py  every release that ended, the release figures
     ─────────────────────────────────────────────────────────────────────────────────────────────
     simulation     simulation/     simulated traffic: per-pod outcomes and latencies, /metrics
     ─────────────────────────────────────────────────────────────────────────────────────────────

@@ -1,5 +1,5 @@
-"""Writing files that a reader (or a killed writer's successor) never sees half-written, and
-reading such a file back as a model."""
+"""Writing files that a reader (or a killed writer's successor) never sees half-written, reading
+such a file back as a model, and appending a line to a log in one write."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from canaryflow.errors import ReportError
 
-__all__ = ["read_report", "write_atomic"]
+__all__ = ["append_line", "read_report", "write_atomic"]
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -42,3 +42,15 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def append_line(path: Path, line: str) -> Path:
+    """Append `line` (one JSON record and its newline, under 4 KiB) to `path` in one write
+    (``O_APPEND``: concurrent writers on one machine never interleave); `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(descriptor, line.encode())
+    finally:
+        os.close(descriptor)
+    return path

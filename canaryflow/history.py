@@ -27,7 +27,6 @@ References
 from __future__ import annotations
 
 import json
-import os
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from canaryflow.files import append_line
 
 __all__ = [
     "HISTORY_FILE",
@@ -91,12 +92,7 @@ def append_history(reports_dir: Path, record: HistoryRecord) -> Path:
             update={"reason": short.reason[:200], "triggered_by": short.triggered_by[:200]}
         )
         line = shorter.model_dump_json() + "\n"
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(descriptor, line.encode())
-    finally:
-        os.close(descriptor)
-    return path
+    return append_line(path, line)
 
 
 @dataclass(frozen=True, slots=True)

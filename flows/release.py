@@ -182,6 +182,7 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
         source=request.spec,
         reports_dir=wiring.reports_dir,
         say=wiring.say,
+        triggered_by=request.triggered_by,
     )
     missing = this.runs.missing([this.run_of(cell.name) for cell in spec.spec.cells])
     if missing:

@@ -2,7 +2,8 @@
 
 At every change of what the release does (its step in words, or a cell's phase), `ReleaseReporter`
 logs a line (and tells the terminal of ``canaryflow release``), writes the release's report
-(`canaryflow.releasereport`, read by ``canaryflow get release``) and updates the release's
+(`canaryflow.releasereport`, read by ``canaryflow get release``; and once it ends, its line in the
+release history, `canaryflow.releasehistory`) and updates the release's
 artifact in the Prefect UI (key ``release-<id>``): one row per cell, wave by wave, with its phase,
 under what the release does now. Neither a report nor an artifact that cannot be written stops a
 release: they are what people see of it, not what it decides on.
@@ -17,7 +18,9 @@ from pathlib import Path
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
 
+from canaryflow.releasehistory import ReleaseRecord, append_release
 from canaryflow.releasereport import ReleaseStatus, write_release_status
 from canaryflow.spec.release import ReleaseSpec
 from canaryflow.waves import CellPhase
@@ -37,8 +40,11 @@ class ReleaseReporter:
         source: str,
         reports_dir: Path | None,
         say: Callable[[str], None] | None,
+        triggered_by: str = "",
     ) -> None:
         now = datetime.now(UTC)
+        self.release = spec.name
+        self.triggered_by = triggered_by
         self.release_id = release_id
         self.reports_dir = reports_dir
         self._say = say
@@ -70,6 +76,8 @@ class ReleaseReporter:
         if self.reports_dir is not None:
             try:
                 write_release_status(self.reports_dir, self.status)
+                if self.status.outcome is not None:
+                    append_release(self.reports_dir, self._record(self.status))
             except OSError as exc:
                 get_run_logger().warning("release %s: cannot write its report: %s", self.release_id, exc)
         with contextlib.suppress(Exception):  # the UI's table must never stop a release
@@ -78,6 +86,21 @@ class ReleaseReporter:
                 key=f"release-{self.release_id}",
                 description=f"Release {self.release_id}: its waves and cells",
             )
+
+    def _record(self, status: ReleaseStatus) -> ReleaseRecord:
+        assert status.outcome is not None
+        return ReleaseRecord(
+            release_id=status.release_id,
+            release=self.release,
+            image=status.image,
+            outcome=status.outcome,
+            reason=status.step,
+            triggered_by=self.triggered_by,
+            started_at=status.started_at,
+            finished_at=status.updated_at,
+            cells=status.cells,
+            flow_run_id=flow_run.get_id(),
+        )
 
 
 def release_table(status: ReleaseStatus) -> str:

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -71,10 +72,15 @@ def history(
             help="Also read the rollout runs the Prefect API recorded (every worker's, after any restart).",
         ),
     ] = False,
+    releases: Annotated[
+        bool,
+        typer.Option("--releases", help="Releases across cells instead of rollouts, with their figures."),
+    ] = False,
 ) -> None:
     """Show the rollouts that ended (who started them, how they ended, why, how long they took) and
     the delivery figures: deployments per day, lead time (in the rollout, and from the commit for
-    pushes), change failure rate, time to restore and time to detect."""
+    pushes), change failure rate, time to restore and time to detect. With --releases: the
+    releases across cells instead, and their figures."""
     from canaryflow.environment import reports_dir
     from canaryflow.errors import InputError
     from canaryflow.history import figures, read_history
@@ -87,6 +93,11 @@ def history(
         raise InputError(f"--since {since!r}: give a duration like 7d, 24h or 90m") from exc
     if window.total_seconds() <= 0:
         raise InputError(f"--since {since!r}: give a duration like 7d, 24h or 90m")
+    if releases:
+        if target is not None or prefect:
+            raise InputError("--releases shows every release: give no TARGET and no --prefect")
+        _releases(reports_dir(os.environ), since, window, as_json=as_json)
+        return
     if target is not None and target.count("/") != 1:
         raise InputError(f"target {target!r}: give it as namespace/deployment (e.g. shop/web)")
     reports = reports_dir(os.environ)
@@ -160,4 +171,69 @@ def history(
         f"change failure rate: {rate} ({numbers.failed} of {numbers.ended}); "
         f"time to restore (median): {_words(numbers.time_to_restore)}; "
         f"time to detect (median): {_words(numbers.time_to_detect)}"
+    )
+
+
+def _releases(reports: Path, since: str, window: timedelta, *, as_json: bool) -> None:
+    """``history --releases``: the releases that ended in `window`, and their figures."""
+    from canaryflow.releasehistory import read_releases, release_figures
+
+    records, unreadable = read_releases(reports, since=datetime.now(UTC) - window)
+    days = window.total_seconds() / 86400
+    numbers = release_figures(records, days=days)
+    if as_json:
+        figures = {
+            "days": days,
+            "releases_ended": numbers.ended,
+            "released": numbers.released,
+            "releases_per_day": numbers.per_day,
+            "lead_time_seconds": _seconds(numbers.lead_time),
+            "change_failure_rate": numbers.change_failure_rate,
+            "time_to_restore_seconds": _seconds(numbers.time_to_restore),
+        }
+        records_json = [r.model_dump(mode="json") for r in records]
+        typer.echo(
+            json.dumps(
+                {"records": records_json, "figures": figures, "unreadable_lines": unreadable}, indent=1
+            )
+        )
+        return
+    if unreadable:
+        typer.echo(
+            f"canaryflow: warning: {unreadable} unreadable line(s) in the release history skipped", err=True
+        )
+    if not records:
+        typer.echo(f"no release ended in the last {since} in {reports} (CANARYFLOW_REPORTS_DIR)", err=True)
+        return
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"releases that ended in the last {since} ({reports})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for name in ("FINISHED", "RELEASE", "IMAGE", "OUTCOME", "TOOK", "CELLS", "BY"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("REASON", overflow="fold", ratio=1)
+    for r in reversed(records):
+        promoted = sum(1 for phase in r.cells.values() if phase == "promoted")
+        table.add_row(
+            r.finished_at.strftime("%Y-%m-%d %H:%M"),
+            r.release_id,
+            r.image,
+            r.outcome,
+            _words(r.duration),
+            f"{promoted}/{len(r.cells)} promoted",
+            r.triggered_by,
+            r.reason,
+        )
+    print_uncut(Console(), table)
+    rate = "-" if numbers.change_failure_rate is None else f"{100 * numbers.change_failure_rate:.0f} %"
+    typer.echo(
+        f"releases: {numbers.released} in {since} ({numbers.per_day:.2f} a day); "
+        f"lead time (median): {_words(numbers.lead_time)}; "
+        f"change failure rate: {rate} ({numbers.failed} of {numbers.ended}); "
+        f"time to restore (median): {_words(numbers.time_to_restore)}"
     )

@@ -152,6 +152,21 @@ def test_a_release_reaches_every_cell_wave_by_wave(
     watched = _canaryflow(api, tmp_path, "get", "release", release_id, "--watch")
     assert watched.returncode == 0
     assert f"{release_id} released: every wave of 2 promoted" in watched.stdout
+    history = _canaryflow(api, tmp_path, "history", "--releases", "--since", "1d")
+    assert history.returncode == 0, history.stderr
+    (row,) = [line.split() for line in history.stdout.splitlines() if release_id in line]
+    assert row[2:5] + row[7:12] == [
+        release_id,
+        IMAGE,
+        "released",
+        "2/2",
+        "promoted",
+        "canaryflow",
+        "release",
+        "every",
+    ]
+    assert "releases: 1 in 1d (1.00 a day)" in history.stdout
+    assert "change failure rate: 0 % (0 of 1)" in history.stdout
 
 
 def test_a_rollback_in_the_second_wave_undoes_the_first(

@@ -23,6 +23,7 @@ from typing import Any
 from canaryflow.cells import CellRun
 from canaryflow.clock import ManualClock
 from canaryflow.errors import TriggerUnavailableError
+from canaryflow.releasehistory import read_releases
 from canaryflow.releasereport import read_release_status, release_report
 from canaryflow.requests import ReleaseRequest
 from canaryflow.simulation import BehaviourProfile
@@ -162,6 +163,15 @@ def test_a_good_release_reaches_every_cell_wave_by_wave(prefect_harness: Any, tm
     assert (report.outcome, report.waves) == ("released", [["eu-1"], ["eu-2", "us-1"]])
     assert report.cells == {"eu-1": "promoted", "eu-2": "promoted", "us-1": "promoted"}
     assert report.step.startswith("every wave of 2 promoted")
+    (record,), unreadable = read_releases(tmp_path / "reports")
+    assert (record.release_id, record.release, record.outcome, record.triggered_by) == (
+        "demo-good",
+        "demo",
+        "released",
+        "test",
+    )
+    assert (record.cells, unreadable) == (outcome.cells, 0)
+    assert record.started_at <= record.finished_at
     artifact = _artifact("release-demo-good")
     assert "| 2 | us-1 | promoted |" in artifact
     assert "**released**: every wave of 2 promoted" in artifact
