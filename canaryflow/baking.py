@@ -8,37 +8,40 @@ analysis interval since the bake started, the stable traffic of the promoted cel
 judge's canary and that of the cells not updated yet, summed, its baseline. The verdict:
 
 - ``worse``: the judge rolls back (the promoted cells are worse than the others beyond the
-  tolerance), at any time;
+  tolerance), at any look;
 - ``within``: the judge promotes (not before ``minDuration``: it is the judge's minimum exposure)
-  and the promoted cells have served ``minRequests`` (counted by the first ratio metric's total,
-  else the first histogram's);
-- ``inconclusive``: ``maxDuration`` passed without either (the release stops: a bake never lets a
-  release go on without evidence);
+  at a look where the promoted cells have served ``minRequests`` (counted by the first ratio
+  metric's total, else the first histogram's); a promotion before that does not end the judging:
+  the judge looks on, and a regression found meanwhile is still ``worse``;
+- ``inconclusive``: ``maxDuration`` passed without either, the judge saw early that it cannot
+  show the release within tolerance by then, or the metrics cannot be read (a query refused,
+  cells whose series cannot be added up, a Prometheus silent past ``maxDuration``): the release
+  stops, since a bake never lets it go on without evidence;
 - ``pending`` otherwise.
 
-An interval whose Prometheus did not answer counts as an interval without data, as in a rollout's
-analysis: the judge never promotes on it. A cell without data in an interval adds nothing to its
-group; a group without data makes the interval one without data.
+An interval is read `READ_LAG` after its end (all of it scraped by then). One whose Prometheus
+does not answer is read again at the next look, not skipped; one where a cell has no data is an
+interval without data for the judge (it never promotes on it).
 
 What the comparison assumes: the judge's error rates hold for two groups that would behave alike if
 they ran the same image. Cells differ more than pods behind one Service (their clients, their load,
 their dependencies), so a difference that was there before the release is read as the release's;
 the judge's tolerance and its dispersion estimate absorb some of it. Choose cells of one kind for a
-wave and the cells compared with it (the release spec puts the first wave's cell next to those of
-the second), and read a ``worse`` as "the cells now differ", which is what a release should stop on.
+wave and the cells after it, and read a ``worse`` as "the cells now differ", which is what a
+release should stop on.
 
 A bake keeps nothing but its start (when the wave's last rollout run ended, which the runs keep):
-a release resumed anywhere reads the same intervals from Prometheus again and gets the same verdict.
+a release resumed anywhere reads the same intervals from Prometheus again and, while Prometheus
+keeps them, gets the same verdict.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
-from analysis.judge import SequentialJudge
+from analysis.judge import JudgeState, advance, plan_for
 from analysis.observations import (
     HistogramCounts,
     PairedObservation,
@@ -46,15 +49,20 @@ from analysis.observations import (
     Samples,
     TrackObservation,
 )
-from analysis.verdicts import Verdict
-from canaryflow.errors import MetricsUnavailableError, NoDataError, QueryError
+from canaryflow.errors import MetricsError, MetricsUnavailableError, NoDataError, QueryError
 from canaryflow.metrics.port import MetricQuery, MetricsSource
 from canaryflow.plan import RolloutPlan
 from canaryflow.spec.models import Analyze
 from canaryflow.spec.release import Bake
 from canaryflow.waves import BakeVerdict
 
-__all__ = ["BakeProgress", "WaveBake", "bake_interval", "combine"]
+__all__ = ["READ_LAG", "UNANSWERED_GRACE", "BakeProgress", "WaveBake", "bake_interval", "combine"]
+
+#: How long after an interval's end it is read: Prometheus has scraped all of it by then, so a
+#: release resumed later reads the same numbers.
+READ_LAG = timedelta(seconds=30)
+#: How long past ``maxDuration`` a bake waits for a Prometheus that does not answer.
+UNANSWERED_GRACE = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +79,7 @@ class BakeProgress:
     requests: float
 
     def describe(self) -> str:
-        """E.g. ``wave 1 bake: 12 of 120 intervals, 5300 requests: ...``."""
+        """E.g. ``wave 1 bake: 12 of 120 interval(s), 5300 request(s) on the new image: ...``."""
         return (
             f"wave {self.wave + 1} bake: {self.judged} of {self.intervals} interval(s), "
             f"{self.requests:.0f} request(s) on the new image: {self.reason}"
@@ -99,6 +107,7 @@ class WaveBake:
         compared: Mapping[str, RolloutPlan],
         sources: Callable[[str], MetricsSource],
         started: datetime,
+        read_lag: timedelta = READ_LAG,
     ) -> None:
         if not promoted or not compared:
             raise ValueError("a bake needs promoted cells and cells not updated yet to compare them with")
@@ -110,6 +119,7 @@ class WaveBake:
         self.compared = dict(compared)
         self.sources = sources
         self.started = started
+        self.read_lag = read_lag
         plan = next(iter(self.promoted.values()))
         step = bake_interval(plan)
         self.interval = step.interval
@@ -121,63 +131,61 @@ class WaveBake:
             }
         )
         units = {q.name: q.unit for q in self.queries if q.unit}
-        self._judge = SequentialJudge(settings, interval_seconds=self.interval.total_seconds(), units=units)
-        self.intervals = max(1, math.floor(bake.max_duration / self.interval + 1e-9))
+        self._plan = plan_for(settings, interval_seconds=self.interval.total_seconds(), units=units)
+        self._state = JudgeState.initial(self._plan)
+        self.intervals = self._plan.max_intervals
         self.judged = 0
         self.requests = 0.0
-        self._shown: Verdict | None = None
         self.progress = BakeProgress(
             wave, "pending", "the bake has just started", started, 0, self.intervals, 0.0
         )
 
     def advance(self, now: datetime) -> BakeProgress:
-        """Judge every interval that ended by `now` and is not judged yet; the progress."""
+        """Judge every interval that ended by `now` (less the read lag) and is not judged yet; the
+        progress. An interval whose Prometheus does not answer is not judged yet: it is read again
+        at the next call (until ``maxDuration`` and `UNANSWERED_GRACE` have passed)."""
         while self.progress.verdict == "pending" and self.judged < self.intervals:
             end = self.started + self.interval * (self.judged + 1)
-            if end > now:
+            if end + self.read_lag > now:
                 break
-            observed = self._observe(end)
+            try:
+                observed = self._observe(end)
+            except MetricsUnavailableError as exc:
+                if now > self.started + self.bake.max_duration + UNANSWERED_GRACE:
+                    return self._set("inconclusive", f"its metrics cannot be read: {exc}")
+                return self._set("pending", f"waiting for Prometheus to answer: {exc}")
+            except MetricsError as exc:  # a query refused, or series that cannot be added up
+                return self._set("inconclusive", f"its metrics cannot be read: {exc}")
             self.judged += 1
             self.requests += _requests(self.queries, observed)
-            if self._shown is None:
-                verdict = self._judge.update(observed)
-                if verdict.decision == "rollback":
-                    return self._set("worse", verdict.reason)
-                if verdict.decision == "promote":
-                    self._shown = verdict
-                elif verdict.final:  # inconclusive: the judge sees no way to show it within
-                    return self._set("inconclusive", verdict.reason)
-                else:
-                    self._set("pending", verdict.reason)
-            self._check_within()
-        if self.progress.verdict == "pending" and self.judged >= self.intervals:
-            if self._shown is None:
-                verdict = self._judge.finish()
-                if verdict.decision == "rollback":
-                    return self._set("worse", verdict.reason)
-                if verdict.decision == "promote":
-                    self._shown = verdict
-            self._check_within()
-            if self.progress.verdict == "pending":
-                why = (
-                    f"the promoted cells served {self.requests:.0f} of the {self.bake.min_requests} "
-                    "requests the bake needs"
-                    if self._shown is not None
-                    else "the judge could not show the release within tolerance"
-                )
-                return self._set("inconclusive", f"maxDuration reached: {why}")
-        return self._set(self.progress.verdict, self.progress.reason)
+            self._judge(observed)
+        return self.progress
 
-    def _check_within(self) -> None:
-        if self._shown is None:
-            return
-        if self.requests >= self.bake.min_requests:
-            self._set("within", self._shown.reason)
-        else:
-            self._set(
-                "pending",
-                f"within tolerance; waiting for {self.bake.min_requests} requests on the new image",
+    def _judge(self, observed: Mapping[str, PairedObservation | None]) -> None:
+        """One interval to the judge. A promotion before ``minRequests`` does not end the judging:
+        the judge goes on looking (its rollback evidence and change detectors hold at every look
+        up to its maximum, `analysis.judge`) and the bake is within once the judge promotes at a
+        look where the requests are there too."""
+        self._state, verdict = advance(self._plan, self._state, observed)
+        if verdict.decision == "rollback":
+            self._set("worse", verdict.reason)
+        elif verdict.decision == "promote" and self.requests >= self.bake.min_requests:
+            self._set("within", verdict.reason)
+        elif self.judged >= self.intervals:
+            why = (
+                f"the promoted cells served {self.requests:.0f} of the {self.bake.min_requests} requests "
+                "the bake needs"
+                if verdict.decision == "promote"
+                else verdict.reason
             )
+            self._set("inconclusive", f"maxDuration reached: {why}")
+        elif verdict.decision == "promote":  # within tolerance, too few requests yet: look on
+            self._state = replace(self._state, decision="continue")
+            self._set("pending", f"within tolerance; waiting for {self.bake.min_requests} requests")
+        elif verdict.final:  # inconclusive early: the judge sees no chance to show it within
+            self._set("inconclusive", verdict.reason)
+        else:
+            self._set("pending", verdict.reason)
 
     def _set(self, verdict: BakeVerdict, reason: str) -> BakeProgress:
         self.progress = BakeProgress(
@@ -188,11 +196,8 @@ class WaveBake:
     def _observe(self, end: datetime) -> dict[str, PairedObservation | None]:
         observed: dict[str, PairedObservation | None] = {}
         for query in self.queries:
-            try:
-                canary = self._group(self.promoted, query, end)
-                baseline = self._group(self.compared, query, end)
-            except MetricsUnavailableError:
-                return dict.fromkeys((q.name for q in self.queries), None)
+            canary = self._group(self.promoted, query, end)
+            baseline = self._group(self.compared, query, end)
             observed[query.name] = (
                 None
                 if canary is None or baseline is None
@@ -203,6 +208,8 @@ class WaveBake:
     def _group(
         self, plans: Mapping[str, RolloutPlan], query: MetricQuery, end: datetime
     ) -> TrackObservation | None:
+        """The cells' observations added up; None when any cell has no data (a group judged
+        without one of its cells would not be the group the bake compares)."""
         seen: list[TrackObservation] = []
         for cell, plan in plans.items():
             try:
@@ -217,8 +224,8 @@ class WaveBake:
                     )
                 )
             except NoDataError:
-                continue
-        return combine(seen, query=query.name) if seen else None
+                return None
+        return combine(seen, query=query.name)
 
 
 def combine(observations: Sequence[TrackObservation], *, query: str) -> TrackObservation:

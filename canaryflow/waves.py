@@ -17,7 +17,7 @@ The rules:
   that covers it or while its stable is unhealthy (the wave waits and says why); rollbacks are
   never frozen;
 - a wave fails when more than ``maxFailures`` of its cells end rolled back (or failed), or its
-  bake finds the release worse or cannot show it within tolerance by its ``maxDuration``; then
+  bake finds the release worse or cannot show it within tolerance (`canaryflow.baking`); then
   nothing starts any more, running rollouts in the wave are aborted, and per ``onFailure``:
   ``rollback-all`` undoes every promoted cell, newest wave first, all cells of a wave at once;
   ``rollback-wave`` undoes the failing wave's promoted cells only; ``hold`` undoes nothing and
@@ -151,7 +151,7 @@ def _failure(
         if bakes.get(index) == "inconclusive":
             return (
                 index,
-                f"wave {index + 1}: the bake could not show the release within tolerance by its maxDuration",
+                f"wave {index + 1}: the bake could not show the release within tolerance",
             )
     return None
 

@@ -104,9 +104,10 @@ POLL_SECONDS = 10.0
 
 
 def cell_metrics(run: CellRun) -> MetricsSource:
-    """The metrics source of a cell: its Prometheus and labels (the cell's run environment), with
-    this process's other Prometheus settings."""
-    return metrics_from_env({**os.environ, **run.env})
+    """The metrics source of a cell: its Prometheus and labels (the cell's run environment, no
+    labels for a cell without any, whatever this process has), with this process's other
+    Prometheus settings (its timeout). The release's process must reach every cell's Prometheus."""
+    return metrics_from_env({**os.environ, "CANARYFLOW_PROMETHEUS_LABELS": "", **run.env})
 
 
 @dataclass(frozen=True)
@@ -313,47 +314,41 @@ class _Release:
 
 #: How many undo runs a cell gets before the release stops and asks a person.
 UNDO_ATTEMPTS = 5
-#: After its last undo attempt, how long a cell's undo may take before the release gives up.
-UNDO_PATIENCE = timedelta(minutes=30)
 
 
 def undo_backoff(attempt: int) -> timedelta:
-    """How long after a cell's `attempt`-th undo run (from 1) the next may start if it failed:
-    30 s, doubled each time, at most 10 minutes."""
+    """How long after a cell's `attempt`-th undo run (from 1) failed the next may start: 30 s,
+    doubled each time, at most 10 minutes."""
     return timedelta(seconds=min(30.0 * 2 ** (attempt - 1), 600.0))
 
 
 class _Undos:
-    """The undos of the release's cells, retried with a backoff (`undo_backoff`) while they fail,
-    given up after `UNDO_ATTEMPTS` (the release ends held: a person must look)."""
+    """The undos of the release's cells, retried with a backoff (`undo_backoff`, from when the
+    failed one ended) while they fail, given up after `UNDO_ATTEMPTS` (the release ends held: a
+    person must look). What it knows comes from the cells' undo runs, so a resumed release keeps
+    the count and the wait."""
 
     def __init__(self, release: _Release) -> None:
         self.release = release
-        self.last: dict[str, str] = {}
-        self.attempts: dict[str, int] = {}
-        self.not_before: dict[str, datetime] = {}
 
     def undo(self, step: Undo, now: datetime) -> Finish | None:
-        """Ask for each cell's undo (a new run only after a failed one, and only once its backoff
-        passed); the release's end when a cell's undos are given up."""
+        """Ask for each cell's undo (a new run only after a failed one, once its backoff passed);
+        the release's end when a cell's undos are given up."""
+        seen = self.release.runs.undos(self.release.release_id)
         for cell in step.cells:
-            if now < self.not_before.get(cell, now):
-                continue  # its undo is running, or failed and waits for its backoff
-            attempts = self.attempts.get(cell, 0)
-            if attempts >= UNDO_ATTEMPTS:
-                return Finish(
-                    "held",
-                    f"{step.reason}; the undo of {cell} did not complete in {attempts} attempts (its last "
-                    f"run: {self.last[cell]}): look at its runs, then run `canaryflow undo` in the cell",
-                )
+            runs = seen.get(cell)
+            if runs is not None and runs.failed_at is not None:  # its latest undo failed
+                if runs.count >= UNDO_ATTEMPTS:
+                    return Finish(
+                        "held",
+                        f"{step.reason}; the undo of {cell} failed {runs.count} times: look at its undo "
+                        "runs, then run `canaryflow undo` in the cell",
+                    )
+                if now < runs.failed_at + undo_backoff(runs.count):
+                    continue
             run = self.release.run_of(cell)
             rollout_id = plan_rollout(run.request).rollout_id
-            flow_run_id = self.release.runs.undo(self.release.release_id, run, step.reason, rollout_id)
-            if flow_run_id != self.last.get(cell):  # a new attempt
-                self.last[cell] = flow_run_id
-                self.attempts[cell] = attempts = attempts + 1
-                wait = UNDO_PATIENCE if attempts >= UNDO_ATTEMPTS else undo_backoff(attempts)
-                self.not_before[cell] = now + wait
+            self.release.runs.undo(self.release.release_id, run, step.reason, rollout_id)
         return None
 
 

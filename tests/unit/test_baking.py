@@ -3,23 +3,26 @@ cells not updated yet, judged, read through the simulated metrics adapter (one t
 per cell, on a manual clock).
 
 What it shows: a release that behaves like the old image is shown within tolerance, not before
-the bake's ``minDuration`` and its ``minRequests``; one with five times the errors is found worse;
-a Prometheus that does not answer never lets a bake pass; a bake that cannot reach its
-``minRequests`` ends inconclusive at ``maxDuration``; the verdict depends only on the start and the
-metrics (a bake begun again later reaches the same verdict at the same interval).
+the bake's ``minDuration`` and its ``minRequests``; one with five times the errors is found worse,
+also when it turns bad after the judge found it within tolerance but before ``minRequests``; a
+Prometheus that does not answer never lets a bake pass, nor a promoted cell without data; a query
+Prometheus refuses ends the bake inconclusive; a bake that cannot reach its ``minRequests`` ends
+inconclusive at ``maxDuration``; the verdict depends only on the start and the metrics (a bake
+begun again later reaches the same verdict at the same interval).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
 from analysis.observations import HistogramCounts, RatioCounts, Samples
 from canaryflow.baking import WaveBake, combine
 from canaryflow.cells import cell_run
-from canaryflow.errors import MetricsUnavailableError, QueryError
+from canaryflow.errors import MetricsUnavailableError, NoDataError, QueryError
 from canaryflow.metrics.port import MetricQuery, MetricsSource, ObservedTrack
 from canaryflow.plan import RolloutPlan, plan_rollout
 from canaryflow.simulation import BehaviourProfile
@@ -187,3 +190,43 @@ def test_cells_observations_add_up_and_mismatched_buckets_are_refused() -> None:
     assert combine([Samples((0.1,)), Samples((0.2, 0.3))], query="s") == Samples((0.1, 0.2, 0.3))
     with pytest.raises(QueryError, match="cannot be added up"):
         combine([HistogramCounts(le, (1, 2)), HistogramCounts((0.2, float("inf")), (1, 2))], query="l")
+
+
+def test_a_release_that_turns_bad_while_the_bake_waits_for_its_requests_is_found_worse() -> None:
+    bad = "shop/web:2.0.0-bad"
+    cells = Cells(BehaviourProfile(), others={bad: BehaviourProfile(error_rate=0.1)})
+    bake = cells.bake(_bake("1m", "10m", 10**6))
+    while "waiting for 1000000 requests" not in bake.progress.reason and cells.clock.monotonic() < 900:
+        cells.clock.advance(5.0)
+        bake.advance(cells.clock.now())
+    assert bake.progress.verdict == "pending"  # within tolerance, too few requests
+
+    cells.pods["eu-1"].image = bad
+    seen = _run(cells, bake, limit=cells.clock.monotonic() + 300)
+
+    assert seen[-1] == "worse", bake.progress
+
+
+class Silent(Unanswered):
+    def observe(self, query: MetricQuery, **where: Any) -> RatioCounts:
+        raise NoDataError("no samples for eu-1: its exporter is gone")
+
+
+class Refusing(Unanswered):
+    def observe(self, query: MetricQuery, **where: Any) -> RatioCounts:
+        raise QueryError("bad_data: parse error at char 12", query="sum(increase(x[30s]")
+
+
+def test_a_promoted_cell_without_data_never_lets_the_bake_pass_and_a_refused_query_ends_it() -> None:
+    cells = Cells(BehaviourProfile())
+    silent = cells.bake(_bake("1m", "3m"), sources={**cells.sources, "eu-1": Silent()})
+    refused = cells.bake(_bake("1m", "3m"), sources={**cells.sources, "us-1": Refusing()})
+
+    seen = _run(cells, silent)
+    refused.advance(cells.clock.now())
+
+    assert set(seen[:-1]) == {"pending"}
+    assert seen[-1] == "inconclusive"
+    assert silent.requests == 0
+    assert refused.progress.verdict == "inconclusive"
+    assert refused.progress.reason.startswith("its metrics cannot be read: bad_data: parse error")

@@ -89,12 +89,13 @@ def test_a_bake_on_a_shared_prometheus_finds_a_worse_release_from_its_cells_seri
         compared={"old": plan_rollout(runs["old"].request)},
         sources=lambda cell: cell_metrics(runs[cell]),
         started=started,
+        read_lag=timedelta(seconds=2),  # this Prometheus scrapes every second
     )
 
     deadline = time.monotonic() + 90
     while bake.progress.verdict == "pending" and time.monotonic() < deadline:
         time.sleep(1.0)
-        bake.advance(datetime.now(UTC) - timedelta(seconds=2))  # a scrape (1 s) behind
+        bake.advance(datetime.now(UTC))
 
     assert bake.progress.verdict == "worse", bake.progress
     assert bake.judged >= 3  # the rollout spec's minIntervals
