@@ -77,8 +77,9 @@ def append_release(reports_dir: Path, record: ReleaseRecord) -> Path:
 
 
 def read_releases(reports_dir: Path, *, since: datetime | None = None) -> tuple[list[ReleaseRecord], int]:
-    """The releases that ended (since a time), oldest first, and how many lines could not be read
-    (a torn line is counted, not fatal)."""
+    """The releases that ended (since a time), oldest first, each once (a release run again after
+    it ended has its last line), and how many lines could not be read (a torn line is counted,
+    not fatal)."""
     path = reports_dir / RELEASE_HISTORY
     if not path.is_file():
         return [], 0
@@ -94,7 +95,8 @@ def read_releases(reports_dir: Path, *, since: datetime | None = None) -> tuple[
             continue
         if since is None or record.finished_at >= since:
             records.append(record)
-    return sorted(records, key=lambda r: r.finished_at), unreadable
+    latest = {record.release_id: record for record in records}  # a release run again: its last end
+    return sorted(latest.values(), key=lambda r: r.finished_at), unreadable
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,9 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from canaryflow.errors import CanaryflowError
 from canaryflow.releasehistory import ReleaseRecord, append_release
-from canaryflow.releasereport import ReleaseStatus, write_release_status
+from canaryflow.releasereport import ReleaseStatus, read_release_status, release_report, write_release_status
 from canaryflow.spec.release import ReleaseSpec
 from canaryflow.waves import CellPhase
 
@@ -43,6 +44,7 @@ class ReleaseReporter:
         triggered_by: str = "",
     ) -> None:
         now = datetime.now(UTC)
+        started = _started(reports_dir, release_id) or now  # a resumed release began before
         self.release = spec.name
         self.triggered_by = triggered_by
         self.release_id = release_id
@@ -55,7 +57,7 @@ class ReleaseReporter:
             waves=[list(wave.cells) for wave in spec.spec.waves],
             cells={cell.name: "pending" for cell in spec.spec.cells},
             step="starting",
-            started_at=now,
+            started_at=started,
             updated_at=now,
         )
         self._told: tuple[str, dict[str, str]] | None = None
@@ -101,6 +103,16 @@ class ReleaseReporter:
             cells=status.cells,
             flow_run_id=flow_run.get_id(),
         )
+
+
+def _started(reports_dir: Path | None, release_id: str) -> datetime | None:
+    """When the release began, from its report (None without one: a new release)."""
+    if reports_dir is None:
+        return None
+    try:
+        return read_release_status(release_report(reports_dir, release_id)).started_at
+    except (CanaryflowError, OSError):
+        return None
 
 
 def release_table(status: ReleaseStatus) -> str:

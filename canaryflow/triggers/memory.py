@@ -18,7 +18,7 @@ from typing import Literal
 from canaryflow.cells import CellRun
 from canaryflow.errors import TriggerUnavailableError
 from canaryflow.requests import ReleaseRequest, RolloutRequest
-from canaryflow.triggers.port import FlowRunId, RunState, cell_phase
+from canaryflow.triggers.port import FlowRunId, RunState, UndoRuns, cell_phase
 from canaryflow.waves import CellPhase
 
 __all__ = ["CellRunRecord", "InMemoryCellRuns", "InMemoryRolloutStarter", "StartedRollout"]
@@ -125,6 +125,17 @@ class InMemoryCellRuns:
                 for cell, record in latest.items()
                 if record is not None and record.ended_at is not None
             }
+
+    def undos(self, release_id: str) -> dict[str, UndoRuns]:
+        with self._lock:
+            self._check()
+            found: dict[str, UndoRuns] = {}
+            for record in self._runs:
+                if record.release_id == release_id and record.kind == "undo":
+                    failed_at = record.ended_at if record.state == "failed" else None
+                    count = found[record.run.cell].count if record.run.cell in found else 0
+                    found[record.run.cell] = UndoRuns(count + 1, failed_at)
+            return found
 
     def abort(self, release_id: str, cell: str, reason: str) -> None:
         with self._lock:

@@ -8,6 +8,7 @@ each cell pool's ``rollout`` and ``undo`` deployments) and `InMemoryCellRuns`. C
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, NewType, Protocol, TypeAlias
 
@@ -15,7 +16,7 @@ from canaryflow.cells import CellRun
 from canaryflow.requests import ReleaseRequest, RolloutRequest
 from canaryflow.waves import CellPhase
 
-__all__ = ["CellRuns", "FlowRunId", "RolloutStarter", "RunState", "cell_phase"]
+__all__ = ["CellRuns", "FlowRunId", "RolloutStarter", "RunState", "UndoRuns", "cell_phase"]
 
 #: The id of the flow run that performs a rollout (a UUID in Prefect's text form).
 FlowRunId = NewType("FlowRunId", str)
@@ -59,6 +60,15 @@ _ROLLOUT_PHASE: dict[RunState, CellPhase] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class UndoRuns:
+    """A cell's undo runs in a release: how many were started, and when the latest ended if it
+    failed (None while it runs, or once it completed)."""
+
+    count: int
+    failed_at: datetime | None = None
+
+
 class CellRuns(Protocol):
     """Port to the orchestrator that runs a release's cells: each cell's rollout, and its undo.
 
@@ -85,6 +95,10 @@ class CellRuns(Protocol):
     def ended(self, release_id: str) -> dict[str, datetime]:
         """When each cell's latest rollout run ended (timezone-aware), for the cells whose rollout
         run has ended: where a wave's bake starts."""
+        ...
+
+    def undos(self, release_id: str) -> dict[str, UndoRuns]:
+        """Each cell's undo runs so far for the release (cells without any are left out)."""
         ...
 
     def abort(self, release_id: str, cell: str, reason: str) -> None:

@@ -31,7 +31,7 @@ from prefect.states import Cancelled, Cancelling
 
 from canaryflow.cells import CellRun
 from canaryflow.errors import TriggerUnavailableError
-from canaryflow.triggers.port import FlowRunId, RunState, cell_phase
+from canaryflow.triggers.port import FlowRunId, RunState, UndoRuns, cell_phase
 from canaryflow.triggers.prefect_runs import prefect_settings
 from canaryflow.waves import CellPhase
 
@@ -120,11 +120,20 @@ class PrefectCellRuns:
                 latest[cell] = run
         ended: dict[str, datetime] = {}
         for cell, run in latest.items():
-            if run_state(run) != "active":
-                at = run.end_time or (run.state.timestamp if run.state is not None else None)
-                if at is not None:
-                    ended[cell] = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+            at = _ended_at(run) if run_state(run) != "active" else None
+            if at is not None:
+                ended[cell] = at
         return ended
+
+    def undos(self, release_id: str) -> dict[str, UndoRuns]:
+        found: dict[str, UndoRuns] = {}
+        for run in self._runs(release_id, kind="undo"):  # oldest first: the latest sets failed_at
+            cell = _tag(run, _CELL)
+            if cell is None:
+                continue
+            failed_at = _ended_at(run) if run_state(run) == "failed" else None
+            found[cell] = UndoRuns(found[cell].count + 1 if cell in found else 1, failed_at)
+        return found
 
     def abort(self, release_id: str, cell: str, reason: str) -> None:
         runs = self._runs(release_id, cell=cell, kind="rollout")
@@ -231,6 +240,12 @@ class PrefectCellRuns:
 
     def _settings(self) -> contextlib.AbstractContextManager[None]:
         return prefect_settings(self.api_url, self.request_timeout)
+
+
+def _ended_at(run: FlowRun) -> datetime | None:
+    """When an ended run ended (timezone-aware), if Prefect says."""
+    at = run.end_time or (run.state.timestamp if run.state is not None else None)
+    return None if at is None else at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _tag(run: FlowRun, prefix: str) -> str | None:

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from canaryflow.cells import CellRun
 from canaryflow.clock import ManualClock
 from canaryflow.errors import TriggerUnavailableError
 from canaryflow.releasehistory import read_releases
-from canaryflow.releasereport import read_release_status, release_report
+from canaryflow.releasereport import ReleaseStatus, read_release_status, release_report
 from canaryflow.requests import ReleaseRequest
 from canaryflow.simulation import BehaviourProfile
 from canaryflow.triggers.memory import InMemoryCellRuns
@@ -50,6 +52,10 @@ spec:
 """
 
 
+class Interrupted(BaseException):
+    """The release's process dies (not an error the flow handles)."""
+
+
 class ScriptedCells(InMemoryCellRuns):
     """Cells whose rollout runs end as `ends` says (default: promoted) and whose undos complete,
     each the next time the release asks; `outages` asks are answered as by an unreachable Prefect."""
@@ -61,10 +67,12 @@ class ScriptedCells(InMemoryCellRuns):
         meanwhile: dict[int, Callable[[], None]] | None = None,
         clock: ManualClock | None = None,
         undo_ends: RunState = "completed",
+        stop_after_undos: int | None = None,
     ) -> None:
         super().__init__()
         self.clock = clock
         self.undo_ends = undo_ends
+        self.stop_after_undos = stop_after_undos  # the release is killed once this many undos ran
         self.undone_at: list[datetime] = []
         self.ends = ends or {}
         self.outages = outages
@@ -74,6 +82,8 @@ class ScriptedCells(InMemoryCellRuns):
         self.started_at: dict[str, datetime] = {}
 
     def phases(self, release_id: str) -> dict[str, CellPhase]:
+        if self.stop_after_undos is not None and len(self.started("undo")) >= self.stop_after_undos:
+            raise Interrupted("the release's process was killed")
         self.asked += 1
         if self.asked in self.meanwhile:
             self.meanwhile[self.asked]()
@@ -244,10 +254,30 @@ def test_a_release_run_again_carries_on_without_starting_a_cell_twice(
     cells.end(first, "completed")  # the interrupted run had promoted wave 1
     _claimed_by("demo-resumed")()  # and claimed the service's releases when it started
 
-    state = _release(tmp_path, cells, release_id="demo-resumed")
+    began = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # the interrupted run's report says so
+    path = release_report(tmp_path / "reports", "demo-resumed")
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        ReleaseStatus(
+            release_id="demo-resumed",
+            image=IMAGE,
+            spec="release.yaml",
+            waves=[["eu-1"], ["eu-2", "us-1"]],
+            cells={"eu-1": "running"},
+            step="starting the rollout of eu-1",
+            started_at=began,
+            updated_at=began,
+        ).model_dump_json()
+    )
 
-    assert state.result().outcome == "released"
+    state = _release(tmp_path, cells, release_id="demo-resumed")
+    again = _release(tmp_path, cells, release_id="demo-resumed")  # once more after it ended
+
+    assert state.result().outcome == again.result().outcome == "released"
     assert cells.started("rollout") == ["eu-1", "eu-2", "us-1"]
+    assert read_release_status(path).started_at == began
+    (record,), _ = read_releases(tmp_path / "reports")  # ended twice, one release
+    assert record.started_at == began
 
 
 def test_a_release_without_an_id_is_named_after_the_release_and_its_run(
@@ -358,10 +388,30 @@ def test_a_failing_undo_is_retried_with_a_backoff_then_given_up_to_a_person(
     assert state.name == "Held"
     outcome = state.result(raise_on_failure=False)
     assert outcome.cells["eu-1"] == "promoted"  # nothing undid it: a person must
-    assert "the undo of eu-1 did not complete in 5 attempts" in outcome.reason
+    assert "the undo of eu-1 failed 5 times: look at its undo runs" in outcome.reason
     assert cells.started("undo") == ["eu-1"] * 5
     gaps = [later - earlier for earlier, later in itertools.pairwise(cells.undone_at)]
-    assert [gap.total_seconds() for gap in gaps] == [30, 60, 120, 240]
+    # each undo fails at the next look (5 s), and the next starts 30 s, 60 s, ... after that
+    assert [gap.total_seconds() for gap in gaps] == [35, 65, 125, 245]
+
+
+def test_a_resumed_release_keeps_the_count_and_the_wait_of_its_failed_undos(
+    prefect_harness: Any, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    cells = ScriptedCells(
+        ends={"eu-2": "not-promoted", "us-1": "active"}, clock=clock, undo_ends="failed", stop_after_undos=2
+    )
+    with pytest.raises(Interrupted):
+        _release(tmp_path, cells, release_id="demo-undo-resumed", clock=clock)
+    cells.stop_after_undos = None
+
+    state = _release(tmp_path, cells, release_id="demo-undo-resumed", clock=clock)
+
+    assert state.name == "Held"
+    assert cells.started("undo") == ["eu-1"] * 5  # not five more after the resume
+    gaps = [later - earlier for earlier, later in itertools.pairwise(cells.undone_at)]
+    assert [gap.total_seconds() for gap in gaps][1:] == [65, 125, 245]
 
 
 def _claimed_by(release_id: str) -> Callable[[], None]:

@@ -22,7 +22,7 @@ import pytest
 from canaryflow.cells import CellRun, cell_run
 from canaryflow.spec.loading import load_release_text
 from canaryflow.triggers.memory import InMemoryCellRuns
-from canaryflow.triggers.port import CellRuns, RunState
+from canaryflow.triggers.port import CellRuns, RunState, UndoRuns
 from tests.fixtures.cellpools import deploy_stand_ins
 
 IMAGE = "registry.example.com/shop/web:1.3.0"
@@ -151,17 +151,26 @@ def test_an_undo_starts_once_and_again_only_after_a_failed_one(adapter: Adapter)
     eu = adapter.runs.start(release, _run("eu-1"))
     adapter.end(eu, "completed")
 
+    assert adapter.runs.undos(release) == {}
     undo = adapter.runs.undo(release, _run("eu-1"), "wave 2 rolled back", "web-1a2b3c4d")
     assert adapter.runs.undo(release, _run("eu-1"), "wave 2 rolled back", "web-1a2b3c4d") == undo
     assert adapter.runs.phases(release) == {"eu-1": "promoted"}  # until the undo has completed
+    assert adapter.runs.undos(release) == {"eu-1": UndoRuns(1, None)}
 
+    before = datetime.now(UTC) - timedelta(seconds=5)
     adapter.end(undo, "failed")
     assert adapter.runs.phases(release) == {"eu-1": "promoted"}
+    failed = adapter.runs.undos(release)["eu-1"]
+    assert failed.count == 1
+    assert failed.failed_at is not None
+    assert before <= failed.failed_at <= datetime.now(UTC) + timedelta(seconds=5)
     second = adapter.runs.undo(release, _run("eu-1"), "wave 2 rolled back", "web-1a2b3c4d")
     assert second != undo
+    assert adapter.runs.undos(release) == {"eu-1": UndoRuns(2, None)}  # the latest runs
 
     adapter.end(second, "completed")
     assert adapter.runs.phases(release) == {"eu-1": "undone"}
+    assert adapter.runs.undos(release) == {"eu-1": UndoRuns(2, None)}
 
 
 def test_a_failed_cell_is_cleaned_up_once_and_stays_failed(adapter: Adapter) -> None:
