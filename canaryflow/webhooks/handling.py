@@ -317,7 +317,7 @@ class DeliveryHandler:
         return _reply(
             202,
             "accepted",
-            reason="queued: the rollout starts as soon as the orchestrator takes it",
+            reason="queued: its runs start as soon as the orchestrator takes them",
             **({"last_error": error} if error else {}),
         )
 

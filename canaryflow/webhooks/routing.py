@@ -6,7 +6,9 @@ in `fnmatch` style, case-sensitive, where ``*`` also matches ``/``), and, if it 
 changed file matches one of them. When the payload does not list every changed file, a route
 with paths matches: a redundant rollout is cheaper than a missed one. For each rollout spec (or
 release spec) the first matching route wins, so one push starts a spec at most once; a route with
-a release spec starts a release (`ReleaseRequest`), the others a rollout.
+a release spec starts a release (`ReleaseRequest`), the others a rollout. A release route and a
+rollout route that both match a push both start, even when the release's cells run the same
+rollout spec: give them different branches or tags.
 
 Deleted refs and refs that are neither branches nor tags are ignored; tag pushes are ignored unless
 a route asks for tags. A route that renders an invalid image raises `ImageRenderError` (422): no
