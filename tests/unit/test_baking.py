@@ -14,7 +14,6 @@ begun again later reaches the same verdict at the same interval).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,13 +21,13 @@ import pytest
 from analysis.observations import HistogramCounts, RatioCounts, Samples
 from canaryflow.baking import WaveBake, combine
 from canaryflow.cells import cell_run
-from canaryflow.errors import MetricsUnavailableError, NoDataError, QueryError
-from canaryflow.metrics.port import MetricQuery, MetricsSource, ObservedTrack
+from canaryflow.errors import NoDataError, QueryError
+from canaryflow.metrics.port import MetricQuery, MetricsSource
 from canaryflow.plan import RolloutPlan, plan_rollout
 from canaryflow.simulation import BehaviourProfile
 from canaryflow.spec.loading import load_release_text
 from canaryflow.spec.release import Bake
-from tests.fixtures.celltraffic import NEW, CellTraffic
+from tests.fixtures.celltraffic import NEW, CellTraffic, Unanswered
 
 RELEASE = load_release_text(
     """\
@@ -127,23 +126,6 @@ def test_too_little_traffic_for_the_minimum_requests_is_inconclusive_at_max_dura
     assert seen[-1] == "inconclusive"
     assert bake.judged == 36
     assert bake.progress.reason.startswith("maxDuration reached: the promoted cells served")
-
-
-class Unanswered:
-    def observe(
-        self,
-        query: MetricQuery,
-        *,
-        namespace: str,
-        app: str,
-        track: ObservedTrack,
-        end: datetime,
-        window: timedelta,
-    ) -> RatioCounts:
-        raise MetricsUnavailableError("Prometheus at http://prometheus.monitoring:9090 did not answer")
-
-    def is_online(self) -> bool:
-        return False
 
 
 def test_a_prometheus_that_does_not_answer_never_lets_a_bake_pass() -> None:

@@ -5,18 +5,14 @@ that does not answer blocks the cell."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
-from analysis.observations import RatioCounts
 from canaryflow.cells import cell_run
-from canaryflow.errors import MetricsUnavailableError
 from canaryflow.health import unhealthy
-from canaryflow.metrics.port import MetricQuery, MetricsSource, ObservedTrack
+from canaryflow.metrics.port import MetricsSource
 from canaryflow.plan import RolloutPlan, plan_rollout
 from canaryflow.simulation import BehaviourProfile
 from canaryflow.spec.loading import load_release_text
 from canaryflow.spec.release import Health
-from tests.fixtures.celltraffic import NEW, OLD, CellTraffic
+from tests.fixtures.celltraffic import NEW, OLD, CellTraffic, Unanswered
 
 RELEASE = load_release_text("""\
 apiVersion: canaryflow/v1
@@ -41,23 +37,6 @@ def _plans(*cells: str) -> dict[str, RolloutPlan]:
     return {
         cell: plan_rollout(cell_run(RELEASE, cell, image=NEW, triggered_by="t").request) for cell in cells
     }
-
-
-class Unanswered:
-    def observe(
-        self,
-        query: MetricQuery,
-        *,
-        namespace: str,
-        app: str,
-        track: ObservedTrack,
-        end: datetime,
-        window: timedelta,
-    ) -> RatioCounts:
-        raise MetricsUnavailableError("Prometheus at http://prometheus.monitoring:9090 did not answer")
-
-    def is_online(self) -> bool:
-        return False
 
 
 def test_a_stable_over_its_error_rate_limit_blocks_its_cell_and_says_by_how_much() -> None:
