@@ -57,7 +57,7 @@ def simulated(outage: float, finish: str) -> tuple[float, float]:
 def kube(outages: list[float]) -> list[tuple[float, str, float, float]]:
     from canaryflow.cluster.kubernetes import KubernetesCluster
     from canaryflow.dev.kube import LocalControlPlane, find_binaries
-    from canaryflow.dev.stacks import _kubectl_binary, apply_example_app
+    from canaryflow.dev.stacks import apply_example_app, kubectl_binary
 
     binaries = find_binaries(required=True)
     assert binaries is not None
@@ -66,7 +66,7 @@ def kube(outages: list[float]) -> list[tuple[float, str, float, float]]:
         plane = LocalControlPlane(Path(directory), binaries=binaries, nodes=3, die_with_parent=True)
         try:
             running = plane.up(timeout=120)
-            apply_example_app(_kubectl_binary(binaries), running.kubeconfig, replicas=10)
+            apply_example_app(kubectl_binary(binaries), running.kubeconfig, replicas=10)
             with KubernetesCluster.from_kubeconfig(running.kubeconfig) as cluster:
                 stable = cluster.read(TARGET).stable.image
                 for number, outage in enumerate(outages):

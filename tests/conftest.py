@@ -41,6 +41,7 @@ def prefect_harness() -> Iterator[Any]:
 #: --no-loadscope-reorder``) they start at once and the short files fill the end of the run.
 _LONG_FIRST = (
     "tests/e2e/test_production_stack.py",
+    "tests/e2e/test_demo_cells.py",
     "tests/unit/analysis/test_calibration.py",
     "tests/e2e/test_demo_first_run.py",
     "tests/e2e/test_sigkill_resume.py",

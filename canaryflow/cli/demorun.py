@@ -61,8 +61,10 @@ __all__ = [
     "STABLE_IMAGE",
     "SimulatedStack",
     "demo_stack",
+    "prefect_for_demo",
     "run_demo",
     "run_rollouts",
+    "serve_until_interrupted",
     "simulated_stack",
 ]
 
@@ -100,7 +102,7 @@ def run_demo(
 
     console = Console()
     with ExitStack() as resources:
-        server = _prefect(resources, ui=ui, console=console)
+        server = prefect_for_demo(resources, ui=ui, console=console)
         started = time.monotonic()
         with ExitStack() as stack:
             demo = stack.enter_context(demo_stack(kind, kubeconfig=kubeconfig, console=console))
@@ -109,7 +111,7 @@ def run_demo(
             outcomes = run_rollouts(demo, metrics, images=images, reports_dir=reports_dir, console=console)
         code = _summary(console, outcomes, where, reports_dir, time.monotonic() - started)
         if ui and server is not None:
-            _serve_until_interrupted(server, console)
+            serve_until_interrupted(server, console)
     return code
 
 
@@ -170,7 +172,7 @@ def run_rollouts(
     return outcomes
 
 
-def _prefect(stack: ExitStack, *, ui: bool, console: Console) -> PrefectServer | None:
+def prefect_for_demo(stack: ExitStack, *, ui: bool, console: Console) -> PrefectServer | None:
     """Point this process's Prefect at the API (set before Prefect is imported): the one the
     environment names (`canaryflow.cli.prefectapi`), else canaryflow's local server, started for
     the demo (its database prepared first) and stopped when `stack` closes. Returns the server the
@@ -227,7 +229,7 @@ def _wait_for_traffic(
             stack.clock.sleep(1.0)
 
 
-def _serve_until_interrupted(server: PrefectServer, console: Console) -> None:
+def serve_until_interrupted(server: PrefectServer, console: Console) -> None:
     """Keep the Prefect server up until Ctrl-C (or until it exits by itself)."""
     console.print(f"The Prefect server stays up at {server.ui_url}: press Ctrl-C to stop it")
     try:

@@ -21,7 +21,7 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,7 @@ __all__ = [
     "demo_metrics",
     "example_app_documents",
     "kube_stack",
+    "kubectl_binary",
     "simulated_stack",
 ]
 
@@ -92,14 +93,21 @@ class DemoStack(Protocol):
     def metrics(self) -> MetricsSource: ...
 
 
-def _simulator(pods: Any, clock: Clock, *, rate_per_pod: float, seed: int) -> TrafficSimulator:
+def _simulator(
+    pods: Any,
+    clock: Clock,
+    *,
+    rate_per_pod: float,
+    seed: int,
+    profiles: Mapping[str, BehaviourProfile] = PROFILES,
+) -> TrafficSimulator:
     return TrafficSimulator(
         pods,
         [AppRef(TARGET.namespace, TARGET.app)],
         clock=clock,
         seed=seed,
         rate_per_pod=rate_per_pod,
-        profiles=PROFILES,
+        profiles=dict(profiles),
         default_profile=_NORMAL,
     )
 
@@ -179,7 +187,7 @@ def demo_kubernetes(kubeconfig: Path | None = None, *, say: Say = lambda _: None
     from canaryflow.dev.kube import LocalControlPlane, default_directory, find_binaries, running_control_plane
 
     binaries = find_binaries(required=kubeconfig is None)
-    kubectl = _kubectl_binary(binaries)
+    kubectl = kubectl_binary(binaries)
     if kubeconfig is not None:
         yield DemoKubernetes(kubeconfig, kubectl, temporary=False)
         return
@@ -201,7 +209,7 @@ def demo_kubernetes(kubeconfig: Path | None = None, *, say: Say = lambda _: None
             say("Stopped the demo's local control plane")
 
 
-def _kubectl_binary(binaries: Path | None) -> Path:
+def kubectl_binary(binaries: Path | None) -> Path:
     if binaries is not None and (binaries / "kubectl").exists():
         return binaries / "kubectl"
     found = shutil.which("kubectl")
@@ -290,6 +298,7 @@ def kube_stack(
     replicas: int = 10,
     rate_per_pod: float = 200.0,
     seed: int = 7,
+    profiles: Mapping[str, BehaviourProfile] = PROFILES,
 ) -> Iterator[KubeStack]:
     """The example app applied to the cluster of `kubeconfig`, adapters over it, and its traffic.
 
@@ -303,7 +312,7 @@ def kube_stack(
     with ExitStack() as stack:
         cluster = stack.enter_context(KubernetesCluster.from_kubeconfig(kubeconfig, clock=clock))
         watcher = stack.enter_context(KubernetesCluster.from_kubeconfig(kubeconfig, clock=clock))
-        simulator = _simulator(watcher, clock, rate_per_pod=rate_per_pod, seed=seed)
+        simulator = _simulator(watcher, clock, rate_per_pod=rate_per_pod, seed=seed, profiles=profiles)
         metrics = create_metrics_source("simulated", simulator=simulator)
         yield KubeStack(
             clock=clock, cluster=cluster, simulator=simulator, metrics=metrics, kubeconfig=kubeconfig

@@ -1,0 +1,298 @@
+"""``canaryflow demo --cells N``: one release across N local clusters in two waves, then a bad one.
+
+Each cell is a local control plane of its own (`canaryflow.dev.kube.planes`: separate state,
+ports and kubeconfig context) with the example app, its own simulated traffic and its own real
+Prometheus scraping it. A Prefect server (canaryflow's local one, or the one the environment
+names) gets a work pool per cell with the ``rollout``, ``undo`` and ``cleanup`` deployments and a
+worker each (`canaryflow.dev.workers`), so every cell's rollout is a real flow run in a process of
+its own, as in production. The release flow runs here, like ``canaryflow release``.
+
+Two releases of shop/web, waves [cell-1] then [the other cells] with a bake between:
+
+1. the good image: promoted in cell-1, baked against the other cells, then promoted in them;
+2. an image that is bad only in the later cells (the waves' point: it looks fine in the first):
+   promoted in cell-1, baked, rolled back in the second wave, and cell-1 undone (the default
+   ``onFailure: rollback-all``).
+
+It ends with a table of the releases and their cells' phases and exits 0 when both ended as
+expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from canaryflow.dev.stacks import BAD_IMAGE, DEMO_SPEC, GOOD_IMAGE, PROFILES, STABLE_IMAGE
+from canaryflow.errors import LocalPrometheusError, UsageError
+from canaryflow.simulation import BehaviourProfile
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from canaryflow.dev.stacks import KubeStack
+    from canaryflow.metrics import MetricsSource
+    from flows.release import ReleaseOutcome
+
+__all__ = [
+    "MAX_CELLS",
+    "MIN_CELLS",
+    "cell_names",
+    "cell_profiles",
+    "cell_rollout_spec_text",
+    "release_spec_text",
+    "run_cells_demo",
+]
+
+MIN_CELLS = 2
+MAX_CELLS = 5
+#: Requests per second per Ready pod: the demo's rate (`canaryflow.cli.demorun.DEMO_RATE_PER_POD`).
+RATE_PER_POD = 1000.0
+#: What each release is expected to end as.
+_EXPECTED = {GOOD_IMAGE: "released", BAD_IMAGE: "rolled-back"}
+#: How often the release asks its cells' runs where they are (the flow's default is 10 s).
+POLL_SECONDS = 2.0
+
+
+def cell_names(count: int) -> list[str]:
+    """The cells' names (``cell-1`` ...), or `UsageError` when `count` is out of range."""
+    if not MIN_CELLS <= count <= MAX_CELLS:
+        raise UsageError(
+            f"demo --cells {count}: give between {MIN_CELLS} and {MAX_CELLS} cells "
+            f"(the first wave is one cell, the second the others)"
+        )
+    return [f"cell-{i}" for i in range(1, count + 1)]
+
+
+def cell_profiles(index: int) -> dict[str, BehaviourProfile]:
+    """How each image behaves in the cell at `index` (0 is the first wave's): the bad image fails
+    only in the later cells, as a change that depends on something those cells have."""
+    if index == 0:
+        return {**PROFILES, BAD_IMAGE: PROFILES[STABLE_IMAGE]}
+    return dict(PROFILES)
+
+
+#: The demo's rollout spec with its two analyses (at 20 % and 50 %) made one, at 50 %: a cell's
+#: rollout takes half as long, and the release's point is the waves.
+_ONE_STEP = """    - setWeight: 50
+    - analyze: {interval: 5s, maxDuration: 2m}
+"""
+
+
+def cell_rollout_spec_text() -> str:
+    """The rollout spec each cell runs: the demo's (`DEMO_SPEC`) with one analysis, at 50 %."""
+    text = DEMO_SPEC.read_text()
+    head, _, tail = text.partition("  steps:\n")
+    rest = tail[tail.index("  failurePolicy:") :]
+    return f"{head}  steps:\n{_ONE_STEP}{rest}"
+
+
+def release_spec_text(rollout: Path, prometheus: dict[str, str]) -> str:
+    """The demo's release spec: `rollout` in every cell, each cell on its own context, work pool
+    and Prometheus (`prometheus` by cell), waves [first] then [the others]."""
+    cells = list(prometheus)
+    lines = [
+        "apiVersion: canaryflow/v1",
+        "kind: Release",
+        "metadata: {name: web}",
+        "spec:",
+        f"  rollout: {rollout}",
+        "  cells:",
+    ]
+    lines += [
+        f"    - {{name: {cell}, context: {cell}, workPool: {cell}, prometheus: '{url}'}}"
+        for cell, url in prometheus.items()
+    ]
+    lines += [
+        "  waves:",
+        f"    - cells: [{cells[0]}]",
+        "      bake: {minDuration: 20s, maxDuration: 3m, minRequests: 10000}",
+        f"    - cells: [{', '.join(cells[1:])}]",
+        "  onFailure: rollback-all",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class _Cell:
+    """One cell of the demo while it runs: its stack (cluster and traffic) and its Prometheus."""
+
+    stack: KubeStack
+    metrics: MetricsSource
+    prometheus: str
+
+
+def run_cells_demo(*, cells: int, ui: bool = False, reports_dir: Path | None = None) -> int:
+    """Run the cells demo; return the exit code (0 when the good release reached every cell and
+    the bad one was rolled back in every cell)."""
+    names = cell_names(cells)
+    prometheus_binary = shutil.which("prometheus")
+    if prometheus_binary is None:
+        raise LocalPrometheusError(
+            "demo --cells needs Prometheus (each cell's rollout reads its own): install it "
+            "(`make setup` does, with apt) and run again"
+        )
+    from canaryflow.dev.kube import find_binaries
+
+    binaries = find_binaries(required=True)
+    assert binaries is not None  # required=True raised otherwise, saying how to build them
+    if reports_dir is None:
+        from canaryflow.environment import reports_dir as reports_from_env
+
+        reports_dir = reports_from_env(os.environ)
+    from rich.console import Console
+
+    from canaryflow.cli.demorun import prefect_for_demo, serve_until_interrupted
+
+    console = Console()
+    with ExitStack() as resources:
+        server = prefect_for_demo(resources, ui=ui, console=console)
+        started = time.monotonic()
+        with ExitStack() as stack:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="canaryflow-cells-demo-")))
+            kubeconfig, running = _start_cells(stack, names, binaries, prometheus_binary, console)
+            rollout = workdir / "rollout.yaml"
+            rollout.write_text(cell_rollout_spec_text())
+            spec = workdir / "release.yaml"
+            spec.write_text(
+                release_spec_text(rollout, {name: cell.prometheus for name, cell in running.items()})
+            )
+            waves = f"waves [{names[0]}], then [{', '.join(names[1:])}]"
+            console.print(f"Release spec: {spec} ({waves}); each cell runs {rollout}", markup=False)
+            _start_workers(
+                stack, names, workdir, kubeconfig=kubeconfig, reports_dir=reports_dir, console=console
+            )
+            outcomes = []
+            for image in (GOOD_IMAGE, BAD_IMAGE):
+                _wait_for_traffic(spec, running, console)
+                outcomes.append(_release(spec, image, reports_dir, console))
+        code = _summary(console, outcomes, reports_dir, time.monotonic() - started)
+        if ui and server is not None:
+            serve_until_interrupted(server, console)
+    return code
+
+
+def _start_cells(
+    stack: ExitStack, names: list[str], binaries: Path, prometheus_binary: str, console: Console
+) -> tuple[Path, dict[str, _Cell]]:
+    """Each cell's control plane, example app, traffic and Prometheus (stopped with `stack`);
+    returns the kubeconfig with a context per cell and the running cells."""
+    from canaryflow.dev.kube.planes import local_planes
+    from canaryflow.dev.localprometheus import LocalPrometheus
+    from canaryflow.dev.stacks import kube_stack, kubectl_binary
+    from canaryflow.metrics.factory import create_metrics_source
+    from canaryflow.metrics.prometheus import PrometheusConfig
+    from canaryflow.simulation import MetricsServer, RealTimeDriver
+
+    console.print(f"Starting {len(names)} local control planes, one per cell ...")
+    planes = stack.enter_context(local_planes(names, binaries=binaries, say=console.print))
+    kubectl = kubectl_binary(binaries)
+    running: dict[str, _Cell] = {}
+    for index, name in enumerate(names):
+        kube = stack.enter_context(
+            kube_stack(
+                planes.planes[name].kubeconfig,
+                kubectl=kubectl,
+                rate_per_pod=RATE_PER_POD,
+                seed=7 + index,
+                profiles=cell_profiles(index),
+            )
+        )
+        stack.enter_context(RealTimeDriver(kube.simulator, tick=0.25))
+        server = stack.enter_context(MetricsServer(kube.simulator))
+        prometheus = stack.enter_context(LocalPrometheus.start(prometheus_binary))
+        prometheus.add_targets("simulator", [server.target])
+        metrics = create_metrics_source("prometheus", prometheus=PrometheusConfig(url=prometheus.url))
+        running[name] = _Cell(stack=kube, metrics=metrics, prometheus=prometheus.url)
+        console.print(
+            f"Cell {name}: shop/web on {STABLE_IMAGE}, traffic scraped by Prometheus {prometheus.url}"
+        )
+    return planes.kubeconfig, running
+
+
+def _start_workers(
+    stack: ExitStack,
+    names: list[str],
+    workdir: Path,
+    *,
+    kubeconfig: Path,
+    reports_dir: Path,
+    console: Console,
+) -> None:
+    """A work pool per cell with its deployments and one worker each, on this process's Prefect."""
+    from canaryflow.dev.workers import cell_workers
+
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "CANARYFLOW_REPORTS_DIR": str(reports_dir.resolve()),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+    }
+    console.print("Prefect: making a work pool per cell with its deployments ...")
+    stack.enter_context(cell_workers(names, env=env, workdir=workdir, say=console.print))
+
+
+def _wait_for_traffic(spec: Path, running: dict[str, _Cell], console: Console, timeout: float = 90.0) -> None:
+    """Wait until every cell's preflight passes: its stable has served long enough for each metric
+    to have data in its Prometheus (after a promotion the stable's pods are new)."""
+    from canaryflow.cells import cell_run
+    from canaryflow.errors import NoDataError
+    from canaryflow.plan import plan_rollout
+    from canaryflow.preflight import check_target
+    from canaryflow.spec.loading import load_release
+
+    release = load_release(spec)
+    deadline = time.monotonic() + timeout
+    for name, cell in running.items():
+        plan = plan_rollout(cell_run(release, name, image=GOOD_IMAGE, triggered_by="demo").request)
+        said = False
+        while True:
+            try:
+                check_target(
+                    plan, cluster=cell.stack.cluster, metrics=cell.metrics, now=cell.stack.clock.now()
+                )
+                break
+            except NoDataError:
+                if time.monotonic() > deadline:
+                    raise
+                if not said:
+                    console.print(f"Cell {name}: waiting for metrics of the stable track ...")
+                    said = True
+                cell.stack.clock.sleep(1.0)
+
+
+def _release(spec: Path, image: str, reports_dir: Path, console: Console) -> ReleaseOutcome:
+    from canaryflow.requests import new_release_request
+    from flows.release import run_release, wiring_for_run
+
+    console.rule(f"Release of {image}")
+    request = new_release_request(spec=str(spec), image=image, triggered_by="demo")
+    wiring = dataclasses.replace(
+        wiring_for_run(), poll_seconds=POLL_SECONDS, reports_dir=reports_dir, say=console.print
+    )
+    return run_release(request, wiring)
+
+
+def _summary(console: Console, outcomes: list[ReleaseOutcome], reports_dir: Path, seconds: float) -> int:
+    from rich.table import Table
+
+    from canaryflow.cli.output import print_uncut
+
+    table = Table(title=f"canaryflow demo --cells: {seconds:.0f} s")
+    for column in ("release", "image", "result", "cells"):
+        table.add_column(column, no_wrap=column != "cells")
+    table.add_column("reason", overflow="fold", ratio=1)
+    for outcome in outcomes:
+        phases = ", ".join(f"{cell} {phase}" for cell, phase in outcome.cells.items())
+        table.add_row(outcome.release_id, outcome.image, outcome.outcome, phases, outcome.reason)
+    print_uncut(console, table)
+    console.print(f"Reports (releases/<id>/release.json, each cell's rollout): {reports_dir.resolve()}")
+    as_expected = all(o.outcome == _EXPECTED.get(o.image, o.outcome) for o in outcomes)
+    return 0 if len(outcomes) == len(_EXPECTED) and as_expected else 1

@@ -1,0 +1,74 @@
+"""``canaryflow demo --cells 3`` on a machine that never ran Prefect: three local control planes,
+three Prometheus, a Prefect server with a work pool and a worker per cell. The good release is
+promoted wave by wave in every cell; the release that is bad only in the later cells is promoted
+in the first, rolled back in the second wave and undone in the first. Checked from the reports the
+release and each cell's rollout run (in the workers' processes) wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from canaryflow.dev.prefectserver import running_server
+from canaryflow.dev.stacks import BAD_IMAGE, GOOD_IMAGE
+from tests.fixtures.kube import kube_binaries_or_skip
+
+pytestmark = [pytest.mark.slow, pytest.mark.prometheus, pytest.mark.kube]
+
+
+def test_a_release_goes_through_waves_of_local_clusters_and_a_bad_one_is_rolled_back_everywhere(
+    tmp_path: Path,
+) -> None:
+    from tests.fixtures.prometheus import prometheus_binary
+
+    prometheus_binary()
+    kube_binaries_or_skip()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CANARYFLOW_", "KUBECONFIG"))}
+    reports = tmp_path / "reports"
+    env.update(
+        {
+            "PREFECT_HOME": str(tmp_path / "prefect-home"),
+            "CANARYFLOW_STATE_DIR": str(tmp_path / "state"),
+            "CANARYFLOW_REPORTS_DIR": str(reports),
+            "XDG_STATE_HOME": str(tmp_path / "xdg"),
+            "COLUMNS": "200",
+        }
+    )
+
+    demo = subprocess.run(
+        [sys.executable, "-m", "canaryflow", "demo", "--cells", "3"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+
+    output = demo.stdout + demo.stderr
+    assert demo.returncode == 0, output
+    assert "Traceback" not in output
+    releases = {}
+    for path in (reports / "releases").glob("*/release.json"):
+        report = json.loads(path.read_text())
+        releases[report["image"]] = report
+    assert set(releases) == {GOOD_IMAGE, BAD_IMAGE}, output
+    good, bad = releases[GOOD_IMAGE], releases[BAD_IMAGE]
+    assert good["outcome"] == "released", good
+    assert good["waves"] == [["cell-1"], ["cell-2", "cell-3"]]
+    assert good["cells"] == {"cell-1": "promoted", "cell-2": "promoted", "cell-3": "promoted"}
+    assert bad["outcome"] == "rolled-back", bad
+    assert bad["cells"] == {"cell-1": "undone", "cell-2": "rolled-back", "cell-3": "rolled-back"}
+    # Each cell's rollout ran in a worker's process and wrote its own report.
+    results = Counter(
+        (status["image"], status["result"])
+        for status in (json.loads(p.read_text()) for p in reports.glob("*/status.json"))
+    )
+    assert results == {(GOOD_IMAGE, "promoted"): 3, (BAD_IMAGE, "promoted"): 1, (BAD_IMAGE, "rolled-back"): 2}
+    assert running_server(tmp_path / "state" / "prefect") is None  # the demo stopped its server
