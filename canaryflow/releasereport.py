@@ -15,14 +15,38 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from canaryflow.files import read_report, write_atomic
 
-__all__ = ["RELEASE_FILE", "ReleaseStatus", "read_release_status", "release_report", "write_release_status"]
+__all__ = [
+    "RELEASE_FILE",
+    "BakeRecord",
+    "ReleaseStatus",
+    "read_release_status",
+    "release_report",
+    "write_release_status",
+]
 
 RELEASE_FILE = "release.json"
 
 
+class BakeRecord(BaseModel):
+    """Where one wave's bake stands: the wave (1 is the first), the verdict (``continue`` while it
+    judges, ``within``, ``worse`` or ``inconclusive``) and why, when it started, the intervals
+    judged of at most `intervals_max`, and the requests the wave's promoted cells served."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    wave: int = Field(ge=1)
+    verdict: str
+    reason: str
+    started_at: AwareDatetime
+    intervals_judged: int = Field(ge=0)
+    intervals_max: int = Field(ge=0)
+    requests: float = Field(ge=0)
+
+
 class ReleaseStatus(BaseModel):
     """Where a release is: its waves (cell names, in order), each cell's phase (pending, running,
-    promoted, rolled-back, failed, undone), what it does now in words, and how it ended."""
+    promoted, rolled-back, failed, undone), what it does now in words, its bakes so far (a resumed
+    release shows a bake again once it has read it anew), and how it ended."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -32,6 +56,7 @@ class ReleaseStatus(BaseModel):
     waves: list[list[str]]
     cells: dict[str, str]
     step: str
+    bakes: list[BakeRecord] = Field(default_factory=list)
     outcome: Literal["released", "rolled-back", "held", "superseded"] | None = None
     started_at: AwareDatetime
     updated_at: AwareDatetime = Field(description="When this was written.")

@@ -52,6 +52,7 @@ from canaryflow.errors import CanaryflowError, InputError, TriggerUnavailableErr
 from canaryflow.health import unhealthy
 from canaryflow.metrics.port import MetricsSource
 from canaryflow.plan import RolloutPlan, plan_rollout
+from canaryflow.releasereport import BakeRecord
 from canaryflow.requests import ReleaseRequest
 from canaryflow.spec.loading import load_release
 from canaryflow.spec.release import ReleaseSpec
@@ -203,17 +204,17 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
             verdicts = evidence.verdicts(phases, now)
             step = next_step(spec, phases, verdicts, now=now, unhealthy=evidence.unhealthy(phases, now))
             if isinstance(step, Finish):
-                report.tell(step.reason, phases, outcome=step.outcome)
+                report.tell(step.reason, phases, outcome=step.outcome, bakes=evidence.records())
                 return this.finish(step, phases)
             this.carry_out(step)
             if isinstance(step, Undo):
                 stuck = undos.undo(step, now)
                 if stuck is not None:
-                    report.tell(stuck.reason, phases, outcome=stuck.outcome)
+                    report.tell(stuck.reason, phases, outcome=stuck.outcome, bakes=evidence.records())
                     return this.finish(stuck, phases)
         except TriggerUnavailableError as exc:  # Prefect is away: nothing was started; ask again
             step = Wait(f"{exc}; asking again in {wiring.poll_seconds:g} s")
-        report.tell(evidence.words(step), phases)
+        report.tell(evidence.words(step), phases, bakes=evidence.records())
         clock.sleep(wiring.poll_seconds)
 
 
@@ -421,6 +422,21 @@ class _Evidence:
                 plans = {cell: self._plan(cell) for cell in waiting}
                 return unhealthy(health, plans, self._source, now=now)
         return {}
+
+    def records(self) -> list[BakeRecord]:
+        """The bakes begun so far, for the release's report."""
+        return [
+            BakeRecord(
+                wave=bake.progress.wave + 1,
+                verdict=bake.progress.verdict,
+                reason=bake.progress.reason,
+                started_at=bake.progress.started,
+                intervals_judged=bake.progress.judged,
+                intervals_max=bake.progress.intervals,
+                requests=bake.progress.requests,
+            )
+            for _, bake in sorted(self.bakes.items())
+        ]
 
     def words(self, step: Step) -> str:
         if isinstance(step, BakeWave) and step.wave in self.bakes:

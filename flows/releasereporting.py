@@ -12,7 +12,7 @@ release: they are what people see of it, not what it decides on.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,7 +22,13 @@ from prefect.runtime import flow_run
 
 from canaryflow.errors import CanaryflowError
 from canaryflow.releasehistory import ReleaseRecord, append_release
-from canaryflow.releasereport import ReleaseStatus, read_release_status, release_report, write_release_status
+from canaryflow.releasereport import (
+    BakeRecord,
+    ReleaseStatus,
+    read_release_status,
+    release_report,
+    write_release_status,
+)
 from canaryflow.spec.release import ReleaseSpec
 from canaryflow.waves import CellPhase
 
@@ -62,9 +68,15 @@ class ReleaseReporter:
         )
         self._told: tuple[str, dict[str, str]] | None = None
 
-    def tell(self, words: str, phases: Mapping[str, CellPhase], outcome: str | None = None) -> None:
+    def tell(
+        self,
+        words: str,
+        phases: Mapping[str, CellPhase],
+        outcome: str | None = None,
+        bakes: Sequence[BakeRecord] | None = None,
+    ) -> None:
         """The release does `words` now (or ended with `outcome`, `words` saying why), its cells
-        are in `phases` (a missing cell is pending)."""
+        are in `phases` (a missing cell is pending), its bakes are `bakes` (None: as before)."""
         cells: dict[str, str] = {name: phases.get(name, "pending") for name in self.status.cells}
         if self._told == (words, cells) and outcome is None:
             return
@@ -74,7 +86,10 @@ class ReleaseReporter:
             if self._say is not None:
                 self._say(f"{self.release_id}: {line}")
         self._told = (words, cells)
-        self.status = self.status.updated(datetime.now(UTC), step=words, cells=cells, outcome=outcome)
+        changes: dict[str, object] = {"step": words, "cells": cells, "outcome": outcome}
+        if bakes is not None:
+            changes["bakes"] = list(bakes)
+        self.status = self.status.updated(datetime.now(UTC), **changes)
         if self.reports_dir is not None:
             try:
                 write_release_status(self.reports_dir, self.status)
@@ -116,7 +131,7 @@ def _started(reports_dir: Path | None, release_id: str) -> datetime | None:
 
 
 def release_table(status: ReleaseStatus) -> str:
-    """The release as Markdown: what it does now, then a row per cell, wave by wave."""
+    """The release as Markdown: what it does now, a row per cell, wave by wave, and a row per bake."""
     outcome = f"**{status.outcome}**: " if status.outcome is not None else ""
     lines = [
         f"### Release {status.release_id}: {status.image}",
@@ -128,4 +143,15 @@ def release_table(status: ReleaseStatus) -> str:
     ]
     for index, wave in enumerate(status.waves):
         lines += [f"| {index + 1} | {cell} | {status.cells.get(cell, 'pending')} |" for cell in wave]
+    if status.bakes:
+        lines += [
+            "",
+            "| bake of wave | verdict | intervals | requests on the new image | why |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {bake.wave} | {bake.verdict} | {bake.intervals_judged} of {bake.intervals_max} | "
+            f"{bake.requests:.0f} | {bake.reason} |"
+            for bake in status.bakes
+        ]
     return "\n".join(lines) + "\n"

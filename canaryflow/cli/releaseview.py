@@ -81,4 +81,12 @@ def render_release(status: ReleaseStatus) -> list[str]:
     for index, wave in enumerate(status.waves):
         cells = ", ".join(f"{cell} {status.cells.get(cell, 'pending')}" for cell in wave)
         lines.append(f"  {index + 1}  {cells}")
+    if status.bakes:
+        lines.append("Bakes:")
+    for bake in status.bakes:
+        lines.append(
+            f"  {bake.wave}  {bake.verdict} since {bake.started_at:%H:%M:%S}: {bake.intervals_judged} "
+            f"of {bake.intervals_max} interval(s), {bake.requests:.0f} request(s) on the new image; "
+            f"{bake.reason}"
+        )
     return lines

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from canaryflow.cells import CellRun
+from canaryflow.cli.releaseview import render_release
 from canaryflow.clock import ManualClock
 from canaryflow.errors import TriggerUnavailableError
 from canaryflow.releasehistory import read_releases
@@ -32,6 +33,7 @@ from canaryflow.simulation import BehaviourProfile
 from canaryflow.triggers.memory import InMemoryCellRuns
 from canaryflow.triggers.port import FlowRunId, RunState
 from canaryflow.waves import CellPhase
+from flows.releasereporting import release_table
 from tests.fixtures.celltraffic import NEW, OLD, CellTraffic
 
 IMAGE = "registry.example.com/shop/demo:2.0.0"
@@ -327,6 +329,14 @@ def test_the_next_wave_starts_once_the_bake_shows_the_release_within_tolerance(
     assert any(
         line.startswith("demo-baked: wave 1 bake: ") and " of 120 interval(s)" in line for line in said
     ), said
+    report = read_release_status(release_report(tmp_path / "reports", "demo-baked"))
+    (bake,) = report.bakes
+    assert (bake.wave, bake.verdict, bake.intervals_max) == (1, "within", 120)
+    assert bake.intervals_judged >= 2  # a minute of 30 s intervals, at least
+    assert bake.requests > 0
+    assert bake.started_at == eu1_ended
+    assert "| bake of wave | verdict |" in release_table(report)
+    assert any(line.startswith("  1  within since ") for line in render_release(report))
 
 
 def test_a_bake_that_finds_the_release_worse_undoes_the_wave_and_starts_no_other(
@@ -343,6 +353,8 @@ def test_a_bake_that_finds_the_release_worse_undoes_the_wave_and_starts_no_other
     assert outcome.reason.startswith("wave 1: the bake found the release worse than the cells not updated")
     assert cells.started("rollout") == ["eu-1"]
     assert cells.started("undo") == ["eu-1"]
+    (bake,) = read_release_status(release_report(tmp_path / "reports", "demo-bake-worse")).bakes
+    assert bake.verdict == "worse"  # the report ends with the verdict that stopped the release
 
 
 def test_a_cell_whose_stable_is_unhealthy_waits_until_it_is_healthy_again(
