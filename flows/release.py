@@ -201,8 +201,23 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
                 return this.give_way(newer, phases, report)
             this.clean_up_failed(phases)
             now = clock.now()
-            verdicts = evidence.verdicts(phases, now)
-            step = next_step(spec, phases, verdicts, now=now, unhealthy=evidence.unhealthy(phases, now))
+            # Before any cell starts, every cell's Prometheus must answer here: the bakes and the
+            # blockers read them from this process. Until then the release waits and says which.
+            unanswered = evidence.unanswered() if not phases else []
+            step = (
+                Wait(
+                    f"the Prometheus of {', '.join(unanswered)} does not answer from the release's "
+                    f"process (its bakes and blockers read it); asking again in {wiring.poll_seconds:g} s"
+                )
+                if unanswered
+                else next_step(
+                    spec,
+                    phases,
+                    evidence.verdicts(phases, now),
+                    now=now,
+                    unhealthy=evidence.unhealthy(phases, now),
+                )
+            )
             if isinstance(step, Finish):
                 report.tell(step.reason, phases, outcome=step.outcome, bakes=evidence.records())
                 return this.finish(step, phases)
@@ -410,6 +425,18 @@ class _Evidence:
         if cell not in self._sources:
             self._sources[cell] = self.metrics(self.release.run_of(cell))
         return self._sources[cell]
+
+    def unanswered(self) -> list[str]:
+        """The cells whose Prometheus does not answer from this process (``cell (url)``), when the
+        release reads any (it has a bake or blockers); empty otherwise."""
+        body = self.release.spec.spec
+        if body.health is None and all(wave.bake is None for wave in body.waves):
+            return []
+        return [
+            f"cell {cell.name} ({self.release.run_of(cell.name).env['CANARYFLOW_PROMETHEUS_URL']})"
+            for cell in body.cells
+            if not self._source(cell.name).is_online()
+        ]
 
     def unhealthy(self, phases: Mapping[str, CellPhase], now: datetime) -> dict[str, str]:
         """The blockers: which pending cells of the wave going on have an unhealthy stable, why."""

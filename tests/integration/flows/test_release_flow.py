@@ -34,7 +34,7 @@ from canaryflow.triggers.memory import InMemoryCellRuns
 from canaryflow.triggers.port import FlowRunId, RunState
 from canaryflow.waves import CellPhase
 from flows.releasereporting import release_table
-from tests.fixtures.celltraffic import NEW, OLD, CellTraffic
+from tests.fixtures.celltraffic import NEW, OLD, CellTraffic, Unanswered
 
 IMAGE = "registry.example.com/shop/demo:2.0.0"
 RELEASE = """\
@@ -387,6 +387,47 @@ def test_a_cell_whose_stable_is_unhealthy_waits_until_it_is_healthy_again(
     assert blocked, said
     assert "over 2.00% in the last 1m" in blocked[0]
     assert cells.started_at["us-1"] > recovered[0] > cells.started_at["eu-2"]
+
+
+class _Reachable:
+    """A cell's metrics source that does not answer until `reachable` is set."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self.reachable = False
+
+    def observe(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.reachable:
+            return Unanswered().observe(*args, **kwargs)
+        return self.source.observe(*args, **kwargs)
+
+    def is_online(self) -> bool:
+        return self.reachable
+
+
+def test_no_cell_starts_until_every_cells_prometheus_answers_the_release(
+    prefect_harness: Any, tmp_path: Path
+) -> None:
+    traffic = CellTraffic(BehaviourProfile())
+    us1 = _Reachable(traffic.sources["us-1"])
+    traffic.sources["us-1"] = us1
+    reached: list[datetime] = []
+
+    def reach() -> None:  # somebody opens the way to us-1's Prometheus
+        us1.reachable = True
+        reached.append(traffic.clock.now())
+
+    cells = ScriptedCells(clock=traffic.clock, meanwhile={4: reach})
+    said: list[str] = []
+
+    state = _release(tmp_path, cells, release_id="demo-reach", traffic=traffic, said=said)
+
+    assert state.is_completed(), state.message
+    waited = [line for line in said if "does not answer from the release's process" in line]
+    assert waited, said
+    assert "the Prometheus of cell us-1 (" in waited[0]
+    assert "eu-1" not in waited[0]
+    assert cells.started_at["eu-1"] >= reached[0]  # nothing started while us-1 could not be read
 
 
 def test_a_failing_undo_is_retried_with_a_backoff_then_given_up_to_a_person(
