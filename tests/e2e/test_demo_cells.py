@@ -19,7 +19,7 @@ from canaryflow.dev.prefectserver import running_server
 from canaryflow.dev.stacks import BAD_IMAGE, GOOD_IMAGE
 from tests.fixtures.kube import kube_binaries_or_skip
 
-pytestmark = [pytest.mark.slow, pytest.mark.prometheus, pytest.mark.kube]
+pytestmark = [pytest.mark.slow, pytest.mark.prometheus, pytest.mark.kube, pytest.mark.timeout(1800)]
 
 
 def test_a_release_goes_through_waves_of_local_clusters_and_a_bad_one_is_rolled_back_everywhere(
