@@ -243,29 +243,18 @@ def _wait_for_traffic(spec: Path, running: dict[str, _Cell], console: Console, t
     """Wait until every cell's preflight passes: its stable has served long enough for each metric
     to have data in its Prometheus (after a promotion the stable's pods are new)."""
     from canaryflow.cells import cell_run
-    from canaryflow.errors import NoDataError
+    from canaryflow.cli.demorun import wait_for_stable_data
     from canaryflow.plan import plan_rollout
-    from canaryflow.preflight import check_target
     from canaryflow.spec.loading import load_release
 
     release = load_release(spec)
     deadline = time.monotonic() + timeout
     for name, cell in running.items():
         plan = plan_rollout(cell_run(release, name, image=GOOD_IMAGE, triggered_by="demo").request)
-        said = False
-        while True:
-            try:
-                check_target(
-                    plan, cluster=cell.stack.cluster, metrics=cell.metrics, now=cell.stack.clock.now()
-                )
-                break
-            except NoDataError:
-                if time.monotonic() > deadline:
-                    raise
-                if not said:
-                    console.print(f"Cell {name}: waiting for metrics of the stable track ...")
-                    said = True
-                cell.stack.clock.sleep(1.0)
+        waiting = f"Cell {name}: waiting for metrics of the stable track ..."
+        wait_for_stable_data(
+            plan, cell.stack, cell.metrics, deadline=deadline, waiting=waiting, say=console.print
+        )
 
 
 def _release(spec: Path, image: str, reports_dir: Path, console: Console) -> ReleaseOutcome:

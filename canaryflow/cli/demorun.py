@@ -20,7 +20,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
     from canaryflow.dev.prefectserver import PrefectServer
     from canaryflow.metrics import MetricsSource
+    from canaryflow.plan import RolloutPlan
 
 __all__ = [
     "BAD_IMAGE",
@@ -66,6 +67,7 @@ __all__ = [
     "run_rollouts",
     "serve_until_interrupted",
     "simulated_stack",
+    "wait_for_stable_data",
 ]
 
 #: Requests per second per Ready pod in the demo: enough that a canary that behaves like its
@@ -208,13 +210,34 @@ def _wait_for_traffic(
 ) -> None:
     """Wait until the preflight passes: the stable has served long enough for every metric to
     have data (a few seconds after the stack starts)."""
-    from canaryflow.errors import NoDataError
     from canaryflow.plan import plan_rollout
-    from canaryflow.preflight import check_target
     from canaryflow.requests import RolloutRequest
 
     plan = plan_rollout(RolloutRequest(spec=str(DEMO_SPEC), image=GOOD_IMAGE, triggered_by="demo"))
-    deadline = time.monotonic() + timeout
+    wait_for_stable_data(
+        plan,
+        stack,
+        metrics,
+        deadline=time.monotonic() + timeout,
+        waiting=f"Waiting for metrics of the stable track of {plan.target} ...",
+        say=console.print,
+    )
+
+
+def wait_for_stable_data(
+    plan: RolloutPlan,
+    stack: DemoStack,
+    metrics: MetricsSource,
+    *,
+    deadline: float,
+    waiting: str,
+    say: Callable[[str], None],
+) -> None:
+    """Wait until `plan`'s preflight passes on `stack` and `metrics` (every metric has data for
+    the stable); says `waiting` once if it has to wait; NoDataError after `deadline` (monotonic)."""
+    from canaryflow.errors import NoDataError
+    from canaryflow.preflight import check_target
+
     said = False
     while True:
         try:
@@ -224,7 +247,7 @@ def _wait_for_traffic(
             if time.monotonic() > deadline:
                 raise
             if not said:
-                console.print(f"Waiting for metrics of the stable track of {plan.target} ...")
+                say(waiting)
                 said = True
             stack.clock.sleep(1.0)
 

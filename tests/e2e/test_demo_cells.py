@@ -7,7 +7,6 @@ release and each cell's rollout run (in the workers' processes) wrote."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -18,6 +17,7 @@ import pytest
 from canaryflow.dev.prefectserver import running_server
 from canaryflow.dev.stacks import BAD_IMAGE, GOOD_IMAGE
 from tests.fixtures.kube import kube_binaries_or_skip
+from tests.fixtures.newmachine import new_machine_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.prometheus, pytest.mark.kube, pytest.mark.timeout(1800)]
 
@@ -29,17 +29,8 @@ def test_a_release_goes_through_waves_of_local_clusters_and_a_bad_one_is_rolled_
 
     prometheus_binary()
     kube_binaries_or_skip()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CANARYFLOW_", "KUBECONFIG"))}
+    env = new_machine_env(tmp_path)
     reports = tmp_path / "reports"
-    env.update(
-        {
-            "PREFECT_HOME": str(tmp_path / "prefect-home"),
-            "CANARYFLOW_STATE_DIR": str(tmp_path / "state"),
-            "CANARYFLOW_REPORTS_DIR": str(reports),
-            "XDG_STATE_HOME": str(tmp_path / "xdg"),
-            "COLUMNS": "200",
-        }
-    )
 
     demo = subprocess.run(
         [sys.executable, "-m", "canaryflow", "demo", "--cells", "3"],

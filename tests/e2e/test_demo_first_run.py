@@ -5,7 +5,6 @@ started is gone afterwards. This is the first command of the README; it must not
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from canaryflow.dev.prefectserver import running_server
+from tests.fixtures.newmachine import new_machine_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.prometheus]
 
@@ -21,16 +21,7 @@ def test_the_demo_works_where_prefect_never_ran(tmp_path: Path) -> None:
     from tests.fixtures.prometheus import prometheus_binary
 
     prometheus_binary()  # the demo scrapes through a real Prometheus: CI must have it
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CANARYFLOW_"))}
-    env.update(
-        {
-            "PREFECT_HOME": str(tmp_path / "prefect-home"),
-            "CANARYFLOW_STATE_DIR": str(tmp_path / "state"),
-            "CANARYFLOW_REPORTS_DIR": str(tmp_path / "reports"),
-            "XDG_STATE_HOME": str(tmp_path / "xdg"),
-            "COLUMNS": "200",
-        }
-    )
+    env = new_machine_env(tmp_path)
 
     demo = subprocess.run(
         [sys.executable, "-m", "canaryflow", "demo"],
