@@ -145,10 +145,13 @@ class PrometheusMetricsSource:
         self.close()
 
     def is_online(self) -> bool:
+        """Whether the query API answers (a query of ``1``): a Prometheus behind a path prefix
+        (Mimir's ``/prometheus``, a proxy) may answer 404 at its root while its queries work."""
         try:
-            return bool(self._client.check_prometheus_connection())
-        except requests.RequestException:
+            self._client.custom_query(query="1")
+        except (requests.RequestException, PrometheusApiClientException, ValueError):
             return False
+        return True
 
     def observe(
         self,

@@ -241,3 +241,15 @@ def test_naive_window_ends_are_refused(server: Scripted) -> None:
         src.observe(
             RATIO, namespace="s", app="a", track="canary", end=datetime(2024, 1, 1), window=timedelta(1)
         )
+
+
+def test_online_means_the_query_api_answers_even_where_the_root_does_not(server: Scripted) -> None:
+    server.answers = [ok([{"metric": {}, "value": [END.timestamp(), "1"]}], "scalar")]
+    with source(server.url + "/prometheus") as src:  # a path prefix: its root would answer 404
+        assert src.is_online()
+    ((path, query, _),) = server.requests
+    assert path == "/prometheus/api/v1/query"
+    assert query["query"] == ["1"]
+    server.answers = [err(503, "unavailable", "overloaded")] * 3
+    with source(server.url) as src:
+        assert not src.is_online()
