@@ -28,7 +28,7 @@ RELEASE_FILE = "release.json"
 
 
 class BakeRecord(BaseModel):
-    """Where one wave's bake stands: the wave (1 is the first), the verdict (``continue`` while it
+    """Where one wave's bake stands: the wave (1 is the first), the verdict (``pending`` while it
     judges, ``within``, ``worse`` or ``inconclusive``) and why, when it started, the intervals
     judged of at most `intervals_max`, and the requests the wave's promoted cells served."""
 

@@ -50,7 +50,8 @@ class ReleaseReporter:
         triggered_by: str = "",
     ) -> None:
         now = datetime.now(UTC)
-        started = _started(reports_dir, release_id) or now  # a resumed release began before
+        before = _previous(reports_dir, release_id)  # a resumed release began before
+        started = before.started_at if before is not None else now
         self.release = spec.name
         self.triggered_by = triggered_by
         self.release_id = release_id
@@ -65,6 +66,7 @@ class ReleaseReporter:
             step="starting",
             started_at=started,
             updated_at=now,
+            bakes=before.bakes if before is not None else [],
         )
         self._told: tuple[str, dict[str, str]] | None = None
 
@@ -87,8 +89,9 @@ class ReleaseReporter:
                 self._say(f"{self.release_id}: {line}")
         self._told = (words, cells)
         changes: dict[str, object] = {"step": words, "cells": cells, "outcome": outcome}
-        if bakes is not None:
-            changes["bakes"] = list(bakes)
+        if bakes is not None:  # a resumed release keeps the bakes it does not read again
+            merged = {bake.wave: bake for bake in self.status.bakes} | {bake.wave: bake for bake in bakes}
+            changes["bakes"] = [merged[wave] for wave in sorted(merged)]
         self.status = self.status.updated(datetime.now(UTC), **changes)
         if self.reports_dir is not None:
             try:
@@ -120,12 +123,12 @@ class ReleaseReporter:
         )
 
 
-def _started(reports_dir: Path | None, release_id: str) -> datetime | None:
-    """When the release began, from its report (None without one: a new release)."""
+def _previous(reports_dir: Path | None, release_id: str) -> ReleaseStatus | None:
+    """The release's report so far (None without one: a new release)."""
     if reports_dir is None:
         return None
     try:
-        return read_release_status(release_report(reports_dir, release_id)).started_at
+        return read_release_status(release_report(reports_dir, release_id))
     except (CanaryflowError, OSError):
         return None
 

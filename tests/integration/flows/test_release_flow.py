@@ -338,6 +338,11 @@ def test_the_next_wave_starts_once_the_bake_shows_the_release_within_tolerance(
     assert "| bake of wave | verdict |" in release_table(report)
     assert any(line.startswith("  1  within since ") for line in render_release(report))
 
+    again = _release(tmp_path, cells, release_id="demo-baked", traffic=traffic)  # e.g. resumed
+
+    assert again.is_completed(), again.message
+    assert read_release_status(release_report(tmp_path / "reports", "demo-baked")).bakes == [bake]
+
 
 def test_a_bake_that_finds_the_release_worse_undoes_the_wave_and_starts_no_other(
     prefect_harness: Any, tmp_path: Path
