@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import tempfile
+import subprocess
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from canaryflow.dev.stacks import BAD_IMAGE, DEMO_SPEC, GOOD_IMAGE, PROFILES, STABLE_IMAGE
+from canaryflow.dev.workers import check_workers
 from canaryflow.errors import LocalPrometheusError, UsageError
 from canaryflow.simulation import BehaviourProfile
 
@@ -156,7 +157,8 @@ def run_cells_demo(*, cells: int, ui: bool = False, reports_dir: Path | None = N
         server = prefect_for_demo(resources, ui=ui, console=console)
         started = time.monotonic()
         with ExitStack() as stack:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="canaryflow-cells-demo-")))
+            workdir = reports_dir / "cells-demo"  # kept: the specs and the workers' logs
+            workdir.mkdir(parents=True, exist_ok=True)
             kubeconfig, running = _start_cells(stack, names, binaries, prometheus_binary, console)
             rollout = workdir / "rollout.yaml"
             rollout.write_text(cell_rollout_spec_text())
@@ -166,11 +168,12 @@ def run_cells_demo(*, cells: int, ui: bool = False, reports_dir: Path | None = N
             )
             waves = f"waves [{names[0]}], then [{', '.join(names[1:])}]"
             console.print(f"Release spec: {spec} ({waves}); each cell runs {rollout}", markup=False)
-            _start_workers(
+            workers = _start_workers(
                 stack, names, workdir, kubeconfig=kubeconfig, reports_dir=reports_dir, console=console
             )
             outcomes = []
             for image in (GOOD_IMAGE, BAD_IMAGE):
+                check_workers(workers, names, workdir)  # a pool without its worker would wait for ever
                 _wait_for_traffic(spec, running, console)
                 outcomes.append(_release(spec, image, reports_dir, console))
         code = _summary(console, outcomes, reports_dir, time.monotonic() - started)
@@ -225,8 +228,9 @@ def _start_workers(
     kubeconfig: Path,
     reports_dir: Path,
     console: Console,
-) -> None:
-    """A work pool per cell with its deployments and one worker each, on this process's Prefect."""
+) -> list[subprocess.Popen[bytes]]:
+    """A work pool per cell with its deployments and one worker each, on this process's Prefect
+    (on a server the environment names, the pools and deployments stay there afterwards)."""
     from canaryflow.dev.workers import cell_workers
 
     env = {
@@ -235,8 +239,9 @@ def _start_workers(
         "CANARYFLOW_REPORTS_DIR": str(reports_dir.resolve()),
         "PREFECT_WORKER_QUERY_SECONDS": "1",
     }
-    console.print("Prefect: making a work pool per cell with its deployments ...")
-    stack.enter_context(cell_workers(names, env=env, workdir=workdir, say=console.print))
+    api = os.environ.get("PREFECT_API_URL", "")
+    console.print(f"Prefect: making the work pools {', '.join(names)} and their deployments on {api} ...")
+    return stack.enter_context(cell_workers(names, env=env, workdir=workdir, say=console.print))
 
 
 def _wait_for_traffic(spec: Path, running: dict[str, _Cell], console: Console, timeout: float = 90.0) -> None:

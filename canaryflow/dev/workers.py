@@ -19,10 +19,19 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from canaryflow.dev.processes import die_with_parent
+from canaryflow.dev.processes import die_with_parent, tail
 from canaryflow.errors import LocalStackError
 
-__all__ = ["SOURCE_TREE", "cell_pools_yaml", "cell_workers", "descendants", "prefect_cli", "spawn", "stop"]
+__all__ = [
+    "SOURCE_TREE",
+    "cell_pools_yaml",
+    "cell_workers",
+    "check_workers",
+    "descendants",
+    "prefect_cli",
+    "spawn",
+    "stop",
+]
 
 SOURCE_TREE = Path(__file__).resolve().parents[2]
 #: The flows a cell's pool runs, by the deployment's flow name (each deployment is named after the pool).
@@ -65,8 +74,9 @@ def prefect_cli(env: Mapping[str, str], *args: str, cwd: Path = SOURCE_TREE, tim
     except subprocess.TimeoutExpired as exc:
         raise LocalStackError(f"prefect {' '.join(args)}: no answer within {timeout:g} s") from exc
     if done.returncode != 0:
-        output = (done.stdout + done.stderr).strip().splitlines()[-15:]
-        raise LocalStackError(f"prefect {' '.join(args)} failed:\n" + "\n".join(output))
+        output = [line for line in (done.stdout + done.stderr).strip().splitlines() if line.strip()]
+        last = output[-1].strip() if output else f"exit code {done.returncode}"
+        raise LocalStackError(f"prefect {' '.join(args)} failed: {last}\n" + "\n".join(output[-15:]))
     return done.stdout
 
 
@@ -108,6 +118,18 @@ def stop(process: subprocess.Popen[bytes], grace: float = 30.0) -> None:
     for pid in left:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
+
+
+def check_workers(workers: Sequence[subprocess.Popen[bytes]], pools: Sequence[str], workdir: Path) -> None:
+    """`LocalStackError` with the end of its log when a worker of `cell_workers` has exited: the
+    runs of its pool would wait for it for ever."""
+    for worker, pool in zip(workers, pools, strict=True):
+        if worker.poll() is not None:
+            log = workdir / f"worker-{pool}.log"
+            raise LocalStackError(
+                f"the worker of work pool {pool} exited (code {worker.returncode}); its log {log} ends:\n"
+                + tail(log)
+            )
 
 
 @contextlib.contextmanager

@@ -7,9 +7,11 @@ release and each cell's rollout run (in the workers' processes) wrote."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,21 @@ def test_a_release_goes_through_waves_of_local_clusters_and_a_bad_one_is_rolled_
     )
     assert results == {(GOOD_IMAGE, "promoted"): 3, (BAD_IMAGE, "promoted"): 1, (BAD_IMAGE, "rolled-back"): 2}
     assert running_server(tmp_path / "state" / "prefect") is None  # the demo stopped its server
+    # Each cell's rollout was a flow run of its own cell's work pool, run by a worker's process.
+    with closing(sqlite3.connect(tmp_path / "state" / "prefect" / "prefect.db")) as database:
+        rows = database.execute(
+            "select fr.tags, pool.name, fr.infrastructure_pid from flow_run fr"
+            " join work_queue queue on fr.work_queue_id = queue.id"
+            " join work_pool pool on queue.work_pool_id = pool.id"
+        ).fetchall()
+    rollouts = [
+        (json.loads(tags), pool, pid) for tags, pool, pid in rows if "canaryflow-kind:rollout" in tags
+    ]
+    assert len(rollouts) == 6
+    for tags, pool, pid in rollouts:
+        assert f"canaryflow-cell:{pool}" in tags
+        assert pid is not None
+    assert (reports / "cells-demo" / "release.yaml").is_file()  # kept, with the workers' logs
+    # Nothing the demo started is left: planes (in canaryflow-cells-* directories) and workers.
+    left = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True, check=True).stdout
+    assert not [line for line in left.splitlines() if "canaryflow-cells-" in line or "--pool cell-" in line]
