@@ -32,6 +32,7 @@ from ruamel.yaml import YAML
 from canaryflow.clock import Clock, SystemClock
 from canaryflow.cluster.port import Cluster, TargetRef
 from canaryflow.cluster.simulated import SimulatedCluster, SimulatedWorld
+from canaryflow.dev.workers import SOURCE_TREE
 from canaryflow.errors import LocalClusterError
 from canaryflow.metrics import MetricsSource, create_metrics_source
 from canaryflow.simulation import AppRef, BehaviourProfile, MetricsServer, TrafficSimulator
@@ -60,11 +61,10 @@ __all__ = [
 STABLE_IMAGE = "registry.example.com/shop/web:1.0.0"
 GOOD_IMAGE = "registry.example.com/shop/web:1.1.0"
 BAD_IMAGE = "registry.example.com/shop/web:1.2.0"
-_SOURCE_TREE = Path(__file__).resolve().parents[2]
 #: The demo's rollout spec, in the source tree next to the package.
-DEMO_SPEC = _SOURCE_TREE / "config" / "rollouts" / "demo.yaml"
+DEMO_SPEC = SOURCE_TREE / "config" / "rollouts" / "demo.yaml"
 #: The example app the Kubernetes demo applies.
-EXAMPLE_APP = _SOURCE_TREE / "deployments" / "kubernetes" / "example-app.yaml"
+EXAMPLE_APP = SOURCE_TREE / "deployments" / "kubernetes" / "example-app.yaml"
 TARGET = TargetRef(namespace="shop", deployment="web", container="web", service="web")
 
 _NORMAL = BehaviourProfile(error_rate=0.01, latency_median=0.08, latency_p99=0.4)
