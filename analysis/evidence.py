@@ -29,6 +29,12 @@ slower than ``slower_than``) gives ``CEILING_SHARE`` of its ``beta`` to the
 ceiling test of `analysis.ceiling` (``ceiling_beta``) and the rest to the relative tests above.
 "Worse than the tolerance" then means worse than both the relative tolerance and the ceiling, so
 a wrong "within" needs one of the tests to err: at most ``beta`` again by the union bound.
+
+A ratio metric with an absolute tolerance (``max_increase``) gives ``INCREASE_SHARE`` of its
+``beta`` to the bound of `analysis.increase` (``increase_beta``: the largest increase of the
+canary's rate over the baseline's that the data allow, from the rate ratio's confidence sequence
+and the two tracks' rate bounds, each at a third of it); the relative tests share the rest, and
+the union bound holds as for the ceiling.
 """
 
 from __future__ import annotations
@@ -37,9 +43,10 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeAlias
 
-from analysis.ceiling import CeilingState
+from analysis.ceiling import CeilingState, RateBound
 from analysis.detection import Detector
 from analysis.histogram import HistogramState
+from analysis.increase import increase_bound
 from analysis.observations import HistogramCounts, PairedObservation
 from analysis.outlook import EvidencePlan, chance_within, rate_bounds, required_intervals
 from analysis.ratio import RatioState
@@ -50,6 +57,7 @@ __all__ = [
     "CEILING_SHARE",
     "DETECTOR_SHARE",
     "FINAL_SHARE",
+    "INCREASE_SHARE",
     "MetricHistory",
     "MetricPlan",
     "assess",
@@ -62,6 +70,9 @@ DETECTOR_SHARE = 0.3
 FINAL_SHARE = 0.5
 #: The ceiling test's share of a ratio metric's promotion budget, when it has a ceiling.
 CEILING_SHARE = 0.1
+#: The absolute tolerance's share of a ratio metric's promotion budget, when it has one: the
+#: larger part, as a user who sets it means it to decide.
+INCREASE_SHARE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +102,14 @@ class MetricPlan:
     max_rate: float | None = None
     ceiling_beta: float = 0.0
     slower_than: float | None = None
+    max_increase: float | None = None
+    increase_beta: float = 0.0
 
     @property
     def promote_beta(self) -> float:
-        """The anytime promotion test's level: what the final look and the ceiling leave of ``beta``."""
-        return self.beta - self.final_beta - self.ceiling_beta
+        """The anytime promotion test's level: what the final look, the ceiling and the absolute
+        tolerance leave of ``beta``."""
+        return self.beta - self.final_beta - self.ceiling_beta - self.increase_beta
 
     @property
     def rollback_alpha(self) -> float:
@@ -119,11 +133,14 @@ class MetricHistory:
     ``regressed`` and ``within`` latch once their e-process crossed (an e-process that crossed
     has already spent its error budget); ``changed`` latches once the detector alarmed.
     ``intervals`` counts the intervals with data; ``ceiling`` is the ceiling test's state (ratio
-    metrics with ``max_rate``).
+    metrics with ``max_rate``); ``baseline_bound`` the baseline's rate bound (ratio metrics with
+    ``max_increase``), ``canary_bound`` the canary's.
     """
 
     process: _Process | None = None
     ceiling: CeilingState | None = None
+    baseline_bound: RateBound | None = None
+    canary_bound: RateBound | None = None
     detector: Detector = field(default_factory=Detector)
     intervals: int = 0
     regressed: bool = False
@@ -160,6 +177,11 @@ def record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) ->
         if plan.max_rate is not None and b.row[1] > 0:  # the intervals the relative test counts
             ceiling = history.ceiling or CeilingState(plan.max_rate)
             history = replace(history, ceiling=ceiling.step(*c.row))
+        if plan.max_increase is not None and c.row[1] > 0 and b.row[1] > 0:  # as the ratio test
+            level = plan.increase_beta / 3
+            baseline_bound = (history.baseline_bound or RateBound(level)).step(*b.row)
+            canary_bound = (history.canary_bound or RateBound(level)).step(*c.row)
+            history = replace(history, baseline_bound=baseline_bound, canary_bound=canary_bound)
     else:
         old = process if isinstance(process, _Samples) else _Samples()
         process = _Samples((*old.canary, c.row), (*old.baseline, b.row))
@@ -293,6 +315,7 @@ def _status(
         return "insufficient", False, False
     within = history.within or numbers.promote_evalue >= 1.0 / plan.promote_beta
     within = within or (final and _final_within(plan, numbers)) or _under_ceiling(plan, history)
+    within = within or _within_increase(plan, history)
     if within and not history.detector.blocks_promotion:
         return "within", False, True
     return "undecided", False, within
@@ -300,6 +323,27 @@ def _status(
 
 def _under_ceiling(plan: MetricPlan, history: MetricHistory) -> bool:
     return history.ceiling is not None and history.ceiling.evalue >= 1.0 / plan.ceiling_beta
+
+
+def _increase(plan: MetricPlan, history: MetricHistory) -> float | None:
+    """The largest increase of the canary's rate over the baseline's the data allow (`analysis.increase`),
+    for a ratio metric with an absolute tolerance."""
+    baseline, canary = history.baseline_bound, history.canary_bound
+    if plan.max_increase is None or baseline is None or canary is None:
+        return None
+    if not isinstance(history.process, RatioState):
+        return None
+    ratio_upper = history.process.sides[0].interval(0, alpha=plan.increase_beta / 3)[1]
+    return increase_bound(ratio_upper, baseline.upper, canary.upper)
+
+
+def _within_increase(plan: MetricPlan, history: MetricHistory) -> bool:
+    bound = _increase(plan, history)
+    return bound is not None and plan.max_increase is not None and bound < plan.max_increase
+
+
+def _points(rate: float) -> str:
+    return f"{100 * rate:.3g} pp" if math.isfinite(rate) else "inf"
 
 
 def _final_within(plan: MetricPlan, numbers: _Numbers) -> bool:
@@ -337,6 +381,12 @@ def _reason(
             return (
                 f"{head}; below the {_pct(history.ceiling.ceiling)}{slow} ceiling: ceiling e-value "
                 f"{_num(history.ceiling.evalue)} >= {_num(1 / plan.ceiling_beta)}."
+            )
+        if _within_increase(plan, history) and numbers.promote_evalue < 1.0 / plan.promote_beta:
+            assert plan.max_increase is not None
+            return (
+                f"{head}; within +{_points(plan.max_increase)} of the baseline's rate: at most "
+                f"+{_points(_increase(plan, history) or 0.0)}."
             )
         if numbers.promote_evalue >= 1.0 / plan.promote_beta or history.within or not final:
             return (

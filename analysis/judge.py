@@ -33,8 +33,11 @@ Decision rule (after interval ``t``, with per-metric evidence from `analysis.evi
    "worse than the tolerance" at ``final_beta = FINAL_SHARE * beta`` (count metrics), or, for
    a metric with a ceiling (``max_rate``), when the ceiling test of `analysis.ceiling`
    shows the canary's rate below it at ``ceiling_beta = CEILING_SHARE * beta`` (the relative
-   tests then share the rest). The probability of promoting while some metric is worse than its
-   tolerance (for a ceiling: worse than the relative tolerance *and* at or above the ceiling) is
+   tests then share the rest), or, for a ratio metric with an absolute tolerance
+   (``max_increase``), when the largest increase of the canary's rate over the baseline's that
+   the data allow is below it (`analysis.increase`, at ``INCREASE_SHARE * beta``). The
+   probability of promoting while some metric is worse than its tolerance (for a ceiling or an
+   absolute tolerance: worse than the relative tolerance *and* than each of them) is
    at most ``beta`` (the union bound per metric; the rule is an intersection-union test across
    metrics).
 3. **inconclusive** at ``max_duration_seconds`` (or when the caller calls `finish`), or
@@ -59,6 +62,7 @@ from analysis.evidence import (
     CEILING_SHARE,
     DETECTOR_SHARE,
     FINAL_SHARE,
+    INCREASE_SHARE,
     MetricHistory,
     MetricPlan,
     assess,
@@ -135,6 +139,8 @@ def plan_for(
             max_rate=m.max_rate,
             ceiling_beta=0.0 if m.max_rate is None else settings.beta * CEILING_SHARE,
             slower_than=m.slower_than,
+            max_increase=m.max_increase,
+            increase_beta=0.0 if m.max_increase is None else settings.beta * INCREASE_SHARE,
         )
         for m in settings.metrics
     )
@@ -148,11 +154,14 @@ def plan_for(
 
 
 def _final_beta(metric: MetricSettings, beta: float) -> float:
-    """The final look's share of `beta`: ``FINAL_SHARE`` of what the ceiling leaves (none for samples)."""
+    """The final look's share of `beta`: ``FINAL_SHARE`` of what the ceiling and the absolute
+    tolerance leave (none for samples)."""
     if metric.type == "samples":
         return 0.0
-    relative = beta if metric.max_rate is None else beta * (1.0 - CEILING_SHARE)
-    return relative * FINAL_SHARE
+    others = (CEILING_SHARE if metric.max_rate is not None else 0.0) + (
+        INCREASE_SHARE if metric.max_increase is not None else 0.0
+    )
+    return beta * (1.0 - others) * FINAL_SHARE
 
 
 def _has_data(plan: MetricPlan, pair: PairedObservation | None) -> bool:
@@ -196,6 +205,7 @@ def _out_of_reach(plan: JudgePlan, evidence: Mapping[str, MetricEvidence]) -> st
         m
         for m in plan.metrics
         if m.type == "ratio"  # a histogram's decisive bound moves: its plan is too rough to act on
+        and m.max_increase is None  # the plan does not count the absolute tolerance's route
         and (ahead := evidence[m.name].plan) is not None
         and ahead.chance is not None
         and ahead.chance < plan.min_chance
@@ -207,7 +217,8 @@ def _out_of_reach(plan: JudgePlan, evidence: Mapping[str, MetricEvidence]) -> st
         f"{GAVE_UP}: at the traffic seen, a canary like its baseline cannot be shown within "
         f"tolerance by the maximum duration ({plan.max_intervals} intervals): "
         + " ".join(evidence[m.name].reason for m in hopeless)
-        + " Raise maxDuration or the canary's weight, or set a ceiling (maxRate)."
+        + " Raise maxDuration or the canary's weight, or set a ceiling (maxRate) or an absolute tolerance"
+        " (maxIncrease)."
     )
 
 

@@ -51,6 +51,12 @@ class MetricSettings(BaseModel):
     no errors promote (with no bad events on either track a relative tolerance can never be
     shown), and a latency judged against an SLO rather than against a noisy baseline. A
     regression against the baseline still rolls back.
+
+    ``max_increase`` is an absolute tolerance for a ``ratio`` metric, a difference of rates:
+    0.005 means "at most half a percentage point more bad events than the baseline". The metric
+    is then also within tolerance once the largest increase the data allow is below it
+    (`analysis.increase`), at its own share of ``beta``. It suits services whose rate is so low
+    that a relative tolerance takes hours to show.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -65,6 +71,7 @@ class MetricSettings(BaseModel):
     min_count: float = Field(default=0.0, ge=0.0)
     max_rate: float | None = Field(default=None, gt=0.0, lt=1.0)
     slower_than: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
+    max_increase: float | None = Field(default=None, gt=0.0, lt=1.0)
 
     @field_validator("max_rate")
     @classmethod
@@ -74,6 +81,16 @@ class MetricSettings(BaseModel):
             raise ValueError(f"a ceiling applies to ratio and histogram metrics, not to {kind} metrics")
         if value is not None and direction != "increase":
             raise ValueError("a ceiling bounds the canary's rate from above: it needs direction increase")
+        return value
+
+    @field_validator("max_increase")
+    @classmethod
+    def _increase_of_rates(cls, value: float | None, info: ValidationInfo) -> float | None:
+        kind, direction = info.data.get("type"), info.data.get("direction")
+        if value is not None and kind != "ratio":
+            raise ValueError(f"an absolute tolerance applies to ratio metrics, not to {kind} metrics")
+        if value is not None and direction != "increase":
+            raise ValueError("an absolute tolerance bounds the rate's increase: it needs direction increase")
         return value
 
     @model_validator(mode="after")

@@ -21,6 +21,8 @@ MODULES = [
     "analysis.samples",
     "analysis.kayenta",
     "analysis.mannwhitney",
+    "analysis.ceiling",
+    "analysis.increase",
 ]
 
 

@@ -213,3 +213,17 @@ def test_ceilings_are_checked_where_they_are_written() -> None:
         "x.yaml:17 spec.analysis.metrics[1].maxRate: a ceiling applies to ratio and histogram metrics, "
         "not to samples metrics",
     ]
+
+
+def test_an_absolute_tolerance_is_checked_where_it_is_written() -> None:
+    metrics = (
+        "  analysis:\n    metrics:\n"
+        "      - name: latency\n        type: histogram\n        maxIncrease: 0.01\n"
+        "        query: 'sum by (le) (x_bucket{track=\"{track}\"})'\n"
+        "      - name: errors\n        type: ratio\n        maxIncrease: 0.005\n"
+        "        bad: 'x{track=\"{track}\"}'\n        total: 'y{track=\"{track}\"}'\n"
+    )
+    assert _problems(MINIMAL + metrics) == [
+        "x.yaml:13 spec.analysis.metrics[0].maxIncrease: an absolute tolerance applies to ratio metrics, "
+        "not to histogram metrics",
+    ]

@@ -1,0 +1,125 @@
+"""The absolute tolerance (``maxIncrease``): its bounds are valid at the margin under the jitter and
+incidents the judge is built for, and it lets a service with few errors promote where a relative
+tolerance cannot."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from analysis.ceiling import RateBound
+from analysis.judge import SequentialJudge
+from analysis.settings import MetricSettings
+from analysis.verdicts import Verdict
+from bench.increase import BOUNDARY
+from bench.increase import run as _analysis
+from bench.increase import settings as _settings
+
+BETA = 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("baseline_rate", "margin", "rps", "jitter", "incidents", "intervals"),
+    BOUNDARY,
+    ids=["1 % +0.5 pp 50 rps jitter 0.5", "0.05 % +0.2 pp 10 rps", "500 rps incidents", "2 rps 240 looks"],
+)
+def test_a_canary_exactly_at_the_margin_is_promoted_in_at_most_beta_of_runs(
+    baseline_rate: float, margin: float, rps: float, jitter: float, incidents: bool, intervals: int
+) -> None:
+    # The boundary of the null: the canary's rate is the baseline's plus the margin. Rollbacks are
+    # switched off (alpha 1e-9) so that none hides a promotion; every promotion is an error.
+    runs = 200 if intervals <= 40 else 60
+    settings = _settings(margin, alpha=1e-9, intervals=intervals)
+    promoted = sum(
+        _analysis(
+            settings, baseline_rate=baseline_rate, canary_rate=baseline_rate + margin, rps=rps,
+            seed=900 + i, jitter=jitter, incidents=incidents, intervals=intervals,
+        ).decision
+        == "promote"
+        for i in range(runs)
+    )  # fmt: skip
+    assert promoted / runs <= BETA + 3 * math.sqrt(BETA * (1 - BETA) / runs), promoted
+
+
+def test_a_service_with_few_errors_promotes_with_an_absolute_tolerance_and_not_without() -> None:
+    # 0.05 % errors at 10 req/s: about 6 errors per track in 20 minutes. "+50 %" can never be
+    # shown from that; "+0.2 percentage points" can.
+    def outcomes(margin: float | None) -> list[Verdict]:
+        settings = _settings(margin)
+        return [
+            _analysis(settings, baseline_rate=0.0005, canary_rate=0.0005, rps=10.0, seed=s) for s in range(20)
+        ]
+
+    absolute = outcomes(0.002)
+    relative = [v.decision for v in outcomes(None)]
+    assert sum(v.decision == "promote" for v in absolute) >= 16, [v.decision for v in absolute]
+    assert relative.count("promote") <= 4, relative
+    promoted = next(v for v in absolute if v.decision == "promote")
+    assert "within +0.2 pp of the baseline's rate: at most +0." in promoted.metrics["error-rate"].reason
+
+
+def test_a_canary_well_over_the_margin_is_never_promoted() -> None:
+    settings = _settings(0.002)
+    decisions = [
+        _analysis(settings, baseline_rate=0.0005, canary_rate=0.006, rps=rps, seed=s).decision
+        for rps in (2.0, 10.0, 50.0)
+        for s in range(10)
+    ]
+    assert "promote" not in decisions
+    assert decisions.count("rollback") >= 20, decisions
+
+
+@pytest.mark.parametrize(("jitter", "runs"), [(0.0, 400), (0.5, 400)])
+def test_the_rate_bound_is_rarely_below_the_rate(jitter: float, runs: int) -> None:
+    # An anytime bound at level 0.05: below the true rate at some look in at most 5 % of runs.
+    rng = np.random.default_rng(17)
+    missed = 0
+    for _ in range(runs):
+        bound = RateBound(0.05)
+        for _ in range(40):
+            factor = rng.lognormal(-(jitter**2) / 2, jitter) if jitter else 1.0
+            bound = bound.step(float(rng.binomial(300, 0.01 * factor)), 300.0)
+            if bound.upper <= 0.01:
+                missed += 1
+                break
+    assert missed / runs <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs), missed
+
+
+def test_the_rate_bound_closes_in_on_the_rate_and_starts_at_one() -> None:
+    bound = RateBound(0.01)
+    assert bound.upper == 1.0
+    bounds = []
+    for _ in range(60):
+        bound = bound.step(3.0, 300.0)
+        bounds.append(bound.upper)
+    assert bounds == sorted(bounds, reverse=True)
+    assert 0.01 < bounds[-1] < 0.016  # 6,000 requests at 1 %: within a few grid steps of the rate
+    assert bound.step(0.0, 0.0) is bound
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"type": "histogram"}, "an absolute tolerance applies to ratio metrics, not to histogram"),
+        ({"type": "ratio", "direction": "decrease"}, "it needs direction increase"),
+        ({"type": "ratio", "max_increase": 1.5}, "less than 1"),
+    ],
+)
+def test_an_absolute_tolerance_is_refused_where_it_means_nothing(
+    fields: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        MetricSettings.model_validate({"name": "m", "max_increase": 0.01, **fields})
+
+
+def test_the_absolute_tolerance_takes_half_of_beta_and_the_relative_tests_the_rest() -> None:
+    judge = SequentialJudge(_settings(0.002), interval_seconds=30.0)
+    plan = judge.plan.metrics[0]
+    assert plan.increase_beta == pytest.approx(BETA / 2)
+    assert plan.final_beta + plan.promote_beta == pytest.approx(BETA / 2)
+    without = SequentialJudge(_settings(None), interval_seconds=30.0).plan.metrics[0]
+    assert (without.increase_beta, without.final_beta + without.promote_beta) == (0.0, pytest.approx(BETA))
