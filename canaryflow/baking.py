@@ -32,7 +32,9 @@ release should stop on.
 
 A bake keeps nothing but its start (when the wave's last rollout run ended, which the runs keep):
 a release resumed anywhere reads the same intervals from Prometheus again and, while Prometheus
-keeps them, gets the same verdict.
+keeps them, gets the same verdict. What it judged is also kept as an observation log
+(`WaveBake.recorder`, the format ``canaryflow replay`` reads: the promoted cells are the canary,
+the cells not updated the baseline), which the release writes next to its report and draws.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from analysis.observations import (
 )
 from canaryflow.errors import MetricsError, MetricsUnavailableError, NoDataError, QueryError
 from canaryflow.metrics.port import MetricQuery, MetricsSource
+from canaryflow.metrics.recording import ObservationRecorder
 from canaryflow.plan import RolloutPlan
 from canaryflow.spec.models import Analyze
 from canaryflow.spec.release import Bake
@@ -132,6 +135,10 @@ class WaveBake:
         )
         units = {q.name: q.unit for q in self.queries if q.unit}
         self._plan = plan_for(settings, interval_seconds=self.interval.total_seconds(), units=units)
+        #: The intervals judged, as an observation log (canary: the promoted cells).
+        self.recorder = ObservationRecorder(self.queries, interval_seconds=self.interval.total_seconds())
+        #: Each metric's relative tolerance, for a chart of the bake.
+        self.tolerances = {m.name: settings.tolerance_for(m) for m in settings.metrics}
         self._state = JudgeState.initial(self._plan)
         self.intervals = self._plan.max_intervals
         self.judged = 0
@@ -158,6 +165,7 @@ class WaveBake:
                 return self._set("inconclusive", f"its metrics cannot be read: {exc}")
             self.judged += 1
             self.requests += _requests(self.queries, observed)
+            self.recorder.record(observed)
             self._judge(observed)
         return self.progress
 

@@ -75,6 +75,12 @@ def release_report(reports_dir: Path, release_id: str) -> Path:
     return reports_dir / "releases" / release_id / RELEASE_FILE
 
 
+def bake_log(reports_dir: Path, release_id: str, wave: int) -> Path:
+    """Where the observation log of the bake of wave `wave` (1-based) of release `release_id` is
+    (``canaryflow replay`` reads it: the promoted cells are its canary)."""
+    return reports_dir / "releases" / release_id / f"bake-wave{wave}.json"
+
+
 def write_release_status(reports_dir: Path, status: ReleaseStatus) -> Path:
     """Write `status` as its release's ``release.json`` (directories created), atomically."""
     path = release_report(reports_dir, status.release_id)

@@ -219,17 +219,29 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
                 )
             )
             if isinstance(step, Finish):
-                report.tell(step.reason, phases, outcome=step.outcome, bakes=evidence.records())
+                report.tell(
+                    step.reason,
+                    phases,
+                    outcome=step.outcome,
+                    bakes=evidence.records(),
+                    observed=evidence.bakes,
+                )
                 return this.finish(step, phases)
             this.carry_out(step)
             if isinstance(step, Undo):
                 stuck = undos.undo(step, now)
                 if stuck is not None:
-                    report.tell(stuck.reason, phases, outcome=stuck.outcome, bakes=evidence.records())
+                    report.tell(
+                        stuck.reason,
+                        phases,
+                        outcome=stuck.outcome,
+                        bakes=evidence.records(),
+                        observed=evidence.bakes,
+                    )
                     return this.finish(stuck, phases)
         except TriggerUnavailableError as exc:  # Prefect is away: nothing was started; ask again
             step = Wait(f"{exc}; asking again in {wiring.poll_seconds:g} s")
-        report.tell(evidence.words(step), phases, bakes=evidence.records())
+        report.tell(evidence.words(step), phases, bakes=evidence.records(), observed=evidence.bakes)
         clock.sleep(wiring.poll_seconds)
 
 

@@ -5,12 +5,16 @@ logs a line (and tells the terminal of ``canaryflow release``), writes the relea
 (`canaryflow.releasereport`, read by ``canaryflow get release``; and once it ends, its line in the
 release history, `canaryflow.releasehistory`) and updates the release's
 artifact in the Prefect UI (key ``release-<id>``): one row per cell, wave by wave, with its phase,
-under what the release does now. Neither a report nor an artifact that cannot be written stops a
-release: they are what people see of it, not what it decides on.
+under what the release does now, then a row per bake and a chart of each (the promoted cells
+against the cells not updated yet). Each bake's observations are written next to the report
+(``bake-wave<N>.json``, which ``canaryflow replay`` judges again, and its chart as a PNG). Neither
+a report nor an artifact that cannot be written stops a release: they are what people see of it,
+not what it decides on.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -20,17 +24,20 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from canaryflow.baking import WaveBake
 from canaryflow.errors import CanaryflowError
 from canaryflow.releasehistory import ReleaseRecord, append_release
 from canaryflow.releasereport import (
     BakeRecord,
     ReleaseStatus,
+    bake_log,
     read_release_status,
     release_report,
     write_release_status,
 )
 from canaryflow.spec.release import ReleaseSpec
 from canaryflow.waves import CellPhase
+from flows.charts import render_chart
 
 __all__ = ["ReleaseReporter", "release_table"]
 
@@ -69,6 +76,8 @@ class ReleaseReporter:
             bakes=before.bakes if before is not None else [],
         )
         self._told: tuple[str, dict[str, str]] | None = None
+        self._charted: dict[int, int] = {}  # wave (1-based) -> intervals drawn
+        self._charts: dict[int, str] = {}  # wave (1-based) -> its chart, a Markdown image
 
     def tell(
         self,
@@ -76,11 +85,15 @@ class ReleaseReporter:
         phases: Mapping[str, CellPhase],
         outcome: str | None = None,
         bakes: Sequence[BakeRecord] | None = None,
+        observed: Mapping[int, WaveBake] | None = None,
     ) -> None:
         """The release does `words` now (or ended with `outcome`, `words` saying why), its cells
-        are in `phases` (a missing cell is pending), its bakes are `bakes` (None: as before)."""
+        are in `phases` (a missing cell is pending), its bakes are `bakes` (None: as before), and
+        `observed` the bakes begun in this run (by 0-based wave), whose observations and charts
+        are written when they judged more intervals."""
         cells: dict[str, str] = {name: phases.get(name, "pending") for name in self.status.cells}
-        if self._told == (words, cells) and outcome is None:
+        drawn = self._draw(observed or {})
+        if self._told == (words, cells) and outcome is None and not drawn:
             return
         if self._told is None or self._told[0] != words or outcome is not None:
             line = words if outcome is None else f"{outcome}: {words}"
@@ -102,10 +115,48 @@ class ReleaseReporter:
                 get_run_logger().warning("release %s: cannot write its report: %s", self.release_id, exc)
         with contextlib.suppress(Exception):  # the UI's table must never stop a release
             create_markdown_artifact(
-                markdown=release_table(self.status),
+                markdown=release_table(self.status, self._known_charts()),
                 key=f"release-{self.release_id}",
                 description=f"Release {self.release_id}: its waves and cells",
             )
+
+    def _draw(self, observed: Mapping[int, WaveBake]) -> bool:
+        """Write the observations and the chart of each bake that judged more intervals since it
+        was last drawn; whether any was."""
+        if self.reports_dir is None:
+            return False
+        drawn = False
+        for index, bake in observed.items():
+            wave, intervals = index + 1, len(bake.recorder)
+            if intervals == 0 or self._charted.get(wave) == intervals:
+                continue
+            self._charted[wave] = intervals
+            path = bake_log(self.reports_dir, self.release_id, wave)
+            try:
+                bake.recorder.write(path)
+                chart = render_chart(bake.recorder.log(), path.with_suffix(".png"), bake.tolerances)
+            except Exception as exc:  # a chart is for people: it never stops a release
+                get_run_logger().warning(
+                    "release %s: cannot draw the bake of wave %d: %s", self.release_id, wave, exc
+                )
+                continue
+            if chart is not None:
+                self._charts[wave] = chart
+                drawn = True
+        return drawn
+
+    def _known_charts(self) -> dict[int, str]:
+        """The bakes' charts: drawn by this run, or (a resumed release) by an earlier one."""
+        charts = dict(self._charts)
+        if self.reports_dir is None:
+            return charts
+        for bake in self.status.bakes:
+            png = bake_log(self.reports_dir, self.release_id, bake.wave).with_suffix(".png")
+            if bake.wave not in charts and png.is_file():
+                with contextlib.suppress(OSError):
+                    data = base64.b64encode(png.read_bytes()).decode("ascii")
+                    charts[bake.wave] = f"![canary vs baseline](data:image/png;base64,{data})"
+        return charts
 
     def _record(self, status: ReleaseStatus) -> ReleaseRecord:
         assert status.outcome is not None
@@ -133,8 +184,9 @@ def _previous(reports_dir: Path | None, release_id: str) -> ReleaseStatus | None
         return None
 
 
-def release_table(status: ReleaseStatus) -> str:
-    """The release as Markdown: what it does now, a row per cell, wave by wave, and a row per bake."""
+def release_table(status: ReleaseStatus, charts: Mapping[int, str] | None = None) -> str:
+    """The release as Markdown: what it does now, a row per cell, wave by wave, a row per bake, and
+    the `charts` of the bakes (wave, 1-based -> a Markdown image)."""
     outcome = f"**{status.outcome}**: " if status.outcome is not None else ""
     lines = [
         f"### Release {status.release_id}: {status.image}",
@@ -156,5 +208,13 @@ def release_table(status: ReleaseStatus) -> str:
             f"| {bake.wave} | {bake.verdict} | {bake.intervals_judged} of {bake.intervals_max} | "
             f"{bake.requests:.0f} | {bake.reason} |"
             for bake in status.bakes
+        ]
+    for number, chart in sorted((charts or {}).items()):
+        lines += [
+            "",
+            f"#### Bake of wave {number}: its promoted cells (canary) against the cells not updated "
+            "(baseline)",
+            "",
+            chart,
         ]
     return "\n".join(lines) + "\n"

@@ -22,12 +22,14 @@ from typing import Any
 
 import pytest
 
+from analysis.backtest import judge_log
+from analysis.logs import parse_log
 from canaryflow.cells import CellRun
 from canaryflow.cli.releaseview import render_release
 from canaryflow.clock import ManualClock
 from canaryflow.errors import TriggerUnavailableError
 from canaryflow.releasehistory import read_releases
-from canaryflow.releasereport import ReleaseStatus, read_release_status, release_report
+from canaryflow.releasereport import ReleaseStatus, bake_log, read_release_status, release_report
 from canaryflow.requests import ReleaseRequest
 from canaryflow.simulation import BehaviourProfile
 from canaryflow.triggers.memory import InMemoryCellRuns
@@ -337,11 +339,21 @@ def test_the_next_wave_starts_once_the_bake_shows_the_release_within_tolerance(
     assert bake.started_at == eu1_ended
     assert "| bake of wave | verdict |" in release_table(report)
     assert any(line.startswith("  1  within since ") for line in render_release(report))
+    # What the bake judged is kept in the format replay reads, and drawn in the UI's table.
+    observed = bake_log(tmp_path / "reports", "demo-baked", 1)
+    log = parse_log(observed.read_text())
+    assert len(log.intervals) == bake.intervals_judged
+    assert list(judge_log(log, None))[-1].decision != "rollback"
+    assert observed.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+    chart = "#### Bake of wave 1: its promoted cells (canary) against the cells not updated (baseline)"
+    assert chart in _artifact("release-demo-baked")
+    assert "](data:image/png;base64," in _artifact("release-demo-baked")
 
     again = _release(tmp_path, cells, release_id="demo-baked", traffic=traffic)  # e.g. resumed
 
     assert again.is_completed(), again.message
     assert read_release_status(release_report(tmp_path / "reports", "demo-baked")).bakes == [bake]
+    assert chart in _artifact("release-demo-baked")  # drawn before, read back by the resumed run
 
 
 def test_a_bake_that_finds_the_release_worse_undoes_the_wave_and_starts_no_other(
