@@ -19,6 +19,15 @@ judge's canary and that of the cells not updated yet, summed, its baseline. The 
   stops, since a bake never lets it go on without evidence;
 - ``pending`` otherwise.
 
+**Against history** (``against: history``, the last wave's default: no cells are left to compare
+with): the promoted cells against themselves before the release reached them. Interval ``i``
+of the bake is paired with interval ``i`` of the ``maxDuration`` that ended when the first of
+the wave's rollouts began (`canaryflow.triggers.port.CellRuns.began`); both are the cells' stable
+traffic. This pairing cancels nothing the two times do not share: a daily pattern, an incident
+before or during the bake, or a change of the clients between the two windows is read as the
+release's. It is the weaker comparison; a bake against later waves is preferred wherever there
+are any.
+
 An interval is read `READ_LAG` after its end (all of it scraped by then). One whose Prometheus
 does not answer is read again at the next look, not skipped; one where a cell has no data is an
 interval without data for the judge (it never promotes on it).
@@ -99,7 +108,9 @@ def bake_interval(plan: RolloutPlan) -> Analyze:
 class WaveBake:
     """The bake of wave `wave`: `promoted` cells against `compared` cells, each a rollout plan (its
     target and metrics) read through `sources` (a cell's name -> its metrics source), from
-    `started`. Call `advance` with the time; it judges the intervals that ended since."""
+    `started`; with `history` (when the wave's first rollout began) and no `compared` cells, against
+    the promoted cells' own traffic of the ``maxDuration`` before `history`. Call `advance` with
+    the time; it judges the intervals that ended since."""
 
     def __init__(
         self,
@@ -110,18 +121,22 @@ class WaveBake:
         compared: Mapping[str, RolloutPlan],
         sources: Callable[[str], MetricsSource],
         started: datetime,
+        history: datetime | None = None,
         read_lag: timedelta = READ_LAG,
     ) -> None:
-        if not promoted or not compared:
-            raise ValueError("a bake needs promoted cells and cells not updated yet to compare them with")
-        if started.tzinfo is None:
-            raise ValueError(f"started must be timezone-aware, got {started!r}")
+        if not promoted or (not compared and history is None):
+            raise ValueError("a bake needs promoted cells, and cells not updated yet or their history")
+        if started.tzinfo is None or (history is not None and history.tzinfo is None):
+            raise ValueError(f"started and history must be timezone-aware, got {started!r}, {history!r}")
+        if history is not None and history > started:
+            raise ValueError(f"the history must end before the bake starts, got {history} after {started}")
         self.wave = wave
         self.bake = bake
         self.promoted = dict(promoted)
         self.compared = dict(compared)
         self.sources = sources
         self.started = started
+        self.history = history
         self.read_lag = read_lag
         plan = next(iter(self.promoted.values()))
         step = bake_interval(plan)
@@ -205,13 +220,23 @@ class WaveBake:
         observed: dict[str, PairedObservation | None] = {}
         for query in self.queries:
             canary = self._group(self.promoted, query, end)
-            baseline = self._group(self.compared, query, end)
+            baseline = (
+                self._group(self.compared, query, end)
+                if self.compared
+                else self._group(self.promoted, query, end - self._shift())
+            )
             observed[query.name] = (
                 None
                 if canary is None or baseline is None
                 else PairedObservation(baseline=baseline, canary=canary)
             )
         return observed
+
+    def _shift(self) -> timedelta:
+        """How far back the history interval paired with each bake interval ends: interval i of the
+        ``maxDuration`` that ended at `history` is paired with the bake's interval i."""
+        assert self.history is not None
+        return self.started - (self.history - self.bake.max_duration)
 
     def _group(
         self, plans: Mapping[str, RolloutPlan], query: MetricQuery, end: datetime

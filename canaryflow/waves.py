@@ -121,7 +121,7 @@ def next_step(
     `unhealthy` the cells whose stable is unhealthy now, with why; `now` is timezone-aware."""
     waves = release.spec.waves
     phase = {cell.name: cells.get(cell.name, "pending") for cell in release.spec.cells}
-    failure = _failure(waves, phase, bakes)
+    failure = _failure(release, phase, bakes)
     if failure is not None:
         return _on_failure(release, phase, *failure)
     for index, wave in enumerate(waves):
@@ -137,9 +137,9 @@ def next_step(
 
 
 def _failure(
-    waves: tuple[Wave, ...], phase: Mapping[str, CellPhase], bakes: Mapping[int, BakeVerdict]
+    release: ReleaseSpec, phase: Mapping[str, CellPhase], bakes: Mapping[int, BakeVerdict]
 ) -> tuple[int, str] | None:
-    for index, wave in enumerate(waves):
+    for index, wave in enumerate(release.spec.waves):
         failed = [name for name in wave.cells if phase[name] in _FAILED]
         if len(failed) > wave.max_failures:
             return (
@@ -147,7 +147,12 @@ def _failure(
                 f"wave {index + 1}: {', '.join(failed)} rolled back (at most {wave.max_failures} may)",
             )
         if bakes.get(index) == "worse":
-            return index, f"wave {index + 1}: the bake found the release worse than the cells not updated"
+            than = (
+                "than before"
+                if release.spec.bake_against(index) == "history"
+                else "than the cells not updated"
+            )
+            return index, f"wave {index + 1}: the bake found the release worse {than}"
         if bakes.get(index) == "inconclusive":
             return (
                 index,

@@ -14,8 +14,10 @@ a release killed at any point and run again with the same ``release_id`` carries
 stopped, and a second start of a cell gets its first run.
 
 A wave with a ``bake`` is followed by its bake (`canaryflow.baking`): the wave's cells against
-the cells not updated yet, judged on the rollout spec's metrics read from each cell's Prometheus;
-the next wave starts once the bake shows the release within tolerance. A bake keeps nothing but its
+the cells not updated yet (or, the last wave's default, against their own traffic before the
+wave's first rollout began), judged on the rollout spec's metrics read from each cell's
+Prometheus; the next wave starts (the release ends) once the bake shows the release within
+tolerance. A bake keeps nothing but its
 start (when its wave's last rollout run ended), so a release resumed re-reads it from Prometheus;
 one resumed after a later wave started knows the bake said ``within``.
 
@@ -419,6 +421,12 @@ class _Evidence:
         if not promoted or any(cell not in ended for cell in promoted):
             return None  # a failed wave (the wave logic stops it), or not told yet: ask again
         assert wave.bake is not None
+        history = None
+        if self.release.spec.spec.bake_against(index) == "history":
+            began = self.release.runs.began(self.release.release_id)
+            if not any(cell in began for cell in wave.cells):
+                return None  # not told yet: ask again
+            history, later = min(began[cell] for cell in wave.cells if cell in began), []
         bake = WaveBake(
             index,
             wave.bake,
@@ -426,6 +434,7 @@ class _Evidence:
             compared={cell: self._plan(cell) for cell in later},
             sources=self._source,
             started=max(ended[cell] for cell in wave.cells if cell in ended),
+            history=history,
         )
         self.bakes[index] = bake
         return bake

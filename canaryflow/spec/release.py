@@ -81,15 +81,26 @@ class Cell(SpecModel):
     target: TargetOverride = TargetOverride()
 
 
+#: What a bake compares the wave's promoted cells with: the cells of the later waves (not updated
+#: yet, at the same time), or the same cells before the release reached them (their history).
+BakeAgainst = Literal["later-waves", "history"]
+
+
 class Bake(SpecModel):
     """After a wave is promoted: compare its cells with the cells of the later waves (not updated
-    yet) with the judge, for at least ``minDuration`` and ``minRequests`` and at most
-    ``maxDuration``; the next wave starts once the release is shown within tolerance
-    (`canaryflow.baking`). The last wave has no cells left to compare with, so it cannot bake."""
+    yet), or with their own history before the release reached them (``against: history``; the
+    default of the last wave, which has no later cells), with the judge, for at least
+    ``minDuration`` and ``minRequests`` and at most ``maxDuration``; the next wave starts (the
+    release ends, after the last wave) once the release is shown within tolerance
+    (`canaryflow.baking`)."""
 
     min_duration: Duration = timedelta(minutes=10)
     max_duration: Duration = timedelta(hours=1)
     min_requests: int = Field(default=0, ge=0, description="Requests the promoted cells must have served.")
+    against: BakeAgainst | None = Field(
+        default=None,
+        description="later-waves or history (default: later-waves, history for the last wave).",
+    )
 
 
 class Wave(SpecModel):
@@ -138,6 +149,14 @@ class ReleaseBody(SpecModel):
     on_failure: FailurePolicy = "rollback-all"
     freezes: tuple[Freeze, ...] = ()
     health: Health | None = None
+
+    def bake_against(self, wave: int) -> BakeAgainst:
+        """What the bake of wave `wave` (0-based) compares its cells with (the default: the later
+        waves' cells, or the cells' own history for the last wave)."""
+        bake = self.waves[wave].bake
+        if bake is not None and bake.against is not None:
+            return bake.against
+        return "history" if wave == len(self.waves) - 1 else "later-waves"
 
 
 class ReleaseSpec(SpecModel):
@@ -221,12 +240,12 @@ def release_cross_check(release: ReleaseSpec) -> list[tuple[Loc, str]]:
                     f"must be less than the wave's {len(wave.cells)} cell(s), or it never stops",
                 )
             )
-        if wave.bake is not None and w == len(body.waves) - 1:
+        if wave.bake is not None and w == len(body.waves) - 1 and wave.bake.against == "later-waves":
             problems.append(
                 (
-                    (*here, "bake"),
-                    "the last wave cannot bake: a bake compares the wave's cells with cells not updated "
-                    "yet, and none are left; remove it",
+                    (*here, "bake", "against"),
+                    "the last wave has no later waves to compare with: use history (its cells before "
+                    "the release), or remove the bake",
                 )
             )
         if wave.bake is not None and wave.bake.min_duration > wave.bake.max_duration:

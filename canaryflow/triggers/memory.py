@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -73,19 +73,22 @@ class CellRunRecord:
     reason: str = ""
     rollout_id: str = ""
     ended_at: datetime | None = None
+    created_at: datetime | None = None
 
 
 class InMemoryCellRuns:
     """Thread-safe in-memory `CellRuns`: runs are records whose state a test sets with `end` (what
     a worker's run would do); an abort ends a run at once, as Prefect ends a run no worker has
     picked up. Set `available = False` to simulate an unreachable orchestrator; a work pool in
-    `absent_pools` has no deployments (`missing`)."""
+    `absent_pools` has no deployments (`missing`); `now` stamps the runs created (a test's clock
+    may replace it)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: list[CellRunRecord] = []
         self.available = True
         self.absent_pools: set[str] = set()
+        self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def missing(self, runs: Sequence[CellRun]) -> list[str]:
         return [
@@ -125,6 +128,16 @@ class InMemoryCellRuns:
                 for cell, record in latest.items()
                 if record is not None and record.ended_at is not None
             }
+
+    def began(self, release_id: str) -> dict[str, datetime]:
+        with self._lock:
+            self._check()
+            began: dict[str, datetime] = {}
+            for record in self._runs:
+                wanted = record.release_id == release_id and record.kind == "rollout"
+                if wanted and record.created_at is not None:
+                    began.setdefault(record.run.cell, record.created_at)
+            return began
 
     def undos(self, release_id: str) -> dict[str, UndoRuns]:
         with self._lock:
@@ -195,6 +208,8 @@ class InMemoryCellRuns:
         rollout_id: str = "",
     ) -> FlowRunId:
         flow_run_id = FlowRunId(str(uuid.uuid4()))
-        record = CellRunRecord(flow_run_id, release_id, kind, run, reason=reason, rollout_id=rollout_id)
+        record = CellRunRecord(
+            flow_run_id, release_id, kind, run, reason=reason, rollout_id=rollout_id, created_at=self.now()
+        )
         self._runs.append(record)
         return record.flow_run_id

@@ -97,6 +97,11 @@ class CellRuns(Protocol):
         run has ended: where a wave's bake starts."""
         ...
 
+    def began(self, release_id: str) -> dict[str, datetime]:
+        """When each cell's first rollout run of the release was created (timezone-aware): before
+        it the cell ran the old image, which a bake against history compares with."""
+        ...
+
     def undos(self, release_id: str) -> dict[str, UndoRuns]:
         """Each cell's undo runs so far for the release (cells without any are left out)."""
         ...

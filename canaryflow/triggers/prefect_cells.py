@@ -125,6 +125,15 @@ class PrefectCellRuns:
                 ended[cell] = at
         return ended
 
+    def began(self, release_id: str) -> dict[str, datetime]:
+        began: dict[str, datetime] = {}
+        for run in self._runs(release_id, kind="rollout"):  # oldest first: the first wins
+            cell = _tag(run, _CELL)
+            if cell is not None and cell not in began and run.created is not None:
+                at = run.created
+                began[cell] = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        return began
+
     def undos(self, release_id: str) -> dict[str, UndoRuns]:
         found: dict[str, UndoRuns] = {}
         for run in self._runs(release_id, kind="undo"):  # oldest first: the latest sets failed_at

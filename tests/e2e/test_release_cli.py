@@ -106,9 +106,10 @@ def _canaryflow(api_url: str, tmp_path: Path, *args: str) -> subprocess.Complete
 
 
 def _spec(tmp_path: Path, *, bake: bool = False) -> str:
-    """The release spec; with `bake`, its last wave bakes (which it cannot)."""
+    """The release spec; with `bake`, its last wave bakes against later waves (which it cannot)."""
     path = tmp_path / "release.yaml"
-    path.write_text(RELEASE.replace("{bake}", ", bake: {minDuration: 1m}" if bake else ""))
+    baked = ", bake: {minDuration: 1m, against: later-waves}"
+    path.write_text(RELEASE.replace("{bake}", baked if bake else ""))
     return str(path)
 
 
@@ -193,8 +194,8 @@ def test_bad_input_is_refused_in_one_line_before_prefect_is_asked(tmp_path: Path
 
     assert (bake.returncode, image.returncode, missing.returncode, release_id.returncode) == (1, 1, 1, 1)
     assert bake.stderr.splitlines() == [
-        f"canaryflow: error: {_spec(tmp_path, bake=True)}:12 spec.waves[1].bake: the last wave cannot bake: "
-        "a bake compares the wave's cells with cells not updated yet, and none are left; remove it"
+        f"canaryflow: error: {_spec(tmp_path, bake=True)}:12 spec.waves[1].bake.against: the last wave has "
+        "no later waves to compare with: use history (its cells before the release), or remove the bake"
     ]
     assert image.stderr.splitlines() == [
         "canaryflow: error: image 'Not An Image' is not a valid image reference "

@@ -14,6 +14,7 @@ begun again later reaches the same verdict at the same interval).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -27,7 +28,7 @@ from canaryflow.plan import RolloutPlan, plan_rollout
 from canaryflow.simulation import BehaviourProfile
 from canaryflow.spec.loading import load_release_text
 from canaryflow.spec.release import Bake
-from tests.fixtures.celltraffic import NEW, CellTraffic, Unanswered
+from tests.fixtures.celltraffic import NEW, OLD, CellTraffic, Unanswered
 
 RELEASE = load_release_text(
     """\
@@ -115,6 +116,72 @@ def test_a_release_with_five_times_the_errors_is_found_worse() -> None:
 
     assert seen[-1] == "worse"
     assert len(seen) < 60  # found before minDuration: a rollback needs no minimum
+
+
+def _against_history(new: BehaviourProfile) -> tuple[Cells, WaveBake]:
+    """eu-1 ran the old image for 10 minutes, then the new one; its bake begins a minute later and
+    compares it with its own last 10 minutes before the switch."""
+    cells = Cells(new, images={"eu-1": OLD})
+    cells.warm(10)
+    switched = cells.clock.now()
+    cells.switch("eu-1", NEW)
+    cells.clock.advance(60.0)
+    bake = WaveBake(
+        0,
+        _bake("1m", "10m"),
+        promoted={"eu-1": _plan("eu-1")},
+        compared={},
+        sources=lambda cell: cells.sources[cell],
+        started=cells.clock.now(),
+        history=switched,
+    )
+    return cells, bake
+
+
+def test_against_its_history_a_release_like_the_old_image_is_within_tolerance() -> None:
+    cells, bake = _against_history(BehaviourProfile())
+
+    seen = _run(cells, bake, limit=cells.clock.monotonic() + 900.0)
+
+    assert seen[-1] == "within", bake.progress
+    observed = bake.recorder.log().intervals
+    assert len(observed) == bake.judged
+    pair = observed[0]["error-rate"]
+    assert pair is not None
+    assert pair.baseline.has_data  # the history before the switch
+
+
+def test_against_its_history_a_release_with_five_times_the_errors_is_found_worse() -> None:
+    # The cell now runs only the new image: compared with itself now it could never be worse.
+    cells, bake = _against_history(BehaviourProfile(error_rate=0.05))
+
+    seen = _run(cells, bake, limit=cells.clock.monotonic() + 900.0)
+
+    assert seen[-1] == "worse"
+
+
+def test_a_bake_against_history_needs_the_history_to_end_before_it_starts() -> None:
+    cells = Cells(BehaviourProfile())
+    now = cells.clock.now()
+    with pytest.raises(ValueError, match="the history must end before the bake starts"):
+        WaveBake(
+            0,
+            _bake("1m", "10m"),
+            promoted={"eu-1": _plan("eu-1")},
+            compared={},
+            sources=lambda cell: cells.sources[cell],
+            started=now,
+            history=now + timedelta(minutes=1),
+        )
+    with pytest.raises(ValueError, match="cells not updated yet or their history"):
+        WaveBake(
+            0,
+            _bake("1m", "10m"),
+            promoted={"eu-1": _plan("eu-1")},
+            compared={},
+            sources=lambda cell: cells.sources[cell],
+            started=now,
+        )
 
 
 def test_too_little_traffic_for_the_minimum_requests_is_inconclusive_at_max_duration() -> None:

@@ -72,9 +72,13 @@ class ScriptedCells(InMemoryCellRuns):
         clock: ManualClock | None = None,
         undo_ends: RunState = "completed",
         stop_after_undos: int | None = None,
+        on_start: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
         self.clock = clock
+        if clock is not None:
+            self.now = clock.now  # the runs' creation times on the test's clock
+        self.on_start = on_start  # what a cell's rollout changes (e.g. its stable's image)
         self.undo_ends = undo_ends
         self.stop_after_undos = stop_after_undos  # the release is killed once this many undos ran
         self.undone_at: list[datetime] = []
@@ -106,6 +110,8 @@ class ScriptedCells(InMemoryCellRuns):
         self.seen_at_start.setdefault(run.cell, super().phases(release_id))
         if self.clock is not None:
             self.started_at.setdefault(run.cell, self.clock.now())
+        if self.on_start is not None and run.cell not in self.started("rollout"):
+            self.on_start(run.cell)
         return super().start(release_id, run)
 
     def undo(self, release_id: str, run: CellRun, reason: str, rollout_id: str) -> FlowRunId:
@@ -129,12 +135,16 @@ def _release(
     bake: bool = True,
     health: str = "",
     clock: ManualClock | None = None,
+    last_bake: str = "",
 ) -> Any:
     from flows.release import ReleaseWiring, release, use_release_wiring
 
     path = tmp_path / "release.yaml"
     baked = ", bake: {minDuration: 1m, maxDuration: 10m}" if traffic and bake else ""
-    path.write_text(RELEASE.format(bake=baked) + (f"  health: {health}\n" if health else ""))
+    text = RELEASE.format(bake=baked) + (f"  health: {health}\n" if health else "")
+    if last_bake:
+        text = text.replace("[eu-2, us-1]}", f"[eu-2, us-1], bake: {last_bake}}}")
+    path.write_text(text)
     image = IMAGE if traffic is None else NEW
     request = ReleaseRequest(spec=str(path), image=image, triggered_by="test", release_id=release_id)
     wiring = ReleaseWiring(cells, poll_seconds=0.0, reports_dir=tmp_path / "reports")
@@ -354,6 +364,40 @@ def test_the_next_wave_starts_once_the_bake_shows_the_release_within_tolerance(
     assert again.is_completed(), again.message
     assert read_release_status(release_report(tmp_path / "reports", "demo-baked")).bakes == [bake]
     assert chart in _artifact("release-demo-baked")  # drawn before, read back by the resumed run
+
+
+@pytest.mark.parametrize("bad", [False, True], ids=["like the old image", "five times the errors"])
+def test_the_last_wave_bakes_against_its_cells_own_history(
+    prefect_harness: Any, tmp_path: Path, bad: bool
+) -> None:
+    # Every cell ran the old image for 10 minutes; a cell's rollout puts the new one on its stable.
+    traffic = CellTraffic(
+        BehaviourProfile(error_rate=0.05 if bad else 0.01), images={"eu-1": OLD, "eu-2": OLD, "us-1": OLD}
+    )
+    traffic.warm(10)
+    cells = ScriptedCells(clock=traffic.clock, on_start=lambda cell: traffic.switch(cell, NEW))
+    release_id = f"demo-history-{bad}".lower()
+
+    state = _release(
+        tmp_path, cells, release_id=release_id, traffic=traffic, bake=False,
+        last_bake="{minDuration: 1m, maxDuration: 5m}",
+    )  # fmt: skip
+
+    report = read_release_status(release_report(tmp_path / "reports", release_id))
+    (bake,) = report.bakes
+    assert bake.wave == 2
+    assert cells.started("rollout") == ["eu-1", "eu-2", "us-1"]
+    if bad:
+        assert state.name == "RolledBack"
+        assert report.step.startswith("wave 2: the bake found the release worse than before")
+        assert bake.verdict == "worse"
+        assert sorted(cells.started("undo")) == ["eu-1", "eu-2", "us-1"]
+    else:
+        assert state.is_completed(), state.message
+        assert (report.outcome, bake.verdict) == ("released", "within")
+        assert bake.intervals_judged >= 2  # the bake's minDuration of 30 s intervals, at least
+    observed = parse_log(bake_log(tmp_path / "reports", release_id, 2).read_text())
+    assert len(observed.intervals) == bake.intervals_judged
 
 
 def test_a_bake_that_finds_the_release_worse_undoes_the_wave_and_starts_no_other(

@@ -134,6 +134,22 @@ def test_when_each_cells_rollout_ended_is_known_once_it_ended(adapter: Adapter) 
     assert all(before <= at <= datetime.now(UTC) + timedelta(seconds=5) for at in ended.values())
 
 
+def test_when_each_cells_first_rollout_was_created_is_known_from_its_start(adapter: Adapter) -> None:
+    release = _release()
+    assert adapter.runs.began(release) == {}
+    before = datetime.now(UTC) - timedelta(seconds=5)  # the Prefect server's clock is this one
+    eu = adapter.runs.start(release, _run("eu-1"))
+    began = adapter.runs.began(release)
+    assert set(began) == {"eu-1"}
+    assert before <= began["eu-1"] <= datetime.now(UTC) + timedelta(seconds=5)
+
+    adapter.end(eu, "completed")
+    adapter.runs.start(release, _run("us-1"))
+    assert adapter.runs.began(release)["eu-1"] == began["eu-1"]  # the first run's, whatever follows
+    assert set(adapter.runs.began(release)) == {"eu-1", "us-1"}
+    assert adapter.runs.began(_release()) == {}  # another release's cells are not its
+
+
 def test_an_abort_ends_a_waiting_run_and_leaves_an_ended_one(adapter: Adapter) -> None:
     release = _release()
     adapter.runs.start(release, _run("eu-1"))

@@ -87,7 +87,7 @@ spec:
     - {name: eu-1, context: x, workPool: p, prometheus: http://p:9090}
   waves:
     - {cells: [eu-1, eu-9], concurrency: 3, maxFailures: 2}
-    - {cells: [eu-1, eu-2, eu-3], bake: {minDuration: 2h, maxDuration: 1h}}
+    - {cells: [eu-1, eu-2, eu-3], bake: {minDuration: 2h, maxDuration: 1h, against: later-waves}}
   freezes:
     - {start: 2026-12-27T00:00:00Z, end: 2026-12-24T00:00:00Z, cells: [eu-7]}
 """
@@ -102,8 +102,8 @@ spec:
         "r.yaml:13 spec.waves[0].concurrency: must be at most the wave's 2 cell(s)",
         "r.yaml:13 spec.waves[0].maxFailures: must be less than the wave's 2 cell(s), or it never stops",
         "r.yaml:14 spec.waves[1].cells[0]: cell 'eu-1' is already in waves[0]",
-        "r.yaml:14 spec.waves[1].bake: the last wave cannot bake: a bake compares the wave's cells with "
-        "cells not updated yet, and none are left; remove it",
+        "r.yaml:14 spec.waves[1].bake.against: the last wave has no later waves to compare with: use "
+        "history (its cells before the release), or remove the bake",
         "r.yaml:14 spec.waves[1].bake.minDuration: must be at most maxDuration (1h)",
         "r.yaml:16 spec.freezes[0].end: must be after start",
         "r.yaml:16 spec.freezes[0].cells[0]: no cell 'eu-7'",
