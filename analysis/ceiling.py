@@ -43,7 +43,10 @@ share :math:`v/(1 + v)` of the intervals, so no single interval can count for mo
 :math:`(1 + v)/v` (about 4.5): even a canary without a single error needs three intervals to
 reach :math:`1/\beta = 40`.
 
-**The bet.** :math:`\lambda_i` maximizes the expected log e-value :math:`-\lambda n_i \hat p -
+**The bet** uses the intervals before :math:`i` and the interval's own request count
+:math:`n_i`: the argument above then needs the jitter to keep mean 1 and variance at most
+:math:`v` given :math:`n_i` (the traffic's volume says nothing of its error rate).
+:math:`\lambda_i` maximizes the expected log e-value :math:`-\lambda n_i \hat p -
 \log g(n_i a s)` for the rate :math:`\hat p = (X + 1/2)/(N + 1/s)` of the intervals before
 :math:`i` (a prior of half an event at the ceiling's rate), on a fixed grid; :math:`\lambda = 0`
 (no bet) when :math:`\hat p \ge s`.
@@ -224,7 +227,10 @@ class RateBound:
         return float(_BOUND_GRID[0 if kept.size == 0 else kept[-1] + 1])
 
     def step(self, bad: float, total: float) -> RateBound:
-        """The bound after one more interval of the track (an interval without requests is skipped)."""
+        """The bound after one more interval of the track (an interval without requests is skipped;
+        a count that is not a finite number spoils the bound for good: it stays at 1)."""
+        if not (math.isfinite(bad) and math.isfinite(total)):
+            return replace(self, log_evalues=tuple(-math.inf for _ in _BOUND_GRID))
         if total <= 0:
             return self
         s = _BOUND_GRID[:, None]

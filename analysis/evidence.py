@@ -66,7 +66,8 @@ __all__ = [
 
 #: The change detector's share of a count metric's rollback budget.
 DETECTOR_SHARE = 0.3
-#: The final look's share of a count metric's promotion budget (of what the ceiling leaves).
+#: The final look's share of a count metric's promotion budget (of what the ceiling and the
+#: absolute tolerance leave).
 FINAL_SHARE = 0.5
 #: The ceiling test's share of a ratio metric's promotion budget, when it has a ceiling.
 CEILING_SHARE = 0.1
@@ -81,7 +82,8 @@ class MetricPlan:
 
     ``alpha`` is the metric's share of the rollback budget (split between the cumulative test and
     the detector for count metrics), ``beta`` the promotion error bound (split between the
-    anytime test and the final look, ``final_beta``; 0 without a final look),
+    anytime test, the final look, ``final_beta``, 0 without a final look, the ceiling,
+    ``ceiling_beta``, and the absolute tolerance, ``increase_beta``, 0 without them),
     ``detector_threshold`` the detector's alarm level (``log(T / alpha_d)``; ``inf`` without a
     detector).
     """
@@ -333,8 +335,10 @@ def _increase(plan: MetricPlan, history: MetricHistory) -> float | None:
         return None
     if not isinstance(history.process, RatioState):
         return None
-    ratio_upper = history.process.sides[0].interval(0, alpha=plan.increase_beta / 3)[1]
-    return increase_bound(ratio_upper, baseline.upper, canary.upper)
+    lo, hi = history.process.sides[0].interval(0, alpha=plan.increase_beta / 3)
+    if not lo < hi:  # an empty sequence (data that fit no ratio, e.g. a non-finite count): no bound
+        hi = math.inf
+    return increase_bound(hi, baseline.upper, canary.upper)
 
 
 def _within_increase(plan: MetricPlan, history: MetricHistory) -> bool:
@@ -454,7 +458,10 @@ def assess(
     pvalue = min(1.0, 1.0 / max_e)
     reason = _reason(plan, history, status, numbers, pvalue, final=final)
     ahead = None
-    if final_interval is not None and status in ("undecided", "insufficient") and not final:
+    # The plan counts the relative tolerance and the ceiling, not an absolute tolerance's route.
+    planned = final_interval is not None and plan.max_increase is None
+    if planned and status in ("undecided", "insufficient") and not final:
+        assert final_interval is not None
         ahead = _plan(plan, history, numbers, final_interval)
         if ahead is not None:
             reason = f"{reason.rstrip('.')}; {ahead.sentence()}."

@@ -39,10 +39,15 @@ and :math:`\delta \le r_c - r_b \le r_c \le U^c_t`, so :math:`B_t \ge \delta` an
 declared at that look. A wrong declaration therefore needs one of the three sequences to miss at
 some look, which happens with probability at most :math:`3 \cdot \beta/3 = \beta` (union
 bound). The validity of :math:`U^b` and :math:`U^c` is proved (`analysis.ceiling`); that of
-:math:`U^\rho` rests on the conditions of `analysis.counts` (proved given its dispersion bound,
-which is shown by simulation), so the combination is checked by simulation too
+:math:`U^\rho` is shown by simulation only (the confidence sequence of `analysis.counts` mixes
+with the Bernoulli variance :math:`p(1-p)` rather than the sub-Gaussian constant of its
+e-processes, and rests on its dispersion bound), so the combination is checked by simulation too
 (``tests/unit/analysis/test_increase.py``: a canary exactly at the margin under independent
-per-track jitter and shared incidents).
+per-track jitter and shared incidents, where no run was promoted through this route).
+
+The rates are taken as steady up to the jitter allowance: a canary worse than the margin at every
+interval is covered, since each rate bound covers the smallest per-interval mean rate; a canary
+worse than the margin only at its peak may be shown within it on average.
 
 The bound is conservative (a union of three sequences): the price of making no assumption on
 the baseline's rate, which the margin's meaning depends on.

@@ -28,7 +28,8 @@ Decision rule (after interval ``t``, with per-metric evidence from `analysis.evi
    ``min_exposure_seconds``, every metric had data in this interval (no promotion on a scrape
    gap), and no metric's change detector leans towards "worse since some interval"
    (`analysis.detection.BLOCK`). A metric is within tolerance when its anytime e-value against
-   "worse than the tolerance" reached ``1/(beta - final_beta)`` at some look, or, at the last
+   "worse than the tolerance" reached ``1/promote_beta`` (what the other routes below leave of
+   ``beta``) at some look, or, at the last
    look (``max_intervals``) only, when the fixed-horizon test of `analysis.counts` rejects
    "worse than the tolerance" at ``final_beta = FINAL_SHARE * beta`` (count metrics), or, for
    a metric with a ceiling (``max_rate``), when the ceiling test of `analysis.ceiling`

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from analysis.ceiling import RateBound
+from analysis.ceiling import _BOUND_GRID, CeilingState, RateBound
 from analysis.judge import SequentialJudge
+from analysis.observations import PairedObservation, RatioCounts
 from analysis.settings import MetricSettings
 from analysis.verdicts import Verdict
 from bench.increase import BOUNDARY
@@ -56,8 +57,9 @@ def test_a_service_with_few_errors_promotes_with_an_absolute_tolerance_and_not_w
 
     absolute = outcomes(0.002)
     relative = [v.decision for v in outcomes(None)]
-    assert sum(v.decision == "promote" for v in absolute) >= 16, [v.decision for v in absolute]
-    assert relative.count("promote") <= 4, relative
+    promoted = sum(v.decision == "promote" for v in absolute)
+    assert promoted >= 14, [v.decision for v in absolute]  # 83 % in the benchmark's 200 runs
+    assert promoted - relative.count("promote") >= 10, relative
     promoted = next(v for v in absolute if v.decision == "promote")
     assert "within +0.2 pp of the baseline's rate: at most +0." in promoted.metrics["error-rate"].reason
 
@@ -87,6 +89,33 @@ def test_the_rate_bound_is_rarely_below_the_rate(jitter: float, runs: int) -> No
                 missed += 1
                 break
     assert missed / runs <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs), missed
+
+
+def test_the_rate_bound_is_the_ceiling_test_at_every_grid_point() -> None:
+    rng = np.random.default_rng(3)
+    bound = RateBound(0.05)
+    ceilings = [CeilingState(float(s)) for s in _BOUND_GRID]
+    for _ in range(30):
+        n = float(rng.poisson(300))
+        bad = float(rng.binomial(int(n), 0.01))
+        bound = bound.step(bad, n)
+        ceilings = [c.step(bad, n) for c in ceilings]
+    assert list(bound.log_evalues) == pytest.approx([c.log_evalue for c in ceilings], abs=1e-9)
+
+
+def test_a_non_finite_count_never_promotes_through_the_absolute_tolerance() -> None:
+    # A count that fits no rate ratio empties the ratio's confidence sequence: no bound, not 0.
+    rng = np.random.default_rng(5)
+    judge = SequentialJudge(_settings(0.002), interval_seconds=30.0)
+    decisions = []
+    for i in range(40):
+        nb, nc = float(rng.poisson(300)), float(rng.poisson(300))
+        canary_bad = math.nan if i == 0 else float(rng.binomial(int(nc), 0.0005))
+        pair = PairedObservation(
+            RatioCounts(float(rng.binomial(int(nb), 0.0005)), nb), RatioCounts(canary_bad, nc)
+        )
+        decisions.append(judge.update({"error-rate": pair}).decision)
+    assert "promote" not in decisions
 
 
 def test_the_rate_bound_closes_in_on_the_rate_and_starts_at_one() -> None:
@@ -121,5 +150,11 @@ def test_the_absolute_tolerance_takes_half_of_beta_and_the_relative_tests_the_re
     plan = judge.plan.metrics[0]
     assert plan.increase_beta == pytest.approx(BETA / 2)
     assert plan.final_beta + plan.promote_beta == pytest.approx(BETA / 2)
+    judge.update({"error-rate": PairedObservation(RatioCounts(1.0, 300.0), RatioCounts(1.0, 300.0))})
+    history = judge.state.histories[0]
+    assert history.baseline_bound is not None
+    assert history.canary_bound is not None
+    # three bounds (the ratio's, the baseline's, the canary's), each at a third of its share
+    assert history.baseline_bound.level == history.canary_bound.level == pytest.approx(BETA / 2 / 3)
     without = SequentialJudge(_settings(None), interval_seconds=30.0).plan.metrics[0]
     assert (without.increase_beta, without.final_beta + without.promote_beta) == (0.0, pytest.approx(BETA))
