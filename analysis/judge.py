@@ -137,8 +137,8 @@ def plan_for(
             unit=(units or {}).get(m.name, ""),
             detector_threshold=threshold(m.type, settings.alpha * m.weight / total_weight),
             final_beta=_final_beta(m, settings.beta),
-            max_rate=m.max_rate,
-            ceiling_beta=0.0 if m.max_rate is None else settings.beta * CEILING_SHARE,
+            max_rate=m.ceiling,
+            ceiling_beta=0.0 if m.ceiling is None else settings.beta * CEILING_SHARE,
             slower_than=m.slower_than,
             max_increase=m.max_increase,
             increase_beta=0.0 if m.max_increase is None else settings.beta * INCREASE_SHARE,
@@ -159,7 +159,7 @@ def _final_beta(metric: MetricSettings, beta: float) -> float:
     tolerance leave (none for samples)."""
     if metric.type == "samples":
         return 0.0
-    others = (CEILING_SHARE if metric.max_rate is not None else 0.0) + (
+    others = (CEILING_SHARE if metric.ceiling is not None else 0.0) + (
         INCREASE_SHARE if metric.max_increase is not None else 0.0
     )
     return beta * (1.0 - others) * FINAL_SHARE

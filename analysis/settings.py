@@ -52,6 +52,11 @@ class MetricSettings(BaseModel):
     shown), and a latency judged against an SLO rather than against a noisy baseline. A
     regression against the baseline still rolls back.
 
+    ``objective`` and ``max_burn_rate`` give the ceiling as an SLO does: the canary may burn the
+    error budget ``1 - objective`` at most ``max_burn_rate`` times as fast as the SLO allows
+    (default 1), so ``objective: 0.999, max_burn_rate: 2`` is the ceiling 0.002. Give either
+    ``max_rate`` or ``objective``, not both; `ceiling` is the ceiling either way.
+
     ``max_increase`` is an absolute tolerance for a ``ratio`` metric, a difference of rates:
     0.005 means "at most half a percentage point more bad events than the baseline". The metric
     is then also within tolerance once the largest increase the data allow is below it
@@ -72,6 +77,8 @@ class MetricSettings(BaseModel):
     max_rate: float | None = Field(default=None, gt=0.0, lt=1.0)
     slower_than: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
     max_increase: float | None = Field(default=None, gt=0.0, lt=1.0)
+    objective: float | None = Field(default=None, gt=0.0, lt=1.0)
+    max_burn_rate: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
 
     @field_validator("max_rate")
     @classmethod
@@ -93,15 +100,41 @@ class MetricSettings(BaseModel):
             raise ValueError("an absolute tolerance bounds the rate's increase: it needs direction increase")
         return value
 
+    @property
+    def ceiling(self) -> float | None:
+        """The ceiling on the canary's rate: ``max_rate``, or the SLO's budget times its burn rate."""
+        if self.objective is not None:
+            return (1.0 - self.objective) * (self.max_burn_rate if self.max_burn_rate is not None else 1.0)
+        return self.max_rate
+
+    @model_validator(mode="after")
+    def _service_level(self) -> MetricSettings:
+        if self.max_burn_rate is not None and self.objective is None:
+            raise ValueError("maxBurnRate needs objective: the SLO's target share of good events, e.g. 0.999")
+        if self.objective is None:
+            return self
+        if self.max_rate is not None:
+            raise ValueError("give maxRate, or objective (with maxBurnRate), not both: both set the ceiling")
+        if self.type not in ("ratio", "histogram") or self.direction != "increase":
+            raise ValueError(
+                "an SLO ceiling (objective) applies to ratio and histogram metrics with direction increase"
+            )
+        ceiling = self.ceiling
+        if ceiling is not None and ceiling >= 1.0:
+            raise ValueError(
+                f"the SLO ceiling (1 - objective) * maxBurnRate is {ceiling:g}: it must be below 1"
+            )
+        return self
+
     @model_validator(mode="after")
     def _slow_requests(self) -> MetricSettings:
         histogram = self.type == "histogram"
-        if histogram and self.max_rate is not None and self.slower_than is None:
+        if histogram and self.ceiling is not None and self.slower_than is None:
             raise ValueError(
                 "a histogram's ceiling (maxRate) needs slowerThan: the latency above which requests count"
             )
-        if self.slower_than is not None and not (histogram and self.max_rate is not None):
-            raise ValueError("slowerThan goes with maxRate, on a histogram metric")
+        if self.slower_than is not None and not (histogram and self.ceiling is not None):
+            raise ValueError("slowerThan goes with maxRate (or objective), on a histogram metric")
         return self
 
 

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from analysis.backtest import judge_log
 from analysis.ceiling import JITTER_VARIANCE, CeilingState, ceiling_log_factor
+from analysis.judge import SequentialJudge
 from analysis.settings import AnalysisSettings, MetricSettings
 from bench.scenarios import LATENCY_SIGMA, MEDIAN_LATENCY, Truth, generate
 
@@ -215,3 +216,48 @@ def test_a_histogram_ceiling_needs_its_latency_and_counts_conservatively() -> No
     assert _slow_requests(counts, 0.3) == 20.0
     assert _slow_requests(counts, 0.25) == 20.0
     assert _slow_requests(counts, 0.05) is None
+
+
+# -- the ceiling as an SLO: objective and burn rate ---------------------------------------------
+
+
+def test_an_slo_with_a_burn_rate_is_the_ceiling_it_implies() -> None:
+    slo = MetricSettings(name="error-rate", type="ratio", objective=0.999, max_burn_rate=2.0)
+    assert slo.ceiling == pytest.approx(0.002)
+    assert MetricSettings(name="error-rate", type="ratio", objective=0.999).ceiling == pytest.approx(0.001)
+    assert MetricSettings(name="error-rate", type="ratio", max_rate=0.003).ceiling == 0.003
+    settings = AnalysisSettings(metrics=(slo, MetricSettings(name="latency", type="histogram")))
+    plan = SequentialJudge(settings, interval_seconds=30.0).plan.metrics[0]
+    assert plan.max_rate == pytest.approx(0.002)
+    assert plan.ceiling_beta == pytest.approx(BETA * 0.1)
+
+
+def test_a_service_without_errors_promotes_with_an_slo_as_with_its_ceiling() -> None:
+    slo = AnalysisSettings(
+        metrics=(
+            MetricSettings(name="error-rate", type="ratio", objective=0.9995, max_burn_rate=2.0),
+            MetricSettings(name="latency", type="histogram"),
+        )
+    )
+    for seed in range(5):
+        log = generate("error-free", 10.0, 500 + seed).log
+        with_slo = list(judge_log(log, slo))[-1]
+        with_ceiling = list(judge_log(log, _settings(0.001)))[-1]
+        assert (with_slo.decision, with_slo.interval) == (with_ceiling.decision, with_ceiling.interval)
+        assert with_slo.decision == "promote"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"type": "ratio", "max_burn_rate": 2.0}, "maxBurnRate needs objective"),
+        ({"type": "ratio", "objective": 0.999, "max_rate": 0.01}, "give maxRate, or objective"),
+        ({"type": "samples", "objective": 0.999}, "applies to ratio and histogram metrics"),
+        ({"type": "ratio", "direction": "decrease", "objective": 0.999}, "direction increase"),
+        ({"type": "ratio", "objective": 0.5, "max_burn_rate": 3.0}, "it must be below 1"),
+        ({"type": "histogram", "objective": 0.99}, "needs slowerThan"),
+    ],
+)
+def test_an_slo_ceiling_is_refused_where_it_means_nothing(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        MetricSettings.model_validate({"name": "m", **fields})

@@ -215,6 +215,21 @@ def test_ceilings_are_checked_where_they_are_written() -> None:
     ]
 
 
+def test_an_slo_ceiling_is_read_and_checked_where_it_is_written() -> None:
+    metrics = (
+        "  analysis:\n    metrics:\n"
+        "      - name: errors\n        type: ratio\n        objective: 0.999\n        maxBurnRate: 2\n"
+        "        bad: 'x{track=\"{track}\"}'\n        total: 'y{track=\"{track}\"}'\n"
+    )
+    both = metrics.replace("maxBurnRate: 2", "maxRate: 0.002")
+    (errors,) = load_spec_text(MINIMAL + metrics, source="x.yaml").analysis_settings().metrics
+    assert errors.ceiling == pytest.approx(0.002)
+    assert _problems(MINIMAL + both) == [
+        "x.yaml:11 spec.analysis.metrics[0]: give maxRate, or objective (with maxBurnRate), not both: both "
+        "set the ceiling",
+    ]
+
+
 def test_an_absolute_tolerance_is_checked_where_it_is_written() -> None:
     metrics = (
         "  analysis:\n    metrics:\n"
