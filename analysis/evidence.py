@@ -475,6 +475,7 @@ def assess(
         reason=reason, threshold=numbers.threshold,
         final_pvalue=numbers.final_pvalue if final and plan.final_beta > 0 else None,
         ceiling_evalue=None if history.ceiling is None else history.ceiling.evalue, plan=ahead,
+        baseline_rate=numbers.rate, leans_worse=history.detector.blocks_promotion,
     )  # fmt: skip
     changed = history.changed or history.detector.alarm(plan.detector_threshold)
     updated = replace(

@@ -73,6 +73,12 @@ class MetricEvidence:
     plan
         While undecided, the evidence plan: the intervals of data the metric needs at the traffic
         seen so far (`analysis.outlook`); ``None`` once decided, without data, for samples.
+    baseline_rate
+        For ratio and histogram metrics: the baseline's rate of the counted event per request
+        (bad events; requests slower than the decisive bound); ``nan`` otherwise.
+    leans_worse
+        The metric's change detector leans towards "worse since some interval" (it blocks a
+        promotion; `analysis.detection.BLOCK`).
     """
 
     name: str
@@ -97,6 +103,8 @@ class MetricEvidence:
     final_pvalue: float | None = None
     ceiling_evalue: float | None = None
     plan: EvidencePlan | None = None
+    baseline_rate: float = math.nan
+    leans_worse: bool = False
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready mapping (non-finite numbers become ``null``; ``ceiling_evalue`` only with a

@@ -13,7 +13,7 @@ import contracts in ``pyproject.toml`` (import-linter) enforce it::
     ─────────────────────────────────────────────────────────────────────────────────────────────
     triggers       triggers/       ports `RolloutStarter`, `CellRuns` + Prefect adapters that start runs
     preflight      preflight.py    what a rollout needs, checked before it changes anything
-    bake           baking.py       a wave's bake: its cells against those not updated yet, judged
+    bake           baking.py       a wave's bake: its cells against later ones or their history
     blockers       health.py       a cell's stable healthy enough for its rollout to start
     ─────────────────────────────────────────────────────────────────────────────────────────────
     wiring         plan.py         a request resolved: spec, target, rollout id, queries
@@ -22,6 +22,7 @@ import contracts in ``pyproject.toml`` (import-linter) enforce it::
                    waves.py        what a release does next, wave by wave (pure: no I/O)
                    cells.py        what one cell's rollout run gets: work pool, environment, request
                    undoing.py      a target's last promotion taken back, under its lock
+                   exposure.py     how far an analysis raises the canary's weight to decide in time
     ─────────────────────────────────────────────────────────────────────────────────────────────
     ports and      cluster/        port `Cluster` + Kubernetes and simulated adapters
     adapters       metrics/        port `MetricsSource` + Prometheus and simulated adapters

@@ -42,10 +42,12 @@ def analyze(
     reporter: Reporter,
     checkpoint: Checkpoint,
     decided: Callable[[Verdict], None] = lambda verdict: None,
+    undecided: Callable[[Verdict], None] = lambda verdict: None,
 ) -> Verdict:
     """Run the analyze step `index` of `plan` on `runtime`'s clock and metrics source to its verdict
     (promote, rollback or inconclusive). `decided` is called with the verdict as soon as it is
-    known, before it is reported (the caller records a decision in the cluster there)."""
+    known, before it is reported (the caller records a decision in the cluster there);
+    `undecided` with every verdict that is not final (the caller may raise the canary's weight)."""
     step = plan.analyze_step(index)
     interval = step.interval.total_seconds()
     queries = plan.queries()
@@ -92,6 +94,7 @@ def analyze(
         reporter.interval(index, observed, verdict, log)
         if verdict.final:
             break
+        undecided(verdict)
     if verdict is None or not verdict.final:
         verdict = judge.finish()
     if verdict.decision == "inconclusive" and unanswered:

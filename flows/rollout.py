@@ -49,7 +49,9 @@ from canaryflow.errors import (
     NotPromoted,
     RolloutInProgressError,
 )
+from canaryflow.exposure import next_weight
 from canaryflow.plan import RolloutOutcome, RolloutPlan, plan_rollout
+from canaryflow.replicas import reachable_weights
 from canaryflow.requests import RolloutRequest
 from canaryflow.spec import Pause
 from canaryflow.status import RolloutPhase, RolloutResult
@@ -423,6 +425,7 @@ def analysis(run: Run, index: int) -> list[str]:
         reporter=run.reporter,
         checkpoint=lambda: checkpoint(run),
         decided=lambda verdict: decide_early(run, verdict),
+        undecided=lambda verdict: expose(run, index, verdict),
     )
     if verdict.decision == "promote":
         return [f"analysis at step {index + 1}: {verdict.reason}"]
@@ -430,6 +433,32 @@ def analysis(run: Run, index: int) -> list[str]:
         run.reporter.say("%s: %s Going on (onInconclusive: continue).", plan.rollout_id, verdict.reason)
         return []
     return on_failure(run, index, verdict.reason)
+
+
+def expose(run: Run, index: int, verdict: Verdict) -> None:
+    """An analyze step with ``maxWeight`` raises the canary's weight when its analysis would not
+    decide in time at the traffic seen, within its risk budget (`canaryflow.exposure`), to the
+    highest weight the stable's pods can split at up to that."""
+    plan, step = run.plan, run.plan.analyze_step(index)
+    if step.max_weight is None:
+        return
+    now = run.reporter.status.weight
+    exposure = next_weight(verdict, weight=now, max_weight=step.max_weight, risk_budget=step.risk_budget)
+    if exposure is None:
+        return
+    status = with_retries(read_target, run.runtime.retry_delays)(run.runtime.cluster, plan.target)
+    baseline = plan.spec.spec.baseline
+    reachable = [
+        w for w in reachable_weights(status.capacity, baseline=baseline) if now < w <= exposure.weight
+    ]
+    if not reachable:
+        run.reporter.say(
+            "%s: %s; but %d pods cannot split between %d %% and %d %%: the weight stays",
+            plan.rollout_id, exposure.reason, status.capacity, now, exposure.weight,
+        )  # fmt: skip
+        return
+    run.reporter.say("%s: %s", plan.rollout_id, exposure.reason)
+    apply_weight(run, index, max(reachable))
 
 
 def decide_early(run: Run, verdict: Verdict) -> None:

@@ -127,10 +127,23 @@ class Pause(SpecModel):
 
 
 class Analyze(SpecModel):
-    """Query the metrics every ``interval`` and ask the judge, for at most ``maxDuration``."""
+    """Query the metrics every ``interval`` and ask the judge, for at most ``maxDuration``.
+
+    ``maxWeight``: while the analysis would not decide by ``maxDuration`` at the traffic seen, raise
+    the canary's weight (and the baseline's) up to this, as long as the extra failed requests
+    expected were the canary as bad as still plausible stay within ``riskBudget``
+    (`canaryflow.exposure`)."""
 
     interval: Duration = timedelta(seconds=30)
     max_duration: Duration = timedelta(minutes=10)
+    max_weight: Weight | None = Field(
+        default=None, description="Raise the canary's weight up to this to decide in time (default: never)."
+    )
+    risk_budget: int = Field(
+        default=100,
+        ge=0,
+        description="Extra failed requests a raise may risk, were the canary as bad as still plausible.",
+    )
 
 
 class Step(SpecModel):
@@ -269,8 +282,11 @@ class RolloutSpec(SpecModel):
         if analyze is not None and "max_duration_seconds" in AnalysisSettings.model_fields:
             data["max_duration_seconds"] = analyze.max_duration.total_seconds()
         going_on = self.spec.failure_policy.on_inconclusive == "continue"
-        if going_on and "min_chance" not in analysis.model_fields_set:
-            data["min_chance"] = 0.0  # going on anyway: let the whole analysis look for a regression
+        raising = analyze is not None and analyze.max_weight is not None
+        if (going_on or raising) and "min_chance" not in analysis.model_fields_set:
+            # going on anyway: let the whole analysis look for a regression; or the weight may
+            # rise (the chance is computed at the traffic seen, which a raise changes)
+            data["min_chance"] = 0.0
         return AnalysisSettings.model_validate(data)
 
     def metric(self, name: str) -> MetricSpec:
@@ -304,11 +320,11 @@ def cross_check(spec: RolloutSpec) -> list[tuple[Loc, str]]:
                 "longer for the API server than for its pods",
             )
         )
-    canary_seen = False
+    canary_seen, weight = False, 0
     for index, step in enumerate(body.steps):
         here: Loc = ("spec", "steps", index)
         if step.set_weight is not None:
-            canary_seen = True
+            canary_seen, weight = True, step.set_weight
             if body.baseline and step.set_weight > MAX_WEIGHT_WITH_BASELINE:
                 problems.append(
                     (
@@ -322,4 +338,17 @@ def cross_check(spec: RolloutSpec) -> list[tuple[Loc, str]]:
                 problems.append(((*here, "analyze"), "needs a canary: put a setWeight step before it"))
             if step.analyze.max_duration < step.analyze.interval:
                 problems.append(((*here, "analyze", "maxDuration"), "must be at least the interval"))
+            most = step.analyze.max_weight
+            if most is not None and canary_seen and most <= weight:
+                problems.append(
+                    ((*here, "analyze", "maxWeight"), f"must be above the weight in effect here ({weight})")
+                )
+            if most is not None and body.baseline and most > MAX_WEIGHT_WITH_BASELINE:
+                problems.append(
+                    (
+                        (*here, "analyze", "maxWeight"),
+                        f"must be at most {MAX_WEIGHT_WITH_BASELINE} with a baseline (canary and baseline "
+                        "have the same size)",
+                    )
+                )
     return problems

@@ -1,0 +1,61 @@
+"""Adaptive exposure in the rollout flow, on the simulated stack: a service with little traffic whose
+analysis at 5 % could not decide in 20 minutes gets its canary raised (``maxWeight``) and a
+decision; without ``maxWeight`` the same canary ends inconclusive and is rolled back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analysis.logs import parse_log
+from canaryflow.clock import ManualClock
+from canaryflow.dev.stacks import GOOD_IMAGE, SimulatedStack, simulated_stack
+from tests.e2e.conftest import write_spec
+
+
+@pytest.fixture
+def stack() -> SimulatedStack:
+    """The example target on 20 pods at 2 requests per second per pod: at 5 % its canary and
+    baseline get a pod or two each, and the analysis would need far more than the 40 intervals of
+    30 s it has to show the canary within tolerance; at 50 %, ten pods each, well within them."""
+    serving = simulated_stack(ManualClock(), replicas=20, rate_per_pod=2.0)
+    serving.clock.advance(60.0)
+    return serving
+
+
+def _canary_requests(reports: Path) -> list[float]:
+    (observed,) = reports.rglob("observations-step2.json")
+    log = parse_log(observed.read_text())
+    out = []
+    for interval in log.intervals:
+        pair = interval["error-rate"]
+        out.append(0.0 if pair is None else pair.canary.row[1])
+    return out
+
+
+@pytest.mark.parametrize("raise_weight", [True, False], ids=["maxWeight 50", "no maxWeight"])
+def test_a_quiet_service_gets_a_decision_by_raising_its_canary(
+    stack: SimulatedStack, rollout_of: Callable[..., Any], tmp_path: Path, raise_weight: bool
+) -> None:
+    most = ", maxWeight: 50, riskBudget: 100000" if raise_weight else ""
+    spec = write_spec(
+        tmp_path, ["{setWeight: 10}", f"{{analyze: {{interval: 30s, maxDuration: 20m{most}}}}}"]
+    )
+
+    state = rollout_of(GOOD_IMAGE, spec)
+
+    outcome = state.result()
+    canary = _canary_requests(tmp_path / "reports")
+    if not raise_weight:
+        assert outcome.result == "rolled-back"
+        assert "Inconclusive" in outcome.reason
+        assert max(canary) < 2 * min(c for c in canary if c > 0)  # one pod's traffic throughout
+        return
+    assert outcome.result == "promoted", outcome.reason
+    assert sum(canary[-3:]) >= 4 * sum(canary[:3])  # raised from 5 % (a pod or two) towards 50 %
+    status = json.loads(next((tmp_path / "reports").rglob("status.json")).read_text())
+    assert status["result"] == "promoted"
