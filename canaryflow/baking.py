@@ -21,12 +21,14 @@ judge's canary and that of the cells not updated yet, summed, its baseline. The 
 
 **Against history** (``against: history``, the last wave's default: no cells are left to compare
 with): the promoted cells against themselves before the release reached them. Interval ``i``
-of the bake is paired with interval ``i`` of the ``maxDuration`` that ended when the first of
-the wave's rollouts began (`canaryflow.triggers.port.CellRuns.began`); both are the cells' stable
-traffic. This pairing cancels nothing the two times do not share: a daily pattern, an incident
-before or during the bake, or a change of the clients between the two windows is read as the
-release's. It is the weaker comparison; a bake against later waves is preferred wherever there
-are any.
+of the bake is paired with interval ``i`` of as many intervals as the bake has, ending when the
+first of the wave's rollout runs was created (`canaryflow.triggers.port.CellRuns.began`); both
+are the cells' stable traffic. This pairing cancels nothing the two times do not share: a daily
+pattern, an incident before or during the bake, or a change of the clients between the two
+windows is read as the release's. And it knows only this release's runs: a history window that
+holds an image of an earlier attempt (a release retried under a new id, one superseded, a
+rollout by hand) compares with that image, not with the last one known good. It is the weaker
+comparison; a bake against later waves is preferred wherever there are any.
 
 An interval is read `READ_LAG` after its end (all of it scraped by then). One whose Prometheus
 does not answer is read again at the next look, not skipped; one where a cell has no data is an
@@ -43,11 +45,13 @@ A bake keeps nothing but its start (when the wave's last rollout run ended, whic
 a release resumed anywhere reads the same intervals from Prometheus again and, while Prometheus
 keeps them, gets the same verdict. What it judged is also kept as an observation log
 (`WaveBake.recorder`, the format ``canaryflow replay`` reads: the promoted cells are the canary,
-the cells not updated the baseline), which the release writes next to its report and draws.
+what they are compared with the baseline), which the release writes next to its report and draws
+once the bake decided.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -60,12 +64,12 @@ from analysis.observations import (
     Samples,
     TrackObservation,
 )
-from canaryflow.errors import MetricsError, MetricsUnavailableError, NoDataError, QueryError
+from canaryflow.errors import CanaryflowError, MetricsError, MetricsUnavailableError, NoDataError, QueryError
 from canaryflow.metrics.port import MetricQuery, MetricsSource
 from canaryflow.metrics.recording import ObservationRecorder
 from canaryflow.plan import RolloutPlan
 from canaryflow.spec.models import Analyze
-from canaryflow.spec.release import Bake
+from canaryflow.spec.release import Bake, BakeAgainst
 from canaryflow.waves import BakeVerdict
 
 __all__ = ["READ_LAG", "UNANSWERED_GRACE", "BakeProgress", "WaveBake", "bake_interval", "combine"]
@@ -162,6 +166,11 @@ class WaveBake:
             wave, "pending", "the bake has just started", started, 0, self.intervals, 0.0
         )
 
+    @property
+    def against(self) -> BakeAgainst:
+        """What the promoted cells are compared with: the later waves' cells, or their history."""
+        return "history" if self.history is not None else "later-waves"
+
     def advance(self, now: datetime) -> BakeProgress:
         """Judge every interval that ended by `now` (less the read lag) and is not judged yet; the
         progress. An interval whose Prometheus does not answer is not judged yet: it is read again
@@ -180,8 +189,9 @@ class WaveBake:
                 return self._set("inconclusive", f"its metrics cannot be read: {exc}")
             self.judged += 1
             self.requests += _requests(self.queries, observed)
-            self.recorder.record(observed)
             self._judge(observed)
+            with contextlib.suppress(CanaryflowError):  # the record is for people, not the verdict
+                self.recorder.record(observed)
         return self.progress
 
     def _judge(self, observed: Mapping[str, PairedObservation | None]) -> None:
@@ -234,9 +244,10 @@ class WaveBake:
 
     def _shift(self) -> timedelta:
         """How far back the history interval paired with each bake interval ends: interval i of the
-        ``maxDuration`` that ended at `history` is paired with the bake's interval i."""
+        bake's intervals that ended at `history` is paired with the bake's interval i (the last
+        one ends at `history`, never after, whatever ``maxDuration`` and the interval)."""
         assert self.history is not None
-        return self.started - (self.history - self.bake.max_duration)
+        return self.started - self.history + self.interval * self.intervals
 
     def _group(
         self, plans: Mapping[str, RolloutPlan], query: MetricQuery, end: datetime

@@ -30,7 +30,8 @@ RELEASE_FILE = "release.json"
 class BakeRecord(BaseModel):
     """Where one wave's bake stands: the wave (1 is the first), the verdict (``pending`` while it
     judges, ``within``, ``worse`` or ``inconclusive``) and why, when it started, the intervals
-    judged of at most `intervals_max`, and the requests the wave's promoted cells served."""
+    judged of at most `intervals_max`, the requests the wave's promoted cells served, and what
+    they were compared with (``later-waves``, or their own ``history``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -41,6 +42,7 @@ class BakeRecord(BaseModel):
     intervals_judged: int = Field(ge=0)
     intervals_max: int = Field(ge=0)
     requests: float = Field(ge=0)
+    against: Literal["later-waves", "history"] = "later-waves"
 
 
 class ReleaseStatus(BaseModel):

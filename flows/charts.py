@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from analysis.logs import ObservationLog
 from analysis.observations import PairedObservation
+from canaryflow.files import write_atomic
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -110,5 +111,5 @@ def render_chart(
     buffer = io.BytesIO()
     draw_chart(log, tolerances).savefig(buffer, format="png")
     data = buffer.getvalue()
-    path.write_bytes(data)
+    write_atomic(path, data)  # a run killed here leaves the chart before, not half of one
     return f"![canary vs baseline](data:image/png;base64,{base64.b64encode(data).decode('ascii')})"

@@ -424,7 +424,7 @@ class _Evidence:
         history = None
         if self.release.spec.spec.bake_against(index) == "history":
             began = self.release.runs.began(self.release.release_id)
-            if not any(cell in began for cell in wave.cells):
+            if any(cell not in began for cell in promoted):
                 return None  # not told yet: ask again
             history, later = min(began[cell] for cell in wave.cells if cell in began), []
         bake = WaveBake(
@@ -482,6 +482,7 @@ class _Evidence:
                 intervals_judged=bake.progress.judged,
                 intervals_max=bake.progress.intervals,
                 requests=bake.progress.requests,
+                against=bake.against,
             )
             for _, bake in sorted(self.bakes.items())
         ]

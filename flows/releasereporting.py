@@ -5,16 +5,17 @@ logs a line (and tells the terminal of ``canaryflow release``), writes the relea
 (`canaryflow.releasereport`, read by ``canaryflow get release``; and once it ends, its line in the
 release history, `canaryflow.releasehistory`) and updates the release's
 artifact in the Prefect UI (key ``release-<id>``): one row per cell, wave by wave, with its phase,
-under what the release does now, then a row per bake and a chart of each (the promoted cells
-against the cells not updated yet). Each bake's observations are written next to the report
-(``bake-wave<N>.json``, which ``canaryflow replay`` judges again, and its chart as a PNG). Neither
+under what the release does now, then a row per bake. Each bake's observations are written next
+to the report at every interval (``bake-wave<N>.json``, which ``canaryflow replay`` judges again:
+the promoted cells are its canary, what they are compared with its baseline); once the bake
+decided, its chart is drawn (``bake-wave<N>.png``) and shown as an artifact of its own
+(``release-<id>-bake<N>``), so that the table's many versions do not each carry the images. Neither
 a report nor an artifact that cannot be written stops a release: they are what people see of it,
 not what it decides on.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -39,7 +40,7 @@ from canaryflow.spec.release import ReleaseSpec
 from canaryflow.waves import CellPhase
 from flows.charts import render_chart
 
-__all__ = ["ReleaseReporter", "release_table"]
+__all__ = ["ReleaseReporter", "bake_chart", "release_table"]
 
 
 class ReleaseReporter:
@@ -76,8 +77,8 @@ class ReleaseReporter:
             bakes=before.bakes if before is not None else [],
         )
         self._told: tuple[str, dict[str, str]] | None = None
-        self._charted: dict[int, int] = {}  # wave (1-based) -> intervals drawn
-        self._charts: dict[int, str] = {}  # wave (1-based) -> its chart, a Markdown image
+        self._written: dict[int, int] = {}  # wave (1-based) -> intervals written
+        self._drawn: set[int] = set()  # waves (1-based) whose decided bake was drawn
 
     def tell(
         self,
@@ -92,8 +93,8 @@ class ReleaseReporter:
         `observed` the bakes begun in this run (by 0-based wave), whose observations and charts
         are written when they judged more intervals."""
         cells: dict[str, str] = {name: phases.get(name, "pending") for name in self.status.cells}
-        drawn = self._draw(observed or {})
-        if self._told == (words, cells) and outcome is None and not drawn:
+        self._draw(observed or {})
+        if self._told == (words, cells) and outcome is None:
             return
         if self._told is None or self._told[0] != words or outcome is not None:
             line = words if outcome is None else f"{outcome}: {words}"
@@ -115,48 +116,39 @@ class ReleaseReporter:
                 get_run_logger().warning("release %s: cannot write its report: %s", self.release_id, exc)
         with contextlib.suppress(Exception):  # the UI's table must never stop a release
             create_markdown_artifact(
-                markdown=release_table(self.status, self._known_charts()),
+                markdown=release_table(self.status),
                 key=f"release-{self.release_id}",
                 description=f"Release {self.release_id}: its waves and cells",
             )
 
-    def _draw(self, observed: Mapping[int, WaveBake]) -> bool:
-        """Write the observations and the chart of each bake that judged more intervals since it
-        was last drawn; whether any was."""
+    def _draw(self, observed: Mapping[int, WaveBake]) -> None:
+        """Write the observations of each bake that judged more intervals since (cheap, every
+        interval), and draw each bake once it decided: a chart of its own in the Prefect UI
+        (``release-<id>-bake<N>``), so that the table's versions do not carry it."""
         if self.reports_dir is None:
-            return False
-        drawn = False
+            return
         for index, bake in observed.items():
             wave, intervals = index + 1, len(bake.recorder)
-            if intervals == 0 or self._charted.get(wave) == intervals:
+            if intervals == 0 or self._written.get(wave) == intervals:
                 continue
-            self._charted[wave] = intervals
+            self._written[wave] = intervals
             path = bake_log(self.reports_dir, self.release_id, wave)
             try:
                 bake.recorder.write(path)
+                if bake.progress.verdict == "pending" or wave in self._drawn:
+                    continue
+                self._drawn.add(wave)
                 chart = render_chart(bake.recorder.log(), path.with_suffix(".png"), bake.tolerances)
+                if chart is not None:
+                    create_markdown_artifact(
+                        markdown=bake_chart(wave, bake.against, bake.progress.verdict, chart),
+                        key=f"release-{self.release_id}-bake{wave}",
+                        description=f"Release {self.release_id}: the bake of wave {wave}",
+                    )
             except Exception as exc:  # a chart is for people: it never stops a release
                 get_run_logger().warning(
-                    "release %s: cannot draw the bake of wave %d: %s", self.release_id, wave, exc
+                    "release %s: cannot write or draw the bake of wave %d: %s", self.release_id, wave, exc
                 )
-                continue
-            if chart is not None:
-                self._charts[wave] = chart
-                drawn = True
-        return drawn
-
-    def _known_charts(self) -> dict[int, str]:
-        """The bakes' charts: drawn by this run, or (a resumed release) by an earlier one."""
-        charts = dict(self._charts)
-        if self.reports_dir is None:
-            return charts
-        for bake in self.status.bakes:
-            png = bake_log(self.reports_dir, self.release_id, bake.wave).with_suffix(".png")
-            if bake.wave not in charts and png.is_file():
-                with contextlib.suppress(OSError):
-                    data = base64.b64encode(png.read_bytes()).decode("ascii")
-                    charts[bake.wave] = f"![canary vs baseline](data:image/png;base64,{data})"
-        return charts
 
     def _record(self, status: ReleaseStatus) -> ReleaseRecord:
         assert status.outcome is not None
@@ -184,9 +176,8 @@ def _previous(reports_dir: Path | None, release_id: str) -> ReleaseStatus | None
         return None
 
 
-def release_table(status: ReleaseStatus, charts: Mapping[int, str] | None = None) -> str:
-    """The release as Markdown: what it does now, a row per cell, wave by wave, a row per bake, and
-    the `charts` of the bakes (wave, 1-based -> a Markdown image)."""
+def release_table(status: ReleaseStatus) -> str:
+    """The release as Markdown: what it does now, a row per cell, wave by wave, and a row per bake."""
     outcome = f"**{status.outcome}**: " if status.outcome is not None else ""
     lines = [
         f"### Release {status.release_id}: {status.image}",
@@ -201,20 +192,21 @@ def release_table(status: ReleaseStatus, charts: Mapping[int, str] | None = None
     if status.bakes:
         lines += [
             "",
-            "| bake of wave | verdict | intervals | requests on the new image | why |",
-            "|---|---|---|---|---|",
+            "| bake of wave | against | verdict | intervals | requests on the new image | why |",
+            "|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {bake.wave} | {bake.verdict} | {bake.intervals_judged} of {bake.intervals_max} | "
-            f"{bake.requests:.0f} | {bake.reason} |"
+            f"| {bake.wave} | {bake.against} | {bake.verdict} | {bake.intervals_judged} of "
+            f"{bake.intervals_max} | {bake.requests:.0f} | {bake.reason} |"
             for bake in status.bakes
         ]
-    for number, chart in sorted((charts or {}).items()):
-        lines += [
-            "",
-            f"#### Bake of wave {number}: its promoted cells (canary) against the cells not updated "
-            "(baseline)",
-            "",
-            chart,
-        ]
     return "\n".join(lines) + "\n"
+
+
+def bake_chart(wave: int, against: str, verdict: str, chart: str) -> str:
+    """A decided bake's chart as Markdown: what was compared with what, its verdict, the chart."""
+    compared = "their own traffic before the release" if against == "history" else "the cells not updated"
+    return (
+        f"### Bake of wave {wave}: {verdict}\n\n"
+        f"The wave's promoted cells (canary) against {compared} (baseline).\n\n{chart}\n"
+    )

@@ -156,7 +156,7 @@ class InMemoryCellRuns:
             rollout = self._latest(release_id, cell, "rollout")
             if rollout is not None and rollout.state == "active":
                 rollout.state, rollout.reason = "not-promoted", reason
-                rollout.ended_at = datetime.now(UTC)
+                rollout.ended_at = self.now()
 
     def undo(self, release_id: str, run: CellRun, reason: str, rollout_id: str) -> FlowRunId:
         with self._lock:
@@ -181,7 +181,7 @@ class InMemoryCellRuns:
             for record in self._runs:
                 if record.flow_run_id == flow_run_id:
                     record.state = state
-                    record.ended_at = None if state == "active" else (at or datetime.now(UTC))
+                    record.ended_at = None if state == "active" else (at or self.now())
                     return
         raise KeyError(flow_run_id)
 

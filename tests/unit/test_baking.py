@@ -160,6 +160,49 @@ def test_against_its_history_a_release_with_five_times_the_errors_is_found_worse
     assert seen[-1] == "worse"
 
 
+class Windows:
+    """A metrics source that records the end of every window it is asked for, per track call."""
+
+    def __init__(self, inner: MetricsSource) -> None:
+        self.inner = inner
+        self.ends: list[Any] = []
+
+    def observe(self, query: MetricQuery, **where: Any) -> Any:
+        self.ends.append(where["end"])
+        return self.inner.observe(query, **where)
+
+    def is_online(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("most", "intervals"), [("10m", 120), ("10m3s", 120), ("2s", 1)])
+def test_the_history_window_is_the_bakes_intervals_ending_when_the_wave_began(
+    most: str, intervals: int
+) -> None:
+    # Each bake interval reads the promoted cells now (its own end) and then in the history: the
+    # history's first interval ends `intervals` intervals before the wave began, its last then.
+    cells = Cells(BehaviourProfile(), images={"eu-1": OLD})
+    cells.warm(15)
+    began = cells.clock.now()
+    cells.clock.advance(60.0)
+    spy = Windows(cells.sources["eu-1"])
+    bake = WaveBake(
+        0, _bake("1s", most), promoted={"eu-1": _plan("eu-1")}, compared={},
+        sources=lambda cell: spy, started=cells.clock.now(), history=began,
+    )  # fmt: skip
+    assert bake.intervals == intervals
+    step = bake.interval
+    cells.clock.advance((step * intervals).total_seconds() + 60.0)
+    bake.advance(cells.clock.now())  # every interval has ended: judged until the verdict
+    history = [end for end in spy.ends if end <= began]  # the bake's own windows end after `began`
+    per_interval = len(bake.queries)
+    assert history[0] == began - step * intervals + step
+    assert max(history) <= began
+    assert len(history) == per_interval * bake.judged
+    if bake.judged == intervals:
+        assert max(history) == began
+
+
 def test_a_bake_against_history_needs_the_history_to_end_before_it_starts() -> None:
     cells = Cells(BehaviourProfile())
     now = cells.clock.now()

@@ -347,7 +347,8 @@ def test_the_next_wave_starts_once_the_bake_shows_the_release_within_tolerance(
     assert bake.intervals_judged >= 2  # a minute of 30 s intervals, at least
     assert bake.requests > 0
     assert bake.started_at == eu1_ended
-    assert "| bake of wave | verdict |" in release_table(report)
+    assert "| bake of wave | against | verdict |" in release_table(report)
+    assert "| 1 | later-waves | within |" in release_table(report)
     assert any(line.startswith("  1  within since ") for line in render_release(report))
     # What the bake judged is kept in the format replay reads, and drawn in the UI's table.
     observed = bake_log(tmp_path / "reports", "demo-baked", 1)
@@ -355,15 +356,16 @@ def test_the_next_wave_starts_once_the_bake_shows_the_release_within_tolerance(
     assert len(log.intervals) == bake.intervals_judged
     assert list(judge_log(log, None))[-1].decision != "rollback"
     assert observed.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
-    chart = "#### Bake of wave 1: its promoted cells (canary) against the cells not updated (baseline)"
-    assert chart in _artifact("release-demo-baked")
-    assert "](data:image/png;base64," in _artifact("release-demo-baked")
+    chart = _artifact("release-demo-baked-bake1")  # drawn once, when the bake decided
+    assert chart.startswith("### Bake of wave 1: within")
+    assert "against the cells not updated (baseline)" in chart
+    assert "](data:image/png;base64," in chart
+    assert "data:image" not in _artifact("release-demo-baked")  # the table's versions stay small
 
     again = _release(tmp_path, cells, release_id="demo-baked", traffic=traffic)  # e.g. resumed
 
     assert again.is_completed(), again.message
     assert read_release_status(release_report(tmp_path / "reports", "demo-baked")).bakes == [bake]
-    assert chart in _artifact("release-demo-baked")  # drawn before, read back by the resumed run
 
 
 @pytest.mark.parametrize("bad", [False, True], ids=["like the old image", "five times the errors"])
@@ -385,7 +387,7 @@ def test_the_last_wave_bakes_against_its_cells_own_history(
 
     report = read_release_status(release_report(tmp_path / "reports", release_id))
     (bake,) = report.bakes
-    assert bake.wave == 2
+    assert (bake.wave, bake.against) == (2, "history")
     assert cells.started("rollout") == ["eu-1", "eu-2", "us-1"]
     if bad:
         assert state.name == "RolledBack"
@@ -395,6 +397,9 @@ def test_the_last_wave_bakes_against_its_cells_own_history(
     else:
         assert state.is_completed(), state.message
         assert (report.outcome, bake.verdict) == ("released", "within")
+        assert "against their own traffic before the release (baseline)" in _artifact(
+            f"release-{release_id}-bake2"
+        )
         assert bake.intervals_judged >= 2  # the bake's minDuration of 30 s intervals, at least
     observed = parse_log(bake_log(tmp_path / "reports", release_id, 2).read_text())
     assert len(observed.intervals) == bake.intervals_judged

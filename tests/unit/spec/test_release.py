@@ -214,3 +214,15 @@ def test_health_names_the_rollout_specs_ratio_metrics_and_narrows_alerts_to_the_
     health = load_release_text(fine).spec.health
     assert health is not None
     assert (health.window, health.max_rates) == (timedelta(minutes=5), {"error-rate": 0.02})
+
+
+def test_a_bake_compares_with_later_waves_and_the_last_waves_with_its_history() -> None:
+    body = load_release_text(VALID).spec
+    assert body.bake_against(0) == "later-waves"
+    assert body.bake_against(1) == "history"  # no later waves: its cells before the release
+    explicit = VALID.replace(
+        "    - {cells: [eu-2, us-1], concurrency: 1, maxFailures: 1}",
+        "    - {cells: [eu-2, us-1], concurrency: 1, maxFailures: 1, bake: {against: history}}",
+    ).replace("bake: {minDuration: 5m}", "bake: {minDuration: 5m, against: history}")
+    body = load_release_text(explicit).spec
+    assert (body.bake_against(0), body.bake_against(1)) == ("history", "history")
