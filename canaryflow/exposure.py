@@ -109,6 +109,6 @@ def _riskless_weight(verdict: Verdict, *, weight: int, left: int, risk_budget: f
             return weight  # unbounded: nothing is known yet of how bad it may be
         per_interval = metric.canary_count / metric.intervals / weight
         worst += max(0.0, upper - 1.0) * rate * per_interval
-    if worst <= 0.0:
+    if worst <= 0.0 or math.isinf(risk_budget):
         return 100
-    return math.floor(risk_budget / (worst * left))
+    return math.floor(min(100.0, risk_budget / (worst * left)))

@@ -1,0 +1,100 @@
+"""Benchmark: adaptive exposure (an analyze step's ``maxWeight``) against a fixed weight.
+
+    .venv/bin/python bench/exposure.py [--runs 200]
+
+Simulates one analyze step of 30 s intervals for 20 minutes on the error-rate metric alone
+(baseline 1 %, the judge's defaults, the early give-up off as a raising step has it): each track
+serves ``rps`` requests per second per 10 % of weight (Poisson), the canary at 10 % to start.
+After every undecided verdict `canaryflow.exposure.next_weight` may raise the weight (any weight
+is reachable here; the flow takes the nearest split the pods allow). Good canaries (1 %), and bad
+ones (2 % and 5 %): the share promoted (inconclusive counts as not promoted) or rolled back, the
+median minutes to the decision, and the canary's extra failed requests over the whole analysis
+(beyond what the baseline's rate would have failed) against the risk budget. Prints Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import statistics
+import time
+
+import numpy as np
+
+from analysis.judge import SequentialJudge
+from analysis.observations import PairedObservation, RatioCounts
+from analysis.settings import AnalysisSettings, MetricSettings
+from canaryflow.exposure import next_weight
+
+SETTINGS = AnalysisSettings(
+    metrics=(MetricSettings(name="error-rate", type="ratio", max_rate=0.001),),
+    max_duration_seconds=1200.0,
+    min_chance=0.0,
+)
+BASE_RATE = 0.01
+
+
+def run(
+    *, rps: float, canary_rate: float, max_weight: int | None, risk_budget: float, seed: int
+) -> tuple[str, int, float, int]:
+    """One analysis: (decision, interval of the decision, extra failed requests, last weight)."""
+    rng = np.random.default_rng(seed)
+    judge = SequentialJudge(SETTINGS, interval_seconds=30.0)
+    weight, extra = 10, 0.0
+    for _ in range(40):
+        mean = rps * weight / 10 * 30.0
+        nb, nc = int(rng.poisson(mean)), int(rng.poisson(mean))
+        yc = float(rng.binomial(nc, canary_rate))
+        extra += yc - nc * BASE_RATE
+        pair = PairedObservation(
+            RatioCounts(float(rng.binomial(nb, BASE_RATE)), float(nb)), RatioCounts(yc, float(nc))
+        )
+        verdict = judge.update({"error-rate": pair})
+        if verdict.final:
+            return verdict.decision, verdict.interval, extra, weight
+        if max_weight is not None:
+            raised = next_weight(verdict, weight=weight, max_weight=max_weight, risk_budget=risk_budget)
+            if raised is not None:
+                weight = raised.weight
+    verdict = judge.finish()
+    return verdict.decision, verdict.interval, extra, weight
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200)
+    args = parser.parse_args()
+    began = time.perf_counter()
+    print(f"{platform.machine()}, Python {platform.python_version()}, {args.runs} runs per row")
+    print()
+    print(
+        "| canary | req/s per track at 10 % | maxWeight | riskBudget | promoted | rolled back "
+        "| median minutes | median final weight | extra failed requests (median / 95th pct) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for canary_rate, label in ((0.01, "good (1 %)"), (0.02, "errors x2"), (0.05, "errors x5")):
+        for rps in (2.0, 10.0):
+            for max_weight, budget in ((None, 0.0), (50, 100.0), (50, 1000.0), (50, math.inf)):
+                outcomes = [
+                    run(rps=rps, canary_rate=canary_rate, max_weight=max_weight, risk_budget=budget, seed=s)
+                    for s in range(args.runs)
+                ]
+                promoted = sum(o[0] == "promote" for o in outcomes) / args.runs
+                rolled = sum(o[0] == "rollback" for o in outcomes) / args.runs
+                minutes = statistics.median(o[1] / 2 for o in outcomes)
+                weights = statistics.median(o[3] for o in outcomes)
+                extras = sorted(o[2] for o in outcomes)
+                p95 = extras[min(len(extras) - 1, int(0.95 * len(extras)))]
+                cells = [
+                    label, f"{rps:g}", "-" if max_weight is None else str(max_weight),
+                    "-" if max_weight is None else f"{budget:g}",
+                    f"{100 * promoted:.1f} %", f"{100 * rolled:.1f} %",
+                    f"{minutes:.1f}", f"{weights:g}", f"{statistics.median(extras):.0f} / {p95:.0f}",
+                ]  # fmt: skip
+                print("| " + " | ".join(cells) + " |", flush=True)
+    print(f"\n{time.perf_counter() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
