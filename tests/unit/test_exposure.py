@@ -4,6 +4,7 @@ for a canary under suspicion, at a final verdict, or past ``maxWeight``."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from analysis.backtest import judge_log
 from analysis.verdicts import Verdict
 from bench.decisions import PRODUCT_SETTINGS
+from bench.exposure import run
 from bench.scenarios import generate
 from canaryflow.errors import SpecError
 from canaryflow.exposure import MARGIN, next_weight
@@ -126,3 +128,17 @@ def test_an_analysis_that_may_raise_never_gives_up_early() -> None:
     assert (step.max_weight, step.risk_budget) == (50, 100)
     assert spec.analysis_settings(step).min_chance == 0.0  # its chance is at the traffic before a raise
     assert spec.analysis_settings(None).min_chance > 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rps", [2.0, 10.0])
+def test_a_canary_at_its_tolerance_is_promoted_in_at_most_beta_of_runs_with_raises(rps: float) -> None:
+    # The weight is chosen from the data seen (the plan, the ratio's interval): the anytime tests
+    # keep their level with sizes chosen from the past; the final look is checked here. A canary
+    # exactly at +50 % errors (the tolerance), raised without a risk limit.
+    runs = 400
+    promoted = sum(
+        run(rps=rps, canary_rate=0.015, max_weight=50, risk_budget=math.inf, seed=10_000 + s)[0] == "promote"
+        for s in range(runs)
+    )
+    assert promoted / runs <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs), promoted
