@@ -3,7 +3,8 @@
     .venv/bin/python bench/exposure.py [--runs 200]
 
 Simulates one analyze step of 30 s intervals for 20 minutes on the error-rate metric alone
-(baseline 1 %, the judge's defaults, the early give-up off as a raising step has it): each track
+(baseline 1 %, the judge's defaults with the default error-rate ceiling of 0.1 %, the early
+give-up off as a raising step has it): each track
 serves ``rps`` requests per second per 10 % of weight (Poisson), the canary at 10 % to start.
 After every undecided verdict `canaryflow.exposure.next_weight` may raise the weight (any weight
 is reachable here; the flow takes the nearest split the pods allow). Good canaries (1 %), and bad
@@ -54,7 +55,13 @@ def run(
         if verdict.final:
             return verdict.decision, verdict.interval, extra, weight
         if max_weight is not None:
-            raised = next_weight(verdict, weight=weight, max_weight=max_weight, risk_budget=risk_budget)
+            raised = next_weight(
+                verdict,
+                weight=weight,
+                max_weight=max_weight,
+                risk_budget=risk_budget,
+                per_percent=nc / weight,
+            )
             if raised is not None:
                 weight = raised.weight
     verdict = judge.finish()

@@ -6,26 +6,30 @@ seen, so that a service with ordinary traffic gets a decision instead of an inco
 `next_weight` decides, from the judge's latest verdict, pure and in one place:
 
 1. **Need.** Every undecided metric's evidence plan (`analysis.outlook`) says how many intervals of
-   data its final look needs, at the traffic seen so far, to show a canary like its baseline
-   within tolerance with 80 % power. The intervals still missing, ``needed - judged``, are
-   collected over the intervals left, ``final - judged``; traffic grows with the weight, so the
-   weight that collects them is ``weight * MARGIN * (needed - judged) / left``. ``MARGIN`` (1.6)
-   is the sample size that takes the plan's 80 % power to about 95 % (the ratio of
-   :math:`(z_{1-a} + z_{0.95})^2` to :math:`(z_{1-a} + z_{0.80})^2` at the final look's level),
-   and also covers some of the plan's optimism under overdispersion (it assumes binomial
-   traffic). Nothing is raised before the step's ``minIntervals`` of data, or when a metric
-   regressed or leans to a regression (its change detector blocks promotion): a canary under
-   suspicion never gets more traffic.
+   data, at the analysis's average traffic so far, its final look needs to show a canary like its
+   baseline within tolerance with 80 % power. ``MARGIN`` (1.6) times that, in requests, takes the
+   power to about 95 % (the ratio of :math:`(z_{1-a} + z_{0.95})^2` to
+   :math:`(z_{1-a} + z_{0.80})^2` at the final look's level) and covers some of the plan's optimism
+   under overdispersion (it assumes binomial traffic). What is missing of it must come in the
+   intervals left, ``final - judged``; the traffic per percent of weight, measured on the latest
+   interval, turns that into a weight. Nothing is raised on an interval where some metric had no
+   data, before the step's ``minIntervals``, when a metric regressed or leans to a regression (its
+   change detector blocks promotion), while a samples metric is not yet within tolerance, or when
+   no amount of traffic decides (a plan without end): a canary under suspicion or unknown never
+   gets more traffic.
 2. **Risk.** The weight is capped so that, were the canary as bad as the worst value still
    plausible, the extra failed requests expected over the intervals left stay within the step's
    ``riskBudget``: for every ratio metric, ``(U - 1) * r_b * n_c(w) * left``, with ``U`` the upper
    end of the rate ratio's confidence sequence, ``r_b`` the baseline's rate and ``n_c(w)`` the
    canary's requests per interval at weight ``w``. While ``U`` is unbounded (too little data),
-   nothing is raised.
+   nothing is raised; an analysis without a ratio metric is never raised (its risk cannot be
+   counted in failed requests). The budget is checked at each raise for the intervals left; it
+   is not an account of what earlier raises risked.
 
 The weight never falls here (a lower weight would waste the evidence the plan counts on) and never
-exceeds ``maxWeight``. Whether the cluster can split its pods at that weight is the caller's to
-check (`canaryflow.replicas.reachable_weights`).
+exceeds ``maxWeight``. The rollout flow (`flows.rollout.expose`) checks that the pods can split at
+it, records the raised split as the step's last setWeight's (a resumed run starts again there),
+and puts the weight back when the step ends without a promotion and the rollout goes on or holds.
 """
 
 from __future__ import annotations
@@ -49,66 +53,86 @@ class Exposure:
     reason: str
 
 
-def next_weight(verdict: Verdict, *, weight: int, max_weight: int, risk_budget: float) -> Exposure | None:
+def next_weight(
+    verdict: Verdict,
+    *,
+    weight: float,
+    max_weight: int,
+    risk_budget: float,
+    per_percent: float,
+) -> Exposure | None:
     """The raise the analysis needs now (see the module), or None.
 
     Parameters
     ----------
     verdict
-        The judge's latest verdict (``continue``: undecided).
+        The judge's latest verdict (``continue``: undecided), on an interval where every metric
+        had data (the caller checks: no raise on stale evidence).
     weight
-        The canary's weight in percent now.
+        The canary's weight in percent now (the effective one: its share of the Ready pods).
     max_weight
         The highest weight the step allows.
     risk_budget
-        The most extra failed requests expected, were the canary as bad as still plausible.
+        The most extra failed requests expected over the intervals left, were the canary as bad
+        as still plausible.
+    per_percent
+        The canary's requests per interval per percent of weight, measured on the latest
+        interval (at the weight now).
     """
-    if verdict.final or weight >= max_weight or weight <= 0:
+    if verdict.final or weight >= max_weight or weight <= 0 or not per_percent > 0:
         return None
-    undecided = [m for m in verdict.metrics.values() if m.status not in ("within", "no_data")]
-    if any(m.status in ("regressed", "insufficient") or m.leans_worse for m in undecided):
+    metrics = list(verdict.metrics.values())
+    if not any(m.type == "ratio" for m in metrics):
+        return None  # the risk is counted in failed requests: it needs an error-rate metric
+    if any(m.status in ("no_data", "regressed", "insufficient") or m.leans_worse for m in metrics):
         return None
+    if any(m.type == "samples" and m.status != "within" for m in metrics):
+        return None  # no change detector, no plan: an undecided samples metric is not cleared
+    undecided = [m for m in metrics if m.status != "within"]
     plans = [m.plan for m in undecided if m.plan is not None]
-    if not plans:
-        return None
+    if not plans or any(p.needed_intervals is None for p in plans):
+        return None  # nothing to plan on, or no amount of this traffic decides
     judged = verdict.interval
     left = plans[0].final_interval - judged
     if left <= 0:
         return None
-    missing = max(
-        (p.needed_intervals if p.needed_intervals is not None else math.inf) - judged for p in plans
-    )
-    wanted = max_weight if math.isinf(missing) else math.ceil(weight * MARGIN * missing / left)
-    wanted = min(max_weight, wanted)
-    if wanted <= weight:
-        return None
-    safe = _riskless_weight(verdict, weight=weight, left=left, risk_budget=risk_budget)
-    chosen = min(wanted, safe)
+    # Each plan counts intervals at the analysis's average traffic so far; in requests, the final
+    # look wants MARGIN times that, and the intervals left must bring what is missing.
+    wanted = 0.0
+    for metric in undecided:
+        if metric.plan is None or metric.plan.needed_intervals is None or metric.intervals <= 0:
+            continue
+        average = metric.canary_count / metric.intervals  # requests per interval so far
+        missing = (MARGIN * metric.plan.needed_intervals - judged) * average
+        wanted = max(wanted, missing / left / per_percent)
+    riskless = _riskless_weight(verdict, left=left, risk_budget=risk_budget, per_percent=per_percent)
+    cap = min(float(max_weight), riskless)
+    chosen = math.floor(min(wanted, cap)) if wanted > weight else 0
     if chosen <= weight:
         return None
-    longest = max(plans, key=lambda p: math.inf if p.needed_intervals is None else p.needed_intervals)
-    need = "more than any" if longest.needed_intervals is None else f"{longest.needed_intervals}"
-    capped = (
-        "" if chosen == wanted else f" (capped at {chosen} % by the risk budget of {risk_budget:g} requests)"
+    longest = max(p.needed_intervals or 0 for p in plans)
+    held = (
+        f" (held there by maxWeight or the risk budget of {risk_budget:g} requests)" if wanted > cap else ""
     )
     return Exposure(
         chosen,
-        f"the analysis needs {need} intervals of data at {weight} %, {left} are left before maxDuration: "
-        f"raising the canary to {chosen} %{capped}",
+        f"the analysis needs {longest} intervals of data at the traffic seen, {left} are left before "
+        f"maxDuration: raising the canary to {chosen} %{held}",
     )
 
 
-def _riskless_weight(verdict: Verdict, *, weight: int, left: int, risk_budget: float) -> int:
-    """The highest weight whose extra failures, at the worst plausible ratio, stay within budget."""
+def _riskless_weight(verdict: Verdict, *, left: int, risk_budget: float, per_percent: float) -> float:
+    """The highest weight whose extra failures over the `left` intervals, were every error-rate
+    metric's ratio at the upper end of its confidence sequence and its baseline's rate at the rate
+    seen, stay within `risk_budget` (0 while some ratio is unbounded above)."""
     worst = 0.0  # extra failed requests per interval per percent of weight
     for metric in verdict.metrics.values():
-        if metric.type != "ratio" or metric.intervals <= 0:
+        if metric.type != "ratio":
             continue
         upper, rate = metric.interval[1], metric.baseline_rate
         if not (math.isfinite(upper) and math.isfinite(rate)):
-            return weight  # unbounded: nothing is known yet of how bad it may be
-        per_interval = metric.canary_count / metric.intervals / weight
-        worst += max(0.0, upper - 1.0) * rate * per_interval
+            return 0.0  # unbounded: nothing is known yet of how bad it may be
+        worst += max(0.0, upper - 1.0) * rate * per_percent
     if worst <= 0.0 or math.isinf(risk_budget):
-        return 100
-    return math.floor(min(100.0, risk_budget / (worst * left)))
+        return 100.0
+    return min(100.0, risk_budget / (worst * left))

@@ -42,12 +42,13 @@ def analyze(
     reporter: Reporter,
     checkpoint: Checkpoint,
     decided: Callable[[Verdict], None] = lambda verdict: None,
-    undecided: Callable[[Verdict], None] = lambda verdict: None,
+    undecided: Callable[[Verdict, dict[str, PairedObservation | None]], None] = lambda verdict, seen: None,
 ) -> Verdict:
     """Run the analyze step `index` of `plan` on `runtime`'s clock and metrics source to its verdict
     (promote, rollback or inconclusive). `decided` is called with the verdict as soon as it is
     known, before it is reported (the caller records a decision in the cluster there);
-    `undecided` with every verdict that is not final (the caller may raise the canary's weight)."""
+    `undecided` with every verdict that is not final on an interval where every metric had data,
+    and what was observed then (the caller may raise the canary's weight)."""
     step = plan.analyze_step(index)
     interval = step.interval.total_seconds()
     queries = plan.queries()
@@ -94,7 +95,8 @@ def analyze(
         reporter.interval(index, observed, verdict, log)
         if verdict.final:
             break
-        undecided(verdict)
+        if all(pair is not None for pair in observed.values()):
+            undecided(verdict, observed)
     if verdict is None or not verdict.final:
         verdict = judge.finish()
     if verdict.decision == "inconclusive" and unanswered:

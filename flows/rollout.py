@@ -38,6 +38,7 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed
 
+from analysis.observations import PairedObservation
 from analysis.verdicts import Verdict
 from canaryflow.cluster.port import RolloutId, Track
 from canaryflow.errors import (
@@ -47,11 +48,13 @@ from canaryflow.errors import (
     DriftError,
     FencedError,
     NotPromoted,
+    ProgressDeadlineError,
     RolloutInProgressError,
+    WeightError,
 )
 from canaryflow.exposure import next_weight
 from canaryflow.plan import RolloutOutcome, RolloutPlan, plan_rollout
-from canaryflow.replicas import reachable_weights
+from canaryflow.replicas import plan_split, reachable_weights
 from canaryflow.requests import RolloutRequest
 from canaryflow.spec import Pause
 from canaryflow.status import RolloutPhase, RolloutResult
@@ -418,6 +421,7 @@ def pause(run: Run, index: int, step: Pause) -> list[str]:
 
 def analysis(run: Run, index: int) -> list[str]:
     plan = run.plan
+    before = run.reporter.status.weight
     verdict = analyze(
         plan,
         run.runtime,
@@ -425,40 +429,75 @@ def analysis(run: Run, index: int) -> list[str]:
         reporter=run.reporter,
         checkpoint=lambda: checkpoint(run),
         decided=lambda verdict: decide_early(run, verdict),
-        undecided=lambda verdict: expose(run, index, verdict),
+        undecided=lambda verdict, observed: expose(run, index, verdict, observed),
     )
     if verdict.decision == "promote":
         return [f"analysis at step {index + 1}: {verdict.reason}"]
-    if verdict.decision == "inconclusive" and plan.spec.spec.failure_policy.on_inconclusive == "continue":
+    policy = plan.spec.spec.failure_policy
+    if verdict.decision == "inconclusive" and policy.on_inconclusive == "continue":
+        lower_after_raise(run, before)
         run.reporter.say("%s: %s Going on (onInconclusive: continue).", plan.rollout_id, verdict.reason)
         return []
+    if policy.on_failure == "pause":
+        lower_after_raise(run, before)  # a held split is the one the steps set, not a raise
     return on_failure(run, index, verdict.reason)
 
 
-def expose(run: Run, index: int, verdict: Verdict) -> None:
+def expose(run: Run, index: int, verdict: Verdict, observed: dict[str, PairedObservation | None]) -> None:
     """An analyze step with ``maxWeight`` raises the canary's weight when its analysis would not
     decide in time at the traffic seen, within its risk budget (`canaryflow.exposure`), to the
-    highest weight the stable's pods can split at up to that."""
+    highest split the stable's pods allow whose effective weight is not above the one chosen. The
+    split is recorded as the step's last setWeight's (a resumed run starts again there, at that
+    weight: the judge's state that justified the raise is gone). A pause or a stop asked meanwhile
+    comes first; a raise that does not become ready in time restores the weight before it and
+    raises no more."""
     plan, step = run.plan, run.plan.analyze_step(index)
-    if step.max_weight is None:
+    where = current_split(run)
+    if step.max_weight is None or where is None or "exposure-stopped" in run.done:
         return
-    now = run.reporter.status.weight
-    exposure = next_weight(verdict, weight=now, max_weight=step.max_weight, risk_budget=step.risk_budget)
+    if check_stop(plan) is not None:
+        return  # a pause waits: the next checkpoint holds the split as it is
+    base, _weight = where
+    now = run.reporter.status.effective_weight
+    served = [pair.canary.row[1] for pair in observed.values() if pair is not None and pair.kind == "ratio"]
+    per_percent = served[0] / now if served and now > 0 else 0.0
+    exposure = next_weight(
+        verdict, weight=now, max_weight=step.max_weight, risk_budget=step.risk_budget, per_percent=per_percent
+    )
     if exposure is None:
         return
     status = with_retries(read_target, run.runtime.retry_delays)(run.runtime.cluster, plan.target)
     baseline = plan.spec.spec.baseline
-    reachable = [
-        w for w in reachable_weights(status.capacity, baseline=baseline) if now < w <= exposure.weight
-    ]
-    if not reachable:
+    effective = {
+        w: plan_split(status.capacity, w, baseline=baseline).effective_weight
+        for w in reachable_weights(status.capacity, baseline=baseline)
+    }
+    fitting = [w for w, e in effective.items() if now < e <= exposure.weight]
+    if not fitting:
         run.reporter.say(
-            "%s: %s; but %d pods cannot split between %d %% and %d %%: the weight stays",
+            "%s: %s; but %d pods cannot split above %.1f %% and at most %d %%: the weight stays",
             plan.rollout_id, exposure.reason, status.capacity, now, exposure.weight,
         )  # fmt: skip
         return
+    before = run.reporter.status.weight
     run.reporter.say("%s: %s", plan.rollout_id, exposure.reason)
-    apply_weight(run, index, max(reachable))
+    try:
+        apply_weight(run, base, max(fitting, key=lambda w: effective[w]))
+    except (ProgressDeadlineError, WeightError) as exc:
+        run.done.add("exposure-stopped")
+        run.reporter.say(
+            "%s: the raise did not hold (%s); back to %d %%, no more raises", plan.rollout_id, exc, before
+        )
+        apply_weight(run, base, before)
+
+
+def lower_after_raise(run: Run, before: int) -> None:
+    """Put an analyze step's raised canary back to the weight before it, when the step ends
+    without a promotion and the rollout goes on (or holds): what follows was not sized for it."""
+    where = current_split(run)
+    if where is not None and where[1] != before:
+        run.reporter.say("%s: the analysis raised the canary; back to %d %%", run.plan.rollout_id, before)
+        apply_weight(run, where[0], before)
 
 
 def decide_early(run: Run, verdict: Verdict) -> None:

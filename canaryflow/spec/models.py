@@ -129,10 +129,10 @@ class Pause(SpecModel):
 class Analyze(SpecModel):
     """Query the metrics every ``interval`` and ask the judge, for at most ``maxDuration``.
 
-    ``maxWeight``: while the analysis would not decide by ``maxDuration`` at the traffic seen, raise
-    the canary's weight (and the baseline's) up to this, as long as the extra failed requests
-    expected were the canary as bad as still plausible stay within ``riskBudget``
-    (`canaryflow.exposure`)."""
+    ``maxWeight`` (at most 50): while the analysis would not decide by ``maxDuration`` at the
+    traffic seen, raise the canary's weight (and the baseline's) up to this, as long as the extra
+    failed requests expected over the rest of the analysis, were the canary as bad as still
+    plausible, stay within ``riskBudget`` (`canaryflow.exposure`)."""
 
     interval: Duration = timedelta(seconds=30)
     max_duration: Duration = timedelta(minutes=10)
@@ -343,12 +343,29 @@ def cross_check(spec: RolloutSpec) -> list[tuple[Loc, str]]:
                 problems.append(
                     ((*here, "analyze", "maxWeight"), f"must be above the weight in effect here ({weight})")
                 )
-            if most is not None and body.baseline and most > MAX_WEIGHT_WITH_BASELINE:
+            if most is not None and most > MAX_WEIGHT_WITH_BASELINE:
                 problems.append(
                     (
                         (*here, "analyze", "maxWeight"),
-                        f"must be at most {MAX_WEIGHT_WITH_BASELINE} with a baseline (canary and baseline "
-                        "have the same size)",
+                        f"must be at most {MAX_WEIGHT_WITH_BASELINE}: a raise takes at most half the pods "
+                        "(a canary beyond is a promotion without a verdict)",
+                    )
+                )
+            metrics = body.analysis.metrics
+            if most is not None and not any(m.type == "ratio" and m.direction == "increase" for m in metrics):
+                problems.append(
+                    (
+                        (*here, "analyze", "maxWeight"),
+                        "needs a ratio metric with direction increase (an error rate): a raise's risk is "
+                        "counted in failed requests",
+                    )
+                )
+            if most is not None and any(m.type == "ratio" and m.direction != "increase" for m in metrics):
+                problems.append(
+                    (
+                        (*here, "analyze", "maxWeight"),
+                        "cannot go with a ratio metric whose direction is not increase: its risk is not "
+                        "counted",
                     )
                 )
     return problems

@@ -21,6 +21,12 @@ from canaryflow.spec.loading import load_spec_text
 PATIENT = PRODUCT_SETTINGS.model_copy(update={"min_chance": 0.0})
 
 
+def _per_percent(verdict: Verdict, weight: float = 10) -> float:
+    """The canary's requests per interval per percent, at `weight` all along."""
+    errors = verdict.metrics["error-rate"]
+    return errors.canary_count / errors.intervals / weight
+
+
 def _verdict(family: str, rps: float, seed: int, at: int) -> Verdict:
     for verdict in judge_log(generate(family, rps, seed).log, PATIENT):
         if verdict.interval == at:
@@ -36,12 +42,16 @@ def test_an_analysis_that_would_not_decide_in_time_is_given_more_traffic() -> No
     assert plan.needed_intervals is not None
     assert plan.needed_intervals > 100
 
-    raised = next_weight(verdict, weight=10, max_weight=50, risk_budget=10_000)
+    raised = next_weight(
+        verdict, weight=10, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict)
+    )
 
     assert raised is not None
-    assert raised.weight == 50  # what the plan asks for is far above: capped at maxWeight
-    assert raised.reason.startswith(f"the analysis needs {plan.needed_intervals} intervals of data at 10 %")
-    assert raised.reason.endswith("raising the canary to 50 %")
+    assert raised.weight == 50  # what the plan asks for is far above: held at maxWeight
+    assert raised.reason.startswith(
+        f"the analysis needs {plan.needed_intervals} intervals of data at the traffic"
+    )
+    assert "raising the canary to 50 % (held there by maxWeight or the risk budget" in raised.reason
 
 
 def test_the_raise_is_what_the_plan_needs_with_its_margin() -> None:
@@ -50,32 +60,77 @@ def test_the_raise_is_what_the_plan_needs_with_its_margin() -> None:
     assert plan is not None
     assert plan.needed_intervals is not None
     left = plan.final_interval - verdict.interval
-    wanted = -(-10 * MARGIN * (plan.needed_intervals - verdict.interval) // left)  # ceil
+    # MARGIN times the plan's data in all, the missing part in the intervals left, at 10 % now
+    wanted = int(10 * (MARGIN * plan.needed_intervals - verdict.interval) / left)
 
-    raised = next_weight(verdict, weight=10, max_weight=50, risk_budget=10_000)
+    raised = next_weight(
+        verdict, weight=10, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict)
+    )
 
     assert raised is not None
-    assert raised.weight == int(wanted)
+    assert raised.weight == wanted
     assert 10 < raised.weight < 50
+    # after a raise the traffic per percent is measured now, not averaged with the weight before
+    later = next_weight(
+        verdict, weight=wanted, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict)
+    )
+    assert later is None  # the same evidence at the raised weight asks for nothing more
 
 
 def test_the_risk_budget_caps_the_raise_and_an_unbounded_ratio_raises_nothing() -> None:
     verdict = _verdict("plain", 2.0, 3, 10)
-    generous = next_weight(verdict, weight=10, max_weight=50, risk_budget=10_000)
-    modest = next_weight(verdict, weight=10, max_weight=50, risk_budget=400)
+    generous = next_weight(
+        verdict, weight=10, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict)
+    )
+    modest = next_weight(
+        verdict, weight=10, max_weight=50, risk_budget=400, per_percent=_per_percent(verdict)
+    )
     assert generous is not None
     assert modest is not None
     assert 10 < modest.weight < generous.weight
-    assert "capped at" in modest.reason
-    assert "by the risk budget of 400 requests" in modest.reason
-    assert next_weight(verdict, weight=10, max_weight=50, risk_budget=0) is None
+    assert "held there by maxWeight or the risk budget of 400 requests" in modest.reason
+    # the cap: at the worst plausible ratio, the extra failures over the intervals left are within
+    errors = verdict.metrics["error-rate"]
+    left = 40 - verdict.interval
+    risked = (errors.interval[1] - 1) * errors.baseline_rate * _per_percent(verdict) * modest.weight * left
+    assert risked <= 400
+    assert (
+        next_weight(verdict, weight=10, max_weight=50, risk_budget=0, per_percent=_per_percent(verdict))
+        is None
+    )
     early = _verdict("plain", 2.0, 3, 4)  # the ratio's interval is still unbounded above
     assert early.metrics["error-rate"].interval[1] == float("inf")
-    assert next_weight(early, weight=10, max_weight=50, risk_budget=10_000) is None
+    assert (
+        next_weight(early, weight=10, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict))
+        is None
+    )
 
 
-def test_a_canary_under_suspicion_or_at_its_maximum_gets_no_more_traffic() -> None:
+def test_a_canary_under_suspicion_unknown_or_at_its_maximum_gets_no_more_traffic() -> None:
     verdict = _verdict("plain", 2.0, 3, 10)
+    unseen = replace(
+        verdict, metrics={**verdict.metrics, "latency": replace(verdict.metrics["latency"], status="no_data")}
+    )
+    assert (
+        next_weight(unseen, weight=10, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict))
+        is None
+    )
+    endless = replace(
+        verdict,
+        metrics={
+            **verdict.metrics,
+            "error-rate": replace(
+                verdict.metrics["error-rate"],
+                plan=replace(verdict.metrics["error-rate"].plan, needed_intervals=None),
+            ),
+        },
+    )
+    assert (
+        next_weight(endless, weight=10, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict))
+        is None
+    )
+    latency_only = replace(verdict, metrics={"latency": verdict.metrics["latency"]})
+    assert next_weight(latency_only, weight=10, max_weight=50, risk_budget=0, per_percent=1.0) is None
     leaning = replace(
         verdict,
         metrics={**verdict.metrics, "latency": replace(verdict.metrics["latency"], leans_worse=True)},
@@ -84,12 +139,26 @@ def test_a_canary_under_suspicion_or_at_its_maximum_gets_no_more_traffic() -> No
         verdict,
         metrics={**verdict.metrics, "latency": replace(verdict.metrics["latency"], status="regressed")},
     )
-    assert next_weight(leaning, weight=10, max_weight=50, risk_budget=10_000) is None
-    assert next_weight(regressed, weight=10, max_weight=50, risk_budget=10_000) is None
-    assert next_weight(verdict, weight=50, max_weight=50, risk_budget=10_000) is None
+    assert (
+        next_weight(leaning, weight=10, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict))
+        is None
+    )
+    assert (
+        next_weight(
+            regressed, weight=10, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict)
+        )
+        is None
+    )
+    assert (
+        next_weight(verdict, weight=50, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict))
+        is None
+    )
     final = list(judge_log(generate("errors-x5", 10.0, 3).log, PATIENT))[-1]
     assert final.decision == "rollback"
-    assert next_weight(final, weight=10, max_weight=50, risk_budget=10_000) is None
+    assert (
+        next_weight(final, weight=10, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict))
+        is None
+    )
 
 
 SPEC = """\
@@ -110,8 +179,8 @@ spec:
         ("20", "x.yaml:8 spec.steps[1].analyze.maxWeight: must be above the weight in effect here (20)"),
         (
             "60",
-            "x.yaml:8 spec.steps[1].analyze.maxWeight: must be at most 50 with a baseline (canary and "
-            "baseline have the same size)",
+            "x.yaml:8 spec.steps[1].analyze.maxWeight: must be at most 50: a raise takes at most half the "
+            "pods (a canary beyond is a promotion without a verdict)",
         ),
     ],
 )
@@ -142,3 +211,25 @@ def test_a_canary_at_its_tolerance_is_promoted_in_at_most_beta_of_runs_with_rais
         for s in range(runs)
     )
     assert promoted / runs <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs), promoted
+
+
+def test_a_max_weight_needs_an_error_rate_and_no_ratio_of_the_other_direction() -> None:
+    def metric(direction: str) -> str:
+        return (
+            f"      - {{name: m-{direction}, type: ratio, direction: {direction}, "
+            "bad: 'x{track=\"{track}\"}', total: 'y{track=\"{track}\"}'}\n"
+        )
+
+    conversions = SPEC.replace("MOST", "50") + "  analysis:\n    metrics:\n" + metric("decrease")
+    with pytest.raises(SpecError) as caught:
+        load_spec_text(conversions, source="x.yaml")
+    assert caught.value.problems == [
+        "x.yaml:8 spec.steps[1].analyze.maxWeight: needs a ratio metric with direction increase (an error "
+        "rate): a raise's risk is counted in failed requests",
+        "x.yaml:8 spec.steps[1].analyze.maxWeight: cannot go with a ratio metric whose direction is not "
+        "increase: its risk is not counted",
+    ]
+    both = SPEC.replace("MOST", "50") + "  analysis:\n    metrics:\n" + metric("increase") + metric("either")
+    with pytest.raises(SpecError) as caught:
+        load_spec_text(both, source="x.yaml")
+    assert len(caught.value.problems) == 1
