@@ -220,6 +220,11 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
                     unhealthy=evidence.unhealthy(phases, now),
                 )
             )
+            if isinstance(step, Undo):
+                this.carry_out(step)
+                step = undos.undo(step, now) or step
+            elif not isinstance(step, Finish):
+                this.carry_out(step)
             if isinstance(step, Finish):
                 report.tell(
                     step.reason,
@@ -229,18 +234,6 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
                     observed=evidence.bakes,
                 )
                 return this.finish(step, phases)
-            this.carry_out(step)
-            if isinstance(step, Undo):
-                stuck = undos.undo(step, now)
-                if stuck is not None:
-                    report.tell(
-                        stuck.reason,
-                        phases,
-                        outcome=stuck.outcome,
-                        bakes=evidence.records(),
-                        observed=evidence.bakes,
-                    )
-                    return this.finish(stuck, phases)
         except TriggerUnavailableError as exc:  # Prefect is away: nothing was started; ask again
             step = Wait(f"{exc}; asking again in {wiring.poll_seconds:g} s")
         report.tell(evidence.words(step), phases, bakes=evidence.records(), observed=evidence.bakes)

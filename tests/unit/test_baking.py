@@ -14,7 +14,7 @@ begun again later reaches the same verdict at the same interval).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -206,25 +206,17 @@ def test_the_history_window_is_the_bakes_intervals_ending_when_the_wave_began(
 def test_a_bake_against_history_needs_the_history_to_end_before_it_starts() -> None:
     cells = Cells(BehaviourProfile())
     now = cells.clock.now()
+
+    def alone(history: datetime | None) -> WaveBake:
+        return WaveBake(
+            0, _bake("1m", "10m"), promoted={"eu-1": _plan("eu-1")}, compared={},
+            sources=lambda cell: cells.sources[cell], started=now, history=history,
+        )  # fmt: skip
+
     with pytest.raises(ValueError, match="the history must end before the bake starts"):
-        WaveBake(
-            0,
-            _bake("1m", "10m"),
-            promoted={"eu-1": _plan("eu-1")},
-            compared={},
-            sources=lambda cell: cells.sources[cell],
-            started=now,
-            history=now + timedelta(minutes=1),
-        )
+        alone(now + timedelta(minutes=1))
     with pytest.raises(ValueError, match="cells not updated yet or their history"):
-        WaveBake(
-            0,
-            _bake("1m", "10m"),
-            promoted={"eu-1": _plan("eu-1")},
-            compared={},
-            sources=lambda cell: cells.sources[cell],
-            started=now,
-        )
+        alone(None)
 
 
 def test_too_little_traffic_for_the_minimum_requests_is_inconclusive_at_max_duration() -> None:
