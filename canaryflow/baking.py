@@ -112,8 +112,9 @@ def bake_interval(plan: RolloutPlan) -> Analyze:
 class WaveBake:
     """The bake of wave `wave`: `promoted` cells against `compared` cells, each a rollout plan (its
     target and metrics) read through `sources` (a cell's name -> its metrics source), from
-    `started`; with `history` (when the wave's first rollout began) and no `compared` cells, against
-    the promoted cells' own traffic of the ``maxDuration`` before `history`. Call `advance` with
+    `started`; with `history` (when the wave's first rollout run was created) and no `compared`
+    cells, against the promoted cells' own traffic of as many intervals as the bake has, ending at
+    `history`. Call `advance` with
     the time; it judges the intervals that ended since."""
 
     def __init__(

@@ -297,6 +297,29 @@ class RolloutSpec(SpecModel):
         raise KeyError(name)
 
 
+def _max_weight_problems(body: RolloutBody, most: int, weight: int) -> list[str]:
+    """What is wrong with an analyze step's ``maxWeight`` of `most` where `weight` is in effect."""
+    problems = []
+    if most <= weight:
+        problems.append(f"must be above the weight in effect here ({weight})")
+    if most > MAX_WEIGHT_WITH_BASELINE:
+        problems.append(
+            f"must be at most {MAX_WEIGHT_WITH_BASELINE}: a raise takes at most half the pods (a canary "
+            "beyond is a promotion without a verdict)"
+        )
+    ratios = [m for m in body.analysis.metrics if m.type == "ratio"]
+    if not any(m.direction == "increase" for m in ratios):
+        problems.append(
+            "needs a ratio metric with direction increase (an error rate): a raise's risk is counted in "
+            "failed requests"
+        )
+    if any(m.direction != "increase" for m in ratios):
+        problems.append(
+            "cannot go with a ratio metric whose direction is not increase: its risk is not counted"
+        )
+    return problems
+
+
 def report_cross_checks(problems: list[tuple[Loc, str]], info: ValidationInfo) -> None:
     """Hand cross-field `problems` to the loader (the list under `COLLECT_CROSS_CHECKS` in the
     validation context), or raise them as one error when validated without a loader."""
@@ -339,33 +362,8 @@ def cross_check(spec: RolloutSpec) -> list[tuple[Loc, str]]:
             if step.analyze.max_duration < step.analyze.interval:
                 problems.append(((*here, "analyze", "maxDuration"), "must be at least the interval"))
             most = step.analyze.max_weight
-            if most is not None and canary_seen and most <= weight:
-                problems.append(
-                    ((*here, "analyze", "maxWeight"), f"must be above the weight in effect here ({weight})")
-                )
-            if most is not None and most > MAX_WEIGHT_WITH_BASELINE:
-                problems.append(
-                    (
-                        (*here, "analyze", "maxWeight"),
-                        f"must be at most {MAX_WEIGHT_WITH_BASELINE}: a raise takes at most half the pods "
-                        "(a canary beyond is a promotion without a verdict)",
-                    )
-                )
-            metrics = body.analysis.metrics
-            if most is not None and not any(m.type == "ratio" and m.direction == "increase" for m in metrics):
-                problems.append(
-                    (
-                        (*here, "analyze", "maxWeight"),
-                        "needs a ratio metric with direction increase (an error rate): a raise's risk is "
-                        "counted in failed requests",
-                    )
-                )
-            if most is not None and any(m.type == "ratio" and m.direction != "increase" for m in metrics):
-                problems.append(
-                    (
-                        (*here, "analyze", "maxWeight"),
-                        "cannot go with a ratio metric whose direction is not increase: its risk is not "
-                        "counted",
-                    )
-                )
+            if most is not None:
+                problems += [
+                    ((*here, "analyze", "maxWeight"), why) for why in _max_weight_problems(body, most, weight)
+                ]
     return problems
