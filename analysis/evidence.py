@@ -34,7 +34,8 @@ A ratio metric with an absolute tolerance (``max_increase``) gives ``INCREASE_SH
 ``beta`` to the bound of `analysis.increase` (``increase_beta``: the largest increase of the
 canary's rate over the baseline's that the data allow, from the rate ratio's confidence sequence
 and the two tracks' rate bounds, each at a third of it); the relative tests share the rest, and
-the union bound holds as for the ceiling.
+the union bound holds as for the ceiling. A histogram's absolute tolerance (``shift``) is part of
+its promotion test (`analysis.histogram`) and takes no share.
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ class MetricPlan:
     slower_than: float | None = None
     max_increase: float | None = None
     increase_beta: float = 0.0
+    shift: float = 0.0
 
     @property
     def promote_beta(self) -> float:
@@ -166,7 +168,9 @@ def record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) ->
         if c.le != b.le or (history.le and history.le != c.le):
             raise ValueError(f"{plan.name}: bucket bounds (le) differ between tracks or intervals")
         if not isinstance(process, HistogramState):
-            process = HistogramState.initial(c.le, tolerance=plan.tolerance, direction=plan.direction)
+            process = HistogramState.initial(
+                c.le, tolerance=plan.tolerance, direction=plan.direction, shift=plan.shift
+            )
         process = process.step(c.counts, b.counts)
         slow = _slow_requests(c, plan.slower_than)
         if plan.max_rate is not None and slow is not None and b.total > 0:
@@ -350,6 +354,15 @@ def _points(rate: float) -> str:
     return f"{100 * rate:.3g} pp" if math.isfinite(rate) else "inf"
 
 
+def _tolerance(plan: MetricPlan) -> str:
+    """The tolerance in words: "+10 %", or "+10 % or +0.02 seconds" with a histogram's shift."""
+    relative = f"+{100 * plan.tolerance:.0f} %"
+    if plan.shift <= 0:
+        return relative
+    unit = f" {plan.unit}" if plan.unit else ""
+    return f"{relative} or +{_num(plan.shift)}{unit}"
+
+
 def _final_within(plan: MetricPlan, numbers: _Numbers) -> bool:
     return plan.final_beta > 0 and numbers.final_pvalue <= plan.final_beta
 
@@ -392,13 +405,14 @@ def _reason(
                 f"{head}; within +{_points(plan.max_increase)} of the baseline's rate: at most "
                 f"+{_points(_increase(plan, history) or 0.0)}."
             )
+        tolerance = _tolerance(plan)
         if numbers.promote_evalue >= 1.0 / plan.promote_beta or history.within or not final:
             return (
-                f"{head}; within +{100 * plan.tolerance:.0f} % tolerance: promotion e-value "
+                f"{head}; within {tolerance} tolerance: promotion e-value "
                 f"{_num(numbers.promote_evalue)} >= {_num(1 / plan.promote_beta)}."
             )
         return (
-            f"{head}; within +{100 * plan.tolerance:.0f} % tolerance at the final look: "
+            f"{head}; within {tolerance} tolerance at the final look: "
             f"p {_num(numbers.final_pvalue)} <= {_num(plan.final_beta)}."
         )
     if status == "insufficient":
@@ -459,7 +473,7 @@ def assess(
     reason = _reason(plan, history, status, numbers, pvalue, final=final)
     ahead = None
     # The plan counts the relative tolerance and the ceiling, not an absolute tolerance's route.
-    planned = final_interval is not None and plan.max_increase is None
+    planned = final_interval is not None and plan.max_increase is None and plan.shift == 0
     if planned and status in ("undecided", "insufficient") and not final:
         assert final_interval is not None
         ahead = _plan(plan, history, numbers, final_interval)

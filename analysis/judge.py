@@ -36,7 +36,9 @@ Decision rule (after interval ``t``, with per-metric evidence from `analysis.evi
    shows the canary's rate below it at ``ceiling_beta = CEILING_SHARE * beta`` (the relative
    tests then share the rest), or, for a ratio metric with an absolute tolerance
    (``max_increase``), when the largest increase of the canary's rate over the baseline's that
-   the data allow is below it (`analysis.increase`, at ``INCREASE_SHARE * beta``). The
+   the data allow is below it (`analysis.increase`, at ``INCREASE_SHARE * beta``); a histogram's
+   absolute tolerance (``max_increase`` in its unit) moves where its promotion test counts the
+   canary (`analysis.histogram`) and needs no share of its own. The
    probability of promoting while some metric is worse than its tolerance (for a ceiling or an
    absolute tolerance: worse than the relative tolerance *and* than each of them) is
    at most ``beta`` (the union bound per metric; the rule is an intersection-union test across
@@ -140,8 +142,9 @@ def plan_for(
             max_rate=m.ceiling,
             ceiling_beta=0.0 if m.ceiling is None else settings.beta * CEILING_SHARE,
             slower_than=m.slower_than,
-            max_increase=m.max_increase,
-            increase_beta=0.0 if m.max_increase is None else settings.beta * INCREASE_SHARE,
+            max_increase=m.max_increase if m.type == "ratio" else None,
+            increase_beta=settings.beta * INCREASE_SHARE if m.type == "ratio" and m.max_increase else 0.0,
+            shift=m.max_increase if m.type == "histogram" and m.max_increase else 0.0,
         )
         for m in settings.metrics
     )
@@ -160,7 +163,7 @@ def _final_beta(metric: MetricSettings, beta: float) -> float:
     if metric.type == "samples":
         return 0.0
     others = (CEILING_SHARE if metric.ceiling is not None else 0.0) + (
-        INCREASE_SHARE if metric.max_increase is not None else 0.0
+        INCREASE_SHARE if metric.type == "ratio" and metric.max_increase is not None else 0.0
     )
     return beta * (1.0 - others) * FINAL_SHARE
 

@@ -61,7 +61,10 @@ class MetricSettings(BaseModel):
     0.005 means "at most half a percentage point more bad events than the baseline". The metric
     is then also within tolerance once the largest increase the data allow is below it
     (`analysis.increase`), at its own share of ``beta``. It suits services whose rate is so low
-    that a relative tolerance takes hours to show.
+    that a relative tolerance takes hours to show. For a ``histogram`` metric it is a latency in
+    the metric's unit: 0.02 (seconds) means "every well-resolved quantile at most 20 ms slower than
+    the baseline's", where that allows more than the relative tolerance (`analysis.histogram`:
+    the promotion test counts the canary above the larger of the two; no share of ``beta``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -76,7 +79,7 @@ class MetricSettings(BaseModel):
     min_count: float = Field(default=0.0, ge=0.0)
     max_rate: float | None = Field(default=None, gt=0.0, lt=1.0)
     slower_than: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
-    max_increase: float | None = Field(default=None, gt=0.0, lt=1.0)
+    max_increase: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
     objective: float | None = Field(default=None, gt=0.0, lt=1.0)
     max_burn_rate: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
 
@@ -94,10 +97,16 @@ class MetricSettings(BaseModel):
     @classmethod
     def _increase_of_rates(cls, value: float | None, info: ValidationInfo) -> float | None:
         kind, direction = info.data.get("type"), info.data.get("direction")
-        if value is not None and kind != "ratio":
-            raise ValueError(f"an absolute tolerance applies to ratio metrics, not to {kind} metrics")
-        if value is not None and direction != "increase":
-            raise ValueError("an absolute tolerance bounds the rate's increase: it needs direction increase")
+        if value is None:
+            return value
+        if kind not in ("ratio", "histogram"):
+            raise ValueError(
+                f"an absolute tolerance applies to ratio and histogram metrics, not to {kind} metrics"
+            )
+        if direction != "increase":
+            raise ValueError("an absolute tolerance bounds an increase: it needs direction increase")
+        if kind == "ratio" and value >= 1.0:
+            raise ValueError(f"a ratio's absolute tolerance is a difference of rates, below 1: got {value:g}")
         return value
 
     @property

@@ -73,6 +73,8 @@ class Truth:
     latency_factor: float = 1.0
     tail_share: float = 0.0
     tail_seconds: float = 0.6
+    #: Seconds added to every request's latency (an absolute slowdown).
+    latency_shift: float = 0.0
     #: The interval (0-based) from which the canary is bad (0: from its first request).
     from_interval: int = 0
     #: Bad for one interval only, drawn between 3 and 8 (0-based 2..7): a crash loop.
@@ -89,6 +91,7 @@ class _Interval:
     tail_share: float = 0.0
     tail_seconds: float = 0.6
     cpu: float = 0.1
+    latency_shift: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -157,10 +160,17 @@ def _normal_cdf(z: np.ndarray) -> np.ndarray:
     return result
 
 
-def bucket_probabilities(scale: float, tail_share: float = 0.0, tail_seconds: float = 0.6) -> np.ndarray:
-    """Cumulative probabilities at `LE` of the latency mixture (log-normal, plus a shifted tail)."""
-    le = np.array(LE[:-1])
-    body = _normal_cdf((np.log(le) - math.log(MEDIAN_LATENCY * scale)) / LATENCY_SIGMA)
+def bucket_probabilities(
+    scale: float, tail_share: float = 0.0, tail_seconds: float = 0.6, shift: float = 0.0
+) -> np.ndarray:
+    """Cumulative probabilities at `LE` of the latency mixture (log-normal, plus a shifted tail),
+    every request `shift` seconds slower."""
+    le = np.array(LE[:-1]) - shift
+    body = np.where(
+        le > 0,
+        _normal_cdf((np.log(np.maximum(le, 1e-300)) - math.log(MEDIAN_LATENCY * scale)) / LATENCY_SIGMA),
+        0.0,
+    )
     shifted = np.where(le > tail_seconds, le - tail_seconds, 1e-300)
     tail = np.where(
         le > tail_seconds,
@@ -178,7 +188,9 @@ def _observe(
     `scale` (what ``increase()`` extrapolates)."""
     requests = int(rng.poisson(track.rate * INTERVAL_SECONDS / scale))
     errors = int(rng.binomial(requests, min(1.0, track.error_rate)))
-    cumulative = bucket_probabilities(track.latency_scale, track.tail_share, track.tail_seconds)
+    cumulative = bucket_probabilities(
+        track.latency_scale, track.tail_share, track.tail_seconds, track.latency_shift
+    )
     cells = rng.multinomial(requests, np.diff(np.concatenate([[0.0], cumulative])))
     counts = tuple(scale * float(c) for c in np.cumsum(cells))
     cpu = tuple(float(v) for v in track.cpu * rng.lognormal(0.0, 0.1, PODS))
@@ -238,6 +250,7 @@ def _conditions(
             tail_share=effect.tail_share,
             tail_seconds=effect.tail_seconds,
             cpu=cpu,
+            latency_shift=effect.latency_shift,
         )
         rows.append((base, canary))
     if truth == Truth():

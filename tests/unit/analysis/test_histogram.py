@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis.histogram import histogram_test, interpolate_cumulative
+from analysis.histogram import HistogramState, histogram_test, interpolate_cumulative
 
 LE = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, math.inf)
 
@@ -125,3 +125,69 @@ def test_the_reported_interval_contains_the_reported_estimate() -> None:
     r = histogram_test((0.1, 0.5, math.inf), np.array(canary, float), np.array(baseline, float))
     assert math.isfinite(r.estimate)
     assert r.interval[0] <= r.estimate <= r.interval[1]
+
+
+def _shifted(rng: np.random.Generator, intervals: int, requests: float, shift: float) -> np.ndarray:
+    """Draws from `_cumulative`'s log-normal with every request `shift` seconds slower."""
+    le = np.array(LE[:-1]) - shift
+    body = np.where(le > 0, stats.lognorm.cdf(np.maximum(le, 1e-12), 0.5, scale=0.1), 0.0)
+    return _draw(rng, intervals, requests, np.append(body, 1.0))
+
+
+def _promoted_at(canary: np.ndarray, baseline: np.ndarray, shift: float, level: float = 20.0) -> int | None:
+    """The first look (1-based) at which the promotion e-value reached `level`, or None."""
+    state = HistogramState.initial(LE, tolerance=0.1, shift=shift)
+    for t, (c, b) in enumerate(zip(canary, baseline, strict=True), start=1):
+        state = state.step(c, b)
+        if state.result(final=False).promote_evalue >= level:
+            return t
+    return None
+
+
+def test_an_absolute_latency_tolerance_shows_a_canary_like_its_baseline_sooner() -> None:
+    # At 10 req/s per track the median bound decides: +10 % of 100 ms is 10 ms, +20 ms twice that.
+    rng = np.random.default_rng(11)
+    sooner = 0
+    for _ in range(20):
+        base, same = _draw(rng, 40, 300, _cumulative(1.0)), _draw(rng, 40, 300, _cumulative(1.0))
+        relative, absolute = _promoted_at(same, base, 0.0), _promoted_at(same, base, 0.02)
+        assert absolute is not None
+        sooner += relative is None or absolute < relative
+    assert sooner >= 18
+
+
+def test_a_canary_within_the_absolute_tolerance_is_shown_within_it() -> None:
+    rng = np.random.default_rng(12)
+    base, slower = _draw(rng, 40, 1500, _cumulative(1.0)), _shifted(rng, 40, 1500, 0.008)
+    assert _promoted_at(slower, base, 0.02) is not None
+    assert histogram_test(LE, slower, base, tolerance=0.1, shift=0.02).promote_evalue >= 20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("shift", "requests"), [(0.02, 300.0), (0.02, 15_000.0), (0.05, 1500.0)])
+def test_a_canary_exactly_at_the_absolute_tolerance_is_not_shown_within_it(
+    shift: float, requests: float
+) -> None:
+    # Every request `shift` slower: at the bounds below 0.2 s (where the shift is the larger
+    # tolerance) the canary is exactly at the null, looked at 40 times, 150 runs. beta is 0.05.
+    rng = np.random.default_rng(13)
+    runs = 150
+    crossed = sum(
+        _promoted_at(_shifted(rng, 40, requests, shift), _draw(rng, 40, requests, _cumulative(1.0)), shift)
+        is not None
+        for _ in range(runs)
+    )
+    assert crossed / runs <= 0.05
+
+
+@pytest.mark.parametrize(
+    ("shift", "direction", "message"),
+    [
+        (-0.01, "increase", "finite number >= 0"),
+        (math.nan, "increase", "finite"),
+        (0.02, "decrease", "increase"),
+    ],
+)
+def test_a_shift_that_means_nothing_is_refused(shift: float, direction: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        HistogramState.initial(LE, shift=shift, direction=direction)

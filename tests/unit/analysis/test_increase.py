@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from analysis.ceiling import _BOUND_GRID, CeilingState, RateBound
 from analysis.judge import SequentialJudge
-from analysis.observations import PairedObservation, RatioCounts
-from analysis.settings import MetricSettings
+from analysis.observations import HistogramCounts, PairedObservation, RatioCounts
+from analysis.settings import AnalysisSettings, MetricSettings
 from analysis.verdicts import Verdict
 from bench.increase import BOUNDARY
 from bench.increase import run as _analysis
@@ -133,9 +133,11 @@ def test_the_rate_bound_closes_in_on_the_rate_and_starts_at_one() -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"type": "histogram"}, "an absolute tolerance applies to ratio metrics, not to histogram"),
+        ({"type": "samples"}, "an absolute tolerance applies to ratio and histogram metrics, not to samples"),
         ({"type": "ratio", "direction": "decrease"}, "it needs direction increase"),
-        ({"type": "ratio", "max_increase": 1.5}, "less than 1"),
+        ({"type": "histogram", "direction": "either"}, "it needs direction increase"),
+        ({"type": "ratio", "max_increase": 1.5}, "below 1: got 1.5"),
+        ({"type": "histogram", "max_increase": float("inf")}, "finite"),
     ],
 )
 def test_an_absolute_tolerance_is_refused_where_it_means_nothing(
@@ -158,3 +160,24 @@ def test_the_absolute_tolerance_takes_half_of_beta_and_the_relative_tests_the_re
     assert history.baseline_bound.level == history.canary_bound.level == pytest.approx(BETA / 2 / 3)
     without = SequentialJudge(_settings(None), interval_seconds=30.0).plan.metrics[0]
     assert (without.increase_beta, without.final_beta + without.promote_beta) == (0.0, pytest.approx(BETA))
+
+
+def test_a_latency_tolerance_in_its_unit_takes_no_share_of_beta_and_is_named_in_the_reason() -> None:
+    latency = MetricSettings(name="latency", type="histogram", tolerance=0.1, max_increase=0.02)
+    judge = SequentialJudge(
+        AnalysisSettings(metrics=(latency,), min_exposure_seconds=0), interval_seconds=30.0,
+        units={"latency": "seconds"},
+    )  # fmt: skip
+    plan = judge.plan.metrics[0]
+    assert (plan.shift, plan.max_increase, plan.increase_beta) == (0.02, None, 0.0)
+    assert plan.final_beta + plan.promote_beta == pytest.approx(BETA)
+    le = (0.05, 0.1, 0.25, math.inf)
+    same = HistogramCounts(le=le, counts=(1500.0, 7500.0, 14500.0, 15000.0))
+    verdict = None
+    for _ in range(30):
+        verdict = judge.update({"latency": PairedObservation(same, same)})
+        if verdict.decision != "continue":
+            break
+    assert verdict is not None
+    assert verdict.decision == "promote", verdict
+    assert "within +10 % or +0.02 seconds tolerance" in verdict.metrics["latency"].reason

@@ -233,12 +233,22 @@ def test_an_slo_ceiling_is_read_and_checked_where_it_is_written() -> None:
 def test_an_absolute_tolerance_is_checked_where_it_is_written() -> None:
     metrics = (
         "  analysis:\n    metrics:\n"
-        "      - name: latency\n        type: histogram\n        maxIncrease: 0.01\n"
-        "        query: 'sum by (le) (x_bucket{track=\"{track}\"})'\n"
+        "      - name: cpu\n        type: samples\n        maxIncrease: 0.01\n"
+        "        query: 'x{track=\"{track}\"}'\n"
         "      - name: errors\n        type: ratio\n        maxIncrease: 0.005\n"
         "        bad: 'x{track=\"{track}\"}'\n        total: 'y{track=\"{track}\"}'\n"
     )
     assert _problems(MINIMAL + metrics) == [
-        "x.yaml:13 spec.analysis.metrics[0].maxIncrease: an absolute tolerance applies to ratio metrics, "
-        "not to histogram metrics",
+        "x.yaml:13 spec.analysis.metrics[0].maxIncrease: an absolute tolerance applies to ratio and "
+        "histogram metrics, not to samples metrics",
     ]
+
+
+def test_a_latency_takes_an_absolute_tolerance_in_its_unit() -> None:
+    metrics = (
+        "  analysis:\n    metrics:\n"
+        "      - name: latency\n        type: histogram\n        maxIncrease: 0.02\n"
+        "        query: 'sum by (le) (x_bucket{track=\"{track}\"})'\n"
+    )
+    settings = load_spec_text(MINIMAL + metrics, source="x.yaml").analysis_settings()
+    assert settings.metrics[0].max_increase == 0.02
