@@ -18,13 +18,15 @@ seen, so that a service with ordinary traffic gets a decision instead of an inco
    no amount of traffic decides (a plan without end): a canary under suspicion or unknown never
    gets more traffic.
 2. **Risk.** The weight is capped so that, were the canary as bad as the worst value still
-   plausible, the extra failed requests expected over the intervals left stay within the step's
-   ``riskBudget``: for every ratio metric, ``(U - 1) * r_b * n_c(w) * left``, with ``U`` the upper
-   end of the rate ratio's confidence sequence, ``r_b`` the baseline's rate and ``n_c(w)`` the
-   canary's requests per interval at weight ``w``. While ``U`` is unbounded (too little data),
-   nothing is raised; an analysis without a ratio metric is never raised (its risk cannot be
-   counted in failed requests). The budget is checked at each raise for the intervals left; it
-   is not an account of what earlier raises risked.
+   plausible, the extra failed requests of the whole analysis, those it served and those expected
+   over the intervals left, stay within the step's ``riskBudget``: for every ratio metric,
+   ``(U - 1) * r_b * (N_c + n_c(w) * left)``, with ``U`` the upper end of the rate ratio's
+   confidence sequence, ``r_b`` the baseline's rate, ``N_c`` the canary's requests so far and
+   ``n_c(w)`` its requests per interval at weight ``w``. The account is taken again at each raise
+   with what the data say then (``U`` narrows as data come), so a raise never plans to spend more
+   than the budget on the step as a whole. While ``U`` is unbounded (too little data), nothing is
+   raised; an analysis without a ratio metric is never raised (its risk cannot be counted in
+   failed requests).
 
 The weight never falls here (a lower weight would waste the evidence the plan counts on) and never
 exceeds ``maxWeight``. The rollout flow (`flows.rollout.expose`) checks that the pods can split at
@@ -73,8 +75,8 @@ def next_weight(
     max_weight
         The highest weight the step allows.
     risk_budget
-        The most extra failed requests expected over the intervals left, were the canary as bad
-        as still plausible.
+        The most extra failed requests expected over the whole analysis (served and to come),
+        were the canary as bad as still plausible.
     per_percent
         The canary's requests per interval per percent of weight, measured on the latest
         interval (at the weight now).
@@ -122,17 +124,21 @@ def next_weight(
 
 
 def _riskless_weight(verdict: Verdict, *, left: int, risk_budget: float, per_percent: float) -> float:
-    """The highest weight whose extra failures over the `left` intervals, were every error-rate
-    metric's ratio at the upper end of its confidence sequence and its baseline's rate at the rate
-    seen, stay within `risk_budget` (0 while some ratio is unbounded above)."""
+    """The highest weight at which the analysis's extra failures, those of the canary's requests
+    so far and over the `left` intervals to come, were every error-rate metric's ratio at the
+    upper end of its confidence sequence and its baseline's rate at the rate seen, stay within
+    `risk_budget` (0 while some ratio is unbounded above, or when the budget is spent)."""
     worst = 0.0  # extra failed requests per interval per percent of weight
+    spent = 0.0  # extra failed requests of the requests served so far
     for metric in verdict.metrics.values():
         if metric.type != "ratio":
             continue
         upper, rate = metric.interval[1], metric.baseline_rate
         if not (math.isfinite(upper) and math.isfinite(rate)):
             return 0.0  # unbounded: nothing is known yet of how bad it may be
-        worst += max(0.0, upper - 1.0) * rate * per_percent
+        excess = max(0.0, upper - 1.0) * rate
+        worst += excess * per_percent
+        spent += excess * metric.canary_count
     if worst <= 0.0 or math.isinf(risk_budget):
         return 100.0
-    return min(100.0, risk_budget / (worst * left))
+    return min(100.0, max(0.0, risk_budget - spent) / (worst * left))

@@ -89,13 +89,24 @@ def test_the_risk_budget_caps_the_raise_and_an_unbounded_ratio_raises_nothing() 
     assert modest is not None
     assert 10 < modest.weight < generous.weight
     assert "held there by maxWeight or the risk budget of 400 requests" in modest.reason
-    # the cap: at the worst plausible ratio, the extra failures over the intervals left are within
+    # the cap: at the worst plausible ratio, the extra failures of the whole analysis (the requests
+    # served so far and those of the intervals left at the raised weight) are within the budget
     errors = verdict.metrics["error-rate"]
     left = 40 - verdict.interval
-    risked = (errors.interval[1] - 1) * errors.baseline_rate * _per_percent(verdict) * modest.weight * left
-    assert risked <= 400
+    excess = (errors.interval[1] - 1) * errors.baseline_rate
+
+    def risked(weight: int) -> float:
+        return excess * (errors.canary_count + _per_percent(verdict) * weight * left)
+
+    assert risked(modest.weight) <= 400 < risked(modest.weight + 1)
     assert (
         next_weight(verdict, weight=10, max_weight=50, risk_budget=0, per_percent=_per_percent(verdict))
+        is None
+    )
+    # a budget the requests served so far have spent (at the worst plausible ratio) raises nothing
+    spent = excess * errors.canary_count
+    assert (
+        next_weight(verdict, weight=10, max_weight=50, risk_budget=spent, per_percent=_per_percent(verdict))
         is None
     )
     early = _verdict("plain", 2.0, 3, 4)  # the ratio's interval is still unbounded above
