@@ -1,0 +1,34 @@
+"""The change detector: evidence since the most telling start, and when it blocks a promotion."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from analysis.detection import Detector, detector_threshold
+
+
+def _after(*evalues: float) -> Detector:
+    detector = Detector()
+    for e in evalues:
+        detector = detector.step(math.log(e))
+    return detector
+
+
+def test_the_detector_keeps_the_evidence_since_the_most_telling_start() -> None:
+    # W_t = max(W_{t-1}, 1) * e_t: good intervals before a change do not dilute it
+    assert math.exp(_after(0.5, 0.5, 4.0, 4.0).log_w) == pytest.approx(16.0)
+    assert math.exp(_after(4.0, 0.1, 4.0).log_w) == pytest.approx(4.0)
+    assert _after(1000.0, 1000.0).alarm(detector_threshold(40, 0.01))
+    assert not _after(1000.0).alarm(detector_threshold(40, 0.01))
+
+
+def test_only_strong_recent_evidence_of_a_regression_blocks_a_promotion() -> None:
+    # 10 to 1 for "worse since some interval" (strong on Jeffreys' scale) blocks; 5 to 1, which a
+    # good canary's last intervals give now and then by chance, does not.
+    assert not _after(5.0).blocks_promotion
+    assert _after(10.0).blocks_promotion
+    assert _after(2.5, 4.0).blocks_promotion
+    assert not _after(10.0, 0.2).blocks_promotion
+    assert not Detector().blocks_promotion
