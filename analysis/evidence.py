@@ -355,10 +355,13 @@ def _points(rate: float) -> str:
 
 
 def _tolerance(plan: MetricPlan) -> str:
-    """The tolerance in words: "+10 %", or "+10 % or +0.02 seconds" with a histogram's shift."""
+    """The tolerance in words: "+10 %", or "+10 % or +20 ms" with a histogram's shift (in ms when
+    its unit is seconds)."""
     relative = f"+{100 * plan.tolerance:.0f} %"
     if plan.shift <= 0:
         return relative
+    if plan.unit in ("seconds", "s") and plan.shift < 1.0:
+        return f"{relative} or +{_num(1000.0 * plan.shift)} ms"
     unit = f" {plan.unit}" if plan.unit else ""
     return f"{relative} or +{_num(plan.shift)}{unit}"
 

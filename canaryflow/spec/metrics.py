@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, TypeAlias
 
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from analysis.settings import MetricSettings
@@ -76,6 +76,20 @@ class HistogramMetric(MetricSettings):
         """Role -> query template (``query``)."""
         return {"query": self.query}
 
+    @model_validator(mode="after")
+    def _latency_shift_in_its_unit(self) -> HistogramMetric:
+        """A latency's absolute tolerance is in the metric's unit: ``maxIncrease: 20`` meant as
+        20 ms on a histogram in seconds would be 20 s and promote nearly any canary, so a second
+        or more is refused for a unit of time."""
+        per_second = _PER_SECOND.get(self.unit.lower())
+        if self.max_increase is None or per_second is None or self.max_increase < per_second:
+            return self
+        raise ValueError(
+            f"maxIncrease {self.max_increase:g} on a histogram in {self.unit} is "
+            f"{self.max_increase / per_second:g} s, which lets nearly any canary through: give it in "
+            f"{self.unit}, below a second (20 ms is {0.02 * per_second:g})"
+        )
+
 
 class SamplesMetric(MetricSettings):
     """A few values per window, one per series (e.g. CPU seconds per second of each pod)."""
@@ -89,6 +103,16 @@ class SamplesMetric(MetricSettings):
         """Role -> query template (``query``)."""
         return {"query": self.query}
 
+
+#: Units of time a histogram may be in, and how many of them make a second.
+_PER_SECOND = {
+    "seconds": 1.0,
+    "second": 1.0,
+    "s": 1.0,
+    "milliseconds": 1000.0,
+    "millisecond": 1000.0,
+    "ms": 1000.0,
+}
 
 #: One metric entry of a spec, chosen by its ``type``.
 MetricSpec: TypeAlias = Annotated[RatioMetric | HistogramMetric | SamplesMetric, Field(discriminator="type")]

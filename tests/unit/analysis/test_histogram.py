@@ -163,6 +163,18 @@ def test_a_canary_within_the_absolute_tolerance_is_shown_within_it() -> None:
     assert histogram_test(LE, slower, base, tolerance=0.1, shift=0.02).promote_evalue >= 20
 
 
+def test_a_canary_at_the_absolute_tolerance_is_rarely_shown_within_it_in_a_short_check() -> None:
+    # The quick form of the calibration below (which the slow suite runs with 150 runs per cell).
+    rng = np.random.default_rng(14)
+    runs = 40
+    crossed = sum(
+        _promoted_at(_shifted(rng, 40, 300.0, 0.02), _draw(rng, 40, 300.0, _cumulative(1.0)), 0.02)
+        is not None
+        for _ in range(runs)
+    )
+    assert crossed <= 2
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("shift", "requests"), [(0.02, 300.0), (0.02, 15_000.0), (0.05, 1500.0)])
 def test_a_canary_exactly_at_the_absolute_tolerance_is_not_shown_within_it(

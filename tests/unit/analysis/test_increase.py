@@ -172,12 +172,20 @@ def test_a_latency_tolerance_in_its_unit_takes_no_share_of_beta_and_is_named_in_
     assert (plan.shift, plan.max_increase, plan.increase_beta) == (0.02, None, 0.0)
     assert plan.final_beta + plan.promote_beta == pytest.approx(BETA)
     le = (0.05, 0.1, 0.25, math.inf)
-    same = HistogramCounts(le=le, counts=(1500.0, 7500.0, 14500.0, 15000.0))
-    verdict = None
-    for _ in range(30):
-        verdict = judge.update({"latency": PairedObservation(same, same)})
-        if verdict.decision != "continue":
-            break
-    assert verdict is not None
-    assert verdict.decision == "promote", verdict
-    assert "within +10 % or +0.02 seconds tolerance" in verdict.metrics["latency"].reason
+    same = HistogramCounts(le=le, counts=(150.0, 750.0, 1450.0, 1500.0))
+
+    def promoted_at(judge: SequentialJudge) -> Verdict:
+        for _ in range(40):
+            verdict = judge.update({"latency": PairedObservation(same, same)})
+            if verdict.decision != "continue":
+                return verdict
+        return judge.finish()
+
+    shifted = promoted_at(judge)
+    plain = AnalysisSettings(
+        metrics=(latency.model_copy(update={"max_increase": None}),), min_exposure_seconds=0
+    )
+    relative = promoted_at(SequentialJudge(plain, interval_seconds=30.0, units={"latency": "seconds"}))
+    assert shifted.decision == relative.decision == "promote"
+    assert shifted.interval < relative.interval  # the shift is the larger tolerance at 50 and 100 ms
+    assert "within +10 % or +20 ms tolerance" in shifted.metrics["latency"].reason

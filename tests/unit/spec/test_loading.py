@@ -252,3 +252,25 @@ def test_a_latency_takes_an_absolute_tolerance_in_its_unit() -> None:
     )
     settings = load_spec_text(MINIMAL + metrics, source="x.yaml").analysis_settings()
     assert settings.metrics[0].max_increase == 0.02
+    in_ms = metrics.replace("maxIncrease: 0.02\n", "maxIncrease: 20\n        unit: milliseconds\n")
+    assert load_spec_text(MINIMAL + in_ms, source="x.yaml").analysis_settings().metrics[0].max_increase == 20
+
+
+@pytest.mark.parametrize(("unit", "shift", "seconds"), [("seconds", "20", "20"), ("ms", "1000", "1")])
+def test_a_latency_tolerance_of_a_second_or_more_is_refused_as_a_slip_of_units(
+    unit: str, shift: str, seconds: str
+) -> None:
+    # "maxIncrease: 20" meant as 20 ms on a histogram in seconds would let nearly any canary through
+    metrics = (
+        "  analysis:\n    metrics:\n"
+        f"      - name: latency\n        type: histogram\n        maxIncrease: {shift}\n"
+        f"        unit: {unit}\n"
+        "        query: 'sum by (le) (x_bucket{track=\"{track}\"})'\n"
+    )
+    (problem,) = _problems(MINIMAL + metrics)
+    assert problem.startswith(
+        f"x.yaml:11 spec.analysis.metrics[0]: maxIncrease {shift} on a histogram in {unit} is "
+    )
+    assert (
+        f"is {seconds} s, which lets nearly any canary through: give it in {unit}, below a second" in problem
+    )
