@@ -16,17 +16,21 @@ seen, so that a service with ordinary traffic gets a decision instead of an inco
    data, before the step's ``minIntervals``, when a metric regressed or leans to a regression (its
    change detector blocks promotion), while a samples metric is not yet within tolerance, or when
    no amount of traffic decides (a plan without end): a canary under suspicion or unknown never
-   gets more traffic.
-2. **Risk.** The weight is capped so that, were the canary as bad as the worst value still
-   plausible, the extra failed requests of the whole analysis, those it served and those expected
-   over the intervals left, stay within the step's ``riskBudget``: for every ratio metric,
-   ``(U - 1) * r_b * (N_c + n_c(w) * left)``, with ``U`` the upper end of the rate ratio's
-   confidence sequence, ``r_b`` the baseline's rate, ``N_c`` the canary's requests so far and
-   ``n_c(w)`` its requests per interval at weight ``w``. The account is taken again at each raise
-   with what the data say then (``U`` narrows as data come), so a raise never plans to spend more
-   than the budget on the step as a whole. While ``U`` is unbounded (too little data), nothing is
-   raised; an analysis without a ratio metric is never raised (its risk cannot be counted in
-   failed requests).
+   gets more traffic. Metrics without a plan are not counted: samples metrics, and metrics with an
+   absolute tolerance (``maxIncrease``), whose route the plan does not count; a step whose only
+   undecided metrics are such is not raised.
+2. **Risk.** The budget is for what the raises add to the step's own weight ``w_0`` (the
+   exposure the spec chose is not the raise's to account for). The weight is capped so that, were
+   the canary as bad as the worst value still plausible, the extra failed requests of the raised
+   traffic over the whole analysis, that served so far above ``w_0`` and that of the intervals
+   left, stay within the step's ``riskBudget``: summed over the ratio metrics,
+   ``(U - 1) * r_b * (R + n_1 * (w - w_0) * left)``, with ``U`` the upper end of the rate ratio's
+   confidence sequence, ``r_b`` the baseline's rate, ``R`` the canary's requests served above
+   ``w_0`` so far (the caller's account) and ``n_1`` its requests per interval per percent of
+   weight. The account is taken again at each raise with what the data say then (``U`` narrows as
+   data come), and once the raised traffic has spent the budget nothing more is raised. While
+   ``U`` is unbounded (too little data), nothing is raised; an analysis without a ratio metric is
+   never raised (its risk cannot be counted in failed requests).
 
 The weight never falls here (a lower weight would waste the evidence the plan counts on) and never
 exceeds ``maxWeight``. The rollout flow (`flows.rollout.expose`) checks that the pods can split at
@@ -62,6 +66,8 @@ def next_weight(
     max_weight: int,
     risk_budget: float,
     per_percent: float,
+    base_weight: float,
+    raised_requests: float,
 ) -> Exposure | None:
     """The raise the analysis needs now (see the module), or None.
 
@@ -75,11 +81,15 @@ def next_weight(
     max_weight
         The highest weight the step allows.
     risk_budget
-        The most extra failed requests expected over the whole analysis (served and to come),
-        were the canary as bad as still plausible.
+        The most extra failed requests the raised traffic may bring over the whole analysis (served
+        and to come), were the canary as bad as still plausible.
     per_percent
         The canary's requests per interval per percent of weight, measured on the latest
         interval (at the weight now).
+    base_weight
+        The step's own weight (effective, in percent): what the budget does not account for.
+    raised_requests
+        The canary's requests served so far above `base_weight`'s share (the caller's account).
     """
     if verdict.final or weight >= max_weight or weight <= 0 or not per_percent > 0:
         return None
@@ -107,7 +117,10 @@ def next_weight(
         average = metric.canary_count / metric.intervals  # requests per interval so far
         missing = (MARGIN * metric.plan.needed_intervals - judged) * average
         wanted = max(wanted, missing / left / per_percent)
-    riskless = _riskless_weight(verdict, left=left, risk_budget=risk_budget, per_percent=per_percent)
+    riskless = _riskless_weight(
+        verdict, left=left, risk_budget=risk_budget, per_percent=per_percent, base_weight=base_weight,
+        raised_requests=raised_requests,
+    )  # fmt: skip
     cap = min(float(max_weight), riskless)
     chosen = math.floor(min(wanted, cap)) if wanted > weight else 0
     if chosen <= weight:
@@ -123,13 +136,22 @@ def next_weight(
     )
 
 
-def _riskless_weight(verdict: Verdict, *, left: int, risk_budget: float, per_percent: float) -> float:
-    """The highest weight at which the analysis's extra failures, those of the canary's requests
-    so far and over the `left` intervals to come, were every error-rate metric's ratio at the
-    upper end of its confidence sequence and its baseline's rate at the rate seen, stay within
-    `risk_budget` (0 while some ratio is unbounded above, or when the budget is spent)."""
+def _riskless_weight(
+    verdict: Verdict,
+    *,
+    left: int,
+    risk_budget: float,
+    per_percent: float,
+    base_weight: float,
+    raised_requests: float,
+) -> float:
+    """The highest weight at which the raised traffic's extra failures, those of the `raised_requests`
+    served so far and those above `base_weight` over the `left` intervals to come, were every
+    error-rate metric's ratio at the upper end of its confidence sequence and its baseline's rate
+    at the rate seen, stay within `risk_budget` (0 while some ratio is unbounded above; the base
+    weight once the budget is spent)."""
     worst = 0.0  # extra failed requests per interval per percent of weight
-    spent = 0.0  # extra failed requests of the requests served so far
+    spent = 0.0  # extra failed requests of the raised requests served so far
     for metric in verdict.metrics.values():
         if metric.type != "ratio":
             continue
@@ -138,7 +160,7 @@ def _riskless_weight(verdict: Verdict, *, left: int, risk_budget: float, per_per
             return 0.0  # unbounded: nothing is known yet of how bad it may be
         excess = max(0.0, upper - 1.0) * rate
         worst += excess * per_percent
-        spent += excess * metric.canary_count
+        spent += excess * raised_requests
     if worst <= 0.0 or math.isinf(risk_budget):
         return 100.0
-    return min(100.0, max(0.0, risk_budget - spent) / (worst * left))
+    return min(100.0, base_weight + max(0.0, risk_budget - spent) / (worst * left))

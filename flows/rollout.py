@@ -419,9 +419,19 @@ def pause(run: Run, index: int, step: Pause) -> list[str]:
     return [f"step {index + 1} {answer.words()}"]
 
 
+@dataclass
+class RaiseAccount:
+    """What an analyze step's raises served: the step's own effective weight (`base`) and the
+    canary's requests served above its share so far (`raised`), for the risk budget."""
+
+    base: float
+    raised: float = 0.0
+
+
 def analysis(run: Run, index: int) -> list[str]:
     plan = run.plan
     before = run.reporter.status.weight
+    account = RaiseAccount(base=run.reporter.status.effective_weight)
     verdict = analyze(
         plan,
         run.runtime,
@@ -429,7 +439,7 @@ def analysis(run: Run, index: int) -> list[str]:
         reporter=run.reporter,
         checkpoint=lambda: checkpoint(run),
         decided=lambda verdict: decide_early(run, verdict),
-        undecided=lambda verdict, observed: expose(run, index, verdict, observed),
+        undecided=lambda verdict, observed: expose(run, index, verdict, observed, account),
     )
     if verdict.decision == "promote":
         return [f"analysis at step {index + 1}: {verdict.reason}"]
@@ -443,27 +453,39 @@ def analysis(run: Run, index: int) -> list[str]:
     return on_failure(run, index, verdict.reason)
 
 
-def expose(run: Run, index: int, verdict: Verdict, observed: dict[str, PairedObservation | None]) -> None:
+def expose(
+    run: Run,
+    index: int,
+    verdict: Verdict,
+    observed: dict[str, PairedObservation | None],
+    account: RaiseAccount,
+) -> None:
     """An analyze step with ``maxWeight`` raises the canary's weight when its analysis would not
-    decide in time at the traffic seen, within its risk budget (`canaryflow.exposure`), to the
+    decide in time at the traffic seen, within its risk budget (`canaryflow.exposure`; `account`
+    keeps the requests the raises served, counted on the intervals every metric had data), to the
     highest split the stable's pods allow whose effective weight is not above the one chosen. The
     split is recorded as the step's last setWeight's (a resumed run starts again there, at that
     weight: the judge's state that justified the raise is gone). A pause or a stop asked meanwhile
     comes first; a raise that does not become ready in time restores the weight before it and
     raises no more."""
     plan, step = run.plan, run.plan.analyze_step(index)
+    if step.max_weight is None:
+        return
+    now = run.reporter.status.effective_weight
+    served = [pair.canary.row[1] for pair in observed.values() if pair is not None and pair.kind == "ratio"]
+    if served and now > account.base:
+        account.raised += served[0] * (now - account.base) / now
     where = current_split(run)
-    if step.max_weight is None or where is None or "exposure-stopped" in run.done:
+    if where is None or "exposure-stopped" in run.done:
         return
     if check_stop(plan) is not None:
         return  # a pause waits: the next checkpoint holds the split as it is
     base, _weight = where
-    now = run.reporter.status.effective_weight
-    served = [pair.canary.row[1] for pair in observed.values() if pair is not None and pair.kind == "ratio"]
     per_percent = served[0] / now if served and now > 0 else 0.0
     exposure = next_weight(
-        verdict, weight=now, max_weight=step.max_weight, risk_budget=step.risk_budget, per_percent=per_percent
-    )
+        verdict, weight=now, max_weight=step.max_weight, risk_budget=step.risk_budget,
+        per_percent=per_percent, base_weight=account.base, raised_requests=account.raised,
+    )  # fmt: skip
     if exposure is None:
         return
     status = with_retries(read_target, run.runtime.retry_delays)(run.runtime.cluster, plan.target)

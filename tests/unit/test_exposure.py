@@ -43,7 +43,13 @@ def test_an_analysis_that_would_not_decide_in_time_is_given_more_traffic() -> No
     assert plan.needed_intervals > 100
 
     raised = next_weight(
-        verdict, weight=10, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict)
+        verdict,
+        weight=10,
+        max_weight=50,
+        risk_budget=10_000,
+        per_percent=_per_percent(verdict),
+        base_weight=10,
+        raised_requests=0.0,
     )
 
     assert raised is not None
@@ -64,7 +70,13 @@ def test_the_raise_is_what_the_plan_needs_with_its_margin() -> None:
     wanted = int(10 * (MARGIN * plan.needed_intervals - verdict.interval) / left)
 
     raised = next_weight(
-        verdict, weight=10, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict)
+        verdict,
+        weight=10,
+        max_weight=50,
+        risk_budget=10_000,
+        per_percent=_per_percent(verdict),
+        base_weight=10,
+        raised_requests=0.0,
     )
 
     assert raised is not None
@@ -72,7 +84,13 @@ def test_the_raise_is_what_the_plan_needs_with_its_margin() -> None:
     assert 10 < raised.weight < 50
     # after a raise the traffic per percent is measured now, not averaged with the weight before
     later = next_weight(
-        verdict, weight=wanted, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict)
+        verdict,
+        weight=wanted,
+        max_weight=50,
+        risk_budget=10_000,
+        per_percent=_per_percent(verdict),
+        base_weight=10,
+        raised_requests=0.0,
     )
     assert later is None  # the same evidence at the raised weight asks for nothing more
 
@@ -80,41 +98,63 @@ def test_the_raise_is_what_the_plan_needs_with_its_margin() -> None:
 def test_the_risk_budget_caps_the_raise_and_an_unbounded_ratio_raises_nothing() -> None:
     verdict = _verdict("plain", 2.0, 3, 10)
     generous = next_weight(
-        verdict, weight=10, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict)
+        verdict,
+        weight=10,
+        max_weight=50,
+        risk_budget=10_000,
+        per_percent=_per_percent(verdict),
+        base_weight=10,
+        raised_requests=0.0,
     )
     modest = next_weight(
-        verdict, weight=10, max_weight=50, risk_budget=400, per_percent=_per_percent(verdict)
+        verdict,
+        weight=10,
+        max_weight=50,
+        risk_budget=400,
+        per_percent=_per_percent(verdict),
+        base_weight=10,
+        raised_requests=0.0,
     )
     assert generous is not None
     assert modest is not None
     assert 10 < modest.weight < generous.weight
     assert "held there by maxWeight or the risk budget of 400 requests" in modest.reason
-    # the cap: at the worst plausible ratio, the extra failures of the whole analysis (the requests
-    # served so far and those of the intervals left at the raised weight) are within the budget
+    # the cap: at the worst plausible ratio, the extra failures of the traffic above the step's own
+    # 10 % (that served so far, none here, and that of the intervals left) are within the budget
     errors = verdict.metrics["error-rate"]
     left = 40 - verdict.interval
     excess = (errors.interval[1] - 1) * errors.baseline_rate
 
-    def risked(weight: int) -> float:
-        return excess * (errors.canary_count + _per_percent(verdict) * weight * left)
+    def risked(weight: int, raised: float = 0.0) -> float:
+        return excess * (raised + _per_percent(verdict) * (weight - 10) * left)
 
     assert risked(modest.weight) <= 400 < risked(modest.weight + 1)
+    # what the raises served already counts: the same budget with 2,000 raised requests behind it
+    served = next_weight(
+        verdict, weight=10, max_weight=50, risk_budget=400, per_percent=_per_percent(verdict),
+        base_weight=10, raised_requests=2000.0,
+    )  # fmt: skip
+    assert served is not None
+    assert served.weight < modest.weight
+    assert risked(served.weight, 2000.0) <= 400 < risked(served.weight + 1, 2000.0)
     assert (
-        next_weight(verdict, weight=10, max_weight=50, risk_budget=0, per_percent=_per_percent(verdict))
+        next_weight(
+            verdict,
+            weight=10,
+            max_weight=50,
+            risk_budget=0,
+            per_percent=_per_percent(verdict),
+            base_weight=10,
+            raised_requests=0.0,
+        )
         is None
     )
-    # a budget the requests served so far have spent (at the worst plausible ratio) raises nothing
-    spent = excess * errors.canary_count
-    assert (
-        next_weight(verdict, weight=10, max_weight=50, risk_budget=spent, per_percent=_per_percent(verdict))
-        is None
-    )
-    early = _verdict("plain", 2.0, 3, 4)  # the ratio's interval is still unbounded above
-    assert early.metrics["error-rate"].interval[1] == float("inf")
-    assert (
-        next_weight(early, weight=10, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict))
-        is None
-    )
+    # a budget the raised requests have spent raises nothing more
+    spent = next_weight(
+        verdict, weight=20, max_weight=50, risk_budget=400, per_percent=_per_percent(verdict),
+        base_weight=10, raised_requests=400 / excess,
+    )  # fmt: skip
+    assert spent is None
 
 
 def test_a_canary_under_suspicion_unknown_or_at_its_maximum_gets_no_more_traffic() -> None:
@@ -123,7 +163,15 @@ def test_a_canary_under_suspicion_unknown_or_at_its_maximum_gets_no_more_traffic
         verdict, metrics={**verdict.metrics, "latency": replace(verdict.metrics["latency"], status="no_data")}
     )
     assert (
-        next_weight(unseen, weight=10, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict))
+        next_weight(
+            unseen,
+            weight=10,
+            max_weight=50,
+            risk_budget=10_000,
+            per_percent=_per_percent(verdict),
+            base_weight=10,
+            raised_requests=0.0,
+        )
         is None
     )
     endless = replace(
@@ -137,11 +185,30 @@ def test_a_canary_under_suspicion_unknown_or_at_its_maximum_gets_no_more_traffic
         },
     )
     assert (
-        next_weight(endless, weight=10, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict))
+        next_weight(
+            endless,
+            weight=10,
+            max_weight=50,
+            risk_budget=10_000,
+            per_percent=_per_percent(verdict),
+            base_weight=10,
+            raised_requests=0.0,
+        )
         is None
     )
     latency_only = replace(verdict, metrics={"latency": verdict.metrics["latency"]})
-    assert next_weight(latency_only, weight=10, max_weight=50, risk_budget=0, per_percent=1.0) is None
+    assert (
+        next_weight(
+            latency_only,
+            weight=10,
+            max_weight=50,
+            risk_budget=0,
+            per_percent=1.0,
+            base_weight=10,
+            raised_requests=0.0,
+        )
+        is None
+    )
     leaning = replace(
         verdict,
         metrics={**verdict.metrics, "latency": replace(verdict.metrics["latency"], leans_worse=True)},
@@ -151,23 +218,53 @@ def test_a_canary_under_suspicion_unknown_or_at_its_maximum_gets_no_more_traffic
         metrics={**verdict.metrics, "latency": replace(verdict.metrics["latency"], status="regressed")},
     )
     assert (
-        next_weight(leaning, weight=10, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict))
-        is None
-    )
-    assert (
         next_weight(
-            regressed, weight=10, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict)
+            leaning,
+            weight=10,
+            max_weight=50,
+            risk_budget=10_000,
+            per_percent=_per_percent(verdict),
+            base_weight=10,
+            raised_requests=0.0,
         )
         is None
     )
     assert (
-        next_weight(verdict, weight=50, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict))
+        next_weight(
+            regressed,
+            weight=10,
+            max_weight=50,
+            risk_budget=10_000,
+            per_percent=_per_percent(verdict),
+            base_weight=10,
+            raised_requests=0.0,
+        )
+        is None
+    )
+    assert (
+        next_weight(
+            verdict,
+            weight=50,
+            max_weight=50,
+            risk_budget=10_000,
+            per_percent=_per_percent(verdict),
+            base_weight=10,
+            raised_requests=0.0,
+        )
         is None
     )
     final = list(judge_log(generate("errors-x5", 10.0, 3).log, PATIENT))[-1]
     assert final.decision == "rollback"
     assert (
-        next_weight(final, weight=10, max_weight=50, risk_budget=10_000, per_percent=_per_percent(verdict))
+        next_weight(
+            final,
+            weight=10,
+            max_weight=50,
+            risk_budget=10_000,
+            per_percent=_per_percent(verdict),
+            base_weight=10,
+            raised_requests=0.0,
+        )
         is None
     )
 
