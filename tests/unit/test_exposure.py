@@ -308,14 +308,20 @@ def test_an_analysis_that_may_raise_never_gives_up_early() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("rps", [2.0, 10.0])
-def test_a_canary_at_its_tolerance_is_promoted_in_at_most_beta_of_runs_with_raises(rps: float) -> None:
+@pytest.mark.parametrize(("rps", "jitter"), [(2.0, 0.0), (10.0, 0.0), (2.0, 0.5), (10.0, 0.5)])
+def test_a_canary_at_its_tolerance_is_promoted_in_at_most_beta_of_runs_with_raises(
+    rps: float, jitter: float
+) -> None:
     # The weight is chosen from the data seen (the plan, the ratio's interval): the anytime tests
     # keep their level with sizes chosen from the past; the final look is checked here. A canary
-    # exactly at +50 % errors (the tolerance), raised without a risk limit.
+    # exactly at +50 % errors (the tolerance), raised without a risk limit, with binomial traffic
+    # and with each track's error rate jittered on its own (log-normal, sd 0.5) every interval.
     runs = 400
     promoted = sum(
-        run(rps=rps, canary_rate=0.015, max_weight=50, risk_budget=math.inf, seed=10_000 + s)[0] == "promote"
+        run(rps=rps, canary_rate=0.015, max_weight=50, risk_budget=math.inf, seed=10_000 + s, jitter=jitter)[
+            0
+        ]
+        == "promote"
         for s in range(runs)
     )
     assert promoted / runs <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs), promoted
