@@ -33,7 +33,7 @@ from analysis.observations import HistogramCounts, PairedObservation, RatioCount
 from analysis.settings import AnalysisSettings, MetricSettings
 from bench.decisions import PRODUCT_SETTINGS
 from bench.scenarios import LE, bucket_probabilities
-from canaryflow.exposure import next_weight
+from canaryflow.exposure import RaiseAccount, next_weight
 
 SETTINGS = AnalysisSettings(
     metrics=(MetricSettings(name="error-rate", type="ratio", max_rate=0.001),),
@@ -67,11 +67,11 @@ def run(
     times its own mean-one log-normal factor of that standard deviation, every interval."""
     rng = np.random.default_rng(seed)
     judge = SequentialJudge(DEFAULT_SETTINGS if latency else SETTINGS, interval_seconds=30.0)
-    weight, extra, raised_requests = 10, 0.0, 0.0
+    weight, extra, account = 10, 0.0, RaiseAccount(base=10)
     for _ in range(40):
         mean = rps * weight / 10 * 30.0
         nb, nc = int(rng.poisson(mean)), int(rng.poisson(mean))
-        raised_requests += nc * (weight - 10) / weight
+        account.record({"error-rate": nc, "latency": nc}, weight)
         own_b, own_c = rng.lognormal(-jitter * jitter / 2, jitter, 2) if jitter else (1.0, 1.0)
         yc = float(rng.binomial(nc, min(1.0, canary_rate * own_c)))
         extra += yc - nc * BASE_RATE
@@ -91,9 +91,7 @@ def run(
                 weight=weight,
                 max_weight=max_weight,
                 risk_budget=risk_budget,
-                per_percent=nc / weight,
-                base_weight=10,
-                raised_requests=raised_requests,
+                account=account,
             )
             if raised is not None:
                 weight = raised.weight
@@ -105,6 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--metrics", choices=("error-rate", "default"), default="error-rate")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + runs - 1")
     args = parser.parse_args()
     latency = args.metrics == "default"
     raises = (
@@ -132,8 +131,8 @@ def main() -> None:
             for max_weight, budget in raises:
                 outcomes = [
                     run(
-                        rps=rps, canary_rate=canary_rate, max_weight=max_weight, risk_budget=budget, seed=s,
-                        latency=latency,
+                        rps=rps, canary_rate=canary_rate, max_weight=max_weight, risk_budget=budget,
+                        seed=args.first_seed + s, latency=latency,
                     )
                     for s in range(args.runs)
                 ]  # fmt: skip

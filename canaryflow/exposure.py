@@ -12,7 +12,8 @@ seen, so that a service with ordinary traffic gets a decision instead of an inco
    :math:`(z_{1-a} + z_{0.95})^2` to :math:`(z_{1-a} + z_{0.80})^2` at the final look's level),
    but the plan is optimistic (the final look refers to Student's t on an estimated variance, and
    the plan assumes binomial traffic), and with the default metrics at 10 req/s per track 1.6
-   reached 92.5 % of good canaries promoted, 2 reached 97.5 % (BENCHMARKS.md). What is missing
+   reached 92.5 % of good canaries promoted, 2 reached 97.5 % (BENCHMARKS.md; 97.5 % again on
+   seeds it was not chosen on). What is missing
    of it must come in the intervals left, ``final - judged``; the traffic per percent of weight,
    measured on the latest interval, turns that into a weight. Nothing is raised on an interval
    where some metric had no data, before the step's ``minIntervals``, when a metric regressed or
@@ -43,11 +44,12 @@ and puts the weight back when the step ends without a promotion and the rollout 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from analysis.verdicts import Verdict
 
-__all__ = ["MARGIN", "Exposure", "next_weight"]
+__all__ = ["MARGIN", "Exposure", "RaiseAccount", "next_weight"]
 
 #: How much more traffic than the plan (80 % power) a raise aims for: about 95 % power, measured.
 MARGIN = 2.0
@@ -61,15 +63,35 @@ class Exposure:
     reason: str
 
 
+@dataclass(slots=True)
+class RaiseAccount:
+    """One analyze step's account of its canary's traffic, per metric: the step's own (effective)
+    weight `base`, the canary's count per interval per percent of weight on the latest interval
+    with data (`per_percent`), and its count served above `base`'s share so far (`raised`)."""
+
+    base: float
+    per_percent: dict[str, float] = field(default_factory=dict)
+    raised: dict[str, float] = field(default_factory=dict)
+
+    def record(self, served: Mapping[str, float | None], weight: float) -> None:
+        """One interval served at `weight` percent: the canary's count per metric (requests for a
+        ratio's total or a histogram), ``None`` where the metric had no data (then the latest
+        count per percent stands in, so that raised traffic is charged through a gap too)."""
+        for name, count in served.items():
+            if count is not None and count > 0 and weight > 0:
+                self.per_percent[name] = count / weight
+            per = self.per_percent.get(name)
+            if per is not None and weight > self.base:
+                self.raised[name] = self.raised.get(name, 0.0) + per * (weight - self.base)
+
+
 def next_weight(
     verdict: Verdict,
     *,
     weight: float,
     max_weight: int,
     risk_budget: float,
-    per_percent: float,
-    base_weight: float,
-    raised_requests: float,
+    account: RaiseAccount,
 ) -> Exposure | None:
     """The raise the analysis needs now (see the module), or None.
 
@@ -85,15 +107,10 @@ def next_weight(
     risk_budget
         The most extra failed requests the raised traffic may bring over the whole analysis (served
         and to come), were the canary as bad as still plausible.
-    per_percent
-        The canary's requests per interval per percent of weight, measured on the latest
-        interval (at the weight now).
-    base_weight
-        The step's own weight (effective, in percent): what the budget does not account for.
-    raised_requests
-        The canary's requests served so far above `base_weight`'s share (the caller's account).
+    account
+        The step's account of its canary's traffic, with the latest interval recorded.
     """
-    if verdict.final or weight >= max_weight or weight <= 0 or not per_percent > 0:
+    if verdict.final or weight >= max_weight or weight <= 0:
         return None
     metrics = list(verdict.metrics.values())
     if not any(m.type == "ratio" for m in metrics):
@@ -110,19 +127,20 @@ def next_weight(
     left = plans[0].final_interval - judged
     if left <= 0:
         return None
-    # Each plan counts intervals at the analysis's average traffic so far; in requests, the final
-    # look wants MARGIN times that, and the intervals left must bring what is missing.
+    # Each plan counts intervals at the analysis's average traffic so far; in the metric's own
+    # count, the final look wants MARGIN times that, and the intervals left must bring what is
+    # missing at the metric's count per percent of weight.
     wanted = 0.0
     for metric in undecided:
         if metric.plan is None or metric.plan.needed_intervals is None or metric.intervals <= 0:
             continue
-        average = metric.canary_count / metric.intervals  # requests per interval so far
+        per_percent = account.per_percent.get(metric.name, 0.0)
+        if not per_percent > 0:
+            return None  # its traffic per percent is not known: no raise sized in the dark
+        average = metric.canary_count / metric.intervals  # its count per interval so far
         missing = (MARGIN * metric.plan.needed_intervals - judged) * average
         wanted = max(wanted, missing / left / per_percent)
-    riskless = _riskless_weight(
-        verdict, left=left, risk_budget=risk_budget, per_percent=per_percent, base_weight=base_weight,
-        raised_requests=raised_requests,
-    )  # fmt: skip
+    riskless = _riskless_weight(verdict, left=left, risk_budget=risk_budget, account=account)
     cap = min(float(max_weight), riskless)
     chosen = math.floor(min(wanted, cap)) if wanted > weight else 0
     if chosen <= weight:
@@ -138,31 +156,24 @@ def next_weight(
     )
 
 
-def _riskless_weight(
-    verdict: Verdict,
-    *,
-    left: int,
-    risk_budget: float,
-    per_percent: float,
-    base_weight: float,
-    raised_requests: float,
-) -> float:
-    """The highest weight at which the raised traffic's extra failures, those of the `raised_requests`
-    served so far and those above `base_weight` over the `left` intervals to come, were every
-    error-rate metric's ratio at the upper end of its confidence sequence and its baseline's rate
-    at the rate seen, stay within `risk_budget` (0 while some ratio is unbounded above; the base
-    weight once the budget is spent)."""
+def _riskless_weight(verdict: Verdict, *, left: int, risk_budget: float, account: RaiseAccount) -> float:
+    """The highest weight at which the raised traffic's extra failures, those of the count each
+    error-rate metric's canary served above the base weight so far and those over the `left`
+    intervals to come, were its ratio at the upper end of its confidence sequence and its
+    baseline's rate at the rate seen, stay within `risk_budget` (0 while some ratio is unbounded
+    above or its traffic unknown; the base weight once the budget is spent)."""
     worst = 0.0  # extra failed requests per interval per percent of weight
-    spent = 0.0  # extra failed requests of the raised requests served so far
+    spent = 0.0  # extra failed requests of the raised traffic served so far
     for metric in verdict.metrics.values():
         if metric.type != "ratio":
             continue
         upper, rate = metric.interval[1], metric.baseline_rate
-        if not (math.isfinite(upper) and math.isfinite(rate)):
-            return 0.0  # unbounded: nothing is known yet of how bad it may be
+        per_percent = account.per_percent.get(metric.name, 0.0)
+        if not (math.isfinite(upper) and math.isfinite(rate) and per_percent > 0):
+            return 0.0  # unbounded, or its traffic unknown: nothing is known of how bad it may be
         excess = max(0.0, upper - 1.0) * rate
         worst += excess * per_percent
-        spent += excess * raised_requests
+        spent += excess * account.raised.get(metric.name, 0.0)
     if worst <= 0.0 or math.isinf(risk_budget):
         return 100.0
-    return min(100.0, base_weight + max(0.0, risk_budget - spent) / (worst * left))
+    return min(100.0, account.base + max(0.0, risk_budget - spent) / (worst * left))

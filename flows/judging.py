@@ -47,8 +47,9 @@ def analyze(
     """Run the analyze step `index` of `plan` on `runtime`'s clock and metrics source to its verdict
     (promote, rollback or inconclusive). `decided` is called with the verdict as soon as it is
     known, before it is reported (the caller records a decision in the cluster there);
-    `undecided` with every verdict that is not final on an interval where every metric had data,
-    and what was observed then (the caller may raise the canary's weight)."""
+    `undecided` with every verdict that is not final and what was observed then (``None`` for a
+    metric without data: the caller counts the canary's traffic every interval, and may raise its
+    weight on one where every metric had data)."""
     step = plan.analyze_step(index)
     interval = step.interval.total_seconds()
     queries = plan.queries()
@@ -95,8 +96,7 @@ def analyze(
         reporter.interval(index, observed, verdict, log)
         if verdict.final:
             break
-        if all(pair is not None for pair in observed.values()):
-            undecided(verdict, observed)
+        undecided(verdict, observed)
     if verdict is None or not verdict.final:
         verdict = judge.finish()
     if verdict.decision == "inconclusive" and unanswered:

@@ -52,7 +52,7 @@ from canaryflow.errors import (
     RolloutInProgressError,
     WeightError,
 )
-from canaryflow.exposure import next_weight
+from canaryflow.exposure import RaiseAccount, next_weight
 from canaryflow.plan import RolloutOutcome, RolloutPlan, plan_rollout
 from canaryflow.replicas import plan_split, reachable_weights
 from canaryflow.requests import RolloutRequest
@@ -419,19 +419,10 @@ def pause(run: Run, index: int, step: Pause) -> list[str]:
     return [f"step {index + 1} {answer.words()}"]
 
 
-@dataclass
-class RaiseAccount:
-    """What an analyze step's raises served: the step's own effective weight (`base`) and the
-    canary's requests served above its share so far (`raised`), for the risk budget."""
-
-    base: float
-    raised: float = 0.0
-
-
 def analysis(run: Run, index: int) -> list[str]:
     plan = run.plan
     before = run.reporter.status.weight
-    account = RaiseAccount(base=run.reporter.status.effective_weight)
+    account = RaiseAccount(base=_own_weight(run, index))
     verdict = analyze(
         plan,
         run.runtime,
@@ -453,6 +444,18 @@ def analysis(run: Run, index: int) -> list[str]:
     return on_failure(run, index, verdict.reason)
 
 
+def _own_weight(run: Run, index: int) -> float:
+    """The analyze step's own effective weight, which its risk budget does not account for: the
+    weight now, unless an earlier step's raise is still in place (then the last setWeight's)."""
+    status = run.reporter.status
+    own = next(
+        (s.set_weight for s in reversed(run.plan.spec.steps[:index]) if s.set_weight is not None), None
+    )
+    if own is None or status.weight == own:
+        return status.effective_weight
+    return float(own)
+
+
 def expose(
     run: Run,
     index: int,
@@ -462,30 +465,28 @@ def expose(
 ) -> None:
     """An analyze step with ``maxWeight`` raises the canary's weight when its analysis would not
     decide in time at the traffic seen, within its risk budget (`canaryflow.exposure`; `account`
-    keeps the requests the raises served, counted on the intervals every metric had data), to the
-    highest split the stable's pods allow whose effective weight is not above the one chosen. The
-    split is recorded as the step's last setWeight's (a resumed run starts again there, at that
-    weight: the judge's state that justified the raise is gone). A pause or a stop asked meanwhile
-    comes first; a raise that does not become ready in time restores the weight before it and
-    raises no more."""
+    keeps the canary's traffic served above the step's own weight, every interval), to the
+    highest split the stable's pods allow whose effective weight is not above the one chosen, on
+    an interval where every metric had data. The split is recorded as the step's last setWeight's
+    (a resumed run starts again at that setWeight's own weight, with a new account: the judge's
+    state that justified the raise is gone). A pause or a stop asked meanwhile comes first; a
+    raise that does not become ready in time restores the weight before it and raises no more."""
     plan, step = run.plan, run.plan.analyze_step(index)
     if step.max_weight is None:
         return
     now = run.reporter.status.effective_weight
-    served = [pair.canary.row[1] for pair in observed.values() if pair is not None and pair.kind == "ratio"]
-    if served and now > account.base:
-        account.raised += served[0] * (now - account.base) / now
+    account.record({name: _canary_count(pair) for name, pair in observed.items()}, now)
+    if any(pair is None for pair in observed.values()):
+        return  # no raise on stale evidence
     where = current_split(run)
     if where is None or "exposure-stopped" in run.done:
         return
     if check_stop(plan) is not None:
         return  # a pause waits: the next checkpoint holds the split as it is
     base, _weight = where
-    per_percent = served[0] / now if served and now > 0 else 0.0
     exposure = next_weight(
-        verdict, weight=now, max_weight=step.max_weight, risk_budget=step.risk_budget,
-        per_percent=per_percent, base_weight=account.base, raised_requests=account.raised,
-    )  # fmt: skip
+        verdict, weight=now, max_weight=step.max_weight, risk_budget=step.risk_budget, account=account
+    )
     if exposure is None:
         return
     status = with_retries(read_target, run.runtime.retry_delays)(run.runtime.cluster, plan.target)
@@ -511,6 +512,14 @@ def expose(
             "%s: the raise did not hold (%s); back to %d %%, no more raises", plan.rollout_id, exc, before
         )
         apply_weight(run, base, before)
+
+
+def _canary_count(pair: PairedObservation | None) -> float | None:
+    """The canary's requests in an interval: a ratio's total or a histogram's count (None for
+    samples and without data)."""
+    if pair is None or pair.kind == "samples":
+        return None
+    return float(pair.canary.row[1]) if pair.kind == "ratio" else float(pair.canary.row[-1])
 
 
 def lower_after_raise(run: Run, before: int) -> None:

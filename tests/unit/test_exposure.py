@@ -15,10 +15,18 @@ from bench.decisions import PRODUCT_SETTINGS
 from bench.exposure import run
 from bench.scenarios import generate
 from canaryflow.errors import SpecError
-from canaryflow.exposure import MARGIN, next_weight
+from canaryflow.exposure import MARGIN, RaiseAccount, next_weight
 from canaryflow.spec.loading import load_spec_text
 
 PATIENT = PRODUCT_SETTINGS.model_copy(update={"min_chance": 0.0})
+
+
+def _account(verdict: Verdict, raised: float = 0.0) -> RaiseAccount:
+    """The step's account at 10 % all along, `raised` error-rate requests served above it."""
+    per = _per_percent(verdict)
+    return RaiseAccount(
+        base=10, per_percent={"error-rate": per, "latency": per}, raised={"error-rate": raised}
+    )
 
 
 def _per_percent(verdict: Verdict, weight: float = 10) -> float:
@@ -47,9 +55,7 @@ def test_an_analysis_that_would_not_decide_in_time_is_given_more_traffic() -> No
         weight=10,
         max_weight=50,
         risk_budget=10_000,
-        per_percent=_per_percent(verdict),
-        base_weight=10,
-        raised_requests=0.0,
+        account=_account(verdict),
     )
 
     assert raised is not None
@@ -74,9 +80,7 @@ def test_the_raise_is_what_the_plan_needs_with_its_margin() -> None:
         weight=10,
         max_weight=50,
         risk_budget=10_000,
-        per_percent=_per_percent(verdict),
-        base_weight=10,
-        raised_requests=0.0,
+        account=_account(verdict),
     )
 
     assert raised is not None
@@ -88,9 +92,7 @@ def test_the_raise_is_what_the_plan_needs_with_its_margin() -> None:
         weight=wanted,
         max_weight=50,
         risk_budget=10_000,
-        per_percent=_per_percent(verdict),
-        base_weight=10,
-        raised_requests=0.0,
+        account=_account(verdict),
     )
     assert later is None  # the same evidence at the raised weight asks for nothing more
 
@@ -102,18 +104,14 @@ def test_the_risk_budget_caps_the_raise_and_an_unbounded_ratio_raises_nothing() 
         weight=10,
         max_weight=50,
         risk_budget=10_000,
-        per_percent=_per_percent(verdict),
-        base_weight=10,
-        raised_requests=0.0,
+        account=_account(verdict),
     )
     modest = next_weight(
         verdict,
         weight=10,
         max_weight=50,
         risk_budget=400,
-        per_percent=_per_percent(verdict),
-        base_weight=10,
-        raised_requests=0.0,
+        account=_account(verdict),
     )
     assert generous is not None
     assert modest is not None
@@ -131,8 +129,7 @@ def test_the_risk_budget_caps_the_raise_and_an_unbounded_ratio_raises_nothing() 
     assert risked(modest.weight) <= 400 < risked(modest.weight + 1)
     # what the raises served already counts: the same budget with 2,000 raised requests behind it
     served = next_weight(
-        verdict, weight=10, max_weight=50, risk_budget=400, per_percent=_per_percent(verdict),
-        base_weight=10, raised_requests=2000.0,
+        verdict, weight=10, max_weight=50, risk_budget=400, account=_account(verdict, raised=2000.0),
     )  # fmt: skip
     assert served is not None
     assert served.weight < modest.weight
@@ -143,18 +140,36 @@ def test_the_risk_budget_caps_the_raise_and_an_unbounded_ratio_raises_nothing() 
             weight=10,
             max_weight=50,
             risk_budget=0,
-            per_percent=_per_percent(verdict),
-            base_weight=10,
-            raised_requests=0.0,
+            account=_account(verdict),
         )
         is None
     )
     # a budget the raised requests have spent raises nothing more
     spent = next_weight(
-        verdict, weight=20, max_weight=50, risk_budget=400, per_percent=_per_percent(verdict),
-        base_weight=10, raised_requests=400 / excess,
+        verdict, weight=20, max_weight=50, risk_budget=400, account=_account(verdict, raised=400 / excess),
     )  # fmt: skip
     assert spent is None
+    early = _verdict("plain", 2.0, 3, 4)  # the ratio's interval is still unbounded above
+    assert early.metrics["error-rate"].interval[1] == float("inf")
+    assert next_weight(early, weight=10, max_weight=50, risk_budget=10_000, account=_account(verdict)) is None
+    # nor is anything raised while the error rate's traffic per percent is unknown
+    blind = RaiseAccount(base=10, per_percent={"latency": _per_percent(verdict)})
+    assert next_weight(verdict, weight=10, max_weight=50, risk_budget=10_000, account=blind) is None
+
+
+def test_the_account_charges_the_traffic_above_the_steps_own_weight_every_interval() -> None:
+    account = RaiseAccount(base=10)
+    account.record({"error-rate": 300.0, "latency": 300.0}, 10)  # at the step's own weight: nothing
+    assert account.raised == {}
+    assert account.per_percent == {"error-rate": 30.0, "latency": 30.0}
+    account.record({"error-rate": 750.0, "latency": 750.0}, 25)  # raised: 15 of the 25 points
+    assert account.raised == {"error-rate": 450.0, "latency": 450.0}
+    # an interval without data is charged at the latest traffic per percent, not skipped
+    account.record({"error-rate": None, "latency": None}, 25)
+    assert account.raised == {"error-rate": 900.0, "latency": 900.0}
+    # each metric on its own count (payments are not requests)
+    account.record({"error-rate": 250.0, "latency": 750.0}, 25)
+    assert account.raised == {"error-rate": 1050.0, "latency": 1350.0}
 
 
 def test_a_canary_under_suspicion_unknown_or_at_its_maximum_gets_no_more_traffic() -> None:
@@ -168,9 +183,7 @@ def test_a_canary_under_suspicion_unknown_or_at_its_maximum_gets_no_more_traffic
             weight=10,
             max_weight=50,
             risk_budget=10_000,
-            per_percent=_per_percent(verdict),
-            base_weight=10,
-            raised_requests=0.0,
+            account=_account(verdict),
         )
         is None
     )
@@ -190,9 +203,7 @@ def test_a_canary_under_suspicion_unknown_or_at_its_maximum_gets_no_more_traffic
             weight=10,
             max_weight=50,
             risk_budget=10_000,
-            per_percent=_per_percent(verdict),
-            base_weight=10,
-            raised_requests=0.0,
+            account=_account(verdict),
         )
         is None
     )
@@ -203,9 +214,7 @@ def test_a_canary_under_suspicion_unknown_or_at_its_maximum_gets_no_more_traffic
             weight=10,
             max_weight=50,
             risk_budget=0,
-            per_percent=1.0,
-            base_weight=10,
-            raised_requests=0.0,
+            account=RaiseAccount(base=10, per_percent={"latency": 1.0}),
         )
         is None
     )
@@ -223,9 +232,7 @@ def test_a_canary_under_suspicion_unknown_or_at_its_maximum_gets_no_more_traffic
             weight=10,
             max_weight=50,
             risk_budget=10_000,
-            per_percent=_per_percent(verdict),
-            base_weight=10,
-            raised_requests=0.0,
+            account=_account(verdict),
         )
         is None
     )
@@ -235,9 +242,7 @@ def test_a_canary_under_suspicion_unknown_or_at_its_maximum_gets_no_more_traffic
             weight=10,
             max_weight=50,
             risk_budget=10_000,
-            per_percent=_per_percent(verdict),
-            base_weight=10,
-            raised_requests=0.0,
+            account=_account(verdict),
         )
         is None
     )
@@ -247,9 +252,7 @@ def test_a_canary_under_suspicion_unknown_or_at_its_maximum_gets_no_more_traffic
             weight=50,
             max_weight=50,
             risk_budget=10_000,
-            per_percent=_per_percent(verdict),
-            base_weight=10,
-            raised_requests=0.0,
+            account=_account(verdict),
         )
         is None
     )
@@ -261,9 +264,7 @@ def test_a_canary_under_suspicion_unknown_or_at_its_maximum_gets_no_more_traffic
             weight=10,
             max_weight=50,
             risk_budget=10_000,
-            per_percent=_per_percent(verdict),
-            base_weight=10,
-            raised_requests=0.0,
+            account=_account(verdict),
         )
         is None
     )
