@@ -38,7 +38,7 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed
 
-from analysis.observations import PairedObservation
+from analysis.observations import HistogramCounts, PairedObservation, RatioCounts
 from analysis.verdicts import Verdict
 from canaryflow.cluster.port import RolloutId, Track
 from canaryflow.errors import (
@@ -517,9 +517,8 @@ def expose(
 def _canary_count(pair: PairedObservation | None) -> float | None:
     """The canary's requests in an interval: a ratio's total or a histogram's count (None for
     samples and without data)."""
-    if pair is None or pair.kind == "samples":
-        return None
-    return float(pair.canary.row[1]) if pair.kind == "ratio" else float(pair.canary.row[-1])
+    canary = None if pair is None else pair.canary
+    return float(canary.total) if isinstance(canary, RatioCounts | HistogramCounts) else None
 
 
 def lower_after_raise(run: Run, before: int) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.observations import HistogramCounts, PairedObservation, RatioCounts
+from analysis.observations import HistogramCounts, PairedObservation, RatioCounts, Samples
 from canaryflow.clock import ManualClock
 from canaryflow.cluster.port import TargetRef
 from canaryflow.dev.stacks import GOOD_IMAGE, simulated_stack
@@ -18,6 +18,7 @@ from canaryflow.plan import plan_rollout, rollout_id_for
 from canaryflow.replicas import plan_split
 from canaryflow.requests import CellTarget, RolloutRequest
 from flows.charts import draw_chart, render_chart
+from flows.rollout import _canary_count
 from flows.runtime import Runtime, runtime_for_run, runtime_from_env, use_runtime
 from flows.slots import slot_name
 from flows.steps import hold, observe
@@ -160,3 +161,16 @@ def test_the_chart_is_read_at_a_glance() -> None:
     labels = [text.get_text() for text in errors.get_legend().get_texts()]
     assert "tolerance (+50 % of baseline rate)" in labels
     assert not [t for t in latency.get_legend().get_texts() if "tolerance" in t.get_text()]  # not given
+
+
+def test_the_raise_account_reads_the_canarys_requests_of_ratios_and_histograms_only() -> None:
+    le = (0.1, math.inf)
+    assert _canary_count(PairedObservation(RatioCounts(1.0, 300.0), RatioCounts(2.0, 310.0))) == 310.0
+    assert (
+        _canary_count(PairedObservation(HistogramCounts(le, (5.0, 9.0)), HistogramCounts(le, (4.0, 8.0))))
+        == 8.0
+    )
+    # a histogram without series counts nothing (it must not fail the analysis)
+    assert _canary_count(PairedObservation(HistogramCounts(le, (5.0, 9.0)), HistogramCounts((), ()))) == 0.0
+    assert _canary_count(PairedObservation(Samples((1.0,)), Samples((2.0,)))) is None
+    assert _canary_count(None) is None
