@@ -22,23 +22,26 @@ seen, so that a service with ordinary traffic gets a decision instead of an inco
    under suspicion or unknown never gets more traffic. Metrics without a plan are not counted:
    samples metrics, and metrics with an absolute tolerance (``maxIncrease``), whose route the plan
    does not count; a step whose only undecided metrics are such is not raised.
-2. **Risk.** The budget is for what the raises add to the step's own weight ``w_0`` (the
-   exposure the spec chose is not the raise's to account for). The weight is capped so that, were
-   the canary as bad as the worst value still plausible, the extra failed requests of the raised
-   traffic over the whole analysis, that served so far above ``w_0`` and that of the intervals
-   left, stay within the step's ``riskBudget``: summed over the ratio metrics,
+2. **Risk.** The budget is for what the raises add to the step's own weight ``w_0`` (the exposure
+   the spec chose is not the raise's to account for). The weight is capped so that, were the canary
+   as bad as the worst value still plausible, the extra failed requests of the raised traffic over
+   the whole analysis, that served so far above ``w_0`` and that of the intervals left, stay within
+   the step's ``riskBudget``: summed over the ratio metrics,
    ``(U - 1) * r_b * (R + n_1 * (w - w_0) * left)``, with ``U`` the upper end of the rate ratio's
-   confidence sequence, ``r_b`` the baseline's rate, ``R`` the canary's requests served above
-   ``w_0`` so far (the caller's account) and ``n_1`` its requests per interval per percent of
-   weight. The account is taken again at each raise with what the data say then (``U`` narrows as
-   data come), and once the raised traffic has spent the budget nothing more is raised. While
-   ``U`` is unbounded (too little data), nothing is raised; an analysis without a ratio metric is
-   never raised (its risk cannot be counted in failed requests).
+   confidence sequence, ``r_b`` the
+   baseline's rate, ``R`` the canary's count (the metric's total) served above ``w_0`` so far and
+   ``n_1`` its count per interval per percent of weight, both from the step's `RaiseAccount` (every
+   interval; one without data charged at the latest ``n_1``). The account is taken again at each
+   raise with what the data say then (``U`` narrows as data come), and once the raised traffic has
+   spent the budget nothing more is raised. While ``U`` is unbounded (too little data), nothing is
+   raised; an analysis without a ratio metric is never raised (its risk cannot be counted in failed
+   requests).
 
 The weight never falls here (a lower weight would waste the evidence the plan counts on) and never
 exceeds ``maxWeight``. The rollout flow (`flows.rollout.expose`) checks that the pods can split at
-it, records the raised split as the step's last setWeight's (a resumed run starts again there),
-and puts the weight back when the step ends without a promotion and the rollout goes on or holds.
+it, records the raised split as the step's last setWeight's (a resumed run starts again at that
+setWeight's own weight, with a new account), and puts the weight back when the step ends without a
+promotion and the rollout goes on or holds.
 """
 
 from __future__ import annotations
