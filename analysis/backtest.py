@@ -57,7 +57,10 @@ def judge_log(
     if judge == "kayenta":
         runner = KayentaJudge(resolved, interval_seconds=log.interval_seconds)
     else:
-        runner = SequentialJudge(resolved, interval_seconds=log.interval_seconds, units=units)
+        dispersion = {n: h.dispersion for n, h in log.metrics.items() if h.dispersion is not None}
+        runner = SequentialJudge(
+            resolved, interval_seconds=log.interval_seconds, units=units, dispersion=dispersion
+        )
     pending: Verdict | None = None
     for observations in log.intervals:
         verdict = runner.update(observations)

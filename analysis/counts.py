@@ -43,7 +43,9 @@ Each interval is therefore divided by :math:`\phi_i = 1 + \kappa^+_{i-1} a_i`, w
 
 - until ``KAPPA_WARMUP`` intervals carried information, the bound fixed in advance,
   :math:`\kappa_{max} = 2 \cdot 0.5^2` (a per-track jitter of 50 %; the state's ``kappa_max``,
-  larger for histogram buckets: `analysis.histogram.KAPPA_MAX_BUCKETS`);
+  larger for histogram buckets: `analysis.histogram.KAPPA_MAX_BUCKETS`), or a smaller one learned
+  from the stable's history before the analysis (``kappa_start``: `analysis.dispersion`; it uses
+  no interval of the analysis, so the weights stay predictable);
 - afterwards the moment estimate :math:`\hat\kappa = \sum (e_j^2 - 1) / \sum a_j` from the
   standardized residuals :math:`e_j` around the running rate ratio, each :math:`e_j^2` capped at
   ``RESIDUAL_CLIP``:sup:`2` times its expected value (so that a canary that *changes* is not
@@ -173,7 +175,8 @@ class CountState:
     have one entry per unit, ``grid_*`` one row per unit and one column per grid point of
     :math:`\log\rho`. ``last_log_e`` is the rollback e-value of the latest interval alone.
     ``kappa_used`` is the dispersion bound applied at the latest interval that carried
-    information, from which the next may fall by at most ``kappa_fall``.
+    information, from which the next may fall by at most ``kappa_fall``; ``kappa_start`` the bound
+    of the warm-up (``kappa_max`` unless learned before the analysis: `analysis.dispersion`).
     """
 
     direction: CountDirection
@@ -181,6 +184,7 @@ class CountState:
     intervals: int
     kappa_max: float
     kappa_fall: float
+    kappa_start: float
     kappa_used: FloatArray
     s: FloatArray
     v: FloatArray
@@ -224,12 +228,16 @@ class CountState:
         direction: CountDirection,
         kappa_max: float = KAPPA_MAX,
         kappa_fall: float = KAPPA_FALL,
+        kappa_start: float | None = None,
     ) -> CountState:
         bound = math.log1p(tolerance) if direction == "increase" else -math.log1p(tolerance)
+        if kappa_start is not None and not (math.isfinite(kappa_start) and kappa_start >= 0):
+            raise ValueError(f"kappa_start must be a finite number >= 0, got {kappa_start}")
+        start = kappa_max if kappa_start is None else min(kappa_start, kappa_max)
         zero, grid = np.zeros(units), np.zeros((units, _GRID.size))
         return cls(
             direction=direction, log_bound=bound, intervals=0, kappa_max=kappa_max,
-            kappa_fall=kappa_fall, kappa_used=np.full(units, kappa_max), s=zero, v=zero,
+            kappa_fall=kappa_fall, kappa_start=start, kappa_used=np.full(units, start), s=zero, v=zero,
             ps=zero, pv=zero, binomial=zero, canary_events=zero, canary_total=zero, baseline_events=zero,
             baseline_total=zero, good_squares=zero, good_level=zero, good_count=zero,
             level_sum=zero, grid_s=grid, grid_v=grid, last_s=zero, last_v=zero, final_s=zero,
@@ -256,7 +264,7 @@ class CountState:
         low = _chi2_lower(g)
         upper = (self.good_squares * g / low - g) / np.maximum(self.good_level, 1e-300)
         upper = np.clip(np.maximum(upper, self.kappa_fall * self.kappa_used), 0.0, self.kappa_max)
-        result: FloatArray = np.where(self.good_count >= KAPPA_WARMUP, upper, self.kappa_max)
+        result: FloatArray = np.where(self.good_count >= KAPPA_WARMUP, upper, self.kappa_start)
         return result
 
     def level_cap(self) -> FloatArray:

@@ -108,6 +108,9 @@ class MetricPlan:
     max_increase: float | None = None
     increase_beta: float = 0.0
     shift: float = 0.0
+    #: The warm-up dispersion bound learned from the stable's history (`analysis.dispersion`);
+    #: None for the bound fixed in advance. Ratio metrics only.
+    kappa_start: float | None = None
 
     @property
     def promote_beta(self) -> float:
@@ -178,7 +181,9 @@ def record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) ->
             history = replace(history, ceiling=ceiling.step(slow, c.total))
     elif pair.kind == "ratio":
         if not isinstance(process, RatioState):
-            process = RatioState.initial(tolerance=plan.tolerance, direction=plan.direction)
+            process = RatioState.initial(
+                tolerance=plan.tolerance, direction=plan.direction, kappa_start=plan.kappa_start
+            )
         process = process.step(*c.row, *b.row)
         if plan.max_rate is not None and b.row[1] > 0:  # the intervals the relative test counts
             ceiling = history.ceiling or CeilingState(plan.max_rate)

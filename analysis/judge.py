@@ -111,9 +111,15 @@ class JudgeState:
 
 
 def plan_for(
-    settings: AnalysisSettings, *, interval_seconds: float, units: Mapping[str, str] | None = None
+    settings: AnalysisSettings,
+    *,
+    interval_seconds: float,
+    units: Mapping[str, str] | None = None,
+    dispersion: Mapping[str, float] | None = None,
 ) -> JudgePlan:
-    """Resolve `settings` (which must list its metrics) for intervals of `interval_seconds`."""
+    """Resolve `settings` (which must list its metrics) for intervals of `interval_seconds`;
+    `dispersion` maps ratio metrics to the warm-up dispersion learned before the analysis
+    (`analysis.dispersion`)."""
     if not settings.metrics:
         raise ValueError("the analysis settings list no metrics")
     total_weight = sum(m.weight for m in settings.metrics)
@@ -145,6 +151,7 @@ def plan_for(
             max_increase=m.max_increase if m.type == "ratio" else None,
             increase_beta=settings.beta * INCREASE_SHARE if m.type == "ratio" and m.max_increase else 0.0,
             shift=m.max_increase if m.type == "histogram" and m.max_increase else 0.0,
+            kappa_start=(dispersion or {}).get(m.name) if m.type == "ratio" else None,
         )
         for m in settings.metrics
     )
@@ -320,12 +327,21 @@ class SequentialJudge:
         Length of one interval; converts the durations in `settings` into intervals.
     units : mapping, optional
         Metric name -> unit, used in the reasons.
+    dispersion : mapping, optional
+        Ratio metric name -> the warm-up dispersion bound learned from the stable's history
+        before the analysis (`analysis.dispersion.stable_dispersion`); others start from the bound
+        fixed in advance.
     """
 
     def __init__(
-        self, settings: AnalysisSettings, *, interval_seconds: float, units: Mapping[str, str] | None = None
+        self,
+        settings: AnalysisSettings,
+        *,
+        interval_seconds: float,
+        units: Mapping[str, str] | None = None,
+        dispersion: Mapping[str, float] | None = None,
     ) -> None:
-        self.plan = plan_for(settings, interval_seconds=interval_seconds, units=units)
+        self.plan = plan_for(settings, interval_seconds=interval_seconds, units=units, dispersion=dispersion)
         self.state = JudgeState.initial(self.plan)
 
     def update(self, observations: IntervalObservations) -> Verdict:

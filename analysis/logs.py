@@ -83,11 +83,13 @@ class LogFormatError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class MetricHeader:
-    """A metric as declared in the log header: its type, unit and (histograms) bucket bounds."""
+    """A metric as declared in the log header: its type, unit, (histograms) bucket bounds and
+    (ratios) the warm-up dispersion learned from the stable's history before the analysis."""
 
     type: MetricType
     unit: str | None = None
     le: tuple[float, ...] | None = None
+    dispersion: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +172,14 @@ def _header(name: str, value: object) -> MetricHeader:
     if unit is not None and not isinstance(unit, str):
         raise LogFormatError(f"{path}.unit", f"expected a string, got {_describe(unit)}")
     le = _le(spec.get("le"), f"{path}.le") if kind == "histogram" else None
-    return MetricHeader(type=kind, unit=unit, le=le)
+    dispersion = spec.get("dispersion")
+    if dispersion is not None:
+        if kind != "ratio":
+            raise LogFormatError(f"{path}.dispersion", "only a ratio metric has a warm-up dispersion")
+        if not _is_number(dispersion) or not math.isfinite(dispersion) or dispersion < 0:
+            raise LogFormatError(f"{path}.dispersion", f"expected a number >= 0, got {_describe(dispersion)}")
+        dispersion = float(dispersion)
+    return MetricHeader(type=kind, unit=unit, le=le, dispersion=dispersion)
 
 
 def _ratio(value: object, path: str) -> RatioCounts:
@@ -359,6 +368,8 @@ def _header_out(header: MetricHeader) -> dict[str, object]:
         out["unit"] = header.unit
     if header.le is not None:
         out["le"] = [_number_out(b) for b in header.le]
+    if header.dispersion is not None:
+        out["dispersion"] = header.dispersion
     return out
 
 

@@ -85,10 +85,17 @@ class RatioState:
     tolerance: float
 
     @classmethod
-    def initial(cls, *, tolerance: float = 0.5, direction: str = "increase") -> RatioState:
+    def initial(
+        cls, *, tolerance: float = 0.5, direction: str = "increase", kappa_start: float | None = None
+    ) -> RatioState:
+        """The state before any interval; `kappa_start` is the warm-up dispersion bound learned
+        before the analysis (`analysis.dispersion`; None: the bound fixed in advance)."""
         check_tolerance(tolerance)
         return cls(
-            tuple(CountState.initial(1, tolerance=tolerance, direction=side) for side in sides(direction)),
+            tuple(
+                CountState.initial(1, tolerance=tolerance, direction=side, kappa_start=kappa_start)
+                for side in sides(direction)
+            ),
             tolerance,
         )
 

@@ -109,6 +109,9 @@ MALFORMED = [
         "metrics.latency.le: bucket bounds must be strictly increasing",
     ),
     ("metrics/latency/le", [0.1, 0.5], 'metrics.latency.le: must end with "+Inf"'),
+    ("metrics/latency/dispersion", 0.1, "metrics.latency.dispersion: only a ratio metric has a warm-up"),
+    ("metrics/error-rate/dispersion", -0.1, "metrics.error-rate.dispersion: expected a number >= 0"),
+    ("metrics/error-rate/dispersion", "0.1", "metrics.error-rate.dispersion: expected a number >= 0"),
     ("intervals", {"0": {}}, "intervals: expected a list, got an object"),
     ("intervals/0/error-rate/canary/bad", 700, "intervals[0].error-rate.canary: bad exceeds total"),
     ("intervals/0/error-rate/canary/bad", -1, "intervals[0].error-rate.canary.bad: negative count"),
@@ -206,3 +209,14 @@ def test_a_log_with_no_intervals_is_valid() -> None:
     document = example()
     document["intervals"] = []
     assert parse_log(document).intervals == ()
+
+
+def test_a_ratio_metrics_warm_up_dispersion_round_trips_and_is_optional() -> None:
+    document = example()
+    document["metrics"]["error-rate"]["dispersion"] = 0.02
+    log = parse_log(document)
+
+    assert log.metrics["error-rate"].dispersion == 0.02
+    assert parse_log(EXAMPLE).metrics["error-rate"].dispersion is None
+    assert parse_log(json.dumps(dump_log(log))) == log
+    assert "dispersion" not in dump_log(parse_log(EXAMPLE))["metrics"]["error-rate"]  # type: ignore[index]

@@ -1,0 +1,253 @@
+"""The warm-up dispersion learned from the stable's history (`analysis.dispersion`), and what the judge
+does with it: bounds that cover the truth, analyses that keep their level, and gross regressions
+rolled back sooner.
+
+The A/A runs draw the stable's history and the analysis from one model: binomial counts, counts read
+through ``increase()`` (twice the binomial variance), independent per-track jitter (the stable's own
+factor as large as each track's) and shared incidents. The stable serves 80 % and each track 10 %.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import numpy as np
+import pytest
+
+from analysis.counts import KAPPA_MAX, CountState
+from analysis.dispersion import spread_for_weight, stable_dispersion
+from analysis.judge import SequentialJudge
+from analysis.observations import PairedObservation, RatioCounts
+from analysis.settings import AnalysisSettings, MetricSettings
+
+SETTINGS = AnalysisSettings(
+    metrics=[MetricSettings(name="errors", type="ratio", critical=True)], max_duration_seconds=1200
+)
+WEIGHT = 10.0
+HISTORY = 120
+LOOKS = 40
+
+
+def _counts(
+    rng: np.random.Generator, n: float, rate: float, sigma: float, inflation: float
+) -> tuple[float, float]:
+    factor = rng.lognormal(-sigma * sigma / 2, sigma) if sigma else 1.0
+    p = min(rate * factor, 1.0)
+    if inflation > 1:  # read through increase(): a count of part of the interval, extrapolated
+        return inflation * float(rng.binomial(int(n / inflation), p)), float(n)
+    return float(rng.binomial(int(n), p)), float(n)
+
+
+def _analysis(
+    rng: np.random.Generator,
+    rps: float,
+    *,
+    sigma: float = 0.0,
+    inflation: float = 1.0,
+    incidents: bool = False,
+    factor: float = 1.0,
+    learn: bool = True,
+) -> tuple[str, int]:
+    """One analysis of 40 looks of 30 s, after a history of an hour: the decision and its look."""
+    stable = rps * 30 * (100 - 2 * WEIGHT) / WEIGHT
+    at = int(rng.integers(0, HISTORY)) if incidents else -99
+    bad, total = zip(
+        *(
+            _counts(rng, stable, 0.01 * (8.0 if at <= j < at + 4 else 1.0), sigma, inflation)
+            for j in range(HISTORY)
+        ),
+        strict=True,
+    )
+    spread = spread_for_weight(WEIGHT)
+    bound = stable_dispersion(bad, total, spread=(spread, spread))
+    judge = SequentialJudge(
+        SETTINGS, interval_seconds=30, dispersion={"errors": bound.kappa} if learn and bound.learned else {}
+    )
+    at = int(rng.integers(4, LOOKS - 6)) if incidents else -99
+    for i in range(LOOKS):
+        shared = 8.0 if at <= i < at + 4 else 1.0
+        baseline = _counts(rng, rps * 30, 0.01 * shared, sigma, inflation)
+        canary = _counts(rng, rps * 30, 0.01 * shared * factor, sigma, inflation)
+        verdict = judge.update(
+            {"errors": PairedObservation(baseline=RatioCounts(*baseline), canary=RatioCounts(*canary))}
+        )
+        if verdict.final:
+            return verdict.decision, i + 1
+    return judge.finish().decision, LOOKS
+
+
+def test_binomial_history_bounds_the_dispersion_near_zero_and_says_what_it_learned() -> None:
+    rng = np.random.default_rng(1)
+    total = np.full(60, 3000.0)
+
+    bound = stable_dispersion(rng.binomial(3000, 0.01, 60), total)
+
+    assert bound.learned
+    assert bound.intervals == 60
+    assert 0.0 <= bound.kappa < 0.05
+    assert "bound the per-track dispersion at" in bound.describe()
+
+
+def test_the_bound_covers_a_jittered_stables_dispersion_in_nearly_every_history() -> None:
+    # Per-track jitter of 30 %: kappa = 2 (exp(0.09) - 1) = 0.19 for two tracks like the stable.
+    rng = np.random.default_rng(2)
+    truth = 2 * math.expm1(0.3**2)
+    covered = 0
+    for _ in range(200):
+        bad = [_counts(rng, 3000.0, 0.02, 0.3, 1.0)[0] for _ in range(HISTORY)]
+        covered += stable_dispersion(bad, [3000.0] * HISTORY).kappa >= truth
+    assert covered >= 190  # at 97.5 % confidence, 195 expected
+
+
+def test_spread_multiplies_the_bound_and_kappa_max_caps_it() -> None:
+    rng = np.random.default_rng(3)
+    bad = [_counts(rng, 3000.0, 0.02, 0.1, 1.0)[0] for _ in range(HISTORY)]
+    one = stable_dispersion(bad, [3000.0] * HISTORY)
+    ten = stable_dispersion(bad, [3000.0] * HISTORY, spread=(10.0, 10.0))
+
+    assert 0 < one.kappa < ten.kappa
+    assert ten.kappa == pytest.approx(min(10 * one.kappa, KAPPA_MAX))
+    assert stable_dispersion(bad, [3000.0] * HISTORY, spread=(100.0, 100.0)).kappa == KAPPA_MAX
+
+
+@pytest.mark.parametrize(
+    ("bad", "total"),
+    [
+        ([1.0, 2.0, 1.0, 0.0], [100.0] * 4),  # four intervals
+        ([0.0] * 30, [100.0] * 30),  # no bad event
+        ([1.0, 0.0, 1.0] + [0.0] * 27, [100.0] * 30),  # two
+        ([], []),
+    ],
+)
+def test_a_history_too_short_or_without_errors_leaves_the_bound_fixed_in_advance(
+    bad: list[float], total: list[float]
+) -> None:
+    bound = stable_dispersion(bad, total)
+
+    assert not bound.learned
+    assert bound.kappa == KAPPA_MAX
+    assert "too short" in bound.describe()
+
+
+def test_intervals_without_requests_are_left_out() -> None:
+    bound = stable_dispersion([3.0, 0.0, 2.0, 4.0, 0.0, 3.0, 2.0], [300.0, 0.0, 300, 300, 0, 300, 300])
+
+    assert bound.intervals == 5
+
+
+@pytest.mark.parametrize(
+    ("bad", "total", "spread", "problem"),
+    [
+        ([1.0, 2.0], [100.0], (1.0, 1.0), "same length"),
+        ([5.0], [4.0], (1.0, 1.0), "0 <= bad <= total"),
+        ([-1.0], [4.0], (1.0, 1.0), "0 <= bad <= total"),
+        ([math.nan], [4.0], (1.0, 1.0), "finite"),
+        ([1.0], [4.0], (0.5, 1.0), "spread"),
+        ([1.0], [4.0], (math.inf, 1.0), "spread"),
+    ],
+)
+def test_bad_input_is_refused_by_name(
+    bad: list[float], total: list[float], spread: tuple[float, float], problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        stable_dispersion(bad, total, spread=spread)
+
+
+def test_spread_for_weight_is_the_most_the_stable_can_outnumber_the_track() -> None:
+    assert spread_for_weight(10) == 10
+    assert spread_for_weight(50) == 2
+    for wrong in (0.0, -5.0, 101.0, math.nan):
+        with pytest.raises(ValueError, match="weight"):
+            spread_for_weight(wrong)
+
+
+def test_the_count_tests_warm_up_from_kappa_start_within_the_bound_fixed_in_advance() -> None:
+    assert CountState.initial(1, tolerance=0.5, direction="increase").kappa[0] == KAPPA_MAX
+    assert CountState.initial(1, tolerance=0.5, direction="increase", kappa_start=0.02).kappa[0] == 0.02
+    assert CountState.initial(1, tolerance=0.5, direction="increase", kappa_start=3.0).kappa[0] == KAPPA_MAX
+    with pytest.raises(ValueError, match="kappa_start"):
+        CountState.initial(1, tolerance=0.5, direction="increase", kappa_start=-0.1)
+
+
+@pytest.mark.parametrize(
+    ("rps", "factor", "learned_at_most", "fixed_at_least"),
+    [(10.0, 5.0, 2, 4), (50.0, 5.0, 1, 3), (10.0, 2.0, 15, 17)],
+    ids=["x5-at-10", "x5-at-50", "x2-at-10"],
+)
+def test_a_clean_history_brings_the_rollback_forward(
+    rps: float, factor: float, learned_at_most: float, fixed_at_least: float
+) -> None:
+    # The same runs (same seeds) with and without what the history taught: median look of rollback.
+    looks = {}
+    for learn in (True, False):
+        rng = np.random.default_rng(11)
+        runs = [_analysis(rng, rps, factor=factor, learn=learn) for _ in range(40)]
+        assert all(decision == "rollback" for decision, _ in runs)
+        looks[learn] = statistics.median(look for _, look in runs)
+    assert looks[True] <= learned_at_most
+    assert looks[False] >= fixed_at_least
+
+
+@pytest.mark.parametrize(
+    ("rps", "sigma", "inflation"),
+    [(10.0, 0.0, 2.0), (500.0, 0.0, 2.0), (500.0, 0.5, 1.0)],
+    ids=["extrapolated-10", "extrapolated-500", "jitter-0.5-at-500"],
+)
+def test_a_learned_warm_up_keeps_the_level_quick(rps: float, sigma: float, inflation: float) -> None:
+    # 150 A/A runs; starting these from a warm-up of 0 instead rolls back 8 % (extrapolated at 500)
+    # and 86 % (jitter) of them.
+    rng = np.random.default_rng(5)
+    runs = [_analysis(rng, rps, sigma=sigma, inflation=inflation) for _ in range(150)]
+    false_rollbacks = sum(decision == "rollback" for decision, _ in runs)
+    assert false_rollbacks <= 0.05 * 150 + 2 * math.sqrt(0.05 * 0.95 * 150)  # alpha plus two SEs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("rps", "sigma", "inflation", "incidents"),
+    [
+        (0.5, 0.0, 1.0, False),
+        (10.0, 0.0, 1.0, False),
+        (10.0, 0.5, 1.0, False),
+        (50.0, 0.5, 1.0, False),
+        (500.0, 0.3, 1.0, False),
+        (50.0, 0.0, 2.0, False),
+        (10.0, 0.0, 1.0, True),
+        (500.0, 0.0, 1.0, True),
+    ],
+)
+def test_a_learned_warm_up_keeps_the_level(
+    rps: float, sigma: float, inflation: float, incidents: bool
+) -> None:
+    # A/A, 400 runs of 40 looks each: false rollbacks at most alpha (5 %) plus two standard errors.
+    rng = np.random.default_rng(int(rps * 10 + sigma * 100 + inflation + incidents))
+    runs = [_analysis(rng, rps, sigma=sigma, inflation=inflation, incidents=incidents) for _ in range(400)]
+    false_rollbacks = sum(decision == "rollback" for decision, _ in runs)
+    assert false_rollbacks / 400 <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / 400)
+
+
+def test_a_replay_judges_with_the_dispersion_its_log_recorded() -> None:
+    from analysis.backtest import judge_log
+    from analysis.logs import MetricHeader, ObservationLog
+
+    rng = np.random.default_rng(4)
+    intervals = tuple(
+        {
+            "errors": PairedObservation(
+                baseline=RatioCounts(*_counts(rng, 300.0, 0.01, 0.0, 1.0)),
+                canary=RatioCounts(*_counts(rng, 300.0, 0.05, 0.0, 1.0)),
+            )
+        }
+        for _ in range(LOOKS)
+    )
+
+    def rollback_look(header: MetricHeader) -> int:
+        log = ObservationLog(interval_seconds=30, metrics={"errors": header}, intervals=intervals)
+        final = list(judge_log(log, SETTINGS))[-1]
+        assert final.decision == "rollback"
+        return final.interval
+
+    assert rollback_look(MetricHeader(type="ratio", dispersion=0.01)) < rollback_look(
+        MetricHeader(type="ratio")
+    )
