@@ -7,6 +7,12 @@ inconclusive verdict then says that it was a metrics outage, for how many interv
 ends on the judge's first final verdict, or at ``maxDuration`` with `SequentialJudge.finish`
 (inconclusive unless decided). Every interval is appended to the step's observation log
 (``observations-step<N>.json``, written after each interval, so a killed run leaves it behind).
+
+Before the first interval the step reads the stable's own error counts for up to an hour before it
+(`canaryflow.metrics.stable_history`) and learns from them how much the rates vary from interval to
+interval (`analysis.dispersion`); the judge weighs its first intervals by that instead of by the
+largest jitter it allows. A history that is too short, or a backend that does not answer it, leaves
+the bound fixed in advance. The log's header records what the judge was given.
 """
 
 from __future__ import annotations
@@ -16,19 +22,24 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from analysis.dispersion import spread_for_weight, stable_dispersion
 from analysis.judge import SequentialJudge
 from analysis.observations import PairedObservation
 from analysis.verdicts import Verdict
-from canaryflow.errors import MetricsUnavailableError
-from canaryflow.metrics import ObservationRecorder
+from canaryflow.errors import MetricsError, MetricsUnavailableError
+from canaryflow.metrics import MetricQuery, ObservationRecorder
 from canaryflow.plan import RolloutPlan
 from canaryflow.reports import observation_log
 from flows.charts import render_chart
 from flows.reporting import Reporter
 from flows.runtime import Runtime
-from flows.steps import hold, observe
+from flows.steps import hold, observe, observe_stable_history
 
-__all__ = ["analyze"]
+__all__ = ["HISTORY_INTERVALS", "HISTORY_SECONDS", "analyze"]
+
+#: The stable's history read before an analysis: at most this many intervals, and at most an hour.
+HISTORY_INTERVALS = 120
+HISTORY_SECONDS = 3600.0
 
 #: Called between intervals; raises (e.g. `RolloutAborted`) to stop the analysis.
 Checkpoint = Callable[[], None]
@@ -54,8 +65,11 @@ def analyze(
     interval = step.interval.total_seconds()
     queries = plan.queries()
     units = {q.name: q.unit for q in queries if q.unit}
-    judge = SequentialJudge(plan.spec.analysis_settings(step), interval_seconds=interval, units=units)
-    recorder = ObservationRecorder(queries, interval_seconds=interval)
+    dispersion = _warm_up(plan, runtime, index, queries, reporter)
+    judge = SequentialJudge(
+        plan.spec.analysis_settings(step), interval_seconds=interval, units=units, dispersion=dispersion
+    )
+    recorder = ObservationRecorder(queries, interval_seconds=interval, dispersion=dispersion)
     log = observation_log(reporter.directory, index)
     observe_io = observe.with_options(retries=1, retry_delay_seconds=min(interval / 4, 5.0))
     intervals = max(1, math.floor(step.max_duration.total_seconds() / interval + 1e-9))
@@ -108,6 +122,40 @@ def analyze(
     tolerances = {m.name: settings.tolerance_for(m) for m in settings.metrics}
     reporter.verdict(index, verdict, log, chart=_chart(recorder, log, tolerances))
     return verdict
+
+
+def _warm_up(
+    plan: RolloutPlan, runtime: Runtime, index: int, queries: list[MetricQuery], reporter: Reporter
+) -> dict[str, float]:
+    """Ratio metric name -> the warm-up dispersion the stable's history bounds, for the metrics whose
+    history taught something (the others start from the bound fixed in advance)."""
+    weight = next((s.set_weight for s in reversed(plan.spec.steps[:index]) if s.set_weight is not None), None)
+    if not weight:
+        return {}
+    window = plan.analyze_step(index).interval
+    count = max(1, min(HISTORY_INTERVALS, math.floor(HISTORY_SECONDS / window.total_seconds())))
+    end = runtime.clock.now()
+    spread = spread_for_weight(float(weight))
+    learned: dict[str, float] = {}
+    for query in (q for q in queries if q.type == "ratio"):
+        try:
+            bad, total = observe_stable_history(
+                runtime.metrics, query, namespace=plan.target.namespace, app=plan.target.app,
+                end=end, window=window, intervals=count,
+            )  # fmt: skip
+        except MetricsError as exc:
+            reporter.say(
+                "%s: the stable's history could not be read; its first intervals are weighted for "
+                "the largest jitter: %s",
+                query.name,
+                exc,
+            )
+            continue
+        bound = stable_dispersion(bad, total, spread=(spread, spread))
+        reporter.say("%s: %s", query.name, bound.describe())
+        if bound.learned:
+            learned[query.name] = bound.kappa
+    return learned
 
 
 def _judged(verdict: Verdict | None) -> int:

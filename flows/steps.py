@@ -25,7 +25,7 @@ from canaryflow.cluster.drift import drift
 from canaryflow.cluster.outages import Patience
 from canaryflow.cluster.port import Cluster, RolloutId, TargetRef, TargetStatus
 from canaryflow.errors import ClusterOutageError, ConflictError, TransientError
-from canaryflow.metrics import MetricQuery, MetricsSource, observe_interval
+from canaryflow.metrics import MetricQuery, MetricsSource, observe_interval, stable_history
 from canaryflow.plan import RolloutPlan
 from canaryflow.preflight import check_target
 from canaryflow.replicas import Split, plan_split
@@ -37,6 +37,7 @@ __all__ = [
     "hold_until_asked",
     "look_for_drift",
     "observe",
+    "observe_stable_history",
     "promote_canary",
     "read_target",
     "roll_back_canary",
@@ -199,3 +200,21 @@ def observe(
 ) -> dict[str, PairedObservation | None]:
     """Every metric for canary and baseline over ``(end - window, end]``; no data is ``None``."""
     return observe_interval(metrics, queries, namespace=namespace, app=app, end=end, window=window)
+
+
+@task(name="observe-stable-history", cache_policy=NO_CACHE)
+def observe_stable_history(
+    metrics: MetricsSource,
+    query: MetricQuery,
+    *,
+    namespace: str,
+    app: str,
+    end: datetime,
+    window: timedelta,
+    intervals: int,
+) -> tuple[list[float], list[float]]:
+    """The stable's bad and total counts of ratio metric `query` per interval before `end`. Not
+    retried: without it the analysis starts at once, from the bound fixed in advance."""
+    return stable_history(
+        metrics, query, namespace=namespace, app=app, end=end, window=window, intervals=intervals
+    )

@@ -16,7 +16,7 @@ Importing this package does not import the Prometheus client; use
 
 from __future__ import annotations
 
-from canaryflow.metrics.collect import observe_interval
+from canaryflow.metrics.collect import observe_interval, stable_history
 from canaryflow.metrics.factory import KINDS, create_metrics_source
 from canaryflow.metrics.port import (
     TEMPLATE_NAMES,
@@ -40,4 +40,5 @@ __all__ = [
     "check_window",
     "create_metrics_source",
     "observe_interval",
+    "stable_history",
 ]

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from analysis.observations import PairedObservation
+from analysis.observations import PairedObservation, RatioCounts
 from canaryflow.errors import NoDataError
 from canaryflow.metrics.port import MetricQuery, MetricsSource
 
-__all__ = ["observe_interval"]
+__all__ = ["observe_interval", "stable_history"]
 
 
 def observe_interval(
@@ -41,3 +41,33 @@ def observe_interval(
         else:
             observed[query.name] = PairedObservation(baseline=baseline, canary=canary)
     return observed
+
+
+def stable_history(
+    source: MetricsSource,
+    query: MetricQuery,
+    *,
+    namespace: str,
+    app: str,
+    end: datetime,
+    window: timedelta,
+    intervals: int,
+) -> tuple[list[float], list[float]]:
+    """The stable track's bad and total counts of the ratio metric `query` in the `intervals`
+    windows of length `window` that end at or before `end` (oldest first); windows without data are
+    left out. Other errors propagate, as in `observe_interval`."""
+    if query.type != "ratio":
+        raise ValueError(f"metric {query.name!r} is a {query.type}: only a ratio metric has a stable history")
+    bad: list[float] = []
+    total: list[float] = []
+    for back in range(intervals - 1, -1, -1):
+        try:
+            counts = source.observe(
+                query, namespace=namespace, app=app, track="stable", end=end - back * window, window=window
+            )
+        except NoDataError:
+            continue
+        if isinstance(counts, RatioCounts):
+            bad.append(counts.bad)
+            total.append(counts.total)
+    return bad, total

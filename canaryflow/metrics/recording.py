@@ -42,7 +42,15 @@ __all__ = ["FORMAT", "ObservationRecorder"]
 class ObservationRecorder:
     """Collects the observations of one analysis and writes them as a ``canaryflow/observations@1`` log."""
 
-    def __init__(self, queries: Sequence[MetricQuery], *, interval_seconds: float) -> None:
+    def __init__(
+        self,
+        queries: Sequence[MetricQuery],
+        *,
+        interval_seconds: float,
+        dispersion: Mapping[str, float] | None = None,
+    ) -> None:
+        """`dispersion`: ratio metric name -> the warm-up dispersion the judge was given (recorded
+        in the header, so that a replay judges the same way)."""
         if interval_seconds <= 0:
             raise ValueError(f"interval_seconds must be > 0, got {interval_seconds}")
         names = [q.name for q in queries]
@@ -50,6 +58,7 @@ class ObservationRecorder:
             raise ValueError(f"metric names must be unique, got {names}")
         self._queries = {q.name: q for q in queries}
         self._interval_seconds = interval_seconds
+        self._dispersion = dict(dispersion or {})
         self._le: dict[str, tuple[float, ...]] = {}
         self._intervals: list[dict[str, PairedObservation | None]] = []
 
@@ -89,7 +98,8 @@ class ObservationRecorder:
 
     def _header(self, query: MetricQuery) -> MetricHeader:
         le = self._le.get(query.name, (math.inf,)) if query.type == "histogram" else None
-        return MetricHeader(type=query.type, unit=query.unit, le=le)
+        dispersion = self._dispersion.get(query.name) if query.type == "ratio" else None
+        return MetricHeader(type=query.type, unit=query.unit, le=le, dispersion=dispersion)
 
     def log(self) -> ObservationLog:
         """What was recorded, as the judge's `ObservationLog`."""

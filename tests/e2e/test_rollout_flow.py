@@ -162,3 +162,30 @@ def test_the_prefect_ui_gets_one_table_per_analysis_and_progress_through_the_ste
     verdict = _artifacts(bad_state)[f"{bad.rollout_id.lower()}-verdict"][0]
     deciding = bad.reason.split("; ", 1)[1].rstrip(".")  # e.g. "regression: e-value 93.3 >= 57.1 ..."
     assert f"| {deciding} |" in verdict.data
+
+
+def test_the_analysis_learns_its_warm_up_from_the_stables_history_and_the_log_keeps_it(
+    stack: SimulatedStack, rollout_of: Callable[..., Any]
+) -> None:
+    from analysis.backtest import judge_log
+    from analysis.counts import KAPPA_MAX
+    from canaryflow.spec import load_spec
+    from tests.e2e.conftest import DEMO_SPEC
+
+    stack.clock.advance(600.0)  # the stable served ten minutes before the rollout
+    outcome = rollout_of(BAD_IMAGE).result()
+
+    report = Path(outcome.report)
+    log = parse_log(json.loads((report / "observations-step2.json").read_text()))
+    learned = log.metrics["error-rate"].dispersion
+    assert learned is not None
+    assert 0.0 <= learned < KAPPA_MAX  # binomial traffic: far below the bound fixed in advance
+    assert log.metrics["latency"].dispersion is None
+    # The replay judges with what the flow's judge was given, to the same verdict.
+    spec = load_spec(DEMO_SPEC)
+    analyze = spec.steps[1].analyze
+    assert analyze is not None
+    settings = spec.analysis_settings(analyze)
+    status = json.loads((report / "status.json").read_text())
+    final = list(judge_log(log, settings))[-1]
+    assert (final.decision, final.interval) == (status["verdict"]["decision"], status["verdict"]["interval"])

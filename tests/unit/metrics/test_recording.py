@@ -98,3 +98,14 @@ def test_wrong_types_and_unknown_metrics_are_refused() -> None:
         recorder.record({"error-rate": PairedObservation(RatioCounts(math.nan, 1), RatioCounts(0, 1))})
     with pytest.raises(ValueError, match="unique"):
         ObservationRecorder([ERRORS, ERRORS], interval_seconds=30)
+
+
+def test_the_warm_up_dispersion_the_judge_was_given_is_in_the_header_of_ratio_metrics_only() -> None:
+    recorder = ObservationRecorder(
+        [ERRORS, LATENCY], interval_seconds=30, dispersion={"error-rate": 0.03, "latency": 0.5}
+    )
+    log = parse_log(recorder.dumps())
+
+    assert log.metrics["error-rate"].dispersion == 0.03
+    assert log.metrics["latency"].dispersion is None
+    assert ObservationRecorder([ERRORS], interval_seconds=30).log().metrics["error-rate"].dispersion is None
