@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python bench/decisions.py [--quick] [--seed N] [--replications R] [--jobs J]
                                         [--markdown FILE] [--write-logs DIR] [--logs DIR]
+                                        [--no-history]
 
 Every scenario (see ``bench/scenarios.py``) is one canary analysis of at most 20 minutes in 30 s
 intervals; all judges see the same observation log. Per family and traffic level the benchmark
@@ -11,7 +12,10 @@ reports the false-rollback rate (good canaries), the miss rate (bad canaries not
 within 20 minutes) and the median time to decision (a run without decision counts as the full
 20 minutes), then checks the targets. ``--write-logs DIR`` writes the generated scenarios as
 ``canaryflow/observations@1`` logs with a ``labels.json``; ``--logs DIR`` judges such a directory
-(held-out scenarios) instead of generating. Deterministic for a given seed.
+(held-out scenarios) instead of generating. The error rate's warm-up dispersion is learned from
+an hour of the stable's history drawn with each family's noise (as the rollout flow learns it);
+``--no-history`` starts every analysis from the bound fixed in advance instead. Deterministic for
+a given seed.
 """
 
 from __future__ import annotations
@@ -73,6 +77,8 @@ class Case:
     bad: bool
     seed: int = 0
     path: str = ""
+    #: Whether the error rate's warm-up is learned from the stable's history (`bench.scenarios`).
+    history: bool = True
 
 
 def _product_settings() -> AnalysisSettings:
@@ -106,7 +112,7 @@ def judge_case(case: Case) -> list[Outcome]:
     if case.path:
         log, truth = parse_log(Path(case.path).read_bytes()), FAMILIES.get(case.family, Truth())
     else:
-        scenario = generate(case.family, case.rps, case.seed)
+        scenario = generate(case.family, case.rps, case.seed, history=case.history)
         log, truth, bad_from = scenario.log, scenario.truth, scenario.bad_from
     results: list[tuple[str, str, int, bool]] = []
     decision, interval, gap = _ours(log)
@@ -127,14 +133,20 @@ def judge_case(case: Case) -> list[Outcome]:
     ]  # fmt: skip
 
 
-def generated_cases(replications: int, seed: int) -> list[Case]:
+def generated_cases(replications: int, seed: int, *, history: bool = True) -> list[Case]:
     cases = []
     for f, family in enumerate(GOOD + BAD):
         rates = (*RATES, HIGH_RATE) if family in HIGH_RATE_FAMILIES else RATES
         for r, rps in enumerate(rates):
             for i in range(replications):
                 cases.append(
-                    Case(family, rps, family in BAD, seed=seed * 1_000_003 + (f * 10 + r) * 10_007 + i)
+                    Case(
+                        family,
+                        rps,
+                        family in BAD,
+                        seed=seed * 1_000_003 + (f * 10 + r) * 10_007 + i,
+                        history=history,
+                    )
                 )
     return cases
 
@@ -445,9 +457,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, help="also write the report to this file")
     parser.add_argument("--write-logs", type=Path, help="write the generated scenarios as logs and stop")
     parser.add_argument("--logs", type=Path, help="judge a directory of labelled logs instead of generating")
+    parser.add_argument(
+        "--no-history",
+        action="store_true",
+        help="start every analysis from the dispersion bound fixed in advance, as without a stable's history",
+    )
     args = parser.parse_args(argv)
     replications = args.replications or (10 if args.quick else 150)
-    cases = held_out_cases(args.logs) if args.logs else generated_cases(replications, args.seed)
+    cases = (
+        held_out_cases(args.logs)
+        if args.logs
+        else generated_cases(replications, args.seed, history=not args.no_history)
+    )
     if args.write_logs:
         write_logs(cases, args.write_logs)
         print(f"wrote {len(cases)} logs to {args.write_logs}")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analysis.dispersion import spread_for_weight, stable_dispersion
 from analysis.logs import MetricHeader, ObservationLog
 from analysis.observations import HistogramCounts, PairedObservation, RatioCounts, Samples
 
@@ -62,6 +63,11 @@ STRONG_LATENCY_SIGMA = 0.2
 EXTRAPOLATION = 2.0
 #: Bad from the middle: the canary behaves like the baseline for this many intervals (4 minutes).
 MIDWAY_INTERVAL = 8
+#: The stable's history the rollout flow reads before an analysis (an hour of 30 s intervals;
+#: `flows.judging`), drawn with the family's noise; the stable serves 80 % of the traffic and each
+#: track `WEIGHT` percent.
+HISTORY_INTERVALS = 120
+WEIGHT = 10.0
 
 
 @dataclass(frozen=True)
@@ -258,6 +264,33 @@ def _conditions(
     return rows, crash if truth.one_interval else truth.from_interval
 
 
+def _stable_history(family: str, rps: float, rng: np.random.Generator) -> tuple[list[float], list[float]]:
+    """The stable's error counts per history interval, with the family's noise on its error rate
+    (its own jitter as large as a track's; one shared incident somewhere in the hour)."""
+    independent = family in ("independent-overdispersion", "strong-independent-overdispersion")
+    base_error = (
+        0.0 if family in ERROR_FREE else INDEPENDENT_BASE_ERROR_RATE if independent else BASE_ERROR_RATE
+    )
+    sigma = INDEPENDENT_ERROR_SIGMA if family == "independent-overdispersion" else STRONG_ERROR_SIGMA
+    scale = EXTRAPOLATION if family == "extrapolated" else 1.0
+    incident = int(rng.integers(0, HISTORY_INTERVALS - 4))
+    bad: list[float] = []
+    total: list[float] = []
+    for j in range(HISTORY_INTERVALS):
+        load = rps * (100.0 - 2 * WEIGHT) / WEIGHT * (1.0 + 0.1 * math.sin(2 * math.pi * j / MAX_INTERVALS))
+        factor = 1.0
+        if family == "overdispersed":
+            factor = float(rng.gamma(4.0, 0.25)) * float(rng.gamma(OWN_SHAPE, 1.0 / OWN_SHAPE))
+        if independent:
+            factor = float(rng.lognormal(-sigma * sigma / 2, sigma))
+        if family == "shared-incident" and incident <= j < incident + 4:
+            factor, load = 8.0, load * 1.3
+        requests = int(rng.poisson(load * INTERVAL_SECONDS / scale))
+        bad.append(scale * int(rng.binomial(requests, min(1.0, base_error * factor))))
+        total.append(scale * requests)
+    return bad, total
+
+
 _NAMES = ("error-rate", "latency", "cpu")
 
 
@@ -271,11 +304,19 @@ def _gaps(family: str, rng: np.random.Generator) -> Callable[[int, str], bool]:
 
 
 def generate(
-    family: str, rps: float, seed: int, *, with_cpu: bool = False, truth: Truth | None = None
+    family: str,
+    rps: float,
+    seed: int,
+    *,
+    with_cpu: bool = False,
+    truth: Truth | None = None,
+    history: bool = True,
 ) -> Scenario:
     """One scenario of `family` at `rps` requests per second per track, fixed by `seed`; `truth`
     replaces the family's canary (the family then only sets the noise: overdispersion, incidents,
-    gaps), e.g. a canary exactly at the tolerance."""
+    gaps), e.g. a canary exactly at the tolerance. With `history` the error rate's header carries
+    the warm-up dispersion the flow would learn from the stable's last hour (drawn from its own
+    generator, so the analysis's intervals are the same either way)."""
     truth = FAMILIES[family] if truth is None else truth
     rng = np.random.default_rng(seed)
     gap = _gaps(family, rng)
@@ -289,8 +330,15 @@ def generate(
         for k, name in enumerate(names):
             row[name] = None if gap(i, name) else PairedObservation(baseline=b[k], canary=c[k])
         intervals.append(row)
+    learned = None
+    if history:
+        spread = spread_for_weight(WEIGHT)
+        bound = stable_dispersion(
+            *_stable_history(family, rps, np.random.default_rng([seed, 1])), spread=(spread, spread)
+        )
+        learned = bound.kappa if bound.learned else None
     headers = {
-        "error-rate": MetricHeader(type="ratio"),
+        "error-rate": MetricHeader(type="ratio", dispersion=learned),
         "latency": MetricHeader(type="histogram", unit="seconds", le=LE),
         "cpu": MetricHeader(type="samples", unit="cores"),
     }
