@@ -57,7 +57,11 @@ def judge_log(
     if judge == "kayenta":
         runner = KayentaJudge(resolved, interval_seconds=log.interval_seconds)
     else:
-        dispersion = {n: h.dispersion for n, h in log.metrics.items() if h.dispersion is not None}
+        dispersion = {
+            name: h.dispersion if isinstance(h.dispersion, float) else dict(h.dispersion)
+            for name, h in log.metrics.items()
+            if h.dispersion is not None
+        }
         runner = SequentialJudge(
             resolved, interval_seconds=log.interval_seconds, units=units, dispersion=dispersion
         )

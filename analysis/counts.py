@@ -184,7 +184,7 @@ class CountState:
     intervals: int
     kappa_max: float
     kappa_fall: float
-    kappa_start: float
+    kappa_start: FloatArray
     kappa_used: FloatArray
     s: FloatArray
     v: FloatArray
@@ -203,6 +203,8 @@ class CountState:
     grid_v: FloatArray
     last_s: FloatArray
     last_v: FloatArray
+    guard_s: FloatArray
+    guard_v: FloatArray
     final_s: FloatArray
     final_squares: FloatArray
     final_binomial: FloatArray
@@ -228,20 +230,26 @@ class CountState:
         direction: CountDirection,
         kappa_max: float = KAPPA_MAX,
         kappa_fall: float = KAPPA_FALL,
-        kappa_start: float | None = None,
+        kappa_start: float | FloatArray | None = None,
     ) -> CountState:
+        """The state before any interval. `kappa_start`, one value or one per unit, is the warm-up
+        dispersion bound learned before the analysis (`analysis.dispersion`; at most `kappa_max`,
+        which applies where it is None or nan)."""
         bound = math.log1p(tolerance) if direction == "increase" else -math.log1p(tolerance)
-        if kappa_start is not None and not (math.isfinite(kappa_start) and kappa_start >= 0):
-            raise ValueError(f"kappa_start must be a finite number >= 0, got {kappa_start}")
-        start = kappa_max if kappa_start is None else min(kappa_start, kappa_max)
+        start = np.full(units, kappa_max)
+        if kappa_start is not None:
+            given = np.broadcast_to(np.asarray(kappa_start, dtype=np.float64), (units,))
+            if np.any(np.isinf(given)) or np.any(given < 0):
+                raise ValueError(f"kappa_start must be finite numbers >= 0 (nan: none), got {kappa_start}")
+            start = np.where(np.isnan(given), kappa_max, np.minimum(given, kappa_max))
         zero, grid = np.zeros(units), np.zeros((units, _GRID.size))
         return cls(
             direction=direction, log_bound=bound, intervals=0, kappa_max=kappa_max,
-            kappa_fall=kappa_fall, kappa_start=start, kappa_used=np.full(units, start), s=zero, v=zero,
+            kappa_fall=kappa_fall, kappa_start=start, kappa_used=start.copy(), s=zero, v=zero,
             ps=zero, pv=zero, binomial=zero, canary_events=zero, canary_total=zero, baseline_events=zero,
             baseline_total=zero, good_squares=zero, good_level=zero, good_count=zero,
-            level_sum=zero, grid_s=grid, grid_v=grid, last_s=zero, last_v=zero, final_s=zero,
-            final_squares=zero, final_binomial=zero, final_count=zero,
+            level_sum=zero, grid_s=grid, grid_v=grid, last_s=zero, last_v=zero, guard_s=zero, guard_v=zero,
+            final_s=zero, final_squares=zero, final_binomial=zero, final_count=zero,
         )  # fmt: skip
 
     # -- dispersion ------------------------------------------------------------------------------
@@ -294,6 +302,16 @@ class CountState:
         if self.intervals == 0:
             return np.zeros_like(self.s)
         return mixture_log_evalues(self.last_s, self.last_v, scale=DETECTOR_PRIOR_SCALE, greater=self.greater)
+
+    def guard_log_evalue(self) -> FloatArray:
+        """The latest interval's own rollback log e-value weighted by the warm-up bound
+        (``kappa_start``) rather than the running one: what `analysis.evidence` uses to keep a
+        promotion back, never to roll back (0 before any interval)."""
+        if self.intervals == 0:
+            return np.zeros_like(self.s)
+        return mixture_log_evalues(
+            self.guard_s, self.guard_v, scale=DETECTOR_PRIOR_SCALE, greater=self.greater
+        )
 
     def final_log_pvalue(self) -> FloatArray:
         r"""Log p-values of the fixed-horizon test against "worse than the tolerance", for *one* look.
@@ -401,6 +419,7 @@ def count_step(
     phi = 1.0 + kappa * np.minimum(level0, cap)
     s_i = (x - k * p0) / phi
     v_i = k * kearns_saul_variance(np.full_like(k, float(p0))) * fpc / phi
+    guard = 1.0 + state.kappa_start * np.minimum(level0, cap)
     px = x if promote_x is None else np.asarray(promote_x, dtype=np.float64)
     pk = px + y
     pfpc = fpc if promote_x is None else _finite_population(pk, np.full_like(pk, n + m))
@@ -451,6 +470,8 @@ def count_step(
         grid_v=grid_v,
         last_s=s_i,
         last_v=v_i,
+        guard_s=s_i * phi / guard,
+        guard_v=v_i * phi / guard,
         final_s=state.final_s + d_i,
         final_squares=state.final_squares + d_i * d_i,
         final_binomial=state.final_binomial + pk * pt * (1.0 - pt) * pfpc,

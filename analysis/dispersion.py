@@ -1,95 +1,117 @@
 r"""The warm-up dispersion learned from the stable's history, before the canary serves.
 
-The count tests of `analysis.counts` weight each interval by :math:`1/\phi_i` with
-:math:`\phi_i = 1 + \kappa^+ a_i`, where :math:`\kappa^+` bounds the per-track overdispersion from
-above. Until three intervals of the analysis itself carried information, nothing in the analysis
-can say how large :math:`\kappa` is, and the bound fixed in advance (``KAPPA_MAX``, a per-track
-rate jitter of 50 %) applies: safe, but it divides a gross regression's first intervals by a
-factor of 2-4 and holds its rollback back by several intervals.
+The count tests of `analysis.counts` (under the ratio test and each bucket bound of the histogram
+test) weight each interval by :math:`1/\phi_i` with :math:`\phi_i = 1 + \kappa^+ a_i`, where
+:math:`\kappa^+` bounds the per-track overdispersion from above. Until three intervals of the
+analysis itself carried information, nothing in the analysis can say how large :math:`\kappa` is,
+and the bound fixed in advance applies (``KAPPA_MAX``, a per-track rate jitter of 50 %;
+``KAPPA_MAX_BUCKETS`` for bucket bounds): safe, but it divides a gross regression's first intervals
+by a factor of 2-4 or more and holds its rollback back by several intervals.
 
 `stable_dispersion` learns that bound on data the tests never use: the stable track's own counts
-in the intervals before the analysis started, which Prometheus keeps. It returns an upper
-confidence bound on the per-track :math:`\kappa` that the count tests then take as their warm-up
-value (`analysis.counts.CountState.initial`, ``kappa_start``), never above ``KAPPA_MAX``.
+in the intervals before the analysis started, which Prometheus keeps; `bucket_dispersion` does so
+for each finite bound of a histogram (the requests above it). The result is an upper confidence
+bound on the per-track :math:`\kappa` that the count tests take as their warm-up value
+(``kappa_start`` of `analysis.counts.CountState.initial`, through the judge's ``dispersion``),
+never above the bound fixed in advance.
 
 Notes
 -----
-Let the stable serve :math:`t_j` requests with :math:`b_j` bad ones in history interval
-:math:`j = 1, \dots, H`, at a rate :math:`\lambda\xi_j` whose factor has mean one and variance
-:math:`s^2` (everything that moves the stable's rate from interval to interval: its own jitter and
-what it shares with other tracks). With :math:`\mu_j = t_j\lambda`, to second order
+Let the stable serve :math:`t_j` requests with :math:`b_j` counted ones (bad requests; for a
+histogram's bound, those above it) in history interval :math:`j = 1, \dots, H`, at a rate
+:math:`\lambda\xi_j` whose factor has mean one and variance :math:`s^2` (everything that moves the
+stable's rate from interval to interval: its own jitter and what it shares with other tracks). To
+second order
 
 .. math::
 
-    \mathrm{Var}(b_j) = \mu_j(1 - \lambda) + \mu_j^2 s^2,
+    \mathrm{Var}(b_j) = t_j\lambda(1 - \lambda) + t_j^2\lambda^2 s^2,
 
-so the Pearson residuals :math:`e_j^2 = (b_j - t_j\hat\lambda)^2 / (t_j\hat\lambda(1 -
-\hat\lambda))` around the pooled rate :math:`\hat\lambda = \sum b_j / \sum t_j` have
-:math:`E e_j^2 \approx 1 + a_j s^2` with :math:`a_j = t_j\hat\lambda`. Treating
-:math:`\sum_j e_j^2` as :math:`c\,\chi^2_{g}` with :math:`g = H - 1` degrees of freedom (one
-spent on :math:`\hat\lambda`) and :math:`c = 1 + \bar a s^2` gives the upper bound at confidence
-:math:`1 - \gamma`
+so the Pearson residuals :math:`e_j^2 = (b_j - t_j\hat\lambda)^2 / a_j`, with
+:math:`a_j = t_j\hat\lambda(1 - \hat\lambda)` around the pooled rate
+:math:`\hat\lambda = \sum b_j / \sum t_j`, have :math:`E e_j^2 \approx 1 + a_j\kappa_s` with
+:math:`\kappa_s = s^2/(1 - \lambda)^2`. Treating :math:`\sum_j e_j^2` as :math:`c\,\chi^2_{g}`
+with :math:`g = H - 1` degrees of freedom (one spent on :math:`\hat\lambda`) and
+:math:`c = 1 + \bar a\kappa_s` gives the upper bound at confidence :math:`1 - \gamma`
 
 .. math::
 
-    s^2_+ = \frac{g \sum_j e_j^2 / \chi^2_{g,\gamma} - g}{\sum_j a_j},
+    \kappa_{s+} = \frac{g \sum_j e_j^2 / \chi^2_{g,\gamma} - g}{\sum_j a_j},
 
 the same construction as the analysis's own running bound (`analysis.counts`), at a stricter
-quantile because it stands alone. In the count tests a track whose factor has variance
-:math:`\sigma^2` contributes :math:`\sigma^2` to :math:`\kappa` (:math:`\kappa = \sigma_c^2 +
-\sigma_b^2`). The bound on the canary's and baseline's :math:`\kappa` is therefore
+quantile because it stands alone.
+
+The count tests condition on the pooled count :math:`k_i` of an interval; with each track's rate
+factor of variance :math:`\sigma^2_c` and :math:`\sigma^2_b`,
+:math:`\mathrm{Var}(x_i \mid k_i) \approx a_i + (a_i/f_i)^2(\sigma^2_c + \sigma^2_b)` with their
+:math:`a_i = k_i p_i q_i f_i` and the finite-population factor :math:`f_i \approx 1 - \lambda`, so
+:math:`\kappa \ge (\sigma^2_c + \sigma^2_b)/(1 - \lambda)^2` is what they need: the scale of
+:math:`\kappa_s`. (For an error rate :math:`1 - \lambda` is about 1; for the count above a
+histogram's low bound it is small, and the bound grows accordingly.) The warm-up bound is
 
 .. math::
 
-    \kappa_+ = s^2_+ \,(r_c + r_b),
+    \kappa_+ = \kappa_{s+}\,(r_c + r_b),
 
-where :math:`r_c` and :math:`r_b` are how much more each track's factor may vary than the
-stable's (``spread``). With :math:`r_c = r_b = 1` this is the model of the per-track jitter the
-judge is calibrated for: each track's own factor varies no more than the stable's whole rate did
-(the stable's variation includes what every track shares, so it is an over-estimate there). When
-the jitter is per pod and independent between pods, a track of :math:`P` pods varies as
-:math:`\sigma^2_{pod}/P`, and :math:`r = P_{stable}/P_{track}`: the flow passes that ratio.
+where :math:`r_c` and :math:`r_b` are how many times the stable's variance each track's may have
+(``spread``). :math:`r = 1` is the per-track model the judge is calibrated for: each track's own
+factor varies no more than the stable's whole rate did (which includes what every track shares).
+Jitter per pod, independent between pods, and a constant inflation of every count (clustered
+errors, ``increase()``'s extrapolation) both need :math:`r` = the stable's count per interval over
+the track's (`spread_for_weight`): the flow passes :math:`100/w` for a step at weight :math:`w`.
 
 What is *proved*: :math:`\kappa_+` uses no interval of the analysis, so the weights stay
 predictable and the argument of `analysis.counts` (a test supermartingale when
 :math:`\phi_i` is at least the true variance inflation) is unchanged. That the bound is high
 enough often enough, and that the analysis keeps its level when it starts from it, is *shown by
-simulation* (``tests/unit/analysis/test_dispersion.py``; the A/A runs there draw the history and
-the analysis from one model, with independent per-track jitter up to 0.5, shared incidents, unequal
-tracks and 240 looks). After three informative intervals the analysis's own upper estimate takes
-over as before, so a history that understated the canary's dispersion weighs only the first
-intervals.
+simulation*: ``tests/unit/analysis/test_dispersion.py`` (A/A runs that draw an hour of the stable's
+history and the analysis from one model: binomial, independent per-track jitter up to 0.5,
+counts extrapolated by ``increase()``, shared incidents, 0.5 to 500 req/s per track) and the
+product-level calibration on the benchmark's families (``tests/unit/analysis/test_calibration.py``,
+whose scenarios carry the learned bound). After three informative intervals the analysis's own
+upper estimate takes over as before, so a history that understated the canary's dispersion weighs
+only the first intervals.
 
 References
 ----------
 .. [1] P. McCullagh and J. A. Nelder, *Generalized Linear Models*, 2nd ed., 1989, §4.5.2
        (the moment estimator of the dispersion) and §9.2.4 (overdispersion).
 .. [2] D. R. Cox, "Some remarks on overdispersion", Biometrika 70(1), 1983.
+.. [3] E. B. Wilson and M. M. Hilferty, "The distribution of chi-square", Proc. Natl. Acad. Sci.
+       17(12), 1931.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
+from typing import TypeAlias
 
 import numpy as np
-from scipy import stats
 
 from analysis.counts import KAPPA_MAX
+from analysis.evalues import FloatArray
+from analysis.histogram import KAPPA_MAX_BUCKETS
 
 __all__ = [
     "MIN_HISTORY_EVENTS",
     "MIN_HISTORY_INTERVALS",
     "DispersionBound",
+    "Warmup",
+    "bucket_dispersion",
     "spread_for_weight",
     "stable_dispersion",
 ]
 
 #: Fewer history intervals with requests than this teach nothing: the bound fixed in advance stays.
 MIN_HISTORY_INTERVALS = 5
-#: ... and fewer bad events in all than this.
+#: ... and fewer counted events in all than this, or fewer requests that were not counted.
 MIN_HISTORY_EVENTS = 5.0
+#: What a metric's warm-up is given as: one bound for a ratio metric, one per finite bucket bound
+#: (bound -> kappa) for a histogram.
+Warmup: TypeAlias = float | Mapping[float, float]
 #: The confidence of the upper bound (one-sided).
 CONFIDENCE = 0.975
 
@@ -104,8 +126,8 @@ class DispersionBound:
         The warm-up :math:`\\kappa_+` for the count tests, in ``[0, KAPPA_MAX]``; ``KAPPA_MAX``
         when the history taught nothing (``learned`` is False).
     estimate : float
-        The moment estimate :math:`\\hat s^2 \\ge 0` of the stable's own rate variance (nan when
-        not learned).
+        The moment estimate of :math:`\\kappa_s \\ge 0`, the stable's own rate variance on the count
+        tests' scale (nan when not learned).
     intervals : int
         History intervals with requests.
     events : float
@@ -134,6 +156,14 @@ class DispersionBound:
         )
 
 
+def _chi2_quantile(df: int, q: float) -> float:
+    """The `q` quantile of chi-square with `df` degrees of freedom (Wilson-Hilferty [3]_; within
+    1 % of the exact lower quantile from 10 degrees of freedom on, and below it with fewer, which
+    only raises the bound; no SciPy, which the replay command does not load)."""
+    c = 2.0 / (9.0 * df)
+    return df * max(1.0 - c + NormalDist().inv_cdf(q) * math.sqrt(c), 0.02) ** 3
+
+
 def spread_for_weight(weight: float) -> float:
     r"""The ``spread`` of a track that serves `weight` percent of the traffic, against a stable
     history read at any share: :math:`100/w`, the most the stable's count per interval can exceed
@@ -156,7 +186,7 @@ def spread_for_weight(weight: float) -> float:
 
 
 def _check(
-    bad: Sequence[float], total: Sequence[float], spread: tuple[float, float]
+    bad: Sequence[float] | FloatArray, total: Sequence[float] | FloatArray, spread: tuple[float, float]
 ) -> tuple[np.ndarray, np.ndarray]:
     b = np.asarray(bad, dtype=np.float64)
     t = np.asarray(total, dtype=np.float64)
@@ -172,11 +202,12 @@ def _check(
 
 
 def stable_dispersion(
-    bad: Sequence[float],
-    total: Sequence[float],
+    bad: Sequence[float] | FloatArray,
+    total: Sequence[float] | FloatArray,
     *,
     spread: tuple[float, float] = (1.0, 1.0),
     confidence: float = CONFIDENCE,
+    cap: float = KAPPA_MAX,
 ) -> DispersionBound:
     r"""The warm-up dispersion bound :math:`\kappa_+` from the stable's history (see the notes).
 
@@ -190,6 +221,9 @@ def stable_dispersion(
         baseline's own may be (``P_stable / P_track`` for per-pod jitter).
     confidence : float, default 0.975
         The one-sided confidence of the upper bound.
+    cap : float, default ``KAPPA_MAX``
+        The bound fixed in advance of the tests it is for (``KAPPA_MAX_BUCKETS`` for a
+        histogram's bounds): the most the bound can be, and its value when nothing was learned.
 
     Returns
     -------
@@ -209,15 +243,62 @@ def stable_dispersion(
     served = t > 0
     b, t = b[served], t[served]
     intervals, events = int(b.size), float(b.sum())
-    if intervals < MIN_HISTORY_INTERVALS or events < MIN_HISTORY_EVENTS or events >= float(t.sum()):
-        return DispersionBound(KAPPA_MAX, math.nan, intervals, events, learned=False)
+    others = float(t.sum()) - events
+    if intervals < MIN_HISTORY_INTERVALS or min(events, others) < MIN_HISTORY_EVENTS:
+        return DispersionBound(cap, math.nan, intervals, events, learned=False)
     rate = events / float(t.sum())
-    level = t * rate
-    squares = float(np.sum((b - level) ** 2 / (level * (1.0 - rate))))
+    mean = t * rate
+    level = mean * (1.0 - rate)
+    squares = float(np.sum((b - mean) ** 2 / level))
     g = intervals - 1
-    low = float(stats.chi2.ppf(1.0 - confidence, g))
+    low = _chi2_quantile(g, 1.0 - confidence)
     information = float(level.sum())
     estimate = max((squares - g) / information, 0.0)
     upper = max((g * squares / low - g) / information, 0.0)
-    kappa = min(upper * (spread[0] + spread[1]), KAPPA_MAX)
+    kappa = min(upper * (spread[0] + spread[1]), cap)
     return DispersionBound(kappa, estimate, intervals, events, learned=True)
+
+
+def bucket_dispersion(
+    le: Sequence[float],
+    cumulative: Sequence[Sequence[float]],
+    *,
+    spread: tuple[float, float] = (1.0, 1.0),
+    confidence: float = CONFIDENCE,
+) -> dict[float, DispersionBound]:
+    """The warm-up bound of each finite bucket bound of a histogram, from the stable's history.
+
+    Parameters
+    ----------
+    le : sequence of float
+        The bucket bounds, increasing, the last ``inf``.
+    cumulative : sequence of sequences of float
+        Per history interval, the cumulative counts at `le` (the last is the interval's requests).
+    spread, confidence
+        As in `stable_dispersion`.
+
+    Returns
+    -------
+    dict
+        Finite bound -> `stable_dispersion` of the requests above it (capped at
+        ``KAPPA_MAX_BUCKETS``, the histogram test's bound fixed in advance).
+    """
+    bounds = [float(b) for b in le]
+    counts = np.asarray(cumulative, dtype=np.float64).reshape(-1, len(bounds))
+    if (
+        not bounds
+        or not math.isinf(bounds[-1])
+        or any(b >= a for a, b in zip(bounds[1:], bounds[:-1], strict=False))
+    ):
+        raise ValueError("le must be increasing and end with inf")
+    total = counts[:, -1]
+    return {
+        bound: stable_dispersion(
+            np.clip(total - counts[:, u], 0.0, total),
+            total,
+            spread=spread,
+            confidence=confidence,
+            cap=KAPPA_MAX_BUCKETS,
+        )
+        for u, bound in enumerate(bounds[:-1])
+    }

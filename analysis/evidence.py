@@ -109,8 +109,11 @@ class MetricPlan:
     increase_beta: float = 0.0
     shift: float = 0.0
     #: The warm-up dispersion bound learned from the stable's history (`analysis.dispersion`);
-    #: None for the bound fixed in advance. Ratio metrics only.
+    #: None for the bound fixed in advance. Ratio metrics.
     kappa_start: float | None = None
+    #: The same per finite bucket bound, (bound, kappa) pairs; a bound not listed starts from the
+    #: bound fixed in advance. Histogram metrics.
+    bucket_kappa: tuple[tuple[float, float], ...] = ()
 
     @property
     def promote_beta(self) -> float:
@@ -149,12 +152,20 @@ class MetricHistory:
     baseline_bound: RateBound | None = None
     canary_bound: RateBound | None = None
     detector: Detector = field(default_factory=Detector)
+    #: The detector over the same intervals weighted by the warm-up bound: it only keeps a promotion
+    #: back (`leans_worse`), never rolls back.
+    guard: Detector = field(default_factory=Detector)
     intervals: int = 0
     regressed: bool = False
     changed: bool = False
     within: bool = False
     max_evalue: float = 1.0
     last: MetricEvidence | None = field(default=None, compare=False)
+
+    @property
+    def leans_worse(self) -> bool:
+        """Whether the latest intervals lean towards a regression, by the detector or its guard."""
+        return self.detector.blocks_promotion or self.guard.blocks_promotion
 
     @property
     def le(self) -> tuple[float, ...]:
@@ -171,9 +182,11 @@ def record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) ->
         if c.le != b.le or (history.le and history.le != c.le):
             raise ValueError(f"{plan.name}: bucket bounds (le) differ between tracks or intervals")
         if not isinstance(process, HistogramState):
+            learned = dict(plan.bucket_kappa)
             process = HistogramState.initial(
-                c.le, tolerance=plan.tolerance, direction=plan.direction, shift=plan.shift
-            )
+                c.le, tolerance=plan.tolerance, direction=plan.direction, shift=plan.shift,
+                kappa_start=[learned.get(b, math.nan) for b in c.le if math.isfinite(b)],
+            )  # fmt: skip
         process = process.step(c.counts, b.counts)
         slow = _slow_requests(c, plan.slower_than)
         if plan.max_rate is not None and slow is not None and b.total > 0:
@@ -196,10 +209,11 @@ def record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) ->
     else:
         old = process if isinstance(process, _Samples) else _Samples()
         process = _Samples((*old.canary, c.row), (*old.baseline, b.row))
-    detector = history.detector
+    detector, guard = history.detector, history.guard
     if isinstance(process, RatioState | HistogramState):
         detector = detector.step(process.last_log_evalue())
-    return replace(history, process=process, detector=detector, intervals=history.intervals + 1)
+        guard = guard.step(process.guard_log_evalue())
+    return replace(history, process=process, detector=detector, guard=guard, intervals=history.intervals + 1)
 
 
 def _slow_requests(counts: HistogramCounts, slower_than: float | None) -> float | None:
@@ -327,7 +341,7 @@ def _status(
     within = history.within or numbers.promote_evalue >= 1.0 / plan.promote_beta
     within = within or (final and _final_within(plan, numbers)) or _under_ceiling(plan, history)
     within = within or _within_increase(plan, history)
-    if within and not history.detector.blocks_promotion:
+    if within and not history.leans_worse:
         return "within", False, True
     return "undecided", False, within
 
@@ -426,7 +440,7 @@ def _reason(
     if status == "insufficient":
         need = f"{intervals} of {plan.min_intervals} intervals, min count {plan.min_count:g}"
         return f"{head}; not enough evidence yet ({need})."
-    if history.detector.blocks_promotion:
+    if history.leans_worse:
         return f"{head}; the latest intervals lean towards a regression: no promotion now."
     return (
         f"{head}; undecided after {intervals} intervals (e-value {_num(numbers.evalue)}, "
@@ -497,7 +511,7 @@ def assess(
         reason=reason, threshold=numbers.threshold,
         final_pvalue=numbers.final_pvalue if final and plan.final_beta > 0 else None,
         ceiling_evalue=None if history.ceiling is None else history.ceiling.evalue, plan=ahead,
-        baseline_rate=numbers.rate, leans_worse=history.detector.blocks_promotion,
+        baseline_rate=numbers.rate, leans_worse=history.leans_worse,
     )  # fmt: skip
     changed = history.changed or history.detector.alarm(plan.detector_threshold)
     updated = replace(

@@ -70,7 +70,8 @@ __all__ = ["HistogramState", "HistogramTestResult", "histogram_test", "interpola
 #: The dispersion bound fixed in advance for exceedance counts. A jitter of the latency *scale*
 #: moves the share beyond a bound by the hazard times the jitter over the distribution's own
 #: log-sd: a 20 % scale jitter of a log-normal with sigma 0.5 is a log-rate jitter near 1 in the
-#: tail, where a rate's own 50 % jitter gives 0.5 (`analysis.counts.KAPPA_MAX`).
+#: tail, where a rate's own 50 % jitter gives 0.5 (`analysis.counts.KAPPA_MAX`). A bound whose
+#: stable history taught a smaller one warms up from that (`analysis.dispersion.bucket_dispersion`).
 KAPPA_MAX_BUCKETS = 2.0
 #: How far the buckets' dispersion bound may fall per informative interval: faster than a rate's,
 #: since it starts four times higher (after two such intervals both may be down to 0.125).
@@ -205,8 +206,16 @@ class HistogramState:
 
     @classmethod
     def initial(
-        cls, le: Sequence[float], *, tolerance: float = 0.1, direction: str = "increase", shift: float = 0.0
+        cls,
+        le: Sequence[float],
+        *,
+        tolerance: float = 0.1,
+        direction: str = "increase",
+        shift: float = 0.0,
+        kappa_start: Sequence[float] | FloatArray | None = None,
     ) -> HistogramState:
+        """The state before any interval; `kappa_start`, one value per finite bound (nan: none),
+        is the warm-up dispersion learned before the analysis (`analysis.dispersion`)."""
         check_tolerance(tolerance)
         _check_shift(shift, direction)
         bounds = tuple(float(b) for b in le)
@@ -218,6 +227,7 @@ class HistogramState:
                 direction=side,
                 kappa_max=KAPPA_MAX_BUCKETS,
                 kappa_fall=KAPPA_FALL_BUCKETS,
+                kappa_start=None if kappa_start is None else np.asarray(kappa_start, dtype=np.float64),
             )
             for side in sides(direction)
         )
@@ -270,6 +280,11 @@ class HistogramState:
     def last_log_evalue(self) -> float:
         """The latest interval's own rollback log e-value (the average over sides and bounds)."""
         values = np.concatenate([s.last_log_evalue() for s in self.sides])
+        return log_mean_exp(values) if values.size else 0.0
+
+    def guard_log_evalue(self) -> float:
+        """The same weighted by the warm-up bound (`analysis.counts.CountState.guard_log_evalue`)."""
+        values = np.concatenate([s.guard_log_evalue() for s in self.sides])
         return log_mean_exp(values) if values.size else 0.0
 
     def result(self, *, alpha: float = 0.05, final: bool = True) -> HistogramTestResult:

@@ -27,7 +27,9 @@ Decision rule (after interval ``t``, with per-metric evidence from `analysis.evi
 2. **promote** when every metric is within its tolerance, the analysis ran at least
    ``min_exposure_seconds``, every metric had data in this interval (no promotion on a scrape
    gap), and no metric's change detector leans towards "worse since some interval"
-   (`analysis.detection.BLOCK`). A metric is within tolerance when its anytime e-value against
+   (`analysis.detection.BLOCK`), neither as it weighs the intervals nor weighing them by the warm-up
+   bound learned from the stable's history (`analysis.dispersion`; this guard only holds a
+   promotion back, so it spends no ``alpha``). A metric is within tolerance when its anytime e-value against
    "worse than the tolerance" reached ``1/promote_beta`` (what the other routes below leave of
    ``beta``) at some look, or, at the last
    look (``max_intervals``) only, when the fixed-horizon test of `analysis.counts` rejects
@@ -61,6 +63,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from analysis.detection import detector_threshold
+from analysis.dispersion import Warmup
 from analysis.evidence import (
     CEILING_SHARE,
     DETECTOR_SHARE,
@@ -115,11 +118,12 @@ def plan_for(
     *,
     interval_seconds: float,
     units: Mapping[str, str] | None = None,
-    dispersion: Mapping[str, float] | None = None,
+    dispersion: Mapping[str, Warmup] | None = None,
 ) -> JudgePlan:
     """Resolve `settings` (which must list its metrics) for intervals of `interval_seconds`;
-    `dispersion` maps ratio metrics to the warm-up dispersion learned before the analysis
-    (`analysis.dispersion`)."""
+    `dispersion` maps ratio and histogram metrics to the warm-up dispersion learned before the
+    analysis (`analysis.dispersion`)."""
+    warmups = dispersion or {}
     if not settings.metrics:
         raise ValueError("the analysis settings list no metrics")
     total_weight = sum(m.weight for m in settings.metrics)
@@ -151,7 +155,8 @@ def plan_for(
             max_increase=m.max_increase if m.type == "ratio" else None,
             increase_beta=settings.beta * INCREASE_SHARE if m.type == "ratio" and m.max_increase else 0.0,
             shift=m.max_increase if m.type == "histogram" and m.max_increase else 0.0,
-            kappa_start=(dispersion or {}).get(m.name) if m.type == "ratio" else None,
+            kappa_start=_ratio_warmup(m, warmups.get(m.name)),
+            bucket_kappa=_bucket_warmup(m, warmups.get(m.name)),
         )
         for m in settings.metrics
     )
@@ -162,6 +167,16 @@ def plan_for(
         rollback_share=settings.rollback_share,
         min_chance=settings.min_chance,
     )
+
+
+def _ratio_warmup(metric: MetricSettings, warmup: Warmup | None) -> float | None:
+    return float(warmup) if metric.type == "ratio" and isinstance(warmup, int | float) else None
+
+
+def _bucket_warmup(metric: MetricSettings, warmup: Warmup | None) -> tuple[tuple[float, float], ...]:
+    if metric.type != "histogram" or warmup is None or isinstance(warmup, int | float):
+        return ()
+    return tuple(sorted((float(b), float(k)) for b, k in warmup.items()))
 
 
 def _final_beta(metric: MetricSettings, beta: float) -> float:
@@ -328,9 +343,10 @@ class SequentialJudge:
     units : mapping, optional
         Metric name -> unit, used in the reasons.
     dispersion : mapping, optional
-        Ratio metric name -> the warm-up dispersion bound learned from the stable's history
-        before the analysis (`analysis.dispersion.stable_dispersion`); others start from the bound
-        fixed in advance.
+        Metric name -> the warm-up dispersion bound learned from the stable's history before the
+        analysis: a number for a ratio metric (`analysis.dispersion.stable_dispersion`), bucket
+        bound -> number for a histogram (`analysis.dispersion.bucket_dispersion`); the others, and
+        bounds not given, start from the bound fixed in advance.
     """
 
     def __init__(
@@ -339,7 +355,7 @@ class SequentialJudge:
         *,
         interval_seconds: float,
         units: Mapping[str, str] | None = None,
-        dispersion: Mapping[str, float] | None = None,
+        dispersion: Mapping[str, Warmup] | None = None,
     ) -> None:
         self.plan = plan_for(settings, interval_seconds=interval_seconds, units=units, dispersion=dispersion)
         self.state = JudgeState.initial(self.plan)

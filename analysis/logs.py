@@ -83,13 +83,15 @@ class LogFormatError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class MetricHeader:
-    """A metric as declared in the log header: its type, unit, (histograms) bucket bounds and
-    (ratios) the warm-up dispersion learned from the stable's history before the analysis."""
+    """A metric as declared in the log header: its type, unit, (histograms) bucket bounds and the
+    warm-up dispersion learned from the stable's history before the analysis (a number for a
+    ratio; (bound, number) pairs for a histogram's finite bounds; written ``"dispersion": 0.02``
+    and ``"dispersion": [[0.1, 0.3], [0.25, 0.2]]``)."""
 
     type: MetricType
     unit: str | None = None
     le: tuple[float, ...] | None = None
-    dispersion: float | None = None
+    dispersion: float | tuple[tuple[float, float], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,14 +174,33 @@ def _header(name: str, value: object) -> MetricHeader:
     if unit is not None and not isinstance(unit, str):
         raise LogFormatError(f"{path}.unit", f"expected a string, got {_describe(unit)}")
     le = _le(spec.get("le"), f"{path}.le") if kind == "histogram" else None
-    dispersion = spec.get("dispersion")
-    if dispersion is not None:
-        if kind != "ratio":
-            raise LogFormatError(f"{path}.dispersion", "only a ratio metric has a warm-up dispersion")
-        if not _is_number(dispersion) or not math.isfinite(dispersion) or dispersion < 0:
-            raise LogFormatError(f"{path}.dispersion", f"expected a number >= 0, got {_describe(dispersion)}")
-        dispersion = float(dispersion)
-    return MetricHeader(type=kind, unit=unit, le=le, dispersion=dispersion)
+    return MetricHeader(
+        type=kind, unit=unit, le=le, dispersion=_dispersion(spec.get("dispersion"), kind, path)
+    )
+
+
+def _dispersion(value: object, kind: str, path: str) -> float | tuple[tuple[float, float], ...] | None:
+    path = f"{path}.dispersion"
+    if value is None:
+        return None
+    if kind == "ratio":
+        if not _is_number(value) or not math.isfinite(value) or value < 0:
+            raise LogFormatError(path, f"expected a number >= 0, got {_describe(value)}")
+        return float(value)
+    if kind != "histogram":
+        raise LogFormatError(path, "only ratio and histogram metrics have a warm-up dispersion")
+    if not isinstance(value, list):
+        raise LogFormatError(path, f"expected a list of [bound, number] pairs, got {_describe(value)}")
+    pairs = []
+    for i, pair in enumerate(value):
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(_is_number(v) and math.isfinite(v) and v >= 0 for v in pair)
+        ):
+            raise LogFormatError(f"{path}[{i}]", "expected a pair [bound, number] of finite numbers >= 0")
+        pairs.append((float(pair[0]), float(pair[1])))
+    return tuple(pairs)
 
 
 def _ratio(value: object, path: str) -> RatioCounts:
@@ -368,8 +389,10 @@ def _header_out(header: MetricHeader) -> dict[str, object]:
         out["unit"] = header.unit
     if header.le is not None:
         out["le"] = [_number_out(b) for b in header.le]
-    if header.dispersion is not None:
+    if isinstance(header.dispersion, float):
         out["dispersion"] = header.dispersion
+    elif header.dispersion is not None:
+        out["dispersion"] = [[_number_out(b), _number_out(k)] for b, k in header.dispersion]
     return out
 
 

@@ -116,6 +116,10 @@ class RatioState:
         """The latest interval's own rollback log e-value (the sides' average)."""
         return log_mean_exp([float(s.last_log_evalue()[0]) for s in self.sides])
 
+    def guard_log_evalue(self) -> float:
+        """The same weighted by the warm-up bound (`analysis.counts.CountState.guard_log_evalue`)."""
+        return log_mean_exp([float(s.guard_log_evalue()[0]) for s in self.sides])
+
     def result(self, *, alpha: float = 0.05, final: bool = True) -> RatioTestResult:
         """What the test says now (see `ratio_test`); ``final=False`` skips the fixed-horizon
         p-value (reported as 1) at looks that are not the final one."""

@@ -109,7 +109,22 @@ MALFORMED = [
         "metrics.latency.le: bucket bounds must be strictly increasing",
     ),
     ("metrics/latency/le", [0.1, 0.5], 'metrics.latency.le: must end with "+Inf"'),
-    ("metrics/latency/dispersion", 0.1, "metrics.latency.dispersion: only a ratio metric has a warm-up"),
+    (
+        "metrics/latency/dispersion",
+        0.1,
+        "metrics.latency.dispersion: expected a list of [bound, number] pairs",
+    ),
+    ("metrics/latency/dispersion", [[0.1]], "metrics.latency.dispersion[0]: expected a pair [bound, number]"),
+    (
+        "metrics/latency/dispersion",
+        [[0.1, -1]],
+        "metrics.latency.dispersion[0]: expected a pair [bound, number]",
+    ),
+    (
+        "metrics/cpu/dispersion",
+        0.1,
+        "metrics.cpu.dispersion: only ratio and histogram metrics have a warm-up",
+    ),
     ("metrics/error-rate/dispersion", -0.1, "metrics.error-rate.dispersion: expected a number >= 0"),
     ("metrics/error-rate/dispersion", "0.1", "metrics.error-rate.dispersion: expected a number >= 0"),
     ("intervals", {"0": {}}, "intervals: expected a list, got an object"),
@@ -211,12 +226,14 @@ def test_a_log_with_no_intervals_is_valid() -> None:
     assert parse_log(document).intervals == ()
 
 
-def test_a_ratio_metrics_warm_up_dispersion_round_trips_and_is_optional() -> None:
+def test_the_warm_up_dispersion_round_trips_and_is_optional() -> None:
     document = example()
     document["metrics"]["error-rate"]["dispersion"] = 0.02
+    document["metrics"]["latency"]["dispersion"] = [[0.1, 0.3], [0.25, 0]]
     log = parse_log(document)
 
     assert log.metrics["error-rate"].dispersion == 0.02
+    assert log.metrics["latency"].dispersion == ((0.1, 0.3), (0.25, 0.0))
     assert parse_log(EXAMPLE).metrics["error-rate"].dispersion is None
     assert parse_log(json.dumps(dump_log(log))) == log
     assert "dispersion" not in dump_log(parse_log(EXAMPLE))["metrics"]["error-rate"]  # type: ignore[index]
