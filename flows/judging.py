@@ -8,23 +8,31 @@ ends on the judge's first final verdict, or at ``maxDuration`` with `SequentialJ
 (inconclusive unless decided). Every interval is appended to the step's observation log
 (``observations-step<N>.json``, written after each interval, so a killed run leaves it behind).
 
-Before the first interval the step reads the stable's own error counts for up to an hour before it
-(`canaryflow.metrics.stable_history`) and learns from them how much the rates vary from interval to
-interval (`analysis.dispersion`); the judge weighs its first intervals by that instead of by the
-largest jitter it allows. A history that is too short, or a backend that does not answer it, leaves
-the bound fixed in advance. The log's header records what the judge was given.
+Before the first interval the step reads the stable's own counts of each ratio and histogram metric
+for up to an hour before it (`canaryflow.metrics.stable_history`) and learns from them how much the
+rates vary from interval to interval (`analysis.dispersion`); the judge weighs its first intervals
+by that instead of by the largest jitter it allows. A history that is too short, or a backend that
+does not answer it, leaves the bound fixed in advance. The log's header records what the judge was
+given.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from analysis.dispersion import spread_for_weight, stable_dispersion
+from analysis.dispersion import (
+    DispersionBound,
+    Warmup,
+    bucket_dispersion,
+    spread_for_weight,
+    stable_dispersion,
+)
 from analysis.judge import SequentialJudge
-from analysis.observations import PairedObservation
+from analysis.observations import HistogramCounts, PairedObservation, RatioCounts, TrackObservation
 from analysis.verdicts import Verdict
 from canaryflow.errors import MetricsError, MetricsUnavailableError
 from canaryflow.metrics import MetricQuery, ObservationRecorder
@@ -126,9 +134,10 @@ def analyze(
 
 def _warm_up(
     plan: RolloutPlan, runtime: Runtime, index: int, queries: list[MetricQuery], reporter: Reporter
-) -> dict[str, float]:
-    """Ratio metric name -> the warm-up dispersion the stable's history bounds, for the metrics whose
-    history taught something (the others start from the bound fixed in advance)."""
+) -> dict[str, Warmup]:
+    """Metric name -> the warm-up dispersion the stable's history bounds (a number for a ratio,
+    bound -> number for a histogram), for the metrics whose history taught something; the others
+    start from the bound fixed in advance."""
     weight = next((s.set_weight for s in reversed(plan.spec.steps[:index]) if s.set_weight is not None), None)
     if not weight:
         return {}
@@ -136,10 +145,10 @@ def _warm_up(
     count = max(1, min(HISTORY_INTERVALS, math.floor(HISTORY_SECONDS / window.total_seconds())))
     end = runtime.clock.now()
     spread = spread_for_weight(float(weight))
-    learned: dict[str, float] = {}
-    for query in (q for q in queries if q.type == "ratio"):
+    learned: dict[str, Warmup] = {}
+    for query in (q for q in queries if q.type in ("ratio", "histogram")):
         try:
-            bad, total = observe_stable_history(
+            seen = observe_stable_history(
                 runtime.metrics, query, namespace=plan.target.namespace, app=plan.target.app,
                 end=end, window=window, intervals=count,
             )  # fmt: skip
@@ -151,11 +160,34 @@ def _warm_up(
                 exc,
             )
             continue
-        bound = stable_dispersion(bad, total, spread=(spread, spread))
-        reporter.say("%s: %s", query.name, bound.describe())
-        if bound.learned:
-            learned[query.name] = bound.kappa
+        warmup = _learn(seen, spread)
+        if isinstance(warmup, DispersionBound):
+            reporter.say("%s: %s", query.name, warmup.describe())
+            if warmup.learned:
+                learned[query.name] = warmup.kappa
+        elif warmup:
+            reporter.say(
+                "%s: the stable's last %d intervals bound the dispersion at %d of its bucket bounds",
+                query.name, len(seen), len(warmup),
+            )  # fmt: skip
+            learned[query.name] = warmup
+        else:
+            reporter.say("%s: the stable's history is too short to learn its dispersion", query.name)
     return learned
+
+
+def _learn(seen: list[TrackObservation], spread: float) -> DispersionBound | dict[float, float]:
+    """The warm-up from the stable's observations: a ratio's bound, or a histogram's learned bounds
+    (bound -> kappa) under the bucket layout most of the intervals have."""
+    ratios = [o for o in seen if isinstance(o, RatioCounts)]
+    if ratios or not seen:
+        return stable_dispersion([o.bad for o in ratios], [o.total for o in ratios], spread=(spread, spread))
+    histograms = [o for o in seen if isinstance(o, HistogramCounts)]
+    layout = Counter(o.le for o in histograms).most_common(1)[0][0]
+    bounds = bucket_dispersion(
+        layout, [o.counts for o in histograms if o.le == layout], spread=(spread, spread)
+    )
+    return {bound: found.kappa for bound, found in bounds.items() if found.learned}
 
 
 def _judged(verdict: Verdict | None) -> int:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from analysis.observations import PairedObservation
+from analysis.observations import PairedObservation, TrackObservation
 from canaryflow.clock import Clock
 from canaryflow.cluster.drift import drift
 from canaryflow.cluster.outages import Patience
@@ -212,8 +212,8 @@ def observe_stable_history(
     end: datetime,
     window: timedelta,
     intervals: int,
-) -> tuple[list[float], list[float]]:
-    """The stable's bad and total counts of ratio metric `query` per interval before `end`. Not
+) -> list[TrackObservation]:
+    """What the stable did for ratio or histogram metric `query` per interval before `end`. Not
     retried: without it the analysis starts at once, from the bound fixed in advance."""
     return stable_history(
         metrics, query, namespace=namespace, app=app, end=end, window=window, intervals=intervals

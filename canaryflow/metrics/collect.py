@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from analysis.observations import PairedObservation, RatioCounts
+from analysis.observations import PairedObservation, TrackObservation
 from canaryflow.errors import NoDataError
 from canaryflow.metrics.port import MetricQuery, MetricsSource
 
@@ -52,22 +52,25 @@ def stable_history(
     end: datetime,
     window: timedelta,
     intervals: int,
-) -> tuple[list[float], list[float]]:
-    """The stable track's bad and total counts of the ratio metric `query` in the `intervals`
-    windows of length `window` that end at or before `end` (oldest first); windows without data are
+) -> list[TrackObservation]:
+    """What the stable track did for the ratio or histogram metric `query` in the `intervals`
+    windows of length `window` that end at or before `end`, oldest first; windows without data are
     left out. Other errors propagate, as in `observe_interval`."""
-    if query.type != "ratio":
-        raise ValueError(f"metric {query.name!r} is a {query.type}: only a ratio metric has a stable history")
-    bad: list[float] = []
-    total: list[float] = []
+    if query.type == "samples":
+        raise ValueError(f"metric {query.name!r} is a samples metric: it has no stable history to learn from")
+    seen: list[TrackObservation] = []
     for back in range(intervals - 1, -1, -1):
         try:
-            counts = source.observe(
-                query, namespace=namespace, app=app, track="stable", end=end - back * window, window=window
+            seen.append(
+                source.observe(
+                    query,
+                    namespace=namespace,
+                    app=app,
+                    track="stable",
+                    end=end - back * window,
+                    window=window,
+                )
             )
         except NoDataError:
             continue
-        if isinstance(counts, RatioCounts):
-            bad.append(counts.bad)
-            total.append(counts.total)
-    return bad, total
+    return seen

@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from analysis.dispersion import Warmup
 from analysis.logs import FORMAT, LogFormatError, MetricHeader, ObservationLog, dump_log, parse_log
 from analysis.observations import HistogramCounts, PairedObservation, TrackObservation
 from canaryflow.errors import ObservationLogError
@@ -47,10 +48,11 @@ class ObservationRecorder:
         queries: Sequence[MetricQuery],
         *,
         interval_seconds: float,
-        dispersion: Mapping[str, float] | None = None,
+        dispersion: Mapping[str, Warmup] | None = None,
     ) -> None:
-        """`dispersion`: ratio metric name -> the warm-up dispersion the judge was given (recorded
-        in the header, so that a replay judges the same way)."""
+        """`dispersion`: metric name -> the warm-up dispersion the judge was given (a number for a
+        ratio, bound -> number for a histogram; recorded in the header, so that a replay judges
+        the same way)."""
         if interval_seconds <= 0:
             raise ValueError(f"interval_seconds must be > 0, got {interval_seconds}")
         names = [q.name for q in queries]
@@ -98,7 +100,12 @@ class ObservationRecorder:
 
     def _header(self, query: MetricQuery) -> MetricHeader:
         le = self._le.get(query.name, (math.inf,)) if query.type == "histogram" else None
-        dispersion = self._dispersion.get(query.name) if query.type == "ratio" else None
+        warmup = self._dispersion.get(query.name)
+        dispersion: float | tuple[tuple[float, float], ...] | None = None
+        if query.type == "ratio" and isinstance(warmup, int | float):
+            dispersion = float(warmup)
+        elif query.type == "histogram" and warmup is not None and not isinstance(warmup, int | float):
+            dispersion = tuple(sorted((float(b), float(k)) for b, k in warmup.items()))
         return MetricHeader(type=query.type, unit=query.unit, le=le, dispersion=dispersion)
 
     def log(self) -> ObservationLog:

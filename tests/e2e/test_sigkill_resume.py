@@ -366,7 +366,9 @@ def test_a_bad_rollout_killed_mid_step_is_rolled_back_by_the_next_run(
     if point == "rollback":
         assert outcome.reason == "resumed an interrupted rollback"
     else:  # the resumed analysis judged the bad canary itself
-        assert outcome.reason.startswith("Roll back: error-rate: canary rate"), outcome.reason
+        assert outcome.reason.startswith(("Roll back: error-rate: canary rate", "Roll back: latency")), (
+            outcome.reason
+        )
     _clean(app.read(), STABLE_IMAGE)
     assert _run_state(dead_run).is_crashed()
 

@@ -100,12 +100,15 @@ def test_wrong_types_and_unknown_metrics_are_refused() -> None:
         ObservationRecorder([ERRORS, ERRORS], interval_seconds=30)
 
 
-def test_the_warm_up_dispersion_the_judge_was_given_is_in_the_header_of_ratio_metrics_only() -> None:
+def test_the_warm_up_dispersion_the_judge_was_given_is_in_the_header() -> None:
     recorder = ObservationRecorder(
-        [ERRORS, LATENCY], interval_seconds=30, dispersion={"error-rate": 0.03, "latency": 0.5}
+        [ERRORS, LATENCY, CPU],
+        interval_seconds=30,
+        dispersion={"error-rate": 0.03, "latency": {0.25: 0.2, 0.1: 0.4}, "cpu": 0.1},
     )
     log = parse_log(recorder.dumps())
 
     assert log.metrics["error-rate"].dispersion == 0.03
-    assert log.metrics["latency"].dispersion is None
+    assert log.metrics["latency"].dispersion == ((0.1, 0.4), (0.25, 0.2))
+    assert log.metrics["cpu"].dispersion is None
     assert ObservationRecorder([ERRORS], interval_seconds=30).log().metrics["error-rate"].dispersion is None
