@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis.dispersion import spread_for_weight, stable_dispersion
+from analysis.dispersion import bucket_dispersion, spread_for_weight, stable_dispersion
 from analysis.logs import MetricHeader, ObservationLog
 from analysis.observations import HistogramCounts, PairedObservation, RatioCounts, Samples
 
@@ -264,31 +264,43 @@ def _conditions(
     return rows, crash if truth.one_interval else truth.from_interval
 
 
-def _stable_history(family: str, rps: float, rng: np.random.Generator) -> tuple[list[float], list[float]]:
-    """The stable's error counts per history interval, with the family's noise on its error rate
-    (its own jitter as large as a track's; one shared incident somewhere in the hour)."""
+def _stable_history(
+    family: str, rps: float, rng: np.random.Generator
+) -> tuple[list[float], list[float], list[tuple[float, ...]]]:
+    """The stable's error counts, requests and latency histograms (cumulative at `LE`) per history
+    interval, with the family's noise (its own jitter as large as a track's; one shared incident
+    somewhere in the hour)."""
     independent = family in ("independent-overdispersion", "strong-independent-overdispersion")
     base_error = (
         0.0 if family in ERROR_FREE else INDEPENDENT_BASE_ERROR_RATE if independent else BASE_ERROR_RATE
     )
-    sigma = INDEPENDENT_ERROR_SIGMA if family == "independent-overdispersion" else STRONG_ERROR_SIGMA
+    sigma, latency_sigma = (
+        (INDEPENDENT_ERROR_SIGMA, INDEPENDENT_LATENCY_SIGMA)
+        if family == "independent-overdispersion"
+        else (STRONG_ERROR_SIGMA, STRONG_LATENCY_SIGMA)
+    )
     scale = EXTRAPOLATION if family == "extrapolated" else 1.0
     incident = int(rng.integers(0, HISTORY_INTERVALS - 4))
     bad: list[float] = []
     total: list[float] = []
+    histograms: list[tuple[float, ...]] = []
     for j in range(HISTORY_INTERVALS):
         load = rps * (100.0 - 2 * WEIGHT) / WEIGHT * (1.0 + 0.1 * math.sin(2 * math.pi * j / MAX_INTERVALS))
-        factor = 1.0
+        factor, latency = 1.0, 1.0
         if family == "overdispersed":
             factor = float(rng.gamma(4.0, 0.25)) * float(rng.gamma(OWN_SHAPE, 1.0 / OWN_SHAPE))
+            latency = float(rng.lognormal(0.0, 0.1)) * float(rng.lognormal(0.0, OWN_LATENCY))
         if independent:
             factor = float(rng.lognormal(-sigma * sigma / 2, sigma))
+            latency = float(rng.lognormal(-latency_sigma * latency_sigma / 2, latency_sigma))
         if family == "shared-incident" and incident <= j < incident + 4:
-            factor, load = 8.0, load * 1.3
+            factor, latency, load = 8.0, 1.8, load * 1.3
         requests = int(rng.poisson(load * INTERVAL_SECONDS / scale))
         bad.append(scale * int(rng.binomial(requests, min(1.0, base_error * factor))))
         total.append(scale * requests)
-    return bad, total
+        cells = rng.multinomial(requests, np.diff(np.concatenate([[0.0], bucket_probabilities(latency)])))
+        histograms.append(tuple(scale * float(c) for c in np.cumsum(cells)))
+    return bad, total, histograms
 
 
 _NAMES = ("error-rate", "latency", "cpu")
@@ -314,9 +326,9 @@ def generate(
 ) -> Scenario:
     """One scenario of `family` at `rps` requests per second per track, fixed by `seed`; `truth`
     replaces the family's canary (the family then only sets the noise: overdispersion, incidents,
-    gaps), e.g. a canary exactly at the tolerance. With `history` the error rate's header carries
-    the warm-up dispersion the flow would learn from the stable's last hour (drawn from its own
-    generator, so the analysis's intervals are the same either way)."""
+    gaps), e.g. a canary exactly at the tolerance. With `history` the headers of the error rate and
+    the latency carry the warm-up dispersion the flow would learn from the stable's last hour
+    (drawn from its own generator, so the analysis's intervals are the same either way)."""
     truth = FAMILIES[family] if truth is None else truth
     rng = np.random.default_rng(seed)
     gap = _gaps(family, rng)
@@ -330,16 +342,18 @@ def generate(
         for k, name in enumerate(names):
             row[name] = None if gap(i, name) else PairedObservation(baseline=b[k], canary=c[k])
         intervals.append(row)
-    learned = None
+    learned: float | None = None
+    buckets: tuple[tuple[float, float], ...] | None = None
     if history:
-        spread = spread_for_weight(WEIGHT)
-        bound = stable_dispersion(
-            *_stable_history(family, rps, np.random.default_rng([seed, 1])), spread=(spread, spread)
-        )
+        spread = (spread_for_weight(WEIGHT),) * 2
+        bad, total, histograms = _stable_history(family, rps, np.random.default_rng([seed, 1]))
+        bound = stable_dispersion(bad, total, spread=spread)
         learned = bound.kappa if bound.learned else None
+        found = bucket_dispersion(LE, histograms, spread=spread)
+        buckets = tuple((b, f.kappa) for b, f in found.items() if f.learned) or None
     headers = {
         "error-rate": MetricHeader(type="ratio", dispersion=learned),
-        "latency": MetricHeader(type="histogram", unit="seconds", le=LE),
+        "latency": MetricHeader(type="histogram", unit="seconds", le=LE, dispersion=buckets),
         "cpu": MetricHeader(type="samples", unit="cores"),
     }
     headers = {name: headers[name] for name in names}
