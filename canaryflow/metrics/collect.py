@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 
 from analysis.observations import PairedObservation, TrackObservation
 from canaryflow.errors import NoDataError
-from canaryflow.metrics.port import MetricQuery, MetricsSource
+from canaryflow.metrics.port import HistorySource, MetricQuery, MetricsSource
 
-__all__ = ["observe_interval", "stable_history"]
+__all__ = ["each_window", "observe_interval", "stable_history"]
 
 
 def observe_interval(
@@ -58,6 +58,26 @@ def stable_history(
     left out. Other errors propagate, as in `observe_interval`."""
     if query.type == "samples":
         raise ValueError(f"metric {query.name!r} is a samples metric: it has no stable history to learn from")
+    if isinstance(source, HistorySource):
+        return source.observe_history(
+            query, namespace=namespace, app=app, track="stable", end=end, window=window, intervals=intervals
+        )
+    return each_window(
+        source, query, namespace=namespace, app=app, end=end, window=window, intervals=intervals
+    )
+
+
+def each_window(
+    source: MetricsSource,
+    query: MetricQuery,
+    *,
+    namespace: str,
+    app: str,
+    end: datetime,
+    window: timedelta,
+    intervals: int,
+) -> list[TrackObservation]:
+    """`stable_history` one window at a time, through `MetricsSource.observe`."""
     seen: list[TrackObservation] = []
     for back in range(intervals - 1, -1, -1):
         try:

@@ -22,12 +22,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Literal, Protocol, TypeAlias
+from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
 from analysis.observations import MetricType, TrackObservation
 from canaryflow.querytemplates import unknown_variables
 
-__all__ = ["TEMPLATE_NAMES", "AnalysisTrack", "MetricQuery", "MetricsSource", "ObservedTrack", "check_window"]
+__all__ = [
+    "TEMPLATE_NAMES",
+    "AnalysisTrack",
+    "HistorySource",
+    "MetricQuery",
+    "MetricsSource",
+    "ObservedTrack",
+    "check_window",
+]
 
 #: The tracks an analysis compares.
 AnalysisTrack: TypeAlias = Literal["canary", "baseline"]
@@ -99,6 +107,28 @@ class MetricsSource(Protocol):
 
     def is_online(self) -> bool:
         """Whether the backend answers now (never raises)."""
+        ...
+
+
+@runtime_checkable
+class HistorySource(Protocol):
+    """What a `MetricsSource` may also do: many consecutive windows at once (Prometheus: one range
+    query). `canaryflow.metrics.stable_history` uses it when the source has it and reads window by
+    window otherwise."""
+
+    def observe_history(
+        self,
+        query: MetricQuery,
+        *,
+        namespace: str,
+        app: str,
+        track: ObservedTrack,
+        end: datetime,
+        window: timedelta,
+        intervals: int,
+    ) -> list[TrackObservation]:
+        """What `MetricsSource.observe` gives for each of the `intervals` windows that end at
+        ``end - i * window``, oldest first; windows without data are left out."""
         ...
 
 

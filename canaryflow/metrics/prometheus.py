@@ -19,9 +19,9 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -31,7 +31,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from analysis.observations import TrackObservation
-from canaryflow.errors import MetricsError, MetricsUnavailableError, QueryError
+from canaryflow.errors import MetricsError, MetricsUnavailableError, NoDataError, QueryError
 from canaryflow.metrics.port import MetricQuery, ObservedTrack, check_window
 from canaryflow.metrics.vectors import histogram_from_result, ratio_from_results, samples_from_result
 from canaryflow.querytemplates import cell_matchers, render, variables
@@ -179,6 +179,55 @@ class PrometheusMetricsSource:
             return histogram_from_result(result, query=rendered["query"])
         return samples_from_result(result, query=rendered["query"])
 
+    def observe_history(
+        self,
+        query: MetricQuery,
+        *,
+        namespace: str,
+        app: str,
+        track: ObservedTrack,
+        end: datetime,
+        window: timedelta,
+        intervals: int,
+    ) -> list[TrackObservation]:
+        """What `observe` would give for each of the `intervals` windows that end at ``end - i *
+        window`` (oldest first; windows without data left out), in one range query per template:
+        ``query_range`` with the window as its step evaluates the same expression at each end."""
+        check_window(end, window)
+        if query.type == "samples":
+            raise ValueError(f"metric {query.name!r}: a samples metric has no history here")
+        values = {
+            "namespace": namespace, "app": app, "track": track, "interval": promql_duration(window),
+            "cell": cell_matchers(self.config.labels),
+        }  # fmt: skip
+        rendered = {name: self._render(query, template, values) for name, template in query.templates.items()}
+        # Prometheus evaluates at start + k * step in whole milliseconds: so do the keys here.
+        step_ms = round(window.total_seconds() * 1000)
+        first_ms = round(end.timestamp() * 1000) - (intervals - 1) * step_ms
+        ends = [(first_ms + i * step_ms) / 1000 for i in range(intervals)]
+        points = {
+            name: _by_time(self.range(promql, start=ends[0], end=ends[-1], step=step_ms / 1000))
+            for name, promql in rendered.items()
+        }
+        seen: list[TrackObservation] = []
+        for at in ends:
+            key = round(at, 3)
+            try:
+                if query.type == "ratio":
+                    seen.append(
+                        ratio_from_results(
+                            points["bad"].get(key, []),
+                            points["total"].get(key, []),
+                            bad_query=rendered["bad"],
+                            total_query=rendered["total"],
+                        )
+                    )
+                else:
+                    seen.append(histogram_from_result(points["query"].get(key, []), query=rendered["query"]))
+            except NoDataError:
+                continue
+        return seen
+
     def _render(self, query: MetricQuery, template: str, values: Mapping[str, str]) -> str:
         if self.config.labels and "cell" not in variables(template):
             labels = ", ".join(f"{k}={v}" for k, v in sorted(self.config.labels.items()))
@@ -193,8 +242,25 @@ class PrometheusMetricsSource:
     def instant(self, promql: str, *, at: float) -> Any:
         """``data.result`` of an instant query at `at` (seconds since the epoch), or our error."""
         params = {"time": f"{at:.3f}", "timeout": f"{self.config.timeout:g}"}  # seconds
+        return self._guarded(promql, lambda: self._client.custom_query(query=promql, params=params))
+
+    def range(self, promql: str, *, start: float, end: float, step: float) -> Any:
+        """``data.result`` (a matrix) of a range query from `start` to `end` every `step` seconds,
+        or our error. The client rounds start and end to whole seconds; the parameters given here
+        keep the milliseconds, so each point is evaluated where an instant query would be."""
+        params = {"start": f"{start:.3f}", "end": f"{end:.3f}", "timeout": f"{self.config.timeout:g}"}
+        moment = datetime.fromtimestamp(start, tz=UTC)
+        return self._guarded(
+            promql,
+            lambda: self._client.custom_query_range(
+                query=promql, start_time=moment, end_time=moment, step=f"{step:.3f}", params=params
+            ),
+        )
+
+    def _guarded(self, promql: str, call: Callable[[], Any]) -> Any:
+        """`call`'s answer, or its failure as our error."""
         try:
-            return self._client.custom_query(query=promql, params=params)
+            return call()
         except PrometheusApiClientException as exc:
             raise _http_error(exc, promql, self.config.url) from exc
         except requests.exceptions.SSLError as exc:
@@ -210,6 +276,23 @@ class PrometheusMetricsSource:
             raise MetricsError(
                 f"{self.config.url} did not answer like the Prometheus API ({exc}): {promql}", query=promql
             ) from exc
+
+
+def _by_time(matrix: Any) -> dict[float, list[dict[str, Any]]]:
+    """A range query's matrix as one instant vector per point's time (rounded to the millisecond)."""
+    if not isinstance(matrix, list):
+        return {}
+    out: dict[float, list[dict[str, Any]]] = {}
+    for entry in matrix:
+        if not isinstance(entry, dict):
+            continue
+        for point in entry.get("values") or []:
+            try:
+                key = round(float(point[0]), 3)
+            except (TypeError, ValueError, IndexError):
+                continue
+            out.setdefault(key, []).append({"metric": entry.get("metric") or {}, "value": point})
+    return out
 
 
 def _render(template: str, values: Mapping[str, str]) -> str:

@@ -198,31 +198,24 @@ def test_a_stopped_prometheus_is_retryable_within_the_timeout() -> None:
     assert isinstance(info.value.__cause__, Exception)
 
 
-def test_the_stables_history_is_read_window_by_window_oldest_first(live: Live) -> None:
+def test_the_stables_history_is_one_range_query_that_reads_as_each_window_would(live: Live) -> None:
     from canaryflow.metrics import stable_history
+    from canaryflow.metrics.collect import each_window
+    from canaryflow.metrics.port import HistorySource
 
+    assert isinstance(live.source, HistorySource)  # so stable_history asks for a range
     end = live.safe_end()
     window = timedelta(seconds=2)
     served = end - live.started
-    ratios = stable_history(
-        live.source,
-        ERROR_RATE,
-        namespace="metrics-live",
-        app="web",
-        end=_at(end),
-        window=window,
-        intervals=200,
-    )
-    histograms = stable_history(
-        live.source, LATENCY, namespace="metrics-live", app="web", end=_at(end), window=window, intervals=200
-    )
+    where = {"namespace": "metrics-live", "app": "web", "end": _at(end), "window": window, "intervals": 200}
+    ratios = stable_history(live.source, ERROR_RATE, **where)
+    histograms = stable_history(live.source, LATENCY, **where)
 
     # 200 windows reach back 400 s; those before the simulator served have no data and are left out
     assert 3 <= len(ratios) <= served / 2 + 1
     assert all(isinstance(o, RatioCounts) and o.total > 0 for o in ratios)
     assert all(isinstance(o, HistogramCounts) and o.total > 0 for o in histograms)
-    # oldest first: the newest is the window ending at `end`, as one observation of it reads it
-    newest = live.source.observe(
-        ERROR_RATE, namespace="metrics-live", app="web", track="stable", end=_at(end), window=window
-    )
-    assert ratios[-1] == newest
+    # the range query (Prometheus's query_range, one per template) reads what one instant query
+    # per window reads, window by window, oldest first
+    assert ratios == each_window(live.source, ERROR_RATE, **where)
+    assert histograms == each_window(live.source, LATENCY, **where)
