@@ -73,7 +73,7 @@ def analyze(
     interval = step.interval.total_seconds()
     queries = plan.queries()
     units = {q.name: q.unit for q in queries if q.unit}
-    dispersion = _warm_up(plan, runtime, index, queries, reporter)
+    dispersion = _warm_up(plan, runtime, index, queries, reporter, checkpoint)
     judge = SequentialJudge(
         plan.spec.analysis_settings(step), interval_seconds=interval, units=units, dispersion=dispersion
     )
@@ -133,61 +133,88 @@ def analyze(
 
 
 def _warm_up(
-    plan: RolloutPlan, runtime: Runtime, index: int, queries: list[MetricQuery], reporter: Reporter
+    plan: RolloutPlan,
+    runtime: Runtime,
+    index: int,
+    queries: list[MetricQuery],
+    reporter: Reporter,
+    checkpoint: Checkpoint,
 ) -> dict[str, Warmup]:
     """Metric name -> the warm-up dispersion the stable's history bounds (a number for a ratio,
     bound -> number for a histogram), for the metrics whose history taught something; the others
-    start from the bound fixed in advance."""
-    weight = next((s.set_weight for s in reversed(plan.spec.steps[:index]) if s.set_weight is not None), None)
-    if not weight:
+    start from the bound fixed in advance. A backend that does not answer ends the reading at once
+    (the analysis starts without it); `checkpoint` is called before each metric."""
+    requested = next(
+        (s.set_weight for s in reversed(plan.spec.steps[:index]) if s.set_weight is not None), None
+    )
+    if not requested:
         return {}
+    # The split may serve a little less than asked (whole pods): the smaller weight, the larger spread.
+    effective = reporter.status.effective_weight
+    weight = min(float(requested), effective) if effective > 0 else float(requested)
     window = plan.analyze_step(index).interval
     count = max(1, min(HISTORY_INTERVALS, math.floor(HISTORY_SECONDS / window.total_seconds())))
     end = runtime.clock.now()
-    spread = spread_for_weight(float(weight))
+    spread = spread_for_weight(weight)
     learned: dict[str, Warmup] = {}
     for query in (q for q in queries if q.type in ("ratio", "histogram")):
+        checkpoint()
         try:
             seen = observe_stable_history(
                 runtime.metrics, query, namespace=plan.target.namespace, app=plan.target.app,
                 end=end, window=window, intervals=count,
             )  # fmt: skip
-        except MetricsError as exc:
+        except (MetricsError, MetricsUnavailableError) as exc:
             reporter.say(
-                "%s: the stable's history could not be read; its first intervals are weighted for "
-                "the largest jitter: %s",
+                "%s: the stable's history could not be read, so the analysis starts from the "
+                "dispersion bound fixed in advance: %s",
                 query.name,
                 exc,
             )
+            if isinstance(exc, MetricsUnavailableError):
+                break  # the backend is down or slow: do not wait for it again before the analysis
             continue
-        warmup = _learn(seen, spread)
+        warmup = _learn(query, seen, spread)
+        reporter.say("%s: %s", query.name, _describe(warmup, len(seen)))
         if isinstance(warmup, DispersionBound):
-            reporter.say("%s: %s", query.name, warmup.describe())
             if warmup.learned:
                 learned[query.name] = warmup.kappa
         elif warmup:
-            reporter.say(
-                "%s: the stable's last %d intervals bound the dispersion at %d of its bucket bounds",
-                query.name, len(seen), len(warmup),
-            )  # fmt: skip
             learned[query.name] = warmup
-        else:
-            reporter.say("%s: the stable's history is too short to learn its dispersion", query.name)
     return learned
 
 
-def _learn(seen: list[TrackObservation], spread: float) -> DispersionBound | dict[float, float]:
+def _learn(
+    query: MetricQuery, seen: list[TrackObservation], spread: float
+) -> DispersionBound | dict[float, float]:
     """The warm-up from the stable's observations: a ratio's bound, or a histogram's learned bounds
     (bound -> kappa) under the bucket layout most of the intervals have."""
-    ratios = [o for o in seen if isinstance(o, RatioCounts)]
-    if ratios or not seen:
+    if query.type == "ratio":
+        ratios = [o for o in seen if isinstance(o, RatioCounts)]
         return stable_dispersion([o.bad for o in ratios], [o.total for o in ratios], spread=(spread, spread))
     histograms = [o for o in seen if isinstance(o, HistogramCounts)]
+    if not histograms:
+        return {}
     layout = Counter(o.le for o in histograms).most_common(1)[0][0]
     bounds = bucket_dispersion(
         layout, [o.counts for o in histograms if o.le == layout], spread=(spread, spread)
     )
     return {bound: found.kappa for bound, found in bounds.items() if found.learned}
+
+
+def _describe(warmup: DispersionBound | dict[float, float], intervals: int) -> str:
+    """What the run's log says about a metric's warm-up."""
+    if isinstance(warmup, DispersionBound):
+        return warmup.describe()
+    if warmup:
+        return (
+            f"the stable's last {intervals} intervals bound the dispersion at {len(warmup)} of its "
+            "bucket bounds (the others start from the bound fixed in advance)"
+        )
+    return (
+        f"the stable's history ({intervals} intervals) has no bucket bound with five requests on "
+        "each side in five intervals: the analysis starts from the bound fixed in advance"
+    )
 
 
 def _judged(verdict: Verdict | None) -> int:

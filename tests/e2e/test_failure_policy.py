@@ -3,6 +3,7 @@ error that retrying cannot fix rolls back (outages: tests/e2e/test_api_outage.py
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -210,3 +211,39 @@ def test_a_weight_out_of_reach_at_the_capacity_an_hpa_holds_is_refused_by_the_pr
         state.result()
     assert writes == []  # not mid-rollout: before the first pod
     assert stack.world.deployment_names("shop") == ["web"]
+
+
+class StableHistoryDown:
+    """Prometheus stops answering for the stable's track once the canary exists: the preflight saw
+    the stable, the warm-up's history read fails, the analysis's own queries work."""
+
+    def __init__(self, stack: SimulatedStack) -> None:
+        self.stack, self.failed = stack, 0
+
+    def is_online(self) -> bool:
+        return True
+
+    def observe(self, query: MetricQuery, **kwargs: Any) -> TrackObservation:
+        if kwargs.get("track") == "stable" and self.stack.world.record("shop", "web-canary") is not None:
+            self.failed += 1
+            raise MetricsUnavailableError("connection refused (Prometheus is down)")
+        return self.stack.metrics.observe(query, **kwargs)
+
+
+def test_a_history_that_cannot_be_read_leaves_the_fixed_bound_and_rolls_nothing_back(
+    stack: SimulatedStack, rollout_of: Callable[..., Any], with_metrics: Callable[[MetricsSource], None]
+) -> None:
+    from analysis.logs import parse_log
+
+    down = StableHistoryDown(stack)
+    with_metrics(down)
+    stack.clock.advance(600.0)  # a history there would be to learn from
+
+    outcome = rollout_of(GOOD_IMAGE).result()
+
+    assert outcome.result == "promoted", outcome.reason
+    # one failed read per analysis: after it the warm-up does not wait for the backend again
+    assert down.failed == 2
+    log = parse_log(json.loads((Path(outcome.report) / "observations-step2.json").read_text()))
+    assert log.metrics["error-rate"].dispersion is None
+    assert log.metrics["latency"].dispersion is None
