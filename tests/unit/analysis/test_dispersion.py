@@ -50,13 +50,17 @@ def _analysis(
     incidents: bool = False,
     factor: float = 1.0,
     learn: bool = True,
+    per_pod: bool = False,
 ) -> tuple[str, int]:
-    """One analysis of 40 looks of 30 s, after a history of an hour: the decision and its look."""
+    """One analysis of 40 looks of 30 s, after a history of an hour: the decision and its look.
+    `per_pod`: the jitter is each pod's, so the stable (8 times a track's pods) varies 8 times
+    less than a track."""
     stable = rps * 30 * (100 - 2 * WEIGHT) / WEIGHT
     at = int(rng.integers(0, HISTORY)) if incidents else -99
+    quieter = sigma / math.sqrt((100 - 2 * WEIGHT) / WEIGHT) if per_pod else sigma
     bad, total = zip(
         *(
-            _counts(rng, stable, 0.01 * (8.0 if at <= j < at + 4 else 1.0), sigma, inflation)
+            _counts(rng, stable, 0.01 * (8.0 if at <= j < at + 4 else 1.0), quieter, inflation)
             for j in range(HISTORY)
         ),
         strict=True,
@@ -174,7 +178,7 @@ def test_the_count_tests_warm_up_from_kappa_start_within_the_bound_fixed_in_adva
 
 @pytest.mark.parametrize(
     ("rps", "factor", "learned_at_most", "fixed_at_least"),
-    [(10.0, 5.0, 2, 4), (50.0, 5.0, 1, 3), (10.0, 2.0, 15, 17)],
+    [(10.0, 5.0, 2.5, 4), (50.0, 5.0, 1, 3), (10.0, 2.0, 15, 17)],
     ids=["x5-at-10", "x5-at-50", "x2-at-10"],
 )
 def test_a_clean_history_brings_the_rollback_forward(
@@ -192,41 +196,48 @@ def test_a_clean_history_brings_the_rollback_forward(
 
 
 @pytest.mark.parametrize(
-    ("rps", "sigma", "inflation"),
-    [(10.0, 0.0, 2.0), (500.0, 0.0, 2.0), (500.0, 0.5, 1.0)],
-    ids=["extrapolated-10", "extrapolated-500", "jitter-0.5-at-500"],
+    ("rps", "sigma", "inflation", "per_pod"),
+    [(10.0, 0.0, 2.0, False), (500.0, 0.0, 2.0, False), (500.0, 0.5, 1.0, False), (500.0, 0.5, 1.0, True)],
+    ids=["extrapolated-10", "extrapolated-500", "jitter-0.5-at-500", "per-pod-jitter-0.5-at-500"],
 )
-def test_a_learned_warm_up_keeps_the_level_quick(rps: float, sigma: float, inflation: float) -> None:
-    # 150 A/A runs; starting these from a warm-up of 0 instead rolls back 8 % (extrapolated at 500)
-    # and 86 % (jitter) of them.
+def test_a_learned_warm_up_keeps_the_level_quick(
+    rps: float, sigma: float, inflation: float, per_pod: bool
+) -> None:
+    # 150 A/A runs: at most 4 % false rollbacks (these give 0-3 runs). A warm-up of 0 instead rolls
+    # back about 8 % (extrapolated at 500) and 86 % (jitter) of such runs; without the spread
+    # (100 / weight) the per-pod case rolls back 46 of these.
     rng = np.random.default_rng(5)
-    runs = [_analysis(rng, rps, sigma=sigma, inflation=inflation) for _ in range(150)]
-    false_rollbacks = sum(decision == "rollback" for decision, _ in runs)
-    assert false_rollbacks <= 0.05 * 150 + 2 * math.sqrt(0.05 * 0.95 * 150)  # alpha plus two SEs
+    runs = [_analysis(rng, rps, sigma=sigma, inflation=inflation, per_pod=per_pod) for _ in range(150)]
+    assert sum(decision == "rollback" for decision, _ in runs) <= 6
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("rps", "sigma", "inflation", "incidents"),
+    ("rps", "sigma", "inflation", "incidents", "per_pod"),
     [
-        (0.5, 0.0, 1.0, False),
-        (10.0, 0.0, 1.0, False),
-        (10.0, 0.5, 1.0, False),
-        (50.0, 0.5, 1.0, False),
-        (500.0, 0.3, 1.0, False),
-        (50.0, 0.0, 2.0, False),
-        (10.0, 0.0, 1.0, True),
-        (500.0, 0.0, 1.0, True),
+        (0.5, 0.0, 1.0, False, False),
+        (10.0, 0.0, 1.0, False, False),
+        (10.0, 0.5, 1.0, False, False),
+        (50.0, 0.5, 1.0, False, False),
+        (500.0, 0.3, 1.0, False, False),
+        (50.0, 0.5, 1.0, False, True),
+        (500.0, 0.5, 1.0, False, True),
+        (50.0, 0.0, 2.0, False, False),
+        (10.0, 0.0, 1.0, True, False),
+        (500.0, 0.0, 1.0, True, False),
     ],
 )
 def test_a_learned_warm_up_keeps_the_level(
-    rps: float, sigma: float, inflation: float, incidents: bool
+    rps: float, sigma: float, inflation: float, incidents: bool, per_pod: bool
 ) -> None:
-    # A/A, 400 runs of 40 looks each: false rollbacks at most alpha (5 %) plus two standard errors.
-    rng = np.random.default_rng(int(rps * 10 + sigma * 100 + inflation + incidents))
-    runs = [_analysis(rng, rps, sigma=sigma, inflation=inflation, incidents=incidents) for _ in range(400)]
-    false_rollbacks = sum(decision == "rollback" for decision, _ in runs)
-    assert false_rollbacks / 400 <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / 400)
+    # A/A, 400 runs of 40 looks each: at most 3 % false rollbacks (alpha is 5 %; the issue's target
+    # is 2 % over all families and 5 % in any one).
+    rng = np.random.default_rng(int(rps * 10 + sigma * 100 + inflation + incidents + 7 * per_pod))
+    runs = [
+        _analysis(rng, rps, sigma=sigma, inflation=inflation, incidents=incidents, per_pod=per_pod)
+        for _ in range(400)
+    ]
+    assert sum(decision == "rollback" for decision, _ in runs) <= 12
 
 
 def test_a_replay_judges_with_the_dispersion_its_log_recorded() -> None:
@@ -332,12 +343,11 @@ def test_a_clean_history_brings_a_latency_rollback_forward() -> None:
     ids=["jitter-0.2-at-500", "extrapolated-500"],
 )
 def test_a_learned_latency_warm_up_keeps_the_level_quick(rps: float, sigma: float, inflation: float) -> None:
-    # 100 A/A runs; starting the buckets from a warm-up of 0 instead rolls back 99 of them (jitter)
-    # and 6 (extrapolated).
+    # 100 A/A runs: at most 4 false rollbacks (these give 0-1). Starting the buckets from a warm-up
+    # of 0 instead rolls back 99 of them (jitter) and 6 (extrapolated).
     rng = np.random.default_rng(8)
     runs = [_latency_analysis(rng, rps, sigma=sigma, inflation=inflation) for _ in range(100)]
-    false_rollbacks = sum(decision == "rollback" for decision, _ in runs)
-    assert false_rollbacks <= 0.05 * 100 + 2 * math.sqrt(0.05 * 0.95 * 100)
+    assert sum(decision == "rollback" for decision, _ in runs) <= 4
 
 
 @pytest.mark.slow
@@ -346,11 +356,10 @@ def test_a_learned_latency_warm_up_keeps_the_level_quick(rps: float, sigma: floa
     [(2.0, 0.0, 1.0), (10.0, 0.1, 1.0), (50.0, 0.2, 1.0), (500.0, 0.1, 1.0), (50.0, 0.0, 2.0)],
 )
 def test_a_learned_latency_warm_up_keeps_the_level(rps: float, sigma: float, inflation: float) -> None:
-    # A/A, 300 runs of 40 looks each: false rollbacks at most alpha plus two standard errors.
+    # A/A, 300 runs of 40 looks each: at most 3 % false rollbacks.
     rng = np.random.default_rng(int(rps * 10 + sigma * 100 + inflation))
     runs = [_latency_analysis(rng, rps, sigma=sigma, inflation=inflation) for _ in range(300)]
-    false_rollbacks = sum(decision == "rollback" for decision, _ in runs)
-    assert false_rollbacks / 300 <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / 300)
+    assert sum(decision == "rollback" for decision, _ in runs) <= 9
 
 
 def test_a_canary_that_turns_bad_just_before_its_promotion_is_held_back_by_the_guard() -> None:
