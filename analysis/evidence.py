@@ -153,7 +153,8 @@ class MetricHistory:
     canary_bound: RateBound | None = None
     detector: Detector = field(default_factory=Detector)
     #: The detector over the same intervals weighted by the warm-up bound: it only keeps a promotion
-    #: back (`leans_worse`), never rolls back.
+    #: back (`leans_worse`), never rolls back; it runs only when a warm-up was learned, so an
+    #: analysis without one decides as before.
     guard: Detector = field(default_factory=Detector)
     intervals: int = 0
     regressed: bool = False
@@ -212,7 +213,8 @@ def record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) ->
     detector, guard = history.detector, history.guard
     if isinstance(process, RatioState | HistogramState):
         detector = detector.step(process.last_log_evalue())
-        guard = guard.step(process.guard_log_evalue())
+        if plan.kappa_start is not None or plan.bucket_kappa:  # nothing learned: no guard
+            guard = guard.step(process.guard_log_evalue())
     return replace(history, process=process, detector=detector, guard=guard, intervals=history.intervals + 1)
 
 

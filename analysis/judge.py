@@ -170,7 +170,9 @@ def plan_for(
 
 
 def _ratio_warmup(metric: MetricSettings, warmup: Warmup | None) -> float | None:
-    return float(warmup) if metric.type == "ratio" and isinstance(warmup, int | float) else None
+    if metric.type != "ratio" or isinstance(warmup, bool) or not isinstance(warmup, int | float):
+        return None
+    return float(warmup)
 
 
 def _bucket_warmup(metric: MetricSettings, warmup: Warmup | None) -> tuple[tuple[float, float], ...]:

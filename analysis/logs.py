@@ -200,6 +200,8 @@ def _dispersion(value: object, kind: str, path: str) -> float | tuple[tuple[floa
         ):
             raise LogFormatError(f"{path}[{i}]", "expected a pair [bound, number] of finite numbers >= 0")
         pairs.append((float(pair[0]), float(pair[1])))
+    if len({bound for bound, _ in pairs}) != len(pairs):
+        raise LogFormatError(path, "a bucket bound is given twice")
     return tuple(pairs)
 
 

@@ -121,6 +121,11 @@ MALFORMED = [
         "metrics.latency.dispersion[0]: expected a pair [bound, number]",
     ),
     (
+        "metrics/latency/dispersion",
+        [[0.1, 1], [0.1, 2]],
+        "metrics.latency.dispersion: a bucket bound is given twice",
+    ),
+    (
         "metrics/cpu/dispersion",
         0.1,
         "metrics.cpu.dispersion: only ratio and histogram metrics have a warm-up",
