@@ -192,7 +192,9 @@ class PrometheusMetricsSource:
     ) -> list[TrackObservation]:
         """What `observe` would give for each of the `intervals` windows that end at ``end - i *
         window`` (oldest first; windows without data left out), in one range query per template:
-        ``query_range`` with the window as its step evaluates the same expression at each end."""
+        ``query_range`` with the window as its step evaluates the same expression at each end (at
+        those ends to the millisecond on Prometheus itself; where a frontend aligns the range to
+        its step, at the step's multiples instead)."""
         check_window(end, window)
         if query.type == "samples":
             raise ValueError(f"metric {query.name!r}: a samples metric has no history here")
@@ -201,17 +203,18 @@ class PrometheusMetricsSource:
             "cell": cell_matchers(self.config.labels),
         }  # fmt: skip
         rendered = {name: self._render(query, template, values) for name, template in query.templates.items()}
-        # Prometheus evaluates at start + k * step in whole milliseconds: so do the keys here.
         step_ms = round(window.total_seconds() * 1000)
         first_ms = round(end.timestamp() * 1000) - (intervals - 1) * step_ms
-        ends = [(first_ms + i * step_ms) / 1000 for i in range(intervals)]
         points = {
-            name: _by_time(self.range(promql, start=ends[0], end=ends[-1], step=step_ms / 1000))
+            name: _by_time(
+                self.range(promql, start=first_ms / 1000, end=end.timestamp(), step=step_ms / 1000)
+            )
             for name, promql in rendered.items()
         }
+        # Each point's time is a window's end. A query frontend may align the start to the step
+        # (Thanos, Mimir): the windows move a little, and a history needs no particular ones.
         seen: list[TrackObservation] = []
-        for at in ends:
-            key = round(at, 3)
+        for key in sorted(set().union(*points.values())):
             try:
                 if query.type == "ratio":
                     seen.append(

@@ -253,3 +253,73 @@ def test_online_means_the_query_api_answers_even_where_the_root_does_not(server:
     server.answers = [err(503, "unavailable", "overloaded")] * 3
     with source(server.url) as src:
         assert not src.is_online()
+
+
+def test_the_stables_history_is_one_range_query_per_template_with_the_ends_to_the_millisecond(
+    server: Scripted,
+) -> None:
+    end = END + timedelta(milliseconds=250)
+    window = timedelta(seconds=30)
+    first = end.timestamp() - 2 * 30
+
+    def matrix(values: list[tuple[float, str]]) -> tuple[int, str]:
+        return ok([{"metric": {}, "values": [[t, v] for t, v in values]}], "matrix")
+
+    # total has all three windows; bad is missing at the first (no bad event: 0); the middle
+    # window served nothing (total 0: no data, left out)
+    server.answers = [  # one range query per template: bad, then total
+        matrix([(first + 60, "7")]),
+        matrix([(first, "600"), (first + 30, "0"), (first + 60, "580")]),
+    ]
+    with source(server.url) as src:
+        seen = src.observe_history(
+            RATIO, namespace="shop", app="web", track="stable", end=end, window=window, intervals=3
+        )
+
+    assert seen == [RatioCounts(bad=0.0, total=600.0), RatioCounts(bad=7.0, total=580.0)]
+    (path_bad, _, _), (path_total, total_params, _) = server.requests
+    assert path_total == path_bad == "/api/v1/query_range"
+    assert total_params["start"] == [f"{first:.3f}"]  # not rounded to the second by the client
+    assert total_params["end"] == [f"{end.timestamp():.3f}"]
+    assert total_params["step"] == ["30.000"]
+    assert 'track="stable"' in total_params["query"][0]
+    assert "[30s]" in total_params["query"][0]
+
+
+def test_a_history_read_through_a_frontend_that_aligns_the_range_still_reads_every_window(
+    server: Scripted,
+) -> None:
+    # Thanos and Mimir align start and end to the step: the points come at other times.
+    server.answers = [
+        ok(
+            [
+                {"metric": {"le": "0.1"}, "values": [[1714564800, "50"], [1714564830, "40"]]},
+                {"metric": {"le": "+Inf"}, "values": [[1714564800, "90"], [1714564830, "80"]]},
+            ],
+            "matrix",
+        )
+    ]
+    with source(server.url) as src:
+        seen = src.observe_history(
+            HISTOGRAM, namespace="shop", app="web", track="stable", end=END, window=timedelta(seconds=30),
+            intervals=2,
+        )  # fmt: skip
+
+    assert [(h.le, h.counts) for h in seen if isinstance(h, HistogramCounts)] == [
+        ((0.1, float("inf")), (50.0, 90.0)),
+        ((0.1, float("inf")), (40.0, 80.0)),
+    ]
+
+
+def test_a_stopped_prometheus_fails_the_history_as_unavailable(server: Scripted) -> None:
+    server.answers = [(503, "down")] * 3
+    with source(server.url) as src, pytest.raises(MetricsUnavailableError):
+        src.observe_history(
+            RATIO,
+            namespace="shop",
+            app="web",
+            track="stable",
+            end=END,
+            window=timedelta(seconds=30),
+            intervals=5,
+        )
