@@ -268,8 +268,8 @@ def _stable_history(
     family: str, rps: float, rng: np.random.Generator
 ) -> tuple[list[float], list[float], list[tuple[float, ...]]]:
     """The stable's error counts, requests and latency histograms (cumulative at `LE`) per history
-    interval, with the family's noise (its own jitter as large as a track's; one shared incident
-    somewhere in the hour)."""
+    interval, with the family's noise (its own jitter as large as a track's; for shared-incident,
+    one incident somewhere in the hour)."""
     independent = family in ("independent-overdispersion", "strong-independent-overdispersion")
     base_error = (
         0.0 if family in ERROR_FREE else INDEPENDENT_BASE_ERROR_RATE if independent else BASE_ERROR_RATE
