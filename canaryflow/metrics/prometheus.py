@@ -164,20 +164,14 @@ class PrometheusMetricsSource:
         window: timedelta,
     ) -> TrackObservation:
         check_window(end, window)
-        values = {
-            "namespace": namespace, "app": app, "track": track, "interval": promql_duration(window),
-            "cell": cell_matchers(self.config.labels),
-        }  # fmt: skip
-        rendered = {name: self._render(query, template, values) for name, template in query.templates.items()}
+        rendered = self._templates(query, namespace=namespace, app=app, track=track, window=window)
         at = end.timestamp()
         if query.type == "ratio":
             total = self.instant(rendered["total"], at=at)
-            bad = self.instant(rendered["bad"], at=at) if total else []
-            return ratio_from_results(bad, total, bad_query=rendered["bad"], total_query=rendered["total"])
-        result = self.instant(rendered["query"], at=at)
-        if query.type == "histogram":
-            return histogram_from_result(result, query=rendered["query"])
-        return samples_from_result(result, query=rendered["query"])
+            results = {"total": total, "bad": self.instant(rendered["bad"], at=at) if total else []}
+        else:
+            results = {"query": self.instant(rendered["query"], at=at)}
+        return _decode(query, results, rendered)
 
     def observe_history(
         self,
@@ -198,11 +192,7 @@ class PrometheusMetricsSource:
         check_window(end, window)
         if query.type == "samples":
             raise ValueError(f"metric {query.name!r}: a samples metric has no history here")
-        values = {
-            "namespace": namespace, "app": app, "track": track, "interval": promql_duration(window),
-            "cell": cell_matchers(self.config.labels),
-        }  # fmt: skip
-        rendered = {name: self._render(query, template, values) for name, template in query.templates.items()}
+        rendered = self._templates(query, namespace=namespace, app=app, track=track, window=window)
         step_ms = round(window.total_seconds() * 1000)
         first_ms = round(end.timestamp() * 1000) - (intervals - 1) * step_ms
         points = {
@@ -216,20 +206,22 @@ class PrometheusMetricsSource:
         seen: list[TrackObservation] = []
         for key in sorted(set().union(*points.values())):
             try:
-                if query.type == "ratio":
-                    seen.append(
-                        ratio_from_results(
-                            points["bad"].get(key, []),
-                            points["total"].get(key, []),
-                            bad_query=rendered["bad"],
-                            total_query=rendered["total"],
-                        )
-                    )
-                else:
-                    seen.append(histogram_from_result(points["query"].get(key, []), query=rendered["query"]))
+                seen.append(
+                    _decode(query, {name: found.get(key, []) for name, found in points.items()}, rendered)
+                )
             except NoDataError:
                 continue
         return seen
+
+    def _templates(
+        self, query: MetricQuery, *, namespace: str, app: str, track: ObservedTrack, window: timedelta
+    ) -> dict[str, str]:
+        """Each of `query`'s templates rendered for `track` of `app` over `window`."""
+        values = {
+            "namespace": namespace, "app": app, "track": track, "interval": promql_duration(window),
+            "cell": cell_matchers(self.config.labels),
+        }  # fmt: skip
+        return {name: self._render(query, template, values) for name, template in query.templates.items()}
 
     def _render(self, query: MetricQuery, template: str, values: Mapping[str, str]) -> str:
         if self.config.labels and "cell" not in variables(template):
@@ -279,6 +271,17 @@ class PrometheusMetricsSource:
             raise MetricsError(
                 f"{self.config.url} did not answer like the Prometheus API ({exc}): {promql}", query=promql
             ) from exc
+
+
+def _decode(query: MetricQuery, results: Mapping[str, Any], rendered: Mapping[str, str]) -> TrackObservation:
+    """The observation in the results of `query`'s rendered templates (by template name)."""
+    if query.type == "ratio":
+        return ratio_from_results(
+            results["bad"], results["total"], bad_query=rendered["bad"], total_query=rendered["total"]
+        )
+    if query.type == "histogram":
+        return histogram_from_result(results["query"], query=rendered["query"])
+    return samples_from_result(results["query"], query=rendered["query"])
 
 
 def _by_time(matrix: Any) -> dict[float, list[dict[str, Any]]]:
