@@ -1,6 +1,6 @@
 """The production-shaped stack (`tests.fixtures.production`): Prefect server on PostgreSQL, two
-process workers, the receiver, the local control plane and Prometheus; signed pushes for 20
-targets roll out concurrently to completion (the benchmark runs the same stack with 50).
+process workers, the receiver, the local control plane and Prometheus; signed pushes for 50
+targets roll out concurrently to completion (`bench/production.py` measures the same stack).
 
 What could fail and is checked: every push is accepted and starts exactly one run of
 ``rollout/rollout``; both workers run rollouts; the rollouts overlap (they run concurrently, not
@@ -30,8 +30,9 @@ from tests.fixtures.production import ProductionStack, production_stack
 
 pytestmark = [pytest.mark.kube, pytest.mark.prometheus, pytest.mark.slow, pytest.mark.timeout(1800)]
 
-#: 20 here, so that the suite stays well within CI's hour; `bench/production.py` runs 50 (BENCHMARKS.md).
-TARGETS = 20
+#: The issue's 50 targets: about 7.5 minutes on 2 cores with nothing else running (20 took about 6 in
+#: a CI run, beside the other tests), so the suite stays within CI's hour.
+TARGETS = 50
 
 
 def _until(what: str, check: Callable[[], Any], timeout: float, stack: ProductionStack) -> Any:
@@ -64,7 +65,7 @@ def postgresql() -> None:
         debian_program("initdb", "postgresql", "the production-stack test")  # skips, or fails on CI
 
 
-def test_pushes_for_twenty_targets_roll_out_concurrently_on_prefect_with_postgresql(
+def test_pushes_for_fifty_targets_roll_out_concurrently_on_prefect_with_postgresql(
     postgresql: None, local_kube: Any, prometheus: Any, tmp_path: Path
 ) -> None:
     from canaryflow.cluster.kubernetes import KubernetesCluster
