@@ -30,7 +30,8 @@ holds an image of an earlier attempt (a release retried under a new id, one supe
 rollout by hand) compares with that image, not with the last one known good. It is the weaker
 comparison; a bake against later waves is preferred wherever there are any.
 
-An interval is read `READ_LAG` after its end (all of it scraped by then). One whose Prometheus
+An interval is read the bake's ``readLag`` after its end (all of it scraped by then, so a release
+resumed later reads the same numbers; 30 s by default). One whose Prometheus
 does not answer is read again at the next look, not skipped; one where a cell has no data is an
 interval without data for the judge (it never promotes on it).
 
@@ -72,11 +73,8 @@ from canaryflow.spec.models import Analyze
 from canaryflow.spec.release import Bake, BakeAgainst
 from canaryflow.waves import BakeVerdict
 
-__all__ = ["READ_LAG", "UNANSWERED_GRACE", "BakeProgress", "WaveBake", "bake_interval", "combine"]
+__all__ = ["UNANSWERED_GRACE", "BakeProgress", "WaveBake", "bake_interval", "combine"]
 
-#: How long after an interval's end it is read: Prometheus has scraped all of it by then, so a
-#: release resumed later reads the same numbers.
-READ_LAG = timedelta(seconds=30)
 #: How long past ``maxDuration`` a bake waits for a Prometheus that does not answer.
 UNANSWERED_GRACE = timedelta(minutes=10)
 
@@ -127,7 +125,6 @@ class WaveBake:
         sources: Callable[[str], MetricsSource],
         started: datetime,
         history: datetime | None = None,
-        read_lag: timedelta = READ_LAG,
     ) -> None:
         if not promoted or (not compared and history is None):
             raise ValueError("a bake needs promoted cells, and cells not updated yet or their history")
@@ -142,7 +139,7 @@ class WaveBake:
         self.sources = sources
         self.started = started
         self.history = history
-        self.read_lag = read_lag
+        self.read_lag = bake.read_lag
         plan = next(iter(self.promoted.values()))
         step = bake_interval(plan)
         self.interval = step.interval

@@ -92,7 +92,8 @@ class Bake(SpecModel):
     default of the last wave, which has no later cells), with the judge, for at least
     ``minDuration`` and ``minRequests`` and at most ``maxDuration``; the next wave starts (the
     release ends, after the last wave) once the release is shown within tolerance
-    (`canaryflow.baking`)."""
+    (`canaryflow.baking`). Each interval is read ``readLag`` after its end (30 s: Prometheus has
+    scraped all of it by then at the usual 15 s scrape interval; less where it scrapes more often)."""
 
     min_duration: Duration = timedelta(minutes=10)
     max_duration: Duration = timedelta(hours=1)
@@ -100,6 +101,13 @@ class Bake(SpecModel):
     against: BakeAgainst | None = Field(
         default=None,
         description="later-waves or history (default: later-waves, history for the last wave).",
+    )
+    read_lag: Duration = Field(
+        default=timedelta(seconds=30),
+        description=(
+            "How long after an interval's end the bake reads it: longer than the Prometheus's scrape "
+            "interval, so that all of the interval is scraped."
+        ),
     )
 
 

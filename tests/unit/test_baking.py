@@ -109,6 +109,22 @@ def test_a_release_within_tolerance_still_waits_for_its_minimum_requests() -> No
     assert needy.requests >= 30_000
 
 
+def test_an_interval_is_read_the_bakes_read_lag_after_its_end() -> None:
+    cells = Cells(BehaviourProfile())
+    usual = cells.bake(_bake("1m", "10m"))  # 30 s: all of an interval scraped at 15 s scrapes
+    prompt = cells.bake(Bake.model_validate({"minDuration": "1m", "maxDuration": "10m", "readLag": "2s"}))
+
+    cells.clock.advance(7.0)  # the first 5 s interval ended 2 s ago
+    usual.advance(cells.clock.now())
+    prompt.advance(cells.clock.now())
+    assert (usual.judged, prompt.judged) == (0, 1)
+
+    cells.clock.advance(28.0)  # 35 s in: the first interval ended 30 s ago, the sixth 5 s ago
+    usual.advance(cells.clock.now())
+    prompt.advance(cells.clock.now())
+    assert (usual.judged, prompt.judged) == (1, 6)
+
+
 def test_a_release_with_five_times_the_errors_is_found_worse() -> None:
     cells = Cells(BehaviourProfile(error_rate=0.05))
 

@@ -84,12 +84,12 @@ def test_a_bake_on_a_shared_prometheus_finds_a_worse_release_from_its_cells_seri
     started = datetime.now(UTC)
     bake = WaveBake(
         0,
-        Bake.model_validate({"minDuration": "15s", "maxDuration": "2m"}),
+        # this Prometheus scrapes every second
+        Bake.model_validate({"minDuration": "15s", "maxDuration": "2m", "readLag": "2s"}),
         promoted={"new": plan_rollout(runs["new"].request)},
         compared={"old": plan_rollout(runs["old"].request)},
         sources=lambda cell: cell_metrics(runs[cell]),
         started=started,
-        read_lag=timedelta(seconds=2),  # this Prometheus scrapes every second
     )
 
     deadline = time.monotonic() + 90
