@@ -114,7 +114,8 @@ def release_spec_text(rollout: Path, prometheus: dict[str, str]) -> str:
     lines += [
         "  waves:",
         f"    - cells: [{cells[0]}]",
-        "      bake: {minDuration: 20s, maxDuration: 3m, minRequests: 10000}",
+        # readLag: the cells' Prometheus scrape every second, so 3 s reads all of an interval
+        "      bake: {minDuration: 20s, maxDuration: 3m, minRequests: 10000, readLag: 3s}",
         f"    - cells: [{', '.join(cells[1:])}]",
         "  onFailure: rollback-all",
     ]
