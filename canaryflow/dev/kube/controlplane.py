@@ -139,13 +139,15 @@ class LocalControlPlane:
         self._say(f"up: {server} (kubeconfig {kubeconfig})")
         return plane
 
-    def down(self) -> bool:
-        """Stop every process recorded in `directory`. Returns whether anything was running."""
+    def down(self, *, grace: float = 10.0) -> bool:
+        """Stop every process recorded in `directory`, each killed after `grace` seconds (0 for a
+        plane whose directory is removed next: kube-apiserver drains its watches for longer than
+        10 s, and etcd has nothing to keep). Returns whether anything was running."""
         state = self.directory / _STATE
         if not state.exists():
             return False
         plane = ControlPlane.from_json(state.read_text())
-        stop_groups(reversed(list(plane.pids.values())))
+        stop_groups(reversed(list(plane.pids.values())), grace=grace)
         self._reap_children()
         state.unlink(missing_ok=True)
         self._say("down")

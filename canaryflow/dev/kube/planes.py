@@ -79,7 +79,7 @@ def local_planes(
         planes: dict[str, ControlPlane] = {}
         for cell in cells:
             plane = LocalControlPlane(root / cell, binaries=binaries, nodes=nodes, die_with_parent=True)
-            stack.callback(plane.down)
+            stack.callback(plane.down, grace=0.0)  # its directory goes too: nothing to keep
             planes[cell] = plane.up(timeout=timeout)
             say(f"Cell {cell}: local control plane {planes[cell].server}")
         kubeconfig = merge_kubeconfigs(
