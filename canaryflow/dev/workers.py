@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -31,6 +32,7 @@ __all__ = [
     "prefect_cli",
     "spawn",
     "stop",
+    "stop_all",
 ]
 
 SOURCE_TREE = Path(__file__).resolve().parents[2]
@@ -107,11 +109,20 @@ def descendants(pid: int) -> list[int]:
 
 def stop(process: subprocess.Popen[bytes], grace: float = 30.0) -> None:
     """Terminate `process`, then kill whatever it started that is left (a worker's flow runs)."""
-    left = descendants(process.pid)
-    if process.poll() is None:
-        process.terminate()
+    stop_all([process], grace=grace)
+
+
+def stop_all(processes: Sequence[subprocess.Popen[bytes]], grace: float = 30.0) -> None:
+    """`stop` each of `processes` at once: all are asked to end, then each gets what is left of
+    one `grace` (so three workers take one grace, not three)."""
+    left = [pid for process in processes for pid in descendants(process.pid)]
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + grace
+    for process in processes:
         try:
-            process.wait(timeout=grace)
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=30)
@@ -158,5 +169,4 @@ def cell_workers(
         say(f"Prefect: one worker per pool (logs: {workdir}/worker-<pool>.log)")
         yield workers
     finally:
-        for worker in workers:
-            stop(worker, grace=15.0)
+        stop_all(workers, grace=15.0)
