@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from canaryflow.clock import Clock
+from canaryflow.errors import ClusterUnavailableError
 from canaryflow.simulation.profiles import (
     DEFAULT_BUCKETS,
     BehaviourProfile,
@@ -191,12 +192,19 @@ class TrafficSimulator:
     def profile_for(self, image: str) -> BehaviourProfile:
         return self._profiles.get(image, self._default)
 
+    def set_profile(self, image: str, profile: BehaviourProfile) -> None:
+        """From the traffic drawn next on, pods of `image` behave as `profile` (e.g. a stable whose
+        dependency fails, then recovers)."""
+        with self._lock:
+            self._profiles[image] = profile
+
     def sync(self) -> float:
         """Draw traffic up to the clock's now; return it."""
         return self.advance_to(self._clock.now().timestamp())
 
     def advance_to(self, t: float) -> float:
-        """Follow the pods, then draw traffic up to time `t` (nothing for a past `t`); return `now`."""
+        """Follow the pods (while the cluster does not answer, those last seen), then draw traffic
+        up to time `t` (nothing for a past `t`); return `now`."""
         with self._lock:
             if t < self._now:
                 return self._now
@@ -212,9 +220,13 @@ class TrafficSimulator:
             return self._now
 
     def _follow_pods(self) -> None:
+        try:
+            listed = {app: self._cluster.pods(app.namespace, app.app) for app in self._apps}
+        except ClusterUnavailableError:
+            return  # pods serve on while their API server is down: keep those last seen
         seen: set[tuple[AppRef, str]] = set()
         for app in self._apps:
-            for info in sorted(self._cluster.pods(app.namespace, app.app), key=lambda p: p.name):
+            for info in sorted(listed[app], key=lambda p: p.name):
                 key = (app, info.name)
                 seen.add(key)
                 pod = self._pods.get(key)

@@ -7,6 +7,7 @@ import pytest
 
 from canaryflow.clock import ManualClock
 from canaryflow.cluster.port import PodInfo, Track
+from canaryflow.errors import ClusterUnavailableError
 from canaryflow.simulation import AppRef, BehaviourProfile, TrafficSimulator
 
 APP = AppRef("shop", "web")
@@ -65,6 +66,38 @@ def test_counts_follow_rate_error_rate_and_ready_pods() -> None:
     assert canary.buckets[-1] == canary.requests
     assert list(canary.buckets) == sorted(canary.buckets)
     assert canary.latency_sum / canary.requests == pytest.approx(0.127, rel=0.02)  # lognormal mean
+
+
+class Unreachable(Pods):
+    """Pods whose API server stops answering once `down` is set."""
+
+    down = False
+
+    def pods(self, namespace: str, app: str) -> list[PodInfo]:
+        if self.down:
+            raise ClusterUnavailableError("the API server did not answer")
+        return super().pods(namespace, app)
+
+
+def test_pods_serve_on_while_their_api_server_does_not_answer_and_its_setting_changes_apply() -> None:
+    clock = ManualClock()
+    pods = Unreachable(pod("s0"), pod("s1"))
+    sim = make(pods, clock, rate_per_pod=100.0)
+    clock.advance(60.0)
+    sim.sync()
+    pods.down = True
+
+    clock.advance(60.0)
+    sim.sync()  # does not raise: the pods last seen serve on
+    end = clock.now().timestamp()
+    served = sim.track_counts("shop", "web", "stable", start=end - 60.0, end=end)
+    sim.set_profile("web:v1", BehaviourProfile(error_rate=0.5))  # their dependency fails
+    clock.advance(60.0)
+    sim.sync()
+    failing = sim.track_counts("shop", "web", "stable", start=end, end=end + 60.0)
+
+    assert abs(served.requests - 12_000) < 5 * np.sqrt(12_000)
+    assert failing.errors / failing.requests == pytest.approx(0.5, abs=0.03)
 
 
 def test_a_window_is_the_difference_of_the_counters_at_its_ends() -> None:
