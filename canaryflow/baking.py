@@ -70,10 +70,10 @@ from canaryflow.metrics.port import MetricQuery, MetricsSource
 from canaryflow.metrics.recording import ObservationRecorder
 from canaryflow.plan import RolloutPlan
 from canaryflow.spec.models import Analyze
-from canaryflow.spec.release import Bake, BakeAgainst
+from canaryflow.spec.release import READ_LAG, Bake, BakeAgainst
 from canaryflow.waves import BakeVerdict
 
-__all__ = ["UNANSWERED_GRACE", "BakeProgress", "WaveBake", "bake_interval", "combine"]
+__all__ = ["READ_LAG", "UNANSWERED_GRACE", "BakeProgress", "WaveBake", "bake_interval", "combine"]
 
 #: How long past ``maxDuration`` a bake waits for a Prometheus that does not answer.
 UNANSWERED_GRACE = timedelta(minutes=10)

@@ -41,6 +41,8 @@ from canaryflow.yamldoc import Loc
 
 __all__ = [
     "FAILURE_POLICIES",
+    "MAX_READ_LAG",
+    "READ_LAG",
     "Bake",
     "Cell",
     "Freeze",
@@ -86,6 +88,14 @@ class Cell(SpecModel):
 BakeAgainst = Literal["later-waves", "history"]
 
 
+#: How long after an interval's end a bake reads it, by default: Prometheus has scraped all of it
+#: by then at the usual 15 s scrape interval, so a release resumed later reads the same numbers.
+READ_LAG = timedelta(seconds=30)
+#: The longest ``readLag``: a bake waits at most 10 minutes past ``maxDuration`` for a Prometheus
+#: that does not answer, and a lag near that would leave its last intervals no time to be read.
+MAX_READ_LAG = timedelta(minutes=5)
+
+
 class Bake(SpecModel):
     """After a wave is promoted: compare its cells with the cells of the later waves (not updated
     yet), or with their own history before the release reached them (``against: history``; the
@@ -103,7 +113,7 @@ class Bake(SpecModel):
         description="later-waves or history (default: later-waves, history for the last wave).",
     )
     read_lag: Duration = Field(
-        default=timedelta(seconds=30),
+        default=READ_LAG,
         description=(
             "How long after an interval's end the bake reads it: longer than the Prometheus's scrape "
             "interval, so that all of the interval is scraped."
@@ -254,6 +264,14 @@ def release_cross_check(release: ReleaseSpec) -> list[tuple[Loc, str]]:
                     (*here, "bake", "against"),
                     "the last wave has no later waves to compare with: use history (its cells before "
                     "the release), or remove the bake",
+                )
+            )
+        if wave.bake is not None and wave.bake.read_lag > MAX_READ_LAG:
+            problems.append(
+                (
+                    (*here, "bake", "readLag"),
+                    f"must be at most {format_duration(MAX_READ_LAG)}: a Prometheus that needs longer to "
+                    "scrape an interval cannot be baked against",
                 )
             )
         if wave.bake is not None and wave.bake.min_duration > wave.bake.max_duration:

@@ -70,6 +70,9 @@ def test_defaults_are_the_safe_ones() -> None:
     assert release.spec.on_failure == "rollback-all"  # a failure rolls back every promoted cell
     assert release.spec.waves[0].max_failures == 0
     assert release.spec.waves[0].concurrency is None  # all of a wave's cells at once
+    bake = release.spec.waves[0].bake
+    assert bake is not None
+    assert bake.read_lag == timedelta(seconds=30)  # all of an interval scraped at 15 s scrapes
 
 
 def test_every_cross_field_problem_at_once_with_its_line_and_path() -> None:
@@ -87,7 +90,7 @@ spec:
     - {name: eu-1, context: x, workPool: p, prometheus: http://p:9090}
   waves:
     - {cells: [eu-1, eu-9], concurrency: 3, maxFailures: 2}
-    - {cells: [eu-1, eu-2, eu-3], bake: {minDuration: 2h, maxDuration: 1h, against: later-waves}}
+    - {cells: [eu-1, eu-2, eu-3], bake: {minDuration: 2h, maxDuration: 1h, against: later-waves, readLag: 6m}}
   freezes:
     - {start: 2026-12-27T00:00:00Z, end: 2026-12-24T00:00:00Z, cells: [eu-7]}
 """
@@ -104,6 +107,8 @@ spec:
         "r.yaml:14 spec.waves[1].cells[0]: cell 'eu-1' is already in waves[0]",
         "r.yaml:14 spec.waves[1].bake.against: the last wave has no later waves to compare with: use "
         "history (its cells before the release), or remove the bake",
+        "r.yaml:14 spec.waves[1].bake.readLag: must be at most 5m: a Prometheus that needs longer to "
+        "scrape an interval cannot be baked against",
         "r.yaml:14 spec.waves[1].bake.minDuration: must be at most maxDuration (1h)",
         "r.yaml:16 spec.freezes[0].end: must be after start",
         "r.yaml:16 spec.freezes[0].cells[0]: no cell 'eu-7'",
