@@ -140,11 +140,14 @@ class LocalControlPlane:
         return plane
 
     def down(self, *, grace: float = 10.0) -> bool:
-        """Stop every process recorded in `directory`, each killed after `grace` seconds (0 for a
-        plane whose directory is removed next: kube-apiserver drains its watches for longer than
-        10 s, and etcd has nothing to keep). Returns whether anything was running."""
+        """Stop every process recorded in `directory`: asked to end, then killed what is left
+        `grace` seconds later (0 for a plane whose directory is removed next: kube-apiserver drains
+        its watches for longer than 10 s, and etcd has nothing to keep). Returns whether anything
+        was running. The processes this handle started are reaped, also when another handle of the
+        plane stopped them."""
         state = self.directory / _STATE
         if not state.exists():
+            self._reap_children()
             return False
         plane = ControlPlane.from_json(state.read_text())
         stop_groups(reversed(list(plane.pids.values())), grace=grace)
