@@ -25,6 +25,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from canaryflow.simulation import BehaviourProfile
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from canaryflow.dev.kube.controlplane import ControlPlane
     from canaryflow.dev.stacks import KubeStack
     from canaryflow.metrics import MetricsSource
     from flows.release import ReleaseOutcome
@@ -45,11 +47,14 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_CELLS",
     "MIN_CELLS",
+    "DemoCell",
     "cell_names",
     "cell_profiles",
     "cell_rollout_spec_text",
     "release_spec_text",
     "run_cells_demo",
+    "start_cells",
+    "wait_for_traffic",
 ]
 
 MIN_CELLS = 2
@@ -123,9 +128,11 @@ def release_spec_text(rollout: Path, prometheus: dict[str, str]) -> str:
 
 
 @dataclass
-class _Cell:
-    """One cell of the demo while it runs: its stack (cluster and traffic) and its Prometheus."""
+class DemoCell:
+    """One cell of the demo while it runs: its control plane, its stack (cluster and traffic) and
+    its Prometheus."""
 
+    plane: ControlPlane
     stack: KubeStack
     metrics: MetricsSource
     prometheus: str
@@ -160,7 +167,9 @@ def run_cells_demo(*, cells: int, ui: bool = False, reports_dir: Path | None = N
         with ExitStack() as stack:
             workdir = reports_dir / "cells-demo"  # kept: the specs and the workers' logs
             workdir.mkdir(parents=True, exist_ok=True)
-            kubeconfig, running = _start_cells(stack, names, binaries, prometheus_binary, console)
+            kubeconfig, running = start_cells(
+                stack, names, binaries=binaries, prometheus_binary=prometheus_binary, say=console.print
+            )
             rollout = workdir / "rollout.yaml"
             rollout.write_text(cell_rollout_spec_text())
             spec = workdir / "release.yaml"
@@ -175,7 +184,7 @@ def run_cells_demo(*, cells: int, ui: bool = False, reports_dir: Path | None = N
             outcomes = []
             for image in (GOOD_IMAGE, BAD_IMAGE):
                 check_workers(workers, names, workdir)  # a pool without its worker would wait for ever
-                _wait_for_traffic(spec, running, console)
+                wait_for_traffic(spec, running, say=console.print)
                 outcomes.append(_release(spec, image, reports_dir, console))
         code = _summary(console, outcomes, reports_dir, time.monotonic() - started)
         if ui and server is not None:
@@ -183,11 +192,16 @@ def run_cells_demo(*, cells: int, ui: bool = False, reports_dir: Path | None = N
     return code
 
 
-def _start_cells(
-    stack: ExitStack, names: list[str], binaries: Path, prometheus_binary: str, console: Console
-) -> tuple[Path, dict[str, _Cell]]:
-    """Each cell's control plane, example app, traffic and Prometheus (stopped with `stack`);
-    returns the kubeconfig with a context per cell and the running cells."""
+def start_cells(
+    stack: ExitStack,
+    names: list[str],
+    *,
+    binaries: Path,
+    prometheus_binary: str,
+    say: Callable[[str], None],
+) -> tuple[Path, dict[str, DemoCell]]:
+    """Each cell's control plane, example app, traffic (`cell_profiles`) and Prometheus (stopped
+    with `stack`); returns the kubeconfig with a context per cell and the running cells."""
     from canaryflow.dev.kube.planes import local_planes
     from canaryflow.dev.localprometheus import LocalPrometheus
     from canaryflow.dev.stacks import kube_stack, kubectl_binary
@@ -195,10 +209,10 @@ def _start_cells(
     from canaryflow.metrics.prometheus import PrometheusConfig
     from canaryflow.simulation import MetricsServer, RealTimeDriver
 
-    console.print(f"Starting {len(names)} local control planes, one per cell ...")
-    planes = stack.enter_context(local_planes(names, binaries=binaries, say=console.print))
+    say(f"Starting {len(names)} local control planes, one per cell ...")
+    planes = stack.enter_context(local_planes(names, binaries=binaries, say=say))
     kubectl = kubectl_binary(binaries)
-    running: dict[str, _Cell] = {}
+    running: dict[str, DemoCell] = {}
     for index, name in enumerate(names):
         kube = stack.enter_context(
             kube_stack(
@@ -214,10 +228,10 @@ def _start_cells(
         prometheus = stack.enter_context(LocalPrometheus.start(prometheus_binary))
         prometheus.add_targets("simulator", [server.target])
         metrics = create_metrics_source("prometheus", prometheus=PrometheusConfig(url=prometheus.url))
-        running[name] = _Cell(stack=kube, metrics=metrics, prometheus=prometheus.url)
-        console.print(
-            f"Cell {name}: shop/web on {STABLE_IMAGE}, traffic scraped by Prometheus {prometheus.url}"
+        running[name] = DemoCell(
+            plane=planes.planes[name], stack=kube, metrics=metrics, prometheus=prometheus.url
         )
+        say(f"Cell {name}: shop/web on {STABLE_IMAGE}, traffic scraped by Prometheus {prometheus.url}")
     return planes.kubeconfig, running
 
 
@@ -245,7 +259,9 @@ def _start_workers(
     return stack.enter_context(cell_workers(names, env=env, workdir=workdir, say=console.print))
 
 
-def _wait_for_traffic(spec: Path, running: dict[str, _Cell], console: Console, timeout: float = 90.0) -> None:
+def wait_for_traffic(
+    spec: Path, running: dict[str, DemoCell], *, say: Callable[[str], None], timeout: float = 90.0
+) -> None:
     """Wait until every cell's preflight passes: its stable has served long enough for each metric
     to have data in its Prometheus (after a promotion the stable's pods are new)."""
     from canaryflow.cells import cell_run
@@ -258,9 +274,7 @@ def _wait_for_traffic(spec: Path, running: dict[str, _Cell], console: Console, t
     for name, cell in running.items():
         plan = plan_rollout(cell_run(release, name, image=GOOD_IMAGE, triggered_by="demo").request)
         waiting = f"Cell {name}: waiting for metrics of the stable track ..."
-        wait_for_stable_data(
-            plan, cell.stack, cell.metrics, deadline=deadline, waiting=waiting, say=console.print
-        )
+        wait_for_stable_data(plan, cell.stack, cell.metrics, deadline=deadline, waiting=waiting, say=say)
 
 
 def _release(spec: Path, image: str, reports_dir: Path, console: Console) -> ReleaseOutcome:
