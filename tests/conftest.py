@@ -42,6 +42,7 @@ def prefect_harness() -> Iterator[Any]:
 _LONG_FIRST = (
     "tests/e2e/test_production_stack.py",
     "tests/e2e/test_demo_cells.py",
+    "tests/e2e/test_release_faults.py",
     "tests/unit/analysis/test_calibration.py",
     "tests/e2e/test_demo_first_run.py",
     "tests/e2e/test_sigkill_resume.py",
