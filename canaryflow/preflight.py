@@ -18,9 +18,12 @@ cluster and the metrics source through their ports: the command line (``canaryfl
 specific error of `canaryflow.errors`, whose message names the thing and says what to do; nothing
 is created or changed. A target that is already in a rollout (a run to resume) skips the metrics
 check: its stable may be scaled down, and the rollout's own analysis looks at the tracks anyway.
-The stable's data is looked for over the first analysis interval, but at least the last minute
-(`MIN_WINDOW`), so that a rollout right after a promotion (whose stable pods are new series) is not
-refused.
+The stable's data is looked for over the first analysis interval, but at least the last five
+minutes (`MIN_WINDOW`): the check is that the queries find the stable's series, and a shorter
+window refused rollouts for a passing scrape gap (at a 30 s scrape interval a minute holds two
+samples, and ``increase()`` needs both; a busy exporter that missed its scrapes for two minutes
+refused the rollouts that started then). A stable not scraped at all for five minutes is refused;
+one that stops being scraped later leaves the analysis without data, which never promotes.
 """
 
 from __future__ import annotations
@@ -140,12 +143,13 @@ def _cluster_passed(plan: RolloutPlan, status: TargetStatus) -> Passed:
 
 
 #: The least window the stable's data is looked for in: right after a promotion the stable's pods
-#: are new series, which an ``increase()`` over one short interval does not see yet.
-MIN_WINDOW = timedelta(minutes=1)
+#: are new series, which an ``increase()`` over one short interval does not see yet, and a scrape
+#: gap of a minute or two must not refuse a rollout.
+MIN_WINDOW = timedelta(minutes=5)
 
 
 def _first_interval(plan: RolloutPlan) -> timedelta | None:
-    """The window to look for the stable's data in: the first analysis interval, at least a minute."""
+    """The window to look for the stable's data in: the first analysis interval, at least `MIN_WINDOW`."""
     for step in plan.spec.steps:
         if step.analyze is not None:
             return max(step.analyze.interval, MIN_WINDOW)
