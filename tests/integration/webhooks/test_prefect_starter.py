@@ -27,6 +27,9 @@ from tests.unit.webhooks import payloads as p
 
 DEPLOYMENT = "rollout/webhook-test"
 SPEC = "config/rollouts/web.yaml"
+#: How long a reply here waits for its run to be started (it comes as soon as it is): the real
+#: Prefect API of a busy CI machine took longer than the tests' usual 2 s to create one.
+STARTED_WITHIN = 30.0
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ def test_a_signed_push_runs_the_rollout_deployment(deployed: Deployed, make_app:
 
     delivery = str(uuid.uuid4())
     starter = PrefectRolloutStarter(DEPLOYMENT, api_url=deployed.api_url)
-    with serving(make_app(starter=starter, deployment=DEPLOYMENT)) as base_url:
+    with serving(make_app(starter=starter, deployment=DEPLOYMENT, reply_wait=STARTED_WITHIN)) as base_url:
         response = _push(base_url, delivery)
     assert response.status_code == 202, response.text
     (run,) = _flow_runs(deployed, delivery)
@@ -144,7 +147,7 @@ def test_the_same_delivery_twice_is_one_flow_run(
 ) -> None:
     delivery = str(uuid.uuid4())
     starter = PrefectRolloutStarter(DEPLOYMENT, api_url=deployed.api_url)
-    with serving(make_app(starter=starter, deployment=DEPLOYMENT)) as base_url:
+    with serving(make_app(starter=starter, deployment=DEPLOYMENT, reply_wait=STARTED_WITHIN)) as base_url:
         first = _push(base_url, delivery)
         second = _push(base_url, delivery)
     assert first.status_code == 202
@@ -168,7 +171,7 @@ def test_concurrent_copies_of_a_delivery_start_one_flow_run(deployed: Deployed, 
     barrier = threading.Barrier(6)
     replies: list[httpx.Response] = []
     lock = threading.Lock()
-    with serving(make_app(starter=starter, deployment=DEPLOYMENT)) as base_url:
+    with serving(make_app(starter=starter, deployment=DEPLOYMENT, reply_wait=STARTED_WITHIN)) as base_url:
 
         def send() -> None:
             barrier.wait()
@@ -219,7 +222,7 @@ def test_a_signed_push_to_a_release_route_runs_the_release_deployment(
         f"  - {{repository: {p.REPOSITORY}, branch: master, release: config/releases/web.yaml, "
         "image: 'registry.example.com/hello/world:{sha}'}\n"
     )
-    with serving(make_app(starter=starter, routes_yaml=routes)) as base_url:
+    with serving(make_app(starter=starter, routes_yaml=routes, reply_wait=STARTED_WITHIN)) as base_url:
         response = _push(base_url, delivery)
 
     assert response.status_code == 202, response.text
