@@ -1,4 +1,4 @@
-"""The bake after a wave: the wave's promoted cells against the cells not updated yet, judged.
+r"""The bake after a wave: the wave's promoted cells against the cells not updated yet, judged.
 
 Once a wave's cells are promoted they serve the new image on their stable track, while the cells
 of the later waves still serve the old one. A bake (`canaryflow.spec.release.Bake`) compares the
@@ -30,6 +30,25 @@ holds an image of an earlier attempt (a release retried under a new id, one supe
 rollout by hand) compares with that image, not with the last one known good. It is the weaker
 comparison; a bake against later waves is preferred wherever there are any.
 
+**Warm-up.** Before its first interval a bake learns how much each cell's stable counts vary from
+interval to interval, on the hour before the release reached the wave (an interval of the bake's
+length, up to `canaryflow.metrics.collect.HISTORY_INTERVALS` of them, ending when the wave's
+first rollout run was created; against history, ending where the paired history window starts),
+as a rollout's analysis does before it (`analysis.dispersion`). The judge weighs its first
+intervals by that bound instead of by the largest jitter it allows, which held a bake of busy
+cells back by ten intervals or more; from its third interval with information its own estimate
+takes over, as in an analysis. None of that history is an interval the bake judges, so the
+argument of `analysis.counts` is unchanged. Each cell's bound is learned on its own (cells'
+series cannot be added up interval by interval when one of them misses a scrape), and a group's
+is the largest of its cells': the group's count is the sum of its cells', so its rate factor is
+the mean of the cells' factors weighted by their shares :math:`w_k` (:math:`\sum_k w_k = 1`),
+whose variance :math:`\sum_k w_k^2 s_k^2` for independent factors, and at most
+:math:`(\sum_k w_k s_k)^2` for correlated ones, is at most :math:`\max_k s_k^2`. The judge's
+warm-up is then the promoted group's bound plus the compared group's (``spread`` 1 for each, as
+both are the whole of their cells' stable traffic, in the bake as in the history). A metric (or
+a bucket bound) that any cell's history cannot bound, and every metric after a Prometheus that
+does not answer, start from the bound fixed in advance.
+
 An interval is read the bake's ``readLag`` after its end (all of it scraped by then, so a release
 resumed later reads the same numbers; 30 s by default). One whose Prometheus
 does not answer is read again at the next look, not skipped; one where a cell has no data is an
@@ -57,6 +76,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from analysis.dispersion import DispersionBound, Warmup
 from analysis.judge import JudgeState, advance, plan_for
 from analysis.observations import (
     HistogramCounts,
@@ -66,6 +86,7 @@ from analysis.observations import (
     TrackObservation,
 )
 from canaryflow.errors import CanaryflowError, MetricsError, MetricsUnavailableError, NoDataError, QueryError
+from canaryflow.metrics.collect import history_intervals, learn_warmup, stable_history
 from canaryflow.metrics.port import MetricQuery, MetricsSource
 from canaryflow.metrics.recording import ObservationRecorder
 from canaryflow.plan import RolloutPlan
@@ -112,8 +133,10 @@ class WaveBake:
     target and metrics) read through `sources` (a cell's name -> its metrics source), from
     `started`; with `history` (when the wave's first rollout run was created) and no `compared`
     cells, against the promoted cells' own traffic of as many intervals as the bake has, ending at
-    `history`. Call `advance` with
-    the time; it judges the intervals that ended since."""
+    `history`. `began` (when the wave's first rollout run was created) is where the warm-up's
+    history of the cells ends (against history, it ends where the paired window starts); without
+    it the judge starts from the dispersion bound fixed in advance. Call `advance` with the time;
+    it judges the intervals that ended since."""
 
     def __init__(
         self,
@@ -125,6 +148,7 @@ class WaveBake:
         sources: Callable[[str], MetricsSource],
         started: datetime,
         history: datetime | None = None,
+        began: datetime | None = None,
     ) -> None:
         if not promoted or (not compared and history is None):
             raise ValueError("a bake needs promoted cells, and cells not updated yet or their history")
@@ -132,6 +156,8 @@ class WaveBake:
             raise ValueError(f"started and history must be timezone-aware, got {started!r}, {history!r}")
         if history is not None and history > started:
             raise ValueError(f"the history must end before the bake starts, got {history} after {started}")
+        if began is not None and (began.tzinfo is None or began > started):
+            raise ValueError(f"began must be timezone-aware and before the bake starts, got {began!r}")
         self.wave = wave
         self.bake = bake
         self.promoted = dict(promoted)
@@ -139,6 +165,7 @@ class WaveBake:
         self.sources = sources
         self.started = started
         self.history = history
+        self.began = began
         self.read_lag = bake.read_lag
         plan = next(iter(self.promoted.values()))
         step = bake_interval(plan)
@@ -150,13 +177,16 @@ class WaveBake:
                 "min_exposure_seconds": bake.min_duration.total_seconds(),
             }
         )
-        units = {q.name: q.unit for q in self.queries if q.unit}
-        self._plan = plan_for(settings, interval_seconds=self.interval.total_seconds(), units=units)
-        #: The intervals judged, as an observation log (canary: the promoted cells).
-        self.recorder = ObservationRecorder(self.queries, interval_seconds=self.interval.total_seconds())
+        self._settings = settings
+        self._units = {q.name: q.unit for q in self.queries if q.unit}
+        #: Metric name -> the warm-up dispersion learned from the cells' history (read at the
+        #: first `advance`; empty until then, and for metrics that start from the bound fixed in
+        #: advance).
+        self.warmup: dict[str, Warmup] = {}
+        self._warmed = began is None
+        self._start_judge()
         #: Each metric's relative tolerance, for a chart of the bake.
         self.tolerances = {m.name: settings.tolerance_for(m) for m in settings.metrics}
-        self._state = JudgeState.initial(self._plan)
         self.intervals = self._plan.max_intervals
         self.judged = 0
         self.requests = 0.0
@@ -169,10 +199,26 @@ class WaveBake:
         """What the promoted cells are compared with: the later waves' cells, or their history."""
         return "history" if self.history is not None else "later-waves"
 
+    def _start_judge(self) -> None:
+        """The judge's plan and state before any interval, with the warm-up learned so far, and an
+        empty record of what it judged."""
+        seconds = self.interval.total_seconds()
+        self._plan = plan_for(
+            self._settings, interval_seconds=seconds, units=self._units, dispersion=self.warmup
+        )
+        self._state = JudgeState.initial(self._plan)
+        #: The intervals judged, as an observation log (canary: the promoted cells).
+        self.recorder = ObservationRecorder(self.queries, interval_seconds=seconds, dispersion=self.warmup)
+
     def advance(self, now: datetime) -> BakeProgress:
         """Judge every interval that ended by `now` (less the read lag) and is not judged yet; the
         progress. An interval whose Prometheus does not answer is not judged yet: it is read again
-        at the next call (until ``maxDuration`` and `UNANSWERED_GRACE` have passed)."""
+        at the next call (until ``maxDuration`` and `UNANSWERED_GRACE` have passed). The first
+        call reads the warm-up's history first."""
+        if not self._warmed:
+            self._warmed = True
+            self.warmup = self._learn()
+            self._start_judge()
         while self.progress.verdict == "pending" and self.judged < self.intervals:
             end = self.started + self.interval * (self.judged + 1)
             if end + self.read_lag > now:
@@ -240,6 +286,38 @@ class WaveBake:
             )
         return observed
 
+    def _learn(self) -> dict[str, Warmup]:
+        """The judge's warm-up, metric name -> dispersion (see the module's notes)."""
+        assert self.began is not None
+        end = self.began if self.history is None else self.started - self._shift()
+        count = history_intervals(self.interval)
+        learned: dict[str, Warmup] = {}
+        for query in (q for q in self.queries if q.type in ("ratio", "histogram")):
+            try:
+                canary = [
+                    self._cell_warmup(cell, plan, query, end, count) for cell, plan in self.promoted.items()
+                ]
+                baseline = [
+                    self._cell_warmup(cell, plan, query, end, count) for cell, plan in self.compared.items()
+                ]
+            except MetricsUnavailableError:
+                break  # do not wait for a Prometheus that does not answer before the bake
+            except MetricsError:
+                continue
+            warmup = _group_warmup(canary, baseline or canary)
+            if warmup is not None:
+                learned[query.name] = warmup
+        return learned
+
+    def _cell_warmup(
+        self, cell: str, plan: RolloutPlan, query: MetricQuery, end: datetime, count: int
+    ) -> DispersionBound | dict[float, float]:
+        seen = stable_history(
+            self.sources(cell), query, namespace=plan.target.namespace, app=plan.target.app,
+            end=end, window=self.interval, intervals=count,
+        )  # fmt: skip
+        return learn_warmup(query, seen, 1.0)
+
     def _shift(self) -> timedelta:
         """How far back the history interval paired with each bake interval ends: interval i of the
         bake's intervals that ended at `history` is paired with the bake's interval i (the last
@@ -268,6 +346,27 @@ class WaveBake:
             except NoDataError:
                 return None
         return combine(seen, query=query.name)
+
+
+def _group_warmup(
+    canary: Sequence[DispersionBound | dict[float, float]],
+    baseline: Sequence[DispersionBound | dict[float, float]],
+) -> Warmup | None:
+    """The judge's warm-up from each cell's (each learned with ``spread`` 1 for both tracks, so
+    twice its per-track bound): the largest per-track bound of each group, added; None when a
+    cell's history bounds nothing (for a histogram, only the bounds every cell's history bounds)."""
+    cells = [*canary, *baseline]
+    if all(isinstance(c, DispersionBound) for c in cells):
+        ratios = [c for c in cells if isinstance(c, DispersionBound)]
+        if not all(c.learned for c in ratios):
+            return None
+        return (max(c.kappa for c in ratios[: len(canary)]) + max(c.kappa for c in ratios[len(canary) :])) / 2
+    maps = [c for c in cells if isinstance(c, dict)]
+    if len(maps) != len(cells):
+        return None
+    common = set(maps[0]).intersection(*maps[1:])
+    ours, theirs = maps[: len(canary)], maps[len(canary) :]
+    return {b: (max(m[b] for m in ours) + max(m[b] for m in theirs)) / 2 for b in sorted(common)} or None
 
 
 def combine(observations: Sequence[TrackObservation], *, query: str) -> TrackObservation:

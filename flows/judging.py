@@ -19,23 +19,17 @@ given.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from analysis.dispersion import (
-    DispersionBound,
-    Warmup,
-    bucket_dispersion,
-    spread_for_weight,
-    stable_dispersion,
-)
+from analysis.dispersion import DispersionBound, Warmup, spread_for_weight
 from analysis.judge import SequentialJudge
-from analysis.observations import HistogramCounts, PairedObservation, RatioCounts, TrackObservation
+from analysis.observations import PairedObservation
 from analysis.verdicts import Verdict
 from canaryflow.errors import MetricsError, MetricsUnavailableError
 from canaryflow.metrics import MetricQuery, ObservationRecorder
+from canaryflow.metrics.collect import HISTORY_INTERVALS, HISTORY_SECONDS, history_intervals, learn_warmup
 from canaryflow.plan import RolloutPlan
 from canaryflow.reports import observation_log
 from flows.charts import render_chart
@@ -44,10 +38,6 @@ from flows.runtime import Runtime
 from flows.steps import hold, observe, observe_stable_history
 
 __all__ = ["HISTORY_INTERVALS", "HISTORY_SECONDS", "analyze"]
-
-#: The stable's history read before an analysis: at most this many intervals, and at most an hour.
-HISTORY_INTERVALS = 120
-HISTORY_SECONDS = 3600.0
 
 #: Called between intervals; raises (e.g. `RolloutAborted`) to stop the analysis.
 Checkpoint = Callable[[], None]
@@ -153,7 +143,7 @@ def _warm_up(
     effective = reporter.status.effective_weight
     weight = min(float(requested), effective) if effective > 0 else float(requested)
     window = plan.analyze_step(index).interval
-    count = max(1, min(HISTORY_INTERVALS, math.floor(HISTORY_SECONDS / window.total_seconds())))
+    count = history_intervals(window)
     end = runtime.clock.now()
     spread = spread_for_weight(weight)
     learned: dict[str, Warmup] = {}
@@ -174,7 +164,7 @@ def _warm_up(
             if isinstance(exc, MetricsUnavailableError):
                 break  # the backend is down or slow: do not wait for it again before the analysis
             continue
-        warmup = _learn(query, seen, spread)
+        warmup = learn_warmup(query, seen, spread)
         reporter.say("%s: %s", query.name, _describe(warmup, len(seen)))
         if isinstance(warmup, DispersionBound):
             if warmup.learned:
@@ -182,24 +172,6 @@ def _warm_up(
         elif warmup:
             learned[query.name] = warmup
     return learned
-
-
-def _learn(
-    query: MetricQuery, seen: list[TrackObservation], spread: float
-) -> DispersionBound | dict[float, float]:
-    """The warm-up from the stable's observations: a ratio's bound, or a histogram's learned bounds
-    (bound -> kappa) under the bucket layout most of the intervals have."""
-    if query.type == "ratio":
-        ratios = [o for o in seen if isinstance(o, RatioCounts)]
-        return stable_dispersion([o.bad for o in ratios], [o.total for o in ratios], spread=(spread, spread))
-    histograms = [o for o in seen if isinstance(o, HistogramCounts)]
-    if not histograms:
-        return {}
-    layout = Counter(o.le for o in histograms).most_common(1)[0][0]
-    bounds = bucket_dispersion(
-        layout, [o.counts for o in histograms if o.le == layout], spread=(spread, spread)
-    )
-    return {bound: found.kappa for bound, found in bounds.items() if found.learned}
 
 
 def _describe(warmup: DispersionBound | dict[float, float], intervals: int) -> str:

@@ -414,20 +414,24 @@ class _Evidence:
         if not promoted or any(cell not in ended for cell in promoted):
             return None  # a failed wave (the wave logic stops it), or not told yet: ask again
         assert wave.bake is not None
+        began = self.release.runs.began(self.release.release_id)
+        if any(cell not in began for cell in promoted):
+            return None  # not told yet: ask again
+        started = max(ended[cell] for cell in wave.cells if cell in ended)
+        # Where the warm-up's history ends (never after the bake's start, whatever the clocks say).
+        first = min(started, *(began[cell] for cell in wave.cells if cell in began))
         history = None
         if self.release.spec.spec.bake_against(index) == "history":
-            began = self.release.runs.began(self.release.release_id)
-            if any(cell not in began for cell in promoted):
-                return None  # not told yet: ask again
-            history, later = min(began[cell] for cell in wave.cells if cell in began), []
+            history, later = first, []
         bake = WaveBake(
             index,
             wave.bake,
             promoted={cell: self._plan(cell) for cell in promoted},
             compared={cell: self._plan(cell) for cell in later},
             sources=self._source,
-            started=max(ended[cell] for cell in wave.cells if cell in ended),
+            started=started,
             history=history,
+            began=first,
         )
         self.bakes[index] = bake
         return bake

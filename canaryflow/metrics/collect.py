@@ -7,14 +7,30 @@ error (unavailable backend, bad query) propagates, so the caller can retry or st
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from analysis.observations import PairedObservation, TrackObservation
+from analysis.dispersion import DispersionBound, bucket_dispersion, stable_dispersion
+from analysis.observations import HistogramCounts, PairedObservation, RatioCounts, TrackObservation
 from canaryflow.errors import NoDataError
 from canaryflow.metrics.port import HistorySource, MetricQuery, MetricsSource
 
-__all__ = ["each_window", "observe_interval", "stable_history"]
+__all__ = [
+    "HISTORY_INTERVALS",
+    "HISTORY_SECONDS",
+    "each_window",
+    "history_intervals",
+    "learn_warmup",
+    "observe_interval",
+    "stable_history",
+]
+
+#: The stable's history read before an analysis (or a bake): at most this many intervals, and at
+#: most an hour.
+HISTORY_INTERVALS = 120
+HISTORY_SECONDS = 3600.0
 
 
 def observe_interval(
@@ -94,3 +110,29 @@ def each_window(
         except NoDataError:
             continue
     return seen
+
+
+def history_intervals(window: timedelta) -> int:
+    """How many intervals of length `window` of the stable's history a warm-up reads: at most
+    `HISTORY_INTERVALS` and at most `HISTORY_SECONDS` of them (at least one)."""
+    return max(1, min(HISTORY_INTERVALS, math.floor(HISTORY_SECONDS / window.total_seconds())))
+
+
+def learn_warmup(
+    query: MetricQuery, seen: Sequence[TrackObservation], spread: float
+) -> DispersionBound | dict[float, float]:
+    """The warm-up from the stable's observations `seen` (`stable_history`): a ratio's bound, or a
+    histogram's learned bounds (bucket bound -> kappa, only those the history taught) under the
+    bucket layout most of the intervals have; `spread` as in `analysis.dispersion`, for both
+    tracks."""
+    if query.type == "ratio":
+        ratios = [o for o in seen if isinstance(o, RatioCounts)]
+        return stable_dispersion([o.bad for o in ratios], [o.total for o in ratios], spread=(spread, spread))
+    histograms = [o for o in seen if isinstance(o, HistogramCounts)]
+    if not histograms:
+        return {}
+    layout = Counter(o.le for o in histograms).most_common(1)[0][0]
+    bounds = bucket_dispersion(
+        layout, [o.counts for o in histograms if o.le == layout], spread=(spread, spread)
+    )
+    return {bound: found.kappa for bound, found in bounds.items() if found.learned}

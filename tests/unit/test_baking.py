@@ -8,7 +8,9 @@ also when it turns bad after the judge found it within tolerance but before ``mi
 Prometheus that does not answer never lets a bake pass, nor a promoted cell without data; a query
 Prometheus refuses ends the bake inconclusive; a bake that cannot reach its ``minRequests`` ends
 inconclusive at ``maxDuration``; the verdict depends only on the start and the metrics (a bake
-begun again later reaches the same verdict at the same interval).
+begun again later reaches the same verdict at the same interval); a bake that learns its warm-up
+from the cells' history before the wave began decides a good release sooner, still finds a bad
+one worse, and reads no window it judges.
 """
 
 from __future__ import annotations
@@ -50,7 +52,13 @@ spec:
 
 
 class Cells(CellTraffic):
-    def bake(self, bake: Bake, *, sources: Mapping[str, MetricsSource] | None = None) -> WaveBake:
+    def bake(
+        self,
+        bake: Bake,
+        *,
+        sources: Mapping[str, MetricsSource] | None = None,
+        began: datetime | None = None,
+    ) -> WaveBake:
         chosen = sources or self.sources
         return WaveBake(
             0,
@@ -59,6 +67,7 @@ class Cells(CellTraffic):
             compared={"eu-2": _plan("eu-2"), "us-1": _plan("us-1")},
             sources=lambda cell: chosen[cell],
             started=self.clock.now(),
+            began=began,
         )
 
 
@@ -330,3 +339,75 @@ def test_a_promoted_cell_without_data_never_lets_the_bake_pass_and_a_refused_que
     assert silent.requests == 0
     assert refused.progress.verdict == "inconclusive"
     assert refused.progress.reason.startswith("its metrics cannot be read: bad_data: parse error")
+
+
+def _released(new: BehaviourProfile) -> tuple[Cells, datetime]:
+    """Every cell on the old image for 20 minutes at 600 req/s; then eu-1's rollout (a minute)
+    puts it on the new one. The cells' clock is at the bake's start; returns when eu-1's rollout
+    began. (At 600 req/s the bound fixed in advance, not the requests, is what holds a bake back.)"""
+    cells = Cells(new, images={"eu-1": OLD, "eu-2": OLD, "us-1": OLD}, rate=200.0)
+    cells.warm(20)
+    began = cells.clock.now()
+    cells.clock.advance(60.0)
+    cells.switch("eu-1", NEW)
+    return cells, began
+
+
+def test_a_bake_warmed_up_on_the_cells_history_shows_a_good_release_within_sooner() -> None:
+    cells, began = _released(BehaviourProfile())
+    cold = cells.bake(_bake("15s", "10m"))
+    warm = cells.bake(_bake("15s", "10m"), began=began)
+
+    seen = _run(cells, warm, limit=cells.clock.monotonic() + 900.0)
+    while cold.advance(cells.clock.now()).verdict == "pending" and cells.clock.monotonic() < 3000:
+        cells.clock.advance(5.0)
+
+    assert (seen[-1], cold.progress.verdict) == ("within", "within")
+    assert set(warm.warmup) == {"error-rate", "latency"}, warm.warmup
+    assert warm.judged < cold.judged, (warm.judged, cold.judged)
+    header = warm.recorder.log().metrics["error-rate"]
+    assert header.dispersion == warm.warmup["error-rate"]  # the bake's log replays with it
+
+
+def test_a_bake_warmed_up_on_the_cells_history_still_finds_five_times_the_errors_worse() -> None:
+    cells, began = _released(BehaviourProfile(error_rate=0.05))
+    cold = cells.bake(_bake("15s", "10m"))
+    warm = cells.bake(_bake("15s", "10m"), began=began)
+
+    seen = _run(cells, warm, limit=cells.clock.monotonic() + 900.0)
+    cold.advance(cells.clock.now())
+
+    assert (seen[-1], warm.judged) == ("worse", 1)  # after one interval (read 30 s after its end)
+    assert (cold.progress.verdict, cold.judged) == ("pending", 1)  # the bound fixed in advance: not yet
+
+
+def test_the_warm_up_reads_each_cell_before_the_wave_began_and_never_a_window_it_judges() -> None:
+    cells, began = _released(BehaviourProfile())
+    spies = {cell: Windows(source) for cell, source in cells.sources.items()}
+    bake = cells.bake(_bake("15s", "10m"), sources=spies, began=began)
+
+    cells.clock.advance(40.0)
+    bake.advance(cells.clock.now())
+
+    for cell, spy in spies.items():
+        warmup = [end for end in spy.ends if end <= began]
+        judged = [end for end in spy.ends if end > began]
+        assert len(warmup) == 2 * 120, cell  # two metrics, 120 intervals of 5 s each
+        assert max(warmup) == began
+        assert min(judged) > bake.started, cell
+    assert bake.judged >= 1
+
+
+def test_a_bake_whose_history_cannot_be_read_starts_from_the_bound_fixed_in_advance() -> None:
+    cells, began = _released(BehaviourProfile())
+    unanswered = cells.bake(_bake("15s", "10m"), sources={**cells.sources, "us-1": Unanswered()}, began=began)
+    short = Cells(BehaviourProfile())  # no history before the wave began
+    fresh = short.bake(_bake("15s", "10m"), began=short.clock.now())
+
+    short.clock.advance(40.0)
+    fresh.advance(short.clock.now())
+    cells.clock.advance(40.0)
+    unanswered.advance(cells.clock.now())
+
+    assert (unanswered.warmup, fresh.warmup) == ({}, {})
+    assert fresh.judged >= 1
