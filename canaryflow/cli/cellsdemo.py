@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from canaryflow.dev.kube.controlplane import ControlPlane
     from canaryflow.dev.stacks import KubeStack
     from canaryflow.metrics import MetricsSource
+    from canaryflow.plan import RolloutPlan
     from flows.release import ReleaseOutcome
 
 __all__ = [
@@ -262,8 +263,9 @@ def _start_workers(
 def wait_for_traffic(
     spec: Path, running: dict[str, DemoCell], *, say: Callable[[str], None], timeout: float = 90.0
 ) -> None:
-    """Wait until every cell's preflight passes: its stable has served long enough for each metric
-    to have data in its Prometheus (after a promotion the stable's pods are new)."""
+    """Wait until every cell's preflight passes (its stable has served long enough for each metric
+    to have data in its Prometheus: after a promotion the stable's pods are new), then until its
+    stable's history is long enough for the judges' warm-up (`_wait_for_history`)."""
     from canaryflow.cells import cell_run
     from canaryflow.cli.demorun import wait_for_stable_data
     from canaryflow.plan import plan_rollout
@@ -271,10 +273,52 @@ def wait_for_traffic(
 
     release = load_release(spec)
     deadline = time.monotonic() + timeout
+    plans = {
+        name: plan_rollout(cell_run(release, name, image=GOOD_IMAGE, triggered_by="demo").request)
+        for name in running
+    }
     for name, cell in running.items():
-        plan = plan_rollout(cell_run(release, name, image=GOOD_IMAGE, triggered_by="demo").request)
         waiting = f"Cell {name}: waiting for metrics of the stable track ..."
-        wait_for_stable_data(plan, cell.stack, cell.metrics, deadline=deadline, waiting=waiting, say=say)
+        wait_for_stable_data(
+            plans[name], cell.stack, cell.metrics, deadline=deadline, waiting=waiting, say=say
+        )
+    for name, cell in running.items():
+        _wait_for_history(name, plans[name], cell, deadline=deadline, say=say)
+
+
+def _wait_for_history(
+    name: str, plan: RolloutPlan, cell: DemoCell, *, deadline: float, say: Callable[[str], None]
+) -> None:
+    """Wait until the cell's stable history teaches each ratio and histogram metric its warm-up,
+    as a rollout's analysis and a bake read it (`canaryflow.metrics.collect.learn_warmup`: five
+    intervals with data): a production cell has served for hours before a release, the demo's only
+    for seconds. Without it they would start from the bound fixed in advance and decide a minute
+    later, so at `deadline` the demo goes on anyway."""
+    from analysis.dispersion import DispersionBound
+    from canaryflow.baking import bake_interval
+    from canaryflow.errors import MetricsError, MetricsUnavailableError
+    from canaryflow.metrics.collect import history_intervals, learn_warmup, stable_history
+
+    window = bake_interval(plan).interval
+    queries = [q for q in plan.queries() if q.type in ("ratio", "histogram")]
+    said = False
+    where = {"namespace": plan.target.namespace, "app": plan.target.app}
+    while time.monotonic() < deadline:
+        end, count = cell.stack.clock.now(), history_intervals(window)
+        try:
+            seen = [
+                stable_history(cell.metrics, q, **where, end=end, window=window, intervals=count)
+                for q in queries
+            ]
+        except (MetricsError, MetricsUnavailableError):
+            seen = []
+        learned = [learn_warmup(query, history, 1.0) for query, history in zip(queries, seen, strict=False)]
+        if learned and all(bool(w.learned if isinstance(w, DispersionBound) else w) for w in learned):
+            return
+        if not said:
+            say(f"Cell {name}: waiting for a few intervals of the stable's history (the judges' warm-up) ...")
+            said = True
+        cell.stack.clock.sleep(1.0)
 
 
 def _release(spec: Path, image: str, reports_dir: Path, console: Console) -> ReleaseOutcome:
