@@ -31,23 +31,35 @@ rollout by hand) compares with that image, not with the last one known good. It 
 comparison; a bake against later waves is preferred wherever there are any.
 
 **Warm-up.** Before its first interval a bake learns how much each cell's stable counts vary from
-interval to interval, on the hour before the release reached the wave (an interval of the bake's
+interval to interval, on the hour before the release reached the wave (intervals of the bake's
 length, up to `canaryflow.metrics.collect.HISTORY_INTERVALS` of them, ending when the wave's
 first rollout run was created; against history, ending where the paired history window starts),
 as a rollout's analysis does before it (`analysis.dispersion`). The judge weighs its first
 intervals by that bound instead of by the largest jitter it allows, which held a bake of busy
 cells back by ten intervals or more; from its third interval with information its own estimate
 takes over, as in an analysis. None of that history is an interval the bake judges, so the
-argument of `analysis.counts` is unchanged. Each cell's bound is learned on its own (cells'
-series cannot be added up interval by interval when one of them misses a scrape), and a group's
-is the largest of its cells': the group's count is the sum of its cells', so its rate factor is
-the mean of the cells' factors weighted by their shares :math:`w_k` (:math:`\sum_k w_k = 1`),
-whose variance :math:`\sum_k w_k^2 s_k^2` for independent factors, and at most
-:math:`(\sum_k w_k s_k)^2` for correlated ones, is at most :math:`\max_k s_k^2`. The judge's
-warm-up is then the promoted group's bound plus the compared group's (``spread`` 1 for each, as
-both are the whole of their cells' stable traffic, in the bake as in the history). A metric (or
-a bucket bound) that any cell's history cannot bound, and every metric after a Prometheus that
-does not answer, start from the bound fixed in advance.
+argument of `analysis.counts` is unchanged. The history is read with the first interval (a
+Prometheus that does not answer holds the bake the same way), so a resumed bake learns the same
+warm-up; a metric whose query Prometheus refuses, or that any cell's history cannot bound, starts
+from the bound fixed in advance (for a histogram, each bucket bound on its own).
+
+Each cell's bound is learned on its own (the cells' series cannot be added up interval by
+interval when one of them misses a scrape), and a group's is the largest of its cells'
+(`group_warmup`). Why that is enough, to second order and for shares that do not change: let cell
+:math:`k` count :math:`b_k` of :math:`t_k` requests at rate :math:`\lambda_k\xi_k`, with
+:math:`\mathrm{Var}\,\xi_k = s_k^2`. The group's count :math:`\sum_k b_k` has the rate factor
+:math:`\sum_k w_k\xi_k` with :math:`w_k` the cells' shares of the counted events
+(:math:`\sum_k w_k = 1`), whose variance is :math:`\sum_k w_k^2 s_k^2 \le \max_k s_k^2` for
+independent factors and at most :math:`(\sum_k w_k s_k)^2 \le \max_k s_k^2` for correlated ones.
+The per-track :math:`\kappa = s^2/(1-\lambda)^2` then needs :math:`1-\lambda` of the group, the
+event-weighted mean of the cells' :math:`1-\lambda_k`, not to be smaller than the cell's whose
+:math:`s_k` is largest; for an error rate (:math:`1-\lambda` near 1 everywhere) that is immaterial,
+for a histogram's low bounds it is not guaranteed, and neither is a mix of cells whose shares of
+the traffic change from interval to interval (the group's rate then moves with the mix, which no
+cell's history shows). Those cases are not simulated; the judge's own estimate, which rises above
+the warm-up as soon as the bake's residuals say so, is what covers them from the third interval.
+The judge's warm-up is the promoted group's bound plus the compared group's (``spread`` 1 for
+each: both are the whole of their cells' stable traffic, in the bake as in the history).
 
 An interval is read the bake's ``readLag`` after its end (all of it scraped by then, so a release
 resumed later reads the same numbers; 30 s by default). One whose Prometheus
@@ -76,7 +88,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from analysis.counts import KAPPA_MAX
 from analysis.dispersion import DispersionBound, Warmup
+from analysis.histogram import KAPPA_MAX_BUCKETS
 from analysis.judge import JudgeState, advance, plan_for
 from analysis.observations import (
     HistogramCounts,
@@ -94,7 +108,15 @@ from canaryflow.spec.models import Analyze
 from canaryflow.spec.release import READ_LAG, Bake, BakeAgainst
 from canaryflow.waves import BakeVerdict
 
-__all__ = ["READ_LAG", "UNANSWERED_GRACE", "BakeProgress", "WaveBake", "bake_interval", "combine"]
+__all__ = [
+    "READ_LAG",
+    "UNANSWERED_GRACE",
+    "BakeProgress",
+    "WaveBake",
+    "bake_interval",
+    "combine",
+    "group_warmup",
+]
 
 #: How long past ``maxDuration`` a bake waits for a Prometheus that does not answer.
 UNANSWERED_GRACE = timedelta(minutes=10)
@@ -213,17 +235,17 @@ class WaveBake:
     def advance(self, now: datetime) -> BakeProgress:
         """Judge every interval that ended by `now` (less the read lag) and is not judged yet; the
         progress. An interval whose Prometheus does not answer is not judged yet: it is read again
-        at the next call (until ``maxDuration`` and `UNANSWERED_GRACE` have passed). The first
-        call reads the warm-up's history first."""
-        if not self._warmed:
-            self._warmed = True
-            self.warmup = self._learn()
-            self._start_judge()
+        at the next call (until ``maxDuration`` and `UNANSWERED_GRACE` have passed). The warm-up's
+        history is read before the first interval, and waited for the same way."""
         while self.progress.verdict == "pending" and self.judged < self.intervals:
             end = self.started + self.interval * (self.judged + 1)
             if end + self.read_lag > now:
                 break
             try:
+                if not self._warmed:  # before the first interval, when the history's last is read too
+                    self.warmup = self._learn()
+                    self._warmed = True
+                    self._start_judge()
                 observed = self._observe(end)
             except MetricsUnavailableError as exc:
                 if now > self.started + self.bake.max_duration + UNANSWERED_GRACE:
@@ -301,10 +323,11 @@ class WaveBake:
                     self._cell_warmup(cell, plan, query, end, count) for cell, plan in self.compared.items()
                 ]
             except MetricsUnavailableError:
-                break  # do not wait for a Prometheus that does not answer before the bake
+                raise  # the bake waits for it, as for an interval: a resumed one learns the same
             except MetricsError:
-                continue
-            warmup = _group_warmup(canary, baseline or canary)
+                continue  # a refused query: refused again on resume, so this metric never learns
+            cap = KAPPA_MAX if query.type == "ratio" else KAPPA_MAX_BUCKETS
+            warmup = group_warmup(canary, baseline or canary, cap=cap)
             if warmup is not None:
                 learned[query.name] = warmup
         return learned
@@ -348,25 +371,35 @@ class WaveBake:
         return combine(seen, query=query.name)
 
 
-def _group_warmup(
-    canary: Sequence[DispersionBound | dict[float, float]],
-    baseline: Sequence[DispersionBound | dict[float, float]],
+def group_warmup(
+    canary: Sequence[DispersionBound | Mapping[float, float]],
+    baseline: Sequence[DispersionBound | Mapping[float, float]],
+    *,
+    cap: float,
 ) -> Warmup | None:
-    """The judge's warm-up from each cell's (each learned with ``spread`` 1 for both tracks, so
-    twice its per-track bound): the largest per-track bound of each group, added; None when a
-    cell's history bounds nothing (for a histogram, only the bounds every cell's history bounds)."""
+    """The judge's warm-up from each cell's, each learned with ``spread`` 1 for both tracks (so
+    twice the cell's per-track bound, at most `cap`): the largest per-track bound of the `canary`
+    group plus the largest of the `baseline` group, at most `cap`; a cell at `cap` puts the result
+    there (its own bound may be higher). None when a cell's history bounds nothing; for a
+    histogram, only the bucket bounds every cell's history bounds."""
     cells = [*canary, *baseline]
-    if all(isinstance(c, DispersionBound) for c in cells):
-        ratios = [c for c in cells if isinstance(c, DispersionBound)]
-        if not all(c.learned for c in ratios):
+    ours, theirs = len(canary), len(baseline)
+    if not ours or not theirs:
+        raise ValueError("a group warm-up needs cells in both groups")
+
+    def combined(values: Sequence[float]) -> float:
+        if max(values) >= cap:
+            return cap
+        return min(cap, (max(values[:ours]) + max(values[ours:])) / 2)
+
+    ratios = [c for c in cells if isinstance(c, DispersionBound)]
+    if ratios:
+        if len(ratios) != len(cells) or not all(c.learned for c in ratios):
             return None
-        return (max(c.kappa for c in ratios[: len(canary)]) + max(c.kappa for c in ratios[len(canary) :])) / 2
-    maps = [c for c in cells if isinstance(c, dict)]
-    if len(maps) != len(cells):
-        return None
+        return combined([c.kappa for c in ratios])
+    maps = [c for c in cells if not isinstance(c, DispersionBound)]
     common = set(maps[0]).intersection(*maps[1:])
-    ours, theirs = maps[: len(canary)], maps[len(canary) :]
-    return {b: (max(m[b] for m in ours) + max(m[b] for m in theirs)) / 2 for b in sorted(common)} or None
+    return {b: combined([m[b] for m in maps]) for b in sorted(common)} or None
 
 
 def combine(observations: Sequence[TrackObservation], *, query: str) -> TrackObservation:

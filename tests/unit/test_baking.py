@@ -10,7 +10,9 @@ Prometheus refuses ends the bake inconclusive; a bake that cannot reach its ``mi
 inconclusive at ``maxDuration``; the verdict depends only on the start and the metrics (a bake
 begun again later reaches the same verdict at the same interval); a bake that learns its warm-up
 from the cells' history before the wave began decides a good release sooner, still finds a bad
-one worse, and reads no window it judges.
+one worse, reads no window it judges (against later waves or its own history), waits for a
+Prometheus that does not answer its history as for an interval, and learns the same when resumed;
+a group's warm-up is its largest cell's bound plus the other group's, at most the cap.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from typing import Any
 
 import pytest
 
+from analysis.dispersion import DispersionBound
 from analysis.observations import HistogramCounts, RatioCounts, Samples
-from canaryflow.baking import WaveBake, combine
+from canaryflow.baking import WaveBake, combine, group_warmup
 from canaryflow.cells import cell_run
-from canaryflow.errors import NoDataError, QueryError
+from canaryflow.errors import MetricsUnavailableError, NoDataError, QueryError
 from canaryflow.metrics.port import MetricQuery, MetricsSource
 from canaryflow.plan import RolloutPlan, plan_rollout
 from canaryflow.simulation import BehaviourProfile
@@ -58,6 +61,7 @@ class Cells(CellTraffic):
         *,
         sources: Mapping[str, MetricsSource] | None = None,
         began: datetime | None = None,
+        started: datetime | None = None,
     ) -> WaveBake:
         chosen = sources or self.sources
         return WaveBake(
@@ -66,7 +70,7 @@ class Cells(CellTraffic):
             promoted={"eu-1": _plan("eu-1")},
             compared={"eu-2": _plan("eu-2"), "us-1": _plan("us-1")},
             sources=lambda cell: chosen[cell],
-            started=self.clock.now(),
+            started=started or self.clock.now(),
             began=began,
         )
 
@@ -342,9 +346,9 @@ def test_a_promoted_cell_without_data_never_lets_the_bake_pass_and_a_refused_que
 
 
 def _released(new: BehaviourProfile) -> tuple[Cells, datetime]:
-    """Every cell on the old image for 20 minutes at 600 req/s; then eu-1's rollout (a minute)
-    puts it on the new one. The cells' clock is at the bake's start; returns when eu-1's rollout
-    began. (At 600 req/s the bound fixed in advance, not the requests, is what holds a bake back.)"""
+    """Every cell on the old image for 20 minutes at 600 req/s each (3 pods); then eu-1's rollout (a
+    minute) puts it on the new one. The cells' clock is at the bake's start; returns when eu-1's
+    rollout began. (At that rate the bound fixed in advance, not the requests, holds a bake back.)"""
     cells = Cells(new, images={"eu-1": OLD, "eu-2": OLD, "us-1": OLD}, rate=200.0)
     cells.warm(20)
     began = cells.clock.now()
@@ -398,16 +402,106 @@ def test_the_warm_up_reads_each_cell_before_the_wave_began_and_never_a_window_it
     assert bake.judged >= 1
 
 
-def test_a_bake_whose_history_cannot_be_read_starts_from_the_bound_fixed_in_advance() -> None:
+class Down:
+    """A cell's metrics source that does not answer while `down` is set."""
+
+    def __init__(self, inner: MetricsSource) -> None:
+        self.inner, self.down = inner, True
+
+    def observe(self, query: MetricQuery, **where: Any) -> Any:
+        if self.down:
+            raise MetricsUnavailableError("Prometheus at http://prometheus.monitoring:9090 did not answer")
+        return self.inner.observe(query, **where)
+
+    def is_online(self) -> bool:
+        return not self.down
+
+
+def test_a_bake_waits_for_its_history_as_for_an_interval_and_a_resumed_one_learns_the_same() -> None:
     cells, began = _released(BehaviourProfile())
-    unanswered = cells.bake(_bake("15s", "10m"), sources={**cells.sources, "us-1": Unanswered()}, began=began)
-    short = Cells(BehaviourProfile())  # no history before the wave began
+    down = Down(cells.sources["us-1"])
+    bake = cells.bake(_bake("15s", "10m"), sources={**cells.sources, "us-1": down}, began=began)
+    started = bake.started
+
+    cells.clock.advance(40.0)
+    waiting = bake.advance(cells.clock.now())
+    down.down = False
+    seen = _run(cells, bake, limit=cells.clock.monotonic() + 900.0)
+    again = cells.bake(_bake("15s", "10m"), began=began, started=started)  # resumed elsewhere later
+    resumed = again.advance(cells.clock.now())
+
+    assert (waiting.verdict, waiting.judged) == ("pending", 0)
+    assert waiting.reason.startswith("waiting for Prometheus to answer")
+    assert seen[-1] == "within"
+    assert set(bake.warmup) == {"error-rate", "latency"}
+    assert again.warmup == bake.warmup
+    assert (resumed.verdict, resumed.judged, resumed.reason) == ("within", bake.judged, bake.progress.reason)
+
+
+def test_a_cell_without_history_leaves_the_bound_fixed_in_advance() -> None:
+    short = Cells(BehaviourProfile())  # no traffic before the wave began
     fresh = short.bake(_bake("15s", "10m"), began=short.clock.now())
 
     short.clock.advance(40.0)
     fresh.advance(short.clock.now())
-    cells.clock.advance(40.0)
-    unanswered.advance(cells.clock.now())
 
-    assert (unanswered.warmup, fresh.warmup) == ({}, {})
+    assert fresh.warmup == {}
     assert fresh.judged >= 1
+
+
+def test_against_history_the_warm_up_ends_where_the_paired_history_window_starts() -> None:
+    cells = Cells(BehaviourProfile(), images={"eu-1": OLD})
+    cells.warm(30)
+    began = cells.clock.now()
+    cells.switch("eu-1", NEW)
+    cells.clock.advance(60.0)
+    spy = Windows(cells.sources["eu-1"])
+    bake = WaveBake(
+        0, _bake("15s", "1m"), promoted={"eu-1": _plan("eu-1")}, compared={},
+        sources=lambda cell: spy, started=cells.clock.now(), history=began, began=began,
+    )  # fmt: skip
+    paired = began - bake.interval * bake.intervals  # where the bake's baseline window starts
+
+    cells.clock.advance(40.0)
+    bake.advance(cells.clock.now())
+
+    warmup = [end for end in spy.ends if end <= paired]
+    assert len(warmup) == 2 * 120  # two metrics, 120 intervals, all before the paired window
+    assert max(warmup) == paired
+    assert min(end for end in spy.ends if end > paired) > paired + bake.interval / 2  # the pairs
+    assert set(bake.warmup) == {"error-rate", "latency"}
+
+
+def _bound(kappa: float, learned: bool = True) -> DispersionBound:
+    return DispersionBound(kappa, kappa / 2, 20, 1000.0, learned=learned)
+
+
+def test_a_groups_warm_up_is_its_largest_cell_bound_plus_the_other_groups() -> None:
+    # Each cell's bound was learned with spread (1, 1): twice its per-track bound.
+    assert group_warmup([_bound(0.02)], [_bound(0.04), _bound(0.01)], cap=0.5) == pytest.approx(0.03)
+    assert group_warmup([_bound(0.02), _bound(0.06)], [_bound(0.01)], cap=0.5) == pytest.approx(0.035)
+    # A cell at the cap may be above it: the warm-up is the cap, not half of it.
+    assert group_warmup([_bound(0.5)], [_bound(0.02), _bound(0.02)], cap=0.5) == 0.5
+    assert group_warmup([_bound(0.4)], [_bound(0.4)], cap=0.5) == 0.4
+    assert group_warmup([_bound(0.02)], [_bound(0.02, learned=False)], cap=0.5) is None
+    buckets = group_warmup([{0.1: 0.2, 0.2: 0.1}], [{0.1: 0.4}, {0.1: 0.1, 0.2: 2.0}], cap=2.0)
+    assert buckets == {0.1: pytest.approx(0.3)}  # 0.2 is not bounded by every cell
+    assert group_warmup([{0.1: 0.2}], [{0.1: 2.0}], cap=2.0) == {0.1: 2.0}
+
+
+def test_a_bake_begun_again_later_with_its_warm_up_reaches_the_same_verdict() -> None:
+    cells, began = _released(BehaviourProfile(error_rate=0.012))
+    first = cells.bake(_bake("1m", "10m"), began=began)
+    started = first.started
+    seen = _run(cells, first, limit=cells.clock.monotonic() + 900.0)
+
+    again = cells.bake(_bake("1m", "10m"), began=began)
+    again.started = started
+    resumed = again.advance(cells.clock.now())
+
+    assert first.warmup
+    assert (resumed.verdict, resumed.judged, resumed.reason) == (
+        seen[-1],
+        first.judged,
+        first.progress.reason,
+    )
