@@ -2,7 +2,8 @@
 three Prometheus, a Prefect server with a work pool and a worker per cell. The good release is
 promoted wave by wave in every cell; the release that is bad only in the later cells is promoted
 in the first, rolled back in the second wave and undone in the first. Checked from the reports the
-release and each cell's rollout run (in the workers' processes) wrote."""
+release and each cell's rollout run (in the workers' processes) wrote, and from the bakes' logs
+(their judge learned its warm-up from the cells' history)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,15 @@ def test_a_release_goes_through_waves_of_local_clusters_and_a_bad_one_is_rolled_
     assert good["cells"] == {"cell-1": "promoted", "cell-2": "promoted", "cell-3": "promoted"}
     assert bad["outcome"] == "rolled-back", bad
     assert bad["cells"] == {"cell-1": "undone", "cell-2": "rolled-back", "cell-3": "rolled-back"}
+    # Both bakes learned their judge's warm-up from the cells' history before the wave began (the
+    # demo waits for that history before its first release): the logs' headers carry it.
+    for path in (reports / "releases").glob("*/bake-wave1.json"):
+        headers = json.loads(path.read_text())["metrics"]
+        assert {name: "dispersion" in header for name, header in headers.items()} == {
+            "error-rate": True,
+            "latency": True,
+        }, path
+    assert len(list((reports / "releases").glob("*/bake-wave1.json"))) == 2
     # Each cell's rollout ran in a worker's process and wrote its own report.
     results = Counter(
         (status["image"], status["result"])
