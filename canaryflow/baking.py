@@ -201,8 +201,8 @@ class WaveBake:
         )
         self._settings = settings
         self._units = {q.name: q.unit for q in self.queries if q.unit}
-        #: Metric name -> the warm-up dispersion learned from the cells' history (read at the
-        #: first `advance`; empty until then, and for metrics that start from the bound fixed in
+        #: Metric name -> the warm-up dispersion learned from the cells' history (read with the
+        #: first interval; empty until then, and for metrics that start from the bound fixed in
         #: advance).
         self.warmup: dict[str, Warmup] = {}
         self._warmed = began is None
