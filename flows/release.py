@@ -24,6 +24,10 @@ one resumed after a later wave started knows the bake said ``within``.
 With ``health`` in the release spec, a cell starts only while its stable is healthy
 (`canaryflow.health`: the blockers); its wave waits and says why. Freezes and the failure policy
 are the wave logic's.
+
+On Prefect, a release first makes (or updates) the automation that sets a cell run Crashed once
+its heartbeats stop (`canaryflow.triggers.unresponsive`): a worker whose machine dies with its
+runs would otherwise leave the release waiting on a run that stays Running.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Failed
@@ -125,6 +129,9 @@ class ReleaseWiring:
     reports_dir: Path | None = None
     metrics: Callable[[CellRun], MetricsSource] = cell_metrics
     clock: Clock = field(default_factory=SystemClock)
+    #: Makes Prefect mark cell runs Crashed whose process stopped sending heartbeats (a worker's
+    #: machine gone); what it does in words, or None (nothing to do). None: not on Prefect.
+    watch: Callable[[], str | None] | None = None
 
 
 _WIRING: ContextVar[ReleaseWiring | None] = ContextVar("canaryflow_release_wiring", default=None)
@@ -148,7 +155,17 @@ def wiring_for_run() -> ReleaseWiring:
         return injected
     from canaryflow.triggers.prefect_cells import PrefectCellRuns
 
-    return ReleaseWiring(PrefectCellRuns(), reports_dir=reports_dir(os.environ))
+    return ReleaseWiring(PrefectCellRuns(), reports_dir=reports_dir(os.environ), watch=watch_unresponsive)
+
+
+def watch_unresponsive() -> str | None:
+    """Make or update the automation that sets a cell run Crashed once its heartbeats stop
+    (`canaryflow.triggers.unresponsive`), for the heartbeat interval of this process's settings."""
+    from prefect.settings import get_current_settings
+
+    from canaryflow.triggers.unresponsive import apply_unresponsive_automation
+
+    return apply_unresponsive_automation(get_current_settings().flows.heartbeat_frequency)
 
 
 def release_id_of(request: ReleaseRequest, spec: ReleaseSpec) -> str:
@@ -193,6 +210,13 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
         raise InputError(f"{request.spec}: cannot run its cells: " + "; ".join(missing))
     cells, waves = len(spec.spec.cells), len(spec.spec.waves)
     report.tell(f"{request.image} to {cells} cell(s) in {waves} wave(s)", {})
+    if wiring.watch is not None:
+        try:
+            watching = wiring.watch()
+        except TriggerUnavailableError as exc:  # the release goes on; a lost worker's run would hang it
+            watching = f"a cell run whose worker's machine dies will not be marked Crashed: {exc}"
+        if watching:
+            get_run_logger().info("release %s: %s", release_id, watching)
     phases: dict[str, CellPhase] = _ask(this.runs.phases, release_id, wiring.poll_seconds, clock)
     newer = claim_release(spec.name, release_id, fresh=not phases)
     while True:
