@@ -17,7 +17,10 @@ What could fail and is checked, each from what Prefect and the clusters say afte
 - a blocked cell (its stable serves errors above the release's health limit): its wave waits, says
   why, and starts once the stable is healthy again;
 - a cell whose API server is down: its rollout run fails before it changes anything, nothing is
-  promoted there, and the first wave is rolled back by the default ``rollback-all``.
+  promoted there, and the first wave is rolled back by the default ``rollback-all``;
+- a cell whose worker dies with its flow-run process mid-rollout (its machine gone): the run's
+  heartbeats stop, the release's automation marks it Crashed, the release rolls the first wave
+  back, and the cell's cleanup run converges it once a worker is back.
 """
 
 from __future__ import annotations
@@ -63,6 +66,37 @@ class Cells:
     rollout: Path
     workdir: Path
     env: dict[str, str]
+    workers: dict[str, subprocess.Popen[bytes]]
+    spares: list[subprocess.Popen[bytes]]
+
+    def kill_worker(self, cell: str) -> None:
+        """SIGKILL the cell's worker and its flow-run processes, as when its machine dies."""
+        from canaryflow.dev.workers import descendants
+
+        worker = self.workers[cell]
+        processes = [worker.pid, *descendants(worker.pid)]
+        for pid in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+
+    def start_worker(self, cell: str) -> None:
+        """A new worker for the cell's pool (stopped with the others)."""
+        from canaryflow.dev.workers import spawn
+
+        command = [
+            sys.executable,
+            "-m",
+            "prefect",
+            "worker",
+            "start",
+            "--pool",
+            cell,
+            "--name",
+            f"{cell}-again",
+        ]
+        self.workers[cell] = spawn(command, self.env, self.workdir / f"worker-{cell}-again.log")
+        self.spares.append(self.workers[cell])
 
     def image(self, cell: str) -> str:
         """The image the cell's stable runs now (from its API server)."""
@@ -91,7 +125,8 @@ class Cells:
 
 @pytest.fixture(scope="module")
 def cells(prefect_harness: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cells]:
-    from canaryflow.dev.workers import cell_workers
+    from canaryflow.dev.workers import cell_workers, stop_all
+    from canaryflow.triggers.unresponsive import AUTOMATION
     from tests.fixtures.prometheus import prometheus_binary
 
     binaries = kube_binaries_or_skip()
@@ -110,14 +145,28 @@ def cells(prefect_harness: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
             "KUBECONFIG": str(kubeconfig),
             "CANARYFLOW_REPORTS_DIR": str(workdir / "reports"),
             "PREFECT_WORKER_QUERY_SECONDS": "1",
+            # Heartbeats every 30 s (Prefect's least) from the runs, and the releases' automation
+            # marks a run Crashed after 90 s without one.
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
         }
-        stack.enter_context(cell_workers(CELLS, env=env, workdir=workdir))
+        workers = stack.enter_context(cell_workers(CELLS, env=env, workdir=workdir))
         # Each cell's plane as a handle to stop and start its API server (kept until the planes stop).
         planes = {
             cell: LocalControlPlane(running[cell].plane.directory, binaries=binaries, die_with_parent=True)
             for cell in CELLS
         }
-        yield Cells(running=running, planes=planes, rollout=rollout, workdir=workdir, env=env)
+        spares: list[subprocess.Popen[bytes]] = []
+        yield Cells(
+            running=running,
+            planes=planes,
+            rollout=rollout,
+            workdir=workdir,
+            env=env,
+            workers=dict(zip(CELLS, workers, strict=True)),
+            spares=spares,
+        )
+        stop_all(spares, grace=15.0)
+        _delete_automation(AUTOMATION)  # the session's other releases have other heartbeats
     for plane in planes.values():
         plane.down()  # stopped with the others: reaps the API servers this handle started again
 
@@ -214,6 +263,14 @@ def _cell_runs(release_id: str) -> list[dict[str, Any]]:
             {"kind": tags["canaryflow-kind"], "cell": tags["canaryflow-cell"], "state": state, "run": run}
         )
     return found
+
+
+def _delete_automation(name: str) -> None:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        for automation in client.read_automations_by_name(name):
+            client.delete_automation(automation.id)
 
 
 def _new_image() -> str:
@@ -365,3 +422,42 @@ def test_a_cell_whose_api_server_is_down_is_not_released_and_the_first_wave_is_r
     ], release.lines
     assert runs[1]["run"].name.endswith("-refused")  # its preflight stopped it before any change
     assert [cells.image(cell) for cell in CELLS] == before
+
+
+def test_a_cell_whose_worker_dies_mid_rollout_is_marked_crashed_and_the_first_wave_rolled_back(
+    cells: Cells, releases: Callable[[Path, str, str], Release]
+) -> None:
+    cells.ready()
+    before = [cells.image(cell) for cell in CELLS]
+    image, release_id = _new_image(), f"lost-{uuid.uuid4().hex[:6]}"
+    spec = cells.spec("lost")
+    second = cells.running[CELLS[1]].stack
+    release = releases(spec, image, release_id)
+    release.until(lambda line: f"starting the rollout of {CELLS[1]}" in line)
+    deadline = time.monotonic() + 120
+    while second.cluster.read(second.target).canary is None:  # its run is splitting the traffic
+        assert time.monotonic() < deadline, release.lines
+        time.sleep(0.5)  # another process's writes to the API server: no event to await here
+    cells.kill_worker(CELLS[1])
+    killed = time.monotonic()
+    outcome = release.outcome()
+    crashed_after = time.monotonic() - killed
+    cells.start_worker(CELLS[1])  # the cell's cleanup run waits for a worker on its pool
+
+    assert outcome["outcome"] == "rolled-back", release.lines
+    assert outcome["cells"] == {CELLS[0]: "undone", CELLS[1]: "failed"}, outcome
+    assert crashed_after >= 60  # not before the heartbeats were missed (90 s after the last)
+    deadline = time.monotonic() + 240
+    runs = _cell_runs(release_id)
+    while any(r["state"] in {"Scheduled", "Pending", "Running"} for r in runs):
+        assert time.monotonic() < deadline, runs
+        time.sleep(2.0)  # another process's runs on the Prefect API: no event to await
+        runs = _cell_runs(release_id)
+    assert [(r["kind"], r["cell"], r["state"]) for r in runs] == [
+        ("rollout", CELLS[0], "Completed"),
+        ("rollout", CELLS[1], "Crashed"),
+        ("cleanup", CELLS[1], "Completed"),
+        ("undo", CELLS[0], "Completed"),
+    ], release.lines
+    assert "no heartbeat" in (runs[1]["run"].state.message or ""), runs[1]["run"].state
+    assert [cells.image(cell) for cell in CELLS] == before  # the canary of cell 2 rolled back too
