@@ -14,7 +14,12 @@ worker there) and applies its ``onFailure``.
 The automation is one per Prefect server (`AUTOMATION`), made or updated in place by every
 release that starts, with the heartbeat interval of the release's own settings: give the
 workers the same ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``. A worker's runs that send no heartbeats
-(the setting empty) are never marked; nor is a run that never sent one.
+(the setting empty) are never marked; nor is a run that never sent one. What it cannot tell
+apart: a run whose process lives but whose heartbeats do not reach the Prefect server for that
+long (a network partition) is set Crashed too, and its cleanup converges the target while the
+process may still run: the cleanup takes the target's lease over (its holder's run ended) and
+fences the target, so the process's later writes are refused (the README's lock of one
+rollout per target).
 """
 
 from __future__ import annotations
