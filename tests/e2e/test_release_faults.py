@@ -410,7 +410,7 @@ def test_a_cell_whose_api_server_is_down_is_not_released_and_the_first_wave_is_r
     # The cell's cleanup run (started by the release, not awaited) converges it once it answers.
     deadline = time.monotonic() + 240
     runs = _cell_runs(release_id)
-    while any(r["state"] in {"Scheduled", "Pending", "Running"} for r in runs):
+    while not all(r["run"].state is not None and r["run"].state.is_final() for r in runs):
         assert time.monotonic() < deadline, runs
         time.sleep(2.0)  # another process's runs on the Prefect API: no event to await
         runs = _cell_runs(release_id)
@@ -449,7 +449,7 @@ def test_a_cell_whose_worker_dies_mid_rollout_is_marked_crashed_and_the_first_wa
     assert crashed_after >= 60  # not before the heartbeats were missed (90 s after the last)
     deadline = time.monotonic() + 240
     runs = _cell_runs(release_id)
-    while any(r["state"] in {"Scheduled", "Pending", "Running"} for r in runs):
+    while not all(r["run"].state is not None and r["run"].state.is_final() for r in runs):
         assert time.monotonic() < deadline, runs
         time.sleep(2.0)  # another process's runs on the Prefect API: no event to await
         runs = _cell_runs(release_id)
