@@ -4,7 +4,8 @@ A cell's rollout is a run of the deployment ``rollout/<work pool>`` (the templat
 `rollout_deployment`), its undo a run of ``undo/<work pool>``, the cleanup after its rollout run
 failed or crashed a run of ``cleanup/<work pool>``: one deployment of each flow per work pool,
 because Prefect takes a run's work queue only from its deployment's own pool. The run gets the
-cell's work queue, its environment as the job variables' ``env`` (`canaryflow.cells`), and three
+cell's work queue, its environment as the job variables' ``env`` (`canaryflow.cells`; with this
+process's heartbeat interval, `run_env`), and three
 tags: the release (``canaryflow-release:<id>``), the cell (``canaryflow-cell:<name>``) and the
 kind (``canaryflow-kind:rollout``, ``undo`` or ``cleanup``). The tags are how `phases` finds the
 runs again, so a release flow killed at any point asks Prefect and gets the same answer; the
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -35,7 +36,10 @@ from canaryflow.triggers.port import FlowRunId, RunState, UndoRuns, cell_phase
 from canaryflow.triggers.prefect_runs import prefect_settings
 from canaryflow.waves import CellPhase
 
-__all__ = ["PrefectCellRuns", "run_state"]
+__all__ = ["HEARTBEAT_VARIABLE", "PrefectCellRuns", "run_env", "run_state"]
+
+#: The environment variable of a flow run's heartbeat interval, in seconds.
+HEARTBEAT_VARIABLE = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
 
 _RELEASE, _CELL, _KIND = "canaryflow-release:", "canaryflow-cell:", "canaryflow-kind:"
 #: Failed states a rollout run ends in when it converged its target without promoting
@@ -205,7 +209,7 @@ class PrefectCellRuns:
                     idempotency_key=key,
                     as_subflow=False,
                     work_queue_name=run.work_queue,
-                    job_variables={"env": dict(run.env)},
+                    job_variables={"env": run_env(run.env)},
                     tags=[f"{_RELEASE}{release_id}", f"{_CELL}{run.cell}", f"{_KIND}{kind}"],
                 )
             except ObjectNotFound as exc:
@@ -249,6 +253,17 @@ class PrefectCellRuns:
 
     def _settings(self) -> contextlib.AbstractContextManager[None]:
         return prefect_settings(self.api_url, self.request_timeout)
+
+
+def run_env(env: Mapping[str, str]) -> dict[str, str]:
+    """A cell run's environment: the cell's, and this process's flow-run heartbeat interval when it
+    has one, so that the run's heartbeats come as often as the automation that sets a silent cell
+    run Crashed expects (`canaryflow.triggers.unresponsive`; the release makes it with the same
+    setting)."""
+    from prefect.settings import get_current_settings
+
+    heartbeat = get_current_settings().flows.heartbeat_frequency
+    return dict(env) if heartbeat is None else {**env, HEARTBEAT_VARIABLE: str(heartbeat)}
 
 
 def _ended_at(run: FlowRun) -> datetime | None:

@@ -12,9 +12,11 @@ crashed cell: it converges the cell with a cleanup run on the cell's pool (which
 worker there) and applies its ``onFailure``.
 
 The automation is one per Prefect server (`AUTOMATION`), made or updated in place by every
-release that starts, with the heartbeat interval of the release's own settings: give the
-workers the same ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``. A worker's runs that send no heartbeats
-(the setting empty) are never marked; nor is a run that never sent one. What it cannot tell
+release that starts, for the heartbeat interval of the release's own settings, which the release
+also gives its cell runs (`canaryflow.triggers.prefect_cells.run_env`). Its window never shrinks:
+runs of another release with a longer interval may still be going. A run that never sent a
+heartbeat is never marked, and a run that ended is not either (Prefect refuses a Crashed state
+after a final one, and the automation does not force it). What it cannot tell
 apart: a run whose process lives but whose heartbeats do not reach the Prefect server for that
 long (a network partition) is set Crashed too, and its cleanup converges the target while the
 process may still run: the cleanup takes the target's lease over (its holder's run ended) and
@@ -24,9 +26,9 @@ rollout per target).
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
-import httpx
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState
@@ -86,8 +88,11 @@ def unresponsive_automation(heartbeat_seconds: int) -> AutomationCore:
 
 
 def apply_unresponsive_automation(heartbeat_seconds: int | None) -> str | None:
-    """Make or update `AUTOMATION` on the Prefect API of the settings; a line saying what it does,
-    or None when `heartbeat_seconds` is None (heartbeats off: nothing to watch, nothing made).
+    """Make or update `AUTOMATION` on the Prefect API of the settings for runs that send a
+    heartbeat every `heartbeat_seconds`; a line saying what it does, or None when
+    `heartbeat_seconds` is None (no heartbeats here: nothing made or changed). The automation's
+    window never shrinks: one already there with a longer window (made for runs with a longer
+    heartbeat interval, which may still be going) is kept as it is.
 
     Raises
     ------
@@ -97,18 +102,27 @@ def apply_unresponsive_automation(heartbeat_seconds: int | None) -> str | None:
     if heartbeat_seconds is None:
         return None
     automation = unresponsive_automation(heartbeat_seconds)
+    within = _window(automation)
     try:
         with get_client(sync_client=True) as client:
             existing = client.read_automations_by_name(AUTOMATION)
             if existing:
+                kept = _window(existing[0])
+                if kept > within:
+                    automation, within = unresponsive_automation(math.ceil(kept / MISSED_HEARTBEATS)), kept
                 client.update_automation(existing[0].id, automation)
                 for extra in existing[1:]:
                     client.delete_automation(extra.id)
             else:
                 client.create_automation(automation)
-    except httpx.HTTPError as exc:
+    except Exception as exc:  # the API's answer or its absence, in one line
         raise TriggerUnavailableError(
             f"the Prefect API did not take the automation {AUTOMATION}: {exc}"
         ) from exc
-    within = automation.trigger.within.total_seconds()  # type: ignore[union-attr]
     return f"a cell run without a heartbeat for {within:g} s is set Crashed (automation {AUTOMATION})"
+
+
+def _window(automation: AutomationCore) -> float:
+    """How long the automation waits for a heartbeat, in seconds (0 for another kind of trigger)."""
+    trigger = automation.trigger
+    return trigger.within.total_seconds() if isinstance(trigger, EventTrigger) else 0.0
