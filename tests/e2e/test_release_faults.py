@@ -150,6 +150,9 @@ def cells(prefect_harness: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
             "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
         }
         workers = stack.enter_context(cell_workers(CELLS, env=env, workdir=workdir))
+        # The automation's window only grows: one an earlier release on this API made (at 180 s
+        # heartbeats) would hold the lost worker's run for 9 minutes instead of 90 s.
+        _delete_automation(AUTOMATION)
         # Each cell's plane as a handle to stop and start its API server (kept until the planes stop).
         planes = {
             cell: LocalControlPlane(running[cell].plane.directory, binaries=binaries, die_with_parent=True)
