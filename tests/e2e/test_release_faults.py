@@ -66,6 +66,7 @@ class Cells:
     rollout: Path
     workdir: Path
     env: dict[str, str]
+    worker_env: dict[str, str]
     workers: dict[str, subprocess.Popen[bytes]]
     spares: list[subprocess.Popen[bytes]]
 
@@ -95,7 +96,7 @@ class Cells:
             "--name",
             f"{cell}-again",
         ]
-        self.workers[cell] = spawn(command, self.env, self.workdir / f"worker-{cell}-again.log")
+        self.workers[cell] = spawn(command, self.worker_env, self.workdir / f"worker-{cell}-again.log")
         self.spares.append(self.workers[cell])
 
     def image(self, cell: str) -> str:
@@ -104,10 +105,11 @@ class Cells:
         assert (status.canary, status.baseline) == (None, None), status
         return status.stable.image
 
-    def spec(self, name: str, *, bake: str = "", extra: str = "") -> Path:
-        """A release spec `name` of the two cells in two waves (`bake` after the first)."""
+    def spec(self, name: str, *, bake: str = "", extra: str = "", rollout: Path | None = None) -> Path:
+        """A release spec `name` of the two cells in two waves (`bake` after the first), each cell
+        running `rollout` (the module's one analysis unless given)."""
         lines = ["apiVersion: canaryflow/v1", "kind: Release", f"metadata: {{name: {name}}}", "spec:"]
-        lines += [f"  rollout: {self.rollout}", "  cells:"]
+        lines += [f"  rollout: {rollout or self.rollout}", "  cells:"]
         for cell in CELLS:
             url = self.running[cell].prometheus
             lines += [f"    - {{name: {cell}, context: {cell}, workPool: {cell}, prometheus: '{url}'}}"]
@@ -138,18 +140,20 @@ def cells(prefect_harness: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
         )
         rollout = workdir / "rollout.yaml"
         rollout.write_text(cell_rollout_spec_text())
-        env = {
+        worker_env = {
             **os.environ,
             "PREFECT_API_URL": str(prefect_harness.api.url),
             "PREFECT_HOME": str(workdir / "prefect-home"),
             "KUBECONFIG": str(kubeconfig),
             "CANARYFLOW_REPORTS_DIR": str(workdir / "reports"),
             "PREFECT_WORKER_QUERY_SECONDS": "1",
-            # Heartbeats every 30 s (Prefect's least) from the runs, and the releases' automation
-            # marks a run Crashed after 90 s without one.
-            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
         }
-        workers = stack.enter_context(cell_workers(CELLS, env=env, workdir=workdir))
+        # The releases send heartbeats every 30 s (Prefect's least) and their automation marks a
+        # cell run Crashed after 90 s without one. The workers keep Prefect's 180 s: a release gives
+        # its cell runs its own interval, else every run longer than 90 s would be marked.
+        env = {**worker_env, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
+        worker_env.pop("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", None)
+        workers = stack.enter_context(cell_workers(CELLS, env=worker_env, workdir=workdir))
         # The automation's window only grows: one an earlier release on this API made (at 180 s
         # heartbeats) would hold the lost worker's run for 9 minutes instead of 90 s.
         _delete_automation(AUTOMATION)
@@ -165,6 +169,7 @@ def cells(prefect_harness: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
             rollout=rollout,
             workdir=workdir,
             env=env,
+            worker_env=worker_env,
             workers=dict(zip(CELLS, workers, strict=True)),
             spares=spares,
         )
@@ -433,7 +438,14 @@ def test_a_cell_whose_worker_dies_mid_rollout_is_marked_crashed_and_the_first_wa
     cells.ready()
     before = [cells.image(cell) for cell in CELLS]
     image, release_id = _new_image(), f"lost-{uuid.uuid4().hex[:6]}"
-    spec = cells.spec("lost")
+    # Each cell's run outlasts the automation's 90 s: the first one's, alive on a worker of 180 s
+    # heartbeats, must not be marked (the release gives its runs its own 30 s).
+    analysis = "    - analyze: {interval: 5s, maxDuration: 2m}\n"
+    text = cell_rollout_spec_text()
+    assert analysis in text
+    longer = cells.workdir / "rollout-longer.yaml"
+    longer.write_text(text.replace(analysis, analysis + "    - pause: {duration: 100s}\n"))
+    spec = cells.spec("lost", rollout=longer)
     second = cells.running[CELLS[1]].stack
     release = releases(spec, image, release_id)
     release.until(lambda line: f"starting the rollout of {CELLS[1]}" in line)
