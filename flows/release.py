@@ -33,7 +33,6 @@ runs would otherwise leave the release waiting on a run that stays Running.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -215,14 +214,14 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
         try:
             watching = wiring.watch()
         except TriggerUnavailableError as exc:  # the release goes on; a lost worker's run would hang it
-            watching = f"a cell run whose worker's machine dies will not be marked Crashed: {exc}"
-        if watching:
-            get_run_logger().log(
-                logging.WARNING if watching.startswith("a cell run whose") else logging.INFO,
-                "release %s: %s",
+            get_run_logger().warning(
+                "release %s: a cell run whose worker's machine dies will not be marked Crashed: %s",
                 release_id,
-                watching,
+                exc,
             )
+        else:
+            if watching:
+                get_run_logger().info("release %s: %s", release_id, watching)
     phases: dict[str, CellPhase] = _ask(this.runs.phases, release_id, wiring.poll_seconds, clock)
     newer = claim_release(spec.name, release_id, fresh=not phases)
     while True:

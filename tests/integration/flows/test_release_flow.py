@@ -136,6 +136,7 @@ def _release(
     health: str = "",
     clock: ManualClock | None = None,
     last_bake: str = "",
+    watch: Callable[[], str | None] | None = None,
 ) -> Any:
     from flows.release import ReleaseWiring, release, use_release_wiring
 
@@ -147,7 +148,7 @@ def _release(
     path.write_text(text)
     image = IMAGE if traffic is None else NEW
     request = ReleaseRequest(spec=str(path), image=image, triggered_by="test", release_id=release_id)
-    wiring = ReleaseWiring(cells, poll_seconds=0.0, reports_dir=tmp_path / "reports")
+    wiring = ReleaseWiring(cells, poll_seconds=0.0, reports_dir=tmp_path / "reports", watch=watch)
     if clock is not None:
         wiring = ReleaseWiring(cells, poll_seconds=5.0, reports_dir=tmp_path / "reports", clock=clock)
     if traffic is not None:  # the bake reads each cell's simulated traffic; a poll takes 5 s of it
@@ -199,6 +200,53 @@ def test_a_good_release_reaches_every_cell_wave_by_wave(prefect_harness: Any, tm
     artifact = _artifact("release-demo-good")
     assert "| 2 | us-1 | promoted |" in artifact
     assert "**released**: every wave of 2 promoted" in artifact
+
+
+WATCHING = "a cell run without a heartbeat for 90 s is set Crashed (automation x)"
+
+
+@pytest.mark.parametrize("taken", [True, False])
+def test_the_release_asks_for_the_watch_on_silent_cell_runs_first_and_goes_on_without_it(
+    prefect_harness: Any, tmp_path: Path, taken: bool
+) -> None:
+    """Before any cell run starts the release makes the automation that sets a silent cell run
+    Crashed (`flows.release.watch_unresponsive`) and logs what it does; a Prefect that refuses it
+    is a warning in the run's log, and the release goes on."""
+    import logging
+
+    cells = ScriptedCells()
+    asked: list[int] = []
+    release_id = "watched" if taken else "unwatched"
+
+    def watch() -> str | None:
+        asked.append(len(cells.runs))
+        if not taken:
+            raise TriggerUnavailableError("the Prefect API did not take the automation x: 503")
+        return WATCHING
+
+    logged: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = logged.append  # type: ignore[method-assign]
+    runs_logger = logging.getLogger("prefect.flow_runs")
+    runs_logger.addHandler(handler)
+    try:
+        state = _release(tmp_path, cells, release_id=release_id, watch=watch)
+    finally:
+        runs_logger.removeHandler(handler)
+
+    assert state.result().outcome == "released"
+    assert asked == [0]  # once, before the first cell run
+    said = [(r.levelno, r.getMessage()) for r in logged if "automation x" in r.getMessage()]
+    if taken:
+        assert said == [(logging.INFO, f"release {release_id}: {WATCHING}")]
+    else:
+        assert said == [
+            (
+                logging.WARNING,
+                f"release {release_id}: a cell run whose worker's machine dies will not be marked Crashed"
+                ": the Prefect API did not take the automation x: 503",
+            )
+        ]
 
 
 def test_a_rollback_in_the_second_wave_aborts_it_and_undoes_the_first(
