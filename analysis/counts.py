@@ -363,6 +363,17 @@ class CountState:
         result: FloatArray = np.where(self.v > 0, self.binomial / np.maximum(self.v, 1e-300), 1.0)
         return result
 
+    def plan_dispersion(self) -> FloatArray:
+        r"""The dispersion factor of an interval of the traffic seen so far, for the evidence plan
+        (`analysis.outlook`): :math:`1 + \hat\kappa\,\bar a`, with :math:`\hat\kappa` the moment
+        estimate (`kappa_estimate`; 0 until ``KAPPA_WARMUP`` good-side residuals) and :math:`\bar a`
+        the average binomial level :math:`k p q f` per interval, so that the variance of an
+        interval's count is about :math:`\bar a` times it (the notes' model). A point estimate, not
+        the upper one the weights use: the plan is a design calculation and decides nothing."""
+        kappa = np.where(self.good_count >= KAPPA_WARMUP, self.kappa_estimate, 0.0)
+        result: FloatArray = 1.0 + kappa * self.level_sum / max(self.intervals, 1)
+        return result
+
     def log_ratio(self) -> FloatArray:
         """The root of the weighted score on the grid (nan without events)."""
         out = np.full(self.s.shape, math.nan)

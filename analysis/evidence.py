@@ -243,6 +243,10 @@ class _Numbers:
     #: The baseline's rate of the counted event per request (errors; requests slower than the
     #: decisive bound); nan for samples.
     rate: float = math.nan
+    #: For the evidence plan: (rate, tolerance on it, dispersion factor) of each count the
+    #: promotion needs (one for a ratio, each resolved bound of a histogram:
+    #: `analysis.histogram.HistogramTestResult.planned`).
+    planned: tuple[tuple[float, float, float], ...] = ()
 
 
 def _pct(value: float) -> str:
@@ -310,7 +314,7 @@ def _evaluate(plan: MetricPlan, process: _Process, *, final: bool) -> _Numbers:
         numbers = _numbers(
             r, counts=(r.canary_total, r.baseline_total), detail=detail, dispersion=r.dispersion
         )
-        return replace(numbers, rate=rb)
+        return replace(numbers, rate=rb, planned=((rb, plan.tolerance, r.plan_dispersion),))
     if isinstance(process, HistogramState):
         h = process.result(alpha=alpha, final=final)
         unit = f" {plan.unit}" if plan.unit else ""
@@ -320,7 +324,7 @@ def _evaluate(plan: MetricPlan, process: _Process, *, final: bool) -> _Numbers:
         )
         counts = (h.canary_total, h.baseline_total)
         numbers = _numbers(h, counts=counts, detail=detail, dispersion=h.dispersion, threshold=h.threshold)
-        return replace(numbers, rate=h.baseline_share)
+        return replace(numbers, rate=h.baseline_share, planned=h.planned)
     s = samples_test(
         process.canary, process.baseline, tolerance=plan.tolerance, direction=plan.direction, alpha=alpha
     )
@@ -453,25 +457,35 @@ def _reason(
 def _plan(
     plan: MetricPlan, history: MetricHistory, numbers: _Numbers, final_interval: int
 ) -> EvidencePlan | None:
-    """The metric's evidence plan (`analysis.outlook`), for count metrics with a final look."""
+    """The metric's evidence plan (`analysis.outlook`), for count metrics with a final look: the
+    longest of the plans of the counts its promotion needs (every one must pass), and the
+    smallest of their chances."""
     seen = history.intervals
-    if plan.final_beta <= 0 or math.isnan(numbers.rate) or seen < 1:
+    if plan.final_beta <= 0 or math.isnan(numbers.rate) or seen < 1 or not numbers.planned:
         return None
     if min(numbers.canary_count, numbers.baseline_count) <= 0:
         return None
     canary, baseline = numbers.canary_count / seen, numbers.baseline_count / seen
     ceiling = plan.max_rate if plan.type == "ratio" else None
     ceiling_level = plan.ceiling_beta if ceiling is not None else None
-    needed = required_intervals(
-        rate=numbers.rate, canary_per_interval=canary, baseline_per_interval=baseline,
-        tolerance=plan.tolerance, level=plan.final_beta, ceiling=ceiling, ceiling_level=ceiling_level,
-    )  # fmt: skip
-    favourable = rate_bounds(numbers.rate * numbers.baseline_count, numbers.baseline_count)
-    chance = chance_within(
-        rate=favourable, canary_per_interval=canary, baseline_per_interval=baseline, intervals=final_interval,
-        tolerance=plan.tolerance, level=plan.final_beta, ceiling=ceiling, ceiling_level=ceiling_level,
-    )  # fmt: skip
-    return EvidencePlan(None if needed is None else max(1, math.ceil(needed)), final_interval, chance)
+    needs: list[float | None] = []
+    chances: list[float] = []
+    for rate, tolerance, dispersion in numbers.planned:
+        needs.append(required_intervals(
+            rate=rate, canary_per_interval=canary, baseline_per_interval=baseline, tolerance=tolerance,
+            level=plan.final_beta, dispersion=dispersion, ceiling=ceiling, ceiling_level=ceiling_level,
+        ))  # fmt: skip
+        low, high = rate_bounds(rate * numbers.baseline_count, numbers.baseline_count)
+        # The upper bound only halfway to 1: at a share near 1 (a latency bound near the fastest
+        # requests) the approximation has no spread left and would say 0.
+        favourable = (low, min(high, (1.0 + rate) / 2.0))
+        chances.append(chance_within(
+            rate=favourable, canary_per_interval=canary, baseline_per_interval=baseline,
+            intervals=final_interval, tolerance=tolerance, level=plan.final_beta, ceiling=ceiling,
+            ceiling_level=ceiling_level,
+        ))  # fmt: skip
+    needed = None if None in needs else max(n for n in needs if n is not None)
+    return EvidencePlan(None if needed is None else max(1, math.ceil(needed)), final_interval, min(chances))
 
 
 def assess(

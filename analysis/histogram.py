@@ -77,6 +77,9 @@ KAPPA_MAX_BUCKETS = 2.0
 #: since it starts four times higher (after two such intervals both may be down to 0.125).
 KAPPA_FALL_BUCKETS = 0.25
 
+#: The largest tolerance on a bound's share the evidence plan takes (where the baseline has no
+#: request slower than the canary's counting point, any canary like it passes at once).
+MAX_PLAN_TOLERANCE = 100.0
 #: Bounds whose pooled exceedance share lies in this band must pass the promotion test.
 PROMOTE_BAND = (0.05, 0.95)
 
@@ -147,6 +150,15 @@ class HistogramTestResult:
         P-value of the fixed-horizon test against "worse than the tolerance" at one pre-set
         final look: the largest over the resolved bounds and the sides (an intersection-union
         test), 1 when no bound is resolved.
+    planned : tuple of (float, float, float)
+        For the evidence plan (`analysis.outlook`), one triple per bound the promotion needs (the
+        resolved ones; the decisive bound while none is): the baseline's share of requests
+        slower than it, the relative tolerance on that share its promotion test allows a canary
+        like its baseline (the share above the bound over the share above where the canary is
+        counted, less one: +10 % latency is about +18 % on the share at a log-normal median of
+        sd 0.5, +50 % in its 5 % tail) and the dispersion factor estimated for an interval of
+        this traffic (`analysis.counts.CountState.plan_dispersion`; 1 = binomial). Every such
+        bound must pass, so the plan is the longest of theirs.
     """
 
     evalue: float
@@ -164,6 +176,7 @@ class HistogramTestResult:
     evalues: tuple[float, ...]
     promote_evalues: tuple[float, ...]
     final_pvalue: float = 1.0
+    planned: tuple[tuple[float, float, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -411,7 +424,36 @@ def _summarise(
         intervals=state.intervals,
         evalues=tuple(bounded_exp(float(v)) for v in per_bound),
         promote_evalues=tuple(bounded_exp(float(v)) for v in promote),
+        planned=_planned(state, resolved, j, nb),
     )
+
+
+def _planned(
+    state: HistogramState, resolved: Any, decisive: int, nb: float
+) -> tuple[tuple[float, float, float], ...]:
+    """`HistogramTestResult.planned`: (share, tolerance, dispersion) of each bound the promotion
+    needs. The tolerance is the one on the share that the bound's promotion test allows a canary
+    like its baseline: its share slower than the bound over its share slower than where the test
+    counts the canary, less one (the hardest side's); a bound where that is nothing is left out."""
+    if nb <= 0:
+        return ()
+    finite = state.finite
+    bounds = np.flatnonzero(resolved) if resolved.any() else np.array([decisive])
+    slower = state.sides[0].baseline_events / nb
+    below = np.append(1.0 - slower, 1.0)[None, :]  # the baseline's cumulative shares at every le
+    dispersion = np.max(np.vstack([s.plan_dispersion() for s in state.sides]), axis=0)
+    planned = []
+    for j in bounds:
+        share, margins = float(slower[j]), []
+        for side in state.sides:
+            moved = 1.0 - float(
+                interpolate_cumulative(state.le, below, state._promote_at(finite[j], side.direction))[0]
+            )
+            small, large = sorted((share, moved))
+            margins.append(min(large / small - 1.0, MAX_PLAN_TOLERANCE) if small > 0 else MAX_PLAN_TOLERANCE)
+        if min(margins) > 0.0:
+            planned.append((share, min(margins), float(dispersion[j])))
+    return tuple(planned)
 
 
 def _check_shift(shift: float, direction: str) -> None:

@@ -22,8 +22,21 @@ tracks' rates has variance about
 
     \sigma^2_T = \frac{\varphi (1 - q)}{q\,T} \left(\frac{1}{n_c} + \frac{1}{n_b}\right)
 
-(the delta method for two binomial proportions [1]_, :math:`\varphi \ge 1` the dispersion factor the
-test estimated). The final test rejects "worse than the tolerance" (log ratio at least
+(the delta method for two binomial proportions [1]_, :math:`\varphi \ge 1` the dispersion factor
+of an interval). The judge takes :math:`\varphi = 1 + \hat\kappa\,\bar a`, the count tests'
+moment estimate of the extra variance (`analysis.counts.CountState.plan_dispersion`: 0 until
+three intervals on the good side tell, a point estimate, not the upper one the weights use) times
+the average binomial level of an interval: with each track's rate varying on its own the final
+look's studentized variance grows by that factor, and a plan at :math:`\varphi = 1` promised
+7 intervals for traffic where about 60 % of good canaries ended promoted. For a histogram every
+resolved bound must pass (an intersection-union test), so the plan is the longest of the
+resolved bounds' plans and its chance the smallest, each bound at its own rate (the baseline's
+share slower than it), dispersion and tolerance: the one on that share which the latency
+tolerance gives a canary like its baseline (`analysis.histogram.HistogramTestResult.planned`;
++10 % latency is about +18 % on the share at the median of a log-normal of sd 0.5, +50 % in its
+5 % tail). Before, the plan took the latency tolerance for the share's and one bound only.
+
+The final test rejects "worse than the tolerance" (log ratio at least
 :math:`\delta = \log(1 + \mathrm{tol})`) at level :math:`\beta_f`; for a canary equal to its
 baseline (log ratio 0) it does so with probability :math:`1 - \pi` when
 :math:`\delta / \sigma_T \ge z_{\beta_f} + z_{\pi}` [2]_, so

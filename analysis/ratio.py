@@ -59,6 +59,9 @@ class RatioTestResult:
     final_pvalue : float
         P-value of the fixed-horizon test against "worse than the tolerance", valid if this is
         the one pre-set final look (`analysis.counts.CountState.final_log_pvalue`).
+    plan_dispersion : float
+        The dispersion factor estimated for an interval of this traffic, for the evidence plan
+        (`analysis.counts.CountState.plan_dispersion`; 1 = binomial).
     """
 
     statistic: float
@@ -74,6 +77,7 @@ class RatioTestResult:
     baseline_total: float
     intervals: int
     final_pvalue: float = 1.0
+    plan_dispersion: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +149,7 @@ class RatioState:
             final_pvalue=bounded_exp(max(float(s.final_log_pvalue()[0]) for s in self.sides))
             if final
             else 1.0,
+            plan_dispersion=float(first.plan_dispersion()[0]),
         )
 
 

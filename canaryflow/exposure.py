@@ -10,8 +10,8 @@ seen, so that a service with ordinary traffic gets a decision instead of an inco
    baseline within tolerance with 80 % power. ``MARGIN`` (2) times that, in requests, aims at
    about 95 %: by the normal approximation 1.6 would do (the ratio of
    :math:`(z_{1-a} + z_{0.95})^2` to :math:`(z_{1-a} + z_{0.80})^2` at the final look's level),
-   but the plan is optimistic (the final look refers to Student's t on an estimated variance, and
-   the plan assumes binomial traffic), and with the default metrics at 10 req/s per track 1.6
+   but the plan is optimistic (the final look refers to Student's t on an estimated variance),
+   and with the default metrics at 10 req/s per track 1.6
    reached 92.5 % of good canaries promoted, 2 reached 97.5 % (BENCHMARKS.md; 97.5 % again on
    seeds it was not chosen on). What is missing
    of it must come in the intervals left, ``final - judged``; the traffic per percent of weight,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 
 from analysis.counts import KAPPA_FALL, KAPPA_MAX
 from analysis.ratio import RatioState, ratio_test
@@ -56,3 +57,35 @@ def test_intervals_without_information_do_not_bring_the_bound_down() -> None:
     baseline_total = [*BASELINE_TOTAL[:4], *[100.0] * quiet, *BASELINE_TOTAL[4:]]
     result = ratio_test(canary_bad, canary_total, baseline_bad, baseline_total, tolerance=0.5)
     assert result.evalue < 5.0, (result.evalue, result.estimate)
+
+
+def _interval_dispersion(jitter: float, requests: int, rate: float, rng: np.random.Generator) -> float:
+    """The variance of the canary's count given the pooled count, over its binomial variance, for
+    equal tracks whose rates each take their own mean-one log-normal factor (sd `jitter`) every
+    interval: simulated over 200,000 intervals."""
+    factors = rng.lognormal(-jitter * jitter / 2, jitter, (2, 200_000))
+    x = rng.binomial(requests, np.minimum(1.0, rate * factors[0]))
+    pooled = x + rng.binomial(requests, np.minimum(1.0, rate * factors[1]))
+    finite = (2 * requests - pooled) / (2 * requests - 1)
+    return float(np.var(x - pooled / 2) / np.mean(pooled / 4 * finite))
+
+
+@pytest.mark.parametrize(
+    ("jitter", "requests", "rate"), [(0.0, 3000, 0.05), (0.5, 3000, 0.05), (0.5, 300, 0.05), (0.3, 300, 0.01)]
+)
+def test_the_plans_dispersion_is_the_one_the_counts_have(jitter: float, requests: int, rate: float) -> None:
+    """The dispersion factor the evidence plan takes after 40 intervals (`plan_dispersion`), on
+    average over 150 analyses, is within 20 % of the variance the counts really have (at least 1:
+    a factor below it would plan too short, as the plan did when it assumed binomial traffic)."""
+    rng = np.random.default_rng(11)
+    truth = _interval_dispersion(jitter, requests, rate, rng)
+    found = []
+    for _ in range(150):
+        state = RatioState.initial(tolerance=0.5)
+        for factor_c, factor_b in rng.lognormal(-jitter * jitter / 2, jitter, (40, 2)):
+            canary = rng.binomial(requests, min(1.0, rate * factor_c))
+            baseline = rng.binomial(requests, min(1.0, rate * factor_b))
+            state = state.step(canary, requests, baseline, requests)
+        found.append(state.result(final=False).plan_dispersion)
+    assert min(found) >= 1.0
+    assert 0.8 * truth <= float(np.mean(found)) <= 1.25 * max(truth, 1.0), (truth, np.mean(found))

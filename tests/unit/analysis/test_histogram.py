@@ -203,3 +203,27 @@ def test_a_canary_exactly_at_the_absolute_tolerance_is_not_shown_within_it(
 def test_a_shift_that_means_nothing_is_refused(shift: float, direction: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         HistogramState.initial(LE, shift=shift, direction=direction)
+
+
+def test_the_plan_counts_every_bound_the_promotion_needs() -> None:
+    """A canary like its baseline, 2,000 requests per interval, +10 % latency allowed: the evidence
+    plan counts the resolved bounds (pooled share slower than them within 5-95 %), each with the
+    baseline's share slower than it and the tolerance +10 % latency gives that share: at 100 ms
+    the share slower than 110 ms (interpolated log-linearly within 100-250 ms, about 0.648) is
+    8 % below the 0.7 slower than 100 ms; at 250 ms, 13 %. Before any interval nothing is
+    planned."""
+    le = [0.05, 0.1, 0.25, 0.5, 1.0, math.inf]
+    probabilities = np.array([0.02, 0.3, 0.8, 0.97, 0.999, 1.0])  # cumulative
+    rng = np.random.default_rng(5)
+    state = HistogramState.initial(le, tolerance=0.1)
+    assert state.result(final=False).planned == ()
+    for _ in range(10):
+        cells = np.diff(np.concatenate([[0.0], probabilities]))
+        canary, baseline = (np.cumsum(rng.multinomial(2_000, cells)).astype(float) for _ in range(2))
+        state = state.step(canary, baseline)
+    result = state.result(final=False)
+
+    shares, tolerances, dispersions = zip(*result.planned, strict=True)
+    assert [round(share, 2) for share in shares] == [0.7, 0.2]
+    assert [round(tolerance, 2) for tolerance in tolerances] == [0.08, 0.13]
+    assert all(dispersion >= 1.0 for dispersion in dispersions)
