@@ -15,7 +15,8 @@ median minutes to the decision, and the canary's extra failed requests over the 
 ``--metrics default`` judges the rollout spec's default metrics instead, error rate *and* latency
 (log-normal, median 100 ms, the decision benchmark's buckets; the same for both tracks), as a
 spec without an ``analysis`` section gets them, with ``maxWeight`` 25 and 50: what a user of the
-example spec sees.
+example spec sees. ``--jitter 0.5`` gives each track's error rate its own mean-one log-normal
+factor of that standard deviation every interval (independent overdispersion).
 """
 
 from __future__ import annotations
@@ -104,6 +105,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--metrics", choices=("error-rate", "default"), default="error-rate")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + runs - 1")
+    parser.add_argument(
+        "--jitter", type=float, default=0.0, help="each track's own log-normal error-rate jitter (sd)"
+    )
     args = parser.parse_args()
     latency = args.metrics == "default"
     raises = (
@@ -118,7 +122,8 @@ def main() -> None:
     )
     began = time.perf_counter()
     print(
-        f"{platform.machine()}, Python {platform.python_version()}, {args.runs} runs per row, {args.metrics}"
+        f"{platform.machine()}, Python {platform.python_version()}, {args.runs} runs per row, "
+        f"{args.metrics}, jitter {args.jitter:g}"
     )
     print()
     print(
@@ -132,7 +137,7 @@ def main() -> None:
                 outcomes = [
                     run(
                         rps=rps, canary_rate=canary_rate, max_weight=max_weight, risk_budget=budget,
-                        seed=args.first_seed + s, latency=latency,
+                        seed=args.first_seed + s, latency=latency, jitter=args.jitter,
                     )
                     for s in range(args.runs)
                 ]  # fmt: skip
