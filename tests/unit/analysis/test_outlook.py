@@ -313,3 +313,16 @@ def test_short_analyses_at_high_traffic_lose_no_promotion_to_giving_up(intervals
     assert outcomes.get(("inconclusive", "promote"), 0) == 0, outcomes
     if intervals == 8:
         assert outcomes.get(("promote", "promote"), 0) >= 10, outcomes
+
+
+def test_a_latency_plan_counts_every_bound_and_a_share_near_one_keeps_its_chance() -> None:
+    """A good canary at 2 req/s: after 3 minutes the latency plan is the longest of its resolved
+    bounds' (one has about 92 % of requests slower than it), and that bound's chance is not 0 (its
+    most favourable share taken all the way to 1 left the approximation without spread)."""
+    verdicts = list(judge_log(generate("plain", 2.0, 70_000).log, PRODUCT_SETTINGS))
+    latency = verdicts[5].metrics["latency"]
+    assert latency.status == "undecided"
+    assert latency.plan is not None
+    assert latency.plan.fits
+    assert latency.plan.chance is not None
+    assert latency.plan.chance > 0.5
