@@ -471,6 +471,10 @@ def _plan(
     needs: list[float | None] = []
     chances: list[float] = []
     for rate, tolerance, dispersion in numbers.planned:
+        if tolerance <= 0.0:  # a bound the buckets cannot pass for a canary like its baseline
+            needs.append(None)
+            chances.append(0.0)
+            continue
         needs.append(required_intervals(
             rate=rate, canary_per_interval=canary, baseline_per_interval=baseline, tolerance=tolerance,
             level=plan.final_beta, dispersion=dispersion, ceiling=ceiling, ceiling_level=ceiling_level,

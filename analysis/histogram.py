@@ -80,6 +80,8 @@ KAPPA_FALL_BUCKETS = 0.25
 #: The largest tolerance on a bound's share the evidence plan takes (where the baseline has no
 #: request slower than the canary's counting point, any canary like it passes at once).
 MAX_PLAN_TOLERANCE = 100.0
+#: A tolerance on a bound's share at or below this is none (the rounding of shares near 1).
+UNRESOLVED_TOLERANCE = 1e-9
 #: Bounds whose pooled exceedance share lies in this band must pass the promotion test.
 PROMOTE_BAND = (0.05, 0.95)
 
@@ -434,7 +436,9 @@ def _planned(
     """`HistogramTestResult.planned`: (share, tolerance, dispersion) of each bound the promotion
     needs. The tolerance is the one on the share that the bound's promotion test allows a canary
     like its baseline: its share slower than the bound over its share slower than where the test
-    counts the canary, less one (the hardest side's); a bound where that is nothing is left out."""
+    counts the canary, less one (the hardest side's). It is 0 where the buckets cannot tell the two
+    points apart (the last finite bound, whose canary is counted above that same bound): no amount
+    of data passes such a bound for a canary like its baseline."""
     if nb <= 0:
         return ()
     finite = state.finite
@@ -451,8 +455,8 @@ def _planned(
             )
             small, large = sorted((share, moved))
             margins.append(min(large / small - 1.0, MAX_PLAN_TOLERANCE) if small > 0 else MAX_PLAN_TOLERANCE)
-        if min(margins) > 0.0:
-            planned.append((share, min(margins), float(dispersion[j])))
+        margin = min(margins)
+        planned.append((share, margin if margin > UNRESOLVED_TOLERANCE else 0.0, float(dispersion[j])))
     return tuple(planned)
 
 

@@ -1,8 +1,8 @@
 r"""The evidence plan: at the traffic seen so far, how long must the analysis run to decide?
 
 From the first intervals the judge knows, per count metric, how many requests each track gets per
-interval and how often the counted event happens (errors, or requests slower than the decisive
-latency bound). `required_intervals` turns that into the number of intervals of data that the
+interval and how often the counted event happens (errors, or requests slower than each latency
+bound the promotion needs). `required_intervals` turns that into the number of intervals of data that the
 final look (the fixed-horizon test at the maximum duration) needs to show a canary that behaves
 exactly like its baseline within tolerance, with 80 % probability. An operator reads it next to
 the analysis's maximum (``canaryflow get --watch``, the verdicts' reasons): a plan far beyond the
@@ -28,7 +28,7 @@ moment estimate of the extra variance (`analysis.counts.CountState.plan_dispersi
 three intervals on the good side tell, a point estimate, not the upper one the weights use) times
 the average binomial level of an interval: with each track's rate varying on its own the final
 look's studentized variance grows by that factor, and a plan at :math:`\varphi = 1` promised
-7 intervals for traffic where about 60 % of good canaries ended promoted. For a histogram every
+7 intervals for traffic where about two thirds of good canaries ended promoted. For a histogram every
 resolved bound must pass (an intersection-union test), so the plan is the longest of the
 resolved bounds' plans and its chance the smallest, each bound at its own rate (the baseline's
 share slower than it), dispersion and tolerance: the one on that share which the latency
@@ -76,7 +76,9 @@ counts, since either suffices. Both take the dispersion factor 1 and, for :math:
 favourable rate the data allow: for the relative test the 95 % upper confidence bound of the
 baseline's rate from its :math:`e` events out of :math:`n_b` requests, :math:`u = (e + 1)(1 -
 1/(9(e + 1)) + z_{0.95} / (3\sqrt{e + 1}))^3 / n_b` (Wilson and Hilferty's approximation to the
-Poisson limit [3]_; :math:`3/n_b` for no events), for the ceiling the lower bound :math:`e(1 -
+Poisson limit [3]_; :math:`3/n_b` for no events; the judge takes it at most halfway from
+:math:`q` to 1, since near a share of 1 the approximation has no spread left and would say 0),
+for the ceiling the lower bound :math:`e(1 -
 1/(9e) - z_{0.95} / (3\sqrt e))^3 / n_b` (0 for no events). A larger rate carries more
 information per request for the relative test, a smaller one leaves more room under the
 ceiling, and overdispersion only adds variance. Treating the studentizer as fixed makes the
@@ -131,7 +133,7 @@ class EvidencePlan:
     needed_intervals
         Intervals of data after which the final look shows a canary equal to its baseline within
         tolerance with probability `POWER`; ``None`` when no amount of this traffic does (no
-        events on the baseline and no ceiling).
+        events on the baseline and no ceiling, or a latency bound its buckets cannot pass).
     final_interval
         The final look's interval (the maximum duration).
     chance
@@ -164,7 +166,7 @@ class EvidencePlan:
         if self.needed_intervals is None:
             return (
                 "at this traffic no amount of data shows it within tolerance "
-                "(no events on the baseline and no ceiling)"
+                "(no events on the baseline and no ceiling, or a latency bound its buckets cannot pass)"
             )
         if self.fits:
             return (

@@ -227,3 +227,22 @@ def test_the_plan_counts_every_bound_the_promotion_needs() -> None:
     assert [round(share, 2) for share in shares] == [0.7, 0.2]
     assert [round(tolerance, 2) for tolerance in tolerances] == [0.08, 0.13]
     assert all(dispersion >= 1.0 for dispersion in dispersions)
+
+
+def test_a_bound_the_buckets_cannot_pass_is_planned_as_impossible_not_left_out() -> None:
+    """The last finite bound resolved (30 % of requests slower than 250 ms, no bucket above it):
+    its canary is counted above that same bound, so a canary like its baseline never passes it.
+    The plan keeps it with no tolerance at all (the judge then says no amount of data passes),
+    where a rounding of the shares had given it a tolerance of 2e-16 and a plan of 1e29
+    intervals."""
+    le = [0.1, 0.25, math.inf]
+    state = HistogramState.initial(le, tolerance=0.1)
+    for _ in range(10):
+        state = state.step(np.array([400.0, 700.0, 1000.0]), np.array([400.0, 700.0, 1000.0]))
+    planned = state.result(final=False).planned
+
+    assert [(round(share, 2), round(tolerance, 3)) for share, tolerance, _ in planned] == [
+        (0.6, 0.055),
+        (0.3, 0.0),
+    ]
+    assert planned[1][1] == 0.0
