@@ -232,7 +232,7 @@ def _out_of_reach(plan: JudgePlan, evidence: Mapping[str, MetricEvidence]) -> st
     hopeless = [
         m
         for m in plan.metrics
-        if m.type == "ratio"  # a histogram's decisive bound moves: its plan is too rough to act on
+        if m.type == "ratio"  # a histogram's resolved bounds move: its plan is too rough to act on
         and m.max_increase is None  # the plan does not count the absolute tolerance's route
         and (ahead := evidence[m.name].plan) is not None
         and ahead.chance is not None
