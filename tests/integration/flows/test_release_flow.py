@@ -150,7 +150,9 @@ def _release(
     request = ReleaseRequest(spec=str(path), image=image, triggered_by="test", release_id=release_id)
     wiring = ReleaseWiring(cells, poll_seconds=0.0, reports_dir=tmp_path / "reports", watch=watch)
     if clock is not None:
-        wiring = ReleaseWiring(cells, poll_seconds=5.0, reports_dir=tmp_path / "reports", clock=clock)
+        wiring = ReleaseWiring(
+            cells, poll_seconds=5.0, reports_dir=tmp_path / "reports", clock=clock, watch=watch
+        )
     if traffic is not None:  # the bake reads each cell's simulated traffic; a poll takes 5 s of it
         sources = traffic.sources
         wiring = ReleaseWiring(
@@ -160,6 +162,7 @@ def _release(
             metrics=lambda run: sources[run.cell],
             clock=traffic.clock,
             say=None if said is None else said.append,
+            watch=watch,
         )
     with use_release_wiring(wiring):
         return release(request, return_state=True)
