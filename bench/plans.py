@@ -42,17 +42,18 @@ def _row(family: str, rps: float, runs: int, look: int) -> str:
             continue
         plans = [m.plan for m in verdicts[look - 1].metrics.values() if m.plan is not None]
         needed = [float("inf") if p.needed_intervals is None else p.needed_intervals for p in plans]
-        longest.append(max(needed, default=0.0))
+        if needed:  # no metric undecided at the look: no plan to count
+            longest.append(max(needed))
         chances.append(min((p.chance for p in plans if p.chance is not None), default=1.0))
         ended[all(p.fits for p in plans)].append(verdicts[-1].decision == "promote")
 
     def share(values: list[bool]) -> str:
         return f"{100 * sum(values) / len(values):.0f} % of {len(values)}" if values else "-"
 
-    median = statistics.median(longest) if longest else float("nan")
+    median = f"{statistics.median(longest):.0f}" if longest else "-"
     chance = f"{100 * statistics.median(chances):.0f} %" if chances else "-"
     outcomes = [share(ended[True]), share(ended[False]), str(decided_first)]
-    cells = [family, f"{rps:g}", f"{median:.0f}", chance, *outcomes]
+    cells = [family, f"{rps:g}", median, chance, *outcomes]
     return "| " + " | ".join(cells) + " |"
 
 
