@@ -61,7 +61,8 @@ class RatioTestResult:
         the one pre-set final look (`analysis.counts.CountState.final_log_pvalue`).
     plan_dispersion : float
         The dispersion factor estimated for an interval of this traffic, for the evidence plan
-        (`analysis.counts.CountState.plan_dispersion`; 1 = binomial).
+        (`analysis.counts.CountState.plan_dispersion`; 1 = binomial; with ``either`` the larger
+        of the two sides', as for a histogram's bounds).
     """
 
     statistic: float
@@ -149,7 +150,7 @@ class RatioState:
             final_pvalue=bounded_exp(max(float(s.final_log_pvalue()[0]) for s in self.sides))
             if final
             else 1.0,
-            plan_dispersion=float(first.plan_dispersion()[0]),
+            plan_dispersion=max(float(s.plan_dispersion()[0]) for s in self.sides),
         )
 
 

@@ -89,3 +89,18 @@ def test_the_plans_dispersion_is_the_one_the_counts_have(jitter: float, requests
         found.append(state.result(final=False).plan_dispersion)
     assert min(found) >= 1.0
     assert 0.8 * truth <= float(np.mean(found)) <= 1.25 * max(truth, 1.0), (truth, np.mean(found))
+
+
+def test_with_either_direction_the_plan_takes_the_larger_sides_dispersion() -> None:
+    """Each side counts only its own good-side residuals, so the two estimates differ; the plan
+    takes the larger, as a histogram does over its sides."""
+    rng = np.random.default_rng(0)  # the decrease side's is the larger here
+    state = RatioState.initial(tolerance=0.5, direction="either")
+    for factor_c, factor_b in rng.lognormal(-0.125, 0.5, (40, 2)):
+        state = state.step(
+            rng.binomial(3000, 0.05 * factor_c), 3000, rng.binomial(3000, 0.05 * factor_b), 3000
+        )
+    sides = [float(side.plan_dispersion()[0]) for side in state.sides]
+
+    assert sides[1] > sides[0]
+    assert state.result(final=False).plan_dispersion == max(sides)
