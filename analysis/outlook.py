@@ -8,7 +8,8 @@ exactly like its baseline within tolerance, with 80 % probability. An operator r
 the analysis's maximum (``canaryflow get --watch``, the verdicts' reasons): a plan far beyond the
 maximum means an inconclusive end unless the maximum duration, the canary's traffic or the
 tolerance changes. It is a design calculation on the observed traffic, not on the observed
-difference, so it does not swing with the noise of the first intervals. No promotion or rollback
+difference; it moves while the first intervals estimate the traffic's dispersion (below) and
+while a histogram's resolved bounds settle. No promotion or rollback
 depends on it or on the chance below (the chance can only end an analysis early as inconclusive),
 so neither spends any of the error budget.
 
