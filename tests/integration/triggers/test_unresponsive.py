@@ -30,10 +30,14 @@ from flows.rollout import NOT_PROMOTED_STATES
 def client(prefect_harness: Any) -> Iterator[Any]:
     from prefect.client.orchestration import get_client
 
-    with get_client(sync_client=True) as client:
-        yield client
+    def clear() -> None:
         for automation in client.read_automations_by_name(AUTOMATION):
             client.delete_automation(automation.id)
+
+    with get_client(sync_client=True) as client:
+        clear()  # the harness's Prefect is shared: an earlier test's release may have made one
+        yield client
+        clear()
 
 
 def test_the_automation_is_made_once_and_its_window_only_grows(client: Any) -> None:
