@@ -31,10 +31,13 @@ ceiling test of `analysis.ceiling` (``ceiling_beta``) and the rest to the relati
 a wrong "within" needs one of the tests to err: at most ``beta`` again by the union bound.
 
 A ratio metric with an absolute tolerance (``max_increase``) gives ``INCREASE_SHARE`` of its
-``beta`` to the bound of `analysis.increase` (``increase_beta``: the largest increase of the
-canary's rate over the baseline's that the data allow, from the rate ratio's confidence sequence
-and the two tracks' rate bounds, each at a third of it); the relative tests share the rest, and
-the union bound holds as for the ceiling. A histogram's absolute tolerance (``shift``) is part of
+``beta`` to the tests of `analysis.increase` (``increase_beta``), split as the relative tests'
+is: ``FINAL_SHARE`` of it to the fixed-horizon test at the maximum duration
+(``increase_final_beta``: the Mantel-Haenszel difference of the two rates against the margin),
+the rest to the anytime bound (the largest increase of the canary's rate over the baseline's
+that the data allow, from the rate ratio's confidence sequence and the two tracks' rate bounds,
+each at a third of it); the relative tests share the rest of ``beta``, and the union bound holds
+as for the ceiling. A histogram's absolute tolerance (``shift``) is part of
 its promotion test (`analysis.histogram`) and takes no share.
 """
 
@@ -47,7 +50,7 @@ from typing import Protocol, TypeAlias
 from analysis.ceiling import CeilingState, RateBound
 from analysis.detection import Detector
 from analysis.histogram import HistogramState
-from analysis.increase import increase_bound
+from analysis.increase import FINAL_LEVEL_FACTOR, IncreaseSums, increase_bound
 from analysis.observations import HistogramCounts, PairedObservation
 from analysis.outlook import EvidencePlan, chance_within, rate_bounds, required_intervals
 from analysis.ratio import RatioState
@@ -122,6 +125,16 @@ class MetricPlan:
         return self.beta - self.final_beta - self.ceiling_beta - self.increase_beta
 
     @property
+    def increase_final_beta(self) -> float:
+        """The absolute tolerance's final look's share: ``FINAL_SHARE`` of ``increase_beta``."""
+        return self.increase_beta * FINAL_SHARE
+
+    @property
+    def increase_anytime_beta(self) -> float:
+        """The absolute tolerance's anytime bound's share: the rest of ``increase_beta``."""
+        return self.increase_beta - self.increase_final_beta
+
+    @property
     def rollback_alpha(self) -> float:
         """The cumulative test's level: all of ``alpha`` without a detector."""
         return self.alpha if math.isinf(self.detector_threshold) else self.alpha * (1.0 - DETECTOR_SHARE)
@@ -144,13 +157,15 @@ class MetricHistory:
     has already spent its error budget); ``changed`` latches once the detector alarmed.
     ``intervals`` counts the intervals with data; ``ceiling`` is the ceiling test's state (ratio
     metrics with ``max_rate``); ``baseline_bound`` the baseline's rate bound (ratio metrics with
-    ``max_increase``), ``canary_bound`` the canary's.
+    ``max_increase``), ``canary_bound`` the canary's, ``increase`` the sums of the absolute
+    tolerance's final look (`analysis.increase.IncreaseSums`).
     """
 
     process: _Process | None = None
     ceiling: CeilingState | None = None
     baseline_bound: RateBound | None = None
     canary_bound: RateBound | None = None
+    increase: IncreaseSums | None = None
     detector: Detector = field(default_factory=Detector)
     #: The detector over the same intervals weighted by the warm-up bound: it only keeps a promotion
     #: back (`leans_worse`), never rolls back; it runs only when a warm-up was learned, so an
@@ -203,10 +218,13 @@ def record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) ->
             ceiling = history.ceiling or CeilingState(plan.max_rate)
             history = replace(history, ceiling=ceiling.step(*c.row))
         if plan.max_increase is not None and c.row[1] > 0 and b.row[1] > 0:  # as the ratio test
-            level = plan.increase_beta / 3
+            level = plan.increase_anytime_beta / 3
             baseline_bound = (history.baseline_bound or RateBound(level)).step(*b.row)
             canary_bound = (history.canary_bound or RateBound(level)).step(*c.row)
-            history = replace(history, baseline_bound=baseline_bound, canary_bound=canary_bound)
+            sums = (history.increase or IncreaseSums(plan.max_increase)).step(*c.row, *b.row)
+            history = replace(
+                history, baseline_bound=baseline_bound, canary_bound=canary_bound, increase=sums
+            )
     else:
         old = process if isinstance(process, _Samples) else _Samples()
         process = _Samples((*old.canary, c.row), (*old.baseline, b.row))
@@ -346,7 +364,7 @@ def _status(
         return "insufficient", False, False
     within = history.within or numbers.promote_evalue >= 1.0 / plan.promote_beta
     within = within or (final and _final_within(plan, numbers)) or _under_ceiling(plan, history)
-    within = within or _within_increase(plan, history)
+    within = within or _within_increase(plan, history) or (final and _final_increase_within(plan, history))
     if within and not history.leans_worse:
         return "within", False, True
     return "undecided", False, within
@@ -364,7 +382,7 @@ def _increase(plan: MetricPlan, history: MetricHistory) -> float | None:
         return None
     if not isinstance(history.process, RatioState):
         return None
-    lo, hi = history.process.sides[0].interval(0, alpha=plan.increase_beta / 3)
+    lo, hi = history.process.sides[0].interval(0, alpha=plan.increase_anytime_beta / 3)
     if not lo < hi:  # an empty sequence (data that fit no ratio, e.g. a non-finite count): no bound
         hi = math.inf
     return increase_bound(hi, baseline.upper, canary.upper)
@@ -375,8 +393,20 @@ def _within_increase(plan: MetricPlan, history: MetricHistory) -> bool:
     return bound is not None and plan.max_increase is not None and bound < plan.max_increase
 
 
+def _final_increase_within(plan: MetricPlan, history: MetricHistory) -> bool:
+    """Whether the absolute tolerance's final look shows the metric within its margin
+    (`analysis.increase.IncreaseSums`, at ``FINAL_LEVEL_FACTOR`` of its share)."""
+    sums = history.increase
+    level = plan.increase_final_beta * FINAL_LEVEL_FACTOR
+    return sums is not None and level > 0 and sums.final_pvalue() <= level
+
+
 def _points(rate: float) -> str:
     return f"{100 * rate:.3g} pp" if math.isfinite(rate) else "inf"
+
+
+def _signed_points(rate: float) -> str:
+    return f"+{_points(rate)}" if not rate < 0 else f"-{_points(-rate)}"
 
 
 def _tolerance(plan: MetricPlan) -> str:
@@ -432,6 +462,20 @@ def _reason(
             return (
                 f"{head}; within +{_points(plan.max_increase)} of the baseline's rate: at most "
                 f"+{_points(_increase(plan, history) or 0.0)}."
+            )
+        if (
+            final
+            and _final_increase_within(plan, history)
+            and numbers.promote_evalue < 1.0 / plan.promote_beta
+            and not _final_within(plan, numbers)
+        ):
+            assert plan.max_increase is not None
+            assert history.increase is not None
+            level = plan.increase_final_beta * FINAL_LEVEL_FACTOR
+            return (
+                f"{head}; within +{_points(plan.max_increase)} of the baseline's rate at the final look: "
+                f"increase {_signed_points(history.increase.increase)}, "
+                f"p {_num(history.increase.final_pvalue())} <= {_num(level)}."
             )
         tolerance = _tolerance(plan)
         if numbers.promote_evalue >= 1.0 / plan.promote_beta or history.within or not final:

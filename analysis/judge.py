@@ -38,7 +38,9 @@ Decision rule (after interval ``t``, with per-metric evidence from `analysis.evi
    shows the canary's rate below it at ``ceiling_beta = CEILING_SHARE * beta`` (the relative
    tests then share the rest), or, for a ratio metric with an absolute tolerance
    (``max_increase``), when the largest increase of the canary's rate over the baseline's that
-   the data allow is below it (`analysis.increase`, at ``INCREASE_SHARE * beta``); a histogram's
+   the data allow is below it, or, at the last look only, when the fixed-horizon test of the
+   difference of the two rates rejects "worse than the margin" (`analysis.increase`, the two
+   sharing ``INCREASE_SHARE * beta``); a histogram's
    absolute tolerance (``max_increase`` in its unit) moves where its promotion test counts the
    canary (`analysis.histogram`) and needs no share of its own. The
    probability of promoting while some metric is worse than its tolerance (for a ceiling or an
