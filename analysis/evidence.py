@@ -22,7 +22,8 @@ says so; the probability of a wrong "within" is at most ``beta`` by the union bo
 
 While a count metric is undecided, `assess` adds its evidence plan (`analysis.outlook`): the
 intervals of data its final look needs, at the traffic seen, to show a canary like its baseline
-within tolerance. It is reported, never decided on.
+within tolerance (for a ratio metric with an absolute tolerance, the shorter of its two final
+looks' plans). It is reported, never decided on.
 
 A ratio or histogram metric with a ceiling (``max_rate``; for a histogram the share of requests
 slower than ``slower_than``) gives ``CEILING_SHARE`` of its ``beta`` to the
@@ -31,14 +32,14 @@ ceiling test of `analysis.ceiling` (``ceiling_beta``) and the rest to the relati
 a wrong "within" needs one of the tests to err: at most ``beta`` again by the union bound.
 
 A ratio metric with an absolute tolerance (``max_increase``) gives ``INCREASE_SHARE`` of its
-``beta`` to the tests of `analysis.increase` (``increase_beta``), split as the relative tests'
-is: ``FINAL_SHARE`` of it to the fixed-horizon test at the maximum duration
-(``increase_final_beta``: the Mantel-Haenszel difference of the two rates against the margin),
-the rest to the anytime bound (the largest increase of the canary's rate over the baseline's
-that the data allow, from the rate ratio's confidence sequence and the two tracks' rate bounds,
-each at a third of it); the relative tests share the rest of ``beta``, and the union bound holds
-as for the ceiling. A histogram's absolute tolerance (``shift``) is part of
-its promotion test (`analysis.histogram`) and takes no share.
+``beta`` to the tests of `analysis.increase` (``increase_beta``): ``INCREASE_FINAL_SHARE`` of it
+to the fixed-horizon test at the maximum duration (``increase_final_beta``: the Mantel-Haenszel
+difference of the two rates against the margin), the rest to the anytime bound (the largest
+increase of the canary's rate over the baseline's that the data allow, from the rate ratio's
+confidence sequence and the two tracks' rate bounds, each at a third of it); the relative tests
+share the rest of ``beta``, and the union bound holds as for the ceiling. A histogram's
+absolute tolerance (``shift``) is part of its promotion test (`analysis.histogram`) and takes no
+share.
 """
 
 from __future__ import annotations
@@ -52,7 +53,14 @@ from analysis.detection import Detector
 from analysis.histogram import HistogramState
 from analysis.increase import FINAL_LEVEL_FACTOR, IncreaseSums, increase_bound
 from analysis.observations import HistogramCounts, PairedObservation
-from analysis.outlook import EvidencePlan, chance_within, rate_bounds, required_intervals
+from analysis.outlook import (
+    EvidencePlan,
+    chance_within,
+    increase_chance,
+    increase_intervals,
+    rate_bounds,
+    required_intervals,
+)
 from analysis.ratio import RatioState
 from analysis.samples import samples_test
 from analysis.verdicts import MetricEvidence, MetricStatus
@@ -61,6 +69,7 @@ __all__ = [
     "CEILING_SHARE",
     "DETECTOR_SHARE",
     "FINAL_SHARE",
+    "INCREASE_FINAL_SHARE",
     "INCREASE_SHARE",
     "MetricHistory",
     "MetricPlan",
@@ -78,6 +87,9 @@ CEILING_SHARE = 0.1
 #: The absolute tolerance's share of a ratio metric's promotion budget, when it has one: the
 #: larger part, as a user who sets it means it to decide.
 INCREASE_SHARE = 0.5
+#: The absolute tolerance's final look's share of its budget (the anytime bound has the rest): the
+#: larger part, as where the rate is low the final look decides most analyses.
+INCREASE_FINAL_SHARE = 0.75
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +138,8 @@ class MetricPlan:
 
     @property
     def increase_final_beta(self) -> float:
-        """The absolute tolerance's final look's share: ``FINAL_SHARE`` of ``increase_beta``."""
-        return self.increase_beta * FINAL_SHARE
+        """The absolute tolerance's final look's share: ``INCREASE_FINAL_SHARE`` of ``increase_beta``."""
+        return self.increase_beta * INCREASE_FINAL_SHARE
 
     @property
     def increase_anytime_beta(self) -> float:
@@ -468,6 +480,7 @@ def _reason(
             and _final_increase_within(plan, history)
             and numbers.promote_evalue < 1.0 / plan.promote_beta
             and not _final_within(plan, numbers)
+            and not history.within
         ):
             assert plan.max_increase is not None
             assert history.increase is not None
@@ -509,6 +522,8 @@ def _plan(
         return None
     if min(numbers.canary_count, numbers.baseline_count) <= 0:
         return None
+    if not all(math.isfinite(value) for planned in numbers.planned for value in planned):
+        return None  # data that fit no rate (a non-finite count): nothing to plan on
     canary, baseline = numbers.canary_count / seen, numbers.baseline_count / seen
     ceiling = plan.max_rate if plan.type == "ratio" else None
     ceiling_level = plan.ceiling_beta if ceiling is not None else None
@@ -533,7 +548,26 @@ def _plan(
             ceiling_level=ceiling_level,
         ))  # fmt: skip
     needed = None if None in needs else max(n for n in needs if n is not None)
-    return EvidencePlan(None if needed is None else max(1, math.ceil(needed)), final_interval, min(chances))
+    chance = min(chances)
+    absolute = plan.max_increase is not None and plan.type == "ratio"
+    if absolute:  # either route suffices: the shorter plan, the larger chance
+        assert plan.max_increase is not None
+        rate = numbers.rate
+        level = plan.increase_final_beta * FINAL_LEVEL_FACTOR
+        dispersion = numbers.planned[0][2] if numbers.planned else 1.0
+        need = increase_intervals(
+            rate=rate, canary_per_interval=canary, baseline_per_interval=baseline, margin=plan.max_increase,
+            level=level, dispersion=dispersion,
+        )  # fmt: skip
+        needed = need if needed is None else min(needed, need)
+        low, _ = rate_bounds(rate * numbers.baseline_count, numbers.baseline_count)
+        chance = max(chance, increase_chance(
+            rate=low, canary_per_interval=canary, baseline_per_interval=baseline, intervals=final_interval,
+            margin=plan.max_increase, level=level,
+        ))  # fmt: skip
+    return EvidencePlan(
+        None if needed is None else max(1, math.ceil(needed)), final_interval, chance, absolute=absolute
+    )
 
 
 def assess(
@@ -558,8 +592,9 @@ def assess(
     pvalue = min(1.0, 1.0 / max_e)
     reason = _reason(plan, history, status, numbers, pvalue, final=final)
     ahead = None
-    # The plan counts the relative tolerance and the ceiling, not an absolute tolerance's route.
-    planned = final_interval is not None and plan.max_increase is None and plan.shift == 0
+    # The plan counts the relative tolerance, the ceiling and a ratio's absolute tolerance, not a
+    # histogram's shift.
+    planned = final_interval is not None and plan.shift == 0
     if planned and status in ("undecided", "insufficient") and not final:
         assert final_interval is not None
         ahead = _plan(plan, history, numbers, final_interval)

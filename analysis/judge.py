@@ -235,7 +235,7 @@ def _out_of_reach(plan: JudgePlan, evidence: Mapping[str, MetricEvidence]) -> st
         m
         for m in plan.metrics
         if m.type == "ratio"  # a histogram's resolved bounds move: its plan is too rough to act on
-        and m.max_increase is None  # the plan does not count the absolute tolerance's route
+        and m.max_increase is None  # the give-up rule was measured on the relative route only
         and (ahead := evidence[m.name].plan) is not None
         and ahead.chance is not None
         and ahead.chance < plan.min_chance

@@ -54,6 +54,27 @@ below :math:`c`; for a canary at the baseline's :math:`q < c` the one-sample ver
 approximation to the Poisson rate), and the plan is the smaller of the two. Without events on the
 baseline (:math:`q = 0`) only the ceiling can decide.
 
+**An absolute tolerance.** A ratio metric with ``maxIncrease`` :math:`\delta` is also within
+tolerance when its final look (`analysis.increase`) rejects "the canary's rate exceeds the
+baseline's by :math:`\delta`"; either route suffices, so the plan is the shorter of the two and
+the chance the larger. With :math:`w = n_c n_b / (n_c + n_b)` the Mantel-Haenszel weight of an
+interval, a canary like its baseline gives :math:`-D` mean :math:`T w \delta` and variance
+:math:`T a`, :math:`a = \varphi w q (1 - q)`; the look's studentizer is about
+:math:`T s^2` with :math:`s^2 = \max(a + w^2\delta^2,\ f)`, its uncentred squares or its binomial
+floor :math:`f = w^2((q + \delta)(1 - q - \delta) / n_c + q (1 - q) / n_b)`, so
+
+.. math::
+
+    T^*_\delta = \frac{(z_{\beta_a} s + z_\pi \sqrt a)^2}{w^2 \delta^2},
+    \qquad
+    \Pr(\text{shown}) \approx \Phi\left(\frac{F w \delta - t_{\beta_a, F - 1} \sqrt{F}\, s}
+    {\sqrt{F a}}\right)
+
+at the look's level :math:`\beta_a`. Here a smaller rate is the favourable one (less variance),
+so the chance takes the lower confidence bound of :math:`q`. Adaptive exposure does not raise on
+this route (`EvidencePlan.absolute`), and the judge does not give up on a metric with an absolute
+tolerance: its raises and the give-up rule were measured on the relative route.
+
 **The chance of a decision.** Beside the plan, `chance_within` approximates the probability that
 the final look, at the maximum duration :math:`F` intervals, shows a canary equal to its baseline
 within tolerance. For the relative test it works on that test's own scale (`analysis.counts`,
@@ -117,7 +138,16 @@ from statistics import NormalDist
 from analysis.checks import check_fraction, check_tolerance
 from analysis.special import student_t_isf
 
-__all__ = ["POWER", "EvidencePlan", "chance_text", "chance_within", "rate_bounds", "required_intervals"]
+__all__ = [
+    "POWER",
+    "EvidencePlan",
+    "chance_text",
+    "chance_within",
+    "increase_chance",
+    "increase_intervals",
+    "rate_bounds",
+    "required_intervals",
+]
 
 _NORMAL = NormalDist()
 #: The probability with which the plan's duration shows a canary equal to its baseline within
@@ -137,6 +167,8 @@ class EvidencePlan:
         events on the baseline and no ceiling, or a latency bound its buckets cannot pass).
     final_interval
         The final look's interval (the maximum duration).
+    absolute
+        Whether the metric has an absolute tolerance whose final look the plan counts.
     chance
         The probability that the final look shows a canary equal to its baseline within
         tolerance, at the most favourable rate the data allow (`chance_within`); ``None`` when
@@ -146,6 +178,9 @@ class EvidencePlan:
     needed_intervals: int | None
     final_interval: int
     chance: float | None = None
+    #: Whether the plan counts an absolute tolerance's final look (``maxIncrease``), which
+    #: adaptive exposure does not plan for.
+    absolute: bool = False
 
     @property
     def fits(self) -> bool:
@@ -232,6 +267,63 @@ def required_intervals(
         need = (z_c * math.sqrt(ceiling) + z_power * math.sqrt(rate)) ** 2 / (ceiling - rate) ** 2
         plans.append(dispersion * need / canary_per_interval)
     return min(plans) if plans else None
+
+
+def increase_intervals(
+    *,
+    rate: float,
+    canary_per_interval: float,
+    baseline_per_interval: float,
+    margin: float,
+    level: float,
+    dispersion: float = 1.0,
+    power: float = POWER,
+) -> float:
+    """Intervals of data an absolute tolerance's final look needs (module notes: an absolute
+    tolerance); parameters as `required_intervals`, `margin` the absolute tolerance in (0, 1)."""
+    _check(rate, canary_per_interval, baseline_per_interval, 1.0, level, power, dispersion)
+    weight, spread, studentizer = _increase_terms(
+        rate, canary_per_interval, baseline_per_interval, margin, dispersion
+    )
+    z = _NORMAL.inv_cdf(1.0 - level) * studentizer + _NORMAL.inv_cdf(power) * math.sqrt(spread)
+    return z * z / (weight * margin) ** 2
+
+
+def increase_chance(
+    *,
+    rate: float,
+    canary_per_interval: float,
+    baseline_per_interval: float,
+    intervals: int,
+    margin: float,
+    level: float,
+) -> float:
+    """The probability that an absolute tolerance's final look after `intervals` intervals shows a
+    canary equal to its baseline within the margin (module notes), at dispersion factor 1."""
+    _check(rate, canary_per_interval, baseline_per_interval, 1.0, level, 0.5, 1.0)
+    if intervals < 1:
+        raise ValueError(f"intervals must be >= 1, got {intervals}")
+    weight, spread, studentizer = _increase_terms(
+        rate, canary_per_interval, baseline_per_interval, margin, 1.0
+    )
+    critical = student_t_isf(level, max(1.0, intervals - 1.0))
+    reach = intervals * weight * margin - critical * math.sqrt(intervals) * studentizer
+    if spread <= 0.0:  # no events to vary: the look passes exactly when the floor allows it
+        return 1.0 if reach > 0.0 else 0.0
+    return _NORMAL.cdf(reach / math.sqrt(intervals * spread))
+
+
+def _increase_terms(
+    rate: float, canary: float, baseline: float, margin: float, dispersion: float
+) -> tuple[float, float, float]:
+    """:math:`w`, :math:`a` and :math:`s` of the module notes."""
+    if not 0.0 < margin < 1.0:
+        raise ValueError(f"margin must be in (0, 1), got {margin}")
+    weight = canary * baseline / (canary + baseline)
+    spread = dispersion * weight * rate * (1.0 - rate)
+    worse = min(rate + margin, 1.0)
+    floor = weight * weight * (worse * (1.0 - worse) / canary + rate * (1.0 - rate) / baseline)
+    return weight, spread, math.sqrt(max(spread + (weight * margin) ** 2, floor))
 
 
 def rate_bounds(events: float, requests: float, *, confidence: float = 0.95) -> tuple[float, float]:

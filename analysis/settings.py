@@ -59,8 +59,9 @@ class MetricSettings(BaseModel):
 
     ``max_increase`` is an absolute tolerance for a ``ratio`` metric, a difference of rates:
     0.005 means "at most half a percentage point more bad events than the baseline". The metric
-    is then also within tolerance once the largest increase the data allow is below it
-    (`analysis.increase`), at its own share of ``beta``. It suits services whose rate is so low
+    is then also within tolerance once the largest increase the data allow is below it, or at
+    the maximum duration when a fixed-horizon test of the difference rejects "worse than it"
+    (`analysis.increase`), the two at their own share of ``beta``. It suits services whose rate is so low
     that a relative tolerance takes hours to show. For a ``histogram`` metric it is a latency in
     the metric's unit: 0.02 (seconds) means "every well-resolved quantile at most 20 ms slower than
     the baseline's", where that allows more than the relative tolerance (`analysis.histogram`:

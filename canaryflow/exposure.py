@@ -21,8 +21,9 @@ seen, so that a service with ordinary traffic gets a decision instead of an inco
    leans to a regression (its change detector blocks promotion), while a samples metric is not
    yet within tolerance, or when no amount of traffic decides (a plan without end): a canary
    under suspicion or unknown never gets more traffic. Metrics without a plan are not counted:
-   samples metrics, and metrics with an absolute tolerance (``maxIncrease``), whose route the plan
-   does not count; a step whose only undecided metrics are such is not raised.
+   samples metrics, and metrics with an absolute tolerance (``maxIncrease``), whose plan counts
+   that tolerance's final look, on which raising was not measured (`EvidencePlan.absolute`); a
+   step whose only undecided metrics are such is not raised.
 2. **Risk.** The budget is for what the raises add to the step's own weight ``w_0`` (the exposure
    the spec chose is not the raise's to account for). The weight is capped so that, were the canary
    as bad as the worst value still plausible, the extra failed requests of the raised traffic over
@@ -50,7 +51,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
+from analysis.outlook import EvidencePlan
 from analysis.verdicts import Verdict
 
 __all__ = ["MARGIN", "Exposure", "RaiseAccount", "next_weight"]
@@ -124,7 +127,7 @@ def next_weight(
     if any(m.type == "samples" and m.status != "within" for m in metrics):
         return None  # no change detector, no plan: an undecided samples metric is not cleared
     undecided = [m for m in metrics if m.status != "within"]
-    plans = [m.plan for m in undecided if m.plan is not None]
+    plans = [m.plan for m in undecided if _raises_on(m.plan)]
     if not plans or any(p.needed_intervals is None for p in plans):
         return None  # nothing to plan on, or no amount of this traffic decides
     judged = verdict.interval
@@ -136,7 +139,7 @@ def next_weight(
     # missing at the metric's count per percent of weight.
     wanted = 0.0
     for metric in undecided:
-        if metric.plan is None or metric.plan.needed_intervals is None or metric.intervals <= 0:
+        if not _raises_on(metric.plan) or metric.plan.needed_intervals is None or metric.intervals <= 0:
             continue
         per_percent = account.per_percent.get(metric.name, 0.0)
         if not per_percent > 0:
@@ -181,3 +184,8 @@ def _riskless_weight(verdict: Verdict, *, left: int, risk_budget: float, account
     if worst <= 0.0 or math.isinf(risk_budget):
         return 100.0
     return min(100.0, account.base + max(0.0, risk_budget - spent) / (worst * left))
+
+
+def _raises_on(plan: EvidencePlan | None) -> TypeGuard[EvidencePlan]:
+    """Whether a metric's plan is one a raise is sized on: not an absolute tolerance's."""
+    return plan is not None and not plan.absolute

@@ -66,6 +66,28 @@ def test_an_analysis_that_would_not_decide_in_time_is_given_more_traffic() -> No
     assert "raising the canary to 50 % (held there by maxWeight or the risk budget" in raised.reason
 
 
+def test_a_plan_that_counts_an_absolute_tolerance_raises_nothing() -> None:
+    # Raises were measured on the relative route only: a plan that counts maxIncrease's final
+    # look is reported, not raised on (the same verdict raises without the flag).
+    verdict = _verdict("plain", 2.0, 3, 10)
+    errors = verdict.metrics["error-rate"]
+    assert errors.plan is not None
+    latency = replace(verdict.metrics["latency"], status="within", leans_worse=False)
+
+    def raised(absolute: bool) -> object:
+        metrics = {
+            "error-rate": replace(errors, plan=replace(errors.plan, absolute=absolute)),
+            "latency": latency,
+        }
+        return next_weight(
+            replace(verdict, metrics=metrics), weight=10, max_weight=50, risk_budget=10_000,
+            account=_account(verdict),
+        )  # fmt: skip
+
+    assert raised(False) is not None
+    assert raised(True) is None
+
+
 def test_the_raise_is_what_the_plan_needs_with_its_margin() -> None:
     verdict = _verdict("plain", 10.0, 3, 20)  # the plan (33 intervals) fits, with no margin to spare
     plan = verdict.metrics["error-rate"].plan

@@ -5,15 +5,18 @@ tolerance cannot."""
 from __future__ import annotations
 
 import math
+from typing import TypeAlias
 
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from analysis.ceiling import _BOUND_GRID, CeilingState, RateBound
+from analysis.evidence import MetricPlan
 from analysis.increase import FINAL_LEVEL_FACTOR, IncreaseSums, final_log_pvalue
 from analysis.judge import SequentialJudge
 from analysis.observations import HistogramCounts, PairedObservation, RatioCounts
+from analysis.outlook import increase_chance
 from analysis.settings import AnalysisSettings, MetricSettings
 from analysis.verdicts import Verdict
 from bench.increase import BOUNDARY
@@ -21,6 +24,10 @@ from bench.increase import run as _analysis
 from bench.increase import settings as _settings
 
 BETA = 0.05
+
+
+def _plan(margin: float | None) -> MetricPlan:
+    return SequentialJudge(_settings(margin), interval_seconds=30.0).plan.metrics[0]
 
 
 @pytest.mark.slow
@@ -47,47 +54,50 @@ def test_a_canary_exactly_at_the_margin_is_promoted_in_at_most_beta_of_runs(
     assert promoted / runs <= BETA + 3 * math.sqrt(BETA * (1 - BETA) / runs), promoted
 
 
-#: (baseline rate, margin, req/s per track, jitter sd per track, shared x5 incidents, intervals)
+#: (baseline rate, margin, req/s per track, the canary's and the baseline's jitter sd, shared x5
+#: incidents, intervals)
 FINAL_CELLS = (
-    (0.0005, 0.002, 0.5, 0.5, False, 240),
-    (0.0005, 0.002, 2.0, 0.5, False, 120),
-    (0.0005, 0.002, 10.0, 0.0, False, 40),
-    (0.0001, 0.001, 50.0, 0.5, False, 40),
-    (0.01, 0.005, 50.0, 0.5, False, 40),
-    (0.01, 0.005, 10.0, 0.8, False, 40),
-    (0.01, 0.005, 500.0, 0.5, False, 40),
-    (0.002, 0.002, 500.0, 0.5, False, 240),
-    (0.002, 0.002, 500.0, 0.8, False, 240),
-    (0.002, 0.002, 500.0, 0.3, True, 240),
-    (0.05, 0.01, 500.0, 0.5, True, 240),
+    (0.0005, 0.002, 0.5, 0.5, 0.5, False, 240),
+    (0.0005, 0.002, 2.0, 0.5, 0.5, False, 120),
+    (0.0005, 0.002, 10.0, 0.0, 0.0, False, 40),
+    (0.0001, 0.001, 50.0, 0.5, 0.5, False, 40),
+    (0.01, 0.005, 50.0, 0.5, 0.5, False, 40),
+    (0.01, 0.005, 10.0, 0.5, 0.0, False, 40),
+    (0.01, 0.005, 500.0, 0.5, 0.0, False, 40),
+    (0.01, 0.005, 500.0, 0.0, 0.5, False, 40),
+    (0.002, 0.002, 500.0, 0.5, 0.0, False, 40),
+    (0.002, 0.002, 500.0, 0.5, 0.5, False, 240),
+    (0.002, 0.002, 500.0, 0.3, 0.3, True, 240),
+    (0.05, 0.01, 500.0, 0.5, 0.0, False, 240),
+    (0.05, 0.01, 500.0, 0.5, 0.5, True, 240),
 )
 
+Cell: TypeAlias = tuple[float, float, float, float, float, bool, int]
 
-def _cell_id(cell: tuple[float, float, float, float, bool, int]) -> str:
-    rate, margin, rps, jitter, incidents, intervals = cell
+
+def _cell_id(cell: Cell) -> str:
+    rate, margin, rps, canary, baseline, incidents, intervals = cell
     shared = " incidents" if incidents else ""
-    return f"{rate:g} +{margin:g} {rps:g} rps jitter {jitter:g}{shared} {intervals} looks"
+    return f"{rate:g} +{margin:g} {rps:g} rps jitter {canary:g}/{baseline:g}{shared} {intervals} looks"
 
 
-def _final_looks(
-    cell: tuple[float, float, float, float, bool, int], *, share: float, excess: float, runs: int, seed: int
-) -> np.ndarray:
+def _final_looks(cell: Cell, *, share: float, excess: float, runs: int, seed: int) -> np.ndarray:
     """The final look's p-values of `runs` analyses (vectorized `IncreaseSums`): each track's rate
     jittered on its own by a mean-one log-normal factor, a shared x5 incident in 5 % of intervals,
     the canary's traffic `share` times the baseline's and its rate the baseline's plus `excess`."""
-    rate, margin, rps, jitter, incidents, intervals = cell
+    rate, margin, rps, canary_jitter, baseline_jitter, incidents, intervals = cell
     rng = np.random.default_rng(seed)
     shape = (runs, intervals)
     n = rng.poisson(rps * 30.0 * share, shape).astype(float)
     m = rng.poisson(rps * 30.0, shape).astype(float)
 
-    def jittered(r: float, shared: np.ndarray) -> np.ndarray:
+    def jittered(r: float, jitter: float, shared: np.ndarray) -> np.ndarray:
         factor = rng.lognormal(-(jitter**2) / 2, jitter, shape) if jitter else 1.0
         return np.minimum(r * factor * shared, 1.0)
 
     shared = np.where(rng.random(shape) < 0.05, 5.0, 1.0) if incidents else np.ones(shape)
-    x = rng.binomial(n.astype(np.int64), jittered(rate + excess, shared)).astype(float)
-    y = rng.binomial(m.astype(np.int64), jittered(rate, shared)).astype(float)
+    x = rng.binomial(n.astype(np.int64), jittered(rate + excess, canary_jitter, shared)).astype(float)
+    y = rng.binomial(m.astype(np.int64), jittered(rate, baseline_jitter, shared)).astype(float)
     counted = (n > 0) & (m > 0)
     total = np.where(counted, n + m, 1.0)
     w = np.where(counted, n * m / total, 0.0)
@@ -103,22 +113,71 @@ def _final_looks(
 @pytest.mark.parametrize("share", [1.0, 0.25, 4.0], ids=["equal", "canary a quarter", "canary four times"])
 @pytest.mark.parametrize("cell", FINAL_CELLS, ids=[_cell_id(c) for c in FINAL_CELLS])
 def test_the_final_look_shows_a_canary_at_the_margin_within_it_in_at_most_its_share(
-    cell: tuple[float, float, float, float, bool, int], share: float
+    cell: Cell, share: float
 ) -> None:
-    # The final look's share of beta: half of the absolute tolerance's half; it rejects at
+    # The final look's share of beta (half of the absolute tolerance's half); it rejects at
     # FINAL_LEVEL_FACTOR of it (skew), and what it spends must stay within the share.
-    level = BETA / 4
+    level = _plan(0.002).increase_final_beta
     runs = 4000
     p = _final_looks(cell, share=share, excess=cell[1], runs=runs, seed=41)
     within = float(np.mean(p <= level * FINAL_LEVEL_FACTOR))
-    assert within <= level + 3 * math.sqrt(level * (1 - level) / runs), within
+    # No Monte Carlo slack: the worst cell is 1.2 % of 1.875 % (at half the share instead of a
+    # quarter it is 2.1 %, over the share, and the test fails).
+    assert within <= level, within
 
 
 def test_the_final_look_decides_for_good_canaries_where_the_traffic_allows() -> None:
     # The power the final look is for: 0.05 % errors, +0.2 pp, an hour at 2 req/s per track.
-    cell = (0.0005, 0.002, 2.0, 0.5, False, 120)
+    cell = (0.0005, 0.002, 2.0, 0.5, 0.5, False, 120)
     p = _final_looks(cell, share=1.0, excess=0.0, runs=400, seed=42)
-    assert float(np.mean(p <= BETA / 4 * FINAL_LEVEL_FACTOR)) >= 0.8
+    assert float(np.mean(p <= _plan(0.002).increase_final_beta * FINAL_LEVEL_FACTOR)) >= 0.7
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        (0.0005, 0.002, 2.0, 0.0, 0.0, False, 120),
+        (0.0005, 0.002, 0.5, 0.0, 0.0, False, 240),
+        (0.01, 0.005, 10.0, 0.0, 0.0, False, 20),
+    ],
+    ids=_cell_id,
+)
+def test_the_plans_chance_is_the_final_looks_pass_rate(cell: Cell) -> None:
+    # The evidence plan's chance for the absolute route (analysis.outlook.increase_chance) against
+    # the simulated look, for good canaries (80 %, 5.5 %, 12 %): a normal approximation to a look
+    # on few events, rough but reported only (neither exposure nor the give-up rule acts on it).
+    rate, margin, rps, _, _, _, intervals = cell
+    level = _plan(0.002).increase_final_beta * FINAL_LEVEL_FACTOR
+    simulated = float(np.mean(_final_looks(cell, share=1.0, excess=0.0, runs=1000, seed=43) <= level))
+    chance = increase_chance(
+        rate=rate, canary_per_interval=rps * 30, baseline_per_interval=rps * 30, intervals=intervals,
+        margin=margin, level=level,
+    )  # fmt: skip
+    assert chance == pytest.approx(simulated, abs=0.12)
+
+
+def test_a_metric_with_an_absolute_tolerance_reports_the_shorter_plan_and_raises_on_neither() -> None:
+    # 0.05 % errors at 10 req/s: "+50 %" needs hours, "+0.2 pp" about 22 of the 40 intervals.
+    def plan_after(margin: float | None, intervals: int = 6) -> tuple[int | None, bool, str]:
+        rng = np.random.default_rng(12)
+        judge = SequentialJudge(_settings(margin), interval_seconds=30.0)
+        for _ in range(intervals):
+            nb, nc = float(rng.poisson(300)), float(rng.poisson(300))
+            pair = PairedObservation(
+                RatioCounts(float(rng.binomial(int(nb), 0.0005)), nb),
+                RatioCounts(float(rng.binomial(int(nc), 0.0005)), nc),
+            )
+            verdict = judge.update({"error-rate": pair})
+        evidence = verdict.metrics["error-rate"]
+        assert evidence.plan is not None
+        return evidence.plan.needed_intervals, evidence.plan.absolute, evidence.reason
+
+    relative, absolute = plan_after(None), plan_after(0.002)
+    assert relative[0] is None or relative[0] > 200
+    assert absolute[0] is not None
+    assert 10 <= absolute[0] <= 40
+    assert (relative[1], absolute[1]) == (False, True)
+    assert f"about {absolute[0]} of the 40 intervals show a canary like its baseline" in absolute[2]
 
 
 def test_the_sums_stepped_one_interval_at_a_time_give_the_vectorized_p_value() -> None:
@@ -139,8 +198,42 @@ def test_the_sums_stepped_one_interval_at_a_time_give_the_vectorized_p_value() -
     assert sums.final_pvalue() == pytest.approx(math.exp(float(expected)))
     assert sums.increase == pytest.approx(float((w * (x / n - y / m)).sum() / w.sum()))
     assert sums.step(1.0, 0.0, 0.0, 100.0) is sums  # a track without requests adds nothing
+    # By hand: two intervals of 1,000 requests per track, 2 and 0 errors, then 1 and 1; margin
+    # 0.01. w = 500; d = (2000 - 0 - 10000) / 2000 = -4, then (1000 - 1000 - 10000) / 2000 = -5;
+    # sum d^2 = 41; the floor at the baseline's 0.05 % and the canary's 1.05 %:
+    # 2 * 500^2 * (0.0105 * 0.9895 + 0.0005 * 0.9995) / 1000 = 5.4447; T = 9 / sqrt(41) on 1 df.
+    two = IncreaseSums(0.01).step(2.0, 1000.0, 0.0, 1000.0).step(1.0, 1000.0, 1.0, 1000.0)
+    t = 9.0 / math.sqrt(41.0)
+    assert two.final_pvalue() == pytest.approx(0.5 - math.atan(t) / math.pi)  # Student's t on 1 df
+    assert two.increase == pytest.approx((2 / 1000 + 0 / 1000) / 2)
     assert sums.step(math.nan, 300.0, 0.0, 200.0).final_pvalue() == 1.0
     assert IncreaseSums(0.002).final_pvalue() == 1.0
+
+
+def test_the_final_look_decides_only_at_the_maximum_duration() -> None:
+    # A run whose absolute tolerance is shown only by the final look: before the last interval the
+    # same sums already pass, yet the judge waits; at it, it promotes on the final look.
+    rng = np.random.default_rng(0)
+    judge = SequentialJudge(_settings(0.002), interval_seconds=30.0)
+    level = _plan(0.002).increase_final_beta * FINAL_LEVEL_FACTOR
+    passing_early = []
+    for _ in range(40):
+        nb, nc = int(rng.poisson(300)), int(rng.poisson(300))
+        pair = PairedObservation(
+            baseline=RatioCounts(float(rng.binomial(nb, 0.0005)), float(nb)),
+            canary=RatioCounts(float(rng.binomial(nc, 0.0005)), float(nc)),
+        )
+        verdict = judge.update({"error-rate": pair})
+        if verdict.final:
+            break
+        sums = judge.state.histories[0].increase
+        assert sums is not None
+        passing_early.append(sums.final_pvalue() <= level)
+    assert verdict.final
+    assert verdict.interval == 40
+    assert sum(passing_early) >= 5  # the look would have passed well before the end
+    assert verdict.decision == "promote"
+    assert "at the final look: increase" in verdict.metrics["error-rate"].reason
 
 
 def test_a_service_with_few_errors_promotes_with_an_absolute_tolerance_and_not_without() -> None:
@@ -161,7 +254,7 @@ def test_a_service_with_few_errors_promotes_with_an_absolute_tolerance_and_not_w
     # both routes decide: the anytime bound before the end, the final look at it
     assert any("within +0.2 pp of the baseline's rate: at most +0." in r for r in reasons), reasons
     final = "within +0.2 pp of the baseline's rate at the final look: increase "
-    assert any(final in r and "p " in r for r in reasons), reasons
+    assert any(final in r for r in reasons), reasons
 
 
 def test_a_canary_well_over_the_margin_is_never_promoted() -> None:
@@ -256,10 +349,10 @@ def test_the_absolute_tolerance_takes_half_of_beta_and_the_relative_tests_the_re
     history = judge.state.histories[0]
     assert history.baseline_bound is not None
     assert history.canary_bound is not None
-    # half for the final look; three anytime bounds (the ratio's, the baseline's, the canary's),
-    # each at a third of the other half
-    assert plan.increase_final_beta == pytest.approx(BETA / 4)
-    assert history.baseline_bound.level == history.canary_bound.level == pytest.approx(BETA / 4 / 3)
+    # three quarters for the final look; three anytime bounds (the ratio's, the baseline's, the
+    # canary's), each at a third of the last quarter
+    assert plan.increase_final_beta == pytest.approx(BETA / 2 * 0.75)
+    assert history.baseline_bound.level == history.canary_bound.level == pytest.approx(BETA / 8 / 3)
     without = SequentialJudge(_settings(None), interval_seconds=30.0).plan.metrics[0]
     assert (without.increase_beta, without.final_beta + without.promote_beta) == (0.0, pytest.approx(BETA))
 
