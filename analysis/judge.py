@@ -33,7 +33,8 @@ Decision rule (after interval ``t``, with per-metric evidence from `analysis.evi
    "worse than the tolerance" reached ``1/promote_beta`` (what the other routes below leave of
    ``beta``) at some look, or, at the last
    look (``max_intervals``) only, when the fixed-horizon test of `analysis.counts` rejects
-   "worse than the tolerance" at ``final_beta = FINAL_SHARE * beta`` (count metrics), or, for
+   "worse than the tolerance" at ``final_beta``, ``FINAL_SHARE`` of what the ceiling and the
+   absolute tolerance leave of ``beta`` (count metrics), or, for
    a metric with a ceiling (``max_rate``), when the ceiling test of `analysis.ceiling`
    shows the canary's rate below it at ``ceiling_beta = CEILING_SHARE * beta`` (the relative
    tests then share the rest), or, for a ratio metric with an absolute tolerance

@@ -70,8 +70,12 @@ floor :math:`f = w^2((q + \delta)(1 - q - \delta) / n_c + q (1 - q) / n_b)`, so
     \Pr(\text{shown}) \approx \Phi\left(\frac{F w \delta - t_{\beta_a, F - 1} \sqrt{F}\, s}
     {\sqrt{F a}}\right)
 
-at the look's level :math:`\beta_a`. Here a smaller rate is the favourable one (less variance),
-so the chance takes the lower confidence bound of :math:`q`. Adaptive exposure does not raise on
+at the look's level :math:`\beta_a` (the plan with the dispersion factor, the chance at
+:math:`\varphi = 1`, as for the relative test). Since the look's statistic is at most
+:math:`\sqrt T` (its studentizer is no smaller than its uncentred squares), the plan is never
+shorter than the least :math:`T` with :math:`t_{\beta_a, T - 1} < \sqrt T` (eleven intervals at
+the default beta). Here a smaller rate is the favourable one (less variance), so the chance
+takes the lower confidence bound of :math:`q`. Adaptive exposure does not raise on
 this route (`EvidencePlan.absolute`), and the judge does not give up on a metric with an absolute
 tolerance: its raises and the give-up rule were measured on the relative route.
 
@@ -286,7 +290,16 @@ def increase_intervals(
         rate, canary_per_interval, baseline_per_interval, margin, dispersion
     )
     z = _NORMAL.inv_cdf(1.0 - level) * studentizer + _NORMAL.inv_cdf(power) * math.sqrt(spread)
-    return z * z / (weight * margin) ** 2
+    return max(z * z / (weight * margin) ** 2, float(_least_intervals(level)))
+
+
+def _least_intervals(level: float) -> int:
+    """The fewest intervals at which a studentized look (statistic at most the square root of the
+    intervals) can pass at `level`: the least T with Student's t quantile on T - 1 below sqrt(T)."""
+    intervals = 2
+    while student_t_isf(level, intervals - 1.0) >= math.sqrt(intervals) and intervals < 10_000:
+        intervals += 1
+    return intervals
 
 
 def increase_chance(

@@ -92,7 +92,8 @@ class PlanReport(BaseModel):
     chance: float | None = Field(
         default=None,
         description="The chance that the final look shows a canary like its baseline within tolerance, "
-        "at the most favourable rate the data allow; the judge gives up below its minChance.",
+        "at the most favourable rate the data allow; below minChance the judge gives up on a ratio metric "
+        "without an absolute tolerance (maxIncrease).",
     )
 
     @property

@@ -16,7 +16,7 @@ from analysis.evidence import MetricPlan
 from analysis.increase import FINAL_LEVEL_FACTOR, IncreaseSums, final_log_pvalue
 from analysis.judge import SequentialJudge
 from analysis.observations import HistogramCounts, PairedObservation, RatioCounts
-from analysis.outlook import increase_chance
+from analysis.outlook import increase_chance, increase_intervals
 from analysis.settings import AnalysisSettings, MetricSettings
 from analysis.verdicts import Verdict
 from bench.increase import BOUNDARY
@@ -115,7 +115,7 @@ def _final_looks(cell: Cell, *, share: float, excess: float, runs: int, seed: in
 def test_the_final_look_shows_a_canary_at_the_margin_within_it_in_at_most_its_share(
     cell: Cell, share: float
 ) -> None:
-    # The final look's share of beta (half of the absolute tolerance's half); it rejects at
+    # The final look's share of beta (three quarters of the absolute tolerance's half); it rejects at
     # FINAL_LEVEL_FACTOR of it (skew), and what it spends must stay within the share.
     level = _plan(0.002).increase_final_beta
     runs = 4000
@@ -124,6 +124,20 @@ def test_the_final_look_shows_a_canary_at_the_margin_within_it_in_at_most_its_sh
     # No Monte Carlo slack: the worst cell is 1.2 % of 1.875 % (at half the share instead of a
     # quarter it is 2.1 %, over the share, and the test fails).
     assert within <= level, within
+
+
+@pytest.mark.parametrize("share", [1.0, 0.25, 4.0], ids=["equal", "canary a quarter", "canary four times"])
+def test_beyond_the_design_range_the_final_look_spends_at_most_about_one_and_a_half_times_its_share(
+    share: float,
+) -> None:
+    # The canary's rate alone jittering with sd 0.8 (the judge is built for 0.5): the excess the
+    # docstring and BENCHMARKS state (about 2.6 % for the 1.875 % share), bounded here.
+    level = _plan(0.002).increase_final_beta
+    worst = 0.0
+    for cell in ((0.002, 0.002, 500.0, 0.8, 0.0, False, 40), (0.05, 0.01, 50.0, 0.8, 0.0, False, 40)):
+        p = _final_looks(cell, share=share, excess=cell[1], runs=4000, seed=41)
+        worst = max(worst, float(np.mean(p <= level * FINAL_LEVEL_FACTOR)))
+    assert level < worst <= 0.03, worst
 
 
 def test_the_final_look_decides_for_good_canaries_where_the_traffic_allows() -> None:
@@ -154,30 +168,64 @@ def test_the_plans_chance_is_the_final_looks_pass_rate(cell: Cell) -> None:
         margin=margin, level=level,
     )  # fmt: skip
     assert chance == pytest.approx(simulated, abs=0.12)
+    assert chance >= simulated / 2  # not 0 where the look does pass
 
 
-def test_a_metric_with_an_absolute_tolerance_reports_the_shorter_plan_and_raises_on_neither() -> None:
-    # 0.05 % errors at 10 req/s: "+50 %" needs hours, "+0.2 pp" about 22 of the 40 intervals.
-    def plan_after(margin: float | None, intervals: int = 6) -> tuple[int | None, bool, str]:
+def test_a_metric_with_an_absolute_tolerance_reports_the_shorter_of_its_two_plans() -> None:
+    # 0.2 % errors at 10 req/s: both routes have a plan; "+50 %" needs far more intervals than
+    # "+0.2 pp", and the metric reports the shorter (either route suffices).
+    def plan_after(margin: float | None, intervals: int = 10) -> tuple[int | None, bool, str]:
         rng = np.random.default_rng(12)
         judge = SequentialJudge(_settings(margin), interval_seconds=30.0)
         for _ in range(intervals):
             nb, nc = float(rng.poisson(300)), float(rng.poisson(300))
             pair = PairedObservation(
-                RatioCounts(float(rng.binomial(int(nb), 0.0005)), nb),
-                RatioCounts(float(rng.binomial(int(nc), 0.0005)), nc),
+                RatioCounts(float(rng.binomial(int(nb), 0.002)), nb),
+                RatioCounts(float(rng.binomial(int(nc), 0.002)), nc),
             )
             verdict = judge.update({"error-rate": pair})
         evidence = verdict.metrics["error-rate"]
+        assert evidence.status == "undecided"
         assert evidence.plan is not None
         return evidence.plan.needed_intervals, evidence.plan.absolute, evidence.reason
 
     relative, absolute = plan_after(None), plan_after(0.002)
-    assert relative[0] is None or relative[0] > 200
+    assert relative[0] is not None
     assert absolute[0] is not None
-    assert 10 <= absolute[0] <= 40
+    assert 11 <= absolute[0] < relative[0] / 3
     assert (relative[1], absolute[1]) == (False, True)
-    assert f"about {absolute[0]} of the 40 intervals show a canary like its baseline" in absolute[2]
+    assert f"it needs about {absolute[0]} intervals" in absolute[2]
+
+
+def test_the_plan_is_never_shorter_than_the_fewest_intervals_the_look_can_pass_on() -> None:
+    # The statistic is at most sqrt(T): at 100 req/s without baseline errors the normal
+    # approximation alone said 7 intervals, where the look needs 11 at the default beta.
+    level = _plan(0.002).increase_final_beta * FINAL_LEVEL_FACTOR
+    need = increase_intervals(
+        rate=0.0, canary_per_interval=3000.0, baseline_per_interval=3000.0, margin=0.002, level=level
+    )
+    assert need == 11
+    eleven = IncreaseSums(0.002)
+    for _ in range(11):
+        eleven = eleven.step(0.0, 3000.0, 0.0, 3000.0)
+    assert eleven.final_pvalue() <= level
+    ten = IncreaseSums(0.002)
+    for _ in range(10):
+        ten = ten.step(0.0, 3000.0, 0.0, 3000.0)
+    assert ten.final_pvalue() > level
+
+
+def test_a_count_that_fits_no_rate_leaves_the_metric_without_a_plan() -> None:
+    # A non-finite count gives the counts a non-finite dispersion: no plan, rather than an error,
+    # for a relative tolerance as for an absolute one.
+    for margin in (None, 0.002):
+        judge = SequentialJudge(_settings(margin), interval_seconds=30.0)
+        judge.update({"error-rate": PairedObservation(RatioCounts(3.0, 300.0), RatioCounts(math.nan, 300.0))})
+        for _ in range(5):
+            verdict = judge.update(
+                {"error-rate": PairedObservation(RatioCounts(3.0, 300.0), RatioCounts(3.0, 300.0))}
+            )
+        assert verdict.metrics["error-rate"].plan is None
 
 
 def test_the_sums_stepped_one_interval_at_a_time_give_the_vectorized_p_value() -> None:
