@@ -1,9 +1,10 @@
-r"""Two special functions the tests need, in the standard library and numpy only.
+r"""The special functions the tests need, in the standard library and numpy only.
 
-`log_ndtr` (the log of the standard normal cdf, accurate far into the lower tail) and
-`student_t_logsf` (the log survival function of Student's t). scipy has both; importing it costs
-``canaryflow replay`` and every command that judges about half a second, for a dozen numbers per
-interval. ``tests/unit/analysis/test_special.py`` checks both against scipy.
+`log_ndtr` (the log of the standard normal cdf, accurate far into the lower tail),
+`student_t_logsf` (the log survival function of Student's t) and `student_t_isf` (its quantile).
+scipy has them all; importing it costs ``canaryflow replay`` and every command that judges about
+half a second, for a dozen numbers per interval. ``tests/unit/analysis/test_special.py`` checks
+them against scipy.
 
 Notes
 -----
@@ -17,6 +18,13 @@ For :math:`\nu > 0` degrees of freedom and :math:`t \ge 0`,
 beta function, evaluated by its continued fraction (modified Lentz) on the side where it
 converges, in logs so that tiny tails keep their digits [2]_.
 
+`student_t_isf`, the quantile, solves :math:`\log P(T > t) = \log p` by Newton's method (the
+derivative is :math:`-f(t)/P(T > t)`, :math:`f` the density) from the Cornish-Fisher start
+:math:`t_0 = z + (z^3 + z)/(4\nu) + (5z^5 + 16z^3 + 3z)/(96\nu^2)`, :math:`z` the normal
+quantile [1]_ (26.7.5), inside a bracket that a step leaving it bisects instead. It takes about
+eight evaluations of the survival function where plain bisection took sixty-five, and its values
+are cached: the evidence plan asks for the same level and degrees of freedom at every interval.
+
 References
 ----------
 .. [1] M. Abramowitz and I. A. Stegun, *Handbook of Mathematical Functions*, 1964, 7.1.23 and
@@ -26,7 +34,9 @@ References
 
 from __future__ import annotations
 
+import functools
 import math
+from statistics import NormalDist
 
 import numpy as np
 
@@ -35,6 +45,7 @@ from analysis.evalues import FloatArray
 __all__ = ["log_ndtr", "student_t_isf", "student_t_logsf"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+_NORMAL = NormalDist()
 
 
 def _log_ndtr_scalar(x: float) -> float:
@@ -114,19 +125,41 @@ def student_t_logsf(t: FloatArray | float, df: FloatArray | float) -> FloatArray
     return result
 
 
+def _student_t_logpdf(t: float, df: float) -> float:
+    return (
+        math.lgamma((df + 1.0) / 2.0)
+        - math.lgamma(df / 2.0)
+        - 0.5 * math.log(df * math.pi)
+        - (df + 1.0) / 2.0 * math.log1p(t * t / df)
+    )
+
+
+@functools.lru_cache(maxsize=4096)
 def student_t_isf(p: float, df: float) -> float:
     """The upper `p` quantile of Student's t with `df` degrees of freedom (``P(T > t) = p``), for
-    ``0 < p < 1/2``, by bisection on `student_t_logsf` (60 halvings: to double precision)."""
+    ``0 < p < 1/2``: Newton's method on ``log P(T > t)`` from the Cornish-Fisher start, kept
+    inside a bracket that halves whenever a step would leave it (see the module notes)."""
     if not (0.0 < p < 0.5 and df > 0.0):
         raise ValueError(f"need 0 < p < 1/2 and df > 0, got p={p} and df={df}")
     target = math.log(p)
     low, high = 0.0, 1.0
     while _student_t_logsf_scalar(high, df) > target:
         low, high = high, 2.0 * high
-    for _ in range(60):
-        middle = 0.5 * (low + high)
-        if _student_t_logsf_scalar(middle, df) > target:
-            low = middle
+    z = _NORMAL.inv_cdf(1.0 - p)
+    t = z + (z**3 + z) / (4.0 * df) + (5.0 * z**5 + 16.0 * z**3 + 3.0 * z) / (96.0 * df * df)
+    if not low < t < high:
+        t = 0.5 * (low + high)
+    for _ in range(200):
+        log_sf = _student_t_logsf_scalar(t, df)
+        if log_sf > target:
+            low = t
         else:
-            high = middle
-    return 0.5 * (low + high)
+            high = t
+        step = (log_sf - target) * math.exp(log_sf - _student_t_logpdf(t, df))
+        following = t + step
+        if not low < following < high:  # Newton would leave the bracket: bisect instead
+            following = 0.5 * (low + high)
+        if abs(following - t) <= 1e-14 * max(1.0, t) or high - low <= 1e-14 * max(1.0, low):
+            return following
+        t = following
+    return t
