@@ -139,13 +139,13 @@ def student_t_isf(p: float, df: float) -> float:
     """The upper `p` quantile of Student's t with `df` degrees of freedom (``P(T > t) = p``), for
     ``0 < p < 1/2``: Newton's method on ``log P(T > t)`` from the Cornish-Fisher start, kept
     inside a bracket that halves whenever a step would leave it (see the module notes)."""
-    if not (0.0 < p < 0.5 and df > 0.0):
-        raise ValueError(f"need 0 < p < 1/2 and df > 0, got p={p} and df={df}")
+    if not (0.0 < p < 0.5 and 0.0 < df < math.inf):
+        raise ValueError(f"need 0 < p < 1/2 and finite df > 0, got p={p} and df={df}")
     target = math.log(p)
     low, high = 0.0, 1.0
     while _student_t_logsf_scalar(high, df) > target:
         low, high = high, 2.0 * high
-    z = _NORMAL.inv_cdf(1.0 - p)
+    z = -_NORMAL.inv_cdf(p)
     t = z + (z**3 + z) / (4.0 * df) + (5.0 * z**5 + 16.0 * z**3 + 3.0 * z) / (96.0 * df * df)
     if not low < t < high:
         t = 0.5 * (low + high)

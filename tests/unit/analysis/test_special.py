@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from scipy import special, stats
@@ -39,7 +41,11 @@ def test_student_t_isf_matches_scipy(p: float, df: float) -> None:
     assert student_t_isf(p, df) == pytest.approx(stats.t.isf(p, df), rel=1e-9)
 
 
-@pytest.mark.parametrize(("p", "df"), [(0.0, 3.0), (0.5, 3.0), (0.1, 0.0)])
+def test_student_t_isf_reaches_far_tails() -> None:
+    assert student_t_isf(1e-17, 3.0) == pytest.approx(stats.t.isf(1e-17, 3.0), rel=1e-9)
+
+
+@pytest.mark.parametrize(("p", "df"), [(0.0, 3.0), (0.5, 3.0), (0.1, 0.0), (0.1, math.inf)])
 def test_student_t_isf_refuses_what_it_cannot_answer(p: float, df: float) -> None:
     with pytest.raises(ValueError, match="0 < p < 1/2"):
         student_t_isf(p, df)
