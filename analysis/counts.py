@@ -52,6 +52,16 @@ Each interval is therefore divided by :math:`\phi_i = 1 + \kappa^+_{i-1} a_i`, w
   taken for dispersion), plus ``KAPPA_Z`` standard errors, at most :math:`\kappa_{max}`. Each
   residual is taken around the rate ratio of the intervals *before* it (one fitted to the
   interval itself would absorb it);
+- never above a bound learned from the stable's history (``kappa_start``) while the analysis's own
+  residuals do not contradict it: the learned bound caps the running upper estimate except
+  while the lower estimate (the same construction at ``TRUST_Z`` standard deviations on the
+  other side, about the 98 % quantile of chi-square at each look, not over all looks) exceeds
+  it, i.e. while the analysis says the history understated the tracks' dispersion; after such a
+  spell the bound comes back under the learned one by the fall below, not at once. A learned
+  bound of 0 (a history that showed no dispersion at all) caps at 0. A few residuals give a
+  loose upper estimate (from three good-side residuals, 3.6 times their sum of squares, less
+  their number), which weighed a fresh x5 regression down by a factor of 2-4 and delayed its
+  rollback; the history's hour of intervals knows better;
 - and never less than the state's ``kappa_fall`` times the :math:`\kappa^+` applied at the
   latest interval that carried information (``KAPPA_FALL``, a half, for rates; a quarter for
   histogram buckets, whose bound starts higher: `analysis.histogram.KAPPA_FALL_BUCKETS`), so it
@@ -121,6 +131,7 @@ KAPPA_MAX = 0.5
 KAPPA_WARMUP = 3
 KAPPA_Z = 1.0
 KAPPA_FALL = 0.5
+TRUST_Z = 2.0
 RESIDUAL_CLIP = 3.0
 LEVEL_CAP = 2.0
 BASE_CAP = 2.0
@@ -159,6 +170,14 @@ def _chi2_lower(df: FloatArray) -> FloatArray:
     below the middle on the Wilson-Hilferty scale (about the 16 % quantile; df >= 1)."""
     c = 2.0 / (9.0 * df)
     result: FloatArray = df * np.maximum(1.0 - c - KAPPA_Z * np.sqrt(c), 0.02) ** 3
+    return result
+
+
+def _chi2_upper(df: FloatArray) -> FloatArray:
+    """An upper quantile of chi-square with `df` degrees of freedom: ``TRUST_Z`` standard deviations
+    above the middle on the Wilson-Hilferty scale (about the 98 % quantile; df >= 1)."""
+    c = 2.0 / (9.0 * df)
+    result: FloatArray = df * (1.0 - c + TRUST_Z * np.sqrt(c)) ** 3
     return result
 
 
@@ -272,6 +291,11 @@ class CountState:
         low = _chi2_lower(g)
         upper = (self.good_squares * g / low - g) / np.maximum(self.good_level, 1e-300)
         upper = np.clip(np.maximum(upper, self.kappa_fall * self.kappa_used), 0.0, self.kappa_max)
+        lower = (self.good_squares * g / _chi2_upper(g) - g) / np.maximum(self.good_level, 1e-300)
+        # The learned bound caps while the analysis does not contradict it; after a contradiction
+        # the bound comes back under it no faster than kappa_fall per informative interval.
+        cap = np.maximum(self.kappa_start, self.kappa_fall * self.kappa_used)
+        upper = np.where(lower <= self.kappa_start, np.minimum(upper, cap), upper)
         result: FloatArray = np.where(self.good_count >= KAPPA_WARMUP, upper, self.kappa_start)
         return result
 
