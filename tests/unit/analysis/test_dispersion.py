@@ -21,66 +21,10 @@ from analysis.histogram import KAPPA_MAX_BUCKETS
 from analysis.judge import SequentialJudge
 from analysis.observations import HistogramCounts, PairedObservation, RatioCounts
 from analysis.settings import AnalysisSettings, MetricSettings
+from bench.history import HISTORY, LOOKS, SETTINGS, WEIGHT
+from bench.history import analysis as _analysis
+from bench.history import counts as _counts
 from bench.scenarios import LE, bucket_probabilities
-
-SETTINGS = AnalysisSettings(
-    metrics=[MetricSettings(name="errors", type="ratio", critical=True)], max_duration_seconds=1200
-)
-WEIGHT = 10.0
-HISTORY = 120
-LOOKS = 40
-
-
-def _counts(
-    rng: np.random.Generator, n: float, rate: float, sigma: float, inflation: float
-) -> tuple[float, float]:
-    factor = rng.lognormal(-sigma * sigma / 2, sigma) if sigma else 1.0
-    p = min(rate * factor, 1.0)
-    if inflation > 1:  # read through increase(): a count of part of the interval, extrapolated
-        return inflation * float(rng.binomial(int(n / inflation), p)), float(n)
-    return float(rng.binomial(int(n), p)), float(n)
-
-
-def _analysis(
-    rng: np.random.Generator,
-    rps: float,
-    *,
-    sigma: float = 0.0,
-    inflation: float = 1.0,
-    incidents: bool = False,
-    factor: float = 1.0,
-    learn: bool = True,
-    per_pod: bool = False,
-) -> tuple[str, int]:
-    """One analysis of 40 looks of 30 s, after a history of an hour: the decision and its look.
-    `per_pod`: the jitter is each pod's, so the stable (8 times a track's pods) varies 8 times
-    less than a track."""
-    stable = rps * 30 * (100 - 2 * WEIGHT) / WEIGHT
-    at = int(rng.integers(0, HISTORY)) if incidents else -99
-    quieter = sigma / math.sqrt((100 - 2 * WEIGHT) / WEIGHT) if per_pod else sigma
-    bad, total = zip(
-        *(
-            _counts(rng, stable, 0.01 * (8.0 if at <= j < at + 4 else 1.0), quieter, inflation)
-            for j in range(HISTORY)
-        ),
-        strict=True,
-    )
-    spread = spread_for_weight(WEIGHT)
-    bound = stable_dispersion(bad, total, spread=(spread, spread))
-    judge = SequentialJudge(
-        SETTINGS, interval_seconds=30, dispersion={"errors": bound.kappa} if learn and bound.learned else {}
-    )
-    at = int(rng.integers(4, LOOKS - 6)) if incidents else -99
-    for i in range(LOOKS):
-        shared = 8.0 if at <= i < at + 4 else 1.0
-        baseline = _counts(rng, rps * 30, 0.01 * shared, sigma, inflation)
-        canary = _counts(rng, rps * 30, 0.01 * shared * factor, sigma, inflation)
-        verdict = judge.update(
-            {"errors": PairedObservation(baseline=RatioCounts(*baseline), canary=RatioCounts(*canary))}
-        )
-        if verdict.final:
-            return verdict.decision, i + 1
-    return judge.finish().decision, LOOKS
 
 
 def test_binomial_history_bounds_the_dispersion_near_zero_and_says_what_it_learned() -> None:
