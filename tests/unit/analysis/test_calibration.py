@@ -16,7 +16,8 @@ import pytest
 
 from analysis.backtest import judge_log
 from bench.decisions import PRODUCT_SETTINGS
-from bench.scenarios import MIDWAY_INTERVAL, Truth, generate
+from bench.scenarios import MIDWAY_INTERVAL, generate
+from bench.tolerance import BOUNDARY_CELLS, decision
 
 # The first test computes the module's outcomes (about 4 minutes of one core; longer while the
 # other pytest worker keeps the second core busy): the timeout covers that fixture too.
@@ -133,38 +134,11 @@ def test_a_one_interval_crash_is_never_promoted_and_rolled_back_at_once(rps: flo
     assert sum(at_once) >= 0.95 * len(results), results
 
 
-#: Canaries exactly at the default tolerance (+50 % errors, every latency quantile +10 %), in the
-#: noise of the hard families, and exactly at the default error ceiling (0.1 %) beside a baseline
-#: without errors: what a wrong promotion would be.
-AT_TOLERANCE = {
-    "errors+50%": Truth(error_factor=1.5),
-    "latency+10%": Truth(latency_factor=1.1),
-    "errors at the ceiling": Truth(error_rate=0.001),
-}
-BOUNDARY_CELLS = [("errors at the ceiling", "error-free", rps) for rps in (10.0, 50.0, 500.0)] + [
-    (which, family, rps)
-    for which in ("errors+50%", "latency+10%")
-    for family, rps in (
-        ("plain", 2.0),
-        ("plain", 10.0),
-        ("overdispersed", 10.0),
-        ("independent-overdispersion", 50.0),
-        ("independent-overdispersion", 500.0),
-        ("shared-incident", 10.0),
-    )
-]
-
-
 @pytest.mark.parametrize("cell", BOUNDARY_CELLS, ids=[f"{w} {f} {r:g} rps" for w, f, r in BOUNDARY_CELLS])
 def test_a_canary_at_its_tolerance_is_promoted_in_at_most_beta_of_runs(cell: tuple[str, str, float]) -> None:
     # Both promotion routes count: the anytime e-value and the final look at 20 minutes.
-    which, family, rps = cell
-    decisions = [
-        list(judge_log(generate(family, rps, 94_000 + i, truth=AT_TOLERANCE[which]).log, PRODUCT_SETTINGS))[
-            -1
-        ].decision
-        for i in range(RUNS)
-    ]
+    # The cells are those of bench/tolerance.py, which runs them 1000 times.
+    decisions = [decision(cell, 94_000 + i) for i in range(RUNS)]
     assert decisions.count("promote") / len(decisions) <= BETA, cell
 
 

@@ -1,0 +1,110 @@
+r"""Wrong promotions: how often the default judge promotes a canary exactly at its tolerance.
+
+Usage::
+
+    .venv/bin/python bench/tolerance.py [--runs N] [--seed S] [--jobs J] [--final-share F]
+
+A canary exactly at the default tolerance (+50 % errors, every latency quantile +10 %) in the
+noise of the decision benchmark's hard families (``bench/scenarios.py``), and exactly at the
+default error ceiling (0.1 %) beside a baseline without errors, is what a wrong promotion would
+be: the judge promises to promote it in at most ``beta`` (5 %) of runs, by every route together
+(the anytime e-value, the final look at 20 minutes, the ceiling). Each cell runs ``--runs``
+analyses of the product's default settings (`bench.decisions.PRODUCT_SETTINGS`, the warm-up
+bound learned from the stable's history included) and reports the promoted share with its
+Clopper-Pearson 95 % upper bound. ``--final-share`` replaces `analysis.evidence.FINAL_SHARE`
+(the final look's share of the relative tests' promotion budget) for a comparison.
+``tests/unit/analysis/test_calibration.py`` runs the same cells with fewer runs. Deterministic
+for a given seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from scipy import stats
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import analysis.judge
+from analysis.backtest import judge_log
+from bench.decisions import PRODUCT_SETTINGS
+from bench.scenarios import Truth, generate
+
+#: The canary exactly at the tolerance, by what it is at.
+AT_TOLERANCE = {
+    "errors+50%": Truth(error_factor=1.5),
+    "latency+10%": Truth(latency_factor=1.1),
+    "errors at the ceiling": Truth(error_rate=0.001),
+}
+#: (what the canary is at, the family that sets the noise, req/s per track).
+BOUNDARY_CELLS = [("errors at the ceiling", "error-free", rps) for rps in (10.0, 50.0, 500.0)] + [
+    (which, family, rps)
+    for which in ("errors+50%", "latency+10%")
+    for family, rps in (
+        ("plain", 2.0),
+        ("plain", 10.0),
+        ("overdispersed", 10.0),
+        ("independent-overdispersion", 50.0),
+        ("independent-overdispersion", 500.0),
+        ("shared-incident", 10.0),
+    )
+]
+
+
+def decision(cell: tuple[str, str, float], seed: int) -> str:
+    """The default judge's final decision on one run of `cell`."""
+    which, family, rps = cell
+    log = generate(family, rps, seed, truth=AT_TOLERANCE[which]).log
+    return list(judge_log(log, PRODUCT_SETTINGS))[-1].decision
+
+
+def _promoted(job: tuple[tuple[str, str, float], int, int, float | None]) -> int:
+    cell, first, runs, share = job
+    if share is not None:
+        analysis.judge.FINAL_SHARE = share  # the judge reads it when it plans an analysis
+    return sum(decision(cell, first + i) == "promote" for i in range(runs))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=194_000)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--final-share", type=float, help="replace analysis.evidence.FINAL_SHARE")
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.jobs < 1:
+        parser.error("--runs and --jobs must be at least 1")
+    if args.final_share is not None and not 0.0 < args.final_share < 1.0:
+        parser.error("--final-share must be between 0 and 1")
+    share = args.final_share if args.final_share is not None else analysis.judge.FINAL_SHARE
+    start = time.monotonic()
+    chunk = max(1, args.runs // 4)
+    jobs = [
+        (cell, args.seed + first, min(chunk, args.runs - first), args.final_share)
+        for cell in BOUNDARY_CELLS
+        for first in range(0, args.runs, chunk)
+    ]
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        counts = list(pool.map(_promoted, jobs))
+    per_cell = len(range(0, args.runs, chunk))
+    print(f"final look's share {share:g}, {args.runs} runs per cell, seed {args.seed}\n")
+    print("| canary at | noise | req/s per track | promoted | 95 % upper bound |")
+    print("|---|---|---|---|---|")
+    for i, (which, family, rps) in enumerate(BOUNDARY_CELLS):
+        promoted = sum(counts[i * per_cell : (i + 1) * per_cell])
+        upper = (
+            float(stats.beta.ppf(0.975, promoted + 1, args.runs - promoted)) if promoted < args.runs else 1.0
+        )
+        print(f"| {which} | {family} | {rps:g} | {promoted / args.runs:.1%} | {upper:.1%} |")
+    print(f"\n{time.monotonic() - start:.0f} s wall")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
