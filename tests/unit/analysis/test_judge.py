@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from analysis.evidence import FINAL_SHARE
 from analysis.judge import JudgeState, SequentialJudge, advance, plan_for
 from analysis.observations import (
     HistogramCounts,
@@ -233,14 +234,15 @@ def test_a_canary_shown_within_tolerance_only_by_the_end_is_promoted_at_the_fina
     before = verdicts[-2].metrics["errors"]
     assert before.status == "undecided"
     assert before.final_pvalue is None  # no final look before the maximum duration
-    assert before.promote_evalue < before.promote_threshold == pytest.approx(1 / 0.025)
+    # beta 0.05: FINAL_SHARE of it for the final look, the rest for the anytime bound
+    assert before.promote_evalue < before.promote_threshold == pytest.approx(1 / (0.05 * (1 - FINAL_SHARE)))
     final = verdicts[-1]
     assert (final.decision, final.interval) == ("promote", 40)
     errors = final.metrics["errors"]
     assert errors.status == "within"
     assert errors.promote_evalue < errors.promote_threshold  # the anytime test alone would not
     assert errors.final_pvalue is not None
-    assert errors.final_pvalue <= 0.025
+    assert errors.final_pvalue <= 0.05 * FINAL_SHARE
     assert "final look" in errors.reason
     assert errors.to_dict()["final_pvalue"] == pytest.approx(errors.final_pvalue)
 

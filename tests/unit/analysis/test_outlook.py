@@ -288,13 +288,14 @@ def test_the_analyses_the_judge_gives_up_on_would_seldom_have_been_promoted() ->
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("intervals", [5, 8])
+@pytest.mark.parametrize("intervals", [4, 8])
 def test_short_analyses_at_high_traffic_lose_no_promotion_to_giving_up(intervals: int) -> None:
-    """At high traffic the final look of a short analysis (5 intervals) cannot show anything (its
+    """At high traffic the final look of a short analysis (4 intervals) cannot show anything (its
     studentizer has too few degrees of freedom), and the judge gives up on it at once; the anytime
     test cannot promote there either (without a stable's history its dispersion bound is still the
     one fixed in advance), so no promotion is lost; at 8 intervals the final look can decide and
-    the judge waits."""
+    the judge waits. (At 5 intervals the plan, a normal approximation, gives the final look a
+    chance of 13-15 % where its p-value cannot reach the level: the judge waits the 5 intervals.)"""
     outcomes: dict[tuple[str, str], int] = {}
     for family in ("plain", "independent-overdispersion"):
         for rps in (50.0, 500.0):
@@ -305,7 +306,7 @@ def test_short_analyses_at_high_traffic_lose_no_promotion_to_giving_up(intervals
                 )
                 last = list(judge_log(log, short))[-1]
                 quick = last.decision
-                if intervals == 5:
+                if intervals == 4:
                     assert last.reason.startswith(GAVE_UP), last.reason
                     assert last.interval == 3  # the minimum intervals
                 patient = list(judge_log(log, short.model_copy(update={"min_chance": 0.0})))[-1].decision
