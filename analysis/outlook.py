@@ -52,7 +52,12 @@ With a ceiling :math:`c` (``maxRate``) a canary is also within tolerance once it
 below :math:`c`; for a canary at the baseline's :math:`q < c` the one-sample version needs about
 :math:`T_c = (z_{\beta_c}\sqrt{c} + z_\pi\sqrt{q})^2 / (n_c (c - q)^2)` intervals (the normal
 approximation to the Poisson rate), and the plan is the smaller of the two. Without events on the
-baseline (:math:`q = 0`) only the ceiling can decide.
+baseline (:math:`q = 0`) only the ceiling can decide. The final test's statistic is at most
+:math:`\sqrt T` (Cauchy-Schwarz: its studentizer is no smaller than its uncentred squares), so
+the relative test's plan is never shorter than the least :math:`T` with
+:math:`t_{\beta_f, T - 1} < \sqrt T` (six intervals at the default beta), and its chance at a
+final look before that is 0: a normal approximation would otherwise promise a look that cannot
+pass (13-15 % at 5 intervals).
 
 **An absolute tolerance.** A ratio metric with ``maxIncrease`` :math:`\delta` is also within
 tolerance when its final look (`analysis.increase`) rejects "the canary's rate exceeds the
@@ -135,6 +140,7 @@ References
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -265,7 +271,8 @@ def required_intervals(
     if rate > 0.0:
         margin = math.log1p(tolerance)
         spread = dispersion * (1.0 - rate) / rate * (1.0 / canary_per_interval + 1.0 / baseline_per_interval)
-        plans.append(spread * (_NORMAL.inv_cdf(1.0 - level) + z_power) ** 2 / margin**2)
+        normal = spread * (_NORMAL.inv_cdf(1.0 - level) + z_power) ** 2 / margin**2
+        plans.append(max(normal, float(_least_intervals(level))))
     if ceiling is not None and ceiling_level is not None and 0.0 < ceiling_level < 1.0 and rate < ceiling:
         z_c = _NORMAL.inv_cdf(1.0 - ceiling_level)
         need = (z_c * math.sqrt(ceiling) + z_power * math.sqrt(rate)) ** 2 / (ceiling - rate) ** 2
@@ -293,6 +300,7 @@ def increase_intervals(
     return max(z * z / (weight * margin) ** 2, float(_least_intervals(level)))
 
 
+@functools.lru_cache(maxsize=256)
 def _least_intervals(level: float) -> int:
     """The fewest intervals at which a studentized look (statistic at most the square root of the
     intervals) can pass at `level`: the least T with Student's t quantile on T - 1 below sqrt(T)."""
@@ -405,8 +413,8 @@ def _relative_chance(
     spread = intervals * events * share * (1.0 - share) * finite
     squares = spread + intervals * (events * events + events) * (bound - share) ** 2
     studentizer = math.sqrt(max(squares, intervals * events * bound * (1.0 - bound) * finite))
-    if spread <= 0.0:
-        return 0.0
+    if spread <= 0.0 or intervals < _least_intervals(level):
+        return 0.0  # no variance to move, or a look whose statistic cannot reach its quantile
     with_events = intervals * -math.expm1(-events)
     critical = student_t_isf(level, max(1.0, with_events - 1.0))
     return _NORMAL.cdf((drift - critical * studentizer) / math.sqrt(spread))
