@@ -10,9 +10,10 @@ default error ceiling (0.1 %) beside a baseline without errors, is what a wrong 
 be: the judge promises to promote it in at most ``beta`` (5 %) of runs, by every route together
 (the anytime e-value, the final look at 20 minutes, the ceiling). Each cell runs ``--runs``
 analyses of the product's default settings (`bench.decisions.PRODUCT_SETTINGS`, the warm-up
-bound learned from the stable's history included) and reports the promoted share with its
-Clopper-Pearson 95 % upper bound. ``--final-share`` replaces `analysis.evidence.FINAL_SHARE`
-(the final look's share of the relative tests' promotion budget) for a comparison.
+bound learned from the stable's history included) and reports the promoted share with the upper
+end of its two-sided 95 % Clopper-Pearson interval. ``--final-share`` replaces the final look's
+share of the relative tests' promotion budget (`analysis.evidence.FINAL_SHARE`, as the judge
+reads it) for a comparison.
 ``tests/unit/analysis/test_calibration.py`` runs the same cells with fewer runs. Deterministic
 for a given seed.
 """
@@ -31,8 +32,10 @@ from scipy import stats
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import analysis.evidence
 import analysis.judge
 from analysis.backtest import judge_log
+from analysis.judge import SequentialJudge
 from bench.decisions import PRODUCT_SETTINGS
 from bench.scenarios import Truth, generate
 
@@ -64,10 +67,20 @@ def decision(cell: tuple[str, str, float], seed: int) -> str:
     return list(judge_log(log, PRODUCT_SETTINGS))[-1].decision
 
 
+def use_final_share(share: float) -> None:
+    """Make the judge plan its analyses with `share` for the final look, and check that it does."""
+    # The name the judge reads when it plans (imported there from analysis.evidence).
+    analysis.judge.FINAL_SHARE = share  # type: ignore[attr-defined]
+    plan = SequentialJudge(PRODUCT_SETTINGS, interval_seconds=30.0).plan
+    latency = next(m for m in plan.metrics if m.type == "histogram")  # no ceiling: all of beta
+    if abs(latency.final_beta - latency.beta * share) > 1e-12:
+        raise RuntimeError(f"the judge did not take the final look's share {share:g}")
+
+
 def _promoted(job: tuple[tuple[str, str, float], int, int, float | None]) -> int:
     cell, first, runs, share = job
     if share is not None:
-        analysis.judge.FINAL_SHARE = share  # the judge reads it when it plans an analysis
+        use_final_share(share)
     return sum(decision(cell, first + i) == "promote" for i in range(runs))
 
 
@@ -76,13 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=194_000)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--final-share", type=float, help="replace analysis.evidence.FINAL_SHARE")
+    parser.add_argument("--final-share", type=float, help="the final look's share (default: FINAL_SHARE)")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.jobs < 1:
         parser.error("--runs and --jobs must be at least 1")
     if args.final_share is not None and not 0.0 < args.final_share < 1.0:
         parser.error("--final-share must be between 0 and 1")
-    share = args.final_share if args.final_share is not None else analysis.judge.FINAL_SHARE
+    share = args.final_share if args.final_share is not None else analysis.evidence.FINAL_SHARE
+    use_final_share(share)  # fails here, not in the workers, if the judge no longer reads it
     start = time.monotonic()
     chunk = max(1, args.runs // 4)
     jobs = [
@@ -94,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         counts = list(pool.map(_promoted, jobs))
     per_cell = len(range(0, args.runs, chunk))
     print(f"final look's share {share:g}, {args.runs} runs per cell, seed {args.seed}\n")
-    print("| canary at | noise | req/s per track | promoted | 95 % upper bound |")
+    print("| canary at | noise | req/s per track | promoted | upper end of its 95 % interval |")
     print("|---|---|---|---|---|")
     for i, (which, family, rps) in enumerate(BOUNDARY_CELLS):
         promoted = sum(counts[i * per_cell : (i + 1) * per_cell])
