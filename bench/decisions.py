@@ -372,6 +372,27 @@ def promotion_by_traffic(outcomes: Sequence[Outcome]) -> list[str]:
     return rows
 
 
+def promotion_by_family(outcomes: Sequence[Outcome]) -> list[str]:
+    """Good canaries per family and traffic level: promoted, and the rest inconclusive or rolled
+    back (the default policy promotes neither)."""
+    rows = [
+        "| good family | req/s | promoted | inconclusive | rolled back | median time to promotion |",
+        "|---|---|---|---|---|---|",
+    ]
+    ours = [o for o in outcomes if o.judge == "ours" and not o.bad]
+    for family, rps in sorted({(o.family, o.rps) for o in ours}, key=lambda c: (GOOD.index(c[0]), c[1])):
+        group = [o for o in ours if o.family == family and o.rps == rps]
+        promoted = [o.seconds for o in group if o.decision == "promote"]
+        inconclusive = sum(o.decision == "inconclusive" for o in group) / len(group)
+        rolled_back = sum(o.decision == "rollback" for o in group) / len(group)
+        median = _fmt_min(_median(promoted))
+        rows.append(
+            f"| {family} | {rps:g} | {_fmt_pct(len(promoted) / len(group))} | {_fmt_pct(inconclusive)} "
+            f"| {_fmt_pct(rolled_back)} | {median if median == '-' else median + ' min'} |"
+        )
+    return rows
+
+
 def floor_table(outcomes: Sequence[Outcome]) -> list[str]:
     """Median time to rollback of bad canaries at 10 req/s: ours against the measured SPRT floor."""
     rows = [
@@ -437,6 +458,10 @@ def report(outcomes: Sequence[Outcome], *, command: str, seconds: float) -> str:
         "### Early promotion by traffic (our judge, good canaries)",
         "",
         *promotion_by_traffic(outcomes),
+        "",
+        "### Good canaries per family (our judge; inconclusive counts as not promoted)",
+        "",
+        *promotion_by_family(outcomes),
         "",
         "### Per family (error rate: false rollbacks for good, misses for bad / median minutes to decision)",
         "",
