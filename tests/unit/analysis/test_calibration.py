@@ -10,13 +10,20 @@ analysis, crashing for one interval) rolled back, never promoted. Slow: about 2,
 
 from __future__ import annotations
 
+import itertools
 import statistics
+from collections.abc import Callable
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from analysis.backtest import judge_log
+from analysis.logs import MetricHeader, ObservationLog
+from analysis.observations import HistogramCounts, PairedObservation
+from analysis.settings import AnalysisSettings
 from bench.decisions import PRODUCT_SETTINGS
-from bench.scenarios import MIDWAY_INTERVAL, generate
+from bench.scenarios import INTERVAL_SECONDS, LE, MAX_INTERVALS, MIDWAY_INTERVAL, generate
 from bench.tolerance import BOUNDARY_CELLS, decision
 
 # The first test computes the module's outcomes (about 4 minutes of one core; longer while the
@@ -157,3 +164,70 @@ def test_good_canaries_of_ordinary_services_get_a_decision(
     ):
         decisions = good_outcomes[(family, rps)]
         assert decisions.count("promote") / len(decisions) >= share, (family, rps)
+
+
+def _mixture(x: np.ndarray) -> np.ndarray:
+    # cache hits near 20 ms, misses near 200 ms
+    fast, slow = stats.lognorm(0.3, scale=0.02).cdf(x), stats.lognorm(0.3, scale=0.2).cdf(x)
+    return np.asarray(0.7 * fast + 0.3 * slow)
+
+
+#: Latency distributions other than the benchmark's log-normal with sigma 0.5 (the scale 0.1 s is
+#: multiplied by each of `MEDIANS`).
+SHAPES = {
+    "log-normal sigma 1": stats.lognorm(1.0, scale=0.1).cdf,
+    "gamma shape 2": stats.gamma(2.0, scale=0.05).cdf,
+    "log-logistic shape 4": stats.fisk(4.0, scale=0.1).cdf,
+    "Weibull shape 1.5": stats.weibull_min(1.5, scale=0.12).cdf,
+    "two modes": _mixture,
+}
+MEDIANS = (0.3, 0.7, 1.0, 2.2)
+#: Each track's latency scale varies on its own, every interval, by a mean-one log-normal factor
+#: with this sigma (as in the independent-overdispersion family): the rollback test allows for it,
+#: so the canaries reach the final look instead of being rolled back within a few intervals.
+JITTER = 0.1
+REQUESTS = 1500
+
+
+def _histogram_log(cdf: Callable[[np.ndarray], np.ndarray], scale: float, seed: int) -> ObservationLog:
+    """40 intervals of `REQUESTS` per track (50 req/s); every canary request 10 % slower."""
+    finite = np.array(LE[:-1])
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(MAX_INTERVALS):
+        jitter = rng.lognormal(-(JITTER**2) / 2, JITTER, 2)
+        cells = [
+            np.diff(np.concatenate([[0.0], cdf(finite / (scale * f * j)), [1.0]]))
+            for f, j in zip((1.0, 1.1), jitter, strict=True)
+        ]
+        baseline, canary = (
+            HistogramCounts(le=LE, counts=tuple(float(c) for c in np.cumsum(rng.multinomial(REQUESTS, p))))
+            for p in cells
+        )
+        rows.append({"latency": PairedObservation(baseline=baseline, canary=canary)})
+    header = MetricHeader(type="histogram", unit="seconds", le=LE)
+    return ObservationLog(
+        interval_seconds=INTERVAL_SECONDS, metrics={"latency": header}, intervals=tuple(rows)
+    )
+
+
+def test_a_canary_at_the_latency_tolerance_is_not_promoted_whatever_the_latency_shape() -> None:
+    # The buckets do not say where within them requests fall, so the promotion test interpolates
+    # (analysis.histogram), which is exact only for some shapes; the intersection over the resolved
+    # bounds keeps it valid when the uppermost one errs towards "worse", as log-linear
+    # interpolation does above the mode. Canaries exactly at +10 % (the default tolerance), with
+    # the product's latency settings: interpolating the CDF log-probit-linearly instead (exact for
+    # the benchmark's log-normal, 6 points more good canaries promoted there) promoted 3-10 % of
+    # the Weibull ones per median, 7.5 % over them; log-linear 1 in 2,000 over all five shapes.
+    settings = AnalysisSettings(metrics=tuple(m for m in PRODUCT_SETTINGS.metrics if m.name == "latency"))
+    runs = 40
+    promoted = {}
+    for (name, cdf), scale in itertools.product(SHAPES.items(), MEDIANS):
+        logs = (_histogram_log(cdf, scale, 96_000 + i) for i in range(runs))
+        promoted[(name, scale)] = sum(
+            list(judge_log(log, settings))[-1].decision == "promote" for log in logs
+        )
+    for name in SHAPES:
+        assert sum(n for (shape, _), n in promoted.items() if shape == name) <= BETA * runs * len(MEDIANS), (
+            promoted
+        )
