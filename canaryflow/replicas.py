@@ -12,21 +12,29 @@ An HPA on the stable changes nothing here: its capacity is shared the same way (
 lends the HPA bounds around the stable's share, `canaryflow.cluster.actuation`), so the weights a
 spec may ask for do not depend on whether an HPA scales the target.
 
-Among equally close splits the one with the fewest pods wins. The weight actually reached is reported
-as `Split.effective_weight` next to the requested one; a weight farther than the tolerance (5 points)
-from anything reachable raises `WeightError` naming the reachable weights, never a silent change.
+Among splits within half a point of the closest (`CLOSE_ENOUGH`) the one with the fewest pods
+wins: a split nearer by a tenth of a point is not worth twice the pods. The weight actually reached
+is reported as `Split.effective_weight` next to the requested one; a weight farther than the
+tolerance (5 points) from anything reachable raises `WeightError` naming the reachable weights,
+never a silent change.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 from canaryflow.errors import WeightError
 
-__all__ = ["DEFAULT_TOLERANCE", "Split", "plan_split", "reachable_weights"]
+__all__ = ["CLOSE_ENOUGH", "DEFAULT_TOLERANCE", "Split", "plan_split", "reachable_weights"]
 
 #: How far (in percentage points) the effective weight may be from the requested one.
 DEFAULT_TOLERANCE = 5.0
+#: Splits this close (in percentage points) to the closest one count as equally close: the one with
+#: the fewest pods wins (at 20 pods and 33 %, 7 + 7 + 7 pods for 33.3 % rather than 19 + 19 + 20
+#: for 32.8 %).
+CLOSE_ENOUGH = Fraction(1, 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +101,7 @@ def plan_split(
         raise WeightError(f"cannot split a stable of {capacity} replicas: it needs at least one")
     if weight == 0:
         return Split(stable=capacity, canary=0, baseline=0, requested_weight=0)
-    best = _best(capacity, weight, baseline=baseline)
+    best = _best(capacity, weight, baseline=baseline, tolerance=tolerance)
     if best is None or abs(best.effective_weight - weight) > tolerance:
         raise WeightError(_unreachable(capacity, weight, best, baseline, tolerance))
     return best
@@ -103,31 +111,40 @@ def reachable_weights(capacity: int, *, baseline: bool, tolerance: float = DEFAU
     """Every whole weight 1..100 that `plan_split` accepts at this capacity."""
     reachable = []
     for weight in range(1, 101):
-        best = _best(capacity, weight, baseline=baseline)
+        best = _best(capacity, weight, baseline=baseline, tolerance=tolerance)
         if best is not None and abs(best.effective_weight - weight) <= tolerance:
             reachable.append(weight)
     return reachable
 
 
-def _best(capacity: int, weight: int, *, baseline: bool) -> Split | None:
-    """The closest split (fewest pods among equally close ones), or None when none is allowed.
-
-    Distances are compared exactly, in integers: ``|100 c / T - w| = |100 c - w T| / T``.
-    """
-    best: tuple[int, int, int, int] | None = None  # (|100c - wT|, T, canary, stable)
+def _best(capacity: int, weight: int, *, baseline: bool, tolerance: float) -> Split | None:
+    """The split with the fewest pods among those within `CLOSE_ENOUGH` points of the closest and
+    within `tolerance` of `weight` (the closest among those; the closest when it is not within
+    `tolerance`), or None when none is allowed. Exact, in fractions."""
+    closest: Fraction | None = None
     for canary in range(1, capacity + 1):
         base = canary if baseline else 0
         low = max(0, capacity - canary - base)
         for stable in _stable_candidates(canary, base, weight, low, capacity):
-            total = canary + base + stable
-            gap = abs(100 * canary - weight * total)
-            if (
-                best is None
-                or gap * best[1] < best[0] * total
-                or (gap * best[1] == best[0] * total and total < best[1])
-            ):
-                best = (gap, total, canary, stable)
-    if best is None:
+            gap = abs(Fraction(100 * canary, canary + base + stable) - weight)
+            closest = gap if closest is None else min(closest, gap)
+    if closest is None:
+        return None
+    reach = max(closest, min(closest + CLOSE_ENOUGH, Fraction(tolerance)))
+    lowest, highest = weight - reach, weight + reach
+    best: tuple[int, Fraction, int, int] | None = None  # (pods, gap, canary, stable)
+    for canary in range(1, capacity + 1):
+        base = canary if baseline else 0
+        low = max(0, capacity - canary - base)
+        # the fewest stable pods that keep the canary's share at or below the highest weight
+        stable = max(low, math.ceil(Fraction(100 * canary) / highest) - canary - base)
+        if stable > capacity:
+            continue
+        share = Fraction(100 * canary, canary + base + stable)
+        if lowest <= share <= highest:
+            candidate = (canary + base + stable, abs(share - weight), canary, stable)
+            best = candidate if best is None else min(best, candidate)
+    if best is None:  # pragma: no cover - the closest split itself is always near
         return None
     _, _, canary, stable = best
     return Split(stable=stable, canary=canary, baseline=canary if baseline else 0, requested_weight=weight)
