@@ -1,6 +1,7 @@
 """Adaptive exposure in the rollout flow, on the simulated stack: a service with little traffic whose
 analysis at 10 % could not decide in 20 minutes gets its canary raised (``maxWeight``) and a
-decision; without ``maxWeight`` the same canary ends inconclusive and is rolled back."""
+decision; without ``maxWeight`` the same canary ends inconclusive and is rolled back. A small
+``riskBudget`` holds the raise below ``maxWeight``."""
 
 from __future__ import annotations
 
@@ -61,3 +62,42 @@ def test_a_quiet_service_gets_a_decision_by_raising_its_canary(
     assert sum(canary[-3:]) >= 3 * sum(canary[:3])  # raised from 10 % (two pods) towards 50 %
     status = json.loads(next((tmp_path / "reports").rglob("status.json")).read_text())
     assert status["result"] == "promoted"
+
+
+@pytest.mark.parametrize(
+    ("budget", "held"), [(10, True), (100_000, False)], ids=["budget 10", "budget 100000"]
+)
+def test_the_risk_budget_holds_a_raise_below_max_weight(
+    stack: SimulatedStack,
+    rollout_of: Callable[..., Any],
+    tmp_path: Path,
+    budget: int,
+    held: bool,
+) -> None:
+    # The weights the flow sets, read off the cluster before each of its writes: with a budget of
+    # 10 extra failed requests (were the canary as bad as still plausible) the raise stops short
+    # of maxWeight, with a large one it goes all the way.
+    weights: list[float] = []
+
+    def snapshot(_verb: str, namespace: str, _name: str) -> None:
+        replicas = {}
+        for name in stack.world.deployment_names(namespace):
+            record = stack.world.record(namespace, name)
+            replicas[name] = 0 if record is None else record.replicas
+        weights.append(100.0 * replicas.get("web-canary", 0) / max(sum(replicas.values()), 1))
+
+    stack.world.before_write = snapshot
+    spec = write_spec(
+        tmp_path,
+        [
+            "{setWeight: 10}",
+            f"{{analyze: {{interval: 30s, maxDuration: 20m, maxWeight: 50, riskBudget: {budget}}}}}",
+        ],
+    )
+
+    rollout_of(GOOD_IMAGE, spec).result()
+
+    if held:
+        assert 10.0 < max(weights) < 50.0, weights
+    else:
+        assert max(weights) == 50.0, weights
