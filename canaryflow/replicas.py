@@ -21,7 +21,6 @@ never a silent change.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -120,31 +119,38 @@ def reachable_weights(capacity: int, *, baseline: bool, tolerance: float = DEFAU
 def _best(capacity: int, weight: int, *, baseline: bool, tolerance: float) -> Split | None:
     """The split with the fewest pods among those within `CLOSE_ENOUGH` points of the closest and
     within `tolerance` of `weight` (the closest among those; the closest when it is not within
-    `tolerance`), or None when none is allowed. Exact, in fractions."""
-    closest: Fraction | None = None
+    `tolerance`), or None when none is allowed.
+
+    Exact, in integers: a split's distance is ``|100 c / T - w| = |100 c - w T| / T``, and with the
+    window ``R = p / q`` points, ``w - R <= 100 c / T <= w + R`` is
+    ``(w q - p) T <= 100 c q <= (w q + p) T``.
+    """
+    closest: tuple[int, int] | None = None  # (|100c - wT|, T)
     for canary in range(1, capacity + 1):
         base = canary if baseline else 0
         low = max(0, capacity - canary - base)
         for stable in _stable_candidates(canary, base, weight, low, capacity):
-            gap = abs(Fraction(100 * canary, canary + base + stable) - weight)
-            closest = gap if closest is None else min(closest, gap)
+            total = canary + base + stable
+            gap = abs(100 * canary - weight * total)
+            if closest is None or gap * closest[1] < closest[0] * total:
+                closest = (gap, total)
     if closest is None:
         return None
-    reach = max(closest, min(closest + CLOSE_ENOUGH, Fraction(tolerance)))
-    lowest, highest = weight - reach, weight + reach
-    best: tuple[int, Fraction, int, int] | None = None  # (pods, gap, canary, stable)
+    nearest = Fraction(*closest)
+    reach = max(nearest, min(nearest + CLOSE_ENOUGH, Fraction(tolerance)))
+    p, q = reach.numerator, reach.denominator
+    best: tuple[int, int, int, int] | None = None  # (T, |100c - wT|, canary, stable)
     for canary in range(1, capacity + 1):
         base = canary if baseline else 0
         low = max(0, capacity - canary - base)
-        # the fewest stable pods that keep the canary's share at or below the highest weight
-        stable = max(low, math.ceil(Fraction(100 * canary) / highest) - canary - base)
-        if stable > capacity:
+        # the fewest stable pods that keep the canary's share at or below w + R
+        stable = max(low, -(-100 * canary * q // (weight * q + p)) - canary - base)
+        total = canary + base + stable
+        if stable > capacity or (weight * q - p) * total > 100 * canary * q:
             continue
-        share = Fraction(100 * canary, canary + base + stable)
-        if lowest <= share <= highest:
-            candidate = (canary + base + stable, abs(share - weight), canary, stable)
-            best = candidate if best is None else min(best, candidate)
-    if best is None:  # pragma: no cover - the closest split itself is always near
+        candidate = (total, abs(100 * canary - weight * total), canary, stable)
+        best = candidate if best is None else min(best, candidate)
+    if best is None:  # pragma: no cover - the closest split itself lies within the window
         return None
     _, _, canary, stable = best
     return Split(stable=stable, canary=canary, baseline=canary if baseline else 0, requested_weight=weight)
