@@ -3,7 +3,8 @@
 Pure functions, no I/O. With a stable capacity of ``N`` pods and a requested weight ``w`` (percent),
 `plan_split` chooses canary ``c``, baseline ``b`` and stable ``s`` replicas such that
 
-- the canary's share ``c / (c + b + s)`` is as close to ``w`` as integers allow,
+- the canary's share ``c / (c + b + s)`` is within half a point of the closest to ``w`` that
+  integers allow (and within the tolerance), with the fewest pods among such splits,
 - capacity never drops: ``c + b + s >= N``,
 - ``c >= 1`` whenever ``w > 0``, and ``b == c`` when a baseline runs (``b == 0`` otherwise),
 - the stable never grows (``s <= N``) and the canary is never larger than the stable was (``c <= N``).

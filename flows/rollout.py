@@ -466,11 +466,13 @@ def expose(
     """An analyze step with ``maxWeight`` raises the canary's weight when its analysis would not
     decide in time at the traffic seen, within its risk budget (`canaryflow.exposure`; `account`
     keeps the canary's traffic served above the step's own weight, every interval), to the
-    highest split the stable's pods allow whose effective weight is not above the one chosen, on
-    an interval where every metric had data. The split is recorded as the step's last setWeight's
-    (a resumed run starts again at that setWeight's own weight, with a new account: the judge's
-    state that justified the raise is gone). A pause or a stop asked meanwhile comes first; a
-    raise that does not become ready in time restores the weight before it and raises no more."""
+    highest effective weight not above the one chosen among the splits of whole weights (each
+    `plan_split`'s: the fewest pods within half a point of the closest, so a raise may land up to
+    about a point below the closest split), on an interval where every metric had data. The split
+    is recorded as the step's last setWeight's (a resumed run starts again at that setWeight's own
+    weight, with a new account: the judge's state that justified the raise is gone). A pause or a
+    stop asked meanwhile comes first; a raise that does not become ready in time restores the
+    weight before it and raises no more."""
     plan, step = run.plan, run.plan.analyze_step(index)
     if step.max_weight is None:
         return
