@@ -84,7 +84,8 @@ def test_the_risk_budget_holds_a_raise_below_max_weight(
         for name in stack.world.deployment_names(namespace):
             record = stack.world.record(namespace, name)
             replicas[name] = 0 if record is None else record.replicas
-        weights.append(100.0 * replicas.get("web-canary", 0) / max(sum(replicas.values()), 1))
+        canary = replicas.get(stack.target.track_name("canary"), 0)
+        weights.append(100.0 * canary / max(sum(replicas.values()), 1))
 
     stack.world.before_write = snapshot
     spec = write_spec(
