@@ -476,8 +476,12 @@ class KubernetesHarness:
             replicas = self._apps.read_namespaced_deployment(deployment, self.namespace).spec.replicas
             hpa = self._autoscaling.read_namespaced_horizontal_pod_autoscaler(deployment, self.namespace)
             seen = hpa.status is not None and hpa.status.conditions  # it has acted at least once
-            if seen and (hpa.status.current_replicas or 0) == replicas:  # (0 is left out of its status)
-                # It records the size it saw after writing its decision: nothing more to come.
+            after = self._apps.read_namespaced_deployment(deployment, self.namespace).spec.replicas
+            # It records the size it saw after writing its decision, so a status that saw the size
+            # read before and after it (0 is left out of its status) means nothing more to come. The
+            # second read matters: between the first and the status, a sync may have scaled the
+            # Deployment and recorded the size it scaled from.
+            if seen and (hpa.status.current_replicas or 0) == replicas == after:
                 return int(replicas)
             time.sleep(0.2)
         raise AssertionError(f"the HPA of {self.namespace}/{deployment} did not act within {timeout} s")
