@@ -1,7 +1,8 @@
 """Adaptive exposure in the rollout flow, on the simulated stack: a service with little traffic whose
 analysis at 10 % could not decide in 20 minutes gets its canary raised (``maxWeight``) and a
 decision; without ``maxWeight`` the same canary ends inconclusive and is rolled back. A small
-``riskBudget`` holds the raise below ``maxWeight``."""
+``riskBudget`` holds the raise below ``maxWeight``. A run that dies after a raise is resumed at the
+step's own weight."""
 
 from __future__ import annotations
 
@@ -102,3 +103,55 @@ def test_the_risk_budget_holds_a_raise_below_max_weight(
         assert 10.0 < max(weights) < 50.0, weights
     else:
         assert max(weights) == 50.0, weights
+
+
+class DiesAfterTheRaise:
+    """The stack's metrics, but the worker dies (``RuntimeError``) the first time the analysis
+    reads the canary once it has more than the step's two pods: mid-analysis, after a raise. It
+    also records the canary's pods at each of the analysis's reads of the canary."""
+
+    def __init__(self, stack: SimulatedStack) -> None:
+        self.stack, self.dead = stack, False
+        self.pods: list[int] = []
+
+    def canary_pods(self) -> int:
+        record = self.stack.world.record(self.stack.target.namespace, self.stack.target.track_name("canary"))
+        return 0 if record is None else record.replicas
+
+    def observe(self, query: Any, **kwargs: Any) -> Any:
+        if kwargs.get("track") == "canary":
+            self.pods.append(self.canary_pods())
+            if self.pods[-1] > 2 and not self.dead:
+                self.dead = True
+                raise RuntimeError("the worker died after the raise")
+        return self.stack.metrics.observe(query, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stack.metrics, name)
+
+
+def test_a_run_that_dies_after_a_raise_is_resumed_at_the_steps_own_weight(
+    stack: SimulatedStack, runtime: Any, rollout_of: Callable[..., Any], tmp_path: Path
+) -> None:
+    # The raise was justified by the dead run's evidence, which the next run does not have: it
+    # starts the analysis again at the step's 10 % (two pods), raises again on its own evidence
+    # and decides.
+    metrics = DiesAfterTheRaise(stack)
+    object.__setattr__(runtime, "metrics", metrics)
+    spec = write_spec(
+        tmp_path,
+        [
+            "{setWeight: 10}",
+            "{analyze: {interval: 30s, maxDuration: 40m, maxWeight: 50, riskBudget: 100000}}",
+        ],
+    )
+    first = rollout_of(GOOD_IMAGE, spec)
+    assert first.state.is_failed()
+    assert metrics.canary_pods() > 2  # left raised by the dead run
+    metrics.pods.clear()
+
+    outcome = rollout_of(GOOD_IMAGE, spec).result()
+
+    assert outcome.result == "promoted", outcome.reason
+    assert metrics.pods[0] == 2, metrics.pods  # the resumed analysis starts at the step's weight
+    assert max(metrics.pods) > 2, metrics.pods  # and raises again on its own evidence
