@@ -27,7 +27,7 @@ from fractions import Fraction
 
 from canaryflow.errors import WeightError
 
-__all__ = ["CLOSE_ENOUGH", "DEFAULT_TOLERANCE", "Split", "plan_split", "reachable_weights"]
+__all__ = ["CLOSE_ENOUGH", "DEFAULT_TOLERANCE", "Split", "hpa_maximum", "plan_split", "reachable_weights"]
 
 #: How far (in percentage points) the effective weight may be from the requested one.
 DEFAULT_TOLERANCE = 5.0
@@ -105,6 +105,13 @@ def plan_split(
     if best is None or abs(best.effective_weight - weight) > tolerance:
         raise WeightError(_unreachable(capacity, weight, best, baseline, tolerance))
     return best
+
+
+def hpa_maximum(stable: int, total: int, own_maximum: int) -> int:
+    """The ``maxReplicas`` lent to the stable's HPA while the stable holds `stable` of `total` pods:
+    the stable's share of the HPA's own maximum, ``floor(M s / T)``, and never below ``max(1, s)``
+    (`canaryflow.cluster.actuation` lends it). The HPA can grow the stable while it is above `stable`."""
+    return max(max(1, stable), own_maximum * stable // max(1, total))
 
 
 def reachable_weights(capacity: int, *, baseline: bool, tolerance: float = DEFAULT_TOLERANCE) -> list[int]:

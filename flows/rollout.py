@@ -54,7 +54,7 @@ from canaryflow.errors import (
 )
 from canaryflow.exposure import RaiseAccount, next_weight
 from canaryflow.plan import RolloutOutcome, RolloutPlan, plan_rollout
-from canaryflow.replicas import plan_split, reachable_weights
+from canaryflow.replicas import hpa_maximum, plan_split, reachable_weights
 from canaryflow.requests import RolloutRequest
 from canaryflow.spec import Pause
 from canaryflow.status import RolloutPhase, RolloutResult
@@ -468,7 +468,8 @@ def expose(
     keeps the canary's traffic served above the step's own weight, every interval), to the
     highest effective weight not above the one chosen among the splits of whole weights (each
     `plan_split`'s: the fewest pods within half a point of the closest, so a raise may land up to
-    about a point below the closest split), on an interval where every metric had data. The split
+    about a point below the closest split; with an HPA that can grow the stable, only splits that
+    leave it that room), on an interval where every metric had data. The split
     is recorded as the step's last setWeight's (a resumed run starts again at that setWeight's own
     weight, with a new account: the judge's state that justified the raise is gone). A pause or a
     stop asked meanwhile comes first; a raise that does not become ready in time restores the
@@ -492,16 +493,26 @@ def expose(
     if exposure is None:
         return
     status = with_retries(read_target, run.runtime.retry_delays)(run.runtime.cluster, plan.target)
-    baseline = plan.spec.spec.baseline
-    effective = {
-        w: plan_split(status.capacity, w, baseline=baseline).effective_weight
+    baseline, bounds = plan.spec.spec.baseline, status.hpa_bounds
+    splits = [
+        plan_split(status.capacity, w, baseline=baseline)
         for w in reachable_weights(status.capacity, baseline=baseline)
+    ]
+    # A raise of the flow's own choosing keeps the room an HPA has to grow the target as load rises
+    # (`checkpoint` grows canary and baseline with the stable): only splits whose stable the bounds
+    # lent to the HPA still let it grow (at 50 % with a baseline, none: an HPA leaves 0 alone).
+    top = bounds[1] if bounds is not None and bounds[1] > status.capacity else None
+    effective = {
+        s.requested_weight: s.effective_weight
+        for s in splits
+        if top is None or 0 < s.stable < hpa_maximum(s.stable, s.total, top)
     }
     fitting = [w for w, e in effective.items() if now < e <= exposure.weight]
     if not fitting:
         run.reporter.say(
-            "%s: %s; but %d pods cannot split above %.1f %% and at most %d %%: the weight stays",
+            "%s: %s; but %d pods cannot split above %.1f %% and at most %d %%%s: the weight stays",
             plan.rollout_id, exposure.reason, status.capacity, now, exposure.weight,
+            "" if top is None else " with room for the HPA to grow the stable",
         )  # fmt: skip
         return
     before = run.reporter.status.weight

@@ -85,7 +85,7 @@ from canaryflow.errors import (
     ProgressDeadlineError,
     RolloutInProgressError,
 )
-from canaryflow.replicas import Split
+from canaryflow.replicas import Split, hpa_maximum
 from canaryflow.status import RolloutPhase
 
 __all__ = ["ReplicaActuator", "lease_name"]
@@ -819,7 +819,7 @@ class ReplicaActuator:
         replicas alone: it scales again once the promotion or rollback gives it the stable back."""
         own = _lent_bounds(hpa) or (hpa.min_replicas, hpa.max_replicas)
         low = max(1, stable) if raise_min else min(hpa.min_replicas, max(1, stable))
-        high = max(max(1, stable), own[1] * stable // max(1, total))
+        high = hpa_maximum(stable, total, own[1])
         if (hpa.min_replicas, hpa.max_replicas) == (low, high) and HPA_BOUNDS in hpa.annotations:
             return
         self._workloads.patch_hpa(

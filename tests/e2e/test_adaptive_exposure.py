@@ -2,7 +2,7 @@
 analysis at 10 % could not decide in 20 minutes gets its canary raised (``maxWeight``) and a
 decision; without ``maxWeight`` the same canary ends inconclusive and is rolled back. A small
 ``riskBudget`` holds the raise below ``maxWeight``. A run that dies after a raise is resumed at the
-step's own weight."""
+step's own weight. A raise leaves an HPA room to grow the target."""
 
 from __future__ import annotations
 
@@ -155,3 +155,49 @@ def test_a_run_that_dies_after_a_raise_is_resumed_at_the_steps_own_weight(
     assert outcome.result == "promoted", outcome.reason
     assert metrics.pods[0] == 2, metrics.pods  # the resumed analysis starts at the step's weight
     assert max(metrics.pods) > 2, metrics.pods  # and raises again on its own evidence
+
+
+def test_a_raise_keeps_room_for_the_hpa_to_grow_the_target(
+    stack: SimulatedStack, runtime: Any, rollout_of: Callable[..., Any], tmp_path: Path
+) -> None:
+    # The flow chooses a raise on its own: unlike a spec's setWeight 50, it must not take the
+    # HPA's elasticity away for the rest of the analysis (an HPA leaves a stable at 0 alone, and
+    # one whose lent maximum is its size cannot grow it). Load rises by half after the raise: the
+    # HPA grows the stable and the target grows with it.
+    stack.world.set_hpa("shop", "web", 20, min_replicas=20, max_replicas=40)
+    seen: list[tuple[int, int]] = []  # (canary, stable) at each read of the canary
+
+    def replicas(track: str) -> int:
+        record = stack.world.record("shop", stack.target.track_name(track))  # type: ignore[arg-type]
+        return 0 if record is None else record.replicas
+
+    class LoadRisesAfterTheRaise:
+        def observe(self, query: Any, **kwargs: Any) -> Any:
+            if kwargs.get("track") == "canary":
+                seen.append((replicas("canary"), replicas("stable")))
+                if seen[-1][0] > 2 and sum(c > 2 for c, _s in seen) == 1:  # load rose by half
+                    stack.world.autoscale("shop", "web", seen[-1][1] * 3 // 2)
+            return stack.metrics.observe(query, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(stack.metrics, name)
+
+    object.__setattr__(runtime, "metrics", LoadRisesAfterTheRaise())
+    spec = write_spec(
+        tmp_path,
+        [
+            "{setWeight: 10}",
+            "{analyze: {interval: 30s, maxDuration: 20m, maxWeight: 50, riskBudget: 100000}}",
+        ],
+    )
+
+    outcome = rollout_of(GOOD_IMAGE, spec).result()
+
+    assert outcome.result == "promoted", outcome.reason
+    raised = [(c, s) for c, s in seen if c > 2]
+    assert raised, seen
+    assert min(s for _c, s in raised) >= 1, seen  # the HPA always had a stable pod to scale
+    assert max(s for _c, s in raised) > min(s for _c, s in raised), seen  # the HPA grew it
+    status = stack.cluster.read(stack.target)
+    assert (status.stable.image, status.stable.replicas) == (GOOD_IMAGE, 30)  # the grown capacity
+    assert stack.world.hpa_bounds("shop", "web") == (20, 40)  # its own bounds back
