@@ -2,7 +2,8 @@
 analysis at 10 % could not decide in 20 minutes gets its canary raised (``maxWeight``) and a
 decision; without ``maxWeight`` the same canary ends inconclusive and is rolled back. A small
 ``riskBudget`` holds the raise below ``maxWeight``. A run that dies after a raise is resumed at the
-step's own weight. A raise leaves an HPA room to grow the target."""
+step's own weight. A raise leaves an HPA room to grow the target, and a person's scale during a raise
+is split at the raised weight."""
 
 from __future__ import annotations
 
@@ -201,3 +202,50 @@ def test_a_raise_keeps_room_for_the_hpa_to_grow_the_target(
     status = stack.cluster.read(stack.target)
     assert (status.stable.image, status.stable.replicas) == (GOOD_IMAGE, 30)  # the grown capacity
     assert stack.world.hpa_bounds("shop", "web") == (20, 40)  # its own bounds back
+
+
+def test_a_person_scaling_a_raised_target_keeps_the_raised_weight(
+    stack: SimulatedStack, runtime: Any, rollout_of: Callable[..., Any], tmp_path: Path
+) -> None:
+    # Somebody scales the target from 20 to 40 pods while the canary is raised: the flow takes
+    # the scale in and splits the grown target at the raised weight (not the step's own), and
+    # promotes at that size.
+    seen: list[tuple[int, int, int]] = []  # (canary, stable, the canary's weight) at each read
+
+    def replicas(track: str) -> int:
+        record = stack.world.record("shop", stack.target.track_name(track))  # type: ignore[arg-type]
+        return 0 if record is None else record.replicas
+
+    class ScaledAfterTheRaise:
+        def observe(self, query: Any, **kwargs: Any) -> Any:
+            if kwargs.get("track") == "canary":
+                canary, stable = replicas("canary"), replicas("stable")
+                seen.append((canary, stable, round(100 * canary / (2 * canary + stable))))
+                if canary > 2 and sum(c > 2 for c, _s, _w in seen) == 1:
+                    stack.world.scale("shop", "web", 40)  # kubectl scale to twice the capacity
+            return stack.metrics.observe(query, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(stack.metrics, name)
+
+    object.__setattr__(runtime, "metrics", ScaledAfterTheRaise())
+    spec = write_spec(
+        tmp_path,
+        [
+            "{setWeight: 10}",
+            "{analyze: {interval: 30s, maxDuration: 20m, maxWeight: 30, riskBudget: 100000}}",
+        ],
+    )
+
+    outcome = rollout_of(GOOD_IMAGE, spec).result()
+
+    assert outcome.result == "promoted", outcome.reason
+    first = next(read for read in seen if read[0] > 2)  # the first read after the raise
+    grown = next(i for i, (c, _s, _w) in enumerate(seen) if c > first[0])  # the split taking it in
+    after = seen[grown:]
+    assert min(c for c, _s, _w in seen[seen.index(first) :]) == first[0], seen  # not back to 10 %
+    assert {c for c, _s, _w in after} == {2 * first[0]}, seen  # grew with the scale, never fell back
+    assert {s for _c, s, _w in after} == {2 * first[1]}, seen
+    assert {w for _c, _s, w in after} == {first[2]}, seen  # the raised weight held
+    status = stack.cluster.read(stack.target)
+    assert (status.stable.image, status.stable.replicas) == (GOOD_IMAGE, 40)  # 20 pods grown by 2
