@@ -27,7 +27,16 @@ from fractions import Fraction
 
 from canaryflow.errors import WeightError
 
-__all__ = ["CLOSE_ENOUGH", "DEFAULT_TOLERANCE", "Split", "hpa_maximum", "plan_split", "reachable_weights"]
+__all__ = [
+    "CLOSE_ENOUGH",
+    "DEFAULT_TOLERANCE",
+    "Split",
+    "hpa_has_room",
+    "hpa_maximum",
+    "plan_split",
+    "raisable_splits",
+    "reachable_weights",
+]
 
 #: How far (in percentage points) the effective weight may be from the requested one.
 DEFAULT_TOLERANCE = 5.0
@@ -112,6 +121,31 @@ def hpa_maximum(stable: int, total: int, own_maximum: int) -> int:
     the stable's share of the HPA's own maximum, ``floor(M s / T)``, and never below ``max(1, s)``
     (`canaryflow.cluster.actuation` lends it). The HPA can grow the stable while it is above `stable`."""
     return max(max(1, stable), own_maximum * stable // max(1, total))
+
+
+def hpa_has_room(split: Split, own_maximum: int) -> bool:
+    """Whether the stable's HPA, whose own ``maxReplicas`` is `own_maximum`, may still grow the
+    stable of `split` by at least a pod: ``0 < s < floor(M s / T)`` (an HPA leaves a Deployment at
+    zero replicas alone)."""
+    return 0 < split.stable < hpa_maximum(split.stable, split.total, own_maximum)
+
+
+def raisable_splits(
+    capacity: int, own_weight: int, *, baseline: bool, hpa_own_maximum: int | None
+) -> list[Split]:
+    """The splits of every reachable whole weight that an analysis may raise its canary to from a
+    setWeight of `own_weight`: all of them, unless an HPA scales the stable (`hpa_own_maximum`: its
+    own ``maxReplicas``) and the split of `own_weight` leaves it room to grow the stable
+    (`hpa_has_room`); then only those that leave it that room too. A raise is the flow's own
+    choice, and must not take away the HPA's answer to rising load (at 20 pods and a maximum of
+    40, with a baseline, the highest is 46 %: canary 10, baseline 10, stable 2)."""
+    weights = reachable_weights(capacity, baseline=baseline)
+    splits = [plan_split(capacity, w, baseline=baseline) for w in weights]
+    if hpa_own_maximum is None or own_weight not in weights:
+        return splits
+    if not hpa_has_room(plan_split(capacity, own_weight, baseline=baseline), hpa_own_maximum):
+        return splits
+    return [s for s in splits if hpa_has_room(s, hpa_own_maximum)]
 
 
 def reachable_weights(capacity: int, *, baseline: bool, tolerance: float = DEFAULT_TOLERANCE) -> list[int]:

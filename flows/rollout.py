@@ -40,7 +40,7 @@ from prefect.states import Cancelled, Failed
 
 from analysis.observations import HistogramCounts, PairedObservation, RatioCounts
 from analysis.verdicts import Verdict
-from canaryflow.cluster.port import RolloutId, Track
+from canaryflow.cluster.port import RolloutId, TargetStatus, Track
 from canaryflow.errors import (
     BaselineLostError,
     CanaryflowError,
@@ -54,7 +54,7 @@ from canaryflow.errors import (
 )
 from canaryflow.exposure import RaiseAccount, next_weight
 from canaryflow.plan import RolloutOutcome, RolloutPlan, plan_rollout
-from canaryflow.replicas import hpa_maximum, plan_split, reachable_weights
+from canaryflow.replicas import raisable_splits
 from canaryflow.requests import RolloutRequest
 from canaryflow.spec import Pause
 from canaryflow.status import RolloutPhase, RolloutResult
@@ -248,7 +248,14 @@ def prepare(run: Run) -> int | RolloutOutcome:
         return promote(run, "resumed an interrupted promotion")
     if state.phase == RolloutPhase.ROLLING_BACK:
         return roll_back(run, "resumed an interrupted rollback")
-    run.reporter.say("%s: resuming at step %d (weight %d%%)", plan.rollout_id, state.step + 1, state.weight)
+    own = plan.spec.steps[state.step].set_weight if state.step < len(plan.spec.steps) else None
+    raised = (
+        f"; an analysis had raised it to {state.weight}%" if own is not None and own != state.weight else ""
+    )
+    weight = state.weight if own is None else own
+    run.reporter.say(
+        "%s: resuming at step %d (weight %d%%%s)", plan.rollout_id, state.step + 1, weight, raised
+    )
     return state.step
 
 
@@ -288,12 +295,25 @@ def checkpoint(run: Run) -> None:
         return
     where = current_split(run) if seen is not None and seen.rescaled else None
     if seen is not None and where is not None:
-        index, weight = where
+        index, weight = where[0], raised_on(run, seen, *where)
         run.reporter.say(
             "%s: somebody scaled the stable; splitting %d%% again on its %d replicas",
             plan.rollout_id, weight, seen.capacity,
         )  # fmt: skip
         apply_weight(run, index, weight)
+
+
+def raised_on(run: Run, status: TargetStatus, index: int, weight: int) -> int:
+    """The weight to split the capacity of `status` at, for the split of setWeight `index` at
+    `weight`: `weight`, or for an analysis's raise on a target whose HPA has room to grow the
+    stable, the highest weight up to it that keeps that room (`canaryflow.replicas.raisable_splits`)."""
+    own = run.plan.spec.steps[index].set_weight or 0
+    if weight <= own or status.hpa_bounds is None:
+        return weight
+    splits = raisable_splits(
+        status.capacity, own, baseline=run.plan.spec.spec.baseline, hpa_own_maximum=status.hpa_bounds[1]
+    )
+    return max((s.requested_weight for s in splits if s.requested_weight <= weight), default=weight)
 
 
 def current_split(run: Run) -> tuple[int, int] | None:
@@ -468,8 +488,10 @@ def expose(
     keeps the canary's traffic served above the step's own weight, every interval), to the
     highest effective weight not above the one chosen among the splits of whole weights (each
     `plan_split`'s: the fewest pods within half a point of the closest, so a raise may land up to
-    about a point below the closest split; with an HPA that can grow the stable, only splits that
-    leave it that room), on an interval where every metric had data. The split
+    about a point below the closest split; with an HPA the step's own split leaves room to grow
+    the stable, only splits that leave it room too, `canaryflow.replicas.raisable_splits`, and
+    `raised_on` keeps it when the grown target is split again), on an interval where every metric
+    had data. The split
     is recorded as the step's last setWeight's (a resumed run starts again at that setWeight's own
     weight, with a new account: the judge's state that justified the raise is gone). A pause or a
     stop asked meanwhile comes first; a raise that does not become ready in time restores the
@@ -493,26 +515,22 @@ def expose(
     if exposure is None:
         return
     status = with_retries(read_target, run.runtime.retry_delays)(run.runtime.cluster, plan.target)
-    baseline, bounds = plan.spec.spec.baseline, status.hpa_bounds
-    splits = [
-        plan_split(status.capacity, w, baseline=baseline)
-        for w in reachable_weights(status.capacity, baseline=baseline)
-    ]
-    # A raise of the flow's own choosing keeps the room an HPA has to grow the target as load rises
-    # (`checkpoint` grows canary and baseline with the stable): only splits whose stable the bounds
-    # lent to the HPA still let it grow (at 50 % with a baseline, none: an HPA leaves 0 alone).
-    top = bounds[1] if bounds is not None and bounds[1] > status.capacity else None
-    effective = {
-        s.requested_weight: s.effective_weight
-        for s in splits
-        if top is None or 0 < s.stable < hpa_maximum(s.stable, s.total, top)
-    }
+    baseline, own = plan.spec.spec.baseline, plan.spec.steps[base].set_weight or 0
+    hpa_max = None if status.hpa_bounds is None else status.hpa_bounds[1]
+    splits = raisable_splits(status.capacity, own, baseline=baseline, hpa_own_maximum=hpa_max)
+    effective = {s.requested_weight: s.effective_weight for s in splits}
     fitting = [w for w, e in effective.items() if now < e <= exposure.weight]
     if not fitting:
+        unheld = (
+            []
+            if hpa_max is None
+            else raisable_splits(status.capacity, own, baseline=baseline, hpa_own_maximum=None)
+        )
+        for_hpa = any(now < s.effective_weight <= exposure.weight for s in unheld)
         run.reporter.say(
             "%s: %s; but %d pods cannot split above %.1f %% and at most %d %%%s: the weight stays",
             plan.rollout_id, exposure.reason, status.capacity, now, exposure.weight,
-            "" if top is None else " with room for the HPA to grow the stable",
+            f" and leave the HPA (maxReplicas {hpa_max}) room to grow the stable" if for_hpa else "",
         )  # fmt: skip
         return
     before = run.reporter.status.weight

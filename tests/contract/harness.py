@@ -173,6 +173,8 @@ class Harness(Protocol):
     def close(self) -> None: ...
 
 
+#: Longer than the local control plane's HPA sync period (``--horizontal-pod-autoscaler-sync-period``).
+HPA_SYNC_SECONDS = 3.5
 RBAC = Path(__file__).resolve().parents[2] / "deployments" / "kubernetes" / "canaryflow" / "rbac.yaml"
 
 
@@ -472,17 +474,26 @@ class KubernetesHarness:
 
     def hpa_synced(self, deployment: str, timeout: float = 60.0) -> int:
         deadline = time.monotonic() + timeout
+        held: tuple[int, float] | None = None  # the size that matched, since when
         while time.monotonic() < deadline:
-            replicas = self._apps.read_namespaced_deployment(deployment, self.namespace).spec.replicas
             hpa = self._autoscaling.read_namespaced_horizontal_pod_autoscaler(deployment, self.namespace)
-            seen = hpa.status is not None and hpa.status.conditions  # it has acted at least once
-            after = self._apps.read_namespaced_deployment(deployment, self.namespace).spec.replicas
-            # It records the size it saw after writing its decision, so a status that saw the size
-            # read before and after it (0 is left out of its status) means nothing more to come. The
-            # second read matters: between the first and the status, a sync may have scaled the
-            # Deployment and recorded the size it scaled from.
-            if seen and (hpa.status.current_replicas or 0) == replicas == after:
-                return int(replicas)
+            replicas = self._apps.read_namespaced_deployment(deployment, self.namespace).spec.replicas
+            # A sync writes the scale first, then a status with the size it scaled from (0 is
+            # left out of it): a status read before the Deployment and showing its size means the
+            # last finished sync left that size alone. Its status carries no generation, so a
+            # sync that began before the bounds last changed may still be under way: the match
+            # must hold for longer than a sync period (3 s on this plane).
+            if (
+                hpa.status is not None
+                and hpa.status.conditions
+                and (hpa.status.current_replicas or 0) == replicas
+            ):
+                if held is None or held[0] != replicas:
+                    held = (int(replicas), time.monotonic())
+                elif time.monotonic() - held[1] > HPA_SYNC_SECONDS:
+                    return held[0]
+            else:
+                held = None
             time.sleep(0.2)
         raise AssertionError(f"the HPA of {self.namespace}/{deployment} did not act within {timeout} s")
 

@@ -9,7 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from canaryflow.errors import WeightError
-from canaryflow.replicas import CLOSE_ENOUGH, DEFAULT_TOLERANCE, plan_split, reachable_weights
+from canaryflow.replicas import (
+    CLOSE_ENOUGH,
+    DEFAULT_TOLERANCE,
+    Split,
+    hpa_has_room,
+    hpa_maximum,
+    plan_split,
+    raisable_splits,
+    reachable_weights,
+)
 
 
 def _allowed(capacity: int, baseline: bool) -> list[tuple[int, int, int]]:
@@ -124,3 +133,32 @@ def test_an_unreachable_weight_says_which_weights_are_reachable() -> None:
         "weight 10% cannot be reached within 5 points with 5 stable replica(s) "
         "(nearest: canary 1, baseline 0, stable 5: 16.7% (requested 10%)); reachable weights: 12-88, 95-100"
     )
+
+
+def test_a_raise_keeps_the_room_an_hpa_has_and_only_that() -> None:
+    every = raisable_splits(20, 10, baseline=True, hpa_own_maximum=None)
+    assert [s.requested_weight for s in every] == reachable_weights(20, baseline=True)
+    kept = raisable_splits(20, 10, baseline=True, hpa_own_maximum=40)
+    assert kept  # the own split (2 + 2 + 16, at most 32) has room: only splits with room stay
+    assert all(0 < s.stable < hpa_maximum(s.stable, s.total, 40) for s in kept)
+    assert [s for s in every if hpa_has_room(s, 40)] == kept
+    top = max(kept, key=lambda s: s.effective_weight)
+    assert (top.requested_weight, top.canary, top.baseline, top.stable) == (46, 10, 10, 2)  # README
+    # No room to take away: the HPA at or below the capacity, or just above it (10 pods, at most
+    # 11: the 10 % split, 1 + 1 + 8, is lent at most 8), or a weight this capacity cannot reach.
+    for capacity, own, maximum in ((20, 10, 20), (20, 10, 15), (10, 10, 11), (3, 10, 40)):
+        assert raisable_splits(capacity, own, baseline=True, hpa_own_maximum=maximum) == raisable_splits(
+            capacity, own, baseline=True, hpa_own_maximum=None
+        )
+
+
+@pytest.mark.parametrize(
+    ("stable", "canary", "baseline", "room"),
+    [(0, 10, 10, False), (1, 19, 0, True), (1, 10, 10, False), (2, 10, 10, True), (3, 16, 16, False)],
+)
+def test_an_hpa_has_room_when_its_lent_maximum_is_above_the_stable(
+    stable: int, canary: int, baseline: int, room: bool
+) -> None:
+    # An HPA whose own maximum is 40: at 0 it leaves the stable alone; else it is lent 40 s / T.
+    split = Split(stable=stable, canary=canary, baseline=baseline, requested_weight=0)
+    assert hpa_has_room(split, 40) is room
