@@ -16,6 +16,7 @@ import pytest
 
 from analysis.logs import parse_log
 from canaryflow.clock import ManualClock
+from canaryflow.cluster.port import Track
 from canaryflow.dev.stacks import GOOD_IMAGE, SimulatedStack, simulated_stack
 from tests.e2e.conftest import write_spec
 
@@ -106,25 +107,27 @@ def test_the_risk_budget_holds_a_raise_below_max_weight(
         assert max(weights) == 50.0, weights
 
 
-class DiesAfterTheRaise:
-    """The stack's metrics, but the run fails (``RuntimeError``) the first time the analysis
-    reads the canary once it has more than the step's two pods: mid-analysis, after a raise. It
-    also records the canary's pods at each of the analysis's reads of the canary."""
+def raising_spec(tmp_path: Path, max_weight: int, *, duration: str = "20m") -> str:
+    """A spec whose analysis at 10 % may raise the canary to `max_weight`, with a large risk budget."""
+    most = f"maxWeight: {max_weight}, riskBudget: 100000"
+    analyze = f"{{analyze: {{interval: 30s, maxDuration: {duration}, {most}}}}}"
+    return write_spec(tmp_path, ["{setWeight: 10}", analyze])
 
-    def __init__(self, stack: SimulatedStack) -> None:
-        self.stack, self.dead = stack, False
-        self.pods: list[int] = []
 
-    def canary_pods(self) -> int:
-        record = self.stack.world.record(self.stack.target.namespace, self.stack.target.track_name("canary"))
+class Watching:
+    """The stack's metrics, calling `look(canary, stable)` with the pods of the canary and the
+    stable at each of the analysis's reads of the canary (before the read; `look` may raise)."""
+
+    def __init__(self, stack: SimulatedStack, look: Callable[[int, int], None]) -> None:
+        self.stack, self.look = stack, look
+
+    def pods(self, track: Track) -> int:
+        record = self.stack.world.record(self.stack.target.namespace, self.stack.target.track_name(track))
         return 0 if record is None else record.replicas
 
     def observe(self, query: Any, **kwargs: Any) -> Any:
         if kwargs.get("track") == "canary":
-            self.pods.append(self.canary_pods())
-            if self.pods[-1] > 2 and not self.dead:
-                self.dead = True
-                raise RuntimeError("the worker died after the raise")
+            self.look(self.pods("canary"), self.pods("stable"))
         return self.stack.metrics.observe(query, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
@@ -141,20 +144,23 @@ def test_a_run_that_dies_after_a_raise_is_resumed_at_the_steps_own_weight(
     # The raise was justified by the dead run's evidence, which the next run does not have: it
     # starts the analysis again at the step's 10 % (two pods), raises again on its own evidence
     # and decides.
-    metrics = DiesAfterTheRaise(stack)
+    pods: list[int] = []  # the canary's at each read of it
+
+    def dies_after_the_raise(canary: int, _stable: int) -> None:
+        pods.append(canary)
+        if canary > 2 and not died:  # mid-analysis, after a raise: the run fails
+            died.append(True)
+            raise RuntimeError("the worker died after the raise")
+
+    died: list[bool] = []
+    metrics = Watching(stack, dies_after_the_raise)
     object.__setattr__(runtime, "metrics", metrics)
-    spec = write_spec(
-        tmp_path,
-        [
-            "{setWeight: 10}",
-            "{analyze: {interval: 30s, maxDuration: 40m, maxWeight: 50, riskBudget: 100000}}",
-        ],
-    )
+    spec = raising_spec(tmp_path, 50, duration="40m")
     first = rollout_of(GOOD_IMAGE, spec)
-    assert metrics.dead
+    assert died
     assert first.state.is_failed()
-    assert metrics.canary_pods() > 2  # left raised by the dead run
-    metrics.pods.clear()
+    assert metrics.pods("canary") > 2  # left raised by the dead run
+    pods.clear()
     caplog.clear()
 
     outcome = rollout_of(GOOD_IMAGE, spec).result()
@@ -162,8 +168,8 @@ def test_a_run_that_dies_after_a_raise_is_resumed_at_the_steps_own_weight(
     assert outcome.result == "promoted", outcome.reason
     said = [r.getMessage() for r in caplog.records]
     assert any("resuming at step 1 (weight 10%; an analysis had raised it to" in m for m in said), said
-    assert metrics.pods[0] == 2, metrics.pods  # the resumed analysis starts at the step's weight
-    assert max(metrics.pods) > 2, metrics.pods  # and raises again on its own evidence
+    assert pods[0] == 2, pods  # the resumed analysis starts at the step's weight
+    assert max(pods) > 2, pods  # and raises again on its own evidence
 
 
 def test_a_raise_keeps_room_for_the_hpa_to_grow_the_target(
@@ -177,32 +183,15 @@ def test_a_raise_keeps_room_for_the_hpa_to_grow_the_target(
     seen: list[tuple[int, int]] = []  # (canary, stable) at each read of the canary
     rises: list[tuple[int, int]] = []  # (canary, stable) when the load rose
 
-    def replicas(track: str) -> int:
-        record = stack.world.record("shop", stack.target.track_name(track))  # type: ignore[arg-type]
-        return 0 if record is None else record.replicas
+    def load_rises_after_the_raise(canary: int, stable: int) -> None:
+        seen.append((canary, stable))
+        # Load rises by half after the raise, and again once the target has grown with it.
+        if canary > 2 and len(rises) < 2 and (not rises or canary > rises[-1][0]):
+            rises.append((canary, stable))
+            stack.world.autoscale("shop", "web", stable * 3 // 2)
 
-    class LoadRisesAfterTheRaise:
-        def observe(self, query: Any, **kwargs: Any) -> Any:
-            if kwargs.get("track") == "canary":
-                canary, stable = replicas("canary"), replicas("stable")
-                seen.append((canary, stable))
-                # Load rises by half after the raise, and again once the target has grown with it.
-                if canary > 2 and len(rises) < 2 and (not rises or canary > rises[-1][0]):
-                    rises.append((canary, stable))
-                    stack.world.autoscale("shop", "web", stable * 3 // 2)
-            return stack.metrics.observe(query, **kwargs)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(stack.metrics, name)
-
-    object.__setattr__(runtime, "metrics", LoadRisesAfterTheRaise())
-    spec = write_spec(
-        tmp_path,
-        [
-            "{setWeight: 10}",
-            "{analyze: {interval: 30s, maxDuration: 20m, maxWeight: 50, riskBudget: 100000}}",
-        ],
-    )
+    object.__setattr__(runtime, "metrics", Watching(stack, load_rises_after_the_raise))
+    spec = raising_spec(tmp_path, 50)
 
     outcome = rollout_of(GOOD_IMAGE, spec).result()
 
@@ -224,30 +213,13 @@ def test_a_person_scaling_a_raised_target_keeps_the_raised_weight(
     # promotes at that size.
     seen: list[tuple[int, int, int]] = []  # (canary, stable, the canary's weight) at each read
 
-    def replicas(track: str) -> int:
-        record = stack.world.record("shop", stack.target.track_name(track))  # type: ignore[arg-type]
-        return 0 if record is None else record.replicas
+    def scaled_after_the_raise(canary: int, stable: int) -> None:
+        seen.append((canary, stable, round(100 * canary / (2 * canary + stable))))
+        if canary > 2 and sum(c > 2 for c, _s, _w in seen) == 1:
+            stack.world.scale("shop", "web", 40)  # kubectl scale to twice the capacity
 
-    class ScaledAfterTheRaise:
-        def observe(self, query: Any, **kwargs: Any) -> Any:
-            if kwargs.get("track") == "canary":
-                canary, stable = replicas("canary"), replicas("stable")
-                seen.append((canary, stable, round(100 * canary / (2 * canary + stable))))
-                if canary > 2 and sum(c > 2 for c, _s, _w in seen) == 1:
-                    stack.world.scale("shop", "web", 40)  # kubectl scale to twice the capacity
-            return stack.metrics.observe(query, **kwargs)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(stack.metrics, name)
-
-    object.__setattr__(runtime, "metrics", ScaledAfterTheRaise())
-    spec = write_spec(
-        tmp_path,
-        [
-            "{setWeight: 10}",
-            "{analyze: {interval: 30s, maxDuration: 20m, maxWeight: 30, riskBudget: 100000}}",
-        ],
-    )
+    object.__setattr__(runtime, "metrics", Watching(stack, scaled_after_the_raise))
+    spec = raising_spec(tmp_path, 30)
 
     outcome = rollout_of(GOOD_IMAGE, spec).result()
 
