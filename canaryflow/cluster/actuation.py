@@ -617,12 +617,14 @@ class ReplicaActuator:
             stable.annotations.get(CAPACITY) != str(state.stable_replicas)
             or _lendable(snap.hpa)
             or _min_below(snap.hpa, stable.replicas)
+            or _max_behind(snap.hpa, stable.replicas, surge)
         ):
             # The capacity to restore is on the stable from the first split on, even when this
             # split leaves its size alone: a person's scale-down and a deleted canary (the state
             # with it) must not make the rollout end below it. An HPA's bounds are lent from the
-            # first split on too: its own would fight the split. And a growth whose second write
-            # to the HPA (its minimum) did not land (a 409, an outage) is finished here.
+            # first split on too: its own would fight the split. A growth whose second write to
+            # the HPA (its minimum) did not land (a 409, an outage) is finished here, and canary
+            # and baseline grown around a stable of the same size move the HPA's maximum.
             self._patch_stable(target, stable, stable.replicas, state.stable_replicas, (snap.hpa, surge))
 
     def _shrink(self, target: TargetRef, split: Split, rollout_id: RolloutId) -> None:
@@ -640,6 +642,16 @@ class ReplicaActuator:
                     self._patch_stable(target, record, replicas, snap.status.capacity, hpa)
                 else:
                     self._patch_replicas(target.namespace, record, replicas)
+        # The stable kept its size while canary or baseline shrank: its HPA was lent a maximum
+        # among the pods there were before, and now has its share among fewer.
+        stable = snap.records.get("stable")
+        if stable is None or split.stable < stable.replicas:
+            return
+        if _max_behind(snap.hpa, stable.replicas, split.total):
+            again = self._workloads.get_hpa(target.namespace, target.deployment)
+            if again is not None:
+                self._check_fence(target, [again])
+                self._lend(target.namespace, again, stable.replicas, split.total)
 
     def _finish(
         self,
@@ -1008,6 +1020,13 @@ def _lendable(hpa: HpaRecord | None) -> bool:
 def _min_below(hpa: HpaRecord | None, stable: int) -> bool:
     """The rollout lent the HPA bounds whose minimum is below the stable's `stable` replicas."""
     return hpa is not None and HPA_BOUNDS in hpa.annotations and hpa.min_replicas < max(1, stable)
+
+
+def _max_behind(hpa: HpaRecord | None, stable: int, total: int) -> bool:
+    """The rollout lent the HPA a maximum other than the stable's share of its own among `total`
+    pods (`hpa_maximum`): canary and baseline changed size around a stable that did not."""
+    own = _lent_bounds(hpa)
+    return hpa is not None and own is not None and hpa.max_replicas != hpa_maximum(stable, total, own[1])
 
 
 def _hpa_replicas(hpa: HpaRecord, stable: DeploymentRecord) -> int:

@@ -154,6 +154,28 @@ def test_the_hpa_scaling_during_a_rollout_keeps_the_weight(cluster_factory: Harn
     assert cluster_factory.hpa_synced("web") == 20
 
 
+def test_canary_and_baseline_growing_around_a_stable_of_the_same_size_move_the_hpas_maximum(
+    cluster_factory: Harness,
+) -> None:
+    """From 9 + 9 + 2 pods to 10 + 10 + 2 (an analysis raising 45 % to 46 %) and back: the stable
+    keeps its 2 pods, and the maximum lent to its HPA follows its share of the HPA's own 40 among
+    22 pods (3, not the 4 of 20), so that the HPA cannot grow the target past its own maximum, and
+    among 20 again (4)."""
+    target = cluster_factory.create_app("web", image="web:1", replicas=20)
+    cluster_factory.set_hpa("web", 20, min_replicas=20, max_replicas=40)
+    cluster = cluster_factory.cluster()
+    for weight, bounds in ((45, (2, 4)), (46, (2, 3)), (45, (2, 4))):
+        split = plan_split(20, weight, baseline=True)
+        assert split.stable == 2
+        cluster.apply_split(target, split, rollout_id=RID, image="web:2", step=0, progress_deadline=DEADLINE)
+        assert cluster_factory.hpa_bounds("web") == bounds
+
+    status = cluster.rollback(target, rollout_id=RID, progress_deadline=DEADLINE)
+
+    assert cluster_factory.hpa_bounds("web") == (20, 40)
+    assert (status.stable.image, status.stable.replicas) == ("web:1", 20)
+
+
 def test_a_stable_that_grows_mid_rollout_is_never_cut_back_by_its_hpa(cluster_factory: Harness) -> None:
     """From 50 % (the stable at 0, its HPA lent ``[1, 1]``) back to 20 %: the stable grows to 6.
     The HPA controller may sync between any two writes (here it does before each write to the HPA,
@@ -187,9 +209,9 @@ def test_a_stable_that_grows_mid_rollout_is_never_cut_back_by_its_hpa(cluster_fa
 
     assert synced  # the HPA synced while the stable grew
     assert all(size in (0, 6) for size in synced)  # before the growth, or after it: never cut to 1
-    # Its minimum the new share; its maximum 6/16 of its own 20 (16 pods while canary and
-    # baseline still had 5 each when the stable grew).
-    assert cluster_factory.hpa_bounds("web") == (6, 7)
+    # Its minimum the new share; its maximum 6/16 of its own 20 while canary and baseline still
+    # had 5 each when the stable grew (7), then 6/10 of it once they shrank to 2 each.
+    assert cluster_factory.hpa_bounds("web") == (6, 12)
     assert cluster_factory.hpa_syncs("web") == 6
     assert [t.ready for t in status.tracks] == [6, 2, 2]
     assert status.capacity == 10
