@@ -642,8 +642,8 @@ class ReplicaActuator:
                     self._patch_stable(target, record, replicas, snap.status.capacity, hpa)
                 else:
                     self._patch_replicas(target.namespace, record, replicas)
-        # The stable kept its size while canary or baseline shrank: its HPA was lent a maximum
-        # among the pods there were before, and now has its share among fewer.
+        # The stable did not shrink here while canary or baseline may have: its HPA was lent a
+        # maximum among the pods there were before the shrink, and now has its share among fewer.
         stable = snap.records.get("stable")
         if stable is None or split.stable < stable.replicas:
             return
