@@ -19,6 +19,7 @@ from canaryflow.clock import ManualClock
 from canaryflow.cluster.port import Track
 from canaryflow.dev.stacks import GOOD_IMAGE, SimulatedStack, simulated_stack
 from tests.e2e.conftest import write_spec
+from tests.e2e.test_people_edits import EditDuringAnalysis
 
 
 @pytest.fixture
@@ -114,24 +115,17 @@ def raising_spec(tmp_path: Path, max_weight: int, *, duration: str = "20m") -> s
     return write_spec(tmp_path, ["{setWeight: 10}", analyze])
 
 
-class Watching:
+def watching(stack: SimulatedStack, look: Callable[[int, int], None]) -> EditDuringAnalysis:
     """The stack's metrics, calling `look(canary, stable)` with the pods of the canary and the
-    stable at each of the analysis's reads of the canary (before the read; `look` may raise)."""
+    stable before each of the analysis's reads of the canary or the baseline (`look` may raise)."""
+    return EditDuringAnalysis(
+        stack.metrics, lambda: look(pods_of(stack, "canary"), pods_of(stack, "stable")), at=None
+    )
 
-    def __init__(self, stack: SimulatedStack, look: Callable[[int, int], None]) -> None:
-        self.stack, self.look = stack, look
 
-    def pods(self, track: Track) -> int:
-        record = self.stack.world.record(self.stack.target.namespace, self.stack.target.track_name(track))
-        return 0 if record is None else record.replicas
-
-    def observe(self, query: Any, **kwargs: Any) -> Any:
-        if kwargs.get("track") == "canary":
-            self.look(self.pods("canary"), self.pods("stable"))
-        return self.stack.metrics.observe(query, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.stack.metrics, name)
+def pods_of(stack: SimulatedStack, track: Track) -> int:
+    record = stack.world.record(stack.target.namespace, stack.target.track_name(track))
+    return 0 if record is None else record.replicas
 
 
 def test_a_run_that_dies_after_a_raise_is_resumed_at_the_steps_own_weight(
@@ -153,13 +147,12 @@ def test_a_run_that_dies_after_a_raise_is_resumed_at_the_steps_own_weight(
             raise RuntimeError("the worker died after the raise")
 
     died: list[bool] = []
-    metrics = Watching(stack, dies_after_the_raise)
-    object.__setattr__(runtime, "metrics", metrics)
+    object.__setattr__(runtime, "metrics", watching(stack, dies_after_the_raise))
     spec = raising_spec(tmp_path, 50, duration="40m")
     first = rollout_of(GOOD_IMAGE, spec)
     assert died
     assert first.state.is_failed()
-    assert metrics.pods("canary") > 2  # left raised by the dead run
+    assert pods_of(stack, "canary") > 2  # left raised by the dead run
     pods.clear()
     caplog.clear()
 
@@ -190,7 +183,7 @@ def test_a_raise_keeps_room_for_the_hpa_to_grow_the_target(
             rises.append((canary, stable))
             stack.world.autoscale("shop", "web", stable * 3 // 2)
 
-    object.__setattr__(runtime, "metrics", Watching(stack, load_rises_after_the_raise))
+    object.__setattr__(runtime, "metrics", watching(stack, load_rises_after_the_raise))
     spec = raising_spec(tmp_path, 50)
 
     outcome = rollout_of(GOOD_IMAGE, spec).result()
@@ -218,7 +211,7 @@ def test_a_person_scaling_a_raised_target_keeps_the_raised_weight(
         if canary > 2 and sum(c > 2 for c, _s, _w in seen) == 1:
             stack.world.scale("shop", "web", 40)  # kubectl scale to twice the capacity
 
-    object.__setattr__(runtime, "metrics", Watching(stack, scaled_after_the_raise))
+    object.__setattr__(runtime, "metrics", watching(stack, scaled_after_the_raise))
     spec = raising_spec(tmp_path, 30)
 
     outcome = rollout_of(GOOD_IMAGE, spec).result()
