@@ -94,13 +94,34 @@ def log_ratios(
     for c, b in zip(canary, baseline, strict=True):
         if not c or not b:
             continue
-        mc, mb = sum(c) / len(c), sum(b) / len(b)
-        if mc <= 0 or mb <= 0:
+        lc, lb = _log_mean(c), _log_mean(b)
+        if lc is None or lb is None:
             continue
-        values.append(math.log(mc / mb))
+        values.append(lc - lb)
         seen_c += len(c)
         seen_b += len(b)
     return np.asarray(values, dtype=np.float64), seen_c, seen_b
+
+
+def _log_mean(values: Sequence[float]) -> float | None:
+    """``log(mean(values))`` for any finite values, without overflow or underflow (the sum is
+    taken of the values scaled by the largest magnitude); None when the mean is not positive
+    or a value is not finite."""
+    scale = max(abs(v) for v in values)
+    if not 0.0 < scale < math.inf:
+        return None
+    total = math.fsum(v / scale for v in values)
+    if total <= 0.0:
+        return None
+    return math.log(total / len(values)) + math.log(scale)
+
+
+def _exp(x: float) -> float:
+    """``exp(x)``, ``inf`` where it overflows (a ratio beyond float's range)."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
 
 
 def _interval(d: FloatArray, alpha: float) -> tuple[float, float]:
@@ -110,13 +131,13 @@ def _interval(d: FloatArray, alpha: float) -> tuple[float, float]:
         return 0.0, math.inf
     mean, sd = float(np.mean(d)), float(np.std(d, ddof=1))
     if sd == 0.0:
-        return math.exp(mean), math.exp(mean)
+        return _exp(mean), _exp(mean)
     grid = mean + np.linspace(-12.0, 12.0, 961) * sd
     log_bf = two_sided_t_log_bf(n, (mean - grid) / (sd / math.sqrt(n)), PRIOR_G)
     inside = grid[log_bf < -math.log(alpha)]
     if inside.size == 0:
-        return math.exp(mean), math.exp(mean)
-    return math.exp(float(inside[0])), math.exp(float(inside[-1]))
+        return _exp(mean), _exp(mean)
+    return _exp(float(inside[0])), _exp(float(inside[-1]))
 
 
 def samples_test(
@@ -186,7 +207,7 @@ def samples_test(
         evalue=evalue,
         promote_evalue=bounded_exp(min(promote)) if n > 1 else 1.0,
         pvalue=min(1.0, 1.0 / evalue),
-        estimate=math.exp(mean) if n else math.nan,
+        estimate=_exp(mean) if n else math.nan,
         interval=_interval(d, alpha),
         intervals=int(n),
         canary_count=seen_c,

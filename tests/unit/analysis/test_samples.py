@@ -25,6 +25,24 @@ def test_log_ratios_skip_intervals_without_positive_means() -> None:
     assert (nc, nb) == (2, 2)
 
 
+@pytest.mark.parametrize(
+    ("canary", "baseline", "estimate"),
+    [
+        ([[1e308, 1e308], [1e308]], [[1e-10], [2e-10]], math.inf),  # a ratio beyond float's range
+        ([[5e-324], [5e-324], [5e-324]], [[1.0], [2.0], [3.0]], 0.0),  # subnormal means
+        ([[1e300], [1.0], [1e-300]], [[1e-300], [1.0], [1e300]], 1.0),
+    ],
+)
+def test_means_at_the_edges_of_float_give_numbers_not_errors(
+    canary: list[list[float]], baseline: list[list[float]], estimate: float
+) -> None:
+    result = samples_test(canary, baseline)
+    assert result.estimate == pytest.approx(estimate, abs=1e-300)
+    assert result.interval[0] <= result.estimate <= result.interval[1]
+    assert not math.isnan(result.evalue)
+    assert not math.isnan(result.promote_evalue)
+
+
 def test_aa_false_alarms_stay_below_alpha_under_continuous_monitoring() -> None:
     rng = np.random.default_rng(21)
     alpha, reps, crossed = 0.05, 150, 0
