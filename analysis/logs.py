@@ -10,7 +10,8 @@ reverse. Parsing is strict about what the judge relies on and lenient about the 
   ``intervals[3].latency.canary.counts: not cumulative`` (indices are 0-based, as in JSON paths);
 - values the judge could not use are rejected here, at the edge, rather than becoming NaN or
   infinity later: a count above :data:`MAX_COUNT`, an ``interval_seconds`` outside
-  [:data:`MIN_INTERVAL_SECONDS`, :data:`MAX_INTERVAL_SECONDS`], histogram data under an ``le``
+  [:data:`MIN_INTERVAL_SECONDS`, :data:`MAX_INTERVAL_SECONDS`], a sample beyond
+  :data:`MAX_SAMPLE` in magnitude, histogram data under an ``le``
   without a finite bound (``["+Inf"]`` alone declares a histogram that never had data), a log
   without metrics, and a track whose own ``le`` differs from the header's.
 
@@ -44,6 +45,7 @@ __all__ = [
     "FORMAT",
     "MAX_COUNT",
     "MAX_INTERVAL_SECONDS",
+    "MAX_SAMPLE",
     "MIN_INTERVAL_SECONDS",
     "LogFormatError",
     "MetricHeader",
@@ -59,6 +61,10 @@ FORMAT = "canaryflow/observations@1"
 #: The largest count accepted (2**53: beyond it float64 no longer counts by ones, and the
 #: judge's sums of squares would come near overflow).
 MAX_COUNT = float(2**53)
+#: The largest magnitude of a sample accepted: far above any measurement (bytes, seconds, cores),
+#: far enough below float's range (about 1.8e308) that sums, means and differences of samples stay
+#: finite in every judge.
+MAX_SAMPLE = 1e100
 #: The shortest and longest interval accepted (a millisecond, a day).
 MIN_INTERVAL_SECONDS = 0.001
 MAX_INTERVAL_SECONDS = 86_400.0
@@ -249,6 +255,8 @@ def _samples(value: object, path: str) -> Samples:
             continue
         if math.isinf(number):
             raise LogFormatError(f"{path}[{index}]", "not a finite number")
+        if abs(number) > MAX_SAMPLE:
+            raise LogFormatError(f"{path}[{index}]", f"{number:.3g} is beyond 1e100: not a measurement")
         values.append(number)
     return Samples(values=tuple(values))
 

@@ -165,6 +165,7 @@ MALFORMED = [
         1e300,
         "intervals[0].error-rate.canary.total: 1e+300 is more than 2^53",
     ),
+    ("intervals/0/cpu/canary", [0.2, -1e101], "intervals[0].cpu.canary[1]: -1e+101 is beyond 1e100"),
     (
         "intervals/0/latency/canary/le",
         [0.05, 0.1, 0.2, 0.5, 1.0, "+Inf"],
