@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from canaryflow.cli.backtest import run_replay
 from canaryflow.errors import ObservationLogError, UsageError, exit_code_for
@@ -194,3 +196,101 @@ def test_replay_stays_light(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "[]"
+
+
+#: Numbers at the edges of float's range (``NaN`` and ``Infinity`` are tokens Python's json reads).
+_NUMBERS = st.one_of(
+    st.floats(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([0, 1, 3, 600, 1e308, -1e308, 5e-324, 2**53, 2**53 + 2, 1e-300, 86_400.5]),
+)
+#: What an edit may write anywhere in a log: numbers, other JSON values and small containers.
+_VALUES = st.one_of(
+    _NUMBERS,
+    st.none(),
+    st.booleans(),
+    st.sampled_from(["+Inf", "ratio", "histogram", "samples", ""]),
+    st.text(max_size=6),
+    st.lists(st.one_of(st.integers(-5, 700), st.floats(), st.just("+Inf")), max_size=7),
+    st.dictionaries(st.sampled_from(["bad", "total", "counts", "le"]), st.integers(-1, 700), max_size=3),
+)
+
+
+def _places(document: Any, prefix: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    places = [prefix]
+    if isinstance(document, dict):
+        for key, value in document.items():
+            places += _places(value, (*prefix, key))
+    elif isinstance(document, list):
+        for index, value in enumerate(document):
+            places += _places(value, (*prefix, index))
+    return places
+
+
+def _at(document: Any, place: tuple[str | int, ...]) -> Any:
+    for key in place:
+        document = document[key]
+    return document
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _edit(document: Any, place: tuple[str | int, ...], delete: bool, value: object) -> None:
+    """Delete or replace what is at `place`; nothing where an earlier edit left no such place."""
+    parent = document
+    for key in place[:-1]:
+        if not _has(parent, key):
+            return
+        parent = parent[key]
+    last = place[-1]
+    if isinstance(parent, dict) and delete:
+        parent.pop(last, None)
+    elif isinstance(parent, dict) or _has(parent, last):
+        parent[last] = value
+
+
+def _has(container: Any, key: str | int) -> bool:
+    if isinstance(container, dict):
+        return key in container
+    return isinstance(container, list) and isinstance(key, int) and key < len(container)
+
+
+@settings(max_examples=1000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), judge=st.sampled_from(["sequential", "kayenta"]))
+def test_any_edit_of_a_log_replays_or_is_refused_naming_the_place(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject, judge: str
+) -> None:
+    document = json.loads(json.dumps(EXAMPLE))
+    document["intervals"] = [json.loads(json.dumps(EXAMPLE["intervals"][0])) for _ in range(5)]
+    numbers = data.draw(st.booleans(), label="numbers only")  # half the runs edit numbers alone
+    for _ in range(data.draw(st.integers(1, 4), label="edits")):
+        places = _places(document)[1:]
+        if numbers:
+            places = [place for place in places if _is_number(_at(document, place))] or places
+        place = data.draw(st.sampled_from(places), label="place")
+        delete = not numbers and data.draw(st.booleans(), label="delete")
+        value = data.draw(_NUMBERS if numbers else _VALUES, label="value")
+        # An edit inside an interval may be made in every interval (a track that always reports so).
+        column = place[0] == "intervals" and len(place) > 2 and data.draw(st.booleans(), label="column")
+        for index in range(len(document["intervals"])) if column else [None]:
+            _edit(document, place if index is None else ("intervals", index, *place[2:]), delete, value)
+    path = tmp_path_factory.mktemp("edited") / "log.json"
+    path.write_text(json.dumps(document))
+    out = io.StringIO()
+    refused: ObservationLogError | None = None
+    try:
+        assert run_replay([path], config=None, judge=judge, out=out, err=io.StringIO()) == 0
+    except ObservationLogError as error:
+        refused = error
+    if refused is not None:
+        assert str(refused).startswith(f"{path}: ")
+        assert "\n" not in str(refused)
+        assert out.getvalue() == ""
+        return
+    lines = [json.loads(line, parse_constant=pytest.fail) for line in out.getvalue().splitlines()]
+    assert [line["final"] for line in lines] == [False] * (len(lines) - 1) + [True]
+    assert lines[-1]["decision"] in {"promote", "rollback", "inconclusive"}
+    no_intervals = not document["intervals"]  # one final line, at interval 0
+    assert [line["interval"] for line in lines] == ([0] if no_intervals else list(range(1, len(lines) + 1)))
