@@ -121,7 +121,8 @@ def _count(value: object, path: str) -> float:
         raise LogFormatError(path, "not a finite number")
     if number < 0:
         raise LogFormatError(path, "negative count")
-    if number > MAX_COUNT:
+    # An integer is compared as written: 2^53 + 1 would round to 2^53 as a float.
+    if (value if isinstance(value, int) else number) > MAX_COUNT:
         raise LogFormatError(path, f"{number:.3g} is more than 2^53: not a count of requests in one interval")
     return number
 
@@ -137,6 +138,8 @@ def _describe(value: object) -> str:
         return "a list"
     if isinstance(value, dict):
         return "an object"
+    if _is_number(value):
+        return f"the number {value!r}" if isinstance(value, int) else f"the number {value:.6g}"
     return type(value).__name__
 
 

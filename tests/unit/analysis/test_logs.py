@@ -100,7 +100,7 @@ def _break(path: str, value: object) -> dict[str, Any]:
 
 MALFORMED = [
     ("format", "canaryflow/observations@2", 'format: expected "canaryflow/observations@1", got the string'),
-    ("interval_seconds", 0, "interval_seconds: expected a positive number"),
+    ("interval_seconds", 0, "interval_seconds: expected a positive number, got the number 0"),
     ("interval_seconds", "30s", "interval_seconds: expected a positive number"),
     ("metrics/cpu/type", "gauge", "metrics.cpu.type: expected one of ratio, histogram, samples"),
     (
@@ -164,6 +164,11 @@ MALFORMED = [
         "intervals/0/error-rate/canary/total",
         1e300,
         "intervals[0].error-rate.canary.total: 1e+300 is more than 2^53",
+    ),
+    (
+        "intervals/0/error-rate/canary/total",
+        2**53 + 1,  # as a float it would round to 2^53
+        "intervals[0].error-rate.canary.total: 9.01e+15 is more than 2^53",
     ),
     ("intervals/0/cpu/canary", [0.2, -1e101], "intervals[0].cpu.canary[1]: -1e+101 is beyond 1e100"),
     (
