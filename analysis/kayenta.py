@@ -215,10 +215,12 @@ _STATUS: dict[Classification, MetricStatus] = {
 def _evidence(
     metric: MetricSettings, c: MetricClassification, n_canary: int, n_baseline: int
 ) -> MetricEvidence:
+    """The classification as evidence. Its estimate is Kayenta's mean ratio; its interval is none
+    (``nan``): Kayenta's is of the location shift, not of the ratio, and the reason says it."""
     test = c.test
     return MetricEvidence(
         name=metric.name, type=metric.type, direction=metric.direction, status=_STATUS[c.classification],
-        estimate=c.deviation, interval=test.interval if test else (math.nan, math.nan), evalue=math.nan,
+        estimate=c.deviation, interval=(math.nan, math.nan), evalue=math.nan,
         promote_evalue=math.nan, pvalue=test.pvalue if test else math.nan,
         statistic=test.statistic if test else math.nan,
         intervals=max(n_canary, n_baseline) if c.classification != "Nodata" else 0,

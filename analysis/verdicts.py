@@ -44,7 +44,8 @@ class MetricEvidence:
         decisive threshold (``histogram``: the share of canary requests slower than ``threshold``
         over the baseline's), the ratio of means (``samples``). ``nan`` without data.
     interval
-        An anytime-valid confidence interval for ``estimate`` at level ``1 - alpha_metric``.
+        An anytime-valid confidence interval for ``estimate`` at level ``1 - alpha_metric``
+        (``nan`` from the ``kayenta`` judge, whose interval is of the shift and is in ``reason``).
     evalue
         The e-value against "the canary is no worse than the baseline" (rollback evidence).
     promote_evalue

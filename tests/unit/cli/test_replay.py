@@ -291,6 +291,11 @@ def test_any_edit_of_a_log_replays_or_is_refused_naming_the_place(
         return
     lines = [json.loads(line, parse_constant=pytest.fail) for line in out.getvalue().splitlines()]
     assert [line["final"] for line in lines] == [False] * (len(lines) - 1) + [True]
+    for metric in (m for line in lines for m in line["metrics"].values()):
+        low, high, estimate = *metric["interval"], metric["estimate"]
+        if estimate is not None:  # the printed interval contains the printed estimate
+            assert low is None or low <= estimate + 1e-9 * abs(estimate)
+            assert high is None or estimate <= high + 1e-9 * abs(estimate)
     assert lines[-1]["decision"] in {"promote", "rollback", "inconclusive"}
     no_intervals = not document["intervals"]  # one final line, at interval 0
     assert [line["interval"] for line in lines] == ([0] if no_intervals else list(range(1, len(lines) + 1)))
