@@ -43,7 +43,7 @@ from canaryflow.dev.stacks import (
     kube_stack,
     simulated_stack,
 )
-from canaryflow.errors import PermanentError
+from canaryflow.errors import UsageError
 from canaryflow.simulation import RealTimeDriver
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def run_demo(
     kind = CLUSTER_KINDS.get(cluster)
     if kind is None:
         known = ", ".join(sorted(CLUSTER_KINDS))
-        raise PermanentError(f"demo --cluster {cluster}: unknown cluster kind; choose one of: {known}")
+        raise UsageError(f"demo --cluster {cluster}: unknown cluster kind; choose one of: {known}")
     from rich.console import Console
 
     console = Console()

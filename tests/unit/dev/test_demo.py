@@ -12,7 +12,7 @@ import pytest
 from canaryflow.cli.demorun import run_demo
 from canaryflow.dev.prefectserver import prefect_server, server_environment
 from canaryflow.dev.stacks import STABLE_IMAGE, TARGET, example_app_documents
-from canaryflow.errors import PermanentError, PrefectServerError
+from canaryflow.errors import PrefectServerError, UsageError, exit_code_for
 
 
 def test_the_example_app_is_applied_on_the_demo_image_and_size() -> None:
@@ -29,8 +29,9 @@ def test_the_example_app_is_applied_on_the_demo_image_and_size() -> None:
 
 
 def test_an_unknown_cluster_kind_is_refused_before_anything_starts() -> None:
-    with pytest.raises(PermanentError, match=r"unknown cluster kind.*kube"):
+    with pytest.raises(UsageError, match=r"unknown cluster kind.*kube") as refused:
         run_demo(cluster="minikube")
+    assert exit_code_for(refused.value) == 2  # usage, as for --cells 9 or --judge foo
 
 
 def test_the_server_inherits_no_prefect_setting(tmp_path: Path) -> None:
