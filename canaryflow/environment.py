@@ -43,7 +43,7 @@ class Setting:
 
 
 _RUN = ("rollout", "check", "worker", "retry")
-_KUBE = (*_RUN, "undo")
+_KUBE = (*_RUN, "undo", "status")  # status reads the live state of each rollout's target
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "KUBECONFIG", "~/.kube/config", "the kubeconfig to reach the cluster (its current context)", _KUBE
@@ -82,6 +82,7 @@ SETTINGS: tuple[Setting, ...] = (
             "pause",
             "resume",
             "retry",
+            "release",
             "demo",
             "webhook serve",
             "notifications apply",
@@ -91,7 +92,13 @@ SETTINGS: tuple[Setting, ...] = (
         "CANARYFLOW_STATE_DIR",
         "$XDG_STATE_HOME/canaryflow (~/.local/state/canaryflow)",
         "where the local Prefect server and control plane keep their state",
-        ("dev", "demo", "rollout", "promote", "abort", "pause", "resume", "retry"),
+        ("dev", "demo", "rollout", "promote", "abort", "pause", "resume", "retry", "release"),
+    ),
+    Setting(
+        "CANARYFLOW_KUBE_DIR",
+        "$CANARYFLOW_STATE_DIR/kube",
+        "where `canaryflow dev kube up` keeps the local control plane (certificates, kubeconfig, etcd)",
+        ("dev",),
     ),
     Setting(
         "CANARYFLOW_GITHUB_SECRET",
