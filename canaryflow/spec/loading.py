@@ -180,6 +180,8 @@ def validate_files(paths: Iterable[str | os.PathLike[str]], out: TextIO) -> int:
     for path in paths:
         try:
             kind = _kind(path)
+            if kind not in (None, "Rollout", "Release", "Notifications"):
+                raise SpecError(f"{os.fspath(path)}: unknown kind", problems=[_unknown_kind(path, kind)])
             if kind == "Release":
                 load_release(path)
             elif kind == "Notifications":
@@ -197,13 +199,29 @@ def validate_files(paths: Iterable[str | os.PathLike[str]], out: TextIO) -> int:
 
 def _kind(path: str | os.PathLike[str]) -> str | None:
     """The document's ``kind`` when it is readable YAML naming one (else None: the rollout loader
-    reports what is wrong)."""
+    reports what is wrong); ``"routes"`` for webhook routes, which have no kind."""
     try:
         document = parse_document(Path(path).read_text(encoding="utf-8"), os.fspath(path), what="spec")
     except (OSError, UnicodeDecodeError, SpecError):
         return None
-    kind = document.get("kind") if isinstance(document, dict) else None
+    if not isinstance(document, dict):
+        return None
+    if "kind" not in document and "routes" in document:
+        return "routes"
+    kind = document.get("kind")
     return kind if isinstance(kind, str) else None
+
+
+def _unknown_kind(path: str | os.PathLike[str], kind: str | None) -> str:
+    if kind == "routes":
+        return (
+            f"{os.fspath(path)}: webhook routes, not a spec: `canaryflow webhook serve --config` reads "
+            "them (spec validate checks Rollout, Release and Notifications specs)"
+        )
+    return (
+        f"{os.fspath(path)}: kind {kind!r} is not a kind of spec: spec validate checks Rollout, Release "
+        "and Notifications"
+    )
 
 
 def json_schema(kind: str = "Rollout") -> dict[str, Any]:

@@ -188,6 +188,20 @@ def test_validate_files_prints_problems_and_returns_1(tmp_path: Path) -> None:
     assert validate_files([WEB], io.StringIO()) == 0
 
 
+def test_validate_files_names_an_unknown_kind_and_webhook_routes_in_one_line(tmp_path: Path) -> None:
+    foo = tmp_path / "foo.yaml"
+    foo.write_text(MINIMAL.replace("kind: Rollout", "kind: Foo"), encoding="utf-8")
+    routes = Path(__file__).resolve().parents[3] / "config" / "routes.yaml"
+    out = io.StringIO()
+
+    assert validate_files([foo, routes], out) == 1
+    assert out.getvalue().splitlines() == [
+        f"{foo}: kind 'Foo' is not a kind of spec: spec validate checks Rollout, Release and Notifications",
+        f"{routes}: webhook routes, not a spec: `canaryflow webhook serve --config` reads them (spec "
+        "validate checks Rollout, Release and Notifications specs)",
+    ]
+
+
 def test_json_schema_uses_the_yaml_keys_and_forbids_unknown_ones() -> None:
     schema = json_schema()
     json.dumps(schema)  # serialisable as is
