@@ -171,6 +171,8 @@ def run_rollouts(
                     RolloutRequest(spec=str(DEMO_SPEC), image=image, triggered_by="demo"), return_state=True
                 )
             outcomes.append(outcome_of(state))
+    if not console.is_terminal:  # rich ends a Live's last frame without a newline off a terminal
+        console.line()
     return outcomes
 
 
