@@ -178,6 +178,20 @@ def test_help_names_required_options_and_the_environment() -> None:
     assert "<bool>" not in run("--help").stdout
 
 
+@pytest.mark.parametrize(
+    ("since", "words"),
+    [
+        ("0d", "--since '0d': the window must be longer than zero, like 7d, 24h or 90m"),
+        ("0m", "--since '0m': the window must be longer than zero, like 7d, 24h or 90m"),
+        ("7x", "--since '7x': give a duration like 7d, 24h or 90m"),
+    ],
+)
+def test_a_history_window_that_is_not_one_says_why(tmp_path: Path, since: str, words: str) -> None:
+    result = run("history", "--since", since)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"canaryflow: error: {words}"
+
+
 def test_every_setting_is_documented_in_the_readme() -> None:
     from canaryflow.environment import SETTINGS
 
