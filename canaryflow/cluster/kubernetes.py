@@ -85,6 +85,11 @@ def new_api_client(
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             return client.ApiClient(configuration)
         path = os.fspath(kubeconfig) if kubeconfig is not None else None
+        # The loader says "Invalid kube-config file. No configuration found." for a file that is not there.
+        default = os.environ.get("KUBECONFIG") or "~/.kube/config"
+        files = [os.path.expanduser(p) for p in (path or default).split(os.pathsep) if p]
+        if files and not any(os.path.isfile(p) for p in files):
+            raise FileNotFoundError(f"no such file {os.pathsep.join(files)}")
         loaded = config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=path, context=context, persist_config=False
         )

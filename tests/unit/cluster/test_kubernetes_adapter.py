@@ -170,6 +170,11 @@ def test_an_api_server_that_does_not_answer_is_unavailable() -> None:
         cluster.api_client.close()
 
 
-def test_a_missing_kubeconfig_is_a_cluster_error(tmp_path: Any) -> None:
-    with pytest.raises(InputError, match="cannot load kubeconfig"):
-        new_api_client(tmp_path / "missing", context="dev")
+def test_a_missing_kubeconfig_is_invalid_input_that_says_it_is_missing(tmp_path: Any) -> None:
+    missing = tmp_path / "missing"
+    with pytest.raises(InputError) as caught:
+        new_api_client(missing, context="dev")
+    assert str(caught.value) == (
+        f"cannot load kubeconfig {missing} context dev: no such file {missing}; point KUBECONFIG at a "
+        "valid kubeconfig"
+    )
