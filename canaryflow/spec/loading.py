@@ -21,7 +21,7 @@ from canaryflow.querytemplates import variables
 from canaryflow.spec.models import COLLECT_CROSS_CHECKS, DNS_LABEL, RolloutSpec
 from canaryflow.spec.notifications import ENV_NAME, NotificationsSpec
 from canaryflow.spec.release import ReleaseSpec
-from canaryflow.yamldoc import Loc, located, parse_document, plain, validation_problems
+from canaryflow.yamldoc import Loc, line_of, located, parse_document, plain, validation_problems
 
 __all__ = [
     "json_schema",
@@ -100,6 +100,13 @@ def load_spec_text(text: str, *, source: str = "<string>") -> RolloutSpec:
 
 
 _Spec = TypeVar("_Spec", RolloutSpec, ReleaseSpec, NotificationsSpec)
+_KINDS: dict[type[RolloutSpec | ReleaseSpec | NotificationsSpec], str] = {
+    RolloutSpec: "Rollout",
+    ReleaseSpec: "Release",
+    NotificationsSpec: "Notifications",
+}
+#: The command that takes each kind.
+_RUNS = {"Rollout": "rollout", "Release": "release", "Notifications": "notifications apply"}
 
 
 def _validated(
@@ -112,6 +119,13 @@ def _validated(
     """`text` validated as `model`, with the cross-field checks and then `more` (checks that read
     other files); SpecError listing every problem as ``FILE:LINE PATH: MESSAGE``, by line."""
     document = parse_document(text, source, what=what)
+    kind, expected = document.get("kind") if isinstance(document, dict) else None, _KINDS[model]
+    if isinstance(kind, str) and kind in _RUNS and kind != expected:  # say so, not its schema's errors
+        problem = (
+            f"{source}:{line_of(document, ('kind',))} kind: a {kind} spec, where a {expected} spec is "
+            f"expected (`canaryflow {_RUNS[kind]}` takes it)"
+        )
+        raise SpecError(f"{source}: invalid {what} (a {kind} spec)", problems=[problem], source=source)
     cross: list[tuple[Loc, str]] = []
     try:
         spec = model.model_validate(plain(document), context={COLLECT_CROSS_CHECKS: cross})

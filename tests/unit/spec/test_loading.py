@@ -202,6 +202,17 @@ def test_validate_files_names_an_unknown_kind_and_webhook_routes_in_one_line(tmp
     ]
 
 
+def test_a_spec_of_another_kind_is_one_problem_naming_its_kind_and_command() -> None:
+    release = Path(__file__).resolve().parents[3] / "config" / "releases" / "web.yaml"
+    line = next(i for i, text in enumerate(release.read_text().splitlines(), 1) if text.startswith("kind:"))
+    with pytest.raises(SpecError) as caught:
+        load_spec(release)
+    assert caught.value.problems == [
+        f"{release}:{line} kind: a Release spec, where a Rollout spec is expected (`canaryflow release` "
+        "takes it)"
+    ]
+
+
 def test_json_schema_uses_the_yaml_keys_and_forbids_unknown_ones() -> None:
     schema = json_schema()
     json.dumps(schema)  # serialisable as is
