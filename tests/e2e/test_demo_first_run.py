@@ -5,6 +5,7 @@ started is gone afterwards. This is the first command of the README; it must not
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,8 @@ def test_the_demo_works_where_prefect_never_ran(tmp_path: Path) -> None:
     assert "Preparing Prefect's database" in output  # before the server, not raced against it
     assert "promoted" in output
     assert "rolled-back" in output
+    # The summary starts on a line of its own, not after the live board's last frame (piped here).
+    assert re.search(r"^\s*canaryflow demo: \d+ s", demo.stdout, flags=re.M), demo.stdout
     home = tmp_path / "state" / "prefect"
     assert (home / "prefect.db").is_file()
     assert running_server(home) is None  # the demo stopped the server it started
