@@ -207,6 +207,12 @@ def _fmt_min(seconds: float) -> str:
     return "-" if math.isnan(seconds) else f"{seconds / 60:.1f}"
 
 
+def _minutes(seconds: float) -> str:
+    """``_fmt_min`` with its unit ("-" alone without a number)."""
+    text = _fmt_min(seconds)
+    return text if text == "-" else f"{text} min"
+
+
 def family_table(outcomes: Sequence[Outcome]) -> list[str]:
     """Markdown rows: per family and traffic level, each judge's error rate and median time."""
     groups: dict[tuple[str, float, str], list[Outcome]] = defaultdict(list)
@@ -264,7 +270,7 @@ def summary(outcomes: Sequence[Outcome]) -> tuple[list[str], list[tuple[str, boo
         )
         rows.append(
             f"| {judge} | {_fmt_pct(_rate(good, 'rollback'))} | {_fmt_pct(worst)} | {_fmt_pct(misses)} | "
-            f"{_fmt_min(rollback_time)} min | {_fmt_min(promote_time)} min |"
+            f"{_minutes(rollback_time)} | {_minutes(promote_time)} |"
         )
     return rows, targets(by_judge)
 
@@ -366,9 +372,7 @@ def promotion_by_traffic(outcomes: Sequence[Outcome]) -> list[str]:
     for rps in sorted({o.rps for o in ours}):
         group = [o for o in ours if o.rps == rps]
         promoted = [o.seconds for o in group if o.decision == "promote"]
-        rows.append(
-            f"| {rps:g} | {_fmt_pct(len(promoted) / len(group))} | {_fmt_min(_median(promoted))} min |"
-        )
+        rows.append(f"| {rps:g} | {_fmt_pct(len(promoted) / len(group))} | {_minutes(_median(promoted))} |")
     return rows
 
 
@@ -380,15 +384,16 @@ def promotion_by_family(outcomes: Sequence[Outcome]) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     ours = [o for o in outcomes if o.judge == "ours" and not o.bad]
-    for family, rps in sorted({(o.family, o.rps) for o in ours}, key=lambda c: (GOOD.index(c[0]), c[1])):
+    known = {family: index for index, family in enumerate(GOOD)}  # held-out families after ours
+    for family, rps in sorted({(o.family, o.rps) for o in ours}, key=lambda c: (known.get(c[0], 99), c)):
         group = [o for o in ours if o.family == family and o.rps == rps]
         promoted = [o.seconds for o in group if o.decision == "promote"]
         inconclusive = sum(o.decision == "inconclusive" for o in group) / len(group)
         rolled_back = sum(o.decision == "rollback" for o in group) / len(group)
-        median = _fmt_min(_median(promoted))
+        median = _minutes(_median(promoted))
         rows.append(
             f"| {family} | {rps:g} | {_fmt_pct(len(promoted) / len(group))} | {_fmt_pct(inconclusive)} "
-            f"| {_fmt_pct(rolled_back)} | {median if median == '-' else median + ' min'} |"
+            f"| {_fmt_pct(rolled_back)} | {median} |"
         )
     return rows
 

@@ -1,0 +1,38 @@
+"""``bench/decisions.py --logs DIR`` judges held-out logs, including families and metrics it has never
+seen, and reports them in every table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from analysis.logs import dump_log, parse_log
+from bench.decisions import Case, main, write_logs
+
+
+def test_held_out_logs_of_unseen_families_and_metrics_are_judged_and_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_logs([Case("plain", 10, False, seed=3), Case("errors-x5", 10, True, seed=4)], tmp_path)
+    labels_path = tmp_path / "labels.json"
+    labels = json.loads(labels_path.read_text())
+    for label in labels.values():  # families the benchmark does not generate
+        label["family"] = "held-out-bad" if label["bad"] else "held-out-good"
+    labels_path.write_text(json.dumps(labels))
+    # A log of another service: its own metric name, no label (good by its file name).
+    good = next(name for name in labels if name.startswith("good"))
+    log = parse_log((tmp_path / good).read_bytes())
+    document = dump_log(log)
+    document["metrics"] = {"errors-5xx": document["metrics"]["error-rate"]}
+    document["intervals"] = [{"errors-5xx": row["error-rate"]} for row in document["intervals"]]
+    (tmp_path / "good-other-service.json").write_text(json.dumps(document))
+
+    assert main(["--logs", str(tmp_path), "--jobs", "1"]) == 0
+
+    report = capsys.readouterr().out
+    assert "| held-out-good | 10 |" in report  # good canaries per family
+    assert "| good: held-out-good | 10 | 1 |" in report  # per family, with every judge
+    assert "| bad: held-out-bad | 10 | 1 |" in report
+    assert "| good: good | 0 | 1 |" in report  # the unlabelled log
