@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis.backtest import judge_log
-from analysis.logs import ObservationLog, dump_log, parse_log
+from analysis.logs import LogFormatError, ObservationLog, dump_log, parse_log
 from analysis.settings import AnalysisSettings, MetricSettings
 from bench.anchors import argo, flagger, sprt
 from bench.scenarios import BAD, ERROR_FREE, FAMILIES, GOOD, INTERVAL_SECONDS, MAX_INTERVALS, Truth, generate
@@ -158,6 +158,11 @@ def held_out_cases(directory: Path) -> list[Case]:
     cases = []
     for path in sorted(directory.glob("*.json")):
         if path.name == "labels.json":
+            continue
+        try:
+            parse_log(path.read_bytes())
+        except LogFormatError as exc:  # one bad file does not stop the others' judging
+            print(f"skipped {path}: {exc}", file=sys.stderr)
             continue
         label = labels.get(path.name, {})
         bad = bool(label.get("bad", path.name.startswith("bad")))

@@ -28,11 +28,13 @@ def test_held_out_logs_of_unseen_families_and_metrics_are_judged_and_reported(
     document["metrics"] = {"errors-5xx": document["metrics"]["error-rate"]}
     document["intervals"] = [{"errors-5xx": row["error-rate"]} for row in document["intervals"]]
     (tmp_path / "good-other-service.json").write_text(json.dumps(document))
+    (tmp_path / "bad-truncated.json").write_text(json.dumps(document)[:200])
 
     assert main(["--logs", str(tmp_path), "--jobs", "1"]) == 0
 
-    report = capsys.readouterr().out
-    assert "| held-out-good | 10 |" in report  # good canaries per family
-    assert "| good: held-out-good | 10 | 1 |" in report  # per family, with every judge
-    assert "| bad: held-out-bad | 10 | 1 |" in report
-    assert "| good: good | 0 | 1 |" in report  # the unlabelled log
+    out, err = capsys.readouterr()
+    assert err.startswith(f"skipped {tmp_path / 'bad-truncated.json'}: not JSON")
+    assert "| held-out-good | 10 |" in out  # good canaries per family
+    assert "| good: held-out-good | 10 | 1 |" in out  # per family, with every judge
+    assert "| bad: held-out-bad | 10 | 1 |" in out
+    assert "| good: good | 0 | 1 |" in out  # the unlabelled log
