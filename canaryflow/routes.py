@@ -228,6 +228,12 @@ def load_routes(path: Path) -> RoutesConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read the routes file: {exc}") from exc
     document = parse_document(text, str(path), what="routes file")
+    kind = document.get("kind") if isinstance(document, dict) else None
+    if isinstance(kind, str) and "routes" not in document:  # a spec given where routes belong
+        raise SpecError(
+            f"{path}: a {kind} spec, not a routes file: give the routes file (its `routes:` name the specs; "
+            "example: config/routes.yaml)"
+        )
     try:
         return RoutesConfig.model_validate(plain(document))
     except ValidationError as exc:

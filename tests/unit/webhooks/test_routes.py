@@ -106,6 +106,16 @@ def test_a_missing_file_is_a_spec_error(tmp_path: Path) -> None:
         load_routes(tmp_path / "missing.yaml")
 
 
+def test_a_spec_given_for_the_routes_is_one_line_saying_so() -> None:
+    spec = ROOT / "config" / "rollouts" / "web.yaml"
+    with pytest.raises(SpecError) as caught:
+        load_routes(spec)
+    assert caught.value.summary() == (
+        f"{spec}: a Rollout spec, not a routes file: give the routes file (its `routes:` name the specs; "
+        "example: config/routes.yaml)"
+    )
+
+
 def test_render_image_placeholders() -> None:
     assert render_image("registry.example.com/w:{sha}", sha=SHA, ref_name="main").endswith(f":{SHA}")
     assert render_image("registry.example.com/w:{short_sha}", sha=SHA, ref_name="main").endswith(":0d1a26e")
