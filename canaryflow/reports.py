@@ -2,7 +2,9 @@
 
 The flow writes here while it runs (`write_status` after every change, atomically, so a reader or
 a killed run's successor never sees half a file); ``canaryflow status`` and the demo read it back
-with `read_statuses`. Files::
+with `read_statuses` (``canaryflow status`` with `scan_statuses`, which skips an unreadable one and
+says which). The directory is named by the rollout id, which `is_report_id` checks before a path
+is made of it. Files::
 
     status.json                  `canaryflow.status.RolloutStatus`
     observations-step<N>.json    the observation log of analyze step N (``canaryflow replay``)
@@ -12,6 +14,8 @@ with `read_statuses`. Files::
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from canaryflow.errors import ReportError
@@ -19,15 +23,31 @@ from canaryflow.files import read_report, write_atomic
 from canaryflow.status import RolloutStatus
 
 __all__ = [
+    "REPORT_ID",
     "STATUS_FILE",
+    "Statuses",
     "archive_attempt",
+    "is_report_id",
     "observation_log",
     "read_status",
     "read_statuses",
+    "scan_statuses",
     "write_status",
 ]
 
 STATUS_FILE = "status.json"
+
+#: What a rollout's or a release's id looks like, and so the name of its report directory: a DNS
+#: label (lowercase letters, digits and '-', at most 63), the pattern a request takes an id with
+#: (`canaryflow.requests.RolloutRequest`); a default one is a name and 8 hex digits
+#: (``web-c455c59c``, `canaryflow.plan.rollout_id_for`).
+REPORT_ID = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+_REPORT_ID = re.compile(REPORT_ID)
+
+
+def is_report_id(value: str) -> bool:
+    """Whether `value` can be a rollout's or a release's id (never a path: no '/', no '..')."""
+    return _REPORT_ID.fullmatch(value) is not None
 
 
 def observation_log(directory: Path, step_index: int) -> Path:
@@ -75,5 +95,32 @@ def read_statuses(reports_dir: Path, rollout_id: str | None = None) -> list[Roll
         paths = [reports_dir / rollout_id / STATUS_FILE]
     else:
         paths = sorted(reports_dir.glob(f"*/{STATUS_FILE}"))
-    found = [read_status(path) for path in paths if path.is_file()]
-    return sorted(found, key=lambda s: s.updated_at.isoformat() if s.updated_at else "", reverse=True)
+    return _latest_first([read_status(path) for path in paths if path.is_file()])
+
+
+@dataclass(frozen=True, slots=True)
+class Statuses:
+    """The statuses read (the latest update first) and, for each ``status.json`` that could not
+    be read, its `ReportError` (which names the file and the problem)."""
+
+    found: tuple[RolloutStatus, ...]
+    unreadable: tuple[ReportError, ...] = ()
+
+
+def scan_statuses(reports_dir: Path) -> Statuses:
+    """The status of every rollout under `reports_dir`: one unreadable report (truncated, not a
+    status, not readable by this user) is set aside with its error, never hides the others."""
+    found: list[RolloutStatus] = []
+    unreadable: list[ReportError] = []
+    for path in sorted(reports_dir.glob(f"*/{STATUS_FILE}")):
+        if not path.is_file():
+            continue
+        try:
+            found.append(read_status(path))
+        except ReportError as exc:
+            unreadable.append(exc)
+    return Statuses(tuple(_latest_first(found)), tuple(unreadable))
+
+
+def _latest_first(statuses: list[RolloutStatus]) -> list[RolloutStatus]:
+    return sorted(statuses, key=lambda s: s.updated_at.isoformat() if s.updated_at else "", reverse=True)

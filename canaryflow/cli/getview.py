@@ -8,25 +8,34 @@ evidence plan, and how it ended. Nothing is ever cut: long ids and images
 wrap as the terminal wraps them. ``--watch`` follows the report until the rollout ends: on a
 terminal the view is redrawn in place, elsewhere (a pipe, a CI log) one line per change is
 printed; it exits 0 when the rollout was promoted and 6 when it was not, like ``canaryflow
-rollout``. Prefect is never imported and the cluster never read, so it starts at once.
+rollout``. It may start before the rollout does, and waits for its report ``--wait-for`` (5
+minutes by default): a rollout that never reports (a wrong id) ends in one error line, exit 1, as
+an unknown id does without ``--watch``. An id that cannot be a rollout's is refused before any
+file is read. Prefect is never imported and the cluster never read, so it starts at once.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 if TYPE_CHECKING:
+    from canaryflow.errors import InputError
     from canaryflow.status import RolloutStatus, VerdictReport
 
-__all__ = ["get", "render_rollout"]
+__all__ = ["WAIT_FOR", "checked_rollout_id", "get", "missing_rollout", "render_rollout"]
 
 #: How often ``--watch`` looks at the report.
 POLL_SECONDS = 0.5
+#: How long ``--watch`` waits for a report that is not there yet (``--wait-for``).
+WAIT_FOR = "5m"
+#: Where a person finds the ids of the rollouts.
+_LISTED = "`canaryflow status` lists the rollouts"
 
 
 def get(
@@ -41,33 +50,85 @@ def get(
         bool,
         typer.Option("--watch", "-w", help="Follow it until it ends; exit 0 if promoted (released), else 6."),
     ] = False,
+    wait_for: Annotated[
+        str | None,
+        typer.Option(
+            "--wait-for",
+            metavar="DURATION",
+            help=f"With --watch: how long to wait for a report that is not there yet, e.g. 30s, 10m, 1h "
+            f"(default {WAIT_FOR}); then exit 1.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Show one rollout: its steps, weights, the judge's latest evidence, and how it ended; or
     with `get release ID`, one release: its waves and each cell's phase."""
     from canaryflow.environment import reports_dir
-    from canaryflow.errors import NotFoundError, UsageError
+    from canaryflow.errors import UsageError
     from canaryflow.reports import STATUS_FILE
 
+    if wait_for is not None and not watch:
+        raise UsageError("--wait-for is how long --watch waits for the report: give --watch too")
+    waiting = _wait_for(wait_for or WAIT_FOR)
     if rollout_id == "release":
         if release_id is None:
             raise UsageError("give the release's id: canaryflow get release ID")
         from canaryflow.cli.releaseview import get_release
 
-        get_release(release_id, watch=watch, terminal=sys.stdout.isatty())
+        get_release(release_id, watch=watch, terminal=sys.stdout.isatty(), wait_for=waiting)
         return
     if release_id is not None:
         raise UsageError(f"one rollout id, or `release` and a release id (got {rollout_id!r} {release_id!r})")
 
-    path = reports_dir(os.environ) / rollout_id / STATUS_FILE
+    reports = reports_dir(os.environ)
+    path = reports / checked_rollout_id(rollout_id) / STATUS_FILE
     if not watch:
         if not path.is_file():
-            raise NotFoundError(
-                f"no report of rollout {rollout_id!r} in {path.parent.parent} (CANARYFLOW_REPORTS_DIR)"
-            )
+            raise missing_rollout(rollout_id, reports)
         typer.echo("\n".join(render_rollout(_read(path))))
         return
-    final = _follow(path, rollout_id, terminal=sys.stdout.isatty())
+    final = _follow(path, rollout_id, terminal=sys.stdout.isatty(), wait_for=waiting)
     raise typer.Exit(0 if final.result == "promoted" else 6)
+
+
+def checked_rollout_id(rollout_id: str) -> str:
+    """`rollout_id` when it can be a rollout's id, else `InputError` naming it (before any file is
+    read: the id names a directory under the reports)."""
+    from canaryflow.errors import InputError
+    from canaryflow.reports import is_report_id
+
+    if not is_report_id(rollout_id):
+        raise InputError(
+            f"{rollout_id!r} is not a rollout id (lowercase letters, digits and '-', at most 63, "
+            f"like web-c455c59c): {_LISTED}"
+        )
+    return rollout_id
+
+
+def missing_rollout(rollout_id: str, reports: Path, *, waited: timedelta | None = None) -> InputError:
+    """The error for a rollout without a report in `reports` (after `waited`, for ``--watch``)."""
+    from canaryflow.errors import InputError
+    from canaryflow.spec.durations import format_duration
+
+    if waited is None:
+        return InputError(
+            f"no report of rollout {rollout_id!r} in {reports} (CANARYFLOW_REPORTS_DIR): "
+            f"check the id ({_LISTED})"
+        )
+    return InputError(
+        f"no report of rollout {rollout_id!r} in {reports} (CANARYFLOW_REPORTS_DIR) after waiting "
+        f"{format_duration(waited)}: check the id ({_LISTED}), or wait longer with --wait-for"
+    )
+
+
+def _wait_for(text: str) -> timedelta:
+    from canaryflow.errors import InputError
+    from canaryflow.spec.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise InputError(f"--wait-for {text!r}: give a duration like 30s, 5m or 1h") from exc
 
 
 def _read(path: Path) -> RolloutStatus:
@@ -76,7 +137,7 @@ def _read(path: Path) -> RolloutStatus:
     return read_status(path)
 
 
-def _follow(path: Path, rollout_id: str, *, terminal: bool) -> RolloutStatus:
+def _follow(path: Path, rollout_id: str, *, terminal: bool, wait_for: timedelta) -> RolloutStatus:
     """Print the rollout as its report changes until it ends; its last status."""
     from canaryflow.cli.output import follow_report
 
@@ -90,6 +151,8 @@ def _follow(path: Path, rollout_id: str, *, terminal: bool) -> RolloutStatus:
         final=lambda status: status.phase.final,
         terminal=terminal,
         poll_seconds=POLL_SECONDS,
+        wait_for=wait_for,
+        missing=lambda: missing_rollout(rollout_id, path.parent.parent, waited=wait_for),
     )
 
 

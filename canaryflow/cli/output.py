@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,24 +54,40 @@ def follow_report(
     final: Callable[[Report], bool],
     terminal: bool,
     poll_seconds: float,
+    wait_for: timedelta,
+    missing: Callable[[], Exception],
 ) -> Report:
     """Print the report at `path` as it changes (its `stamp`) until it is `final`; the last one.
 
     On a terminal the view (`render`) is redrawn in place, elsewhere (a pipe, a CI log) one
-    `line` per change is printed. A report being written while read is read again next time."""
+    `line` per change is printed. A report being written while read is read again next time.
+    The report may appear later (the watch may start before the run does), but within `wait_for`:
+    else `missing()` is raised (or, when the file is there but never readable, its `ReportError`).
+    Once it has been read, it is followed for as long as it takes to end."""
     from canaryflow.errors import ReportError
+    from canaryflow.spec.durations import format_duration
 
     if not path.is_file():
-        typer.echo(f"waiting for {what} to report in {path.parent.parent} ...")
+        where = path.parent.parent
+        typer.echo(f"waiting for {what} to report in {where} (up to {format_duration(wait_for)}) ...")
+    deadline = time.monotonic() + wait_for.total_seconds()
+    found = False
+    unreadable: ReportError | None = None
     seen: object = None
     while True:
         try:
             report = read(path) if path.is_file() else None
-        except ReportError:  # written while read: the next look sees it whole
-            report = None
-        if report is not None and stamp(report) != seen:
-            seen = stamp(report)
+        except ReportError as exc:  # written while read: the next look sees it whole
+            report, unreadable = None, exc
+        if report is not None and (not found or stamp(report) != seen):
+            found, seen = True, stamp(report)
             typer.echo("\033[2J\033[H" + "\n".join(render(report)) if terminal else line(report))
             if final(report):
                 return report
-        time.sleep(poll_seconds)
+        pause = poll_seconds
+        if not found:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise unreadable if unreadable is not None and path.is_file() else missing()
+            pause = min(pause, left)
+        time.sleep(pause)

@@ -5,7 +5,9 @@ rollout that has not ended, the cluster's annotations on its canary (`canaryflow
 what is really there, so a run that died shows as such. Prefect is never imported, and the cluster
 client only when a rollout is under way and a cluster is configured, so the command answers at
 once. Identifiers (rollout, target, image) are never cut; the reason wraps, last. ``--json`` gives
-scripts the same facts (`canaryflow.status.RolloutStatus`, plus ``"cluster"``).
+scripts the same facts (`canaryflow.status.RolloutStatus`, plus ``"cluster"``). A report that
+cannot be read (a truncated ``status.json``) is named in a ``canaryflow: warning:`` line on
+standard error and the others are shown; ``status ROLLOUT`` of that rollout fails with its error.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from canaryflow.cli.output import print_uncut
-from canaryflow.errors import CanaryflowError, NotFoundError
+from canaryflow.cli.output import print_uncut, say
+from canaryflow.errors import CanaryflowError
 
 if TYPE_CHECKING:
     from canaryflow.status import RolloutStatus
@@ -41,7 +43,6 @@ def status(
 ) -> None:
     """Show rollouts: phase, step, weights, the latest verdict and its evidence."""
     from canaryflow.environment import reports_dir
-    from canaryflow.reports import read_statuses
 
     if schema:
         from canaryflow.status import status_schema
@@ -49,20 +50,46 @@ def status(
         typer.echo(json.dumps(status_schema(), indent=2))
         return
     reports = reports_dir(os.environ)
-    statuses = read_statuses(reports, rollout_id)
-    if rollout_id and not statuses:
-        raise NotFoundError(f"no report of rollout {rollout_id!r} in {reports} (CANARYFLOW_REPORTS_DIR)")
+    unreadable = 0
+    if rollout_id:
+        statuses = _one(reports, rollout_id)
+    else:
+        statuses, unreadable = _every(reports)
     live = cluster_view(statuses, os.environ) if cluster else {}
     if as_json:
         rows = [{**s.model_dump(mode="json"), "cluster": live.get(s.rollout_id)} for s in statuses]
         typer.echo(json.dumps(rows, indent=1))
         return
     if not statuses:
-        typer.echo(f"no rollouts reported in {reports} (CANARYFLOW_REPORTS_DIR)", err=True)
+        if not unreadable:
+            say(f"no rollouts reported in {reports} (CANARYFLOW_REPORTS_DIR)")
         return
     from rich.console import Console
 
     render_status(statuses, live, Console(), title=f"rollouts ({reports})", evidence=bool(rollout_id))
+
+
+def _one(reports: Path, rollout_id: str) -> list[RolloutStatus]:
+    """The status of `rollout_id`: an id that cannot be one, no report, or a report that cannot be
+    read is an error naming it."""
+    from canaryflow.cli.getview import checked_rollout_id, missing_rollout
+    from canaryflow.reports import STATUS_FILE, read_status
+
+    path = reports / checked_rollout_id(rollout_id) / STATUS_FILE
+    if not path.is_file():
+        raise missing_rollout(rollout_id, reports)
+    return [read_status(path)]
+
+
+def _every(reports: Path) -> tuple[list[RolloutStatus], int]:
+    """The status of every rollout that can be read, and how many reports cannot: each of those is
+    named in a warning (one unreadable report never hides the others)."""
+    from canaryflow.reports import scan_statuses
+
+    scanned = scan_statuses(reports)
+    for problem in scanned.unreadable:
+        say(f"canaryflow: warning: {problem.summary()}")
+    return list(scanned.found), len(scanned.unreadable)
 
 
 def cluster_view(statuses: list[RolloutStatus], env: Mapping[str, str]) -> dict[str, str]:

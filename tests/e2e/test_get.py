@@ -49,10 +49,11 @@ def test_get_shows_the_steps_the_evidence_and_the_result(
     assert f"Result:    promoted: {outcome.reason}" in lines
 
     missing = _get(runtime.reports_dir, "web-nothing")
-    assert missing.returncode == 3
+    assert missing.returncode == 1  # a rollout id that names no rollout: invalid input
     reports = runtime.reports_dir
     assert missing.stderr.splitlines() == [
-        f"canaryflow: error: no report of rollout 'web-nothing' in {reports} (CANARYFLOW_REPORTS_DIR)"
+        f"canaryflow: error: no report of rollout 'web-nothing' in {reports} (CANARYFLOW_REPORTS_DIR): "
+        "check the id (`canaryflow status` lists the rollouts)"
     ]
 
 
@@ -66,7 +67,7 @@ def test_watch_follows_a_rollout_from_before_it_starts_to_its_end(
     try:
         assert watcher.stdout is not None
         first = watcher.stdout.readline()  # it is looking before the rollout exists
-        assert first == f"waiting for rollout web-watched to report in {runtime.reports_dir} ...\n"
+        assert first == f"waiting for rollout web-watched to report in {runtime.reports_dir} (up to 5m) ...\n"
         outcome = rollout_of(BAD_IMAGE, rollout_id="web-watched").result()
         out, err = watcher.communicate(timeout=60)
     finally:

@@ -217,10 +217,11 @@ def test_get_release_refuses_in_one_line(tmp_path: Path) -> None:
     unknown = _canaryflow(nowhere, tmp_path, "get", "release", "demo-none")
     no_id = _canaryflow(nowhere, tmp_path, "get", "release")
 
-    assert (unknown.returncode, no_id.returncode) == (3, 2)  # as `get ROLLOUT` for a missing report
+    assert (unknown.returncode, no_id.returncode) == (1, 2)  # as `get ROLLOUT` for a missing report
     assert unknown.stderr.splitlines() == [
         f"canaryflow: error: no report of release 'demo-none' in {tmp_path / 'reports' / 'releases'} "
-        "(CANARYFLOW_REPORTS_DIR)"
+        "(CANARYFLOW_REPORTS_DIR): check the id (`canaryflow release` prints it first, "
+        "`canaryflow history --releases` lists those that ended)"
     ]
     assert no_id.stderr.splitlines() == [
         "canaryflow: error: give the release's id: canaryflow get release ID"

@@ -86,3 +86,52 @@ def test_a_rollout_under_way_is_described_from_the_cluster() -> None:
     state = stack.cluster.read(stack.target).state
     assert _describe_state(mine, state) == "progressing at step 1, weight 20%"
     assert _describe_state(_status("web-2"), state) == "the target is in another rollout: web-1"
+
+
+def test_an_unreadable_report_is_named_and_the_others_are_still_shown(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    write_status(reports / "web-aaaa1111", _status("web-aaaa1111"))
+    torn = write_status(reports / "web-bbbb2222", _status("web-bbbb2222"))
+    torn.write_text(torn.read_text()[:40])  # truncated
+    env = {"CANARYFLOW_REPORTS_DIR": str(reports), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+
+    def status(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "canaryflow", "status", *args],
+            capture_output=True, text=True, env={**env, "COLUMNS": "300"}, check=False,
+        )  # fmt: skip
+
+    table, rows, one = status("--no-cluster"), status("--json", "--no-cluster"), status("web-bbbb2222")
+
+    assert (table.returncode, rows.returncode) == (0, 0), table.stderr + rows.stderr
+    problem = f"{torn}: not a rollout status (the document: Invalid JSON: "
+    for listed in (table, rows):
+        (warning,) = listed.stderr.splitlines()
+        assert warning.startswith(f"canaryflow: warning: {problem}")
+    assert "web-aaaa1111" in table.stdout
+    assert "web-bbbb2222" not in table.stdout
+    assert [r["rollout_id"] for r in json.loads(rows.stdout)] == ["web-aaaa1111"]
+
+    assert one.returncode == 1  # the unreadable one itself still fails, naming its file
+    (error,) = one.stderr.splitlines()
+    assert error.startswith(f"canaryflow: error: {problem}")
+    assert "Traceback" not in table.stderr + rows.stderr + one.stderr
+
+
+def test_a_reports_directory_with_only_unreadable_reports_says_so_once_each(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    (reports / "web-cccc3333").mkdir(parents=True)
+    (reports / "web-cccc3333" / "status.json").write_text("{}")  # JSON, but not a status
+    done = subprocess.run(
+        [sys.executable, "-m", "canaryflow", "status", "--no-cluster"],
+        capture_output=True,
+        text=True,
+        env={"CANARYFLOW_REPORTS_DIR": str(reports), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"canaryflow: warning: {reports / 'web-cccc3333' / 'status.json'}: not a rollout status "
+        "(rollout_id: Field required)"
+    ]
