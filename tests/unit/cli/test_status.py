@@ -88,6 +88,30 @@ def test_a_rollout_under_way_is_described_from_the_cluster() -> None:
     assert _describe_state(_status("web-2"), state) == "the target is in another rollout: web-1"
 
 
+def test_a_kubeconfig_given_but_missing_is_said_for_each_rollout_under_way(tmp_path: Path) -> None:
+    reports, missing = tmp_path / "reports", tmp_path / "missing-kubeconfig"
+    write_status(reports / "web-aaaa1111", _status("web-aaaa1111"))
+    env = {"CANARYFLOW_REPORTS_DIR": str(reports), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "canaryflow", "status", "--json"],
+        capture_output=True, text=True, env={**env, "KUBECONFIG": str(missing)}, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    assert row["cluster"] == (
+        f"cannot read the cluster: cannot load kubeconfig {missing}: no such file {missing}; point "
+        "KUBECONFIG at a valid kubeconfig"
+    )
+    quiet = subprocess.run(  # no kubeconfig anywhere: nothing to say about a cluster
+        [sys.executable, "-m", "canaryflow", "status", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert json.loads(quiet.stdout)[0]["cluster"] is None
+
+
 def test_an_unreadable_report_is_named_and_the_others_are_still_shown(tmp_path: Path) -> None:
     reports = tmp_path / "reports"
     write_status(reports / "web-aaaa1111", _status("web-aaaa1111"))
