@@ -88,27 +88,26 @@ def test_a_rollout_under_way_is_described_from_the_cluster() -> None:
     assert _describe_state(_status("web-2"), state) == "the target is in another rollout: web-1"
 
 
+def _status_command(reports: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``canaryflow status ARGS`` in a new process on `reports`, with a home of no kubeconfig."""
+    base = {"CANARYFLOW_REPORTS_DIR": str(reports), "HOME": str(reports.parent), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [sys.executable, "-m", "canaryflow", "status", *args],
+        capture_output=True, text=True, env={**base, "COLUMNS": "300", **env}, check=False,
+    )  # fmt: skip
+
+
 def test_a_kubeconfig_given_but_missing_is_said_for_each_rollout_under_way(tmp_path: Path) -> None:
     reports, missing = tmp_path / "reports", tmp_path / "missing-kubeconfig"
     write_status(reports / "web-aaaa1111", _status("web-aaaa1111"))
-    env = {"CANARYFLOW_REPORTS_DIR": str(reports), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run(
-        [sys.executable, "-m", "canaryflow", "status", "--json"],
-        capture_output=True, text=True, env={**env, "KUBECONFIG": str(missing)}, check=False,
-    )  # fmt: skip
+    result = _status_command(reports, "--json", KUBECONFIG=str(missing))
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(result.stdout)
     assert row["cluster"] == (
         f"cannot read the cluster: cannot load kubeconfig {missing}: no such file {missing}; point "
         "KUBECONFIG at a valid kubeconfig"
     )
-    quiet = subprocess.run(  # no kubeconfig anywhere: nothing to say about a cluster
-        [sys.executable, "-m", "canaryflow", "status", "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    quiet = _status_command(reports, "--json")  # no kubeconfig anywhere: nothing to say of a cluster
     assert json.loads(quiet.stdout)[0]["cluster"] is None
 
 
@@ -117,15 +116,8 @@ def test_an_unreadable_report_is_named_and_the_others_are_still_shown(tmp_path: 
     write_status(reports / "web-aaaa1111", _status("web-aaaa1111"))
     torn = write_status(reports / "web-bbbb2222", _status("web-bbbb2222"))
     torn.write_text(torn.read_text()[:40])  # truncated
-    env = {"CANARYFLOW_REPORTS_DIR": str(reports), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
-
-    def status(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "canaryflow", "status", *args],
-            capture_output=True, text=True, env={**env, "COLUMNS": "300"}, check=False,
-        )  # fmt: skip
-
-    table, rows, one = status("--no-cluster"), status("--json", "--no-cluster"), status("web-bbbb2222")
+    table, rows = _status_command(reports, "--no-cluster"), _status_command(reports, "--json", "--no-cluster")
+    one = _status_command(reports, "web-bbbb2222")
 
     assert (table.returncode, rows.returncode) == (0, 0), table.stderr + rows.stderr
     problem = f"{torn}: not a rollout status (the document: Invalid JSON: "
@@ -146,13 +138,7 @@ def test_a_reports_directory_with_only_unreadable_reports_says_so_once_each(tmp_
     reports = tmp_path / "reports"
     (reports / "web-cccc3333").mkdir(parents=True)
     (reports / "web-cccc3333" / "status.json").write_text("{}")  # JSON, but not a status
-    done = subprocess.run(
-        [sys.executable, "-m", "canaryflow", "status", "--no-cluster"],
-        capture_output=True,
-        text=True,
-        env={"CANARYFLOW_REPORTS_DIR": str(reports), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-        check=False,
-    )
+    done = _status_command(reports, "--no-cluster")
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     assert done.stderr.splitlines() == [
