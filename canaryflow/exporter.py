@@ -18,24 +18,46 @@ Metrics (labels ``target`` = ``namespace/deployment``):
   is in;
 - ``canaryflow_judge_metric_status{target, rollout, metric, status}``: 1 for the latest status of
   each metric the judge follows in a rollout in progress;
-- ``canaryflow_history_unreadable_lines``: lines of the history that could not be read.
+- ``canaryflow_history_unreadable_lines``: lines of the history that could not be read;
+- ``canaryflow_reports_unreadable``: rollout reports (``status.json``) that could not be read (the
+  others are still counted).
+
+Serving them: `listen` binds the listening socket first (a port in use is an `InputError` that
+names the address and the option to change, before anything starts or is created), and
+`MetricsServer` serves a registry on it; ``canaryflow webhook serve`` binds and serves its own
+metrics and its hooks (uvicorn, on the socket `listen` bound) the same way.
 """
 
 from __future__ import annotations
 
+import errno
+import socket
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.types import WSGIApplication
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from canaryflow.errors import ReportError
+from canaryflow.errors import InputError
 from canaryflow.history import read_history
-from canaryflow.reports import read_statuses
+from canaryflow.reports import scan_statuses
 
-__all__ = ["DURATION_BUCKETS", "RolloutCollector", "registry_for"]
+__all__ = [
+    "BACKLOG",
+    "DURATION_BUCKETS",
+    "MetricsServer",
+    "RolloutCollector",
+    "address_of",
+    "listen",
+    "registry_for",
+]
 
 #: Seconds: a fast rollback, minutes of analysis, an approval that waited hours.
 DURATION_BUCKETS = (60.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0, 86400.0)
@@ -76,10 +98,14 @@ class RolloutCollector(Collector):
         yield from self._open()
 
     def _open(self) -> Iterator[Metric]:
-        try:
-            statuses = [s for s in read_statuses(self.reports_dir) if not s.phase.final]
-        except ReportError:  # a report being replaced: the next scrape reads it
-            statuses = []
+        # One unreadable report (being replaced, truncated) is counted, never hides the others.
+        scanned = scan_statuses(self.reports_dir)
+        statuses = [s for s in scanned.found if not s.phase.final]
+        unreadable = GaugeMetricFamily(
+            "canaryflow_reports_unreadable", "Rollout reports (status.json) that could not be read."
+        )
+        unreadable.add_metric([], len(scanned.unreadable))
+        yield unreadable
         progress = GaugeMetricFamily(
             "canaryflow_rollouts_in_progress", "Rollouts that have not ended.", labels=["target"]
         )
@@ -121,3 +147,117 @@ def registry_for(reports_dir: Path) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(RolloutCollector(reports_dir))
     return registry
+
+
+#: Connections that may wait to be accepted (the kernel caps it at ``net.core.somaxconn``); uvicorn's.
+BACKLOG = 2048
+
+
+def address_of(host: str, port: int) -> str:
+    """``host:port`` as a URL writes it (``[::1]:8080`` for an IPv6 address)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listen(host: str, port: int, *, serving: str, option: str) -> socket.socket:
+    """A TCP socket bound to `host`:`port` and listening, for a server to take (`MetricsServer`,
+    uvicorn's ``Server.serve(sockets=...)``). Bind it before anything else is created or started:
+    a port in use is then found first, and nothing can take the port in between.
+
+    Raises
+    ------
+    InputError
+        When `port` is not a port, `host` is not an address of this machine, or the port cannot
+        be bound (in use, or privileged); the message names the address, what would have been
+        served there (`serving`, e.g. ``"the metrics"``) and the option to change (`option`).
+    """
+    where = address_of(host, port)
+    if not 0 <= port <= 65535:
+        raise InputError(f"cannot serve {serving} on {where}: not a port; give {option} in 1-65535")
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise InputError(
+            f"cannot serve {serving} on {host}: {exc.strerror}; choose another --host (an address of "
+            "this machine)"
+        ) from exc
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets.
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: not a port in use
+        sock.bind(sockaddr)
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            fix = f"choose another {option} or stop what listens there"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            fix = "choose another --host (an address of this machine)"
+        elif exc.errno == errno.EACCES:
+            fix = f"choose another {option} (one above 1023 needs no privilege)"
+        else:
+            fix = f"choose another {option}"
+        raise InputError(f"cannot serve {serving} on {where}: {exc.strerror or exc}; {fix}") from exc
+    return sock
+
+
+class MetricsServer:
+    """GET /metrics of `registry` (Prometheus' text format) on `sock`, a listening socket from
+    `listen`: served by a daemon thread from `start` until `stop`, which closes the socket (also
+    when it never started)."""
+
+    def __init__(self, sock: socket.socket, registry: CollectorRegistry) -> None:
+        self._httpd = _BoundWSGIServer(sock, make_wsgi_app(registry))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The port it serves on."""
+        return self._httpd.server_port
+
+    def start(self) -> None:
+        """Serve, in a daemon thread."""
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="canaryflow-metrics", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving (when started) and close the socket."""
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._httpd.server_close()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Logs no request (Prometheus scrapes every few seconds)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Log nothing."""
+
+
+class _BoundWSGIServer(ThreadingMixIn, WSGIServer):
+    """A WSGI server on a socket bound and listening already (socketserver's `server_bind` and
+    `server_activate` are the documented places to change how it gets one)."""
+
+    daemon_threads = True  # a request's thread never holds up the exit
+
+    def __init__(self, sock: socket.socket, app: WSGIApplication) -> None:
+        self._listening = sock
+        self.address_family = sock.family
+        super().__init__(sock.getsockname()[:2], _QuietHandler)
+        self.set_app(app)
+
+    def server_bind(self) -> None:
+        self.socket.close()  # the socket socketserver made: this one serves on the bound one
+        self.socket = self._listening
+        self.server_address = self.socket.getsockname()
+        self.server_name = str(self.server_address[0])
+        self.server_port = int(self.server_address[1])
+        self.setup_environ()
+
+    def server_activate(self) -> None:
+        """(The socket listens already.)"""

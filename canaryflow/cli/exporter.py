@@ -13,24 +13,24 @@ __all__ = ["serve"]
 
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9464,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 9464,
 ) -> None:
     """Serve GET /metrics: rollouts by outcome, their durations, rollouts in progress with their
     weights, phases and the judge's latest status per metric, read from the reports directory at
     every scrape (see canaryflow/exporter.py; alerting rules and a Grafana dashboard are in
     deployments/monitoring/)."""
-    from prometheus_client import start_http_server
-
     from canaryflow.environment import reports_dir
-    from canaryflow.exporter import registry_for
+    from canaryflow.exporter import MetricsServer, address_of, listen, registry_for
 
     reports = reports_dir(os.environ)
-    server, thread = start_http_server(port, addr=host, registry=registry_for(reports))
-    typer.echo(f"canaryflow metrics of {reports} on http://{host}:{server.server_port}/metrics", err=True)
+    server = MetricsServer(listen(host, port, serving="the metrics", option="--port"), registry_for(reports))
     try:
+        server.start()
+        typer.echo(
+            f"canaryflow metrics of {reports} on http://{address_of(host, server.port)}/metrics", err=True
+        )
         threading.Event().wait()
     except KeyboardInterrupt:
         pass
     finally:
-        server.shutdown()
-        thread.join(timeout=5)
+        server.stop()

@@ -13,7 +13,7 @@ __all__ = ["serve"]
 def serve(
     config: Annotated[Path, typer.Option(help="Routes file (YAML).")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8080,
     unready_after: Annotated[
         float,
         typer.Option(
@@ -23,7 +23,8 @@ def serve(
         ),
     ] = 600.0,
     metrics_port: Annotated[
-        int, typer.Option(help="Port of GET /metrics (apart from the hooks); 0: no metrics.", min=0)
+        int,
+        typer.Option(help="Port of GET /metrics (apart from the hooks); 0: no metrics.", min=0, max=65535),
     ] = 9466,
 ) -> None:
     """Serve POST /hooks/github and /hooks/gitlab, starting rollouts for pushes.

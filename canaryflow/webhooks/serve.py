@@ -1,23 +1,26 @@
 """`serve`: the entry point of ``canaryflow webhook serve`` (builds every dependency, runs uvicorn).
 
-The routes file is loaded and every route's rollout spec is loaded and validated (the preflight of
+The listening sockets are bound first (a port in use is one error, and nothing is created), then
+the routes file is loaded and every route's rollout spec is loaded and validated (the preflight of
 the webhook path: a push never starts a rollout whose spec is missing or invalid; each push's image
 is checked when it is rendered), the secrets read from the environment, the delivery store opened
 at the file the routes name (relative to the working directory) and the Prefect starter built for
-the routes' deployment; then the app is served until interrupted.
+the routes' deployment; then the app is served (on the socket bound first) until interrupted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
-from prometheus_client import start_http_server
 
 from canaryflow.errors import InputError, SpecError
+from canaryflow.exporter import MetricsServer, address_of, listen
 from canaryflow.routes import RoutesConfig, load_routes
 from canaryflow.spec import load_release, load_spec
 from canaryflow.triggers.port import RolloutStarter
@@ -107,29 +110,57 @@ def serve(
     """Serve the receiver for the routes file `config` on `host`:`port` until interrupted, and its
     metrics (`WebhookMetrics`) on `host`:`metrics_port` (0: not at all).
 
+    Both ports are bound first: one in use (or not bindable) is an `InputError` naming the address
+    and the option, before the routes are read, the delivery store is created or anything serves.
+    uvicorn then serves on the socket bound here, so nothing can take the port in between.
     Accepted, started and failed pushes are logged at INFO and WARNING on standard error (never a
     secret or a header), next to uvicorn's access log.
     """
-    metrics = WebhookMetrics()
-    app = build_app(config, unready_after=unready_after, metrics=metrics)
-    _log_to_stderr()
-    if metrics_port:
-        try:
-            start_http_server(metrics_port, addr=host, registry=metrics.registry)
-        except OSError as exc:
-            raise InputError(
-                f"cannot serve the metrics on {host}:{metrics_port}: {exc.strerror or exc}; "
-                "choose another --metrics-port (0: no metrics)"
-            ) from exc
-        _log.info("metrics on http://%s:%d/metrics", host, metrics_port)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="info",
-        limit_concurrency=MAX_CONNECTIONS,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-    )
+    if metrics_port == port:
+        raise InputError(
+            f"--metrics-port {metrics_port} is the --port of the hooks: choose another (0: no metrics)"
+        )
+    hooks = listen(host, port, serving="the hooks", option="--port")
+    metrics_server: MetricsServer | None = None
+    try:
+        metrics = WebhookMetrics()
+        if metrics_port:
+            bound = listen(host, metrics_port, serving="the metrics", option="--metrics-port (0: no metrics)")
+            metrics_server = MetricsServer(bound, metrics.registry)
+        app = build_app(config, unready_after=unready_after, metrics=metrics)
+        _log_to_stderr()
+        if metrics_server is not None:
+            metrics_server.start()
+            _log.info("metrics on http://%s/metrics", address_of(host, metrics_server.port))
+        server = _BoundServer(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level="info",
+                limit_concurrency=MAX_CONNECTIONS,
+                timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            )
+        )
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it handled
+            server.run(sockets=[hooks])
+    finally:
+        if metrics_server is not None:
+            metrics_server.stop()
+        hooks.close()
+
+
+class _BoundServer(uvicorn.Server):
+    """uvicorn's server on sockets bound already, which says where it listens once it does (uvicorn
+    says so itself only for the sockets it binds)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and sockets:
+            host, port = sockets[0].getsockname()[:2]
+            logging.getLogger("uvicorn.error").info(
+                "Uvicorn running on http://%s (Press CTRL+C to quit)", address_of(host, port)
+            )
 
 
 def _log_to_stderr() -> None:

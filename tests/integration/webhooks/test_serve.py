@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from canaryflow.dev.processes import free_port
 from canaryflow.errors import SpecError
 from canaryflow.triggers import InMemoryRolloutStarter
 from canaryflow.webhooks.serve import build_app
@@ -162,29 +163,69 @@ def test_serve_runs_the_receiver_with_the_prefect_starter(routes_file: Path, tmp
     assert p.GITHUB_SECRET not in logged
 
 
-def test_a_metrics_port_in_use_is_one_line_and_exit_1(routes_file: Path) -> None:
-    root = Path(__file__).resolve().parents[3]
+def _serve_cli(routes_file: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """``canaryflow webhook serve --config routes_file *options`` in the repository (the routes' specs
+    are relative to it), for a command that is expected to fail at once."""
+    command = [
+        str(Path(sys.executable).with_name("canaryflow")),
+        "webhook",
+        "serve",
+        "--config",
+        str(routes_file),
+    ]
+    return subprocess.run(
+        [*command, *options],
+        cwd=Path(__file__).resolve().parents[3],
+        env={**os.environ, "CANARYFLOW_GITHUB_SECRET": p.GITHUB_SECRET},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_hooks_port_in_use_is_one_line_exit_1_and_nothing_is_created_or_started(
+    routes_file: Path, tmp_path: Path
+) -> None:
+    metrics_port = free_port()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         busy = taken.getsockname()[1]
-        command = [
-            "webhook",
-            "serve",
-            "--config",
-            str(routes_file),
-            "--port",
-            "0",
-            "--metrics-port",
-            str(busy),
-        ]
-        done = subprocess.run(
-            [str(Path(sys.executable).with_name("canaryflow")), *command],
-            cwd=root, env={**os.environ, "CANARYFLOW_GITHUB_SECRET": p.GITHUB_SECRET},
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+        done = _serve_cli(routes_file, "--port", str(busy), "--metrics-port", str(metrics_port))
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [  # no traceback, no uvicorn line, no "metrics on"
+        f"canaryflow: error: cannot serve the hooks on 127.0.0.1:{busy}: Address already in use; "
+        "choose another --port or stop what listens there"
+    ]
+    assert not (tmp_path / "state").exists()  # the delivery store was not created
+
+
+def test_a_metrics_port_in_use_is_one_line_exit_1_and_nothing_is_created(
+    routes_file: Path, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        busy = taken.getsockname()[1]
+        done = _serve_cli(routes_file, "--port", str(free_port()), "--metrics-port", str(busy))
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().splitlines() == [
         f"canaryflow: error: cannot serve the metrics on 127.0.0.1:{busy}: Address already in use; "
-        "choose another --metrics-port (0: no metrics)"
+        "choose another --metrics-port (0: no metrics) or stop what listens there"
     ]
+    assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--port", "0"), ("--port", "-1"), ("--port", "65536"), ("--metrics-port", "99999")]
+)
+def test_a_port_outside_its_range_is_a_usage_error_before_anything_starts(
+    routes_file: Path, tmp_path: Path, option: str, value: str
+) -> None:
+    ports = {"--port": str(free_port()), "--metrics-port": "0", option: value}
+    done = _serve_cli(routes_file, *(part for name, given in ports.items() for part in (name, given)))
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"canaryflow: error: Invalid value for '{option}': "), line
+    assert not (tmp_path / "state").exists()

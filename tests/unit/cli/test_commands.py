@@ -58,6 +58,31 @@ def test_every_command_has_help(command: list[str]) -> None:
     assert "Usage" in result.stdout
 
 
+def test_every_port_option_accepts_only_ports() -> None:
+    """--port is 1-65535 wherever it is (0, "no metrics", only where the help says so); a value
+    outside is a usage error before the command starts."""
+    import typer
+
+    def ports(command: object, path: str) -> list[tuple[str, str, object, object]]:
+        found: list[tuple[str, str, object, object]] = []
+        for name, sub in getattr(command, "commands", {}).items():
+            found += ports(sub, f"{path} {name}")
+        for param in getattr(command, "params", []):
+            for opt in param.opts:
+                if opt.endswith("port"):
+                    found.append((path, opt, getattr(param, "min", None), getattr(param, "max", None)))
+        return found
+
+    found = ports(typer.main.get_command(cli.app), "canaryflow")
+    assert {(path, opt) for path, opt, _, _ in found} >= {
+        ("canaryflow webhook serve", "--port"),
+        ("canaryflow webhook serve", "--metrics-port"),
+        ("canaryflow metrics serve", "--port"),
+    }
+    for path, opt, low, high in found:
+        assert (low, high) == ((0, 65535) if opt == "--metrics-port" else (1, 65535)), f"{path} {opt}"
+
+
 def test_version_prints_the_distribution_version() -> None:
     from importlib.metadata import version
 
