@@ -1,10 +1,9 @@
 """A rollout's report directory, ``<reports>/<rollout-id>/``: its status, observation logs and charts.
 
 The flow writes here while it runs (`write_status` after every change, atomically, so a reader or
-a killed run's successor never sees half a file); ``canaryflow status`` and the demo read it back
-with `read_statuses` (``canaryflow status`` with `scan_statuses`, which skips an unreadable one and
-says which). The directory is named by the rollout id, which `is_report_id` checks before a path
-is made of it. Files::
+a killed run's successor never sees half a file); ``canaryflow status`` and the metrics exporter
+read it back with `scan_statuses`, which sets an unreadable one aside and says which. The
+directory is named by the rollout id, which `is_report_id` checks before a path is made of it. Files::
 
     status.json                  `canaryflow.status.RolloutStatus`
     observations-step<N>.json    the observation log of analyze step N (``canaryflow replay``)
@@ -30,7 +29,6 @@ __all__ = [
     "is_report_id",
     "observation_log",
     "read_status",
-    "read_statuses",
     "scan_statuses",
     "write_status",
 ]
@@ -89,15 +87,6 @@ def read_status(path: Path) -> RolloutStatus:
     return read_report(path, RolloutStatus, "a rollout status")
 
 
-def read_statuses(reports_dir: Path, rollout_id: str | None = None) -> list[RolloutStatus]:
-    """The status of every rollout under `reports_dir` (or of one), the latest update first."""
-    if rollout_id:
-        paths = [reports_dir / rollout_id / STATUS_FILE]
-    else:
-        paths = sorted(reports_dir.glob(f"*/{STATUS_FILE}"))
-    return _latest_first([read_status(path) for path in paths if path.is_file()])
-
-
 @dataclass(frozen=True, slots=True)
 class Statuses:
     """The statuses read (the latest update first) and, for each ``status.json`` that could not
@@ -119,8 +108,5 @@ def scan_statuses(reports_dir: Path) -> Statuses:
             found.append(read_status(path))
         except ReportError as exc:
             unreadable.append(exc)
-    return Statuses(tuple(_latest_first(found)), tuple(unreadable))
-
-
-def _latest_first(statuses: list[RolloutStatus]) -> list[RolloutStatus]:
-    return sorted(statuses, key=lambda s: s.updated_at.isoformat() if s.updated_at else "", reverse=True)
+    latest_first = sorted(found, key=lambda s: s.updated_at.isoformat() if s.updated_at else "", reverse=True)
+    return Statuses(tuple(latest_first), tuple(unreadable))

@@ -25,7 +25,7 @@ import pytest
 
 from canaryflow.dev.stacks import GOOD_IMAGE, STABLE_IMAGE
 from canaryflow.history import read_history
-from canaryflow.reports import read_statuses
+from canaryflow.reports import scan_statuses
 from canaryflow.status import RolloutPhase
 from tests.e2e.conftest import App
 
@@ -246,7 +246,7 @@ def test_a_rollout_run_cancelled_under_its_worker_rolls_its_canary_back(
     assert status.stable.image == STABLE_IMAGE
     assert _runs_of("cleanup/cleanup") == []  # the hook did it, not the crash automation
     # and the report says so (the run could not write it any more: the hook did)
-    (report,) = read_statuses(tmp_path / "reports")
+    (report,) = scan_statuses(tmp_path / "reports").found
     assert (report.phase, report.result, report.reason) == (
         RolloutPhase.ABORTED,
         "aborted",
