@@ -113,7 +113,7 @@ def _log_mean(values: Sequence[float]) -> float | None:
     total = math.fsum(v / scale for v in values)
     if total <= 0.0:
         return None
-    return math.log(total / len(values)) + math.log(scale)
+    return math.log(total) - math.log(len(values)) + math.log(scale)
 
 
 def _exp(x: float) -> float:

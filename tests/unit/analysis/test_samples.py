@@ -31,6 +31,7 @@ def test_log_ratios_skip_intervals_without_positive_means() -> None:
         ([[1e308, 1e308], [1e308]], [[1e-10], [2e-10]], math.inf),  # a ratio beyond float's range
         ([[5e-324], [5e-324], [5e-324]], [[1.0], [2.0], [3.0]], 0.0),  # subnormal means
         ([[1e300], [1.0], [1e-300]], [[1e-300], [1.0], [1e300]], 1.0),
+        ([[1.0, -1.0, 5e-324]] * 2, [[1.0]] * 2, 5e-324 / 3),  # a mean below the smallest float
     ],
 )
 def test_means_at_the_edges_of_float_give_numbers_not_errors(
