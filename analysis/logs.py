@@ -109,6 +109,13 @@ class ObservationLog:
     intervals: tuple[IntervalObservations, ...]
 
 
+def _integer(text: str) -> int | float:
+    """A JSON integer: as an int up to 20 digits (beyond every bound here), else as the float it
+    rounds to (``inf`` past float's range), which the checks then refuse by name; Python's own
+    int parsing would raise on 4,300 digits, and ``float()`` of a longer int overflows."""
+    return int(text) if len(text.lstrip("-")) <= 20 else float(text)
+
+
 def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -319,7 +326,7 @@ def parse_log(source: str | bytes | Mapping[str, Any]) -> ObservationLog:
     """
     if isinstance(source, str | bytes):
         try:
-            source = json.loads(source)
+            source = json.loads(source, parse_int=_integer)
         except json.JSONDecodeError as exc:
             raise LogFormatError("", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
         except UnicodeDecodeError as exc:

@@ -187,6 +187,25 @@ def test_malformed_logs_name_the_place(path: str, value: object, message: str) -
     assert caught.value.path == message.split(": ")[0]
 
 
+@pytest.mark.parametrize(
+    ("place", "message"),
+    [
+        ('"total": 600}, "canary"', "intervals[0].error-rate.baseline.total: not a finite number"),
+        ('"interval_seconds": 30', "interval_seconds: expected a positive number, got the number inf"),
+        ("[0.21, 0.25]", "intervals[0].cpu.baseline[1]: not a finite number"),
+    ],
+)
+@pytest.mark.parametrize("digits", [400, 5000])
+def test_integers_beyond_float_are_refused_by_name_in_the_text(place: str, message: str, digits: int) -> None:
+    text = json.dumps(example())
+    huge = "1" + "0" * digits
+    assert place in text
+    edited = place.replace("600", huge).replace("30", huge).replace("0.25", huge)
+    with pytest.raises(LogFormatError) as caught:
+        parse_log(text.replace(place, edited, 1))
+    assert str(caught.value) == message
+
+
 def test_not_cumulative_in_a_later_interval_names_that_interval() -> None:
     document = example()
     document["intervals"].append(copy.deepcopy(document["intervals"][0]))
