@@ -158,10 +158,12 @@ def address_of(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def listen(host: str, port: int, *, serving: str, option: str) -> socket.socket:
-    """A TCP socket bound to `host`:`port` and listening, for a server to take (`MetricsServer`,
-    uvicorn's ``Server.serve(sockets=...)``). Bind it before anything else is created or started:
-    a port in use is then found first, and nothing can take the port in between.
+def listen(host: str, port: int, *, serving: str, option: str, every: bool = True) -> list[socket.socket]:
+    """TCP sockets bound to `host`:`port` and listening, for a server to take (`MetricsServer`,
+    uvicorn's ``Server.serve(sockets=...)``): one per address `host` resolves to, as asyncio binds
+    them (``localhost`` is often ``127.0.0.1`` and ``::1``; ``""`` is every interface), or only the
+    first with `every` False. Bind them before anything else is created or started: a port in use
+    is then found first, and nothing can take the port in between.
 
     Raises
     ------
@@ -169,30 +171,59 @@ def listen(host: str, port: int, *, serving: str, option: str) -> socket.socket:
         When `port` is not a port, `host` is not an address of this machine, or the port cannot
         be bound (in use, or privileged); the message names the address, what would have been
         served there (`serving`, e.g. ``"the metrics"``) and the option to change (`option`).
+        Nothing stays bound then.
     """
-    where = address_of(host, port)
     if not 0 <= port <= 65535:
+        where = address_of(host, port)
         raise InputError(f"cannot serve {serving} on {where}: not a port; give {option} in 1-65535")
     try:
-        family, kind, proto, _, sockaddr = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
-        )[0]
+        found = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+        )
     except socket.gaierror as exc:
         raise InputError(
             f"cannot serve {serving} on {host}: {exc.strerror}; choose another --host (an address of "
             "this machine)"
         ) from exc
-    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets.
-    sock = socket.socket(family, kind, proto)
+    addresses = list(
+        dict.fromkeys((family, kind, proto, sockaddr) for family, kind, proto, _, sockaddr in found)
+    )
+    sockets: list[socket.socket] = []
     try:
+        for family, kind, proto, sockaddr in addresses if every else addresses[:1]:
+            sockets.append(_bound(family, kind, proto, sockaddr, serving=serving, option=option))
+    except InputError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _bound(
+    family: socket.AddressFamily,
+    kind: socket.SocketKind,
+    proto: int,
+    sockaddr: Any,
+    *,
+    serving: str,
+    option: str,
+) -> socket.socket:
+    where = address_of(str(sockaddr[0]), int(sockaddr[1]))
+    sock: socket.socket | None = None
+    try:
+        # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets.
+        sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: not a port in use
+        if family == socket.AF_INET6:  # as asyncio: the IPv4 address is bound by a socket of its own
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)
         sock.listen(BACKLOG)
     except OSError as exc:
-        sock.close()
+        if sock is not None:
+            sock.close()
         if exc.errno == errno.EADDRINUSE:
             fix = f"choose another {option} or stop what listens there"
-        elif exc.errno == errno.EADDRNOTAVAIL:
+        elif exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
             fix = "choose another --host (an address of this machine)"
         elif exc.errno == errno.EACCES:
             fix = f"choose another {option} (one above 1023 needs no privilege)"
@@ -208,7 +239,11 @@ class MetricsServer:
     when it never started)."""
 
     def __init__(self, sock: socket.socket, registry: CollectorRegistry) -> None:
-        self._httpd = _BoundWSGIServer(sock, make_wsgi_app(registry))
+        try:
+            self._httpd = _BoundWSGIServer(sock, make_wsgi_app(registry))
+        except BaseException:
+            sock.close()
+            raise
         self._thread: threading.Thread | None = None
 
     @property

@@ -23,7 +23,8 @@ def serve(
     from canaryflow.exporter import MetricsServer, address_of, listen, registry_for
 
     reports = reports_dir(os.environ)
-    server = MetricsServer(listen(host, port, serving="the metrics", option="--port"), registry_for(reports))
+    (sock,) = listen(host, port, serving="the metrics", option="--port", every=False)
+    server = MetricsServer(sock, registry_for(reports))
     try:
         server.start()
         typer.echo(

@@ -112,7 +112,8 @@ def serve(
 
     Both ports are bound first: one in use (or not bindable) is an `InputError` naming the address
     and the option, before the routes are read, the delivery store is created or anything serves.
-    uvicorn then serves on the socket bound here, so nothing can take the port in between.
+    uvicorn then serves on the sockets bound here (one per address of `host`), so nothing can take
+    the port in between.
     Accepted, started and failed pushes are logged at INFO and WARNING on standard error (never a
     secret or a header), next to uvicorn's access log.
     """
@@ -125,7 +126,13 @@ def serve(
     try:
         metrics = WebhookMetrics()
         if metrics_port:
-            bound = listen(host, metrics_port, serving="the metrics", option="--metrics-port (0: no metrics)")
+            (bound,) = listen(
+                host,
+                metrics_port,
+                serving="the metrics",
+                option="--metrics-port (0: no metrics)",
+                every=False,
+            )
             metrics_server = MetricsServer(bound, metrics.registry)
         app = build_app(config, unready_after=unready_after, metrics=metrics)
         _log_to_stderr()
@@ -143,11 +150,12 @@ def serve(
             )
         )
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it handled
-            server.run(sockets=[hooks])
+            server.run(sockets=hooks)
     finally:
         if metrics_server is not None:
             metrics_server.stop()
-        hooks.close()
+        for sock in hooks:
+            sock.close()
 
 
 class _BoundServer(uvicorn.Server):
@@ -156,8 +164,8 @@ class _BoundServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
-        if self.started and sockets:
-            host, port = sockets[0].getsockname()[:2]
+        for sock in (sockets or []) if self.started else []:
+            host, port = sock.getsockname()[:2]
             logging.getLogger("uvicorn.error").info(
                 "Uvicorn running on http://%s (Press CTRL+C to quit)", address_of(host, port)
             )

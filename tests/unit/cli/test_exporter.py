@@ -96,3 +96,30 @@ def test_an_unreadable_report_is_counted_and_the_others_still_are(tmp_path: Path
     assert 'canaryflow_rollouts_in_progress{target="shop/web"} 1.0' in scraped
     phase = 'canaryflow_rollout_phase{phase="progressing",rollout="web-aaaa1111",target="shop/web"} 1.0'
     assert phase in scraped
+
+
+def test_every_address_of_the_host_is_bound_and_a_failure_leaves_none_bound() -> None:
+    from canaryflow.errors import InputError
+    from canaryflow.exporter import listen
+
+    port = free_port()
+    passive = socket.getaddrinfo(None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets = listen("", port, serving="the hooks", option="--port")  # "": every interface
+    assert [s.getsockname()[:2] for s in sockets] == [info[4][:2] for info in passive]
+    for s in sockets:
+        s.close()
+
+    family, kind, proto, _, last = passive[-1]  # taken by another process: the earlier ones bind first
+    taken = socket.socket(family, kind, proto)
+    if family == socket.AF_INET6:
+        taken.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    taken.bind(last)
+    taken.listen()
+    try:
+        with pytest.raises(InputError, match=r"in use; choose another --port or stop what listens there"):
+            listen("", port, serving="the hooks", option="--port")
+    finally:
+        taken.close()
+    again = listen("", port, serving="the hooks", option="--port")  # nothing was left bound
+    for s in again:
+        s.close()
