@@ -119,13 +119,9 @@ def _validated(
     """`text` validated as `model`, with the cross-field checks and then `more` (checks that read
     other files); SpecError listing every problem as ``FILE:LINE PATH: MESSAGE``, by line."""
     document = parse_document(text, source, what=what)
-    kind, expected = document.get("kind") if isinstance(document, dict) else None, _KINDS[model]
-    if isinstance(kind, str) and kind in _RUNS and kind != expected:  # say so, not its schema's errors
-        problem = (
-            f"{source}:{line_of(document, ('kind',))} kind: a {kind} spec, where a {expected} spec is "
-            f"expected (`canaryflow {_RUNS[kind]}` takes it)"
-        )
-        raise SpecError(f"{source}: invalid {what} (a {kind} spec)", problems=[problem], source=source)
+    problem = _not_this_kind(document, source, _KINDS[model])
+    if problem is not None:
+        raise SpecError(f"{source}: not a {what}", problems=[problem], source=source)
     cross: list[tuple[Loc, str]] = []
     try:
         spec = model.model_validate(plain(document), context={COLLECT_CROSS_CHECKS: cross})
@@ -194,8 +190,6 @@ def validate_files(paths: Iterable[str | os.PathLike[str]], out: TextIO) -> int:
     for path in paths:
         try:
             kind = _kind(path)
-            if kind not in (None, "Rollout", "Release", "Notifications"):
-                raise SpecError(f"{os.fspath(path)}: unknown kind", problems=[_unknown_kind(path, kind)])
             if kind == "Release":
                 load_release(path)
             elif kind == "Notifications":
@@ -213,28 +207,34 @@ def validate_files(paths: Iterable[str | os.PathLike[str]], out: TextIO) -> int:
 
 def _kind(path: str | os.PathLike[str]) -> str | None:
     """The document's ``kind`` when it is readable YAML naming one (else None: the rollout loader
-    reports what is wrong); ``"routes"`` for webhook routes, which have no kind."""
+    reports what is wrong, also of a kind it does not know)."""
     try:
         document = parse_document(Path(path).read_text(encoding="utf-8"), os.fspath(path), what="spec")
     except (OSError, UnicodeDecodeError, SpecError):
         return None
-    if not isinstance(document, dict):
-        return None
-    if "kind" not in document and "routes" in document:
-        return "routes"
-    kind = document.get("kind")
+    kind = document.get("kind") if isinstance(document, dict) else None
     return kind if isinstance(kind, str) else None
 
 
-def _unknown_kind(path: str | os.PathLike[str], kind: str | None) -> str:
-    if kind == "routes":
+def _not_this_kind(document: Any, source: str, expected: str) -> str | None:
+    """The one problem of a document that is not a spec of the `expected` kind at all (webhook
+    routes, a kind canaryflow does not know, a spec of another kind), said instead of the schema's
+    errors; None for a document of that kind (or of none: the schema says what is missing)."""
+    if not isinstance(document, dict):
+        return None
+    kind = document.get("kind")
+    if kind is None and "routes" in document:
+        return f"{source}: webhook routes, not a spec: `canaryflow webhook serve --config` reads them"
+    if not isinstance(kind, str) or kind == expected:
+        return None
+    if kind not in _RUNS:
         return (
-            f"{os.fspath(path)}: webhook routes, not a spec: `canaryflow webhook serve --config` reads "
-            "them (spec validate checks Rollout, Release and Notifications specs)"
+            f"{source}:{line_of(document, ('kind',))} kind: {kind!r} is not a kind of spec: canaryflow "
+            "knows Rollout, Release and Notifications"
         )
     return (
-        f"{os.fspath(path)}: kind {kind!r} is not a kind of spec: spec validate checks Rollout, Release "
-        "and Notifications"
+        f"{source}:{line_of(document, ('kind',))} kind: a {kind} spec, where a {expected} spec is expected "
+        f"(`canaryflow {_RUNS[kind]}` takes it)"
     )
 
 

@@ -196,10 +196,12 @@ def test_validate_files_names_an_unknown_kind_and_webhook_routes_in_one_line(tmp
 
     assert validate_files([foo, routes], out) == 1
     assert out.getvalue().splitlines() == [
-        f"{foo}: kind 'Foo' is not a kind of spec: spec validate checks Rollout, Release and Notifications",
-        f"{routes}: webhook routes, not a spec: `canaryflow webhook serve --config` reads them (spec "
-        "validate checks Rollout, Release and Notifications specs)",
+        f"{foo}:2 kind: 'Foo' is not a kind of spec: canaryflow knows Rollout, Release and Notifications",
+        f"{routes}: webhook routes, not a spec: `canaryflow webhook serve --config` reads them",
     ]
+    with pytest.raises(SpecError) as caught:  # the same, where a rollout spec is expected
+        load_spec(routes)
+    assert caught.value.problems == [out.getvalue().splitlines()[1]]
 
 
 def test_a_spec_of_another_kind_is_one_problem_naming_its_kind_and_command() -> None:
