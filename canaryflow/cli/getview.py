@@ -8,7 +8,7 @@ evidence plan, and how it ended. Nothing is ever cut: long ids and images
 wrap as the terminal wraps them. ``--watch`` follows the report until the rollout ends: on a
 terminal the view is redrawn in place, elsewhere (a pipe, a CI log) one line per change is
 printed; it exits 0 when the rollout was promoted and 6 when it was not, like ``canaryflow
-rollout``. It may start before the rollout does, and waits for its report ``--wait-for`` (5
+rollout``. It may start before the rollout does, and waits for its report ``--wait-for`` (10
 minutes by default): a rollout that never reports (a wrong id) ends in one error line, exit 1, as
 an unknown id does without ``--watch``. An id that cannot be a rollout's is refused before any
 file is read. Prefect is never imported and the cluster never read, so it starts at once.
@@ -33,7 +33,7 @@ __all__ = ["WAIT_FOR", "checked_rollout_id", "get", "missing_rollout", "render_r
 #: How often ``--watch`` looks at the report.
 POLL_SECONDS = 0.5
 #: How long ``--watch`` waits for a report that is not there yet (``--wait-for``).
-WAIT_FOR = "5m"
+WAIT_FOR = "10m"
 #: Where a person finds the ids of the rollouts.
 _LISTED = "`canaryflow status` lists the rollouts"
 
@@ -123,8 +123,10 @@ def missing_rollout(rollout_id: str, reports: Path, *, waited: timedelta | None 
 
 def _wait_for(text: str) -> timedelta:
     from canaryflow.errors import InputError
-    from canaryflow.spec.durations import parse_duration
+    from canaryflow.spec.durations import is_zero_duration, parse_duration
 
+    if is_zero_duration(text):
+        raise InputError(f"--wait-for {text!r}: the wait must be longer than zero, like 30s, 5m or 1h")
     try:
         return parse_duration(text)
     except ValueError as exc:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -85,9 +84,9 @@ def history(
     from canaryflow.environment import reports_dir
     from canaryflow.errors import InputError
     from canaryflow.history import figures, read_history
-    from canaryflow.spec.durations import parse_duration
+    from canaryflow.spec.durations import is_zero_duration, parse_duration
 
-    if re.fullmatch(r"0+[smhd]?", since):
+    if is_zero_duration(since):
         raise InputError(f"--since {since!r}: the window must be longer than zero, like 7d, 24h or 90m")
     try:
         window = timedelta(days=int(since[:-1])) if since[:-1].isdigit() and since.endswith("d") else None

@@ -67,11 +67,8 @@ def follow_report(
     from canaryflow.errors import ReportError
     from canaryflow.spec.durations import format_duration
 
-    if not path.is_file():
-        where = path.parent.parent
-        typer.echo(f"waiting for {what} to report in {where} (up to {format_duration(wait_for)}) ...")
     deadline = time.monotonic() + wait_for.total_seconds()
-    found = False
+    found = said = False
     unreadable: ReportError | None = None
     seen: object = None
     while True:
@@ -86,6 +83,11 @@ def follow_report(
                 return report
         pause = poll_seconds
         if not found:
+            if not said:  # not there yet, or not readable yet: say what it waits for, once
+                where = path.parent.parent
+                waits = f"to report in {where}" if unreadable is None else f"to be readable: {path}"
+                typer.echo(f"waiting for {what} {waits} (up to {format_duration(wait_for)}) ...")
+                said = True
             left = deadline - time.monotonic()
             if left <= 0:
                 raise unreadable if unreadable is not None and path.is_file() else missing()

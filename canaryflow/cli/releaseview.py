@@ -5,7 +5,7 @@ What the release's report says (``<reports>/releases/<id>/release.json``,
 phase, and how it ended. ``--watch`` follows the report until the release ends, redrawn in place
 on a terminal and one line per change elsewhere; it exits 0 when the release was released and 6
 when it was rolled back or held, like ``canaryflow release``; it may start before the release
-does and waits ``--wait-for`` for its report (5 minutes by default), then exits 1 as an unknown id
+does and waits ``--wait-for`` for its report (10 minutes by default), then exits 1 as an unknown id
 does. An id that cannot be a release's is refused before any file is read. Prefect is never
 imported.
 """

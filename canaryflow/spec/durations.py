@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-__all__ = ["DURATION_PATTERN", "Duration", "format_duration", "parse_duration"]
+__all__ = ["DURATION_PATTERN", "Duration", "format_duration", "is_zero_duration", "parse_duration"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = r"(\d+(?:\.\d+)?)(ms|h|m|s)"
@@ -38,6 +38,15 @@ def parse_duration(text: str) -> timedelta:
     if seconds <= 0:
         raise ValueError(f"must be longer than zero (got {text!r})")
     return timedelta(seconds=seconds)
+
+
+_ZERO = re.compile(r"(?:0+(?:\.0*)?(?:ms|s|m|h|d))+|0+(?:\.0*)?")
+
+
+def is_zero_duration(text: str) -> bool:
+    """Whether `text` writes a duration of zero (``0``, ``0s``, ``0h0m``, ``0d``): what a person
+    who means "no time" writes, which `parse_duration` refuses, so that a message can say why."""
+    return _ZERO.fullmatch(text.strip()) is not None
 
 
 def format_duration(value: timedelta) -> str:

@@ -67,7 +67,8 @@ def test_watch_follows_a_rollout_from_before_it_starts_to_its_end(
     try:
         assert watcher.stdout is not None
         first = watcher.stdout.readline()  # it is looking before the rollout exists
-        assert first == f"waiting for rollout web-watched to report in {runtime.reports_dir} (up to 5m) ...\n"
+        reports = runtime.reports_dir
+        assert first == f"waiting for rollout web-watched to report in {reports} (up to 10m) ...\n"
         outcome = rollout_of(BAD_IMAGE, rollout_id="web-watched").result()
         out, err = watcher.communicate(timeout=60)
     finally:

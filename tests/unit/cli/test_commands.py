@@ -208,6 +208,8 @@ def test_help_names_required_options_and_the_environment() -> None:
     [
         ("0d", "--since '0d': the window must be longer than zero, like 7d, 24h or 90m"),
         ("0m", "--since '0m': the window must be longer than zero, like 7d, 24h or 90m"),
+        ("0h0m", "--since '0h0m': the window must be longer than zero, like 7d, 24h or 90m"),
+        ("0ms", "--since '0ms': the window must be longer than zero, like 7d, 24h or 90m"),
         ("7x", "--since '7x': give a duration like 7d, 24h or 90m"),
     ],
 )

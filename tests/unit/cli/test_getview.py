@@ -173,6 +173,21 @@ def test_watch_waits_for_a_report_that_never_comes_only_as_long_as_it_is_told(tm
     ]
 
 
+def test_a_report_that_stays_unreadable_is_waited_for_aloud_and_then_named(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    torn = write_status(reports / "web-torn", _report("web-torn", RolloutPhase.PROGRESSING, 1))
+    torn.write_text(torn.read_text()[:40])
+    watcher = _watch(reports, "web-torn", "--wait-for", "1s")
+    try:
+        out, err = watcher.communicate(timeout=60)
+    finally:
+        watcher.kill()
+    assert watcher.returncode == 1
+    assert out.splitlines() == [f"waiting for rollout web-torn to be readable: {torn} (up to 1s) ..."]
+    (error,) = err.splitlines()
+    assert error.startswith(f"canaryflow: error: {torn}: not a rollout status")
+
+
 def test_a_report_that_comes_within_the_wait_is_followed_to_its_end(tmp_path: Path) -> None:
     reports = tmp_path / "reports"
     reports.mkdir()
@@ -211,10 +226,14 @@ def test_wait_for_is_a_duration_and_goes_with_watch(tmp_path: Path) -> None:
     reports = tmp_path / "reports"
     reports.mkdir()
     bad = _run(reports, "get", "web-1", "--watch", "--wait-for", "5")
+    zero = _run(reports, "get", "web-1", "--watch", "--wait-for", "0s")
     alone = _run(reports, "get", "web-1", "--wait-for", "5m")
-    assert (bad.returncode, alone.returncode) == (1, 2)
+    assert (bad.returncode, zero.returncode, alone.returncode) == (1, 1, 2)
     assert bad.stderr.splitlines() == [
         "canaryflow: error: --wait-for '5': give a duration like 30s, 5m or 1h"
+    ]
+    assert zero.stderr.splitlines() == [
+        "canaryflow: error: --wait-for '0s': the wait must be longer than zero, like 30s, 5m or 1h"
     ]
     assert alone.stderr.splitlines() == [
         "canaryflow: error: --wait-for is how long --watch waits for the report: give --watch too"
