@@ -204,5 +204,10 @@ def answer_paused_rollout(
             f"no paused rollout {rollout_id!r} is waiting for approval "
             "(`canaryflow status` lists the rollouts and their phases)"
         )
+    if decision == "approve" and held_key(run_id) is not None:  # a hold is not an approval
+        raise InputError(
+            f"rollout {rollout_id!r} is held by `canaryflow pause`, not waiting for approval: "
+            f"`canaryflow resume {rollout_id}` lets it go on"
+        )
     resume_flow_run(run_id, run_input={"decision": decision, "reason": reason, "by": by})
     return run_id

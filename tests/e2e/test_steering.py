@@ -254,7 +254,7 @@ def _when_held(rollout_id: str, then: Callable[[], Any]) -> Callable[[], Any]:
 def test_pause_holds_the_split_until_resume_and_the_analysis_goes_on(
     rollout_of: Callable[..., Any], stack: SimulatedStack, clock: CallingClock, tmp_path: Path
 ) -> None:
-    from flows.control import resume, steer
+    from flows.control import answer, resume, steer
 
     spec = write_spec(tmp_path, ANALYSIS)
     held: list[Future[Any]] = []
@@ -269,6 +269,10 @@ def test_pause_holds_the_split_until_resume_and_the_analysis_goes_on(
                 weights.append(state.weight if state else -1)
                 with pytest.raises(InputError, match="already paused"):
                     steer("web-hold", "pause", "twice", by="grace")
+                with pytest.raises(  # `canaryflow promote` answers approvals, never a hold
+                    InputError, match=r"held by `canaryflow pause`, not waiting for approval: `canaryflow res"
+                ):
+                    answer("web-hold", "approve", "approved with canaryflow promote", by="grace")
                 return resume("web-hold", by="grace")
 
             held.append(_in_background(_when_held("web-hold", while_held)))
