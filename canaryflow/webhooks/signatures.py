@@ -172,13 +172,14 @@ def load_secret(name: str, environ: Mapping[str, str] | None = None) -> Secret |
             raise SpecError(f"{name}_FILE: cannot read the secret file: {type(exc).__name__}") from exc
     if value is None:
         return None
+    where = name if file is None else f"the secret in {name}_FILE ({file})"  # the variable that was set
     if not value:
-        raise SpecError(f"{name} is empty")
+        raise SpecError(f"{where} is empty")
     if value != value.strip():
-        raise SpecError(f"{name} starts or ends with whitespace; set the secret without it")
+        raise SpecError(f"{where} starts or ends with whitespace; set the secret without it")
     if len(value) < MIN_SECRET_LENGTH:
         raise SpecError(
-            f"{name} is shorter than {MIN_SECRET_LENGTH} characters, too weak to sign deliveries; "
+            f"{where} is shorter than {MIN_SECRET_LENGTH} characters, too weak to sign deliveries; "
             "use a random one (e.g. the output of `openssl rand -hex 32`)"
         )
     return Secret(value.encode("utf-8"))

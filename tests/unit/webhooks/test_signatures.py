@@ -107,6 +107,15 @@ def test_load_secret_refuses_ambiguous_unreadable_empty_or_weak(
     assert environ.get("X", "").strip() == "" or environ["X"].strip() not in str(info.value)
 
 
+def test_a_weak_secret_in_a_file_names_the_file_variable(tmp_path: Path) -> None:
+    file = tmp_path / "secret"
+    file.write_text("s3cret-hook\n")
+    with pytest.raises(SpecError) as info:
+        load_secret("X", {"X_FILE": str(file)})
+    assert str(info.value).startswith(f"the secret in X_FILE ({file}) is shorter than 16 characters")
+    assert "s3cret-hook" not in str(info.value)
+
+
 # The Standard Webhooks specification's example (GitLab's signing token follows it): this token,
 # id, timestamp and body give exactly this signature.
 SW_TOKEN = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
