@@ -276,7 +276,13 @@ def apply_example_app(
 def _kubectl(
     kubectl: Path, kubeconfig: Path, *args: str, stdin: str | None = None, timeout: float = 60.0
 ) -> str:
-    command = [str(kubectl), f"--kubeconfig={kubeconfig}", *args]
+    # The discovery cache goes with the control plane's kubeconfig, not into ~/.kube of the user.
+    command = [
+        str(kubectl),
+        f"--kubeconfig={kubeconfig}",
+        f"--cache-dir={kubeconfig.parent / 'kubectl-cache'}",
+        *args,
+    ]
     try:
         done = subprocess.run(
             command, input=stdin, capture_output=True, text=True, timeout=timeout, check=False

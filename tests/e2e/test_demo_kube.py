@@ -49,7 +49,7 @@ def _image(deployment: dict[str, Any]) -> str:
 
 
 def test_the_kube_demo_promotes_a_good_image_on_a_real_api_server(
-    local_kube: LocalKube, prefect_harness: Any, tmp_path: Path
+    local_kube: LocalKube, prefect_harness: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     output = io.StringIO()
     console = Console(file=output, width=200)
@@ -76,7 +76,11 @@ def test_the_kube_demo_promotes_a_good_image_on_a_real_api_server(
     assert f"export KUBECONFIG={local_kube.kubeconfig}" in output.getvalue()
     assert "get deploy -n shop" in output.getvalue()
 
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
     apply_example_app(local_kube.kubectl, local_kube.kubeconfig)
+    assert not home.exists(), "kubectl wrote into the user's home"  # its cache is the plane's
+    assert (local_kube.kubeconfig.parent / "kubectl-cache").is_dir()
 
     reset = _deployments(local_kube)
     assert list(reset) == ["web"]
