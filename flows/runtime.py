@@ -39,6 +39,7 @@ from canaryflow.metrics import MetricsSource
 __all__ = [
     "EventSink",
     "Runtime",
+    "current_runtime",
     "runtime_for_run",
     "runtime_from_env",
     "use_runtime",
@@ -89,6 +90,12 @@ def use_runtime(runtime: Runtime) -> Iterator[Runtime]:
         yield runtime
     finally:
         _CURRENT.reset(token)
+
+
+def current_runtime() -> Runtime | None:
+    """The runtime injected with `use_runtime` around this code, if any (a deployment run's is
+    built by `runtime_for_run` and not current)."""
+    return _CURRENT.get()
 
 
 def runtime_for_run() -> Runtime:

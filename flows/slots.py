@@ -54,7 +54,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -74,6 +74,7 @@ from canaryflow.cluster.port import Cluster, TargetRef
 from canaryflow.errors import RolloutAborted, TransientError
 from canaryflow.liveness import process_started, this_process
 from canaryflow.plan import RolloutPlan
+from flows.runtime import current_runtime
 
 __all__ = [
     "ACTIONS",
@@ -254,9 +255,15 @@ def target_slot(plan: RolloutPlan, *, lease_seconds: float, cluster: Cluster) ->
     holder; both leases, of `lease_seconds`, are renewed while the run lives."""
     name = slot_name(plan.target, plan.cell)
     run_id = str(flow_run.get_id() or "")
+    runtime = current_runtime()
+
+    def tell(message: str) -> None:  # the terminal of `canaryflow rollout` too, not only the run's log
+        if runtime is not None:
+            runtime.emit(plan.rollout_id, "log", message=message)
+
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(name, 1)
-        lease_id = _acquire(client, name, lease_seconds, run_id)
+        lease_id = _acquire(client, name, lease_seconds, run_id, tell=tell)
     try:
         with _renewing(lease_id, lease_seconds):
             holder = {
@@ -314,10 +321,16 @@ def cleanup_slot(
 
 
 def _acquire(
-    client: SyncPrefectClient, name: str, seconds: float, run_id: str, *, deadline: float | None = None
+    client: SyncPrefectClient,
+    name: str,
+    seconds: float,
+    run_id: str,
+    *,
+    deadline: float | None = None,
+    tell: Callable[[str], None] | None = None,
 ) -> UUID:
     """Take the slot with a lease of `seconds`, waiting while a live holder has it (TimeoutError
-    past the monotonic `deadline`, if given)."""
+    past the monotonic `deadline`, if given); who holds it is logged once, and said to `tell`."""
     holder = ConcurrencyLeaseHolder(type="flow_run", id=UUID(run_id)) if run_id else None
     told = False
     while True:
@@ -331,7 +344,7 @@ def _acquire(
             if not _release_dead_holder(client, name):
                 if not told:
                     told = True
-                    _say_waiting(name)
+                    _say_waiting(name, tell)
                 retry_after = min(
                     max(float(exc.response.headers.get("Retry-After", 1.0)), 0.1), _MAX_RETRY_SECONDS
                 )
@@ -345,15 +358,18 @@ def _acquire(
         return granted.lease_id
 
 
-def _say_waiting(name: str) -> None:
-    """Log, once per wait, who holds the slot this run waits for."""
+def _say_waiting(name: str, tell: Callable[[str], None] | None) -> None:
+    """Log (and `tell`), once per wait, who holds the slot this run waits for."""
     holder = _read(name).get("holder") or {}
     who = (
         f"rollout {holder.get('rollout_id')} of {holder.get('image')} (flow run {holder.get('flow_run_id')})"
         if holder
         else "another run"
     )
-    get_run_logger().info("waiting for the slot %s: %s holds it; this run starts when it ends", name, who)
+    message = f"waiting for the slot {name}: {who} holds it; this run starts when it ends"
+    get_run_logger().info(message)
+    if tell is not None:
+        tell(message)
 
 
 def _release_dead_holder(client: SyncPrefectClient, name: str) -> bool:

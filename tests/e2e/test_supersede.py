@@ -5,17 +5,20 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from canaryflow.dev.stacks import BAD_IMAGE, GOOD_IMAGE, SimulatedStack
-from tests.e2e.conftest import write_spec
+from canaryflow.requests import RolloutRequest
+from tests.e2e.conftest import RunState, write_spec
 
 
 def test_a_newer_image_supersedes_a_paused_rollout(
-    stack: SimulatedStack, rollout_of: Callable[..., Any], tmp_path: Path
+    stack: SimulatedStack, rollout_of: Callable[..., Any], runtime: Any, tmp_path: Path
 ) -> None:
+    from flows import rollout, use_runtime
     from flows.approval import paused_run_of
 
     waiting = write_spec(
@@ -33,7 +36,15 @@ def test_a_newer_image_supersedes_a_paused_rollout(
     while paused_run_of("web-old") is None and time.monotonic() < deadline:
         time.sleep(0.2)  # polling the Prefect API until the old run waits in its pause
 
-    new_state = rollout_of(BAD_IMAGE, spec=newer, rollout_id="web-new")
+    said: list[str] = []  # what `canaryflow rollout` prints (its event sink), not only the run's log
+
+    def terminal(rollout_id: str, event: str, details: Mapping[str, Any]) -> None:
+        if rollout_id == "web-new" and event == "log":
+            said.append(str(details["message"]))
+
+    with use_runtime(replace(runtime, events=terminal)):
+        request = RolloutRequest(spec=newer, image=BAD_IMAGE, rollout_id="web-new")
+        new_state = RunState(rollout(request, return_state=True))
     old.join(timeout=60)
 
     assert states[0].is_cancelled()
@@ -45,6 +56,7 @@ def test_a_newer_image_supersedes_a_paused_rollout(
     waited = _logs_of(new_state.state_details.flow_run_id, "waiting for the slot")
     assert len(waited) == 1, waited  # said once, with who holds the target
     assert f"rollout web-old of {GOOD_IMAGE}" in waited[0]
+    assert [line for line in said if "waiting for the slot" in line] == waited
 
 
 def _logs_of(flow_run_id: Any, containing: str) -> list[str]:
