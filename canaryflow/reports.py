@@ -19,6 +19,7 @@ from pathlib import Path
 
 from canaryflow.errors import ReportError
 from canaryflow.files import read_report, write_atomic
+from canaryflow.requests import ID_PATTERN
 from canaryflow.status import RolloutStatus
 
 __all__ = [
@@ -39,7 +40,7 @@ STATUS_FILE = "status.json"
 #: label (lowercase letters, digits and '-', at most 63), the pattern a request takes an id with
 #: (`canaryflow.requests.RolloutRequest`); a default one is a name and 8 hex digits
 #: (``web-c455c59c``, `canaryflow.plan.rollout_id_for`).
-REPORT_ID = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+REPORT_ID = ID_PATTERN
 _REPORT_ID = re.compile(REPORT_ID)
 
 

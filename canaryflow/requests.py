@@ -17,6 +17,7 @@ from canaryflow.errors import InputError
 
 __all__ = [
     "DNS_LABEL",
+    "ID_PATTERN",
     "OCI_REFERENCE",
     "SPEC_PATH",
     "CellTarget",
@@ -52,6 +53,9 @@ def is_valid_image_reference(image: str) -> bool:
 
 #: Names of Kubernetes objects (and of a release's cells): an RFC 1123 label.
 DNS_LABEL = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+#: A rollout's or a release's id: an RFC 1123 label of at most 63 characters (it names the run,
+#: the report directory and annotations).
+ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
 
 class TargetOverride(BaseModel):
@@ -119,7 +123,7 @@ class RolloutRequest(BaseModel):
     )
     rollout_id: str | None = Field(
         default=None,
-        pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        pattern=ID_PATTERN,
         description="Id of this rollout (default: derived from the target, the image and the cell).",
     )
     triggered_by: str = Field(
@@ -160,7 +164,7 @@ class UndoRequest(BaseModel):
     cell: CellTarget | None = Field(default=None, description="The release cell whose target is undone.")
     rollout_id: str | None = Field(
         default=None,
-        pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        pattern=ID_PATTERN,
         description="Undo only this rollout's promotion: a target promoted by another since is left alone.",
     )
 
@@ -187,7 +191,7 @@ class ReleaseRequest(BaseModel):
     triggered_by: str = Field(default="manual", max_length=200, description="Who or what started it.")
     release_id: str | None = Field(
         default=None,
-        pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        pattern=ID_PATTERN,
         description="Id of this release (default: the release's name and its flow run's); a release "
         "run again with the id of one that was interrupted carries on where it stopped.",
     )
