@@ -28,17 +28,18 @@ one that stops being scraped later leaves the analysis without data, which never
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from canaryflow.cluster.port import Cluster, TargetStatus
-from canaryflow.errors import MetricsError, MetricsUnavailableError, NoDataError, WeightError
+from canaryflow.errors import MetricsError, MetricsUnavailableError, NoDataError, NotFoundError, WeightError
 from canaryflow.metrics import MetricsSource
 from canaryflow.plan import RolloutPlan, plan_rollout
 from canaryflow.replicas import plan_split
 from canaryflow.requests import RolloutRequest
 
-__all__ = ["MIN_WINDOW", "Passed", "check_request", "check_target"]
+__all__ = ["MIN_WINDOW", "Passed", "check_request", "check_target", "target_checks"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,17 +67,24 @@ def check_target(
     plan: RolloutPlan, *, cluster: Cluster, metrics: MetricsSource, now: datetime
 ) -> list[Passed]:
     """The cluster and the metrics source are ready for `plan` (nothing is changed)."""
-    status = cluster.check(plan.target)
-    passed = [_cluster_passed(plan, status), _weights_reachable(plan, status)]
+    return list(target_checks(plan, cluster=cluster, metrics=metrics, now=now))
+
+
+def target_checks(
+    plan: RolloutPlan, *, cluster: Cluster, metrics: MetricsSource, now: datetime
+) -> Iterator[Passed]:
+    """`check_target` one check at a time: each is yielded as it passes, so that a terminal shows
+    the cluster's checks before a refusal of Prometheus (whose failure then raises)."""
+    status = _checked(plan, cluster)
+    yield _cluster_passed(plan, status)
+    yield _weights_reachable(plan, status)
     if status.state is not None:
-        passed.append(
-            Passed("metrics", f"not checked: {plan.target} is in rollout {status.state.rollout_id}")
-        )
-        return passed
+        yield Passed("metrics", f"not checked: {plan.target} is in rollout {status.state.rollout_id}")
+        return
     window = _first_interval(plan)
     if window is None:
-        passed.append(Passed("metrics", "not checked: the spec has no analysis"))
-        return passed
+        yield Passed("metrics", "not checked: the spec has no analysis")
+        return
     for query in plan.queries():
         try:
             metrics.observe(
@@ -104,10 +112,21 @@ def check_target(
         except MetricsError as exc:
             raise type(exc)(f"metric {query.name!r}: {exc.summary()}", query=exc.query) from exc
     names = ", ".join(q.name for q in plan.queries())
-    passed.append(
-        Passed("metrics", f"{names}: data for the stable track in the last {window.total_seconds():g}s")
-    )
-    return passed
+    yield Passed("metrics", f"{names}: data for the stable track in the last {window.total_seconds():g}s")
+
+
+def _checked(plan: RolloutPlan, cluster: Cluster) -> TargetStatus:
+    """The target's status; a missing Deployment, container or Service names the spec to fix (the
+    credentials may not list Deployments, so no near name is offered: kubectl can)."""
+    try:
+        return cluster.check(plan.target)
+    except NotFoundError as exc:
+        ns = plan.target.namespace
+        raise NotFoundError(
+            f"{exc.summary()}; check spec.target in {plan.request.spec} "
+            f"(kubectl get deployments,services -n {ns} lists what is there)",
+            target=exc.target,
+        ) from exc
 
 
 def _weights_reachable(plan: RolloutPlan, status: TargetStatus) -> Passed:

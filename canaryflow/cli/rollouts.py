@@ -44,9 +44,9 @@ def _adapters(stack: ExitStack) -> tuple[Cluster, MetricsSource]:
 
 def _preflight(plan: RolloutPlan, cluster: Cluster, metrics: MetricsSource) -> None:
     from canaryflow.clock import SystemClock
-    from canaryflow.preflight import check_target
+    from canaryflow.preflight import target_checks
 
-    for passed in check_target(plan, cluster=cluster, metrics=metrics, now=SystemClock().now()):
+    for passed in target_checks(plan, cluster=cluster, metrics=metrics, now=SystemClock().now()):
         typer.echo(str(passed))
 
 

@@ -207,6 +207,7 @@ def _refusals() -> list[Any]:
             "may not patch deployments in namespace",
         ),
         ("no data", "spec:no-data", {}, 4, "has no data for the stable track"),
+        ("misspelled target", "spec:typo", {}, 3, "/wbe does not exist; check spec.target in"),
     ]
     params = [pytest.param(c, "check", id=f"check: {c[0]}") for c in cases]
     params += [pytest.param(c, "rollout", id=f"rollout: {c[0]}") for c in cases]
@@ -225,6 +226,9 @@ def test_every_refusal_is_one_line_with_its_exit_code_and_changes_nothing(
         spec = str(served.directory / "missing.yaml")
     elif change == "spec:no-data":
         spec = _without_data(served)
+    elif change == "spec:typo":
+        spec = str(served.directory / "typo.yaml")
+        Path(spec).write_text(served.spec.read_text().replace("deployment: web", "deployment: wbe"))
     elif change.startswith("image:"):
         image = change.removeprefix("image:")
     env = dict(env)
@@ -244,6 +248,21 @@ def test_every_refusal_is_one_line_with_its_exit_code_and_changes_nothing(
     assert served.stable() == before  # no canary, no baseline, the stable untouched
     assert _flow_runs() == runs  # nothing started in Prefect
     assert not (served.directory / "reports").exists()
+
+
+def test_check_shows_what_passed_before_prometheus_refuses(served: Served) -> None:
+    refused = served.run(
+        "check",
+        str(served.spec),
+        "--image",
+        GOOD_IMAGE,
+        CANARYFLOW_PROMETHEUS_URL=f"http://127.0.0.1:{free_port()}",
+    )
+
+    assert refused.returncode == 5, refused.stderr
+    checks = [line.split(":")[0] for line in refused.stdout.splitlines()]
+    assert checks == ["ok  spec", "ok  image", "ok  cluster", "ok  weights"]
+    assert "Prometheus did not answer" in refused.stderr
 
 
 def test_rollout_runs_in_this_terminal_and_promotes(served: Served) -> None:
