@@ -354,6 +354,11 @@ def hold_split(run: Run, paused: dict[str, Any]) -> None:
     by, why = paused.get("by") or "somebody", paused.get("reason") or "paused"
     clear_request(slot_name(plan.target, plan.cell), "pause", paused)
     run.reporter.phase(RolloutPhase.PAUSED)
+    run.reporter.next(  # what ``status`` and ``get`` show while held, not the judge's last line
+        f"paused by {by} ({why}): the split holds until canaryflow resume {plan.rollout_id}"
+        f" (or abort), rolled back if neither comes",
+        at=HOLD_SECONDS,
+    )
     run.reporter.say(
         "%s: paused by %s (%s); the split holds until `canaryflow resume %s`",
         plan.rollout_id, by, why, plan.rollout_id,
@@ -368,6 +373,7 @@ def hold_split(run: Run, paused: dict[str, Any]) -> None:
     if not answer.approved:
         raise RolloutStopped(f"paused by {by} ({why}) and not resumed: {answer.reason}")
     run.reporter.phase(RolloutPhase.PROGRESSING)
+    run.reporter.next(None)
     run.reporter.say("%s: resumed (%s)", plan.rollout_id, answer.reason)
 
 

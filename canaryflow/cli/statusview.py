@@ -147,6 +147,8 @@ def render_status(
     from rich import box
     from rich.table import Table
 
+    from canaryflow.status import RolloutPhase
+
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for name in ("ROLLOUT", "TARGET", "IMAGE"):
         width = max([len(name)] + [len(_column(s, name)) for s in statuses])
@@ -157,6 +159,8 @@ def render_status(
     for s in statuses:
         verdict = s.verdict
         reason = s.reason or (f"{verdict.decision}: {verdict.reason}" if verdict else "")
+        if s.phase == RolloutPhase.PAUSED and s.next:  # held by a person: why, and how it goes on
+            reason = s.next
         if s.rollout_id in live:
             reason = f"cluster: {live[s.rollout_id]}. {reason}".strip()
         table.add_row(

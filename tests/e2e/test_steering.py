@@ -24,6 +24,8 @@ import pytest
 from canaryflow.clock import ManualClock
 from canaryflow.dev.stacks import GOOD_IMAGE, STABLE_IMAGE, SimulatedStack, simulated_stack
 from canaryflow.errors import InputError
+from canaryflow.reports import read_status
+from canaryflow.status import RolloutPhase, RolloutStatus
 from tests.e2e.conftest import write_spec
 
 INTERVAL = 30.0
@@ -259,6 +261,7 @@ def test_pause_holds_the_split_until_resume_and_the_analysis_goes_on(
     spec = write_spec(tmp_path, ANALYSIS)
     held: list[Future[Any]] = []
     weights: list[int] = []
+    reported: list[RolloutStatus] = []
 
     def pause_in_the_second_interval(seconds: float, count: int) -> None:
         if seconds == INTERVAL and not held and clock.sleeps.count(INTERVAL) == 2:
@@ -267,6 +270,7 @@ def test_pause_holds_the_split_until_resume_and_the_analysis_goes_on(
             def while_held() -> str:
                 state = stack.cluster.read(stack.target).state
                 weights.append(state.weight if state else -1)
+                reported.append(read_status(tmp_path / "reports" / "web-hold" / "status.json"))
                 with pytest.raises(InputError, match="already paused"):
                     steer("web-hold", "pause", "twice", by="grace")
                 with pytest.raises(  # `canaryflow promote` answers approvals, never a hold
@@ -282,6 +286,11 @@ def test_pause_holds_the_split_until_resume_and_the_analysis_goes_on(
 
     assert held[0].result(timeout=60)  # the flow run id: the hold was resumed
     assert weights == [20]  # the split held while paused
+    (paused,) = reported  # what `status` and `get` read while held: who paused, why, what ends it
+    assert paused.phase == RolloutPhase.PAUSED
+    assert paused.next is not None
+    assert paused.next.startswith("paused by grace (checking a dashboard): the split holds until canaryflow")
+    assert "canaryflow resume web-hold" in paused.next
     assert outcome.result == "promoted"  # the analysis went on after the hold
     assert clock.sleeps.count(INTERVAL) >= 3
 

@@ -145,3 +145,21 @@ def test_a_reports_directory_with_only_unreadable_reports_says_so_once_each(tmp_
         f"canaryflow: warning: {reports / 'web-cccc3333' / 'status.json'}: not a rollout status "
         "(rollout_id: Field required)"
     ]
+
+
+def test_a_paused_rollout_says_who_paused_it_and_how_it_goes_on_not_the_judges_last_line() -> None:
+    from canaryflow.status import VerdictReport
+
+    held = _status(phase=RolloutPhase.PAUSED).model_copy(
+        update={
+            "reason": None,
+            "next": "paused by grace (a dashboard): the split holds until canaryflow resume web-1",
+            "verdict": VerdictReport(interval=4, decision="continue", final=False, reason="not enough data"),
+        }
+    )
+    out = io.StringIO()
+
+    render_status([held], {}, Console(file=out, width=400), title="Rollouts", evidence=False)
+
+    assert "paused by grace (a dashboard): the split holds until canaryflow resume web-1" in out.getvalue()
+    assert "not enough data" not in out.getvalue()
