@@ -5,6 +5,7 @@
     nothing there: nothing to do
     promoting: finish the promotion (the decision was made; the stable may already run the canary)
     progressing or rolling-back: roll back (the stable keeps, or gets back, its image)
+    say how the rollout ended in its report, its history record and its run's labels
 
 It is what the crash automation of ``deployments/prefect.yaml`` runs when a rollout run ends
 Crashed (the automation passes the crashed run's spec and rollout id), and what a person runs from
@@ -17,11 +18,13 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from datetime import timedelta
 from typing import Any, Literal
+from uuid import UUID
 
 from prefect import Flow, flow, get_run_logger
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -46,6 +49,7 @@ __all__ = [
     "cleanup",
     "converge_when_cancelled",
     "next_action",
+    "report_end",
 ]
 
 CleanupAction = Literal["nothing", "promote", "roll-back", "leave"]
@@ -190,6 +194,12 @@ def _converge(runtime: Runtime, ref: TargetRef, deadline: timedelta, *, only: st
             reason = f"rolled back {state.canary_image} ({state.phase} at weight {state.weight}%)"
             ended = ended_condition("rolled-back", f"{rollout_id} rolled back by the cleanup: {reason}")
         cluster.set_condition(ref, ended)
+        report_end(  # status and get no longer show the run as progressing; history has its end
+            runtime,
+            rollout_id,
+            "promoted" if action == "promote" else "rolled-back",
+            f"its run ended before the rollout did; the cleanup {reason}",
+        )
     logger.info("%s: %s", ref, reason)
     return CleanupOutcome(
         target=str(ref), action=action, rollout_id=state.rollout_id if state else None, reason=reason
@@ -239,19 +249,36 @@ def converge_when_cancelled(flow: Flow[..., Any], flow_run: FlowRun, state: Stat
 def _report_cancel(runtime: Runtime, cancelled: FlowRun, reason: str, promoted: bool = False) -> None:
     """The cancelled run's ``status.json`` and the history say how it ended (the run itself can no
     longer write them)."""
-    path = runtime.reports_dir / cancelled.name / STATUS_FILE
+    report_end(runtime, cancelled.name, "promoted" if promoted else "aborted", reason, run=cancelled)
+
+
+def report_end(
+    runtime: Runtime, rollout_id: str, result: RolloutResult, reason: str, *, run: FlowRun | None = None
+) -> None:
+    """Say in the rollout's ``status.json``, its history record and its run's labels how a rollout
+    ended whose run could not say it (cancelled, or crashed and converged by `cleanup`). Best
+    effort, as the run's own report is: a report already final (the run said it) is left as it
+    is, and one that cannot be read is a warning. `run`: the ended run, else the one the report
+    names (its start time goes into the history)."""
+    path = runtime.reports_dir / rollout_id / STATUS_FILE
     if not path.is_file():
-        label_run(ended_labels("promoted" if promoted else "aborted", reason), cancelled.id)
+        if run is not None:
+            label_run(ended_labels(result, reason), run.id)
         return
-    status = read_status(path)
+    try:
+        status = read_status(path)
+    except CanaryflowError as exc:
+        logging.getLogger("canaryflow.cleanup").warning("%s: not updated: %s", path, exc.summary())
+        return
     if status.phase.final:
         return
-    phase = RolloutPhase.PROMOTED if promoted else RolloutPhase.ABORTED
-    result: RolloutResult = "promoted" if promoted else "aborted"
+    run = run or _flow_run(status.flow_run_id)
     now = runtime.clock.now()
     write_status(
         path.parent,
-        status.model_copy(update={"phase": phase, "result": result, "reason": reason, "updated_at": now}),
+        status.model_copy(
+            update={"phase": RolloutPhase(result), "result": result, "reason": reason, "updated_at": now}
+        ),
     )
     record = HistoryRecord(
         rollout_id=status.rollout_id,
@@ -260,10 +287,21 @@ def _report_cancel(runtime: Runtime, cancelled: FlowRun, reason: str, promoted: 
         result=result,
         reason=reason,
         triggered_by=status.triggered_by,
-        started_at=cancelled.start_time or now,
+        started_at=(run.start_time if run is not None else None) or now,
         finished_at=now,
-        flow_run_id=str(cancelled.id),
+        flow_run_id=str(run.id) if run is not None else status.flow_run_id,
     )
     append_history(runtime.reports_dir, record)
-    started = started_labels(status.target, status.image, status.triggered_by)
-    label_run(started | ended_labels(result, reason), cancelled.id)
+    if run is not None:
+        started = started_labels(status.target, status.image, status.triggered_by)
+        label_run(started | ended_labels(result, reason), run.id)
+
+
+def _flow_run(run_id: str | None) -> FlowRun | None:
+    """The flow run `run_id` as the Prefect API has it, or None (best effort: the history then
+    takes the cleanup's time as the start)."""
+    if run_id is None:
+        return None
+    with suppress(Exception), get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(run_id))
+    return None

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
 from canaryflow.cluster.port import RolloutId
 from canaryflow.dev.stacks import GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
+from canaryflow.history import read_history
 from canaryflow.replicas import plan_split
+from canaryflow.reports import read_status, write_status
+from canaryflow.status import RolloutPhase, RolloutStatus
 from tests.e2e.conftest import DEMO_SPEC
 
 DEADLINE = timedelta(minutes=1)
@@ -82,8 +86,54 @@ def test_a_target_left_mid_split_is_rolled_back(
     _assert_only_stable(stack, STABLE_IMAGE)
 
 
-def test_an_interrupted_promotion_is_finished(stack: SimulatedStack, cleanup_of: Callable[..., Any]) -> None:
+def _report_left(runtime: Any, flow_run_id: str | None = None) -> Path:
+    """The report the crashed run left: it was at its second step, progressing."""
+    directory = runtime.reports_dir / LEFT
+    write_status(
+        directory,
+        RolloutStatus(
+            rollout_id=LEFT,
+            target="shop/web",
+            image=GOOD_IMAGE,
+            spec=DEMO_SPEC,
+            triggered_by="alice",
+            flow_run_id=flow_run_id,
+            steps=5,
+            step=2,
+            phase=RolloutPhase.PROGRESSING,
+            weight=50,
+        ),
+    )
+    return directory / "status.json"
+
+
+def test_the_report_and_the_history_say_how_the_cleanup_ended_the_rollout(
+    stack: SimulatedStack, cleanup_of: Callable[..., Any], runtime: Any
+) -> None:
+    """The crashed run cannot say it: without this, status and get showed it progressing forever."""
     _left_mid_split(stack)
+    report = _report_left(runtime, flow_run_id=str(uuid4()))  # a run the API does not know
+
+    cleanup_of(spec=DEMO_SPEC, rollout_id=LEFT).result()
+
+    ended = read_status(report)
+    assert (ended.phase, ended.result) == (RolloutPhase.ROLLED_BACK, "rolled-back")
+    assert ended.reason is not None
+    assert ended.reason.startswith(
+        f"its run ended before the rollout did; the cleanup rolled back {GOOD_IMAGE}"
+    )
+    (record,) = read_history(runtime.reports_dir).records
+    assert (record.rollout_id, record.result, record.triggered_by) == (LEFT, "rolled-back", "alice")
+    assert record.reason == ended.reason
+    cleanup_of(spec=DEMO_SPEC, rollout_id=LEFT).result()  # again: nothing to converge, nothing added
+    assert len(read_history(runtime.reports_dir).records) == 1
+
+
+def test_an_interrupted_promotion_is_finished(
+    stack: SimulatedStack, cleanup_of: Callable[..., Any], runtime: Any
+) -> None:
+    _left_mid_split(stack)
+    report = _report_left(runtime)
     writes: list[tuple[str, str]] = []
 
     def die_after_the_stable_took_the_image(verb: str, namespace: str, name: str) -> None:
@@ -105,6 +155,9 @@ def test_an_interrupted_promotion_is_finished(stack: SimulatedStack, cleanup_of:
 
     assert (outcome.action, outcome.rollout_id) == ("promote", LEFT)
     _assert_only_stable(stack, GOOD_IMAGE)
+    ended = read_status(report)
+    assert (ended.phase, ended.result) == (RolloutPhase.PROMOTED, "promoted")
+    assert ended.reason == f"its run ended before the rollout did; the cleanup {outcome.reason}"
 
 
 def test_an_interrupted_rollback_is_finished(stack: SimulatedStack, cleanup_of: Callable[..., Any]) -> None:

@@ -200,6 +200,14 @@ def test_a_crashed_rollout_run_is_cleaned_up_by_the_automation(
     assert (status.state, status.canary, status.baseline) == (None, None, None)
     assert status.stable.image == STABLE_IMAGE
     assert (status.stable.replicas, status.stable.ready) == (10, 10)
+    # status and get no longer show the crashed run progressing; the history has its end
+    (report,) = scan_statuses(tmp_path / "reports").found
+    assert (report.phase, report.result) == (RolloutPhase.ROLLED_BACK, "rolled-back")
+    assert report.reason is not None
+    assert report.reason.startswith("its run ended before the rollout did; the cleanup rolled back ")
+    (record,) = read_history(tmp_path / "reports").records
+    assert (record.result, record.flow_run_id) == ("rolled-back", str(started.id))
+    assert record.started_at == crashed.start_time  # read from the Prefect API
 
 
 def test_a_rollout_run_cancelled_under_its_worker_rolls_its_canary_back(
