@@ -47,6 +47,7 @@ __all__ = [
     "CleanupOutcome",
     "CleanupRequest",
     "cleanup",
+    "converge_stopped",
     "converge_when_cancelled",
     "next_action",
     "report_end",
@@ -232,24 +233,41 @@ def converge_when_cancelled(flow: Flow[..., Any], flow_run: FlowRun, state: Stat
         logger.info("%s was cancelled; %s carries no canary of it: nothing to converge", cancelled.name, ref)
         _report_cancel(runtime, cancelled, "cancelled in Prefect")
         return
-    rollout_id = RolloutId(status.state.rollout_id)
-    if action == "promote":
-        runtime.cluster.promote(ref, rollout_id=rollout_id, progress_deadline=deadline)
-        reason = "cancelled in Prefect during its promotion, which finished"
-        runtime.cluster.set_condition(ref, ended_condition("promoted", f"{rollout_id}: {reason}"))
-        _report_cancel(runtime, cancelled, reason, True)
-    else:
-        runtime.cluster.rollback(ref, rollout_id=rollout_id, progress_deadline=deadline)
-        reason = "cancelled in Prefect: rolled back"
-        runtime.cluster.set_condition(ref, ended_condition("aborted", f"{rollout_id}: {reason}"))
-        _report_cancel(runtime, cancelled, reason)
-    logger.warning("%s was cancelled in Prefect: %s %s on %s", cancelled.name, action, rollout_id, ref)
+    converge_stopped(runtime, ref, status.state, deadline, why="cancelled in Prefect", run=cancelled)
+    logger.warning("%s was cancelled in Prefect: %s on %s", cancelled.name, action, ref)
 
 
-def _report_cancel(runtime: Runtime, cancelled: FlowRun, reason: str, promoted: bool = False) -> None:
+def _report_cancel(runtime: Runtime, cancelled: FlowRun, reason: str) -> None:
     """The cancelled run's ``status.json`` and the history say how it ended (the run itself can no
     longer write them)."""
-    report_end(runtime, cancelled.name, "promoted" if promoted else "aborted", reason, run=cancelled)
+    report_end(runtime, cancelled.name, "aborted", reason, run=cancelled)
+
+
+def converge_stopped(
+    runtime: Runtime,
+    ref: TargetRef,
+    state: RolloutState,
+    deadline: timedelta,
+    *,
+    why: str,
+    run: FlowRun | None = None,
+) -> tuple[RolloutResult, str]:
+    """Converge `ref` for the rollout of `state`, whose run was stopped (`why`: "cancelled in
+    Prefect", "interrupted in the terminal") and can no longer do it: finish a promotion, roll
+    anything else back, with plain adapter calls (the stopped run can start no task). The stable's
+    condition, the rollout's report and its history say how it ended. Returns the result and the
+    reason."""
+    rollout_id = RolloutId(state.rollout_id)
+    result: RolloutResult
+    if state.phase == RolloutPhase.PROMOTING:
+        runtime.cluster.promote(ref, rollout_id=rollout_id, progress_deadline=deadline)
+        result, reason = "promoted", f"{why} during its promotion, which finished"
+    else:
+        runtime.cluster.rollback(ref, rollout_id=rollout_id, progress_deadline=deadline)
+        result, reason = "aborted", f"{why}: rolled back"
+    runtime.cluster.set_condition(ref, ended_condition(result, f"{rollout_id}: {reason}"))
+    report_end(runtime, rollout_id, result, reason, run=run)
+    return result, reason
 
 
 def report_end(

@@ -22,8 +22,10 @@ class Progress:
 
     def __init__(self, out: TextIO | None = None) -> None:
         self._out = out
+        self.rollout_id: str | None = None  # the rollout whose events came, once one came
 
     def __call__(self, rollout_id: str, event: str, details: Mapping[str, Any]) -> None:
+        self.rollout_id = rollout_id
         if event != "log":
             return
         stamp = datetime.now().astimezone().strftime("%H:%M:%S")

@@ -10,7 +10,8 @@ is one line (`canaryflow.cli.root.main` prints it) and nothing is created.
 from __future__ import annotations
 
 import os
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,10 +20,12 @@ import typer
 from canaryflow.cli.output import debugging
 
 if TYPE_CHECKING:
+    from canaryflow.cli.progress import Progress
     from canaryflow.cluster.port import Cluster
     from canaryflow.metrics import MetricsSource
     from canaryflow.plan import RolloutPlan
     from canaryflow.requests import RolloutRequest
+    from flows.runtime import Runtime
 
 __all__ = ["check", "retry", "rollout"]
 
@@ -111,7 +114,8 @@ def rollout(
         runtime = Runtime(
             cluster=cluster, metrics=metrics, reports_dir=reports_dir(os.environ), events=progress
         )
-        outcome = run_rollout(spec, image, resume=resume, runtime=runtime)
+        with _rolled_back_on_interrupt(plan, runtime, progress, spec):
+            outcome = run_rollout(spec, image, resume=resume, runtime=runtime)
     typer.echo(f"{outcome.rollout_id} {outcome.result}: {outcome.reason}")
     typer.echo(f"report: {outcome.report}")
     raise typer.Exit(0 if outcome.result == "promoted" else 6)
@@ -170,10 +174,54 @@ def _run_here(request: RolloutRequest) -> None:
         from flows.control import run_request
         from flows.runtime import Runtime
 
+        progress = Progress()
         runtime = Runtime(
-            cluster=cluster, metrics=metrics, reports_dir=reports_dir(os.environ), events=Progress()
+            cluster=cluster, metrics=metrics, reports_dir=reports_dir(os.environ), events=progress
         )
-        outcome = run_request(request, runtime)
+        with _rolled_back_on_interrupt(plan, runtime, progress, Path(request.spec)):
+            outcome = run_request(request, runtime)
     typer.echo(f"{outcome.rollout_id} {outcome.result}: {outcome.reason}")
     typer.echo(f"report: {outcome.report}")
     raise typer.Exit(0 if outcome.result == "promoted" else 6)
+
+
+@contextmanager
+def _rolled_back_on_interrupt(
+    plan: RolloutPlan, runtime: Runtime, progress: Progress, spec: Path
+) -> Iterator[None]:
+    """Ctrl-C stops the rollout this terminal runs, and nothing else would: a run of this process
+    has no worker, so no cancellation hook or crash automation converges its target. The target
+    is converged here (`flows.cleanup.converge_stopped`: rolled back, or a promotion under way
+    finished), said on standard error, and the command exits 130. A Ctrl-C before the rollout
+    reported anything (the preflight, a wait for the target's slot) changes nothing on the
+    cluster; a second Ctrl-C during the rollback leaves the canary for ``--resume``."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from canaryflow.errors import CanaryflowError
+        from canaryflow.status import RolloutPhase
+        from flows.cleanup import converge_stopped
+
+        rollout_id, target = progress.rollout_id, plan.target
+        if rollout_id is None:
+            raise  # nothing of this rollout on the cluster yet: `interrupted`, as any command
+        resume = f"canaryflow rollout {spec} --resume"
+        try:
+            state = runtime.cluster.read(target).state
+            if state is None or state.rollout_id != rollout_id:
+                raise  # not (or no longer) on the cluster, or another rollout's: nothing to do
+            doing = "finishing the promotion of" if state.phase == RolloutPhase.PROMOTING else "rolling back"
+            _tell(f"interrupted: {doing} {rollout_id} on {target} (Ctrl-C again leaves it for `{resume}`)")
+            why = "interrupted in the terminal"
+            result, reason = converge_stopped(
+                runtime, target, state, plan.spec.spec.progress_deadline, why=why
+            )
+        except CanaryflowError as exc:
+            _tell(f"interrupted, and {rollout_id} was not converged: {exc.summary()}; `{resume}` finishes it")
+            raise typer.Exit(130) from None
+        _tell(f"{rollout_id} {result}: {reason}")
+        raise typer.Exit(130) from None
+
+
+def _tell(line: str) -> None:
+    typer.echo(f"canaryflow: {line}", err=True)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +28,7 @@ from canaryflow.clock import SystemClock
 from canaryflow.cluster.kubernetes import KubernetesCluster
 from canaryflow.dev.processes import free_port
 from canaryflow.dev.stacks import GOOD_IMAGE, PROFILES, STABLE_IMAGE
+from canaryflow.reports import scan_statuses
 from canaryflow.simulation import AppRef, MetricsServer, RealTimeDriver, TrafficSimulator
 from tests.contract.harness import KubernetesHarness, role_rules
 
@@ -263,6 +266,42 @@ def test_check_shows_what_passed_before_prometheus_refuses(served: Served) -> No
     checks = [line.split(":")[0] for line in refused.stdout.splitlines()]
     assert checks == ["ok  spec", "ok  image", "ok  cluster", "ok  weights"]
     assert "Prometheus did not answer" in refused.stderr
+
+
+def test_ctrl_c_rolls_back_the_rollout_this_terminal_runs(served: Served) -> None:
+    """Nothing else would: a rollout run in a terminal has no worker, hook or automation."""
+    before = served.stable()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "canaryflow", "rollout", str(served.spec), "--image", GOOD_IMAGE],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=served.env,
+        cwd=served.directory,
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # the canary is up once the analysis looked
+            if "interval 1:" in line:
+                break
+        else:
+            raise AssertionError(f"the rollout ended before its first look: {process.wait()}")
+        assert served.stable()[1] == sorted([*before[1], "web-baseline", "web-canary"])
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        process.wait()
+
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    said = err.strip().splitlines()
+    assert said[0].startswith("canaryflow: interrupted: rolling back web-")
+    assert said[-1].endswith(" aborted: interrupted in the terminal: rolled back")
+    assert served.stable() == before  # no canary, no baseline, the stable as it was
+    (report,) = scan_statuses(served.directory / "reports").found
+    assert (report.result, report.reason) == ("aborted", "interrupted in the terminal: rolled back")
+    shutil.rmtree(served.directory / "reports")  # the next test's report is its own
 
 
 def test_rollout_runs_in_this_terminal_and_promotes(served: Served) -> None:
