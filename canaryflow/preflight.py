@@ -122,9 +122,11 @@ def _checked(plan: RolloutPlan, cluster: Cluster) -> TargetStatus:
         return cluster.check(plan.target)
     except NotFoundError as exc:
         ns = plan.target.namespace
+        where = f"spec.target in {plan.request.spec}"
+        if plan.cell is not None:
+            where += f" and the target of cell {plan.cell} in the release spec"
         raise NotFoundError(
-            f"{exc.summary()}; check spec.target in {plan.request.spec} "
-            f"(kubectl get deployments,services -n {ns} lists what is there)",
+            f"{exc.summary()}; check {where} (kubectl get deployments,services -n {ns} lists what is there)",
             target=exc.target,
         ) from exc
 

@@ -47,7 +47,6 @@ __all__ = [
     "CleanupOutcome",
     "CleanupRequest",
     "cleanup",
-    "converge_stopped",
     "converge_when_cancelled",
     "next_action",
     "report_end",
@@ -174,12 +173,17 @@ def cleanup(target: CleanupRequest) -> CleanupOutcome:
 def _converge(runtime: Runtime, ref: TargetRef, deadline: timedelta, *, only: str | None) -> CleanupOutcome:
     logger = get_run_logger()
     cluster, delays = runtime.cluster, runtime.retry_delays
-    state = with_retries(read_target, delays)(cluster, ref).state
+    found = with_retries(read_target, delays)(cluster, ref)
+    state = found.state
     action = next_action(state, only=only)
     if state is None:
         reason = f"no rollout on {ref}: nothing to do"
+        if only is not None:
+            _report_gone(runtime, only, found.stable.image, f"the cleanup found no canary of it on {ref}")
     elif action == "leave":
         reason = f"{ref} is in rollout {state.rollout_id}, not {only}: left to that rollout"
+        if only is not None:
+            _report_gone(runtime, only, found.stable.image, f"rollout {state.rollout_id} took {ref} since")
     else:
         rollout_id = RolloutId(state.rollout_id)
         if action == "promote":
@@ -233,41 +237,40 @@ def converge_when_cancelled(flow: Flow[..., Any], flow_run: FlowRun, state: Stat
         logger.info("%s was cancelled; %s carries no canary of it: nothing to converge", cancelled.name, ref)
         _report_cancel(runtime, cancelled, "cancelled in Prefect")
         return
-    converge_stopped(runtime, ref, status.state, deadline, why="cancelled in Prefect", run=cancelled)
-    logger.warning("%s was cancelled in Prefect: %s on %s", cancelled.name, action, ref)
-
-
-def _report_cancel(runtime: Runtime, cancelled: FlowRun, reason: str) -> None:
-    """The cancelled run's ``status.json`` and the history say how it ended (the run itself can no
-    longer write them)."""
-    report_end(runtime, cancelled.name, "aborted", reason, run=cancelled)
-
-
-def converge_stopped(
-    runtime: Runtime,
-    ref: TargetRef,
-    state: RolloutState,
-    deadline: timedelta,
-    *,
-    why: str,
-    run: FlowRun | None = None,
-) -> tuple[RolloutResult, str]:
-    """Converge `ref` for the rollout of `state`, whose run was stopped (`why`: "cancelled in
-    Prefect", "interrupted in the terminal") and can no longer do it: finish a promotion, roll
-    anything else back, with plain adapter calls (the stopped run can start no task). The stable's
-    condition, the rollout's report and its history say how it ended. Returns the result and the
-    reason."""
-    rollout_id = RolloutId(state.rollout_id)
-    result: RolloutResult
-    if state.phase == RolloutPhase.PROMOTING:
+    rollout_id = RolloutId(status.state.rollout_id)
+    if action == "promote":
         runtime.cluster.promote(ref, rollout_id=rollout_id, progress_deadline=deadline)
-        result, reason = "promoted", f"{why} during its promotion, which finished"
+        reason = "cancelled in Prefect during its promotion, which finished"
+        runtime.cluster.set_condition(ref, ended_condition("promoted", f"{rollout_id}: {reason}"))
+        _report_cancel(runtime, cancelled, reason, True)
     else:
         runtime.cluster.rollback(ref, rollout_id=rollout_id, progress_deadline=deadline)
-        result, reason = "aborted", f"{why}: rolled back"
-    runtime.cluster.set_condition(ref, ended_condition(result, f"{rollout_id}: {reason}"))
-    report_end(runtime, rollout_id, result, reason, run=run)
-    return result, reason
+        reason = "cancelled in Prefect: rolled back"
+        runtime.cluster.set_condition(ref, ended_condition("aborted", f"{rollout_id}: {reason}"))
+        _report_cancel(runtime, cancelled, reason)
+    logger.warning("%s was cancelled in Prefect: %s %s on %s", cancelled.name, action, rollout_id, ref)
+
+
+def _report_cancel(runtime: Runtime, cancelled: FlowRun, reason: str, promoted: bool = False) -> None:
+    """The cancelled run's ``status.json`` and the history say how it ended (the run itself can no
+    longer write them)."""
+    report_end(runtime, cancelled.name, "promoted" if promoted else "aborted", reason, run=cancelled)
+
+
+def _report_gone(runtime: Runtime, rollout_id: str, stable_image: str, why: str) -> None:
+    """A crashed rollout whose canary is no longer on its target (its run, or a later rollout,
+    removed it): its report, if still in progress, ends promoted when the stable runs its image,
+    else rolled back."""
+    path = runtime.reports_dir / rollout_id / STATUS_FILE
+    try:
+        status = read_status(path) if path.is_file() else None
+    except CanaryflowError:
+        return
+    if status is None or status.phase.final:
+        return
+    result: RolloutResult = "promoted" if status.image == stable_image else "rolled-back"
+    reason = f"its run ended before the rollout did; {why}, and the stable runs {stable_image}"
+    report_end(runtime, rollout_id, result, reason)
 
 
 def report_end(

@@ -79,6 +79,7 @@ from flows.stops import CancelledInPrefect, PromoteRequested, check_stop
 
 __all__ = [
     "HOLD_SECONDS",
+    "INTERRUPTED",
     "NOT_PROMOTED_STATES",
     "RolloutStopped",
     "Run",
@@ -91,6 +92,9 @@ __all__ = [
 
 #: How long a rollout paused by ``canaryflow pause`` holds its split before it rolls back.
 HOLD_SECONDS = 24 * 3600
+
+#: The reason of a rollout stopped by Ctrl-C in the terminal that ran it (``canaryflow rollout``).
+INTERRUPTED = "interrupted (Ctrl-C in the terminal that ran it)"
 
 
 class RolloutStopped(Exception):  # noqa: N818 - control flow inside the flow, never escapes it
@@ -169,6 +173,11 @@ def rollout(request: RolloutRequest) -> RolloutOutcome | State[Any]:
             return Cancelled(message=f"{exc}: the target is left to the lock's new holder")
         except CanaryflowError as exc:
             return final_state(roll_back(run, f"{type(exc).__name__}: {exc}"))
+        except KeyboardInterrupt:  # a run in a terminal: no worker, hook or automation would do this
+            run.reporter.say(
+                "%s: interrupted: rolling back (Ctrl-C again leaves the canary for --resume)", plan.rollout_id
+            )
+            return final_state(roll_back(run, INTERRUPTED, result="aborted"))
         return final_state(promote(run, evidence))
 
 
@@ -354,10 +363,10 @@ def hold_split(run: Run, paused: dict[str, Any]) -> None:
     by, why = paused.get("by") or "somebody", paused.get("reason") or "paused"
     clear_request(slot_name(plan.target, plan.cell), "pause", paused)
     run.reporter.phase(RolloutPhase.PAUSED)
+    before = run.reporter.status.next
     run.reporter.next(  # what ``status`` and ``get`` show while held, not the judge's last line
         f"paused by {by} ({why}): the split holds until canaryflow resume {plan.rollout_id}"
-        f" (or abort), rolled back if neither comes",
-        at=HOLD_SECONDS,
+        f" (or abort); rolled back if neither comes within {HOLD_SECONDS // 3600} h"
     )
     run.reporter.say(
         "%s: paused by %s (%s); the split holds until `canaryflow resume %s`",
@@ -373,7 +382,7 @@ def hold_split(run: Run, paused: dict[str, Any]) -> None:
     if not answer.approved:
         raise RolloutStopped(f"paused by {by} ({why}) and not resumed: {answer.reason}")
     run.reporter.phase(RolloutPhase.PROGRESSING)
-    run.reporter.next(None)
+    run.reporter.next(before)  # what the step was doing when it was paused
     run.reporter.say("%s: resumed (%s)", plan.rollout_id, answer.reason)
 
 

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from canaryflow.cli.progress import Progress
     from canaryflow.cluster.port import Cluster
     from canaryflow.metrics import MetricsSource
-    from canaryflow.plan import RolloutPlan
+    from canaryflow.plan import RolloutOutcome, RolloutPlan
     from canaryflow.requests import RolloutRequest
     from flows.runtime import Runtime
 
@@ -114,11 +114,9 @@ def rollout(
         runtime = Runtime(
             cluster=cluster, metrics=metrics, reports_dir=reports_dir(os.environ), events=progress
         )
-        with _rolled_back_on_interrupt(plan, runtime, progress, spec):
+        with _interruptible(plan, runtime, progress, spec):
             outcome = run_rollout(spec, image, resume=resume, runtime=runtime)
-    typer.echo(f"{outcome.rollout_id} {outcome.result}: {outcome.reason}")
-    typer.echo(f"report: {outcome.report}")
-    raise typer.Exit(0 if outcome.result == "promoted" else 6)
+    _finish(outcome)
 
 
 def retry(
@@ -178,50 +176,49 @@ def _run_here(request: RolloutRequest) -> None:
         runtime = Runtime(
             cluster=cluster, metrics=metrics, reports_dir=reports_dir(os.environ), events=progress
         )
-        with _rolled_back_on_interrupt(plan, runtime, progress, Path(request.spec)):
+        with _interruptible(plan, runtime, progress, Path(request.spec)):
             outcome = run_request(request, runtime)
-    typer.echo(f"{outcome.rollout_id} {outcome.result}: {outcome.reason}")
-    typer.echo(f"report: {outcome.report}")
-    raise typer.Exit(0 if outcome.result == "promoted" else 6)
+    _finish(outcome)
 
 
 @contextmanager
-def _rolled_back_on_interrupt(
-    plan: RolloutPlan, runtime: Runtime, progress: Progress, spec: Path
-) -> Iterator[None]:
-    """Ctrl-C stops the rollout this terminal runs, and nothing else would: a run of this process
-    has no worker, so no cancellation hook or crash automation converges its target. The target
-    is converged here (`flows.cleanup.converge_stopped`: rolled back, or a promotion under way
-    finished), said on standard error, and the command exits 130. A Ctrl-C before the rollout
-    reported anything (the preflight, a wait for the target's slot) changes nothing on the
-    cluster; a second Ctrl-C during the rollback leaves the canary for ``--resume``."""
+def _interruptible(plan: RolloutPlan, runtime: Runtime, progress: Progress, spec: Path) -> Iterator[None]:
+    """Ctrl-C of the rollout this terminal runs. The flow rolls its canary back itself, holding the
+    target's slot (its outcome is ``aborted``, `flows.rollout.INTERRUPTED`), and the command exits
+    130 (`_finish`). A Ctrl-C the flow cannot take (during its promotion or rollback, or a second
+    one) stops it where it is: said here when the cluster shows this rollout half promoted or
+    rolled back, with how to finish it; otherwise (the preflight, a wait for the slot) it is an
+    ``interrupted`` as for any command, and nothing of this rollout is on the cluster."""
     try:
         yield
     except KeyboardInterrupt:
+        from canaryflow.cli.output import say
         from canaryflow.errors import CanaryflowError
-        from canaryflow.status import RolloutPhase
-        from flows.cleanup import converge_stopped
 
-        rollout_id, target = progress.rollout_id, plan.target
-        if rollout_id is None:
-            raise  # nothing of this rollout on the cluster yet: `interrupted`, as any command
-        resume = f"canaryflow rollout {spec} --resume"
+        rollout_id = progress.rollout_id
         try:
-            state = runtime.cluster.read(target).state
-            if state is None or state.rollout_id != rollout_id:
-                raise  # not (or no longer) on the cluster, or another rollout's: nothing to do
-            doing = "finishing the promotion of" if state.phase == RolloutPhase.PROMOTING else "rolling back"
-            _tell(f"interrupted: {doing} {rollout_id} on {target} (Ctrl-C again leaves it for `{resume}`)")
-            why = "interrupted in the terminal"
-            result, reason = converge_stopped(
-                runtime, target, state, plan.spec.spec.progress_deadline, why=why
-            )
-        except CanaryflowError as exc:
-            _tell(f"interrupted, and {rollout_id} was not converged: {exc.summary()}; `{resume}` finishes it")
-            raise typer.Exit(130) from None
-        _tell(f"{rollout_id} {result}: {reason}")
+            state = None if rollout_id is None else runtime.cluster.read(plan.target).state
+        except CanaryflowError:
+            state = None
+        if state is None or state.rollout_id != rollout_id or state.phase not in _UNFINISHED:
+            raise
+        say(
+            f"canaryflow: interrupted: {rollout_id} was {state.phase.label} on {plan.target}; "
+            f"`canaryflow rollout {spec} --resume` finishes it"
+        )
         raise typer.Exit(130) from None
 
 
-def _tell(line: str) -> None:
-    typer.echo(f"canaryflow: {line}", err=True)
+#: The phases a rollout stopped in the middle of is left half done in.
+_UNFINISHED = frozenset({"promoting", "rolling-back"})
+
+
+def _finish(outcome: RolloutOutcome) -> NoReturn:
+    """Print the outcome and exit: 0 promoted, 130 interrupted (and rolled back), else 6."""
+    from flows.rollout import INTERRUPTED
+
+    typer.echo(f"{outcome.rollout_id} {outcome.result}: {outcome.reason}")
+    typer.echo(f"report: {outcome.report}")
+    if outcome.result == "aborted" and outcome.reason == INTERRUPTED:
+        raise typer.Exit(130)
+    raise typer.Exit(0 if outcome.result == "promoted" else 6)

@@ -129,6 +129,24 @@ def test_the_report_and_the_history_say_how_the_cleanup_ended_the_rollout(
     assert len(read_history(runtime.reports_dir).records) == 1
 
 
+def test_a_crashed_rollout_whose_canary_is_gone_is_reported_ended(
+    stack: SimulatedStack, cleanup_of: Callable[..., Any], runtime: Any
+) -> None:
+    """Its run removed the canary (or a later rollout did) and died before its report said so."""
+    report = _report_left(runtime)
+
+    outcome = cleanup_of(rollout_id=LEFT).result()
+
+    assert outcome.action == "nothing"
+    ended = read_status(report)
+    assert (ended.phase, ended.result) == (RolloutPhase.ROLLED_BACK, "rolled-back")
+    assert ended.reason == (
+        f"its run ended before the rollout did; the cleanup found no canary of it on shop/web, "
+        f"and the stable runs {STABLE_IMAGE}"
+    )
+    assert [r.rollout_id for r in read_history(runtime.reports_dir).records] == [LEFT]
+
+
 def test_an_interrupted_promotion_is_finished(
     stack: SimulatedStack, cleanup_of: Callable[..., Any], runtime: Any
 ) -> None:

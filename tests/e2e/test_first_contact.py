@@ -270,6 +270,8 @@ def test_check_shows_what_passed_before_prometheus_refuses(served: Served) -> No
 
 def test_ctrl_c_rolls_back_the_rollout_this_terminal_runs(served: Served) -> None:
     """Nothing else would: a rollout run in a terminal has no worker, hook or automation."""
+    from flows.rollout import INTERRUPTED
+
     before = served.stable()
     process = subprocess.Popen(
         [sys.executable, "-m", "canaryflow", "rollout", str(served.spec), "--image", GOOD_IMAGE],
@@ -288,19 +290,20 @@ def test_ctrl_c_rolls_back_the_rollout_this_terminal_runs(served: Served) -> Non
             raise AssertionError(f"the rollout ended before its first look: {process.wait()}")
         assert served.stable()[1] == sorted([*before[1], "web-baseline", "web-canary"])
         process.send_signal(signal.SIGINT)
-        _out, err = process.communicate(timeout=120)
+        out, err = process.communicate(timeout=120)
     finally:
         process.kill()
         process.wait()
 
     assert process.returncode == 130, err
-    assert "Traceback" not in err
-    said = err.strip().splitlines()
-    assert said[0].startswith("canaryflow: interrupted: rolling back web-")
-    assert said[-1].endswith(" aborted: interrupted in the terminal: rolled back")
+    assert "Traceback" not in out + err
+    said = out.strip().splitlines()
+    assert ": interrupted: rolling back (Ctrl-C again leaves the canary for --resume)" in said[0]
+    assert said[-2].endswith(f" aborted: {INTERRUPTED}")
+    assert said[-1].startswith("report: ")
     assert served.stable() == before  # no canary, no baseline, the stable as it was
     (report,) = scan_statuses(served.directory / "reports").found
-    assert (report.result, report.reason) == ("aborted", "interrupted in the terminal: rolled back")
+    assert (report.result, report.reason) == ("aborted", INTERRUPTED)
     shutil.rmtree(served.directory / "reports")  # the next test's report is its own
 
 
