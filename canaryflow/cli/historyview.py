@@ -41,6 +41,10 @@ def _seconds(value: timedelta | None) -> float | None:
     return None if value is None else value.total_seconds()
 
 
+#: The longest `--since`: a start before year 1 is not a date.
+_LONGEST = timedelta(days=36500)
+
+
 def _with_prefect(found: History, target: str | None, since: datetime, where: str) -> tuple[History, str]:
     """`found` with the rollout runs the Prefect API recorded that the local history lacks (the
     same run is one record: the local one)."""
@@ -91,10 +95,12 @@ def history(
     try:
         window = timedelta(days=int(since[:-1])) if since[:-1].isdigit() and since.endswith("d") else None
         window = window or parse_duration(since)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # an OverflowError: more days than timedelta holds
         raise InputError(f"--since {since!r}: give a duration like 7d, 24h or 90m") from exc
     if window.total_seconds() <= 0:
         raise InputError(f"--since {since!r}: give a duration like 7d, 24h or 90m")
+    if window > _LONGEST:
+        raise InputError(f"--since {since!r}: give at most {_LONGEST.days}d (the history of a century)")
     if releases:
         if target is not None or prefect:
             raise InputError("--releases shows every release: give no TARGET and no --prefect")

@@ -211,6 +211,9 @@ def test_help_names_required_options_and_the_environment() -> None:
         ("0h0m", "--since '0h0m': the window must be longer than zero, like 7d, 24h or 90m"),
         ("0ms", "--since '0ms': the window must be longer than zero, like 7d, 24h or 90m"),
         ("7x", "--since '7x': give a duration like 7d, 24h or 90m"),
+        ("999999d", "--since '999999d': give at most 36500d (the history of a century)"),
+        ("9999999999d", "--since '9999999999d': give a duration like 7d, 24h or 90m"),
+        ("99999999999999999h", "--since '99999999999999999h': give a duration like 7d, 24h or 90m"),
     ],
 )
 def test_a_history_window_that_is_not_one_says_why(tmp_path: Path, since: str, words: str) -> None:
