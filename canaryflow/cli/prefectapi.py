@@ -9,7 +9,8 @@ The API is, in this order:
 
 `connect` finds it and asks its ``/health`` within a second; an API that is not set anywhere or
 does not answer is a `TriggerUnavailableError` in one line that says what to set or start, before
-anything is created. `use` then points this process's Prefect at it, quietly: Prefect's console
+anything is created; an address that is not an http(s) URL is an `InputError` (a setting to
+fix). `use` then points this process's Prefect at it, quietly: Prefect's console
 logs (and with them its tracebacks) stay off the terminal unless ``--debug``, while the API still
 receives every run's logs, so the Prefect UI shows them.
 """
@@ -21,11 +22,12 @@ import tomllib
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
 from canaryflow.dev.prefectserver import default_home, running_server
-from canaryflow.errors import TriggerUnavailableError
+from canaryflow.errors import InputError, TriggerUnavailableError
 
 __all__ = ["PrefectApi", "connect", "find_api", "quiet_prefect", "use"]
 
@@ -76,6 +78,9 @@ def connect(env: Mapping[str, str], *, timeout: float = 1.0) -> PrefectApi:
         raise TriggerUnavailableError(
             f"no Prefect API: PREFECT_API_URL is not set and no local server runs; {_HOW}"
         )
+    parts = urlsplit(api.url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:  # a setting to fix, not an outage
+        raise InputError(f"the Prefect API URL {api.url!r} (from {api.source}) is not an http(s) URL; {_HOW}")
     try:
         answer = httpx.get(f"{api.url.rstrip('/')}/health", timeout=timeout)
     except httpx.HTTPError as exc:

@@ -70,6 +70,23 @@ def test_an_api_that_does_not_answer_is_named_with_where_it_came_from(tmp_path: 
     )
 
 
+@pytest.mark.parametrize("url", ["notaurl", "127.0.0.1:4200/api", "ftp://prefect.example.com/api"])
+def test_an_api_url_that_is_not_one_is_a_setting_to_fix_not_an_outage(tmp_path: Path, url: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "canaryflow", "history", "--prefect"],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path, PREFECT_API_URL=url, CANARYFLOW_REPORTS_DIR=str(tmp_path / "reports")),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1  # invalid input, not 5 (retry later)
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(
+        f"canaryflow: error: the Prefect API URL {url!r} (from PREFECT_API_URL) is not an http(s) URL; set"
+    )
+
+
 def test_the_active_profile_is_used_when_the_variable_is_not_set(tmp_path: Path) -> None:
     profiles = tmp_path / "profiles.toml"
     profiles.write_text(
