@@ -183,6 +183,10 @@ class RolloutStatus(BaseModel):
     observations: str | None = Field(default=None, description="The latest observation log.")
     result: RolloutResult | None = None
     reason: str | None = None
+    undone: str | None = Field(
+        default=None,
+        description="The promotion was taken back since (canaryflow undo, a release): by whom, why, when.",
+    )
     updated_at: datetime | None = None
 
     def dumps(self) -> str:

@@ -18,8 +18,9 @@ from typing import Any
 
 from canaryflow.clock import Clock, SystemClock
 from canaryflow.cluster.port import Cluster, LastPromotion, Lock, LockHolder, TargetRef, TargetStatus
-from canaryflow.errors import RolloutInProgressError
+from canaryflow.errors import ReportError, RolloutInProgressError
 from canaryflow.history import HistoryRecord, append_history, read_history
+from canaryflow.reports import STATUS_FILE, read_status, write_status
 
 __all__ = ["EXPIRY_WAIT_SECONDS", "Undone", "undo_target"]
 
@@ -147,3 +148,15 @@ def _remember(
         finished_at=now,
     )
     append_history(reports, record)
+    _mark_undone(reports / promotion.rollout_id / STATUS_FILE, f"{note} ({now:%Y-%m-%d %H:%M} UTC)", now)
+
+
+def _mark_undone(path: Path, undone: str, now: datetime) -> None:
+    """The promoted rollout's report says its promotion was undone (``status`` and ``get`` show it,
+    ``get --watch`` exits 6); best effort: a report that is missing or unreadable is left as it is."""
+    try:
+        status = read_status(path) if path.is_file() else None
+    except ReportError:
+        return
+    if status is not None and status.result == "promoted":
+        write_status(path.parent, status.model_copy(update={"undone": undone, "updated_at": now}))

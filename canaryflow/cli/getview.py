@@ -7,8 +7,8 @@ the pods per track, what comes next and when, the judge's latest evidence per me
 evidence plan, and how it ended. Nothing is ever cut: long ids and images
 wrap as the terminal wraps them. ``--watch`` follows the report until the rollout ends: on a
 terminal the view is redrawn in place, elsewhere (a pipe, a CI log) one line per change is
-printed; it exits 0 when the rollout was promoted and 6 when it was not, like ``canaryflow
-rollout``. It may start before the rollout does, and waits for its report ``--wait-for`` (10
+printed; it exits 0 when the rollout was promoted (and not undone since) and 6 when it was not,
+like ``canaryflow rollout``. It may start before the rollout does, and waits for its report ``--wait-for`` (10
 minutes by default): a rollout that never reports (a wrong id) ends in one error line, exit 1, as
 an unknown id does without ``--watch``. An id that cannot be a rollout's is refused before any
 file is read. Prefect is never imported and the cluster never read, so it starts at once.
@@ -88,7 +88,7 @@ def get(
         typer.echo("\n".join(render_rollout(_read(path))))
         return
     final = _follow(path, rollout_id, terminal=sys.stdout.isatty(), wait_for=waiting)
-    raise typer.Exit(0 if final.result == "promoted" else 6)
+    raise typer.Exit(0 if final.result == "promoted" and not final.undone else 6)
 
 
 def checked_rollout_id(rollout_id: str) -> str:
@@ -176,7 +176,9 @@ def render_rollout(status: RolloutStatus) -> list[str]:
         f"Target:    {status.target}" + (f" (container {status.container})" if status.container else ""),
         f"Image:     {status.image}",
         f"Trigger:   {status.triggered_by}",
-        f"Phase:     {status.phase.label}" + (f" ({status.result})" if status.result else ""),
+        f"Phase:     {status.phase.label}"
+        + (f" ({status.result})" if status.result and status.result != status.phase.value else "")
+        + (", then undone" if status.undone else ""),
         f"Weight:    {status.weight}% requested, {status.effective_weight:.1f}% of the ready pods",
     ]
     if status.pods:
@@ -197,6 +199,8 @@ def render_rollout(status: RolloutStatus) -> list[str]:
             lines.append(f"Plan:      {plan}")
     if status.reason:
         lines.append(f"Result:    {status.result or status.phase.label}: {status.reason}")
+    if status.undone:
+        lines.append(f"Undone:    {status.undone}")
     if status.observations:
         lines.append(f"Log:       {status.observations} (canaryflow replay)")
     return lines

@@ -161,13 +161,15 @@ def render_status(
         reason = s.reason or (f"{verdict.decision}: {verdict.reason}" if verdict else "")
         if s.phase == RolloutPhase.PAUSED and s.next:  # held by a person: why, and how it goes on
             reason = s.next
+        if s.undone:
+            reason = f"undone {s.undone}"
         if s.rollout_id in live:
             reason = f"cluster: {live[s.rollout_id]}. {reason}".strip()
         table.add_row(
             s.rollout_id,
             s.target,
             s.image,
-            s.phase.label,
+            s.phase.label + (", undone" if s.undone else ""),
             f"{s.step or '-'}/{s.steps}",
             f"{s.effective_weight:.1f}% (requested {s.weight}%)",
             reason,

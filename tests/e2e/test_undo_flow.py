@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
+from canaryflow.cli.getview import render_rollout
 from canaryflow.dev.stacks import GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
 from canaryflow.errors import RolloutInProgressError
 from canaryflow.history import read_history
+from canaryflow.reports import read_status
 from canaryflow.requests import UndoRequest
 from tests.e2e.conftest import DEMO_SPEC
 
@@ -38,6 +40,14 @@ def test_the_undo_flow_takes_the_promotion_back_once(
     assert [(r.rollout_id, r.image, r.reason, r.triggered_by) for r in undone] == [
         ("demo-v2", GOOD_IMAGE, "by release demo-r1: wave 2: eu-2 rolled back", "release demo-r1")
     ]
+    # the rollout's report says so too: status and get show it, get --watch exits 6
+    report = read_status(runtime.reports_dir / "demo-v2" / "status.json")
+    assert report.result == "promoted"
+    assert report.undone is not None
+    assert report.undone.startswith("by release demo-r1: wave 2: eu-2 rolled back (")
+    shown = render_rollout(report)
+    assert "Phase:     promoted, then undone" in shown
+    assert f"Undone:    {report.undone}" in shown
 
     with use_runtime(runtime):
         again = undo(request)
