@@ -9,7 +9,9 @@ channel's events with a send-notification action on that block. The events are c
 (its Jinja templates below: the event's headline, the reason, a link to the run in the UI) and
 sends it; nothing of canaryflow runs when a notification goes out, so a crashed worker is
 reported too. Applying is declarative: blocks are overwritten, automations updated in place, and the
-``canaryflow-notify-*`` automations whose channel left the spec are deleted with their blocks.
+``canaryflow-notify-*`` automations whose channel left the spec are deleted with their blocks: a
+spec is every channel of its Prefect. `plan_notifications` says what applying would change,
+changing nothing (``notifications apply --dry-run``).
 
 Every URL is resolved (and every missing environment variable named) before Prefect is touched.
 """
@@ -32,7 +34,7 @@ from canaryflow.errors import InputError, TriggerUnavailableError
 from canaryflow.spec.notifications import Channel, NotificationsSpec, resolve_urls
 from flows.notices import ROLLOUT_EVENTS
 
-__all__ = ["AUTOMATION_PREFIX", "BLOCK_PREFIX", "apply_notifications", "channel_events"]
+__all__ = ["AUTOMATION_PREFIX", "BLOCK_PREFIX", "apply_notifications", "channel_events", "plan_notifications"]
 
 BLOCK_PREFIX = "canaryflow-"
 _BLOCK_TYPE = "custom-webhook"
@@ -192,4 +194,35 @@ def apply_notifications(spec: NotificationsSpec, env: Mapping[str, str] | None =
         raise TriggerUnavailableError(f"the Prefect API did not answer ({exc}); run apply again") from exc
     except Exception as exc:  # the API's refusal, in one line
         raise InputError(f"the Prefect API refused the notifications: {exc}") from exc
+    return lines
+
+
+def plan_notifications(spec: NotificationsSpec) -> list[str]:
+    """What `apply_notifications` would change in the Prefect API, one line per change; nothing is
+    written (the channels' URLs are not needed).
+
+    Raises
+    ------
+    TriggerUnavailableError
+        The Prefect API did not answer.
+    """
+    lines: list[str] = []
+    try:
+        with get_client(sync_client=True) as client:
+            present = {a.name for a in client.read_automations() if a.name.startswith(AUTOMATION_PREFIX)}
+    except httpx.TransportError as exc:
+        raise TriggerUnavailableError(f"the Prefect API did not answer ({exc}); run it again") from exc
+    wanted = {f"{AUTOMATION_PREFIX}{c.name}": c for c in spec.spec.channels}
+    for name, channel in wanted.items():
+        verb = "update" if name in present else "create"
+        lines.append(
+            f"channel {channel.name} ({channel.kind}): would {verb} automation {name} and block "
+            f"{BLOCK_PREFIX}{channel.name}"
+        )
+    for name in sorted(present - set(wanted)):
+        gone = name.removeprefix(AUTOMATION_PREFIX)
+        lines.append(
+            f"would delete automation {name} and block {BLOCK_PREFIX}{gone} "
+            "(their channel is not in the spec)"
+        )
     return lines

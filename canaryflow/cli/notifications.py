@@ -26,24 +26,28 @@ def apply(
         typer.Argument(metavar="FILE", help="The notifications spec (e.g. deployments/notifications.yaml)."),
     ],
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Check the file and the URLs' variables; change nothing.")
+        bool,
+        typer.Option(
+            "--dry-run", help="Check the file and the URLs' variables, say what would change; change nothing."
+        ),
     ] = False,
 ) -> None:
-    """Create or update the Prefect notification blocks and automations of FILE's channels (and
-    delete those of channels no longer in it)."""
+    """Create or update the Prefect notification blocks and automations of FILE's channels, and
+    delete those of channels not in it: FILE is every channel of this Prefect."""
     from canaryflow.cli.prefectapi import connect, use
     from canaryflow.spec import load_notifications
     from canaryflow.spec.notifications import resolve_urls
 
     spec = load_notifications(file)
     resolve_urls(spec, os.environ)  # every missing variable named before Prefect is reached
-    if dry_run:
-        for channel in spec.spec.channels:
-            typer.echo(f"channel {channel.name} ({channel.kind}): events: {', '.join(channel.events)}")
+    use(connect(os.environ), debug=debugging())
+    from flows.notifications import apply_notifications, plan_notifications
+
+    if dry_run:  # what would change, deletions included: the file is every channel of this Prefect
+        for line in plan_notifications(spec):
+            typer.echo(line)
         typer.echo(f"{file}: ok (nothing changed: --dry-run)")
         return
-    use(connect(os.environ), debug=debugging())
-    from flows.notifications import apply_notifications
 
     for line in apply_notifications(spec):
         typer.echo(line)

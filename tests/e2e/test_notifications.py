@@ -204,6 +204,35 @@ def test_a_failed_run_is_told_with_prefects_reason(
     receiver.wait("the failure on Teams", lambda m: m.path == "/teams" and "failed" in _card_text(m))
 
 
+def test_a_dry_run_says_what_applying_would_change_deletions_included_and_changes_nothing(
+    applied: list[str], receiver: Receiver
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.notifications import AUTOMATION_PREFIX, plan_notifications
+
+    def automations() -> list[Any]:
+        with get_client(sync_client=True) as client:
+            found = client.read_automations()
+        return sorted(
+            (a.model_dump(mode="json") for a in found if a.name.startswith(AUTOMATION_PREFIX)),
+            key=lambda a: a["name"],
+        )
+
+    before = automations()
+
+    planned = plan_notifications(load_notifications_text(_spec(receiver.url, with_teams=False)))
+
+    assert planned == [
+        "channel deploys (slack): would update automation canaryflow-notify-deploys and block "
+        "canaryflow-deploys",
+        "channel audit (webhook): would update automation canaryflow-notify-audit and block canaryflow-audit",
+        "would delete automation canaryflow-notify-oncall and block canaryflow-oncall "
+        "(their channel is not in the spec)",
+    ]
+    assert automations() == before
+
+
 def test_applying_again_updates_in_place_and_a_removed_channel_is_removed(
     applied: list[str], receiver: Receiver, tmp_path: Path
 ) -> None:
