@@ -13,12 +13,14 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from canaryflow.errors import ReportError
 from canaryflow.files import read_report, write_atomic
 
 __all__ = [
     "RELEASE_FILE",
     "BakeRecord",
     "ReleaseStatus",
+    "mark_interrupted",
     "read_release_status",
     "release_report",
     "write_release_status",
@@ -60,6 +62,10 @@ class ReleaseStatus(BaseModel):
     step: str
     bakes: list[BakeRecord] = Field(default_factory=list)
     outcome: Literal["released", "rolled-back", "held", "superseded"] | None = None
+    interrupted: str | None = Field(
+        default=None,
+        description="The release's process stopped before it ended (Ctrl-C): when, and how to carry it on.",
+    )
     started_at: AwareDatetime
     updated_at: AwareDatetime = Field(description="When this was written.")
 
@@ -88,6 +94,25 @@ def write_release_status(reports_dir: Path, status: ReleaseStatus) -> Path:
     path = release_report(reports_dir, status.release_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_atomic(path, status.model_dump_json(indent=2) + "\n")
+
+
+def mark_interrupted(reports_dir: Path, release_id: str, resume: str, now: datetime) -> ReleaseStatus | None:
+    """Say in the report of `release_id` that its process stopped before the release ended (what
+    ``get release`` shows, and where ``get release --watch`` stops), and that `resume` carries it
+    on; the report as written, or None when there is none to mark (none yet, unreadable, or ended).
+    A release carried on writes a new report, without the mark."""
+    path = release_report(reports_dir, release_id)
+    try:
+        status = read_release_status(path) if path.is_file() else None
+    except ReportError:
+        return None
+    if status is None or status.final:
+        return None
+    marked = status.updated(
+        now, interrupted=f"interrupted at {now:%Y-%m-%d %H:%M:%S} UTC: `{resume}` carries it on"
+    )
+    write_release_status(reports_dir, marked)
+    return marked
 
 
 def read_release_status(path: Path) -> ReleaseStatus:

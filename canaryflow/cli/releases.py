@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -37,7 +38,9 @@ def release(
     from canaryflow.requests import new_release_request
     from canaryflow.spec.loading import load_release
 
-    load_release(spec)  # every problem of the spec, before Prefect is asked anything
+    loaded = load_release(spec)  # every problem of the spec, before Prefect is asked anything
+    if release_id is None:  # known here, so that an interrupted release can say how to carry it on
+        release_id = f"{loaded.name[:54]}-{secrets.token_hex(4)}"
     request = new_release_request(
         spec=str(spec), image=image, triggered_by="canaryflow release", release_id=release_id
     )
@@ -46,7 +49,28 @@ def release(
     from flows.release import run_release, wiring_for_run
 
     wiring = wiring_for_run()
-    outcome = run_release(request, dataclasses.replace(wiring, say=typer.echo))
+    resume = f"canaryflow release {spec} --image {image} --id {release_id}"
+    try:
+        outcome = run_release(request, dataclasses.replace(wiring, say=typer.echo))
+    except KeyboardInterrupt:
+        _interrupted(wiring.reports_dir, release_id, resume)
     for cell, phase in outcome.cells.items():
         typer.echo(f"  {cell}: {phase}")
     raise typer.Exit(0 if outcome.outcome == "released" else 6)
+
+
+def _interrupted(reports: Path | None, release_id: str, resume: str) -> NoReturn:
+    """Ctrl-C: the release stops; the cells' rollouts already started go on in their workers. Its
+    report says so (``get release --watch`` stops there), and so does the terminal."""
+    from datetime import UTC, datetime
+
+    from canaryflow.cli.output import say
+    from canaryflow.releasereport import mark_interrupted
+
+    if reports is not None:
+        mark_interrupted(reports, release_id, resume, datetime.now(UTC))
+    say(
+        f"canaryflow: interrupted: release {release_id} stopped (the cells' rollouts already started "
+        f"go on in their workers); `{resume}` carries it on"
+    )
+    raise typer.Exit(130)

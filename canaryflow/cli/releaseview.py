@@ -80,7 +80,7 @@ def _follow(path: Path, release_id: str, *, terminal: bool, wait_for: timedelta)
         stamp=lambda status: status.updated_at,
         render=render_release,
         line=_line,
-        final=lambda status: status.final,
+        final=lambda status: status.final or status.interrupted is not None,
         terminal=terminal,
         poll_seconds=POLL_SECONDS,
         wait_for=wait_for,
@@ -91,6 +91,8 @@ def _follow(path: Path, release_id: str, *, terminal: bool, wait_for: timedelta)
 def _line(status: ReleaseStatus) -> str:
     cells = ", ".join(f"{cell} {phase}" for cell, phase in status.cells.items())
     said = status.step if status.outcome is None else f"{status.outcome}: {status.step}"
+    if status.outcome is None and status.interrupted:
+        said = f"{said}; {status.interrupted}"
     return f"{status.updated_at:%H:%M:%S} {status.release_id} {said} [{cells}]"
 
 
@@ -104,6 +106,7 @@ def render_release(status: ReleaseStatus) -> list[str]:
         f"Now:       {status.step}"
         if status.outcome is None
         else f"Result:    {status.outcome}: {status.step}",
+        *([f"Stopped:   {status.interrupted}"] if status.outcome is None and status.interrupted else []),
         "Waves:",
     ]
     for index, wave in enumerate(status.waves):
