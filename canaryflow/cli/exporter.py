@@ -17,8 +17,8 @@ def serve(
 ) -> None:
     """Serve GET /metrics: rollouts by outcome, their durations, rollouts in progress with their
     weights, phases and the judge's latest status per metric, read from the reports directory at
-    every scrape (see canaryflow/exporter.py; alerting rules and a Grafana dashboard are in
-    deployments/monitoring/)."""
+    every scrape (the README's "Metrics, alerts and a dashboard" lists them; alerting rules and a
+    Grafana dashboard are in deployments/monitoring/)."""
     from canaryflow.environment import reports_dir
     from canaryflow.exporter import MetricsServer, address_of, listen, registry_for
 

@@ -111,6 +111,12 @@ def missing_rollout(rollout_id: str, reports: Path, *, waited: timedelta | None 
     from canaryflow.spec.durations import format_duration
 
     if waited is None:
+        from canaryflow.releasereport import release_report
+
+        if release_report(reports, rollout_id).is_file():
+            return InputError(
+                f"{rollout_id!r} is a release's id, not a rollout's: canaryflow get release {rollout_id}"
+            )
         return InputError(
             f"no report of rollout {rollout_id!r} in {reports} (CANARYFLOW_REPORTS_DIR): "
             f"check the id ({_LISTED})"

@@ -86,8 +86,8 @@ def history(
     pushes), change failure rate, time to restore and time to detect. With --releases: the
     releases across cells instead, and their figures."""
     from canaryflow.environment import reports_dir
-    from canaryflow.errors import InputError
-    from canaryflow.history import figures, read_history
+    from canaryflow.errors import InputError, UsageError
+    from canaryflow.history import HISTORY_FILE, figures, read_history
     from canaryflow.spec.durations import is_zero_duration, parse_duration
 
     if is_zero_duration(since):
@@ -103,7 +103,7 @@ def history(
         raise InputError(f"--since {since!r}: give at most {_LONGEST.days}d (the history of a century)")
     if releases:
         if target is not None or prefect:
-            raise InputError("--releases shows every release: give no TARGET and no --prefect")
+            raise UsageError("--releases shows every release: give no TARGET and no --prefect")
         _releases(reports_dir(os.environ), since, window, as_json=as_json)
         return
     if target is not None and target.count("/") != 1:
@@ -141,7 +141,8 @@ def history(
         return
     if found.unreadable:
         typer.echo(
-            f"canaryflow: warning: {found.unreadable} unreadable line(s) in the history skipped", err=True
+            f"canaryflow: warning: {found.unreadable} unreadable line(s) in {reports / HISTORY_FILE} skipped",
+            err=True,
         )
     if not found.records:
         typer.echo(f"no rollout ended in the last {since} in {where} (CANARYFLOW_REPORTS_DIR)", err=True)
@@ -184,7 +185,7 @@ def history(
 
 def _releases(reports: Path, since: str, window: timedelta, *, as_json: bool) -> None:
     """``history --releases``: the releases that ended in `window`, and their figures."""
-    from canaryflow.releasehistory import read_releases, release_figures
+    from canaryflow.releasehistory import RELEASE_HISTORY, read_releases, release_figures
 
     records, unreadable = read_releases(reports, since=datetime.now(UTC) - window)
     days = window.total_seconds() / 86400
@@ -208,7 +209,8 @@ def _releases(reports: Path, since: str, window: timedelta, *, as_json: bool) ->
         return
     if unreadable:
         typer.echo(
-            f"canaryflow: warning: {unreadable} unreadable line(s) in the release history skipped", err=True
+            f"canaryflow: warning: {unreadable} unreadable line(s) in {reports / RELEASE_HISTORY} skipped",
+            err=True,
         )
     if not records:
         typer.echo(f"no release ended in the last {since} in {reports} (CANARYFLOW_REPORTS_DIR)", err=True)

@@ -111,7 +111,8 @@ def resolve_urls(spec: NotificationsSpec, env: Mapping[str, str]) -> dict[str, s
         assert channel.url_from is not None
         value = env.get(channel.url_from, "").strip()
         if not value.startswith(("http://", "https://")):
-            missing.append(f"{channel.url_from} (channel {channel.name})")
+            now = "unset" if not value else "not a URL now"
+            missing.append(f"{channel.url_from} (channel {channel.name}, {now})")
         urls[channel.name] = value
     if missing:
         raise InputError(

@@ -270,6 +270,30 @@ def test_notifications_apply_names_every_missing_url_before_reaching_prefect(tmp
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "canaryflow: error: set CANARYFLOW_TEST_SLACK_URL (channel deploys) to the webhook URL "
+        "canaryflow: error: set CANARYFLOW_TEST_SLACK_URL (channel deploys, unset) to the webhook URL "
         "(http:// or https://); nothing was changed"
     ]
+
+
+def test_history_of_releases_with_prefect_is_a_usage_error() -> None:
+    result = run("history", "--releases", "--prefect")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "canaryflow: error: --releases shows every release: give no TARGET and no --prefect"
+    )
+
+
+def test_unreadable_history_lines_are_skipped_with_a_warning_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "history.jsonl").write_text("{not json\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "canaryflow", "history"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "CANARYFLOW_REPORTS_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[0] == (
+        f"canaryflow: warning: 1 unreadable line(s) in {tmp_path / 'history.jsonl'} skipped"
+    )

@@ -73,3 +73,22 @@ def test_a_release_that_ended_or_never_reported_is_not_marked(tmp_path: Path) ->
     assert read_release_status(release_report(tmp_path, "web-1a2b3c4d")) == ended
     assert mark_interrupted(tmp_path, "web-00000000", RESUME, NOW) is None
     assert not release_report(tmp_path, "web-00000000").exists()
+
+
+def test_get_of_a_release_id_points_to_get_release(tmp_path: Path) -> None:
+    _running(tmp_path)
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "canaryflow", "get", "web-1a2b3c4d"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CANARYFLOW_REPORTS_DIR": str(tmp_path)},
+        timeout=60,
+        check=False,
+    )
+
+    assert shown.returncode == 1
+    assert shown.stderr.strip() == (
+        "canaryflow: error: 'web-1a2b3c4d' is a release's id, not a rollout's: "
+        "canaryflow get release web-1a2b3c4d"
+    )

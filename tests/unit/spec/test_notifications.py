@@ -94,13 +94,14 @@ def test_urls_come_from_the_environment_and_every_missing_one_is_named() -> None
             spec,
             {
                 "CANARYFLOW_SLACK_WEBHOOK_URL": "https://hooks.example.com/a",
-                "CANARYFLOW_TEAMS_WEBHOOK_URL": " ",
+                "CANARYFLOW_TEAMS_WEBHOOK_URL": "teams.example.com/b",
+                "CANARYFLOW_NOTIFY_WEBHOOK_URL": " ",
             },
         )
 
     assert str(info.value) == (
-        "set CANARYFLOW_TEAMS_WEBHOOK_URL (channel oncall), CANARYFLOW_NOTIFY_WEBHOOK_URL (channel audit) "
-        "to the webhook URL (http:// or https://); nothing was changed"
+        "set CANARYFLOW_TEAMS_WEBHOOK_URL (channel oncall, not a URL now), CANARYFLOW_NOTIFY_WEBHOOK_URL "
+        "(channel audit, unset) to the webhook URL (http:// or https://); nothing was changed"
     )
     env = {
         "CANARYFLOW_SLACK_WEBHOOK_URL": "https://hooks.example.com/a",
