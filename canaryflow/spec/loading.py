@@ -142,7 +142,11 @@ def _rollout_it_names(release: ReleaseSpec) -> list[tuple[Loc, str]]:
     except SpecError as exc:
         first = exc.problems[0] if exc.problems else exc.summary()
         more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
-        return [(("spec", "rollout"), f"{first}{more}")]
+        named = Path(release.spec.rollout)
+        where = ""
+        if not named.is_absolute() and not named.exists():
+            where = "; a relative path is read from the current directory, as the cells' workers read it"
+        return [(("spec", "rollout"), f"{first}{more}{where}")]
     return _cells_can_narrow(release, rollout) + _health_names_ratio_metrics(release, rollout)
 
 

@@ -177,6 +177,8 @@ def test_field_problems_name_the_camel_case_path() -> None:
 def test_the_rollout_spec_it_names_must_exist_and_be_valid(rollout: str, expected: str) -> None:
     (problem,) = _problems(VALID.replace("config/rollouts/web.yaml", rollout))
     assert problem.startswith(expected), problem
+    relative = "; a relative path is read from the current directory, as the cells' workers read it"
+    assert problem.endswith(relative) == rollout.endswith("nope.yaml")  # only for one not found
 
 
 def test_spec_validate_tells_a_release_from_a_rollout_by_its_kind(tmp_path: Path) -> None:
