@@ -42,6 +42,7 @@ Split first by what the caller does next (retry later, or give up), then by doma
         └── RolloutAborted               a person or a newer rollout stopped this one
             ├── Superseded               (flows.slots) a newer image asked for the target
             ├── AbortRequested           (flows.slots) somebody ran ``canaryflow abort``
+            │   └── InterruptedHere      (flows.stops) Ctrl-C in the terminal that runs it
             ├── CancelledInPrefect       (flows.stops) the flow run was cancelled in Prefect
             └── SlotLost                 (flows.slots) the target's slot lease was lost
 

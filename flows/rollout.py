@@ -75,7 +75,7 @@ from flows.steps import (
     set_weight,
     with_retries,
 )
-from flows.stops import CancelledInPrefect, PromoteRequested, check_stop
+from flows.stops import INTERRUPTED, CancelledInPrefect, PromoteRequested, check_stop
 
 __all__ = [
     "HOLD_SECONDS",
@@ -92,9 +92,6 @@ __all__ = [
 
 #: How long a rollout paused by ``canaryflow pause`` holds its split before it rolls back.
 HOLD_SECONDS = 24 * 3600
-
-#: The reason of a rollout stopped by Ctrl-C in the terminal that ran it (``canaryflow rollout``).
-INTERRUPTED = "interrupted (Ctrl-C in the terminal that ran it)"
 
 
 class RolloutStopped(Exception):  # noqa: N818 - control flow inside the flow, never escapes it
@@ -174,9 +171,6 @@ def rollout(request: RolloutRequest) -> RolloutOutcome | State[Any]:
         except CanaryflowError as exc:
             return final_state(roll_back(run, f"{type(exc).__name__}: {exc}"))
         except KeyboardInterrupt:  # a run in a terminal: no worker, hook or automation would do this
-            run.reporter.say(
-                "%s: interrupted: rolling back (Ctrl-C again leaves the canary for --resume)", plan.rollout_id
-            )
             return final_state(roll_back(run, INTERRUPTED, result="aborted"))
         return final_state(promote(run, evidence))
 

@@ -14,10 +14,16 @@ raises when one of these happened since the last checkpoint:
 
 A ``canaryflow pause`` is not raised: `check_stop` returns it, and the flow holds its split
 where it can pause (`flows.rollout.checkpoint`).
+
+A Ctrl-C in the terminal that runs the flow in its own process (``canaryflow rollout``) sets
+`interrupted_here` and raises KeyboardInterrupt, which the flow takes as an abort. Prefect may
+swallow that exception (it can land inside Prefect's own calls), so `check_stop` raises
+`InterruptedHere` at the next checkpoint too: either way the run rolls back holding its slot.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 from uuid import UUID
 
@@ -27,9 +33,31 @@ from prefect.runtime import flow_run
 
 from canaryflow.errors import RolloutAborted
 from canaryflow.plan import RolloutPlan
-from flows.slots import check_slot
+from flows.slots import AbortRequested, check_slot
 
-__all__ = ["CancelledInPrefect", "PromoteRequested", "check_stop"]
+__all__ = [
+    "INTERRUPTED",
+    "CancelledInPrefect",
+    "InterruptedHere",
+    "PromoteRequested",
+    "check_stop",
+    "interrupted_here",
+]
+
+#: The reason of a rollout stopped by Ctrl-C in the terminal that ran it (``canaryflow rollout``).
+INTERRUPTED = "interrupted (Ctrl-C in the terminal that ran it)"
+
+#: Set by the terminal that runs the rollout flow in its process, when Ctrl-C is pressed.
+interrupted_here = threading.Event()
+
+
+class InterruptedHere(AbortRequested):
+    """Ctrl-C in the terminal that runs this rollout (`interrupted_here`): it rolls back."""
+
+    def __init__(self) -> None:
+        super().__init__("the terminal", INTERRUPTED)
+        self.args = (INTERRUPTED,)
+
 
 _CANCELLED = (StateType.CANCELLING, StateType.CANCELLED)
 
@@ -53,6 +81,8 @@ class PromoteRequested(Exception):  # noqa: N818 - control flow inside the flow,
 def check_stop(plan: RolloutPlan) -> dict[str, Any] | None:
     """Raise when this rollout must stop or promote now (see the module notes); return a pause
     request for this run (who, why, when), if one waits."""
+    if interrupted_here.is_set():
+        raise InterruptedHere()
     requests = check_slot(plan)
     run_id = flow_run.get_id()
     if run_id is not None:

@@ -10,6 +10,8 @@ is one line (`canaryflow.cli.root.main` prints it) and nothing is created.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -20,6 +22,8 @@ import typer
 from canaryflow.cli.output import debugging
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from canaryflow.cli.progress import Progress
     from canaryflow.cluster.port import Cluster
     from canaryflow.metrics import MetricsSource
@@ -185,14 +189,29 @@ def _run_here(request: RolloutRequest) -> None:
 def _interruptible(plan: RolloutPlan, runtime: Runtime, progress: Progress, spec: Path) -> Iterator[None]:
     """Ctrl-C of the rollout this terminal runs. The flow rolls its canary back itself, holding the
     target's slot (its outcome is ``aborted``, `flows.rollout.INTERRUPTED`), and the command exits
-    130 (`_finish`). A Ctrl-C the flow cannot take (during its promotion or rollback, or a second
-    one) stops it where it is: said here when the cluster shows this rollout half promoted or
-    rolled back, with how to finish it; otherwise (the preflight, a wait for the slot) it is an
-    ``interrupted`` as for any command, and nothing of this rollout is on the cluster."""
+    130 (`_finish`). The Ctrl-C sets `flows.stops.interrupted_here` and raises KeyboardInterrupt:
+    where Prefect swallows the exception, the run's next checkpoint sees the flag. A Ctrl-C the
+    flow cannot take (during its promotion or rollback, a second one, or one that stopped the run
+    outside its steps) stops it where it is: said here, with how to finish it, when the cluster
+    shows this rollout; otherwise (the preflight, a wait for the slot) nothing of this rollout is
+    on the cluster."""
+    from canaryflow.cli.output import say
+    from flows.stops import interrupted_here
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        if not interrupted_here.is_set():
+            interrupted_here.set()  # the run's next checkpoint sees it, if Prefect swallows this raise
+            say(
+                "canaryflow: interrupted: stopping, and rolling back a canary already up (Ctrl-C again "
+                f"leaves it for `canaryflow rollout {spec} --resume`)"
+            )
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, interrupt) if main else None
     try:
         yield
     except KeyboardInterrupt:
-        from canaryflow.cli.output import say
         from canaryflow.errors import CanaryflowError
 
         rollout_id = progress.rollout_id
@@ -200,17 +219,17 @@ def _interruptible(plan: RolloutPlan, runtime: Runtime, progress: Progress, spec
             state = None if rollout_id is None else runtime.cluster.read(plan.target).state
         except CanaryflowError:
             state = None
-        if state is None or state.rollout_id != rollout_id or state.phase not in _UNFINISHED:
+        if state is None or state.rollout_id != rollout_id:
             raise
         say(
             f"canaryflow: interrupted: {rollout_id} was {state.phase.label} on {plan.target}; "
             f"`canaryflow rollout {spec} --resume` finishes it"
         )
         raise typer.Exit(130) from None
-
-
-#: The phases a rollout stopped in the middle of is left half done in.
-_UNFINISHED = frozenset({"promoting", "rolling-back"})
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+        interrupted_here.clear()
 
 
 def _finish(outcome: RolloutOutcome) -> NoReturn:

@@ -297,8 +297,11 @@ def test_ctrl_c_rolls_back_the_rollout_this_terminal_runs(served: Served) -> Non
 
     assert process.returncode == 130, err
     assert "Traceback" not in out + err
+    assert err.splitlines()[0] == (
+        "canaryflow: interrupted: stopping, and rolling back a canary already up (Ctrl-C again leaves "
+        f"it for `canaryflow rollout {served.spec} --resume`)"
+    )
     said = out.strip().splitlines()
-    assert ": interrupted: rolling back (Ctrl-C again leaves the canary for --resume)" in said[0]
     assert said[-2].endswith(f" aborted: {INTERRUPTED}")
     assert said[-1].startswith("report: ")
     assert served.stable() == before  # no canary, no baseline, the stable as it was

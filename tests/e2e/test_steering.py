@@ -90,6 +90,30 @@ def test_abort_during_an_analysis_rolls_back_before_the_next_interval(
     _assert_rolled_back(stack)
 
 
+def test_ctrl_c_that_prefect_swallowed_rolls_back_at_the_next_checkpoint(
+    rollout_of: Callable[..., Any], stack: SimulatedStack, clock: CallingClock, tmp_path: Path
+) -> None:
+    """`canaryflow rollout` sets the flag on Ctrl-C besides raising KeyboardInterrupt; here only the
+    flag arrives, as when the exception lands inside Prefect's own calls and is lost there."""
+    from flows.stops import INTERRUPTED, interrupted_here
+
+    spec = write_spec(tmp_path, ["{setWeight: 20}", "{analyze: {interval: 30s, maxDuration: 10m}}"])
+
+    def ctrl_c_in_the_second_interval(seconds: float, count: int) -> None:
+        if seconds == INTERVAL and clock.sleeps.count(INTERVAL) == 2:
+            interrupted_here.set()
+
+    clock.on_sleep = ctrl_c_in_the_second_interval
+    try:
+        outcome = rollout_of(GOOD_IMAGE, spec=spec, rollout_id="web-ctrl-c").result()
+    finally:
+        interrupted_here.clear()
+
+    assert (outcome.result, outcome.reason) == ("aborted", INTERRUPTED)
+    assert clock.sleeps.count(INTERVAL) == 2  # the interval under way ends; no further one starts
+    _assert_rolled_back(stack)
+
+
 def test_abort_during_a_timed_pause_does_not_wait_for_the_pause_to_end(
     rollout_of: Callable[..., Any], stack: SimulatedStack, clock: CallingClock, tmp_path: Path
 ) -> None:
