@@ -3,8 +3,9 @@
 Reads ``<reports>/history.jsonl`` (`canaryflow.history`): no Prefect, no cluster, so it answers at
 once. With ``--prefect`` it also reads the rollout runs the Prefect API recorded (`flows.records`):
 the history of every worker, kept by Prefect's database whatever happens to this machine.
-Identifiers are never cut; the reason wraps, last. ``--json`` gives scripts the records and the
-figures.
+Identifiers are never cut; the reason wraps, last. ``--json`` gives scripts the records (newest
+first, as the table) and the figures; a window shorter than a day has no rate a day (it would be
+a guess from a few hours).
 """
 
 from __future__ import annotations
@@ -41,6 +42,15 @@ def _seconds(value: timedelta | None) -> float | None:
     return None if value is None else value.total_seconds()
 
 
+def _per_day(rate: float, days: float) -> float | None:
+    """`rate` a day, or None for a window shorter than a day (a rate a day would be a guess)."""
+    return rate if days >= 1 else None
+
+
+def _a_day(rate: float, days: float) -> str:
+    return "" if days < 1 else f" ({rate:.2f} a day)"
+
+
 #: The longest `--since`: a start before year 1 is not a date.
 _LONGEST = timedelta(days=36500)
 
@@ -67,7 +77,7 @@ def history(
     ] = None,
     since: Annotated[str, typer.Option(metavar="DURATION", help="How far back, e.g. 7d, 24h, 90d.")] = "30d",
     as_json: Annotated[
-        bool, typer.Option("--json", help="JSON for scripts: the records and the figures.")
+        bool, typer.Option("--json", help="JSON for scripts: the records (newest first) and the figures.")
     ] = False,
     prefect: Annotated[
         bool,
@@ -119,12 +129,12 @@ def history(
         typer.echo(
             json.dumps(
                 {
-                    "records": [r.model_dump(mode="json") for r in found.records],
+                    "records": [r.model_dump(mode="json") for r in reversed(found.records)],
                     "figures": {
                         "days": days,
                         "rollouts_ended": numbers.ended,
                         "promotions": numbers.promotions,
-                        "deployments_per_day": numbers.per_day,
+                        "deployments_per_day": _per_day(numbers.per_day, days),
                         "lead_time_seconds": None
                         if numbers.lead_time is None
                         else numbers.lead_time.total_seconds(),
@@ -174,7 +184,7 @@ def history(
     print_uncut(console, table)
     rate = "-" if numbers.change_failure_rate is None else f"{100 * numbers.change_failure_rate:.0f} %"
     typer.echo(
-        f"deployments: {numbers.promotions} in {since} ({numbers.per_day:.2f} a day); "
+        f"deployments: {numbers.promotions} in {since}{_a_day(numbers.per_day, days)}; "
         f"lead time in rollout (median): {_words(numbers.lead_time)}; "
         f"from commit: {_words(numbers.lead_time_from_commit)}; "
         f"change failure rate: {rate} ({numbers.failed} of {numbers.ended}); "
@@ -195,12 +205,12 @@ def _releases(reports: Path, since: str, window: timedelta, *, as_json: bool) ->
             "days": days,
             "releases_ended": numbers.ended,
             "released": numbers.released,
-            "releases_per_day": numbers.per_day,
+            "releases_per_day": _per_day(numbers.per_day, days),
             "lead_time_seconds": _seconds(numbers.lead_time),
             "change_failure_rate": numbers.change_failure_rate,
             "time_to_restore_seconds": _seconds(numbers.time_to_restore),
         }
-        records_json = [r.model_dump(mode="json") for r in records]
+        records_json = [r.model_dump(mode="json") for r in reversed(records)]
         typer.echo(
             json.dumps(
                 {"records": records_json, "figures": figures, "unreadable_lines": unreadable}, indent=1
@@ -242,7 +252,7 @@ def _releases(reports: Path, since: str, window: timedelta, *, as_json: bool) ->
     print_uncut(Console(), table)
     rate = "-" if numbers.change_failure_rate is None else f"{100 * numbers.change_failure_rate:.0f} %"
     typer.echo(
-        f"releases: {numbers.released} in {since} ({numbers.per_day:.2f} a day); "
+        f"releases: {numbers.released} in {since}{_a_day(numbers.per_day, days)}; "
         f"lead time (median): {_words(numbers.lead_time)}; "
         f"change failure rate: {rate} ({numbers.failed} of {numbers.ended}); "
         f"time to restore (median): {_words(numbers.time_to_restore)}"

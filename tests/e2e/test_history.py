@@ -53,7 +53,8 @@ def test_every_ended_rollout_is_in_the_history_and_the_figures(
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
-    assert [r["result"] for r in data["records"]] == ["promoted", "rolled-back", "rolled-back"]
+    newest_first = ["rolled-back", "rolled-back", "promoted"]
+    assert [r["result"] for r in data["records"]] == newest_first
     assert data["figures"]["promotions"] == 1
     assert data["figures"]["change_failure_rate"] == 2 / 3
     lead = (records[0].finished_at - committed).total_seconds()

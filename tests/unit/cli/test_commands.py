@@ -297,3 +297,61 @@ def test_unreadable_history_lines_are_skipped_with_a_warning_naming_the_file(tmp
     assert result.stderr.splitlines()[0] == (
         f"canaryflow: warning: 1 unreadable line(s) in {tmp_path / 'history.jsonl'} skipped"
     )
+
+
+def _ended(tmp_path: Path, hours_ago: list[float]) -> dict[str, str]:
+    from datetime import UTC, datetime, timedelta
+
+    from canaryflow.history import HistoryRecord, append_history
+
+    now = datetime.now(UTC)
+    for n, ago in enumerate(hours_ago):
+        finished = now - timedelta(hours=ago)
+        record = HistoryRecord(
+            rollout_id=f"web-{n}",
+            target="shop/web",
+            image=f"web:{n}",
+            result="promoted",
+            reason="judged",
+            triggered_by="cli:test",
+            started_at=finished - timedelta(minutes=10),
+            finished_at=finished,
+        )
+        append_history(tmp_path, record)
+    return {**os.environ, "CANARYFLOW_REPORTS_DIR": str(tmp_path)}
+
+
+def _history(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "canaryflow", "history", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**env, "COLUMNS": "200"},
+    )
+
+
+def test_history_json_lists_the_records_newest_first_as_the_table_does(tmp_path: Path) -> None:
+    import json
+
+    env = _ended(tmp_path, [3.0, 2.0, 1.0])  # appended oldest first, as rollouts end
+    shown = _history(env, "--json")
+    table = _history(env)
+    assert [r["rollout_id"] for r in json.loads(shown.stdout)["records"]] == ["web-2", "web-1", "web-0"]
+    rows = [line.split()[3] for line in table.stdout.splitlines() if " web-" in line]
+    assert rows == ["web-2", "web-1", "web-0"]
+
+
+def test_a_window_shorter_than_a_day_gives_no_rate_a_day(tmp_path: Path) -> None:
+    import json
+
+    env = _ended(tmp_path, [2.0, 1.0])
+    short = _history(env, "--since", "3h")
+    assert "deployments: 2 in 3h; " in short.stdout
+    assert "a day" not in short.stdout
+    figures = json.loads(_history(env, "--since", "3h", "--json").stdout)["figures"]
+    assert figures["deployments_per_day"] is None
+    assert "deployments: 2 in 2d (1.00 a day); " in _history(env, "--since", "2d").stdout
+    figures = json.loads(_history(env, "--since", "2d", "--json").stdout)["figures"]
+    assert figures["deployments_per_day"] == 1.0
