@@ -136,12 +136,14 @@ def retry(
     A rollout started by a deployment (a webhook, the Prefect UI) gets a new flow run of that
     deployment and this command returns; one started in a terminal runs here again, with the
     preflight first, and exits like ``canaryflow rollout``."""
+    from canaryflow.cli.getview import checked_rollout_id
     from canaryflow.cli.prefectapi import connect, use
     from canaryflow.cli.steering import operator
     from canaryflow.errors import UsageError
 
     if not reason.strip():
         raise UsageError("give --reason TEXT: a retry is recorded with why")
+    checked_rollout_id(rollout_id)
     api = connect(os.environ)
     use(api, debug=debugging())
     from flows.control import retry_request, start_on_deployment

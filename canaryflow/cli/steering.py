@@ -23,9 +23,13 @@ ByOption = Annotated[
 ]
 
 
-def _connect() -> None:
+def _connect(rollout_id: str) -> None:
+    """Check `rollout_id`'s shape (nothing asked of Prefect for a target or a path given by
+    mistake), then connect to the Prefect API."""
+    from canaryflow.cli.getview import checked_rollout_id
     from canaryflow.cli.prefectapi import connect, use
 
+    checked_rollout_id(rollout_id)
     use(connect(os.environ), debug=debugging())
 
 
@@ -44,7 +48,7 @@ def operator(by: str | None) -> str:
 
 
 def _steer(rollout_id: str, action: Literal["abort", "pause", "promote"], reason: str, by: str | None) -> str:
-    _connect()
+    _connect(rollout_id)
     from flows.control import steer
 
     what, run = steer(rollout_id, action, reason, by=operator(by))
@@ -62,7 +66,7 @@ def promote(
     """Approve a rollout waiting in an approval pause (as the Prefect UI's form does); with
     --full, promote a rollout now, whatever step it is at."""
     if not full:
-        _connect()
+        _connect(rollout_id)
         from flows.control import answer
 
         run = answer(rollout_id, "approve", reason or "approved with canaryflow promote", by=operator(by))
@@ -102,7 +106,7 @@ def pause(
 
 def resume(rollout_id: RolloutArgument, by: ByOption = None) -> None:
     """Let a rollout held by `canaryflow pause` go on."""
-    _connect()
+    _connect(rollout_id)
     from flows.control import resume as resume_rollout
 
     run = resume_rollout(rollout_id, by=operator(by))

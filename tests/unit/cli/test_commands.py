@@ -355,3 +355,31 @@ def test_a_window_shorter_than_a_day_gives_no_rate_a_day(tmp_path: Path) -> None
     assert "deployments: 2 in 2d (1.00 a day); " in _history(env, "--since", "2d").stdout
     figures = json.loads(_history(env, "--since", "2d", "--json").stdout)["figures"]
     assert figures["deployments_per_day"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["promote", "shop/web"],
+        ["promote", "shop/web", "--full", "--reason", "hotfix"],
+        ["abort", "shop/web"],
+        ["pause", "shop/web"],
+        ["resume", "shop/web"],
+        ["retry", "shop/web", "--reason", "flaky node"],
+    ],
+    ids=" ".join,
+)
+def test_a_rollout_id_of_the_wrong_shape_is_refused_before_prefect_is_asked(command: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "canaryflow", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"},  # nothing answers there
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "canaryflow: error: 'shop/web' is not a rollout id (lowercase letters, digits and '-', at most 63, "
+        "like web-c455c59c): `canaryflow status` lists the rollouts"
+    ]
