@@ -24,9 +24,9 @@ def validate(
 
 def schema(
     kind: Annotated[
-        Literal["Rollout", "Release", "Notifications"],
+        Literal["rollout", "release", "notifications"],
         typer.Option(help="Which kind of spec.", case_sensitive=False),
-    ] = "Rollout",
+    ] = "rollout",
 ) -> None:
     """Print the JSON schema of a rollout (or release, or notifications) spec, for editors."""
     import json

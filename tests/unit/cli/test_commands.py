@@ -383,3 +383,12 @@ def test_a_rollout_id_of_the_wrong_shape_is_refused_before_prefect_is_asked(comm
         "canaryflow: error: 'shop/web' is not a rollout id (lowercase letters, digits and '-', at most 63, "
         "like web-c455c59c): `canaryflow status` lists the rollouts"
     ]
+
+
+@pytest.mark.parametrize(("given", "kind"), [("release", "Release"), ("Notifications", "Notifications")])
+def test_spec_schema_takes_the_kind_in_any_case_and_shows_its_default_as_typed(given: str, kind: str) -> None:
+    import json
+
+    assert "[default: rollout]" in run("spec", "schema", "--help").stdout
+    assert json.loads(run("spec", "schema").stdout)["properties"]["kind"]["const"] == "Rollout"
+    assert json.loads(run("spec", "schema", "--kind", given).stdout)["properties"]["kind"]["const"] == kind
