@@ -10,7 +10,9 @@ the judge's state is incremental, so the cost is linear in the number of interva
 Every log is read and checked before anything is judged: a malformed or inconsistent one raises
 `ObservationLogError` (exit code 1, invalid input) naming the file and the place, and nothing is
 written. What is well-formed but suspicious (`analysis.logs.cross_checks`) is said on `err`, one
-``warning:`` line each, and judged anyway, as the live judge did.
+``warning:`` line each, and judged anyway, as the live judge did. So is a log of a rollout's
+report replayed without ``--config``: the report's ``status.json`` names the spec whose settings
+the live judge used, and the defaults may differ from them.
 
 This path stays light: it imports the standard library, ``analysis`` (numpy, pydantic) and our
 error types, and the rollout spec loader only when ``--config`` is given. No Prefect, Kubernetes
@@ -64,6 +66,18 @@ def load_settings(config: Path | None) -> AnalysisSettings:
             "replay --config: the rollout spec does not provide analysis settings yet"
         )
     return settings
+
+
+def _spec_of_report(log: Path) -> str | None:
+    """The spec of the rollout whose report holds `log` (its ``status.json`` beside it), if any."""
+    from canaryflow.reports import STATUS_FILE
+
+    try:
+        status = json.loads((log.parent / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    spec = status.get("spec") if isinstance(status, dict) else None
+    return spec if isinstance(spec, str) and spec else None
 
 
 def _checked(path: Path, log: ObservationLog, settings: AnalysisSettings) -> ObservationLog:
@@ -131,6 +145,13 @@ def run_replay(
     if err is not None:
         for path, log in parsed:
             err.writelines(f"canaryflow: warning: {path}: {warning}\n" for warning in cross_checks(log))
+            spec = None if config is not None else _spec_of_report(path)
+            if spec is not None:
+                err.write(
+                    f"canaryflow: warning: {path}: judged with the project's default analysis settings; "
+                    f"the rollout that wrote it ran {spec}: give --config {spec} to judge it with that "
+                    "spec's\n"
+                )
     for path, log in parsed:
         _replay_one(path, log, settings, name, out, label=len(parsed) > 1)
     return 0

@@ -299,3 +299,18 @@ def test_any_edit_of_a_log_replays_or_is_refused_naming_the_place(
     assert lines[-1]["decision"] in {"promote", "rollback", "inconclusive"}
     no_intervals = not document["intervals"]  # one final line, at interval 0
     assert [line["interval"] for line in lines] == ([0] if no_intervals else list(range(1, len(lines) + 1)))
+
+
+def test_a_report_s_log_replayed_without_its_spec_says_which_spec_the_rollout_ran(tmp_path: Path) -> None:
+    path = _write(tmp_path, "observations-step2.json", EXAMPLE)
+    (tmp_path / "status.json").write_text(
+        json.dumps({"rollout_id": "web-1", "spec": "config/rollouts/web.yaml"})
+    )
+    out, err = io.StringIO(), io.StringIO()
+    run_replay([path], config=None, judge="sequential", out=out, err=err)
+    assert err.getvalue() == (
+        f"canaryflow: warning: {path}: judged with the project's default analysis settings; the rollout "
+        "that wrote it ran config/rollouts/web.yaml: give --config config/rollouts/web.yaml to judge it "
+        "with that spec's\n"
+    )
+    assert _lines(out)[-1]["final"] is True
