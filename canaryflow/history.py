@@ -66,6 +66,8 @@ class HistoryRecord(BaseModel):
     target: str
     image: str
     result: HistoryResult
+    #: The release cell it ran in (None for a plain rollout).
+    cell: str | None = None
     reason: str
     triggered_by: str
     started_at: datetime

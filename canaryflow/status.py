@@ -161,6 +161,9 @@ class RolloutStatus(BaseModel):
 
     rollout_id: str
     target: str = Field(description="namespace/deployment")
+    cell: str | None = Field(
+        default=None, description="The release cell it runs in (none for a plain rollout)."
+    )
     container: str | None = Field(default=None, description="The container whose image changes.")
     service: str | None = Field(default=None, description="The Service in front of the target.")
     image: str

@@ -142,6 +142,7 @@ def _remember(
         target=target,
         image=promotion.image,
         result="undone",
+        cell=promoted[-1].cell if promoted else None,
         reason=note,
         triggered_by=triggered_by,
         started_at=promoted[-1].finished_at if promoted else began,

@@ -306,6 +306,7 @@ def report_end(
         target=status.target,
         image=status.image,
         result=result,
+        cell=status.cell,
         reason=reason,
         triggered_by=status.triggered_by,
         started_at=(run.start_time if run is not None else None) or now,

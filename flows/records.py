@@ -82,6 +82,14 @@ def _when(value: object) -> datetime | None:
         return None
 
 
+def _cell(parameters: object) -> str | None:
+    """The release cell named in a rollout run's parameters (``request.cell.name``), if any."""
+    request = parameters.get("request") if isinstance(parameters, dict) else None
+    cell = request.get("cell") if isinstance(request, dict) else None
+    name = cell.get("name") if isinstance(cell, dict) else None
+    return name if isinstance(name, str) else None
+
+
 def _record(run: Any) -> HistoryRecord | None:
     labels = dict(run.labels or {})
     result = labels.get(RESULT)
@@ -96,6 +104,7 @@ def _record(run: Any) -> HistoryRecord | None:
         target=str(labels[TARGET]),
         image=str(labels.get(IMAGE, "")),
         result=result,
+        cell=_cell(run.parameters),
         reason=str(labels.get(REASON, "")),
         triggered_by=str(labels.get(BY, "")),
         started_at=started,

@@ -64,6 +64,7 @@ class Reporter:
         self.status = RolloutStatus(
             rollout_id=plan.rollout_id,
             target=str(plan.target),
+            cell=plan.cell,
             container=plan.target.container,
             service=plan.target.service,
             image=plan.image,
@@ -176,6 +177,7 @@ class Reporter:
                 target=outcome.target,
                 image=outcome.image,
                 result=outcome.result,
+                cell=self.plan.cell,
                 reason=outcome.reason,
                 triggered_by=self.plan.request.triggered_by,
                 started_at=self.started_at,

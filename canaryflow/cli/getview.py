@@ -180,6 +180,7 @@ def render_rollout(status: RolloutStatus) -> list[str]:
     lines = [
         f"Rollout:   {status.rollout_id}",
         f"Target:    {status.target}" + (f" (container {status.container})" if status.container else ""),
+        *([f"Cell:      {status.cell} (a release's)"] if status.cell else []),
         f"Image:     {status.image}",
         f"Trigger:   {status.triggered_by}",
         f"Phase:     {status.phase.label}"

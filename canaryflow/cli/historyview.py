@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from canaryflow.cli.output import print_uncut
+from canaryflow.cli.output import print_uncut, target_in_cell
 
 if TYPE_CHECKING:
     from canaryflow.history import History
@@ -172,7 +172,7 @@ def history(
     for r in reversed(found.records):
         table.add_row(
             r.finished_at.strftime("%Y-%m-%d %H:%M"),
-            r.target,
+            target_in_cell(r.target, r.cell),
             r.rollout_id,
             r.image,
             r.result,

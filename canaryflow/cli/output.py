@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import typer
 
-__all__ = ["Report", "debugging", "follow_report", "print_uncut", "say"]
+__all__ = ["Report", "debugging", "follow_report", "print_uncut", "say", "target_in_cell"]
 
 Report = TypeVar("Report")
 
@@ -24,6 +24,12 @@ def say(message: str) -> None:
 def debugging() -> bool:
     """Whether ``--debug`` was given (anywhere on the command line) or ``CANARYFLOW_DEBUG=1``."""
     return os.environ.get("CANARYFLOW_DEBUG", "") not in ("", "0")
+
+
+def target_in_cell(target: str, cell: str | None) -> str:
+    """A rollout's target as tables show it: ``shop/web``, or ``shop/web (cell eu-1)`` for a
+    release cell's (several cells can share one namespace/deployment name)."""
+    return target if cell is None else f"{target} (cell {cell})"
 
 
 def print_uncut(console: Any, table: Any, *, last: int = 30) -> None:

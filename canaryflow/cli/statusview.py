@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from canaryflow.cli.output import print_uncut, say
+from canaryflow.cli.output import print_uncut, say, target_in_cell
 from canaryflow.errors import CanaryflowError
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ def render_status(
             reason = f"cluster: {live[s.rollout_id]}. {reason}".strip()
         table.add_row(
             s.rollout_id,
-            s.target,
+            target_in_cell(s.target, s.cell),
             s.image,
             s.phase.label + (", undone" if s.undone else ""),
             f"{s.step or '-'}/{s.steps}",
@@ -180,7 +180,8 @@ def render_status(
 
 
 def _column(status: RolloutStatus, name: str) -> str:
-    return {"ROLLOUT": status.rollout_id, "TARGET": status.target, "IMAGE": status.image}[name]
+    target = target_in_cell(status.target, status.cell)
+    return {"ROLLOUT": status.rollout_id, "TARGET": target, "IMAGE": status.image}[name]
 
 
 def _evidence(status: RolloutStatus, console: Any) -> None:

@@ -79,6 +79,8 @@ def test_a_release_goes_through_waves_of_local_clusters_and_a_bad_one_is_rolled_
     assert results[(BAD_IMAGE, "rolled-back")] + results[(BAD_IMAGE, "aborted")] == 2
     assert results[(BAD_IMAGE, "rolled-back")] >= 1
     assert sum(results.values()) == 6
+    cells = Counter(json.loads(p.read_text())["cell"] for p in reports.glob("*/status.json"))
+    assert cells == {"cell-1": 2, "cell-2": 2, "cell-3": 2}  # each report names its cell
     assert running_server(tmp_path / "state" / "prefect") is None  # the demo stopped its server
     # Each cell's rollout was a flow run of its own cell's work pool, run by a worker's process.
     with closing(sqlite3.connect(tmp_path / "state" / "prefect" / "prefect.db")) as database:

@@ -89,6 +89,15 @@ def test_a_rollout_run_by_a_deployment_gets_a_new_run_of_that_deployment(
     )
     with use_runtime(runtime):
         run_flow(rollout, flow_run=run, parameters={"request": request}, return_type="state")
+    # The cell it ran in is in its report, its history record and Prefect's (status, get and
+    # history show it: several cells can share one namespace/deployment name).
+    from canaryflow.history import read_history
+    from canaryflow.reports import read_status
+    from flows.records import prefect_history
+
+    assert read_status(runtime.reports_dir / "web-deployed" / "status.json").cell == "eu-1"
+    assert [r.cell for r in read_history(runtime.reports_dir).records] == ["eu-1"]
+    assert [r.cell for r in prefect_history() if r.rollout_id == "web-deployed"] == ["eu-1"]
 
     again = retry_request("web-deployed", "flaky dependency", by="ana")
     assert again.deployment_id == deployment_id

@@ -163,3 +163,32 @@ def test_a_paused_rollout_says_who_paused_it_and_how_it_goes_on_not_the_judges_l
 
     assert "paused by grace (a dashboard): the split holds until canaryflow resume web-1" in out.getvalue()
     assert "not enough data" not in out.getvalue()
+
+
+def test_a_release_cell_s_rollout_shows_its_cell_in_status_get_and_history(tmp_path: Path) -> None:
+    from canaryflow.cli.getview import render_rollout
+    from canaryflow.history import HistoryRecord, append_history
+
+    cell = _status().model_copy(
+        update={"cell": "eu-west-1", "result": "promoted", "phase": RolloutPhase.PROMOTED}
+    )
+    out = io.StringIO()
+    render_status([cell, _status("web-1")], {}, Console(file=out, width=80), title="rollouts", evidence=False)
+    rows = [line for line in out.getvalue().splitlines() if "payments/checkout-frontend" in line]
+    assert "payments/checkout-frontend (cell eu-west-1)" in rows[0]
+    assert "(cell" not in rows[1]  # a plain rollout has no cell
+    assert "Cell:      eu-west-1 (a release's)" in render_rollout(cell)
+    assert not any(line.startswith("Cell:") for line in render_rollout(_status("web-1")))
+    finished = datetime.now(UTC)
+    record = HistoryRecord(
+        rollout_id=LONG_ID, target=cell.target, cell="eu-west-1", image=LONG_IMAGE, result="promoted",
+        reason="judged", triggered_by="release r-1", started_at=finished - timedelta(minutes=5),
+        finished_at=finished,
+    )  # fmt: skip
+    append_history(tmp_path, record)
+    shown = subprocess.run(
+        [sys.executable, "-m", "canaryflow", "history"],
+        capture_output=True, text=True, check=False,
+        env={"CANARYFLOW_REPORTS_DIR": str(tmp_path), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert "payments/checkout-frontend (cell eu-west-1)" in shown.stdout, shown.stderr
