@@ -80,6 +80,7 @@ from flows.releasereporting import ReleaseReporter
 __all__ = [
     "ReleaseOutcome",
     "ReleaseWiring",
+    "check_cells",
     "release",
     "run_release",
     "use_release_wiring",
@@ -186,6 +187,18 @@ def run_name() -> str:
         return "release-with-invalid-spec"
 
 
+def check_cells(spec: ReleaseSpec, request: ReleaseRequest, runs: CellRuns) -> None:
+    """Raise `InputError` (one line, the spec's path first) when the orchestrator lacks what the
+    cells' runs need, e.g. a work pool's deployments; ``canaryflow release`` asks it before a
+    release's flow run is created, the flow again for a run started from the UI."""
+    by = request.triggered_by
+    missing = runs.missing(
+        [cell_run(spec, c.name, image=request.image, triggered_by=by) for c in spec.spec.cells]
+    )
+    if missing:
+        raise InputError(f"{request.spec}: cannot run its cells: " + "; ".join(missing))
+
+
 @flow(name="release", flow_run_name=run_name, persist_result=False)
 def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
     """Release `request.image` to the cells of the release spec at `request.spec`, wave by wave."""
@@ -205,9 +218,7 @@ def release(request: ReleaseRequest) -> ReleaseOutcome | State[Any]:
         say=wiring.say,
         triggered_by=request.triggered_by,
     )
-    missing = this.runs.missing([this.run_of(cell.name) for cell in spec.spec.cells])
-    if missing:
-        raise InputError(f"{request.spec}: cannot run its cells: " + "; ".join(missing))
+    check_cells(spec, request, this.runs)
     cells, waves = len(spec.spec.cells), len(spec.spec.waves)
     report.tell(f"{request.image} to {cells} cell(s) in {waves} wave(s)", {})
     if wiring.watch is not None:

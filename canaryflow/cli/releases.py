@@ -46,9 +46,10 @@ def release(
     )
     api = connect(os.environ)
     use(api, debug=debugging())
-    from flows.release import run_release, wiring_for_run
+    from flows.release import check_cells, run_release, wiring_for_run
 
     wiring = wiring_for_run()
+    check_cells(loaded, request, wiring.runs)  # before the release's flow run is created
     resume = f"canaryflow release {spec} --image {image} --id {release_id}"
     try:
         outcome = run_release(request, dataclasses.replace(wiring, say=typer.echo))

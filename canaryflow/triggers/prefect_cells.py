@@ -60,6 +60,19 @@ def run_state(run: FlowRun) -> RunState:
     return "failed"
 
 
+def _lacking(absent: tuple[str, ...], pools: list[str]) -> str:
+    """One line for the work `pools` that lack the same deployments (`absent`, as templates)."""
+    flows = ", ".join(template.split("/")[0] for template in absent)
+    if len(pools) == 1:
+        names = ", ".join(template.format(pool=pools[0]) for template in absent)
+        where = f"the work pool {pools[0]!r} has no deployment {names}: deploy the {flows} flow(s) to it"
+    else:
+        names = ", ".join(template.format(pool="<pool>") for template in absent)
+        listed = ", ".join(repr(pool) for pool in pools)
+        where = f"the work pools {listed} have no deployment {names}: deploy the {flows} flow(s) to each"
+    return f"{where} (deployments/prefect.yaml ends with a cell pool's template)"
+
+
 class PrefectCellRuns:
     """`CellRuns` on the Prefect API of the settings (or `api_url`), each request bounded by
     `request_timeout` seconds."""
@@ -81,26 +94,21 @@ class PrefectCellRuns:
 
     def missing(self, runs: Sequence[CellRun]) -> list[str]:
         templates = (self.rollout_deployment, self.undo_deployment, self.cleanup_deployment)
-        lines: list[str] = []
+        lacking: dict[tuple[str, ...], list[str]] = {}  # the templates a pool lacks -> those pools
         try:
             with self._client("read the cells' deployments") as client:
                 for pool in sorted({run.work_pool for run in runs}):
                     absent = []
-                    for name in (template.format(pool=pool) for template in templates):
+                    for template in templates:
                         try:
-                            client.read_deployment_by_name(name)
+                            client.read_deployment_by_name(template.format(pool=pool))
                         except ObjectNotFound:
-                            absent.append(name)
+                            absent.append(template)
                     if absent:
-                        flows = ", ".join(name.split("/")[0] for name in absent)
-                        lines.append(
-                            f"the work pool {pool!r} has no deployment {', '.join(absent)}: deploy the "
-                            f"{flows} flow(s) to it (deployments/prefect.yaml ends with a cell pool's "
-                            "template)"
-                        )
+                        lacking.setdefault(tuple(absent), []).append(pool)
         except TriggerUnavailableError:
             return []  # cannot tell now: starting a cell says so if one is missing
-        return lines
+        return [_lacking(absent, pools) for absent, pools in lacking.items()]
 
     def start(self, release_id: str, run: CellRun) -> FlowRunId:
         request = run.request.model_dump(mode="json", exclude_none=True)

@@ -232,7 +232,7 @@ def test_a_release_whose_cell_pool_has_no_deployments_is_refused_before_any_cell
     prefect_harness: Any, deployed: None, tmp_path: Path
 ) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterTags
 
     path = tmp_path / "release.yaml"
     eu2 = "{name: eu-2, context: eu-2, workPool: "
@@ -247,6 +247,20 @@ def test_a_release_whose_cell_pool_has_no_deployments_is_refused_before_any_cell
         "rollout/nowhere, undo/nowhere, cleanup/nowhere: deploy the rollout, undo, cleanup flow(s) to it "
         "(deployments/prefect.yaml ends with a cell pool's template)"
     ]
-    where = FlowRunFilter(tags=FlowRunFilterTags(all_=["canaryflow-release:demo-nowhere"]))
+    # Pools that lack the same deployments are named in one short clause, not one each.
+    eu1 = "{name: eu-1, context: eu-1, workPool: "
+    path.write_text(path.read_text().replace(eu1 + POOL, eu1 + "elsewhere"))
+    both = _canaryflow(
+        str(prefect_harness.api.url), tmp_path, "release", str(path), "--image", IMAGE, "--id", "demo-nowhere"
+    )
+    assert both.returncode == 1
+    assert both.stderr.splitlines() == [
+        f"canaryflow: error: {path}: cannot run its cells: the work pools 'elsewhere', 'nowhere' have no "
+        "deployment rollout/<pool>, undo/<pool>, cleanup/<pool>: deploy the rollout, undo, cleanup flow(s) "
+        "to each (deployments/prefect.yaml ends with a cell pool's template)"
+    ]
     with get_client(sync_client=True) as client:
+        where = FlowRunFilter(tags=FlowRunFilterTags(all_=["canaryflow-release:demo-nowhere"]))
         assert client.read_flow_runs(flow_run_filter=where) == []  # no cell started
+        named = FlowRunFilter(name=FlowRunFilterName(any_=["demo-nowhere"]))
+        assert client.read_flow_runs(flow_run_filter=named) == []  # nor the release's own run
