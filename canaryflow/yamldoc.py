@@ -110,8 +110,10 @@ def validation_problems(
     model: type[BaseModel],
     *,
     patterns: Mapping[str, str] | None = None,
+    also: Sequence[tuple[Loc, str]] = (),
 ) -> list[str]:
-    """Every error of validating `document` against `model`, ``FILE:LINE PATH: MESSAGE``, by line.
+    """Every error of validating `document` against `model`, ``FILE:LINE PATH: MESSAGE``, by line,
+    with the cross-field problems `also` found by the validators that ran.
 
     `patterns` says in words what a field's regular expression asks for (``"must be ..."``);
     without words for it, a pattern mismatch shows the expression.
@@ -119,7 +121,7 @@ def validation_problems(
     found = [
         located(document, _loc(e, document), _message(e, model, patterns or {}))
         for e in _relevant(error.errors())
-    ]
+    ] + [located(document, loc, message) for loc, message in also]
     return [f"{source}:{line} {text}" for line, text in sorted(found, key=lambda p: p[0])]
 
 

@@ -126,7 +126,7 @@ def _validated(
     try:
         spec = model.model_validate(plain(document), context={COLLECT_CROSS_CHECKS: cross})
     except ValidationError as exc:
-        lines = validation_problems(exc, document, source, model, patterns=_PATTERNS)
+        lines = validation_problems(exc, document, source, model, patterns=_PATTERNS, also=cross)
     else:
         cross += more(spec)
         found = sorted((located(document, loc, message) for loc, message in cross), key=lambda p: p[0])

@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal, get_args
 
-from pydantic import Field, ValidationInfo, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from canaryflow.errors import InputError
 from canaryflow.spec.models import DNS_LABEL, Metadata, SpecModel, report_cross_checks
@@ -60,9 +60,49 @@ class Channel(SpecModel):
     url: str | None = Field(default=None, pattern=r"^https?://\S+$")
     events: tuple[NotificationEvent, ...] = NOTIFICATION_EVENTS
 
+    # The checks of one channel are its own validators, so that they are reported with the other
+    # channels' field errors in one round, not after those are fixed.
+    @field_validator("events")
+    @classmethod
+    def _each_event_once(cls, events: tuple[NotificationEvent, ...]) -> tuple[NotificationEvent, ...]:
+        if not events:
+            raise ValueError(f"list at least one of: {', '.join(NOTIFICATION_EVENTS)}")
+        if len(set(events)) != len(events):
+            raise ValueError("lists an event twice")
+        return events
+
+    @model_validator(mode="after")
+    def _one_url(self) -> Channel:
+        if (self.url is None) == (self.url_from is None):
+            raise ValueError("give exactly one of urlFrom (the environment variable with the URL) and url")
+        return self
+
 
 class NotificationsBody(SpecModel):
     channels: tuple[Channel, ...] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_once(cls, data: object, info: ValidationInfo) -> object:
+        """Each channel's name is unique: read from the document as written, so that it is said
+        even when some channel is invalid."""
+        report_cross_checks(_named_twice(data), info)
+        return data
+
+
+def _named_twice(data: object) -> list[tuple[Loc, str]]:
+    channels = data.get("channels") if isinstance(data, dict) else None
+    if not isinstance(channels, list | tuple):
+        return []
+    problems: list[tuple[Loc, str]] = []
+    seen: set[str] = set()
+    for i, channel in enumerate(channels):
+        name = channel.get("name") if isinstance(channel, dict) else getattr(channel, "name", None)
+        if isinstance(name, str) and name in seen:
+            problems.append((("spec", "channels", i, "name"), f"channel {name!r} is named twice"))
+        if isinstance(name, str):
+            seen.add(name)
+    return problems
 
 
 class NotificationsSpec(SpecModel):
@@ -72,31 +112,6 @@ class NotificationsSpec(SpecModel):
     kind: Literal["Notifications"]
     metadata: Metadata
     spec: NotificationsBody
-
-    @model_validator(mode="after")
-    def _cross_checks(self, info: ValidationInfo) -> NotificationsSpec:
-        report_cross_checks(notifications_cross_check(self), info)
-        return self
-
-
-def notifications_cross_check(spec: NotificationsSpec) -> list[tuple[Loc, str]]:
-    """Each channel has exactly one source of its URL, a unique name and no event twice."""
-    problems: list[tuple[Loc, str]] = []
-    seen: set[str] = set()
-    for i, channel in enumerate(spec.spec.channels):
-        at: Loc = ("spec", "channels", i)
-        if (channel.url is None) == (channel.url_from is None):
-            problems.append(
-                (at, "give exactly one of urlFrom (the environment variable with the URL) and url")
-            )
-        if channel.name in seen:
-            problems.append(((*at, "name"), f"channel {channel.name!r} is named twice"))
-        seen.add(channel.name)
-        if len(set(channel.events)) != len(channel.events):
-            problems.append(((*at, "events"), "lists an event twice"))
-        if not channel.events:
-            problems.append(((*at, "events"), f"list at least one of: {', '.join(NOTIFICATION_EVENTS)}"))
-    return problems
 
 
 def resolve_urls(spec: NotificationsSpec, env: Mapping[str, str]) -> dict[str, str]:

@@ -113,3 +113,19 @@ def test_urls_come_from_the_environment_and_every_missing_one_is_named() -> None
         "oncall": "https://teams.example.com/b",
         "audit": "http://audit.internal/c",
     }
+
+
+def test_a_field_error_does_not_hide_the_other_channels_problems() -> None:
+    """One round: before, a wrong kind hid the names given twice and a channel's two URLs."""
+    problems = _problems(
+        "    - {name: a, kind: slak, urlFrom: A}\n"
+        "    - {name: a, kind: slack, urlFrom: A, url: 'https://x'}\n"
+        "    - {name: c, kind: webhook, urlFrom: C, events: [failed, failed]}\n"
+    )
+
+    assert problems == [
+        "n.yaml:6 spec.channels[0].kind: must be one of: 'slack', 'teams', 'webhook'",
+        f"n.yaml:7 spec.channels[1]: {ONE_URL}",
+        "n.yaml:7 spec.channels[1].name: channel 'a' is named twice",
+        "n.yaml:8 spec.channels[2].events: lists an event twice",
+    ]
