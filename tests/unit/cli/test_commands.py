@@ -52,10 +52,18 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
-def test_every_command_has_help(command: list[str]) -> None:
-    result = run(*command, "--help")
+def test_every_command_has_help_that_fits_80_columns(command: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "canaryflow", *command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "80"},
+    )
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
+    assert [line for line in result.stdout.splitlines() if len(line) > 80] == []
 
 
 def test_every_port_option_accepts_only_ports() -> None:
