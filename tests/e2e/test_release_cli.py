@@ -237,12 +237,14 @@ def test_a_release_whose_cell_pool_has_no_deployments_is_refused_before_any_cell
     path = tmp_path / "release.yaml"
     eu2 = "{name: eu-2, context: eu-2, workPool: "
     path.write_text(RELEASE.replace("{bake}", "").replace(eu2 + POOL, eu2 + "nowhere"))
-    done = _canaryflow(
-        str(prefect_harness.api.url), tmp_path, "release", str(path), "--image", IMAGE, "--id", "demo-nowhere"
-    )
 
-    assert done.returncode == 1
-    assert done.stderr.splitlines() == [
+    def refused() -> list[str]:
+        api = str(prefect_harness.api.url)
+        done = _canaryflow(api, tmp_path, "release", str(path), "--image", IMAGE, "--id", "demo-nowhere")
+        assert done.returncode == 1
+        return done.stderr.splitlines()
+
+    assert refused() == [
         f"canaryflow: error: {path}: cannot run its cells: the work pool 'nowhere' has no deployment "
         "rollout/nowhere, undo/nowhere, cleanup/nowhere: deploy the rollout, undo, cleanup flow(s) to it "
         "(deployments/prefect.yaml ends with a cell pool's template)"
@@ -250,11 +252,7 @@ def test_a_release_whose_cell_pool_has_no_deployments_is_refused_before_any_cell
     # Pools that lack the same deployments are named in one short clause, not one each.
     eu1 = "{name: eu-1, context: eu-1, workPool: "
     path.write_text(path.read_text().replace(eu1 + POOL, eu1 + "elsewhere"))
-    both = _canaryflow(
-        str(prefect_harness.api.url), tmp_path, "release", str(path), "--image", IMAGE, "--id", "demo-nowhere"
-    )
-    assert both.returncode == 1
-    assert both.stderr.splitlines() == [
+    assert refused() == [
         f"canaryflow: error: {path}: cannot run its cells: the work pools 'elsewhere', 'nowhere' have no "
         "deployment rollout/<pool>, undo/<pool>, cleanup/<pool>: deploy the rollout, undo, cleanup flow(s) "
         "to each (deployments/prefect.yaml ends with a cell pool's template)"
