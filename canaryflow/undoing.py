@@ -50,13 +50,15 @@ def undo_target(
     warn: Callable[[str], None] | None = None,
     clock: Clock | None = None,
     only: str | None = None,
+    cell: str | None = None,
 ) -> Undone:
     """Undo `target`'s last promotion under its lock, held as `identity` (with `details`); `note`
     (who and why) is recorded on the stable and in the history under `reports_dir`. `say` hears
     what happens, one line at a time, and `warn` (default: `say`) why it waits; `clock` (default:
     the system's) is the time the Lease's expiry is read against. With `only` (a rollout id), the
     promotion is undone only if it is that rollout's: a target somebody promoted since (or that
-    is undone already) is left as it is, and `Undone.promotion` is None.
+    is undone already) is left as it is, and `Undone.promotion` is None. `cell`: the release cell
+    whose target it is (recorded; else taken from the promotion's record in the history, if any).
 
     Raises
     ------
@@ -92,7 +94,7 @@ def undo_target(
     stable = status.stable
     say(f"{target}: the stable runs {stable.image} again ({stable.ready}/{stable.replicas} ready)")
     if promotion is not None:
-        _remember(reports_dir, str(target), promotion, note, began, clock.now(), triggered_by)
+        _remember(reports_dir, str(target), promotion, note, began, clock.now(), triggered_by, cell)
     return Undone(promotion, status)
 
 
@@ -130,6 +132,7 @@ def _remember(
     began: datetime,
     now: datetime,
     triggered_by: str,
+    cell: str | None,
 ) -> None:
     """The undo in the history: from the promotion it undid (when the history has it) to now."""
     promoted = [
@@ -142,7 +145,7 @@ def _remember(
         target=target,
         image=promotion.image,
         result="undone",
-        cell=promoted[-1].cell if promoted else None,
+        cell=cell or (promoted[-1].cell if promoted else None),
         reason=note,
         triggered_by=triggered_by,
         started_at=promoted[-1].finished_at if promoted else began,

@@ -76,6 +76,7 @@ def undo(request: UndoRequest) -> UndoOutcome:
         say=lambda line: logger.info("%s", line),
         clock=runtime.clock,
         only=request.rollout_id,
+        cell=None if request.cell is None else request.cell.name,
     )
     promotion = done.promotion
     return UndoOutcome(

@@ -15,7 +15,7 @@ from canaryflow.dev.stacks import GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
 from canaryflow.errors import RolloutInProgressError
 from canaryflow.history import read_history
 from canaryflow.reports import read_status
-from canaryflow.requests import UndoRequest
+from canaryflow.requests import CellTarget, UndoRequest
 from tests.e2e.conftest import DEMO_SPEC
 
 
@@ -85,5 +85,14 @@ def test_a_release_undo_takes_back_only_its_own_rollouts_promotion(
     assert stack.cluster.read(stack.target).stable.image == GOOD_IMAGE
 
     with use_runtime(runtime):
-        own = undo(UndoRequest(spec=DEMO_SPEC, reason="wave 2 rolled back", rollout_id="demo-v2"))
+        own = undo(
+            UndoRequest(
+                spec=DEMO_SPEC,
+                reason="wave 2 rolled back",
+                rollout_id="demo-v2",
+                cell=CellTarget(name="eu-1"),
+            )
+        )
     assert (own.rollout_id, own.image) == ("demo-v2", STABLE_IMAGE)
+    # The release's cell is recorded with the undo, also when this machine's history lacks it.
+    assert [r.cell for r in read_history(runtime.reports_dir).records if r.result == "undone"] == ["eu-1"]
