@@ -87,7 +87,7 @@ def _cell(parameters: object) -> str | None:
     request = parameters.get("request") if isinstance(parameters, dict) else None
     cell = request.get("cell") if isinstance(request, dict) else None
     name = cell.get("name") if isinstance(cell, dict) else None
-    return name if isinstance(name, str) else None
+    return name if isinstance(name, str) and name else None
 
 
 def _record(run: Any) -> HistoryRecord | None:

@@ -29,7 +29,7 @@ def debugging() -> bool:
 def target_in_cell(target: str, cell: str | None) -> str:
     """A rollout's target as tables show it: ``shop/web``, or ``shop/web (cell eu-1)`` for a
     release cell's (several cells can share one namespace/deployment name)."""
-    return target if cell is None else f"{target} (cell {cell})"
+    return f"{target} (cell {cell})" if cell else target
 
 
 def print_uncut(console: Any, table: Any, *, last: int = 30) -> None:

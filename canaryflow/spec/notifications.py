@@ -37,7 +37,7 @@ from typing import Literal, get_args
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from canaryflow.errors import InputError
-from canaryflow.spec.models import DNS_LABEL, Metadata, SpecModel, report_cross_checks
+from canaryflow.spec.models import COLLECT_CROSS_CHECKS, DNS_LABEL, Metadata, SpecModel, report_cross_checks
 from canaryflow.yamldoc import Loc
 
 __all__ = ["NOTIFICATION_EVENTS", "Channel", "NotificationsBody", "NotificationsSpec", "resolve_urls"]
@@ -61,7 +61,7 @@ class Channel(SpecModel):
     events: tuple[NotificationEvent, ...] = NOTIFICATION_EVENTS
 
     # The checks of one channel are its own validators, so that they are reported with the other
-    # channels' field errors in one round, not after those are fixed.
+    # channels' problems in one round (a channel's own field error still comes first).
     @field_validator("events")
     @classmethod
     def _each_event_once(cls, events: tuple[NotificationEvent, ...]) -> tuple[NotificationEvent, ...]:
@@ -84,10 +84,18 @@ class NotificationsBody(SpecModel):
     @model_validator(mode="before")
     @classmethod
     def _names_once(cls, data: object, info: ValidationInfo) -> object:
-        """Each channel's name is unique: read from the document as written, so that it is said
-        even when some channel is invalid."""
-        report_cross_checks(_named_twice(data), info)
+        """Each channel's name is unique: for the loader, read from the document as written, so
+        that it is said even when some channel is invalid."""
+        if isinstance(info.context, dict) and COLLECT_CROSS_CHECKS in info.context:
+            report_cross_checks(_named_twice(data), info)
         return data
+
+    @model_validator(mode="after")
+    def _names_once_validated(self, info: ValidationInfo) -> NotificationsBody:
+        """Without the loader: after the channels' own errors, as one error."""
+        if not (isinstance(info.context, dict) and COLLECT_CROSS_CHECKS in info.context):
+            report_cross_checks(_named_twice({"channels": self.channels}), info)
+        return self
 
 
 def _named_twice(data: object) -> list[tuple[Loc, str]]:

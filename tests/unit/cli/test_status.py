@@ -177,6 +177,9 @@ def test_a_release_cell_s_rollout_shows_its_cell_in_status_get_and_history(tmp_p
     rows = [line for line in out.getvalue().splitlines() if "payments/checkout-frontend" in line]
     assert "payments/checkout-frontend (cell eu-west-1)" in rows[0]
     assert "(cell" not in rows[1]  # a plain rollout has no cell
+    from canaryflow.cli.output import target_in_cell
+
+    assert target_in_cell("shop/web", "") == "shop/web"  # an empty name from odd run parameters
     assert "Cell:      eu-west-1 (a release's)" in render_rollout(cell)
     assert not any(line.startswith("Cell:") for line in render_rollout(_status("web-1")))
     finished = datetime.now(UTC)

@@ -129,3 +129,19 @@ def test_a_field_error_does_not_hide_the_other_channels_problems() -> None:
         "n.yaml:7 spec.channels[1].name: channel 'a' is named twice",
         "n.yaml:8 spec.channels[2].events: lists an event twice",
     ]
+
+
+def test_validated_without_the_loader_a_channel_s_own_error_comes_before_names_given_twice() -> None:
+    from pydantic import ValidationError
+
+    from canaryflow.spec.notifications import NotificationsSpec
+
+    channels = [{"name": "a", "kind": "slak", "urlFrom": "A"}, {"name": "a", "kind": "slack", "urlFrom": "A"}]
+    document = {"apiVersion": "canaryflow/v1", "kind": "Notifications", "metadata": {"name": "t"}}
+    with pytest.raises(ValidationError) as first:
+        NotificationsSpec.model_validate({**document, "spec": {"channels": channels}})
+    assert [e["loc"] for e in first.value.errors()] == [("spec", "channels", 0, "kind")]
+    channels[0]["kind"] = "slack"
+    with pytest.raises(ValidationError) as then:
+        NotificationsSpec.model_validate({**document, "spec": {"channels": channels}})
+    assert "spec.channels[1].name: channel 'a' is named twice" in str(then.value)
