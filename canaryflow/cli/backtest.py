@@ -14,14 +14,15 @@ written. What is well-formed but suspicious (`analysis.logs.cross_checks`) is sa
 report replayed without ``--config``: the report's ``status.json`` names the spec whose settings
 the live judge used, and the defaults may differ from them.
 
-This path stays light: it imports the standard library, ``analysis`` (numpy, pydantic) and our
-error types, and the rollout spec loader only when ``--config`` is given. No Prefect, Kubernetes
+This path stays light: it imports the standard library, ``analysis`` (numpy, pydantic), our error
+types and report paths, and the rollout spec loader only when ``--config`` is given. No Prefect, Kubernetes
 or FastAPI.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
@@ -149,8 +150,8 @@ def run_replay(
             if spec is not None:
                 err.write(
                     f"canaryflow: warning: {path}: judged with the project's default analysis settings; "
-                    f"the rollout that wrote it ran {spec}: give --config {spec} to judge it with that "
-                    "spec's\n"
+                    f"its rollout ran the spec {spec} (as its run saw it): give --config "
+                    f"{shlex.quote(spec)} to judge with that spec's settings\n"
                 )
     for path, log in parsed:
         _replay_one(path, log, settings, name, out, label=len(parsed) > 1)

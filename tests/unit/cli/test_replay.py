@@ -185,10 +185,12 @@ def test_metrics_that_disagree_on_the_requests_are_judged_with_a_warning(tmp_pat
 
 def test_replay_stays_light(tmp_path: Path) -> None:
     path = _write(tmp_path, "outage.json", _outage(40))
+    (tmp_path / "status.json").write_text(json.dumps({"spec": "config/rollouts/web.yaml"}))  # read too
     code = (
         "import io, sys, pathlib\n"
         "from canaryflow.cli.backtest import run_replay\n"
-        f"run_replay([pathlib.Path({str(path)!r})], config=None, judge='sequential', out=io.StringIO())\n"
+        f"run_replay([pathlib.Path({str(path)!r})], config=None, judge='sequential', out=io.StringIO(), "
+        "err=io.StringIO())\n"
         "heavy = {'prefect', 'kubernetes', 'fastapi', 'starlette', 'uvicorn', 'scipy', 'httpx'}\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
@@ -309,8 +311,8 @@ def test_a_report_s_log_replayed_without_its_spec_says_which_spec_the_rollout_ra
     out, err = io.StringIO(), io.StringIO()
     run_replay([path], config=None, judge="sequential", out=out, err=err)
     assert err.getvalue() == (
-        f"canaryflow: warning: {path}: judged with the project's default analysis settings; the rollout "
-        "that wrote it ran config/rollouts/web.yaml: give --config config/rollouts/web.yaml to judge it "
-        "with that spec's\n"
+        f"canaryflow: warning: {path}: judged with the project's default analysis settings; its rollout "
+        "ran the spec config/rollouts/web.yaml (as its run saw it): give --config config/rollouts/web.yaml "
+        "to judge with that spec's settings\n"
     )
     assert _lines(out)[-1]["final"] is True
