@@ -400,3 +400,25 @@ def test_spec_schema_takes_the_kind_in_any_case_and_shows_its_default_as_typed(g
     assert "[default: rollout]" in run("spec", "schema", "--help").stdout
     assert json.loads(run("spec", "schema").stdout)["properties"]["kind"]["const"] == "Rollout"
     assert json.loads(run("spec", "schema", "--kind", given).stdout)["properties"]["kind"]["const"] == kind
+
+
+def test_history_of_releases_is_newest_first_with_no_rate_a_day_under_a_day(tmp_path: Path) -> None:
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from canaryflow.releasehistory import ReleaseRecord, append_release
+
+    now = datetime.now(UTC)
+    for n, ago in enumerate([2.0, 1.0]):
+        finished = now - timedelta(hours=ago)
+        record = ReleaseRecord(
+            release_id=f"demo-{n}", release="demo", image=f"web:{n}", outcome="released", reason="every wave",
+            triggered_by="test", started_at=finished - timedelta(minutes=30), finished_at=finished,
+            cells={"eu-1": "promoted"},
+        )  # fmt: skip
+        append_release(tmp_path, record)
+    env = {**os.environ, "CANARYFLOW_REPORTS_DIR": str(tmp_path)}
+    shown = json.loads(_history(env, "--releases", "--since", "3h", "--json").stdout)
+    assert [r["release_id"] for r in shown["records"]] == ["demo-1", "demo-0"]
+    assert shown["figures"]["releases_per_day"] is None
+    assert "releases: 2 in 3h; " in _history(env, "--releases", "--since", "3h").stdout
