@@ -95,8 +95,9 @@ def _every(reports: Path) -> tuple[list[RolloutStatus], int]:
 def cluster_view(statuses: list[RolloutStatus], env: Mapping[str, str]) -> dict[str, str]:
     """Per rollout that has not ended: what its target's canary says in the cluster, in words.
     Empty when none is under way or no cluster is configured; a cluster that cannot be read is
-    said in the words, never raised."""
-    open_ = [s for s in statuses if not s.phase.final and s.container]
+    said in the words, never raised. A release cell's rollout is left to its report: its cluster
+    is the cell's, not necessarily the one this shell reaches."""
+    open_ = [s for s in statuses if not s.phase.final and s.container and not s.cell]
     if not open_ or not _cluster_configured(env):
         return {}
     from canaryflow.cluster.port import TargetRef

@@ -109,6 +109,10 @@ def test_a_kubeconfig_given_but_missing_is_said_for_each_rollout_under_way(tmp_p
     )
     quiet = _status_command(reports, "--json")  # no kubeconfig anywhere: nothing to say of a cluster
     assert json.loads(quiet.stdout)[0]["cluster"] is None
+    # A release cell's rollout runs in the cell's cluster, not this shell's: left to its report.
+    write_status(reports / "web-aaaa1111", _status("web-aaaa1111").model_copy(update={"cell": "eu-1"}))
+    cell = _status_command(reports, "--json", KUBECONFIG=str(missing))
+    assert json.loads(cell.stdout)[0]["cluster"] is None
 
 
 def test_an_unreadable_report_is_named_and_the_others_are_still_shown(tmp_path: Path) -> None:
