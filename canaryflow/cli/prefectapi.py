@@ -29,7 +29,7 @@ import httpx
 from canaryflow.dev.prefectserver import default_home, running_server
 from canaryflow.errors import InputError, TriggerUnavailableError
 
-__all__ = ["PrefectApi", "connect", "find_api", "quiet_prefect", "use"]
+__all__ = ["PrefectApi", "connect", "find_api", "locate", "quiet_prefect", "use"]
 
 _HOW = (
     "set PREFECT_API_URL to your Prefect server's API (e.g. http://127.0.0.1:4200/api), "
@@ -71,8 +71,10 @@ def find_api(env: Mapping[str, str]) -> PrefectApi | None:
     return None
 
 
-def connect(env: Mapping[str, str], *, timeout: float = 1.0) -> PrefectApi:
-    """The Prefect API, once it answered ``/health``; `TriggerUnavailableError` otherwise."""
+def locate(env: Mapping[str, str]) -> PrefectApi:
+    """The Prefect API `find_api` names, not asked yet: `TriggerUnavailableError` when none is set
+    or runs, `InputError` for an address that is not an http(s) URL. For a process that must start
+    while Prefect is down (the webhook receiver: pushes wait in its outbox)."""
     api = find_api(env)
     if api is None:
         raise TriggerUnavailableError(
@@ -81,6 +83,12 @@ def connect(env: Mapping[str, str], *, timeout: float = 1.0) -> PrefectApi:
     parts = urlsplit(api.url)
     if parts.scheme not in ("http", "https") or not parts.netloc:  # a setting to fix, not an outage
         raise InputError(f"the Prefect API URL {api.url!r} (from {api.source}) is not an http(s) URL; {_HOW}")
+    return api
+
+
+def connect(env: Mapping[str, str], *, timeout: float = 1.0) -> PrefectApi:
+    """The Prefect API, once it answered ``/health``; `TriggerUnavailableError` otherwise."""
+    api = locate(env)
     try:
         answer = httpx.get(f"{api.url.rstrip('/')}/health", timeout=timeout)
     except httpx.HTTPError as exc:

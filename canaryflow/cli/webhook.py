@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -30,8 +31,27 @@ def serve(
     """Serve POST /hooks/github and /hooks/gitlab, starting rollouts for pushes.
 
     Secrets come from CANARYFLOW_GITHUB_SECRET, CANARYFLOW_GITLAB_TOKEN and
-    CANARYFLOW_GITLAB_SIGNING_TOKEN (or *_FILE naming a file).
+    CANARYFLOW_GITLAB_SIGNING_TOKEN (or *_FILE naming a file). Rollouts start through the Prefect
+    API every command uses (PREFECT_API_URL, the active profile's, or canaryflow's local server),
+    named in the log at start; while it does not answer, pushes wait in the outbox.
     """
     from canaryflow.webhooks.serve import serve as serve_webhooks
 
-    serve_webhooks(config, host=host, port=port, unready_after=unready_after, metrics_port=metrics_port)
+    def prefect() -> str:
+        """Point this process's Prefect at the API every command uses (never a temporary server
+        of its own); where, for the log."""
+        from canaryflow.cli.output import debugging
+        from canaryflow.cli.prefectapi import locate, use
+
+        api = locate(os.environ)
+        use(api, debug=debugging())
+        return f"{api.url} (from {api.source})"
+
+    serve_webhooks(
+        config,
+        host=host,
+        port=port,
+        unready_after=unready_after,
+        metrics_port=metrics_port,
+        prefect=prefect,
+    )

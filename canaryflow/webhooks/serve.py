@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import uvicorn
@@ -106,9 +106,12 @@ def serve(
     port: int,
     unready_after: float = UNREADY_AFTER,
     metrics_port: int = METRICS_PORT,
+    prefect: Callable[[], str] | None = None,
 ) -> None:
     """Serve the receiver for the routes file `config` on `host`:`port` until interrupted, and its
-    metrics (`WebhookMetrics`) on `host`:`metrics_port` (0: not at all).
+    metrics (`WebhookMetrics`) on `host`:`metrics_port` (0: not at all). `prefect`, called once
+    the ports are bound and before the routes are read, points this process's Prefect at its API
+    and says where (logged); its errors stop the receiver before anything is created.
 
     Both ports are bound first: one in use (or not bindable) is an `InputError` naming the address
     and the option, before the routes are read, the delivery store is created or anything serves.
@@ -134,8 +137,11 @@ def serve(
                 every=False,
             )
             metrics_server = MetricsServer(bound, metrics.registry)
+        where = prefect() if prefect is not None else None
         app = build_app(config, unready_after=unready_after, metrics=metrics)
         _log_to_stderr()
+        if where is not None:
+            _log.info("rollouts start through the Prefect API at %s", where)
         if metrics_server is not None:
             metrics_server.start()
             _log.info("metrics on http://%s/metrics", address_of(host, metrics_server.port))

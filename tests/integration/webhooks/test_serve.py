@@ -229,3 +229,96 @@ def test_a_port_outside_its_range_is_a_usage_error_before_anything_starts(
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"canaryflow: error: Invalid value for '{option}': "), line
     assert not (tmp_path / "state").exists()
+
+
+_SERVE = [sys.executable, "-m", "canaryflow", "webhook", "serve", "--config"]
+
+
+def _own_env(tmp_path: Path) -> dict[str, str]:
+    """A shell that never set PREFECT_API_URL or a Prefect profile (canaryflow's state in tmp_path)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    return {
+        **env,
+        "HOME": str(tmp_path),
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "CANARYFLOW_STATE_DIR": str(tmp_path / "canaryflow-state"),
+        "CANARYFLOW_GITHUB_SECRET": p.GITHUB_SECRET,
+    }
+
+
+def test_without_any_prefect_api_the_receiver_says_what_to_set_and_creates_nothing(
+    routes_file: Path, tmp_path: Path
+) -> None:
+    """Not a temporary Prefect server of its own, which no worker or UI would ever see."""
+    shutil.copytree(Path(__file__).resolve().parents[3] / "config", tmp_path / "config")
+    done = subprocess.run(
+        [*_SERVE, str(routes_file), "--port", str(free_port()), "--metrics-port", "0"],
+        cwd=tmp_path, env=_own_env(tmp_path), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 5, done.stderr
+    assert done.stderr.splitlines() == [
+        "canaryflow: error: no Prefect API: PREFECT_API_URL is not set and no local server runs; set "
+        "PREFECT_API_URL to your Prefect server's API (e.g. http://127.0.0.1:4200/api), or start "
+        "canaryflow's local one: canaryflow dev prefect up"
+    ]
+    assert not (tmp_path / "state").exists()  # the delivery store was not created
+    assert not (tmp_path / "prefect-home").exists()  # Prefect never ran
+
+
+@pytest.mark.slow
+def test_the_receiver_starts_rollouts_on_canaryflow_s_local_server(routes_file: Path, tmp_path: Path) -> None:
+    """`canaryflow dev prefect up` and no PREFECT_API_URL, as the README's first steps leave a
+    shell: the receiver names that server and its push becomes a flow run there."""
+    repository = Path(__file__).resolve().parents[3]
+    shutil.copytree(repository / "config", tmp_path / "config")
+    env = _own_env(tmp_path)
+    canaryflow = [sys.executable, "-m", "canaryflow"]
+    up = subprocess.run(
+        [*canaryflow, "dev", "prefect", "up"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert up.returncode == 0, up.stderr
+    receiver: subprocess.Popen[str] | None = None
+    try:
+        shown = subprocess.run(
+            [*canaryflow, "dev", "prefect", "env"], env=env, capture_output=True, text=True
+        )
+        (url,) = [
+            line.split("=", 1)[1].strip("'\"") for line in shown.stdout.split() if "PREFECT_API_URL=" in line
+        ]
+        deploy = "from tests.fixtures.cellpools import deploy_stand_ins; deploy_stand_ins('rollout')"
+        subprocess.run(
+            [sys.executable, "-c", deploy],
+            cwd=repository,
+            env={**env, "PREFECT_API_URL": url},
+            check=True,
+            timeout=120,
+        )
+        port = free_port()
+        receiver = subprocess.Popen(
+            [*_SERVE, str(routes_file), "--port", str(port), "--metrics-port", "0"],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        assert receiver.stdout is not None
+        output = []
+        for line in receiver.stdout:
+            output.append(line)
+            if "Uvicorn running on" in line:
+                break
+        said = "".join(output)
+        assert f"rollouts start through the Prefect API at {url} (from canaryflow's local server" in said, (
+            said
+        )
+        body = p.body_of(p.github_push())
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/hooks/github", content=body, headers=p.github_headers(body)
+        )
+        assert (answer.status_code, answer.json()["status"]) == (202, "started"), answer.text
+        runs = httpx.post(f"{url}/flow_runs/filter", json={}).json()
+        assert [run["parameters"]["request"]["image"] for run in runs] == [
+            f"registry.example.com/hello/world:{p.AFTER}"
+        ]
+    finally:
+        if receiver is not None:
+            receiver.terminate()
+            receiver.communicate(timeout=30)
+        subprocess.run([*canaryflow, "dev", "prefect", "down"], env=env, capture_output=True, timeout=120)
