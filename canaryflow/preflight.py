@@ -10,6 +10,8 @@
     target's capacity (an HPA's included)             reachable)
     Prometheus answers, and every metric of the       MetricsUnavailableError, QueryError, NoDataError
     analysis has data for the stable track
+    every metric name a query selects has a series    a `Warned` line (a typo in a ``bad`` query
+    (Prometheus; `SeriesNames`)                       reads as no errors, not as no data)
 
 `check_request` is the part that needs no cluster (it reads the spec file): the command line, the
 webhook receiver and the rollout flow run it before anything starts. `check_target` asks the
@@ -35,11 +37,12 @@ from datetime import datetime, timedelta
 from canaryflow.cluster.port import Cluster, TargetStatus
 from canaryflow.errors import MetricsError, MetricsUnavailableError, NoDataError, NotFoundError, WeightError
 from canaryflow.metrics import MetricsSource
+from canaryflow.metrics.port import SeriesNames
 from canaryflow.plan import RolloutPlan, plan_rollout
 from canaryflow.replicas import plan_split
 from canaryflow.requests import RolloutRequest
 
-__all__ = ["MIN_WINDOW", "Passed", "check_request", "check_target", "target_checks"]
+__all__ = ["MIN_WINDOW", "Passed", "Warned", "check_request", "check_target", "target_checks"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,14 @@ class Passed:
 
     def __str__(self) -> str:
         return f"ok  {self.what}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class Warned(Passed):
+    """A check that let the rollout go on, with something a person should look at."""
+
+    def __str__(self) -> str:
+        return f"warning  {self.what}: {self.detail}"
 
 
 def check_request(request: RolloutRequest) -> tuple[RolloutPlan, list[Passed]]:
@@ -113,6 +124,25 @@ def target_checks(
             raise type(exc)(f"metric {query.name!r}: {exc.summary()}", query=exc.query) from exc
     names = ", ".join(q.name for q in plan.queries())
     yield Passed("metrics", f"{names}: data for the stable track in the last {window.total_seconds():g}s")
+    yield from _unknown_names(plan, metrics, now)
+
+
+def _unknown_names(plan: RolloutPlan, metrics: MetricsSource, now: datetime) -> Iterator[Warned]:
+    """A metric name in a query that the backend has no series of at all: a typo is likely, and in
+    a ``bad`` query it would read as no errors, not as no data. A warning, not a refusal: an
+    error counter a service creates at its first error has no series before it."""
+    if not isinstance(metrics, SeriesNames):
+        return
+    for query in plan.queries():
+        unknown = metrics.unknown_names(
+            query, namespace=plan.target.namespace, app=plan.target.app, track="stable", end=now
+        )
+        if unknown:
+            yield Warned(
+                "metrics",
+                f"{query.name}: Prometheus has no series named {', '.join(unknown)}: check the spelling in "
+                f"{plan.request.spec}; until such a series exists, the judge counts none of its requests",
+            )
 
 
 def _checked(plan: RolloutPlan, cluster: Cluster) -> TargetStatus:

@@ -22,6 +22,7 @@ __all__ = [
     "format_labels",
     "parse_labels",
     "render",
+    "selected_names",
     "unknown_variables",
     "variables",
 ]
@@ -108,3 +109,14 @@ def render(template: str, values: Mapping[str, str]) -> str:
     if missing:
         raise KeyError(f"template variable(s) without a value: {', '.join(missing)}")
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_SELECTOR = re.compile(r"(?<![\w:])([a-zA-Z_:][a-zA-Z0-9_:]*)\s*[{\[]")
+
+
+def selected_names(promql: str) -> list[str]:
+    """The metric names a rendered PromQL expression selects (``name{...}`` or ``name[...]``), in
+    order, each once; names inside string literals and function names are not among them."""
+    bare = _STRING.sub('""', promql)
+    return list(dict.fromkeys(m.group(1) for m in _SELECTOR.finditer(bare)))

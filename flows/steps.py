@@ -27,7 +27,7 @@ from canaryflow.cluster.port import Cluster, RolloutId, TargetRef, TargetStatus
 from canaryflow.errors import ClusterOutageError, ConflictError, TransientError
 from canaryflow.metrics import MetricQuery, MetricsSource, observe_interval, stable_history
 from canaryflow.plan import RolloutPlan
-from canaryflow.preflight import check_target
+from canaryflow.preflight import Warned, check_target
 from canaryflow.replicas import Split, plan_split
 from canaryflow.status import RolloutPhase
 
@@ -73,11 +73,11 @@ def check_before_writing(
 ) -> list[str]:
     """Everything the rollout needs from the cluster and the metrics, before its first write
     (`canaryflow.preflight.check_target`); raises the first problem, in one line."""
-    passed = [str(p) for p in check_target(plan, cluster=cluster, metrics=metrics, now=clock.now())]
+    checks = check_target(plan, cluster=cluster, metrics=metrics, now=clock.now())
     logger = get_run_logger()
-    for line in passed:
-        logger.info("preflight %s", line)
-    return passed
+    for check in checks:
+        (logger.warning if isinstance(check, Warned) else logger.info)("preflight %s", check)
+    return [str(check) for check in checks]
 
 
 @task(name="read-target", retry_condition_fn=_retry_on_io, cache_policy=NO_CACHE)

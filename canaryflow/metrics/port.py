@@ -34,6 +34,7 @@ __all__ = [
     "MetricQuery",
     "MetricsSource",
     "ObservedTrack",
+    "SeriesNames",
     "check_window",
 ]
 
@@ -129,6 +130,20 @@ class HistorySource(Protocol):
     ) -> list[TrackObservation]:
         """What `MetricsSource.observe` gives for each of the `intervals` windows that end at
         ``end - i * window``, oldest first; windows without data are left out."""
+        ...
+
+
+@runtime_checkable
+class SeriesNames(Protocol):
+    """What a `MetricsSource` may also do: say which metric names its queries select that it has
+    no series of at all (`canaryflow.preflight` warns of them: a typo in a ``bad`` query reads as
+    no errors, not as no data)."""
+
+    def unknown_names(
+        self, query: MetricQuery, *, namespace: str, app: str, track: ObservedTrack, end: datetime
+    ) -> list[str]:
+        """The metric names `query`'s rendered templates select that have no series at `end`
+        (any labels); empty when all do, or when the backend cannot tell now (never raises)."""
         ...
 
 

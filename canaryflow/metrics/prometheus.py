@@ -34,7 +34,7 @@ from analysis.observations import TrackObservation
 from canaryflow.errors import MetricsError, MetricsUnavailableError, NoDataError, QueryError
 from canaryflow.metrics.port import MetricQuery, ObservedTrack, check_window
 from canaryflow.metrics.vectors import histogram_from_result, ratio_from_results, samples_from_result
-from canaryflow.querytemplates import cell_matchers, render, variables
+from canaryflow.querytemplates import cell_matchers, render, selected_names, variables
 
 __all__ = ["PrometheusConfig", "PrometheusMetricsSource", "promql_duration"]
 
@@ -114,6 +114,10 @@ def _retry(config: PrometheusConfig) -> Retry:
         raise_on_status=False,  # the last answer comes back, so its status and message can be read
         respect_retry_after_header=False,
     )
+
+
+#: The window rendered into ``{interval}`` where only the metric names matter.
+_ANY_WINDOW = timedelta(minutes=1)
 
 
 class PrometheusMetricsSource:
@@ -212,6 +216,23 @@ class PrometheusMetricsSource:
             except NoDataError:
                 continue
         return seen
+
+    def unknown_names(
+        self, query: MetricQuery, *, namespace: str, app: str, track: ObservedTrack, end: datetime
+    ) -> list[str]:
+        """`SeriesNames`: one instant query, ``group by (__name__) ({__name__=~"a|b"})`` at `end`."""
+        try:
+            rendered = self._templates(query, namespace=namespace, app=app, track=track, window=_ANY_WINDOW)
+            names = list(dict.fromkeys(n for promql in rendered.values() for n in selected_names(promql)))
+            if not names:
+                return []
+            found = self.instant(
+                f'group by (__name__) ({{__name__=~"{"|".join(names)}"}})', at=end.timestamp()
+            )
+            known = {item.get("metric", {}).get("__name__") for item in found if isinstance(item, dict)}
+        except MetricsError:
+            return []
+        return [name for name in names if name not in known]
 
     def _templates(
         self, query: MetricQuery, *, namespace: str, app: str, track: ObservedTrack, window: timedelta

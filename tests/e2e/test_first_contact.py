@@ -187,6 +187,41 @@ def test_check_passes_on_a_ready_target_and_changes_nothing(served: Served) -> N
     assert served.stable() == before
 
 
+TYPO_METRICS = """\
+  analysis:
+    minExposureSeconds: 6
+    minIntervals: 2
+    metrics:
+      - name: errors
+        type: ratio
+        bad: >-
+          sum(increase(http_requests_totl{namespace="{namespace}", code=~"5..",
+          track="{track}"}[{interval}]))
+        total: sum(increase(http_requests_total{namespace="{namespace}", track="{track}"}[{interval}]))
+"""
+
+
+def test_check_warns_of_a_metric_name_prometheus_has_no_series_of(served: Served) -> None:
+    """A typo in a bad query reads as no errors, not as no data: the check would pass in silence."""
+    path = served.directory / "typo.yaml"
+    path.write_text(
+        served.spec.read_text().replace(
+            "  analysis: {minExposureSeconds: 6, minIntervals: 2}\n", TYPO_METRICS
+        )
+    )
+    before = served.stable()
+
+    checked = served.run("check", str(path), "--image", GOOD_IMAGE)
+
+    assert checked.returncode == 0, checked.stderr
+    (warning,) = [line for line in checked.stdout.splitlines() if line.startswith("warning")]
+    assert warning == (
+        f"warning  metrics: errors: Prometheus has no series named http_requests_totl: check the spelling in "
+        f"{path}; until such a series exists, the judge counts none of its requests"
+    )
+    assert served.stable() == before
+
+
 def _refusals() -> list[Any]:
     """(name, command, environment changes, exit code, words of the one line)."""
     unused = f"http://127.0.0.1:{free_port()}"
