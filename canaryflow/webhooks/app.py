@@ -101,7 +101,7 @@ def create_app(
             too_large = Reply(
                 413, {"status": "too_large", "error": f"the body is over {max_body_bytes} bytes"}
             )
-            reply = handler.count(provider, too_large)
+            reply = handler.count(provider, too_large, request.headers)
         else:
             reply = await run_in_threadpool(handle, request.headers, body)
         return JSONResponse(reply.body, status_code=reply.status_code, headers=dict(reply.headers))

@@ -206,18 +206,21 @@ class DeliveryHandler:
         """Stop the dispatcher (what is queued stays queued for the next receiver)."""
         self.dispatcher.stop()
 
-    def count(self, provider: Provider, reply: Reply) -> Reply:
-        """Count `reply` in the metrics and return it."""
+    def count(self, provider: Provider, reply: Reply, headers: Mapping[str, str] | None = None) -> Reply:
+        """Count `reply` in the metrics, log it unless it was logged where it happened (accepted,
+        started), and return it; `headers`: the delivery's, for its id in the log."""
         self.metrics.deliveries.labels(provider=provider, outcome=reply.outcome).inc()
+        if reply.outcome not in ("accepted", "started"):
+            _log_reply(provider, headers or {}, reply)
         return reply
 
     def handle_github(self, headers: Mapping[str, str], body: bytes) -> Reply:
         """A delivery to ``POST /hooks/github``. `headers` are looked up by lowercase name."""
-        return self.count("github", self._github(headers, body))
+        return self.count("github", self._github(headers, body), headers)
 
     def handle_gitlab(self, headers: Mapping[str, str], body: bytes) -> Reply:
         """A delivery to ``POST /hooks/gitlab``. `headers` are looked up by lowercase name."""
-        return self.count("gitlab", self._gitlab(headers, body))
+        return self.count("gitlab", self._gitlab(headers, body), headers)
 
     def _github(self, headers: Mapping[str, str], body: bytes) -> Reply:
         if self.secrets.github is None:
@@ -296,9 +299,6 @@ class DeliveryHandler:
         if queued is None:
             later = None if push.forced else self.store.later_push(scope, push.after)
             if later is not None:
-                logger.info(
-                    "delivery %s of push %s is stale: %s came after it", delivery_id, push.short_sha, later
-                )
                 return _stale(push.ref, later)
             self.store.record_push(key, scope, push.before, push.after)
             rollouts = tuple((p.route.target, p.request.model_dump_json()) for p in decision.rollouts)
@@ -324,6 +324,26 @@ class DeliveryHandler:
     def _started(self, key: str, count: int) -> None:
         provider = key.split(":", 1)[0]
         self.metrics.rollouts_started.labels(provider=provider).inc(count)
+
+
+def _log_reply(provider: Provider, headers: Mapping[str, str], reply: Reply) -> None:
+    """One line for a delivery's answer: its id (when readable), the status and why; a refusal
+    (4xx) is a warning. Never a secret or a header's value other than the id."""
+    if provider == "github":
+        raw = headers.get("x-github-delivery")
+    else:
+        raw = headers.get("idempotency-key") or headers.get("x-gitlab-event-uuid")
+    delivery = raw if raw is not None and _DELIVERY_ID.fullmatch(raw) else "(no readable id)"
+    why = " ".join(str(reply.body.get("error") or reply.body.get("reason") or "").split())[:300]
+    logger.log(
+        logging.WARNING if reply.status_code >= 400 else logging.INFO,
+        "%s delivery %s: %d %s%s",
+        provider,
+        delivery,
+        reply.status_code,
+        reply.outcome,
+        f": {why}" if why else "",
+    )
 
 
 def _stale(ref: str, later: str) -> Reply:

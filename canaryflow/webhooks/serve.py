@@ -118,7 +118,8 @@ def serve(
     uvicorn then serves on the sockets bound here (one per address of `host`), so nothing can take
     the port in between.
     Accepted, started and failed pushes are logged at INFO and WARNING on standard error (never a
-    secret or a header), next to uvicorn's access log.
+    secret or a header), next to uvicorn's access log; so is every other answer to a delivery
+    (refused, ignored, duplicate, stale: its id, the status and why).
     """
     if metrics_port == port:
         raise InputError(

@@ -666,3 +666,28 @@ def test_pushes_of_one_ref_never_start_at_once_and_start_in_order(make_app: AppF
         f"registry.example.com/hello/world:{a_sha}",
         f"registry.example.com/hello/world:{b_sha}",
     ]
+
+
+def test_every_delivery_refused_or_ignored_is_one_log_line_with_its_id_and_why(
+    client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn's access line says only the status: the operator could not tell which push was lost."""
+    caplog.set_level(logging.INFO, logger="canaryflow.webhooks")
+    _github(client, p.github_push(), secret="wrong", delivery="d-bad-signature")
+    _github(client, p.github_push(ref="refs/heads/nowhere"), delivery="d-no-route")
+    _github(client, p.github_push(), delivery="d-first")
+    _github(client, p.github_push(), delivery="d-again")
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name.startswith("canaryflow.webhooks")]
+    refused = (
+        "WARNING",
+        "github delivery d-bad-signature: 401 unauthorized: missing or wrong X-Hub-Signature-256",
+    )
+    assert refused in said
+    assert any(
+        level == "INFO" and line.startswith("github delivery d-no-route: 202 ignored: ")
+        for level, line in said
+    )
+    assert ("INFO", "github delivery d-again: 200 duplicate") in said
+    assert not [
+        line for _, line in said if line.startswith("github delivery d-first:")
+    ]  # its own lines say it
