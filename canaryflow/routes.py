@@ -239,5 +239,5 @@ def load_routes(path: Path) -> RoutesConfig:
     except ValidationError as exc:
         problems = validation_problems(exc, document, str(path), RoutesConfig, patterns=_PATTERNS)
         raise SpecError(
-            f"{path}: invalid routes file ({len(problems)} problem(s))", problems=problems
+            f"{path}: invalid routes file ({len(problems)} problem(s))", problems=problems, source=str(path)
         ) from exc

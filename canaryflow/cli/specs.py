@@ -13,13 +13,16 @@ __all__ = ["schema", "validate"]
 
 
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Rollout, release or notifications spec YAML files.")],
+    files: Annotated[
+        list[Path], typer.Argument(help="Rollout, release or notifications specs, or webhook routes (YAML).")
+    ],
 ) -> None:
-    """Check rollout, release and notifications specs (by their kind); print every problem with file, line and
-    path. Exit 1 when invalid."""
+    """Check rollout, release and notifications specs (by their kind) and webhook routes files;
+    print every problem with file, line and path. Exit 1 when invalid."""
+    from canaryflow.routes import load_routes
     from canaryflow.spec import validate_files
 
-    raise typer.Exit(validate_files(files, sys.stdout))
+    raise typer.Exit(validate_files(files, sys.stdout, routes=load_routes))
 
 
 def schema(

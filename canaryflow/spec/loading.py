@@ -188,13 +188,22 @@ def _cells_can_narrow(release: ReleaseSpec, rollout: RolloutSpec) -> list[tuple[
     ]
 
 
-def validate_files(paths: Iterable[str | os.PathLike[str]], out: TextIO) -> int:
-    """Validate each file; print ``FILE: ok`` or its problems to `out`. 0 when all are valid, else 1."""
+def validate_files(
+    paths: Iterable[str | os.PathLike[str]],
+    out: TextIO,
+    *,
+    routes: Callable[[Path], object] | None = None,
+) -> int:
+    """Validate each file; print ``FILE: ok`` or its problems to `out`. 0 when all are valid, else 1.
+    `routes` loads a webhook routes file (the command line's `canaryflow.routes.load_routes`);
+    without it, one is refused as not a spec."""
     status = 0
     for path in paths:
         try:
             kind = _kind(path)
-            if kind == "Release":
+            if routes is not None and kind == _ROUTES:
+                routes(Path(path))
+            elif kind == "Release":
                 load_release(path)
             elif kind == "Notifications":
                 load_notifications(path)
@@ -209,6 +218,10 @@ def validate_files(paths: Iterable[str | os.PathLike[str]], out: TextIO) -> int:
     return status
 
 
+#: What `_kind` says of a webhook routes file (it has no ``kind``; never a spec's kind).
+_ROUTES = "<routes>"
+
+
 def _kind(path: str | os.PathLike[str]) -> str | None:
     """The document's ``kind`` when it is readable YAML naming one (else None: the rollout loader
     reports what is wrong, also of a kind it does not know)."""
@@ -217,6 +230,8 @@ def _kind(path: str | os.PathLike[str]) -> str | None:
     except (OSError, UnicodeDecodeError, SpecError):
         return None
     kind = document.get("kind") if isinstance(document, dict) else None
+    if kind is None and isinstance(document, dict) and "routes" in document:
+        return _ROUTES
     return kind if isinstance(kind, str) else None
 
 
@@ -228,7 +243,10 @@ def _not_this_kind(document: Any, source: str, expected: str) -> str | None:
         return None
     kind = document.get("kind")
     if kind is None and "routes" in document:
-        return f"{source}: webhook routes, not a spec: `canaryflow webhook serve --config` reads them"
+        return (
+            f"{source}: webhook routes, not a spec: `canaryflow webhook serve --config` reads them "
+            "(`canaryflow spec validate` checks them too)"
+        )
     if not isinstance(kind, str) or kind == expected:
         return None
     if kind not in _RUNS:

@@ -41,17 +41,20 @@ def build_app(
     starter: RolloutStarter | None = None,
     unready_after: float = UNREADY_AFTER,
     metrics: WebhookMetrics | None = None,
+    routes: RoutesConfig | None = None,
 ) -> FastAPI:
-    """The receiver for the routes file `config`; `starter` defaults to the Prefect starter
-    (`unready_after`: see `canaryflow.webhooks.app`; `metrics`: where it counts).
+    """The receiver for the routes file `config` (`routes`: as loaded and checked from it already);
+    `starter` defaults to the Prefect starter (`unready_after`: see `canaryflow.webhooks.app`;
+    `metrics`: where it counts).
 
     Raises
     ------
     SpecError
         When the routes file is invalid, a secret cannot be read, or no secret is set at all.
     """
-    routes = load_routes(config)
-    check_route_specs(routes, config)
+    if routes is None:
+        routes = load_routes(config)
+        check_route_specs(routes, config)
     secrets = WebhookSecrets.from_environ(environ)
     if secrets.github is None and secrets.gitlab is None and secrets.gitlab_signing is None:
         raise SpecError(
@@ -110,8 +113,8 @@ def serve(
 ) -> None:
     """Serve the receiver for the routes file `config` on `host`:`port` until interrupted, and its
     metrics (`WebhookMetrics`) on `host`:`metrics_port` (0: not at all). `prefect`, called once
-    the ports are bound and before the routes are read, points this process's Prefect at its API
-    and says where (logged); its errors stop the receiver before anything is created.
+    the ports are bound and the routes and their specs checked, points this process's Prefect at
+    its API and says where (logged); its errors stop the receiver before anything is created.
 
     Both ports are bound first: one in use (or not bindable) is an `InputError` naming the address
     and the option, before the routes are read, the delivery store is created or anything serves.
@@ -138,8 +141,10 @@ def serve(
                 every=False,
             )
             metrics_server = MetricsServer(bound, metrics.registry)
+        routes = load_routes(config)  # the input first: a mistake there is said before Prefect is sought
+        check_route_specs(routes, config)
         where = prefect() if prefect is not None else None
-        app = build_app(config, unready_after=unready_after, metrics=metrics)
+        app = build_app(config, unready_after=unready_after, metrics=metrics, routes=routes)
         _log_to_stderr()
         if where is not None:
             _log.info("rollouts start through the Prefect API at %s", where)

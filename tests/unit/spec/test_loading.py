@@ -197,7 +197,8 @@ def test_validate_files_names_an_unknown_kind_and_webhook_routes_in_one_line(tmp
     assert validate_files([foo, routes], out) == 1
     assert out.getvalue().splitlines() == [
         f"{foo}:2 kind: 'Foo' is not a kind of spec: canaryflow knows Rollout, Release and Notifications",
-        f"{routes}: webhook routes, not a spec: `canaryflow webhook serve --config` reads them",
+        f"{routes}: webhook routes, not a spec: `canaryflow webhook serve --config` reads them "
+        "(`canaryflow spec validate` checks them too)",
     ]
     with pytest.raises(SpecError) as caught:  # the same, where a rollout spec is expected
         load_spec(routes)
@@ -301,3 +302,41 @@ def test_a_latency_tolerance_of_a_second_or_more_is_refused_as_a_slip_of_units(
     assert (
         f"is {seconds} s, which lets nearly any canary through: give it in {unit}, below a second" in problem
     )
+
+
+def test_spec_validate_lists_every_problem_of_a_routes_file_and_serve_points_to_it(tmp_path: Path) -> None:
+    """`webhook serve` says the first problem; the command it names lists them all (it refused
+    routes files before, so the others were only seen in a --debug traceback)."""
+    import os
+    import subprocess
+    import sys
+
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(
+        "deployment: rollout/rollout\nroutes:\n"
+        "  - {repository: acme/web, branch: main, rollout: config/rollouts/web.yaml}\n"
+        "  - {repository: acme/api, brnch: main, rollout: config/rollouts/web.yaml, image: 'x:{sha}'}\n"
+    )
+    repository = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "CANARYFLOW_GITHUB_SECRET": "a-secret-long-enough-for-the-check"}
+
+    def canaryflow(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "canaryflow", *args],
+            cwd=repository, env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    validated = canaryflow("spec", "validate", str(routes))
+    from canaryflow.dev.processes import free_port
+
+    port = str(free_port())
+    served = canaryflow("webhook", "serve", "--config", str(routes), "--port", port, "--metrics-port", "0")
+    assert validated.returncode == 1
+    problems = validated.stdout.splitlines()
+    assert len(problems) >= 2
+    assert problems[0].startswith(f"{routes}:3 routes[0].image: ")
+    assert any("brnch" in line for line in problems)
+    assert served.returncode == 1
+    assert served.stderr.splitlines() == [
+        f"canaryflow: error: {problems[0]} (and {len(problems) - 1} more: canaryflow spec validate {routes})"
+    ]
