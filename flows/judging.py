@@ -92,7 +92,7 @@ def analyze(
         end = hold(clock, max(0.0, planned - now), why=f"analysis interval of {plan.rollout_id}")
         last = planned if planned >= now else clock.monotonic()  # on time, or as soon as it could
         try:
-            observed = observe_io(
+            observed, missing = observe_io(
                 runtime.metrics,
                 queries,
                 namespace=plan.target.namespace,
@@ -103,7 +103,9 @@ def analyze(
         except MetricsUnavailableError as exc:
             reporter.say("metrics unavailable, counted as an interval without data: %s", exc)
             unanswered.append(str(exc))
-            observed = dict.fromkeys((q.name for q in queries), None)
+            observed, missing = dict.fromkeys((q.name for q in queries), None), {}
+        for name, tracks in missing.items():
+            reporter.say("%s: %s", name, _no_data(tracks, plan.target.app))
         verdict = _judge(judge, recorder, observed, log)
         reporter.interval(index, observed, verdict, log)
         if verdict.final:
@@ -192,6 +194,16 @@ def _describe(warmup: DispersionBound | dict[float, float], intervals: int) -> s
 def _judged(verdict: Verdict | None) -> int:
     """The intervals judged so far (0 before the first verdict)."""
     return 0 if verdict is None else verdict.interval
+
+
+def _no_data(tracks: tuple[str, ...], app: str) -> str:
+    """Which tracks had no data in an interval, and what the queries select them by."""
+    which = " and ".join(tracks)
+    return (
+        f"no data for the {which} track{'s' if len(tracks) > 1 else ''} in this interval (its queries "
+        f'select the pods scraped with app="{app}" and track="{tracks[0]}"; a new pod may not be '
+        "scraped yet)"
+    )
 
 
 def _outage_reason(unanswered: list[str], *, judge_intervals: int) -> str:

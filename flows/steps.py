@@ -197,9 +197,14 @@ def observe(
     app: str,
     end: datetime,
     window: timedelta,
-) -> dict[str, PairedObservation | None]:
-    """Every metric for canary and baseline over ``(end - window, end]``; no data is ``None``."""
-    return observe_interval(metrics, queries, namespace=namespace, app=app, end=end, window=window)
+) -> tuple[dict[str, PairedObservation | None], dict[str, tuple[str, ...]]]:
+    """Every metric for canary and baseline over ``(end - window, end]``, no data as ``None``; and
+    per metric without data, the tracks that had none."""
+    missing: dict[str, tuple[str, ...]] = {}
+    observed = observe_interval(
+        metrics, queries, namespace=namespace, app=app, end=end, window=window, missing=missing
+    )
+    return observed, missing
 
 
 @task(name="observe-stable-history", cache_policy=NO_CACHE)

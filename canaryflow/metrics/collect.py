@@ -7,6 +7,7 @@ error (unavailable backend, bad query) propagates, so the caller can retry or st
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -41,21 +42,24 @@ def observe_interval(
     app: str,
     end: datetime,
     window: timedelta,
+    missing: dict[str, tuple[str, ...]] | None = None,
 ) -> dict[str, PairedObservation | None]:
-    """Per metric name: the paired observation over ``(end - window, end]``, or ``None`` without data."""
+    """Per metric name: the paired observation over ``(end - window, end]``, or ``None`` without data
+    (then, in `missing` when given, the tracks that had none: a hint at how the pods are scraped)."""
     observed: dict[str, PairedObservation | None] = {}
     for query in queries:
-        try:
-            baseline = source.observe(
-                query, namespace=namespace, app=app, track="baseline", end=end, window=window
-            )
-            canary = source.observe(
-                query, namespace=namespace, app=app, track="canary", end=end, window=window
-            )
-        except NoDataError:
-            observed[query.name] = None
-        else:
-            observed[query.name] = PairedObservation(baseline=baseline, canary=canary)
+        seen: dict[str, TrackObservation] = {}
+        for track in ("baseline", "canary"):
+            with contextlib.suppress(NoDataError):
+                seen[track] = source.observe(
+                    query, namespace=namespace, app=app, track=track, end=end, window=window
+                )
+        if len(seen) == 2:
+            observed[query.name] = PairedObservation(baseline=seen["baseline"], canary=seen["canary"])
+            continue
+        observed[query.name] = None
+        if missing is not None:
+            missing[query.name] = tuple(t for t in ("baseline", "canary") if t not in seen)
     return observed
 
 

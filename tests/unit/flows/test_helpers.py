@@ -108,9 +108,10 @@ def test_hold_and_observe_tasks_use_the_clock_and_metrics_they_are_given() -> No
     start = clock.monotonic()
     end = hold.fn(clock, 10.0, why="test")
     assert clock.monotonic() - start == 10.0
-    observed = observe.fn(
+    observed, missing = observe.fn(
         stack.metrics, plan.queries(), namespace="shop", app="web", end=end, window=timedelta(seconds=10)
     )
+    assert missing == {}
     error_rate = observed["error-rate"]
     assert isinstance(error_rate, PairedObservation)
     assert isinstance(error_rate.canary, RatioCounts)

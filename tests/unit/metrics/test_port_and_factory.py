@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 import canaryflow.metrics as metrics
-from canaryflow.errors import MetricsUnavailableError, QueryError, SpecError
+from analysis.observations import Samples
+from canaryflow.errors import MetricsUnavailableError, NoDataError, QueryError, SpecError
 from canaryflow.metrics import MetricQuery, check_window, create_metrics_source, observe_interval
 from canaryflow.metrics.prometheus import PrometheusConfig, PrometheusMetricsSource
 
@@ -71,6 +72,27 @@ def test_errors_other_than_no_data_propagate_from_an_interval() -> None:
     for exc in (QueryError("bad", query="up"), MetricsUnavailableError("down")):
         with pytest.raises(type(exc)):
             observe_interval(Failing(exc), [q], namespace="n", app="a", end=end, window=window)
+
+
+def test_an_interval_says_which_track_had_no_data() -> None:
+    """The canary only: its pods are not scraped with its track label, say, or not yet."""
+
+    class CanaryUnseen:
+        def observe(self, query: MetricQuery, *, track: str, **kwargs: Any) -> Any:
+            if track == "canary":
+                raise NoDataError("nothing", query="up")
+            return Samples(values=(1.0,))
+
+        def is_online(self) -> bool:
+            return True
+
+    q = MetricQuery("e", "samples", {"query": "up"})
+    missing: dict[str, tuple[str, ...]] = {}
+    end, window = datetime.now(tz=UTC), timedelta(seconds=1)
+    got = observe_interval(
+        CanaryUnseen(), [q], namespace="n", app="a", end=end, window=window, missing=missing
+    )
+    assert (got, missing) == ({"e": None}, {"e": ("canary",)})
 
 
 def test_public_surface() -> None:

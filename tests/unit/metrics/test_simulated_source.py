@@ -113,5 +113,9 @@ def test_one_interval_pairs_tracks_and_turns_no_data_into_none(
     assert isinstance(pair.baseline, RatioCounts)
     assert isinstance(pair.canary, RatioCounts)
     assert pair.canary.bad / pair.canary.total > pair.baseline.bad / pair.baseline.total
-    none = observe_interval(src, [RATIO], namespace="shop", app="ghost", end=at(clock), window=WINDOW)
+    missing: dict[str, tuple[str, ...]] = {}
+    none = observe_interval(
+        src, [RATIO], namespace="shop", app="ghost", end=at(clock), window=WINDOW, missing=missing
+    )
     assert none == {"error-rate": None}
+    assert missing == {"error-rate": ("baseline", "canary")}  # which tracks: a hint at the scraping
