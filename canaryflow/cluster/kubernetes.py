@@ -6,7 +6,9 @@ instead of the generated models: a Deployment is read as the server sent it, the
 is a deep copy of the stable's, and writes are strategic-merge patches of the few fields that change.
 Nothing is ever read, modified and replaced whole, so fields this client does not know are never
 dropped. Every patch carries the resourceVersion it was based on (409 when stale; the actuator
-re-reads and retries). `ApiException` and urllib3 errors become our errors here, chained.
+re-reads and retries). `ApiException` and urllib3 errors become our errors here, chained: a
+server that does not answer is `ClusterUnavailableError` (ridden out), one whose certificate the
+kubeconfig does not trust a `ClusterError` (a setting; waiting does not change it).
 
 RBAC this adapter needs (see deployments/kubernetes/canaryflow/rbac.yaml): deployments
 get/create/patch/delete, deployments/status patch, services get, horizontalpodautoscalers list and
@@ -20,6 +22,7 @@ import hashlib
 import json
 import os
 import socket
+import ssl
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -347,6 +350,11 @@ class KubernetesWorkloads:
         except urllib3.exceptions.HTTPError as exc:
             host = self._api.configuration.host
             reason = _reason(exc)
+            if _certificate_refused(exc):  # a setting to fix: retrying later gives the same answer
+                raise ClusterError(
+                    f"the API server {host} has a certificate this kubeconfig does not trust ({what}: "
+                    f"{reason}); check the kubeconfig's certificate-authority for that cluster"
+                ) from exc
             raise ClusterUnavailableError(
                 f"the API server {host} did not answer ({what}: {reason}); check KUBECONFIG and that "
                 "the cluster is up"
@@ -364,6 +372,19 @@ def _micro_time(text: str | None) -> datetime | None:
     if not text:
         return None
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    """Whether `exc` (a urllib3 error, its reasons and causes) is a failed certificate check."""
+    seen: set[int] = set()
+    inner: BaseException | None = exc
+    while inner is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        if isinstance(inner, ssl.SSLCertVerificationError):
+            return True
+        reason = getattr(inner, "reason", None)
+        inner = reason if isinstance(reason, BaseException) else (inner.__cause__ or inner.__context__)
+    return False
 
 
 def _reason(exc: urllib3.exceptions.HTTPError) -> str:

@@ -134,6 +134,17 @@ def _dead_kubeconfig(served: Served) -> str:
     return str(path)
 
 
+def _untrusting_kubeconfig(served: Served) -> str:
+    """The kubeconfig with its user's certificate (issued by the cluster's CA, not the CA) as the
+    authority to trust: the API server's certificate then fails verification."""
+    path = served.directory / "untrusting-kubeconfig"
+    config = json.loads(Path(served.env["KUBECONFIG"]).read_text())
+    user = config["users"][0]["user"]["client-certificate-data"]
+    config["clusters"][0]["cluster"]["certificate-authority-data"] = user
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
 def _without_patch(served: Served) -> str:
     path = served.directory / "no-patch-kubeconfig"
     if not path.exists():
@@ -237,6 +248,13 @@ def _refusals() -> list[Any]:
         ),
         ("Prometheus unreachable", "", {"CANARYFLOW_PROMETHEUS_URL": unused}, 5, "Prometheus did not answer"),
         ("API server unreachable", "", {"KUBECONFIG": "dead"}, 5, "did not answer"),
+        (  # a setting to fix, not an outage to wait out
+            "API server certificate not trusted",
+            "",
+            {"KUBECONFIG": "untrusted"},
+            3,
+            "has a certificate this kubeconfig does not trust",
+        ),
         (
             "no permission to patch",
             "",
@@ -272,6 +290,8 @@ def test_every_refusal_is_one_line_with_its_exit_code_and_changes_nothing(
     env = dict(env)
     if env.get("KUBECONFIG") == "dead":
         env["KUBECONFIG"] = _dead_kubeconfig(served)
+    elif env.get("KUBECONFIG") == "untrusted":
+        env["KUBECONFIG"] = _untrusting_kubeconfig(served)
     elif env.get("KUBECONFIG") == "no-patch":
         env["KUBECONFIG"] = _without_patch(served)
     before, runs = served.stable(), _flow_runs()
