@@ -93,10 +93,14 @@ def new_api_client(
         files = [os.path.expanduser(p) for p in (path or default).split(os.pathsep) if p]
         if files and not any(os.path.isfile(p) for p in files):
             raise FileNotFoundError(f"no such file {os.pathsep.join(files)}")
+        if context:
+            _check_context(path, context)
         loaded = config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=path, context=context, persist_config=False
         )
         return cast(client.ApiClient, loaded)
+    except InputError:
+        raise
     except Exception as exc:  # the loader raises YAML, type and config errors alike: all mean "bad file"
         if in_cluster:
             where = "the in-cluster configuration (CANARYFLOW_IN_CLUSTER=true outside a pod?)"
@@ -107,6 +111,19 @@ def new_api_client(
         raise InputError(
             f"cannot load {where}{in_context}: {reason}; point KUBECONFIG at a valid kubeconfig"
         ) from exc
+
+
+def _check_context(path: str | None, context: str) -> None:
+    """`InputError` naming the contexts there are when the kubeconfig has no `context` (the loader
+    would say "Expected object with name ... in contexts list" and blame the file)."""
+    contexts, _active = config.list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
+    names = [str(c.get("name")) for c in contexts or [] if isinstance(c, dict)]
+    if context not in names:
+        where = path or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise InputError(
+            f"no context {context!r} in kubeconfig {where} (its contexts: {', '.join(names) or 'none'}): "
+            "set CANARYFLOW_KUBE_CONTEXT to one of them"
+        )
 
 
 class KubernetesWorkloads:

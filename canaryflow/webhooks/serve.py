@@ -29,7 +29,7 @@ from canaryflow.webhooks.deliveries import DeliveryStore
 from canaryflow.webhooks.handling import WebhookMetrics, WebhookSecrets
 from canaryflow.webhooks.signatures import GITHUB_SECRET_ENV, GITLAB_SIGNING_TOKEN_ENV, GITLAB_TOKEN_ENV
 
-__all__ = ["METRICS_PORT", "build_app", "check_route_specs", "serve"]
+__all__ = ["METRICS_PORT", "build_app", "check_route_specs", "read_secrets", "serve"]
 
 _log = logging.getLogger(__name__)
 
@@ -55,12 +55,7 @@ def build_app(
     if routes is None:
         routes = load_routes(config)
         check_route_specs(routes, config)
-    secrets = WebhookSecrets.from_environ(environ)
-    if secrets.github is None and secrets.gitlab is None and secrets.gitlab_signing is None:
-        raise SpecError(
-            f"no webhook secret: set {GITHUB_SECRET_ENV}, {GITLAB_TOKEN_ENV} or "
-            f"{GITLAB_SIGNING_TOKEN_ENV} (or their _FILE)"
-        )
+    secrets = read_secrets(environ)
     store = DeliveryStore(Path(routes.deliveries))
     if starter is None:
         from canaryflow.triggers.prefect_runs import PrefectRolloutStarter
@@ -74,6 +69,17 @@ def build_app(
         unready_after=unready_after,
         metrics=metrics,
     )
+
+
+def read_secrets(environ: Mapping[str, str] | None = None) -> WebhookSecrets:
+    """The webhook secrets of the environment; `SpecError` when one cannot be read or none is set."""
+    secrets = WebhookSecrets.from_environ(environ)
+    if secrets.github is None and secrets.gitlab is None and secrets.gitlab_signing is None:
+        raise SpecError(
+            f"no webhook secret: set {GITHUB_SECRET_ENV}, {GITLAB_TOKEN_ENV} or "
+            f"{GITLAB_SIGNING_TOKEN_ENV} (or their _FILE)"
+        )
+    return secrets
 
 
 def check_route_specs(routes: RoutesConfig, config: Path) -> None:
@@ -143,6 +149,7 @@ def serve(
             metrics_server = MetricsServer(bound, metrics.registry)
         routes = load_routes(config)  # the input first: a mistake there is said before Prefect is sought
         check_route_specs(routes, config)
+        read_secrets()
         where = prefect() if prefect is not None else None
         app = build_app(config, unready_after=unready_after, metrics=metrics, routes=routes)
         _log_to_stderr()

@@ -169,7 +169,8 @@ def load_secret(name: str, environ: Mapping[str, str] | None = None) -> Secret |
         try:
             value = Path(file).read_text(encoding="utf-8").rstrip("\r\n")
         except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError(f"{name}_FILE: cannot read the secret file: {type(exc).__name__}") from exc
+            why = getattr(exc, "strerror", None) or type(exc).__name__  # never the file's text
+            raise SpecError(f"{name}_FILE: cannot read the secret file {file}: {why}") from exc
     if value is None:
         return None
     where = name if file is None else f"the secret in {name}_FILE ({file})"  # the variable that was set

@@ -322,3 +322,21 @@ def test_the_receiver_starts_rollouts_on_canaryflow_s_local_server(routes_file: 
             receiver.terminate()
             receiver.communicate(timeout=30)
         subprocess.run([*canaryflow, "dev", "prefect", "down"], env=env, capture_output=True, timeout=120)
+
+
+def test_a_secret_that_cannot_be_read_is_said_before_the_prefect_api_is_sought(
+    routes_file: Path, tmp_path: Path
+) -> None:
+    shutil.copytree(Path(__file__).resolve().parents[3] / "config", tmp_path / "config")
+    env = {k: v for k, v in _own_env(tmp_path).items() if k != "CANARYFLOW_GITHUB_SECRET"}
+    missing = tmp_path / "no-such-secret"
+    done = subprocess.run(
+        [*_SERVE, str(routes_file), "--port", str(free_port()), "--metrics-port", "0"],
+        cwd=tmp_path, env={**env, "CANARYFLOW_GITHUB_SECRET_FILE": str(missing)},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines() == [
+        f"canaryflow: error: CANARYFLOW_GITHUB_SECRET_FILE: cannot read the secret file {missing}: "
+        "No such file or directory"
+    ]

@@ -178,3 +178,22 @@ def test_a_missing_kubeconfig_is_invalid_input_that_says_it_is_missing(tmp_path:
         f"cannot load kubeconfig {missing} context dev: no such file {missing}; point KUBECONFIG at a "
         "valid kubeconfig"
     )
+
+
+def test_a_context_the_kubeconfig_lacks_names_the_contexts_it_has(tmp_path: Any) -> None:
+    """The loader's own words blamed the file ("point KUBECONFIG at a valid kubeconfig")."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: eu-1\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: eu-1, context: {cluster: c, user: u}},\n"
+        "           {name: eu-2, context: {cluster: c, user: u}}]\n"
+    )
+    with pytest.raises(InputError) as caught:
+        new_api_client(kubeconfig, context="nosuch")
+    assert str(caught.value) == (
+        f"no context 'nosuch' in kubeconfig {kubeconfig} (its contexts: eu-1, eu-2): set "
+        "CANARYFLOW_KUBE_CONTEXT to one of them"
+    )
+    new_api_client(kubeconfig, context="eu-2").close()  # one it has still loads

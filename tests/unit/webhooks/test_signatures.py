@@ -92,7 +92,7 @@ def test_load_secret_from_the_environment_or_a_file(tmp_path: Path) -> None:
     ("environ", "message"),
     [
         ({"X": "a", "X_FILE": "/nonexistent"}, "not both"),
-        ({"X_FILE": "/nonexistent/secret"}, "cannot read"),
+        ({"X_FILE": "/nonexistent/secret"}, "cannot read the secret file /nonexistent/secret: No such file"),
         ({"X": ""}, "empty"),
         ({"X": " "}, "whitespace"),
         ({"X": "  a-long-enough-secret"}, "whitespace"),
