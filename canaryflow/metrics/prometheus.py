@@ -338,6 +338,13 @@ def _http_error(
         return MetricsUnavailableError(f"Prometheus answered {status}: {message}: {promql}", query=promql)
     if status in (400, 422):
         return QueryError(f"Prometheus rejected the query ({message}): {promql}", query=promql)
+    if status == 404:  # no /api/v1/query there: another server, or a path too many in the URL
+        return MetricsError(
+            f"{url} answered 404 ({message}) where the Prometheus HTTP API should be: set "
+            "CANARYFLOW_PROMETHEUS_URL to the server's base URL (e.g. http://prometheus:9090, without "
+            "/api/v1)",
+            query=promql,
+        )
     return MetricsError(f"Prometheus at {url} answered {status}: {message}: {promql}", query=promql)
 
 
@@ -352,8 +359,8 @@ def _status_and_message(text: str) -> tuple[int | None, str]:
         payload = json.loads(body)
     except (ValueError, SyntaxError):
         raw = match.group(2)
-        return status, raw[:500]
+        return status, "an empty body" if raw in ("b''", 'b""', "") else raw[:500]
     if isinstance(payload, dict) and "error" in payload:
         kind = payload.get("errorType")
         return status, f"{kind}: {payload['error']}" if kind else str(payload["error"])
-    return status, str(payload)[:500]
+    return status, json.dumps(payload)[:500]  # as the server sent it, not as Python prints it

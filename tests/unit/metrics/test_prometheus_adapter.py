@@ -167,6 +167,22 @@ def test_unauthorised_is_permanent_not_retryable(server: Scripted) -> None:
     assert not isinstance(info.value, (QueryError, TransientError))
 
 
+@pytest.mark.parametrize(
+    ("body", "said"), [('{"detail": "Not Found"}', '{"detail": "Not Found"}'), ("", "an empty body")]
+)
+def test_a_404_says_the_url_is_not_the_prometheus_api_and_what_to_set(
+    server: Scripted, body: str, said: str
+) -> None:
+    """Another server at the URL (a Prefect API answered ``{'detail': 'Not Found'}``, Python's words)."""
+    server.answers = [(404, body)]
+    with source(server.url) as src, pytest.raises(MetricsError) as info:
+        observe(src)
+    assert str(info.value).startswith(
+        f"{server.url} answered 404 ({said}) where the Prometheus HTTP API should be: set "
+        "CANARYFLOW_PROMETHEUS_URL to the server's base URL"
+    )
+
+
 def test_an_answer_that_is_not_the_api_is_a_metrics_error(server: Scripted) -> None:
     server.answers = [(200, "<html>login</html>")]
     with (
