@@ -88,6 +88,12 @@ def target_checks(
     the cluster's checks before a refusal of Prometheus (whose failure then raises)."""
     status = _checked(plan, cluster)
     yield _cluster_passed(plan, status)
+    if status.state is None and status.stable.image == plan.image:
+        yield Warned(
+            "image",
+            f"the stable of {plan.target} already runs {plan.image}: the rollout would compare it with "
+            "itself, and its promotion changes nothing",
+        )
     yield _weights_reachable(plan, status)
     if status.state is not None:
         yield Passed("metrics", f"not checked: {plan.target} is in rollout {status.state.rollout_id}")

@@ -233,6 +233,17 @@ def test_check_warns_of_a_metric_name_prometheus_has_no_series_of(served: Served
     assert served.stable() == before
 
 
+def test_check_warns_when_the_stable_already_runs_the_image(served: Served) -> None:
+    checked = served.run("check", str(served.spec), "--image", STABLE_IMAGE)
+
+    assert checked.returncode == 0, checked.stderr
+    (warning,) = [line for line in checked.stdout.splitlines() if line.startswith("warning")]
+    assert warning == (
+        f"warning  image: the stable of {served.namespace}/web already runs {STABLE_IMAGE}: the rollout "
+        "would compare it with itself, and its promotion changes nothing"
+    )
+
+
 def _refusals() -> list[Any]:
     """(name, command, environment changes, exit code, words of the one line)."""
     unused = f"http://127.0.0.1:{free_port()}"
