@@ -31,7 +31,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from analysis.observations import TrackObservation
-from canaryflow.errors import MetricsError, MetricsUnavailableError, NoDataError, QueryError
+from canaryflow.errors import CanaryflowError, MetricsError, MetricsUnavailableError, NoDataError, QueryError
 from canaryflow.metrics.port import MetricQuery, ObservedTrack, check_window
 from canaryflow.metrics.vectors import histogram_from_result, ratio_from_results, samples_from_result
 from canaryflow.querytemplates import cell_matchers, render, selected_names, variables
@@ -220,17 +220,22 @@ class PrometheusMetricsSource:
     def unknown_names(
         self, query: MetricQuery, *, namespace: str, app: str, track: ObservedTrack, end: datetime
     ) -> list[str]:
-        """`SeriesNames`: one instant query, ``group by (__name__) ({__name__=~"a|b"})`` at `end`."""
+        """`SeriesNames`: one look at the index, ``/api/v1/label/__name__/values`` matching the
+        names, over the hour before `end` (no samples read, however many series the names have)."""
         try:
             rendered = self._templates(query, namespace=namespace, app=app, track=track, window=_ANY_WINDOW)
             names = list(dict.fromkeys(n for promql in rendered.values() for n in selected_names(promql)))
             if not names:
                 return []
-            found = self.instant(
-                f'group by (__name__) ({{__name__=~"{"|".join(names)}"}})', at=end.timestamp()
-            )
-            known = {item.get("metric", {}).get("__name__") for item in found if isinstance(item, dict)}
-        except MetricsError:
+            selector = f'{{__name__=~"{"|".join(names)}"}}'
+            params = {
+                "match[]": selector,
+                "start": f"{end.timestamp() - 3600:.3f}",
+                "end": f"{end.timestamp():.3f}",
+            }
+            found = self._guarded(selector, lambda: self._client.get_label_values("__name__", params=params))
+            known = {str(name) for name in found or []}
+        except CanaryflowError:  # cannot tell now: nothing to warn of
             return []
         return [name for name in names if name not in known]
 

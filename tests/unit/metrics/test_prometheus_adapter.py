@@ -339,3 +339,24 @@ def test_a_stopped_prometheus_fails_the_history_as_unavailable(server: Scripted)
             window=timedelta(seconds=30),
             intervals=5,
         )
+
+
+def test_unknown_names_asks_the_index_for_the_names_the_queries_select(server: Scripted) -> None:
+    typo = MetricQuery(
+        "errors",
+        "ratio",
+        {
+            "bad": 'sum(increase(http_requests_totl{code=~"5.."}[{interval}]))',
+            "total": 'sum(up{app="{app}"})',
+        },
+    )
+    server.answers = [(200, json.dumps({"status": "success", "data": ["up"]}))]
+    with source(server.url) as src:
+        unknown = src.unknown_names(typo, namespace="shop", app="web", track="stable", end=END)
+    assert unknown == ["http_requests_totl"]
+    ((path, params, _headers),) = server.requests
+    assert path == "/api/v1/label/__name__/values"  # the index only: no sample is read
+    assert params["match[]"] == ['{__name__=~"http_requests_totl|up"}']
+    server.answers = [(503, "down")] * 3
+    with source(server.url) as src:  # cannot tell now: nothing to warn of, never an error
+        assert src.unknown_names(typo, namespace="shop", app="web", track="stable", end=END) == []
