@@ -5,7 +5,8 @@ Split first by what the caller does next (retry later, or give up), then by doma
     CanaryflowError                      root: `except CanaryflowError` catches everything of ours
     ├── TransientError                   retry later (carries `retry_after` seconds when known)
     │   ├── ClusterUnavailableError      API server timeout / 5xx / connection refused
-    │   │   └── ClusterOutageError       ... for longer than the rollout's apiOutageTolerance
+    │   │   ├── ClusterOutageError       ... for longer than the rollout's apiOutageTolerance
+    │   │   └── UntrustedServerError     ... its certificate failed verification (exit 3: a setting)
     │   ├── MetricsUnavailableError      Prometheus timeout / 5xx / connection refused
     │   └── TriggerUnavailableError      the Prefect API cannot be reached to start or steer a rollout
     └── PermanentError                   retrying the same call will not help
@@ -95,6 +96,7 @@ __all__ = [
     "TransientError",
     "TriggerError",
     "TriggerUnavailableError",
+    "UntrustedServerError",
     "UsageError",
     "WeightError",
     "exit_code_for",
@@ -128,6 +130,14 @@ class PermanentError(CanaryflowError):
 
 class ClusterUnavailableError(TransientError):
     """The Kubernetes API did not answer in time, or answered with a server error."""
+
+
+class UntrustedServerError(ClusterUnavailableError):
+    """The API server's certificate failed verification against the kubeconfig. Mid-rollout it is
+    ridden out as an outage (a certificate rotated, a load balancer's default certificate during
+    an upgrade); before anything is written it is a setting to fix: exit 3, not "retry later"."""
+
+    exit_code = 3
 
 
 class ClusterOutageError(ClusterUnavailableError):

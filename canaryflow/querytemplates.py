@@ -111,12 +111,20 @@ def render(template: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
+#: PromQL's keywords that can stand before a brace or a bracket (``x or {job="y"}``): never names.
+_KEYWORDS = frozenset(
+    {"and", "or", "unless", "bool", "on", "ignoring", "group_left", "group_right", "by", "without",
+     "offset", "atan2"}
+)  # fmt: skip
+_COMMENT = re.compile(r"#[^\n]*")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _SELECTOR = re.compile(r"(?<![\w:])([a-zA-Z_:][a-zA-Z0-9_:]*)\s*[{\[]")
 
 
 def selected_names(promql: str) -> list[str]:
-    """The metric names a rendered PromQL expression selects (``name{...}`` or ``name[...]``), in
-    order, each once; names inside string literals and function names are not among them."""
-    bare = _STRING.sub('""', promql)
-    return list(dict.fromkeys(m.group(1) for m in _SELECTOR.finditer(bare)))
+    """The metric names a rendered PromQL expression selects as ``name{...}`` or ``name[...]``, in
+    order, each once; names inside string literals or comments, keywords and function names are not
+    among them, nor is a bare name (``sum(foo)``: not told apart from a keyword here)."""
+    bare = _COMMENT.sub("", _STRING.sub('""', promql))
+    names = (m.group(1) for m in _SELECTOR.finditer(bare))
+    return list(dict.fromkeys(name for name in names if name not in _KEYWORDS))

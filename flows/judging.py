@@ -197,12 +197,13 @@ def _judged(verdict: Verdict | None) -> int:
 
 
 def _no_data(tracks: tuple[str, ...], app: str) -> str:
-    """Which tracks had no data in an interval, and what the queries select them by."""
+    """Which tracks had no data in an interval, and what the queries were rendered with for them."""
     which = " and ".join(tracks)
+    labels = " and ".join(f'{{track}}="{track}"' for track in tracks)
     return (
         f"no data for the {which} track{'s' if len(tracks) > 1 else ''} in this interval (its queries "
-        f'select the pods scraped with app="{app}" and track="{tracks[0]}"; a new pod may not be '
-        "scraped yet)"
+        f'rendered with {{app}}="{app}" and {labels}: are the pods scraped with those labels? a new '
+        "pod may not be scraped yet)"
     )
 
 

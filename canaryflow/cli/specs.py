@@ -19,10 +19,17 @@ def validate(
 ) -> None:
     """Check rollout, release and notifications specs (by their kind) and webhook routes files;
     print every problem with file, line and path. Exit 1 when invalid."""
-    from canaryflow.routes import load_routes
     from canaryflow.spec import validate_files
 
-    raise typer.Exit(validate_files(files, sys.stdout, routes=load_routes))
+    raise typer.Exit(validate_files(files, sys.stdout, routes=_routes))
+
+
+def _routes(path: Path) -> None:
+    """A routes file, and the spec of each of its routes, as ``webhook serve`` checks them."""
+    from canaryflow.routes import load_routes
+    from canaryflow.webhooks.serve import check_route_specs
+
+    check_route_specs(load_routes(path), path)
 
 
 def schema(

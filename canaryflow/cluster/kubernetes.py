@@ -7,8 +7,8 @@ is a deep copy of the stable's, and writes are strategic-merge patches of the fe
 Nothing is ever read, modified and replaced whole, so fields this client does not know are never
 dropped. Every patch carries the resourceVersion it was based on (409 when stale; the actuator
 re-reads and retries). `ApiException` and urllib3 errors become our errors here, chained: a
-server that does not answer is `ClusterUnavailableError` (ridden out), one whose certificate the
-kubeconfig does not trust a `ClusterError` (a setting; waiting does not change it).
+server that does not answer is `ClusterUnavailableError` (ridden out), one whose certificate fails
+verification its `UntrustedServerError` (ridden out mid-rollout; exit 3 from the command line).
 
 RBAC this adapter needs (see deployments/kubernetes/canaryflow/rbac.yaml): deployments
 get/create/patch/delete, deployments/status patch, services get, horizontalpodautoscalers list and
@@ -52,6 +52,7 @@ from canaryflow.errors import (
     ForbiddenError,
     InputError,
     NotFoundError,
+    UntrustedServerError,
 )
 
 __all__ = ["KubernetesCluster", "KubernetesWorkloads", "new_api_client"]
@@ -367,10 +368,10 @@ class KubernetesWorkloads:
         except urllib3.exceptions.HTTPError as exc:
             host = self._api.configuration.host
             reason = _reason(exc)
-            if _certificate_refused(exc):  # a setting to fix: retrying later gives the same answer
-                raise ClusterError(
-                    f"the API server {host} has a certificate this kubeconfig does not trust ({what}: "
-                    f"{reason}); check the kubeconfig's certificate-authority for that cluster"
+            if _certificate_refused(exc):  # a setting to fix, unless a rotation is under way
+                raise UntrustedServerError(
+                    f"the API server {host} has a certificate that failed verification ({what}: "
+                    f"{reason}); check the kubeconfig's certificate-authority and server for that cluster"
                 ) from exc
             raise ClusterUnavailableError(
                 f"the API server {host} did not answer ({what}: {reason}); check KUBECONFIG and that "

@@ -142,8 +142,9 @@ class SeriesNames(Protocol):
     def unknown_names(
         self, query: MetricQuery, *, namespace: str, app: str, track: ObservedTrack, end: datetime
     ) -> list[str]:
-        """The metric names `query`'s rendered templates select that have no series at `end`
-        (any labels); empty when all do, or when the backend cannot tell now (never raises)."""
+        """The metric names `query`'s rendered templates select that had no series in the hour
+        before `end` (any labels); empty when all had, or when the backend cannot tell now (never
+        raises)."""
         ...
 
 

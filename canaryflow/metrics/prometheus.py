@@ -17,6 +17,7 @@ Errors are translated at this edge, chained ``from`` the library's exception, wi
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -234,7 +235,9 @@ class PrometheusMetricsSource:
                 "end": f"{end.timestamp():.3f}",
             }
             found = self._guarded(selector, lambda: self._client.get_label_values("__name__", params=params))
-            known = {str(name) for name in found or []}
+            if not isinstance(found, list):  # not the API's answer: cannot tell
+                return []
+            known = {str(name) for name in found}
         except CanaryflowError:  # cannot tell now: nothing to warn of
             return []
         return [name for name in names if name not in known]
@@ -364,7 +367,12 @@ def _status_and_message(text: str) -> tuple[int | None, str]:
         payload = json.loads(body)
     except (ValueError, SyntaxError):
         raw = match.group(2)
-        return status, "an empty body" if raw in ("b''", 'b""', "") else raw[:500]
+        if raw in ("b''", 'b""', ""):
+            return status, "an empty body"
+        with contextlib.suppress(ValueError, SyntaxError):  # the bytes as text, not as Python shows them
+            text = ast.literal_eval(raw)
+            raw = text.decode("utf-8", "replace").strip() if isinstance(text, bytes) else raw
+        return status, raw[:500]
     if isinstance(payload, dict) and "error" in payload:
         kind = payload.get("errorType")
         return status, f"{kind}: {payload['error']}" if kind else str(payload["error"])

@@ -211,7 +211,7 @@ def validate_files(
                 load_spec(path)
         except SpecError as exc:
             status = 1
-            for problem in exc.problems:
+            for problem in exc.problems or [exc.summary()]:
                 print(problem, file=out)
         else:
             print(f"{os.fspath(path)}: ok", file=out)

@@ -264,7 +264,7 @@ def _refusals() -> list[Any]:
             "",
             {"KUBECONFIG": "untrusted"},
             3,
-            "has a certificate this kubeconfig does not trust",
+            "has a certificate that failed verification",
         ),
         (
             "no permission to patch",

@@ -28,3 +28,17 @@ from canaryflow.querytemplates import selected_names
 )
 def test_the_names_a_query_selects(promql: str, names: list[str]) -> None:
     assert selected_names(promql) == names
+
+
+@pytest.mark.parametrize(
+    ("promql", "names"),
+    [
+        ('foo{a="1"} or {__name__="bar"}', ["foo"]),
+        ('x{a="1"} unless {job="y"}', ["x"]),
+        ('x{a="1"} * on(i) group_left {job="y"}', ["x"]),
+        ('x{a="1"}  # old_name{job} was renamed', ["x"]),
+        ('rate(x[5m] offset 1h) and bool {job="y"}', ["x"]),
+    ],
+)
+def test_keywords_and_comments_are_not_names(promql: str, names: list[str]) -> None:
+    assert selected_names(promql) == names

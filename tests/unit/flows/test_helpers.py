@@ -175,3 +175,16 @@ def test_the_raise_account_reads_the_canarys_requests_of_ratios_and_histograms_o
     assert _canary_count(PairedObservation(HistogramCounts(le, (5.0, 9.0)), HistogramCounts((), ()))) == 0.0
     assert _canary_count(PairedObservation(Samples((1.0,)), Samples((2.0,)))) is None
     assert _canary_count(None) is None
+
+
+def test_an_interval_without_data_says_which_tracks_and_what_the_queries_were_rendered_with() -> None:
+    from flows.judging import _no_data
+
+    assert _no_data(("canary",), "web") == (
+        'no data for the canary track in this interval (its queries rendered with {app}="web" and '
+        '{track}="canary": are the pods scraped with those labels? a new pod may not be scraped yet)'
+    )
+    assert _no_data(("baseline", "canary"), "web").startswith(
+        'no data for the baseline and canary tracks in this interval (its queries rendered with {app}="web" '
+        'and {track}="baseline" and {track}="canary":'
+    )

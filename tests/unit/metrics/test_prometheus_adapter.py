@@ -360,3 +360,7 @@ def test_unknown_names_asks_the_index_for_the_names_the_queries_select(server: S
     server.answers = [(503, "down")] * 3
     with source(server.url) as src:  # cannot tell now: nothing to warn of, never an error
         assert src.unknown_names(typo, namespace="shop", app="web", track="stable", end=END) == []
+
+    server.answers = [(200, json.dumps({"status": "success", "data": 5}))]
+    with source(server.url) as src:  # not the API's answer: cannot tell, never an error
+        assert src.unknown_names(typo, namespace="shop", app="web", track="stable", end=END) == []

@@ -340,3 +340,22 @@ def test_spec_validate_lists_every_problem_of_a_routes_file_and_serve_points_to_
     assert served.stderr.splitlines() == [
         f"canaryflow: error: {problems[0]} (and {len(problems) - 1} more: canaryflow spec validate {routes})"
     ]
+
+
+def test_spec_validate_of_routes_checks_the_spec_each_route_names(tmp_path: Path) -> None:
+    """As webhook serve does: a routes file whose route names a missing spec is not ok."""
+    import subprocess
+    import sys
+
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(
+        "deployment: rollout/rollout\nroutes:\n"
+        "  - {repository: acme/web, branch: main, rollout: config/rollouts/nope.yaml, image: 'x:{sha}'}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "canaryflow", "spec", "validate", str(routes)],
+        cwd=Path(__file__).resolve().parents[3], capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    (line,) = done.stdout.splitlines()
+    assert line.startswith(f"{routes}: routes[0] (acme/web) rolls out config/rollouts/nope.yaml: ")
