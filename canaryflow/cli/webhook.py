@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 
@@ -45,7 +46,9 @@ def serve(
 
         api = locate(os.environ)
         use(api, debug=debugging())
-        return f"{api.url} (from {api.source})"
+        parts = urlsplit(api.url)
+        shown = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()  # never a password
+        return f"{shown} (from {api.source})"
 
     serve_webhooks(
         config,

@@ -305,6 +305,13 @@ class DeliveryHandler:
             label = f"{push.provider} delivery {delivery_id} of push {push.short_sha}"
             if self.store.enqueue(QueuedPush(key, scope, push.after, label, rollouts)):
                 logger.info("%s accepted for %s", label, ", ".join(r for r, _ in rollouts))
+        else:
+            logger.info(
+                "%s delivery %s: a redelivery of push %s, accepted already",
+                push.provider,
+                delivery_id,
+                push.short_sha,
+            )
         self.dispatcher.kick()
         started = self.dispatcher.settle(key, self.reply_wait)
         if started is not None:

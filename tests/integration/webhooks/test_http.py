@@ -364,7 +364,10 @@ def _settled(app: Any, body: bytes) -> tuple[str, ...]:
     return tuple(started.flow_run_ids)
 
 
-def test_a_slow_orchestrator_does_not_hold_the_reply(make_app: AppFactory) -> None:
+def test_a_slow_orchestrator_does_not_hold_the_reply(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="canaryflow.webhooks")
     gated = GatedStarter()
     body = p.body_of(p.github_push())
     app = make_app(starter=gated, reply_wait=0.2)
@@ -374,6 +377,10 @@ def test_a_slow_orchestrator_does_not_hold_the_reply(make_app: AppFactory) -> No
         assert gated.entered.is_set()
         assert not gated.release.is_set()
         assert (reply.status_code, reply.json()["status"]) == (202, "accepted")
+        again = client.post("/hooks/github", content=body, headers=p.github_headers(body, delivery="d-re"))
+        assert again.json()["status"] == "accepted"  # still waiting: the same push, logged as such
+        said = [r.getMessage() for r in caplog.records]
+        assert f"github delivery d-re: a redelivery of push {p.AFTER[:7]}, accepted already" in said
         refused = client.post("/hooks/github", content=body, headers=p.github_headers(body, secret="x"))
         assert refused.status_code == 401
         gated.release.set()
