@@ -3,9 +3,10 @@
 The listening sockets are bound first (a port in use is one error, and nothing is created), then
 the routes file is loaded and every route's rollout spec is loaded and validated (the preflight of
 the webhook path: a push never starts a rollout whose spec is missing or invalid; each push's image
-is checked when it is rendered), the secrets read from the environment, the delivery store opened
-at the file the routes name (relative to the working directory) and the Prefect starter built for
-the routes' deployment; then the app is served (on the sockets bound first) until interrupted.
+is checked when it is rendered), the secrets read from the environment, the Prefect API sought (the
+command line's: the one every command uses), the delivery store opened at the file the routes
+name (relative to the working directory) and the Prefect starter built for the routes'
+deployment; then the app is served (on the sockets bound first) until interrupted.
 """
 
 from __future__ import annotations
