@@ -71,14 +71,14 @@ def load_settings(config: Path | None) -> AnalysisSettings:
 
 def _spec_of_report(log: Path) -> str | None:
     """The spec of the rollout whose report holds `log` (its ``status.json`` beside it), if any."""
-    from canaryflow.reports import STATUS_FILE
+    from canaryflow.errors import ReportError
+    from canaryflow.reports import STATUS_FILE, read_status
 
+    path = log.parent / STATUS_FILE
     try:
-        status = json.loads((log.parent / STATUS_FILE).read_text())
-    except (OSError, ValueError):
+        return read_status(path).spec if path.is_file() else None
+    except ReportError:  # a torn report: nothing to say of its spec
         return None
-    spec = status.get("spec") if isinstance(status, dict) else None
-    return spec if isinstance(spec, str) and spec else None
 
 
 def _checked(path: Path, log: ObservationLog, settings: AnalysisSettings) -> ObservationLog:

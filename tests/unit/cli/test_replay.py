@@ -185,7 +185,10 @@ def test_metrics_that_disagree_on_the_requests_are_judged_with_a_warning(tmp_pat
 
 def test_replay_stays_light(tmp_path: Path) -> None:
     path = _write(tmp_path, "outage.json", _outage(40))
-    (tmp_path / "status.json").write_text(json.dumps({"spec": "config/rollouts/web.yaml"}))  # read too
+    (tmp_path / "status.json").write_text(  # read too
+        json.dumps({"rollout_id": "web-1", "target": "shop/web", "image": "web:2", "steps": 3,
+                    "spec": "config/rollouts/web.yaml", "triggered_by": "test"})
+    )  # fmt: skip
     code = (
         "import io, sys, pathlib\n"
         "from canaryflow.cli.backtest import run_replay\n"
@@ -305,9 +308,14 @@ def test_any_edit_of_a_log_replays_or_is_refused_naming_the_place(
 
 def test_a_report_s_log_replayed_without_its_spec_says_which_spec_the_rollout_ran(tmp_path: Path) -> None:
     path = _write(tmp_path, "observations-step2.json", EXAMPLE)
-    (tmp_path / "status.json").write_text(
-        json.dumps({"rollout_id": "web-1", "spec": "config/rollouts/web.yaml"})
-    )
+    from canaryflow.reports import write_status
+    from canaryflow.status import RolloutStatus
+
+    status = RolloutStatus(
+        rollout_id="web-1", target="shop/web", image="web:2", spec="config/rollouts/web.yaml",
+        triggered_by="test", steps=3,
+    )  # fmt: skip
+    write_status(tmp_path, status)  # the report's own status.json, beside its observation log
     out, err = io.StringIO(), io.StringIO()
     run_replay([path], config=None, judge="sequential", out=out, err=err)
     assert err.getvalue() == (
