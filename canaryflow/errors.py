@@ -14,7 +14,7 @@ Split first by what the caller does next (retry later, or give up), then by doma
         │   └── NotImplementedYetError   the command's capability has not landed yet
         ├── InputError                   a file, an argument or a setting is not valid (names it)
         │   ├── SpecError                a rollout spec or routes file is invalid (every problem listed)
-        │   ├── ObservationLogError      an observation log is malformed (names the place)
+        │   ├── ObservationLogError      an observation log is malformed (names the place; exit 2)
         │   └── ReportError              a rollout's report file is unreadable or malformed
         ├── TriggerError                 a webhook delivery cannot start a rollout
         │   ├── PayloadError             the body is not a push payload we can read (names the field)
@@ -52,9 +52,10 @@ Split first by what the caller does next (retry later, or give up), then by doma
 the most specific of these, chained with ``raise ... from exc``, and carry context (target, query).
 
 Exit codes (the command line maps each class to one; see `exit_code_for`), as the README's table
-says: 1 invalid input (and anything else that is permanent), 2 usage or not implemented yet,
-3 cluster, 4 metrics, 5 transient (retry later), 6 not promoted (``canaryflow rollout`` exits 6
-for a rollback too).
+says: 1 invalid input (and anything else that is permanent), 2 usage or not implemented yet (and
+an observation log ``canaryflow replay`` cannot judge, as the backtest contract asks), 3 cluster,
+4 metrics, 5 transient (retry later), 6 not promoted (``canaryflow rollout`` exits 6 for a
+rollback too).
 """
 
 from __future__ import annotations
@@ -204,7 +205,13 @@ class ImageRenderError(TriggerError):
 
 
 class ObservationLogError(InputError):
-    """An observation log is malformed; the message names the place (e.g. ``intervals[3]...``)."""
+    """An observation log is malformed; the message names the place (e.g. ``intervals[3]...``).
+
+    Exit code 2, not 1: the backtest's contract (issue #13) has every malformed or unusable log
+    exit 2, so scripts that replay many logs tell "this log cannot be judged" from a bad spec.
+    """
+
+    exit_code = 2
 
 
 class ReportError(InputError):

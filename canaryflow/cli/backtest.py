@@ -8,11 +8,11 @@ given). Lines are written (and flushed) as the judge produces them, so a long lo
 the judge's state is incremental, so the cost is linear in the number of intervals.
 
 Every log is read and checked before anything is judged: a malformed or inconsistent one raises
-`ObservationLogError` (exit code 1, invalid input) naming the file and the place, and nothing is
-written. What is well-formed but suspicious (`analysis.logs.cross_checks`) is said on `err`, one
-``warning:`` line each, and judged anyway, as the live judge did. So is a log of a rollout's
-report replayed without ``--config``: the report's ``status.json`` names the spec whose settings
-the live judge used, and the defaults may differ from them.
+`ObservationLogError` (exit code 2, as the backtest contract asks) naming the file and the place,
+and nothing is written. What is well-formed but suspicious (`analysis.logs.cross_checks`) is said
+on `err`, one ``warning:`` line each, and judged anyway, as the live judge did. So is a log of a
+rollout's report replayed without ``--config``: the report's ``status.json`` names the spec whose
+settings the live judge used, and the defaults may differ from them.
 
 This path stays light: it imports the standard library, ``analysis`` (numpy, pydantic), our error
 types and report paths, and the rollout spec loader only when ``--config`` is given. No Prefect, Kubernetes
@@ -131,7 +131,7 @@ def run_replay(
     Raises
     ------
     ObservationLogError
-        A log is unreadable, malformed, or does not fit the settings (exit code 1); raised before
+        A log is unreadable, malformed, or does not fit the settings (exit code 2); raised before
         anything is written.
     UsageError
         No logs, or an unknown judge (exit code 2).

@@ -111,7 +111,7 @@ def test_spec_error_lists_every_problem() -> None:
     ("exc", "code"),
     [
         (errors.SpecError("x"), 1),
-        (errors.ObservationLogError("x"), 1),
+        (errors.ObservationLogError("x"), 2),
         (errors.UsageError("x"), 2),
         (errors.NotImplementedYetError("x"), 2),
         (errors.NotFoundError("x"), 3),

@@ -422,3 +422,26 @@ def test_history_of_releases_is_newest_first_with_no_rate_a_day_under_a_day(tmp_
     assert [r["release_id"] for r in shown["records"]] == ["demo-1", "demo-0"]
     assert shown["figures"]["releases_per_day"] is None
     assert "releases: 2 in 3h; " in _history(env, "--releases", "--since", "3h").stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (
+            '{"format": "canaryflow/observations@1", "interval_seconds": 30, "metrics": {}, "intervals": []}',
+            "metrics: the log declares no metrics",
+        ),
+        ("{not json", "not JSON"),
+    ],
+)
+def test_replay_of_a_log_it_cannot_judge_exits_2_with_one_line(
+    tmp_path: Path, content: str, words: str
+) -> None:
+    log = tmp_path / "broken.json"
+    log.write_text(content)
+    result = run("replay", str(log))
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"canaryflow: error: {log}: ")
+    assert words in line
+    assert result.stdout == ""

@@ -92,7 +92,7 @@ def test_the_kayenta_judge_replays_too(tmp_path: Path) -> None:
     assert lines[-1]["score"] < 75
 
 
-def test_a_malformed_log_is_invalid_input_and_names_the_place(tmp_path: Path) -> None:
+def test_a_malformed_log_exits_2_and_names_the_place(tmp_path: Path) -> None:
     document = json.loads(json.dumps(EXAMPLE))
     document["intervals"] = [document["intervals"][0]] * 4
     document["intervals"][3] = json.loads(json.dumps(document["intervals"][0]))
@@ -102,14 +102,14 @@ def test_a_malformed_log_is_invalid_input_and_names_the_place(tmp_path: Path) ->
     with pytest.raises(ObservationLogError) as caught:
         run_replay([path], config=None, judge="sequential", out=out)
     assert str(caught.value) == f"{path}: intervals[3].latency.canary.counts: not cumulative"
-    assert exit_code_for(caught.value) == 1  # invalid input (README's table)
+    assert exit_code_for(caught.value) == 2  # a log replay cannot judge (README's table)
     assert out.getvalue() == ""
 
 
-def test_unreadable_logs_are_invalid_input_and_unknown_judges_usage_errors(tmp_path: Path) -> None:
+def test_unreadable_logs_and_unknown_judges_exit_2(tmp_path: Path) -> None:
     with pytest.raises(ObservationLogError, match="cannot read") as unreadable:
         run_replay([tmp_path / "missing.json"], config=None, judge="sequential", out=io.StringIO())
-    assert exit_code_for(unreadable.value) == 1
+    assert exit_code_for(unreadable.value) == 2
     with pytest.raises(UsageError) as caught:
         run_replay([_write(tmp_path, "a.json", EXAMPLE)], config=None, judge="flagger", out=io.StringIO())
     assert exit_code_for(caught.value) == 2
@@ -166,7 +166,7 @@ def test_a_bad_later_log_stops_the_replay_before_anything_is_written(tmp_path: P
             judge="sequential",
             out=out,
         )
-    assert exit_code_for(caught.value) == 1
+    assert exit_code_for(caught.value) == 2
     assert out.getvalue() == ""
 
 
