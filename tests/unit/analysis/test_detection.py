@@ -24,11 +24,11 @@ def test_the_detector_keeps_the_evidence_since_the_most_telling_start() -> None:
     assert not _after(1000.0).alarm(detector_threshold(40, 0.01))
 
 
-def test_only_strong_recent_evidence_of_a_regression_blocks_a_promotion() -> None:
-    # 10 to 1 for "worse since some interval" (strong on Jeffreys' scale) blocks; 5 to 1, which a
-    # good canary's last intervals give now and then by chance, does not.
-    assert not _after(5.0).blocks_promotion
-    assert _after(10.0).blocks_promotion
-    assert _after(2.5, 4.0).blocks_promotion
+def test_substantial_recent_evidence_of_a_regression_blocks_a_promotion() -> None:
+    # 5 to 1 for "worse since some interval" (substantial on Jeffreys' scale) blocks; 4 to 1, which
+    # a good canary's last intervals give now and then by chance, does not.
+    assert not _after(4.0).blocks_promotion
+    assert _after(5.0).blocks_promotion
+    assert _after(2.5, 2.0).blocks_promotion
     assert not _after(10.0, 0.2).blocks_promotion
     assert not Detector().blocks_promotion
