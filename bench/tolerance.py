@@ -4,7 +4,7 @@ Usage::
 
     .venv/bin/python bench/tolerance.py [--runs N] [--seed S] [--jobs J] [--final-share F]
 
-A canary exactly at the default tolerance (+50 % errors, every latency quantile +10 %) in the
+A canary exactly at the default tolerance (+50 % errors, every latency quantile +20 %) in the
 noise of the decision benchmark's hard families (``bench/scenarios.py``), and exactly at the
 default error ceiling (0.1 %) beside a baseline without errors, is what a wrong promotion would
 be: the judge promises to promote it in at most ``beta`` (5 %) of runs, by every route together
@@ -39,16 +39,22 @@ from analysis.judge import SequentialJudge
 from bench.decisions import PRODUCT_SETTINGS
 from bench.scenarios import Truth, generate
 
+#: The default tolerances of the product's metrics: the canary is put exactly there.
+ERROR_TOLERANCE, LATENCY_TOLERANCE = (
+    PRODUCT_SETTINGS.tolerance_for(next(m for m in PRODUCT_SETTINGS.metrics if m.type == kind))
+    for kind in ("ratio", "histogram")
+)
+ERRORS_AT, LATENCY_AT = f"errors+{ERROR_TOLERANCE:.0%}", f"latency+{LATENCY_TOLERANCE:.0%}"
 #: The canary exactly at the tolerance, by what it is at.
 AT_TOLERANCE = {
-    "errors+50%": Truth(error_factor=1.5),
-    "latency+10%": Truth(latency_factor=1.1),
+    ERRORS_AT: Truth(error_factor=1.0 + ERROR_TOLERANCE),
+    LATENCY_AT: Truth(latency_factor=1.0 + LATENCY_TOLERANCE),
     "errors at the ceiling": Truth(error_rate=0.001),
 }
 #: (what the canary is at, the family that sets the noise, req/s per track).
 BOUNDARY_CELLS = [("errors at the ceiling", "error-free", rps) for rps in (10.0, 50.0, 500.0)] + [
     (which, family, rps)
-    for which in ("errors+50%", "latency+10%")
+    for which in (ERRORS_AT, LATENCY_AT)
     for family, rps in (
         ("plain", 2.0),
         ("plain", 10.0),
