@@ -104,11 +104,13 @@ def rollout(
     if image is not None and resume:
         raise UsageError("give --image or --resume, not both")
     probe = image or "registry.example.com/probe:0"
-    plan, _ = check_request(new_request(spec=str(spec), image=probe, triggered_by="canaryflow rollout"))
+    plan, passed = check_request(new_request(spec=str(spec), image=probe, triggered_by="canaryflow rollout"))
     with ExitStack() as stack:
         cluster, metrics = _adapters(stack)
         api = connect(os.environ)
         if not resume:
+            for line in passed:  # what `check` says first: the spec's target and steps, the image
+                typer.echo(str(line))
             _preflight(plan, cluster, metrics)
         use(api, debug=debugging())
         from flows.control import run_rollout

@@ -383,6 +383,8 @@ def test_rollout_runs_in_this_terminal_and_promotes(served: Served) -> None:
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "ok  metrics" in out  # the preflight, before anything starts
+    assert f"ok  spec: {served.spec}: {served.namespace}/web, 2 steps" in out  # as `check` says it
+    assert f"ok  image: {GOOD_IMAGE}" in out
     assert "step 1/2 setWeight 20%" in out
     assert "interval 1:" in out
     assert " promoted: " in out
