@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/latency.py [--runs 100]
 
-Judges the latency metric alone (the product's default latency histogram, relative tolerance
-10 %) on the decision benchmark's scenarios (`bench.scenarios`: log-normal latency, median 100 ms,
+Judges the latency metric alone (the product's default latency histogram, its default relative
+tolerance +20 %) on the decision benchmark's scenarios (`bench.scenarios`: log-normal latency, median 100 ms,
 30 s intervals, 20 minutes), with and without an absolute tolerance. The first table gives good
 canaries (inconclusive counts as not promoted, as under the default failure policy); the second
 canaries exactly at the absolute tolerance (every request that much slower), where a promotion

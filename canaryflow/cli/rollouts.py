@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from canaryflow.cluster.port import Cluster
     from canaryflow.metrics import MetricsSource
     from canaryflow.plan import RolloutOutcome, RolloutPlan
+    from canaryflow.preflight import Passed
     from canaryflow.requests import RolloutRequest
     from flows.runtime import Runtime
 
@@ -49,12 +50,16 @@ def _adapters(stack: ExitStack) -> tuple[Cluster, MetricsSource]:
     return cluster, metrics
 
 
+def _say(passed: Iterable[Passed]) -> None:
+    for line in passed:
+        typer.echo(str(line))
+
+
 def _preflight(plan: RolloutPlan, cluster: Cluster, metrics: MetricsSource) -> None:
     from canaryflow.clock import SystemClock
     from canaryflow.preflight import target_checks
 
-    for passed in target_checks(plan, cluster=cluster, metrics=metrics, now=SystemClock().now()):
-        typer.echo(str(passed))
+    _say(target_checks(plan, cluster=cluster, metrics=metrics, now=SystemClock().now()))
 
 
 def check(
@@ -68,8 +73,7 @@ def check(
 
     request = new_request(spec=str(spec), image=image, triggered_by="canaryflow check")
     plan, passed = check_request(request)
-    for line in passed:
-        typer.echo(str(line))
+    _say(passed)
     with ExitStack() as stack:
         cluster, metrics = _adapters(stack)
         _preflight(plan, cluster, metrics)
@@ -105,12 +109,12 @@ def rollout(
         raise UsageError("give --image or --resume, not both")
     probe = image or "registry.example.com/probe:0"
     plan, passed = check_request(new_request(spec=str(spec), image=probe, triggered_by="canaryflow rollout"))
+    if not resume:  # what `check` says first: the spec's target and steps, the image
+        _say(passed)
     with ExitStack() as stack:
         cluster, metrics = _adapters(stack)
         api = connect(os.environ)
         if not resume:
-            for line in passed:  # what `check` says first: the spec's target and steps, the image
-                typer.echo(str(line))
             _preflight(plan, cluster, metrics)
         use(api, debug=debugging())
         from flows.control import run_rollout
@@ -173,7 +177,8 @@ def _run_here(request: RolloutRequest) -> None:
     from canaryflow.environment import reports_dir
     from canaryflow.preflight import check_request
 
-    plan, _ = check_request(request)
+    plan, passed = check_request(request)
+    _say(passed)
     with ExitStack() as stack:
         cluster, metrics = _adapters(stack)
         _preflight(plan, cluster, metrics)

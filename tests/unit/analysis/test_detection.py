@@ -29,6 +29,6 @@ def test_substantial_recent_evidence_of_a_regression_blocks_a_promotion() -> Non
     # a good canary's last intervals give now and then by chance, does not.
     assert not _after(4.0).blocks_promotion
     assert _after(5.0).blocks_promotion
-    assert _after(2.5, 2.0).blocks_promotion
+    assert _after(2.5, 2.5).blocks_promotion
     assert not _after(10.0, 0.2).blocks_promotion
     assert not Detector().blocks_promotion
