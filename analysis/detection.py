@@ -59,7 +59,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["BLOCK", "Detector", "detector_threshold"]
+__all__ = ["BLOCK", "LAST_BLOCK", "Detector", "detector_threshold"]
 
 #: ``log W_t`` at or above this (W_t >= 5): the recent intervals lean bad, no promotion now.
 BLOCK = math.log(5.0)

@@ -207,8 +207,8 @@ class ImageRenderError(TriggerError):
 class ObservationLogError(InputError):
     """An observation log is malformed; the message names the place (e.g. ``intervals[3]...``).
 
-    Exit code 2, not 1: the backtest's contract (issue #13) has every malformed or unusable log
-    exit 2, so scripts that replay many logs tell "this log cannot be judged" from a bad spec.
+    Exit code 2, not 1: the backtest's contract has every malformed or unusable log exit 2, so
+    scripts that replay many logs tell "this log cannot be judged" from a bad spec (exit 1).
     """
 
     exit_code = 2
