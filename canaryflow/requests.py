@@ -16,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from canaryflow.errors import InputError
 
 __all__ = [
+    "BY_DEMO",
     "DNS_LABEL",
     "ID_PATTERN",
     "OCI_REFERENCE",
@@ -49,6 +50,11 @@ _EXAMPLE_IMAGE = "registry.example.com/shop/web:1.2.0"
 def is_valid_image_reference(image: str) -> bool:
     """Whether `image` is a syntactically valid OCI reference (at most 512 characters)."""
     return len(image) <= 512 and OCI_REFERENCE.fullmatch(image) is not None
+
+
+#: ``triggered_by`` of the rollouts and releases ``canaryflow demo`` starts: their stack (cluster,
+#: traffic, Prometheus) ends with the demo, so they cannot be run again.
+BY_DEMO = "demo"
 
 
 #: Names of Kubernetes objects (and of a release's cells): an RFC 1123 label.

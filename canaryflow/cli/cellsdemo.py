@@ -269,12 +269,13 @@ def wait_for_traffic(
     from canaryflow.cells import cell_run
     from canaryflow.cli.demorun import wait_for_stable_data
     from canaryflow.plan import plan_rollout
+    from canaryflow.requests import BY_DEMO
     from canaryflow.spec.loading import load_release
 
     release = load_release(spec)
     deadline = time.monotonic() + timeout
     plans = {
-        name: plan_rollout(cell_run(release, name, image=GOOD_IMAGE, triggered_by="demo").request)
+        name: plan_rollout(cell_run(release, name, image=GOOD_IMAGE, triggered_by=BY_DEMO).request)
         for name in running
     }
     for name, cell in running.items():
@@ -322,11 +323,11 @@ def _wait_for_history(
 
 
 def _release(spec: Path, image: str, reports_dir: Path, console: Console) -> ReleaseOutcome:
-    from canaryflow.requests import new_release_request
+    from canaryflow.requests import BY_DEMO, new_release_request
     from flows.release import run_release, wiring_for_run
 
     console.rule(f"Release of {image}")
-    request = new_release_request(spec=str(spec), image=image, triggered_by="demo")
+    request = new_release_request(spec=str(spec), image=image, triggered_by=BY_DEMO)
     wiring = dataclasses.replace(
         wiring_for_run(), poll_seconds=POLL_SECONDS, reports_dir=reports_dir, say=console.print
     )

@@ -151,7 +151,7 @@ def run_rollouts(
     promotion the stable's pods are new: their series need a scrape or two)."""
     from rich.live import Live
 
-    from canaryflow.requests import RolloutRequest
+    from canaryflow.requests import BY_DEMO, RolloutRequest
     from flows.rollout import outcome_of, rollout
     from flows.runtime import Runtime, use_runtime
 
@@ -168,7 +168,7 @@ def run_rollouts(
                 _wait_for_traffic(stack, metrics, console)
             with use_runtime(runtime):
                 state = rollout(
-                    RolloutRequest(spec=str(DEMO_SPEC), image=image, triggered_by="demo"), return_state=True
+                    RolloutRequest(spec=str(DEMO_SPEC), image=image, triggered_by=BY_DEMO), return_state=True
                 )
             outcomes.append(outcome_of(state))
     if not console.is_terminal:  # rich ends a Live's last frame without a newline off a terminal
@@ -213,9 +213,9 @@ def _wait_for_traffic(
     """Wait until the preflight passes: the stable has served long enough for every metric to
     have data (a few seconds after the stack starts)."""
     from canaryflow.plan import plan_rollout
-    from canaryflow.requests import RolloutRequest
+    from canaryflow.requests import BY_DEMO, RolloutRequest
 
-    plan = plan_rollout(RolloutRequest(spec=str(DEMO_SPEC), image=GOOD_IMAGE, triggered_by="demo"))
+    plan = plan_rollout(RolloutRequest(spec=str(DEMO_SPEC), image=GOOD_IMAGE, triggered_by=BY_DEMO))
     wait_for_stable_data(
         plan,
         stack,

@@ -19,7 +19,7 @@ import pytest
 
 from canaryflow.dev.stacks import BAD_IMAGE, GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
 from canaryflow.errors import InputError
-from canaryflow.requests import CellTarget, RolloutRequest
+from canaryflow.requests import BY_DEMO, CellTarget, RolloutRequest
 from tests.e2e.conftest import DEMO_SPEC
 
 
@@ -58,6 +58,14 @@ def test_a_promoted_or_unknown_rollout_is_refused(rollout_of: Callable[..., Any]
         retry_request("web-good", "again", by="ana")
     with pytest.raises(InputError, match="no rollout 'web-nothing' in Prefect"):
         retry_request("web-nothing", "again", by="ana")
+
+
+def test_a_demo_rollout_is_refused_its_stack_ended_with_the_demo(rollout_of: Callable[..., Any]) -> None:
+    from flows.control import retry_request
+
+    assert rollout_of(BAD_IMAGE, rollout_id="web-demo", triggered_by=BY_DEMO).result().result == "rolled-back"
+    with pytest.raises(InputError, match=r"'web-demo' was run by `canaryflow demo`, .*: nothing to retry"):
+        retry_request("web-demo", "again", by="ana")
 
 
 def test_a_rollout_run_by_a_deployment_gets_a_new_run_of_that_deployment(
