@@ -5,18 +5,19 @@ history (`canaryflow.history`) for what ended, each open rollout's ``status.json
 (`canaryflow.reports`) for what runs now. So the figures survive restarts of anything, any number
 of workers may write the directory, and the exporter holds no state of its own.
 
-Metrics (labels ``target`` = ``namespace/deployment``):
+Metrics (labels ``target`` = ``namespace/deployment`` and ``cell`` = the release cell a rollout ran in,
+empty for a plain rollout: several cells may share one target's name, and one reports directory):
 
-- ``canaryflow_rollouts_ended_total{target, result}``: rollouts that ended, by how
+- ``canaryflow_rollouts_ended_total{target, cell, result}``: rollouts that ended, by how
   (``promoted``, ``rolled-back``, ``aborted``, ``superseded``, ``undone``);
-- ``canaryflow_rollout_duration_seconds{target, result}``: a histogram of how long they took
+- ``canaryflow_rollout_duration_seconds{target, cell, result}``: a histogram of how long they took
   (for a rolled-back rollout, how long its canary served: the time to detect and restore);
-- ``canaryflow_rollouts_in_progress{target}``: rollouts that have not ended;
-- ``canaryflow_rollout_weight_percent{target, rollout, kind}``: the canary's ``requested`` and
+- ``canaryflow_rollouts_in_progress{target, cell}``: rollouts that have not ended;
+- ``canaryflow_rollout_weight_percent{target, cell, rollout, kind}``: the canary's ``requested`` and
   ``effective`` weight of each rollout in progress;
-- ``canaryflow_rollout_phase{target, rollout, phase}``: 1 for the phase each rollout in progress
+- ``canaryflow_rollout_phase{target, cell, rollout, phase}``: 1 for the phase each rollout in progress
   is in;
-- ``canaryflow_judge_metric_status{target, rollout, metric, status}``: 1 for the latest status of
+- ``canaryflow_judge_metric_status{target, cell, rollout, metric, status}``: 1 for the latest status of
   each metric the judge follows in a rollout in progress;
 - ``canaryflow_history_unreadable_lines``: lines of the history that could not be read;
 - ``canaryflow_reports_unreadable``: rollout reports (``status.json``) that could not be read (the
@@ -72,23 +73,28 @@ class RolloutCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         history = read_history(self.reports_dir)
         ended = CounterMetricFamily(
-            "canaryflow_rollouts_ended", "Rollouts that ended, by how.", labels=["target", "result"]
+            "canaryflow_rollouts_ended", "Rollouts that ended, by how.", labels=["target", "cell", "result"]
         )
-        for (target, result), count in sorted(Counter((r.target, r.result) for r in history.records).items()):
-            ended.add_metric([target, result], count)
+        records = history.records
+        for (target, cell, result), count in sorted(
+            Counter((r.target, r.cell or "", r.result) for r in records).items()
+        ):
+            ended.add_metric([target, cell, result], count)
         yield ended
-        durations: defaultdict[tuple[str, str], list[float]] = defaultdict(list)
-        for record in history.records:
-            durations[(record.target, record.result)].append(max(0.0, record.duration.total_seconds()))
+        durations: defaultdict[tuple[str, str, str], list[float]] = defaultdict(list)
+        for record in records:
+            durations[(record.target, record.cell or "", record.result)].append(
+                max(0.0, record.duration.total_seconds())
+            )
         histogram = HistogramMetricFamily(
             "canaryflow_rollout_duration_seconds",
             "How long rollouts took, start to end, by how they ended.",
-            labels=["target", "result"],
+            labels=["target", "cell", "result"],
         )
-        for (where, how), values in sorted(durations.items()):
+        for labels, values in sorted(durations.items()):
             buckets = [(_le(bound), float(sum(v <= bound for v in values))) for bound in DURATION_BUCKETS]
             buckets.append(("+Inf", float(len(values))))
-            histogram.add_metric([where, how], buckets, sum(values))
+            histogram.add_metric(list(labels), buckets, sum(values))
         yield histogram
         unreadable = GaugeMetricFamily(
             "canaryflow_history_unreadable_lines", "Lines of the rollout history that could not be read."
@@ -107,32 +113,33 @@ class RolloutCollector(Collector):
         unreadable.add_metric([], len(scanned.unreadable))
         yield unreadable
         progress = GaugeMetricFamily(
-            "canaryflow_rollouts_in_progress", "Rollouts that have not ended.", labels=["target"]
+            "canaryflow_rollouts_in_progress", "Rollouts that have not ended.", labels=["target", "cell"]
         )
-        for target, count in sorted(Counter(s.target for s in statuses).items()):
-            progress.add_metric([target], count)
+        for (target, cell), count in sorted(Counter((s.target, s.cell or "") for s in statuses).items()):
+            progress.add_metric([target, cell], count)
         yield progress
         weight = GaugeMetricFamily(
             "canaryflow_rollout_weight_percent",
             "The canary's requested and effective weight.",
-            labels=["target", "rollout", "kind"],
+            labels=["target", "cell", "rollout", "kind"],
         )
         phase = GaugeMetricFamily(
             "canaryflow_rollout_phase",
             "The phase of each rollout in progress.",
-            labels=["target", "rollout", "phase"],
+            labels=["target", "cell", "rollout", "phase"],
         )
         judge = GaugeMetricFamily(
             "canaryflow_judge_metric_status",
             "The judge's latest status of each metric of each rollout in progress.",
-            labels=["target", "rollout", "metric", "status"],
+            labels=["target", "cell", "rollout", "metric", "status"],
         )
         for s in statuses:
-            weight.add_metric([s.target, s.rollout_id, "requested"], s.weight)
-            weight.add_metric([s.target, s.rollout_id, "effective"], s.effective_weight)
-            phase.add_metric([s.target, s.rollout_id, s.phase.value], 1)
+            where = [s.target, s.cell or "", s.rollout_id]
+            weight.add_metric([*where, "requested"], s.weight)
+            weight.add_metric([*where, "effective"], s.effective_weight)
+            phase.add_metric([*where, s.phase.value], 1)
             for name, metric in (s.verdict.metrics if s.verdict else {}).items():
-                judge.add_metric([s.target, s.rollout_id, name, metric.status], 1)
+                judge.add_metric([*where, name, metric.status], 1)
         yield weight
         yield phase
         yield judge

@@ -93,9 +93,58 @@ def test_an_unreadable_report_is_counted_and_the_others_still_are(tmp_path: Path
     scraped = generate_latest(registry_for(tmp_path)).decode()
 
     assert "canaryflow_reports_unreadable 1.0" in scraped
-    assert 'canaryflow_rollouts_in_progress{target="shop/web"} 1.0' in scraped
-    phase = 'canaryflow_rollout_phase{phase="progressing",rollout="web-aaaa1111",target="shop/web"} 1.0'
+    assert 'canaryflow_rollouts_in_progress{cell="",target="shop/web"} 1.0' in scraped
+    phase = (
+        'canaryflow_rollout_phase{cell="",phase="progressing",rollout="web-aaaa1111",target="shop/web"} 1.0'
+    )
     assert phase in scraped
+
+
+def test_cells_sharing_a_target_are_counted_apart(tmp_path: Path) -> None:
+    """A release's cells may roll out the same namespace/deployment into one reports directory:
+    every figure carries the cell, so one cell's rollbacks and rollouts do not add to another's."""
+    from datetime import UTC, datetime, timedelta
+
+    from prometheus_client import generate_latest
+
+    from canaryflow.exporter import registry_for
+    from canaryflow.history import HistoryRecord, append_history
+    from canaryflow.reports import write_status
+    from canaryflow.status import RolloutPhase, RolloutStatus
+
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    for rollout_id, cell, result in (("web-eu1", "eu-1", "promoted"), ("web-us1", "us-1", "rolled-back")):
+        append_history(
+            tmp_path,
+            HistoryRecord(
+                rollout_id=rollout_id, target="shop/web", image="registry.example.com/web:2", result=result,
+                cell=cell, reason="test", triggered_by="release r1", started_at=start,
+                finished_at=start + timedelta(minutes=5),
+            ),
+        )  # fmt: skip
+    for rollout_id, cell in (("web-eu2", "eu-1"), ("web-us2", "us-1"), ("web-plain", None)):
+        write_status(
+            tmp_path / rollout_id,
+            RolloutStatus(
+                rollout_id=rollout_id, target="shop/web", cell=cell, image="registry.example.com/web:3",
+                spec="config/rollouts/web.yaml", triggered_by="test", steps=3, step=1,
+                phase=RolloutPhase.PROGRESSING, weight=10, effective_weight=10.0, updated_at=start,
+            ),
+        )  # fmt: skip
+
+    scraped = generate_latest(registry_for(tmp_path)).decode()
+
+    for line in (
+        'canaryflow_rollouts_ended_total{cell="eu-1",result="promoted",target="shop/web"} 1.0',
+        'canaryflow_rollouts_ended_total{cell="us-1",result="rolled-back",target="shop/web"} 1.0',
+        'canaryflow_rollout_duration_seconds_count{cell="us-1",result="rolled-back",target="shop/web"} 1.0',
+        'canaryflow_rollouts_in_progress{cell="eu-1",target="shop/web"} 1.0',
+        'canaryflow_rollouts_in_progress{cell="us-1",target="shop/web"} 1.0',
+        'canaryflow_rollouts_in_progress{cell="",target="shop/web"} 1.0',
+        'canaryflow_rollout_weight_percent{cell="us-1",kind="effective",rollout="web-us2",'
+        'target="shop/web"} 10.0',
+    ):
+        assert line in scraped, line
 
 
 def test_every_address_of_the_host_is_bound_and_a_failure_leaves_none_bound() -> None:
