@@ -16,8 +16,9 @@ code  status            when
 ====  ================  =====================================================================
 200   pong, duplicate   a GitHub ping; a push that already started its rollouts
 200   stale             a later push of the same ref started or is queued (not for forced pushes)
-202   started           rollouts started (with their flow run ids)
-202   accepted          queued; starts when the orchestrator takes it (with its latest error)
+202   started           rollouts started (with their flow run ids and rollout ids)
+202   accepted          queued; starts when the orchestrator takes it (with its rollout ids and
+                        its latest error)
 202   ignored           nothing to do (with why)
 400   bad_request       not JSON, not a push payload, no usable delivery id
 401   unauthorized      missing or wrong signature or token
@@ -40,18 +41,20 @@ import re
 import time
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from canaryflow.errors import ImageRenderError, PayloadError
+from canaryflow.errors import ImageRenderError, PayloadError, SpecError
+from canaryflow.plan import plan_rollout
+from canaryflow.requests import RolloutRequest
 from canaryflow.routes import RoutesConfig
 from canaryflow.triggers.port import RolloutStarter
 from canaryflow.webhooks.deliveries import DeliveryStore, Duplicate, QueuedPush
 from canaryflow.webhooks.dispatch import Dispatcher
 from canaryflow.webhooks.pushes import Provider, PushEvent, parse_github_push, parse_gitlab_push
-from canaryflow.webhooks.routing import Ignore, route_push
+from canaryflow.webhooks.routing import Ignore, PlannedRollout, route_push
 from canaryflow.webhooks.signatures import (
     GITHUB_SECRET_ENV,
     GITLAB_SIGNING_TOKEN_ENV,
@@ -289,6 +292,12 @@ class DeliveryHandler:
         handled = self.store.lookup(key)
         if handled is not None:
             return _duplicate(handled)
+        planned = tuple(_with_rollout_id(p) for p in decision.rollouts)
+        rollout_ids = [
+            p.request.rollout_id
+            for p in planned
+            if isinstance(p.request, RolloutRequest) and p.request.rollout_id is not None
+        ]
         queued = self.store.queued(key)
         if queued is not None and queued.state == "queued":
             # A redelivery of a push still waiting: stale when a later push came in meanwhile (the
@@ -301,7 +310,7 @@ class DeliveryHandler:
             if later is not None:
                 return _stale(push.ref, later)
             self.store.record_push(key, scope, push.before, push.after)
-            rollouts = tuple((p.route.target, p.request.model_dump_json()) for p in decision.rollouts)
+            rollouts = tuple((p.route.target, p.request.model_dump_json()) for p in planned)
             label = f"{push.provider} delivery {delivery_id} of push {push.short_sha}"
             if self.store.enqueue(QueuedPush(key, scope, push.after, label, rollouts)):
                 logger.info("%s accepted for %s", label, ", ".join(r for r, _ in rollouts))
@@ -316,7 +325,9 @@ class DeliveryHandler:
         started = self.dispatcher.settle(key, self.reply_wait)
         if started is not None:
             ids = list(started.flow_run_ids)
-            return _reply(202, "started", flow_run_id=ids[0] if ids else None, flow_run_ids=ids)
+            return _reply(
+                202, "started", flow_run_id=ids[0] if ids else None, flow_run_ids=ids, rollout_ids=rollout_ids
+            )
         entry = self.store.queued(key)
         if entry is not None and entry.state == "superseded":
             return _reply(200, "stale", reason=f"a later push to {push.ref} started or is queued")
@@ -325,6 +336,7 @@ class DeliveryHandler:
             202,
             "accepted",
             reason="queued: its runs start as soon as the orchestrator takes them",
+            rollout_ids=rollout_ids,
             **({"last_error": error} if error else {}),
         )
 
@@ -362,6 +374,21 @@ def push_key(push: PushEvent) -> str:
     the signature covers (repository, ref, the commits before and after)."""
     content = "\n".join((push.repository, push.ref, push.before, push.after)).encode()
     return f"{push.provider}:push:{hashlib.sha256(content).hexdigest()[:32]}"
+
+
+def _with_rollout_id(planned: PlannedRollout) -> PlannedRollout:
+    """`planned` with its rollout's id set, as the run would derive it from the spec
+    (`canaryflow.plan.rollout_id_for`), so that the reply can name it and the run uses the same;
+    unchanged for a release (its id comes with its run) or a spec that cannot be loaded now (the
+    run reports why)."""
+    request = planned.request
+    if not isinstance(request, RolloutRequest) or request.rollout_id is not None:
+        return planned
+    try:
+        rollout_id = plan_rollout(request).rollout_id
+    except SpecError:
+        return planned
+    return replace(planned, request=request.model_copy(update={"rollout_id": rollout_id}))
 
 
 def _duplicate(handled: Duplicate) -> Reply:

@@ -17,6 +17,8 @@ import httpx
 import pytest
 from prometheus_client import start_http_server
 
+from canaryflow.plan import plan_rollout
+from canaryflow.requests import RolloutRequest
 from canaryflow.triggers import InMemoryRolloutStarter
 from canaryflow.webhooks.handling import WebhookSecrets, push_key
 from canaryflow.webhooks.pushes import parse_github_push, parse_gitlab_push
@@ -50,13 +52,18 @@ def test_a_signed_push_starts_the_rollout(client: httpx.Client, starter: InMemor
     response = _github(client, p.github_push(), delivery="72d3162e-cc78-11e3-81ab-4c9367dc0958")
     assert response.status_code == 202
     (started,) = starter.started
+    # the reply names the rollout as `canaryflow status` does, and the run is given that id
+    pushed = RolloutRequest(spec=started.request.spec, image=started.request.image)
+    rollout_id = plan_rollout(pushed).rollout_id
     assert response.json() == {
         "status": "started",
         "flow_run_id": started.flow_run_id,
         "flow_run_ids": [started.flow_run_id],
+        "rollout_ids": [rollout_id],
     }
     assert started.request.spec == "config/rollouts/web.yaml"
     assert started.request.image == f"registry.example.com/hello/world:{p.AFTER}"
+    assert started.request.rollout_id == rollout_id
     # keyed by the push (what the signature covers), not by the delivery id (which it does not)
     push = parse_github_push(p.github_push())
     assert started.idempotency_key == f"{push_key(push)}:config/rollouts/web.yaml"

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from canaryflow.plan import plan_rollout
 from canaryflow.requests import ReleaseRequest, RolloutRequest
 from canaryflow.triggers.prefect_runs import PrefectRolloutStarter
 from canaryflow.webhooks.handling import push_key
@@ -89,9 +90,13 @@ def test_a_signed_push_runs_the_rollout_deployment(deployed: Deployed, make_app:
     assert response.status_code == 202, response.text
     (run,) = _flow_runs(deployed, delivery)
     assert response.json()["flow_run_id"] == str(run.id)
+    image = f"registry.example.com/hello/world:{_sha(delivery)}"
+    (rollout_id,) = response.json()["rollout_ids"]
+    assert rollout_id == plan_rollout(RolloutRequest(spec=SPEC, image=image)).rollout_id
     expected = RolloutRequest(
         spec=SPEC,
-        image=f"registry.example.com/hello/world:{_sha(delivery)}",
+        image=image,
+        rollout_id=rollout_id,  # the id the reply names
         triggered_by=f"github push {_sha(delivery)[:7]} (delivery {delivery})",
         committed_at=datetime.fromisoformat("2019-05-15T15:20:41-04:00"),  # the pushed commit's time
     )
@@ -120,6 +125,8 @@ def test_a_push_accepted_while_prefect_is_down_runs_when_prefect_is_back(
         assert down.status_code == 202
         assert down.json()["status"] == "accepted"
         assert "cannot be reached" in down.json()["last_error"]
+        pushed = RolloutRequest(spec=SPEC, image=f"registry.example.com/hello/world:{_sha(delivery)}")
+        assert down.json()["rollout_ids"] == [plan_rollout(pushed).rollout_id]  # known before it starts
         assert _flow_runs(deployed, delivery) == []
         starter.api_url = deployed.api_url  # Prefect is back
         started = app.state.handler.dispatcher.settle(_key(delivery), 60, retries=True)
