@@ -569,6 +569,8 @@ def _plan(
             rate=low, canary_per_interval=canary, baseline_per_interval=baseline, intervals=final_interval,
             margin=plan.max_increase, level=level,
         ))  # fmt: skip
+    if needed is not None and not math.isfinite(needed):  # counts so small that no plan is computable
+        needed = None
     return EvidencePlan(
         None if needed is None else max(1, math.ceil(needed)), final_interval, chance, absolute=absolute
     )

@@ -139,7 +139,10 @@ def classify(
         )
     if np.unique(np.concatenate([c, b])).size == 1:
         return MetricClassification("Pass", 1.0, False, f"{name} has a single value on both tracks")
-    test = mann_whitney(b.tolist(), c.tolist(), confidence=config.confidence)
+    try:
+        test = mann_whitney(b.tolist(), c.tolist(), confidence=config.confidence)
+    except ValueError as exc:  # e.g. values so far apart that every shifted pair ties in floating point
+        return MetricClassification("Nodata", 1.0, critical, f"{name} cannot be compared: {exc}")
     deviation = _mean_ratio(c, b)
     critical_value = config.tolerance * abs(test.estimate)
     high = (
@@ -155,7 +158,8 @@ def classify(
     label: Classification = "High" if high else ("Low" if low else "Pass")
     reason = (
         f"{name} was classified as {label}: shift {test.estimate:.4g} (interval {test.interval[0]:.4g} to "
-        f"{test.interval[1]:.4g} at {100 * config.confidence:g} %), mean ratio {deviation:.3g}"
+        f"{test.interval[1]:.4g} at {100 * config.confidence:g} %), mean ratio "
+        + (f"{deviation:.3g}" if math.isfinite(deviation) else "n/a (a mean of 0)")
     )
     return MetricClassification(label, deviation, critical and label != "Pass", reason, test)
 

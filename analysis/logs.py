@@ -73,7 +73,7 @@ CROSS_CHECK_FACTOR = 2.0
 #: ... once both have at least this many requests over the log.
 CROSS_CHECK_MIN_REQUESTS = 100.0
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _TYPES: tuple[MetricType, ...] = ("ratio", "histogram", "samples")
 _TRACKS = ("baseline", "canary")
 
@@ -178,7 +178,7 @@ def _le(value: object, path: str) -> tuple[float, ...]:
 
 def _header(name: str, value: object) -> MetricHeader:
     path = f"metrics.{name}"
-    if not _NAME.match(name) or len(name) > 63:
+    if not _NAME.fullmatch(name) or len(name) > 63:
         raise LogFormatError(path, "invalid metric name (letters, digits, '_', '.', '-'; at most 63)")
     spec = _object(value, path)
     kind = spec.get("type")
@@ -331,6 +331,8 @@ def parse_log(source: str | bytes | Mapping[str, Any]) -> ObservationLog:
             raise LogFormatError("", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
         except UnicodeDecodeError as exc:
             raise LogFormatError("", "not JSON: not even UTF-8 text (is it an observation log?)") from exc
+        except RecursionError as exc:
+            raise LogFormatError("", "not an observation log: arrays or objects nested too deeply") from exc
     document = _object(source, "$")
     if document.get("format") != FORMAT:
         raise LogFormatError("format", f'expected "{FORMAT}", got {_describe(document.get("format"))}')

@@ -297,7 +297,10 @@ def increase_intervals(
         rate, canary_per_interval, baseline_per_interval, margin, dispersion
     )
     z = _NORMAL.inv_cdf(1.0 - level) * studentizer + _NORMAL.inv_cdf(power) * math.sqrt(spread)
-    return max(z * z / (weight * margin) ** 2, float(_least_intervals(level)))
+    scale = (weight * margin) ** 2
+    if not scale > 0.0:  # a margin so small that its square underflows: no amount of data
+        return math.inf
+    return max(z * z / scale, float(_least_intervals(level)))
 
 
 @functools.lru_cache(maxsize=256)

@@ -80,7 +80,7 @@ class MetricSettings(BaseModel):
     min_count: float = Field(default=0.0, ge=0.0)
     max_rate: float | None = Field(default=None, gt=0.0, lt=1.0)
     slower_than: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
-    max_increase: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
+    max_increase: float | None = Field(default=None, ge=1e-9, allow_inf_nan=False)
     objective: float | None = Field(default=None, gt=0.0, lt=1.0)
     max_burn_rate: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
 
@@ -187,9 +187,9 @@ class AnalysisSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+    alpha: float = Field(default=0.05, ge=1e-6, lt=0.5)
     metrics: tuple[MetricSettings, ...] = ()
-    beta: float = Field(default=0.05, gt=0.0, lt=0.5)
+    beta: float = Field(default=0.05, ge=1e-6, lt=0.5)
     max_duration_seconds: float = Field(default=1200.0, gt=0.0)
     min_exposure_seconds: float = Field(default=300.0, ge=0.0)
     min_intervals: int = Field(default=3, ge=1, le=10_000)

@@ -54,6 +54,10 @@ def parse_document(text: str, source: str, *, what: str) -> Any:
         raise SpecError(f"{source}: not valid YAML", problems=[f"{source}:{line} {reason}"]) from exc
     except YAMLError as exc:
         raise SpecError(f"{source}: not valid YAML", problems=[f"{source}:1 {exc}"]) from exc
+    except RecursionError as exc:
+        raise SpecError(
+            f"{source}: not a {what}", problems=[f"{source}:1 lists or mappings nested too deeply"]
+        ) from exc
     if document is None:
         raise SpecError(f"{source}: empty {what}", problems=[f"{source}:1 the file holds no document"])
     return document

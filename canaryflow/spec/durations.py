@@ -13,9 +13,18 @@ from typing import Annotated
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-__all__ = ["DURATION_PATTERN", "Duration", "format_duration", "is_zero_duration", "parse_duration"]
+__all__ = [
+    "DURATION_PATTERN",
+    "MAX_HOURS",
+    "Duration",
+    "format_duration",
+    "is_zero_duration",
+    "parse_duration",
+]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+#: The longest duration anything takes: a year (longer ones are typing mistakes, and overflow).
+MAX_HOURS = 8784
 _PART = r"(\d+(?:\.\d+)?)(ms|h|m|s)"
 #: What a duration looks like: one or more number-unit pairs, e.g. ``90s``, ``1h30m``, ``0.5s``.
 DURATION_PATTERN = rf"^(?:{_PART})+$"
@@ -29,7 +38,8 @@ def parse_duration(text: str) -> timedelta:
     Raises
     ------
     ValueError
-        When `text` is not one or more number-unit pairs (units ``ms s m h``) or is zero.
+        When `text` is not one or more number-unit pairs (units ``ms s m h``), is zero or is
+        longer than ``MAX_HOURS``.
     """
     value = text.strip()
     if not _WHOLE.fullmatch(value):
@@ -37,6 +47,8 @@ def parse_duration(text: str) -> timedelta:
     seconds = sum(float(number) * _UNITS[unit] for number, unit in _PARTS.findall(value))
     if seconds <= 0:
         raise ValueError(f"must be longer than zero (got {text!r})")
+    if seconds > MAX_HOURS * 3600.0:
+        raise ValueError(f"must be at most {MAX_HOURS}h, a year (got {text!r})")
     return timedelta(seconds=seconds)
 
 

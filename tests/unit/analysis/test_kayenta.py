@@ -184,6 +184,15 @@ def test_zero_means_give_a_nan_deviation_and_still_classify() -> None:
     same = classify([0.0] * 5, [0.0] * 5, settings=effect)
     assert same.classification == "Pass"
     assert same.deviation == 1.0
+    assert "mean ratio n/a (a mean of 0)" in high.reason  # not "nan"
+
+
+def test_values_too_far_apart_to_rank_in_floating_point_are_nodata_not_a_crash() -> None:
+    # canary - shift and the baseline's 1e100 tie in every shifted pair: no interval exists
+    result = classify([1e100], [1.0, 2.0], direction="increase", critical=True)
+    assert result.classification == "Nodata"
+    assert result.critical
+    assert result.reason.startswith("metric cannot be compared: ")
 
 
 def test_nan_points_are_removed_and_critical_failures_are_marked() -> None:

@@ -221,6 +221,18 @@ def test_text_that_is_not_json_is_rejected_with_its_position() -> None:
         parse_log("{format: 1}")
 
 
+def test_json_nested_too_deeply_is_malformed_not_a_crash() -> None:
+    with pytest.raises(LogFormatError, match=r"nested too deeply"):
+        parse_log("[" * 100_000 + "]" * 100_000)
+
+
+def test_a_metric_name_ending_in_a_newline_is_malformed() -> None:
+    document = example()
+    document["metrics"]["error-rate\n"] = document["metrics"].pop("error-rate")
+    with pytest.raises(LogFormatError, match=r"invalid metric name"):
+        parse_log(document)
+
+
 def test_counts_up_to_2_to_the_53_and_a_track_repeating_the_header_bounds_are_accepted() -> None:
     document = example()
     document["intervals"][0]["error-rate"]["canary"] = {"bad": 1, "total": 2**53}

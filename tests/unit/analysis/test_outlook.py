@@ -111,6 +111,29 @@ def test_an_undecided_metric_carries_its_plan_and_says_it_and_a_decided_one_does
     assert all(m.plan is None and "plan" not in m.to_dict() for m in decided)
 
 
+@pytest.mark.parametrize(("bad", "total"), [(5e-324, 1e-300), (1e-310, 1e-310)])
+def test_counts_near_the_smallest_float_get_no_plan_rather_than_a_crash(bad: float, total: float) -> None:
+    from analysis.logs import parse_log
+
+    log = parse_log({
+        "format": "canaryflow/observations@1", "interval_seconds": 30, "metrics": {"e": {"type": "ratio"}},
+        "intervals": [{"e": {"baseline": {"bad": bad, "total": total}, "canary": {"bad": 1, "total": 100}}}],
+    })  # fmt: skip
+    (verdict,) = judge_log(log)
+    plan = verdict.metrics["e"].plan
+    assert plan is not None
+    assert plan.needed_intervals is None
+
+
+def test_a_margin_whose_square_underflows_needs_unboundedly_many_intervals() -> None:
+    from analysis.outlook import increase_intervals
+
+    need = increase_intervals(
+        rate=0.01, canary_per_interval=300, baseline_per_interval=300, margin=5e-324, level=0.02
+    )
+    assert need == math.inf
+
+
 def test_at_two_requests_per_second_the_plan_says_at_once_that_twenty_minutes_are_too_short() -> None:
     verdicts = list(judge_log(generate("plain", 2.0, 5).log, PRODUCT_SETTINGS))
     plan = verdicts[5].metrics["error-rate"].plan

@@ -33,6 +33,13 @@ def test_parse_refuses(text: str) -> None:
         parse_duration(text)
 
 
+@pytest.mark.parametrize("text", ["8785h", "99999999999h", "1" + "0" * 400 + "s"])
+def test_longer_than_a_year_is_refused_before_it_overflows(text: str) -> None:
+    assert parse_duration("8784h") == timedelta(days=366)
+    with pytest.raises(ValueError, match=r"must be at most 8784h, a year"):
+        parse_duration(text)
+
+
 @pytest.mark.parametrize(
     ("value", "text"),
     [

@@ -160,6 +160,11 @@ def test_broken_yaml_names_the_line(text: str, problem: str) -> None:
     assert problems[0].startswith(problem)
 
 
+def test_yaml_nested_too_deeply_is_one_problem_not_a_crash() -> None:
+    deep = "a: " + "[" * 20_000 + "]" * 20_000 + "\n"
+    assert _problems(deep) == ["x.yaml:1 lists or mappings nested too deeply"]
+
+
 def test_an_unreadable_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     with pytest.raises(SpecError) as caught:
@@ -359,3 +364,15 @@ def test_spec_validate_of_routes_checks_the_spec_each_route_names(tmp_path: Path
     assert done.returncode == 1
     (line,) = done.stdout.splitlines()
     assert line.startswith(f"{routes}: routes[0] (acme/web) rolls out config/rollouts/nope.yaml: ")
+
+
+def test_error_budgets_and_margins_too_small_to_compute_with_are_refused() -> None:
+    metrics = (
+        "  analysis:\n    alpha: 5.0e-324\n    metrics:\n"
+        "      - name: errors\n        type: ratio\n        maxIncrease: 5.0e-324\n"
+        "        bad: 'x{track=\"{track}\"}'\n        total: 'y{track=\"{track}\"}'\n"
+    )
+    assert _problems(MINIMAL + metrics) == [
+        "x.yaml:10 spec.analysis.alpha: must be at least 1e-06",
+        "x.yaml:14 spec.analysis.metrics[0].maxIncrease: must be at least 1e-09",
+    ]
