@@ -82,6 +82,7 @@ __all__ = [
     "log_ndtr",
     "normal_mixture_log_evalue",
     "t_mixture_log_evalue",
+    "t_mixture_log_evalue_of_moments",
     "two_sided_normal_mixture_log_evalue",
     "two_sided_t_log_bf",
 ]
@@ -356,17 +357,39 @@ def t_mixture_log_evalue(
     >>> bool(abs((up + down) / 2 - both) < 1e-6 * both)
     True
     """
-    d = np.asarray(values, dtype=np.float64) - null_mean
+    d = np.asarray(values, dtype=np.float64)
     n = int(d.size)
     if n < 2:
         return 0.0
-    norm = float(np.sqrt(np.sum(d * d)))
+    mean = float(np.mean(d))
+    squares = float(np.sum((d - mean) ** 2))
+    return t_mixture_log_evalue_of_moments(
+        n, mean, squares, null_mean=null_mean, g=g, alternative=alternative
+    )
+
+
+def t_mixture_log_evalue_of_moments(
+    n: int,
+    mean: float,
+    squares: float,
+    *,
+    null_mean: float,
+    g: float,
+    alternative: Alternative | Literal["two-sided"],
+) -> float:
+    r"""`t_mixture_log_evalue` from the observations' count `n`, `mean` and sum of squared
+    deviations from the mean `squares` (what a running Welford update keeps): the Bayes factor
+    depends on the data only through them, since :math:`\sum_i (d_i - \mu_0) = n(\bar d - \mu_0)`
+    and :math:`\lVert d - \mu_0\rVert^2 = \sum_i (d_i - \bar d)^2 + n(\bar d - \mu_0)^2`."""
+    if n < 2:
+        return 0.0
+    shifted = mean - null_mean
+    norm = math.sqrt(max(squares, 0.0) + n * shifted * shifted)
     if norm == 0.0:
         return -0.5 * math.log(1.0 + n * g) if alternative == "two-sided" else 0.0
-    mean = float(np.mean(d))
-    sd = float(np.std(d, ddof=1))
+    sd = math.sqrt(max(squares, 0.0) / (n - 1))
     if alternative == "two-sided":
-        t = math.copysign(math.inf, mean) if sd == 0.0 else mean / (sd / math.sqrt(n))
+        t = math.copysign(math.inf, shifted) if sd == 0.0 else shifted / (sd / math.sqrt(n))
         return float(two_sided_t_log_bf(n, t, g))
-    a = float(np.sum(d)) / norm
+    a = n * shifted / norm
     return _one_sided_t_log_bf(n, a if alternative == "greater" else -a, g)

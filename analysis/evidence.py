@@ -62,7 +62,7 @@ from analysis.outlook import (
     required_intervals,
 )
 from analysis.ratio import RatioState
-from analysis.samples import samples_test
+from analysis.samples import SamplesState
 from analysis.verdicts import MetricEvidence, MetricStatus
 
 __all__ = [
@@ -156,13 +156,7 @@ class MetricPlan:
         return self.alpha if math.isinf(self.detector_threshold) else self.alpha * (1.0 - DETECTOR_SHARE)
 
 
-@dataclass(frozen=True, slots=True)
-class _Samples:
-    canary: tuple[tuple[float, ...], ...] = ()
-    baseline: tuple[tuple[float, ...], ...] = ()
-
-
-_Process: TypeAlias = RatioState | HistogramState | _Samples
+_Process: TypeAlias = RatioState | HistogramState | SamplesState
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,8 +236,8 @@ def record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) ->
                 history, baseline_bound=baseline_bound, canary_bound=canary_bound, increase=sums
             )
     else:
-        old = process if isinstance(process, _Samples) else _Samples()
-        process = _Samples((*old.canary, c.row), (*old.baseline, b.row))
+        old = process if isinstance(process, SamplesState) else SamplesState()
+        process = old.step(c.row, b.row)
     detector, guard = history.detector, history.guard
     if isinstance(process, RatioState | HistogramState):
         detector = detector.step(process.last_log_evalue())
@@ -359,9 +353,7 @@ def _evaluate(plan: MetricPlan, process: _Process, *, final: bool) -> _Numbers:
         counts = (h.canary_total, h.baseline_total)
         numbers = _numbers(h, counts=counts, detail=detail, dispersion=h.dispersion, threshold=h.threshold)
         return replace(numbers, rate=h.baseline_share, planned=h.planned)
-    s = samples_test(
-        process.canary, process.baseline, tolerance=plan.tolerance, direction=plan.direction, alpha=alpha
-    )
+    s = process.result(tolerance=plan.tolerance, direction=plan.direction, alpha=alpha)
     counts = (float(s.canary_count), float(s.baseline_count))
     return _numbers(s, counts=counts, detail=f"canary mean {_num(s.estimate)} x baseline")
 

@@ -38,11 +38,11 @@ from analysis.evalues import (
     FloatArray,
     bounded_exp,
     log_mean_exp,
-    t_mixture_log_evalue,
+    t_mixture_log_evalue_of_moments,
     two_sided_t_log_bf,
 )
 
-__all__ = ["SamplesTestResult", "log_ratios", "samples_test"]
+__all__ = ["SamplesState", "SamplesTestResult", "log_ratios", "samples_test"]
 
 #: Prior variance of the standardized effect in the t mixtures.
 PRIOR_G = 1.0
@@ -124,12 +124,11 @@ def _exp(x: float) -> float:
         return math.inf
 
 
-def _interval(d: FloatArray, alpha: float) -> tuple[float, float]:
+def _interval(n: int, mean: float, squares: float, alpha: float) -> tuple[float, float]:
     """The ratios whose log the two-sided Bayes factor does not reject at ``1/alpha`` (exp'd)."""
-    n = d.size
     if n < 2:
         return 0.0, math.inf
-    mean, sd = float(np.mean(d)), float(np.std(d, ddof=1))
+    sd = math.sqrt(max(squares, 0.0) / (n - 1))
     if sd == 0.0:
         return _exp(mean), _exp(mean)
     grid = mean + np.linspace(-12.0, 12.0, 961) * sd
@@ -138,6 +137,89 @@ def _interval(d: FloatArray, alpha: float) -> tuple[float, float]:
     if inside.size == 0:
         return _exp(mean), _exp(mean)
     return _exp(float(inside[0])), _exp(float(inside[-1]))
+
+
+@dataclass(frozen=True, slots=True)
+class SamplesState:
+    """The samples test after some intervals, in constant space: the count, mean and sum of
+    squared deviations of the per-interval log-ratios (Welford's update [1]_) and the values
+    seen. The test depends on the log-ratios only through these
+    (`analysis.evalues.t_mixture_log_evalue_of_moments`), so each interval costs the same however
+    long the analysis.
+
+    References
+    ----------
+    .. [1] B. P. Welford, "Note on a method for calculating corrected sums of squares and
+           products", Technometrics 4(3), 1962.
+    """
+
+    intervals: int = 0
+    mean: float = 0.0
+    squares: float = 0.0
+    canary_count: int = 0
+    baseline_count: int = 0
+
+    def step(self, canary: Sequence[float], baseline: Sequence[float]) -> SamplesState:
+        """After one more interval's values (skipped without values or positive means on a track)."""
+        if not canary or not baseline:
+            return self
+        lc, lb = _log_mean(canary), _log_mean(baseline)
+        if lc is None or lb is None:
+            return self
+        d = lc - lb
+        n = self.intervals + 1
+        delta = d - self.mean
+        mean = self.mean + delta / n
+        return SamplesState(
+            n,
+            mean,
+            self.squares + delta * (d - mean),
+            self.canary_count + len(canary),
+            self.baseline_count + len(baseline),
+        )
+
+    def result(
+        self, *, tolerance: float = 0.2, direction: str = "increase", alpha: float = 0.05
+    ) -> SamplesTestResult:
+        """What the test says now (see `samples_test`)."""
+        check_tolerance(tolerance)
+        check_fraction("alpha", alpha)
+        n, mean, squares = self.intervals, self.mean, self.squares
+        bound = math.log1p(tolerance)
+        worse: dict[str, tuple[Alternative, float]] = {
+            "increase": ("greater", bound),
+            "decrease": ("less", -bound),
+        }
+        tested = [worse[side] for side in sides(direction)]
+        rollback = [
+            t_mixture_log_evalue_of_moments(n, mean, squares, null_mean=0.0, g=PRIOR_G, alternative=alt)
+            for alt, _ in tested
+        ]
+        promote = [
+            t_mixture_log_evalue_of_moments(
+                n,
+                mean,
+                squares,
+                null_mean=b,
+                g=PRIOR_G,
+                alternative="less" if alt == "greater" else "greater",
+            )
+            for alt, b in tested
+        ]
+        evalue = bounded_exp(log_mean_exp(rollback))
+        sd = math.sqrt(max(squares, 0.0) / (n - 1)) if n > 1 else math.nan
+        statistic = mean / (sd / math.sqrt(n)) if n > 1 and sd > 0 else 0.0
+        return SamplesTestResult(
+            statistic=statistic,
+            evalue=evalue,
+            promote_evalue=bounded_exp(min(promote)) if n > 1 else 1.0,
+            pvalue=min(1.0, 1.0 / evalue),
+            estimate=_exp(mean) if n else math.nan,
+            interval=_interval(n, mean, squares, alpha),
+            intervals=n,
+            canary_count=self.canary_count,
+            baseline_count=self.baseline_count,
+        )
 
 
 def samples_test(
@@ -183,33 +265,7 @@ def samples_test(
     >>> bool(r.evalue > 20), round(r.estimate, 2)
     (True, 1.53)
     """
-    check_tolerance(tolerance)
-    check_fraction("alpha", alpha)
-    d, seen_c, seen_b = log_ratios(canary, baseline)
-    bound = math.log1p(tolerance)
-    worse: dict[str, tuple[Alternative, float]] = {
-        "increase": ("greater", bound),
-        "decrease": ("less", -bound),
-    }
-    tested = [worse[side] for side in sides(direction)]
-    rollback = [t_mixture_log_evalue(d, null_mean=0.0, g=PRIOR_G, alternative=alt) for alt, _ in tested]
-    promote = [
-        t_mixture_log_evalue(d, null_mean=b, g=PRIOR_G, alternative="less" if alt == "greater" else "greater")
-        for alt, b in tested
-    ]
-    evalue = bounded_exp(log_mean_exp(rollback))
-    n = d.size
-    mean = float(np.mean(d)) if n else math.nan
-    sd = float(np.std(d, ddof=1)) if n > 1 else math.nan
-    statistic = mean / (sd / math.sqrt(n)) if n > 1 and sd > 0 else 0.0
-    return SamplesTestResult(
-        statistic=statistic,
-        evalue=evalue,
-        promote_evalue=bounded_exp(min(promote)) if n > 1 else 1.0,
-        pvalue=min(1.0, 1.0 / evalue),
-        estimate=_exp(mean) if n else math.nan,
-        interval=_interval(d, alpha),
-        intervals=int(n),
-        canary_count=seen_c,
-        baseline_count=seen_b,
-    )
+    state = SamplesState()
+    for c, b in zip(canary, baseline, strict=True):
+        state = state.step(c, b)
+    return state.result(tolerance=tolerance, direction=direction, alpha=alpha)

@@ -187,9 +187,9 @@ class AnalysisSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    alpha: float = Field(default=0.05, ge=1e-6, lt=0.5)
+    alpha: float = Field(default=0.05, ge=1e-12, lt=0.5)
     metrics: tuple[MetricSettings, ...] = ()
-    beta: float = Field(default=0.05, ge=1e-6, lt=0.5)
+    beta: float = Field(default=0.05, ge=1e-12, lt=0.5)
     max_duration_seconds: float = Field(default=1200.0, gt=0.0)
     min_exposure_seconds: float = Field(default=300.0, ge=0.0)
     min_intervals: int = Field(default=3, ge=1, le=10_000)

@@ -1,6 +1,6 @@
 """Benchmark: what ``canaryflow replay`` costs per interval, and that the cost is linear.
 
-    .venv/bin/python bench/replay.py [--sizes 1000,10000,50000]
+    .venv/bin/python bench/replay.py [--sizes 1000,10000,50000] [--samples N]
 
 For each size, writes an A/A observation log of that many intervals (error-rate as a ratio,
 latency as a Prometheus histogram with the default buckets, 20 requests per track per interval,
@@ -8,7 +8,8 @@ latency as a Prometheus histogram with the default buckets, 20 requests per trac
 does not stop at its maximum first) and replays it with the same runner as the command
 (`canaryflow.cli.backtest.run_replay`, output to a discarded stream): wall time, time per
 interval, and the intervals judged (the judge may stop earlier at a decision; the time per
-interval is what matters). Prints a Markdown table.
+interval is what matters). With ``--samples N`` the log also has a ``samples`` metric (``cpu``: N
+values per track per interval, e.g. one per pod). Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -46,13 +47,21 @@ def _track(rng: np.random.Generator) -> tuple[dict[str, int], dict[str, list[int
     return {"bad": errors, "total": REQUESTS}, {"counts": counts}
 
 
-def write_log(path: Path, intervals: int, seed: int = 1) -> None:
-    """An A/A log of `intervals` intervals at `path`."""
+def write_log(path: Path, intervals: int, seed: int = 1, samples: int = 0) -> None:
+    """An A/A log of `intervals` intervals at `path` (with `samples` values per track of a samples
+    metric, if any)."""
     rng = np.random.default_rng(seed)
     rows = []
     for _ in range(intervals):
         (rb, hb), (rc, hc) = _track(rng), _track(rng)
-        rows.append({"error-rate": {"baseline": rb, "canary": rc}, "latency": {"baseline": hb, "canary": hc}})
+        row: dict[str, object] = {
+            "error-rate": {"baseline": rb, "canary": rc},
+            "latency": {"baseline": hb, "canary": hc},
+        }
+        if samples:
+            cpu = rng.gamma(20.0, 0.01, size=(2, samples))
+            row["cpu"] = {"baseline": cpu[0].tolist(), "canary": cpu[1].tolist()}
+        rows.append(row)
     document = {
         "format": "canaryflow/observations@1",
         "interval_seconds": 0.01,
@@ -66,12 +75,15 @@ def write_log(path: Path, intervals: int, seed: int = 1) -> None:
         },
         "intervals": rows,
     }
+    if samples:
+        document["metrics"]["cpu"] = {"type": "samples"}  # type: ignore[index]
     path.write_text(json.dumps(document))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,50000")
+    parser.add_argument("--samples", type=int, default=0, help="values per track of a samples metric")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     print(f"Machine: {platform.machine()}, Python {platform.python_version()}")
@@ -81,7 +93,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
             path = Path(tmp) / f"aa-{size}.json"
-            write_log(path, size)
+            write_log(path, size, samples=args.samples)
             out = _Counter()
             start = time.perf_counter()
             run_replay([path], config=None, judge="sequential", out=out)  # type: ignore[arg-type]

@@ -373,6 +373,6 @@ def test_error_budgets_and_margins_too_small_to_compute_with_are_refused() -> No
         "        bad: 'x{track=\"{track}\"}'\n        total: 'y{track=\"{track}\"}'\n"
     )
     assert _problems(MINIMAL + metrics) == [
-        "x.yaml:10 spec.analysis.alpha: must be at least 1e-06",
+        "x.yaml:10 spec.analysis.alpha: must be at least 1e-12",
         "x.yaml:14 spec.analysis.metrics[0].maxIncrease: must be at least 1e-09",
     ]
