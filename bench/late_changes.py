@@ -6,7 +6,7 @@ Usage::
 
 The decision benchmark's ``errors-x5-midway`` turns bad after 4 minutes. Here the canary is good,
 then from a later interval on worse: errors x5 from the 5th, 13th, 21st, 29th, 35th, 38th or 39th
-interval of 40 (the last two are the final minute of a 20-minute analysis), errors x3 or latency
+interval of 40 (the last two leave 90 and 60 seconds of a 20-minute analysis), errors x3 or latency
 +50 % from the 13th; on the benchmark's plain and independently overdispersed traffic at 10 and
 50 req/s per track (`bench.scenarios`), judged by the product's defaults
 (`bench.decisions.PRODUCT_SETTINGS`) with the warm-up learned from the stable's history, as in the

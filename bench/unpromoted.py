@@ -7,7 +7,7 @@ Usage::
 The decision benchmark's good scenarios at >= 10 req/s per track (the same seeds as
 ``bench/decisions.py``, so the promoted shares are its table's), judged by the product's
 defaults. Each run that ends without a promotion is put under the first of these that applies,
-for the first metric that kept it back:
+for the first metric (in the settings' order) that kept it back:
 
 - ``rolled back``: a false rollback;
 - ``gave up``: the evidence plan ended the analysis early (`analysis.judge.GAVE_UP`);
@@ -48,8 +48,12 @@ def why(case: Case) -> tuple[str, float, str]:
         for name, h in log.metrics.items()
         if h.dispersion is not None
     }
+    units = {name: header.unit or "" for name, header in log.metrics.items()}
     judge = SequentialJudge(
-        settings_for_log(PRODUCT_SETTINGS, log), interval_seconds=log.interval_seconds, dispersion=dispersion
+        settings_for_log(PRODUCT_SETTINGS, log),
+        interval_seconds=log.interval_seconds,
+        units=units,
+        dispersion=dispersion,
     )
     verdict = None
     for observations in log.intervals:

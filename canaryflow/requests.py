@@ -29,6 +29,7 @@ __all__ = [
     "is_valid_image_reference",
     "new_release_request",
     "new_request",
+    "started_by_demo",
 ]
 
 # An OCI image reference: [registry[:port]/]path[:tag][@digest], after the distribution spec's grammar.
@@ -52,9 +53,17 @@ def is_valid_image_reference(image: str) -> bool:
     return len(image) <= 512 and OCI_REFERENCE.fullmatch(image) is not None
 
 
-#: ``triggered_by`` of the rollouts and releases ``canaryflow demo`` starts: their stack (cluster,
-#: traffic, Prometheus) ends with the demo, so they cannot be run again.
+#: ``triggered_by`` of the rollouts and releases ``canaryflow demo`` starts (reserved for it): their
+#: stack (cluster, traffic, Prometheus, workers) ends with the demo, so they cannot be run again.
 BY_DEMO = "demo"
+
+
+def started_by_demo(triggered_by: str) -> bool:
+    """Whether ``canaryflow demo`` started it: a rollout of the demo, or a cell's rollout of a
+    release of the demo (``release ID: demo``, `flows.release`)."""
+    return triggered_by == BY_DEMO or (
+        triggered_by.startswith("release ") and triggered_by.endswith(f": {BY_DEMO}")
+    )
 
 
 #: Names of Kubernetes objects (and of a release's cells): an RFC 1123 label.

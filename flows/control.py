@@ -24,7 +24,7 @@ from prefect.flow_runs import resume_flow_run
 
 from canaryflow.errors import InputError, NotFoundError, PermanentError, RolloutAborted
 from canaryflow.plan import RolloutOutcome, plan_rollout
-from canaryflow.requests import BY_DEMO, RolloutRequest
+from canaryflow.requests import RolloutRequest, started_by_demo
 from flows.approval import active_run_of, answer_paused_rollout, held_key, newest_run_of
 from flows.rollout import outcome_of, rollout
 from flows.runtime import Runtime, use_runtime
@@ -121,7 +121,7 @@ def retry_request(rollout_id: str, reason: str, *, by: str) -> Retry:
         previous = RolloutRequest.model_validate(run.parameters.get("request"))
     except ValueError as exc:
         raise InputError(f"flow run {run.id} of {rollout_id!r} has no rollout request to repeat") from exc
-    if previous.triggered_by == BY_DEMO and run.deployment_id is None:
+    if started_by_demo(previous.triggered_by):
         raise InputError(
             f"rollout {rollout_id!r} was run by `canaryflow demo`, whose cluster, traffic and Prometheus "
             "ended with it: nothing to retry; `canaryflow demo` runs the good and the bad rollout again"

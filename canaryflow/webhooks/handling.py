@@ -377,10 +377,11 @@ def push_key(push: PushEvent) -> str:
 
 
 def _with_rollout_id(planned: PlannedRollout) -> PlannedRollout:
-    """`planned` with its rollout's id set, as the run would derive it from the spec
+    """`planned` with its rollout's id set, as the run would derive it from the spec as it is now
     (`canaryflow.plan.rollout_id_for`), so that the reply can name it and the run uses the same;
     unchanged for a release (its id comes with its run) or a spec that cannot be loaded now (the
-    run reports why)."""
+    run reports why). A redelivery of a queued push names the ids its spec gives at redelivery:
+    the same unless the spec's target changed in between."""
     request = planned.request
     if not isinstance(request, RolloutRequest) or request.rollout_id is not None:
         return planned

@@ -66,6 +66,11 @@ def test_a_demo_rollout_is_refused_its_stack_ended_with_the_demo(rollout_of: Cal
     assert rollout_of(BAD_IMAGE, rollout_id="web-demo", triggered_by=BY_DEMO).result().result == "rolled-back"
     with pytest.raises(InputError, match=r"'web-demo' was run by `canaryflow demo`, .*: nothing to retry"):
         retry_request("web-demo", "again", by="ana")
+    # a cell's rollout of a release the demo started (`canaryflow demo --cells N`)
+    cell_run = rollout_of(BAD_IMAGE, rollout_id="web-demo-cell", triggered_by=f"release r1: {BY_DEMO}")
+    assert cell_run.result().result == "rolled-back"
+    with pytest.raises(InputError, match=r"'web-demo-cell' was run by `canaryflow demo`"):
+        retry_request("web-demo-cell", "again", by="ana")
 
 
 def test_a_rollout_run_by_a_deployment_gets_a_new_run_of_that_deployment(
