@@ -5,7 +5,8 @@ JSON object per line per interval judged. The last line of each log has ``"final
 ``"decision"`` (promote, rollback or inconclusive) and the ``"interval"`` (1-based: the judge had
 seen intervals 1..interval). With several logs every line also carries ``"log"`` (the path as
 given). Lines are written (and flushed) as the judge produces them, so a long log shows progress;
-the judge's state is incremental, so the cost is linear in the number of intervals.
+the sequential judge's state is incremental, so the cost is linear in the number of intervals
+(the Kayenta judge keeps every point, as Kayenta does, and costs more on long logs).
 
 Every log is read and checked before anything is judged: a malformed or inconsistent one raises
 `ObservationLogError` (exit code 2, as the backtest contract asks) naming the file and the place,
