@@ -34,6 +34,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from analysis.backtest import judge_log
 from bench.decisions import PRODUCT_SETTINGS
+from bench.output import emit
 from bench.scenarios import MAX_INTERVALS, Truth, generate
 
 FAMILIES = ("plain", "independent-overdispersion")
@@ -124,10 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ProcessPoolExecutor(args.jobs) as pool:
         results = list(pool.map(judge_cell, cells))
     text = "\n".join(table(results))
-    print(text)
-    if args.markdown is not None:
-        args.markdown.write_text(text + "\n", encoding="utf-8")
-    return 0
+    return emit(text, args.markdown)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from analysis.backtest import settings_for_log
 from analysis.judge import GAVE_UP, SequentialJudge
 from bench.decisions import PRODUCT_SETTINGS, Case, generated_cases
+from bench.output import emit
 from bench.scenarios import generate
 
 COLUMNS = ("rolled back", "gave up", "last interval missing")
@@ -107,10 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         + "."
     )
     text = "\n".join(lines)
-    print(text)
-    if args.markdown is not None:
-        args.markdown.write_text(text + "\n", encoding="utf-8")
-    return 0
+    return emit(text, args.markdown)
 
 
 if __name__ == "__main__":
