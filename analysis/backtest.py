@@ -15,7 +15,7 @@ from analysis.logs import LogFormatError, ObservationLog
 from analysis.settings import AnalysisSettings, MetricSettings
 from analysis.verdicts import Verdict
 
-__all__ = ["JudgeName", "judge_log", "settings_for_log"]
+__all__ = ["JudgeName", "judge_log", "sequential_judge_for", "settings_for_log"]
 
 #: The judges `judge_log` can run.
 JudgeName = Literal["sequential", "kayenta"]
@@ -42,6 +42,21 @@ def settings_for_log(settings: AnalysisSettings, log: ObservationLog) -> Analysi
     return settings
 
 
+def sequential_judge_for(log: ObservationLog, settings: AnalysisSettings | None = None) -> SequentialJudge:
+    """The sequential judge `judge_log` runs over `log`: `settings` (default: the defaults) for the
+    log's metrics, their units, and the warm-up dispersion the log's headers carry."""
+    resolved = settings_for_log(settings or AnalysisSettings(), log)
+    units = {name: header.unit or "" for name, header in log.metrics.items()}
+    dispersion = {
+        name: h.dispersion if isinstance(h.dispersion, float) else dict(h.dispersion)
+        for name, h in log.metrics.items()
+        if h.dispersion is not None
+    }
+    return SequentialJudge(
+        resolved, interval_seconds=log.interval_seconds, units=units, dispersion=dispersion
+    )
+
+
 def judge_log(
     log: ObservationLog, settings: AnalysisSettings | None = None, *, judge: JudgeName = "sequential"
 ) -> Iterator[Verdict]:
@@ -51,20 +66,12 @@ def judge_log(
     the judge's `finish` (inconclusive unless a regression was shown). An empty log yields one
     inconclusive verdict for interval 0.
     """
-    resolved = settings_for_log(settings or AnalysisSettings(), log)
-    units = {name: header.unit or "" for name, header in log.metrics.items()}
     runner: SequentialJudge | KayentaJudge
     if judge == "kayenta":
+        resolved = settings_for_log(settings or AnalysisSettings(), log)
         runner = KayentaJudge(resolved, interval_seconds=log.interval_seconds)
     else:
-        dispersion = {
-            name: h.dispersion if isinstance(h.dispersion, float) else dict(h.dispersion)
-            for name, h in log.metrics.items()
-            if h.dispersion is not None
-        }
-        runner = SequentialJudge(
-            resolved, interval_seconds=log.interval_seconds, units=units, dispersion=dispersion
-        )
+        runner = sequential_judge_for(log, settings)
     pending: Verdict | None = None
     for observations in log.intervals:
         verdict = runner.update(observations)

@@ -32,8 +32,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.backtest import settings_for_log
-from analysis.judge import GAVE_UP, SequentialJudge
+from analysis.backtest import sequential_judge_for
+from analysis.judge import GAVE_UP
 from bench.decisions import PRODUCT_SETTINGS, Case, generated_cases
 from bench.output import emit
 from bench.scenarios import generate
@@ -44,18 +44,7 @@ COLUMNS = ("rolled back", "gave up", "last interval missing")
 def why(case: Case) -> tuple[str, float, str]:
     """The case's family, traffic and what kept it from a promotion (``promoted`` if nothing)."""
     log = generate(case.family, case.rps, case.seed, history=case.history).log
-    dispersion = {
-        name: h.dispersion if isinstance(h.dispersion, float) else dict(h.dispersion)
-        for name, h in log.metrics.items()
-        if h.dispersion is not None
-    }
-    units = {name: header.unit or "" for name, header in log.metrics.items()}
-    judge = SequentialJudge(
-        settings_for_log(PRODUCT_SETTINGS, log),
-        interval_seconds=log.interval_seconds,
-        units=units,
-        dispersion=dispersion,
-    )
+    judge = sequential_judge_for(log, PRODUCT_SETTINGS)
     verdict = None
     for observations in log.intervals:
         verdict = judge.update(observations)
