@@ -92,15 +92,22 @@ def log_ratios(
     values: list[float] = []
     seen_c = seen_b = 0
     for c, b in zip(canary, baseline, strict=True):
-        if not c or not b:
+        d = _log_ratio(c, b)
+        if d is None:
             continue
-        lc, lb = _log_mean(c), _log_mean(b)
-        if lc is None or lb is None:
-            continue
-        values.append(lc - lb)
+        values.append(d)
         seen_c += len(c)
         seen_b += len(b)
     return np.asarray(values, dtype=np.float64), seen_c, seen_b
+
+
+def _log_ratio(canary: Sequence[float], baseline: Sequence[float]) -> float | None:
+    """One interval's ``log(mean(canary) / mean(baseline))``; None without values or a positive
+    mean on a track."""
+    if not canary or not baseline:
+        return None
+    lc, lb = _log_mean(canary), _log_mean(baseline)
+    return None if lc is None or lb is None else lc - lb
 
 
 def _log_mean(values: Sequence[float]) -> float | None:
@@ -161,12 +168,9 @@ class SamplesState:
 
     def step(self, canary: Sequence[float], baseline: Sequence[float]) -> SamplesState:
         """After one more interval's values (skipped without values or positive means on a track)."""
-        if not canary or not baseline:
+        d = _log_ratio(canary, baseline)
+        if d is None:
             return self
-        lc, lb = _log_mean(canary), _log_mean(baseline)
-        if lc is None or lb is None:
-            return self
-        d = lc - lb
         n = self.intervals + 1
         delta = d - self.mean
         mean = self.mean + delta / n
