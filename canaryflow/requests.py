@@ -26,6 +26,7 @@ __all__ = [
     "RolloutRequest",
     "TargetOverride",
     "UndoRequest",
+    "by_release",
     "is_valid_image_reference",
     "new_release_request",
     "new_request",
@@ -58,11 +59,19 @@ def is_valid_image_reference(image: str) -> bool:
 BY_DEMO = "demo"
 
 
+_BY_RELEASE = "release "
+
+
+def by_release(release_id: str, triggered_by: str) -> str:
+    """``triggered_by`` of a cell's rollout in release `release_id`, which `triggered_by` started."""
+    return f"{_BY_RELEASE}{release_id}: {triggered_by}"[:200]
+
+
 def started_by_demo(triggered_by: str) -> bool:
     """Whether ``canaryflow demo`` started it: a rollout of the demo, or a cell's rollout of a
-    release of the demo (``release ID: demo``, `flows.release`)."""
+    release of the demo (`by_release`)."""
     return triggered_by == BY_DEMO or (
-        triggered_by.startswith("release ") and triggered_by.endswith(f": {BY_DEMO}")
+        triggered_by.startswith(_BY_RELEASE) and triggered_by.endswith(f": {BY_DEMO}")
     )
 
 

@@ -59,7 +59,7 @@ from canaryflow.health import unhealthy
 from canaryflow.metrics.port import MetricsSource
 from canaryflow.plan import RolloutPlan, plan_rollout
 from canaryflow.releasereport import BakeRecord
-from canaryflow.requests import ReleaseRequest
+from canaryflow.requests import ReleaseRequest, by_release
 from canaryflow.spec.loading import load_release
 from canaryflow.spec.release import ReleaseSpec
 from canaryflow.triggers.port import CellRuns
@@ -324,7 +324,7 @@ class _Release:
     runs: CellRuns
 
     def run_of(self, cell: str) -> CellRun:
-        by = f"release {self.release_id}: {self.request.triggered_by}"[:200]
+        by = by_release(self.release_id, self.request.triggered_by)
         return cell_run(self.spec, cell, image=self.request.image, triggered_by=by)
 
     def carry_out(self, step: Step) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from canaryflow.dev.stacks import BAD_IMAGE, GOOD_IMAGE, STABLE_IMAGE, SimulatedStack
 from canaryflow.errors import InputError
-from canaryflow.requests import BY_DEMO, CellTarget, RolloutRequest
+from canaryflow.requests import BY_DEMO, CellTarget, RolloutRequest, by_release
 from tests.e2e.conftest import DEMO_SPEC
 
 
@@ -67,7 +67,7 @@ def test_a_demo_rollout_is_refused_its_stack_ended_with_the_demo(rollout_of: Cal
     with pytest.raises(InputError, match=r"'web-demo' was run by `canaryflow demo`, .*: nothing to retry"):
         retry_request("web-demo", "again", by="ana")
     # a cell's rollout of a release the demo started (`canaryflow demo --cells N`)
-    cell_run = rollout_of(BAD_IMAGE, rollout_id="web-demo-cell", triggered_by=f"release r1: {BY_DEMO}")
+    cell_run = rollout_of(BAD_IMAGE, rollout_id="web-demo-cell", triggered_by=by_release("r1", BY_DEMO))
     assert cell_run.result().result == "rolled-back"
     with pytest.raises(InputError, match=r"'web-demo-cell' was run by `canaryflow demo`"):
         retry_request("web-demo-cell", "again", by="ana")
