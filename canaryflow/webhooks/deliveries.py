@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     token TEXT NOT NULL,
     claimed_at REAL NOT NULL,
     handled_at REAL,
-    flow_run_ids TEXT
+    flow_run_ids TEXT,
+    rollout_ids TEXT
 )
 """
 _PUSHES = (
@@ -102,9 +103,11 @@ class Claimed:
 
 @dataclass(frozen=True, slots=True)
 class Duplicate:
-    """The delivery was handled before; these flow runs were started then."""
+    """The delivery was handled before; these flow runs were started then, for these rollouts
+    (none recorded by a receiver older than the record of rollout ids)."""
 
     flow_run_ids: tuple[str, ...]
+    rollout_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,16 +128,22 @@ class QueuedPush:
     rollouts: tuple[tuple[str, str], ...]
     accepted_at: float = 0.0
 
+    @property
+    def rollout_ids(self) -> tuple[str, ...]:
+        """The ids of its rollouts, as set in their requests when it was accepted."""
+        return _rollout_ids(self.rollouts)
+
 
 @dataclass(frozen=True, slots=True)
 class QueueEntry:
     """A push in the queue: ``queued`` or ``superseded``, its failed attempts and latest error,
-    and when it was accepted (the store's clock)."""
+    when it was accepted (the store's clock) and the ids of its rollouts."""
 
     state: str
     attempts: int
     last_error: str | None
     accepted_at: float
+    rollout_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +170,9 @@ class DeliveryStore:
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(deliveries)")}
+            if "rollout_ids" not in columns:  # a database written before rollout ids were kept
+                conn.execute("ALTER TABLE deliveries ADD COLUMN rollout_ids TEXT")
             for statement in (*_PUSHES, _OUTBOX):
                 conn.execute(statement)
 
@@ -177,9 +189,9 @@ class DeliveryStore:
         """The handled delivery `key`, or `None` when it is not handled (unknown or only claimed)."""
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT flow_run_ids FROM deliveries WHERE key = ? AND state = 'handled'", (key,)
+                "SELECT flow_run_ids, rollout_ids FROM deliveries WHERE key = ? AND state = 'handled'", (key,)
             ).fetchone()
-        return None if row is None else Duplicate(tuple(json.loads(row[0])))
+        return None if row is None else _duplicate(row[0], row[1])
 
     def claim(self, key: str) -> Claimed | Duplicate | InProgress:
         """Claim delivery `key` for starting its rollouts (atomic: of concurrent claims one wins)."""
@@ -201,23 +213,32 @@ class DeliveryStore:
     def _existing(
         self, conn: sqlite3.Connection, key: str, token: str, now: float
     ) -> Claimed | Duplicate | InProgress:
-        state, claimed_at, flow_run_ids = conn.execute(
-            "SELECT state, claimed_at, flow_run_ids FROM deliveries WHERE key = ?", (key,)
+        state, claimed_at, flow_run_ids, rollout_ids = conn.execute(
+            "SELECT state, claimed_at, flow_run_ids, rollout_ids FROM deliveries WHERE key = ?", (key,)
         ).fetchone()
         if state == "handled":
-            return Duplicate(tuple(json.loads(flow_run_ids)))
+            return _duplicate(flow_run_ids, rollout_ids)
         if claimed_at > now - self.claim_ttl:
             return InProgress()
         conn.execute("UPDATE deliveries SET token = ?, claimed_at = ? WHERE key = ?", (token, now, key))
         return Claimed(token)
 
-    def complete(self, key: str, claim: Claimed, flow_run_ids: Sequence[str]) -> bool:
-        """Mark `key` handled with the flow runs it started. False when the claim was lost."""
+    def complete(
+        self, key: str, claim: Claimed, flow_run_ids: Sequence[str], rollout_ids: Sequence[str] = ()
+    ) -> bool:
+        """Mark `key` handled with the flow runs it started and their rollouts' ids. False when
+        the claim was lost."""
         with self._connect() as conn:
             cursor = conn.execute(
-                "UPDATE deliveries SET state = 'handled', handled_at = ?, flow_run_ids = ? "
+                "UPDATE deliveries SET state = 'handled', handled_at = ?, flow_run_ids = ?, rollout_ids = ? "
                 "WHERE key = ? AND token = ? AND state = 'claimed'",
-                (self._clock(), json.dumps(list(flow_run_ids)), key, claim.token),
+                (
+                    self._clock(),
+                    json.dumps(list(flow_run_ids)),
+                    json.dumps(list(rollout_ids)),
+                    key,
+                    claim.token,
+                ),
             )
             return cursor.rowcount == 1
 
@@ -277,9 +298,11 @@ class DeliveryStore:
         """The queue's entry for `key` (queued or superseded), or `None`."""
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT state, attempts, last_error, accepted_at FROM outbox WHERE key = ?", (key,)
+                "SELECT state, attempts, last_error, accepted_at, rollouts FROM outbox WHERE key = ?", (key,)
             ).fetchone()
-        return None if row is None else QueueEntry(row[0], int(row[1]), row[2], float(row[3]))
+        if row is None:
+            return None
+        return QueueEntry(row[0], int(row[1]), row[2], float(row[3]), _rollout_ids(_rollouts(row[4])))
 
     def take(self, lease: float, *, skip_scopes: Collection[str] = ()) -> QueuedPush | None:
         """The oldest queued push that is due and not of `skip_scopes` (the refs a caller is
@@ -301,9 +324,13 @@ class DeliveryStore:
             conn.execute("COMMIT")
         if row is None:
             return None
-        rollouts = tuple((str(r), str(q)) for r, q in json.loads(row[4]))
         return QueuedPush(
-            key=row[0], scope=row[1], after=row[2], label=row[3], rollouts=rollouts, accepted_at=float(row[5])
+            key=row[0],
+            scope=row[1],
+            after=row[2],
+            label=row[3],
+            rollouts=_rollouts(row[4]),
+            accepted_at=float(row[5]),
         )
 
     def reschedule(self, key: str, error: str, delay: float) -> int:
@@ -363,3 +390,17 @@ class DeliveryStore:
             last_error=None if error is None else str(error[0]),
             next_due=None if due[0] is None else float(due[0]),
         )
+
+
+def _duplicate(flow_run_ids: str, rollout_ids: str | None) -> Duplicate:
+    return Duplicate(tuple(json.loads(flow_run_ids)), tuple(json.loads(rollout_ids or "[]")))
+
+
+def _rollouts(text: str) -> tuple[tuple[str, str], ...]:
+    return tuple((str(r), str(q)) for r, q in json.loads(text))
+
+
+def _rollout_ids(rollouts: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """The ``rollout_id`` of each request JSON that has one (a release's has none)."""
+    ids = (json.loads(request).get("rollout_id") for _, request in rollouts)
+    return tuple(i for i in ids if isinstance(i, str))

@@ -188,9 +188,9 @@ class Dispatcher:
                 logger.exception("%s not started (attempt %d, next in %.0f s)", push.label, attempts, delay)
             return
         self.failing_since, self.last_failure = None, None
-        self.store.complete(push.key, claim, flow_run_ids)
+        self.store.complete(push.key, claim, flow_run_ids, push.rollout_ids)
         self.store.dequeue(push.key)
-        self._record(push.key, Duplicate(tuple(flow_run_ids)))
+        self._record(push.key, Duplicate(tuple(flow_run_ids), push.rollout_ids))
         if self._on_started is not None:
             self._on_started(push.key, len(flow_run_ids))
         logger.info("%s started flow runs %s", push.label, ", ".join(flow_run_ids))

@@ -14,7 +14,8 @@ accepted is never lost: an orchestrator that is down or slow delays it, never re
 ====  ================  =====================================================================
 code  status            when
 ====  ================  =====================================================================
-200   pong, duplicate   a GitHub ping; a push that already started its rollouts
+200   pong, duplicate   a GitHub ping; a push that already started its rollouts (with the flow
+                        run ids and rollout ids it started)
 200   stale             a later push of the same ref started or is queued (not for forced pushes)
 202   started           rollouts started (with their flow run ids and rollout ids)
 202   accepted          queued; starts when the orchestrator takes it (with its rollout ids and
@@ -292,12 +293,6 @@ class DeliveryHandler:
         handled = self.store.lookup(key)
         if handled is not None:
             return _duplicate(handled)
-        planned = tuple(_with_rollout_id(p) for p in decision.rollouts)
-        rollout_ids = [
-            p.request.rollout_id
-            for p in planned
-            if isinstance(p.request, RolloutRequest) and p.request.rollout_id is not None
-        ]
         queued = self.store.queued(key)
         if queued is not None and queued.state == "queued":
             # A redelivery of a push still waiting: stale when a later push came in meanwhile (the
@@ -310,6 +305,7 @@ class DeliveryHandler:
             if later is not None:
                 return _stale(push.ref, later)
             self.store.record_push(key, scope, push.before, push.after)
+            planned = tuple(_with_rollout_id(p) for p in decision.rollouts)
             rollouts = tuple((p.route.target, p.request.model_dump_json()) for p in planned)
             label = f"{push.provider} delivery {delivery_id} of push {push.short_sha}"
             if self.store.enqueue(QueuedPush(key, scope, push.after, label, rollouts)):
@@ -326,18 +322,21 @@ class DeliveryHandler:
         if started is not None:
             ids = list(started.flow_run_ids)
             return _reply(
-                202, "started", flow_run_id=ids[0] if ids else None, flow_run_ids=ids, rollout_ids=rollout_ids
+                202,
+                "started",
+                flow_run_id=ids[0] if ids else None,
+                flow_run_ids=ids,
+                rollout_ids=list(started.rollout_ids),
             )
         entry = self.store.queued(key)
         if entry is not None and entry.state == "superseded":
             return _reply(200, "stale", reason=f"a later push to {push.ref} started or is queued")
-        error = None if entry is None else entry.last_error
         return _reply(
             202,
             "accepted",
             reason="queued: its runs start as soon as the orchestrator takes them",
-            rollout_ids=rollout_ids,
-            **({"last_error": error} if error else {}),
+            rollout_ids=[] if entry is None else list(entry.rollout_ids),
+            **({"last_error": entry.last_error} if entry is not None and entry.last_error else {}),
         )
 
     def _started(self, key: str, count: int) -> None:
@@ -377,11 +376,10 @@ def push_key(push: PushEvent) -> str:
 
 
 def _with_rollout_id(planned: PlannedRollout) -> PlannedRollout:
-    """`planned` with its rollout's id set, as the run would derive it from the spec as it is now
-    (`canaryflow.plan.rollout_id_for`), so that the reply can name it and the run uses the same;
-    unchanged for a release (its id comes with its run) or a spec that cannot be loaded now (the
-    run reports why). A redelivery of a queued push names the ids its spec gives at redelivery:
-    the same unless the spec's target changed in between."""
+    """`planned` with its rollout's id set, as the run would derive it from the spec as it is when
+    the push is accepted (`canaryflow.plan.rollout_id_for`), so that the replies can name it (the
+    queue keeps it for redeliveries and duplicates) and the run uses the same; unchanged for a
+    release (its id comes with its run) or a spec that cannot be loaded now (the run reports why)."""
     request = planned.request
     if not isinstance(request, RolloutRequest) or request.rollout_id is not None:
         return planned
@@ -394,7 +392,13 @@ def _with_rollout_id(planned: PlannedRollout) -> PlannedRollout:
 
 def _duplicate(handled: Duplicate) -> Reply:
     ids = list(handled.flow_run_ids)
-    return _reply(200, "duplicate", flow_run_id=ids[0] if ids else None, flow_run_ids=ids)
+    return _reply(
+        200,
+        "duplicate",
+        flow_run_id=ids[0] if ids else None,
+        flow_run_ids=ids,
+        rollout_ids=list(handled.rollout_ids),
+    )
 
 
 def _event_name(event: str) -> str:

@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -219,6 +220,7 @@ def test_the_same_delivery_twice_starts_one_rollout_even_after_a_restart(
             "status": "duplicate",
             "flow_run_id": flow_run_id,
             "flow_run_ids": [flow_run_id],
+            "rollout_ids": first.json()["rollout_ids"],
         }
     assert len(starter.started) == 1
 
@@ -318,6 +320,42 @@ def test_a_push_accepted_while_the_orchestrator_is_down_starts_when_it_is_back(
     assert (
         started.idempotency_key == f"{push_key(parse_github_push(p.github_push()))}:config/rollouts/web.yaml"
     )
+
+
+def test_replies_name_the_rollout_ids_the_push_was_accepted_with_even_after_its_spec_changed(
+    make_app: AppFactory, starter: InMemoryRolloutStarter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ids are derived from the spec once, when the push is accepted: a redelivery while it
+    # waits, and a duplicate after it started, name the ids of the run it starts.
+    spec = tmp_path / "web.yaml"
+    spec.write_text(Path("config/rollouts/web.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    routes = f"""\
+deployment: rollout/rollout
+routes:
+  - repository: {p.REPOSITORY}
+    branch: master
+    rollout: web.yaml
+    image: registry.example.com/hello/world:{{sha}}
+"""
+    starter.available = False
+    body = p.body_of(p.github_push())
+    with _client(make_app(routes_yaml=routes)) as client:
+        down = client.post("/hooks/github", content=body, headers=p.github_headers(body))
+        assert down.json()["status"] == "accepted"
+        (rollout_id,) = down.json()["rollout_ids"]
+        spec.write_text(spec.read_text().replace("deployment: web,", "deployment: shop-web,"))
+        again = client.post("/hooks/github", content=body, headers=p.github_headers(body, delivery="again"))
+        assert (again.json()["status"], again.json()["rollout_ids"]) == ("accepted", [rollout_id])
+    starter.available = True
+    restarted = make_app(routes_yaml=routes)
+    with _client(restarted) as client:
+        _settled(restarted, body)
+        late = p.github_headers(body, delivery="late")
+        duplicate = client.post("/hooks/github", content=body, headers=late)
+    assert (duplicate.json()["status"], duplicate.json()["rollout_ids"]) == ("duplicate", [rollout_id])
+    (started,) = starter.started
+    assert started.request.rollout_id == rollout_id
 
 
 def test_readyz_fails_while_the_outbox_cannot_be_written(make_app: AppFactory, tmp_path: Any) -> None:
@@ -578,8 +616,15 @@ def test_copies_arriving_while_a_push_starts_start_nothing_more(make_app: AppFac
     assert [(c.status_code, c.json()["status"]) for c in copies] == [(202, "accepted")] * 3
     assert "Retry-After" not in copies[0].headers
     assert first[0].status_code == 202
-    assert after.json() == {"status": "duplicate", "flow_run_id": flow_run_id, "flow_run_ids": [flow_run_id]}
-    assert len(gated.started) == 1
+    (started,) = gated.started
+    rollout_ids = [started.request.rollout_id]
+    assert [c.json()["rollout_ids"] for c in copies] == [rollout_ids] * 3
+    assert after.json() == {
+        "status": "duplicate",
+        "flow_run_id": flow_run_id,
+        "flow_run_ids": [flow_run_id],
+        "rollout_ids": rollout_ids,
+    }
 
 
 def test_a_redelivered_push_that_still_waits_is_stale_once_a_later_one_came(make_app: AppFactory) -> None:

@@ -40,6 +40,24 @@ def test_handled_deliveries_survive_a_restart(tmp_path: Path) -> None:
     assert DeliveryStore(path).claim("github:a") == Duplicate(("run-1",))
 
 
+def test_rollout_ids_are_kept_with_the_flow_runs_and_a_database_without_them_is_upgraded(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "d.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:  # a database from before the ids
+        conn.execute(
+            "CREATE TABLE deliveries (key TEXT PRIMARY KEY, state TEXT NOT NULL, token TEXT NOT NULL, "
+            "claimed_at REAL NOT NULL, handled_at REAL, flow_run_ids TEXT)"
+        )
+        conn.execute("INSERT INTO deliveries VALUES ('old', 'handled', 't', 1, 2, '[\"run-0\"]')")
+    store = DeliveryStore(path)
+    assert store.lookup("old") == Duplicate(("run-0",), ())
+    claim = store.claim("new")
+    assert isinstance(claim, Claimed)
+    assert store.complete("new", claim, ["run-1"], ["web-1234abcd"])
+    assert DeliveryStore(path).lookup("new") == Duplicate(("run-1",), ("web-1234abcd",))
+
+
 def test_a_released_claim_can_be_claimed_again(tmp_path: Path) -> None:
     store = DeliveryStore(tmp_path / "d.sqlite3")
     claim = store.claim("k")
