@@ -21,9 +21,9 @@ import hashlib
 import hmac
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 from canaryflow.errors import SpecError
+from canaryflow.secrets import read_secret, secret_source
 
 __all__ = [
     "GITHUB_SECRET_ENV",
@@ -162,25 +162,12 @@ def load_secret(name: str, environ: Mapping[str, str] | None = None) -> Secret |
         never the value).
     """
     env = os.environ if environ is None else environ
-    value, file = env.get(name), env.get(f"{name}_FILE")
-    if value is not None and file is not None:
-        raise SpecError(f"set {name} or {name}_FILE, not both")
-    if file is not None:
-        try:
-            value = Path(file).read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            why = getattr(exc, "strerror", None) or type(exc).__name__  # never the file's text
-            raise SpecError(f"{name}_FILE: cannot read the secret file {file}: {why}") from exc
+    value = read_secret(name, env, error=SpecError)
     if value is None:
         return None
-    where = name if file is None else f"the secret in {name}_FILE ({file})"  # the variable that was set
-    if not value:
-        raise SpecError(f"{where} is empty")
-    if value != value.strip():
-        raise SpecError(f"{where} starts or ends with whitespace; set the secret without it")
     if len(value) < MIN_SECRET_LENGTH:
         raise SpecError(
-            f"{where} is shorter than {MIN_SECRET_LENGTH} characters, too weak to sign deliveries; "
-            "use a random one (e.g. the output of `openssl rand -hex 32`)"
+            f"{secret_source(name, env)} is shorter than {MIN_SECRET_LENGTH} characters, too weak to "
+            "sign deliveries; use a random one (e.g. the output of `openssl rand -hex 32`)"
         )
     return Secret(value.encode("utf-8"))
