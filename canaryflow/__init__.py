@@ -36,8 +36,9 @@ import contracts in ``pyproject.toml`` (import-linter) enforce it::
     core           spec/ routes.py status.py replicas.py
                                    rollout specs, webhook routes, `RolloutStatus`, replica math
                    requests.py yamldoc.py querytemplates.py clock.py files.py liveness.py
-                                   `RolloutRequest`, YAML with lines, PromQL templates, time,
-                                   atomic files, whether a recorded process still runs
+                   secrets.py      `RolloutRequest`, YAML with lines, PromQL templates, time,
+                                   atomic files, whether a recorded process still runs, secrets
+                                   from the environment or the files it names
                    errors.py       the one exception tree
     ─────────────────────────────────────────────────────────────────────────────────────────────
     analysis       analysis/       (a package of its own) pure statistics: observations in,

@@ -9,13 +9,15 @@ built, and the adapters only when they are asked for, so reading the table stays
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from canaryflow.errors import InputError
 from canaryflow.querytemplates import parse_labels
+from canaryflow.secrets import read_secret
 
 if TYPE_CHECKING:
     from canaryflow.cluster.port import Cluster
@@ -58,6 +60,39 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("CANARYFLOW_PROMETHEUS_URL", "(required)", "the Prometheus that scrapes the target", _RUN),
     Setting("CANARYFLOW_PROMETHEUS_TIMEOUT", "10", "seconds a Prometheus query may take, per attempt", _RUN),
+    Setting(
+        "CANARYFLOW_PROMETHEUS_BEARER_TOKEN",
+        "(none)",
+        "a bearer token for Prometheus (or CANARYFLOW_PROMETHEUS_BEARER_TOKEN_FILE naming a file, "
+        "read when a command or run starts)",
+        _RUN,
+    ),
+    Setting(
+        "CANARYFLOW_PROMETHEUS_USERNAME",
+        "(none)",
+        "basic auth for Prometheus: this user, with CANARYFLOW_PROMETHEUS_PASSWORD (or "
+        "CANARYFLOW_PROMETHEUS_PASSWORD_FILE naming a file)",
+        _RUN,
+    ),
+    Setting(
+        "CANARYFLOW_PROMETHEUS_HEADERS",
+        "(none)",
+        "Name=value,...: headers sent with every query (e.g. X-Scope-OrgID=team-a for a Mimir, Cortex "
+        "or Thanos tenant)",
+        _RUN,
+    ),
+    Setting(
+        "CANARYFLOW_PROMETHEUS_CA_FILE",
+        "the system's CAs",
+        "a PEM bundle of the CAs that sign Prometheus's certificate (an https URL behind a private CA)",
+        _RUN,
+    ),
+    Setting(
+        "CANARYFLOW_PROMETHEUS_CERT_FILE",
+        "(none)",
+        "a client certificate (PEM) for mutual TLS, with its key in CANARYFLOW_PROMETHEUS_KEY_FILE",
+        _RUN,
+    ),
     Setting(
         "CANARYFLOW_PROMETHEUS_LABELS",
         "(none)",
@@ -193,12 +228,91 @@ def metrics_from_env(env: Mapping[str, str]) -> MetricsSource:
             "(e.g. cluster=eu-1)"
         ) from exc
     try:
-        config = PrometheusConfig(url=url, timeout=timeout, labels=labels)
+        config = PrometheusConfig(url=url, timeout=timeout, labels=labels, **_prometheus_access(env))
     except ValueError as exc:
         raise InputError(
             f"CANARYFLOW_PROMETHEUS_URL={url!r}, CANARYFLOW_PROMETHEUS_TIMEOUT={raw_timeout!r}: {exc}"
         ) from exc
     return create_metrics_source("prometheus", prometheus=config)
+
+
+def _prometheus_access(env: Mapping[str, str]) -> dict[str, Any]:
+    """The `PrometheusConfig` fields for authentication, headers and TLS the environment sets,
+    each file checked now (a missing one is an `InputError` naming it, not a failing query later)."""
+    access: dict[str, Any] = {}
+    token = read_secret("CANARYFLOW_PROMETHEUS_BEARER_TOKEN", env)
+    user = env.get("CANARYFLOW_PROMETHEUS_USERNAME") or None
+    password = read_secret("CANARYFLOW_PROMETHEUS_PASSWORD", env)
+    if token is not None and (user is not None or password is not None):
+        raise InputError(
+            "CANARYFLOW_PROMETHEUS_BEARER_TOKEN and CANARYFLOW_PROMETHEUS_USERNAME/PASSWORD are both "
+            "set: Prometheus takes one kind of credentials; unset one"
+        )
+    if (user is None) != (password is None):
+        raise InputError(
+            "basic auth needs both CANARYFLOW_PROMETHEUS_USERNAME and CANARYFLOW_PROMETHEUS_PASSWORD "
+            "(or CANARYFLOW_PROMETHEUS_PASSWORD_FILE); set the missing one or unset the other"
+        )
+    if token is not None:
+        access["bearer_token"] = token
+    if user is not None and password is not None:
+        access["basic_auth"] = (user, password)
+    headers = _headers(env.get("CANARYFLOW_PROMETHEUS_HEADERS", ""))
+    if headers:
+        access["headers"] = headers
+    ca_file = _readable_file(env, "CANARYFLOW_PROMETHEUS_CA_FILE")
+    if ca_file is not None:
+        access["ca_file"] = ca_file
+    cert = _readable_file(env, "CANARYFLOW_PROMETHEUS_CERT_FILE")
+    key = _readable_file(env, "CANARYFLOW_PROMETHEUS_KEY_FILE")
+    if (cert is None) != (key is None):
+        raise InputError(
+            "mutual TLS needs both CANARYFLOW_PROMETHEUS_CERT_FILE and CANARYFLOW_PROMETHEUS_KEY_FILE; "
+            "set the missing one or unset the other"
+        )
+    if cert is not None and key is not None:
+        access["client_cert"] = (cert, key)
+    return access
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _headers(text: str) -> dict[str, str]:
+    """``Name=value,Name=value`` (CANARYFLOW_PROMETHEUS_HEADERS) as headers; InputError naming
+    what is wrong (never a value: a header may carry a credential)."""
+    headers: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, value = (x.strip() for x in part.partition("="))
+        if not sep or not value or not _HEADER_NAME.fullmatch(name) or not value.isprintable():
+            raise InputError(
+                f"CANARYFLOW_PROMETHEUS_HEADERS: an entry{f' for {name!r}' if sep else ''} is not "
+                "Name=value; write Name=value,Name=value (e.g. X-Scope-OrgID=team-a)"
+            )
+        if name.lower() == "authorization":
+            raise InputError(
+                "CANARYFLOW_PROMETHEUS_HEADERS: set credentials with CANARYFLOW_PROMETHEUS_BEARER_TOKEN "
+                "or CANARYFLOW_PROMETHEUS_USERNAME/PASSWORD, not an Authorization header"
+            )
+        if name.lower() in (h.lower() for h in headers):
+            raise InputError(f"CANARYFLOW_PROMETHEUS_HEADERS: {name!r} is given twice")
+        headers[name] = value
+    return headers
+
+
+def _readable_file(env: Mapping[str, str], name: str) -> str | None:
+    """The file variable `name` names, checked to be readable now; `None` when it is not set."""
+    path = env.get(name) or None
+    if path is None:
+        return None
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise InputError(f"{name}={path!r}: cannot read the file: {exc.strerror or exc}") from exc
+    return path
 
 
 def reports_dir(env: Mapping[str, str]) -> Path:

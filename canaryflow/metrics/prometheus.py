@@ -288,7 +288,12 @@ class PrometheusMetricsSource:
         except PrometheusApiClientException as exc:
             raise _http_error(exc, promql, self.config.url) from exc
         except requests.exceptions.SSLError as exc:
-            raise MetricsError(f"TLS to {self.config.url} failed: {exc}", query=promql) from exc
+            reason = exc.args[0].reason if exc.args and hasattr(exc.args[0], "reason") else exc
+            raise MetricsError(
+                f"TLS to {self.config.url} failed: {reason} (a certificate of a private CA: set "
+                "CANARYFLOW_PROMETHEUS_CA_FILE to the CA's PEM file)",
+                query=promql,
+            ) from exc
         except (requests.Timeout, requests.ConnectionError, requests.exceptions.RetryError) as exc:
             raise MetricsUnavailableError(
                 f"Prometheus at {self.config.url} did not answer ({type(exc).__name__}) after "
