@@ -292,7 +292,7 @@ class DeliveryHandler:
             return _reply(202, "ignored", reason=decision.reason)
         handled = self.store.lookup(key)
         if handled is not None:
-            return _duplicate(handled)
+            return _handled(200, "duplicate", handled)
         queued = self.store.queued(key)
         if queued is not None and queued.state == "queued":
             # A redelivery of a push still waiting: stale when a later push came in meanwhile (the
@@ -320,14 +320,7 @@ class DeliveryHandler:
         self.dispatcher.kick()
         started = self.dispatcher.settle(key, self.reply_wait)
         if started is not None:
-            ids = list(started.flow_run_ids)
-            return _reply(
-                202,
-                "started",
-                flow_run_id=ids[0] if ids else None,
-                flow_run_ids=ids,
-                rollout_ids=list(started.rollout_ids),
-            )
+            return _handled(202, "started", started)
         entry = self.store.queued(key)
         if entry is not None and entry.state == "superseded":
             return _reply(200, "stale", reason=f"a later push to {push.ref} started or is queued")
@@ -390,11 +383,12 @@ def _with_rollout_id(planned: PlannedRollout) -> PlannedRollout:
     return replace(planned, request=request.model_copy(update={"rollout_id": rollout_id}))
 
 
-def _duplicate(handled: Duplicate) -> Reply:
+def _handled(status_code: int, outcome: str, handled: Duplicate) -> Reply:
+    """The reply for a push that started its rollouts: its flow runs and rollout ids."""
     ids = list(handled.flow_run_ids)
     return _reply(
-        200,
-        "duplicate",
+        status_code,
+        outcome,
         flow_run_id=ids[0] if ids else None,
         flow_run_ids=ids,
         rollout_ids=list(handled.rollout_ids),
