@@ -260,6 +260,10 @@ def test_an_older_push_never_starts_after_a_newer_one(
             assert (reply.status_code, reply.json()["status"]) == (202, "accepted")
         starter.available = True
         _settled(app, push_b)
+        # A's retry may come due after B's: wait until the dispatcher has superseded it too
+        key_a = push_key(parse_github_push(json.loads(push_a)))
+        assert app.state.handler.dispatcher.settle(key_a, 30, retries=True) is None
+        assert app.state.handler.store.queued(key_a).state == "superseded"
         again = client.post("/hooks/github", content=push_a, headers=p.github_headers(push_a))
         assert (again.status_code, again.json()["status"]) == (200, "stale")
         unseen = p.body_of(p.github_push(before="8" * 40, after="9" * 40))
