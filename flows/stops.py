@@ -32,7 +32,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.runtime import flow_run
 
 from canaryflow.errors import RolloutAborted
-from canaryflow.plan import RolloutPlan
+from canaryflow.plan import RolloutOutcome, RolloutPlan
 from flows.slots import AbortRequested, check_slot
 
 __all__ = [
@@ -42,10 +42,18 @@ __all__ = [
     "PromoteRequested",
     "check_stop",
     "interrupted_here",
+    "was_interrupted",
 ]
 
 #: The reason of a rollout stopped by Ctrl-C in the terminal that ran it (``canaryflow rollout``).
 INTERRUPTED = "interrupted (Ctrl-C in the terminal that ran it)"
+
+
+def was_interrupted(outcome: RolloutOutcome) -> bool:
+    """Whether the rollout ended because of a Ctrl-C in the terminal that ran it (the command
+    that ran it exits 130)."""
+    return outcome.result == "aborted" and outcome.reason == INTERRUPTED
+
 
 #: Set by the terminal that runs the rollout flow in its process, when Ctrl-C is pressed.
 interrupted_here = threading.Event()

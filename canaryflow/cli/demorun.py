@@ -91,6 +91,7 @@ def run_demo(
     `cluster` is ``sim`` or ``kube`` (see `canaryflow.cluster.factory.CLUSTER_KINDS`); `kubeconfig`
     picks the API server for ``kube`` (default: the running local control plane, else a temporary
     one). With `ui`, a Prefect server shows the runs and stays up after them until Ctrl-C.
+    A Ctrl-C during a rollout rolls it back and skips the rest: 130 after the summary.
     """
     if reports_dir is None:
         from canaryflow.environment import reports_dir as reports_from_env
@@ -112,6 +113,10 @@ def run_demo(
             metrics, where = stack.enter_context(demo_metrics(demo, say=console.print))
             outcomes = run_rollouts(demo, metrics, images=images, reports_dir=reports_dir, console=console)
         code = _summary(console, outcomes, where, reports_dir, time.monotonic() - started)
+        from flows.stops import was_interrupted  # Prefect is set up by now
+
+        if any(was_interrupted(o) for o in outcomes):
+            return 130
         if ui and server is not None:
             serve_until_interrupted(server, console)
     return code
@@ -138,6 +143,9 @@ def _how_to_watch(console: Console, kube: DemoKubernetes) -> None:
     console.print(f"  {kubectl} get deploy -n shop -L track -w", soft_wrap=True, highlight=False)
 
 
+_INTERRUPTED = "canaryflow: interrupted: rolling the canary back; the demo ends after that"
+
+
 def run_rollouts(
     stack: DemoStack,
     metrics: MetricsSource,
@@ -148,12 +156,15 @@ def run_rollouts(
 ) -> list[Any]:
     """Roll out each of `images` in turn (the good one, then the bad one) with a live display on
     `console`; return their outcomes. Each waits until the stable's metrics arrive (after a
-    promotion the stable's pods are new: their series need a scrape or two)."""
+    promotion the stable's pods are new: their series need a scrape or two). A rollout stopped by
+    Ctrl-C (rolled back by its flow) ends the demo: the rest are not started."""
     from rich.live import Live
 
+    from canaryflow.cli.interrupts import ctrl_c_stops_rollouts
     from canaryflow.requests import BY_DEMO, RolloutRequest
     from flows.rollout import outcome_of, rollout
     from flows.runtime import Runtime, use_runtime
+    from flows.stops import was_interrupted
 
     board = Board()
     runtime = Runtime(
@@ -166,11 +177,13 @@ def run_rollouts(
         for index, image in enumerate(images):
             if index:
                 _wait_for_traffic(stack, metrics, console)
-            with use_runtime(runtime):
+            with use_runtime(runtime), ctrl_c_stops_rollouts(_INTERRUPTED):
                 state = rollout(
                     RolloutRequest(spec=str(DEMO_SPEC), image=image, triggered_by=BY_DEMO), return_state=True
                 )
             outcomes.append(outcome_of(state))
+            if was_interrupted(outcomes[-1]):
+                break
     if not console.is_terminal:  # rich ends a Live's last frame without a newline off a terminal
         console.line()
     return outcomes

@@ -10,8 +10,6 @@ is one line (`canaryflow.cli.root.main` prints it) and nothing is created.
 from __future__ import annotations
 
 import os
-import signal
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -22,8 +20,6 @@ import typer
 from canaryflow.cli.output import debugging
 
 if TYPE_CHECKING:
-    from types import FrameType
-
     from canaryflow.cli.progress import Progress
     from canaryflow.cluster.port import Cluster
     from canaryflow.metrics import MetricsSource
@@ -204,22 +200,15 @@ def _interruptible(plan: RolloutPlan, runtime: Runtime, progress: Progress, spec
     outside its steps) stops it where it is: said here, with how to finish it, when the cluster
     shows this rollout; otherwise (the preflight, a wait for the slot) nothing of this rollout is
     on the cluster."""
+    from canaryflow.cli.interrupts import ctrl_c_stops_rollouts
     from canaryflow.cli.output import say
-    from flows.stops import interrupted_here
 
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        if not interrupted_here.is_set():
-            interrupted_here.set()  # the run's next checkpoint sees it, if Prefect swallows this raise
-            say(
-                "canaryflow: interrupted: stopping, and rolling back a canary already up (Ctrl-C again "
-                f"leaves it for `canaryflow rollout {spec} --resume`)"
-            )
-        raise KeyboardInterrupt
-
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, interrupt) if main else None
     try:
-        yield
+        with ctrl_c_stops_rollouts(
+            "canaryflow: interrupted: stopping, and rolling back a canary already up (Ctrl-C again "
+            f"leaves it for `canaryflow rollout {spec} --resume`)"
+        ):
+            yield
     except KeyboardInterrupt:
         from canaryflow.errors import CanaryflowError
 
@@ -235,18 +224,14 @@ def _interruptible(plan: RolloutPlan, runtime: Runtime, progress: Progress, spec
             f"`canaryflow rollout {spec} --resume` finishes it"
         )
         raise typer.Exit(130) from None
-    finally:
-        if main:
-            signal.signal(signal.SIGINT, previous)
-        interrupted_here.clear()
 
 
 def _finish(outcome: RolloutOutcome) -> NoReturn:
     """Print the outcome and exit: 0 promoted, 130 interrupted (and rolled back), else 6."""
-    from flows.rollout import INTERRUPTED
+    from flows.stops import was_interrupted
 
     typer.echo(f"{outcome.rollout_id} {outcome.result}: {outcome.reason}")
     typer.echo(f"report: {outcome.report}")
-    if outcome.result == "aborted" and outcome.reason == INTERRUPTED:
+    if was_interrupted(outcome):
         raise typer.Exit(130)
     raise typer.Exit(0 if outcome.result == "promoted" else 6)
