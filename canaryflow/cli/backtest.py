@@ -33,7 +33,7 @@ from analysis.logs import LogFormatError, ObservationLog, cross_checks, parse_lo
 from analysis.settings import AnalysisSettings
 from canaryflow.errors import NotImplementedYetError, ObservationLogError, UsageError
 
-__all__ = ["JUDGES", "load_settings", "read_log", "run_replay"]
+__all__ = ["JUDGES", "default_settings_for", "load_settings", "read_log", "run_replay"]
 
 #: The judges ``--judge`` accepts.
 JUDGES: tuple[JudgeName, ...] = ("sequential", "kayenta")
@@ -52,7 +52,8 @@ def read_log(path: Path) -> ObservationLog:
 
 
 def load_settings(config: Path | None) -> AnalysisSettings:
-    """The analysis settings of the rollout spec `config`, or the project's defaults."""
+    """The analysis settings of the rollout spec `config`, or, without one, the project's defaults
+    with no metrics (`default_settings_for` fills them in from a log)."""
     if config is None:
         return AnalysisSettings()
     try:
@@ -68,6 +69,23 @@ def load_settings(config: Path | None) -> AnalysisSettings:
             "replay --config: the rollout spec does not provide analysis settings yet"
         )
     return settings
+
+
+def default_settings_for(log: ObservationLog) -> AnalysisSettings:
+    """What a spec without an ``analysis`` section judges, for the log's metrics: a metric with the
+    name and type of one of the default metrics as that one (its tolerance, ceiling and
+    criticality), any other with its type's defaults."""
+    from canaryflow.spec.models import AnalysisSpec
+
+    data = AnalysisSpec().settings_data()
+    defaults = {m["name"]: m for m in data["metrics"]}
+    data["metrics"] = [
+        defaults[name]
+        if name in defaults and defaults[name]["type"] == h.type
+        else {"name": name, "type": h.type}
+        for name, h in log.metrics.items()
+    ]
+    return AnalysisSettings.model_validate(data)
 
 
 def _spec_of_report(log: Path) -> str | None:
@@ -143,9 +161,13 @@ def run_replay(
         raise UsageError("no observation logs given")
     name: JudgeName = "kayenta" if judge == "kayenta" else "sequential"
     settings = load_settings(config)
-    parsed = [(path, _checked(path, read_log(path), settings)) for path in logs]
+    logs_read = [(path, read_log(path)) for path in logs]
+    parsed = [
+        (path, _checked(path, log, settings), settings if config is not None else default_settings_for(log))
+        for path, log in logs_read
+    ]
     if err is not None:
-        for path, log in parsed:
+        for path, log, _ in parsed:
             err.writelines(f"canaryflow: warning: {path}: {warning}\n" for warning in cross_checks(log))
             spec = None if config is not None else _spec_of_report(path)
             if spec is not None:
@@ -154,6 +176,6 @@ def run_replay(
                     f"its rollout ran the spec {spec} (as its run saw it): give --config "
                     f"{shlex.quote(spec)} to judge with that spec's settings\n"
                 )
-    for path, log in parsed:
-        _replay_one(path, log, settings, name, out, label=len(parsed) > 1)
+    for path, log, judged_by in parsed:
+        _replay_one(path, log, judged_by, name, out, label=len(parsed) > 1)
     return 0

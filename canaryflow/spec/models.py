@@ -9,7 +9,7 @@ the parts are valid; `canaryflow.spec.loading` reports them with their exact pat
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -208,6 +208,14 @@ class AnalysisSpec(AnalysisSettings):
     metrics: tuple[MetricSpec, ...] = Field(default=DEFAULT_METRICS, min_length=1)
     kayenta: KayentaSpec = KayentaSpec()
 
+    def settings_data(self) -> dict[str, Any]:
+        """These settings as the judge's (`analysis.settings.AnalysisSettings` fields), query
+        templates left out."""
+        data = self.model_dump(exclude={"metrics"})
+        keep = set(MetricSettings.model_fields)
+        data["metrics"] = [metric.model_dump(include=keep) for metric in self.metrics]
+        return data
+
     @field_validator("metrics")
     @classmethod
     def _unique_names(cls, metrics: tuple[MetricSettings, ...]) -> tuple[MetricSettings, ...]:
@@ -276,9 +284,7 @@ class RolloutSpec(SpecModel):
         With `analyze` (one of the spec's analyze steps), its ``maxDuration`` bounds the analysis.
         """
         analysis = self.spec.analysis
-        data = analysis.model_dump(exclude={"metrics"})
-        keep = set(MetricSettings.model_fields)
-        data["metrics"] = [metric.model_dump(include=keep) for metric in analysis.metrics]
+        data = analysis.settings_data()
         if analyze is not None and "max_duration_seconds" in AnalysisSettings.model_fields:
             data["max_duration_seconds"] = analyze.max_duration.total_seconds()
         going_on = self.spec.failure_policy.on_inconclusive == "continue"

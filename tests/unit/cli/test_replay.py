@@ -324,3 +324,23 @@ def test_a_report_s_log_replayed_without_its_spec_says_which_spec_the_rollout_ra
         "to judge with that spec's settings\n"
     )
     assert _lines(out)[-1]["final"] is True
+
+
+def test_without_a_config_a_default_metric_is_judged_as_a_spec_without_an_analysis_section_does(
+    tmp_path: Path,
+) -> None:
+    # 0.005 % errors on both tracks: only the default error-rate's ceiling (maxRate 0.1 %) can
+    # show it within tolerance; a relative test never could, with so few errors.
+    row = {"error-rate": {"baseline": {"bad": 1, "total": 20_000}, "canary": {"bad": 1, "total": 20_000}}}
+    document = {
+        "format": "canaryflow/observations@1",
+        "interval_seconds": 30,
+        "metrics": {"error-rate": {"type": "ratio"}, "errors": {"type": "ratio"}},
+        "intervals": [{**row, "errors": row["error-rate"]}] * 40,
+    }
+    out = io.StringIO()
+    run_replay([_write(tmp_path, "low.json", document)], config=None, judge="sequential", out=out)
+    final = _lines(out)[-1]
+    assert final["metrics"]["error-rate"]["status"] == "within"
+    assert "ceiling" in final["metrics"]["error-rate"]["reason"]
+    assert "ceiling" not in final["metrics"]["errors"]["reason"]  # not a default metric: its type's defaults
