@@ -52,7 +52,7 @@ from analysis.ceiling import CeilingState, RateBound
 from analysis.detection import Detector
 from analysis.histogram import HistogramState
 from analysis.increase import FINAL_LEVEL_FACTOR, IncreaseSums, increase_bound
-from analysis.observations import HistogramCounts, PairedObservation
+from analysis.observations import HistogramCounts, PairedObservation, percent
 from analysis.outlook import (
     EvidencePlan,
     chance_within,
@@ -277,10 +277,6 @@ class _Numbers:
     planned: tuple[tuple[float, float, float], ...] = ()
 
 
-def _pct(value: float) -> str:
-    return f"{100 * value:.2f} %" if math.isfinite(value) else "n/a"
-
-
 def _num(value: float) -> str:
     if not math.isfinite(value):
         return "inf" if value > 0 else ("0" if value == 0 else "n/a")
@@ -338,7 +334,7 @@ def _evaluate(plan: MetricPlan, process: _Process, *, final: bool) -> _Numbers:
         r = process.result(alpha=alpha, final=final)
         rc = r.canary_bad / r.canary_total if r.canary_total else math.nan
         rb = r.baseline_bad / r.baseline_total if r.baseline_total else math.nan
-        detail = f"canary rate {_pct(rc)} vs baseline {_pct(rb)}"
+        detail = f"canary rate {percent(rc)} vs baseline {percent(rb)}"
         numbers = _numbers(
             r, counts=(r.canary_total, r.baseline_total), detail=detail, dispersion=r.dispersion
         )
@@ -347,7 +343,7 @@ def _evaluate(plan: MetricPlan, process: _Process, *, final: bool) -> _Numbers:
         h = process.result(alpha=alpha, final=final)
         unit = f" {plan.unit}" if plan.unit else ""
         detail = (
-            f"{_pct(h.canary_share)} of canary vs {_pct(h.baseline_share)} of baseline requests "
+            f"{percent(h.canary_share)} of canary vs {percent(h.baseline_share)} of baseline requests "
             f"slower than {_num(h.threshold)}{unit}"
         )
         counts = (h.canary_total, h.baseline_total)
@@ -462,7 +458,7 @@ def _reason(
                 "" if plan.slower_than is None else f" of requests slower than {_num(plan.slower_than)}{unit}"
             )
             return (
-                f"{head}; below the {_pct(history.ceiling.ceiling)}{slow} ceiling: ceiling e-value "
+                f"{head}; below the {percent(history.ceiling.ceiling)}{slow} ceiling: ceiling e-value "
                 f"{_num(history.ceiling.evalue)} >= {_num(1 / plan.ceiling_beta)}."
             )
         if _within_increase(plan, history) and numbers.promote_evalue < 1.0 / plan.promote_beta:

@@ -27,9 +27,22 @@ __all__ = [
     "RatioCounts",
     "Samples",
     "TrackObservation",
+    "percent",
 ]
 
 MetricType: TypeAlias = Literal["ratio", "histogram", "samples"]
+
+
+def percent(rate: float) -> str:
+    """`rate` (a fraction) in percent, e.g. ``0.93 %``; below 0.1 % to two significant digits
+    (``0.0037 %``, never ``0.00 %`` for a rate that is not 0); ``n/a`` when not finite."""
+    if not math.isfinite(rate):
+        return "n/a"
+    p = 100 * rate
+    if p == 0 or abs(p) >= 0.1:
+        return f"{p:.2f} %"
+    digits = min(20, 1 - math.floor(math.log10(abs(p))))
+    return f"{p:.{digits}f} %"
 
 
 def _g(value: float) -> str:
@@ -66,8 +79,9 @@ class RatioCounts:
         return RatioCounts(bad=float(self.bad), total=float(self.total))
 
     def describe(self) -> str:
-        """E.g. ``3/600 (0.50%)``."""
-        return f"{self.bad:g}/{self.total:g} ({100 * self.rate:.2f}%)"
+        """E.g. ``3/600 (0.50 %)``; the counts to the nearest whole one (Prometheus's ``increase()``
+        extrapolates them to the window's edges)."""
+        return f"{self.bad:,.0f}/{self.total:,.0f} ({percent(self.rate)})"
 
     def chart_points(self) -> dict[str, float]:
         return {"rate": self.rate}

@@ -9,7 +9,7 @@ import pytest
 
 from analysis.histogram import histogram_test
 from analysis.kayenta import classify
-from analysis.observations import HistogramCounts, PairedObservation, RatioCounts, Samples
+from analysis.observations import HistogramCounts, PairedObservation, RatioCounts, Samples, percent
 from analysis.ratio import ratio_test
 from analysis.samples import samples_test
 
@@ -37,7 +37,9 @@ def test_each_type_says_whether_it_has_data_and_what_the_judge_keeps() -> None:
     assert Samples((0.2, 0.4)).mean == pytest.approx(0.3)
     assert not Samples(()).has_data
     assert not Samples((1.0, math.inf)).finite
-    assert RatioCounts(3, 600).describe() == "3/600 (0.50%)"
+    assert RatioCounts(3, 600).describe() == "3/600 (0.50 %)"
+    # increase() extrapolates: whole counts, no exponent, and a low rate not shown as 0.00 %
+    assert RatioCounts(232.5, 2_491_000.4).describe() == "232/2,491,000 (0.0093 %)"
     assert Samples((0.2, 0.4)).describe() == "mean 0.3 of 2"
 
 
@@ -72,3 +74,11 @@ def test_ratio_test_tests_either_direction() -> None:
     assert worse.evalue > 1000
     assert better.evalue > 1000  # a drop is bad too with "either"
     assert only_up.evalue < 1
+
+
+@pytest.mark.parametrize(
+    ("rate", "shown"),
+    [(0.0093, "0.93 %"), (0.001, "0.10 %"), (0.00005, "0.0050 %"), (0.0, "0.00 %"), (math.nan, "n/a")],
+)
+def test_rates_in_percent_keep_two_significant_digits_below_a_tenth(rate: float, shown: str) -> None:
+    assert percent(rate) == shown
