@@ -69,6 +69,24 @@ def _between(low: int, high: int) -> AfterValidator:
 Weight = Annotated[StrictInt, _between(1, 100), Field(json_schema_extra={"minimum": 1, "maximum": 100})]
 
 
+def _raise_weight(value: int) -> int:
+    if value > MAX_WEIGHT_WITH_BASELINE:
+        raise ValueError(
+            f"must be at most {MAX_WEIGHT_WITH_BASELINE}: a raise takes at most half the pods (a canary "
+            "beyond is a promotion without a verdict)"
+        )
+    return value
+
+
+#: The most an analysis may raise the canary's weight to (with its baseline, half the pods).
+RaiseWeight = Annotated[
+    StrictInt,
+    _between(1, 100),
+    AfterValidator(_raise_weight),
+    Field(json_schema_extra={"minimum": 1, "maximum": MAX_WEIGHT_WITH_BASELINE}),
+]
+
+
 class SpecModel(BaseModel):
     """Base of every spec model: frozen, unknown keys forbidden, camelCase keys."""
 
@@ -136,7 +154,7 @@ class Analyze(SpecModel):
 
     interval: Duration = timedelta(seconds=30)
     max_duration: Duration = timedelta(minutes=10)
-    max_weight: Weight | None = Field(
+    max_weight: RaiseWeight | None = Field(
         default=None, description="Raise the canary's weight up to this to decide in time (default: never)."
     )
     risk_budget: int = Field(
@@ -308,11 +326,6 @@ def _max_weight_problems(body: RolloutBody, most: int, weight: int) -> list[str]
     problems = []
     if most <= weight:
         problems.append(f"must be above the weight in effect here ({weight})")
-    if most > MAX_WEIGHT_WITH_BASELINE:
-        problems.append(
-            f"must be at most {MAX_WEIGHT_WITH_BASELINE}: a raise takes at most half the pods (a canary "
-            "beyond is a promotion without a verdict)"
-        )
     ratios = [m for m in body.analysis.metrics if m.type == "ratio"]
     if not any(m.direction == "increase" for m in ratios):
         problems.append(

@@ -321,6 +321,16 @@ def test_a_max_weight_that_cannot_raise_is_refused_where_it_is_written(most: str
     assert caught.value.problems == [problem]
 
 
+def test_a_max_weight_over_half_the_pods_is_refused_with_the_other_field_problems() -> None:
+    spec = SPEC.replace("MOST", "60").replace("interval: 30s", "interval: 30x")
+    with pytest.raises(SpecError) as caught:
+        load_spec_text(spec, source="x.yaml")
+    assert [p.split(":", 2)[1].split()[-1] for p in caught.value.problems] == [
+        "spec.steps[1].analyze.interval",
+        "spec.steps[1].analyze.maxWeight",
+    ]
+
+
 def test_an_analysis_that_may_raise_never_gives_up_early() -> None:
     spec = load_spec_text(SPEC.replace("MOST", "50"), source="x.yaml")
     step = spec.spec.steps[1].analyze

@@ -230,6 +230,9 @@ def test_json_schema_uses_the_yaml_keys_and_forbids_unknown_ones() -> None:
     assert defs["Analyze"]["properties"]["maxDuration"]["type"] == "string"
     assert "progressDeadline" in defs["RolloutBody"]["properties"]
     assert defs["RatioMetric"]["required"] == ["name", "type", "bad", "total"]
+    # an editor refuses what validation refuses: a raise takes at most half the pods
+    (raise_to, _) = defs["Analyze"]["properties"]["maxWeight"]["anyOf"]
+    assert (raise_to["minimum"], raise_to["maximum"]) == (1, 50)
 
 
 def test_ceilings_are_checked_where_they_are_written() -> None:
