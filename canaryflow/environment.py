@@ -316,5 +316,13 @@ def _readable_file(env: Mapping[str, str], name: str) -> str | None:
 
 
 def reports_dir(env: Mapping[str, str]) -> Path:
-    """Where reports go (``CANARYFLOW_REPORTS_DIR``, default ``reports``)."""
-    return Path(env.get("CANARYFLOW_REPORTS_DIR") or "reports")
+    """Where reports go (``CANARYFLOW_REPORTS_DIR``, default ``reports``; it need not exist yet).
+    `InputError` when it names something that is not a directory (a command would find no
+    rollouts in it, or fail at its first report)."""
+    path = Path(env.get("CANARYFLOW_REPORTS_DIR") or "reports")
+    if path.exists() and not path.is_dir():
+        raise InputError(
+            f"CANARYFLOW_REPORTS_DIR={str(path)!r} is not a directory: set it to the directory that "
+            "holds (or is to hold) the rollouts' reports"
+        )
+    return path

@@ -73,3 +73,13 @@ def test_each_wrong_setting_is_one_error_naming_it(env: dict[str, str], said: st
         metrics_from_env({**URL, **env})
     assert said in str(refused.value)
     assert "Bearer x" not in str(refused.value)  # a header's value may be a credential
+
+
+def test_a_reports_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    from canaryflow.environment import reports_dir
+
+    file = tmp_path / "passwd"
+    file.write_text("root:x:0:0\n")
+    assert reports_dir({"CANARYFLOW_REPORTS_DIR": str(tmp_path / "new")}) == tmp_path / "new"
+    with pytest.raises(InputError, match=r"CANARYFLOW_REPORTS_DIR='.*passwd' is not a directory"):
+        reports_dir({"CANARYFLOW_REPORTS_DIR": str(file)})
