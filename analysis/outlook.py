@@ -216,8 +216,9 @@ class EvidencePlan:
             )
         if self.fits:
             return (
-                f"at this traffic about {self.needed_intervals} of the {self.final_interval} intervals "
-                "show a canary like its baseline within tolerance"
+                f"at this traffic a canary like its baseline is shown within tolerance by interval "
+                f"{self.final_interval} at the latest (the final look needs about {self.needed_intervals} "
+                "intervals of data)"
             )
         chance = ""
         if self.chance is not None:

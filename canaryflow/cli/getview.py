@@ -228,8 +228,9 @@ def _plan_line(verdict: VerdictReport) -> str | None:
         return f"{name} cannot be shown within tolerance at this traffic (no events, no ceiling)"
     if longest.fits:
         return (
-            f"at this traffic about {longest.needed_intervals} of the {final} intervals show the canary "
-            f"within tolerance if it is like its baseline ({name} needs the most)"
+            f"a canary like its baseline is shown within tolerance by interval {final} at the latest: the "
+            f"final look needs about {longest.needed_intervals} intervals of this traffic ({name} needs "
+            "the most); the running evidence may promote it earlier"
         )
     from analysis.outlook import chance_text
 

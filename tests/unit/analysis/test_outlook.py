@@ -99,7 +99,8 @@ def test_an_undecided_metric_carries_its_plan_and_says_it_and_a_decided_one_does
     assert isinstance(early.plan, EvidencePlan)
     assert early.plan.final_interval == 40
     assert early.plan.needed_intervals is not None
-    assert f"about {early.plan.needed_intervals} of the 40 intervals" in early.reason
+    needs = early.plan.needed_intervals
+    assert f"by interval 40 at the latest (the final look needs about {needs} " in early.reason
     assert early.plan.chance is not None
     assert early.to_dict()["plan"] == {
         "needed_intervals": early.plan.needed_intervals,

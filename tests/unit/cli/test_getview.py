@@ -60,8 +60,11 @@ def test_the_plan_names_the_metric_that_needs_the_most_and_goes_once_all_are_dec
     assert needed
     longest = max(needed, key=lambda name: needed[name] or 0)
     (line,) = _plan_lines(report)
-    assert line.startswith(f"Plan:      at this traffic about {needed[longest]} of the 40 intervals")
-    assert line.endswith(f"({longest} needs the most)")
+    assert line == (
+        "Plan:      a canary like its baseline is shown within tolerance by interval 40 at the latest: "
+        f"the final look needs about {needed[longest]} intervals of this traffic ({longest} needs the "
+        "most); the running evidence may promote it earlier"
+    )
 
     last = VerdictReport.of(verdicts[-1])
     assert last.decision == "promote"
