@@ -16,24 +16,29 @@ rollout's report replayed without ``--config``: the report's ``status.json`` nam
 settings the live judge used, and the defaults may differ from them.
 
 This path stays light: it imports the standard library, ``analysis`` (numpy, pydantic), our error
-types and report paths, and the rollout spec loader only when ``--config`` is given. No Prefect, Kubernetes
-or FastAPI.
+types and report paths, and the rollout spec models (a spec's defaults, or ``--config``'s). No
+Prefect, Kubernetes or FastAPI. With ``--config`` a log is judged with the settings of the spec's
+analyze step of the log's interval, its maximum duration included (`settings_for`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from analysis.backtest import JudgeName, judge_log, settings_for_log
 from analysis.logs import LogFormatError, ObservationLog, cross_checks, parse_log
 from analysis.settings import AnalysisSettings
-from canaryflow.errors import NotImplementedYetError, ObservationLogError, UsageError
+from canaryflow.errors import ObservationLogError, UsageError
 
-__all__ = ["JUDGES", "default_settings_for", "load_settings", "read_log", "run_replay"]
+if TYPE_CHECKING:
+    from canaryflow.spec import RolloutSpec
+
+__all__ = ["JUDGES", "default_settings_for", "read_log", "run_replay", "settings_for"]
 
 #: The judges ``--judge`` accepts.
 JUDGES: tuple[JudgeName, ...] = ("sequential", "kayenta")
@@ -51,24 +56,28 @@ def read_log(path: Path) -> ObservationLog:
         raise ObservationLogError(f"{path}: {exc}") from exc
 
 
-def load_settings(config: Path | None) -> AnalysisSettings:
-    """The analysis settings of the rollout spec `config`, or, without one, the project's defaults
-    with no metrics (`default_settings_for` fills them in from a log)."""
-    if config is None:
-        return AnalysisSettings()
-    try:
-        from canaryflow.spec import load_spec
-    except ImportError as exc:
-        raise NotImplementedYetError(
-            "replay --config: the rollout spec loader (canaryflow.spec) has not landed yet"
-        ) from exc
-    spec = load_spec(config)
-    settings = spec.analysis_settings()
-    if not isinstance(settings, AnalysisSettings):
-        raise NotImplementedYetError(
-            "replay --config: the rollout spec does not provide analysis settings yet"
-        )
-    return settings
+def settings_for(spec: RolloutSpec | None, log: ObservationLog) -> tuple[AnalysisSettings, str | None]:
+    """The settings `log` is judged with, and a warning when they may not be those its analysis
+    ran: without a spec, `default_settings_for`; with one, those of its first analyze step with
+    the log's interval (its maximum duration included), else the spec's without a step's."""
+    if spec is None:
+        return default_settings_for(log), None
+    steps = [s.analyze for s in spec.steps if s.analyze is not None]
+    same = [a for a in steps if math.isclose(a.interval.total_seconds(), log.interval_seconds)]
+    if same:
+        return spec.analysis_settings(same[0]), None
+    intervals = ", ".join(sorted({f"{a.interval.total_seconds():g} s" for a in steps})) or "none"
+    return spec.analysis_settings(), (
+        f"its intervals are {log.interval_seconds:g} s, and no analyze step of the spec has that interval "
+        f"({intervals}): judged with the spec's analysis settings and the default maximum duration; "
+        "give the spec the log's analysis ran"
+    )
+
+
+def _load_spec(config: Path) -> RolloutSpec:
+    from canaryflow.spec import load_spec
+
+    return load_spec(config)
 
 
 def default_settings_for(log: ObservationLog) -> AnalysisSettings:
@@ -160,22 +169,24 @@ def run_replay(
     if not logs:
         raise UsageError("no observation logs given")
     name: JudgeName = "kayenta" if judge == "kayenta" else "sequential"
-    settings = load_settings(config)
-    logs_read = [(path, read_log(path)) for path in logs]
-    parsed = [
-        (path, _checked(path, log, settings), settings if config is not None else default_settings_for(log))
-        for path, log in logs_read
-    ]
+    spec = None if config is None else _load_spec(config)
+    parsed = []
+    for path in logs:
+        log = read_log(path)
+        settings, mismatch = settings_for(spec, log)
+        parsed.append((path, _checked(path, log, settings), settings, mismatch))
     if err is not None:
-        for path, log, _ in parsed:
+        for path, log, _, mismatch in parsed:
             err.writelines(f"canaryflow: warning: {path}: {warning}\n" for warning in cross_checks(log))
-            spec = None if config is not None else _spec_of_report(path)
-            if spec is not None:
+            if mismatch is not None:
+                err.write(f"canaryflow: warning: {path}: {mismatch}\n")
+            ran = None if config is not None else _spec_of_report(path)
+            if ran is not None:
                 err.write(
                     f"canaryflow: warning: {path}: judged with the project's default analysis settings; "
-                    f"its rollout ran the spec {spec} (as its run saw it): give --config "
-                    f"{shlex.quote(spec)} to judge with that spec's settings\n"
+                    f"its rollout ran the spec {ran} (as its run saw it): give --config "
+                    f"{shlex.quote(ran)} to judge with that spec's settings\n"
                 )
-    for path, log, judged_by in parsed:
-        _replay_one(path, log, judged_by, name, out, label=len(parsed) > 1)
+    for path, log, settings, _ in parsed:
+        _replay_one(path, log, settings, name, out, label=len(parsed) > 1)
     return 0

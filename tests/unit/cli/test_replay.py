@@ -344,3 +344,20 @@ def test_without_a_config_a_default_metric_is_judged_as_a_spec_without_an_analys
     assert final["metrics"]["error-rate"]["status"] == "within"
     assert "ceiling" in final["metrics"]["error-rate"]["reason"]
     assert "ceiling" not in final["metrics"]["errors"]["reason"]  # not a default metric: its type's defaults
+
+
+def test_with_a_config_the_analyze_step_of_the_logs_interval_sets_the_maximum(tmp_path: Path) -> None:
+    # the demo's analyze step: every 5 s, at most 2 minutes, so the live judge ended at interval 24
+    document = json.loads(json.dumps(EXAMPLE))
+    document["interval_seconds"] = 5
+    document["intervals"] = [EXAMPLE["intervals"][0]] * 60
+    spec = Path(__file__).resolve().parents[3] / "config" / "rollouts" / "demo.yaml"
+    out, err = io.StringIO(), io.StringIO()
+    run_replay([_write(tmp_path, "demo.json", document)], config=spec, judge="sequential", out=out, err=err)
+    assert _lines(out)[-1]["interval"] == 24
+    assert "no analyze step" not in err.getvalue()
+
+    document["interval_seconds"] = 30  # no step of the demo's has 30 s: said, not silently changed
+    out, err = io.StringIO(), io.StringIO()
+    run_replay([_write(tmp_path, "other.json", document)], config=spec, judge="sequential", out=out, err=err)
+    assert "its intervals are 30 s, and no analyze step of the spec has that interval (5 s)" in err.getvalue()
