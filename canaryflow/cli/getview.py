@@ -165,11 +165,15 @@ def _follow(path: Path, rollout_id: str, *, terminal: bool, wait_for: timedelta)
 
 
 def _line(status: RolloutStatus) -> str:
-    """One line per change, for logs: time, phase, step, weights, and what the judge said."""
+    """One line per change, for logs: time, phase, step, weights, and what the judge said at which
+    interval (a line per interval of an analysis would otherwise repeat itself)."""
     when = status.updated_at.strftime("%H:%M:%S") if status.updated_at else "--:--:--"
     step = f"step {status.step or '-'}/{status.steps}"
     weight = f"weight {status.weight}% ({status.effective_weight:.1f}% effective)"
-    said = status.reason or (f"{status.verdict.decision}: {status.verdict.reason}" if status.verdict else "")
+    verdict = status.verdict
+    said = status.reason or (
+        f"interval {verdict.interval}: {verdict.decision}: {verdict.reason}" if verdict else ""
+    )
     return f"{when} {status.rollout_id} {status.phase.label}, {step}, {weight}" + (
         f": {said}" if said else ""
     )

@@ -241,3 +241,13 @@ def test_wait_for_is_a_duration_and_goes_with_watch(tmp_path: Path) -> None:
     assert alone.stderr.splitlines() == [
         "canaryflow: error: --wait-for is how long --watch waits for the report: give --watch too"
     ]
+
+
+def test_a_watch_line_in_a_pipe_names_the_interval_its_verdict_is_of() -> None:
+    from canaryflow.cli.getview import _line
+
+    verdicts = list(judge_log(generate("plain", 50.0, 5).log, PRODUCT_SETTINGS))
+    second, third = (_line(_status(VerdictReport.of(v))) for v in verdicts[1:3])
+    assert ": interval 2: continue: " in second
+    assert ": interval 3: continue: " in third
+    assert second != third  # the same words a look later are still a new line
