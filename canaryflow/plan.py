@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from canaryflow.cluster.port import RolloutId, TargetRef
 from canaryflow.metrics import MetricQuery
 from canaryflow.requests import RolloutRequest
-from canaryflow.spec import Analyze, RolloutSpec, load_spec
+from canaryflow.spec import Analyze, RolloutSpec, format_duration, load_spec
 from canaryflow.status import RolloutResult
 
 __all__ = ["RolloutOutcome", "RolloutPlan", "plan_rollout", "rollout_id_for"]
@@ -54,10 +54,12 @@ class RolloutPlan:
             return f"{where} setWeight {step.set_weight}%"
         if step.pause is not None:
             if step.pause.approval:
-                return f"{where} pause for approval (at most {step.pause.approval_timeout})"
-            return f"{where} pause {step.pause.duration}"
+                return f"{where} pause for approval (at most {format_duration(step.pause.approval_timeout)})"
+            assert step.pause.duration is not None
+            return f"{where} pause {format_duration(step.pause.duration)}"
         assert step.analyze is not None
-        return f"{where} analyze (every {step.analyze.interval}, at most {step.analyze.max_duration})"
+        every, most = (format_duration(d) for d in (step.analyze.interval, step.analyze.max_duration))
+        return f"{where} analyze (every {every}, at most {most})"
 
     def analyze_step(self, index: int) -> Analyze:
         step = self.spec.steps[index].analyze

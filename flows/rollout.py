@@ -462,7 +462,7 @@ def analysis(run: Run, index: int) -> list[str]:
         undecided=lambda verdict, observed: expose(run, index, verdict, observed, account),
     )
     if verdict.decision == "promote":
-        return [f"analysis at step {index + 1}: {verdict.reason}"]
+        return [f"analysis at step {index + 1}: {verdict.reason.rstrip('.')}"]
     policy = plan.spec.spec.failure_policy
     if verdict.decision == "inconclusive" and policy.on_inconclusive == "continue":
         lower_after_raise(run, before)

@@ -188,3 +188,9 @@ def test_an_interval_without_data_says_which_tracks_and_what_the_queries_were_re
         'no data for the baseline and canary tracks in this interval (its queries rendered with {app}="web" '
         'and {track}="baseline" and {track}="canary":'
     )
+
+
+def test_steps_are_described_with_durations_as_specs_write_them() -> None:
+    plan = plan_rollout(RolloutRequest(spec="config/rollouts/demo.yaml", image=GOOD_IMAGE))
+    analyze = next(i for i, s in enumerate(plan.spec.steps) if s.analyze is not None)
+    assert plan.describe_step(analyze).endswith("analyze (every 5s, at most 2m)")
