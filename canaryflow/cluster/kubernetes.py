@@ -109,6 +109,8 @@ def new_api_client(
             where = f"kubeconfig {kubeconfig or '~/.kube/config'}"
         in_context = f" context {context}" if context else ""
         reason = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, (TypeError, AttributeError)):  # the loader's own code tripped on the file
+            reason = "not a kubeconfig (a YAML mapping of clusters, contexts and users)"
         raise InputError(
             f"cannot load {where}{in_context}: {reason}; point KUBECONFIG at a valid kubeconfig"
         ) from exc

@@ -30,3 +30,15 @@ def test_unknown_kind_is_an_error_not_a_fallback() -> None:
 def test_kubernetes_without_a_kubeconfig_says_so(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="cannot load kubeconfig"):
         make_cluster("kube", kubeconfig=tmp_path / "none")
+
+
+@pytest.mark.parametrize("text", ["just some text\n", "- a\n- b\n"])
+def test_a_file_that_is_not_a_kubeconfig_is_named_as_such(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text(text)
+    with pytest.raises(InputError) as refused:
+        make_cluster("kube", kubeconfig=path)
+    assert str(refused.value) == (
+        f"cannot load kubeconfig {path}: not a kubeconfig (a YAML mapping of clusters, contexts and users); "
+        "point KUBECONFIG at a valid kubeconfig"
+    )
