@@ -51,6 +51,8 @@ def parse_document(text: str, source: str, *, what: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
         reason = exc.problem or exc.context or "not valid YAML"
+        if "another document" in reason:  # ruamel: "expected a single document ... but found another"
+            reason = f"a second document (---): one {what} per file"
         raise SpecError(f"{source}: not valid YAML", problems=[f"{source}:{line} {reason}"]) from exc
     except YAMLError as exc:
         raise SpecError(f"{source}: not valid YAML", problems=[f"{source}:1 {exc}"]) from exc

@@ -151,8 +151,9 @@ def test_a_sound_order_of_steps_passes_the_cross_checks() -> None:
         ("", "x.yaml:1 the file holds no document"),
         ("a: 1\na: 2\n", "x.yaml:2 "),
         ("- 1\n", "x.yaml:1 (document): must be a mapping"),
+        ("a: 1\n---\nb: 2\n", "x.yaml:2 a second document (---): one rollout spec per file"),
     ],
-    ids=["syntax", "empty", "duplicate-key", "not-a-mapping"],
+    ids=["syntax", "empty", "duplicate-key", "not-a-mapping", "two-documents"],
 )
 def test_broken_yaml_names_the_line(text: str, problem: str) -> None:
     problems = _problems(text)
