@@ -44,7 +44,7 @@ def get(
     ],
     release_id: Annotated[
         str | None,
-        typer.Argument(metavar="[ID]", help="After `release`: the release id.", show_default=False),
+        typer.Argument(metavar="ID", help="After `release`: the release id.", show_default=False),
     ] = None,
     watch: Annotated[
         bool,

@@ -73,7 +73,7 @@ def _with_prefect(found: History, target: str | None, since: datetime, where: st
 
 def history(
     target: Annotated[
-        str | None, typer.Argument(metavar="[TARGET]", help="One target, as namespace/deployment.")
+        str | None, typer.Argument(metavar="TARGET", help="One target, as namespace/deployment.")
     ] = None,
     since: Annotated[str, typer.Option(metavar="DURATION", help="How far back, e.g. 7d, 24h, 90d.")] = "30d",
     as_json: Annotated[

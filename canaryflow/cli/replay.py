@@ -13,7 +13,7 @@ __all__ = ["replay"]
 
 def replay(
     logs: Annotated[
-        list[Path], typer.Argument(metavar="LOG...", help="Observation logs (canaryflow/observations@1).")
+        list[Path], typer.Argument(metavar="LOG", help="Observation logs (canaryflow/observations@1).")
     ],
     config: Annotated[
         Path | None,

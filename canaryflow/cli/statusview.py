@@ -31,7 +31,7 @@ __all__ = ["cluster_view", "render_status", "status"]
 
 def status(
     rollout_id: Annotated[
-        str | None, typer.Argument(metavar="[ROLLOUT]", help="One rollout, with its evidence.")
+        str | None, typer.Argument(metavar="ROLLOUT", help="One rollout, with its evidence.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts (a list of rollouts).")] = False,
     cluster: Annotated[
