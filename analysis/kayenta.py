@@ -47,7 +47,13 @@ import numpy as np
 from analysis.checks import sides
 from analysis.evalues import FloatArray
 from analysis.mannwhitney import MannWhitneyResult, mann_whitney
-from analysis.observations import HistogramCounts, IntervalObservations, PairedObservation, RatioCounts
+from analysis.observations import (
+    HistogramCounts,
+    IntervalObservations,
+    PairedObservation,
+    RatioCounts,
+    TrackObservation,
+)
 from analysis.settings import AnalysisSettings, KayentaSettings, MetricSettings
 from analysis.verdicts import Decision, MetricEvidence, MetricStatus, Verdict
 
@@ -216,11 +222,24 @@ _STATUS: dict[Classification, MetricStatus] = {
 }
 
 
+def _amount(observation: TrackObservation) -> float:
+    """How much one track's observation holds: requests (ratio, histogram) or samples."""
+    if isinstance(observation, RatioCounts | HistogramCounts):
+        return float(observation.total)
+    return float(len(observation.row))
+
+
 def _evidence(
-    metric: MetricSettings, c: MetricClassification, n_canary: int, n_baseline: int
+    metric: MetricSettings,
+    c: MetricClassification,
+    n_canary: int,
+    n_baseline: int,
+    amounts: tuple[float, float],
 ) -> MetricEvidence:
     """The classification as evidence. Its estimate is Kayenta's mean ratio; its interval is none
-    (``nan``): Kayenta's is of the location shift, not of the ratio, and the reason says it."""
+    (``nan``): Kayenta's is of the location shift, not of the ratio, and the reason says it. The
+    counts are the tracks' totals (requests or samples), as the sequential judge's are; the
+    points Kayenta compared are the intervals'."""
     test = c.test
     return MetricEvidence(
         name=metric.name, type=metric.type, direction=metric.direction, status=_STATUS[c.classification],
@@ -228,7 +247,7 @@ def _evidence(
         promote_evalue=math.nan, pvalue=test.pvalue if test else math.nan,
         statistic=test.statistic if test else math.nan,
         intervals=max(n_canary, n_baseline) if c.classification != "Nodata" else 0,
-        canary_count=float(n_canary), baseline_count=float(n_baseline), dispersion=1.0, tolerance=math.nan,
+        canary_count=amounts[0], baseline_count=amounts[1], dispersion=1.0, tolerance=math.nan,
         rollback_threshold=math.nan, promote_threshold=math.nan, reason=c.reason + ".",
     )  # fmt: skip
 
@@ -254,8 +273,9 @@ class KayentaJudge:
         self.max_intervals = max(1, math.floor(settings.max_duration_seconds / interval_seconds + 1e-9))
         self.interval = 0
         self.decision: Decision = "continue"
-        self.canary: dict[str, tuple[float, ...]] = {m.name: () for m in settings.metrics}
-        self.baseline: dict[str, tuple[float, ...]] = {m.name: () for m in settings.metrics}
+        self.canary: dict[str, list[float]] = {m.name: [] for m in settings.metrics}
+        self.baseline: dict[str, list[float]] = {m.name: [] for m in settings.metrics}
+        self.amounts: dict[str, tuple[float, float]] = {m.name: (0.0, 0.0) for m in settings.metrics}
         self.last: dict[str, MetricEvidence] = {}
         self.last_score: float | None = None
 
@@ -267,7 +287,9 @@ class KayentaJudge:
             for m in metrics
         ]  # fmt: skip
         self.last = {
-            m.name: _evidence(m, r, len(self.canary[m.name]), len(self.baseline[m.name]))
+            m.name: _evidence(
+                m, r, len(self.canary[m.name]), len(self.baseline[m.name]), self.amounts[m.name]
+            )
             for m, r in zip(metrics, results, strict=True)
         }
         self.last_score = score(results, [m.weight for m in metrics])
@@ -284,9 +306,16 @@ class KayentaJudge:
             raise ValueError(f"the analysis is over ({self.decision} after {self.interval} intervals)")
         self.interval += 1
         for m in self.settings.metrics:
-            c, b = _points(observations.get(m.name), self.config.histogram_quantile)
-            self.canary[m.name] += c
-            self.baseline[m.name] += b
+            observation = observations.get(m.name)
+            c, b = _points(observation, self.config.histogram_quantile)
+            self.canary[m.name].extend(c)
+            self.baseline[m.name].extend(b)
+            if observation is not None:
+                canary, baseline = self.amounts[m.name]
+                self.amounts[m.name] = (
+                    canary + _amount(observation.canary),
+                    baseline + _amount(observation.baseline),
+                )
         if self.interval >= self.max_intervals:
             return self.finish()
         if self.interval % self.every:

@@ -240,3 +240,15 @@ def test_the_kayenta_stage_judges_every_five_minutes_and_promotes_at_the_end() -
     assert len(good) == 40
     assert good[-1] == "promote"
     assert set(good[:-1]) == {"continue"}
+
+
+def test_the_stage_reports_the_tracks_totals_as_the_sequential_judge_does() -> None:
+    settings = AnalysisSettings(metrics=(MetricSettings(name="errors", type="ratio"),))
+    judge = KayentaJudge(settings, interval_seconds=30)
+    pair = PairedObservation(
+        baseline=RatioCounts(bad=30, total=3000.0), canary=RatioCounts(bad=31, total=2900.0)
+    )
+    for _ in range(10):  # the first checkpoint
+        verdict = judge.update({"errors": pair})
+    evidence = verdict.metrics["errors"]
+    assert (evidence.canary_count, evidence.baseline_count, evidence.intervals) == (29_000.0, 30_000.0, 10)
