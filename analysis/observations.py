@@ -41,8 +41,14 @@ def percent(rate: float) -> str:
     p = 100 * rate
     if p == 0 or abs(p) >= 0.1:
         return f"{p:.2f} %"
-    digits = min(20, 1 - math.floor(math.log10(abs(p))))
-    return f"{p:.{digits}f} %"
+    digits = 1 - math.floor(math.log10(abs(p)))
+    return f"{p:.{digits}f} %" if digits <= 12 else f"{p:.1e} %"
+
+
+def _count(value: float) -> str:
+    """An event count: whole from 100 on (``2,491,000``), one decimal below when not whole
+    (``0.4``: a low-traffic interval's extrapolated count rounds to a misleading 0)."""
+    return f"{value:,.0f}" if abs(value) >= 100 or value == round(value) else f"{value:.1f}"
 
 
 def _g(value: float) -> str:
@@ -81,7 +87,7 @@ class RatioCounts:
     def describe(self) -> str:
         """E.g. ``3/600 (0.50 %)``; the counts to the nearest whole one (Prometheus's ``increase()``
         extrapolates them to the window's edges)."""
-        return f"{self.bad:,.0f}/{self.total:,.0f} ({percent(self.rate)})"
+        return f"{_count(self.bad)}/{_count(self.total)} ({percent(self.rate)})"
 
     def chart_points(self) -> dict[str, float]:
         return {"rate": self.rate}

@@ -218,7 +218,7 @@ class EvidencePlan:
             return (
                 f"at this traffic a canary like its baseline is shown within tolerance by interval "
                 f"{self.final_interval} at the latest (the final look needs about {self.needed_intervals} "
-                "intervals of data)"
+                "intervals of data; the running evidence may promote it earlier)"
             )
         chance = ""
         if self.chance is not None:

@@ -282,14 +282,15 @@ def _headers(text: str) -> dict[str, str]:
     """``Name=value,Name=value`` (CANARYFLOW_PROMETHEUS_HEADERS) as headers; InputError naming
     what is wrong (never a value: a header may carry a credential)."""
     headers: dict[str, str] = {}
-    for part in (p.strip() for p in text.split(",")):
+    for number, part in enumerate((p.strip() for p in text.split(",")), start=1):
         if not part:
             continue
         name, sep, value = (x.strip() for x in part.partition("="))
         if not sep or not value or not _HEADER_NAME.fullmatch(name) or not value.isprintable():
+            named = f" ({name!r})" if sep and _HEADER_NAME.fullmatch(name) else ""  # never a value
             raise InputError(
-                f"CANARYFLOW_PROMETHEUS_HEADERS: an entry{f' for {name!r}' if sep else ''} is not "
-                "Name=value; write Name=value,Name=value (e.g. X-Scope-OrgID=team-a)"
+                f"CANARYFLOW_PROMETHEUS_HEADERS: entry {number}{named} is not Name=value; write "
+                "Name=value,Name=value (e.g. X-Scope-OrgID=team-a)"
             )
         if name.lower() == "authorization":
             raise InputError(

@@ -22,8 +22,9 @@ def read_secret(name: str, env: Mapping[str, str], *, error: type[InputError] = 
     Raises
     ------
     InputError
-        (`error`) When both are set, the file cannot be read, or the secret is empty or has
-        whitespace around it (the message names the variable, never the value).
+        (`error`) When both are set, the file cannot be read, or the secret is empty, has
+        whitespace around it or a control character in it (a line break would go into a header
+        and its error messages); the message names the variable, never the value.
     """
     value, file = env.get(name), env.get(f"{name}_FILE")
     if value is not None and file is not None:
@@ -41,6 +42,8 @@ def read_secret(name: str, env: Mapping[str, str], *, error: type[InputError] = 
         raise error(f"{where} is empty")
     if value != value.strip():
         raise error(f"{where} starts or ends with whitespace; set the secret without it")
+    if not value.isprintable():
+        raise error(f"{where} holds a line break or another control character; set the secret without it")
     return value
 
 

@@ -114,7 +114,8 @@ POLL_SECONDS = 10.0
 def cell_metrics(run: CellRun) -> MetricsSource:
     """The metrics source of a cell: its Prometheus and labels (the cell's run environment, no
     labels for a cell without any, whatever this process has), with this process's other
-    Prometheus settings (its timeout). The release's process must reach every cell's Prometheus."""
+    Prometheus settings (its timeout, and its credentials, headers and CA, which every cell's
+    Prometheus therefore gets). The release's process must reach every cell's Prometheus."""
     return metrics_from_env({**os.environ, "CANARYFLOW_PROMETHEUS_LABELS": "", **run.env})
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,22 +57,39 @@ def read_log(path: Path) -> ObservationLog:
         raise ObservationLogError(f"{path}: {exc}") from exc
 
 
-def settings_for(spec: RolloutSpec | None, log: ObservationLog) -> tuple[AnalysisSettings, str | None]:
-    """The settings `log` is judged with, and a warning when they may not be those its analysis
-    ran: without a spec, `default_settings_for`; with one, those of its first analyze step with
-    the log's interval (its maximum duration included), else the spec's without a step's."""
+def settings_for(
+    spec: RolloutSpec | None, log: ObservationLog, path: Path | None = None
+) -> tuple[AnalysisSettings, str | None]:
+    """The settings `log` (read from `path`) is judged with, and a warning when they may not be
+    those its analysis ran: without a spec, `default_settings_for`; with one, those of the analyze
+    step the log's file is named after (``observations-step<N>.json``, as a rollout's report names
+    it) when that step has the log's interval, else of the spec's analyze steps with that interval
+    (warned about when they differ), else the spec's without a step's."""
     if spec is None:
         return default_settings_for(log), None
-    steps = [s.analyze for s in spec.steps if s.analyze is not None]
-    same = [a for a in steps if math.isclose(a.interval.total_seconds(), log.interval_seconds)]
-    if same:
-        return spec.analysis_settings(same[0]), None
-    intervals = ", ".join(sorted({f"{a.interval.total_seconds():g} s" for a in steps})) or "none"
+    steps = [(i, s.analyze) for i, s in enumerate(spec.steps, start=1) if s.analyze is not None]
+    same = [(i, a) for i, a in steps if math.isclose(a.interval.total_seconds(), log.interval_seconds)]
+    named = _STEP_LOG.fullmatch(path.name) if path is not None else None
+    chosen = [(i, a) for i, a in same if named is not None and i == int(named.group(1))] or same
+    if chosen:
+        settings = [spec.analysis_settings(a) for _, a in chosen]
+        if any(other != settings[0] for other in settings[1:]):
+            which = ", ".join(str(i) for i, _ in chosen)
+            return settings[0], (
+                f"the spec's analyze steps {which} have its interval with different settings: judged "
+                f"with step {chosen[0][0]}'s; name the log observations-step<N>.json after its step"
+            )
+        return settings[0], None
+    intervals = ", ".join(sorted({f"{a.interval.total_seconds():g} s" for _, a in steps})) or "none"
     return spec.analysis_settings(), (
         f"its intervals are {log.interval_seconds:g} s, and no analyze step of the spec has that interval "
         f"({intervals}): judged with the spec's analysis settings and the default maximum duration; "
         "give the spec the log's analysis ran"
     )
+
+
+#: A rollout report's observation log: ``observations-step<N>.json`` (`canaryflow.reports`).
+_STEP_LOG = re.compile(r"observations-step(\d{1,4})\.json")
 
 
 def _load_spec(config: Path) -> RolloutSpec:
@@ -173,7 +191,7 @@ def run_replay(
     parsed = []
     for path in logs:
         log = read_log(path)
-        settings, mismatch = settings_for(spec, log)
+        settings, mismatch = settings_for(spec, log, path)
         parsed.append((path, _checked(path, log, settings), settings, mismatch))
     if err is not None:
         for path, log, _, mismatch in parsed:

@@ -91,7 +91,8 @@ def run_demo(
     `cluster` is ``sim`` or ``kube`` (see `canaryflow.cluster.factory.CLUSTER_KINDS`); `kubeconfig`
     picks the API server for ``kube`` (default: the running local control plane, else a temporary
     one). With `ui`, a Prefect server shows the runs and stays up after them until Ctrl-C.
-    A Ctrl-C during a rollout rolls it back and skips the rest: 130 after the summary.
+    A Ctrl-C during a rollout's steps rolls it back and skips the rest: 130 after the summary (one
+    that stops a rollout outside its steps ends the demo at once, 130, the canary where it was).
     """
     if reports_dir is None:
         from canaryflow.environment import reports_dir as reports_from_env

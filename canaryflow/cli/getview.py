@@ -218,8 +218,8 @@ def render_rollout(status: RolloutStatus) -> list[str]:
 
 
 def _plan_line(verdict: VerdictReport) -> str | None:
-    """The evidence plan of the undecided metrics: the longest one decides when the analysis can
-    promote (`analysis.outlook`)."""
+    """The evidence plan of the undecided metric that needs the most (it decides when the analysis
+    can promote), in the judge's words (`analysis.outlook.EvidencePlan.sentence`)."""
     plans = {name: m.plan for name, m in verdict.metrics.items() if m.plan is not None}
     if not plans:
         return None
@@ -227,24 +227,10 @@ def _plan_line(verdict: VerdictReport) -> str | None:
         plans.items(),
         key=lambda item: float("inf") if item[1].needed_intervals is None else item[1].needed_intervals,
     )
-    final = longest.final_interval
-    if longest.needed_intervals is None:
-        return f"{name} cannot be shown within tolerance at this traffic (no events, no ceiling)"
-    if longest.fits:
-        return (
-            f"a canary like its baseline is shown within tolerance by interval {final} at the latest: the "
-            f"final look needs about {longest.needed_intervals} intervals of this traffic ({name} needs "
-            "the most); the running evidence may promote it earlier"
-        )
-    from analysis.outlook import chance_text
+    from analysis.outlook import EvidencePlan
 
-    chance = ""
-    if longest.chance is not None:
-        chance = f" (chance of a promotion at most {chance_text(longest.chance)})"
-    return (
-        f"{name} needs about {longest.needed_intervals} intervals at this traffic, more than the {final} of "
-        f"the maximum duration{chance}: expect an inconclusive end (raise maxDuration or the canary's weight)"
-    )
+    plan = EvidencePlan(longest.needed_intervals, longest.final_interval, longest.chance)
+    return f"{name}: {plan.sentence()}"
 
 
 def _steps(status: RolloutStatus) -> list[str]:

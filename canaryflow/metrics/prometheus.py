@@ -301,6 +301,12 @@ class PrometheusMetricsSource:
                 query=promql,
                 retry_after=self.config.timeout,
             ) from exc
+        except requests.exceptions.InvalidHeader as exc:  # its message quotes the header: a credential
+            raise MetricsError(
+                f"a header for {self.config.url} is not valid (a token or header value with a line "
+                f"break?): {promql}",
+                query=promql,
+            ) from exc
         except (ValueError, KeyError, TypeError, requests.RequestException) as exc:
             raise MetricsError(
                 f"{self.config.url} did not answer like the Prometheus API ({exc}): {promql}", query=promql

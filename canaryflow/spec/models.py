@@ -81,8 +81,8 @@ def _raise_weight(value: int) -> int:
 #: The most an analysis may raise the canary's weight to (with its baseline, half the pods).
 RaiseWeight = Annotated[
     StrictInt,
-    _between(1, 100),
     AfterValidator(_raise_weight),
+    _between(1, MAX_WEIGHT_WITH_BASELINE),
     Field(json_schema_extra={"minimum": 1, "maximum": MAX_WEIGHT_WITH_BASELINE}),
 ]
 

@@ -172,7 +172,11 @@ class DeliveryStore:
             conn.execute(_SCHEMA)
             columns = {row[1] for row in conn.execute("PRAGMA table_info(deliveries)")}
             if "rollout_ids" not in columns:  # a database written before rollout ids were kept
-                conn.execute("ALTER TABLE deliveries ADD COLUMN rollout_ids TEXT")
+                try:
+                    conn.execute("ALTER TABLE deliveries ADD COLUMN rollout_ids TEXT")
+                except sqlite3.OperationalError as exc:  # another receiver added it just now
+                    if "duplicate column" not in str(exc):
+                        raise
             for statement in (*_PUSHES, _OUTBOX):
                 conn.execute(statement)
 

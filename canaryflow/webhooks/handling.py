@@ -322,6 +322,8 @@ class DeliveryHandler:
         if started is not None:
             return _handled(202, "started", started)
         entry = self.store.queued(key)
+        if entry is None and (handled := self.store.lookup(key)) is not None:  # started just now
+            return _handled(202, "started", handled)
         if entry is not None and entry.state == "superseded":
             return _reply(200, "stale", reason=f"a later push to {push.ref} started or is queued")
         return _reply(

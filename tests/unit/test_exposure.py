@@ -313,6 +313,11 @@ spec:
             "x.yaml:8 spec.steps[1].analyze.maxWeight: must be at most 50: a raise takes at most half the "
             "pods (a canary beyond is a promotion without a verdict)",
         ),
+        (
+            "150",
+            "x.yaml:8 spec.steps[1].analyze.maxWeight: must be at most 50: a raise takes at most half the "
+            "pods (a canary beyond is a promotion without a verdict)",
+        ),
     ],
 )
 def test_a_max_weight_that_cannot_raise_is_refused_where_it_is_written(most: str, problem: str) -> None:

@@ -40,6 +40,7 @@ def test_each_type_says_whether_it_has_data_and_what_the_judge_keeps() -> None:
     assert RatioCounts(3, 600).describe() == "3/600 (0.50 %)"
     # increase() extrapolates: whole counts, no exponent, and a low rate not shown as 0.00 %
     assert RatioCounts(232.5, 2_491_000.4).describe() == "232/2,491,000 (0.0093 %)"
+    assert RatioCounts(0.4, 0.6).describe() == "0.4/0.6 (66.67 %)"
     assert Samples((0.2, 0.4)).describe() == "mean 0.3 of 2"
 
 
@@ -78,7 +79,14 @@ def test_ratio_test_tests_either_direction() -> None:
 
 @pytest.mark.parametrize(
     ("rate", "shown"),
-    [(0.0093, "0.93 %"), (0.001, "0.10 %"), (0.00005, "0.0050 %"), (0.0, "0.00 %"), (math.nan, "n/a")],
+    [
+        (0.0093, "0.93 %"),
+        (0.001, "0.10 %"),
+        (0.00005, "0.0050 %"),
+        (1e-20, "1.0e-18 %"),
+        (0.0, "0.00 %"),
+        (math.nan, "n/a"),
+    ],
 )
 def test_rates_in_percent_keep_two_significant_digits_below_a_tenth(rate: float, shown: str) -> None:
     assert percent(rate) == shown

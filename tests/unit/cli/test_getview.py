@@ -47,9 +47,10 @@ def test_the_plan_says_early_that_two_requests_per_second_cannot_decide_in_twent
     assert plan.chance is not None
     assert 0.05 < plan.chance < 0.8  # too little to plan on, too much to give up
     assert _plan_lines(report) == [
-        f"Plan:      error-rate needs about {plan.needed_intervals} intervals at this traffic, more than "
-        f"the 40 of the maximum duration (chance of a promotion at most {round(100 * plan.chance)} %): "
-        "expect an inconclusive end (raise maxDuration or the canary's weight)"
+        f"Plan:      error-rate: at this traffic it needs about {plan.needed_intervals} intervals, more "
+        f"than the 40 of the maximum duration (chance of a promotion by then at most "
+        f"{round(100 * plan.chance)} %): expect an inconclusive end unless the maximum duration, the "
+        "canary's traffic or the tolerance grows"
     ]
 
 
@@ -61,9 +62,9 @@ def test_the_plan_names_the_metric_that_needs_the_most_and_goes_once_all_are_dec
     longest = max(needed, key=lambda name: needed[name] or 0)
     (line,) = _plan_lines(report)
     assert line == (
-        "Plan:      a canary like its baseline is shown within tolerance by interval 40 at the latest: "
-        f"the final look needs about {needed[longest]} intervals of this traffic ({longest} needs the "
-        "most); the running evidence may promote it earlier"
+        f"Plan:      {longest}: at this traffic a canary like its baseline is shown within tolerance by "
+        f"interval 40 at the latest (the final look needs about {needed[longest]} intervals of data; the "
+        "running evidence may promote it earlier)"
     )
 
     last = VerdictReport.of(verdicts[-1])

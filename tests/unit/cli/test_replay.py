@@ -361,3 +361,20 @@ def test_with_a_config_the_analyze_step_of_the_logs_interval_sets_the_maximum(tm
     out, err = io.StringIO(), io.StringIO()
     run_replay([_write(tmp_path, "other.json", document)], config=spec, judge="sequential", out=out, err=err)
     assert "its intervals are 30 s, and no analyze step of the spec has that interval (5 s)" in err.getvalue()
+
+
+def test_with_a_config_a_report_logs_name_says_which_analyze_step_it_is(tmp_path: Path) -> None:
+    # web.yaml has two analyze steps of 30 s: step 2 for at most 10 minutes, step 4 for 15
+    document = json.loads(json.dumps(EXAMPLE))
+    document["intervals"] = [EXAMPLE["intervals"][0]] * 40
+    spec = Path(__file__).resolve().parents[3] / "config" / "rollouts" / "web.yaml"
+    ends = {}
+    for name in ("observations-step2.json", "observations-step4.json", "copied.json"):
+        out, err = io.StringIO(), io.StringIO()
+        run_replay([_write(tmp_path, name, document)], config=spec, judge="sequential", out=out, err=err)
+        ends[name] = (_lines(out)[-1]["interval"], "different settings" in err.getvalue())
+    assert ends == {
+        "observations-step2.json": (20, False),
+        "observations-step4.json": (30, False),
+        "copied.json": (20, True),  # ambiguous: the first such step, said
+    }
