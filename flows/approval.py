@@ -12,6 +12,7 @@ out is a rejection: it never promotes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -153,7 +154,8 @@ def active_run_of(rollout_id: str) -> tuple[UUID, bool]:
     Raises
     ------
     InputError
-        No flow run of that rollout is running or paused.
+        No flow run of that rollout is running or paused: the message says whether it has ended
+        or never ran.
     """
     active = [StateType.RUNNING, StateType.PAUSED, StateType.PENDING]
     with get_client(sync_client=True) as client:
@@ -166,12 +168,28 @@ def active_run_of(rollout_id: str) -> tuple[UUID, bool]:
             limit=1,
         )
     if not runs:
-        raise InputError(
-            f"no running or paused rollout {rollout_id!r} "
-            "(`canaryflow status` lists the rollouts and their phases)"
-        )
+        raise InputError(_not_active(rollout_id))
     run = runs[0]
     return run.id, run.state is not None and run.state.is_paused()
+
+
+def _not_active(rollout_id: str) -> str:
+    """Why `rollout_id` cannot be steered: it has ended, or no rollout of that id ever ran."""
+    newest = newest_run_of(rollout_id)
+    if newest is None or newest.state is None:
+        return (
+            f"no running or paused rollout {rollout_id!r}: none of that id has run "
+            "(`canaryflow status` lists the rollouts and their phases)"
+        )
+    return (
+        f"no running or paused rollout {rollout_id!r}: it has ended ({_words(newest.state.name)}); "
+        f"`canaryflow status {rollout_id}` shows how"
+    )
+
+
+def _words(state_name: str) -> str:
+    """A Prefect state's name as words: ``RolledBack`` -> ``rolled back``."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", state_name).lower()
 
 
 def newest_run_of(rollout_id: str) -> FlowRun | None:

@@ -205,12 +205,16 @@ def resume(rollout_id: str, *, by: str) -> str:
     Raises
     ------
     InputError
-        No rollout of that id is held by a pause (one waiting for approval is answered with
-        ``promote`` or ``abort``).
+        No rollout of that id is running or paused; it runs and is not paused; or it waits for
+        approval (answered with ``promote`` or ``abort``), not held by a pause.
     """
     run_id, paused = active_run_of(rollout_id)
-    key = held_key(run_id) if paused else None
-    if key is None:
+    if not paused:
+        raise InputError(
+            f"rollout {rollout_id!r} is running, not paused: there is nothing to resume "
+            f"(`canaryflow status {rollout_id}` shows its phase)"
+        )
+    if held_key(run_id) is None:
         raise InputError(
             f"rollout {rollout_id!r} is not held by `canaryflow pause` "
             "(a rollout waiting for approval is answered with promote or abort)"

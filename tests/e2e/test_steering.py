@@ -215,7 +215,9 @@ def test_a_cancel_in_prefect_rolls_back_before_the_next_interval_and_ends_cancel
 def test_aborting_a_rollout_that_does_not_run_is_a_clear_error(prefect_harness: Any) -> None:
     from flows.control import steer
 
-    with pytest.raises(InputError, match=r"^no running or paused rollout 'web-nothing' \("):
+    with pytest.raises(
+        InputError, match=r"^no running or paused rollout 'web-nothing': none of that id has run \("
+    ):
         steer("web-nothing", "abort", "why", by="erin")
 
 
@@ -326,9 +328,14 @@ def test_abort_while_held_by_a_pause_rolls_back(
 
     spec = write_spec(tmp_path, ANALYSIS)
     held: list[Future[Any]] = []
+    refused: list[str] = []
 
     def pause_then_abort(seconds: float, count: int) -> None:
         if seconds == INTERVAL and not held:
+            try:
+                resume("web-held", by="heidi")  # still running: nothing to resume
+            except InputError as error:
+                refused.append(str(error))
             steer("web-held", "pause", "look closer", by="heidi")
             held.append(
                 _in_background(_when_held("web-held", lambda: steer("web-held", "abort", "bad", by="heidi")))
@@ -337,12 +344,20 @@ def test_abort_while_held_by_a_pause_rolls_back(
     clock.on_sleep = pause_then_abort
     outcome = rollout_of(GOOD_IMAGE, spec=spec, rollout_id="web-held").result()
 
+    assert refused == [
+        "rollout 'web-held' is running, not paused: there is nothing to resume "
+        "(`canaryflow status web-held` shows its phase)"
+    ]
     assert held[0].result(timeout=60)[0] == "rejected"
     assert outcome.result == "aborted"
     assert outcome.reason == "aborted by heidi: bad"
     _assert_rolled_back(stack)
-    with pytest.raises(InputError, match=r"^no running or paused rollout 'web-held'"):
-        resume("web-held", by="heidi")  # it has ended
+    with pytest.raises(
+        InputError,
+        match=r"^no running or paused rollout 'web-held': it has ended \(aborted\); "
+        r"`canaryflow status web-held` shows how$",
+    ):
+        resume("web-held", by="heidi")
 
 
 def test_a_pause_asked_during_a_timed_pause_holds_at_once_and_the_rest_of_the_pause_follows(
