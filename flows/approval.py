@@ -176,13 +176,14 @@ def active_run_of(rollout_id: str) -> tuple[UUID, bool]:
 def _not_active(rollout_id: str) -> str:
     """Why `rollout_id` cannot be steered: it has ended, or no rollout of that id ever ran."""
     newest = newest_run_of(rollout_id)
-    if newest is None or newest.state is None:
+    if newest is None:
         return (
             f"no running or paused rollout {rollout_id!r}: none of that id has run "
             "(`canaryflow status` lists the rollouts and their phases)"
         )
+    how = f" ({_words(newest.state.name)})" if newest.state is not None and newest.state.name else ""
     return (
-        f"no running or paused rollout {rollout_id!r}: it has ended ({_words(newest.state.name)}); "
+        f"no running or paused rollout {rollout_id!r}: it has ended{how}; "
         f"`canaryflow status {rollout_id}` shows how"
     )
 
