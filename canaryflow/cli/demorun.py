@@ -21,7 +21,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,24 +156,30 @@ def run_rollouts(
     images: Sequence[str] = (GOOD_IMAGE, BAD_IMAGE),
 ) -> list[Any]:
     """Roll out each of `images` in turn (the good one, then the bad one) with a live display on
-    `console`; return their outcomes. Each waits until the stable's metrics arrive (after a
-    promotion the stable's pods are new: their series need a scrape or two). A rollout stopped by
-    Ctrl-C (rolled back by its flow) ends the demo: the rest are not started."""
+    `console` (off a terminal, a line per thing a rollout does, as it does it); return their
+    outcomes. Each waits until the stable's metrics arrive (after a promotion the stable's pods
+    are new: their series need a scrape or two). A rollout stopped by Ctrl-C (rolled back by its
+    flow) ends the demo: the rest are not started."""
     from rich.live import Live
 
     from canaryflow.cli.interrupts import ctrl_c_stops_rollouts
+    from canaryflow.cli.progress import Progress
     from canaryflow.requests import BY_DEMO, RolloutRequest
     from flows.rollout import outcome_of, rollout
     from flows.runtime import Runtime, use_runtime
     from flows.stops import was_interrupted
 
     board = Board()
+    # rich draws a Live's frame off a terminal only when it ends: a pipe or CI log would stay silent
+    terminal = console.is_terminal
+    events = board.event if terminal else Progress(console.file)
     runtime = Runtime(
-        cluster=stack.cluster, metrics=metrics, clock=stack.clock, reports_dir=reports_dir, events=board.event
+        cluster=stack.cluster, metrics=metrics, clock=stack.clock, reports_dir=reports_dir, events=events
     )
     outcomes = []
     _wait_for_traffic(stack, metrics, console)
-    with Live(board.render(), console=console, refresh_per_second=4) as live:
+    display = Live(board.render(), console=console, refresh_per_second=4) if terminal else nullcontext()
+    with display as live:
         board.live = live
         for index, image in enumerate(images):
             if index:
@@ -185,8 +191,6 @@ def run_rollouts(
             outcomes.append(outcome_of(state))
             if was_interrupted(outcomes[-1]):
                 break
-    if not console.is_terminal:  # rich ends a Live's last frame without a newline off a terminal
-        console.line()
     return outcomes
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, TextIO
+from typing import IO, Any
 
 import typer
 
@@ -20,7 +20,7 @@ __all__ = ["Progress"]
 class Progress:
     """Prints ``HH:MM:SS message`` for every ``log`` event of a rollout."""
 
-    def __init__(self, out: TextIO | None = None) -> None:
+    def __init__(self, out: IO[str] | None = None) -> None:
         self._out = out
         self.rollout_id: str | None = None  # the rollout whose events came, once one came
 

@@ -42,8 +42,11 @@ def test_the_demo_works_where_prefect_never_ran(tmp_path: Path) -> None:
     assert "Preparing Prefect's database" in output  # before the server, not raced against it
     assert "promoted" in output
     assert "rolled-back" in output
-    # The summary starts on a line of its own, not after the live board's last frame (piped here).
-    assert re.search(r"^\s*canaryflow demo: \d+ s", demo.stdout, flags=re.M), demo.stdout
+    # The summary starts on a line of its own (piped here), after a line per thing each rollout did.
+    summary = re.search(r"^\s*canaryflow demo: \d+ s", demo.stdout, flags=re.M)
+    assert summary, demo.stdout
+    started = re.findall(r"^\d\d:\d\d:\d\d (\S+): starting the rollout", demo.stdout[: summary.start()], re.M)
+    assert len(set(started)) == 2, demo.stdout  # both rollouts, as they ran
     home = tmp_path / "state" / "prefect"
     assert (home / "prefect.db").is_file()
     assert running_server(home) is None  # the demo stopped the server it started
@@ -74,6 +77,13 @@ def test_ctrl_c_rolls_the_demo_back_and_exits_130(tmp_path: Path) -> None:
                 return found
 
             (log,) = wait_until(analysing, timeout=600, what="the first rollout's analysis")
+
+            def told() -> bool:  # off a terminal the demo says what it does as it does it
+                return (
+                    re.search(r"^\d\d:\d\d:\d\d .*analyze", (tmp_path / "out").read_text(), re.M) is not None
+                )
+
+            wait_until(told, timeout=60, what="a line of the rollout's progress in the demo's output")
             os.killpg(demo.pid, signal.SIGINT)
             code = demo.wait(timeout=300)
         finally:
