@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from canaryflow.errors import InputError
-from canaryflow.querytemplates import parse_labels
+from canaryflow.querytemplates import name_value_entries, parse_labels
 from canaryflow.secrets import read_secret
 
 if TYPE_CHECKING:
@@ -282,12 +282,9 @@ def _headers(text: str) -> dict[str, str]:
     """``Name=value,Name=value`` (CANARYFLOW_PROMETHEUS_HEADERS) as headers; InputError naming
     what is wrong (never a value: a header may carry a credential)."""
     headers: dict[str, str] = {}
-    for number, part in enumerate((p.strip() for p in text.split(",")), start=1):
-        if not part:
-            continue
-        name, sep, value = (x.strip() for x in part.partition("="))
-        if not sep or not value or not _HEADER_NAME.fullmatch(name) or not value.isprintable():
-            named = f" ({name!r})" if sep and _HEADER_NAME.fullmatch(name) else ""  # never a value
+    for number, name, value in name_value_entries(text):
+        if value is None or not _HEADER_NAME.fullmatch(name) or not value.isprintable():
+            named = f" ({name!r})" if _HEADER_NAME.fullmatch(name) else ""  # never a value
             raise InputError(
                 f"CANARYFLOW_PROMETHEUS_HEADERS: entry {number}{named} is not Name=value; write "
                 "Name=value,Name=value (e.g. X-Scope-OrgID=team-a)"

@@ -13,7 +13,7 @@ outside such a cell). It goes at the end of a selector's matchers, as in the def
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 __all__ = [
     "LABEL_NAME",
@@ -45,24 +45,31 @@ def unknown_variables(template: str) -> list[str]:
     return sorted(variables(template) - VARIABLES)
 
 
+def name_value_entries(text: str) -> Iterator[tuple[int, str, str | None]]:
+    """The entries of ``name=value,name=value`` text (an environment variable's way to carry a
+    mapping), each as ``(number, name, value)``: numbered from 1, stripped, the value None where
+    the entry is not name=value, and the name empty where it has no ``=`` (so that a message need
+    not quote what may be a value); empty entries are skipped. Values may not hold ``,``."""
+    for number, part in enumerate((p.strip() for p in text.split(",")), start=1):
+        if part:
+            name, sep, value = (x.strip() for x in part.partition("="))
+            yield number, name if sep else "", value if sep and value else None
+
+
 def parse_labels(text: str) -> dict[str, str]:
     """Labels written ``name=value,name=value`` (as an environment variable carries a cell's);
     empty text gives none. Values may not hold ``,``; ValueError names what is wrong."""
     labels: dict[str, str] = {}
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        name, sep, value = part.partition("=")
-        name = name.strip()
-        if not sep or not value:
-            raise ValueError(f"{part!r} is not name=value")
+    for number, name, value in name_value_entries(text):
+        if value is None:
+            raise ValueError(f"entry {number}{f' ({name!r})' if name else ''} is not name=value")
         if not LABEL_NAME.match(name):
             raise ValueError(
                 f"{name!r} is not a Prometheus label name (letters, digits, _; not a digit or __ first)"
             )
         if name in labels:
             raise ValueError(f"label {name!r} is given twice")
-        labels[name] = value.strip()
+        labels[name] = value
     return labels
 
 

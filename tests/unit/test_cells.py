@@ -104,8 +104,8 @@ def test_labels_go_through_a_variable_and_back() -> None:
     assert parse_labels("") == {}
     assert parse_labels(" cluster = eu-1 , ") == {"cluster": "eu-1"}
     for bad, why in (
-        ("cluster", "not name=value"),
-        ("cluster=", "not name=value"),
+        ("cluster", r"^entry 1 is not name=value$"),
+        ("zone=a,cluster=", r"^entry 2 \('cluster'\) is not name=value$"),
         ("1x=a", "not a Prometheus label name"),
         ("__name__=x", "not a Prometheus label name"),
         ("a=1,a=2", "given twice"),
