@@ -126,3 +126,43 @@ def test_a_learned_bound_caps_the_running_one_until_the_analysis_contradicts_it(
             state = state.step(rng.binomial(15_000, canary), 15_000, rng.binomial(15_000, baseline), 15_000)
             contradicting.append(float(state.sides[0].kappa[0]))
         assert contradicting[-1] > 5 * 0.002, (seed, contradicting)
+
+
+def _final_look(rows: list[tuple[float, float]], requests: float = 300.0) -> float:
+    """The final look's log p-value after intervals of (canary, baseline) events, +50 %."""
+    from analysis.counts import CountState, count_step
+
+    state = CountState.initial(1, tolerance=0.5, direction="increase")
+    for x, y in rows:
+        state = count_step(state, np.array([x]), np.array([y]), requests, requests)
+    return float(state.final_log_pvalue()[0])
+
+
+def test_the_final_look_does_not_count_a_good_canarys_shift_as_variance() -> None:
+    # 40 identical intervals, 2 canary errors against 4: every score is the same -1.6 below the
+    # bound's share 0.6 of 6 events, nothing varies around the shift, and the studentizer is the
+    # binomial floor (40 x 6 x 0.6 x 0.4 x fpc), not the squares around zero (40 x 1.6^2).
+    from analysis.special import student_t_logsf
+
+    fpc = (600.0 - 6.0) / 599.0
+    floor = 40 * 6 * 0.6 * 0.4 * fpc
+    expected = student_t_logsf(np.array([64.0 / np.sqrt(floor)]), np.array([39.0]))[0]
+    assert _final_look([(2.0, 4.0)] * 40) == pytest.approx(expected, rel=1e-9)
+
+
+def test_an_interval_holding_most_events_cannot_hide_its_variance_in_the_fitted_shift() -> None:
+    # One interval of 600 events among 9 of 6: the shift is fitted mostly to it, so its own
+    # square around the shift is small; dividing every square by one less its share of the
+    # events (600 / 654) puts its variance back, here above the binomial floor.
+    from analysis.special import student_t_logsf
+
+    rows = [(0.0, 6.0), (4.0, 2.0)] * 4 + [(2.0, 4.0), (240.0, 360.0)]
+    k = np.array([x + y for x, y in rows])
+    d = np.array([x - (x + y) * 0.6 for x, y in rows])
+    shift = d.sum() / k.sum()
+    around = float(((d - k * shift) ** 2).sum())
+    floor = float((k * 0.6 * 0.4 * (6000.0 - k) / 5999.0).sum())
+    scaled = around / (1.0 - 600.0 / k.sum())
+    assert scaled > floor > around  # what binds is the leverage's share
+    expected = student_t_logsf(np.array([-d.sum() / np.sqrt(scaled)]), np.array([9.0]))[0]
+    assert _final_look(rows, requests=3000.0) == pytest.approx(expected, rel=1e-9)
