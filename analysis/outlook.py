@@ -52,11 +52,12 @@ With a ceiling :math:`c` (``maxRate``) a canary is also within tolerance once it
 below :math:`c`; for a canary at the baseline's :math:`q < c` the one-sample version needs about
 :math:`T_c = (z_{\beta_c}\sqrt{c} + z_\pi\sqrt{q})^2 / (n_c (c - q)^2)` intervals (the normal
 approximation to the Poisson rate), and the plan is the smaller of the two. Without events on the
-baseline (:math:`q = 0`) only the ceiling can decide. The final test is studentized (Student's
-t on :math:`T - 1` degrees of freedom, its variance estimated around the fitted shift), so the
-relative test's plan is the least :math:`T \ge 2` with :math:`T \ge T^*` where :math:`T^*` takes
-:math:`t_{\beta_f, T - 1}` for :math:`z_{\beta_f}`: at high traffic a normal approximation
-would plan a single interval, whose look cannot pass (one interval estimates no variance).
+baseline (:math:`q = 0`) only the ceiling can decide. The final test's statistic is at most
+:math:`\sqrt T` (Cauchy-Schwarz: its studentizer is no smaller than its uncentred squares), so
+the relative test's plan is never shorter than the least :math:`T` with
+:math:`t_{\beta_f, T - 1} < \sqrt T` (six intervals at the default beta), and its chance at a
+final look before that is 0: a normal approximation would otherwise promise a look that cannot
+pass (13-15 % at 5 intervals).
 
 **An absolute tolerance.** A ratio metric with ``maxIncrease`` :math:`\delta` is also within
 tolerance when its final look (`analysis.increase`) rejects "the canary's rate exceeds the
@@ -90,8 +91,8 @@ within tolerance. For the relative test it works on that test's own scale (`anal
 :math:`p_1 = n_c / (n_c + n_b)` the canary's share of them when it is like its baseline and
 :math:`p_0` the share at the tolerance bound, the score :math:`-D` has mean
 :math:`\mu = F\bar k (p_0 - p_1)` and variance :math:`\sigma^2 = F\bar k p_1(1 - p_1)`, the
-test's studentizer is about :math:`s^2 = \max(\sigma^2,\ F\bar k p_0 (1 - p_0))` (its squares
-around the fitted shift estimate :math:`\sigma^2`, or the binomial floor), and it refers to Student's t on
+test's studentizer is about :math:`s^2 = \max(\sigma^2 + F(\bar k^2 + \bar k)(p_0 - p_1)^2,\ F\bar k
+p_0 (1 - p_0))` (its uncentred squares, or the binomial floor), and it refers to Student's t on
 :math:`\nu = \max(1, F(1 - e^{-\bar k}) - 1)` degrees of freedom (the expected intervals with
 events, less one), so
 
@@ -99,11 +100,7 @@ events, less one), so
 
     \Pr(\text{shown}) \approx \Phi\left(\frac{\mu - t_{\beta_f,\nu}\, s}{\sigma}\right)
 
-(finite-population factors left out here). With few events the count is discrete, which the
-normal approximation misses: a look whose events all came from the baseline has nothing to vary
-around the fitted shift, its studentizer is the binomial floor and its statistic
-:math:`\sqrt{F\bar k p_0 / (1 - p_0)}`; where that passes, the chance is at least
-:math:`(1 - p_1)^{F\bar k}`, that of a canary without any of the events. For the ceiling it is
+(finite-population factors left out here). For the ceiling it is
 :math:`\Phi((\sqrt{n_c F}\,(c - q) - z_{\beta_c}\sqrt{c}) / \sqrt{q})` (1 or 0 in the limit
 :math:`q \to 0`, as :math:`n_c F c` exceeds :math:`z_{\beta_c}^2` or not); the larger of the two
 counts, since either suffices. Both take the dispersion factor 1 and, for :math:`q`, the most
@@ -275,7 +272,8 @@ def required_intervals(
     if rate > 0.0:
         margin = math.log1p(tolerance)
         spread = dispersion * (1.0 - rate) / rate * (1.0 / canary_per_interval + 1.0 / baseline_per_interval)
-        plans.append(_studentized_intervals(spread / margin**2, level, z_power))
+        normal = spread * (_NORMAL.inv_cdf(1.0 - level) + z_power) ** 2 / margin**2
+        plans.append(max(normal, float(_least_intervals(level))))
     if ceiling is not None and ceiling_level is not None and 0.0 < ceiling_level < 1.0 and rate < ceiling:
         z_c = _NORMAL.inv_cdf(1.0 - ceiling_level)
         need = (z_c * math.sqrt(ceiling) + z_power * math.sqrt(rate)) ** 2 / (ceiling - rate) ** 2
@@ -304,20 +302,6 @@ def increase_intervals(
     if not scale > 0.0:  # a margin so small that its square underflows: no amount of data
         return math.inf
     return max(z * z / scale, float(_least_intervals(level)))
-
-
-def _studentized_intervals(scale: float, level: float, z_power: float) -> float:
-    """The least T >= 2 with ``scale * (t + z_power) ** 2 <= T``, t Student's t quantile at `level`
-    on T - 1 degrees of freedom (the relative test's final look: module notes)."""
-    normal = scale * (_NORMAL.inv_cdf(1.0 - level) + z_power) ** 2
-    if not math.isfinite(normal):
-        return math.inf
-    intervals = max(2, math.floor(normal))
-    for _ in range(10_000):
-        if scale * (student_t_isf(level, intervals - 1.0) + z_power) ** 2 <= intervals:
-            break
-        intervals += 1
-    return float(intervals)
 
 
 @functools.lru_cache(maxsize=256)
@@ -431,16 +415,13 @@ def _relative_chance(
     finite = max(0.0, (total - events) / max(total - 1.0, 1.0))
     drift = intervals * events * (bound - share)
     spread = intervals * events * share * (1.0 - share) * finite
-    studentizer = math.sqrt(max(spread, intervals * events * bound * (1.0 - bound) * finite))
-    if spread <= 0.0 or intervals < 2:
-        return 0.0  # no variance to move, or one interval, whose statistic cannot reach its quantile
+    squares = spread + intervals * (events * events + events) * (bound - share) ** 2
+    studentizer = math.sqrt(max(squares, intervals * events * bound * (1.0 - bound) * finite))
+    if spread <= 0.0 or intervals < _least_intervals(level):
+        return 0.0  # no variance to move, or a look whose statistic cannot reach its quantile
     with_events = intervals * -math.expm1(-events)
     critical = student_t_isf(level, max(1.0, with_events - 1.0))
-    chance = _NORMAL.cdf((drift - critical * studentizer) / math.sqrt(spread))
-    pooled = intervals * events
-    if pooled * bound > critical * critical * (1.0 - bound) * finite:  # passes with no canary event
-        chance = max(chance, (1.0 - share) ** pooled)
-    return chance
+    return _NORMAL.cdf((drift - critical * studentizer) / math.sqrt(spread))
 
 
 def _check(

@@ -35,9 +35,7 @@ def _needed(**changes: Any) -> float | None:
 def test_the_plan_shrinks_with_traffic_and_grows_with_a_tighter_tolerance() -> None:
     at_10 = _needed()
     assert at_10 is not None
-    faster = _needed(canary_per_interval=1200.0, baseline_per_interval=1200.0)
-    assert faster is not None
-    assert at_10 / 4 <= faster <= at_10 / 4 + 2  # a little more: Student's t on fewer intervals
+    assert _needed(canary_per_interval=1200.0, baseline_per_interval=1200.0) == pytest.approx(at_10 / 4)
     tighter = _needed(tolerance=0.2)
     assert tighter is not None
     assert tighter > 4 * at_10
@@ -163,7 +161,7 @@ def test_outcomes_follow_the_plan_made_after_three_minutes() -> None:
     assert len(fitting) >= 100
     assert len(long) >= 80
     assert sum(fitting) / len(fitting) >= 0.8
-    assert sum(long) / len(long) <= 0.5, (sum(fitting) / len(fitting), sum(long) / len(long))
+    assert sum(long) / len(long) <= 0.4
     for seed in range(30):
         verdicts = list(judge_log(generate("error-free", 2.0, 6_000 + seed).log, PRODUCT_SETTINGS))
         plan = verdicts[5].metrics["error-rate"].plan
@@ -190,9 +188,9 @@ def test_the_rate_bounds_follow_the_exact_poisson_limits_and_err_on_the_favourab
 
 
 def test_at_the_planned_duration_the_chance_is_a_little_under_the_plans_power() -> None:
-    """The plan's 80 % is for a test of the log ratio; the final test itself (Student's t, its
-    squares around the fitted shift, the binomial floor) shows an equal canary 77 % of the time
-    there (simulated, 20,000 runs), and the chance follows the final test."""
+    """The plan's 80 % is for a normal test of the log ratio; the final test itself (Student's t,
+    its uncentred squares) shows an equal canary 71 % of the time there (simulated, 20,000 runs),
+    and the chance follows the final test."""
     planned = _needed()
     assert planned is not None
     at_plan = chance_within(**(ORDINARY | {"intervals": math.ceil(planned)}))
@@ -204,18 +202,16 @@ def test_at_the_planned_duration_the_chance_is_a_little_under_the_plans_power() 
     assert shorter < 0.5 < at_plan
 
 
-def test_at_high_traffic_a_short_final_look_is_planned_with_students_t_and_one_interval_gets_none() -> None:
-    """The final test is studentized on the intervals less one: a single interval estimates no
-    variance and never passes, two leave Student's t a quantile of 14 at level 0.025. At 500 req/s
-    the normal approximation alone would plan 1 interval; the plan is 3, where the simulated test
-    passes four times in five."""
+def test_a_final_look_too_short_to_pass_gets_no_chance_and_no_plan_under_its_floor() -> None:
+    """The final test's statistic is at most the square root of its intervals: at level 0.025 it
+    cannot pass before 7 intervals whatever the traffic. At 500 req/s the normal approximation
+    alone would plan 1 interval and give 6 intervals a chance; the simulated test never passes."""
     busy = {"canary_per_interval": 15_000.0, "baseline_per_interval": 15_000.0}
-    assert _needed(**busy) == 3
-    for intervals in (1, 2):
-        assert chance_within(**(ORDINARY | busy | {"intervals": intervals})) < 0.01
-        assert _final_test_succeeds(0.01, 15_000, 15_000, intervals, 0.5, 2_000, intervals) < 0.01
-    assert chance_within(**(ORDINARY | busy | {"intervals": 3})) > 0.5
-    assert _final_test_succeeds(0.01, 15_000, 15_000, 3, 0.5, 2_000, 3) > 0.5
+    assert _needed(**busy) == 7
+    assert chance_within(**(ORDINARY | busy | {"intervals": 6})) == 0.0
+    assert _final_test_succeeds(0.01, 15_000, 15_000, 6, 0.5, 2_000, 6) == 0.0
+    assert chance_within(**(ORDINARY | busy | {"intervals": 7})) > 0.5
+    assert _final_test_succeeds(0.01, 15_000, 15_000, 7, 0.5, 2_000, 7) > 0.5
 
 
 def _final_test_succeeds(
@@ -223,8 +219,8 @@ def _final_test_succeeds(
 ) -> float:
     """How often the final look's fixed-horizon test (`analysis.counts.CountState.final_log_pvalue`:
     the promotion score against the tolerance bound, studentized by the larger of its squares
-    around the fitted shift and the binomial variance, Student's t on the intervals with events)
-    shows a canary exactly like its baseline within tolerance at level 0.025, simulated."""
+    and the binomial variance, Student's t on the intervals with events) shows a canary exactly
+    like its baseline within tolerance at level 0.025, simulated."""
     from scipy import stats
 
     rng = np.random.default_rng(seed)
@@ -234,11 +230,7 @@ def _final_test_succeeds(
     bound = canary * (1 + tolerance) / (canary * (1 + tolerance) + baseline)
     d = x - k * bound
     binomial = (k * bound * (1 - bound) * (total - k) / (total - 1)).sum(axis=1)
-    pooled = np.maximum(k.sum(axis=1), 1e-300)
-    residual = d - k * (d.sum(axis=1) / pooled)[:, None]
-    leverage = k.max(axis=1) / pooled
-    around = (residual * residual).sum(axis=1) / np.maximum(1.0 - leverage, 1e-300)
-    variance = np.maximum(np.where(leverage < 1.0, around, (d * d).sum(axis=1)), binomial)
+    variance = np.maximum((d * d).sum(axis=1), binomial)
     t = np.where(variance > 0, -d.sum(axis=1) / np.sqrt(np.maximum(variance, 1e-300)), 0.0)
     with_events = (k > 0).sum(axis=1)
     p = np.where(with_events > 0, stats.t.sf(t, np.maximum(with_events - 1, 1)), 1.0)
@@ -336,11 +328,12 @@ def test_the_analyses_the_judge_gives_up_on_would_seldom_have_been_promoted() ->
 @pytest.mark.slow
 @pytest.mark.parametrize("intervals", [4, 5, 8])
 def test_short_analyses_at_high_traffic_lose_no_promotion_to_giving_up(intervals: int) -> None:
-    """At high traffic the final look of a short analysis (4, 5 or 8 intervals) decides: the judge
-    waits for it and promotes many good canaries (of 40 runs, plain and independent
-    overdispersion at 50 and 500 req/s: 16, 18 and 29 at 4, 5 and 8 intervals, where 4 and 5 had
-    promoted none while the look's variance was taken around zero), and none the judge gives up
-    on would have been promoted by waiting."""
+    """At high traffic the final look of a short analysis (4 or 5 intervals) cannot show anything
+    (its statistic is at most the square root of its intervals, below Student's t quantile on so
+    few degrees of freedom), and the judge gives up on it at once; the anytime test cannot promote
+    there either (without a stable's history its dispersion bound is still the one fixed in
+    advance), so no promotion is lost; at 8 intervals the final look can decide and the judge
+    waits."""
     outcomes: dict[tuple[str, str], int] = {}
     for family in ("plain", "independent-overdispersion"):
         for rps in (50.0, 500.0):
@@ -351,10 +344,14 @@ def test_short_analyses_at_high_traffic_lose_no_promotion_to_giving_up(intervals
                 )
                 last = list(judge_log(log, short))[-1]
                 quick = last.decision
+                if intervals < 8:
+                    assert last.reason.startswith(GAVE_UP), last.reason
+                    assert last.interval == 3  # the minimum intervals
                 patient = list(judge_log(log, short.model_copy(update={"min_chance": 0.0})))[-1].decision
                 outcomes[(quick, patient)] = outcomes.get((quick, patient), 0) + 1
     assert outcomes.get(("inconclusive", "promote"), 0) == 0, outcomes
-    assert outcomes.get(("promote", "promote"), 0) >= 12, outcomes
+    if intervals == 8:
+        assert outcomes.get(("promote", "promote"), 0) >= 10, outcomes
 
 
 def test_a_latency_plan_counts_every_bound_and_a_share_near_one_keeps_its_chance() -> None:
