@@ -174,14 +174,23 @@ def active_run_of(rollout_id: str) -> tuple[UUID, bool]:
 
 
 def _not_active(rollout_id: str) -> str:
-    """Why `rollout_id` cannot be steered: it has ended, or no rollout of that id ever ran."""
+    """Why `rollout_id` cannot be steered: its run has not started (or is being cancelled), it has
+    ended, or no rollout of that id ever ran."""
     newest = newest_run_of(rollout_id)
     if newest is None:
         return (
             f"no running or paused rollout {rollout_id!r}: none of that id has run "
             "(`canaryflow status` lists the rollouts and their phases)"
         )
-    how = f" ({_words(newest.state.name)})" if newest.state is not None and newest.state.name else ""
+    state = newest.state
+    how = f" ({_words(state.name)})" if state is not None and state.name else ""
+    if state is not None and state.type == StateType.CANCELLING:
+        return f"no running or paused rollout {rollout_id!r}: it is being cancelled"
+    if state is not None and not state.is_final():  # scheduled, late, awaiting retry
+        return (
+            f"no running or paused rollout {rollout_id!r}: its run is not running now{how}; "
+            f"try again once it runs (`canaryflow status {rollout_id}` shows its phase)"
+        )
     return (
         f"no running or paused rollout {rollout_id!r}: it has ended{how}; "
         f"`canaryflow status {rollout_id}` shows how"

@@ -221,6 +221,31 @@ def test_aborting_a_rollout_that_does_not_run_is_a_clear_error(prefect_harness: 
         steer("web-nothing", "abort", "why", by="erin")
 
 
+def test_steering_a_rollout_whose_run_has_not_started_says_so_not_that_it_ended(
+    prefect_harness: Any,
+) -> None:
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.states import Scheduled
+
+    from flows.control import resume, steer
+
+    @flow(name="rollout")
+    def later() -> None:  # never runs: its run waits for a worker, as a deployment's run does
+        pass
+
+    with get_client(sync_client=True) as client:
+        client.create_flow_run(later, name="web-later", state=Scheduled())
+    with pytest.raises(
+        InputError, match=r"^no running or paused rollout 'web-later': its run is not running "
+    ):
+        steer("web-later", "abort", "why", by="erin")
+    with pytest.raises(
+        InputError, match=r"\(scheduled\); try again once it runs \(`canaryflow status web-later`"
+    ):
+        resume("web-later", by="erin")
+
+
 ANALYSIS = ["{setWeight: 20}", "{analyze: {interval: 30s, maxDuration: 10m}}"]
 
 
