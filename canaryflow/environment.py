@@ -284,9 +284,9 @@ def _headers(text: str) -> dict[str, str]:
     headers: dict[str, str] = {}
     for number, name, value in name_value_entries(text):
         if value is None or not _HEADER_NAME.fullmatch(name) or not value.isprintable():
-            named = f" ({name!r})" if _HEADER_NAME.fullmatch(name) else ""  # never a value
+            # named by position only: a token with base64 padding ("abc=") reads as a name
             raise InputError(
-                f"CANARYFLOW_PROMETHEUS_HEADERS: entry {number}{named} is not Name=value; write "
+                f"CANARYFLOW_PROMETHEUS_HEADERS: entry {number} is not Name=value; write "
                 "Name=value,Name=value (e.g. X-Scope-OrgID=team-a)"
             )
         if name.lower() == "authorization":

@@ -20,6 +20,7 @@ __all__ = [
     "VARIABLES",
     "cell_matchers",
     "format_labels",
+    "name_value_entries",
     "parse_labels",
     "render",
     "selected_names",
