@@ -154,8 +154,8 @@ def active_run_of(rollout_id: str) -> tuple[UUID, bool]:
     Raises
     ------
     InputError
-        No flow run of that rollout is running or paused: the message says whether it has ended
-        or never ran.
+        No flow run of that rollout is running or paused: the message says whether it has not
+        started yet, is being cancelled, has ended or never ran.
     """
     active = [StateType.RUNNING, StateType.PAUSED, StateType.PENDING]
     with get_client(sync_client=True) as client:
