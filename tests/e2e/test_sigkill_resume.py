@@ -102,14 +102,16 @@ class Stop:
     """Where the child stops: it says ``stopped <point>`` on stdout and blocks until it is killed.
 
     ``setWeight``: in step 3 (setWeight 50), after the canary took the step's annotations and size,
-    before the baseline grows. ``analyze``: in step 2, while waiting for the third interval (two
-    are judged and logged). ``promote``: after the canary is marked ``promoting``, before the
-    stable takes the new image. ``rollback``: after the canary is marked ``rolling-back``, before
-    the stable is restored and the canary and baseline are deleted.
+    before the baseline grows. ``analyze``: in step 2, while waiting for interval `analyze_wait`
+    (the ones before it are judged and logged; a bad canary stops at the first, since the judge
+    may roll it back after any interval with data). ``promote``: after the canary is marked
+    ``promoting``, before the stable takes the new image. ``rollback``: after the canary is marked
+    ``rolling-back``, before the stable is restored and the canary and baseline are deleted.
     """
 
-    def __init__(self, point: str) -> None:
+    def __init__(self, point: str, analyze_wait: int = 3) -> None:
         self.point = point
+        self.analyze_wait = analyze_wait
         self.armed = False
         self.waits = 0
 
@@ -155,7 +157,7 @@ class Stop:
         class StoppingClock(SystemClock):
             def sleep(self, seconds: float) -> None:
                 stop.waits += 1
-                if stop.point == "analyze" and stop.waits == 3:
+                if stop.point == "analyze" and stop.waits == stop.analyze_wait:
                     stop.halt()
                 super().sleep(seconds)
 
@@ -167,7 +169,7 @@ def child(arguments: str) -> None:
     from flows import outcome_of, rollout, use_runtime
 
     args = json.loads(arguments)
-    kubeconfig, stop = Path(args["kubeconfig"]), Stop(args["point"])
+    kubeconfig, stop = Path(args["kubeconfig"]), Stop(args["point"], args["analyze_wait"])
     with (
         kube_runtime(
             kubeconfig,
@@ -191,7 +193,7 @@ def child(arguments: str) -> None:
 class Child:
     """The child process and the lines it prints, read by a thread (so waits can have a deadline)."""
 
-    def __init__(self, arguments: dict[str, str], *, api_url: str, stderr: Path) -> None:
+    def __init__(self, arguments: dict[str, Any], *, api_url: str, stderr: Path) -> None:
         env = {
             **os.environ,
             "PREFECT_API_URL": api_url,
@@ -248,8 +250,9 @@ class Child:
         return "\n".join(self.stderr.read_text().splitlines()[-40:])
 
 
-def _mid_step(point: str, status: TargetStatus, reports: Path) -> None:
-    """The target is half-way through the step the child stopped in."""
+def _mid_step(point: str, status: TargetStatus, reports: Path, *, judged: int) -> None:
+    """The target is half-way through the step the child stopped in (`judged` intervals logged in
+    an analysis)."""
     state = status.state
     assert isinstance(state, RolloutState)
     assert state.rollout_id.startswith("web-")
@@ -259,8 +262,7 @@ def _mid_step(point: str, status: TargetStatus, reports: Path) -> None:
     elif point == "analyze":
         assert (state.step, state.weight, state.phase) == (0, 20, "progressing")
         logs = list(reports.glob("*/observations-step2.json"))
-        (log,) = logs
-        assert len(json.loads(log.read_text())["intervals"]) == 2
+        assert sum(len(json.loads(log.read_text())["intervals"]) for log in logs) == judged
     elif point == "promote":
         assert state.phase == "promoting"
         assert status.stable.image == STABLE_IMAGE  # the stable has not taken the new image yet
@@ -294,18 +296,20 @@ def _kill_at(
 ) -> str:
     """Run the child to `point`, check the half-done target, SIGKILL it; the dead run's flow run id."""
     reports = tmp_path / "child-reports"
-    arguments = {
+    analyze_wait = 1 if image == BAD_IMAGE else 3
+    arguments: dict[str, Any] = {
         "kubeconfig": str(app.kubeconfig),
         "namespace": app.namespace,
         "spec": spec,
         "image": image,
         "reports": str(reports),
         "point": point,
+        "analyze_wait": analyze_wait,
     }
     child_process = Child(arguments, api_url=api_url, stderr=tmp_path / "child.stderr")
     try:
         child_process.wait_for(f"stopped {point}", timeout=REACH_SECONDS)
-        _mid_step(point, app.read(), reports)
+        _mid_step(point, app.read(), reports, judged=analyze_wait - 1)
         holder = _holder(app.target)
     finally:
         code = child_process.kill()
