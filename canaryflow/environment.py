@@ -78,7 +78,7 @@ SETTINGS: tuple[Setting, ...] = (
         "CANARYFLOW_PROMETHEUS_HEADERS",
         "(none)",
         "Name=value,...: headers sent with every query (e.g. X-Scope-OrgID=team-a for a Mimir, Cortex "
-        "or Thanos tenant)",
+        "or Thanos tenant); a value may not hold ',' nor start with '='",
         _RUN,
     ),
     Setting(
@@ -283,8 +283,13 @@ def _headers(text: str) -> dict[str, str]:
     what is wrong (never a value: a header may carry a credential)."""
     headers: dict[str, str] = {}
     for number, name, value in name_value_entries(text):
-        if value is None or not _HEADER_NAME.fullmatch(name) or not value.isprintable():
-            # named by position only: a token with base64 padding ("abc=") reads as a name
+        if (
+            value is None
+            or value.startswith("=")
+            or not _HEADER_NAME.fullmatch(name)
+            or not value.isprintable()
+        ):
+            # named by position only: a token with base64 padding ("abc=", "abc==") reads as a name
             raise InputError(
                 f"CANARYFLOW_PROMETHEUS_HEADERS: entry {number} is not Name=value; write "
                 "Name=value,Name=value (e.g. X-Scope-OrgID=team-a)"

@@ -66,6 +66,10 @@ def test_credentials_headers_and_tls_files_reach_the_config(tmp_path: Path) -> N
         ({"CANARYFLOW_PROMETHEUS_HEADERS": "X-Api-Key="}, "entry 1 is not Name=value"),
         ({"CANARYFLOW_PROMETHEUS_HEADERS": "c2VjcmV0="}, "entry 1 is not Name=value"),  # a token, not a name
         (
+            {"CANARYFLOW_PROMETHEUS_HEADERS": "A=1,c2VjcmV0=="},
+            "entry 2 is not Name=value",
+        ),  # nor "=" its value
+        (
             {"CANARYFLOW_PROMETHEUS_BEARER_TOKEN": "Bearer x\nx"},
             "CANARYFLOW_PROMETHEUS_BEARER_TOKEN holds a line break or another control character",
         ),
