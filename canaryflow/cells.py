@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from canaryflow.querytemplates import format_labels
 from canaryflow.requests import CellTarget, RolloutRequest
-from canaryflow.spec.release import ReleaseSpec
+from canaryflow.spec.release import PrometheusAccess, ReleaseSpec
 
 __all__ = ["CellRun", "cell_run"]
 
@@ -29,13 +29,16 @@ __all__ = ["CellRun", "cell_run"]
 @dataclass(frozen=True)
 class CellRun:
     """How to start one cell's rollout: on `work_pool` (and `work_queue`), with `env` as the run's
-    environment job variables, for `request`."""
+    environment job variables, for `request`; and how the release's own process reaches the cell's
+    Prometheus when not with its own settings (`access`, not part of `env`: the cell's workers
+    read theirs with their own environment's)."""
 
     cell: str
     work_pool: str
     work_queue: str | None
     env: Mapping[str, str]
     request: RolloutRequest
+    access: PrometheusAccess | None = None
 
 
 def cell_run(release: ReleaseSpec, name: str, *, image: str, triggered_by: str) -> CellRun:
@@ -64,5 +67,10 @@ def cell_run(release: ReleaseSpec, name: str, *, image: str, triggered_by: str) 
         cell=CellTarget(name=cell.name, **cell.target.overrides()),
     )
     return CellRun(
-        cell=cell.name, work_pool=cell.work_pool, work_queue=cell.work_queue, env=env, request=request
+        cell=cell.name,
+        work_pool=cell.work_pool,
+        work_queue=cell.work_queue,
+        env=env,
+        request=request,
+        access=cell.prometheus_access,
     )

@@ -9,21 +9,22 @@ built, and the adapters only when they are asked for, so reading the table stays
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from canaryflow.errors import InputError
-from canaryflow.querytemplates import name_value_entries, parse_labels
+from canaryflow.querytemplates import HEADER_NAME, name_value_entries, parse_labels
 from canaryflow.secrets import read_secret
 
 if TYPE_CHECKING:
     from canaryflow.cluster.port import Cluster
     from canaryflow.metrics import MetricsSource
+    from canaryflow.spec.release import PrometheusAccess
 
 __all__ = [
+    "PROMETHEUS_ACCESS_VARIABLES",
     "SETTINGS",
     "Setting",
     "cluster_from_env",
@@ -31,6 +32,7 @@ __all__ = [
     "metrics_from_env",
     "reports_dir",
     "settings_for",
+    "with_prometheus_access",
 ]
 
 
@@ -236,6 +238,44 @@ def metrics_from_env(env: Mapping[str, str]) -> MetricsSource:
     return create_metrics_source("prometheus", prometheus=config)
 
 
+#: The variables of how Prometheus is reached (credentials, headers, TLS), all of which a release
+#: cell's ``prometheusAccess`` replaces.
+PROMETHEUS_ACCESS_VARIABLES = tuple(
+    f"CANARYFLOW_PROMETHEUS_{name}"
+    for name in (
+        "BEARER_TOKEN",
+        "BEARER_TOKEN_FILE",
+        "USERNAME",
+        "PASSWORD",
+        "PASSWORD_FILE",
+        "HEADERS",
+        "CA_FILE",
+        "CERT_FILE",
+        "KEY_FILE",
+    )
+)
+
+
+def with_prometheus_access(env: Mapping[str, str], access: PrometheusAccess | None) -> dict[str, str]:
+    """`env` with the Prometheus access settings of a release cell's `access` in place of its own
+    (`PROMETHEUS_ACCESS_VARIABLES`); unchanged when `access` is None. The spec checked the pairs and
+    the headers (`canaryflow.spec.release`); the files are read when the source is built."""
+    if access is None:
+        return dict(env)
+    out = {k: v for k, v in env.items() if k not in PROMETHEUS_ACCESS_VARIABLES}
+    given = {
+        "BEARER_TOKEN_FILE": access.bearer_token_file,
+        "USERNAME": access.username,
+        "PASSWORD_FILE": access.password_file,
+        "HEADERS": ",".join(f"{name}={value}" for name, value in access.headers.items()) or None,
+        "CA_FILE": access.ca_file,
+        "CERT_FILE": access.cert_file,
+        "KEY_FILE": access.key_file,
+    }
+    out.update({f"CANARYFLOW_PROMETHEUS_{k}": v for k, v in given.items() if v is not None})
+    return out
+
+
 def _prometheus_access(env: Mapping[str, str]) -> dict[str, Any]:
     """The `PrometheusConfig` fields for authentication, headers and TLS the environment sets,
     each file checked now (a missing one is an `InputError` naming it, not a failing query later)."""
@@ -275,9 +315,6 @@ def _prometheus_access(env: Mapping[str, str]) -> dict[str, Any]:
     return access
 
 
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-
-
 def _headers(text: str) -> dict[str, str]:
     """``Name=value,Name=value`` (CANARYFLOW_PROMETHEUS_HEADERS) as headers; InputError naming
     what is wrong (never a value: a header may carry a credential)."""
@@ -286,7 +323,7 @@ def _headers(text: str) -> dict[str, str]:
         if (
             value is None
             or value.startswith("=")
-            or not _HEADER_NAME.fullmatch(name)
+            or not HEADER_NAME.fullmatch(name)
             or not value.isprintable()
         ):
             # named by position only: a token with base64 padding ("abc=", "abc==") reads as a name

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator, Mapping
 
 __all__ = [
+    "HEADER_NAME",
     "LABEL_NAME",
     "VARIABLES",
     "cell_matchers",
@@ -32,6 +33,8 @@ __all__ = [
 VARIABLES: frozenset[str] = frozenset({"namespace", "app", "track", "interval", "cell"})
 #: A Prometheus label name that a user may match on (names starting with ``__`` are reserved).
 LABEL_NAME = re.compile(r"^(?!__)[a-zA-Z_][a-zA-Z0-9_]*$")
+#: An HTTP header name (RFC 9110's token), as the Prometheus settings carry them.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 _PLACEHOLDER = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}")
 

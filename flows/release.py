@@ -53,7 +53,7 @@ from pydantic import BaseModel, ConfigDict
 from canaryflow.baking import WaveBake
 from canaryflow.cells import CellRun, cell_run
 from canaryflow.clock import Clock, SystemClock
-from canaryflow.environment import metrics_from_env, reports_dir
+from canaryflow.environment import metrics_from_env, reports_dir, with_prometheus_access
 from canaryflow.errors import CanaryflowError, InputError, TriggerUnavailableError
 from canaryflow.health import unhealthy
 from canaryflow.metrics.port import MetricsSource
@@ -113,10 +113,16 @@ POLL_SECONDS = 10.0
 
 def cell_metrics(run: CellRun) -> MetricsSource:
     """The metrics source of a cell: its Prometheus and labels (the cell's run environment, no
-    labels for a cell without any, whatever this process has), with this process's other
-    Prometheus settings (its timeout, and its credentials, headers and CA, which every cell's
-    Prometheus therefore gets). The release's process must reach every cell's Prometheus."""
-    return metrics_from_env({**os.environ, "CANARYFLOW_PROMETHEUS_LABELS": "", **run.env})
+    labels for a cell without any, whatever this process has), with this process's timeout, and
+    the credentials, headers and TLS files of the cell's ``prometheusAccess``, or else this
+    process's. The release's process must reach every cell's Prometheus."""
+    env = with_prometheus_access({**os.environ, "CANARYFLOW_PROMETHEUS_LABELS": "", **run.env}, run.access)
+    try:
+        return metrics_from_env(env)
+    except InputError as exc:
+        if run.access is None:
+            raise
+        raise InputError(f"cell {run.cell}'s prometheusAccess: {exc}") from exc
 
 
 @dataclass(frozen=True)

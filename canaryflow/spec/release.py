@@ -33,7 +33,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, model_validator
 
-from canaryflow.querytemplates import LABEL_NAME, variables
+from canaryflow.querytemplates import HEADER_NAME, LABEL_NAME, variables
 from canaryflow.requests import TargetOverride
 from canaryflow.spec.durations import Duration, format_duration
 from canaryflow.spec.models import DNS_LABEL, Metadata, SpecModel, report_cross_checks
@@ -47,6 +47,7 @@ __all__ = [
     "Cell",
     "Freeze",
     "Health",
+    "PrometheusAccess",
     "ReleaseBody",
     "ReleaseSpec",
     "TargetOverride",
@@ -59,6 +60,22 @@ __all__ = [
 #: back the current wave's cells only, or hold (stop, roll nothing more back, wait for a person).
 FAILURE_POLICIES = ("rollback-all", "rollback-wave", "hold")
 FailurePolicy = Literal["rollback-all", "rollback-wave", "hold"]
+
+
+class PrometheusAccess(SpecModel):
+    """How the release's own process reads one cell's Prometheus: its credentials (as files, never
+    in the spec), headers (e.g. the cell's tenant in a shared Mimir) and TLS files. It replaces,
+    for that cell, all of the process's ``CANARYFLOW_PROMETHEUS_*`` credentials, headers and CA;
+    the files must be readable where the release flow runs. The cell's own rollouts do not get it:
+    its workers read their Prometheus with their own environment's settings."""
+
+    bearer_token_file: str | None = Field(default=None, min_length=1)
+    username: str | None = Field(default=None, min_length=1)
+    password_file: str | None = Field(default=None, min_length=1)
+    headers: dict[str, str] = Field(default_factory=dict)
+    ca_file: str | None = Field(default=None, min_length=1)
+    cert_file: str | None = Field(default=None, min_length=1)
+    key_file: str | None = Field(default=None, min_length=1)
 
 
 class Cell(SpecModel):
@@ -81,6 +98,13 @@ class Cell(SpecModel):
         description="Labels that tell the cell's series apart in a shared Prometheus (e.g. cluster: eu-1).",
     )
     target: TargetOverride = TargetOverride()
+    prometheus_access: PrometheusAccess | None = Field(
+        default=None,
+        description=(
+            "Credentials, headers and TLS files with which the release's process reads this cell's "
+            "Prometheus (instead of its own CANARYFLOW_PROMETHEUS_* settings)."
+        ),
+    )
 
 
 #: What a bake compares the wave's promoted cells with: the cells of the later waves (not updated
@@ -240,6 +264,8 @@ def release_cross_check(release: ReleaseSpec) -> list[tuple[Loc, str]]:
                         "not a Prometheus label name (letters, digits, _; not a digit or __ first)",
                     )
                 )
+        if cell.prometheus_access is not None:
+            problems += _access_problems(cell.prometheus_access, (*here, "prometheusAccess"))
     placed: dict[str, int] = {}
     for w, wave in enumerate(body.waves):
         here = ("spec", "waves", w)
@@ -313,4 +339,41 @@ def release_cross_check(release: ReleaseSpec) -> list[tuple[Loc, str]]:
         for c, name in enumerate(freeze.cells or ()):
             if name not in names:
                 problems.append(((*here, "cells", c), f"no cell {name!r}"))
+    return problems
+
+
+def _access_problems(access: PrometheusAccess, here: Loc) -> list[tuple[Loc, str]]:
+    """What is wrong with a cell's `PrometheusAccess` (the pairs, one kind of credentials, headers a
+    variable can carry); a header's value is never quoted (it may be a credential)."""
+    problems: list[tuple[Loc, str]] = []
+    if access.bearer_token_file is not None and access.username is not None:
+        problems.append((here, "give bearerTokenFile or username and passwordFile, not both"))
+    if (access.username is None) != (access.password_file is None):
+        problems.append((here, "basic auth needs both username and passwordFile"))
+    if (access.cert_file is None) != (access.key_file is None):
+        problems.append((here, "mutual TLS needs both certFile and keyFile"))
+    seen: set[str] = set()
+    for name, value in access.headers.items():
+        at: Loc = (*here, "headers", name)
+        if not HEADER_NAME.fullmatch(name):
+            problems.append((at, "not a header name (letters, digits and !#$%&'*+.^_`|~-)"))
+        elif name.lower() == "authorization":
+            problems.append((at, "give credentials with bearerTokenFile or username and passwordFile"))
+        elif name.lower() in seen:
+            problems.append((at, "given twice (header names are not case-sensitive)"))
+        seen.add(name.lower())
+        if (
+            not value
+            or "," in value
+            or value.startswith("=")
+            or value != value.strip()
+            or not value.isprintable()
+        ):
+            problems.append(
+                (
+                    at,
+                    "the value must be printable and non-empty, hold no ',', not start with '=' and "
+                    "have no spaces around it",
+                )
+            )
     return problems

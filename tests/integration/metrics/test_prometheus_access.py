@@ -1,5 +1,6 @@
 """A Prometheus behind TLS with a private CA and basic auth (its own ``--web.config.file``),
-reached through the environment variables a worker or a command reads (`metrics_from_env`)."""
+reached through the environment variables a worker or a command reads (`metrics_from_env`), and
+by a release's process with a cell's own ``prometheusAccess`` (`flows.release.cell_metrics`)."""
 
 from __future__ import annotations
 
@@ -18,13 +19,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from analysis.observations import RatioCounts
+from canaryflow.cells import cell_run
 from canaryflow.dev.processes import free_port, wait_until
 from canaryflow.environment import metrics_from_env
-from canaryflow.errors import MetricsError, TransientError
+from canaryflow.errors import InputError, MetricsError, TransientError
 from canaryflow.metrics.port import MetricQuery
+from canaryflow.spec import load_release_text
 from tests.fixtures.prometheus import prometheus_binary
 
 pytestmark = pytest.mark.prometheus
+ROLLOUT = Path(__file__).resolve().parents[3] / "config" / "rollouts" / "web.yaml"
 
 USER, PASSWORD = "canaryflow", "prometheus-test-password"
 #: bcrypt (cost 4) of PASSWORD: Prometheus's web config keeps only the hash.
@@ -168,3 +172,60 @@ def test_without_the_ca_the_server_is_not_trusted(secured: tuple[str, Path]) -> 
         assert not source.is_online()
     with pytest.raises(MetricsError, match=r"CERTIFICATE_VERIFY_FAILED.*set CANARYFLOW_PROMETHEUS_CA_FILE"):
         _observe(env)
+
+
+def _release(url: str, access: str) -> str:
+    """A release of two cells on the Prometheus at `url`: ``own`` with `access` as its
+    prometheusAccess, ``plain`` without one."""
+    return f"""\
+apiVersion: canaryflow/v1
+kind: Release
+metadata: {{name: web}}
+spec:
+  rollout: {ROLLOUT}
+  cells:
+    - {{name: own, context: own, workPool: p-own, prometheus: '{url}', prometheusAccess: {access}}}
+    - {{name: plain, context: plain, workPool: p-plain, prometheus: '{url}'}}
+  waves:
+    - {{cells: [own, plain]}}
+"""
+
+
+def test_a_release_reads_a_cell_with_its_own_access_instead_of_its_processs(
+    secured: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.release import cell_metrics
+
+    url, ca_file = secured
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD + "\n")
+    access = f"{{username: {USER}, passwordFile: '{password_file}', caFile: '{ca_file}'}}"
+    release = load_release_text(_release(url, access), source="release.yaml")
+    # The release process's own settings: another Prometheus's token, and no CA for this one.
+    monkeypatch.setenv("CANARYFLOW_PROMETHEUS_BEARER_TOKEN", "another-prometheus-token")
+
+    def observe(cell: str) -> RatioCounts:
+        with cell_metrics(cell_run(release, cell, image="web:2", triggered_by="test")) as source:  # type: ignore[attr-defined]
+            observed = source.observe(
+                QUERY, namespace="shop", app="web", track="canary", end=dt.datetime.now(dt.UTC),
+                window=dt.timedelta(seconds=30),
+            )  # fmt: skip
+        assert isinstance(observed, RatioCounts)
+        return observed
+
+    assert observe("own") == RatioCounts(bad=1.0, total=4.0)
+    with pytest.raises(MetricsError, match="CERTIFICATE_VERIFY_FAILED"):  # the process's settings
+        observe("plain")
+
+
+def test_a_cells_access_file_that_cannot_be_read_is_one_error_naming_the_cell(tmp_path: Path) -> None:
+    from flows.release import cell_metrics
+
+    access = f"{{bearerTokenFile: '{tmp_path / 'missing-token'}'}}"
+    release = load_release_text(_release("https://127.0.0.1:9", access), source="release.yaml")
+
+    with pytest.raises(InputError) as refused:
+        cell_metrics(cell_run(release, "own", image="web:2", triggered_by="test"))
+    assert str(refused.value).startswith(
+        "cell own's prometheusAccess: CANARYFLOW_PROMETHEUS_BEARER_TOKEN_FILE: cannot read the secret file "
+    ), refused.value

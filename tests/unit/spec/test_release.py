@@ -133,6 +133,49 @@ def test_a_cells_labels_must_be_prometheus_label_names() -> None:
     ]
 
 
+def test_a_cells_prometheus_access_is_read_as_written() -> None:
+    text = VALID.replace(
+        "labels: {cluster: eu-2}}",
+        "labels: {cluster: eu-2},\n       prometheusAccess: {bearerTokenFile: /s/eu-2/token, "
+        "headers: {X-Scope-OrgID: eu-2}, caFile: /s/ca.pem}}",
+    )
+    access = load_release_text(text, source="r.yaml").cell("eu-2").prometheus_access
+
+    assert access is not None
+    assert (access.bearer_token_file, access.headers, access.ca_file) == (
+        "/s/eu-2/token",
+        {"X-Scope-OrgID": "eu-2"},
+        "/s/ca.pem",
+    )
+
+
+def test_a_cells_prometheus_access_names_each_problem_and_never_a_header_value() -> None:
+    access = (
+        "{bearerTokenFile: /t, username: u, certFile: /c, "
+        "headers: {Bad Name: x, authorization: 'Bearer s3cret', X-A: 'a,b', x-a: '==s3cret'}}"
+    )
+    text = VALID.replace(
+        "labels: {cluster: eu-2}}", f"labels: {{cluster: eu-2}}, prometheusAccess: {access}}}"
+    )
+    problems = _problems(text)
+    where = "r.yaml:9 spec.cells[1].prometheusAccess"
+    value_rule = (
+        "the value must be printable and non-empty, hold no ',', not start with '=' and have no "
+        "spaces around it"
+    )
+    assert problems == [
+        f"{where}: give bearerTokenFile or username and passwordFile, not both",
+        f"{where}: basic auth needs both username and passwordFile",
+        f"{where}: mutual TLS needs both certFile and keyFile",
+        f"{where}.headers.Bad Name: not a header name (letters, digits and !#$%&'*+.^_`|~-)",
+        f"{where}.headers.authorization: give credentials with bearerTokenFile or username and passwordFile",
+        f"{where}.headers.X-A: {value_rule}",
+        f"{where}.headers.x-a: given twice (header names are not case-sensitive)",
+        f"{where}.headers.x-a: {value_rule}",
+    ]
+    assert not any("s3cret" in problem for problem in problems)
+
+
 def test_a_cell_told_apart_by_labels_needs_cell_in_every_query_of_its_rollout_spec(tmp_path: Path) -> None:
     """Without ``{cell}`` a query on the shared Prometheus would read every cell's series: the
     release names each labelled cell and the metrics that cannot be narrowed; a cell with its own
