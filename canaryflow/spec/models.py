@@ -18,7 +18,6 @@ from pydantic import (
     Field,
     StrictInt,
     ValidationInfo,
-    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -234,16 +233,6 @@ class AnalysisSpec(AnalysisSettings):
         data["metrics"] = [metric.model_dump(include=keep) for metric in self.metrics]
         return data
 
-    @field_validator("metrics")
-    @classmethod
-    def _unique_names(cls, metrics: tuple[MetricSettings, ...]) -> tuple[MetricSettings, ...]:
-        seen: set[str] = set()
-        for metric in metrics:
-            if metric.name in seen:
-                raise ValueError(f"metric name {metric.name!r} appears more than once")
-            seen.add(metric.name)
-        return metrics
-
 
 class RolloutBody(SpecModel):
     """The ``spec`` section: what to roll out, how, and how to judge it."""
@@ -353,6 +342,17 @@ def cross_check(spec: RolloutSpec) -> list[tuple[Loc, str]]:
     """Problems that span fields, each with its location (camelCase keys) from the document root."""
     problems: list[tuple[Loc, str]] = []
     body = spec.spec
+    first: dict[str, int] = {}
+    for index, metric in enumerate(body.analysis.metrics):
+        if metric.name in first:
+            problems.append(
+                (
+                    ("spec", "analysis", "metrics", index, "name"),
+                    f"metric name {metric.name!r} appears more than once "
+                    f"(first as metrics[{first[metric.name]}])",
+                )
+            )
+        first.setdefault(metric.name, index)
     if "api_outage_tolerance" in body.model_fields_set and body.api_outage_tolerance > body.progress_deadline:
         problems.append(
             (

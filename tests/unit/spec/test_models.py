@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 import canaryflow.spec as spec_package
 from analysis.settings import AnalysisSettings, MetricSettings
+from canaryflow.errors import SpecError
 from canaryflow.querytemplates import cell_matchers, render
 from canaryflow.spec import DEFAULT_METRICS, RatioMetric, RolloutSpec, load_spec_text
 
@@ -177,8 +178,21 @@ def test_a_true_is_not_a_weight() -> None:
 
 def test_metric_names_are_unique() -> None:
     text = MINIMAL + WITH_ANALYSIS.replace("name: cpu", "name: errors")
-    with pytest.raises(Exception, match="metric name 'errors' appears more than once"):
+    with pytest.raises(SpecError, match=r"'errors' appears more than once \(first as metrics\[0\]\)"):
         load_spec_text(text)
+
+
+def test_a_metric_named_twice_does_not_hide_the_other_cross_field_problems() -> None:
+    text = (MINIMAL + WITH_ANALYSIS.replace("name: cpu", "name: errors")).replace(
+        "    - setWeight: 10\n    - analyze: {interval: 1m, maxDuration: 20m}\n",
+        "    - analyze: {interval: 1m, maxDuration: 20m}\n    - setWeight: 10\n",
+    )
+    with pytest.raises(SpecError) as caught:
+        load_spec_text(text, source="r.yaml")
+    assert [problem.split(" ", 1)[1] for problem in caught.value.problems] == [
+        "spec.steps[0].analyze: needs a canary: put a setWeight step before it",
+        "spec.analysis.metrics[1].name: metric name 'errors' appears more than once (first as metrics[0])",
+    ]
 
 
 def test_public_names_exist() -> None:
