@@ -1,6 +1,6 @@
 """Benchmark: what ``canaryflow replay`` costs per interval, and that the cost is linear.
 
-    .venv/bin/python bench/replay.py [--sizes 1000,10000,50000] [--samples N]
+    .venv/bin/python bench/replay.py [--sizes 1000,10000,50000] [--samples N] [--judge kayenta]
 
 For each size, writes an A/A observation log of that many intervals (error-rate as a ratio,
 latency as a Prometheus histogram with the default buckets, 20 requests per track per interval,
@@ -9,7 +9,9 @@ does not stop at its maximum first) and replays it with the same runner as the c
 (`canaryflow.cli.backtest.run_replay`, output to a discarded stream): wall time, time per
 interval, and the intervals judged (the judge may stop earlier at a decision; the time per
 interval is what matters). With ``--samples N`` the log also has a ``samples`` metric (``cpu``: N
-values per track per interval, e.g. one per pod). Prints a Markdown table.
+values per track per interval, e.g. one per pod). ``--judge kayenta`` replays with the Kayenta
+anchor instead of the sequential judge (what ``canaryflow replay --judge kayenta`` does). Prints a
+Markdown table.
 """
 
 from __future__ import annotations
@@ -84,9 +86,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,50000")
     parser.add_argument("--samples", type=int, default=0, help="values per track of a samples metric")
+    parser.add_argument("--judge", choices=("sequential", "kayenta"), default="sequential")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
-    print(f"Machine: {platform.machine()}, Python {platform.python_version()}")
+    print(f"Machine: {platform.machine()}, Python {platform.python_version()}, judge {args.judge}")
     print()
     print("| intervals in the log | intervals judged | wall s | ms per interval judged |")
     print("|---|---|---|---|")
@@ -96,7 +99,7 @@ def main() -> None:
             write_log(path, size, samples=args.samples)
             out = _Counter()
             start = time.perf_counter()
-            run_replay([path], config=None, judge="sequential", out=out)  # type: ignore[arg-type]
+            run_replay([path], config=None, judge=args.judge, out=out)  # type: ignore[arg-type]
             wall = time.perf_counter() - start
             print(f"| {size} | {out.lines} | {wall:.1f} | {1000 * wall / max(out.lines, 1):.2f} |")
 

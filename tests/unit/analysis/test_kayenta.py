@@ -8,6 +8,11 @@ Sources: spinnaker/kayenta ``kayenta-mannwhitney/src/test/.../MannWhitneySuite.s
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +27,8 @@ from analysis.kayenta import (
 )
 from analysis.observations import PairedObservation, RatioCounts
 from analysis.settings import AnalysisSettings, KayentaSettings, MetricSettings
+
+ROOT = Path(__file__).resolve().parents[3]
 
 # ClassifierSuite data (30 points each).
 NEAR_10 = [
@@ -252,3 +259,77 @@ def test_the_stage_reports_the_tracks_totals_as_the_sequential_judge_does() -> N
         verdict = judge.update({"errors": pair})
     evidence = verdict.metrics["errors"]
     assert (evidence.canary_count, evidence.baseline_count, evidence.intervals) == (29_000.0, 30_000.0, 10)
+
+
+def _reference(
+    baseline: np.ndarray, canary: np.ndarray, confidence: float
+) -> tuple[float, float, float, float]:
+    """`mann_whitney` as it was written first: every pairwise difference held at once (the grid of
+    distinct differences and the gaps between them, searched by bisection); (lower, upper,
+    estimate, statistic)."""
+    from analysis.mannwhitney import _standardized
+
+    x, y = np.asarray(canary, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
+    candidates = np.unique(np.subtract.outer(x, y).ravel())
+
+    def root(f: Any) -> float:
+        if f(float(candidates[0])) <= 0:
+            return float(candidates[0])
+        if f(float(candidates[-1])) >= 0:
+            return float(candidates[-1])
+        grid = np.empty(2 * candidates.size - 1)
+        grid[0::2] = candidates
+        grid[1::2] = 0.5 * (candidates[1:] + candidates[:-1])
+        values = [f(float(g)) for g in grid]
+        left = next(i for i, v in enumerate(values) if v <= 0)
+        right = next(i for i, v in enumerate(values) if v < 0) - 1
+        if right < left:
+            return float(grid[left] if left % 2 == 0 else grid[right])
+        low = grid[left - 1] if left % 2 else grid[left]
+        high = grid[right + 1] if right % 2 else grid[right]
+        return float(0.5 * (low + high))
+
+    q = NormalDist().inv_cdf(1.0 - (1.0 - confidence) / 2.0)
+    pairs = np.subtract.outer(x, y)
+    return (
+        root(lambda d: _standardized(x, y, d) - q),
+        root(lambda d: _standardized(x, y, d) + q),
+        root(lambda d: _standardized(x, y, d)),
+        float(np.sum(pairs > 0) + 0.5 * np.sum(pairs == 0)),
+    )
+
+
+@pytest.mark.parametrize("held", [True, False], ids=["pairs held", "pairs searched"])
+@pytest.mark.parametrize("seed", range(40))
+def test_mann_whitney_without_the_pairwise_differences_agrees_with_them_exactly(
+    seed: int, held: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not held:  # the search by value that large samples take, on small ones
+        monkeypatch.setattr("analysis.mannwhitney.HELD_PAIRS", 0)
+    rng = np.random.default_rng(seed)
+    nx, ny = (int(n) for n in rng.integers(1, 30, size=2))
+    decimals = int(rng.integers(0, 3))  # 0 decimals: many ties; plateaus of z at 0
+    canary = np.round(rng.normal(0.5 * rng.normal(), 1.0, nx) * 10.0**decimals) / 10.0**decimals
+    baseline = np.round(rng.normal(0.0, 1.0, ny) * 10.0**decimals) / 10.0**decimals
+    if np.unique(canary).size == 1 and np.unique(baseline).size == 1:
+        return  # the constant case does not search (Kayenta's noise); tested above
+    r = mann_whitney(baseline.tolist(), canary.tolist(), confidence=0.98)
+    assert (*r.interval, r.estimate, r.statistic) == _reference(baseline, canary, 0.98)
+
+
+def test_mann_whitney_of_large_samples_needs_no_memory_for_their_pairs() -> None:
+    # 20,000 x 20,000 pairwise differences are 3.2 GB: a process limited to 1.5 GB of address
+    # space (more than the interpreter and numpy need) could not hold them.
+    program = """
+import resource, numpy as np
+resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))
+from analysis.mannwhitney import mann_whitney
+rng = np.random.default_rng(7)
+r = mann_whitney(rng.normal(0.0, 1.0, 20_000).tolist(), rng.normal(0.1, 1.0, 20_000).tolist())
+print(r.interval[0] < 0.1 < r.interval[1], r.interval[0] < r.estimate < r.interval[1])
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True"]
