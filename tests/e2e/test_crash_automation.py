@@ -129,7 +129,7 @@ def worker(
     finally:
         process.terminate()
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=5)  # the test is over: a worker still waiting on its runs is killed
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=30)
