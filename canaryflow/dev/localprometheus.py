@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -19,7 +20,7 @@ from typing import Any, Self
 
 import httpx
 
-from canaryflow.dev.processes import free_port, wait_until
+from canaryflow.dev.processes import die_with_parent, free_port, on_keeper_thread, wait_until
 from canaryflow.errors import LocalPrometheusError
 
 __all__ = ["SCRAPE_INTERVAL_SECONDS", "LocalPrometheus"]
@@ -42,19 +43,29 @@ class LocalPrometheus:
         self._labels: dict[str, dict[str, str]] = {}
         self._write_config()
         self._log = self.log_file.open("wb")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={self.config_file}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--web.enable-lifecycle",
-                "--log.level=warn",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        args = [
+            binary,
+            f"--config.file={self.config_file}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-lifecycle",
+            "--log.level=warn",
+        ]
+
+        def start() -> subprocess.Popen[bytes]:
+            # killed by the kernel when this process dies (a demo or test run killed or closed with
+            # its terminal): `stop` is for the ends that run Python
+            return subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )
+
+        # the kernel ties it to the thread that forks: fork on one that lives as long as the process
+        main = threading.current_thread() is threading.main_thread()
+        self.process = start() if main else on_keeper_thread(start)
         self._http = httpx.Client(base_url=self.url, timeout=5.0)
 
     @classmethod
