@@ -50,6 +50,7 @@ _LONG_FIRST = (
     "tests/unit/analysis/test_outlook.py",
     "tests/contract/test_outage_contract.py",
     "tests/e2e/test_prometheus_rollout.py",
+    "tests/e2e/test_demo_cells_interrupt.py",
 )
 
 

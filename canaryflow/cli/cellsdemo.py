@@ -141,7 +141,7 @@ class DemoCell:
 
 def run_cells_demo(*, cells: int, ui: bool = False, reports_dir: Path | None = None) -> int:
     """Run the cells demo; return the exit code (0 when the good release reached every cell and
-    the bad one was rolled back in every cell)."""
+    the bad one was rolled back in every cell; 130 on a Ctrl-C, after stopping what it started)."""
     names = cell_names(cells)
     prometheus_binary = shutil.which("prometheus")
     if prometheus_binary is None:
@@ -159,9 +159,24 @@ def run_cells_demo(*, cells: int, ui: bool = False, reports_dir: Path | None = N
         reports_dir = reports_from_env(os.environ)
     from rich.console import Console
 
+    console = Console()
+    try:
+        return _run_cells(names, binaries, prometheus_binary, reports_dir, ui=ui, console=console)
+    except KeyboardInterrupt:  # typer would turn it into a silent 130
+        from canaryflow.cli.output import say
+
+        say(
+            "canaryflow: interrupted: the demo's clusters, their Prometheus and the workers are "
+            f"stopped; reports so far: {reports_dir.resolve()}"
+        )
+        return 130
+
+
+def _run_cells(
+    names: list[str], binaries: Path, prometheus_binary: str, reports_dir: Path, *, ui: bool, console: Console
+) -> int:
     from canaryflow.cli.demorun import prefect_for_demo, serve_until_interrupted
 
-    console = Console()
     with ExitStack() as resources:
         server = prefect_for_demo(resources, ui=ui, console=console)
         started = time.monotonic()
