@@ -10,6 +10,7 @@ import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -122,7 +123,12 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
 
 
 def _observe(env: dict[str, str]) -> RatioCounts:
-    with metrics_from_env(env) as source:  # type: ignore[attr-defined]
+    return _counts(metrics_from_env(env))
+
+
+def _counts(metrics: Any) -> RatioCounts:
+    """The counts of `QUERY` through the source `metrics` (closed after)."""
+    with metrics as source:
         observed = source.observe(
             QUERY, namespace="shop", app="web", track="canary", end=dt.datetime.now(dt.UTC),
             window=dt.timedelta(seconds=30),
@@ -205,13 +211,7 @@ def test_a_release_reads_a_cell_with_its_own_access_instead_of_its_processs(
     monkeypatch.setenv("CANARYFLOW_PROMETHEUS_BEARER_TOKEN", "another-prometheus-token")
 
     def observe(cell: str) -> RatioCounts:
-        with cell_metrics(cell_run(release, cell, image="web:2", triggered_by="test")) as source:  # type: ignore[attr-defined]
-            observed = source.observe(
-                QUERY, namespace="shop", app="web", track="canary", end=dt.datetime.now(dt.UTC),
-                window=dt.timedelta(seconds=30),
-            )  # fmt: skip
-        assert isinstance(observed, RatioCounts)
-        return observed
+        return _counts(cell_metrics(cell_run(release, cell, image="web:2", triggered_by="test")))
 
     assert observe("own") == RatioCounts(bad=1.0, total=4.0)
     with pytest.raises(MetricsError, match="CERTIFICATE_VERIFY_FAILED"):  # the process's settings
