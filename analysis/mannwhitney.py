@@ -212,6 +212,11 @@ def _root_held(f: Callable[[float], float], candidates: FloatArray) -> float:
 
 
 def _root(f: Callable[[float], float], diffs: _Differences) -> float:
+    """`_search` with a zero always +0.0, whichever way the differences were searched."""
+    return _search(f, diffs) + 0.0
+
+
+def _search(f: Callable[[float], float], diffs: _Differences) -> float:
     """Where the non-increasing step function `f` crosses 0, as a bracketing root finder lands.
 
     `f` only jumps at the pairwise differences (`diffs`). Endpoints are returned as R's ``root()``
@@ -249,7 +254,7 @@ def mann_whitney(
     Parameters
     ----------
     baseline, canary : sequence of float
-        Control and experiment points (no NaN).
+        Control and experiment points (finite).
     confidence : float, default 0.95
         Confidence level of the interval (Kayenta's judge uses 0.98).
 
