@@ -72,13 +72,17 @@ def wait_until(
         delay = min(delay * backoff, max(interval, 0.5))
 
 
+#: libc's ``prctl``, looked up here, in the parent: a child of a threaded process should not load
+#: libraries between fork and exec.
+_PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+
+
 def die_with_parent() -> None:
     """``preexec_fn`` for a child that the kernel kills (SIGKILL) when its parent dies.
 
     The kernel's "parent" is the *thread* that forked: start such children from the main thread
     or through `on_keeper_thread`, never from a short-lived thread (its end would kill them)."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 _keeper_jobs: queue.Queue[Callable[[], None]] = queue.Queue()
@@ -120,7 +124,8 @@ def _keep() -> None:
 
 
 def alive(pid: int) -> bool:
-    """Whether process `pid` exists (a zombie child of ours is reaped first, and is not alive)."""
+    """Whether process `pid` runs: a zombie is not alive (one of ours is reaped first; another's
+    waits for its parent, or for an init that may never reap it)."""
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
     try:
@@ -128,8 +133,12 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc to ask: it exists
+    return state != "Z"
 
 
 def stop_groups(pids: Iterable[int], *, grace: float = 10.0) -> None:

@@ -16,15 +16,21 @@ pytestmark = pytest.mark.prometheus
 
 ROOT = Path(__file__).resolve().parents[3]
 
-# Starts one from a short-lived thread (as a demo's set-up may), says its pid, and waits.
+# Starts one from a short-lived thread (as a demo's set-up may), waits until that thread is gone
+# from the kernel's tasks, says its pid, and waits.
 PROGRAM = """
-import sys, threading
+import os, sys, threading
 from canaryflow.dev.localprometheus import LocalPrometheus
 found = []
-starter = threading.Thread(target=lambda: found.append(LocalPrometheus.start(sys.argv[1])))
+starter = threading.Thread(
+    target=lambda: found.append((threading.get_native_id(), LocalPrometheus.start(sys.argv[1])))
+)
 starter.start()
 starter.join()
-print(found[0].process.pid, flush=True)
+task, prometheus = found[0]
+while os.path.exists(f"/proc/self/task/{task}"):
+    pass
+print(prometheus.process.pid, flush=True)
 threading.Event().wait()
 """
 
@@ -36,7 +42,9 @@ def test_a_killed_process_takes_its_prometheus_with_it() -> None:
     try:
         assert child.stdout is not None
         pid = int(child.stdout.readline())
-        assert alive(pid)  # it outlived the thread that started it
+        # it outlived the thread that started it (a kill at that thread's end comes at once)
+        with pytest.raises(TimeoutError):
+            wait_until(lambda: not alive(pid), timeout=2, what="Prometheus ended with its thread")
     finally:
         child.send_signal(signal.SIGKILL)  # no Python runs after this: `stop` cannot
         child.wait(timeout=30)
