@@ -55,6 +55,30 @@ COLLECT_CROSS_CHECKS = "collect_cross_checks"
 MAX_WEIGHT_WITH_BASELINE = 50
 
 
+def _collecting(info: ValidationInfo) -> bool:
+    return isinstance(info.context, dict) and COLLECT_CROSS_CHECKS in info.context
+
+
+def _metrics_named_twice(metrics: object) -> list[tuple[Loc, str]]:
+    """Each metric whose name an earlier one has, from the document root; `metrics` as validated
+    or as written (dicts), in which case what is not a metric with a name is left to validation."""
+    problems: list[tuple[Loc, str]] = []
+    first: dict[str, int] = {}
+    for index, metric in enumerate(metrics if isinstance(metrics, list | tuple) else ()):
+        name = metric.get("name") if isinstance(metric, dict) else getattr(metric, "name", None)
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            problems.append(
+                (
+                    ("spec", "analysis", "metrics", index, "name"),
+                    f"metric name {name!r} appears more than once (first as metrics[{first[name]}])",
+                )
+            )
+        first.setdefault(name, index)
+    return problems
+
+
 def _between(low: int, high: int) -> AfterValidator:
     def check(value: int) -> int:
         if not low <= value <= high:
@@ -225,6 +249,15 @@ class AnalysisSpec(AnalysisSettings):
     metrics: tuple[MetricSpec, ...] = Field(default=DEFAULT_METRICS, min_length=1)
     kayenta: KayentaSpec = KayentaSpec()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _names_once(cls, data: object, info: ValidationInfo) -> object:
+        """For the loader: metrics named twice, read from the document as written, so that it is
+        said even when other fields are invalid (`RolloutSpec` says it when validated alone)."""
+        if _collecting(info) and isinstance(data, dict):
+            report_cross_checks(_metrics_named_twice(data.get("metrics")), info)
+        return data
+
     def settings_data(self) -> dict[str, Any]:
         """These settings as the judge's (`analysis.settings.AnalysisSettings` fields), query
         templates left out."""
@@ -270,7 +303,10 @@ class RolloutSpec(SpecModel):
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> RolloutSpec:
-        report_cross_checks(cross_check(self), info)
+        problems = cross_check(self)
+        if not _collecting(info):  # the loader heard of metrics named twice from `AnalysisSpec`
+            problems = _metrics_named_twice(self.spec.analysis.metrics) + problems
+        report_cross_checks(problems, info)
         return self
 
     @property
@@ -342,17 +378,6 @@ def cross_check(spec: RolloutSpec) -> list[tuple[Loc, str]]:
     """Problems that span fields, each with its location (camelCase keys) from the document root."""
     problems: list[tuple[Loc, str]] = []
     body = spec.spec
-    first: dict[str, int] = {}
-    for index, metric in enumerate(body.analysis.metrics):
-        if metric.name in first:
-            problems.append(
-                (
-                    ("spec", "analysis", "metrics", index, "name"),
-                    f"metric name {metric.name!r} appears more than once "
-                    f"(first as metrics[{first[metric.name]}])",
-                )
-            )
-        first.setdefault(metric.name, index)
     if "api_outage_tolerance" in body.model_fields_set and body.api_outage_tolerance > body.progress_deadline:
         problems.append(
             (

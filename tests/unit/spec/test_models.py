@@ -195,6 +195,17 @@ def test_a_metric_named_twice_does_not_hide_the_other_cross_field_problems() -> 
     ]
 
 
+def test_a_metric_named_twice_is_said_beside_a_field_error() -> None:
+    text = (MINIMAL + WITH_ANALYSIS.replace("name: cpu", "name: errors")).replace("alpha: 0.01", "alpha: 2")
+    with pytest.raises(SpecError) as caught:
+        load_spec_text(text, source="r.yaml")
+    problems = [problem.split(" ", 1)[1] for problem in caught.value.problems]
+    assert problems[-1] == (
+        "spec.analysis.metrics[1].name: metric name 'errors' appears more than once (first as metrics[0])"
+    ), problems
+    assert any(problem.startswith("spec.analysis.alpha:") for problem in problems), problems
+
+
 def test_public_names_exist() -> None:
     for name in spec_package.__all__:
         assert hasattr(spec_package, name), name
