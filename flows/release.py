@@ -53,7 +53,12 @@ from pydantic import BaseModel, ConfigDict
 from canaryflow.baking import WaveBake
 from canaryflow.cells import CellRun, cell_run
 from canaryflow.clock import Clock, SystemClock
-from canaryflow.environment import metrics_from_env, reports_dir, with_prometheus_access
+from canaryflow.environment import (
+    PROMETHEUS_ACCESS_VARIABLES,
+    metrics_from_env,
+    reports_dir,
+    with_prometheus_access,
+)
 from canaryflow.errors import CanaryflowError, InputError, TriggerUnavailableError
 from canaryflow.health import unhealthy
 from canaryflow.metrics.port import MetricsSource
@@ -120,7 +125,7 @@ def cell_metrics(run: CellRun) -> MetricsSource:
     try:
         return metrics_from_env(env)
     except InputError as exc:
-        if run.access is None:
+        if run.access is None or not any(name in str(exc) for name in PROMETHEUS_ACCESS_VARIABLES):
             raise
         raise InputError(f"cell {run.cell}'s prometheusAccess: {exc}") from exc
 
