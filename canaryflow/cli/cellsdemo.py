@@ -23,12 +23,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from canaryflow.dev.stacks import BAD_IMAGE, DEMO_SPEC, GOOD_IMAGE, PROFILES, STABLE_IMAGE
@@ -160,6 +163,8 @@ def run_cells_demo(*, cells: int, ui: bool = False, reports_dir: Path | None = N
     from rich.console import Console
 
     console = Console()
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _first_ctrl_c_only) if main else None
     try:
         return _run_cells(names, binaries, prometheus_binary, reports_dir, ui=ui, console=console)
     except KeyboardInterrupt:  # typer would turn it into a silent 130
@@ -170,6 +175,16 @@ def run_cells_demo(*, cells: int, ui: bool = False, reports_dir: Path | None = N
             f"stopped; reports so far: {reports_dir.resolve()}"
         )
         return 130
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _first_ctrl_c_only(signum: int, frame: FrameType | None) -> None:
+    """The first Ctrl-C stops the demo; those after it are ignored, so that it stops everything
+    it started (a second one would cut that short and leave processes behind)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def _run_cells(
