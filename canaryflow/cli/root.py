@@ -3,9 +3,9 @@
 Every command is thin: it parses arguments, imports what does the work *inside* the command, and
 lets `CanaryflowError` travel up to `main`. `main` prints every error as one line on standard
 error, ``canaryflow: error: ...``, and exits with the code of the README's table (usage errors 2,
-our errors their family's code, anything unexpected 1 with a hint); ``--debug`` (accepted anywhere
-on the command line, or ``CANARYFLOW_DEBUG=1``) adds the traceback and lets Prefect log to the
-terminal.
+our errors their family's code, anything unexpected 1 with a hint, a Ctrl-C ``canaryflow:
+interrupted`` and 130); ``--debug`` (accepted anywhere on the command line, or
+``CANARYFLOW_DEBUG=1``) adds the traceback and lets Prefect log to the terminal.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from typer._click import exceptions as click  # the click that typer vendors
+from typer._click.core import Command
 
 from canaryflow.cli import demo as demo_command
 from canaryflow.cli import (
@@ -172,14 +173,17 @@ def main(argv: list[str] | None = None) -> NoReturn:
 def _run(args: list[str], *, debug: bool) -> int:
     command = typer.main.get_command(app)
     try:
-        code = command.main(args=args, prog_name="canaryflow", standalone_mode=False)
+        code = _invoke(command, args)
     except click.NoArgsIsHelpError as exc:
         typer.echo(exc.ctx.get_help() if exc.ctx is not None else "")
         return 2
     except click.UsageError as exc:
         return _fail(_usage(exc), 2, debug=debug)
     except (typer.Abort, KeyboardInterrupt):
-        return _fail("interrupted", 130, debug=debug)
+        if debug:
+            traceback.print_exc()
+        typer.echo("canaryflow: interrupted", err=True)
+        return 130
     except CanaryflowError as exc:
         return _fail(exc.summary(), exit_code_for(exc), debug=debug)
     except click.ClickException as exc:
@@ -189,3 +193,15 @@ def _run(args: list[str], *, debug: bool) -> int:
         hint = "" if debug else " (run again with --debug for the traceback)"
         return _fail(f"unexpected {type(exc).__name__}: {detail}{hint}", 1, debug=debug)
     return code if isinstance(code, int) else 0
+
+
+def _invoke(command: Command, args: list[str]) -> Any:
+    """Parse `args` and run the command, as typer's ``main(standalone_mode=False)`` does, except that
+    a Ctrl-C stays a KeyboardInterrupt: typer turns it into a silent exit 130, and `_run` says it."""
+    try:
+        with command.make_context("canaryflow", args) as context:
+            return command.invoke(context)
+    except typer.Exit as exc:  # also what `ctx.exit` raises
+        return exc.exit_code
+    except EOFError as exc:  # end of input at a prompt, as typer treats it
+        raise typer.Abort from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,20 @@ def test_unknown_command_is_a_usage_error() -> None:
     result = run("frobnicate")
     assert result.returncode == 2
     assert "No such command" in result.stderr
+
+
+def test_a_ctrl_c_in_any_command_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    """A real SIGINT while `replay` waits for its log: a named pipe whose writer the test opens only
+    once the command has opened it for reading, so the command is inside its work, not importing."""
+    pipe = tmp_path / "log.json"
+    os.mkfifo(pipe)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "canaryflow", "replay", str(pipe)], stderr=subprocess.PIPE, text=True
+    )
+    with pipe.open("w"):  # returns once the command has opened the pipe; it now waits for data
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    assert (process.returncode, err) == (130, "canaryflow: interrupted\n")
 
 
 def test_version_does_not_import_heavy_libraries() -> None:
