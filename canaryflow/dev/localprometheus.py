@@ -12,7 +12,6 @@ import json
 import shutil
 import subprocess
 import tempfile
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -20,7 +19,7 @@ from typing import Any, Self
 
 import httpx
 
-from canaryflow.dev.processes import die_with_parent, free_port, on_keeper_thread, wait_until
+from canaryflow.dev.processes import die_with_parent, free_port, on_lasting_thread, wait_until
 from canaryflow.errors import LocalPrometheusError
 
 __all__ = ["SCRAPE_INTERVAL_SECONDS", "LocalPrometheus"]
@@ -64,8 +63,7 @@ class LocalPrometheus:
             )
 
         # the kernel ties it to the thread that forks: fork on one that lives as long as the process
-        main = threading.current_thread() is threading.main_thread()
-        self.process = start() if main else on_keeper_thread(start)
+        self.process = on_lasting_thread(start)
         self._http = httpx.Client(base_url=self.url, timeout=5.0)
 
     @classmethod

@@ -24,7 +24,7 @@ __all__ = [
     "alive",
     "die_with_parent",
     "free_port",
-    "on_keeper_thread",
+    "on_lasting_thread",
     "port_is_free",
     "stop_groups",
     "tail",
@@ -81,7 +81,7 @@ def die_with_parent() -> None:
     """``preexec_fn`` for a child that the kernel kills (SIGKILL) when its parent dies.
 
     The kernel's "parent" is the *thread* that forked: start such children from the main thread
-    or through `on_keeper_thread`, never from a short-lived thread (its end would kill them)."""
+    or through `on_lasting_thread`, never from a short-lived thread (its end would kill them)."""
     _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
@@ -90,10 +90,13 @@ _keeper_lock = threading.Lock()
 _keeper: threading.Thread | None = None
 
 
-def on_keeper_thread(work: Callable[[], _T]) -> _T:
-    """Run `work` on one daemon thread that lives as long as the process, and return its result
-    (or raise its error). Children started there with `die_with_parent` die with the process, not
-    with the thread that asked (which may end long before)."""
+def on_lasting_thread(work: Callable[[], _T]) -> _T:
+    """Run `work` on a thread that lives as long as the process, and return its result (or raise
+    its error): at once on the main thread, else on one daemon thread kept for this. Children
+    started there with `die_with_parent` die with the process, not with the thread that asked
+    (which may end long before)."""
+    if threading.current_thread() is threading.main_thread():
+        return work()
     global _keeper
     with _keeper_lock:
         if _keeper is None:

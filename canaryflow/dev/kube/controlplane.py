@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -28,7 +27,7 @@ from canaryflow.dev.processes import (
     alive,
     die_with_parent,
     free_port,
-    on_keeper_thread,
+    on_lasting_thread,
     stop_groups,
     tail,
     wait_until,
@@ -188,10 +187,8 @@ class LocalControlPlane:
         old = pids.get(name)
         if old is not None and alive(old):
             self._kill(old)
-        if threading.current_thread() is threading.main_thread():
-            self._start(name, args, pids)
-        else:  # tied by die_with_parent to the thread that forks: fork where it lives on
-            on_keeper_thread(lambda: self._start(name, args, pids))
+        # tied by die_with_parent to the thread that forks: fork where it lives on
+        on_lasting_thread(lambda: self._start(name, args, pids))
 
     def _kill(self, pid: int) -> None:
         """SIGKILL the process group of `pid` and wait until it is gone."""
