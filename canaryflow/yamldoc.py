@@ -178,7 +178,7 @@ def _message(error: ErrorDetails, model: type[BaseModel], patterns: Mapping[str,
     if kind in ("bool_type", "bool_parsing"):
         return "must be true or false"
     if kind == "string_type":
-        return "must be a string"
+        return "must be a string" + _typed_by_yaml(error.get("input"))
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return "must be a mapping"
     if kind in ("list_type", "tuple_type"):
@@ -194,6 +194,15 @@ def _message(error: ErrorDetails, model: type[BaseModel], patterns: Mapping[str,
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
     return message
+
+
+def _typed_by_yaml(given: object) -> str:
+    """Why a value written as text is not a string, when YAML typed it (``42``, ``1.10``, ``yes``)."""
+    if isinstance(given, bool):
+        return " (YAML reads this value as true or false: quote it)"
+    if isinstance(given, int | float):
+        return " (YAML reads this value as a number: quote it)"
+    return ""
 
 
 def _relevant(errors: list[ErrorDetails]) -> list[ErrorDetails]:

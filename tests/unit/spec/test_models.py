@@ -176,6 +176,20 @@ def test_a_true_is_not_a_weight() -> None:
         load_spec_text(MINIMAL.replace("setWeight: 10", "setWeight: true"))
 
 
+@pytest.mark.parametrize(
+    ("written", "read_as"), [("42", "a number"), ("1e3", "a number"), ("true", "true or false")]
+)
+def test_a_value_yaml_typed_is_a_string_once_quoted(written: str, read_as: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        load_spec_text(MINIMAL.replace("namespace: shop", f"namespace: {written}"))
+    assert f"spec.target.namespace: must be a string (YAML reads this value as {read_as}: quote it)" in str(
+        caught.value
+    )
+    assert load_spec_text(
+        MINIMAL.replace("namespace: shop", f"namespace: '{written}'")
+    ).spec.target.namespace == (written)
+
+
 def test_metric_names_are_unique() -> None:
     text = MINIMAL + WITH_ANALYSIS.replace("name: cpu", "name: errors")
     with pytest.raises(SpecError, match=r"'errors' appears more than once \(first as metrics\[0\]\)"):
