@@ -29,7 +29,7 @@ from analysis.dispersion import bucket_dispersion, spread_for_weight, stable_dis
 from analysis.logs import MetricHeader, ObservationLog
 from analysis.observations import HistogramCounts, PairedObservation, RatioCounts, Samples
 
-__all__ = ["BAD", "ERROR_FREE", "FAMILIES", "GOOD", "LE", "Scenario", "Truth", "generate"]
+__all__ = ["ADDED_GOOD", "BAD", "ERROR_FREE", "FAMILIES", "GOOD", "LE", "Scenario", "Truth", "generate"]
 
 #: Prometheus' default histogram buckets (seconds).
 LE = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, math.inf)
@@ -68,6 +68,11 @@ MIDWAY_INTERVAL = 8
 #: track `WEIGHT` percent.
 HISTORY_INTERVALS = 120
 WEIGHT = 10.0
+#: Uneven traffic: both tracks' traffic doubles at each of these intervals (0-based), as when
+#: adaptive exposure raises the weights, and one interval drawn at random carries `SPIKE` times the
+#: traffic (a burst, a retry storm); each track jitters on its own as in independent overdispersion.
+UNEVEN_STEPS = (10, 20)
+SPIKE = 20.0
 
 
 @dataclass(frozen=True)
@@ -123,7 +128,11 @@ GOOD = (
     "scrape-gaps",
     "extrapolated",
     "error-free",
+    "uneven-traffic",
 )
+#: Good families added after the first tables: the decision benchmark seeds them after every other
+#: family, so that the others keep their seeds.
+ADDED_GOOD = ("uneven-traffic",)
 BAD = (
     "errors-x2",
     "errors-x5",
@@ -145,6 +154,7 @@ FAMILIES: dict[str, Truth] = {
     "shared-incident": Truth(),
     "scrape-gaps": Truth(),
     "extrapolated": Truth(),
+    "uneven-traffic": Truth(),
     "errors-x2": Truth(error_factor=2.0),
     "errors-x5": Truth(error_factor=5.0),
     "latency+25%": Truth(latency_factor=1.25),
@@ -158,6 +168,12 @@ FAMILIES: dict[str, Truth] = {
 }
 #: Families of a service without errors: the baseline has none.
 ERROR_FREE = ("error-free", "errors-on-error-free")
+#: Families whose tracks jitter on their own (base error rate 5 %), and the sigmas of each.
+INDEPENDENT = {
+    "independent-overdispersion": (INDEPENDENT_ERROR_SIGMA, INDEPENDENT_LATENCY_SIGMA),
+    "strong-independent-overdispersion": (STRONG_ERROR_SIGMA, STRONG_LATENCY_SIGMA),
+    "uneven-traffic": (INDEPENDENT_ERROR_SIGMA, INDEPENDENT_LATENCY_SIGMA),
+}
 
 
 def _normal_cdf(z: np.ndarray) -> np.ndarray:
@@ -214,12 +230,15 @@ def _conditions(
     rows: list[tuple[_Interval, _Interval]] = []
     incident = int(rng.integers(4, MAX_INTERVALS - 6))
     crash = int(rng.integers(2, 8))
-    independent = family in ("independent-overdispersion", "strong-independent-overdispersion")
+    spike = int(rng.integers(0, MAX_INTERVALS)) if family == "uneven-traffic" else -1
+    independent = family in INDEPENDENT
     base_error = INDEPENDENT_BASE_ERROR_RATE if independent else BASE_ERROR_RATE
     if family in ERROR_FREE:
         base_error = 0.0
     for i in range(MAX_INTERVALS):
         load = rps * (1.0 + 0.1 * math.sin(2 * math.pi * i / MAX_INTERVALS + rng.uniform(0, 0.3)))
+        if family == "uneven-traffic":
+            load *= 2.0 ** sum(i >= step for step in UNEVEN_STEPS) * (SPIKE if i == spike else 1.0)
         shared_error, shared_latency = 1.0, 1.0
         own = [(1.0, 1.0), (1.0, 1.0)]
         if family == "overdispersed":
@@ -229,11 +248,7 @@ def _conditions(
                 for _ in range(2)
             ]
         if independent:
-            e, lat = (
-                (INDEPENDENT_ERROR_SIGMA, INDEPENDENT_LATENCY_SIGMA)
-                if family == "independent-overdispersion"
-                else (STRONG_ERROR_SIGMA, STRONG_LATENCY_SIGMA)
-            )
+            e, lat = INDEPENDENT[family]
             own = [
                 (float(rng.lognormal(-e * e / 2, e)), float(rng.lognormal(-lat * lat / 2, lat)))
                 for _ in range(2)
@@ -270,15 +285,11 @@ def _stable_history(
     """The stable's error counts, requests and latency histograms (cumulative at `LE`) per history
     interval, with the family's noise (its own jitter as large as a track's; for shared-incident,
     one incident somewhere in the hour)."""
-    independent = family in ("independent-overdispersion", "strong-independent-overdispersion")
+    independent = family in INDEPENDENT
     base_error = (
         0.0 if family in ERROR_FREE else INDEPENDENT_BASE_ERROR_RATE if independent else BASE_ERROR_RATE
     )
-    sigma, latency_sigma = (
-        (INDEPENDENT_ERROR_SIGMA, INDEPENDENT_LATENCY_SIGMA)
-        if family == "independent-overdispersion"
-        else (STRONG_ERROR_SIGMA, STRONG_LATENCY_SIGMA)
-    )
+    sigma, latency_sigma = INDEPENDENT.get(family, (0.0, 0.0))
     scale = EXTRAPOLATION if family == "extrapolated" else 1.0
     incident = int(rng.integers(0, HISTORY_INTERVALS - 4))
     bad: list[float] = []

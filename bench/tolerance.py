@@ -64,6 +64,9 @@ BOUNDARY_CELLS = (
             ("independent-overdispersion", 50.0),
             ("independent-overdispersion", 500.0),
             ("shared-incident", 10.0),
+            # the traffic doubles twice and bursts x20 once: intervals of very unequal weight
+            ("uneven-traffic", 10.0),
+            ("uneven-traffic", 50.0),
         )
     ]
     # A canary 20 % slower is rolled back in the cells above before its promotion could be tried

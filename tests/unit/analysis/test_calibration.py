@@ -3,7 +3,7 @@
 What a user of the default policy gets (one look per 30 s interval, 20 minutes, two metrics at
 alpha 0.05): false rollbacks of canaries that behave like their baseline, in every good family
 (independent per-track overdispersion, shared overdispersion, shared incidents, scrape gaps,
-counts extrapolated by Prometheus's increase()) at
+counts extrapolated by Prometheus's increase(), traffic that doubles and bursts) at
 ordinary and high traffic; and bad canaries (from the start, turning bad in the middle of the
 analysis, crashing for one interval) rolled back, never promoted. Slow: about 2,000 analyses.
 """
@@ -70,6 +70,11 @@ CELLS = [
     # of half the interval (twice the binomial variance); lumpiest where events are few
     ("extrapolated", 2.0),
     ("extrapolated", 500.0),
+    # the traffic doubles twice and bursts x20 for one interval, each track jittering on its own:
+    # intervals of very unequal weight
+    ("uneven-traffic", 10.0),
+    ("uneven-traffic", 50.0),
+    ("uneven-traffic", 500.0),
 ]
 
 
