@@ -360,8 +360,13 @@ class CountState:
         heavier-tailed than Student's t [2]_; the binomial floor keeps intervals with few events
         from understating the variance. Valid at one pre-set look (the maximum duration), not
         under continuous monitoring: the judge spends a separate share of beta on it. The level
-        is shown by simulation (``tests/unit/analysis/test_calibration.py``: canaries exactly at
-        the tolerance).
+        is shown by simulation: the test alone (``bench/final_look.py``, 108 cells, and
+        ``tests/unit/analysis/test_counts.py``: canaries exactly at +50 %, traffic that doubles
+        and bursts x20, a baseline up to three times the canary, each track's rate jittering on
+        its own with sigma up to 0.5) and within the judge
+        (``tests/unit/analysis/test_calibration.py``: canaries exactly at the tolerance). Squares
+        around the fitted shift, which would not count a good canary's own shift as noise, went
+        above the level in the first of these (BENCHMARKS.md).
 
         References
         ----------

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
 
 from analysis.counts import KAPPA_FALL, KAPPA_MAX
 from analysis.ratio import RatioState, ratio_test
+from bench.final_look import final_look_level
 
 # A good canary's error counts from a demo run through a real Prometheus (5 s intervals, read with
 # increase(), hence the quarters): four intervals a little better than its baseline, then three a
@@ -126,3 +128,25 @@ def test_a_learned_bound_caps_the_running_one_until_the_analysis_contradicts_it(
             state = state.step(rng.binomial(15_000, canary), 15_000, rng.binomial(15_000, baseline), 15_000)
             contradicting.append(float(state.sides[0].kappa[0]))
         assert contradicting[-1] > 5 * 0.002, (seed, contradicting)
+
+
+@pytest.mark.slow
+def test_the_final_look_holds_its_level_where_traffic_is_uneven_and_each_track_jitters_on_its_own() -> None:
+    """The final look's variance comes from the intervals' own scores. Where one interval holds
+    far more traffic than the others, or the baseline is larger, and each track's rate varies on
+    its own, squares around the fitted shift (tried, not kept) let canaries at the tolerance
+    through above the nominal 2.5 %: up to 4.1 % in these cells divided by one less the largest
+    interval's share of the events, up to 2.9 % divided by its square. The squares around zero
+    stay at it (``bench/final_look.py``, 108 cells of 4,000 runs: mean 1.34 %, the largest 2.55 %,
+    whose 95 % interval 2.1-3.1 % holds 2.5 %).
+    2,000 canaries per cell at +50 % errors, 40 intervals, the traffic doubling at the 11th and
+    21st interval, with or without a x20 burst at the 6th."""
+    cells = itertools.product((0.01, 0.05), (10.0, 500.0), (1.0, 3.0), (0.3, 0.5), (-1, 5))
+    levels = {cell: final_look_level(*cell, runs=2_000, seed=index) for index, cell in enumerate(cells)}
+    # each cell within three standard errors of 2.5 % (2,000 runs: 0.35 points), all together below it
+    assert max(levels.values()) <= 0.025 + 3 * math.sqrt(0.025 * 0.975 / 2_000), levels
+    assert sum(levels.values()) / len(levels) <= 0.025, levels
+    # where the baseline is three times the canary the scores are skewed (the canary's share of
+    # the events is a third): the cells where the squared variant reached 2.7 % on average
+    skewed = [level for (_, _, sizes, _, burst), level in levels.items() if sizes == 3.0 and burst < 0]
+    assert sum(skewed) / len(skewed) <= 0.025, levels
