@@ -167,7 +167,7 @@ def run_cells_demo(*, cells: int, ui: bool = False, reports_dir: Path | None = N
     previous = signal.signal(signal.SIGINT, _first_ctrl_c_only) if main else None
     try:
         return _run_cells(names, binaries, prometheus_binary, reports_dir, ui=ui, console=console)
-    except KeyboardInterrupt:  # typer would turn it into a silent 130
+    except KeyboardInterrupt:  # said here, with what the demo stopped
         from canaryflow.cli.output import say
 
         say(

@@ -217,8 +217,8 @@ def _interruptible(plan: RolloutPlan, runtime: Runtime, progress: Progress, spec
             state = None if rollout_id is None else runtime.cluster.read(plan.target).state
         except CanaryflowError:
             state = None
-        if state is None or state.rollout_id != rollout_id:
-            raise
+        if state is None or state.rollout_id != rollout_id:  # the line above said what happens
+            raise typer.Exit(130) from None
         say(
             f"canaryflow: interrupted: {rollout_id} was {state.phase.label} on {plan.target}; "
             f"`canaryflow rollout {spec} --resume` finishes it"

@@ -10,15 +10,17 @@ interrupted`` and 130); ``--debug`` (accepted anywhere on the command line, or
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TextIO, cast
 
 import typer
 from typer._click import exceptions as click  # the click that typer vendors
 from typer._click.core import Command
+from typer._click.utils import PacifyFlushWrapper
 
 from canaryflow.cli import demo as demo_command
 from canaryflow.cli import (
@@ -196,12 +198,20 @@ def _run(args: list[str], *, debug: bool) -> int:
 
 
 def _invoke(command: Command, args: list[str]) -> Any:
-    """Parse `args` and run the command, as typer's ``main(standalone_mode=False)`` does, except that
-    a Ctrl-C stays a KeyboardInterrupt: typer turns it into a silent exit 130, and `_run` says it."""
+    """Parse `args` and run the command, as typer's ``main(standalone_mode=False)`` does (a closed
+    pipe on the output, as in ``| head``, ends it quietly with 1), except that a Ctrl-C stays a
+    KeyboardInterrupt: typer turns it into a silent exit 130, and `_run` says it."""
     try:
         with command.make_context("canaryflow", args) as context:
             return command.invoke(context)
     except typer.Exit as exc:  # also what `ctx.exit` raises
         return exc.exit_code
     except EOFError as exc:  # end of input at a prompt, as typer treats it
+        typer.echo(err=True)
         raise typer.Abort from exc
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            raise
+        sys.stdout = cast(TextIO, PacifyFlushWrapper(sys.stdout))  # nothing more reaches the pipe
+        sys.stderr = cast(TextIO, PacifyFlushWrapper(sys.stderr))
+        return 1

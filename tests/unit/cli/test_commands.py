@@ -112,12 +112,30 @@ def test_a_ctrl_c_in_any_command_is_one_line_and_exit_130(tmp_path: Path) -> Non
     pipe = tmp_path / "log.json"
     os.mkfifo(pipe)
     process = subprocess.Popen(
-        [sys.executable, "-m", "canaryflow", "replay", str(pipe)], stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "canaryflow", "replay", str(pipe)],
+        stderr=subprocess.PIPE,
+        text=True,
+        # a test run started in the background ignores SIGINT, and its children would inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     with pipe.open("w"):  # returns once the command has opened the pipe; it now waits for data
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=60)
     assert (process.returncode, err) == (130, "canaryflow: interrupted\n")
+
+
+def test_output_to_a_closed_pipe_ends_quietly_with_1() -> None:
+    """As ``canaryflow spec schema | head -1`` does once head has what it wants."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "canaryflow", "spec", "schema"],
+            stdout=writer, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(writer)
+    assert (result.returncode, result.stderr) == (1, "")
 
 
 def test_version_does_not_import_heavy_libraries() -> None:
