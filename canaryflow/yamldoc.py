@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
+from datetime import date
 from functools import cache
 from typing import Any
 
@@ -197,7 +198,10 @@ def _message(error: ErrorDetails, model: type[BaseModel], patterns: Mapping[str,
 
 
 def _typed_by_yaml(given: object) -> str:
-    """Why a value written as text is not a string, when YAML typed it (``42``, ``1.10``, ``yes``)."""
+    """Why a value written as text is not a string, when YAML typed it (``42``, ``1.10``, ``true``,
+    ``2026-12-07``)."""
+    if isinstance(given, date):
+        return " (YAML reads this value as a date: quote it)"
     if isinstance(given, bool):
         return " (YAML reads this value as true or false: quote it)"
     if isinstance(given, int | float):

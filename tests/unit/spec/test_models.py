@@ -177,7 +177,8 @@ def test_a_true_is_not_a_weight() -> None:
 
 
 @pytest.mark.parametrize(
-    ("written", "read_as"), [("42", "a number"), ("1e3", "a number"), ("true", "true or false")]
+    ("written", "read_as"),
+    [("42", "a number"), ("1e3", "a number"), ("true", "true or false"), ("2026-12-07", "a date")],
 )
 def test_a_value_yaml_typed_is_a_string_once_quoted(written: str, read_as: str) -> None:
     with pytest.raises(SpecError) as caught:
