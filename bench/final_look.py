@@ -7,7 +7,8 @@ Usage::
 The final look (`analysis.counts.CountState.final_log_pvalue`) is a fixed-horizon test whose
 variance comes from the intervals' own scores. Canaries exactly at +50 % errors, 40 intervals of
 30 s: the traffic of both tracks doubles at the 11th and the 21st interval (as adaptive exposure
-raises it) and one interval may carry 20 times as much (a burst); the baseline is as large as
+raises it) and one interval may carry 20 times as much (a burst), as in the decision benchmark's
+uneven-traffic family (`bench.scenarios.UNEVEN_STEPS`, `SPIKE`); the baseline is as large as
 the canary or three times larger; each track's rate jitters on its own every interval by a
 mean-one log-normal factor. Each cell prints the share shown within tolerance at level 0.025:
 the test's level, which should be at most 2.5 % up to sampling noise (at 4,000 runs one standard
@@ -31,6 +32,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis.counts import CountState, count_step
+from bench.scenarios import SPIKE, UNEVEN_STEPS
 
 LEVEL = 0.025
 TOLERANCE = 0.5
@@ -48,7 +50,7 @@ def final_look_level(
     rng = np.random.default_rng(seed)
     state = CountState.initial(runs, tolerance=TOLERANCE, direction="increase")
     for i in range(INTERVALS):
-        n = int(rps * 30 * 2.0 ** ((i >= 10) + (i >= 20)) * (20.0 if i == burst else 1.0))
+        n = int(rps * 30 * 2.0 ** sum(i >= step for step in UNEVEN_STEPS) * (SPIKE if i == burst else 1.0))
         m = int(n * sizes)
         canary, baseline = rng.lognormal(-(sigma**2) / 2, sigma, (2, runs))
         x = rng.binomial(n, np.minimum(1.0, rate * (1 + TOLERANCE) * canary)).astype(float)
