@@ -342,37 +342,68 @@ class CountState:
 
         Notes
         -----
-        The promotion score without dispersion weights, :math:`D = \sum_i d_i` with
+        The promotion score weighted by traffic, :math:`D = \sum_i w_i d_i` with
         :math:`d_i = x'_i - k'_i p_i(\rho_0)` (:math:`x'` the promotion counts, :math:`\rho_0`
         the tolerance bound), studentized with the larger of the empirical and the binomial
         variance,
 
         .. math::
 
-            T = \frac{-D}{\sqrt{\max(\sum_i d_i^2,\ \sum_i k'_i p_i q_i f_i)}},
+            T = \frac{-D}{\sqrt{\max(\sum_i w_i^2 d_i^2,\ \sum_i w_i^2 k'_i p_i q_i f_i)}},
 
         referred to Student's t with :math:`n - 1` degrees of freedom, :math:`n` the intervals
         with events (sign reversed for ``decrease``). Conditioning on :math:`k'_i` removes what
         both tracks share; at the boundary the :math:`d_i` have mean zero and are independent
         across intervals whatever their own variances (independent overdispersion, incidents),
-        so :math:`\sum d_i^2` estimates the variance of :math:`D` without a model (a robust,
-        "sandwich" variance [1]_). For symmetric :math:`d_i` the self-normalized sum is no
-        heavier-tailed than Student's t [2]_; the binomial floor keeps intervals with few events
-        from understating the variance. Valid at one pre-set look (the maximum duration), not
-        under continuous monitoring: the judge spends a separate share of beta on it. The level
-        is shown by simulation: the test alone (``bench/final_look.py``, 108 cells, and
-        ``tests/unit/analysis/test_counts.py``: canaries exactly at +50 %, traffic that doubles
-        and bursts x20, a baseline up to three times the canary, each track's rate jittering on
-        its own with sigma up to 0.5) and within the judge
-        (``tests/unit/analysis/test_calibration.py``: canaries exactly at the tolerance). Squares
-        around the fitted shift, which would not count a good canary's own shift as noise, went
-        above the level in the first of these (BENCHMARKS.md).
+        so :math:`\sum w_i^2 d_i^2` estimates the variance of :math:`D` without a model (a
+        robust, "sandwich" variance [1]_). For symmetric :math:`d_i` the self-normalized sum is
+        no heavier-tailed than Student's t [2]_; the binomial floor keeps intervals with few
+        events from understating the variance. Valid at one pre-set look (the maximum
+        duration), not under continuous monitoring: the judge spends a separate share of beta
+        on it.
+
+        **The weights** are the inverse of the variance :math:`d_i` has under the dispersion
+        model of the module notes, :math:`a_i(1 + \kappa a_i)` with :math:`a_i` predicted rather
+        than observed: :math:`w_i = 1 / (1 + \kappa_0 N_i \bar r_{i-1} p_t (1 - p_t))`, with
+        :math:`N_i` the interval's requests, :math:`\bar r_{i-1}` the pooled rate of bad events
+        of the intervals before it and :math:`\kappa_0` the bound fixed before the analysis
+        (``kappa_start``). For :math:`i \ge 2` each :math:`w_i` is a function of the traffic and
+        of the intervals before :math:`i`, so at the boundary
+        :math:`E[w_i d_i \mid \mathcal F_{i-1}, N_i] = w_i E[d_i \mid \mathcal F_{i-1}, N_i] = 0`:
+        these terms are martingale differences, their sum has mean zero whatever the weights,
+        and the squares still estimate its variance. The first interval has no past, and a
+        weight that assumed a rate would all but drop it where traffic is high (a final look of
+        seven intervals, the least that can pass at 500 req/s, then had six); it takes its
+        baseline's own rate :math:`(y_1 + 1/2)/(m_1 + 1)`. That weight is a decreasing function of
+        :math:`y_1`, and so is :math:`E[d_1 \mid y_1] = E[x'_1 \mid y_1](1 - p_t) - y_1 p_t`
+        wherever the canary's count grows by less than :math:`p_t / (1 - p_t)` per event of the
+        baseline's (independent tracks, or a shared factor seen through binomial noise). Two
+        decreasing functions of one variable are positively correlated [3]_, so
+        :math:`E[w_1 d_1] \ge E[w_1]\,E[d_1] = 0`: the term leans to "worse", the side that
+        does not promote. Weights from the interval's own events, as the anytime tests'
+        :math:`\phi_i` has them, keep neither: under independent jitter an interval's events and
+        its score move together, and weighting the intervals with more events down moved the
+        sum towards "better" (up to 4.5 % at a nominal 2.5 %). Unweighted, each interval counted
+        in proportion to its events, so where each track's jitter dominates and traffic doubles
+        or bursts, 40 intervals counted as 5-22 of equal weight and good canaries went
+        unpromoted (BENCHMARKS.md, "Uneven traffic").
+
+        The level is shown by simulation: the test alone (``bench/final_look.py``, 108 cells,
+        and ``tests/unit/analysis/test_counts.py``: canaries exactly at +50 %, traffic that
+        doubles and bursts x20, a baseline up to three times the canary, each track's rate
+        jittering on its own with sigma up to 0.5) and within the judge
+        (``tests/unit/analysis/test_calibration.py``: canaries exactly at the tolerance).
+        Squares around the fitted shift, which would not count a good canary's own shift as
+        noise, went above the level in the first of these (BENCHMARKS.md).
 
         References
         ----------
         .. [1] P. McCullagh and J. A. Nelder, *Generalized Linear Models*, 2nd ed., 1989, §9.3.
         .. [2] B. Efron, "Student's t-test under symmetry conditions", J. Amer. Statist. Assoc.
                64(328), 1969.
+        .. [3] J. D. Esary, F. Proschan and D. W. Walkup, "Association of random variables, with
+               applications", Ann. Math. Statist. 38(5), 1967 (Theorem 2.1: one variable is
+               associated).
         """
         variance = np.maximum(self.final_squares, self.final_binomial)
         oriented = -self.final_s if self.greater else self.final_s
@@ -466,6 +497,13 @@ def count_step(
     pt = float(_shares(np.asarray(n), np.asarray(m), state.log_bound))
     pphi = 1.0 + kappa * np.minimum(pk * pt * (1.0 - pt) * pfpc, cap)
     d_i = px - pk * pt
+    # The final look's weight: the inverse of the variance d_i would have under the learned bound,
+    # from the interval's traffic and the rate of the intervals before it (not the interval's own
+    # events); the first interval, with none before it, takes its baseline's rate (see the notes).
+    seen = state.canary_total + state.baseline_total
+    past = (state.canary_events + state.baseline_events + 0.5) / (seen + 1.0)
+    rate = np.where(seen > 0, past, (y + 0.5) / (m + 1.0))
+    w_i = 1.0 / (1.0 + state.kappa_start * (n + m) * rate * pt * (1.0 - pt))
     ps_i = d_i / pphi
     pv_i = pk * kearns_saul_variance(np.full_like(pk, pt)) * pfpc / pphi
     grid_p = _shares(np.asarray(n), np.asarray(m), _GRID)[None, :]
@@ -512,9 +550,9 @@ def count_step(
         last_v=v_i,
         guard_s=s_i * phi / guard,
         guard_v=v_i * phi / guard,
-        final_s=state.final_s + d_i,
-        final_squares=state.final_squares + d_i * d_i,
-        final_binomial=state.final_binomial + pk * pt * (1.0 - pt) * pfpc,
+        final_s=state.final_s + w_i * d_i,
+        final_squares=state.final_squares + (w_i * d_i) ** 2,
+        final_binomial=state.final_binomial + w_i * w_i * pk * pt * (1.0 - pt) * pfpc,
         final_count=state.final_count + (pk > 0),
     )
 

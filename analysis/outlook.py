@@ -124,7 +124,11 @@ longer; a canary it gives up on would then have been promoted less often than ``
 (the same file measures it on the benchmark's good canaries).
 
 The plan is approximate: the tests are studentized (Student's t, a few degrees of freedom fewer),
-the histogram test takes the largest p-value over several bounds, and traffic changes.
+the histogram test takes the largest p-value over several bounds, and traffic changes. The final
+look weights each interval by the inverse of the variance its traffic predicts
+(`analysis.counts.CountState.final_log_pvalue`); at the steady traffic the plan assumes the
+weights are about equal and cancel in the studentized statistic, so the formulas above stand
+(``tests/unit/analysis/test_outlook.py`` simulates the judge's own statistic).
 ``tests/unit/analysis/test_outlook.py`` checks on the benchmark's scenarios that analyses whose
 plan fits the maximum duration end promoted far more often than those whose plan does not.
 
