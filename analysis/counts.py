@@ -362,31 +362,41 @@ class CountState:
         duration), not under continuous monitoring: the judge spends a separate share of beta
         on it.
 
-        **The weights** are the inverse of the variance :math:`d_i` has under the dispersion
-        model of the module notes, :math:`a_i(1 + \kappa a_i)` with :math:`a_i` predicted rather
-        than observed: :math:`w_i = 1 / (1 + \kappa_0 N_i \bar r_{i-1} p_t (1 - p_t))`, with
+        **The weights** are the quasi-likelihood weights of the dispersion model of the module
+        notes, the inverse of the factor :math:`1 + \kappa a_i` by which :math:`d_i`'s variance
+        exceeds the binomial :math:`a_i`, with :math:`a_i` predicted rather than observed:
+        :math:`w_i = 1 / (1 + \kappa_0 N_i \bar r_{i-1} p_t (1 - p_t))`, with
         :math:`N_i` the interval's requests, :math:`\bar r_{i-1}` the pooled rate of bad events
         of the intervals before it and :math:`\kappa_0` the bound fixed before the analysis
         (``kappa_start``). For :math:`i \ge 2` each :math:`w_i` is a function of the traffic and
         of the intervals before :math:`i`, so at the boundary
         :math:`E[w_i d_i \mid \mathcal F_{i-1}, N_i] = w_i E[d_i \mid \mathcal F_{i-1}, N_i] = 0`:
         these terms are martingale differences, their sum has mean zero whatever the weights,
-        and the squares still estimate its variance. The first interval has no past, and a
-        weight that assumed a rate would all but drop it where traffic is high (a final look of
-        seven intervals, the least that can pass at 500 req/s, then had six); it takes its
-        baseline's own rate :math:`(y_1 + 1/2)/(m_1 + 1)`. That weight is a decreasing function of
-        :math:`y_1`, and so is :math:`E[d_1 \mid y_1] = E[x'_1 \mid y_1](1 - p_t) - y_1 p_t`
-        wherever the canary's count grows by less than :math:`p_t / (1 - p_t)` per event of the
-        baseline's (independent tracks, or a shared factor seen through binomial noise). Two
-        decreasing functions of one variable are positively correlated [3]_, so
-        :math:`E[w_1 d_1] \ge E[w_1]\,E[d_1] = 0`: the term leans to "worse", the side that
-        does not promote. Weights from the interval's own events, as the anytime tests'
-        :math:`\phi_i` has them, keep neither: under independent jitter an interval's events and
-        its score move together, and weighting the intervals with more events down moved the
-        sum towards "better" (up to 4.5 % at a nominal 2.5 %). Unweighted, each interval counted
-        in proportion to its events, so where each track's jitter dominates and traffic doubles
-        or bursts, 40 intervals counted as 5-22 of equal weight and good canaries went
-        unpromoted (BENCHMARKS.md, "Uneven traffic").
+        and the squares still estimate its variance (this takes each track's jitter to be
+        independent from one interval to the next, as the sandwich variance does). The first
+        interval has no past, and a weight that assumed a rate would all but drop it where
+        traffic is high (a final look of seven intervals, the least that can pass at 500 req/s,
+        then had six); it takes the rate of one track's own count in it, chosen so that the term
+        leans to the side that does not promote. For ``increase`` that is the baseline's,
+        :math:`(y_1 + 1/2)/(m_1 + 1)`. Given the shared factor and the canary's own factor
+        (everything but the baseline's own factor and the binomial draws), :math:`x'_1` and
+        :math:`y_1` are independent, so :math:`E[d_1 \mid y_1, \cdot] = E[x'_1 \mid \cdot](1 -
+        p_t) - y_1 p_t` decreases in :math:`y_1`, as :math:`w_1` does; two decreasing functions
+        of one variable are positively correlated [3]_, so :math:`E[w_1 d_1 \mid \cdot] \ge
+        E[w_1 \mid \cdot]\,E[d_1 \mid \cdot]`. There :math:`E[w_1 \mid \cdot]` depends on the
+        shared factor :math:`S` only, and at the boundary :math:`E[d_1 \mid \cdot]` is
+        proportional to :math:`S(c - 1)`, :math:`c` the canary's own factor, of mean one and
+        independent of :math:`S`: averaged, the right side is 0, and :math:`E[w_1 d_1] \ge 0`,
+        towards "worse". For ``decrease``, where the test rejects for a large :math:`D`, it is the
+        canary's, :math:`(x'_1 + 1/2)/(n_1 + 1)`, and the mirror argument (given everything but
+        the canary's own factor and the draws) gives :math:`E[w_1 d_1] \le 0`, again away from a
+        promotion. Weights from the interval's own events, as the anytime tests' :math:`\phi_i`
+        has them, keep neither: under independent jitter an interval's events and its score move
+        together, and weighting the intervals with more events down moved the sum towards "better"
+        (up to 4.5 % at a nominal 2.5 %). Unweighted, each interval counted in proportion to its
+        events, so where each track's jitter dominates and traffic doubles or bursts, 40 intervals
+        counted as 5-22 of equal weight and good canaries went unpromoted (BENCHMARKS.md, "Uneven
+        traffic").
 
         The level is shown by simulation: the test alone (``bench/final_look.py``, 108 cells,
         and ``tests/unit/analysis/test_counts.py``: canaries exactly at +50 %, traffic that
@@ -497,12 +507,14 @@ def count_step(
     pt = float(_shares(np.asarray(n), np.asarray(m), state.log_bound))
     pphi = 1.0 + kappa * np.minimum(pk * pt * (1.0 - pt) * pfpc, cap)
     d_i = px - pk * pt
-    # The final look's weight: the inverse of the variance d_i would have under the learned bound,
-    # from the interval's traffic and the rate of the intervals before it (not the interval's own
-    # events); the first interval, with none before it, takes its baseline's rate (see the notes).
+    # The final look's weight: the inverse of d_i's dispersion factor under the learned bound, from
+    # the interval's traffic and the rate of the intervals before it (not the interval's own
+    # events); the first interval, with none before it, takes the rate of the track whose count
+    # leans its term to the side that does not promote (see the notes).
     seen = state.canary_total + state.baseline_total
     past = (state.canary_events + state.baseline_events + 0.5) / (seen + 1.0)
-    rate = np.where(seen > 0, past, (y + 0.5) / (m + 1.0))
+    first = (y + 0.5) / (m + 1.0) if state.direction == "increase" else (px + 0.5) / (n + 1.0)
+    rate = np.where(seen > 0, past, first)
     w_i = 1.0 / (1.0 + state.kappa_start * (n + m) * rate * pt * (1.0 - pt))
     ps_i = d_i / pphi
     pv_i = pk * kearns_saul_variance(np.full_like(pk, pt)) * pfpc / pphi
