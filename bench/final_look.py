@@ -31,6 +31,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from analysis.checks import CountDirection
 from analysis.counts import CountState, count_step
 from bench.scenarios import SPIKE, UNEVEN_STEPS
 
@@ -51,13 +52,17 @@ def final_look_level(
     *,
     runs: int,
     seed: int,
-    ratio: float = 1.0 + TOLERANCE,
+    ratio: float | None = None,
+    direction: CountDirection = "increase",
 ) -> float:
     """Share of `runs` canaries that the final look alone shows within tolerance at `LEVEL` (one
-    cell of `CELLS`): its level for canaries exactly at the tolerance (the default `ratio`), its
-    power for better ones (`ratio` 1: like the baseline)."""
+    cell of `CELLS`): its level for canaries exactly at the tolerance (the default `ratio`:
+    ``1 + TOLERANCE`` times the baseline's rate, or ``1 / (1 + TOLERANCE)`` where fewer events
+    are worse), its power for better ones (`ratio` 1: like the baseline)."""
+    if ratio is None:
+        ratio = 1.0 + TOLERANCE if direction == "increase" else 1.0 / (1.0 + TOLERANCE)
     rng = np.random.default_rng(seed)
-    state = CountState.initial(runs, tolerance=TOLERANCE, direction="increase")
+    state = CountState.initial(runs, tolerance=TOLERANCE, direction=direction)
     for i in range(INTERVALS):
         n = int(rps * 30 * 2.0 ** sum(i >= step for step in UNEVEN_STEPS) * (SPIKE if i == burst else 1.0))
         m = int(n * sizes)
