@@ -33,7 +33,7 @@ a wrong "within" needs one of the tests to err: at most ``beta`` again by the un
 
 A ratio metric with an absolute tolerance (``max_increase``) gives ``INCREASE_SHARE`` of its
 ``beta`` to the tests of `analysis.increase` (``increase_beta``): ``INCREASE_FINAL_SHARE`` of it
-to the fixed-horizon test at the maximum duration (``increase_final_beta``: the Mantel-Haenszel
+to the fixed-horizon test at the maximum duration (``increase_final_beta``: the weighted
 difference of the two rates against the margin), the rest to the anytime bound (the largest
 increase of the canary's rate over the baseline's that the data allow, from the rate ratio's
 confidence sequence and the two tracks' rate bounds, each at a third of it); the relative tests
@@ -231,7 +231,12 @@ def record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) ->
             level = plan.increase_anytime_beta / 3
             baseline_bound = (history.baseline_bound or RateBound(level)).step(*b.row)
             canary_bound = (history.canary_bound or RateBound(level)).step(*c.row)
-            sums = (history.increase or IncreaseSums(plan.max_increase)).step(*c.row, *b.row)
+            # The final look's weights take the relative test's dispersion bound, fixed before the
+            # analysis (learned from the stable's history, or the one fixed in advance).
+            sums = history.increase or IncreaseSums(
+                plan.max_increase, dispersion=float(process.sides[0].kappa_start[0])
+            )
+            sums = sums.step(*c.row, *b.row)
             history = replace(
                 history, baseline_bound=baseline_bound, canary_bound=canary_bound, increase=sums
             )

@@ -125,9 +125,10 @@ longer; a canary it gives up on would then have been promoted less often than ``
 
 The plan is approximate: the tests are studentized (Student's t, a few degrees of freedom fewer),
 the histogram test takes the largest p-value over several bounds, and traffic changes. The final
-look weights each interval by the inverse of the dispersion factor its traffic predicts
-(`analysis.counts.CountState.final_log_pvalue`); at the steady traffic the plan assumes the
-weights are about equal and cancel in the studentized statistic, so the formulas above stand
+looks weight each interval by the inverse of the dispersion factor its traffic predicts
+(`analysis.counts.CountState.final_log_pvalue`, `analysis.increase`, where :math:`w` above is
+the Mantel-Haenszel part of the weight); at the steady traffic the plan assumes the
+weights are about equal and cancel in the studentized statistics, so the formulas above stand
 (``tests/unit/analysis/test_outlook.py`` simulates the judge's own statistic).
 ``tests/unit/analysis/test_outlook.py`` checks on the benchmark's scenarios that analyses whose
 plan fits the maximum duration end promoted far more often than those whose plan does not.
