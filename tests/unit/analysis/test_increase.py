@@ -175,18 +175,22 @@ UNEVEN_CELLS = (
 )
 
 
+@pytest.mark.parametrize("dispersion", [KAPPA_MAX, 0.1], ids=["fixed bound", "learned 0.1"])
 @pytest.mark.parametrize("burst", [None, 5, 25], ids=["doubling", "burst early", "burst late"])
 @pytest.mark.parametrize("share", [1.0, 0.25], ids=["equal", "canary a quarter"])
 @pytest.mark.parametrize("cell", UNEVEN_CELLS, ids=[_cell_id(c) for c in UNEVEN_CELLS])
 def test_where_traffic_doubles_or_bursts_the_weighted_look_keeps_its_share(
-    cell: Cell, share: float, burst: int | None
+    cell: Cell, share: float, burst: int | None, dispersion: float
 ) -> None:
     # The weights are predicted from the traffic and the intervals before (and, in the first, from
     # the baseline's own count): the look keeps its level where one interval carries twenty times
-    # the traffic of the others. Over the 13 cells above, three sizes, doubling and bursts and the
-    # dispersion bound at 0, 0.1 and 0.5 (351 cells), the worst was 1.4 % of the 1.875 % share.
+    # the traffic of the others. Over the 13 cells above, three sizes, steady traffic, doubling and
+    # bursts and the bound at 0, 0.1 and 0.5 (468 cells), the worst was 1.4 % of the 1.875 % share.
     level = _plan(0.002).increase_final_beta
-    p = _final_looks(cell, share=share, excess=cell[1], runs=4000, seed=44, traffic=_uneven(cell[-1], burst))
+    traffic = _uneven(cell[-1], burst)
+    p = _final_looks(
+        cell, share=share, excess=cell[1], runs=4000, seed=44, traffic=traffic, dispersion=dispersion
+    )
     assert float(np.mean(p <= level * FINAL_LEVEL_FACTOR)) <= level
 
 
@@ -504,6 +508,24 @@ def test_the_absolute_tolerance_takes_half_of_beta_and_the_relative_tests_the_re
     assert history.baseline_bound.level == history.canary_bound.level == pytest.approx(BETA / 8 / 3)
     without = SequentialJudge(_settings(None), interval_seconds=30.0).plan.metrics[0]
     assert (without.increase_beta, without.final_beta + without.promote_beta) == (0.0, pytest.approx(BETA))
+
+
+@pytest.mark.parametrize(
+    ("learned", "expected"),
+    [(None, KAPPA_MAX), (0.1, 0.1), (0.0, 0.0), (0.8, KAPPA_MAX), (math.nan, KAPPA_MAX)],
+    ids=["nothing learned", "learned", "learned none", "above the fixed bound", "nan"],
+)
+def test_the_final_looks_weights_take_the_bound_the_relative_test_starts_from(
+    learned: float | None, expected: float
+) -> None:
+    # The weights' bound is the one fixed before the analysis: learned from the stable's history
+    # where the flow learned one, at most the fixed bound, the fixed bound where nothing was learned.
+    dispersion = None if learned is None else {"error-rate": learned}
+    judge = SequentialJudge(_settings(0.002), interval_seconds=30.0, dispersion=dispersion)
+    judge.update({"error-rate": PairedObservation(RatioCounts(1.0, 300.0), RatioCounts(1.0, 300.0))})
+    sums = judge.state.histories[0].increase
+    assert sums is not None
+    assert sums.dispersion == pytest.approx(expected)
 
 
 def test_a_latency_tolerance_in_its_unit_takes_no_share_of_beta_and_is_named_in_the_reason() -> None:
