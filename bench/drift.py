@@ -21,7 +21,6 @@ draws seed ``77000 + i``, the same in every cell. Deterministic.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
 import sys
@@ -39,7 +38,7 @@ from analysis.backtest import judge_log
 from analysis.logs import ObservationLog
 from analysis.observations import PairedObservation, RatioCounts
 from bench.decisions import PRODUCT_SETTINGS
-from bench.output import emit
+from bench.output import cell_arguments, emit
 from bench.scenarios import BASE_ERROR_RATE, MAX_INTERVALS, generate
 
 RATES = (10.0, 50.0)
@@ -116,11 +115,7 @@ def table(results: Sequence[tuple[Cell, dict[str, int], list[int]]]) -> list[str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--runs", type=int, default=100, help="runs per cell (default 100)")
-    parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--markdown", type=Path, help="also write the table to this file")
-    args = parser.parse_args(argv)
+    args = cell_arguments(__doc__, runs=100).parse_args(argv)
     cells = [Cell(shape, rps, args.runs) for shape in SHAPES for rps in RATES]
     with ProcessPoolExecutor(args.jobs) as pool:
         results = list(pool.map(judge_cell, cells))

@@ -21,7 +21,6 @@ same in every cell. Deterministic.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -34,7 +33,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from analysis.backtest import judge_log
 from bench.decisions import PRODUCT_SETTINGS
-from bench.output import emit
+from bench.output import cell_arguments, emit
 from bench.scenarios import MAX_INTERVALS, Truth, generate
 
 FAMILIES = ("plain", "independent-overdispersion")
@@ -111,11 +110,7 @@ def table(results: Sequence[tuple[Cell, Counter[str]]]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--runs", type=int, default=100, help="runs per cell (default 100)")
-    parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--markdown", type=Path, help="also write the table to this file")
-    args = parser.parse_args(argv)
+    args = cell_arguments(__doc__, runs=100).parse_args(argv)
     cells = [
         Cell(family, rps, start, errors, latency, args.runs)
         for family in FAMILIES
