@@ -50,6 +50,7 @@ abort can therefore never be lost to a concurrent pause, promote or holder updat
 from __future__ import annotations
 
 import contextvars
+import logging
 import re
 import socket
 import threading
@@ -64,7 +65,7 @@ from prefect import get_run_logger
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
-from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.exceptions import MissingContextError, ObjectNotFound, PrefectHTTPStatusError
 from prefect.flow_runs import resume_flow_run
 from prefect.runtime import flow_run
 from prefect.states import Crashed
@@ -279,11 +280,38 @@ def target_slot(plan: RolloutPlan, *, lease_seconds: float, cluster: Cluster) ->
                 with _cluster_lock(cluster, plan.target, identity, holder, lease_seconds, deadline=None):
                     yield
             finally:
-                if (_read(name).get("holder") or {}).get("lease_id") == holder["lease_id"]:
-                    _write(name, {"holder": None})
+                _give_back(name, holder["lease_id"])
     finally:
+        _release_lease(lease_id)
+
+
+def _give_back(name: str, lease_id: str) -> None:
+    """Clear the slot's holder record if it is still this run's. Bookkeeping after the rollout's
+    outcome: a Prefect API that fails now (a 503 under load) must not turn a finished rollout into
+    a failed run, so it is logged instead; the next holder overwrites the record, and a record
+    whose lease is gone names a dead holder (`_release_dead_holder`)."""
+    try:
+        if (_read(name).get("holder") or {}).get("lease_id") == lease_id:
+            _write(name, {"holder": None})
+    except Exception as exc:
+        _warn("could not clear the holder of the slot %s (%s); the next holder does", name, exc)
+
+
+def _release_lease(lease_id: UUID) -> None:
+    """Give the slot's concurrency lease back; if the Prefect API fails now, it expires by itself."""
+    try:
         with get_client(sync_client=True) as client:
             client.release_concurrency_slots_with_lease(lease_id)
+    except Exception as exc:
+        _warn("could not give the slot's lease %s back (%s); it expires by itself", lease_id, exc)
+
+
+def _warn(message: str, *args: object) -> None:
+    """Log a warning to the flow run's log, or to this module's outside a run."""
+    try:
+        get_run_logger().warning(message, *args)
+    except MissingContextError:
+        logging.getLogger(__name__).warning(message, *args)
 
 
 @contextmanager
@@ -316,8 +344,7 @@ def cleanup_slot(
             with _cluster_lock(cluster, target, identity, details, lease_seconds, deadline=deadline):
                 yield
     finally:
-        with get_client(sync_client=True) as client:
-            client.release_concurrency_slots_with_lease(lease_id)
+        _release_lease(lease_id)
 
 
 def _acquire(

@@ -52,3 +52,23 @@ def test_a_cell_holding_its_target_leaves_the_same_target_in_another_cell_free(
             assert _active_slots(slot_name(eu.target, eu.cell)) == 1
     assert _active_slots(slot_name(eu.target, eu.cell)) == 0
     assert _active_slots(slot_name(us.target, us.cell)) == 0
+
+
+def test_a_prefect_api_failing_as_the_rollout_ends_does_not_fail_it(prefect_harness: Any) -> None:
+    # The Prefect API answered 503 under load just after a rollout had promoted; clearing the slot's
+    # holder record then raised and turned the finished rollout into a failed run. Giving the slot
+    # back is bookkeeping: with the API unreachable as the slot is left, leaving it does not raise,
+    # and the record and the lease stay until the next holder or the lease's expiry.
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.variables import Variable
+
+    from flows.slots import slot_name, target_slot
+
+    plan = _plan(f"eu-{uuid.uuid4().hex[:6]}")
+    slot = target_slot(plan, lease_seconds=60, cluster=SimulatedCluster())
+    slot.__enter__()
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):  # nothing listens there
+        assert slot.__exit__(None, None, None) is False
+    name = slot_name(plan.target, plan.cell)
+    assert Variable.get(name)["holder"]["rollout_id"] == plan.rollout_id
+    assert _active_slots(name) == 1
