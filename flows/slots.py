@@ -156,7 +156,7 @@ def request_target(plan: RolloutPlan, cluster: Cluster) -> None:
     try:
         asked = cluster.supersede(plan.target, plan.image)
     except TransientError as exc:  # the run waits for the slot and the Lease all the same
-        get_run_logger().warning("could not ask the holder of %s to give way: %s", plan.target, exc)
+        _logger().warning("could not ask the holder of %s to give way: %s", plan.target, exc)
         return
     run_id = None if asked is None else asked.details.get("flow_run_id")
     if not run_id or not _is_uuid(run_id):
@@ -308,10 +308,15 @@ def _release_lease(lease_id: UUID) -> None:
 
 def _warn(message: str, *args: object) -> None:
     """Log a warning to the flow run's log, or to this module's outside a run."""
+    _logger().warning(message, *args)
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The flow run's logger, or this module's outside a run (the dev commands, tests)."""
     try:
-        get_run_logger().warning(message, *args)
+        return get_run_logger()
     except MissingContextError:
-        logging.getLogger(__name__).warning(message, *args)
+        return logging.getLogger(__name__)
 
 
 @contextmanager
@@ -394,7 +399,7 @@ def _say_waiting(name: str, tell: Callable[[str], None] | None) -> None:
         else "another run"
     )
     message = f"waiting for the slot {name}: {who} holds it; this run starts when it ends"
-    get_run_logger().info(message)
+    _logger().info(message)
     if tell is not None:
         tell(message)
 
@@ -409,7 +414,7 @@ def _release_dead_holder(client: SyncPrefectClient, name: str) -> bool:
     if why is None:
         return False
     message = f"the holder of slot {name} is dead ({why}); released its lease"
-    get_run_logger().warning("%s: %s", holder.get("rollout_id"), message)
+    _logger().warning("%s: %s", holder.get("rollout_id"), message)
     client.release_concurrency_slots_with_lease(UUID(holder["lease_id"]))
     run_id = holder.get("flow_run_id")
     if run_id:
@@ -486,12 +491,12 @@ def _cluster_lock(
         with get_client(sync_client=True) as client:
             why = _why_dead(client, dict(lock.holder.details), ours=False)
         if why is not None:
-            get_run_logger().warning("the holder of the lock of %s is dead (%s): taking it", target, why)
+            _logger().warning("the holder of the lock of %s is dead (%s): taking it", target, why)
             take_over = lock.holder.identity
             continue
         if not told:
             told = True
-            get_run_logger().info(
+            _logger().info(
                 "waiting for the lock of %s: %s holds it (until %s unless renewed)",
                 target, lock.holder.identity, lock.holder.expires_at,
             )  # fmt: skip
@@ -499,7 +504,7 @@ def _cluster_lock(
             raise TimeoutError(f"the lock of {target} stayed taken by a live holder")
         time.sleep(1.0)
     if lock.took_over:
-        get_run_logger().warning(
+        _logger().warning(
             "took the lock of %s from %s (fencing token %d)", target, lock.took_over, lock.token
         )
     lost = _LOST.get()
@@ -531,9 +536,7 @@ def _cluster_lock(
         try:
             cluster.unlock(target, identity=identity)
         except Exception as exc:  # it expires on its own
-            get_run_logger().warning(
-                "could not give the lock of %s back (%s); it expires by itself", target, exc
-            )
+            _warn("could not give the lock of %s back (%s); it expires by itself", target, exc)
 
 
 @contextmanager

@@ -8,8 +8,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from canaryflow.cluster.port import TargetRef
 from canaryflow.cluster.simulated import SimulatedCluster
 from canaryflow.dev.stacks import GOOD_IMAGE
+from canaryflow.errors import TransientError
 from canaryflow.plan import RolloutPlan, plan_rollout
 from canaryflow.requests import CellTarget, RolloutRequest
 
@@ -72,3 +74,24 @@ def test_a_prefect_api_failing_as_the_rollout_ends_does_not_fail_it(prefect_harn
     name = slot_name(plan.target, plan.cell)
     assert Variable.get(name)["holder"]["rollout_id"] == plan.rollout_id
     assert _active_slots(name) == 1
+
+
+class _UnlockFails(SimulatedCluster):
+    """A cluster whose API server fails as the rollout gives its Lease back."""
+
+    def unlock(self, target: TargetRef, *, identity: str) -> None:
+        raise TransientError("the API server answered 503")
+
+
+def test_an_api_server_failing_as_the_lock_is_given_back_does_not_fail_the_rollout(
+    prefect_harness: Any,
+) -> None:
+    # The cluster Lease expires by itself; leaving the slot outside a flow run (as the dev commands
+    # and these tests do) must log that, not raise for want of a run logger.
+    from flows.slots import target_slot
+
+    plan = _plan(f"eu-{uuid.uuid4().hex[:6]}")
+    cluster = _UnlockFails()
+    with target_slot(plan, lease_seconds=60, cluster=cluster):
+        pass
+    assert cluster.lock_holder(plan.target) is not None  # left to expire
