@@ -48,20 +48,23 @@ _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _NORMAL = NormalDist()
 
 
-def _log_ndtr_scalar(x: float) -> float:
-    if math.isnan(x):
-        return math.nan
-    if x > -30.0:
-        return math.log(0.5 * math.erfc(-x / math.sqrt(2.0)))
-    inv = 1.0 / (x * x)
-    series = 1.0 - inv + 3.0 * inv**2 - 15.0 * inv**3 + 105.0 * inv**4
-    return -0.5 * x * x - _LOG_SQRT_2PI - math.log(-x) + math.log(series)
+_ERFC = np.frompyfunc(math.erfc, 1, 1)  # math.erfc element by element, without a Python loop
 
 
 def log_ndtr(x: FloatArray | float) -> FloatArray:
     """``log(Phi(x))`` elementwise (see the module notes)."""
     values = np.asarray(x, dtype=np.float64)
-    result: FloatArray = np.array([_log_ndtr_scalar(float(v)) for v in values.ravel()]).reshape(values.shape)
+    far = values <= -30.0  # nan is not: erfc(nan) is nan
+    near = np.where(far, 0.0, values)
+    with np.errstate(divide="ignore"):
+        result: FloatArray = np.array(
+            np.log(0.5 * np.asarray(_ERFC(-near / math.sqrt(2.0)), dtype=np.float64))
+        )
+    if far.any():
+        tail = values[far]
+        inv = 1.0 / (tail * tail)
+        series = 1.0 - inv + 3.0 * inv**2 - 15.0 * inv**3 + 105.0 * inv**4
+        result[far] = -0.5 * tail * tail - _LOG_SQRT_2PI - np.log(-tail) + np.log(series)
     return result
 
 
