@@ -17,7 +17,8 @@ Modules:
 - `evalues`: e-value building blocks (normal mixtures, the scale-invariant t mixture);
 - `counts`: the count test under the ratio and histogram tests (incremental state, a
   conservative predictable dispersion, the confidence sequence);
-- `detection`: the CUSUM e-detector for a canary that turns bad mid-analysis;
+- `detection`: the e-detector over windows of the latest intervals, for a canary that turns
+  bad mid-analysis;
 - `special`: the normal log-cdf and Student's t tail without scipy;
 - `ratio`, `histogram`, `samples`: the sequential test per metric type;
 - `verdicts`: `Verdict`, `MetricEvidence`, `Decision`;

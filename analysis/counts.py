@@ -3,8 +3,9 @@ r"""Sequential count tests, incremental and vectorised: the engine under the rat
 A `CountState` holds, for one or many units (a ratio metric, or each bucket bound of a histogram),
 everything the tests need after the intervals seen so far; `count_step` adds one interval in
 constant time. `CountState` answers with the rollback and promotion e-values, the standardized
-statistic, the estimate and the confidence sequence of the rate ratio, and each interval's own
-e-value (for the change detector of `analysis.detection`). `count_evidence` runs the steps over
+statistic, the estimate and the confidence sequence of the rate ratio, and the e-values of each
+interval alone and of windows of the latest intervals (for the change detector of
+`analysis.detection`). `count_evidence` runs the steps over
 whole arrays (the tests' batch form).
 
 Notes
@@ -137,6 +138,10 @@ LEVEL_CAP = 2.0
 BASE_CAP = 2.0
 _GRID = np.linspace(-8.0, 8.0, 801)
 _INFORMATIVE = 0.5  # k p q at least this much: the interval says something about dispersion
+#: The change detector's windows: the evidence of the latest 1, 2, 3, 4, 6, ... ``CHANGE_WINDOW``
+#: intervals (about two per doubling: the nearest is within a fifth of the intervals since a change).
+CHANGE_WINDOW = 40
+_WINDOWS = np.array([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 40]) - 1
 
 
 def mixture_log_evalues(s: FloatArray, v: FloatArray, *, scale: float, greater: bool) -> FloatArray:
@@ -192,7 +197,9 @@ class CountState:
 
     ``log_bound`` is :math:`\log(1 + \mathrm{tol})` (or its negative for ``decrease``); arrays
     have one entry per unit, ``grid_*`` one row per unit and one column per grid point of
-    :math:`\log\rho`. ``last_log_e`` is the rollback e-value of the latest interval alone.
+    :math:`\log\rho`. ``last_log_e`` is the rollback e-value of the latest interval alone;
+    ``recent_s`` and ``recent_v`` hold the rollback terms of the latest ``CHANGE_WINDOW`` intervals
+    (oldest first, zeros before the first) for the change detector's windows.
     ``kappa_used`` is the dispersion bound applied at the latest interval that carried
     information, from which the next may fall by at most ``kappa_fall``; ``kappa_start`` the bound
     of the warm-up (``kappa_max`` unless learned before the analysis: `analysis.dispersion`).
@@ -222,6 +229,8 @@ class CountState:
     grid_v: FloatArray
     last_s: FloatArray
     last_v: FloatArray
+    recent_s: FloatArray
+    recent_v: FloatArray
     guard_s: FloatArray
     guard_v: FloatArray
     final_s: FloatArray
@@ -261,13 +270,14 @@ class CountState:
             if np.any(np.isinf(given)) or np.any(given < 0):
                 raise ValueError(f"kappa_start must be finite numbers >= 0 (nan: none), got {kappa_start}")
             start = np.where(np.isnan(given), kappa_max, np.minimum(given, kappa_max))
-        zero, grid = np.zeros(units), np.zeros((units, _GRID.size))
+        zero, grid, recent = np.zeros(units), np.zeros((units, _GRID.size)), np.zeros((units, CHANGE_WINDOW))
         return cls(
             direction=direction, log_bound=bound, intervals=0, kappa_max=kappa_max,
             kappa_fall=kappa_fall, kappa_start=start, kappa_used=start.copy(), s=zero, v=zero,
             ps=zero, pv=zero, binomial=zero, canary_events=zero, canary_total=zero, baseline_events=zero,
             baseline_total=zero, good_squares=zero, good_level=zero, good_count=zero,
-            level_sum=zero, grid_s=grid, grid_v=grid, last_s=zero, last_v=zero, guard_s=zero, guard_v=zero,
+            level_sum=zero, grid_s=grid, grid_v=grid, last_s=zero, last_v=zero,
+            recent_s=recent, recent_v=recent, guard_s=zero, guard_v=zero,
             final_s=zero, final_squares=zero, final_binomial=zero, final_count=zero,
         )  # fmt: skip
 
@@ -326,6 +336,15 @@ class CountState:
         if self.intervals == 0:
             return np.zeros_like(self.s)
         return mixture_log_evalues(self.last_s, self.last_v, scale=DETECTOR_PRIOR_SCALE, greater=self.greater)
+
+    def window_log_evalues(self) -> FloatArray:
+        r"""The rollback log e-values of the latest 1, 2, 3, 4, 6, ... ``CHANGE_WINDOW`` intervals
+        alone, one row per unit and one column per window: the mixture of the sums of the latest
+        :math:`w` intervals' terms, a test martingale started :math:`w` intervals ago
+        (`analysis.detection`). Windows longer than the analysis repeat the whole analysis's."""
+        s = np.cumsum(self.recent_s[:, ::-1], axis=1)[:, _WINDOWS]
+        v = np.cumsum(self.recent_v[:, ::-1], axis=1)[:, _WINDOWS]
+        return mixture_log_evalues(s, v, scale=DETECTOR_PRIOR_SCALE, greater=self.greater)
 
     def guard_log_evalue(self) -> FloatArray:
         """The latest interval's own rollback log e-value weighted by the warm-up bound
@@ -560,6 +579,8 @@ def count_step(
         grid_v=grid_v,
         last_s=s_i,
         last_v=v_i,
+        recent_s=np.concatenate([state.recent_s[:, 1:], s_i[:, None]], axis=1),
+        recent_v=np.concatenate([state.recent_v[:, 1:], v_i[:, None]], axis=1),
         guard_s=s_i * phi / guard,
         guard_v=v_i * phi / guard,
         final_s=state.final_s + w_i * d_i,

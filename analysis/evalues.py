@@ -80,6 +80,7 @@ __all__ = [
     "kearns_saul_variance",
     "log_mean_exp",
     "log_ndtr",
+    "max_window_log_evalue",
     "normal_mixture_log_evalue",
     "t_mixture_log_evalue",
     "t_mixture_log_evalue_of_moments",
@@ -116,6 +117,19 @@ def log_mean_exp(values: FloatArray | list[float]) -> float:
     if not math.isfinite(top):
         return top
     return top + math.log(float(np.mean(np.exp(array - top))))
+
+
+def max_window_log_evalue(rows: list[FloatArray]) -> float:
+    """The largest over windows (columns) of the log of the average e-value over units (the rows of
+    every array in `rows`); ``-inf`` without units."""
+    array = np.vstack(rows) if rows else np.zeros((0, 0))
+    if array.size == 0:
+        return -math.inf
+    top = np.max(array, axis=0)
+    finite = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = finite + np.log(np.mean(np.exp(array - finite[None, :]), axis=0))
+    return float(np.max(np.where(np.isfinite(top), means, top)))
 
 
 def log_ndtr(z: float) -> float:

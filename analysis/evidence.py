@@ -245,7 +245,7 @@ def record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) ->
         process = old.step(c.row, b.row)
     detector, guard = history.detector, history.guard
     if isinstance(process, RatioState | HistogramState):
-        detector = detector.step(process.last_log_evalue())
+        detector = detector.step(process.last_log_evalue(), process.change_log_evalue())
         if plan.kappa_start is not None or plan.bucket_kappa:  # nothing learned: no guard
             guard = guard.step(process.guard_log_evalue())
     return replace(history, process=process, detector=detector, guard=guard, intervals=history.intervals + 1)
@@ -447,8 +447,8 @@ def _reason(
     head = f"{plan.name}: {numbers.detail} (ratio {_num(numbers.estimate)}, interval {ci})"
     intervals = history.intervals
     if status == "regressed":
-        if numbers.evalue < 1.0 / plan.rollback_alpha and history.detector.log_w > -math.inf:
-            change = _num(math.exp(min(history.detector.log_w, 700.0)))
+        if numbers.evalue < 1.0 / plan.rollback_alpha and history.detector.log_change > -math.inf:
+            change = _num(math.exp(min(history.detector.log_change, 700.0)))
             return (
                 f"{head}; changed for the worse: the latest intervals alone give e-value {change} "
                 f">= {_num(math.exp(plan.detector_threshold))}."

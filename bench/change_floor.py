@@ -6,17 +6,17 @@ Usage::
 
 The decision benchmark's family ``errors-x5-midway``: both tracks at 1 % errors for 8 intervals of
 30 s, then the canary at 5 %. The detector here is an oracle version of the judge's
-(`analysis.detection`): Page's CUSUM on the exact log-likelihood ratio of each interval (the
-canary's share of the interval's errors, binomial, 1/2 against 5/6: the true rates and the true
-size of the change, no overdispersion allowed for), alarming at the judge's level
-:math:`\log(T/\alpha_d)` for :math:`T = 40` intervals. That level is a sufficient one, not a
-tight one (the oracle's false alarms stay far below :math:`\alpha_d`); detectors with a
-threshold calibrated by simulation for binomial traffic, or a test of the last two intervals
-alone, can do better at the same false-alarm rate, but only for the traffic model they were
-calibrated on. It reports how often the oracle alarms within 2 intervals of the change (an alarm
-in the first bad interval counts as 1; alarms before the change are reported apart, where
-``bench/decisions.py`` would count them as within 2), the share of runs that alarm before it,
-and the median number of intervals after it. Deterministic for a given seed.
+(`analysis.detection`, which alarms on mixtures over windows of the latest intervals): Page's CUSUM
+on the exact log-likelihood ratio of each interval (the canary's share of the interval's errors,
+binomial, 1/2 against 5/6: the true rates and the true size of the change, no overdispersion allowed
+for), alarming at the judge's level :math:`\log(T/\alpha_d)` for :math:`T = 40` intervals. That
+level is a sufficient one, not a tight one (the oracle's false alarms stay far below
+:math:`\alpha_d`); detectors with a threshold calibrated by simulation for binomial traffic, or a
+test of the last two intervals alone, can do better at the same false-alarm rate, but only for the
+traffic model they were calibrated on. It reports how often the oracle alarms within 2 intervals of
+the change (an alarm in the first bad interval counts as 1; alarms before the change are reported
+apart, where ``bench/decisions.py`` would count them as within 2), the share of runs that alarm
+before it, and the median number of intervals after it. Deterministic for a given seed.
 """
 
 from __future__ import annotations

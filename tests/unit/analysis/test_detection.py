@@ -1,4 +1,5 @@
-"""The change detector: evidence since the most telling start, and when it blocks a promotion."""
+"""The change detector: the alarm on windows of the latest intervals, the CUSUM since the most
+telling start (the alarm where no windows are given), and when it blocks a promotion."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 import pytest
 
 from analysis.detection import Detector, detector_threshold
+from analysis.ratio import RatioState
 
 
 def _after(*evalues: float) -> Detector:
@@ -39,3 +41,37 @@ def test_the_latest_interval_alone_blocks_a_promotion_from_3_to_1() -> None:
     assert _after(0.1, 0.1, 3.0).blocks_promotion
     assert not _after(0.1, 0.1, 2.9).blocks_promotion
     assert not _after(3.0, 0.5).blocks_promotion  # the next interval agrees no more: W_t = 1.5
+
+
+def test_the_alarm_weighs_the_latest_intervals_as_one_window() -> None:
+    # Ten good intervals, then x4 errors at 10 req/s (12 against 3 of 300 a track). A product of
+    # one-interval mixtures pays the mixture's price in every interval and reaches the alarm level
+    # of a 40-interval analysis at 0.75 % at the fifth bad interval; the mixture over the latest
+    # intervals' sums pays it once and reaches it at the fourth.
+    threshold = detector_threshold(40, 0.0075)
+    process = RatioState.initial(tolerance=0.5, direction="increase", kappa_start=0.0)
+    windows, products = Detector(), Detector()
+    alarms: dict[str, int] = {}
+    for interval in range(1, 17):
+        process = process.step(3 if interval <= 10 else 12, 300, 3, 300)
+        windows = windows.step(process.last_log_evalue(), process.change_log_evalue())
+        products = products.step(process.last_log_evalue())
+        for name, detector in (("windows", windows), ("products", products)):
+            if detector.alarm(threshold):
+                alarms.setdefault(name, interval - 10)
+    assert alarms == {"windows": 4, "products": 5}
+    assert windows.log_w == pytest.approx(products.log_w)  # the CUSUM that blocks is the same
+
+
+def test_an_interval_without_traffic_on_a_track_leaves_the_alarm_statistic_as_it_was() -> None:
+    process = RatioState.initial(tolerance=0.5, direction="increase", kappa_start=0.0)
+    process = process.step(12, 300, 3, 300)
+    before = process.change_log_evalue()
+    process = process.step(5, 0, 3, 300)  # no canary traffic: nothing to compare
+    assert process.change_log_evalue() == before
+
+
+def test_a_window_statistic_that_cannot_be_computed_leaves_the_alarm_as_it_was() -> None:
+    detector = Detector().step(math.log(10.0), 5.0).step(0.0, math.nan)
+    assert detector.log_change == 5.0  # not the CUSUM's, which the windows' level does not cover
+    assert detector.log_w == pytest.approx(math.log(10.0))

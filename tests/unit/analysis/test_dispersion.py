@@ -314,7 +314,7 @@ def test_a_canary_that_turns_bad_just_before_its_promotion_is_held_back_then_rol
     # interval leans towards a regression, which holds any promotion back, and the second now
     # sets the change detector off: the learned bound (0.04) caps the running one, which three
     # good-side residuals put at 0.37 (`analysis.counts`; the counts are binomial). Without the
-    # cap the detector alarms at interval 15.
+    # cap the detector (a CUSUM of one-interval e-values then) alarmed at interval 15.
     from analysis.backtest import judge_log
     from bench.decisions import PRODUCT_SETTINGS
     from bench.scenarios import generate
