@@ -76,8 +76,13 @@ Each interval is therefore divided by :math:`\phi_i = 1 + \kappa^+_{i-1} a_i`, w
 If :math:`\phi_i \ge \mathrm{Var}(x_i \mid k_i, \mathcal F_{i-1}) / (k_i p q)` the increments are
 sub-Gaussian with proxy :math:`v_i/\phi_i` and :math:`M_t` is a test supermartingale: Ville's
 inequality then bounds the probability of ever crossing :math:`1/\alpha` by :math:`\alpha`. What
-is *proved* is this implication (and that :math:`\phi_i` is predictable); that the upper estimate
-is high enough often enough, and that the beta-binomial share is close enough to sub-Gaussian, is
+is *proved* is this implication, and that :math:`\phi_i` is predictable given the interval's
+pooled count but for one part: the level :math:`a_i` enters capped at ``LEVEL_CAP`` times the
+average so far (`CountState.level_cap`), and for ``increase`` that cap rises to ``BASE_CAP`` times
+the level the baseline's own count implies, which given the pooled count moves with the canary's
+share (an interval with more than twice the usual events, e.g. an incident on the baseline's
+side). That the upper estimate is high enough often enough, that this cap does not lean the terms
+towards a regression, and that the beta-binomial share is close enough to sub-Gaussian, is
 *shown by simulation* (``tests/unit/analysis/test_calibration.py``: independent jitter up to 0.5,
 shared incidents, unequal tracks, 240 looks). Dividing by a larger :math:`\phi_i` than needed only
 costs power. Shared incidents need no weights: conditioning on :math:`k_i` removes what both tracks
