@@ -143,10 +143,8 @@ LEVEL_CAP = 2.0
 BASE_CAP = 2.0
 _GRID = np.linspace(-8.0, 8.0, 801)
 _INFORMATIVE = 0.5  # k p q at least this much: the interval says something about dispersion
-#: The change detector's windows: the evidence of the latest 1, 2, 3, 4, 6, ... ``CHANGE_WINDOW``
-#: intervals (about two per doubling: the nearest is within a fifth of the intervals since a change).
+#: The change detector's windows: the evidence of the latest 1, 2, ... ``CHANGE_WINDOW`` intervals.
 CHANGE_WINDOW = 40
-_WINDOWS = np.array([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 40]) - 1
 
 
 def mixture_log_evalues(s: FloatArray, v: FloatArray, *, scale: float, greater: bool) -> FloatArray:
@@ -343,13 +341,16 @@ class CountState:
         return mixture_log_evalues(self.last_s, self.last_v, scale=DETECTOR_PRIOR_SCALE, greater=self.greater)
 
     def window_log_evalues(self) -> FloatArray:
-        r"""The rollback log e-values of the latest 1, 2, 3, 4, 6, ... ``CHANGE_WINDOW`` intervals
-        alone, one row per unit and one column per window: the mixture of the sums of the latest
-        :math:`w` intervals' terms, a test martingale started :math:`w` intervals ago
-        (`analysis.detection`). Windows longer than the analysis repeat the whole analysis's."""
-        s = np.cumsum(self.recent_s[:, ::-1], axis=1)[:, _WINDOWS]
-        v = np.cumsum(self.recent_v[:, ::-1], axis=1)[:, _WINDOWS]
-        return mixture_log_evalues(s, v, scale=DETECTOR_PRIOR_SCALE, greater=self.greater)
+        r"""The rollback log e-values of the latest 1, 2, ... ``CHANGE_WINDOW`` intervals alone, one
+        row per unit and one column per window (column :math:`w - 1` for the latest :math:`w`): the
+        mixture of the sums of those intervals' terms, a test martingale started :math:`w`
+        intervals ago (`analysis.detection`). Only the first ``intervals`` columns are windows of
+        the analysis; the others repeat the whole analysis's and are ``-inf`` (e-value 0)."""
+        s = np.cumsum(self.recent_s[:, ::-1], axis=1)
+        v = np.cumsum(self.recent_v[:, ::-1], axis=1)
+        log_e = mixture_log_evalues(s, v, scale=DETECTOR_PRIOR_SCALE, greater=self.greater)
+        result: FloatArray = np.where(np.arange(CHANGE_WINDOW) < self.intervals, log_e, -math.inf)
+        return result
 
     def guard_log_evalue(self) -> FloatArray:
         """The latest interval's own rollback log e-value weighted by the warm-up bound

@@ -2,23 +2,20 @@ r"""The change detector: catches a canary that turns bad at any time, however go
 
 A cumulative test weighs every interval alike, so four minutes of a good canary can outvote one
 crashed interval, or keep a fresh regression below its threshold until a promotion. `Detector`
-watches the evidence of the *latest* intervals alone. Its alarm statistic is
+watches the evidence of the *latest* intervals alone. Its alarm statistic is the Shiryaev-Roberts
+sum over the windows of the latest :math:`1, \dots, \min(t, L)` intervals (:math:`L` =
+``CHANGE_WINDOW``, 40),
 
 .. math::
 
-    A_t = \max_{w \in \mathcal W} \Lambda^{(t - w + 1)}_t, \qquad
+    R^L_t = \sum_{s = \max(1, t - L + 1)}^{t} \Lambda^{(s)}_t, \qquad
     \Lambda^{(s)}_t = \frac{1}{U} \sum_{u=1}^{U} M\big(S_{u,t} - S_{u,s-1},\; V_{u,t} - V_{u,s-1}\big),
 
-the largest over the windows of the latest :math:`w \in \mathcal W = \{1, 2, 3, 4, 6, 8, 12, 16, 24,
-32, 40\}` intervals (`analysis.counts.CountState.window_log_evalues`; a window longer than the
-analysis so far is the whole analysis) of the rollback mixture :math:`M` of `analysis.counts`
-computed on that window's sums only, averaged over the metric's units (the sides, and the bucket
-bounds of a histogram). The nearest of these lengths is within a fifth of the number of intervals
-since a change (up to 40). The level below holds whatever the set of windows, so every length would
-catch a change at least as early; eleven keep the cost per interval down. It alarms when
-:math:`A_t \ge c` with :math:`c = T/\alpha_d` for an analysis of at most :math:`T` intervals.
-Beside it runs the CUSUM of each interval's own e-value :math:`e_t`
-(`analysis.counts.CountState.last_log_evalue`),
+with :math:`M` the rollback mixture of `analysis.counts` computed on the window's sums only
+(`analysis.counts.CountState.window_log_evalues`), averaged over the metric's units (the sides,
+and the bucket bounds of a histogram). It alarms when :math:`R^L_t \ge c` with
+:math:`c = T/\alpha_d` for an analysis of at most :math:`T` intervals. Beside it runs the CUSUM of
+each interval's own e-value :math:`e_t` (`analysis.counts.CountState.last_log_evalue`),
 
 .. math::
 
@@ -33,23 +30,25 @@ the per-interval terms sub-Gaussian with their proxies given the past), each per
 :math:`M(S_{u,t} - S_{u,s-1}, \cdot)` is, for :math:`t \ge s`, a mixture over the drift of test
 supermartingales started at 1 after interval :math:`s - 1`, hence a nonnegative supermartingale
 with initial value 1, and so is their average :math:`\Lambda^{(s)}`. The Shiryaev-Roberts
-e-detector :math:`R_t = \sum_{s \le t} \Lambda^{(s)}_t` then satisfies
+e-detector over every start, :math:`R_t = \sum_{s \le t} \Lambda^{(s)}_t`, then satisfies
 :math:`E_0[R_t \mid \mathcal F_{t-1}] \le \sum_{s < t} \Lambda^{(s)}_{t-1} + 1 = R_{t-1} + 1`, so
-:math:`R_t - t` is a supermartingale, and :math:`A_t \le R_t` (a maximum over some of the
-nonnegative terms of the sum). For :math:`\tau = \inf\{t : A_t \ge c\}` optional stopping gives
-:math:`c\,P(\tau \le T) \le E[R_{\tau \wedge T}] \le E[\tau \wedge T] \le T` [1]_, [2]_: the
-probability of any false alarm within :math:`T` intervals is at most :math:`\alpha_d`, whatever
-the set of windows. With the rollback test at :math:`\alpha - \alpha_d` the union bound keeps the
-judge's false rollbacks at :math:`\alpha`. An interval without traffic on a track adds nothing to
-the sums and leaves :math:`A_t` as it was. The same argument with :math:`\Lambda^{(s)}_t = \prod_{j=s}^t e_j`
-is the one for the CUSUM :math:`W_t`, which alarmed before: a product of one-interval mixtures
-pays the mixture's price (the spread of its prior over the drift) in every interval, a mixture over
-the window's sum pays it once. For an x4 canary at 10 req/s after ten good intervals (12 errors
-against 3 of 300 requests a track, binomial weights), the log e-values of its first 1 to 5 bad
-intervals are 1.92, 3.85, 5.77, 7.70 and 9.62 as a product and 1.92, 4.25, 6.76 and 9.35 as one
-window, against the alarm level 8.58 of a 40-interval analysis at 0.75 %: the fourth bad interval
-alarms instead of the fifth (``tests/unit/analysis/test_detection.py``; BENCHMARKS.md, "The change
-detector's windows").
+:math:`R_t - t` is a supermartingale. For :math:`\tau = \inf\{t : R_t \ge c\}` optional stopping
+gives :math:`c\,P(\tau \le T) \le E[R_{\tau \wedge T}] \le E[\tau \wedge T] \le T` [1]_, [2]_, and
+:math:`R^L_t \le R_t` (it drops the nonnegative terms of the older starts), so the probability of
+any false alarm within :math:`T` intervals is at most :math:`\alpha_d`. With the rollback test at
+:math:`\alpha - \alpha_d` the union bound keeps the judge's false rollbacks at :math:`\alpha`.
+Each start counts once: the windows longer than the analysis so far are left out, not taken for
+the whole analysis again. An interval without traffic on a track adds nothing to the sums and
+leaves :math:`R^L_t` as it was. The same argument with the maximum over starts of
+:math:`\prod_{j=s}^t e_j`, which is at most the sum, is the one for the CUSUM :math:`W_t`, which
+alarmed before. A product of one-interval mixtures pays the mixture's price (the spread of its
+prior over the drift) in every interval, a mixture over the window's sums pays it once, and the
+sum over starts adds the evidence of the windows that reach a little before the change. For an x4
+canary at 10 req/s after ten good intervals (12 errors against 3 of 300 requests a track,
+binomial weights), the log of the CUSUM over its first 1 to 5 bad intervals is 1.92, 3.85, 5.77,
+7.70 and 9.62, of :math:`R^L_t` 3.21, 5.24, 7.57 and 10.06, against the alarm level 8.58 of a
+40-interval analysis at 0.75 %: the fourth bad interval alarms instead of the fifth
+(``tests/unit/analysis/test_detection.py``; BENCHMARKS.md, "The change detector's windows").
 
 **What the proof takes for granted.** That the terms are sub-Gaussian given the past with the
 weights :math:`\phi_i` of `analysis.counts`, as the cumulative test does. One part of those weights
@@ -115,12 +114,13 @@ class Detector:
     log_w: float = -math.inf
     #: The latest interval's own log e-value (``-inf`` before any).
     last: float = -math.inf
-    #: ``log`` of the largest e-value of a window of the latest intervals (see the notes).
+    #: ``log R^L_t``, the sum over the windows of the latest intervals (see the notes).
     log_change: float = -math.inf
 
     def step(self, log_e: float, log_window: float | None = None) -> Detector:
-        """After one more interval whose own log e-value is `log_e`; `log_window` is the largest
-        log e-value over the windows of the latest intervals, None to alarm on the CUSUM."""
+        """After one more interval whose own log e-value is `log_e`; `log_window` is
+        ``log R^L_t`` (the sum over the windows of the latest intervals), None to alarm on the
+        CUSUM."""
         if not math.isfinite(log_e):
             log_e = 0.0 if math.isnan(log_e) else log_e
         log_w = max(self.log_w, 0.0) + log_e

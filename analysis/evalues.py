@@ -80,8 +80,8 @@ __all__ = [
     "kearns_saul_variance",
     "log_mean_exp",
     "log_ndtr",
-    "max_window_log_evalue",
     "normal_mixture_log_evalue",
+    "sum_window_log_evalue",
     "t_mixture_log_evalue",
     "t_mixture_log_evalue_of_moments",
     "two_sided_normal_mixture_log_evalue",
@@ -119,17 +119,17 @@ def log_mean_exp(values: FloatArray | list[float]) -> float:
     return top + math.log(float(np.mean(np.exp(array - top))))
 
 
-def max_window_log_evalue(rows: list[FloatArray]) -> float:
-    """The largest over windows (columns) of the log of the average e-value over units (the rows of
-    every array in `rows`); ``-inf`` without units."""
+def sum_window_log_evalue(rows: list[FloatArray]) -> float:
+    """The log of the sum over windows (columns) of the average e-value over units (the rows of
+    every array in `rows`), without overflow; ``-inf`` without units or windows."""
     array = np.vstack(rows) if rows else np.zeros((0, 0))
     if array.size == 0:
         return -math.inf
-    top = np.max(array, axis=0)
-    finite = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        means = finite + np.log(np.mean(np.exp(array - finite[None, :]), axis=0))
-    return float(np.max(np.where(np.isfinite(top), means, top)))
+    top = float(np.max(array))
+    if not math.isfinite(top):
+        return top
+    with np.errstate(divide="ignore"):
+        return top + math.log(float(np.sum(np.mean(np.exp(array - top), axis=0))))
 
 
 def log_ndtr(z: float) -> float:

@@ -450,7 +450,7 @@ def _reason(
         if numbers.evalue < 1.0 / plan.rollback_alpha and history.detector.log_change > -math.inf:
             change = _num(math.exp(min(history.detector.log_change, 700.0)))
             return (
-                f"{head}; changed for the worse: the latest intervals alone give e-value {change} "
+                f"{head}; changed for the worse: the latest intervals alone give evidence {change} "
                 f">= {_num(math.exp(plan.detector_threshold))}."
             )
         evalue, bound = _num(numbers.evalue), _num(1 / plan.rollback_alpha)

@@ -63,7 +63,7 @@ import numpy as np
 
 from analysis.checks import check_fraction, check_tolerance, sides
 from analysis.counts import CountState, count_step, covering
-from analysis.evalues import FloatArray, bounded_exp, log_mean_exp, max_window_log_evalue
+from analysis.evalues import FloatArray, bounded_exp, log_mean_exp, sum_window_log_evalue
 
 __all__ = ["HistogramState", "HistogramTestResult", "histogram_test", "interpolate_cumulative"]
 
@@ -298,9 +298,9 @@ class HistogramState:
         return log_mean_exp(values) if values.size else 0.0
 
     def change_log_evalue(self) -> float:
-        """The change detector's statistic: the largest over the windows of the latest intervals of
-        the average e-value over sides and bounds (`analysis.counts.CountState.window_log_evalues`)."""
-        return max_window_log_evalue([s.window_log_evalues() for s in self.sides])
+        """The change detector's statistic: the sum over the windows of the latest intervals of the
+        average e-value over sides and bounds (`analysis.counts.CountState.window_log_evalues`)."""
+        return sum_window_log_evalue([s.window_log_evalues() for s in self.sides])
 
     def guard_log_evalue(self) -> float:
         """The same weighted by the warm-up bound (`analysis.counts.CountState.guard_log_evalue`)."""

@@ -27,7 +27,7 @@ import numpy as np
 
 from analysis.checks import check_fraction, check_tolerance, sides
 from analysis.counts import CountState, count_step, covering
-from analysis.evalues import bounded_exp, log_mean_exp, max_window_log_evalue
+from analysis.evalues import bounded_exp, log_mean_exp, sum_window_log_evalue
 
 __all__ = ["RatioState", "RatioTestResult", "ratio_test"]
 
@@ -122,9 +122,9 @@ class RatioState:
         return log_mean_exp([float(s.last_log_evalue()[0]) for s in self.sides])
 
     def change_log_evalue(self) -> float:
-        """The change detector's statistic: the largest over the windows of the latest intervals of
-        the sides' average e-value (`analysis.counts.CountState.window_log_evalues`)."""
-        return max_window_log_evalue([s.window_log_evalues() for s in self.sides])
+        """The change detector's statistic: the sum over the windows of the latest intervals of the
+        sides' average e-value (`analysis.counts.CountState.window_log_evalues`)."""
+        return sum_window_log_evalue([s.window_log_evalues() for s in self.sides])
 
     def guard_log_evalue(self) -> float:
         """The same weighted by the warm-up bound (`analysis.counts.CountState.guard_log_evalue`)."""

@@ -52,8 +52,8 @@ def _fmt_e(value: float) -> str:
 def deciding_evidence(ev: MetricEvidence) -> str:
     """What decided the metric (or why it is open), in the judge's own words: the part of its
     reason after the numbers, e.g. "regression: e-value 93.3 >= 57.1 (p <= 0.0107)", "changed for
-    the worse: the latest intervals alone give ...", "within +50 % tolerance at the final look:
-    ...", "below the 0.1 % ceiling: ...". The table's numbers are the estimate and its interval;
+    the worse: the latest intervals alone give evidence ...", "within +50 % tolerance at the final
+    look: ...", "below the 0.1 % ceiling: ...". The table's numbers are the estimate and its interval;
     the e-value shown is the one that decided, never another test's."""
     _, sep, tail = ev.reason.partition("; ")
     return (tail if sep else ev.reason).rstrip(".")

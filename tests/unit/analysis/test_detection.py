@@ -1,5 +1,6 @@
-"""The change detector: the alarm on windows of the latest intervals, the CUSUM since the most
-telling start (the alarm where no windows are given), and when it blocks a promotion."""
+"""The change detector: the alarm on the sum over windows of the latest intervals, the CUSUM
+since the most telling start (the alarm where no windows are given), and when it blocks a
+promotion."""
 
 from __future__ import annotations
 
@@ -43,11 +44,11 @@ def test_the_latest_interval_alone_blocks_a_promotion_from_3_to_1() -> None:
     assert not _after(3.0, 0.5).blocks_promotion  # the next interval agrees no more: W_t = 1.5
 
 
-def test_the_alarm_weighs_the_latest_intervals_as_one_window() -> None:
+def test_the_alarm_weighs_the_latest_intervals_as_windows() -> None:
     # Ten good intervals, then x4 errors at 10 req/s (12 against 3 of 300 a track). A product of
     # one-interval mixtures pays the mixture's price in every interval and reaches the alarm level
-    # of a 40-interval analysis at 0.75 % at the fifth bad interval; the mixture over the latest
-    # intervals' sums pays it once and reaches it at the fourth.
+    # of a 40-interval analysis at 0.75 % at the fifth bad interval; the sum over windows of one
+    # mixture over each window's sums pays it once per window and reaches it at the fourth.
     threshold = detector_threshold(40, 0.0075)
     process = RatioState.initial(tolerance=0.5, direction="increase", kappa_start=0.0)
     windows, products = Detector(), Detector()
@@ -75,3 +76,12 @@ def test_a_window_statistic_that_cannot_be_computed_leaves_the_alarm_as_it_was()
     detector = Detector().step(math.log(10.0), 5.0).step(0.0, math.nan)
     assert detector.log_change == 5.0  # not the CUSUM's, which the windows' level does not cover
     assert detector.log_w == pytest.approx(math.log(10.0))
+
+
+def test_each_start_counts_once_while_the_analysis_is_shorter_than_the_windows() -> None:
+    # After one interval the sum is that interval's own e-value, not forty copies of it.
+    process = RatioState.initial(tolerance=0.5, direction="increase", kappa_start=0.0)
+    process = process.step(12, 300, 3, 300)
+    assert process.change_log_evalue() == pytest.approx(process.last_log_evalue())
+    process = process.step(12, 300, 3, 300)
+    assert process.change_log_evalue() > process.last_log_evalue()
