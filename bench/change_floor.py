@@ -6,8 +6,9 @@ Usage::
 
 The decision benchmark's family ``errors-x5-midway``: both tracks at 1 % errors for 8 intervals of
 30 s, then the canary at 5 %. The detector here is an oracle version of the judge's
-(`analysis.detection`, which alarms on mixtures over windows of the latest intervals): Page's CUSUM
-on the exact log-likelihood ratio of each interval (the canary's share of the interval's errors,
+(`analysis.detection`, whose alarm is now a Shiryaev-Roberts sum over windows of the latest
+intervals, which at the same level alarms a little earlier than a CUSUM): Page's CUSUM on the exact
+log-likelihood ratio of each interval (the canary's share of the interval's errors,
 binomial, 1/2 against 5/6: the true rates and the true size of the change, no overdispersion allowed
 for), alarming at the judge's level :math:`\log(T/\alpha_d)` for :math:`T = 40` intervals. That
 level is a sufficient one, not a tight one (the oracle's false alarms stay far below

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from analysis.detection import Detector, detector_threshold
+from analysis.judge import SequentialJudge
+from analysis.observations import PairedObservation, RatioCounts
 from analysis.ratio import RatioState
+from bench.increase import settings as increase_settings
 
 
 def _after(*evalues: float) -> Detector:
@@ -44,24 +48,39 @@ def test_the_latest_interval_alone_blocks_a_promotion_from_3_to_1() -> None:
     assert not _after(3.0, 0.5).blocks_promotion  # the next interval agrees no more: W_t = 1.5
 
 
-def test_the_alarm_weighs_the_latest_intervals_as_windows() -> None:
-    # Ten good intervals, then x4 errors at 10 req/s (12 against 3 of 300 a track). A product of
-    # one-interval mixtures pays the mixture's price in every interval and reaches the alarm level
-    # of a 40-interval analysis at 0.75 % at the fifth bad interval; the sum over windows of one
-    # mixture over each window's sums pays it once per window and reaches it at the fourth.
+def test_the_alarm_sums_the_evidence_of_the_windows_of_the_latest_intervals() -> None:
+    # Ten good intervals, then x3 errors at 10 req/s (9 against 3 of 300 a track). A product of
+    # one-interval mixtures pays the mixture's price in every interval; one mixture over a window's
+    # sums pays it once, and the sum over the windows adds those that reach a little before the
+    # change. At the sixth bad interval only the sum has reached the alarm level of a 40-interval
+    # analysis at 0.75 %: neither the CUSUM nor the largest window alone has.
     threshold = detector_threshold(40, 0.0075)
     process = RatioState.initial(tolerance=0.5, direction="increase", kappa_start=0.0)
     windows, products = Detector(), Detector()
     alarms: dict[str, int] = {}
-    for interval in range(1, 17):
-        process = process.step(3 if interval <= 10 else 12, 300, 3, 300)
+    for interval in range(1, 21):
+        process = process.step(3 if interval <= 10 else 9, 300, 3, 300)
         windows = windows.step(process.last_log_evalue(), process.change_log_evalue())
         products = products.step(process.last_log_evalue())
         for name, detector in (("windows", windows), ("products", products)):
             if detector.alarm(threshold):
                 alarms.setdefault(name, interval - 10)
-    assert alarms == {"windows": 4, "products": 5}
+        if interval == 16:
+            assert float(np.max(process.sides[0].window_log_evalues())) < threshold
+    assert alarms["windows"] == 6
+    assert alarms["products"] > 6
     assert windows.log_w == pytest.approx(products.log_w)  # the CUSUM that blocks is the same
+
+
+def test_the_judge_alarms_on_the_windows_sum() -> None:
+    judge = SequentialJudge(increase_settings(None), interval_seconds=30.0)
+    for interval in range(14):
+        bad = 3.0 if interval < 10 else 9.0
+        judge.update({"error-rate": PairedObservation(RatioCounts(3.0, 300.0), RatioCounts(bad, 300.0))})
+    history = judge.state.histories[0]
+    assert isinstance(history.process, RatioState)
+    assert history.detector.log_change == pytest.approx(history.process.change_log_evalue())
+    assert history.detector.log_change > history.detector.log_w + 0.5  # not the CUSUM
 
 
 def test_an_interval_without_traffic_on_a_track_leaves_the_alarm_statistic_as_it_was() -> None:
