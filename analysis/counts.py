@@ -200,9 +200,9 @@ class CountState:
 
     ``log_bound`` is :math:`\log(1 + \mathrm{tol})` (or its negative for ``decrease``); arrays
     have one entry per unit, ``grid_*`` one row per unit and one column per grid point of
-    :math:`\log\rho`. ``last_log_e`` is the rollback e-value of the latest interval alone;
-    ``recent_s`` and ``recent_v`` hold the rollback terms of the latest ``CHANGE_WINDOW`` intervals
-    (oldest first, zeros before the first) for the change detector's windows.
+    :math:`\log\rho`. ``recent_s`` and ``recent_v`` hold the rollback terms of the latest
+    ``CHANGE_WINDOW`` intervals (oldest first, zeros before the first; the last column is the
+    latest interval's) for the change detector.
     ``kappa_used`` is the dispersion bound applied at the latest interval that carried
     information, from which the next may fall by at most ``kappa_fall``; ``kappa_start`` the bound
     of the warm-up (``kappa_max`` unless learned before the analysis: `analysis.dispersion`).
@@ -230,8 +230,6 @@ class CountState:
     level_sum: FloatArray
     grid_s: FloatArray
     grid_v: FloatArray
-    last_s: FloatArray
-    last_v: FloatArray
     recent_s: FloatArray
     recent_v: FloatArray
     guard_s: FloatArray
@@ -279,9 +277,8 @@ class CountState:
             kappa_fall=kappa_fall, kappa_start=start, kappa_used=start.copy(), s=zero, v=zero,
             ps=zero, pv=zero, binomial=zero, canary_events=zero, canary_total=zero, baseline_events=zero,
             baseline_total=zero, good_squares=zero, good_level=zero, good_count=zero,
-            level_sum=zero, grid_s=grid, grid_v=grid, last_s=zero, last_v=zero,
-            recent_s=recent, recent_v=recent, guard_s=zero, guard_v=zero,
-            final_s=zero, final_squares=zero, final_binomial=zero, final_count=zero,
+            level_sum=zero, grid_s=grid, grid_v=grid, recent_s=recent, recent_v=recent, guard_s=zero,
+            guard_v=zero, final_s=zero, final_squares=zero, final_binomial=zero, final_count=zero,
         )  # fmt: skip
 
     # -- dispersion ------------------------------------------------------------------------------
@@ -338,7 +335,8 @@ class CountState:
         """The latest interval's own rollback log e-value (0 before any interval)."""
         if self.intervals == 0:
             return np.zeros_like(self.s)
-        return mixture_log_evalues(self.last_s, self.last_v, scale=DETECTOR_PRIOR_SCALE, greater=self.greater)
+        s, v = self.recent_s[:, -1], self.recent_v[:, -1]
+        return mixture_log_evalues(s, v, scale=DETECTOR_PRIOR_SCALE, greater=self.greater)
 
     def window_log_evalues(self) -> FloatArray:
         r"""The rollback log e-values of the latest 1, 2, ... ``CHANGE_WINDOW`` intervals alone, one
@@ -583,8 +581,6 @@ def count_step(
         level_sum=state.level_sum + level0,
         grid_s=grid_s,
         grid_v=grid_v,
-        last_s=s_i,
-        last_v=v_i,
         recent_s=np.concatenate([state.recent_s[:, 1:], s_i[:, None]], axis=1),
         recent_v=np.concatenate([state.recent_v[:, 1:], v_i[:, None]], axis=1),
         guard_s=s_i * phi / guard,
