@@ -294,7 +294,7 @@ def _give_back(name: str, lease_id: str) -> None:
         if (_read(name).get("holder") or {}).get("lease_id") == lease_id:
             _write(name, {"holder": None})
     except Exception as exc:
-        _warn("could not clear the holder of the slot %s (%s); the next holder does", name, exc)
+        _logger().warning("could not clear the holder of the slot %s (%s); the next holder does", name, exc)
 
 
 def _release_lease(lease_id: UUID) -> None:
@@ -303,12 +303,7 @@ def _release_lease(lease_id: UUID) -> None:
         with get_client(sync_client=True) as client:
             client.release_concurrency_slots_with_lease(lease_id)
     except Exception as exc:
-        _warn("could not give the slot's lease %s back (%s); it expires by itself", lease_id, exc)
-
-
-def _warn(message: str, *args: object) -> None:
-    """Log a warning to the flow run's log, or to this module's outside a run."""
-    _logger().warning(message, *args)
+        _logger().warning("could not give the slot's lease %s back (%s); it expires by itself", lease_id, exc)
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -536,7 +531,7 @@ def _cluster_lock(
         try:
             cluster.unlock(target, identity=identity)
         except Exception as exc:  # it expires on its own
-            _warn("could not give the lock of %s back (%s); it expires by itself", target, exc)
+            _logger().warning("could not give the lock of %s back (%s); it expires by itself", target, exc)
 
 
 @contextmanager
