@@ -37,6 +37,62 @@ def test_interpolation_is_linear_in_the_first_bucket_and_log_linear_after() -> N
     assert interpolate_cumulative(le, counts, 0.7)[0] == 95.0  # beyond the last finite bound: conservative
 
 
+def test_within_a_bucket_the_interpolation_follows_a_log_normal_where_the_shape_allows() -> None:
+    """At a log-normal's median (100 ms, sigma 0.5) the share of requests at or below 120 ms is
+    Phi(log 1.2 / 0.5) = 0.642; log-linear interpolation within 100-250 ms says 0.593. Given the
+    distribution's own shares at the bounds the interpolation is exact. For a Weibull distribution
+    (a lighter tail: its probit rises faster from bucket to bucket) a log-normal would count too
+    few requests above 120 ms, and the interpolation stays log-linear."""
+    finite = np.array(LE[:-1])
+    log_normal = stats.lognorm.cdf(finite, 0.5, scale=0.1)
+    counts = np.append(log_normal, 1.0)[None, :] * 10_000
+    assert interpolate_cumulative(LE, counts, 0.12)[0] == pytest.approx(5_930, abs=5)
+    exact = 10_000 * stats.norm.cdf(math.log(1.2) / 0.5)
+    assert interpolate_cumulative(LE, counts, 0.12, shape=log_normal)[0] == pytest.approx(exact)
+
+    weibull = stats.weibull_min.cdf(finite, 1.5, scale=0.12)
+    counts = np.append(weibull, 1.0)[None, :] * 10_000
+    followed = interpolate_cumulative(LE, counts, 0.12, shape=weibull)[0]
+    assert followed == interpolate_cumulative(LE, counts, 0.12)[0]
+    assert followed < 10_000 * stats.weibull_min.cdf(0.12, 1.5, scale=0.12)  # counts more above
+
+    # A bound of 0 below the bucket (a log has no logarithm there): log-linear, no error.
+    zero = (0.0, 0.05, 0.1, 0.25, 0.5, math.inf)
+    shares = np.array([0.01, 0.08, 0.5, 0.97, 0.9997])
+    counts = np.append(shares, 1.0)[None, :] * 10_000
+    linear = interpolate_cumulative(zero, counts, 0.06)[0]
+    assert interpolate_cumulative(zero, counts, 0.06, shape=shares)[0] == linear
+
+
+def test_a_canary_like_its_baseline_is_shown_within_tolerance_sooner_where_the_buckets_fit_a_log_normal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both tracks exactly the benchmark's log-normal, 300 requests per interval, +20 % allowed:
+    with the form within the bucket above the median taken from the canary's earlier intervals
+    the promotion e-value reaches 20 sooner than with log-linear interpolation, and the plan
+    credits the 100 ms bound with the whole of its margin (0.50 slower than 100 ms against
+    0.36 slower than 120 ms: +40 % on the share, where log-linear interpolation says +23 %)."""
+    expected = _cumulative(1.0) * 300
+
+    def run() -> tuple[int, HistogramState]:
+        state = HistogramState.initial(LE, tolerance=0.2)
+        first = 0
+        for interval in range(1, 41):
+            state = state.step(expected, expected)
+            if not first and state.result(final=False).promote_evalue >= 20:
+                first = interval
+        return first, state
+
+    followed, state = run()
+    margins = {round(share, 2): tolerance for share, tolerance, _ in state.result(final=False).planned}
+    assert margins[0.5] == pytest.approx(0.5 / (1 - stats.norm.cdf(math.log(1.2) / 0.5)) - 1, abs=0.01)
+    monkeypatch.setattr("analysis.histogram.CONCAVE_SLACK", -math.inf)  # log-linear everywhere
+    linear, state = run()
+    assert 0 < followed < linear
+    margins = {round(share, 2): tolerance for share, tolerance, _ in state.result(final=False).planned}
+    assert margins[0.5] == pytest.approx(0.23, abs=0.01)
+
+
 def test_a_tail_only_regression_is_caught_at_the_tail() -> None:
     rng = np.random.default_rng(1)
     # 12 intervals: until the buckets' own dispersion is known, the test allows for a log-sd 1 jitter
@@ -209,9 +265,9 @@ def test_the_plan_counts_every_bound_the_promotion_needs() -> None:
     """A canary like its baseline, 2,000 requests per interval, +10 % latency allowed: the evidence
     plan counts the resolved bounds (pooled share slower than them within 5-95 %), each with the
     baseline's share slower than it and the tolerance +10 % latency gives that share: at 100 ms
-    the share slower than 110 ms (interpolated log-linearly within 100-250 ms, about 0.648) is
-    8 % below the 0.7 slower than 100 ms; at 250 ms, 13 %. Before any interval nothing is
-    planned."""
+    the share slower than 110 ms (interpolated within 100-250 ms, about 0.649 along a log-normal
+    through the bucket's bounds, 0.648 log-linearly) is 8 % below the 0.7 slower than 100 ms; at
+    250 ms, 13 %. Before any interval nothing is planned."""
     le = [0.05, 0.1, 0.25, 0.5, 1.0, math.inf]
     probabilities = np.array([0.02, 0.3, 0.8, 0.97, 0.999, 1.0])  # cumulative
     rng = np.random.default_rng(5)
