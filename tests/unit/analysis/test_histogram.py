@@ -42,7 +42,8 @@ def test_within_a_bucket_the_interpolation_follows_a_log_normal_where_the_shape_
     Phi(log 1.2 / 0.5) = 0.642; log-linear interpolation within 100-250 ms says 0.593. Given the
     distribution's own shares at the bounds the interpolation is exact. For a Weibull distribution
     (a lighter tail: its probit rises faster from bucket to bucket) a log-normal would count too
-    few requests above 120 ms, and the interpolation stays log-linear."""
+    few requests above 120 ms, and the interpolation stays log-linear; so it does for a tail only a
+    little lighter than a log-normal's."""
     finite = np.array(LE[:-1])
     log_normal = stats.lognorm.cdf(finite, 0.5, scale=0.1)
     counts = np.append(log_normal, 1.0)[None, :] * 10_000
@@ -55,6 +56,13 @@ def test_within_a_bucket_the_interpolation_follows_a_log_normal_where_the_shape_
     followed = interpolate_cumulative(LE, counts, 0.12, shape=weibull)[0]
     assert followed == interpolate_cumulative(LE, counts, 0.12)[0]
     assert followed < 10_000 * stats.weibull_min.cdf(0.12, 1.5, scale=0.12)  # counts more above
+
+    # Nor where the probit's slope rises only a little: a log skew-normal with a lighter upper tail
+    # (slopes rising 9 % and then 5 % across the buckets around 100-250 ms).
+    skewed = stats.skewnorm.cdf(np.log(finite / 0.1304), -1, scale=0.5)
+    counts = np.append(skewed, 1.0)[None, :] * 10_000
+    linear = interpolate_cumulative(LE, counts, 0.12)[0]
+    assert interpolate_cumulative(LE, counts, 0.12, shape=skewed)[0] == linear
 
     # A bound of 0 below the bucket (a log has no logarithm there): log-linear, no error.
     zero = (0.0, 0.05, 0.1, 0.25, 0.5, math.inf)
