@@ -139,15 +139,12 @@ def test_a_canary_that_turns_bad_midway_is_never_promoted_and_caught_almost_as_f
 
 
 def test_a_canary_is_not_promoted_on_the_interval_it_turns_bad() -> None:
-    # Found among held-out canaries turning bad later than the benchmark's: good for 28 intervals
-    # amid independent overdispersion, then x5 errors, when the latency has just been shown within
-    # tolerance. The detector's W_t stays below 5 to 1; the latest interval alone leaning bad
-    # (analysis.detection.LAST_BLOCK) keeps the promotion back: without it this canary is promoted
-    # on its 29th interval, the first bad one. (The first such seed found is now promoted on its
-    # 20th, while still good: the latency is shown within tolerance sooner since the interpolation
-    # within a bucket follows a log-normal where the buckets allow.)
+    # Found among 2,400 held-out canaries turning bad later than the benchmark's: good for 28
+    # intervals amid independent overdispersion, then x5 errors (50 against 15 in the 29th), when
+    # the latency had just been shown within tolerance. The detector's W_t stayed below 5 to 1;
+    # the latest interval alone leaning bad (analysis.detection.LAST_BLOCK) keeps the promotion back.
     log = generate(
-        "independent-overdispersion", 10.0, 528_185, truth=Truth(error_factor=5.0, from_interval=28)
+        "independent-overdispersion", 10.0, 528_051, truth=Truth(error_factor=5.0, from_interval=28)
     ).log
     verdicts = list(judge_log(log, PRODUCT_SETTINGS))
     assert all(v.decision != "promote" for v in verdicts)
