@@ -146,7 +146,7 @@ def interpolate_cumulative(
     -----
     Linear in the first bucket (from 0 at 0). Between two positive bounds :math:`a < b` the count is
     :math:`C_a + w\,(C_b - C_a)`, the same weight for every row. Without `shape`, or where its
-    probit is not concave around the bucket (`_probit_concave`, which also needs shares strictly
+    probit is not concave around the bucket (`_log_normal_weight`, which also needs shares strictly
     between 0 and 1 at the four bounds around it), the weight is log-linear,
     :math:`w = \lambda = \log(x/a)/\log(b/a)`: exact for a density proportional to :math:`1/x`
     within the bucket; it counts more requests above :math:`x` than there are where the density of
@@ -174,39 +174,35 @@ def interpolate_cumulative(
         return lower
     if lower_bound > 0:
         weight = math.log(at / lower_bound) / math.log(finite[j] / lower_bound)
-        if shape is not None and _probit_concave(finite, shape, j):
-            weight = _log_normal_weight(weight, float(shape[j - 1]), float(shape[j]))
+        if shape is not None:
+            weight = _log_normal_weight(finite, shape, j, weight)
     else:
         weight = at / finite[j]
     result: FloatArray = lower + weight * (upper - lower)
     return result
 
 
-def _probit_concave(finite: Sequence[float], shape: FloatArray, j: int) -> bool:
-    """Whether the probit of `shape`, in the log of the bound, has slopes between consecutive
-    bounds that do not rise (within ``CONCAVE_SLACK``) across the bucket below ``finite[j]`` and
-    its two neighbours: the sign that a log-normal through the bucket's bounds counts no fewer
-    requests above a point inside it than the distribution has (shown by simulation: the module's
-    notes). False where a bound is not positive or a
-    share is 0 or 1 (no probit there)."""
+def _log_normal_weight(finite: Sequence[float], shape: FloatArray, j: int, log_linear: float) -> float:
+    """`interpolate_cumulative`'s weight in the bucket below ``finite[j]`` along a log-normal
+    through `shape` at its bounds, where the probit of `shape`, in the log of the bound, has slopes
+    between consecutive bounds that do not rise (within ``CONCAVE_SLACK``) across that bucket and
+    its two neighbours: the sign that such a log-normal counts no fewer requests above a point
+    inside the bucket than the distribution has (shown by simulation: the module's notes).
+    Elsewhere, and where a bound is not positive or a share is 0 or 1 (no probit there), the
+    log-linear weight `log_linear`."""
     if j < 2 or j + 1 >= len(finite) or finite[j - 2] <= 0:
-        return False
+        return log_linear
     shares = [float(v) for v in shape[j - 2 : j + 2]]
     if not (0.0 < shares[0] < shares[1] < shares[2] < shares[3] < 1.0):
-        return False
+        return log_linear
     z = [_NORMAL.inv_cdf(v) for v in shares]
     u = [math.log(b) for b in finite[j - 2 : j + 2]]
     slopes = [(z[k + 1] - z[k]) / (u[k + 1] - u[k]) for k in range(3)]
-    return slopes[1] <= slopes[0] * (1.0 + CONCAVE_SLACK) and slopes[2] <= slopes[1] * (1.0 + CONCAVE_SLACK)
-
-
-def _log_normal_weight(log_linear: float, lower: float, upper: float) -> float:
-    """`interpolate_cumulative`'s weight through the cumulative shares `lower` and `upper` at the
-    bucket's bounds, given the log-linear weight; the log-linear one where they fix no log-normal."""
-    if not 0.0 < lower < upper < 1.0:
+    rise = 1.0 + CONCAVE_SLACK
+    if slopes[1] > slopes[0] * rise or slopes[2] > slopes[1] * rise:
         return log_linear
-    za, zb = _NORMAL.inv_cdf(lower), _NORMAL.inv_cdf(upper)
-    inside = _NORMAL.cdf(za + log_linear * (zb - za))
+    lower, upper = shares[1], shares[2]
+    inside = _NORMAL.cdf(z[1] + log_linear * (z[2] - z[1]))
     return min(max((inside - lower) / (upper - lower), 0.0), 1.0)
 
 
