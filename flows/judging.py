@@ -1,7 +1,11 @@
 """One analyze step: every interval, observe canary and baseline, ask the judge, record what was seen.
 
 Each interval ends at the runtime clock's now after waiting the step's interval, and its window is
-the interval. A metrics backend that is down (`MetricsUnavailableError` after the observe task's
+the interval. A ratio or histogram metric that had no data in an interval (a scrape that failed, a
+backend that did not answer) is read at its next look over a window that reaches back to the end
+of its last look with data (at most ``CATCH_UP_INTERVALS`` intervals): its counts are counters'
+increases, so what happened in the gap (a canary that crashed for those seconds) is counted then,
+not lost. A metrics backend that is down (`MetricsUnavailableError` after the observe task's
 retry) counts as an interval without data: the judge waits and never promotes on it, and an
 inconclusive verdict then says that it was a metrics outage, for how many intervals. The step
 ends on the judge's first final verdict, or at ``maxDuration`` with `SequentialJudge.finish`
@@ -19,8 +23,9 @@ given.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from analysis.dispersion import DispersionBound, Warmup, spread_for_weight
@@ -37,7 +42,11 @@ from flows.reporting import Reporter
 from flows.runtime import Runtime
 from flows.steps import hold, observe, observe_stable_history
 
-__all__ = ["HISTORY_INTERVALS", "HISTORY_SECONDS", "analyze"]
+__all__ = ["CATCH_UP_INTERVALS", "HISTORY_INTERVALS", "HISTORY_SECONDS", "analyze", "catch_up_windows"]
+
+#: The longest window a ratio or histogram metric is read over after looks without its data, in
+#: intervals: a short gap is counted in full, a long outage does not become one huge look.
+CATCH_UP_INTERVALS = 10
 
 #: Called between intervals; raises (e.g. `RolloutAborted`) to stop the analysis.
 Checkpoint = Callable[[], None]
@@ -79,6 +88,7 @@ def analyze(
     # and none is started whose end would fall after maxDuration.
     last = clock.monotonic()
     ends = last + step.max_duration.total_seconds() + 1e-6
+    since: dict[str, datetime] = {}  # per count metric that missed a look: where its data stops
     for _ in range(intervals):
         checkpoint()
         planned, now = last + interval, clock.monotonic()
@@ -99,11 +109,20 @@ def analyze(
                 app=plan.target.app,
                 end=end,
                 window=step.interval,
+                windows=catch_up_windows(since, end=end, interval=step.interval),
             )
         except MetricsUnavailableError as exc:
             reporter.say("metrics unavailable, counted as an interval without data: %s", exc)
             unanswered.append(str(exc))
             observed, missing = dict.fromkeys((q.name for q in queries), None), {}
+        for name, window in catch_up_windows(since, end=end, interval=step.interval).items():
+            if observed.get(name) is not None:
+                reporter.say(
+                    "%s: read over the last %gs, back to its last look with data",
+                    name,
+                    window.total_seconds(),
+                )
+        _missed(since, queries, observed, end=end, interval=step.interval)
         for name, tracks in missing.items():
             reporter.say("%s: %s", name, _no_data(tracks, plan.target.app))
         verdict = _judge(judge, recorder, observed, log)
@@ -122,6 +141,33 @@ def analyze(
     tolerances = {m.name: settings.tolerance_for(m) for m in settings.metrics}
     reporter.verdict(index, verdict, log, chart=_chart(recorder, log, tolerances))
     return verdict
+
+
+def catch_up_windows(
+    since: Mapping[str, datetime], *, end: datetime, interval: timedelta
+) -> dict[str, timedelta]:
+    """The window of each count metric that missed its latest looks: back to `since` (the end of its
+    last look with data), at least one interval and at most ``CATCH_UP_INTERVALS`` of them."""
+    longest = interval * CATCH_UP_INTERVALS
+    return {name: min(max(end - start, interval), longest) for name, start in since.items()}
+
+
+def _missed(
+    since: dict[str, datetime],
+    queries: list[MetricQuery],
+    observed: Mapping[str, PairedObservation | None],
+    *,
+    end: datetime,
+    interval: timedelta,
+) -> None:
+    """Update `since` after a look at `end`: a ratio or histogram metric without data keeps (or starts
+    at the start of this look's window) the point its next window reaches back to; one with data
+    drops out. Samples metrics are values at the end, not increases: nothing to catch up."""
+    for query in queries:
+        if observed.get(query.name) is not None:
+            since.pop(query.name, None)
+        elif query.type != "samples":
+            since.setdefault(query.name, end - interval)
 
 
 def _warm_up(

@@ -12,7 +12,7 @@ that retrying can fix (`TransientError`, `ConflictError`); the delays come from 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -197,12 +197,20 @@ def observe(
     app: str,
     end: datetime,
     window: timedelta,
+    windows: Mapping[str, timedelta] | None = None,
 ) -> tuple[dict[str, PairedObservation | None], dict[str, tuple[str, ...]]]:
-    """Every metric for canary and baseline over ``(end - window, end]``, no data as ``None``; and
-    per metric without data, the tracks that had none."""
+    """Every metric for canary and baseline over ``(end - window, end]`` (a metric in `windows`: over
+    its own window), no data as ``None``; and per metric without data, the tracks that had none."""
     missing: dict[str, tuple[str, ...]] = {}
     observed = observe_interval(
-        metrics, queries, namespace=namespace, app=app, end=end, window=window, missing=missing
+        metrics,
+        queries,
+        namespace=namespace,
+        app=app,
+        end=end,
+        window=window,
+        missing=missing,
+        windows=windows,
     )
     return observed, missing
 

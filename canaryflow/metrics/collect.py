@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from analysis.dispersion import DispersionBound, bucket_dispersion, stable_dispersion
@@ -43,16 +43,19 @@ def observe_interval(
     end: datetime,
     window: timedelta,
     missing: dict[str, tuple[str, ...]] | None = None,
+    windows: Mapping[str, timedelta] | None = None,
 ) -> dict[str, PairedObservation | None]:
-    """Per metric name: the paired observation over ``(end - window, end]``, or ``None`` without data
-    (then, in `missing` when given, the tracks that had none: a hint at how the pods are scraped)."""
+    """Per metric name: the paired observation over ``(end - window, end]`` (a metric in `windows`:
+    over its own window there), or ``None`` without data (then, in `missing` when given, the tracks
+    that had none: a hint at how the pods are scraped)."""
     observed: dict[str, PairedObservation | None] = {}
     for query in queries:
         seen: dict[str, TrackObservation] = {}
+        own = (windows or {}).get(query.name, window)
         for track in ("baseline", "canary"):
             with contextlib.suppress(NoDataError):
                 seen[track] = source.observe(
-                    query, namespace=namespace, app=app, track=track, end=end, window=window
+                    query, namespace=namespace, app=app, track=track, end=end, window=own
                 )
         if len(seen) == 2:
             observed[query.name] = PairedObservation(baseline=seen["baseline"], canary=seen["canary"])

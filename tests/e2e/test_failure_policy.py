@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,62 @@ def test_the_judge_waits_while_prometheus_is_down_then_promotes(
     assert flaky.calls > 4
     status = (Path(outcome.report) / "observations-step2.json").read_text()
     assert '"error-rate": null' in status  # the down intervals are recorded as no data
+
+
+class MissedLook:
+    """Down (`MetricsUnavailableError`) for every query of the analysis's look number `missed`
+    (1-based, counted by the looks' ends), as a Prometheus that misses one interval; records the
+    window each query of every look asked for."""
+
+    def __init__(self, inner: MetricsSource, *, missed: int) -> None:
+        self.inner, self.missed = inner, missed
+        self.ends: list[datetime] = []
+        self.windows: dict[tuple[int, str], set[float]] = {}
+
+    def is_online(self) -> bool:
+        return True
+
+    def observe(self, query: MetricQuery, **kwargs: Any) -> TrackObservation:
+        if kwargs.get("track") == "stable":
+            return self.inner.observe(query, **kwargs)
+        end: datetime = kwargs["end"]
+        if end not in self.ends:
+            self.ends.append(end)
+        look = self.ends.index(end) + 1
+        self.windows.setdefault((look, query.name), set()).add(kwargs["window"].total_seconds())
+        if look == self.missed:
+            raise MetricsUnavailableError("connection refused (Prometheus is down)")
+        return self.inner.observe(query, **kwargs)
+
+
+def test_a_look_without_data_is_counted_at_the_next_one_nothing_served_in_the_gap_is_lost(
+    stack: SimulatedStack,
+    rollout_of: Callable[..., Any],
+    with_metrics: Callable[[MetricsSource], None],
+    tmp_path: Path,
+) -> None:
+    spec = write_spec(tmp_path, ["{setWeight: 20}", "{analyze: {interval: 5s, maxDuration: 1m}}"])
+    missed = MissedLook(stack.metrics, missed=2)
+    with_metrics(missed)
+
+    outcome = rollout_of(GOOD_IMAGE, spec=spec).result()
+
+    # Counters' increases: the third look reaches back over the second (which failed at its first query).
+    for name in ("error-rate", "latency"):
+        assert [missed.windows.get((look, name)) for look in (1, 3, 4)] == [{5.0}, {10.0}, {5.0}]
+    log = json.loads((Path(outcome.report) / "observations-step2.json").read_text())
+    rows = log["intervals"]
+    assert rows[1]["error-rate"] is None
+    looks = len(rows)
+    served = stack.simulator.track_counts(
+        "shop",
+        "web",
+        "canary",
+        start=missed.ends[0].timestamp() - 5.0,
+        end=missed.ends[looks - 1].timestamp(),
+    )
+    counted = sum(row["error-rate"]["canary"]["total"] for row in rows if row["error-rate"] is not None)
+    assert counted == served.requests  # every request the canary served in the analysis, the gap's too
 
 
 def test_inconclusive_with_on_inconclusive_continue_still_never_promotes_without_evidence(
