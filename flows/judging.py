@@ -1,13 +1,16 @@
 """One analyze step: every interval, observe canary and baseline, ask the judge, record what was seen.
 
 Each interval ends at the runtime clock's now after waiting the step's interval, and its window is
-the interval. A ratio or histogram metric that had no data in an interval (a scrape that failed, a
-backend that did not answer) is read at its next look over a window that reaches back to the end
-of its last look with data (at most ``CATCH_UP_INTERVALS`` intervals): its counts are counters'
-increases, so what happened in the gap (a canary that crashed for those seconds) is counted then,
-not lost. A metrics backend that is down (`MetricsUnavailableError` after the observe task's
-retry) counts as an interval without data: the judge waits and never promotes on it, and an
-inconclusive verdict then says that it was a metrics outage, for how many intervals. The step
+the interval. A ratio or histogram metric that had no data at a look (a backend that did not
+answer, a query without series) is read at its next look over a window that reaches back to the
+end of the last look before the gap (at most ``CATCH_UP_INTERVALS`` intervals). Its counts are
+counters' increases: where the backend kept scraping and only the queries failed, what the gap held
+(a canary that crashed for those seconds) is counted then, not lost. Samples that Prometheus never
+took (a scrape gap) stay lost: ``increase()`` sees only the samples in its window. The query
+templates must put ``{interval}`` in the range of an ``increase()`` for this to hold. A metrics
+backend that is down (`MetricsUnavailableError` after the observe task's retry) counts as an
+interval without data: the judge waits and never promotes on it, and an inconclusive verdict then
+says that it was a metrics outage, for how many intervals. The step
 ends on the judge's first final verdict, or at ``maxDuration`` with `SequentialJudge.finish`
 (inconclusive unless decided). Every interval is appended to the step's observation log
 (``observations-step<N>.json``, written after each interval, so a killed run leaves it behind).
@@ -42,7 +45,14 @@ from flows.reporting import Reporter
 from flows.runtime import Runtime
 from flows.steps import hold, observe, observe_stable_history
 
-__all__ = ["CATCH_UP_INTERVALS", "HISTORY_INTERVALS", "HISTORY_SECONDS", "analyze", "catch_up_windows"]
+__all__ = [
+    "CATCH_UP_INTERVALS",
+    "HISTORY_INTERVALS",
+    "HISTORY_SECONDS",
+    "analyze",
+    "catch_up_windows",
+    "record_missed",
+]
 
 #: The longest window a ratio or histogram metric is read over after looks without its data, in
 #: intervals: a short gap is counted in full, a long outage does not become one huge look.
@@ -89,6 +99,7 @@ def analyze(
     last = clock.monotonic()
     ends = last + step.max_duration.total_seconds() + 1e-6
     since: dict[str, datetime] = {}  # per count metric that missed a look: where its data stops
+    previous: datetime | None = None  # the latest look's end
     for _ in range(intervals):
         checkpoint()
         planned, now = last + interval, clock.monotonic()
@@ -118,11 +129,10 @@ def analyze(
         for name, window in catch_up_windows(since, end=end, interval=step.interval).items():
             if observed.get(name) is not None:
                 reporter.say(
-                    "%s: read over the last %gs, back to its last look with data",
-                    name,
-                    window.total_seconds(),
+                    "%s: read over the last %gs, after looks without its data", name, window.total_seconds()
                 )
-        _missed(since, queries, observed, end=end, interval=step.interval)
+        record_missed(since, queries, observed, start=end - step.interval if previous is None else previous)
+        previous = end
         for name, tracks in missing.items():
             reporter.say("%s: %s", name, _no_data(tracks, plan.target.app))
         verdict = _judge(judge, recorder, observed, log)
@@ -152,22 +162,22 @@ def catch_up_windows(
     return {name: min(max(end - start, interval), longest) for name, start in since.items()}
 
 
-def _missed(
+def record_missed(
     since: dict[str, datetime],
     queries: list[MetricQuery],
     observed: Mapping[str, PairedObservation | None],
     *,
-    end: datetime,
-    interval: timedelta,
+    start: datetime,
 ) -> None:
-    """Update `since` after a look at `end`: a ratio or histogram metric without data keeps (or starts
-    at the start of this look's window) the point its next window reaches back to; one with data
-    drops out. Samples metrics are values at the end, not increases: nothing to catch up."""
+    """Update `since` after a look whose data would start at `start` (the previous look's end): a
+    ratio or histogram metric without data keeps the point its next window reaches back to (`start`,
+    at its first look without data); one with data drops out. Samples metrics are values at the
+    end, not increases: nothing to catch up."""
     for query in queries:
         if observed.get(query.name) is not None:
             since.pop(query.name, None)
         elif query.type != "samples":
-            since.setdefault(query.name, end - interval)
+            since.setdefault(query.name, start)
 
 
 def _warm_up(

@@ -144,7 +144,7 @@ class MissedLook:
         return self.inner.observe(query, **kwargs)
 
 
-def test_a_look_without_data_is_counted_at_the_next_one_nothing_served_in_the_gap_is_lost(
+def test_a_look_prometheus_did_not_answer_is_counted_at_the_next_one_nothing_served_in_the_gap_is_lost(
     stack: SimulatedStack,
     rollout_of: Callable[..., Any],
     with_metrics: Callable[[MetricsSource], None],
