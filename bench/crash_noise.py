@@ -6,11 +6,12 @@ Usage::
 
 The decision benchmark's ``one-interval-crash`` family crashes on plain traffic: every request of
 the canary fails for one interval between the 3rd and the 8th. Here the same crash comes amid the
-noise of each good family of the benchmark (`bench.scenarios`): independent and strong
-independent overdispersion (the crash's failure rate is then jittered like any other rate, so a
+noise of each good family of the benchmark and of query gaps (`bench.scenarios`): independent and
+strong independent overdispersion (the crash's failure rate is then jittered like any other rate, so a
 crash may fail only part of the requests), a shared incident, scrape gaps (the crash may fall in a
-gap; its counts come back at the metric's next look with data, as the rollout reads counters
-over the gap: `flows.judging`), extrapolated counts; at 10, 50 and 500 req/s per track, judged by
+gap, and Prometheus never scraped it), query gaps (the same gaps where Prometheus kept scraping and
+only its answers failed: the rollout reads the counters over the gap at the metric's next look with
+data, `flows.judging`), extrapolated counts; at 10, 50 and 500 req/s per track, judged by
 the product's defaults (`bench.decisions.PRODUCT_SETTINGS`) with the warm-up learned from the
 stable's history. For each cell it counts the runs promoted (the error this measures), rolled
 back (and of those, within 2 intervals of the crash) and inconclusive (rolled back at the end
@@ -41,6 +42,7 @@ NOISES = (
     "strong-independent-overdispersion",
     "shared-incident",
     "scrape-gaps",
+    "query-gaps",
     "extrapolated",
 )
 RATES = (10.0, 50.0, 500.0)

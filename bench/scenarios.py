@@ -27,10 +27,13 @@ import numpy as np
 
 from analysis.dispersion import bucket_dispersion, spread_for_weight, stable_dispersion
 from analysis.logs import MetricHeader, ObservationLog
-from analysis.observations import HistogramCounts, PairedObservation, RatioCounts, Samples
+from analysis.observations import HistogramCounts, PairedObservation, RatioCounts, Samples, TrackObservation
 
 __all__ = ["ADDED_GOOD", "BAD", "ERROR_FREE", "FAMILIES", "GOOD", "LE", "Scenario", "Truth", "generate"]
 
+#: The longest window, in intervals, a rollout reads a ratio or histogram metric over after looks
+#: without its data (``flows.judging.CATCH_UP_INTERVALS``).
+CATCH_UP_INTERVALS = 10
 #: Prometheus' default histogram buckets (seconds).
 LE = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, math.inf)
 INTERVAL_SECONDS = 30.0
@@ -153,6 +156,10 @@ FAMILIES: dict[str, Truth] = {
     "strong-independent-overdispersion": Truth(),
     "shared-incident": Truth(),
     "scrape-gaps": Truth(),
+    # Not a family of the decision benchmark: the scrape-gaps family's gaps where Prometheus kept
+    # scraping and only its answers failed, so a gap's counts come back at the metric's next look
+    # with data (the rollout reads a counter's increase over the gap: `flows.judging`).
+    "query-gaps": Truth(),
     "extrapolated": Truth(),
     "uneven-traffic": Truth(),
     "errors-x2": Truth(error_factor=2.0),
@@ -318,12 +325,31 @@ _NAMES = ("error-rate", "latency", "cpu")
 
 
 def _gaps(family: str, rng: np.random.Generator) -> Callable[[int, str], bool]:
-    if family != "scrape-gaps":
+    """Whether a metric has no data in an interval: in the scrape-gaps and query-gaps families 15 %
+    of the values at random and three intervals in a row."""
+    if family not in ("scrape-gaps", "query-gaps"):
         return lambda _i, _m: False
     dropped = rng.random((MAX_INTERVALS, 3)) < 0.15
     start = int(rng.integers(2, MAX_INTERVALS - 4))
     dropped[start : start + 3, :] = True
     return lambda i, m: bool(dropped[i, _NAMES.index(m)])
+
+
+def _caught_up(seen: list[PairedObservation]) -> PairedObservation:
+    """One look over the intervals in `seen` (counts added: counters' increases over their span)."""
+    if len(seen) == 1:
+        return seen[0]
+
+    def added(tracks: list[TrackObservation]) -> TrackObservation:
+        ratios = [t for t in tracks if isinstance(t, RatioCounts)]
+        if len(ratios) == len(tracks):
+            return RatioCounts(bad=sum(t.bad for t in ratios), total=sum(t.total for t in ratios))
+        counts = np.sum([t.counts for t in tracks if isinstance(t, HistogramCounts)], axis=0)
+        return HistogramCounts(le=LE, counts=tuple(float(v) for v in counts))
+
+    return PairedObservation(
+        baseline=added([p.baseline for p in seen]), canary=added([p.canary for p in seen])
+    )
 
 
 def generate(
@@ -347,11 +373,18 @@ def generate(
     intervals = []
     conditions, bad_from = _conditions(family, rps, rng, truth)
     scale = EXTRAPOLATION if family == "extrapolated" else 1.0
+    missed: dict[str, list[PairedObservation]] = {}
     for i, (base, canary) in enumerate(conditions):
         b, c = _observe(rng, base, scale=scale), _observe(rng, canary, scale=scale)
         row: dict[str, PairedObservation | None] = {}
         for k, name in enumerate(names):
-            row[name] = None if gap(i, name) else PairedObservation(baseline=b[k], canary=c[k])
+            seen = PairedObservation(baseline=b[k], canary=c[k])
+            if gap(i, name):
+                row[name] = None
+                if family == "query-gaps" and name != "cpu":  # a count: read over the gap at its next look
+                    missed.setdefault(name, []).append(seen)
+                continue
+            row[name] = _caught_up([*missed.pop(name, [])[-(CATCH_UP_INTERVALS - 1) :], seen])
         intervals.append(row)
     learned: float | None = None
     buckets: tuple[tuple[float, float], ...] | None = None

@@ -38,3 +38,32 @@ def test_held_out_logs_of_unseen_families_and_metrics_are_judged_and_reported(
     assert "| good: held-out-good | 10 | 1 |" in out  # per family, with every judge
     assert "| bad: held-out-bad | 10 | 1 |" in out
     assert "| good: good | 0 | 1 |" in out  # the unlabelled log
+
+
+def test_query_gaps_counts_come_back_at_the_metrics_next_look_with_data_and_scrape_gaps_do_not() -> None:
+    from analysis.observations import HistogramCounts, RatioCounts
+    from bench.scenarios import INTERVAL_SECONDS, generate
+
+    rps = 200.0
+
+    def looks(family: str, name: str) -> list[tuple[int, float]]:
+        """(intervals missed before, canary requests) of each look with data."""
+        out, missed = [], 0
+        for row in generate(family, rps, 11).log.intervals:
+            seen = row[name]
+            if seen is None:
+                missed += 1
+                continue
+            canary = seen.canary
+            assert isinstance(canary, RatioCounts | HistogramCounts)
+            out.append((missed, canary.total if isinstance(canary, RatioCounts) else canary.counts[-1]))
+            missed = 0
+        return out
+
+    for name in ("error-rate", "latency"):
+        caught_up = looks("query-gaps", name)
+        assert sum(missed > 0 for missed, _ in caught_up) >= 3  # the test saw gaps
+        for missed, total in caught_up:  # the traffic varies by 10 % around its level
+            assert 0.8 <= total / ((missed + 1) * rps * INTERVAL_SECONDS) <= 1.2
+        for _, total in looks("scrape-gaps", name):  # never scraped: lost
+            assert 0.8 <= total / (rps * INTERVAL_SECONDS) <= 1.2
