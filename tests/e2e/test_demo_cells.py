@@ -46,7 +46,7 @@ def test_a_release_goes_through_waves_of_local_clusters_and_a_bad_one_is_rolled_
     )
 
     output = demo.stdout + demo.stderr
-    assert demo.returncode == 0, output
+    assert demo.returncode == 0, output + _cells_said(reports)
     assert "Traceback" not in output
     releases = {}
     for path in (reports / "releases").glob("*/release.json"):
@@ -100,3 +100,12 @@ def test_a_release_goes_through_waves_of_local_clusters_and_a_bad_one_is_rolled_
     # Nothing the demo started is left: planes (in canaryflow-cells-* directories) and workers.
     left = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True, check=True).stdout
     assert not [line for line in left.splitlines() if "canaryflow-cells-" in line or "--pool cell-" in line]
+
+
+def _cells_said(reports: Path) -> str:
+    """Each cell rollout's result and why, from its report (the release says only which cell)."""
+    lines = []
+    for path in sorted(reports.glob("*/status.json")):
+        said = json.loads(path.read_text())
+        lines.append(f"{said.get('cell')} {said.get('image')}: {said.get('result')}: {said.get('reason')}")
+    return "\nCells' rollouts:\n" + "\n".join(lines)
