@@ -171,6 +171,7 @@ class TrafficSimulator:
         self._max_step = float(max_step)
         self._history_seconds = float(history_seconds)
         self._lock = threading.RLock()
+        self._listing = threading.Lock()  # one pod listing at a time, outside `_lock`
         self._pods: dict[tuple[AppRef, str], _Pod] = {}
         self._incarnations = 0
         self._now = clock.now().timestamp()
@@ -204,26 +205,45 @@ class TrafficSimulator:
 
     def advance_to(self, t: float) -> float:
         """Follow the pods (while the cluster does not answer, those last seen), then draw traffic
-        up to time `t` (nothing for a past `t`); return `now`."""
-        with self._lock:
-            if t < self._now:
-                return self._now
-            self._follow_pods()
-            if t == self._now:  # pods may have changed, no time has passed
-                self._history[-1] = self._snapshot()
-            while self._now < t:
-                step = min(self._max_step, t - self._now)
-                self._step(step)
-                self._now = t if step >= t - self._now else self._now + step
-                self._history.append(self._snapshot())
-            self._trim_history()
-            return self._now
+        up to time `t` (nothing for a past `t`); return `now`.
 
-    def _follow_pods(self) -> None:
+        One caller at a time lists the pods, outside the lock that guards the counts: a caller that
+        finds a listing under way draws with the pods known so far instead of waiting for the API
+        server, so a scrape is not held up by a slow one (nor made to miss its timeout)."""
+        if not self._listing.acquire(blocking=False):
+            with self._lock:
+                return self._draw_to(t)
         try:
-            listed = {app: self._cluster.pods(app.namespace, app.app) for app in self._apps}
+            listed = self._list_pods()
+            with self._lock:
+                if listed is not None:
+                    self._follow_pods(listed)
+                return self._draw_to(t)
+        finally:
+            self._listing.release()
+
+    def _draw_to(self, t: float) -> float:
+        if t < self._now:
+            return self._now
+        if t == self._now:  # pods may have changed, no time has passed
+            self._history[-1] = self._snapshot()
+        while self._now < t:
+            step = min(self._max_step, t - self._now)
+            self._step(step)
+            self._now = t if step >= t - self._now else self._now + step
+            self._history.append(self._snapshot())
+        self._trim_history()
+        return self._now
+
+    def _list_pods(self) -> dict[AppRef, Sequence[Pod]] | None:
+        """Every app's pods, or None while their API server does not answer (pods serve on: the
+        simulator keeps those last seen)."""
+        try:
+            return {app: self._cluster.pods(app.namespace, app.app) for app in self._apps}
         except ClusterUnavailableError:
-            return  # pods serve on while their API server is down: keep those last seen
+            return None
+
+    def _follow_pods(self, listed: Mapping[AppRef, Sequence[Pod]]) -> None:
         seen: set[tuple[AppRef, str]] = set()
         for app in self._apps:
             for info in sorted(listed[app], key=lambda p: p.name):

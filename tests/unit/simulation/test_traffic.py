@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -98,6 +100,55 @@ def test_pods_serve_on_while_their_api_server_does_not_answer_and_its_setting_ch
 
     assert abs(served.requests - 12_000) < 5 * np.sqrt(12_000)
     assert failing.errors / failing.requests == pytest.approx(0.5, abs=0.03)
+
+
+class Slow(Pods):
+    """Pods whose listing, once `held` is set, waits until `answer` is set (a slow API server)."""
+
+    def __init__(self, *pods: PodInfo) -> None:
+        super().__init__(*pods)
+        self.held = False
+        self.listing = threading.Event()
+        self.answer = threading.Event()
+
+    def pods(self, namespace: str, app: str) -> list[PodInfo]:
+        if self.held:
+            self.listing.set()
+            assert self.answer.wait(timeout=30), "the test never answered"
+        return super().pods(namespace, app)
+
+
+def test_a_scrape_during_a_slow_pod_listing_draws_with_the_pods_known_and_the_listing_applies_after() -> None:
+    clock = ManualClock()
+    pods = Slow(pod("s0"), pod("s1"))
+    sim = make(pods, clock, rate_per_pod=100.0)
+    clock.advance(10.0)
+    sim.sync()
+    pods.held = True
+    pods.current.append(pod("c0", "canary", "web:v2"))
+    driver = threading.Thread(target=sim.sync)  # the real-time driver, stuck on the API server
+    driver.start()
+    assert pods.listing.wait(timeout=30)
+    pods.held = False  # a scrape's own listing (if it made one) would answer at once
+    clock.advance(10.0)
+    scrape = threading.Thread(target=sim.sync)
+    scrape.start()
+    scrape.join(timeout=30)  # a deadlock guard: it returns at once unless it waits for the listing
+    stuck = scrape.is_alive()
+    pods.answer.set()
+    driver.join(timeout=30)
+    scrape.join(timeout=30)
+    end = clock.now().timestamp()
+    drawn = sim.track_counts("shop", "web", "stable", start=end - 10.0, end=end)
+    canary_then = sim.track_counts("shop", "web", "canary", start=end - 10.0, end=end)
+    clock.advance(10.0)
+    sim.sync()
+
+    assert not stuck  # the scrape did not wait for the API server
+    assert drawn.requests > 0  # it drew the last 10 s for the pods it knew
+    assert canary_then.requests == 0  # not with the pods still being listed
+    assert [s.pod for s in sim.series() if s.track == "canary"] == ["c0"]  # the listing applied after
+    assert sim.track_counts("shop", "web", "canary", start=end, end=end + 10.0).requests > 0
 
 
 def test_a_window_is_the_difference_of_the_counters_at_its_ends() -> None:
