@@ -34,7 +34,8 @@ seen, so that a service with ordinary traffic gets a decision instead of an inco
    confidence sequence, ``r_b`` the
    baseline's rate, ``R`` the canary's count (the metric's total) served above ``w_0`` so far and
    ``n_1`` its count per interval per percent of weight, both from the step's `RaiseAccount` (every
-   interval; one without data charged at the latest ``n_1``). The account is taken again at each
+   interval; one without data charged at the latest ``n_1``, and the count read back over such
+   intervals at the next look divided by the intervals it covers). The account is taken again at each
    raise with what the data say then (``U`` narrows as data come), and once the raised traffic has
    spent the budget nothing more is raised. While ``U`` is unbounded (too little data), nothing is
    raised; an analysis without a ratio metric is never raised (its risk cannot be counted in failed
@@ -81,13 +82,19 @@ class RaiseAccount:
     per_percent: dict[str, float] = field(default_factory=dict)
     raised: dict[str, float] = field(default_factory=dict)
 
-    def record(self, served: Mapping[str, float | None], weight: float) -> None:
+    def record(
+        self, served: Mapping[str, float | None], weight: float, *, spans: Mapping[str, float] | None = None
+    ) -> None:
         """One interval served at `weight` percent: the canary's count per metric (requests for a
         ratio's total or a histogram), ``None`` where the metric had no data (then the latest
-        count per percent stands in, so that raised traffic is charged through a gap too)."""
+        count per percent stands in, so that raised traffic is charged through a gap too).
+        `spans` gives, for a metric whose count covers more than this interval (read back over
+        the looks before it that had no data, which were charged already), how many intervals it
+        covers: its count per interval is that count over its span."""
         for name, count in served.items():
-            if count is not None and count > 0 and weight > 0:
-                self.per_percent[name] = count / weight
+            span = (spans or {}).get(name, 1.0)
+            if count is not None and count > 0 and weight > 0 and span > 0:
+                self.per_percent[name] = count / span / weight
             per = self.per_percent.get(name)
             if per is not None and weight > self.base:
                 self.raised[name] = self.raised.get(name, 0.0) + per * (weight - self.base)

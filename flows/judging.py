@@ -51,6 +51,7 @@ __all__ = [
     "HISTORY_SECONDS",
     "analyze",
     "catch_up_windows",
+    "look_spans",
     "record_missed",
 ]
 
@@ -61,6 +62,9 @@ CATCH_UP_INTERVALS = 10
 #: Called between intervals; raises (e.g. `RolloutAborted`) to stop the analysis.
 Checkpoint = Callable[[], None]
 
+#: Called with a verdict that is not final, what was observed and `look_spans`.
+Undecided = Callable[[Verdict, dict[str, PairedObservation | None], dict[str, float]], None]
+
 
 def analyze(
     plan: RolloutPlan,
@@ -70,14 +74,15 @@ def analyze(
     reporter: Reporter,
     checkpoint: Checkpoint,
     decided: Callable[[Verdict], None] = lambda verdict: None,
-    undecided: Callable[[Verdict, dict[str, PairedObservation | None]], None] = lambda verdict, seen: None,
+    undecided: Undecided = lambda verdict, seen, spans: None,
 ) -> Verdict:
     """Run the analyze step `index` of `plan` on `runtime`'s clock and metrics source to its verdict
     (promote, rollback or inconclusive). `decided` is called with the verdict as soon as it is
     known, before it is reported (the caller records a decision in the cluster there);
-    `undecided` with every verdict that is not final and what was observed then (``None`` for a
+    `undecided` with every verdict that is not final, what was observed then (``None`` for a
     metric without data: the caller counts the canary's traffic every interval, and may raise its
-    weight on one where every metric had data)."""
+    weight on one where every metric had data) and how many intervals each caught-up metric's
+    data cover (`look_spans`)."""
     step = plan.analyze_step(index)
     interval = step.interval.total_seconds()
     queries = plan.queries()
@@ -112,6 +117,7 @@ def analyze(
         )
         end = hold(clock, max(0.0, planned - now), why=f"analysis interval of {plan.rollout_id}")
         last = planned if planned >= now else clock.monotonic()  # on time, or as soon as it could
+        windows = catch_up_windows(since, end=end, interval=step.interval)
         try:
             observed, missing = observe_io(
                 runtime.metrics,
@@ -120,13 +126,13 @@ def analyze(
                 app=plan.target.app,
                 end=end,
                 window=step.interval,
-                windows=catch_up_windows(since, end=end, interval=step.interval),
+                windows=windows,
             )
         except MetricsUnavailableError as exc:
             reporter.say("metrics unavailable, counted as an interval without data: %s", exc)
             unanswered.append(str(exc))
             observed, missing = dict.fromkeys((q.name for q in queries), None), {}
-        for name, window in catch_up_windows(since, end=end, interval=step.interval).items():
+        for name, window in windows.items():
             if observed.get(name) is not None:
                 reporter.say(
                     "%s: read over the last %gs, after looks without its data", name, window.total_seconds()
@@ -139,7 +145,7 @@ def analyze(
         reporter.interval(index, observed, verdict, log)
         if verdict.final:
             break
-        undecided(verdict, observed)
+        undecided(verdict, observed, look_spans(windows, observed, interval=step.interval))
     if verdict is None or not verdict.final:
         verdict = judge.finish()
     if verdict.decision == "inconclusive" and unanswered:
@@ -160,6 +166,14 @@ def catch_up_windows(
     last look with data), at least one interval and at most ``CATCH_UP_INTERVALS`` of them."""
     longest = interval * CATCH_UP_INTERVALS
     return {name: min(max(end - start, interval), longest) for name, start in since.items()}
+
+
+def look_spans(
+    windows: Mapping[str, timedelta], observed: Mapping[str, PairedObservation | None], *, interval: timedelta
+) -> dict[str, float]:
+    """How many intervals the data of each metric read over a longer window (`catch_up_windows`)
+    cover, for those that had data at this look."""
+    return {name: window / interval for name, window in windows.items() if observed.get(name) is not None}
 
 
 def record_missed(

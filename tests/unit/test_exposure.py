@@ -194,6 +194,17 @@ def test_the_account_charges_the_traffic_above_the_steps_own_weight_every_interv
     assert account.raised == {"error-rate": 1050.0, "latency": 1350.0}
 
 
+def test_a_count_read_back_over_looks_without_data_is_per_interval_over_its_span() -> None:
+    account = RaiseAccount(base=10)
+    account.record({"error-rate": 750.0, "latency": 750.0}, 25)
+    account.record({"error-rate": None, "latency": 750.0}, 25)  # its gap charged at 30 per percent
+    assert account.raised == {"error-rate": 900.0, "latency": 900.0}
+    # the error rate's next look reads both intervals: the same traffic per interval, charged once
+    account.record({"error-rate": 1500.0, "latency": 750.0}, 25, spans={"error-rate": 2.0})
+    assert account.per_percent == {"error-rate": 30.0, "latency": 30.0}
+    assert account.raised == {"error-rate": 1350.0, "latency": 1350.0}
+
+
 def test_a_canary_under_suspicion_unknown_or_at_its_maximum_gets_no_more_traffic() -> None:
     verdict = _verdict("plain", 2.0, 3, 10)
     unseen = replace(

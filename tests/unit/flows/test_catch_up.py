@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from analysis.observations import PairedObservation, RatioCounts
 from canaryflow.metrics import MetricQuery
 from canaryflow.metrics.port import TEMPLATE_NAMES, MetricType
-from flows.judging import CATCH_UP_INTERVALS, catch_up_windows, record_missed
+from flows.judging import CATCH_UP_INTERVALS, catch_up_windows, look_spans, record_missed
 
 END = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 INTERVAL = timedelta(seconds=30)
@@ -57,3 +57,12 @@ def test_a_missed_count_metric_reaches_back_to_the_previous_looks_end_and_sample
     seen = PairedObservation(baseline=RatioCounts(bad=1, total=10), canary=RatioCounts(bad=1, total=10))
     record_missed(since, queries, {"error-rate": seen, "latency": None, "cpu": None}, start=later)
     assert since == {"latency": previous}  # data again: back to one interval
+
+
+def test_a_caught_up_metric_with_data_covers_its_windows_intervals_one_still_without_data_none() -> None:
+    seen = PairedObservation(baseline=RatioCounts(bad=1, total=30), canary=RatioCounts(bad=1, total=30))
+    windows = {"error-rate": 3 * INTERVAL, "latency": 2 * INTERVAL}
+
+    spans = look_spans(windows, {"error-rate": seen, "latency": None, "cpu": None}, interval=INTERVAL)
+
+    assert spans == {"error-rate": 3.0}  # the others cover this interval or nothing
