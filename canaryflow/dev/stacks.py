@@ -309,8 +309,7 @@ def kube_stack(
     """The example app applied to the cluster of `kubeconfig`, adapters over it, and its traffic.
 
     The rollouts get one `KubernetesCluster`; the simulator, which lists pods from the driver's
-    thread, gets its own (and so its own `ApiClient`), which waits longer for an API server slow
-    under load. Both are closed at the end of the block.
+    thread, gets its own (and so its own `ApiClient`). Both are closed at the end of the block.
     """
     from canaryflow.cluster.kubernetes import KubernetesCluster
 
@@ -318,11 +317,7 @@ def kube_stack(
     clock = SystemClock()
     with ExitStack() as stack:
         cluster = stack.enter_context(KubernetesCluster.from_kubeconfig(kubeconfig, clock=clock))
-        # A slow answer is still an answer: the pods it lists apply late, never not at all (the
-        # scrapes draw with the pods known meanwhile, `TrafficSimulator.advance_to`).
-        watcher = stack.enter_context(
-            KubernetesCluster.from_kubeconfig(kubeconfig, clock=clock, request_timeout=30.0)
-        )
+        watcher = stack.enter_context(KubernetesCluster.from_kubeconfig(kubeconfig, clock=clock))
         simulator = _simulator(watcher, clock, rate_per_pod=rate_per_pod, seed=seed, profiles=profiles)
         metrics = create_metrics_source("simulated", simulator=simulator)
         yield KubeStack(

@@ -218,6 +218,8 @@ class TrafficSimulator:
             with self._lock:
                 if listed is not None:
                     self._follow_pods(listed)
+                    if t < self._now:  # a late listing: the pods change now
+                        self._history[-1] = self._snapshot()
                 return self._draw_to(t)
         finally:
             self._listing.release()

@@ -133,7 +133,7 @@ def test_a_scrape_during_a_slow_pod_listing_draws_with_the_pods_known_and_the_li
     clock.advance(10.0)
     scrape = threading.Thread(target=sim.sync)
     scrape.start()
-    scrape.join(timeout=30)  # a deadlock guard: it returns at once unless it waits for the listing
+    scrape.join(timeout=10)  # a deadlock guard: it returns at once unless it waits for the listing
     stuck = scrape.is_alive()
     pods.answer.set()
     driver.join(timeout=30)
@@ -141,13 +141,15 @@ def test_a_scrape_during_a_slow_pod_listing_draws_with_the_pods_known_and_the_li
     end = clock.now().timestamp()
     drawn = sim.track_counts("shop", "web", "stable", start=end - 10.0, end=end)
     canary_then = sim.track_counts("shop", "web", "canary", start=end - 10.0, end=end)
+    followed = [s.pod for s in sim.series() if s.track == "canary"]
     clock.advance(10.0)
     sim.sync()
 
     assert not stuck  # the scrape did not wait for the API server
+    assert not driver.is_alive()
     assert drawn.requests > 0  # it drew the last 10 s for the pods it knew
     assert canary_then.requests == 0  # not with the pods still being listed
-    assert [s.pod for s in sim.series() if s.track == "canary"] == ["c0"]  # the listing applied after
+    assert followed == ["c0"]  # the late listing applied when it came, before any other sync
     assert sim.track_counts("shop", "web", "canary", start=end, end=end + 10.0).requests > 0
 
 
