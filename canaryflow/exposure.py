@@ -76,28 +76,37 @@ class Exposure:
 class RaiseAccount:
     """One analyze step's account of its canary's traffic, per metric: the step's own (effective)
     weight `base`, the canary's count per interval per percent of weight on the latest interval
-    with data (`per_percent`), and its count served above `base`'s share so far (`raised`)."""
+    with data (`per_percent`), its count served above `base`'s share so far (`raised`), and the
+    points above `base` of the intervals without data before its count per percent was known
+    (`uncharged`, charged at the first one measured)."""
 
     base: float
     per_percent: dict[str, float] = field(default_factory=dict)
     raised: dict[str, float] = field(default_factory=dict)
+    uncharged: dict[str, float] = field(default_factory=dict)  # points above base, not yet charged
 
     def record(
         self, served: Mapping[str, float | None], weight: float, *, spans: Mapping[str, float] | None = None
     ) -> None:
         """One interval served at `weight` percent: the canary's count per metric (requests for a
         ratio's total or a histogram), ``None`` where the metric had no data (then the latest
-        count per percent stands in, so that raised traffic is charged through a gap too).
-        `spans` gives, for a metric whose count covers more than this interval (read back over
-        the looks before it that had no data, which were charged already), how many intervals it
-        covers: its count per interval is that count over its span."""
+        count per percent stands in, so that raised traffic is charged through a gap too; before
+        any is known, the gap is charged at the first one measured). `spans` gives, for a metric
+        whose count covers more than this interval (read back over the looks before it that had
+        no data, charged already), how many intervals it covers: its count per interval is that
+        count over its span."""
         for name, count in served.items():
             span = (spans or {}).get(name, 1.0)
             if count is not None and count > 0 and weight > 0 and span > 0:
                 self.per_percent[name] = count / span / weight
             per = self.per_percent.get(name)
-            if per is not None and weight > self.base:
-                self.raised[name] = self.raised.get(name, 0.0) + per * (weight - self.base)
+            above = max(0.0, weight - self.base)
+            if per is None:
+                if above > 0:
+                    self.uncharged[name] = self.uncharged.get(name, 0.0) + above
+            elif above > 0 or name in self.uncharged:
+                charge = per * (above + self.uncharged.pop(name, 0.0))
+                self.raised[name] = self.raised.get(name, 0.0) + charge
 
 
 def next_weight(

@@ -205,6 +205,18 @@ def test_a_count_read_back_over_looks_without_data_is_per_interval_over_its_span
     assert account.raised == {"error-rate": 1350.0, "latency": 1350.0}
 
 
+def test_raised_gaps_before_any_traffic_was_known_are_charged_at_the_first_measured() -> None:
+    account = RaiseAccount(base=10)  # an earlier step's raise to 25 % is still in place
+    account.record({"error-rate": None}, 25)
+    account.record({"error-rate": None}, 25)
+    assert account.raised == {}
+    account.record({"error-rate": 2250.0}, 25, spans={"error-rate": 3.0})  # read back over all three
+    assert account.per_percent == {"error-rate": 30.0}
+    assert account.raised == {"error-rate": 1350.0}  # 3 intervals of 15 points at 30 per percent
+    account.record({"error-rate": 750.0}, 25)
+    assert account.raised == {"error-rate": 1800.0}
+
+
 def test_a_canary_under_suspicion_unknown_or_at_its_maximum_gets_no_more_traffic() -> None:
     verdict = _verdict("plain", 2.0, 3, 10)
     unseen = replace(
