@@ -115,7 +115,9 @@ class MetricsServer:
 class RealTimeDriver:
     """Keeps a simulator in step with its (real) clock: `sync` every `tick` seconds in a thread.
 
-    Scrapes and reads sync too; the driver makes the per-step ground truth fine-grained.
+    Scrapes and reads sync too; the driver makes the per-step ground truth fine-grained. While it
+    runs, only the driver lists the pods: a scrape draws with the pods it last followed, so a slow API
+    server holds up the driver's tick and never a scrape (whose timeout Prometheus counts as a gap).
     """
 
     def __init__(self, simulator: TrafficSimulator, *, tick: float = 0.25) -> None:
@@ -130,13 +132,19 @@ class RealTimeDriver:
         if self._thread is not None:
             raise RuntimeError("the driver is already running")
         self._stop.clear()
+        self._simulator.add_driver(+1)
         self._thread = threading.Thread(target=self._run, name="traffic-simulator", daemon=True)
         self._thread.start()
         return self
 
     def _run(self) -> None:
-        while not self._stop.wait(self._tick):
-            self._simulator.sync()
+        try:  # a driver that dies (an error it cannot follow the pods through) hands listing back
+            while True:
+                self._simulator.sync(follow_pods=True)
+                if self._stop.wait(self._tick):
+                    return
+        finally:
+            self._simulator.add_driver(-1)
 
     def stop(self) -> None:
         """Stop the thread and wait for it (idempotent)."""

@@ -172,6 +172,7 @@ class TrafficSimulator:
         self._history_seconds = float(history_seconds)
         self._lock = threading.RLock()
         self._listing = threading.Lock()  # one pod listing at a time, outside `_lock`
+        self._drivers = 0  # running `RealTimeDriver`s: while any, only they list the pods
         self._pods: dict[tuple[AppRef, str], _Pod] = {}
         self._incarnations = 0
         self._now = clock.now().timestamp()
@@ -199,18 +200,36 @@ class TrafficSimulator:
         with self._lock:
             self._profiles[image] = profile
 
-    def sync(self) -> float:
-        """Draw traffic up to the clock's now; return it."""
-        return self.advance_to(self._clock.now().timestamp())
+    @property
+    def driven(self) -> bool:
+        """Whether a `RealTimeDriver` follows the pods: then `sync` draws without listing them."""
+        with self._lock:
+            return self._drivers > 0
 
-    def advance_to(self, t: float) -> float:
-        """Follow the pods (while the cluster does not answer, those last seen), then draw traffic
-        up to time `t` (nothing for a past `t`); return `now`.
+    def add_driver(self, delta: int) -> None:
+        """Count a `RealTimeDriver` starting (+1) or stopping (-1)."""
+        with self._lock:
+            if self._drivers + delta < 0:
+                raise ValueError("more drivers stopped than started")
+            self._drivers += delta
+
+    def sync(self, *, follow_pods: bool | None = None) -> float:
+        """Draw traffic up to the clock's now; return it.
+
+        The pods are listed first when `follow_pods` says so, by default unless a `RealTimeDriver`
+        follows them: a scrape or a read while one runs never waits for the API server (whose pods
+        the driver's next tick brings in)."""
+        follow = not self.driven if follow_pods is None else follow_pods
+        return self.advance_to(self._clock.now().timestamp(), follow_pods=follow)
+
+    def advance_to(self, t: float, *, follow_pods: bool = True) -> float:
+        """Follow the pods (while the cluster does not answer, those last seen; not at all without
+        `follow_pods`), then draw traffic up to time `t` (nothing for a past `t`); return `now`.
 
         One caller at a time lists the pods, outside the lock that guards the counts: a caller that
         finds a listing under way draws with the pods known so far instead of waiting for the API
         server, so a scrape is not held up by a slow one (nor made to miss its timeout)."""
-        if not self._listing.acquire(blocking=False):
+        if not follow_pods or not self._listing.acquire(blocking=False):
             with self._lock:
                 return self._draw_to(t)
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import httpx
@@ -77,3 +78,33 @@ def test_the_real_time_driver_keeps_the_simulator_at_its_clock() -> None:
         while sim.now < target and time.monotonic() < deadline:
             time.sleep(0.01)
     assert sim.now == target
+
+
+class CountedPods(TwoPods):
+    """Two pods; records which thread listed them."""
+
+    def __init__(self) -> None:
+        self.listed_by: list[str] = []
+        self.listed = threading.Event()
+
+    def pods(self, namespace: str, app: str) -> list[PodInfo]:
+        self.listed_by.append(threading.current_thread().name)
+        self.listed.set()
+        return super().pods(namespace, app)
+
+
+def test_while_a_driver_runs_only_it_lists_the_pods_and_a_scrape_never_waits_for_the_api_server() -> None:
+    pods = CountedPods()
+    sim = TrafficSimulator(pods, [AppRef("shop", "web")], clock=ManualClock(), seed=1)
+    with MetricsServer(sim) as server:
+        with RealTimeDriver(sim, tick=3600.0):  # one listing at its start, then it sleeps
+            assert pods.listed.wait(5.0)
+            assert sim.driven
+            scrape(server.url)
+            scrape(server.url)
+            assert set(pods.listed_by) == {"traffic-simulator"}
+        assert not sim.driven
+        after = scrape(server.url)  # without a driver a scrape follows the pods itself
+    assert len(pods.listed_by) > 1
+    assert pods.listed_by[-1] != "traffic-simulator"
+    assert ("http_requests_total", _labels("web-c", "canary", code="500")) in after
