@@ -29,7 +29,8 @@ __all__ = ["SimulatedMetricsSource"]
 
 
 class SimulatedMetricsSource:
-    """`MetricsSource` over a `TrafficSimulator` (no network, no Prometheus)."""
+    """`MetricsSource` over a `TrafficSimulator` (no network, no Prometheus). While a `RealTimeDriver`
+    runs, a read draws with the pods the driver last followed (up to one tick old)."""
 
     def __init__(self, simulator: TrafficSimulator) -> None:
         self.simulator = simulator

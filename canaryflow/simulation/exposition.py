@@ -131,17 +131,22 @@ class RealTimeDriver:
     def start(self) -> Self:
         if self._thread is not None:
             raise RuntimeError("the driver is already running")
-        self._stop.clear()
+        self._stop = threading.Event()  # its own: a thread that outlived a stop keeps the old one set
+        thread = threading.Thread(target=self._run, args=(self._stop,), name="traffic-simulator", daemon=True)
         self._simulator.add_driver(+1)
-        self._thread = threading.Thread(target=self._run, name="traffic-simulator", daemon=True)
-        self._thread.start()
+        try:
+            thread.start()
+        except BaseException:
+            self._simulator.add_driver(-1)
+            raise
+        self._thread = thread
         return self
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         try:  # a driver that dies (an error it cannot follow the pods through) hands listing back
             while True:
                 self._simulator.sync(follow_pods=True)
-                if self._stop.wait(self._tick):
+                if stop.wait(self._tick):
                     return
         finally:
             self._simulator.add_driver(-1)

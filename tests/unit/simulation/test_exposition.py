@@ -93,7 +93,7 @@ class CountedPods(TwoPods):
         return super().pods(namespace, app)
 
 
-def test_while_a_driver_runs_only_it_lists_the_pods_and_a_scrape_never_waits_for_the_api_server() -> None:
+def test_while_a_driver_runs_only_it_lists_the_pods_and_a_scrape_draws_with_those_it_followed() -> None:
     pods = CountedPods()
     sim = TrafficSimulator(pods, [AppRef("shop", "web")], clock=ManualClock(), seed=1)
     with MetricsServer(sim) as server:
@@ -107,4 +107,31 @@ def test_while_a_driver_runs_only_it_lists_the_pods_and_a_scrape_never_waits_for
         after = scrape(server.url)  # without a driver a scrape follows the pods itself
     assert len(pods.listed_by) > 1
     assert pods.listed_by[-1] != "traffic-simulator"
+    assert ("http_requests_total", _labels("web-c", "canary", code="500")) in after
+
+
+class BrokenPods(CountedPods):
+    """Two pods; the driver's thread gets an error it cannot follow the pods through."""
+
+    def pods(self, namespace: str, app: str) -> list[PodInfo]:
+        if threading.current_thread().name == "traffic-simulator":
+            raise RuntimeError("the pods cannot be listed")
+        return super().pods(namespace, app)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_driver_that_dies_hands_listing_back_to_the_scrapes() -> None:
+    pods = BrokenPods()
+    sim = TrafficSimulator(pods, [AppRef("shop", "web")], clock=ManualClock(), seed=1)
+    driver = RealTimeDriver(sim, tick=3600.0).start()
+    try:
+        assert driver._thread is not None
+        driver._thread.join(5.0)  # it died at its first listing
+        assert not driver._thread.is_alive()
+        assert not sim.driven
+        with MetricsServer(sim) as server:
+            after = scrape(server.url)
+    finally:
+        driver.stop()
+    assert len(pods.listed_by) == 1  # the scrape listed them itself
     assert ("http_requests_total", _labels("web-c", "canary", code="500")) in after
