@@ -182,6 +182,9 @@ class MetricHistory:
     #: analysis without one decides as before.
     guard: Detector = field(default_factory=Detector)
     intervals: int = 0
+    #: The intervals of time those intervals' data cover (their spans' sum: a look read back over
+    #: looks without data covers them too): the traffic per interval is the counts over this.
+    covered: float = 0.0
     regressed: bool = False
     changed: bool = False
     within: bool = False
@@ -248,7 +251,10 @@ def record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) ->
         detector = detector.step(process.last_log_evalue(), process.change_log_evalue())
         if plan.kappa_start is not None or plan.bucket_kappa:  # nothing learned: no guard
             guard = guard.step(process.guard_log_evalue())
-    return replace(history, process=process, detector=detector, guard=guard, intervals=history.intervals + 1)
+    return replace(
+        history, process=process, detector=detector, guard=guard, intervals=history.intervals + 1,
+        covered=history.covered + pair.span,
+    )  # fmt: skip
 
 
 def _slow_requests(counts: HistogramCounts, slower_than: float | None) -> float | None:
@@ -514,7 +520,7 @@ def _plan(
     """The metric's evidence plan (`analysis.outlook`), for count metrics with a final look: the
     longest of the plans of the counts its promotion needs (every one must pass), and the
     smallest of their chances."""
-    seen = history.intervals
+    seen = history.covered
     if plan.final_beta <= 0 or math.isnan(numbers.rate) or seen < 1 or not numbers.planned:
         return None
     if min(numbers.canary_count, numbers.baseline_count) <= 0:
@@ -602,7 +608,7 @@ def assess(
     evidence = MetricEvidence(
         name=plan.name, type=plan.type, direction=plan.direction, status=status, estimate=numbers.estimate,
         interval=numbers.interval, evalue=numbers.evalue, promote_evalue=numbers.promote_evalue,
-        pvalue=pvalue, statistic=numbers.statistic, intervals=history.intervals,
+        pvalue=pvalue, statistic=numbers.statistic, intervals=history.intervals, covered=history.covered,
         canary_count=numbers.canary_count, baseline_count=numbers.baseline_count,
         dispersion=numbers.dispersion, tolerance=plan.tolerance,
         rollback_threshold=1 / plan.rollback_alpha, promote_threshold=1 / plan.promote_beta,

@@ -5,6 +5,9 @@ reverse. Parsing is strict about what the judge relies on and lenient about the 
 
 - unknown keys are ignored (at every level), so later versions can add fields;
 - a metric missing from an interval, a ``null`` metric and a ``null`` track mean "no data";
+- a ratio or histogram value may say ``"span": k`` beside its tracks: its counts cover this
+  interval and the time of the looks before it that had no data for the metric (read back over
+  them, ``k`` intervals in all; 1 when absent);
 - ``null`` entries inside a samples list are missing samples and are dropped;
 - everything else that is wrong raises `LogFormatError` naming the place, e.g.
   ``intervals[3].latency.canary.counts: not cumulative`` (indices are 0-based, as in JSON paths);
@@ -130,7 +133,7 @@ def _count(value: object, path: str) -> float:
         raise LogFormatError(path, "negative count")
     # An integer is compared as written: 2^53 + 1 would round to 2^53 as a float.
     if (value if isinstance(value, int) else number) > MAX_COUNT:
-        raise LogFormatError(path, f"{number:.3g} is more than 2^53: not a count of requests in one interval")
+        raise LogFormatError(path, f"{number:.3g} is more than 2^53: not a count of requests in a look")
     return number
 
 
@@ -293,9 +296,19 @@ def _pair(value: object, path: str, header: MetricHeader) -> PairedObservation |
             raise LogFormatError(path, f'missing "{track}"')
         tracks[track] = _track(pair[track], f"{path}.{track}", header)
     baseline, canary = tracks["baseline"], tracks["canary"]
+    span = _span(pair.get("span", 1), f"{path}.span", header)
     if baseline is None or canary is None:
         return None
-    return PairedObservation(baseline=baseline, canary=canary)
+    return PairedObservation(baseline=baseline, canary=canary, span=span)
+
+
+def _span(value: object, path: str, header: MetricHeader) -> float:
+    """How many intervals a value's counts cover (``"span"``, 1 when absent)."""
+    if not _is_number(value) or not math.isfinite(float(value)) or float(value) < 1:
+        raise LogFormatError(path, f"expected a number of intervals >= 1, got {_describe(value)}")
+    if float(value) != 1 and header.type == "samples":
+        raise LogFormatError(path, "samples are values at the end of an interval: they cover no span")
+    return float(value)
 
 
 def _interval(value: object, index: int, headers: Mapping[str, MetricHeader]) -> IntervalObservations:
@@ -365,9 +378,9 @@ def cross_checks(log: ObservationLog) -> tuple[str, ...]:
 
     Today: two request-counting metrics (ratio totals, histogram totals) whose totals over the
     log differ by more than :data:`CROSS_CHECK_FACTOR` for one track, counted over the intervals
-    where both have data, once both reach :data:`CROSS_CHECK_MIN_REQUESTS`. Metrics that count
-    different requests on purpose (latency of one route, errors of all) trip it too, which is
-    why it warns instead of rejecting: the live judge accepted the same data.
+    where both have data over the same span, once both reach :data:`CROSS_CHECK_MIN_REQUESTS`.
+    Metrics that count different requests on purpose (latency of one route, errors of all) trip it
+    too, which is why it warns instead of rejecting: the live judge accepted the same data.
     """
     names = [name for name, header in log.metrics.items() if header.type != "samples"]
     found: list[str] = []
@@ -377,7 +390,7 @@ def cross_checks(log: ObservationLog) -> tuple[str, ...]:
                 a = b = 0.0
                 for row in log.intervals:
                     pa, pb = row.get(first), row.get(second)
-                    if pa is None or pb is None:
+                    if pa is None or pb is None or pa.span != pb.span:  # not the same window
                         continue
                     ra, rb = _requests(pa, track), _requests(pb, track)
                     if ra is not None and rb is not None:
@@ -425,11 +438,12 @@ def dump_log(log: ObservationLog) -> dict[str, object]:
         out: dict[str, object] = {}
         for name in log.metrics:
             pair = row.get(name)
-            out[name] = (
-                None
-                if pair is None
-                else {"baseline": _track_out(pair.baseline), "canary": _track_out(pair.canary)}
-            )
+            value: dict[str, object] | None = None
+            if pair is not None:
+                value = {"baseline": _track_out(pair.baseline), "canary": _track_out(pair.canary)}
+                if pair.span != 1:
+                    value["span"] = _number_out(pair.span)
+            out[name] = value
         intervals.append(out)
     return {
         "format": FORMAT,

@@ -57,7 +57,8 @@ def _g(value: float) -> str:
 
 @dataclass(frozen=True, slots=True)
 class RatioCounts:
-    """``bad`` events out of ``total`` within one interval (e.g. 5xx responses out of requests)."""
+    """``bad`` events out of ``total`` within one interval, or the window of a look read back over
+    looks without data (`PairedObservation.span`); e.g. 5xx responses out of requests."""
 
     kind: ClassVar[MetricType] = "ratio"
 
@@ -95,7 +96,8 @@ class RatioCounts:
 
 @dataclass(frozen=True, slots=True)
 class HistogramCounts:
-    """Cumulative counts per upper bound ``le`` (ascending, last is ``math.inf``) within one interval."""
+    """Cumulative counts per upper bound ``le`` (ascending, last is ``math.inf``) within one interval
+    (or a look's window read back over looks without data: `PairedObservation.span`)."""
 
     kind: ClassVar[MetricType] = "histogram"
 
@@ -206,16 +208,29 @@ TrackObservation: TypeAlias = RatioCounts | HistogramCounts | Samples
 
 @dataclass(frozen=True, slots=True)
 class PairedObservation:
-    """The same metric over the same window for the baseline and the canary (of one kind)."""
+    """The same metric over the same window for the baseline and the canary (of one kind).
+
+    `span` is how many intervals the window covers: 1, or more for counts read back over looks that
+    had no data for the metric (their rows hold ``None``), whose increases the window then holds.
+    The judge tests the counts as one interval's: it weighs them by the dispersion factor of one
+    interval with all of them, more than the jitter of `span` independent intervals adds up to (a
+    larger factor keeps the error rates, at some power). What reads them per interval (the
+    evidence plan's traffic, a rate per second) divides by `span`.
+    """
 
     baseline: TrackObservation
     canary: TrackObservation
+    span: float = 1.0
 
     def __post_init__(self) -> None:
         if self.baseline.kind != self.canary.kind:
             raise ValueError(
                 f"baseline and canary must be of one kind, got {self.baseline.kind}/{self.canary.kind}"
             )
+        if not (math.isfinite(self.span) and self.span >= 1):
+            raise ValueError(f"span must be a finite number of intervals >= 1, got {self.span}")
+        if self.span != 1 and self.baseline.kind == "samples":
+            raise ValueError("samples are values at the end of an interval: they cover no span")
 
     @property
     def kind(self) -> MetricType:

@@ -59,6 +59,10 @@ class MetricEvidence:
         For histograms, the decisive bucket bound ``le`` (in the metric's unit).
     intervals, canary_count, baseline_count
         The amount of data seen: intervals with data, per-track totals (requests or samples).
+    covered
+        The intervals of time that data covers: `intervals` plus the looks without data that a
+        later look's counts were read back over (their ``span``); the traffic per interval is a
+        count over this.
     dispersion
         The estimated overdispersion factor applied (1 = binomial; larger values temper evidence).
     tolerance, rollback_threshold, promote_threshold
@@ -106,6 +110,7 @@ class MetricEvidence:
     plan: EvidencePlan | None = None
     baseline_rate: float = math.nan
     leans_worse: bool = False
+    covered: float = math.nan
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready mapping (non-finite numbers become ``null``; ``ceiling_evalue`` only with a

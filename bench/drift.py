@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from analysis.backtest import judge_log
 from analysis.logs import ObservationLog
-from analysis.observations import PairedObservation, RatioCounts
+from analysis.observations import RatioCounts
 from bench.decisions import PRODUCT_SETTINGS
 from bench.output import cell_arguments, emit
 from bench.scenarios import BASE_ERROR_RATE, MAX_INTERVALS, generate
@@ -72,7 +72,7 @@ def _reshape(log: ObservationLog, factors: Sequence[float], rng: np.random.Gener
             bad = float(rng.binomial(int(total), min(1.0, BASE_ERROR_RATE * factor)))
             row = {
                 **row,
-                "error-rate": PairedObservation(baseline=pair.baseline, canary=RatioCounts(bad, total)),
+                "error-rate": dataclasses.replace(pair, canary=RatioCounts(bad, total)),
             }
         rows.append(row)
     return dataclasses.replace(log, intervals=tuple(rows))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -29,7 +29,10 @@ from analysis.dispersion import bucket_dispersion, spread_for_weight, stable_dis
 from analysis.logs import MetricHeader, ObservationLog
 from analysis.observations import HistogramCounts, PairedObservation, RatioCounts, Samples, TrackObservation
 
-__all__ = ["ADDED_GOOD", "BAD", "ERROR_FREE", "FAMILIES", "GOOD", "LE", "Scenario", "Truth", "generate"]
+__all__ = [
+    "ADDED_GOOD", "BAD", "ERROR_FREE", "FAMILIES", "GOOD", "LE", "Scenario", "Truth", "caught_up", "generate",
+    "read_back",
+]  # fmt: skip
 
 #: The longest window, in intervals, a rollout reads a ratio or histogram metric over after looks
 #: without its data (``flows.judging.CATCH_UP_INTERVALS``).
@@ -335,7 +338,7 @@ def _gaps(family: str, rng: np.random.Generator) -> Callable[[int, str], bool]:
     return lambda i, m: bool(dropped[i, _NAMES.index(m)])
 
 
-def _caught_up(seen: list[PairedObservation]) -> PairedObservation:
+def caught_up(seen: list[PairedObservation]) -> PairedObservation:
     """One look over the intervals in `seen` (counts added: counters' increases over their span)."""
     if len(seen) == 1:
         return seen[0]
@@ -348,8 +351,25 @@ def _caught_up(seen: list[PairedObservation]) -> PairedObservation:
         return HistogramCounts(le=LE, counts=tuple(float(v) for v in counts))
 
     return PairedObservation(
-        baseline=added([p.baseline for p in seen]), canary=added([p.canary for p in seen])
+        baseline=added([p.baseline for p in seen]), canary=added([p.canary for p in seen]), span=len(seen)
     )
+
+
+def read_back(
+    log: ObservationLog, looks: int, names: tuple[str, ...] = ("error-rate", "latency")
+) -> ObservationLog:
+    """`log` as the rollout would have recorded it had `names` had no data at the first `looks`
+    looks but the last and been read back over them there (`caught_up`)."""
+    rows = [dict(row) for row in log.intervals]
+    for name in names:
+        seen = [rows[i][name] for i in range(looks)]
+        if any(pair is None for pair in seen):
+            raise ValueError(f"{name}: read_back needs data in each of the first {looks} intervals")
+        merged = caught_up([pair for pair in seen if pair is not None])
+        for row in rows[: looks - 1]:
+            row[name] = None
+        rows[looks - 1][name] = merged
+    return replace(log, intervals=tuple(rows))
 
 
 def generate(
@@ -384,7 +404,7 @@ def generate(
                 if family == "query-gaps" and name != "cpu":  # a count: read over the gap at its next look
                     missed.setdefault(name, []).append(seen)
                 continue
-            row[name] = _caught_up([*missed.pop(name, [])[-(CATCH_UP_INTERVALS - 1) :], seen])
+            row[name] = caught_up([*missed.pop(name, [])[-(CATCH_UP_INTERVALS - 1) :], seen])
         intervals.append(row)
     learned: float | None = None
     buckets: tuple[tuple[float, float], ...] | None = None

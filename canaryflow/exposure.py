@@ -156,12 +156,12 @@ def next_weight(
     # missing at the metric's count per percent of weight.
     wanted = 0.0
     for metric in undecided:
-        if not _raises_on(metric.plan) or metric.plan.needed_intervals is None or metric.intervals <= 0:
+        if not _raises_on(metric.plan) or metric.plan.needed_intervals is None or not metric.covered >= 1:
             continue
         per_percent = account.per_percent.get(metric.name, 0.0)
         if not per_percent > 0:
             return None  # its traffic per percent is not known: no raise sized in the dark
-        average = metric.canary_count / metric.intervals  # its count per interval so far
+        average = metric.canary_count / metric.covered  # its count per interval so far
         missing = (MARGIN * metric.plan.needed_intervals - judged) * average
         wanted = max(wanted, missing / left / per_percent)
     riskless = _riskless_weight(verdict, left=left, risk_budget=risk_budget, account=account)

@@ -82,8 +82,8 @@ def interval_rows(
             {
                 "look": str(verdict.interval),
                 "metric": name,
-                "canary": pair.canary.describe() if pair else "no data",
-                "baseline": pair.baseline.describe() if pair else "no data",
+                "canary": pair.canary.describe() + _over(pair) if pair else "no data",
+                "baseline": pair.baseline.describe() + _over(pair) if pair else "no data",
                 "estimate": _fmt(evidence.estimate),
                 "confidence interval": f"[{_fmt(low)}, {_fmt(high)}]",
                 "regression e-value": _fmt_e(evidence.evalue),
@@ -91,6 +91,11 @@ def interval_rows(
             }
         )
     return rows
+
+
+def _over(pair: PairedObservation) -> str:
+    """What a row's counts cover when they were read back over looks without data."""
+    return "" if pair.span == 1 else f" over {pair.span:.3g} intervals"
 
 
 def analysis_table(

@@ -5,7 +5,8 @@ the interval. A ratio or histogram metric that had no data at a look (a backend 
 answer, a query without series) is read at its next look over a window that reaches back to the
 end of the last look before the gap (at most ``CATCH_UP_INTERVALS`` intervals). Its counts are
 counters' increases: where the backend kept scraping and only the queries failed, what the gap held
-(a canary that crashed for those seconds) is counted then, not lost. Samples that Prometheus never
+(a canary that crashed for those seconds) is counted then, not lost, and the observation log
+records the look's ``span`` (how many intervals its counts cover). Samples that Prometheus never
 took (a scrape gap) stay lost: ``increase()`` sees only the samples in its window. The query
 templates must put ``{interval}`` in the range of an ``increase()`` for this to hold. A metrics
 backend that is down (`MetricsUnavailableError` after the observe task's retry) counts as an
@@ -62,8 +63,8 @@ CATCH_UP_INTERVALS = 10
 #: Called between intervals; raises (e.g. `RolloutAborted`) to stop the analysis.
 Checkpoint = Callable[[], None]
 
-#: Called with a verdict that is not final, what was observed and `look_spans`.
-Undecided = Callable[[Verdict, dict[str, PairedObservation | None], dict[str, float]], None]
+#: Called with a verdict that is not final and what was observed (each count with its ``span``).
+Undecided = Callable[[Verdict, dict[str, PairedObservation | None]], None]
 
 
 def analyze(
@@ -74,15 +75,15 @@ def analyze(
     reporter: Reporter,
     checkpoint: Checkpoint,
     decided: Callable[[Verdict], None] = lambda verdict: None,
-    undecided: Undecided = lambda verdict, seen, spans: None,
+    undecided: Undecided = lambda verdict, seen: None,
 ) -> Verdict:
     """Run the analyze step `index` of `plan` on `runtime`'s clock and metrics source to its verdict
     (promote, rollback or inconclusive). `decided` is called with the verdict as soon as it is
     known, before it is reported (the caller records a decision in the cluster there);
     `undecided` with every verdict that is not final, what was observed then (``None`` for a
     metric without data: the caller counts the canary's traffic every interval, and may raise its
-    weight on one where every metric had data) and how many intervals each caught-up metric's
-    data cover (`look_spans`)."""
+    weight on one where every metric had data; a count read back over looks without its data
+    says how many intervals it covers, its ``span``: `look_spans`)."""
     step = plan.analyze_step(index)
     interval = step.interval.total_seconds()
     queries = plan.queries()
@@ -137,6 +138,10 @@ def analyze(
                 reporter.say(
                     "%s: read over the last %gs, after looks without its data", name, window.total_seconds()
                 )
+        spans = look_spans(windows, observed, interval=step.interval)
+        observed = {
+            n: p if p is None or n not in spans else replace(p, span=spans[n]) for n, p in observed.items()
+        }
         record_missed(since, queries, observed, start=end - step.interval if previous is None else previous)
         previous = end
         for name, tracks in missing.items():
@@ -145,7 +150,7 @@ def analyze(
         reporter.interval(index, observed, verdict, log)
         if verdict.final:
             break
-        undecided(verdict, observed, look_spans(windows, observed, interval=step.interval))
+        undecided(verdict, observed)
     if verdict is None or not verdict.final:
         verdict = judge.finish()
     if verdict.decision == "inconclusive" and unanswered:

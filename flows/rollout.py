@@ -459,7 +459,7 @@ def analysis(run: Run, index: int) -> list[str]:
         reporter=run.reporter,
         checkpoint=lambda: checkpoint(run),
         decided=lambda verdict: decide_early(run, verdict),
-        undecided=lambda verdict, observed, spans: expose(run, index, verdict, observed, account, spans),
+        undecided=lambda verdict, observed: expose(run, index, verdict, observed, account),
     )
     if verdict.decision == "promote":
         return [f"analysis at step {index + 1}: {verdict.reason.rstrip('.')}"]
@@ -491,12 +491,11 @@ def expose(
     verdict: Verdict,
     observed: dict[str, PairedObservation | None],
     account: RaiseAccount,
-    spans: dict[str, float],
 ) -> None:
     """An analyze step with ``maxWeight`` raises the canary's weight when its analysis would not
     decide in time at the traffic seen, within its risk budget (`canaryflow.exposure`; `account`
-    keeps the canary's traffic served above the step's own weight, every interval; `spans`, the
-    intervals a caught-up metric's count covers), to the
+    keeps the canary's traffic served above the step's own weight, every interval, each count over
+    the intervals it covers: its ``span``), to the
     highest effective weight not above the one chosen among the splits of whole weights (each
     `plan_split`'s: the fewest pods within half a point of the closest, so a raise may land up to
     about a point below the closest split; with an HPA the step's own split leaves room to grow
@@ -511,6 +510,7 @@ def expose(
     if step.max_weight is None:
         return
     now = run.reporter.status.effective_weight
+    spans = {name: pair.span for name, pair in observed.items() if pair is not None}
     account.record({name: _canary_count(pair) for name, pair in observed.items()}, now, spans=spans)
     if any(pair is None for pair in observed.values()):
         return  # no raise on stale evidence

@@ -11,8 +11,9 @@
                     "cpu": {"baseline": [0.21, 0.25], "canary": [...]}}, {"error-rate": null, ...}]}
 
 Counts are written as they were observed (integers when whole, fractions from ``increase()`` as they
-are). A histogram's ``le`` is taken from its first observation and must stay the same for both tracks
-and every interval (the format has one ``le`` per metric); a different layout is an
+are); a value read back over looks without its data also says ``"span": k``, the intervals it
+covers. A histogram's ``le`` is taken from its first observation and must stay the same for both
+tracks and every interval (the format has one ``le`` per metric); a different layout is an
 `ObservationLogError` rather than a silently misaligned log. A histogram that never had data has
 no layout to report and is declared with ``"le": ["+Inf"]`` (all its intervals are ``null``).
 
@@ -79,7 +80,9 @@ class ObservationRecorder:
             if paired is not None:
                 self._check(name, paired.baseline, "baseline")
                 self._check(name, paired.canary, "canary")
-                paired = PairedObservation(paired.baseline.as_floats(), paired.canary.as_floats())
+                paired = PairedObservation(
+                    paired.baseline.as_floats(), paired.canary.as_floats(), paired.span
+                )
             entry[name] = paired
         self._intervals.append(entry)
 

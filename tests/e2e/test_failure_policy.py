@@ -162,6 +162,8 @@ def test_a_look_prometheus_did_not_answer_is_counted_at_the_next_one_nothing_ser
     log = json.loads((Path(outcome.report) / "observations-step2.json").read_text())
     rows = log["intervals"]
     assert rows[1]["error-rate"] is None
+    assert rows[2]["error-rate"]["span"] == rows[2]["latency"]["span"] == 2  # the log says so
+    assert "span" not in rows[3]["error-rate"]
     looks = len(rows)
     served = stack.simulator.track_counts(
         "shop",

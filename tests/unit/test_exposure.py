@@ -13,7 +13,7 @@ from analysis.backtest import judge_log
 from analysis.verdicts import Verdict
 from bench.decisions import PRODUCT_SETTINGS
 from bench.exposure import run
-from bench.scenarios import generate
+from bench.scenarios import generate, read_back
 from canaryflow.errors import SpecError
 from canaryflow.exposure import MARGIN, RaiseAccount, next_weight
 from canaryflow.spec.loading import load_spec_text
@@ -32,7 +32,7 @@ def _account(verdict: Verdict, raised: float = 0.0) -> RaiseAccount:
 def _per_percent(verdict: Verdict, weight: float = 10) -> float:
     """The canary's requests per interval per percent, at `weight` all along."""
     errors = verdict.metrics["error-rate"]
-    return errors.canary_count / errors.intervals / weight
+    return errors.canary_count / errors.covered / weight
 
 
 def _verdict(family: str, rps: float, seed: int, at: int) -> Verdict:
@@ -117,6 +117,23 @@ def test_the_raise_is_what_the_plan_needs_with_its_margin() -> None:
         account=_account(verdict),
     )
     assert later is None  # the same evidence at the raised weight asks for nothing more
+
+
+def test_counts_read_back_over_looks_without_data_are_averaged_over_the_intervals_they_cover() -> None:
+    log = read_back(generate("plain", 10.0, 3).log, 4)  # the first three looks had no data
+    verdict = next(v for v in judge_log(log, PATIENT) if v.interval == 10)
+    errors = verdict.metrics["error-rate"]
+    assert (errors.intervals, errors.covered) == (7, 10)
+    assert errors.plan is not None
+    assert errors.plan.needed_intervals is not None
+    left = errors.plan.final_interval - verdict.interval
+    # as above: the traffic per interval is the count over the 10 intervals it covers, not the 7 looks
+    wanted = int(10 * (MARGIN * errors.plan.needed_intervals - verdict.interval) / left)
+
+    raised = next_weight(verdict, weight=10, max_weight=50, risk_budget=10_000, account=_account(verdict))
+
+    assert raised is not None
+    assert raised.weight == wanted
 
 
 def test_the_risk_budget_caps_the_raise_and_an_unbounded_ratio_raises_nothing() -> None:

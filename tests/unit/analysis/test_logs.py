@@ -99,6 +99,9 @@ def _break(path: str, value: object) -> dict[str, Any]:
 
 
 MALFORMED = [
+    ("intervals/0/error-rate/span", 0.5, "intervals[0].error-rate.span: expected a number of intervals >= 1"),
+    ("intervals/0/latency/span", "2", "intervals[0].latency.span: expected a number of intervals >= 1"),
+    ("intervals/0/cpu/span", 2, "intervals[0].cpu.span: samples are values at the end of an interval"),
     ("format", "canaryflow/observations@2", 'format: expected "canaryflow/observations@1", got the string'),
     ("interval_seconds", 0, "interval_seconds: expected a positive number, got the number 0"),
     ("interval_seconds", "30s", "interval_seconds: expected a positive number"),
@@ -279,3 +282,35 @@ def test_the_warm_up_dispersion_round_trips_and_is_optional() -> None:
     assert parse_log(EXAMPLE).metrics["error-rate"].dispersion is None
     assert parse_log(json.dumps(dump_log(log))) == log
     assert "dispersion" not in dump_log(parse_log(EXAMPLE))["metrics"]["error-rate"]  # type: ignore[index]
+
+
+def test_a_value_read_back_over_looks_without_data_says_its_span_and_round_trips() -> None:
+    document = example()
+    document["intervals"][0]["error-rate"]["span"] = 2.5  # a late look: not a whole number
+    log = parse_log(document)
+    first = log.intervals[0]["error-rate"]
+    assert first is not None
+    assert first.span == 2.5
+    latency = log.intervals[0]["latency"]
+    assert latency is not None
+    assert latency.span == 1  # absent: one interval
+    out = dump_log(log)
+    assert out["intervals"][0]["error-rate"]["span"] == 2.5  # type: ignore[index]
+    assert "span" not in out["intervals"][0]["latency"]  # type: ignore[index]
+    assert parse_log(json.dumps(out)) == log
+
+
+def test_cross_checks_compare_two_metrics_only_over_the_same_windows() -> None:
+    document = example()
+    document["intervals"] = [copy.deepcopy(document["intervals"][0]) for _ in range(3)]
+    document["intervals"][0]["latency"] = None
+    document["intervals"][1]["latency"] = None
+    caught_up = document["intervals"][2]["latency"]
+    caught_up["span"] = 3
+    for track in ("baseline", "canary"):  # three intervals' requests in one look
+        caught_up[track]["counts"] = [3 * c for c in caught_up[track]["counts"]]
+    for row in document["intervals"]:  # and an error rate counting ten times as many requests
+        row["error-rate"]["canary"] = {"bad": 40, "total": 5980}
+    assert cross_checks(parse_log(document)) == ()  # no interval where both cover the same window
+    caught_up["span"] = 1
+    assert cross_checks(parse_log(document)) != ()

@@ -53,6 +53,16 @@ def test_a_pair_is_of_one_kind() -> None:
         PairedObservation(RatioCounts(1, 10), Samples((1.0,)))
 
 
+def test_a_pair_covers_one_interval_unless_counts_were_read_back_over_more() -> None:
+    assert PairedObservation(RatioCounts(1, 10), RatioCounts(2, 10)).span == 1
+    assert PairedObservation(RatioCounts(3, 30), RatioCounts(6, 30), span=3).span == 3
+    for span in (0.5, math.nan, math.inf):
+        with pytest.raises(ValueError, match="span must be a finite number of intervals >= 1"):
+            PairedObservation(RatioCounts(1, 10), RatioCounts(2, 10), span=span)
+    with pytest.raises(ValueError, match="they cover no span"):
+        PairedObservation(Samples((1.0,)), Samples((2.0,)), span=2)
+
+
 @pytest.mark.parametrize(
     "call",
     [

@@ -5,6 +5,7 @@ the plan; the chance of a decision, and the judge giving up on an analysis that 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -13,11 +14,12 @@ import pytest
 from analysis.backtest import judge_log
 from analysis.counts import CountState, count_step
 from analysis.judge import GAVE_UP
+from analysis.logs import ObservationLog
 from analysis.outlook import EvidencePlan, chance_within, rate_bounds, required_intervals
 from analysis.settings import AnalysisSettings
 from bench.decisions import PRODUCT_SETTINGS
 from bench.plans import tight
-from bench.scenarios import generate
+from bench.scenarios import generate, read_back
 
 #: 1 % errors, 10 req/s per track (300 requests per 30 s interval), +50 %, the final look's level.
 ORDINARY: dict[str, float] = {
@@ -111,6 +113,32 @@ def test_an_undecided_metric_carries_its_plan_and_says_it_and_a_decided_one_does
     decided = [m for v in verdicts for m in v.metrics.values() if m.status in ("within", "regressed")]
     assert decided
     assert all(m.plan is None and "plan" not in m.to_dict() for m in decided)
+
+
+def test_a_look_read_back_over_looks_without_data_plans_on_the_traffic_per_interval_it_covers() -> None:
+    """The same counts with the first four intervals read at the fourth look (three rows without
+    data, then one with their sum and ``span`` 4): the plan divides the counts by the intervals they
+    cover, as if every look had had its data; counted as one interval, the traffic per interval
+    looked higher (4 times at the fourth look, then less) and the plan shorter."""
+    log = generate("plain", 10.0, 3).log
+    spanned = read_back(log, 4)
+    rows = spanned.intervals
+    assert [row["error-rate"] is None for row in rows[:5]] == [True, True, True, False, False]
+    assert [row["error-rate"].span for row in rows[3:5] if row["error-rate"]] == [4, 1]
+    flat = replace(
+        log,
+        intervals=tuple({n: p if p is None else replace(p, span=1.0) for n, p in r.items()} for r in rows),
+    )
+
+    def plans(judged: ObservationLog) -> list[int | None]:
+        verdicts = list(judge_log(judged, PRODUCT_SETTINGS))[3:9]
+        return [p.needed_intervals if (p := v.metrics["error-rate"].plan) else None for v in verdicts]
+
+    assert None not in plans(log)
+    assert plans(spanned) == plans(log)
+    assert all(
+        f is not None and s is not None and f < s for f, s in zip(plans(flat), plans(log), strict=True)
+    )
 
 
 @pytest.mark.parametrize(("bad", "total"), [(5e-324, 1e-300), (1e-310, 1e-310)])

@@ -194,3 +194,20 @@ def test_steps_are_described_with_durations_as_specs_write_them() -> None:
     plan = plan_rollout(RolloutRequest(spec="config/rollouts/demo.yaml", image=GOOD_IMAGE))
     analyze = next(i for i, s in enumerate(plan.spec.steps) if s.analyze is not None)
     assert plan.describe_step(analyze).endswith("analyze (every 5s, at most 2m)")
+
+
+def test_an_interval_row_says_when_its_counts_cover_looks_without_data() -> None:
+    from analysis.judge import SequentialJudge
+    from analysis.settings import AnalysisSettings, MetricSettings
+    from flows.artifacts import interval_rows
+
+    caught_up = PairedObservation(RatioCounts(3, 300), RatioCounts(4, 310), span=3)
+    observed: dict[str, PairedObservation | None] = {"error-rate": caught_up}
+    settings = AnalysisSettings(metrics=(MetricSettings(name="error-rate", type="ratio"),))
+    verdict = SequentialJudge(settings, interval_seconds=30).update(observed)
+    (row,) = interval_rows(observed=observed, verdict=verdict)
+    assert row["canary"].endswith(" over 3 intervals")
+    assert row["baseline"].endswith(" over 3 intervals")
+    one = PairedObservation(RatioCounts(1, 100), RatioCounts(1, 100))
+    (plain,) = interval_rows(observed={"error-rate": one}, verdict=verdict)
+    assert "over" not in plain["canary"]
