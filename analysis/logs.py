@@ -30,6 +30,7 @@ import itertools
 import json
 import math
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeGuard
@@ -119,8 +120,17 @@ def _integer(text: str) -> int | float:
     return int(text) if len(text.lstrip("-")) <= 20 else float(text)
 
 
+#: The largest integer ``float()`` converts (an already decoded log may hold any Python int).
+_LARGEST_FLOAT_INT = int(sys.float_info.max)
+
+
 def _is_number(value: object) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A JSON number that converts to float (an integer beyond float's range is not one)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -_LARGEST_FLOAT_INT <= value <= _LARGEST_FLOAT_INT
+    return isinstance(value, float)
 
 
 def _count(value: object, path: str) -> float:
@@ -146,6 +156,8 @@ def _describe(value: object) -> str:
         return f"the string {json.dumps(value)}"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, int) and not _is_number(value):
+        return "an integer beyond float's range"
     if isinstance(value, dict):
         return "an object"
     if _is_number(value):

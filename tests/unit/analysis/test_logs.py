@@ -314,3 +314,20 @@ def test_cross_checks_compare_two_metrics_only_over_the_same_windows() -> None:
     assert cross_checks(parse_log(document)) == ()  # no interval where both cover the same window
     caught_up["span"] = 1
     assert cross_checks(parse_log(document)) != ()
+
+
+@pytest.mark.parametrize("digits", [400, 5000])
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("intervals/0/error-rate/canary/total", "intervals[0].error-rate.canary.total: expected a number"),
+        ("intervals/0/error-rate/span", "intervals[0].error-rate.span: expected a number of intervals >= 1"),
+        ("interval_seconds", "interval_seconds: expected a positive number"),
+    ],
+)
+def test_an_already_decoded_log_with_an_integer_beyond_float_is_malformed_not_a_crash(
+    path: str, message: str, digits: int
+) -> None:
+    with pytest.raises(LogFormatError) as caught:
+        parse_log(_break(path, 10**digits))
+    assert str(caught.value) == f"{message}, got an integer beyond float's range"
