@@ -19,7 +19,7 @@ reverse. Parsing is strict about what the judge relies on and lenient about the 
   without metrics, and a track whose own ``le`` differs from the header's.
 
 `cross_checks` finds what is well-formed but suspicious (two metrics that disagree about how many
-requests a track served); the caller decides whether to warn.
+requests a track served, a span over an interval with data); the caller decides whether to warn.
 
 Pure: no file access here (the caller reads the file), no logging.
 """
@@ -380,6 +380,25 @@ def parse_log(source: str | bytes | Mapping[str, Any]) -> ObservationLog:
     return ObservationLog(interval_seconds=float(seconds), metrics=headers, intervals=intervals)
 
 
+def _spans_over_data(log: ObservationLog, name: str) -> list[str]:
+    """The values of metric `name` whose span covers an earlier interval that has data for it (the
+    latest such interval named; one pass over the log)."""
+    found = []
+    previous = -1  # the latest interval before this one with data for the metric
+    for index, row in enumerate(log.intervals):
+        pair = row.get(name)
+        if pair is None:
+            continue
+        reach = index - (math.floor(pair.span + 1e-9) - 1)  # the first interval the span covers
+        if pair.span != 1 and previous >= max(reach, 0):
+            found.append(
+                f"intervals[{index}].{name}: its span {pair.span:g} covers intervals[{previous}], which has "
+                "data for it too: are its requests counted twice?"
+            )
+        previous = index
+    return found
+
+
 def _requests(pair: PairedObservation, track: str) -> float | None:
     observation = pair.canary if track == "canary" else pair.baseline
     return None if isinstance(observation, Samples) else observation.total
@@ -392,10 +411,12 @@ def cross_checks(log: ObservationLog) -> tuple[str, ...]:
     log differ by more than :data:`CROSS_CHECK_FACTOR` for one track, counted over the intervals
     where both have data over the same span, once both reach :data:`CROSS_CHECK_MIN_REQUESTS`.
     Metrics that count different requests on purpose (latency of one route, errors of all) trip it
-    too, which is why it warns instead of rejecting: the live judge accepted the same data.
+    too, which is why it warns instead of rejecting: the live judge accepted the same data. And a
+    value whose ``span`` reaches back over intervals that have data for its metric too (their
+    requests counted twice); a look that came more than an interval late may do it legitimately.
     """
     names = [name for name, header in log.metrics.items() if header.type != "samples"]
-    found: list[str] = []
+    found = [problem for name in names for problem in _spans_over_data(log, name)]
     for i, first in enumerate(names):
         for second in names[i + 1 :]:
             for track in _TRACKS:

@@ -331,3 +331,19 @@ def test_an_already_decoded_log_with_an_integer_beyond_float_is_malformed_not_a_
     with pytest.raises(LogFormatError) as caught:
         parse_log(_break(path, 10**digits))
     assert str(caught.value) == f"{message}, got an integer beyond float's range"
+
+
+def test_a_span_that_reaches_back_over_intervals_with_data_is_named() -> None:
+    document = example()
+    document["intervals"] = [copy.deepcopy(document["intervals"][0]) for _ in range(4)]
+    document["intervals"][1]["error-rate"] = None
+    document["intervals"][2]["error-rate"] = None
+    document["intervals"][3]["error-rate"]["span"] = 3  # over the two without data: consistent
+    assert cross_checks(parse_log(document)) == ()
+    document["intervals"][3]["error-rate"]["span"] = 4.5  # over intervals[0] too, which has data
+    assert cross_checks(parse_log(document)) == (
+        "intervals[3].error-rate: its span 4.5 covers intervals[0], which has data for it too: are its "
+        "requests counted twice?",
+    )
+    document["intervals"][0]["error-rate"] = None  # a span reaching before the log's start says nothing
+    assert cross_checks(parse_log(document)) == ()
