@@ -388,10 +388,13 @@ class CountState:
         **The weights** are the quasi-likelihood weights of the dispersion model of the module
         notes, the inverse of the factor :math:`1 + \kappa a_i` by which :math:`d_i`'s variance
         exceeds the binomial :math:`a_i`, with :math:`a_i` predicted rather than observed:
-        :math:`w_i = 1 / (1 + \kappa_0 N_i \bar r_{i-1} p_t (1 - p_t))`, with
+        :math:`w_i = 1 / (1 + \kappa_0 N_i \bar r_{i-1} p_t (1 - p_t) / \ell_i)`, with
         :math:`N_i` the interval's requests, :math:`\bar r_{i-1}` the pooled rate of bad events
-        of the intervals before it and :math:`\kappa_0` the bound fixed before the analysis
-        (``kappa_start``). For :math:`i \ge 2` each :math:`w_i` is a function of the traffic and
+        of the intervals before it, :math:`\kappa_0` the bound fixed before the analysis
+        (``kappa_start``) and :math:`\ell_i` the intervals its counts cover (1, or more for a look
+        read back over looks without data: the jitter of :math:`\ell_i` independent intervals adds
+        up to :math:`\kappa_0 a_i / \ell_i`; which looks had no data sets it, not the counts).
+        For :math:`i \ge 2` each :math:`w_i` is a function of the traffic and
         of the intervals before :math:`i`, so at the boundary
         :math:`E[w_i d_i \mid \mathcal F_{i-1}, N_i] = w_i E[d_i \mid \mathcal F_{i-1}, N_i] = 0`:
         these terms are martingale differences, their sum has mean zero whatever the weights,
@@ -504,9 +507,14 @@ def count_step(
     m: float,
     *,
     promote_x: FloatArray | None = None,
+    span: float = 1.0,
 ) -> CountState:
     """`state` after one more interval: canary `x` and baseline `y` bad events (one per unit) out of
-    `n` and `m` requests. An interval without traffic on a track changes nothing."""
+    `n` and `m` requests. An interval without traffic on a track changes nothing. `span`: how many
+    intervals the counts cover (a look read back over looks without data); the final look weighs
+    them by the jitter of that many intervals, each with its share of the requests, and the
+    dispersion estimate counts a span-th of their level (the jitter their residual shows); the
+    anytime tests weigh them as one interval with all of them, which is conservative."""
     if n <= 0 or m <= 0:
         return state
     x = np.asarray(x, dtype=np.float64)
@@ -538,7 +546,7 @@ def count_step(
     past = (state.canary_events + state.baseline_events + 0.5) / (seen + 1.0)
     first = (y + 0.5) / (m + 1.0) if state.direction == "increase" else (px + 0.5) / (n + 1.0)
     rate = np.where(seen > 0, past, first)
-    w_i = 1.0 / (1.0 + state.kappa_start * (n + m) * rate * pt * (1.0 - pt))
+    w_i = 1.0 / (1.0 + state.kappa_start * (n + m) / span * rate * pt * (1.0 - pt))
     ps_i = d_i / pphi
     pv_i = pk * kearns_saul_variance(np.full_like(pk, pt)) * pfpc / pphi
     grid_p = _shares(np.asarray(n), np.asarray(m), _GRID)[None, :]
@@ -561,7 +569,10 @@ def count_step(
     good_side = residual <= 0.0 if state.direction == "increase" else residual >= 0.0
     # Only the residuals on the good side count: a regression cannot pass for dispersion.
     good = informative & good_side
-    squared = np.where(good, np.minimum(residual * residual, RESIDUAL_CLIP**2 * (1.0 + kappa * level)), 0.0)
+    # A look over `span` intervals has their jitter, kappa * level / span over the binomial: its
+    # level counted whole would take its residual for less dispersion than it shows.
+    own = level / span
+    squared = np.where(good, np.minimum(residual * residual, RESIDUAL_CLIP**2 * (1.0 + kappa * own)), 0.0)
     return replace(
         state,
         intervals=state.intervals + 1,
@@ -576,7 +587,7 @@ def count_step(
         baseline_events=baseline_events,
         baseline_total=baseline_total,
         good_squares=state.good_squares + squared,
-        good_level=state.good_level + np.where(good, level, 0.0),
+        good_level=state.good_level + np.where(good, own, 0.0),
         good_count=state.good_count + good,
         level_sum=state.level_sum + level0,
         grid_s=grid_s,

@@ -216,7 +216,7 @@ def record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) ->
                 c.le, tolerance=plan.tolerance, direction=plan.direction, shift=plan.shift,
                 kappa_start=[learned.get(b, math.nan) for b in c.le if math.isfinite(b)],
             )  # fmt: skip
-        process = process.step(c.counts, b.counts)
+        process = process.step(c.counts, b.counts, span=pair.span)
         slow = _slow_requests(c, plan.slower_than)
         if plan.max_rate is not None and slow is not None and b.total > 0:
             ceiling = history.ceiling or CeilingState(plan.max_rate)
@@ -226,7 +226,7 @@ def record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) ->
             process = RatioState.initial(
                 tolerance=plan.tolerance, direction=plan.direction, kappa_start=plan.kappa_start
             )
-        process = process.step(*c.row, *b.row)
+        process = process.step(*c.row, *b.row, span=pair.span)
         if plan.max_rate is not None and b.row[1] > 0:  # the intervals the relative test counts
             ceiling = history.ceiling or CeilingState(plan.max_rate)
             history = replace(history, ceiling=ceiling.step(*c.row))
@@ -239,7 +239,7 @@ def record(plan: MetricPlan, history: MetricHistory, pair: PairedObservation) ->
             sums = history.increase or IncreaseSums(
                 plan.max_increase, dispersion=float(process.sides[0].kappa_start[0])
             )
-            sums = sums.step(*c.row, *b.row)
+            sums = sums.step(*c.row, *b.row, span=pair.span)
             history = replace(
                 history, baseline_bound=baseline_bound, canary_bound=canary_bound, increase=sums
             )

@@ -343,9 +343,14 @@ class HistogramState:
         return [b for b in self.le if math.isfinite(b)]
 
     def step(
-        self, canary_counts: Sequence[float] | FloatArray, baseline_counts: Sequence[float] | FloatArray
+        self,
+        canary_counts: Sequence[float] | FloatArray,
+        baseline_counts: Sequence[float] | FloatArray,
+        *,
+        span: float = 1.0,
     ) -> HistogramState:
-        """The state after one more interval of cumulative counts (one per ``le``)."""
+        """The state after one more interval of cumulative counts (one per ``le``); `span`: the
+        intervals they cover (`analysis.counts.count_step`)."""
         canary = np.asarray(canary_counts, dtype=np.float64).reshape(1, -1)
         baseline = np.asarray(baseline_counts, dtype=np.float64).reshape(1, -1)
         nc, nb = float(canary[0, -1]), float(baseline[0, -1])
@@ -370,7 +375,7 @@ class HistogramState:
                 ]
             )
             px = np.clip(nc - shifted, 0.0, nc)
-            stepped.append(count_step(state, x, y, nc, nb, promote_x=px))
+            stepped.append(count_step(state, x, y, nc, nb, promote_x=px, span=span))
         pooled = self.pooled_below + canary[0, :units] + baseline[0, :units]
         return HistogramState(
             self.le,

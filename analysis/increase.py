@@ -226,9 +226,12 @@ def increase_weight(
     baseline_total: FloatArray | float,
     rate: FloatArray | float,
     dispersion: float,
+    span: float = 1.0,
 ) -> FloatArray:
-    r"""An interval's weight in the final look (the notes): :math:`w_i = h_i / (1 + \kappa_0 r h_i)`
-    with :math:`h_i = n_i m_i / (n_i + m_i)`, elementwise.
+    r"""An interval's weight in the final look (the notes): :math:`w_i = h_i / (1 + \kappa_0 r h_i / \ell_i)`
+    with :math:`h_i = n_i m_i / (n_i + m_i)`, elementwise; :math:`\ell_i` is the span, the intervals the
+    counts cover (1, or more for a look read back over looks without data, whose jitter is that of
+    :math:`\ell_i` intervals: the difference of rates varies by :math:`r / h_i + \kappa_0 r^2 / \ell_i`).
 
     Parameters
     ----------
@@ -239,6 +242,8 @@ def increase_weight(
         notes for which one).
     dispersion : float
         :math:`\kappa_0` (0: the Mantel-Haenszel weight :math:`h_i`).
+    span : float
+        :math:`\ell_i` (>= 1).
 
     Examples
     --------
@@ -250,7 +255,7 @@ def increase_weight(
     n = np.asarray(canary_total, dtype=np.float64)
     m = np.asarray(baseline_total, dtype=np.float64)
     h = n * m / (n + m)
-    result: FloatArray = h / (1.0 + dispersion * np.asarray(rate, dtype=np.float64) * h)
+    result: FloatArray = h / (1.0 + dispersion * np.asarray(rate, dtype=np.float64) * h / span)
     return result
 
 
@@ -294,10 +299,16 @@ class IncreaseSums:
     canary_total: float = 0.0
 
     def step(
-        self, canary_bad: float, canary_total: float, baseline_bad: float, baseline_total: float
+        self,
+        canary_bad: float,
+        canary_total: float,
+        baseline_bad: float,
+        baseline_total: float,
+        *,
+        span: float = 1.0,
     ) -> IncreaseSums:
-        """The sums with one more interval; an interval where a track saw no requests adds
-        nothing. A non-finite count makes the sums NaN, which never pass."""
+        """The sums with one more interval (its counts over `span` intervals); an interval where a
+        track saw no requests adds nothing. A non-finite count makes the sums NaN, which never pass."""
         if not (canary_total > 0 and baseline_total > 0):
             return self
         seen = self.canary_total + self.baseline_total
@@ -306,7 +317,7 @@ class IncreaseSums:
             if seen > 0
             else (baseline_bad + 0.5) / (baseline_total + 1.0)
         )
-        w = float(increase_weight(canary_total, baseline_total, rate, self.dispersion))
+        w = float(increase_weight(canary_total, baseline_total, rate, self.dispersion, span))
         d = w * (canary_bad / canary_total - baseline_bad / baseline_total - self.margin)
         return replace(
             self, score=self.score + d, squares=self.squares + d * d, weight=self.weight + w,

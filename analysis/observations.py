@@ -212,10 +212,12 @@ class PairedObservation:
 
     `span` is how many intervals the window covers: 1, or more for counts read back over looks that
     had no data for the metric (their rows hold ``None``), whose increases the window then holds.
-    The judge tests the counts as one interval's: it weighs them by the dispersion factor of one
-    interval with all of them, more than the jitter of `span` independent intervals adds up to (a
-    larger factor keeps the error rates, at some power). What reads them per interval (the
-    evidence plan's traffic, a rate per second) divides by `span`.
+    The anytime tests weigh the counts as one interval's, by the dispersion factor of one interval
+    with all of them: more than the jitter of `span` independent intervals adds up to (a larger
+    factor keeps the error rates, at some power, also where jitter lasts longer than an interval).
+    The final look's weights (any that the traffic and the gaps fix before the counts keep its
+    level) and what reads the counts per interval (the evidence plan's traffic, a rate per second)
+    divide by `span`.
     """
 
     baseline: TrackObservation

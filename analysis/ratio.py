@@ -110,11 +110,19 @@ class RatioState:
         return self.sides[0].intervals
 
     def step(
-        self, canary_bad: float, canary_total: float, baseline_bad: float, baseline_total: float
+        self,
+        canary_bad: float,
+        canary_total: float,
+        baseline_bad: float,
+        baseline_total: float,
+        *,
+        span: float = 1.0,
     ) -> RatioState:
-        """The state after one more interval (an interval without traffic on a track is skipped)."""
+        """The state after one more interval (an interval without traffic on a track is skipped);
+        `span`: the intervals its counts cover (`analysis.counts.count_step`)."""
         x, y = np.array([float(canary_bad)]), np.array([float(baseline_bad)])
-        stepped = tuple(count_step(s, x, y, float(canary_total), float(baseline_total)) for s in self.sides)
+        n, m = float(canary_total), float(baseline_total)
+        stepped = tuple(count_step(s, x, y, n, m, span=span) for s in self.sides)
         return RatioState(stepped, self.tolerance)
 
     def last_log_evalue(self) -> float:

@@ -183,3 +183,33 @@ def test_the_final_look_holds_its_level_when_fewer_events_are_worse(rate: float,
     runs = 4_000
     shown = final_look_level(rate, rps, 1.0, 0.5, -1, runs=runs, seed=11, direction="decrease")
     assert shown <= 0.025 + 3 * math.sqrt(0.025 * 0.975 / runs)
+
+
+def test_the_final_look_weighs_a_look_over_k_intervals_by_the_jitter_of_k_intervals() -> None:
+    """A look read back over looks without data (span 4) weighs like one interval with a quarter of
+    its requests and the same events: its own jitter is that of four intervals, not of one with all
+    their traffic (the weight stays a function of traffic known before the counts)."""
+    start = RatioState.initial(tolerance=0.5, kappa_start=0.05).step(30, 3000, 25, 3000)
+
+    def final_score(state: RatioState) -> float:
+        return float(state.sides[0].final_s[0] - start.sides[0].final_s[0])
+
+    spanned = final_score(start.step(120, 12_000, 100, 12_000, span=4))
+    assert spanned == pytest.approx(final_score(start.step(120, 3000, 100, 3000)), rel=1e-12)
+    assert abs(spanned) > 1.5 * abs(final_score(start.step(120, 12_000, 100, 12_000)))
+
+
+def test_a_look_over_k_intervals_counts_a_kth_of_its_level_in_the_dispersion_estimate() -> None:
+    """Its residual shows the jitter of k intervals (kappa * level / k over the binomial): with its
+    whole level in the denominator the estimate would come out k times too low for it."""
+    state = RatioState.initial(tolerance=0.5, kappa_start=0.05)
+    for bad in (30, 28, 33, 31):
+        state = state.step(bad, 3000, 30, 3000)
+    before = float(state.sides[0].good_level[0])
+    good_side = (100, 12_000, 140, 12_000)  # the canary below the baseline: a good-side residual
+
+    def added(span: float) -> float:
+        return float(state.step(*good_side, span=span).sides[0].good_level[0]) - before
+
+    assert added(1) > 0
+    assert added(4) == pytest.approx(added(1) / 4, rel=1e-12)

@@ -555,3 +555,12 @@ def test_a_latency_tolerance_in_its_unit_takes_no_share_of_beta_and_is_named_in_
     assert shifted.decision == relative.decision == "promote"
     assert shifted.interval < relative.interval  # the shift is the larger tolerance at 50 and 100 ms
     assert "within +10 % or +20 ms tolerance" in shifted.metrics["latency"].reason
+
+
+def test_a_look_over_k_intervals_weighs_k_times_one_with_a_kth_of_its_requests() -> None:
+    for k in (1.0, 2.5, 4.0):
+        spanned = increase_weight(8000.0, 6000.0, 0.02, 0.3, k)
+        assert float(spanned) == pytest.approx(k * float(increase_weight(8000.0 / k, 6000.0 / k, 0.02, 0.3)))
+    assert float(increase_weight(8000.0, 6000.0, 0.02, 0.3, 4.0)) > float(
+        increase_weight(8000.0, 6000.0, 0.02, 0.3)
+    )
