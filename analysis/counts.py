@@ -47,12 +47,13 @@ Each interval is therefore divided by :math:`\phi_i = 1 + \kappa^+_{i-1} a_i`, w
   larger for histogram buckets: `analysis.histogram.KAPPA_MAX_BUCKETS`), or a smaller one learned
   from the stable's history before the analysis (``kappa_start``: `analysis.dispersion`; it uses
   no interval of the analysis, so the weights stay predictable);
-- afterwards the moment estimate :math:`\hat\kappa = \sum (e_j^2 - 1) / \sum a_j` from the
-  standardized residuals :math:`e_j` around the running rate ratio, each :math:`e_j^2` capped at
-  ``RESIDUAL_CLIP``:sup:`2` times its expected value (so that a canary that *changes* is not
-  taken for dispersion), plus ``KAPPA_Z`` standard errors, at most :math:`\kappa_{max}`. Each
-  residual is taken around the rate ratio of the intervals *before* it (one fitted to the
-  interval itself would absorb it);
+- afterwards the moment estimate :math:`\hat\kappa = \sum (e_j^2 - 1) / \sum a_j / \ell_j` from
+  the standardized residuals :math:`e_j` around the running rate ratio, each :math:`e_j^2` capped
+  at ``RESIDUAL_CLIP``:sup:`2` times its expected value :math:`1 + \kappa a_j / \ell_j` (so that a
+  canary that *changes* is not taken for dispersion), plus ``KAPPA_Z`` standard errors, at most
+  :math:`\kappa_{max}`; :math:`\ell_j` is 1, or the span of a look read back over looks without
+  data, whose residual shows the jitter of :math:`\ell_j` intervals. Each residual is taken around
+  the rate ratio of the intervals *before* it (one fitted to the interval itself would absorb it);
 - never above a bound learned from the stable's history (``kappa_start``) while the analysis's own
   residuals do not contradict it: the learned bound caps the running upper estimate except
   while the lower estimate (the same construction at ``TRUST_Z`` standard deviations on the
@@ -392,8 +393,11 @@ class CountState:
         :math:`N_i` the interval's requests, :math:`\bar r_{i-1}` the pooled rate of bad events
         of the intervals before it, :math:`\kappa_0` the bound fixed before the analysis
         (``kappa_start``) and :math:`\ell_i` the intervals its counts cover (1, or more for a look
-        read back over looks without data: the jitter of :math:`\ell_i` independent intervals adds
-        up to :math:`\kappa_0 a_i / \ell_i`; which looks had no data sets it, not the counts).
+        read back over looks without data, whose :math:`N_i` are the requests of those intervals:
+        the jitter of :math:`\ell_i` independent intervals adds :math:`\kappa a_i / \ell_i` to the
+        factor over the binomial; which looks had no data, and when they were taken, set it, not
+        the counts, so below the conditioning is on :math:`\ell_i` too, and the weight is the one
+        each of the :math:`\ell_i` intervals would have had with even traffic).
         For :math:`i \ge 2` each :math:`w_i` is a function of the traffic and
         of the intervals before :math:`i`, so at the boundary
         :math:`E[w_i d_i \mid \mathcal F_{i-1}, N_i] = w_i E[d_i \mid \mathcal F_{i-1}, N_i] = 0`:

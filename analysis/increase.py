@@ -78,18 +78,20 @@ one interval, a good canary at 0.05 % errors and 10 req/s was shown within +0.5 
 runs, one at 1 % and 50 req/s in 26 % (``tests/unit/analysis/test_increase.py``). Under the
 dispersion model of `analysis.counts` (each track's rate jittering by a factor of variance
 :math:`\kappa/2`) the variance of :math:`x_i/n_i - y_i/m_i` is about
-:math:`(r / h_i)(1 + \kappa r h_i)`, so the weights are the quasi-likelihood ones
+:math:`(r / h_i)(1 + \kappa r h_i / \ell_i)`, :math:`\ell_i` the intervals the counts cover (1, or
+the span of a look read back over looks without data, whose jitter is that of :math:`\ell_i`
+intervals), so the weights are the quasi-likelihood ones
 
 .. math::
 
-    w_i = \frac{h_i}{1 + \kappa_0\, \bar r_{i-1} h_i},
+    w_i = \frac{h_i}{1 + \kappa_0\, \bar r_{i-1} h_i / \ell_i},
 
 with :math:`\kappa_0` the dispersion bound fixed before the analysis (learned from the stable's
 history, or `analysis.counts.KAPPA_MAX`) and :math:`\bar r_{i-1}` the pooled rate of bad events
 of both tracks in the intervals before :math:`i`, :math:`(\sum_{j<i}(x_j + y_j) + 1/2) /
 (\sum_{j<i}(n_j + m_j) + 1)`; weighted so, the same canaries were shown within in 100 % and
 99.9 % of runs. The variance is predicted, not observed: from the second interval on,
-:math:`w_i` is a function of the traffic and of the intervals before :math:`i` only. The first
+:math:`w_i` is a function of the traffic, the span and the intervals before :math:`i` only. The first
 interval has no past and takes the baseline's own rate in it, :math:`(y_1 + 1/2)/(m_1 + 1)`.
 Write :math:`S` for the interval's shared factor, :math:`c` and :math:`b` for the canary's and the
 baseline's own, so that :math:`E[x_1/n_1 \mid S, c] = S c\, r_c` and
@@ -231,7 +233,7 @@ def increase_weight(
     r"""An interval's weight in the final look (the notes): :math:`w_i = h_i / (1 + \kappa_0 r h_i / \ell_i)`
     with :math:`h_i = n_i m_i / (n_i + m_i)`, elementwise; :math:`\ell_i` is the span, the intervals the
     counts cover (1, or more for a look read back over looks without data, whose jitter is that of
-    :math:`\ell_i` intervals: the difference of rates varies by :math:`r / h_i + \kappa_0 r^2 / \ell_i`).
+    :math:`\ell_i` intervals: the difference of rates varies by about :math:`r / h_i + \kappa r^2 / \ell_i`).
 
     Parameters
     ----------

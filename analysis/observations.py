@@ -212,12 +212,12 @@ class PairedObservation:
 
     `span` is how many intervals the window covers: 1, or more for counts read back over looks that
     had no data for the metric (their rows hold ``None``), whose increases the window then holds.
-    The anytime tests weigh the counts as one interval's, by the dispersion factor of one interval
-    with all of them: more than the jitter of `span` independent intervals adds up to (a larger
-    factor keeps the error rates, at some power, also where jitter lasts longer than an interval).
-    The final look's weights (any that the traffic and the gaps fix before the counts keep its
-    level) and what reads the counts per interval (the evidence plan's traffic, a rate per second)
-    divide by `span`.
+    The anytime tests weigh the counts as one look's, by the dispersion factor their whole level
+    predicts (capped like any look's): at least what the jitter of `span` independent intervals
+    adds, so the error rates are kept at some power. The running dispersion estimate, the final
+    look's weights (any that the traffic and the gaps fix before the counts keep its level) and
+    what reads the counts per interval (the evidence plan's traffic, a rate per second) divide by
+    `span`.
     """
 
     baseline: TrackObservation

@@ -200,8 +200,8 @@ def test_the_final_look_weighs_a_look_over_k_intervals_by_the_jitter_of_k_interv
 
 
 def test_a_look_over_k_intervals_counts_a_kth_of_its_level_in_the_dispersion_estimate() -> None:
-    """Its residual shows the jitter of k intervals (kappa * level / k over the binomial): with its
-    whole level in the denominator the estimate would come out k times too low for it."""
+    """Its residual shows the jitter of its span's intervals (kappa * level / span over the
+    binomial): with its whole level in the denominator the estimate would come out too low."""
     state = RatioState.initial(tolerance=0.5, kappa_start=0.05)
     for bad in (30, 28, 33, 31):
         state = state.step(bad, 3000, 30, 3000)

@@ -564,3 +564,12 @@ def test_a_look_over_k_intervals_weighs_k_times_one_with_a_kth_of_its_requests()
     assert float(increase_weight(8000.0, 6000.0, 0.02, 0.3, 4.0)) > float(
         increase_weight(8000.0, 6000.0, 0.02, 0.3)
     )
+
+
+def test_the_absolute_tolerances_sums_weigh_a_look_by_its_span() -> None:
+    first = IncreaseSums(0.005, dispersion=0.3).step(60, 6000, 55, 6000)
+
+    def added(*row: float, span: float = 1.0) -> float:
+        return first.step(*row, span=span).weight - first.weight
+
+    assert added(240, 24_000, 220, 24_000, span=4) == pytest.approx(4 * added(240, 6000, 220, 6000))

@@ -426,3 +426,23 @@ def test_each_plan_is_the_longest_of_its_counts_at_their_own_dispersion(
     assert len(bounds) >= 2
     assert latency.needed_intervals == math.ceil(max(n for _, n in bounds))
     assert len({kw["tolerance"] for kw, _ in bounds}) == len(bounds)  # each bound its own
+
+
+def test_the_judge_hands_each_looks_span_to_the_final_look_of_both_count_metrics() -> None:
+    spanned = read_back(generate("overdispersed", 50.0, 3).log, 4)
+    flat = replace(
+        spanned,
+        intervals=tuple(
+            {n: p if p is None else replace(p, span=1.0) for n, p in r.items()} for r in spanned.intervals
+        ),
+    )
+
+    def final_pvalues(judged: ObservationLog) -> dict[str, float | None]:
+        *_, last = judge_log(judged, PRODUCT_SETTINGS.model_copy(update={"min_chance": 0.0}))
+        assert last.interval == 40
+        return {name: m.final_pvalue for name, m in last.metrics.items()}
+
+    with_spans, without = final_pvalues(spanned), final_pvalues(flat)
+    assert None not in with_spans.values()
+    assert with_spans["error-rate"] != without["error-rate"]
+    assert with_spans["latency"] != without["latency"]
