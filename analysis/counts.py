@@ -518,7 +518,8 @@ def count_step(
     intervals the counts cover (a look read back over looks without data); the final look weighs
     them by the jitter of that many intervals, each with its share of the requests, and the
     dispersion estimate counts a span-th of their level (the jitter their residual shows); the
-    anytime tests weigh them as one interval with all of them, which is conservative."""
+    anytime tests weigh them by the factor their whole level predicts (capped like any interval's),
+    at least the jitter of that many intervals, which keeps the error rates at some power."""
     if n <= 0 or m <= 0:
         return state
     x = np.asarray(x, dtype=np.float64)
